@@ -1,0 +1,1 @@
+//! `kassa-bench`: workloads for Kassa's benchmarks.

@@ -1,0 +1,154 @@
+//! The batch loop shared by `create_accounts` and `create_transfers` (TigerBeetle's
+//! `execute_create`): event timestamps, linked chains, import mode, and the checks every create
+//! event passes before its own.
+//!
+//! A batch of `n` events written at `now` ends at `end = max(last timestamp, now) + n`; event
+//! `i` gets `end - n + i + 1`, whether it succeeds or not. A chain is a run of events with
+//! `linked` set plus the first event after them; if any of its events fails, every change the
+//! chain made is rolled back, the failing event keeps its own status and the chain's other events
+//! answer `linked_event_failed`. A chain left open at the end of the batch fails with
+//! `linked_event_chain_open` on its last event.
+
+use crate::limits::BATCH_EVENTS_MAX;
+use crate::Ledger;
+use kassa_wire::{TIMESTAMP_MAX, TIMESTAMP_MIN};
+
+/// What one create event led to: created or found (with the record's timestamp), or failed.
+pub(crate) type Outcome<S> = Result<(S, u64), S>;
+
+/// One create operation, as the batch loop sees it.
+pub(crate) trait CreateOperation {
+    type Event;
+    type Status: Copy + Eq;
+    type Result;
+    const CREATED: Self::Status;
+    const LINKED_EVENT_FAILED: Self::Status;
+    const LINKED_EVENT_CHAIN_OPEN: Self::Status;
+    const IMPORTED_EVENT_EXPECTED: Self::Status;
+    const IMPORTED_EVENT_NOT_EXPECTED: Self::Status;
+    const TIMESTAMP_MUST_BE_ZERO: Self::Status;
+    const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self::Status;
+    const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self::Status;
+
+    /// `(linked, imported, timestamp)` of an event.
+    fn head(event: &Self::Event) -> (bool, bool, u64);
+    /// The event's own checks and, if they pass, its effect.
+    fn apply(ledger: &mut Ledger, timestamp: u64, event: &Self::Event) -> Outcome<Self::Status>;
+    /// Called for every failed event, after any chain rollback.
+    fn failed(ledger: &mut Ledger, event: &Self::Event, status: Self::Status);
+    fn result(timestamp: u64, status: Self::Status) -> Self::Result;
+    fn set_status(result: &mut Self::Result, status: Self::Status);
+}
+
+impl Ledger {
+    /// Runs a batch: one result per event, in order, into `results` (cleared first).
+    pub(crate) fn execute_create<Op: CreateOperation>(
+        &mut self,
+        now: u64,
+        events: &[Op::Event],
+        results: &mut Vec<Op::Result>,
+    ) {
+        assert!(events.len() <= BATCH_EVENTS_MAX);
+        results.clear();
+        let Some(first) = events.first() else { return };
+        let count = events.len() as u64;
+        let timestamp_end = self.batch_timestamp_end(now, events.len());
+        let batch_imported = Op::head(first).1;
+        let mut chain_start: Option<usize> = None;
+        let mut chain_broken = false;
+        for (index, event) in events.iter().enumerate() {
+            let timestamp_event = timestamp_end - count + index as u64 + 1;
+            let (linked, imported, event_timestamp) = Op::head(event);
+            if linked && chain_start.is_none() {
+                assert!(!chain_broken);
+                chain_start = Some(index);
+                self.chain_open();
+            }
+            let precheck = if linked && index == events.len() - 1 {
+                Some(Op::LINKED_EVENT_CHAIN_OPEN)
+            } else if chain_broken {
+                Some(Op::LINKED_EVENT_FAILED)
+            } else if batch_imported != imported {
+                Some(if imported {
+                    Op::IMPORTED_EVENT_NOT_EXPECTED
+                } else {
+                    Op::IMPORTED_EVENT_EXPECTED
+                })
+            } else if imported {
+                if !(TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&event_timestamp) {
+                    Some(Op::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE)
+                } else if event_timestamp >= timestamp_end {
+                    Some(Op::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE)
+                } else {
+                    None
+                }
+            } else if event_timestamp != 0 {
+                Some(Op::TIMESTAMP_MUST_BE_ZERO)
+            } else {
+                None
+            };
+            let outcome = match precheck {
+                Some(status) => Err(status),
+                None => Op::apply(self, timestamp_event, event),
+            };
+            let (status, timestamp) = match outcome {
+                Ok(found) => found,
+                Err(status) => (status, timestamp_event),
+            };
+            if status != Op::CREATED {
+                if let (Some(start), false) = (chain_start, chain_broken) {
+                    chain_broken = true;
+                    self.chain_rollback();
+                    for result in &mut results[start..index] {
+                        Op::set_status(result, Op::LINKED_EVENT_FAILED);
+                    }
+                }
+                Op::failed(self, event, status);
+            }
+            results.push(Op::result(timestamp, status));
+            if chain_start.is_some() && (!linked || status == Op::LINKED_EVENT_CHAIN_OPEN) {
+                if !chain_broken {
+                    self.chain_commit();
+                }
+                chain_start = None;
+                chain_broken = false;
+            }
+        }
+        assert!(chain_start.is_none());
+        assert_eq!(results.len(), events.len());
+        self.timestamp = timestamp_end;
+    }
+}
+
+/// Records that carry a timestamp.
+pub(crate) trait HasTimestamp {
+    fn timestamp(&self) -> u64;
+}
+
+impl HasTimestamp for kassa_wire::Account {
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
+impl HasTimestamp for kassa_wire::Transfer {
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
+impl Ledger {
+    /// Whether an imported event's timestamp is not after the newest record of its own kind,
+    /// or is taken by a record of the other kind.
+    pub(crate) fn imported_timestamp_regresses(
+        &self,
+        timestamp: u64,
+        newest_of_kind: Option<&impl HasTimestamp>,
+    ) -> bool {
+        if newest_of_kind.is_some_and(|newest| timestamp <= newest.timestamp()) {
+            return true;
+        }
+        let account = self.accounts.binary_search_by_key(&timestamp, |a| a.timestamp).is_ok();
+        account || self.transfers.binary_search_by_key(&timestamp, |t| t.timestamp).is_ok()
+    }
+}

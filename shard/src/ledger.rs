@@ -1,0 +1,153 @@
+//! The [`Ledger`]'s state and its small shared helpers.
+//!
+//! Storage layout, chosen for the hot path of `create_transfers`:
+//! - `accounts` and `transfers` are vectors in strictly increasing timestamp order (imported
+//!   events must postdate everything stored, so appends keep the order); a record's index in its
+//!   vector is its *position* (`u32`);
+//! - `account_positions` / `transfer_positions` map ids to positions (fixed-seed hash maps: the
+//!   seed is configuration, never read from the OS, and no output depends on iteration order);
+//! - `account_transfers[a]` lists the positions of account `a`'s transfers, ascending, and
+//!   `account_history[a]` (accounts with `history` only) the balances right after each of them;
+//! - `transfer_status[t]` is the two-phase status of transfer `t`;
+//! - `expiries` orders the pending transfers that have a timeout by `(expires_at, position)`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use foldhash::fast::FixedState;
+use kassa_wire::{Account, AccountId, Balances, Transfer, TransferId};
+
+use crate::changes::ChangeStream;
+use crate::limits::RECORDS_MAX;
+use crate::rollback::Rollback;
+
+/// Configuration of a ledger. It does not change the ledger's results, only how it is built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Seed of the id hash maps. Any value gives the same results; a node picks one per process
+    /// so that clients cannot aim ids at one hash bucket.
+    pub hash_seed: u64,
+}
+
+/// Where a transfer stands in the two-phase protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PendingStatus {
+    /// Not a pending transfer (single-phase, or a post or void).
+    None = 0,
+    /// Pending: its amount is reserved.
+    Pending = 1,
+    Posted = 2,
+    Voided = 3,
+    Expired = 4,
+}
+
+impl PendingStatus {
+    pub(crate) fn from_u8(value: u8) -> Option<PendingStatus> {
+        match value {
+            0 => Some(PendingStatus::None),
+            1 => Some(PendingStatus::Pending),
+            2 => Some(PendingStatus::Posted),
+            3 => Some(PendingStatus::Voided),
+            4 => Some(PendingStatus::Expired),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) type IdMap = HashMap<u128, u32, FixedState>;
+pub(crate) type IdSet = HashSet<u128, FixedState>;
+
+/// One partition's ledger. See the crate documentation for its contract.
+pub struct Ledger {
+    pub(crate) config: LedgerConfig,
+    /// The largest timestamp given to any event so far; 0 before the first.
+    pub(crate) timestamp: u64,
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) account_positions: IdMap,
+    pub(crate) account_transfers: Vec<Vec<u32>>,
+    pub(crate) account_history: Vec<Vec<Balances>>,
+    pub(crate) transfers: Vec<Transfer>,
+    pub(crate) transfer_positions: IdMap,
+    pub(crate) transfer_status: Vec<PendingStatus>,
+    /// Ids of transfers that failed with a transient status: they can never be used again.
+    pub(crate) failed_transfer_ids: IdSet,
+    pub(crate) expiries: BTreeSet<(u64, u32)>,
+    pub(crate) changes: ChangeStream,
+    pub(crate) rollback: Rollback,
+}
+
+impl Ledger {
+    pub fn new(config: LedgerConfig) -> Ledger {
+        let state = FixedState::with_seed(config.hash_seed);
+        Ledger {
+            config,
+            timestamp: 0,
+            accounts: Vec::new(),
+            account_positions: HashMap::with_hasher(state),
+            account_transfers: Vec::new(),
+            account_history: Vec::new(),
+            transfers: Vec::new(),
+            transfer_positions: HashMap::with_hasher(state),
+            transfer_status: Vec::new(),
+            failed_transfer_ids: HashSet::with_hasher(state),
+            expiries: BTreeSet::new(),
+            changes: ChangeStream::new(),
+            rollback: Rollback::default(),
+        }
+    }
+
+    pub fn config(&self) -> LedgerConfig {
+        self.config
+    }
+
+    /// The largest timestamp given to any event so far (0 before the first event).
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// All accounts, oldest first.
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// All transfers, oldest first.
+    pub fn transfers(&self) -> &[Transfer] {
+        &self.transfers
+    }
+
+    pub fn account(&self, id: AccountId) -> Option<&Account> {
+        let position = *self.account_positions.get(&id.0)?;
+        Some(&self.accounts[position as usize])
+    }
+
+    pub fn transfer(&self, id: TransferId) -> Option<&Transfer> {
+        let position = *self.transfer_positions.get(&id.0)?;
+        Some(&self.transfers[position as usize])
+    }
+
+    /// The two-phase status of a transfer, if it exists.
+    pub fn pending_status(&self, id: TransferId) -> Option<PendingStatus> {
+        let position = *self.transfer_positions.get(&id.0)?;
+        Some(self.transfer_status[position as usize])
+    }
+
+    /// Whether the transfer id failed with a transient status and can never be used again.
+    pub fn transfer_id_failed(&self, id: TransferId) -> bool {
+        self.failed_transfer_ids.contains(&id.0)
+    }
+
+    /// The timestamp the first event of a batch of `count` events written at `now` ends at:
+    /// events get `end - count + 1 ..= end`.
+    pub(crate) fn batch_timestamp_end(&self, now: u64, count: usize) -> u64 {
+        assert!(count > 0);
+        let end = self.timestamp.max(now).checked_add(count as u64);
+        let end = end.expect("timestamp overflow: the clock is beyond the year 2262");
+        assert!(end <= kassa_wire::TIMESTAMP_MAX, "timestamp beyond TIMESTAMP_MAX");
+        end
+    }
+
+    pub(crate) fn position_of(length: usize) -> u32 {
+        assert!(length < RECORDS_MAX, "a partition holds at most u32::MAX - 1 records");
+        length as u32
+    }
+}

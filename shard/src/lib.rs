@@ -1,0 +1,49 @@
+//! `kassa-shard`: the ledger state machine of one partition.
+//!
+//! A [`Ledger`] holds one partition's accounts and transfers in memory and applies batches of
+//! events to them with TigerBeetle 0.17's semantics: double-entry accounts, single-phase and
+//! two-phase (pending, post, void, expiry) transfers, linked chains that succeed or fail as one,
+//! balancing and closing transfers, balance limits, imported events and idempotent retries.
+//!
+//! It is pure and deterministic: it never reads a clock, a random source, a disk or a network.
+//! Time comes in as the `now` argument of each write (nanoseconds from the caller's clock); the
+//! ledger turns it into strictly increasing event timestamps. The same history of calls gives
+//! the same results, the same state and byte-identical [`Ledger::snapshot`]s, on any machine.
+//!
+//! Invariants (checked by [`Ledger::validate`]):
+//! - per ledger, the sum of `debits_posted` equals the sum of `credits_posted`, and the sum of
+//!   `debits_pending` equals the sum of `credits_pending`;
+//! - accounts and transfers are stored in strictly increasing timestamp order;
+//! - every pending transfer's reserved amount is counted in both its accounts' pending balances
+//!   until it is posted, voided or expired;
+//! - the change stream's sequence numbers are dense.
+//!
+//! Callers: the partition's Raft state machine (`kassa-raft`) applies committed log entries;
+//! tests and benchmarks drive it directly.
+
+mod changes;
+mod create;
+mod create_accounts;
+mod create_transfers;
+mod expiry;
+mod ledger;
+mod post_or_void;
+mod queries;
+mod rollback;
+mod snapshot;
+mod validate;
+
+pub use ledger::{Ledger, LedgerConfig, PendingStatus};
+pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
+
+/// Limits of the state machine, named once.
+pub mod limits {
+    /// Most events in one `create_*` or lookup batch.
+    pub const BATCH_EVENTS_MAX: usize = kassa_wire::BATCH_EVENTS_MAX;
+    /// Most results one query returns, whatever its `limit` (a reply must fit one message).
+    pub const QUERY_RESULTS_MAX: usize = kassa_wire::BATCH_EVENTS_MAX;
+    /// Most pending transfers one [`crate::Ledger::expire_pending_transfers`] call expires.
+    pub const EXPIRE_BATCH_MAX: usize = kassa_wire::BATCH_EVENTS_MAX;
+    /// Most accounts and most transfers one partition holds (positions are `u32`).
+    pub const RECORDS_MAX: usize = u32::MAX as usize;
+}

@@ -1,0 +1,196 @@
+//! Posting and voiding pending transfers (the second phase of a two-phase transfer).
+//!
+//! A post moves all or part of the reserved amount into the posted balances and releases the
+//! rest; a void releases all of it and reopens an account that the pending transfer closed.
+//! Either one resolves the pending transfer for good.
+
+use kassa_wire::{
+    AccountFlags, CreateTransferStatus as Status, Transfer, TransferFlags, ID_INT_MAX,
+};
+
+use crate::create::Outcome;
+use crate::{Ledger, PendingStatus};
+
+impl Ledger {
+    pub(crate) fn post_or_void_pending_transfer(
+        &mut self,
+        timestamp_event: u64,
+        t: &Transfer,
+    ) -> Outcome<Status> {
+        let post = t.flags.contains(TransferFlags::POST_PENDING_TRANSFER);
+        let void = t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
+        assert!(post || void);
+        let exclusive = TransferFlags::PENDING
+            | TransferFlags::BALANCING_DEBIT
+            | TransferFlags::BALANCING_CREDIT
+            | TransferFlags::CLOSING_DEBIT
+            | TransferFlags::CLOSING_CREDIT;
+        if (post && void) || t.flags.0 & exclusive.0 != 0 {
+            return Err(Status::FlagsAreMutuallyExclusive);
+        }
+        if t.pending_id.0 == 0 {
+            return Err(Status::PendingIdMustNotBeZero);
+        }
+        if t.pending_id.0 == ID_INT_MAX {
+            return Err(Status::PendingIdMustNotBeIntMax);
+        }
+        if t.pending_id == t.id {
+            return Err(Status::PendingIdMustBeDifferent);
+        }
+        if t.timeout != 0 {
+            return Err(Status::TimeoutReservedForPendingTransfer);
+        }
+        let p_position = *self
+            .transfer_positions
+            .get(&t.pending_id.0)
+            .ok_or(Status::PendingTransferNotFound)?;
+        let p = self.transfers[p_position as usize];
+        assert!(p.timestamp < timestamp_event);
+        if !p.flags.contains(TransferFlags::PENDING) {
+            return Err(Status::PendingTransferNotPending);
+        }
+        let debit = self.account_positions[&p.debit_account_id.0];
+        let credit = self.account_positions[&p.credit_account_id.0];
+        pending_matches(t, &p)?;
+
+        let amount = match (void, t.amount) {
+            (true, 0) => p.amount,
+            (false, u128::MAX) => p.amount,
+            (_, amount) => amount,
+        };
+        if amount > p.amount {
+            return Err(Status::ExceedsPendingTransferAmount);
+        }
+        if void && amount < p.amount {
+            return Err(Status::PendingTransferHasDifferentAmount);
+        }
+        match self.transfer_status[p_position as usize] {
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => return Err(Status::PendingTransferAlreadyPosted),
+            PendingStatus::Voided => return Err(Status::PendingTransferAlreadyVoided),
+            PendingStatus::Expired => return Err(Status::PendingTransferExpired),
+            PendingStatus::None => unreachable!("a pending transfer has a pending status"),
+        }
+        let expires_at = crate::expiry::expires_at(&p);
+        if expires_at.is_some_and(|expires_at| expires_at <= timestamp_event) {
+            return Err(Status::PendingTransferExpired);
+        }
+        let timestamp = if t.flags.contains(TransferFlags::IMPORTED) {
+            if self.imported_timestamp_regresses(t.timestamp, self.transfers.last()) {
+                return Err(Status::ImportedEventTimestampMustNotRegress);
+            }
+            t.timestamp
+        } else {
+            timestamp_event
+        };
+        let (dr, cr) = (&self.accounts[debit as usize], &self.accounts[credit as usize]);
+        assert!(timestamp > dr.timestamp && timestamp > cr.timestamp);
+        // The only movement a closed account allows is voiding a pending transfer.
+        if dr.flags.contains(AccountFlags::CLOSED) && !void {
+            return Err(Status::DebitAccountAlreadyClosed);
+        }
+        if cr.flags.contains(AccountFlags::CLOSED) && !void {
+            return Err(Status::CreditAccountAlreadyClosed);
+        }
+
+        // From here on the post or void succeeds.
+        if let Some(expires_at) = expires_at {
+            let removed = self.expiries.remove(&(expires_at, p_position));
+            assert!(removed);
+            self.undo_expiry_removed((expires_at, p_position));
+        }
+        self.undo_transfer_status(p_position);
+        self.transfer_status[p_position as usize] =
+            if post { PendingStatus::Posted } else { PendingStatus::Voided };
+        self.account_change(debit, |account| {
+            account.debits_pending -= p.amount;
+            if post {
+                account.debits_posted += amount;
+            } else if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
+                assert!(account.flags.contains(AccountFlags::CLOSED));
+                account.flags.set(AccountFlags::CLOSED, false);
+            }
+        });
+        self.account_change(credit, |account| {
+            account.credits_pending -= p.amount;
+            if post {
+                account.credits_posted += amount;
+            } else if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
+                assert!(account.flags.contains(AccountFlags::CLOSED));
+                account.flags.set(AccountFlags::CLOSED, false);
+            }
+        });
+        let transfer = Transfer {
+            id: t.id,
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            amount,
+            pending_id: t.pending_id,
+            user_data_128: if t.user_data_128 > 0 { t.user_data_128 } else { p.user_data_128 },
+            user_data_64: if t.user_data_64 > 0 { t.user_data_64 } else { p.user_data_64 },
+            user_data_32: if t.user_data_32 > 0 { t.user_data_32 } else { p.user_data_32 },
+            timeout: 0,
+            ledger: p.ledger,
+            code: p.code,
+            flags: t.flags,
+            timestamp,
+        };
+        self.transfer_insert(transfer, PendingStatus::None, debit, credit);
+        Ok((Status::Created, timestamp))
+    }
+}
+
+/// The fields a post or void may leave zero but must not contradict.
+fn pending_matches(t: &Transfer, p: &Transfer) -> Result<(), Status> {
+    if t.debit_account_id.0 > 0 && t.debit_account_id != p.debit_account_id {
+        return Err(Status::PendingTransferHasDifferentDebitAccountId);
+    }
+    if t.credit_account_id.0 > 0 && t.credit_account_id != p.credit_account_id {
+        return Err(Status::PendingTransferHasDifferentCreditAccountId);
+    }
+    // user_data may differ between a pending transfer and its post or void.
+    if t.ledger > 0 && t.ledger != p.ledger {
+        return Err(Status::PendingTransferHasDifferentLedger);
+    }
+    if t.code > 0 && t.code != p.code {
+        return Err(Status::PendingTransferHasDifferentCode);
+    }
+    Ok(())
+}
+
+/// The idempotency check of a post or void whose id exists (`e`), against its pending `p`.
+pub(crate) fn post_or_void_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> Outcome<Status> {
+    assert!(t.id == e.id && t.pending_id == p.id && t.flags == e.flags);
+    if t.debit_account_id.0 != 0 && t.debit_account_id != e.debit_account_id {
+        return Err(Status::ExistsWithDifferentDebitAccountId);
+    }
+    if t.credit_account_id.0 != 0 && t.credit_account_id != e.credit_account_id {
+        return Err(Status::ExistsWithDifferentCreditAccountId);
+    }
+    let void = t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
+    // The amount that means "the whole pending amount": 0 for a void, the maximum for a post.
+    let amount_whole = if void { 0 } else { u128::MAX };
+    let amount_expected = if t.amount == amount_whole { p.amount } else { t.amount };
+    if e.amount != amount_expected {
+        return Err(Status::ExistsWithDifferentAmount);
+    }
+    let inherits = |own: u128, pending: u128| if own == 0 { pending } else { own };
+    if inherits(t.user_data_128, p.user_data_128) != e.user_data_128 {
+        return Err(Status::ExistsWithDifferentUserData128);
+    }
+    let user_data_64 = inherits(u128::from(t.user_data_64), u128::from(p.user_data_64));
+    if user_data_64 != u128::from(e.user_data_64) {
+        return Err(Status::ExistsWithDifferentUserData64);
+    }
+    let user_data_32 = inherits(u128::from(t.user_data_32), u128::from(p.user_data_32));
+    if user_data_32 != u128::from(e.user_data_32) {
+        return Err(Status::ExistsWithDifferentUserData32);
+    }
+    if t.ledger != 0 && t.ledger != e.ledger {
+        return Err(Status::ExistsWithDifferentLedger);
+    }
+    if t.code != 0 && t.code != e.code {
+        return Err(Status::ExistsWithDifferentCode);
+    }
+    Ok((Status::Exists, e.timestamp))
+}

@@ -1,0 +1,185 @@
+//! Reads: lookups by id, an account's transfers and balance history, and queries by user data,
+//! ledger, code and timestamp range.
+//!
+//! An invalid filter (zero limit, reserved bits or bytes set, a bad timestamp range, no side
+//! chosen) returns no results, as TigerBeetle does. Every query returns at most
+//! `min(limit, QUERY_RESULTS_MAX)` results, in timestamp order or reversed.
+//!
+//! Cost: an account's transfers come from its own position list, binary-searched to the
+//! timestamp range. `query_accounts` and `query_transfers` scan the records in timestamp order
+//! from the range's start, so a selective filter over a long history reads many records; field
+//! indexes belong with the cold-history store.
+
+use kassa_wire::{
+    Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags, AccountId,
+    QueryFilter, QueryFilterFlags, Transfer, TransferId, TIMESTAMP_MAX, TIMESTAMP_MIN,
+};
+
+use crate::limits::{BATCH_EVENTS_MAX, QUERY_RESULTS_MAX};
+use crate::Ledger;
+
+impl Ledger {
+    /// Appends the accounts that exist, in the order of `ids`.
+    pub fn lookup_accounts(&self, ids: &[AccountId], out: &mut Vec<Account>) {
+        assert!(ids.len() <= BATCH_EVENTS_MAX);
+        out.extend(ids.iter().filter_map(|id| self.account(*id)));
+    }
+
+    /// Appends the transfers that exist, in the order of `ids`.
+    pub fn lookup_transfers(&self, ids: &[TransferId], out: &mut Vec<Transfer>) {
+        assert!(ids.len() <= BATCH_EVENTS_MAX);
+        out.extend(ids.iter().filter_map(|id| self.transfer(*id)));
+    }
+
+    /// Appends the transfers of `filter.account_id` that match the filter.
+    pub fn get_account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
+        self.account_filter_scan(filter, |ledger, position, _| {
+            out.push(ledger.transfers[position as usize]);
+        });
+    }
+
+    /// Appends the balances of `filter.account_id` right after each of its transfers that
+    /// match the filter. Only accounts with the `history` flag keep them; for others, and for
+    /// accounts that do not exist, nothing is returned.
+    pub fn get_account_balances(&self, filter: &AccountFilter, out: &mut Vec<AccountBalance>) {
+        let Some(account) = self.account(filter.account_id) else { return };
+        if !account.flags.contains(AccountFlags::HISTORY) {
+            return;
+        }
+        self.account_filter_scan(filter, |ledger, position, index| {
+            let account = ledger.account_positions[&filter.account_id.0] as usize;
+            let balances = &ledger.account_history[account][index];
+            let timestamp = ledger.transfers[position as usize].timestamp;
+            out.push(AccountBalance::new(balances, timestamp));
+        });
+    }
+
+    /// Calls `emit(ledger, transfer position, index in the account's list)` for each match.
+    fn account_filter_scan(
+        &self,
+        filter: &AccountFilter,
+        mut emit: impl FnMut(&Ledger, u32, usize),
+    ) {
+        if !account_filter_valid(filter) {
+            return;
+        }
+        let Some(&account) = self.account_positions.get(&filter.account_id.0) else { return };
+        let list = &self.account_transfers[account as usize];
+        let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
+        let start = list.partition_point(|p| self.transfers[*p as usize].timestamp < min);
+        let end = list.partition_point(|p| self.transfers[*p as usize].timestamp <= max);
+        let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
+        let debits = filter.flags.contains(AccountFilterFlags::DEBITS);
+        let credits = filter.flags.contains(AccountFilterFlags::CREDITS);
+        let matches = |index: &usize| {
+            let t = &self.transfers[list[*index] as usize];
+            ((debits && t.debit_account_id == filter.account_id)
+                || (credits && t.credit_account_id == filter.account_id))
+                && (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
+                && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
+                && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
+                && (filter.code == 0 || t.code == filter.code)
+        };
+        let range = start..end.max(start);
+        if filter.flags.contains(AccountFilterFlags::REVERSED) {
+            for index in range.rev().filter(matches).take(limit) {
+                emit(self, list[index], index);
+            }
+        } else {
+            for index in range.filter(matches).take(limit) {
+                emit(self, list[index], index);
+            }
+        }
+    }
+
+    /// Appends the accounts that match the filter.
+    pub fn query_accounts(&self, filter: &QueryFilter, out: &mut Vec<Account>) {
+        if !query_filter_valid(filter) {
+            return;
+        }
+        let matches = |a: &&Account| {
+            query_fields_match(filter, (a.user_data_128, a.user_data_64, a.user_data_32))
+                && (filter.ledger == 0 || a.ledger == filter.ledger)
+                && (filter.code == 0 || a.code == filter.code)
+        };
+        let records = by_timestamp_range(&self.accounts, filter, |a| a.timestamp);
+        extend_limited(out, records, filter, matches);
+    }
+
+    /// Appends the transfers that match the filter.
+    pub fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
+        if !query_filter_valid(filter) {
+            return;
+        }
+        let matches = |t: &&Transfer| {
+            query_fields_match(filter, (t.user_data_128, t.user_data_64, t.user_data_32))
+                && (filter.ledger == 0 || t.ledger == filter.ledger)
+                && (filter.code == 0 || t.code == filter.code)
+        };
+        let records = by_timestamp_range(&self.transfers, filter, |t| t.timestamp);
+        extend_limited(out, records, filter, matches);
+    }
+}
+
+fn query_fields_match(filter: &QueryFilter, (u128_, u64_, u32_): (u128, u64, u32)) -> bool {
+    (filter.user_data_128 == 0 || u128_ == filter.user_data_128)
+        && (filter.user_data_64 == 0 || u64_ == filter.user_data_64)
+        && (filter.user_data_32 == 0 || u32_ == filter.user_data_32)
+}
+
+/// The records whose timestamps fall in the filter's range (records are in timestamp order).
+fn by_timestamp_range<'a, T>(
+    records: &'a [T],
+    filter: &QueryFilter,
+    timestamp: impl Fn(&T) -> u64,
+) -> &'a [T] {
+    let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
+    let start = records.partition_point(|r| timestamp(r) < min);
+    let end = records.partition_point(|r| timestamp(r) <= max);
+    &records[start..end.max(start)]
+}
+
+fn extend_limited<T: Copy>(
+    out: &mut Vec<T>,
+    records: &[T],
+    filter: &QueryFilter,
+    matches: impl Fn(&&T) -> bool,
+) {
+    let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
+    if filter.flags.contains(QueryFilterFlags::REVERSED) {
+        out.extend(records.iter().rev().filter(matches).take(limit));
+    } else {
+        out.extend(records.iter().filter(matches).take(limit));
+    }
+}
+
+/// The inclusive range a filter's bounds give (zero means unbounded).
+fn timestamp_range(timestamp_min: u64, timestamp_max: u64) -> (u64, u64) {
+    let min = if timestamp_min == 0 { TIMESTAMP_MIN } else { timestamp_min };
+    let max = if timestamp_max == 0 { TIMESTAMP_MAX } else { timestamp_max };
+    (min, max)
+}
+
+fn timestamp_bounds_valid(timestamp_min: u64, timestamp_max: u64) -> bool {
+    let valid = |t: u64| t == 0 || (TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&t);
+    valid(timestamp_min)
+        && valid(timestamp_max)
+        && (timestamp_max == 0 || timestamp_min <= timestamp_max)
+}
+
+fn account_filter_valid(filter: &AccountFilter) -> bool {
+    filter.account_id.is_valid()
+        && timestamp_bounds_valid(filter.timestamp_min, filter.timestamp_max)
+        && filter.limit != 0
+        && (filter.flags.contains(AccountFilterFlags::DEBITS)
+            || filter.flags.contains(AccountFilterFlags::CREDITS))
+        && filter.flags.0 & AccountFilterFlags::RESERVED_MASK == 0
+        && filter.reserved.iter().all(|b| *b == 0)
+}
+
+fn query_filter_valid(filter: &QueryFilter) -> bool {
+    timestamp_bounds_valid(filter.timestamp_min, filter.timestamp_max)
+        && filter.limit != 0
+        && filter.flags.0 & QueryFilterFlags::RESERVED_MASK == 0
+        && filter.reserved.iter().all(|b| *b == 0)
+}

@@ -1,0 +1,254 @@
+//! Snapshots: the whole ledger as bytes, and back.
+//!
+//! Format (all integers little-endian):
+//! ```text
+//! header (32 bytes): magic "KASSALDG" | format_version u32 | reserved u32 (0)
+//!                    | body_size u64 | body_checksum u32 (CRC32C of the body) | header_checksum u32
+//!                    (CRC32C of the header's first 28 bytes)
+//! body:  timestamp u64 | change_sequence_next u64
+//!        | accounts:      count u64, count × 128-byte Account (timestamp order)
+//!        | transfers:     count u64, count × 128-byte Transfer (timestamp order)
+//!        | statuses:      count × u8 two-phase status, one per transfer
+//!        | failed ids:    count u64, count × u128, ascending
+//!        | expiries:      count u64, count × (expires_at u64, transfer position u32)
+//!        | history:       count u64, count × (account position u32, entries u64,
+//!                         entries × 64-byte balances)
+//!        | change events: count u64, count × 288-byte ChangeEvent
+//! ```
+//! Everything written is in a defined order (no hash-map iteration), so the same history gives
+//! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
+//! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a
+//! snapshot that breaks one, as it refuses a bad checksum, version or size.
+
+use std::collections::BTreeSet;
+
+use kassa_wire::{Account, Balances, ChangeEvent, Transfer};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::changes::ChangeStream;
+use crate::{Ledger, LedgerConfig, PendingStatus};
+
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+const MAGIC: [u8; 8] = *b"KASSALDG";
+const HEADER_SIZE: usize = 32;
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("not a Kassa ledger snapshot (bad magic)")]
+    BadMagic,
+    #[error("snapshot format version {found} is not supported (this build reads {supported})")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error("snapshot header checksum mismatch: the header is damaged")]
+    HeaderChecksum,
+    #[error("snapshot is {actual} bytes but its header says {expected}: truncated or padded")]
+    Size { expected: u64, actual: u64 },
+    #[error("snapshot body checksum mismatch: the body is damaged")]
+    BodyChecksum,
+    #[error("snapshot body is malformed at byte {offset}: {what}")]
+    Malformed { offset: usize, what: &'static str },
+    #[error("snapshot state is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl Ledger {
+    /// Writes the whole state into `out` (cleared first).
+    pub fn snapshot(&self, out: &mut Vec<u8>) {
+        assert!(self.rollback_is_idle(), "snapshot inside a linked chain");
+        out.clear();
+        out.resize(HEADER_SIZE, 0);
+        self.snapshot_body(out);
+        let body_size = (out.len() - HEADER_SIZE) as u64;
+        let body_checksum = crc32c::crc32c(&out[HEADER_SIZE..]);
+        let header = &mut out[..HEADER_SIZE];
+        header[0..8].copy_from_slice(&MAGIC);
+        header[8..12].copy_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&0u32.to_le_bytes());
+        header[16..24].copy_from_slice(&body_size.to_le_bytes());
+        header[24..28].copy_from_slice(&body_checksum.to_le_bytes());
+        let header_checksum = crc32c::crc32c(&header[..28]);
+        header[28..32].copy_from_slice(&header_checksum.to_le_bytes());
+    }
+
+    fn snapshot_body(&self, out: &mut Vec<u8>) {
+        let put_u64 = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_le_bytes());
+        put_u64(out, self.timestamp);
+        put_u64(out, self.changes.sequence_next);
+        put_u64(out, self.accounts.len() as u64);
+        out.extend_from_slice(self.accounts.as_bytes());
+        put_u64(out, self.transfers.len() as u64);
+        out.extend_from_slice(self.transfers.as_bytes());
+        out.extend(self.transfer_status.iter().map(|s| *s as u8));
+        let failed: BTreeSet<u128> = self.failed_transfer_ids.iter().copied().collect();
+        put_u64(out, failed.len() as u64);
+        for id in failed {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        put_u64(out, self.expiries.len() as u64);
+        for (expires_at, position) in &self.expiries {
+            put_u64(out, *expires_at);
+            out.extend_from_slice(&position.to_le_bytes());
+        }
+        let history: Vec<usize> =
+            (0..self.accounts.len()).filter(|a| !self.account_history[*a].is_empty()).collect();
+        put_u64(out, history.len() as u64);
+        for account in history {
+            out.extend_from_slice(&(account as u32).to_le_bytes());
+            put_u64(out, self.account_history[account].len() as u64);
+            out.extend_from_slice(self.account_history[account].as_bytes());
+        }
+        put_u64(out, self.changes.events.len() as u64);
+        for event in &self.changes.events {
+            out.extend_from_slice(event.as_bytes());
+        }
+    }
+
+    /// Rebuilds a ledger from a snapshot, refusing a damaged or inconsistent one.
+    pub fn restore(config: LedgerConfig, bytes: &[u8]) -> Result<Ledger, SnapshotError> {
+        let body = snapshot_body(bytes)?;
+        let mut reader = Reader { bytes: body, offset: 0 };
+        let mut ledger = Ledger::new(config);
+        ledger.timestamp = reader.u64()?;
+        let sequence_next = reader.u64()?;
+        ledger.accounts = reader.records::<Account>()?;
+        ledger.transfers = reader.records::<Transfer>()?;
+        ledger.transfer_status = reader
+            .take(ledger.transfers.len(), "transfer statuses")?
+            .iter()
+            .map(|b| PendingStatus::from_u8(*b))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(reader.malformed("unknown two-phase status"))?;
+        for _ in 0..reader.count(16)? {
+            ledger.failed_transfer_ids.insert(reader.u128()?);
+        }
+        for _ in 0..reader.count(12)? {
+            let key = (reader.u64()?, reader.u32()?);
+            ledger.expiries.insert(key);
+        }
+        ledger.rebuild_indexes()?;
+        for _ in 0..reader.count(12)? {
+            let account = reader.u32()? as usize;
+            let history = reader.records::<Balances>()?;
+            let slot = ledger.account_history.get_mut(account);
+            let slot = slot.ok_or(reader.malformed("history of a missing account"))?;
+            *slot = history;
+        }
+        let events = reader.records::<ChangeEvent>()?;
+        if events.len() as u64 >= sequence_next {
+            return Err(reader.malformed("more change events than sequence numbers"));
+        }
+        ledger.changes = ChangeStream { events: events.into(), sequence_next };
+        if reader.offset != body.len() {
+            return Err(reader.malformed("trailing bytes"));
+        }
+        ledger.check().map_err(SnapshotError::Inconsistent)?;
+        Ok(ledger)
+    }
+
+    /// Rebuilds the id indexes and per-account transfer lists from the tables.
+    fn rebuild_indexes(&mut self) -> Result<(), SnapshotError> {
+        let inconsistent = |what: &str| SnapshotError::Inconsistent(what.to_string());
+        self.account_transfers = vec![Vec::new(); self.accounts.len()];
+        self.account_history = vec![Vec::new(); self.accounts.len()];
+        for (position, account) in self.accounts.iter().enumerate() {
+            let position = Ledger::position_of(position);
+            if self.account_positions.insert(account.id.0, position).is_some() {
+                return Err(inconsistent("duplicate account id"));
+            }
+        }
+        for (position, transfer) in self.transfers.iter().enumerate() {
+            let position = Ledger::position_of(position);
+            if self.transfer_positions.insert(transfer.id.0, position).is_some() {
+                return Err(inconsistent("duplicate transfer id"));
+            }
+            for id in [transfer.debit_account_id, transfer.credit_account_id] {
+                let account = self.account_positions.get(&id.0);
+                let account = *account.ok_or_else(|| inconsistent("transfer of missing account"))?;
+                self.account_transfers[account as usize].push(position);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks the header and returns the body.
+fn snapshot_body(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
+    if bytes.len() < HEADER_SIZE || bytes[0..8] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&bytes[..28]) != u32_at(28) {
+        return Err(SnapshotError::HeaderChecksum);
+    }
+    let version = u32_at(8);
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(SnapshotError::UnsupportedVersion {
+            found: version,
+            supported: SNAPSHOT_FORMAT_VERSION,
+        });
+    }
+    let body_size = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let actual = (bytes.len() - HEADER_SIZE) as u64;
+    if body_size != actual {
+        return Err(SnapshotError::Size { expected: body_size, actual });
+    }
+    let body = &bytes[HEADER_SIZE..];
+    if crc32c::crc32c(body) != u32_at(24) {
+        return Err(SnapshotError::BodyChecksum);
+    }
+    Ok(body)
+}
+
+/// Reads a snapshot body front to back; every read is bounds-checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn malformed(&self, what: &'static str) -> SnapshotError {
+        SnapshotError::Malformed { offset: self.offset, what }
+    }
+
+    fn take(&mut self, size: usize, what: &'static str) -> Result<&'a [u8], SnapshotError> {
+        let end = self.offset.checked_add(size).filter(|end| *end <= self.bytes.len());
+        let end = end.ok_or(self.malformed(what))?;
+        let slice = &self.bytes[self.offset..end];
+        self.offset = end;
+        Ok(slice)
+    }
+
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        let bytes = self.take(4, "truncated u32")?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        let bytes = self.take(8, "truncated u64")?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    fn u128(&mut self) -> Result<u128, SnapshotError> {
+        let bytes = self.take(16, "truncated u128")?;
+        Ok(u128::from_le_bytes(bytes.try_into().expect("16 bytes")))
+    }
+
+    /// A count of items of `item_size` bytes each, checked against the bytes left.
+    fn count(&mut self, item_size: usize) -> Result<usize, SnapshotError> {
+        let count = self.u64()?;
+        let left = (self.bytes.len() - self.offset) as u64;
+        if count.checked_mul(item_size as u64).is_none_or(|size| size > left) {
+            return Err(self.malformed("count larger than the bytes left"));
+        }
+        Ok(count as usize)
+    }
+
+    /// A count, then that many fixed-size records.
+    fn records<T: FromBytes + IntoBytes + Copy>(&mut self) -> Result<Vec<T>, SnapshotError> {
+        let count = self.count(size_of::<T>())?;
+        let bytes = self.take(count * size_of::<T>(), "truncated records")?;
+        let mut records = T::new_vec_zeroed(count).map_err(|_| self.malformed("too many"))?;
+        records.as_mut_bytes().copy_from_slice(bytes);
+        Ok(records)
+    }
+}

@@ -1,0 +1,185 @@
+//! The ledger's invariants, checked in one place: by tests after every batch, by debug builds,
+//! and by [`Ledger::restore`] on every snapshot it reads (where a violation is an error, not a
+//! panic). Every check is O(records): this is not for the hot path.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kassa_wire::{AccountFlags, ChangeKind, TransferFlags};
+
+use crate::{Ledger, PendingStatus};
+
+/// A 256-bit sum of u128s, so that totals over many accounts never overflow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Sum256 {
+    high: u128,
+    low: u128,
+}
+
+impl Sum256 {
+    fn add(&mut self, value: u128) {
+        let (low, carry) = self.low.overflowing_add(value);
+        self.low = low;
+        self.high += u128::from(carry);
+    }
+}
+
+#[derive(Default)]
+struct LedgerTotals {
+    debits_pending: Sum256,
+    debits_posted: Sum256,
+    credits_pending: Sum256,
+    credits_posted: Sum256,
+}
+
+impl Ledger {
+    /// Panics if any invariant of the state does not hold.
+    pub fn validate(&self) {
+        if let Err(violation) = self.check() {
+            panic!("ledger invariant violated: {violation}");
+        }
+    }
+
+    /// Checks every invariant; the first violation found is the error.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.check_accounts()?;
+        self.check_transfers()?;
+        self.check_balances()?;
+        self.check_changes()
+    }
+
+    fn check_accounts(&self) -> Result<(), String> {
+        if self.account_positions.len() != self.accounts.len()
+            || self.account_transfers.len() != self.accounts.len()
+            || self.account_history.len() != self.accounts.len()
+        {
+            return Err("account indexes are not the size of the account table".into());
+        }
+        for (position, account) in self.accounts.iter().enumerate() {
+            if self.account_positions.get(&account.id.0) != Some(&(position as u32)) {
+                return Err(format!("account {} is not indexed at {position}", account.id));
+            }
+            if !account.id.is_valid() || account.timestamp == 0 || account.timestamp > self.timestamp
+            {
+                return Err(format!("account {} has a bad id or timestamp", account.id));
+            }
+            if position > 0 && self.accounts[position - 1].timestamp >= account.timestamp {
+                return Err(format!("account {} is out of timestamp order", account.id));
+            }
+            let history = account.flags.contains(AccountFlags::HISTORY);
+            let expected = if history { self.account_transfers[position].len() } else { 0 };
+            if self.account_history[position].len() != expected {
+                return Err(format!("account {} history is out of step", account.id));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_transfers(&self) -> Result<(), String> {
+        if self.transfer_positions.len() != self.transfers.len()
+            || self.transfer_status.len() != self.transfers.len()
+        {
+            return Err("transfer indexes are not the size of the transfer table".into());
+        }
+        let mut account_transfers = vec![Vec::new(); self.accounts.len()];
+        let mut expiries = BTreeSet::new();
+        for (position, t) in self.transfers.iter().enumerate() {
+            let position = position as u32;
+            if self.transfer_positions.get(&t.id.0) != Some(&position) {
+                return Err(format!("transfer {} is not indexed at {position}", t.id));
+            }
+            if t.timestamp == 0 || t.timestamp > self.timestamp {
+                return Err(format!("transfer {} has a bad timestamp", t.id));
+            }
+            if position > 0 && self.transfers[position as usize - 1].timestamp >= t.timestamp {
+                return Err(format!("transfer {} is out of timestamp order", t.id));
+            }
+            let (Some(&debit), Some(&credit)) = (
+                self.account_positions.get(&t.debit_account_id.0),
+                self.account_positions.get(&t.credit_account_id.0),
+            ) else {
+                return Err(format!("transfer {} names a missing account", t.id));
+            };
+            if debit == credit || self.accounts[debit as usize].timestamp >= t.timestamp {
+                return Err(format!("transfer {} has bad accounts", t.id));
+            }
+            account_transfers[debit as usize].push(position);
+            account_transfers[credit as usize].push(position);
+            let status = self.transfer_status[position as usize];
+            let pending = t.flags.contains(TransferFlags::PENDING);
+            if pending == (status == PendingStatus::None) {
+                return Err(format!("transfer {} has two-phase status {status:?}", t.id));
+            }
+            if status == PendingStatus::Pending {
+                if let Some(expires_at) = crate::expiry::expires_at(t) {
+                    expiries.insert((expires_at, position));
+                }
+            }
+        }
+        if account_transfers != self.account_transfers {
+            return Err("an account's transfer list is out of step".into());
+        }
+        if expiries != self.expiries {
+            return Err("the expiry queue is out of step with pending transfers".into());
+        }
+        Ok(())
+    }
+
+    /// Per ledger: debits equal credits, posted and pending; and every account's pending
+    /// balances are exactly the sums of its open pending transfers.
+    fn check_balances(&self) -> Result<(), String> {
+        let mut totals: BTreeMap<u32, LedgerTotals> = BTreeMap::new();
+        for account in &self.accounts {
+            let total = totals.entry(account.ledger).or_default();
+            total.debits_pending.add(account.debits_pending);
+            total.debits_posted.add(account.debits_posted);
+            total.credits_pending.add(account.credits_pending);
+            total.credits_posted.add(account.credits_posted);
+            if account.debits_pending.checked_add(account.debits_posted).is_none()
+                || account.credits_pending.checked_add(account.credits_posted).is_none()
+            {
+                return Err(format!("account {} pending + posted overflows", account.id));
+            }
+        }
+        for (ledger, total) in &totals {
+            if total.debits_posted != total.credits_posted {
+                return Err(format!("ledger {ledger}: posted debits differ from credits"));
+            }
+            if total.debits_pending != total.credits_pending {
+                return Err(format!("ledger {ledger}: pending debits differ from credits"));
+            }
+        }
+        let mut pending = vec![(0u128, 0u128); self.accounts.len()];
+        for (t, status) in self.transfers.iter().zip(&self.transfer_status) {
+            if *status == PendingStatus::Pending {
+                let debit = self.account_positions[&t.debit_account_id.0] as usize;
+                let credit = self.account_positions[&t.credit_account_id.0] as usize;
+                pending[debit].0 = pending[debit].0.wrapping_add(t.amount);
+                pending[credit].1 = pending[credit].1.wrapping_add(t.amount);
+            }
+        }
+        for (account, (debits, credits)) in self.accounts.iter().zip(pending) {
+            if account.debits_pending != debits || account.credits_pending != credits {
+                return Err(format!("account {} pending balances differ", account.id));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_changes(&self) -> Result<(), String> {
+        let first = self.changes.sequence_first();
+        for (offset, event) in self.changes.events.iter().enumerate() {
+            if event.sequence != first + offset as u64 {
+                return Err(format!("change event {} is out of sequence", event.sequence));
+            }
+            let record_ok = match event.kind() {
+                Some(ChangeKind::AccountCreated) => event.account().is_some(),
+                Some(_) => event.transfer_record().is_some(),
+                None => false,
+            };
+            if !record_ok || event.timestamp > self.timestamp {
+                return Err(format!("change event {} is malformed", event.sequence));
+            }
+        }
+        Ok(())
+    }
+}
