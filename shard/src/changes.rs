@@ -3,67 +3,94 @@
 //! gaps). Notifications and the analytics export read it; they release what they have consumed
 //! with [`Ledger::release_change_events`], which is part of the replicated history like any
 //! write. The retained tail is part of the state and of snapshots.
+//!
+//! The stream stores compact entries that point at the record by position (records never move
+//! and, transfers, never change) plus what the record does not keep: the balances right after
+//! the change and an account's flags as created. Readers get full [`ChangeEvent`]s.
 
 use std::collections::VecDeque;
 
-use kassa_wire::{Account, Balances, ChangeEvent, ChangeKind, Transfer};
+use kassa_wire::{Account, AccountFlags, Balances, ChangeEvent, ChangeKind};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::Ledger;
 
+/// One retained change, 144 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub(crate) struct ChangeEntry {
+    pub(crate) debit_account: Balances,
+    pub(crate) credit_account: Balances,
+    pub(crate) timestamp: u64,
+    /// Position of the account or transfer the change is about.
+    pub(crate) position: u32,
+    /// A [`ChangeKind`] as its number.
+    pub(crate) kind: u8,
+    pub(crate) reserved: u8,
+    /// For `AccountCreated`: the account's flags when it was created.
+    pub(crate) account_flags: u16,
+}
+
+const _: () = assert!(size_of::<ChangeEntry>() == 144);
+
 pub(crate) struct ChangeStream {
-    /// Retained events, oldest first; sequences are dense and end at `sequence_next - 1`.
-    pub(crate) events: VecDeque<ChangeEvent>,
+    /// Retained entries, oldest first; their sequences end at `sequence_next - 1`.
+    pub(crate) entries: VecDeque<ChangeEntry>,
     /// The sequence number the next event gets.
     pub(crate) sequence_next: u64,
 }
 
 impl ChangeStream {
     pub(crate) fn new() -> ChangeStream {
-        ChangeStream { events: VecDeque::new(), sequence_next: 1 }
+        ChangeStream { entries: VecDeque::new(), sequence_next: 1 }
     }
 
-    pub(crate) fn push_account(&mut self, account: &Account) {
-        let event = ChangeEvent::account_created(self.sequence_next, account);
-        self.push(event);
+    pub(crate) fn push_account(&mut self, position: u32, account: &Account) {
+        self.entries.push_back(ChangeEntry {
+            debit_account: Balances::default(),
+            credit_account: Balances::default(),
+            timestamp: account.timestamp,
+            position,
+            kind: ChangeKind::AccountCreated as u8,
+            reserved: 0,
+            account_flags: account.flags.bits(),
+        });
+        self.sequence_next += 1;
     }
 
     pub(crate) fn push_transfer(
         &mut self,
         kind: ChangeKind,
         timestamp: u64,
-        transfer: &Transfer,
+        position: u32,
         debit_account: &Account,
         credit_account: &Account,
     ) {
-        let event = ChangeEvent::transfer(
-            kind,
-            self.sequence_next,
+        assert!(kind != ChangeKind::AccountCreated);
+        self.entries.push_back(ChangeEntry {
+            debit_account: Balances::of(debit_account),
+            credit_account: Balances::of(credit_account),
             timestamp,
-            transfer,
-            Balances::of(debit_account),
-            Balances::of(credit_account),
-        );
-        self.push(event);
-    }
-
-    fn push(&mut self, event: ChangeEvent) {
-        debug_assert!(self.events.back().is_none_or(|last| last.sequence + 1 == event.sequence));
-        self.events.push_back(event);
+            position,
+            kind: kind as u8,
+            reserved: 0,
+            account_flags: 0,
+        });
         self.sequence_next += 1;
     }
 
-    /// Drops the events of sequence `sequence_next` and later (a rolled-back chain's).
+    /// Drops the entries of sequence `sequence_next` and later (a rolled-back chain's).
     pub(crate) fn truncate_to(&mut self, sequence_next: u64) {
         assert!(sequence_next <= self.sequence_next);
         let drop_count = (self.sequence_next - sequence_next) as usize;
-        assert!(drop_count <= self.events.len());
-        self.events.truncate(self.events.len() - drop_count);
+        assert!(drop_count <= self.entries.len());
+        self.entries.truncate(self.entries.len() - drop_count);
         self.sequence_next = sequence_next;
     }
 
-    /// The sequence number of the oldest retained event (`sequence_next` when none is).
+    /// The sequence number of the oldest retained entry (`sequence_next` when none is).
     pub(crate) fn sequence_first(&self) -> u64 {
-        self.sequence_next - self.events.len() as u64
+        self.sequence_next - self.entries.len() as u64
     }
 }
 
@@ -82,8 +109,37 @@ impl Ledger {
     /// oldest first. Events already released are not returned.
     pub fn change_events(&self, sequence_from: u64, limit: usize, out: &mut Vec<ChangeEvent>) {
         let first = self.changes.sequence_first();
-        let skip = sequence_from.saturating_sub(first) as usize;
-        out.extend(self.changes.events.iter().skip(skip).take(limit));
+        let skip = sequence_from.saturating_sub(first);
+        let entries = self.changes.entries.iter().enumerate().skip(skip as usize).take(limit);
+        for (offset, entry) in entries {
+            out.push(self.change_event(first + offset as u64, entry));
+        }
+    }
+
+    /// The full event an entry stands for.
+    pub(crate) fn change_event(&self, sequence: u64, entry: &ChangeEntry) -> ChangeEvent {
+        match ChangeKind::from_u8(entry.kind) {
+            Some(ChangeKind::AccountCreated) => {
+                let account = Account {
+                    debits_pending: 0,
+                    debits_posted: 0,
+                    credits_pending: 0,
+                    credits_posted: 0,
+                    flags: AccountFlags(entry.account_flags),
+                    ..self.accounts[entry.position as usize]
+                };
+                ChangeEvent::account_created(sequence, &account)
+            }
+            Some(kind) => ChangeEvent::transfer(
+                kind,
+                sequence,
+                entry.timestamp,
+                &self.transfers[entry.position as usize],
+                entry.debit_account,
+                entry.credit_account,
+            ),
+            None => unreachable!("change entries hold known kinds"),
+        }
     }
 
     /// Forgets the change events up to and including `sequence_through`: their consumers are
@@ -95,7 +151,7 @@ impl Ledger {
             return;
         }
         let release_count = (sequence_through - first + 1) as usize;
-        let release_count = release_count.min(self.changes.events.len());
-        self.changes.events.drain(..release_count);
+        let release_count = release_count.min(self.changes.entries.len());
+        self.changes.entries.drain(..release_count);
     }
 }

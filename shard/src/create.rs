@@ -30,6 +30,8 @@ pub(crate) trait CreateOperation {
     const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self::Status;
     const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self::Status;
 
+    /// Brings what `apply` will look up for the event into cache (see `IdIndex::prefetch`).
+    fn prefetch(ledger: &Ledger, event: &Self::Event);
     /// `(linked, imported, timestamp)` of an event.
     fn head(event: &Self::Event) -> (bool, bool, u64);
     /// The event's own checks and, if they pass, its effect.
@@ -51,6 +53,10 @@ impl Ledger {
         assert!(events.len() <= BATCH_EVENTS_MAX);
         results.clear();
         let Some(first) = events.first() else { return };
+        // Overlap the cache misses of the whole batch's id lookups before applying it.
+        for event in events {
+            Op::prefetch(self, event);
+        }
         let count = events.len() as u64;
         let timestamp_end = self.batch_timestamp_end(now, events.len());
         let batch_imported = Op::head(first).1;

@@ -24,6 +24,10 @@ impl CreateOperation for CreateAccounts {
     const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Status =
         Status::ImportedEventTimestampMustNotAdvance;
 
+    fn prefetch(ledger: &Ledger, event: &Account) {
+        ledger.account_positions.prefetch(event.id.0);
+    }
+
     fn head(event: &Account) -> (bool, bool, u64) {
         let flags = event.flags;
         (flags.contains(AccountFlags::LINKED), flags.contains(AccountFlags::IMPORTED), event.timestamp)
@@ -113,12 +117,11 @@ impl Ledger {
     fn account_insert(&mut self, account: Account) {
         assert!(self.accounts.last().is_none_or(|last| last.timestamp < account.timestamp));
         let position = Ledger::position_of(self.accounts.len());
-        let previous = self.account_positions.insert(account.id.0, position);
-        assert!(previous.is_none());
+        self.account_positions.insert(account.id.0, position);
         self.accounts.push(account);
         self.account_transfers.push(Vec::new());
         self.account_history.push(Vec::new());
-        self.changes.push_account(&account);
+        self.changes.push_account(position, &account);
     }
 }
 

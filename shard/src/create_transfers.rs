@@ -29,6 +29,13 @@ impl CreateOperation for CreateTransfers {
     const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Status =
         Status::ImportedEventTimestampMustNotAdvance;
 
+    fn prefetch(ledger: &Ledger, event: &Transfer) {
+        ledger.transfer_positions.prefetch(event.id.0);
+        if event.pending_id.0 != 0 {
+            ledger.transfer_positions.prefetch(event.pending_id.0);
+        }
+    }
+
     fn head(event: &Transfer) -> (bool, bool, u64) {
         let flags = event.flags;
         let linked = flags.contains(TransferFlags::LINKED);
@@ -76,7 +83,7 @@ impl Ledger {
         if t.id.0 == ID_INT_MAX {
             return Err(Status::IdMustNotBeIntMax);
         }
-        if let Some(&position) = self.transfer_positions.get(&t.id.0) {
+        if let Some(position) = self.transfer_positions.get(t.id.0) {
             return self.transfer_exists(t, &self.transfers[position as usize]);
         }
         if self.failed_transfer_ids.contains(&t.id.0) {
@@ -89,14 +96,10 @@ impl Ledger {
         }
         transfer_fields_valid(t)?;
 
-        let debit = *self
-            .account_positions
-            .get(&t.debit_account_id.0)
-            .ok_or(Status::DebitAccountNotFound)?;
-        let credit = *self
-            .account_positions
-            .get(&t.credit_account_id.0)
-            .ok_or(Status::CreditAccountNotFound)?;
+        let debit = self.account_positions.get(t.debit_account_id.0);
+        let debit = debit.ok_or(Status::DebitAccountNotFound)?;
+        let credit = self.account_positions.get(t.credit_account_id.0);
+        let credit = credit.ok_or(Status::CreditAccountNotFound)?;
         let (dr, cr) = (&self.accounts[debit as usize], &self.accounts[credit as usize]);
         if dr.ledger != cr.ledger {
             return Err(Status::AccountsMustHaveTheSameLedger);
@@ -192,8 +195,7 @@ impl Ledger {
     ) {
         assert!(self.transfers.last().is_none_or(|last| last.timestamp < transfer.timestamp));
         let position = Ledger::position_of(self.transfers.len());
-        let previous = self.transfer_positions.insert(transfer.id.0, position);
-        assert!(previous.is_none());
+        self.transfer_positions.insert(transfer.id.0, position);
         self.transfers.push(transfer);
         self.transfer_status.push(status);
         if let Some(expires_at) = crate::expiry::expires_at(&transfer) {
@@ -208,9 +210,9 @@ impl Ledger {
                 self.account_history[account as usize].push(balances);
             }
         }
-        let (dr, cr) = (self.accounts[debit as usize], self.accounts[credit as usize]);
+        let (dr, cr) = (&self.accounts[debit as usize], &self.accounts[credit as usize]);
         let kind = ChangeKind::TransferCreated;
-        self.changes.push_transfer(kind, transfer.timestamp, &transfer, &dr, &cr);
+        self.changes.push_transfer(kind, transfer.timestamp, position, dr, cr);
     }
 
     /// The idempotency check of a transfer id that exists: `exists` only if the event is the

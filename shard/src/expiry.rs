@@ -53,8 +53,8 @@ impl Ledger {
         assert_eq!(self.transfer_status[position as usize], PendingStatus::Pending);
         self.transfer_status[position as usize] = PendingStatus::Expired;
 
-        let debit = self.account_positions[&pending.debit_account_id.0];
-        let credit = self.account_positions[&pending.credit_account_id.0];
+        let debit = self.account_positions.get(pending.debit_account_id.0).expect("indexed");
+        let credit = self.account_positions.get(pending.credit_account_id.0).expect("indexed");
         let account = &mut self.accounts[debit as usize];
         account.debits_pending -= pending.amount;
         if pending.flags.contains(TransferFlags::CLOSING_DEBIT) {
@@ -68,13 +68,13 @@ impl Ledger {
             account.flags.set(kassa_wire::AccountFlags::CLOSED, false);
         }
         let (debit_account, credit_account) =
-            (self.accounts[debit as usize], self.accounts[credit as usize]);
+            (&self.accounts[debit as usize], &self.accounts[credit as usize]);
         self.changes.push_transfer(
             ChangeKind::PendingTransferExpired,
             timestamp,
-            &pending,
-            &debit_account,
-            &credit_account,
+            position,
+            debit_account,
+            credit_account,
         );
     }
 }

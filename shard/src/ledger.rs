@@ -4,19 +4,20 @@
 //! - `accounts` and `transfers` are vectors in strictly increasing timestamp order (imported
 //!   events must postdate everything stored, so appends keep the order); a record's index in its
 //!   vector is its *position* (`u32`);
-//! - `account_positions` / `transfer_positions` map ids to positions (fixed-seed hash maps: the
-//!   seed is configuration, never read from the OS, and no output depends on iteration order);
+//! - `account_positions` / `transfer_positions` map ids to positions ([`IdIndex`]: keyed by
+//!   configuration, never by the OS, and no output depends on their order);
 //! - `account_transfers[a]` lists the positions of account `a`'s transfers, ascending, and
 //!   `account_history[a]` (accounts with `history` only) the balances right after each of them;
 //! - `transfer_status[t]` is the two-phase status of transfer `t`;
 //! - `expiries` orders the pending transfers that have a timeout by `(expires_at, position)`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountId, Balances, Transfer, TransferId};
 
 use crate::changes::ChangeStream;
+use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
 
@@ -26,6 +27,11 @@ pub struct LedgerConfig {
     /// Seed of the id hash maps. Any value gives the same results; a node picks one per process
     /// so that clients cannot aim ids at one hash bucket.
     pub hash_seed: u64,
+    /// Accounts to allocate room for up front. More may be created: the tables then grow,
+    /// which costs a copy of the table on the write path, so size this from the node's budget.
+    pub accounts_capacity: usize,
+    /// Transfers to allocate room for up front; as for `accounts_capacity`.
+    pub transfers_capacity: usize,
 }
 
 /// Where a transfer stands in the two-phase protocol.
@@ -54,7 +60,6 @@ impl PendingStatus {
     }
 }
 
-pub(crate) type IdMap = HashMap<u128, u32, FixedState>;
 pub(crate) type IdSet = HashSet<u128, FixedState>;
 
 /// One partition's ledger. See the crate documentation for its contract.
@@ -63,11 +68,11 @@ pub struct Ledger {
     /// The largest timestamp given to any event so far; 0 before the first.
     pub(crate) timestamp: u64,
     pub(crate) accounts: Vec<Account>,
-    pub(crate) account_positions: IdMap,
+    pub(crate) account_positions: IdIndex,
     pub(crate) account_transfers: Vec<Vec<u32>>,
     pub(crate) account_history: Vec<Vec<Balances>>,
     pub(crate) transfers: Vec<Transfer>,
-    pub(crate) transfer_positions: IdMap,
+    pub(crate) transfer_positions: IdIndex,
     pub(crate) transfer_status: Vec<PendingStatus>,
     /// Ids of transfers that failed with a transient status: they can never be used again.
     pub(crate) failed_transfer_ids: IdSet,
@@ -82,13 +87,13 @@ impl Ledger {
         Ledger {
             config,
             timestamp: 0,
-            accounts: Vec::new(),
-            account_positions: HashMap::with_hasher(state),
-            account_transfers: Vec::new(),
-            account_history: Vec::new(),
-            transfers: Vec::new(),
-            transfer_positions: HashMap::with_hasher(state),
-            transfer_status: Vec::new(),
+            accounts: Vec::with_capacity(config.accounts_capacity),
+            account_positions: IdIndex::with_capacity(config.accounts_capacity, config.hash_seed),
+            account_transfers: Vec::with_capacity(config.accounts_capacity),
+            account_history: Vec::with_capacity(config.accounts_capacity),
+            transfers: Vec::with_capacity(config.transfers_capacity),
+            transfer_positions: IdIndex::with_capacity(config.transfers_capacity, config.hash_seed),
+            transfer_status: Vec::with_capacity(config.transfers_capacity),
             failed_transfer_ids: HashSet::with_hasher(state),
             expiries: BTreeSet::new(),
             changes: ChangeStream::new(),
@@ -116,18 +121,18 @@ impl Ledger {
     }
 
     pub fn account(&self, id: AccountId) -> Option<&Account> {
-        let position = *self.account_positions.get(&id.0)?;
+        let position = self.account_positions.get(id.0)?;
         Some(&self.accounts[position as usize])
     }
 
     pub fn transfer(&self, id: TransferId) -> Option<&Transfer> {
-        let position = *self.transfer_positions.get(&id.0)?;
+        let position = self.transfer_positions.get(id.0)?;
         Some(&self.transfers[position as usize])
     }
 
     /// The two-phase status of a transfer, if it exists.
     pub fn pending_status(&self, id: TransferId) -> Option<PendingStatus> {
-        let position = *self.transfer_positions.get(&id.0)?;
+        let position = self.transfer_positions.get(id.0)?;
         Some(self.transfer_status[position as usize])
     }
 

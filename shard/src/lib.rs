@@ -26,6 +26,7 @@ mod create;
 mod create_accounts;
 mod create_transfers;
 mod expiry;
+mod id_index;
 mod ledger;
 mod post_or_void;
 mod queries;

@@ -40,17 +40,15 @@ impl Ledger {
         if t.timeout != 0 {
             return Err(Status::TimeoutReservedForPendingTransfer);
         }
-        let p_position = *self
-            .transfer_positions
-            .get(&t.pending_id.0)
-            .ok_or(Status::PendingTransferNotFound)?;
+        let p_position = self.transfer_positions.get(t.pending_id.0);
+        let p_position = p_position.ok_or(Status::PendingTransferNotFound)?;
         let p = self.transfers[p_position as usize];
         assert!(p.timestamp < timestamp_event);
         if !p.flags.contains(TransferFlags::PENDING) {
             return Err(Status::PendingTransferNotPending);
         }
-        let debit = self.account_positions[&p.debit_account_id.0];
-        let credit = self.account_positions[&p.credit_account_id.0];
+        let debit = self.account_positions.get(p.debit_account_id.0).expect("indexed");
+        let credit = self.account_positions.get(p.credit_account_id.0).expect("indexed");
         pending_matches(t, &p)?;
 
         let amount = match (void, t.amount) {

@@ -47,7 +47,7 @@ impl Ledger {
             return;
         }
         self.account_filter_scan(filter, |ledger, position, index| {
-            let account = ledger.account_positions[&filter.account_id.0] as usize;
+            let account = ledger.account_positions.get(filter.account_id.0).expect("indexed") as usize;
             let balances = &ledger.account_history[account][index];
             let timestamp = ledger.transfers[position as usize].timestamp;
             out.push(AccountBalance::new(balances, timestamp));
@@ -63,7 +63,7 @@ impl Ledger {
         if !account_filter_valid(filter) {
             return;
         }
-        let Some(&account) = self.account_positions.get(&filter.account_id.0) else { return };
+        let Some(account) = self.account_positions.get(filter.account_id.0) else { return };
         let list = &self.account_transfers[account as usize];
         let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
         let start = list.partition_point(|p| self.transfers[*p as usize].timestamp < min);

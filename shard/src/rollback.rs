@@ -106,11 +106,11 @@ impl Ledger {
     fn transfer_pop(&mut self) {
         let transfer = self.transfers.pop().expect("transfer_pop on no transfers");
         let position = self.transfers.len() as u32;
-        let removed = self.transfer_positions.remove(&transfer.id.0);
+        let removed = self.transfer_positions.remove(transfer.id.0);
         assert_eq!(removed, Some(position));
         self.transfer_status.pop();
         for account_id in [transfer.debit_account_id, transfer.credit_account_id] {
-            let account = self.account_positions[&account_id.0] as usize;
+            let account = self.account_positions.get(account_id.0).expect("indexed") as usize;
             let popped = self.account_transfers[account].pop();
             assert_eq!(popped, Some(position));
             if self.accounts[account].flags.contains(kassa_wire::AccountFlags::HISTORY) {
@@ -127,7 +127,7 @@ impl Ledger {
     /// Removes the newest account, which no transfer can reference yet.
     fn account_pop(&mut self) {
         let account = self.accounts.pop().expect("account_pop on no accounts");
-        let removed = self.account_positions.remove(&account.id.0);
+        let removed = self.account_positions.remove(account.id.0);
         assert_eq!(removed, Some(self.accounts.len() as u32));
         let transfers = self.account_transfers.pop().expect("account_transfers in step");
         assert!(transfers.is_empty());

@@ -13,7 +13,8 @@
 //!        | expiries:      count u64, count × (expires_at u64, transfer position u32)
 //!        | history:       count u64, count × (account position u32, entries u64,
 //!                         entries × 64-byte balances)
-//!        | change events: count u64, count × 288-byte ChangeEvent
+//!        | change stream: count u64, count × 144-byte entry (balances after, timestamp,
+//!                         record position, kind, account flags as created)
 //! ```
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
@@ -22,10 +23,10 @@
 
 use std::collections::BTreeSet;
 
-use kassa_wire::{Account, Balances, ChangeEvent, Transfer};
+use kassa_wire::{Account, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::changes::ChangeStream;
+use crate::changes::{ChangeEntry, ChangeStream};
 use crate::{Ledger, LedgerConfig, PendingStatus};
 
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -97,10 +98,10 @@ impl Ledger {
             put_u64(out, self.account_history[account].len() as u64);
             out.extend_from_slice(self.account_history[account].as_bytes());
         }
-        put_u64(out, self.changes.events.len() as u64);
-        for event in &self.changes.events {
-            out.extend_from_slice(event.as_bytes());
-        }
+        put_u64(out, self.changes.entries.len() as u64);
+        let (front, back) = self.changes.entries.as_slices();
+        out.extend_from_slice(front.as_bytes());
+        out.extend_from_slice(back.as_bytes());
     }
 
     /// Rebuilds a ledger from a snapshot, refusing a damaged or inconsistent one.
@@ -133,11 +134,11 @@ impl Ledger {
             let slot = slot.ok_or(reader.malformed("history of a missing account"))?;
             *slot = history;
         }
-        let events = reader.records::<ChangeEvent>()?;
-        if events.len() as u64 >= sequence_next {
+        let entries = reader.records::<ChangeEntry>()?;
+        if entries.len() as u64 >= sequence_next {
             return Err(reader.malformed("more change events than sequence numbers"));
         }
-        ledger.changes = ChangeStream { events: events.into(), sequence_next };
+        ledger.changes = ChangeStream { entries: entries.into(), sequence_next };
         if reader.offset != body.len() {
             return Err(reader.malformed("trailing bytes"));
         }
@@ -152,18 +153,20 @@ impl Ledger {
         self.account_history = vec![Vec::new(); self.accounts.len()];
         for (position, account) in self.accounts.iter().enumerate() {
             let position = Ledger::position_of(position);
-            if self.account_positions.insert(account.id.0, position).is_some() {
-                return Err(inconsistent("duplicate account id"));
+            if !account.id.is_valid() || self.account_positions.get(account.id.0).is_some() {
+                return Err(inconsistent("invalid or duplicate account id"));
             }
+            self.account_positions.insert(account.id.0, position);
         }
         for (position, transfer) in self.transfers.iter().enumerate() {
             let position = Ledger::position_of(position);
-            if self.transfer_positions.insert(transfer.id.0, position).is_some() {
-                return Err(inconsistent("duplicate transfer id"));
+            if !transfer.id.is_valid() || self.transfer_positions.get(transfer.id.0).is_some() {
+                return Err(inconsistent("invalid or duplicate transfer id"));
             }
+            self.transfer_positions.insert(transfer.id.0, position);
             for id in [transfer.debit_account_id, transfer.credit_account_id] {
-                let account = self.account_positions.get(&id.0);
-                let account = *account.ok_or_else(|| inconsistent("transfer of missing account"))?;
+                let account = self.account_positions.get(id.0);
+                let account = account.ok_or_else(|| inconsistent("transfer of missing account"))?;
                 self.account_transfers[account as usize].push(position);
             }
         }
