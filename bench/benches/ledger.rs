@@ -32,7 +32,7 @@ struct Bench {
 impl Bench {
     fn new() -> Bench {
         let mut ledger = Ledger::new(LedgerConfig {
-            hash_seed: 0x6b61_7373_61,
+            hash_seed: 0x006b_6173_7361,
             accounts_capacity: ACCOUNTS_COUNT as usize,
             transfers_capacity: TRANSFERS_RESET + BATCH_EVENTS_MAX,
         });
@@ -65,9 +65,13 @@ impl Bench {
         self.next_id += BATCH_EVENTS_MAX as u128;
         self.now += CLOCK_STEP_NS;
         let start = Instant::now();
-        self.ledger.create_transfers(self.now, &self.batch, &mut self.results);
+        self.ledger
+            .create_transfers(self.now, &self.batch, &mut self.results);
         let elapsed = start.elapsed();
-        assert!(self.results.iter().all(|r| r.status == CreateTransferStatus::Created));
+        assert!(self
+            .results
+            .iter()
+            .all(|r| r.status == CreateTransferStatus::Created));
         let sequence_last = self.ledger.change_sequence_next() - 1;
         self.ledger.release_change_events(sequence_last);
         elapsed

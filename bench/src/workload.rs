@@ -49,7 +49,9 @@ pub fn create_accounts(ledger: &mut Ledger, count: u64, now: u64) {
         .collect();
     for batch in accounts.chunks(kassa_wire::BATCH_EVENTS_MAX) {
         ledger.create_accounts(now, batch, &mut results);
-        assert!(results.iter().all(|r| r.status == CreateAccountStatus::Created));
+        assert!(results
+            .iter()
+            .all(|r| r.status == CreateAccountStatus::Created));
     }
 }
 

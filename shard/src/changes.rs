@@ -42,7 +42,10 @@ pub(crate) struct ChangeStream {
 
 impl ChangeStream {
     pub(crate) fn new() -> ChangeStream {
-        ChangeStream { entries: VecDeque::new(), sequence_next: 1 }
+        ChangeStream {
+            entries: VecDeque::new(),
+            sequence_next: 1,
+        }
     }
 
     pub(crate) fn push_account(&mut self, position: u32, account: &Account) {
@@ -110,7 +113,13 @@ impl Ledger {
     pub fn change_events(&self, sequence_from: u64, limit: usize, out: &mut Vec<ChangeEvent>) {
         let first = self.changes.sequence_first();
         let skip = sequence_from.saturating_sub(first);
-        let entries = self.changes.entries.iter().enumerate().skip(skip as usize).take(limit);
+        let entries = self
+            .changes
+            .entries
+            .iter()
+            .enumerate()
+            .skip(skip as usize)
+            .take(limit);
         for (offset, entry) in entries {
             out.push(self.change_event(first + offset as u64, entry));
         }

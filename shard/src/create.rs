@@ -154,7 +154,14 @@ impl Ledger {
         if newest_of_kind.is_some_and(|newest| timestamp <= newest.timestamp()) {
             return true;
         }
-        let account = self.accounts.binary_search_by_key(&timestamp, |a| a.timestamp).is_ok();
-        account || self.transfers.binary_search_by_key(&timestamp, |t| t.timestamp).is_ok()
+        let account = self
+            .accounts
+            .binary_search_by_key(&timestamp, |a| a.timestamp)
+            .is_ok();
+        account
+            || self
+                .transfers
+                .binary_search_by_key(&timestamp, |t| t.timestamp)
+                .is_ok()
     }
 }

@@ -30,7 +30,11 @@ impl CreateOperation for CreateAccounts {
 
     fn head(event: &Account) -> (bool, bool, u64) {
         let flags = event.flags;
-        (flags.contains(AccountFlags::LINKED), flags.contains(AccountFlags::IMPORTED), event.timestamp)
+        (
+            flags.contains(AccountFlags::LINKED),
+            flags.contains(AccountFlags::IMPORTED),
+            event.timestamp,
+        )
     }
 
     fn apply(ledger: &mut Ledger, timestamp: u64, event: &Account) -> Outcome<Status> {
@@ -42,7 +46,11 @@ impl CreateOperation for CreateAccounts {
     }
 
     fn result(timestamp: u64, status: Status) -> CreateAccountResult {
-        CreateAccountResult { timestamp, status, reserved: 0 }
+        CreateAccountResult {
+            timestamp,
+            status,
+            reserved: 0,
+        }
     }
 
     fn set_status(result: &mut CreateAccountResult, status: Status) {
@@ -78,8 +86,10 @@ impl Ledger {
         if let Some(existing) = self.account(a.id) {
             return account_exists(a, existing);
         }
-        if a.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
-            && a.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        if a.flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            && a.flags
+                .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
         {
             return Err(Status::FlagsAreMutuallyExclusive);
         }
@@ -115,7 +125,10 @@ impl Ledger {
     }
 
     fn account_insert(&mut self, account: Account) {
-        assert!(self.accounts.last().is_none_or(|last| last.timestamp < account.timestamp));
+        assert!(self
+            .accounts
+            .last()
+            .is_none_or(|last| last.timestamp < account.timestamp));
         let position = Ledger::position_of(self.accounts.len());
         self.account_positions.insert(account.id.0, position);
         self.accounts.push(account);

@@ -39,7 +39,11 @@ impl CreateOperation for CreateTransfers {
     fn head(event: &Transfer) -> (bool, bool, u64) {
         let flags = event.flags;
         let linked = flags.contains(TransferFlags::LINKED);
-        (linked, flags.contains(TransferFlags::IMPORTED), event.timestamp)
+        (
+            linked,
+            flags.contains(TransferFlags::IMPORTED),
+            event.timestamp,
+        )
     }
 
     fn apply(ledger: &mut Ledger, timestamp: u64, event: &Transfer) -> Outcome<Status> {
@@ -53,7 +57,11 @@ impl CreateOperation for CreateTransfers {
     }
 
     fn result(timestamp: u64, status: Status) -> CreateTransferResult {
-        CreateTransferResult { timestamp, status, reserved: 0 }
+        CreateTransferResult {
+            timestamp,
+            status,
+            reserved: 0,
+        }
     }
 
     fn set_status(result: &mut CreateTransferResult, status: Status) {
@@ -100,7 +108,10 @@ impl Ledger {
         let debit = debit.ok_or(Status::DebitAccountNotFound)?;
         let credit = self.account_positions.get(t.credit_account_id.0);
         let credit = credit.ok_or(Status::CreditAccountNotFound)?;
-        let (dr, cr) = (&self.accounts[debit as usize], &self.accounts[credit as usize]);
+        let (dr, cr) = (
+            &self.accounts[debit as usize],
+            &self.accounts[credit as usize],
+        );
         if dr.ledger != cr.ledger {
             return Err(Status::AccountsMustHaveTheSameLedger);
         }
@@ -129,7 +140,11 @@ impl Ledger {
         }
 
         // From here on the transfer succeeds.
-        let transfer = Transfer { amount, timestamp, ..*t };
+        let transfer = Transfer {
+            amount,
+            timestamp,
+            ..*t
+        };
         let pending = t.flags.contains(TransferFlags::PENDING);
         self.account_change(debit, |account| {
             if pending {
@@ -151,7 +166,11 @@ impl Ledger {
                 account.flags.set(AccountFlags::CLOSED, true);
             }
         });
-        let status = if pending { PendingStatus::Pending } else { PendingStatus::None };
+        let status = if pending {
+            PendingStatus::Pending
+        } else {
+            PendingStatus::None
+        };
         self.transfer_insert(transfer, status, debit, credit);
         Ok((Status::Created, timestamp))
     }
@@ -193,7 +212,10 @@ impl Ledger {
         debit: u32,
         credit: u32,
     ) {
-        assert!(self.transfers.last().is_none_or(|last| last.timestamp < transfer.timestamp));
+        assert!(self
+            .transfers
+            .last()
+            .is_none_or(|last| last.timestamp < transfer.timestamp));
         let position = Ledger::position_of(self.transfers.len());
         self.transfer_positions.insert(transfer.id.0, position);
         self.transfers.push(transfer);
@@ -210,9 +232,13 @@ impl Ledger {
                 self.account_history[account as usize].push(balances);
             }
         }
-        let (dr, cr) = (&self.accounts[debit as usize], &self.accounts[credit as usize]);
+        let (dr, cr) = (
+            &self.accounts[debit as usize],
+            &self.accounts[credit as usize],
+        );
         let kind = ChangeKind::TransferCreated;
-        self.changes.push_transfer(kind, transfer.timestamp, position, dr, cr);
+        self.changes
+            .push_transfer(kind, transfer.timestamp, position, dr, cr);
     }
 
     /// The idempotency check of a transfer id that exists: `exists` only if the event is the
@@ -230,7 +256,9 @@ impl Ledger {
         if t.flags.contains(TransferFlags::POST_PENDING_TRANSFER)
             || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
         {
-            let pending = self.transfer(t.pending_id).expect("a post or void names its pending");
+            let pending = self
+                .transfer(t.pending_id)
+                .expect("a post or void names its pending");
             return crate::post_or_void::post_or_void_exists(t, e, pending);
         }
         if t.debit_account_id != e.debit_account_id {
@@ -341,10 +369,16 @@ fn amount_fits(
         return Err(Status::OverflowsCreditsPosted);
     }
     // Invariant: pending + posted never overflows, so these sums are safe.
-    if amount.checked_add(dr.debits_pending + dr.debits_posted).is_none() {
+    if amount
+        .checked_add(dr.debits_pending + dr.debits_posted)
+        .is_none()
+    {
         return Err(Status::OverflowsDebits);
     }
-    if amount.checked_add(cr.credits_pending + cr.credits_posted).is_none() {
+    if amount
+        .checked_add(cr.credits_pending + cr.credits_posted)
+        .is_none()
+    {
         return Err(Status::OverflowsCredits);
     }
     if timestamp + t.timeout_ns() > TIMESTAMP_MAX {

@@ -22,7 +22,9 @@ impl Ledger {
     /// Whether a pending transfer's time is up at `now`, so that a pulse would expire it.
     pub fn pulse_needed(&self, now: u64) -> bool {
         let time = self.timestamp.max(now);
-        self.expiries.first().is_some_and(|(expires_at, _)| *expires_at <= time)
+        self.expiries
+            .first()
+            .is_some_and(|(expires_at, _)| *expires_at <= time)
     }
 
     /// Expires up to `EXPIRE_BATCH_MAX` pending transfers whose time is up at `now`, oldest
@@ -31,7 +33,9 @@ impl Ledger {
         let time = self.timestamp.max(now);
         let mut count = 0;
         while count < EXPIRE_BATCH_MAX {
-            let Some(&(expires_at, position)) = self.expiries.first() else { break };
+            let Some(&(expires_at, position)) = self.expiries.first() else {
+                break;
+            };
             if expires_at > time {
                 break;
             }
@@ -50,11 +54,20 @@ impl Ledger {
         let removed = self.expiries.remove(&(expires_at, position));
         assert!(removed);
         let pending = self.transfers[position as usize];
-        assert_eq!(self.transfer_status[position as usize], PendingStatus::Pending);
+        assert_eq!(
+            self.transfer_status[position as usize],
+            PendingStatus::Pending
+        );
         self.transfer_status[position as usize] = PendingStatus::Expired;
 
-        let debit = self.account_positions.get(pending.debit_account_id.0).expect("indexed");
-        let credit = self.account_positions.get(pending.credit_account_id.0).expect("indexed");
+        let debit = self
+            .account_positions
+            .get(pending.debit_account_id.0)
+            .expect("indexed");
+        let credit = self
+            .account_positions
+            .get(pending.credit_account_id.0)
+            .expect("indexed");
         let account = &mut self.accounts[debit as usize];
         account.debits_pending -= pending.amount;
         if pending.flags.contains(TransferFlags::CLOSING_DEBIT) {
@@ -67,8 +80,10 @@ impl Ledger {
             assert!(account.flags.contains(kassa_wire::AccountFlags::CLOSED));
             account.flags.set(kassa_wire::AccountFlags::CLOSED, false);
         }
-        let (debit_account, credit_account) =
-            (&self.accounts[debit as usize], &self.accounts[credit as usize]);
+        let (debit_account, credit_account) = (
+            &self.accounts[debit as usize],
+            &self.accounts[credit as usize],
+        );
         self.changes.push_transfer(
             ChangeKind::PendingTransferExpired,
             timestamp,

@@ -35,7 +35,9 @@ pub(crate) struct IdIndex {
 impl IdIndex {
     /// An index with room for `capacity` ids before it grows.
     pub(crate) fn with_capacity(capacity: usize, seed: u64) -> IdIndex {
-        let slots_count = (capacity.saturating_mul(2)).max(SLOTS_MIN).next_power_of_two();
+        let slots_count = (capacity.saturating_mul(2))
+            .max(SLOTS_MIN)
+            .next_power_of_two();
         IdIndex {
             slots: vec![Slot::default(); slots_count],
             mask: slots_count - 1,
@@ -163,7 +165,9 @@ mod tests {
         let mut model = std::collections::BTreeMap::new();
         let mut state = 1u64;
         for step in 0..20_000u32 {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             // A small id space, so that probe runs collide and removals shift them.
             let id = u128::from(state >> 52) + 1;
             if state % 3 == 0 {

@@ -147,12 +147,18 @@ impl Ledger {
         assert!(count > 0);
         let end = self.timestamp.max(now).checked_add(count as u64);
         let end = end.expect("timestamp overflow: the clock is beyond the year 2262");
-        assert!(end <= kassa_wire::TIMESTAMP_MAX, "timestamp beyond TIMESTAMP_MAX");
+        assert!(
+            end <= kassa_wire::TIMESTAMP_MAX,
+            "timestamp beyond TIMESTAMP_MAX"
+        );
         end
     }
 
     pub(crate) fn position_of(length: usize) -> u32 {
-        assert!(length < RECORDS_MAX, "a partition holds at most u32::MAX - 1 records");
+        assert!(
+            length < RECORDS_MAX,
+            "a partition holds at most u32::MAX - 1 records"
+        );
         length as u32
     }
 }

@@ -47,8 +47,14 @@ impl Ledger {
         if !p.flags.contains(TransferFlags::PENDING) {
             return Err(Status::PendingTransferNotPending);
         }
-        let debit = self.account_positions.get(p.debit_account_id.0).expect("indexed");
-        let credit = self.account_positions.get(p.credit_account_id.0).expect("indexed");
+        let debit = self
+            .account_positions
+            .get(p.debit_account_id.0)
+            .expect("indexed");
+        let credit = self
+            .account_positions
+            .get(p.credit_account_id.0)
+            .expect("indexed");
         pending_matches(t, &p)?;
 
         let amount = match (void, t.amount) {
@@ -81,7 +87,10 @@ impl Ledger {
         } else {
             timestamp_event
         };
-        let (dr, cr) = (&self.accounts[debit as usize], &self.accounts[credit as usize]);
+        let (dr, cr) = (
+            &self.accounts[debit as usize],
+            &self.accounts[credit as usize],
+        );
         assert!(timestamp > dr.timestamp && timestamp > cr.timestamp);
         // The only movement a closed account allows is voiding a pending transfer.
         if dr.flags.contains(AccountFlags::CLOSED) && !void {
@@ -98,8 +107,11 @@ impl Ledger {
             self.undo_expiry_removed((expires_at, p_position));
         }
         self.undo_transfer_status(p_position);
-        self.transfer_status[p_position as usize] =
-            if post { PendingStatus::Posted } else { PendingStatus::Voided };
+        self.transfer_status[p_position as usize] = if post {
+            PendingStatus::Posted
+        } else {
+            PendingStatus::Voided
+        };
         self.account_change(debit, |account| {
             account.debits_pending -= p.amount;
             if post {
@@ -124,9 +136,21 @@ impl Ledger {
             credit_account_id: p.credit_account_id,
             amount,
             pending_id: t.pending_id,
-            user_data_128: if t.user_data_128 > 0 { t.user_data_128 } else { p.user_data_128 },
-            user_data_64: if t.user_data_64 > 0 { t.user_data_64 } else { p.user_data_64 },
-            user_data_32: if t.user_data_32 > 0 { t.user_data_32 } else { p.user_data_32 },
+            user_data_128: if t.user_data_128 > 0 {
+                t.user_data_128
+            } else {
+                p.user_data_128
+            },
+            user_data_64: if t.user_data_64 > 0 {
+                t.user_data_64
+            } else {
+                p.user_data_64
+            },
+            user_data_32: if t.user_data_32 > 0 {
+                t.user_data_32
+            } else {
+                p.user_data_32
+            },
             timeout: 0,
             ledger: p.ledger,
             code: p.code,
@@ -168,7 +192,11 @@ pub(crate) fn post_or_void_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> O
     let void = t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
     // The amount that means "the whole pending amount": 0 for a void, the maximum for a post.
     let amount_whole = if void { 0 } else { u128::MAX };
-    let amount_expected = if t.amount == amount_whole { p.amount } else { t.amount };
+    let amount_expected = if t.amount == amount_whole {
+        p.amount
+    } else {
+        t.amount
+    };
     if e.amount != amount_expected {
         return Err(Status::ExistsWithDifferentAmount);
     }

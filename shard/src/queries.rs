@@ -42,12 +42,17 @@ impl Ledger {
     /// match the filter. Only accounts with the `history` flag keep them; for others, and for
     /// accounts that do not exist, nothing is returned.
     pub fn get_account_balances(&self, filter: &AccountFilter, out: &mut Vec<AccountBalance>) {
-        let Some(account) = self.account(filter.account_id) else { return };
+        let Some(account) = self.account(filter.account_id) else {
+            return;
+        };
         if !account.flags.contains(AccountFlags::HISTORY) {
             return;
         }
         self.account_filter_scan(filter, |ledger, position, index| {
-            let account = ledger.account_positions.get(filter.account_id.0).expect("indexed") as usize;
+            let account = ledger
+                .account_positions
+                .get(filter.account_id.0)
+                .expect("indexed") as usize;
             let balances = &ledger.account_history[account][index];
             let timestamp = ledger.transfers[position as usize].timestamp;
             out.push(AccountBalance::new(balances, timestamp));
@@ -63,7 +68,9 @@ impl Ledger {
         if !account_filter_valid(filter) {
             return;
         }
-        let Some(account) = self.account_positions.get(filter.account_id.0) else { return };
+        let Some(account) = self.account_positions.get(filter.account_id.0) else {
+            return;
+        };
         let list = &self.account_transfers[account as usize];
         let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
         let start = list.partition_point(|p| self.transfers[*p as usize].timestamp < min);
@@ -155,8 +162,16 @@ fn extend_limited<T: Copy>(
 
 /// The inclusive range a filter's bounds give (zero means unbounded).
 fn timestamp_range(timestamp_min: u64, timestamp_max: u64) -> (u64, u64) {
-    let min = if timestamp_min == 0 { TIMESTAMP_MIN } else { timestamp_min };
-    let max = if timestamp_max == 0 { TIMESTAMP_MAX } else { timestamp_max };
+    let min = if timestamp_min == 0 {
+        TIMESTAMP_MIN
+    } else {
+        timestamp_min
+    };
+    let max = if timestamp_max == 0 {
+        TIMESTAMP_MAX
+    } else {
+        timestamp_max
+    };
     (min, max)
 }
 

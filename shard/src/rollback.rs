@@ -25,9 +25,17 @@ struct Mark {
 }
 
 enum Undo {
-    Account { position: u32, before: Account },
-    TransferStatus { position: u32, before: PendingStatus },
-    ExpiryRemoved { key: (u64, u32) },
+    Account {
+        position: u32,
+        before: Account,
+    },
+    TransferStatus {
+        position: u32,
+        before: PendingStatus,
+    },
+    ExpiryRemoved {
+        key: (u64, u32),
+    },
 }
 
 impl Ledger {
@@ -56,7 +64,11 @@ impl Ledger {
 
     /// Undoes every change made since the chain opened.
     pub(crate) fn chain_rollback(&mut self) {
-        let mark = self.rollback.mark.take().expect("rollback without an open chain");
+        let mark = self
+            .rollback
+            .mark
+            .take()
+            .expect("rollback without an open chain");
         while let Some(undo) = self.rollback.undo.pop() {
             match undo {
                 Undo::Account { position, before } => self.accounts[position as usize] = before,
@@ -92,7 +104,9 @@ impl Ledger {
     pub(crate) fn undo_transfer_status(&mut self, position: u32) {
         if self.rollback.mark.is_some() {
             let before = self.transfer_status[position as usize];
-            self.rollback.undo.push(Undo::TransferStatus { position, before });
+            self.rollback
+                .undo
+                .push(Undo::TransferStatus { position, before });
         }
     }
 
@@ -113,7 +127,10 @@ impl Ledger {
             let account = self.account_positions.get(account_id.0).expect("indexed") as usize;
             let popped = self.account_transfers[account].pop();
             assert_eq!(popped, Some(position));
-            if self.accounts[account].flags.contains(kassa_wire::AccountFlags::HISTORY) {
+            if self.accounts[account]
+                .flags
+                .contains(kassa_wire::AccountFlags::HISTORY)
+            {
                 let popped = self.account_history[account].pop();
                 assert!(popped.is_some());
             }
@@ -129,7 +146,10 @@ impl Ledger {
         let account = self.accounts.pop().expect("account_pop on no accounts");
         let removed = self.account_positions.remove(account.id.0);
         assert_eq!(removed, Some(self.accounts.len() as u32));
-        let transfers = self.account_transfers.pop().expect("account_transfers in step");
+        let transfers = self
+            .account_transfers
+            .pop()
+            .expect("account_transfers in step");
         assert!(transfers.is_empty());
         self.account_history.pop();
     }

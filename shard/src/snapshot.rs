@@ -90,8 +90,9 @@ impl Ledger {
             put_u64(out, *expires_at);
             out.extend_from_slice(&position.to_le_bytes());
         }
-        let history: Vec<usize> =
-            (0..self.accounts.len()).filter(|a| !self.account_history[*a].is_empty()).collect();
+        let history: Vec<usize> = (0..self.accounts.len())
+            .filter(|a| !self.account_history[*a].is_empty())
+            .collect();
         put_u64(out, history.len() as u64);
         for account in history {
             out.extend_from_slice(&(account as u32).to_le_bytes());
@@ -107,7 +108,10 @@ impl Ledger {
     /// Rebuilds a ledger from a snapshot, refusing a damaged or inconsistent one.
     pub fn restore(config: LedgerConfig, bytes: &[u8]) -> Result<Ledger, SnapshotError> {
         let body = snapshot_body(bytes)?;
-        let mut reader = Reader { bytes: body, offset: 0 };
+        let mut reader = Reader {
+            bytes: body,
+            offset: 0,
+        };
         let mut ledger = Ledger::new(config);
         ledger.timestamp = reader.u64()?;
         let sequence_next = reader.u64()?;
@@ -138,7 +142,10 @@ impl Ledger {
         if entries.len() as u64 >= sequence_next {
             return Err(reader.malformed("more change events than sequence numbers"));
         }
-        ledger.changes = ChangeStream { entries: entries.into(), sequence_next };
+        ledger.changes = ChangeStream {
+            entries: entries.into(),
+            sequence_next,
+        };
         if reader.offset != body.len() {
             return Err(reader.malformed("trailing bytes"));
         }
@@ -193,7 +200,10 @@ fn snapshot_body(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
     let body_size = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
     let actual = (bytes.len() - HEADER_SIZE) as u64;
     if body_size != actual {
-        return Err(SnapshotError::Size { expected: body_size, actual });
+        return Err(SnapshotError::Size {
+            expected: body_size,
+            actual,
+        });
     }
     let body = &bytes[HEADER_SIZE..];
     if crc32c::crc32c(body) != u32_at(24) {
@@ -210,11 +220,17 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn malformed(&self, what: &'static str) -> SnapshotError {
-        SnapshotError::Malformed { offset: self.offset, what }
+        SnapshotError::Malformed {
+            offset: self.offset,
+            what,
+        }
     }
 
     fn take(&mut self, size: usize, what: &'static str) -> Result<&'a [u8], SnapshotError> {
-        let end = self.offset.checked_add(size).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .offset
+            .checked_add(size)
+            .filter(|end| *end <= self.bytes.len());
         let end = end.ok_or(self.malformed(what))?;
         let slice = &self.bytes[self.offset..end];
         self.offset = end;
@@ -240,7 +256,10 @@ impl<'a> Reader<'a> {
     fn count(&mut self, item_size: usize) -> Result<usize, SnapshotError> {
         let count = self.u64()?;
         let left = (self.bytes.len() - self.offset) as u64;
-        if count.checked_mul(item_size as u64).is_none_or(|size| size > left) {
+        if count
+            .checked_mul(item_size as u64)
+            .is_none_or(|size| size > left)
+        {
             return Err(self.malformed("count larger than the bytes left"));
         }
         Ok(count as usize)

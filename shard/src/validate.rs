@@ -56,9 +56,14 @@ impl Ledger {
         }
         for (position, account) in self.accounts.iter().enumerate() {
             if self.account_positions.get(account.id.0) != Some(position as u32) {
-                return Err(format!("account {} is not indexed at {position}", account.id));
+                return Err(format!(
+                    "account {} is not indexed at {position}",
+                    account.id
+                ));
             }
-            if !account.id.is_valid() || account.timestamp == 0 || account.timestamp > self.timestamp
+            if !account.id.is_valid()
+                || account.timestamp == 0
+                || account.timestamp > self.timestamp
             {
                 return Err(format!("account {} has a bad id or timestamp", account.id));
             }
@@ -66,7 +71,11 @@ impl Ledger {
                 return Err(format!("account {} is out of timestamp order", account.id));
             }
             let history = account.flags.contains(AccountFlags::HISTORY);
-            let expected = if history { self.account_transfers[position].len() } else { 0 };
+            let expected = if history {
+                self.account_transfers[position].len()
+            } else {
+                0
+            };
             if self.account_history[position].len() != expected {
                 return Err(format!("account {} history is out of step", account.id));
             }
@@ -134,25 +143,41 @@ impl Ledger {
             total.debits_posted.add(account.debits_posted);
             total.credits_pending.add(account.credits_pending);
             total.credits_posted.add(account.credits_posted);
-            if account.debits_pending.checked_add(account.debits_posted).is_none()
-                || account.credits_pending.checked_add(account.credits_posted).is_none()
+            if account
+                .debits_pending
+                .checked_add(account.debits_posted)
+                .is_none()
+                || account
+                    .credits_pending
+                    .checked_add(account.credits_posted)
+                    .is_none()
             {
                 return Err(format!("account {} pending + posted overflows", account.id));
             }
         }
         for (ledger, total) in &totals {
             if total.debits_posted != total.credits_posted {
-                return Err(format!("ledger {ledger}: posted debits differ from credits"));
+                return Err(format!(
+                    "ledger {ledger}: posted debits differ from credits"
+                ));
             }
             if total.debits_pending != total.credits_pending {
-                return Err(format!("ledger {ledger}: pending debits differ from credits"));
+                return Err(format!(
+                    "ledger {ledger}: pending debits differ from credits"
+                ));
             }
         }
         let mut pending = vec![(0u128, 0u128); self.accounts.len()];
         for (t, status) in self.transfers.iter().zip(&self.transfer_status) {
             if *status == PendingStatus::Pending {
-                let debit = self.account_positions.get(t.debit_account_id.0).expect("indexed") as usize;
-                let credit = self.account_positions.get(t.credit_account_id.0).expect("indexed") as usize;
+                let debit = self
+                    .account_positions
+                    .get(t.debit_account_id.0)
+                    .expect("indexed") as usize;
+                let credit = self
+                    .account_positions
+                    .get(t.credit_account_id.0)
+                    .expect("indexed") as usize;
                 pending[debit].0 = pending[debit].0.wrapping_add(t.amount);
                 pending[credit].1 = pending[credit].1.wrapping_add(t.amount);
             }

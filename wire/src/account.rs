@@ -5,7 +5,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::{AccountFlags, AccountId};
 
 /// An account: its identity and its four balances. The layout is TigerBeetle's `Account`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct Account {
     pub id: AccountId,
@@ -32,14 +34,16 @@ impl Account {
     /// Whether debiting `amount` more would take debits (pending and posted) above posted
     /// credits on an account that forbids it. Callers have ruled out overflow first.
     pub fn debits_exceed_credits(&self, amount: u128) -> bool {
-        self.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        self.flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
             && self.debits_pending + self.debits_posted + amount > self.credits_posted
     }
 
     /// Whether crediting `amount` more would take credits (pending and posted) above posted
     /// debits on an account that forbids it. Callers have ruled out overflow first.
     pub fn credits_exceed_debits(&self, amount: u128) -> bool {
-        self.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        self.flags
+            .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
             && self.credits_pending + self.credits_posted + amount > self.debits_posted
     }
 }

@@ -33,7 +33,9 @@ impl AccountBalance {
 }
 
 /// The four balances of an account, without identity: 64 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct Balances {
     pub debits_pending: u128,

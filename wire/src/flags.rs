@@ -141,7 +141,10 @@ mod tests {
     fn names_round_trip_and_reserved_bits_are_kept() {
         let flags = TransferFlags::LINKED | TransferFlags::PENDING;
         assert_eq!(flags.names().collect::<Vec<_>>(), ["linked", "pending"]);
-        assert_eq!(TransferFlags::from_name("imported"), Some(TransferFlags::IMPORTED));
+        assert_eq!(
+            TransferFlags::from_name("imported"),
+            Some(TransferFlags::IMPORTED)
+        );
         assert_eq!(TransferFlags::from_name("bogus"), None);
         assert!(!flags.has_reserved());
         assert!(TransferFlags(1 << 9).has_reserved());

@@ -208,8 +208,10 @@ mod tests {
         let expected: Vec<u32> = (1..=26).chain([u32::MAX]).collect();
         assert_eq!(accounts, expected);
 
-        let mut transfers: Vec<u32> =
-            CreateTransferStatus::ALL.iter().map(|s| *s as u32).collect();
+        let mut transfers: Vec<u32> = CreateTransferStatus::ALL
+            .iter()
+            .map(|s| *s as u32)
+            .collect();
         transfers.sort_unstable();
         let expected: Vec<u32> = (1..=68).filter(|v| *v != 18).chain([u32::MAX]).collect();
         assert_eq!(transfers, expected);
@@ -218,8 +220,14 @@ mod tests {
     #[test]
     fn names_and_numbers_round_trip() {
         for status in CreateTransferStatus::ALL {
-            assert_eq!(CreateTransferStatus::from_u32(*status as u32), Some(*status));
-            assert_eq!(CreateTransferStatus::from_name(status.name()), Some(*status));
+            assert_eq!(
+                CreateTransferStatus::from_u32(*status as u32),
+                Some(*status)
+            );
+            assert_eq!(
+                CreateTransferStatus::from_name(status.name()),
+                Some(*status)
+            );
         }
         for status in CreateAccountStatus::ALL {
             assert_eq!(CreateAccountStatus::from_u32(*status as u32), Some(*status));

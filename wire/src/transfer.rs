@@ -6,7 +6,9 @@ use crate::{AccountId, TransferFlags, TransferId};
 
 /// A transfer of `amount` from the debit account to the credit account of one ledger.
 /// The layout is TigerBeetle's `Transfer`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct Transfer {
     pub id: TransferId,
