@@ -34,6 +34,11 @@ mod rollback;
 mod snapshot;
 mod validate;
 
+/// The README's example compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
+
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Kassa's whole test suite, from a fresh clone on a fresh machine.
+#
+# It installs what the tests need (Debian packages with apt-get, when there are any to install),
+# then checks formatting and lints, runs every test of every crate, and runs each benchmark once
+# in test mode so that none of them rots. Long simulations stay behind KASSA_LONG_TESTS=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the tests need. None yet beyond the Rust toolchain; later steps (PostgreSQL
+# for baselines, iproute2 for cluster tests) add theirs here.
+packages=()
+missing=()
+for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    step "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (every crate; the test profile is optimized)"
+cargo test --workspace --locked
+
+step "benchmarks, once each in test mode"
+cargo bench --workspace --locked -- --test
