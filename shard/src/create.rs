@@ -70,28 +70,13 @@ impl Ledger {
                 chain_start = Some(index);
                 self.chain_open();
             }
-            let precheck = if linked && index == events.len() - 1 {
+            let chain_open_at_end = linked && index == events.len() - 1;
+            let precheck = if chain_open_at_end {
                 Some(Op::LINKED_EVENT_CHAIN_OPEN)
             } else if chain_broken {
                 Some(Op::LINKED_EVENT_FAILED)
-            } else if batch_imported != imported {
-                Some(if imported {
-                    Op::IMPORTED_EVENT_NOT_EXPECTED
-                } else {
-                    Op::IMPORTED_EVENT_EXPECTED
-                })
-            } else if imported {
-                if !(TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&event_timestamp) {
-                    Some(Op::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE)
-                } else if event_timestamp >= timestamp_end {
-                    Some(Op::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE)
-                } else {
-                    None
-                }
-            } else if event_timestamp != 0 {
-                Some(Op::TIMESTAMP_MUST_BE_ZERO)
             } else {
-                None
+                precheck_import::<Op>(batch_imported, imported, event_timestamp, timestamp_end)
             };
             let outcome = match precheck {
                 Some(status) => Err(status),
@@ -124,6 +109,29 @@ impl Ledger {
         assert_eq!(results.len(), events.len());
         self.timestamp = timestamp_end;
     }
+}
+
+/// The import-mode and timestamp checks every event passes before its own.
+fn precheck_import<Op: CreateOperation>(
+    batch_imported: bool,
+    imported: bool,
+    event_timestamp: u64,
+    timestamp_end: u64,
+) -> Option<Op::Status> {
+    if batch_imported != imported {
+        return Some(if imported {
+            Op::IMPORTED_EVENT_NOT_EXPECTED
+        } else {
+            Op::IMPORTED_EVENT_EXPECTED
+        });
+    }
+    if !imported {
+        return (event_timestamp != 0).then_some(Op::TIMESTAMP_MUST_BE_ZERO);
+    }
+    if !(TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&event_timestamp) {
+        return Some(Op::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE);
+    }
+    (event_timestamp >= timestamp_end).then_some(Op::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE)
 }
 
 /// Records that carry a timestamp.

@@ -139,7 +139,13 @@ impl Ledger {
             return Err(Status::ExceedsDebits);
         }
 
-        // From here on the transfer succeeds.
+        self.transfer_apply(t, amount, timestamp, (debit, credit));
+        Ok((Status::Created, timestamp))
+    }
+
+    /// Moves a single-phase or pending transfer's amount: nothing can fail from here on.
+    fn transfer_apply(&mut self, t: &Transfer, amount: u128, timestamp: u64, accounts: (u32, u32)) {
+        let (debit, credit) = accounts;
         let transfer = Transfer {
             amount,
             timestamp,
@@ -172,7 +178,6 @@ impl Ledger {
             PendingStatus::None
         };
         self.transfer_insert(transfer, status, debit, credit);
-        Ok((Status::Created, timestamp))
     }
 
     /// The timestamp of an imported transfer, after its own checks.

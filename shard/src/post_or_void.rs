@@ -11,38 +11,38 @@ use kassa_wire::{
 use crate::create::Outcome;
 use crate::{Ledger, PendingStatus};
 
+/// A post or void that passed every check: what applying it needs.
+struct Resolution {
+    post: bool,
+    pending_position: u32,
+    pending: Transfer,
+    debit: u32,
+    credit: u32,
+    /// The amount the post moves (a void's is the whole pending amount).
+    amount: u128,
+    expires_at: Option<u64>,
+    timestamp: u64,
+}
+
 impl Ledger {
     pub(crate) fn post_or_void_pending_transfer(
         &mut self,
         timestamp_event: u64,
         t: &Transfer,
     ) -> Outcome<Status> {
-        let post = t.flags.contains(TransferFlags::POST_PENDING_TRANSFER);
+        post_or_void_fields_valid(t)?;
+        let resolution = self.post_or_void_check(timestamp_event, t)?;
+        let timestamp = resolution.timestamp;
+        self.post_or_void_apply(t, resolution);
+        Ok((Status::Created, timestamp))
+    }
+
+    /// The checks that read the pending transfer and its accounts, in TigerBeetle's order.
+    fn post_or_void_check(&self, timestamp_event: u64, t: &Transfer) -> Result<Resolution, Status> {
         let void = t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
-        assert!(post || void);
-        let exclusive = TransferFlags::PENDING
-            | TransferFlags::BALANCING_DEBIT
-            | TransferFlags::BALANCING_CREDIT
-            | TransferFlags::CLOSING_DEBIT
-            | TransferFlags::CLOSING_CREDIT;
-        if (post && void) || t.flags.0 & exclusive.0 != 0 {
-            return Err(Status::FlagsAreMutuallyExclusive);
-        }
-        if t.pending_id.0 == 0 {
-            return Err(Status::PendingIdMustNotBeZero);
-        }
-        if t.pending_id.0 == ID_INT_MAX {
-            return Err(Status::PendingIdMustNotBeIntMax);
-        }
-        if t.pending_id == t.id {
-            return Err(Status::PendingIdMustBeDifferent);
-        }
-        if t.timeout != 0 {
-            return Err(Status::TimeoutReservedForPendingTransfer);
-        }
-        let p_position = self.transfer_positions.get(t.pending_id.0);
-        let p_position = p_position.ok_or(Status::PendingTransferNotFound)?;
-        let p = self.transfers[p_position as usize];
+        let pending_position = self.transfer_positions.get(t.pending_id.0);
+        let pending_position = pending_position.ok_or(Status::PendingTransferNotFound)?;
+        let p = self.transfers[pending_position as usize];
         // Imported events carry their own past timestamps, so only a live event is surely
         // later than the pending transfer by its batch position.
         let imported = t.flags.contains(TransferFlags::IMPORTED);
@@ -50,16 +50,7 @@ impl Ledger {
         if !p.flags.contains(TransferFlags::PENDING) {
             return Err(Status::PendingTransferNotPending);
         }
-        let debit = self
-            .account_positions
-            .get(p.debit_account_id.0)
-            .expect("indexed");
-        let credit = self
-            .account_positions
-            .get(p.credit_account_id.0)
-            .expect("indexed");
         pending_matches(t, &p)?;
-
         let amount = match (void, t.amount) {
             (true, 0) => p.amount,
             (false, u128::MAX) => p.amount,
@@ -71,7 +62,7 @@ impl Ledger {
         if void && amount < p.amount {
             return Err(Status::PendingTransferHasDifferentAmount);
         }
-        match self.transfer_status[p_position as usize] {
+        match self.transfer_status[pending_position as usize] {
             PendingStatus::Pending => {}
             PendingStatus::Posted => return Err(Status::PendingTransferAlreadyPosted),
             PendingStatus::Voided => return Err(Status::PendingTransferAlreadyVoided),
@@ -90,6 +81,14 @@ impl Ledger {
         } else {
             timestamp_event
         };
+        let debit = self
+            .account_positions
+            .get(p.debit_account_id.0)
+            .expect("indexed");
+        let credit = self
+            .account_positions
+            .get(p.credit_account_id.0)
+            .expect("indexed");
         let (dr, cr) = (
             &self.accounts[debit as usize],
             &self.accounts[credit as usize],
@@ -102,67 +101,98 @@ impl Ledger {
         if cr.flags.contains(AccountFlags::CLOSED) && !void {
             return Err(Status::CreditAccountAlreadyClosed);
         }
+        let post = !void;
+        Ok(Resolution {
+            post,
+            pending_position,
+            pending: p,
+            debit,
+            credit,
+            amount,
+            expires_at,
+            timestamp,
+        })
+    }
 
-        // From here on the post or void succeeds.
-        if let Some(expires_at) = expires_at {
-            let removed = self.expiries.remove(&(expires_at, p_position));
+    /// Resolves the pending transfer: nothing can fail from here on.
+    fn post_or_void_apply(&mut self, t: &Transfer, r: Resolution) {
+        let p = &r.pending;
+        if let Some(expires_at) = r.expires_at {
+            let removed = self.expiries.remove(&(expires_at, r.pending_position));
             assert!(removed);
-            self.undo_expiry_removed((expires_at, p_position));
+            self.undo_expiry_removed((expires_at, r.pending_position));
         }
-        self.undo_transfer_status(p_position);
-        self.transfer_status[p_position as usize] = if post {
+        self.undo_transfer_status(r.pending_position);
+        self.transfer_status[r.pending_position as usize] = if r.post {
             PendingStatus::Posted
         } else {
             PendingStatus::Voided
         };
-        self.account_change(debit, |account| {
-            account.debits_pending -= p.amount;
-            if post {
-                account.debits_posted += amount;
-            } else if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
-                assert!(account.flags.contains(AccountFlags::CLOSED));
-                account.flags.set(AccountFlags::CLOSED, false);
-            }
-        });
-        self.account_change(credit, |account| {
-            account.credits_pending -= p.amount;
-            if post {
-                account.credits_posted += amount;
-            } else if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
-                assert!(account.flags.contains(AccountFlags::CLOSED));
-                account.flags.set(AccountFlags::CLOSED, false);
-            }
-        });
+        let sides = [
+            (r.debit, TransferFlags::CLOSING_DEBIT),
+            (r.credit, TransferFlags::CLOSING_CREDIT),
+        ];
+        for (side, (position, closing)) in sides.into_iter().enumerate() {
+            self.account_change(position, |account| {
+                let (pending, posted) = if side == 0 {
+                    (&mut account.debits_pending, &mut account.debits_posted)
+                } else {
+                    (&mut account.credits_pending, &mut account.credits_posted)
+                };
+                *pending -= p.amount;
+                if r.post {
+                    *posted += r.amount;
+                } else if p.flags.contains(closing) {
+                    assert!(account.flags.contains(AccountFlags::CLOSED));
+                    account.flags.set(AccountFlags::CLOSED, false);
+                }
+            });
+        }
         let transfer = Transfer {
             id: t.id,
             debit_account_id: p.debit_account_id,
             credit_account_id: p.credit_account_id,
-            amount,
+            amount: r.amount,
             pending_id: t.pending_id,
-            user_data_128: if t.user_data_128 > 0 {
-                t.user_data_128
-            } else {
-                p.user_data_128
-            },
-            user_data_64: if t.user_data_64 > 0 {
-                t.user_data_64
-            } else {
-                p.user_data_64
-            },
-            user_data_32: if t.user_data_32 > 0 {
-                t.user_data_32
-            } else {
-                p.user_data_32
-            },
+            user_data_128: inherit(t.user_data_128, p.user_data_128),
+            user_data_64: inherit(t.user_data_64, p.user_data_64),
+            user_data_32: inherit(t.user_data_32, p.user_data_32),
             timeout: 0,
             ledger: p.ledger,
             code: p.code,
             flags: t.flags,
-            timestamp,
+            timestamp: r.timestamp,
         };
-        self.transfer_insert(transfer, PendingStatus::None, debit, credit);
-        Ok((Status::Created, timestamp))
+        self.transfer_insert(transfer, PendingStatus::None, r.debit, r.credit);
     }
+}
+
+/// The checks of a post or void that need no state, in TigerBeetle's order.
+fn post_or_void_fields_valid(t: &Transfer) -> Result<(), Status> {
+    let post = t.flags.contains(TransferFlags::POST_PENDING_TRANSFER);
+    let void = t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
+    assert!(post || void);
+    let exclusive = TransferFlags::PENDING
+        | TransferFlags::BALANCING_DEBIT
+        | TransferFlags::BALANCING_CREDIT
+        | TransferFlags::CLOSING_DEBIT
+        | TransferFlags::CLOSING_CREDIT;
+    if (post && void) || t.flags.0 & exclusive.0 != 0 {
+        return Err(Status::FlagsAreMutuallyExclusive);
+    }
+    if t.pending_id.0 == 0 {
+        return Err(Status::PendingIdMustNotBeZero);
+    }
+    if t.pending_id.0 == ID_INT_MAX {
+        return Err(Status::PendingIdMustNotBeIntMax);
+    }
+    if t.pending_id == t.id {
+        return Err(Status::PendingIdMustBeDifferent);
+    }
+    if t.timeout != 0 {
+        return Err(Status::TimeoutReservedForPendingTransfer);
+    }
+    Ok(())
 }
 
 /// The fields a post or void may leave zero but must not contradict.
@@ -181,6 +211,15 @@ fn pending_matches(t: &Transfer, p: &Transfer) -> Result<(), Status> {
         return Err(Status::PendingTransferHasDifferentCode);
     }
     Ok(())
+}
+
+/// A post or void's own user data where set, else the pending transfer's.
+fn inherit<T: PartialEq + Default>(own: T, pending: T) -> T {
+    if own != T::default() {
+        own
+    } else {
+        pending
+    }
 }
 
 /// The idempotency check of a post or void whose id exists (`e`), against its pending `p`.
@@ -203,16 +242,13 @@ pub(crate) fn post_or_void_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> O
     if e.amount != amount_expected {
         return Err(Status::ExistsWithDifferentAmount);
     }
-    let inherits = |own: u128, pending: u128| if own == 0 { pending } else { own };
-    if inherits(t.user_data_128, p.user_data_128) != e.user_data_128 {
+    if inherit(t.user_data_128, p.user_data_128) != e.user_data_128 {
         return Err(Status::ExistsWithDifferentUserData128);
     }
-    let user_data_64 = inherits(u128::from(t.user_data_64), u128::from(p.user_data_64));
-    if user_data_64 != u128::from(e.user_data_64) {
+    if inherit(t.user_data_64, p.user_data_64) != e.user_data_64 {
         return Err(Status::ExistsWithDifferentUserData64);
     }
-    let user_data_32 = inherits(u128::from(t.user_data_32), u128::from(p.user_data_32));
-    if user_data_32 != u128::from(e.user_data_32) {
+    if inherit(t.user_data_32, p.user_data_32) != e.user_data_32 {
         return Err(Status::ExistsWithDifferentUserData32);
     }
     if t.ledger != 0 && t.ledger != e.ledger {
