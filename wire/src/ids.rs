@@ -5,46 +5,16 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// The reserved "int max" id (`2^128 - 1`), never a valid account or transfer id.
 pub const ID_INT_MAX: u128 = u128::MAX;
 
-/// The id of an account.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    FromBytes,
-    IntoBytes,
-    Immutable,
-    KnownLayout,
-)]
-#[repr(transparent)]
-pub struct AccountId(pub u128);
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, FromBytes,
+            IntoBytes, Immutable, KnownLayout,
+        )]
+        #[repr(transparent)]
+        pub struct $name(pub u128);
 
-/// The id of a transfer.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    FromBytes,
-    IntoBytes,
-    Immutable,
-    KnownLayout,
-)]
-#[repr(transparent)]
-pub struct TransferId(pub u128);
-
-macro_rules! id_methods {
-    ($name:ident) => {
         impl $name {
             /// Neither zero nor `2^128 - 1`.
             pub fn is_valid(self) -> bool {
@@ -66,5 +36,11 @@ macro_rules! id_methods {
     };
 }
 
-id_methods!(AccountId);
-id_methods!(TransferId);
+id_type!(
+    /// The id of an account.
+    AccountId
+);
+id_type!(
+    /// The id of a transfer.
+    TransferId
+);
