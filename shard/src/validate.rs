@@ -41,6 +41,13 @@ impl Ledger {
 
     /// Checks every invariant; the first violation found is the error.
     pub(crate) fn check(&self) -> Result<(), String> {
+        // Every record's timestamp is at most the ledger's, so this bounds them all.
+        if self.timestamp > kassa_wire::TIMESTAMP_MAX {
+            return Err(format!(
+                "the ledger timestamp {} is beyond TIMESTAMP_MAX",
+                self.timestamp
+            ));
+        }
         self.check_accounts()?;
         self.check_transfers()?;
         self.check_balances()?;
@@ -120,6 +127,9 @@ impl Ledger {
             }
             if status == PendingStatus::Pending {
                 if let Some(expires_at) = crate::expiry::expires_at(t) {
+                    if expires_at > kassa_wire::TIMESTAMP_MAX {
+                        return Err(format!("transfer {} expires beyond TIMESTAMP_MAX", t.id));
+                    }
                     expiries.insert((expires_at, position));
                 }
             }
