@@ -28,8 +28,8 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "benchmarks, once each in test mode (they must not rot)"
+cargo bench --workspace --benches --locked -- --test
+
 step "cargo test (every crate; the test profile is optimized)"
 cargo test --workspace --locked
-
-step "benchmarks, once each in test mode"
-cargo bench --workspace --locked -- --test
