@@ -22,6 +22,7 @@
 //! tests and benchmarks drive it directly.
 
 mod changes;
+mod command;
 mod create;
 mod create_accounts;
 mod create_transfers;
@@ -39,6 +40,7 @@ mod validate;
 #[doc = include_str!("../../README.md")]
 struct ReadmeExample;
 
+pub use command::{Command, CommandDecodeError, Reply};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
 

@@ -1,5 +1,19 @@
-//! `kassa-storage`: each partition's segmented, checksummed, append-only log and its snapshot
-//! files, written with io_uring. It knows nothing of ledgers: entries and snapshots are bytes.
+//! `kassa-storage`: each partition's segmented, checksummed, append-only log and its durable
+//! small files (Raft vote, snapshots), written with io_uring through monoio. It knows nothing
+//! of ledgers or Raft: entries carry a term, an index and opaque payload bytes.
 //!
-//! Empty until the durable single node is built; it sits at the bottom of the dependency graph
-//! beside `kassa-wire` and depends on no other Kassa crate.
+//! Durability contract: a future returned by [`PartitionLog::append`] resolves only after the
+//! entries' bytes reached the disk with `fdatasync`; entries appended while a flush is in
+//! flight are written and synced together by the next one (group commit). On open, a torn tail
+//! (a partial last write) is truncated and reported; a bad checksum anywhere before the tail is
+//! corruption, and the log refuses to open, naming the file and offset.
+//!
+//! Everything here is `!Send` by design: a log lives on the core that owns its partition.
+//! It sits at the bottom of the dependency graph beside `kassa-wire`.
+
+pub mod durable_file;
+mod error;
+mod log;
+
+pub use error::StorageError;
+pub use log::{LogEntry, LogOptions, LogStats, PartitionLog, Recovery, TornTail};

@@ -1,0 +1,247 @@
+//! Commands: the writes a partition's log carries, and their binary encoding.
+//!
+//! Every write to a ledger goes through the partition's replicated log as a [`Command`], so
+//! that every replica applies the same commands in the same order with the same `now` (the
+//! leader's clock when it proposed the command) and reaches the same state. [`Ledger::apply`]
+//! is the only way the log layer changes a ledger.
+//!
+//! Encoding (little-endian): `tag u8 | reserved [u8; 7] | now u64 | count u32 | reserved u32`
+//! then `count` fixed-size records (128-byte accounts or transfers), or a `u64` for a release.
+//! Decoding checks the tag, the reserved bytes, the count against `BATCH_EVENTS_MAX` and the
+//! exact length, and never panics on bad input.
+
+use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::limits::BATCH_EVENTS_MAX;
+use crate::Ledger;
+
+const HEADER_SIZE: usize = 24;
+
+/// A write to one partition's ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    CreateAccounts {
+        now: u64,
+        accounts: Vec<Account>,
+    },
+    CreateTransfers {
+        now: u64,
+        transfers: Vec<Transfer>,
+    },
+    /// Expire the pending transfers whose time is up at `now` (a pulse).
+    ExpirePendingTransfers {
+        now: u64,
+    },
+    /// The change stream's consumers are done with events up to `sequence_through`.
+    ReleaseChangeEvents {
+        sequence_through: u64,
+    },
+}
+
+/// What applying a [`Command`] answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    CreateAccounts(Vec<CreateAccountResult>),
+    CreateTransfers(Vec<CreateTransferResult>),
+    ExpirePendingTransfers { expired: u32 },
+    ReleaseChangeEvents,
+}
+
+/// Why bytes are not a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandDecodeError {
+    #[error("command shorter than its 24-byte header")]
+    TooShort,
+    #[error("unknown command tag {0}")]
+    UnknownTag(u8),
+    #[error("reserved header bytes are not zero")]
+    ReservedNotZero,
+    #[error("command carries {0} events, more than the batch limit")]
+    TooManyEvents(u32),
+    #[error("command length does not match its event count")]
+    LengthMismatch,
+}
+
+const TAG_CREATE_ACCOUNTS: u8 = 1;
+const TAG_CREATE_TRANSFERS: u8 = 2;
+const TAG_EXPIRE_PENDING_TRANSFERS: u8 = 3;
+const TAG_RELEASE_CHANGE_EVENTS: u8 = 4;
+
+impl Command {
+    /// Appends the command's encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (tag, now, count, body): (u8, u64, usize, &[u8]) = match self {
+            Command::CreateAccounts { now, accounts } => (
+                TAG_CREATE_ACCOUNTS,
+                *now,
+                accounts.len(),
+                accounts.as_bytes(),
+            ),
+            Command::CreateTransfers { now, transfers } => (
+                TAG_CREATE_TRANSFERS,
+                *now,
+                transfers.len(),
+                transfers.as_bytes(),
+            ),
+            Command::ExpirePendingTransfers { now } => (TAG_EXPIRE_PENDING_TRANSFERS, *now, 0, &[]),
+            Command::ReleaseChangeEvents { sequence_through } => {
+                out.extend_from_slice(&[TAG_RELEASE_CHANGE_EVENTS, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&0u64.to_le_bytes());
+                out.extend_from_slice(&[0; 8]);
+                out.extend_from_slice(&sequence_through.to_le_bytes());
+                return;
+            }
+        };
+        assert!(count <= BATCH_EVENTS_MAX);
+        out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&now.to_le_bytes());
+        out.extend_from_slice(&(count as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(body);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, CommandDecodeError> {
+        if bytes.len() < HEADER_SIZE {
+            return Err(CommandDecodeError::TooShort);
+        }
+        let tag = bytes[0];
+        let now = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+        let count = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+        if bytes[1..8].iter().chain(&bytes[20..24]).any(|b| *b != 0) {
+            return Err(CommandDecodeError::ReservedNotZero);
+        }
+        if count as usize > BATCH_EVENTS_MAX {
+            return Err(CommandDecodeError::TooManyEvents(count));
+        }
+        let body = &bytes[HEADER_SIZE..];
+        let exact = |size: usize| {
+            (body.len() == size)
+                .then_some(())
+                .ok_or(CommandDecodeError::LengthMismatch)
+        };
+        match tag {
+            TAG_CREATE_ACCOUNTS => {
+                exact(count as usize * size_of::<Account>())?;
+                let accounts = records(body);
+                Ok(Command::CreateAccounts { now, accounts })
+            }
+            TAG_CREATE_TRANSFERS => {
+                exact(count as usize * size_of::<Transfer>())?;
+                let transfers = records(body);
+                Ok(Command::CreateTransfers { now, transfers })
+            }
+            TAG_EXPIRE_PENDING_TRANSFERS => {
+                exact(0)?;
+                Ok(Command::ExpirePendingTransfers { now })
+            }
+            TAG_RELEASE_CHANGE_EVENTS => {
+                exact(8)?;
+                let sequence_through = u64::from_le_bytes(body.try_into().expect("8 bytes"));
+                Ok(Command::ReleaseChangeEvents { sequence_through })
+            }
+            tag => Err(CommandDecodeError::UnknownTag(tag)),
+        }
+    }
+}
+
+/// Copies fixed-size records out of (possibly unaligned) bytes; the length is checked.
+fn records<T: FromBytes + IntoBytes + Copy>(bytes: &[u8]) -> Vec<T> {
+    let mut out = T::new_vec_zeroed(bytes.len() / size_of::<T>()).expect("batch-sized");
+    out.as_mut_bytes().copy_from_slice(bytes);
+    out
+}
+
+impl Ledger {
+    /// Applies a command from the partition's log.
+    pub fn apply(&mut self, command: &Command) -> Reply {
+        match command {
+            Command::CreateAccounts { now, accounts } => {
+                let mut results = Vec::with_capacity(accounts.len());
+                self.create_accounts(*now, accounts, &mut results);
+                Reply::CreateAccounts(results)
+            }
+            Command::CreateTransfers { now, transfers } => {
+                let mut results = Vec::with_capacity(transfers.len());
+                self.create_transfers(*now, transfers, &mut results);
+                Reply::CreateTransfers(results)
+            }
+            Command::ExpirePendingTransfers { now } => {
+                let expired = self.expire_pending_transfers(*now) as u32;
+                Reply::ExpirePendingTransfers { expired }
+            }
+            Command::ReleaseChangeEvents { sequence_through } => {
+                self.release_change_events(*sequence_through);
+                Reply::ReleaseChangeEvents
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_wire::{AccountId, TransferId};
+
+    #[test]
+    fn commands_round_trip_and_bad_bytes_are_refused() {
+        let account = Account {
+            id: AccountId(7),
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        };
+        let transfer = Transfer {
+            id: TransferId(9),
+            amount: 5,
+            ..Transfer::default()
+        };
+        let commands = [
+            Command::CreateAccounts {
+                now: 11,
+                accounts: vec![account; 3],
+            },
+            Command::CreateTransfers {
+                now: 12,
+                transfers: vec![transfer; 2],
+            },
+            Command::ExpirePendingTransfers { now: 13 },
+            Command::ReleaseChangeEvents {
+                sequence_through: 14,
+            },
+        ];
+        for command in commands {
+            let mut bytes = Vec::new();
+            command.encode(&mut bytes);
+            assert_eq!(Command::decode(&bytes), Ok(command.clone()));
+            for cut in [0, 23, bytes.len() - 1] {
+                assert!(Command::decode(&bytes[..cut]).is_err());
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert_eq!(
+                Command::decode(&extra),
+                Err(CommandDecodeError::LengthMismatch)
+            );
+            let mut reserved = bytes.clone();
+            reserved[3] = 1;
+            assert_eq!(
+                Command::decode(&reserved),
+                Err(CommandDecodeError::ReservedNotZero)
+            );
+        }
+        let mut unknown = vec![0u8; 24];
+        unknown[0] = 99;
+        assert_eq!(
+            Command::decode(&unknown),
+            Err(CommandDecodeError::UnknownTag(99))
+        );
+        let mut many = vec![0u8; 24];
+        many[0] = TAG_CREATE_TRANSFERS;
+        many[16..20].copy_from_slice(&9000u32.to_le_bytes());
+        assert_eq!(
+            Command::decode(&many),
+            Err(CommandDecodeError::TooManyEvents(9000))
+        );
+    }
+}
