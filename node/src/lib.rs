@@ -1,4 +1,26 @@
-//! `kassa-node`: the `kassa` process: one thread per core, each owning its partitions, plus the
-//! gateway and the HTTP API. It uses every other Kassa crate; nothing depends on it.
+//! `kassa-node`: the `kassa` process. It starts one thread per core, each owning its partitions
+//! (`cores`), and the HTTP API on a helper thread (`http`), and routes every request to the
+//! partition that owns its records. It uses every other Kassa crate; nothing depends on it.
 //!
-//! Empty until the durable single node is built.
+//! Partitions: a cluster has `P` partitions, fixed when its data directory is formatted
+//! (`meta`); an account lives in partition `partition_of(id, P)` (`partitioning`). This build
+//! formats clusters of one partition: the protocol that makes transfers between partitions
+//! atomic is the next step, and until it lands a second partition could not keep transfer ids
+//! unique or transfers atomic.
+
+pub mod config;
+pub mod cores;
+pub mod http;
+pub mod meta;
+pub mod partitioning;
+
+/// Faults of the node, as the APIs report them.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Partition(#[from] kassa_raft::PartitionError),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("start: {0}")]
+    Start(String),
+}

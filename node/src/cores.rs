@@ -1,0 +1,287 @@
+//! The core threads: one monoio runtime per core, pinned to its CPU, each owning a fixed set of
+//! partitions (partition `p` lives on core `p mod cores`) with their logs and ledgers.
+//!
+//! Nothing on the request path is shared between threads: other threads reach a partition only
+//! by sending a [`CoreRequest`] over its core's bounded queue; the reply comes back on a
+//! oneshot channel. Each request runs as its own task on the core, so writes that arrive
+//! together are group-committed by the partition log. A core also expires pending transfers:
+//! every `PULSE_INTERVAL` it asks each of its partitions whether a pulse is due and, if so,
+//! writes one through the log.
+//!
+//! Shutdown: closing the queues lets each core finish the requests it has taken, then shut its
+//! partitions down (flushing their logs) and exit.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use kassa_raft::{Partition, PartitionConfig};
+use kassa_shard::{Command, Ledger, LedgerConfig, Reply};
+
+use crate::NodeError;
+
+/// Requests a core's queue holds before senders wait: back-pressure, not unbounded memory.
+pub const CORE_QUEUE_MAX: usize = 4096;
+/// How often a core checks whether pending transfers are due to expire.
+pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
+
+type ReadFn = Box<dyn FnOnce(&Ledger) + Send>;
+
+/// Work for one partition, sent to the core that owns it.
+pub enum CoreRequest {
+    Write {
+        partition: u32,
+        command: Command,
+        reply: ReplySender,
+    },
+    Read {
+        partition: u32,
+        read: ReadFn,
+    },
+}
+
+type ReplySender = tokio::sync::oneshot::Sender<Result<Reply, NodeError>>;
+
+/// What a core needs to open its partitions.
+#[derive(Clone)]
+pub struct CoreSetup {
+    pub data_dir: std::path::PathBuf,
+    pub partitions: u32,
+    pub cores: usize,
+    pub snapshot_entries: u64,
+    pub hash_seed: u64,
+}
+
+/// The running cores.
+pub struct Cores {
+    senders: Vec<async_channel::Sender<CoreRequest>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    partitions: u32,
+}
+
+impl Cores {
+    /// Starts the core threads and returns once every partition is open, or with the first
+    /// partition that failed to open.
+    pub fn start(setup: CoreSetup) -> Result<Cores, NodeError> {
+        let (ready_sender, ready) = std::sync::mpsc::channel();
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for core in 0..setup.cores {
+            let (sender, receiver) = async_channel::bounded(CORE_QUEUE_MAX);
+            let (setup, ready_sender) = (setup.clone(), ready_sender.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("kassa-core-{core}"))
+                .spawn(move || core_main(core, setup, receiver, ready_sender))
+                .map_err(|error| NodeError::Start(format!("spawning core {core}: {error}")))?;
+            senders.push(sender);
+            threads.push(thread);
+        }
+        drop(ready_sender);
+        let cores = Cores {
+            senders,
+            threads,
+            partitions: setup.partitions,
+        };
+        for _ in 0..setup.cores {
+            match ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    cores.shutdown();
+                    return Err(NodeError::Start(message));
+                }
+                Err(_) => {
+                    cores.shutdown();
+                    return Err(NodeError::Start("a core thread died while starting".into()));
+                }
+            }
+        }
+        Ok(cores)
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
+        assert!(partition < self.partitions);
+        &self.senders[partition as usize % self.senders.len()]
+    }
+
+    /// Writes `command` through `partition`'s log and returns the ledger's reply.
+    pub async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::Write {
+            partition,
+            command,
+            reply,
+        };
+        self.sender(partition)
+            .send(request)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Runs `read` on `partition`'s applied ledger, on its core, and returns what it returns.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        partition: u32,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let read: ReadFn = Box::new(move |ledger| {
+            let _ = reply.send(read(ledger));
+        });
+        let request = CoreRequest::Read { partition, read };
+        self.sender(partition)
+            .send(request)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Stops taking requests, lets every core finish what it took, and joins the threads.
+    pub fn shutdown(self) {
+        for sender in &self.senders {
+            sender.close();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+type Ready = std::sync::mpsc::Sender<Result<(), String>>;
+
+fn core_main(
+    core: usize,
+    setup: CoreSetup,
+    receiver: async_channel::Receiver<CoreRequest>,
+    ready: Ready,
+) {
+    pin_to_cpu(core);
+    let runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build();
+    let mut runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = ready.send(Err(format!("core {core}: io_uring runtime: {error}")));
+            return;
+        }
+    };
+    runtime.block_on(core_run(core, setup, receiver, ready));
+}
+
+async fn core_run(
+    core: usize,
+    setup: CoreSetup,
+    receiver: async_channel::Receiver<CoreRequest>,
+    ready: Ready,
+) {
+    let mut partitions = BTreeMap::new();
+    for partition in (0..setup.partitions).filter(|p| *p as usize % setup.cores == core) {
+        let config = PartitionConfig {
+            partition,
+            dir: crate::meta::partition_dir(&setup.data_dir, partition),
+            ledger: LedgerConfig {
+                hash_seed: setup.hash_seed,
+                ..LedgerConfig::default()
+            },
+            snapshot_entries: setup.snapshot_entries,
+        };
+        match Partition::open(config).await {
+            Ok(opened) => {
+                partitions.insert(partition, Rc::new(opened));
+            }
+            Err(error) => {
+                let _ = ready.send(Err(error.to_string()));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    let in_flight = Rc::new(Cell::new(0usize));
+    let stop = Rc::new(Cell::new(false));
+    let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone()));
+    while let Ok(request) = receiver.recv().await {
+        in_flight.set(in_flight.get() + 1);
+        let in_flight = in_flight.clone();
+        let partitions = partitions.clone();
+        monoio::spawn(async move {
+            serve(&partitions, request).await;
+            in_flight.set(in_flight.get() - 1);
+        });
+    }
+    stop.set(true);
+    pulses.await;
+    while in_flight.get() > 0 {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for (partition, opened) in partitions {
+        match Rc::try_unwrap(opened) {
+            Ok(opened) => {
+                if let Err(error) = opened.shutdown().await {
+                    tracing::error!(partition, %error, "partition shutdown failed");
+                }
+            }
+            Err(_) => tracing::error!(partition, "partition still in use at shutdown"),
+        }
+    }
+}
+
+async fn serve(partitions: &BTreeMap<u32, Rc<Partition>>, request: CoreRequest) {
+    match request {
+        CoreRequest::Write {
+            partition,
+            command,
+            reply,
+        } => {
+            let opened = partitions.get(&partition).expect("routed to its core");
+            let result = opened.write(command).await.map_err(NodeError::from);
+            let _ = reply.send(result);
+        }
+        CoreRequest::Read { partition, read } => {
+            let opened = partitions.get(&partition).expect("routed to its core");
+            opened.read(read);
+        }
+    }
+}
+
+/// Writes a pulse through each partition whose pending transfers are due to expire.
+async fn pulse_loop(partitions: BTreeMap<u32, Rc<Partition>>, stop: Rc<Cell<bool>>) {
+    while !stop.get() {
+        monoio::time::sleep(PULSE_INTERVAL).await;
+        for (partition, opened) in &partitions {
+            let now = realtime_ns();
+            if opened.read(|ledger| ledger.pulse_needed(now)) {
+                let command = Command::ExpirePendingTransfers { now };
+                if let Err(error) = opened.write(command).await {
+                    tracing::warn!(partition, %error, "pulse failed; retrying next interval");
+                }
+            }
+        }
+    }
+}
+
+/// The wall clock in nanoseconds since the Unix epoch: the `now` a leader stamps commands with.
+pub fn realtime_ns() -> u64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    elapsed.map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
+/// Pins the calling thread to one CPU, if the machine has it; a failure only costs locality.
+fn pin_to_cpu(core: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: `set` is a plain bit array that CPU_ZERO/CPU_SET initialize and fill; the call
+    // only reads it, for the calling thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(core % cpus, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(core, "could not pin the core thread to its CPU");
+        }
+    }
+}

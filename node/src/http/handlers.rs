@@ -1,0 +1,381 @@
+//! The HTTP API's handlers: decode and check, route to the owning partition, encode.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use kassa_shard::{Command, Reply};
+use kassa_wire::{
+    Account, AccountFilter, AccountFilterFlags, AccountId, QueryFilter, QueryFilterFlags, Transfer,
+    TransferId, BATCH_EVENTS_MAX,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::json::{
+    AccountBalanceJson, AccountJson, CreateResultJson, Decimal, QueryFilterJson, TransferJson,
+};
+use super::{Api, ApiError};
+use crate::cores::realtime_ns;
+use crate::partitioning::partition_of;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub async fn health() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn ready(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    // The API starts serving only after every partition opened.
+    Json(json!({ "status": "ready", "partitions": api.cores.partitions() }))
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::OPENAPI_JSON,
+    )
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /openapi.json")
+}
+
+pub async fn create_accounts(
+    State(api): State<Arc<Api>>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let records: Vec<AccountJson> = parse_records(&body)?;
+    let accounts: Vec<Account> = records.iter().map(Account::from).collect();
+    let partition = api.single_partition(accounts.iter().map(|a| a.id.0))?;
+    let command = Command::CreateAccounts {
+        now: realtime_ns(),
+        accounts,
+    };
+    match api.cores.write(partition, command).await? {
+        Reply::CreateAccounts(results) => Ok(Json(
+            results
+                .iter()
+                .enumerate()
+                .map(|(index, r)| result_json(index, r.status.name(), r.timestamp))
+                .collect::<Vec<_>>(),
+        )),
+        other => unreachable!("create_accounts answered {other:?}"),
+    }
+}
+
+pub async fn create_transfers(
+    State(api): State<Arc<Api>>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let records: Vec<TransferJson> = parse_records(&body)?;
+    let transfers: Vec<Transfer> = records.iter().map(Transfer::from).collect();
+    let ids = transfers
+        .iter()
+        .flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]);
+    let partition = api.single_partition(ids.filter(|id| *id != 0))?;
+    let command = Command::CreateTransfers {
+        now: realtime_ns(),
+        transfers,
+    };
+    match api.cores.write(partition, command).await? {
+        Reply::CreateTransfers(results) => Ok(Json(
+            results
+                .iter()
+                .enumerate()
+                .map(|(index, r)| result_json(index, r.status.name(), r.timestamp))
+                .collect::<Vec<_>>(),
+        )),
+        other => unreachable!("create_transfers answered {other:?}"),
+    }
+}
+
+fn result_json(index: usize, result: &'static str, timestamp: u64) -> CreateResultJson {
+    CreateResultJson {
+        index: index as u32,
+        result,
+        timestamp: Decimal(timestamp),
+    }
+}
+
+pub async fn get_account(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = AccountId(parse_id(&id)?);
+    let partition = partition_of(id.0, api.cores.partitions());
+    let found = api
+        .cores
+        .read(partition, move |ledger| ledger.account(id).copied())
+        .await?;
+    let account =
+        found.ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))?;
+    Ok(Json(AccountJson::from(&account)))
+}
+
+pub async fn get_transfer(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = TransferId(parse_id(&id)?);
+    for partition in 0..api.cores.partitions() {
+        let found = api
+            .cores
+            .read(partition, move |ledger| ledger.transfer(id).copied())
+            .await?;
+        if let Some(transfer) = found {
+            return Ok(Json(TransferJson::from(&transfer)));
+        }
+    }
+    Err(ApiError::not_found(format!("transfer {id} does not exist")))
+}
+
+pub async fn get_account_transfers(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let filter = account_filter(AccountId(parse_id(&id)?), &params)?;
+    let partition = partition_of(filter.account_id.0, api.cores.partitions());
+    let transfers = api
+        .cores
+        .read(partition, move |ledger| {
+            let mut out = Vec::new();
+            ledger.get_account_transfers(&filter, &mut out);
+            out
+        })
+        .await?;
+    Ok(Json(
+        transfers.iter().map(TransferJson::from).collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn get_account_balances(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let filter = account_filter(AccountId(parse_id(&id)?), &params)?;
+    let partition = partition_of(filter.account_id.0, api.cores.partitions());
+    let balances = api
+        .cores
+        .read(partition, move |ledger| {
+            let mut out = Vec::new();
+            ledger.get_account_balances(&filter, &mut out);
+            out
+        })
+        .await?;
+    Ok(Json(
+        balances
+            .iter()
+            .map(AccountBalanceJson::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn query_accounts(
+    State(api): State<Arc<Api>>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let filter = query_filter(&body)?;
+    let mut accounts = Vec::new();
+    for partition in 0..api.cores.partitions() {
+        let found = api
+            .cores
+            .read(partition, move |ledger| {
+                let mut out = Vec::new();
+                ledger.query_accounts(&filter, &mut out);
+                out
+            })
+            .await?;
+        accounts.extend(found);
+    }
+    merge_by_timestamp(&mut accounts, &filter, |a| a.timestamp);
+    Ok(Json(
+        accounts.iter().map(AccountJson::from).collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn query_transfers(
+    State(api): State<Arc<Api>>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let filter = query_filter(&body)?;
+    let mut transfers = Vec::new();
+    for partition in 0..api.cores.partitions() {
+        let found = api
+            .cores
+            .read(partition, move |ledger| {
+                let mut out = Vec::new();
+                ledger.query_transfers(&filter, &mut out);
+                out
+            })
+            .await?;
+        transfers.extend(found);
+    }
+    merge_by_timestamp(&mut transfers, &filter, |t| t.timestamp);
+    Ok(Json(
+        transfers.iter().map(TransferJson::from).collect::<Vec<_>>(),
+    ))
+}
+
+/// Orders the union of the partitions' answers as one partition's would be, and cuts it to
+/// the filter's limit.
+fn merge_by_timestamp<T>(
+    records: &mut Vec<T>,
+    filter: &QueryFilter,
+    timestamp: impl Fn(&T) -> u64,
+) {
+    records.sort_by_key(|r| timestamp(r));
+    if filter.flags.contains(QueryFilterFlags::REVERSED) {
+        records.reverse();
+    }
+    records.truncate(filter.limit as usize);
+}
+
+impl Api {
+    /// The one partition every id of a request lives in. Requests spanning partitions need the
+    /// cross-partition protocol, which this build does not have: it formats one partition.
+    fn single_partition(&self, ids: impl Iterator<Item = u128>) -> ApiResult<u32> {
+        let partitions = self.cores.partitions();
+        let mut owners = ids.map(|id| partition_of(id, partitions));
+        let first = owners.next().unwrap_or(0);
+        if owners.all(|p| p == first) {
+            Ok(first)
+        } else {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "this request spans partitions; this build serves one-partition clusters",
+            ))
+        }
+    }
+}
+
+/// Parses a JSON array of records, reporting where a record is wrong.
+fn parse_records<T: DeserializeOwned>(body: &[u8]) -> ApiResult<Vec<T>> {
+    let records: Vec<T> = parse_json(body)?;
+    if records.len() > BATCH_EVENTS_MAX {
+        return Err(ApiError::bad_request(
+            "too_many_records",
+            format!(
+                "{} records; a request carries at most {BATCH_EVENTS_MAX}",
+                records.len()
+            ),
+        ));
+    }
+    Ok(records)
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let inner = error.inner();
+        let path = error.path().to_string();
+        let message = if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "invalid_json"
+        } else if inner.to_string().starts_with("unknown flag") {
+            "unknown_flag"
+        } else {
+            "invalid_body"
+        };
+        ApiError::bad_request(code, message)
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    Ok(value)
+}
+
+fn parse_id(text: &str) -> ApiResult<u128> {
+    let valid = !text.is_empty() && text.len() <= 39 && text.bytes().all(|b| b.is_ascii_digit());
+    valid
+        .then(|| text.parse::<u128>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_id", format!("`{text}` is not a u128 decimal id"))
+        })
+}
+
+const ACCOUNT_FILTER_PARAMS: [&str; 6] = [
+    "limit",
+    "reversed",
+    "debits",
+    "credits",
+    "timestamp_min",
+    "timestamp_max",
+];
+
+/// An account filter from query parameters: both sides and the full limit unless narrowed.
+fn account_filter(id: AccountId, params: &HashMap<String, String>) -> ApiResult<AccountFilter> {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !ACCOUNT_FILTER_PARAMS.contains(&k.as_str()))
+    {
+        let known = ACCOUNT_FILTER_PARAMS.join(", ");
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("unknown parameter `{unknown}`; known: {known}"),
+        ));
+    }
+    let limit = param(params, "limit", BATCH_EVENTS_MAX as u32)?;
+    let debits = param(params, "debits", true)?;
+    let credits = param(params, "credits", true)?;
+    let mut flags = AccountFilterFlags::default();
+    if debits {
+        flags = flags | AccountFilterFlags::DEBITS;
+    }
+    if credits {
+        flags = flags | AccountFilterFlags::CREDITS;
+    }
+    if param(params, "reversed", false)? {
+        flags = flags | AccountFilterFlags::REVERSED;
+    }
+    let mut filter = AccountFilter::new(id, limit, flags);
+    filter.timestamp_min = param(params, "timestamp_min", 0u64)?;
+    filter.timestamp_max = param(params, "timestamp_max", 0u64)?;
+    Ok(filter)
+}
+
+fn param<T: std::str::FromStr>(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> ApiResult<T> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("parameter `{name}`: `{text}` is not valid"),
+            )
+        }),
+    }
+}
+
+fn query_filter(body: &[u8]) -> ApiResult<QueryFilter> {
+    let json: QueryFilterJson = parse_json(body)?;
+    let flags = if json.reversed {
+        QueryFilterFlags::REVERSED
+    } else {
+        QueryFilterFlags::default()
+    };
+    let mut filter = QueryFilter::new(json.limit.unwrap_or(BATCH_EVENTS_MAX as u32), flags);
+    filter.user_data_128 = json.user_data_128.0;
+    filter.user_data_64 = json.user_data_64.0;
+    filter.user_data_32 = json.user_data_32;
+    filter.ledger = json.ledger;
+    filter.code = json.code;
+    filter.timestamp_min = json.timestamp_min.0;
+    filter.timestamp_max = json.timestamp_max.0;
+    Ok(filter)
+}

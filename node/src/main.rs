@@ -1,0 +1,194 @@
+//! `kassa`: the Kassa node.
+//!
+//! `kassa start` runs a node (formatting its data directory on first start);
+//! `kassa format` formats a data directory explicitly. `--help` on each lists every setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use kassa_node::config::{Config, PARTITIONS_DEFAULT};
+use kassa_node::cores::{CoreSetup, Cores};
+use kassa_node::http::{self, Api};
+use kassa_node::meta::{self, ClusterMeta};
+
+#[derive(Parser)]
+#[command(
+    name = "kassa",
+    version,
+    about = "Kassa: a payments platform in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node. With no arguments: data in ./kassa-data (formatted on first start), HTTP on
+    /// 127.0.0.1:8080, one core thread per CPU. SIGTERM or SIGINT stops it cleanly.
+    Start(StartArgs),
+    /// Format a data directory for a new cluster.
+    Format(FormatArgs),
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// A TOML file of settings; flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the node keeps its data [default: kassa-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The HTTP API's address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    http_address: Option<SocketAddr>,
+    /// The wire protocol's address, reserved for the binary protocol [default: 127.0.0.1:3000].
+    #[arg(long, value_name = "ADDR")]
+    wire_address: Option<SocketAddr>,
+    /// Core threads; 0 for one per CPU [default: 0].
+    #[arg(long, value_name = "N")]
+    cores: Option<usize>,
+    /// Snapshot each partition after this many log entries [default: 10000].
+    #[arg(long, value_name = "N")]
+    snapshot_entries: Option<u64>,
+}
+
+#[derive(Args)]
+struct FormatArgs {
+    /// The data directory to format [default: kassa-data].
+    #[arg(long, value_name = "DIR", default_value = "kassa-data")]
+    data_dir: PathBuf,
+    /// The cluster id, a u128.
+    #[arg(long, value_name = "ID", default_value_t = 0)]
+    cluster_id: u128,
+    /// Partitions of the cluster; fixed for its lifetime. This build supports 1.
+    #[arg(long, value_name = "N", default_value_t = PARTITIONS_DEFAULT)]
+    partitions: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KASSA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Start(args) => start(args),
+        Command::Format(args) => {
+            let meta = format(&args.data_dir, args.cluster_id, args.partitions)?;
+            println!(
+                "kassa: formatted {} for cluster {} with {} partition(s)",
+                args.data_dir.display(),
+                meta.cluster_id,
+                meta.partitions
+            );
+            Ok(())
+        }
+    }
+}
+
+fn config_of(args: StartArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.data_dir = args.data_dir.unwrap_or(config.data_dir);
+    config.http_address = args.http_address.unwrap_or(config.http_address);
+    config.wire_address = args.wire_address.unwrap_or(config.wire_address);
+    config.cores = args.cores.unwrap_or(config.cores);
+    config.snapshot_entries = args.snapshot_entries.unwrap_or(config.snapshot_entries);
+    Ok(config)
+}
+
+fn start(args: StartArgs) -> anyhow::Result<()> {
+    let config = config_of(args)?;
+    let cores_count = config.cores_resolved()?;
+    let meta = match block_on_monoio(meta::load(&config.data_dir))?? {
+        Some(meta) => meta,
+        None => {
+            let meta = format(&config.data_dir, 0, PARTITIONS_DEFAULT)?;
+            println!(
+                "kassa: formatted {} (cluster 0, 1 partition)",
+                config.data_dir.display()
+            );
+            meta
+        }
+    };
+    let setup = CoreSetup {
+        data_dir: config.data_dir.clone(),
+        partitions: meta.partitions,
+        cores: cores_count,
+        snapshot_entries: config.snapshot_entries,
+        hash_seed: std::process::id() as u64 ^ kassa_node::cores::realtime_ns(),
+    };
+    let cores = Cores::start(setup).context("opening the partitions")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let api = Arc::new(Api { cores });
+    let served = runtime.block_on(async {
+        let listener = http::bind(config.http_address).await?;
+        let address = listener.local_addr()?;
+        println!(
+            "kassa: cluster {} ready: HTTP API on http://{address}, data in {}, {} core(s), {} partition(s)",
+            meta.cluster_id,
+            config.data_dir.display(),
+            cores_count,
+            meta.partitions
+        );
+        http::serve(listener, api.clone(), shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    drop(runtime);
+    let api = Arc::try_unwrap(api).map_err(|_| anyhow::anyhow!("HTTP requests still running"))?;
+    api.cores.shutdown();
+    served?;
+    println!("kassa: stopped cleanly");
+    Ok(())
+}
+
+fn format(data_dir: &Path, cluster_id: u128, partitions: u32) -> anyhow::Result<ClusterMeta> {
+    if partitions != 1 {
+        bail!(
+            "--partitions {partitions}: this build formats one-partition clusters; transfers \
+             between partitions need the cross-partition protocol, which comes next"
+        );
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    Ok(block_on_monoio(meta::format(
+        data_dir, cluster_id, partitions,
+    ))??)
+}
+
+/// Runs `future` on a short-lived io_uring runtime (for start-up file work).
+fn block_on_monoio<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+        .context("starting an io_uring runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    println!("kassa: stopping: finishing in-flight requests");
+}

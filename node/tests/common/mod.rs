@@ -1,0 +1,232 @@
+//! What the node's integration tests share: a real `kassa` process in a temporary data
+//! directory, and a minimal HTTP/1.1 client over std's TcpStream (one request per connection).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A data directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let unique = format!("kassa-test-{name}-{}-{}", std::process::id(), nanos());
+        let path = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
+}
+
+/// A running `kassa start`.
+pub struct Node {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    /// Starts a node on an ephemeral port and waits until it says it is ready.
+    pub fn start(data_dir: &Path) -> Node {
+        Node::try_start(data_dir, &[]).expect("kassa start")
+    }
+
+    /// Starts a node with extra flags; `Err` carries what it printed if it did not become ready.
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Node, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
+            .args([
+                "start",
+                "--http-address",
+                "127.0.0.1:0",
+                "--cores",
+                "2",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kassa");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut printed = String::new();
+        while let Some(Ok(line)) = lines.next() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if let Some(address) = line.split("HTTP API on http://").nth(1) {
+                let address = address
+                    .split(',')
+                    .next()
+                    .expect("address")
+                    .parse()
+                    .expect("addr");
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok(Node {
+                    child,
+                    http: address,
+                    data_dir: data_dir.to_path_buf(),
+                });
+            }
+        }
+        let _ = child.wait();
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        Err(format!("{printed}{stderr}"))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        request(self.http, "GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        request(self.http, "POST", path, Some(body))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait kassa")
+    }
+
+    /// SIGKILL: the process dies at once, as in a power cut for everything not yet fsynced.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill kassa");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP request; returns the status and the JSON body (`Null` when empty or not JSON).
+pub fn request(address: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let (status, text) = request_raw(address, method, path, body.map(str::as_bytes))
+        .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// One HTTP request with raw bytes; `Err` if the connection failed.
+pub fn request_raw(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or(b"");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// Waits until `condition` holds, up to `timeout`.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// An account as JSON.
+pub fn account_json(id: u128, ledger: u32, flags: &[&str]) -> String {
+    format!(
+        r#"{{"id":"{id}","ledger":{ledger},"code":1,"flags":{}}}"#,
+        flags_json(flags)
+    )
+}
+
+/// A transfer as JSON.
+pub fn transfer_json(id: u128, debit: u128, credit: u128, amount: u128, flags: &[&str]) -> String {
+    format!(
+        r#"{{"id":"{id}","debit_account_id":"{debit}","credit_account_id":"{credit}","amount":"{amount}","ledger":1,"code":1,"flags":{}}}"#,
+        flags_json(flags)
+    )
+}
+
+fn flags_json(flags: &[&str]) -> String {
+    let names: Vec<String> = flags.iter().map(|f| format!("\"{f}\"")).collect();
+    format!("[{}]", names.join(","))
+}
+
+/// The result names of a create reply.
+pub fn results(reply: &Value) -> Vec<String> {
+    reply
+        .as_array()
+        .expect("an array of results")
+        .iter()
+        .map(|r| r["result"].as_str().expect("result name").to_string())
+        .collect()
+}
+
+/// Per ledger: the sums of debits and credits, posted and pending, over all accounts.
+pub fn ledger_totals(node: &Node) -> std::collections::BTreeMap<u64, [u128; 4]> {
+    let (status, accounts) = node.post("/v1/accounts/query", r#"{"limit":8189}"#);
+    assert_eq!(status, 200, "{accounts}");
+    let mut totals = std::collections::BTreeMap::new();
+    for account in accounts.as_array().expect("accounts") {
+        let field =
+            |name: &str| -> u128 { account[name].as_str().expect(name).parse().expect(name) };
+        let total: &mut [u128; 4] = totals
+            .entry(account["ledger"].as_u64().expect("ledger"))
+            .or_default();
+        total[0] += field("debits_posted");
+        total[1] += field("credits_posted");
+        total[2] += field("debits_pending");
+        total[3] += field("credits_pending");
+    }
+    totals
+}
+
+/// Asserts that, per ledger, debits equal credits (posted and pending).
+pub fn assert_balanced(node: &Node) {
+    for (ledger, [debits_posted, credits_posted, debits_pending, credits_pending]) in
+        ledger_totals(node)
+    {
+        assert_eq!(debits_posted, credits_posted, "ledger {ledger}: posted");
+        assert_eq!(debits_pending, credits_pending, "ledger {ledger}: pending");
+    }
+}

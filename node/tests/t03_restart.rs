@@ -1,0 +1,63 @@
+//! Stopping with SIGTERM finishes cleanly (exit 0) and a restart finds every acknowledged
+//! write; `kassa format` refuses to format twice and refuses what this build cannot serve.
+
+mod common;
+
+use common::{account_json, assert_balanced, results, transfer_json, Node, TempDir};
+
+#[test]
+fn sigterm_exits_zero_and_a_restart_keeps_everything() {
+    let dir = TempDir::new("restart");
+    let node = Node::start(&dir.0);
+    let setup = format!("[{},{}]", account_json(1, 1, &[]), account_json(2, 1, &[]));
+    assert_eq!(node.post("/v1/accounts", &setup).0, 200);
+    let batch: Vec<String> = (100..200)
+        .map(|id| transfer_json(id, 1, 2, 1, &[]))
+        .collect();
+    let (_, reply) = node.post("/v1/transfers", &format!("[{}]", batch.join(",")));
+    assert!(results(&reply).iter().all(|r| r == "created"));
+    let status = node.stop();
+    assert!(status.success(), "kassa exited with {status}");
+
+    let node = Node::start(&dir.0);
+    let (_, account) = node.get("/v1/accounts/1");
+    assert_eq!(account["debits_posted"], "100");
+    let (_, reply) = node.post(
+        "/v1/transfers",
+        &format!("[{}]", transfer_json(150, 1, 2, 1, &[])),
+    );
+    assert_eq!(
+        results(&reply),
+        ["exists"],
+        "idempotency survives a restart"
+    );
+    assert_balanced(&node);
+}
+
+#[test]
+fn format_refuses_a_formatted_directory_and_unsupported_partition_counts() {
+    let dir = TempDir::new("format");
+    let format = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+            .arg("format")
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .args(extra)
+            .output()
+            .expect("run kassa format")
+    };
+    let refused = format(&["--partitions", "16"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("one-partition"));
+    let first = format(&["--cluster-id", "7"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = format(&[]);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already formatted"));
+    let node = Node::start(&dir.0);
+    assert_eq!(node.get("/ready").0, 200);
+}
