@@ -204,10 +204,10 @@ fn acknowledged_transfers_survive_sigkill() {
     let mut next_id: u128 = 1_000;
     for round in 0..kills {
         let node = Node::start(&dir.0);
-        verify(&node, &log.lock().expect("log"));
         let accounts: Vec<String> = (1..=ACCOUNTS).map(|id| account_json(id, 1, &[])).collect();
         let (status, _) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
         assert_eq!(status, 200);
+        verify(&node, &log.lock().expect("log"));
         let stop = Arc::new(AtomicBool::new(false));
         let (http, log_loader, stop_loader) = (node.http, log.clone(), stop.clone());
         let loader_seed = seed.wrapping_add(u64::from(round));
