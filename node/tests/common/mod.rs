@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -40,6 +41,8 @@ pub struct Node {
     pub child: Child,
     pub http: SocketAddr,
     pub data_dir: PathBuf,
+    /// Everything the node wrote to stderr so far (drained by a thread, so logging never blocks).
+    pub stderr: Arc<Mutex<String>>,
 }
 
 impl Node {
@@ -65,8 +68,21 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kassa");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = BufReader::new(child.stderr.take().expect("stderr"));
+        let err_text = stderr.clone();
+        let err_thread = std::thread::spawn(move || {
+            let mut line = String::new();
+            while err_pipe
+                .read_line(&mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
+                err_text.lock().expect("stderr").push_str(&line);
+                line.clear();
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut printed = String::new();
         while let Some(Ok(line)) = lines.next() {
             printed.push_str(&line);
@@ -79,19 +95,24 @@ impl Node {
                     .parse()
                     .expect("addr");
                 std::thread::spawn(move || lines.for_each(drop));
+                let data_dir = data_dir.to_path_buf();
                 return Ok(Node {
                     child,
                     http: address,
-                    data_dir: data_dir.to_path_buf(),
+                    data_dir,
+                    stderr,
                 });
             }
         }
         let _ = child.wait();
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            let _ = err.read_to_string(&mut stderr);
-        }
+        let _ = err_thread.join();
+        let stderr = stderr.lock().expect("stderr").clone();
         Err(format!("{printed}{stderr}"))
+    }
+
+    /// What the node has written to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().expect("stderr").clone()
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
