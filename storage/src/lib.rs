@@ -6,14 +6,30 @@
 //! entries' bytes reached the disk with `fdatasync`; entries appended while a flush is in
 //! flight are written and synced together by the next one (group commit). On open, a torn tail
 //! (a partial last write) is truncated and reported; a bad checksum anywhere before the tail is
-//! corruption, and the log refuses to open, naming the file and offset.
+//! corruption, and the log refuses to open, naming the file and offset. The file format, the
+//! protocol order and the recovery rules are documented in `log.rs`, `frame.rs` and
+//! `recovery.rs`.
 //!
 //! Everything here is `!Send` by design: a log lives on the core that owns its partition.
 //! It sits at the bottom of the dependency graph beside `kassa-wire`.
 
+mod aligned;
 pub mod durable_file;
 mod error;
+mod files;
+mod frame;
+mod gate;
 mod log;
+mod recovery;
+mod state;
+mod truncate;
+mod writer;
 
+pub use aligned::BLOCK_SIZE;
 pub use error::StorageError;
-pub use log::{LogEntry, LogOptions, LogStats, PartitionLog, Recovery, TornTail};
+pub use frame::{frame_size, ENTRY_PAYLOAD_SIZE_MAX, FRAME_HEADER_SIZE, FRAME_SIZE_MAX};
+pub use log::{
+    LogEntry, LogOptions, LogStats, PartitionLog, Recovery, TornTail, FLUSH_SIZE_MAX,
+    PENDING_SIZE_MAX, READ_WINDOW_SIZE_MAX, SEGMENT_SIZE_MIN,
+};
+pub use recovery::{META_FILE_NAME, SECTOR_SIZE};
