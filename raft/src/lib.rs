@@ -4,11 +4,50 @@
 //! sees [`Partition`], [`Command`] and [`Reply`] only.
 //!
 //! A write is acknowledged only once its log entry is committed (fsynced on a quorum: for now
-//! the single voter) and applied. (Interface first; the implementation follows.)
+//! the single voter) and applied. Each partition is a single-voter group for now: it elects
+//! itself, needs no network (`network`'s peers are unreachable by design) and commits an
+//! entry as soon as its own log made it durable.
+//!
+//! How the pieces map onto openraft (0.10 alpha, `single-threaded`, monoio runtime):
+//! - `types`: the type configuration (standard leader ids, so a committed leader id is the
+//!   `u64` term `kassa-storage` keeps per entry; commands travel as their encoded bytes);
+//! - `log_store`: `RaftLogStorage`/`RaftLogReader` over `PartitionLog` and durable files
+//!   for the vote and the purge point;
+//! - `state_machine`: `RaftStateMachine`/`RaftSnapshotBuilder` over the ledger, snapshots in
+//!   a durable file;
+//! - `codec`: the bytes of everything stored;
+//! - `partition`: [`Partition`], which opens, initializes on first open, waits until the
+//!   whole log is applied, turns writes into `client_write` calls and shuts down;
+//! - `network`: a `RaftNetworkFactory` without peers;
+//! - `conformance` (tests only): openraft's storage suite run against the two adapters.
+//!
+//! Everything is `!Send`: a partition lives on the monoio thread (with timers enabled) that
+//! opened it. Callers: the node's core threads; the tests in `tests/` (`t01_single_voter`,
+//! `t02_restart` with crashes by SIGKILL of a child process, `t03_snapshot`).
+
+mod codec;
+#[cfg(test)]
+mod conformance;
+mod log_store;
+mod network;
+mod partition;
+mod state_machine;
+mod types;
 
 use std::path::PathBuf;
 
-pub use kassa_shard::{Command, Ledger, LedgerConfig, Reply};
+pub use codec::CodecError;
+pub use kassa_shard::{Command, CommandDecodeError, Ledger, LedgerConfig, Reply, SnapshotError};
+pub use kassa_storage::LogOptions;
+pub use partition::{Partition, PartitionStatus};
+
+/// The named limits and timings of a partition's Raft group.
+pub mod limits {
+    pub use crate::partition::{
+        API_CHANNEL_SIZE, ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS, HEARTBEAT_INTERVAL_MS,
+        OPEN_READY_TIMEOUT_MS, SHUTDOWN_WAIT_MS_MAX, WRITE_ATTEMPTS_MAX, WRITE_RETRY_DELAY_MS,
+    };
+}
 
 /// How to open one partition.
 #[derive(Clone, Debug)]
@@ -26,41 +65,58 @@ pub struct PartitionConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
     #[error("partition {partition}: storage: {source}")]
-    Storage { partition: u32, source: kassa_storage::StorageError },
+    Storage {
+        partition: u32,
+        source: kassa_storage::StorageError,
+    },
     #[error("partition {partition}: {what}")]
     Raft { partition: u32, what: String },
     #[error("partition {partition} is shutting down")]
     ShuttingDown { partition: u32 },
-}
-
-/// One open partition on its core: a single-voter Raft group for now.
-pub struct Partition {
-    _private: (),
-}
-
-impl Partition {
-    /// Opens the partition in `config.dir` (recovering its log and snapshot, and initializing
-    /// a single-voter group on first open) and starts its Raft tasks on the current monoio
-    /// runtime.
-    pub async fn open(config: PartitionConfig) -> Result<Partition, PartitionError> {
-        let _ = config;
-        todo!()
-    }
-
-    /// Proposes `command`, waits until it is committed and applied, and returns its reply.
-    pub async fn write(&self, command: Command) -> Result<Reply, PartitionError> {
-        let _ = command;
-        todo!()
-    }
-
-    /// Runs `read` on the applied ledger state.
-    pub fn read<R>(&self, read: impl FnOnce(&Ledger) -> R) -> R {
-        let _ = read;
-        todo!()
-    }
-
-    /// Stops the Raft tasks after in-flight writes finish.
-    pub async fn shutdown(self) -> Result<(), PartitionError> {
-        todo!()
-    }
+    #[error("partition {partition}: bad configuration: {what}")]
+    Config { partition: u32, what: String },
+    #[error("partition {partition}: file {file} is damaged: {source}")]
+    Damaged {
+        partition: u32,
+        file: &'static str,
+        source: CodecError,
+    },
+    #[error("partition {partition}: the snapshot does not restore: {source}")]
+    Snapshot {
+        partition: u32,
+        source: SnapshotError,
+    },
+    #[error(
+        "partition {partition}: the log starts at index {first} but was purged only through \
+         {purged:?}: entries are missing"
+    )]
+    LogGap {
+        partition: u32,
+        first: u64,
+        purged: Option<u64>,
+    },
+    #[error("partition {partition}: a command carries {events} events, more than {events_max}")]
+    BatchTooLarge {
+        partition: u32,
+        events: usize,
+        events_max: usize,
+    },
+    #[error("partition {partition}: the committed entry is not a command: {source}")]
+    Rejected {
+        partition: u32,
+        source: CommandDecodeError,
+    },
+    #[error("partition {partition}: this node does not lead it (leader: {leader:?})")]
+    NotLeader { partition: u32, leader: Option<u64> },
+    #[error(
+        "partition {partition}: the write's outcome is unknown: its entry was replaced by \
+         another leader's log; retry only with the same ids (idempotent)"
+    )]
+    OutcomeUnknown { partition: u32 },
+    #[error("partition {partition}: not ready after {waited_ms} ms: {what}")]
+    NotReady {
+        partition: u32,
+        waited_ms: u64,
+        what: String,
+    },
 }

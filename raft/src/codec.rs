@@ -1,0 +1,389 @@
+//! Binary encodings of what this crate stores: log entry payloads, the vote, the purge point
+//! and snapshot files. openraft's `serde` feature is off, so each is written by hand here.
+//!
+//! All integers are little-endian. `kassa-storage` already frames every entry and durable file
+//! with its length and a CRC32C; these encodings add a magic and a version to each file, and
+//! every decoder checks lengths and counts against named limits before it allocates, so bad
+//! bytes give a [`CodecError`], never a panic.
+//!
+//! ```text
+//! log entry payload: kind u8, then
+//!     blank:      nothing
+//!     normal:     Command::encode bytes
+//!     membership: membership (below)
+//! membership:   configs u32, per config: voters u32, voters × node id u64; nodes u32, nodes × id u64
+//! log id:       present u8 (0 or 1), term u64, index u64 (zero when absent)
+//! vote file:    "KVOT" | version u32 | term u64 | voted_for u64 | committed u8
+//! purged file:  "KPUR" | version u32 | log id
+//! snapshot file:"KSNP" | version u32 | last log id | membership log id | membership
+//!               | ledger size u64 | ledger snapshot bytes
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kassa_storage::LogEntry;
+use openraft::entry::RaftEntry;
+use openraft::vote::RaftLeaderId;
+use openraft::EmptyNode;
+
+use crate::types::{
+    log_id, CommandBytes, Entry, LeaderId, LogId, Membership, Payload, SnapshotMeta,
+    StoredMembership, Vote, ENTRY_KIND_BLANK, ENTRY_KIND_MEMBERSHIP, ENTRY_KIND_NORMAL,
+};
+
+pub(crate) const FORMAT_VERSION: u32 = 1;
+const MAGIC_VOTE: [u8; 4] = *b"KVOT";
+const MAGIC_PURGED: [u8; 4] = *b"KPUR";
+const MAGIC_SNAPSHOT: [u8; 4] = *b"KSNP";
+
+/// Most configs in a membership: two while a joint-consensus change is under way.
+pub(crate) const MEMBERSHIP_CONFIGS_MAX: usize = 2;
+/// Most nodes (voters and learners) a partition's membership names.
+pub(crate) const MEMBERSHIP_NODES_MAX: usize = 64;
+
+/// Why stored bytes could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} at byte {offset}")]
+pub struct CodecError {
+    pub what: &'static str,
+    pub offset: usize,
+}
+
+impl From<CodecError> for std::io::Error {
+    fn from(error: CodecError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+    }
+}
+
+/// Reads fixed-width fields off a byte slice, refusing to read past its end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Cursor<'a> {
+        Cursor { bytes, offset: 0 }
+    }
+
+    fn error(&self, what: &'static str) -> CodecError {
+        CodecError {
+            what,
+            offset: self.offset,
+        }
+    }
+
+    fn take(&mut self, size: usize) -> Result<&'a [u8], CodecError> {
+        if self.bytes.len() - self.offset < size {
+            return Err(self.error("truncated"));
+        }
+        let taken = &self.bytes[self.offset..self.offset + size];
+        self.offset += size;
+        Ok(taken)
+    }
+
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        let bytes = self.take(4)?.try_into().expect("4 bytes");
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn u64(&mut self) -> Result<u64, CodecError> {
+        let bytes = self.take(8)?.try_into().expect("8 bytes");
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn count(&mut self, max: usize) -> Result<usize, CodecError> {
+        let count = self.u32()? as usize;
+        if count > max {
+            return Err(self.error("count above its limit"));
+        }
+        Ok(count)
+    }
+
+    fn header(&mut self, magic: [u8; 4]) -> Result<(), CodecError> {
+        if self.take(4)? != magic {
+            return Err(self.error("bad magic"));
+        }
+        if self.u32()? != FORMAT_VERSION {
+            return Err(self.error("unsupported format version"));
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), CodecError> {
+        if self.offset != self.bytes.len() {
+            return Err(self.error("trailing bytes"));
+        }
+        Ok(())
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_header(out: &mut Vec<u8>, magic: [u8; 4]) {
+    out.extend_from_slice(&magic);
+    put_u32(out, FORMAT_VERSION);
+}
+
+/// The stored form of an openraft entry. Normal entries move their bytes, never copy them.
+pub(crate) fn encode_entry(entry: Entry) -> LogEntry {
+    let (term, index) = (entry.log_id.leader_id.term, entry.log_id.index);
+    let payload = match entry.payload {
+        Payload::Blank => vec![ENTRY_KIND_BLANK],
+        Payload::Normal(command) => command.into_payload(),
+        Payload::Membership(membership) => {
+            let mut out = vec![ENTRY_KIND_MEMBERSHIP];
+            put_membership(&mut out, &membership);
+            out
+        }
+    };
+    LogEntry {
+        term,
+        index,
+        payload,
+    }
+}
+
+/// The openraft entry a stored entry holds.
+pub(crate) fn decode_entry(entry: LogEntry) -> Result<Entry, CodecError> {
+    let log_id = log_id(entry.term, entry.index);
+    let mut cursor = Cursor::new(&entry.payload);
+    let payload = match cursor.u8()? {
+        ENTRY_KIND_BLANK => {
+            cursor.finish()?;
+            Payload::Blank
+        }
+        ENTRY_KIND_NORMAL => Payload::Normal(CommandBytes::from_payload(entry.payload)),
+        ENTRY_KIND_MEMBERSHIP => {
+            let membership = take_membership(&mut cursor)?;
+            cursor.finish()?;
+            Payload::Membership(membership)
+        }
+        _ => return Err(cursor.error("unknown entry kind")),
+    };
+    Ok(Entry::new(log_id, payload))
+}
+
+fn put_membership(out: &mut Vec<u8>, membership: &Membership) {
+    let configs = membership.get_joint_config();
+    assert!(configs.len() <= MEMBERSHIP_CONFIGS_MAX);
+    put_u32(out, configs.len() as u32);
+    for config in configs {
+        assert!(config.len() <= MEMBERSHIP_NODES_MAX);
+        put_u32(out, config.len() as u32);
+        config.iter().for_each(|id| put_u64(out, *id));
+    }
+    let nodes: Vec<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    assert!(nodes.len() <= MEMBERSHIP_NODES_MAX);
+    put_u32(out, nodes.len() as u32);
+    nodes.iter().for_each(|id| put_u64(out, *id));
+}
+
+fn take_membership(cursor: &mut Cursor<'_>) -> Result<Membership, CodecError> {
+    let config_count = cursor.count(MEMBERSHIP_CONFIGS_MAX)?;
+    let mut configs = Vec::with_capacity(config_count);
+    for _ in 0..config_count {
+        let voter_count = cursor.count(MEMBERSHIP_NODES_MAX)?;
+        let mut voters = BTreeSet::new();
+        for _ in 0..voter_count {
+            voters.insert(cursor.u64()?);
+        }
+        configs.push(voters);
+    }
+    let node_count = cursor.count(MEMBERSHIP_NODES_MAX)?;
+    let mut nodes = BTreeMap::new();
+    for _ in 0..node_count {
+        nodes.insert(cursor.u64()?, EmptyNode {});
+    }
+    Membership::new(configs, nodes).map_err(|_| cursor.error("invalid membership"))
+}
+
+fn put_log_id(out: &mut Vec<u8>, log_id: Option<&LogId>) {
+    out.push(log_id.is_some() as u8);
+    put_u64(out, log_id.map_or(0, |id| id.leader_id.term));
+    put_u64(out, log_id.map_or(0, |id| id.index));
+}
+
+fn take_log_id(cursor: &mut Cursor<'_>) -> Result<Option<LogId>, CodecError> {
+    let present = cursor.u8()?;
+    let (term, index) = (cursor.u64()?, cursor.u64()?);
+    match present {
+        0 if term == 0 && index == 0 => Ok(None),
+        1 => Ok(Some(log_id(term, index))),
+        _ => Err(cursor.error("bad log id")),
+    }
+}
+
+pub(crate) fn encode_vote(vote: &Vote) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    put_header(&mut out, MAGIC_VOTE);
+    put_u64(&mut out, vote.leader_id.term);
+    put_u64(&mut out, vote.leader_id.voted_for);
+    out.push(vote.committed as u8);
+    out
+}
+
+pub(crate) fn decode_vote(bytes: &[u8]) -> Result<Vote, CodecError> {
+    let mut cursor = Cursor::new(bytes);
+    cursor.header(MAGIC_VOTE)?;
+    let (term, voted_for) = (cursor.u64()?, cursor.u64()?);
+    let committed = match cursor.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(cursor.error("bad committed flag")),
+    };
+    cursor.finish()?;
+    Ok(Vote {
+        leader_id: LeaderId::new(term, voted_for),
+        committed,
+    })
+}
+
+pub(crate) fn encode_purged(purged: &LogId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    put_header(&mut out, MAGIC_PURGED);
+    put_log_id(&mut out, Some(purged));
+    out
+}
+
+pub(crate) fn decode_purged(bytes: &[u8]) -> Result<LogId, CodecError> {
+    let mut cursor = Cursor::new(bytes);
+    cursor.header(MAGIC_PURGED)?;
+    let purged = take_log_id(&mut cursor)?.ok_or_else(|| cursor.error("purge point absent"))?;
+    cursor.finish()?;
+    Ok(purged)
+}
+
+/// A snapshot file: its meta, then the ledger's snapshot bytes.
+pub(crate) fn encode_snapshot(meta: &SnapshotMeta, ledger: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ledger.len() + 256);
+    put_header(&mut out, MAGIC_SNAPSHOT);
+    put_log_id(&mut out, meta.last_log_id.as_ref());
+    put_log_id(&mut out, meta.last_membership.log_id().as_ref());
+    put_membership(&mut out, meta.last_membership.membership());
+    put_u64(&mut out, ledger.len() as u64);
+    out.extend_from_slice(ledger);
+    out
+}
+
+/// The size of [`encode_snapshot`]'s output, without building it.
+pub(crate) fn snapshot_size(meta: &SnapshotMeta, ledger: &[u8]) -> usize {
+    let mut head = Vec::new();
+    put_header(&mut head, MAGIC_SNAPSHOT);
+    put_log_id(&mut head, meta.last_log_id.as_ref());
+    put_log_id(&mut head, meta.last_membership.log_id().as_ref());
+    put_membership(&mut head, meta.last_membership.membership());
+    head.len() + 8 + ledger.len()
+}
+
+pub(crate) fn decode_snapshot(mut bytes: Vec<u8>) -> Result<(SnapshotMeta, Vec<u8>), CodecError> {
+    let mut cursor = Cursor::new(&bytes);
+    cursor.header(MAGIC_SNAPSHOT)?;
+    let last_log_id = take_log_id(&mut cursor)?;
+    let membership_log_id = take_log_id(&mut cursor)?;
+    let membership = take_membership(&mut cursor)?;
+    let ledger_size = cursor.u64()?;
+    let ledger_offset = cursor.offset;
+    if ledger_size != (bytes.len() - ledger_offset) as u64 {
+        return Err(cursor.error("ledger size does not match the file"));
+    }
+    let meta = SnapshotMeta {
+        last_log_id,
+        last_membership: StoredMembership::new(membership_log_id, membership),
+    };
+    bytes.drain(..ledger_offset);
+    Ok((meta, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_shard::Command;
+
+    fn single_voter() -> Membership {
+        Membership::new(vec![BTreeSet::from([1])], BTreeSet::from([1, 2])).expect("valid")
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let command = Command::ExpirePendingTransfers { now: 9 };
+        let entries = [
+            Entry::new(log_id(1, 1), Payload::Blank),
+            Entry::new(
+                log_id(2, 2),
+                Payload::Normal(CommandBytes::encode(&command)),
+            ),
+            Entry::new(log_id(3, 3), Payload::Membership(single_voter())),
+        ];
+        for entry in entries {
+            let stored = encode_entry(entry.clone());
+            assert_eq!(
+                (stored.term, stored.index),
+                (entry.log_id.leader_id.term, entry.index())
+            );
+            assert_eq!(decode_entry(stored).expect("decodes"), entry);
+        }
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        let bad = |payload: Vec<u8>| {
+            let entry = LogEntry {
+                term: 1,
+                index: 1,
+                payload,
+            };
+            decode_entry(entry).is_err()
+        };
+        assert!(bad(vec![]));
+        assert!(bad(vec![0]));
+        assert!(bad(vec![ENTRY_KIND_BLANK, 0]));
+        let mut membership = encode_entry(Entry::new(
+            log_id(1, 1),
+            Payload::Membership(single_voter()),
+        ));
+        membership.payload.pop();
+        assert!(bad(membership.payload.clone()));
+        let mut huge = vec![ENTRY_KIND_MEMBERSHIP];
+        put_u32(&mut huge, u32::MAX);
+        assert!(bad(huge));
+    }
+
+    #[test]
+    fn files_round_trip_and_refuse_damage() {
+        let vote = Vote {
+            leader_id: LeaderId::new(7, 1),
+            committed: true,
+        };
+        let bytes = encode_vote(&vote);
+        assert_eq!(decode_vote(&bytes), Ok(vote));
+        assert!(decode_vote(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_purged(&bytes).is_err());
+
+        let purged = log_id(3, 40);
+        assert_eq!(decode_purged(&encode_purged(&purged)), Ok(purged));
+
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(3, 41)),
+            last_membership: StoredMembership::new(Some(log_id(1, 1)), single_voter()),
+        };
+        let file = encode_snapshot(&meta, b"ledger");
+        assert_eq!(snapshot_size(&meta, b"ledger"), file.len());
+        let (decoded, ledger) = decode_snapshot(file.clone()).expect("decodes");
+        assert_eq!((decoded, ledger.as_slice()), (meta, &b"ledger"[..]));
+        assert!(decode_snapshot(file[..file.len() - 1].to_vec()).is_err());
+        let mut version = file;
+        version[4] = 2;
+        assert!(decode_snapshot(version).is_err());
+    }
+}

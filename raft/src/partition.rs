@@ -1,0 +1,345 @@
+//! [`Partition`]: one partition's Raft group on its core, as the node sees it.
+//!
+//! Opening: load the log, vote and purge point (`log_store`), restore the latest snapshot
+//! (`state_machine`), start openraft's tasks on the current monoio runtime, initialize a
+//! single-voter membership if the directory was pristine (no vote, no entry, nothing purged),
+//! then wait until this node leads and has applied every entry that was in the log at open.
+//! Only then does `open` return, so that [`Partition::read`] sees every acknowledged write.
+//!
+//! Writing: [`Partition::write`] proposes the encoded command through `client_write`, which
+//! returns once the entry is committed (durable on the one voter) and applied. Right after an
+//! election openraft can refuse a proposal (`ForwardToLeader`, lease expired or leader not yet
+//! known) before appending it; such a refusal is retried up to [`WRITE_ATTEMPTS_MAX`] times.
+//! Once another leader is known, the refusal is returned as [`PartitionError::NotLeader`].
+//!
+//! Shutting down: stop the core, then wait until openraft's tasks have dropped the log and the
+//! state machine, so that the directory can be opened again as soon as `shutdown` returns.
+//! Dropping a `Partition` without `shutdown` closes openraft's shutdown channel, so its core
+//! stops too, but nothing waits for its tasks to let go of the log: reopen a directory in the
+//! same process only after `shutdown` returned. Either way, as after a crash, nothing
+//! acknowledged is lost.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kassa_shard::limits::BATCH_EVENTS_MAX;
+use kassa_storage::LogOptions;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, Fatal, ForwardReason, RaftError};
+use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+
+use crate::log_store::{LogShared, LogStore};
+use crate::network::NoPeers;
+use crate::state_machine::StateMachine;
+use crate::types::{Applied, CommandBytes, TypeConfig, NODE_ID};
+use crate::{Command, Ledger, PartitionConfig, PartitionError, Reply};
+
+/// Leader heartbeats; they also pace each instance's tick (a fifth of this), which is what an
+/// idle partition costs (see DESIGN "Known traps": keep it at 100–200 ms or more).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 150;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 750;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1500;
+/// Most client writes queued in one partition's Raft core before `write` waits.
+pub const API_CHANNEL_SIZE: u64 = 4096;
+/// How long `open` waits for leadership and for replaying the log after the snapshot.
+pub const OPEN_READY_TIMEOUT_MS: u64 = 30_000;
+/// Most proposals of one write that openraft refuses before appending, and the pause between.
+pub const WRITE_ATTEMPTS_MAX: u32 = 64;
+pub const WRITE_RETRY_DELAY_MS: u64 = 4;
+/// How long `shutdown` waits for openraft's tasks to let go of the log, polling each ms.
+pub const SHUTDOWN_WAIT_MS_MAX: u64 = 5_000;
+
+const _: () = assert!(HEARTBEAT_INTERVAL_MS >= 100);
+const _: () = assert!(HEARTBEAT_INTERVAL_MS < ELECTION_TIMEOUT_MIN_MS);
+const _: () = assert!(ELECTION_TIMEOUT_MIN_MS < ELECTION_TIMEOUT_MAX_MS);
+const _: () = assert!(ELECTION_TIMEOUT_MAX_MS < OPEN_READY_TIMEOUT_MS);
+
+/// One open partition on its core: a single-voter Raft group for now.
+pub struct Partition {
+    partition: u32,
+    raft: Raft<TypeConfig, StateMachine>,
+    ledger: Rc<RefCell<Ledger>>,
+    /// The log, also held by openraft's log store and readers; closed on shutdown.
+    log: Rc<LogShared>,
+    /// Cloned into the state machine and its snapshot builders.
+    alive: Rc<()>,
+}
+
+/// Where a partition's Raft group stands, for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub partition: u32,
+    pub term: u64,
+    pub leader: bool,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// The last index the latest snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// Entries up to this index are purged from the log.
+    pub purged_index: Option<u64>,
+}
+
+fn raft_config(partition: u32, snapshot_entries: u64) -> Result<Arc<Config>, PartitionError> {
+    if snapshot_entries == 0 {
+        return Err(PartitionError::Config {
+            partition,
+            what: "snapshot_entries must be at least 1".to_string(),
+        });
+    }
+    let config = Config {
+        cluster_name: format!("kassa-partition-{partition}"),
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_entries),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        api_channel_size: Some(API_CHANNEL_SIZE),
+        ..Config::default()
+    };
+    let config = config.validate().map_err(|error| PartitionError::Config {
+        partition,
+        what: error.to_string(),
+    })?;
+    Ok(Arc::new(config))
+}
+
+fn fatal_error(partition: u32, fatal: Fatal<TypeConfig>) -> PartitionError {
+    match fatal {
+        Fatal::Stopped => PartitionError::ShuttingDown { partition },
+        fatal => PartitionError::Raft {
+            partition,
+            what: fatal.to_string(),
+        },
+    }
+}
+
+fn events(command: &Command) -> usize {
+    match command {
+        Command::CreateAccounts { accounts, .. } => accounts.len(),
+        Command::CreateTransfers { transfers, .. } => transfers.len(),
+        Command::ExpirePendingTransfers { .. } | Command::ReleaseChangeEvents { .. } => 0,
+    }
+}
+
+impl Partition {
+    /// Opens the partition in `config.dir` (recovering its log and snapshot, and initializing
+    /// a single-voter group on first open) and starts its Raft tasks on the current monoio
+    /// runtime.
+    pub async fn open(config: PartitionConfig) -> Result<Partition, PartitionError> {
+        Partition::open_with(config, LogOptions::default()).await
+    }
+
+    /// [`Partition::open`] with the log's options (segment size) set by the caller.
+    pub async fn open_with(
+        config: PartitionConfig,
+        log_options: LogOptions,
+    ) -> Result<Partition, PartitionError> {
+        let partition = config.partition;
+        let raft_config = raft_config(partition, config.snapshot_entries)?;
+        // Once per open, before any I/O on the core: the directory the log and files go in.
+        std::fs::create_dir_all(&config.dir).map_err(|source| PartitionError::Storage {
+            partition,
+            source: kassa_storage::StorageError::Io {
+                operation: "create directory",
+                path: config.dir.clone(),
+                source,
+            },
+        })?;
+        let alive = Rc::new(());
+        let (log_store, recovery) = LogStore::open(partition, &config.dir, log_options).await?;
+        if let Some(torn) = &recovery.torn_tail {
+            let (path, offset) = (torn.path.display(), torn.offset);
+            tracing::warn!(partition, %path, offset, bytes = torn.bytes_discarded, "torn log tail cut");
+        }
+        let log = log_store.shared();
+        let pristine = log_store.is_pristine();
+        let last_index = log_store.last_index();
+        let state_machine =
+            StateMachine::open(partition, &config.dir, config.ledger, alive.clone()).await?;
+        let ledger = state_machine.ledger();
+        let raft = Raft::new(NODE_ID, raft_config, NoPeers, log_store, state_machine)
+            .await
+            .map_err(|fatal| fatal_error(partition, fatal))?;
+        let this = Partition {
+            partition,
+            raft,
+            ledger,
+            log,
+            alive,
+        };
+        if let Err(error) = this.start(pristine, last_index).await {
+            // Stop what started; the error that stopped the open is the one to report.
+            let _ = this.shutdown().await;
+            return Err(error);
+        }
+        tracing::info!(partition, entries = recovery.entries, "partition open");
+        Ok(this)
+    }
+
+    /// Initializes a pristine partition, then waits until it serves.
+    async fn start(&self, pristine: bool, last_index: Option<u64>) -> Result<(), PartitionError> {
+        if pristine {
+            self.initialize().await?;
+        }
+        self.wait_ready(last_index).await
+    }
+
+    async fn initialize(&self) -> Result<(), PartitionError> {
+        let voters = BTreeSet::from([NODE_ID]);
+        self.raft
+            .initialize(voters)
+            .await
+            .map_err(|error| match error {
+                RaftError::Fatal(fatal) => fatal_error(self.partition, fatal),
+                RaftError::APIError(error) => PartitionError::Raft {
+                    partition: self.partition,
+                    what: error.to_string(),
+                },
+            })
+    }
+
+    /// Waits until this node leads and has applied the log up to `last_index`.
+    async fn wait_ready(&self, last_index: Option<u64>) -> Result<(), PartitionError> {
+        let timeout = Duration::from_millis(OPEN_READY_TIMEOUT_MS);
+        let ready = |metrics: &openraft::RaftMetrics<TypeConfig>| {
+            let applied = metrics.last_applied.map(|id| id.index);
+            metrics.state == ServerState::Leader && applied.is_some() && applied >= last_index
+        };
+        let waited = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(ready, "partition ready")
+            .await;
+        waited
+            .map(|_| ())
+            .map_err(|error| PartitionError::NotReady {
+                partition: self.partition,
+                waited_ms: OPEN_READY_TIMEOUT_MS,
+                what: error.to_string(),
+            })
+    }
+
+    /// Proposes `command`, waits until it is committed and applied, and returns its reply.
+    pub async fn write(&self, command: Command) -> Result<Reply, PartitionError> {
+        let partition = self.partition;
+        let events = events(&command);
+        if events > BATCH_EVENTS_MAX {
+            return Err(PartitionError::BatchTooLarge {
+                partition,
+                events,
+                events_max: BATCH_EVENTS_MAX,
+            });
+        }
+        for attempt in 1..=WRITE_ATTEMPTS_MAX {
+            let error = match self.raft.client_write(CommandBytes::encode(&command)).await {
+                Ok(response) => return self.reply(response.data),
+                Err(error) => error,
+            };
+            let retry = self.write_error(error)?;
+            tracing::debug!(partition, attempt, reason = ?retry, "write refused before append");
+            monoio::time::sleep(Duration::from_millis(WRITE_RETRY_DELAY_MS)).await;
+        }
+        Err(PartitionError::NotLeader {
+            partition,
+            leader: None,
+        })
+    }
+
+    /// Turns a refused write into the reason to retry it, or into the error to return.
+    fn write_error(
+        &self,
+        error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    ) -> Result<ForwardReason, PartitionError> {
+        let partition = self.partition;
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+                let elsewhere = forward.leader_id.is_some_and(|leader| leader != NODE_ID);
+                if elsewhere && forward.reason == ForwardReason::NotLeader {
+                    return Err(PartitionError::NotLeader {
+                        partition,
+                        leader: forward.leader_id,
+                    });
+                }
+                Ok(forward.reason)
+            }
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+                Err(PartitionError::OutcomeUnknown { partition })
+            }
+            RaftError::APIError(error) => Err(PartitionError::Raft {
+                partition,
+                what: error.to_string(),
+            }),
+            RaftError::Fatal(fatal) => Err(fatal_error(partition, fatal)),
+        }
+    }
+
+    fn reply(&self, applied: Applied) -> Result<Reply, PartitionError> {
+        let partition = self.partition;
+        match applied {
+            Applied::Reply(reply) => Ok(reply),
+            Applied::Rejected(source) => Err(PartitionError::Rejected { partition, source }),
+            Applied::Nothing => Err(PartitionError::Raft {
+                partition,
+                what: "a command's entry was applied as a blank entry".to_string(),
+            }),
+        }
+    }
+
+    /// Runs `read` on the applied ledger state. On this single voter, that state includes
+    /// every write acknowledged so far.
+    pub fn read<R>(&self, read: impl FnOnce(&Ledger) -> R) -> R {
+        read(&self.ledger.borrow())
+    }
+
+    /// Where the Raft group stands. Reads openraft's metrics without awaiting.
+    pub fn status(&self) -> PartitionStatus {
+        let receiver = self.raft.metrics();
+        let metrics = receiver.borrow_watched();
+        PartitionStatus {
+            partition: self.partition,
+            term: metrics.current_term,
+            leader: metrics.state == ServerState::Leader,
+            last_log_index: metrics.last_log_index,
+            applied_index: metrics.last_applied.map(|id| id.index),
+            snapshot_index: metrics.snapshot.map(|id| id.index),
+            purged_index: metrics.purged.map(|id| id.index),
+        }
+    }
+
+    /// Stops the Raft tasks after in-flight writes finish.
+    pub async fn shutdown(self) -> Result<(), PartitionError> {
+        let Partition {
+            partition,
+            raft,
+            ledger,
+            log,
+            alive,
+        } = self;
+        if let Err(error) = raft.shutdown().await {
+            let what = error.to_string();
+            return Err(PartitionError::Raft { partition, what });
+        }
+        drop((raft, ledger));
+        for _ in 0..SHUTDOWN_WAIT_MS_MAX {
+            if Rc::strong_count(&alive) == 1 && Rc::strong_count(&log) == 1 {
+                let log = Rc::into_inner(log).expect("the last holder of the log");
+                log.close()
+                    .await
+                    .map_err(|source| PartitionError::Storage { partition, source })?;
+                tracing::info!(partition, "partition shut down");
+                return Ok(());
+            }
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Err(PartitionError::Raft {
+            partition,
+            what: format!(
+                "openraft tasks still hold the log {SHUTDOWN_WAIT_MS_MAX} ms after shutdown"
+            ),
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! openraft's type configuration for a Kassa partition, and the few types it carries.
+//!
+//! Everything here is private to the crate: the node sees [`crate::Partition`] only.
+//!
+//! - A log entry's application data is [`CommandBytes`]: a [`Command`]'s encoding, prefixed with
+//!   the entry-kind byte the log stores, so that an entry goes to and comes from
+//!   `kassa-storage` without a copy and is decoded only when applied.
+//! - The state machine answers [`Applied`]: the ledger's [`Reply`], or why the bytes were not a
+//!   command (a deterministic answer every replica gives alike, never a crash).
+//! - Leader ids are openraft's *standard* ones (one leader per term), so a committed leader id
+//!   is exactly the `u64` term that `kassa-storage` keeps beside each entry.
+//! - Nodes carry no data ([`EmptyNode`]): peers are found by the node layer, not through Raft's
+//!   membership.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use kassa_shard::{Command, CommandDecodeError, Reply};
+use openraft::impls::leader_id_std;
+use openraft::vote::RaftLeaderId;
+use openraft::EmptyNode;
+
+/// The one voter of every partition for now. Multi-voter groups will take node ids from the
+/// cluster metadata.
+pub(crate) const NODE_ID: u64 = 1;
+
+/// The first byte of every stored log entry: what kind of entry it is.
+pub(crate) const ENTRY_KIND_BLANK: u8 = 1;
+pub(crate) const ENTRY_KIND_NORMAL: u8 = 2;
+pub(crate) const ENTRY_KIND_MEMBERSHIP: u8 = 3;
+
+openraft::declare_raft_types!(
+    /// The openraft types of a Kassa partition.
+    pub(crate) TypeConfig:
+        D = CommandBytes,
+        R = Applied,
+        NodeId = u64,
+        Node = EmptyNode,
+        Term = u64,
+        LeaderId = leader_id_std::LeaderId<u64, u64>,
+        AsyncRuntime = openraft_rt_monoio::MonoioRuntime,
+);
+
+pub(crate) type LeaderId = leader_id_std::LeaderId<u64, u64>;
+/// The committed form of a standard leader id: the term alone.
+pub(crate) type CommittedLeaderId = <LeaderId as RaftLeaderId>::Committed;
+pub(crate) type LogId = openraft::LogId<CommittedLeaderId>;
+pub(crate) type Vote = openraft::Vote<LeaderId>;
+pub(crate) type Payload = openraft::EntryPayload<CommandBytes, u64, EmptyNode>;
+pub(crate) type Entry = openraft::Entry<CommittedLeaderId, Payload>;
+pub(crate) type Membership = openraft::Membership<u64, EmptyNode>;
+pub(crate) type StoredMembership = openraft::StoredMembership<CommittedLeaderId, u64, EmptyNode>;
+pub(crate) type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, u64, EmptyNode>;
+pub(crate) type Snapshot = openraft::Snapshot<CommittedLeaderId, u64, EmptyNode, SnapshotData>;
+
+/// A snapshot's data: the ledger's own snapshot bytes (checksummed by `kassa-shard`), in
+/// memory when just built, or still in the partition's snapshot file. openraft asks for the
+/// current snapshot at every open and mostly looks at its meta only: the file is read when the
+/// data is needed.
+#[derive(Debug)]
+pub(crate) enum SnapshotData {
+    Bytes(Vec<u8>),
+    /// The snapshot file in this directory, expected to hold the meta it was handed out with.
+    File(PathBuf),
+}
+
+/// The log id at `index` written in `term`.
+pub(crate) fn log_id(term: u64, index: u64) -> LogId {
+    LogId {
+        leader_id: CommittedLeaderId::new(term),
+        index,
+    }
+}
+
+/// A command as the log carries it: `ENTRY_KIND_NORMAL` then [`Command::encode`]'s bytes.
+/// The invariant (first byte, at least one byte) is checked wherever one is built.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct CommandBytes(Vec<u8>);
+
+impl CommandBytes {
+    pub(crate) fn encode(command: &Command) -> CommandBytes {
+        let mut bytes = Vec::new();
+        bytes.push(ENTRY_KIND_NORMAL);
+        command.encode(&mut bytes);
+        CommandBytes(bytes)
+    }
+
+    /// Wraps a stored entry's payload; the caller checked its kind byte.
+    pub(crate) fn from_payload(payload: Vec<u8>) -> CommandBytes {
+        assert_eq!(payload.first(), Some(&ENTRY_KIND_NORMAL));
+        CommandBytes(payload)
+    }
+
+    /// The bytes to store: kind byte included.
+    pub(crate) fn into_payload(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Decodes the command; bad bytes are refused, never a panic.
+    pub(crate) fn command(&self) -> Result<Command, CommandDecodeError> {
+        Command::decode(&self.0[1..])
+    }
+}
+
+/// Commands can be a megabyte: show their size, not their bytes.
+impl fmt::Debug for CommandBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommandBytes({} bytes)", self.0.len() - 1)
+    }
+}
+
+impl fmt::Display for CommandBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command of {} bytes", self.0.len() - 1)
+    }
+}
+
+/// What applying one log entry answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// A command's reply.
+    Reply(Reply),
+    /// The entry's bytes were not a command: applied as a no-op on every replica.
+    Rejected(CommandDecodeError),
+    /// A blank or membership entry: nothing to answer.
+    Nothing,
+}

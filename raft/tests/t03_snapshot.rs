@@ -1,0 +1,266 @@
+//! Snapshots: with a small `snapshot_entries`, writes trigger snapshots and log purges; a
+//! partition reopened after a shutdown or a crash (a child process killed with SIGKILL in the
+//! middle of writing, as in `t02_restart`) restores the latest snapshot, replays the log after
+//! it and holds a byte-identical ledger; a damaged snapshot refuses to open.
+
+mod common;
+
+use common::*;
+use kassa_raft::{LogOptions, Partition, PartitionError, PartitionStatus};
+use kassa_storage::durable_file;
+
+const ACCOUNTS: u128 = 12;
+const BATCH: u128 = 10;
+const SNAPSHOT_ENTRIES: u64 = 10;
+/// Most batches a child writes before it stops on its own (the parent kills it long before).
+const CHILD_BATCHES_MAX: u64 = 100_000;
+
+/// Log segments of 16 KiB: a few batches each, so that purges remove whole files.
+fn small_segments() -> LogOptions {
+    LogOptions {
+        segment_size_max: 16 * 1024,
+    }
+}
+
+async fn write_batches(partition: &Partition, from: u64, batches: u64) {
+    if from == 0 {
+        let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
+        assert_all_created(&reply.expect("accounts"));
+    }
+    for n in from..from + batches {
+        write_batch(partition, n).await;
+    }
+}
+
+/// Writes batch `n`: transfers `1 + n * BATCH ..`, as command `1 + n`.
+async fn write_batch(partition: &Partition, n: u64) {
+    let first = 1 + u128::from(n) * BATCH;
+    let reply = partition
+        .write(create_transfers(1 + n, first, BATCH, ACCOUNTS))
+        .await;
+    assert_all_created(&reply.expect("transfers"));
+}
+
+/// Waits until a snapshot covers at least `index` and the log is purged up to it.
+async fn wait_snapshot(partition: &Partition, index: u64) -> PartitionStatus {
+    let done = |status: &PartitionStatus| {
+        status.snapshot_index >= Some(index) && status.purged_index >= Some(index)
+    };
+    wait_status(partition, "a snapshot and a purge", done).await
+}
+
+/// Writes 60 batches; returns the ledger's bytes and the status after the last snapshot.
+async fn write_and_snapshot(partition: &Partition) -> (Vec<u8>, PartitionStatus) {
+    write_batches(partition, 0, 60).await;
+    let status = partition.status();
+    let last = status.last_log_index.expect("log");
+    let threshold = last - last % SNAPSHOT_ENTRIES - SNAPSHOT_ENTRIES;
+    let status = wait_snapshot(partition, threshold).await;
+    partition.read(check_ledger);
+    (partition.read(snapshot_bytes), status)
+}
+
+#[test]
+fn t03_snapshots_purge_and_restore_after_shutdown() {
+    let dir = TempDir::new("t03-shutdown");
+    let (before, status) = run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("open");
+        let result = write_and_snapshot(&partition).await;
+        partition.shutdown().await.expect("shutdown");
+        result
+    });
+    assert!(status.snapshot_index >= Some(40), "{status:?}");
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("reopen");
+        let reopened = partition.status();
+        assert!(
+            reopened.snapshot_index >= status.snapshot_index,
+            "{reopened:?}"
+        );
+        assert_eq!(partition.read(snapshot_bytes), before);
+        write_batches(&partition, 60, 15).await;
+        wait_snapshot(&partition, reopened.snapshot_index.expect("snapshot") + 10).await;
+        partition.read(|ledger| {
+            check_ledger(ledger);
+            assert_eq!(ledger.transfers().len() as u128, 75 * BATCH);
+        });
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
+#[test]
+#[ignore = "a child process of the crash test"]
+fn t03_child_writes_until_killed() {
+    let Some(dir) = child_dir() else { return };
+    run(async {
+        let partition = Partition::open_with(config(&dir, SNAPSHOT_ENTRIES), small_segments())
+            .await
+            .expect("open");
+        let report = |n: u64| partition.read(|ledger| report_ack(n, ledger));
+        write_batches(&partition, 0, 0).await;
+        report(0);
+        for n in 0..CHILD_BATCHES_MAX {
+            write_batch(&partition, n).await;
+            report(n + 1);
+        }
+    });
+}
+
+#[test]
+fn t03_snapshots_restore_after_crash() {
+    let dir = TempDir::new("t03-crash");
+    // Killed mid-stream, several snapshots and purges in.
+    let acks = crash_child("t03_child_writes_until_killed", dir.path(), 80);
+    let &(last_acked, _) = acks.last().expect("acks");
+    let before = run(async {
+        let partition =
+            Partition::open_with(config(dir.path(), SNAPSHOT_ENTRIES), small_segments())
+                .await
+                .expect("reopen");
+        let status = partition.status();
+        assert!(status.snapshot_index >= Some(40), "{status:?}");
+        let found = partition.read(|ledger| (ledger.transfers().len() as u128 / BATCH) as u64);
+        assert!(
+            found >= last_acked,
+            "acknowledged {last_acked} batches, found {found}"
+        );
+        partition.read(|ledger| {
+            check_ledger(ledger);
+            assert_eq!(ledger.transfers().len() as u128, u128::from(found) * BATCH);
+        });
+        if let Some((_, child_digest)) = acks.iter().find(|(n, _)| *n == found) {
+            assert_eq!(
+                partition.read(digest),
+                *child_digest,
+                "state differs after {found}"
+            );
+        }
+        let bytes = partition.read(snapshot_bytes);
+        partition.shutdown().await.expect("shutdown");
+        bytes
+    });
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("reopen");
+        assert_eq!(partition.read(snapshot_bytes), before);
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
+/// Opens the partition in `dir` after `damage` changed its snapshot file's payload.
+fn open_damaged(dir: &TempDir, damage: impl FnOnce(&mut Vec<u8>)) -> PartitionError {
+    run(async {
+        let file = durable_file::read(dir.path(), "snapshot")
+            .await
+            .expect("read");
+        let mut bytes = file.expect("a snapshot file");
+        damage(&mut bytes);
+        durable_file::write(dir.path(), "snapshot", &bytes)
+            .await
+            .expect("write");
+        Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .err()
+            .expect("a damaged snapshot must not open")
+    })
+}
+
+#[test]
+fn t03_damaged_snapshot_refuses_to_open() {
+    let dir = TempDir::new("t03-damaged");
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("open");
+        write_and_snapshot(&partition).await;
+        partition.shutdown().await.expect("shutdown");
+    });
+    let original = std::fs::read(dir.path().join("snapshot")).expect("snapshot file");
+
+    // A flipped bit under the storage checksum.
+    let mut bytes = original.clone();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(dir.path().join("snapshot"), bytes).expect("damage");
+    let error = run(Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))).err();
+    let error = error.expect("a damaged file must not open");
+    assert!(matches!(error, PartitionError::Storage { .. }), "{error}");
+
+    // Intact file, bad header: this crate's decoder refuses it.
+    std::fs::write(dir.path().join("snapshot"), &original).expect("restore");
+    let error = open_damaged(&dir, |bytes| bytes[0] ^= 1);
+    assert!(
+        matches!(
+            error,
+            PartitionError::Damaged {
+                file: "snapshot",
+                ..
+            }
+        ),
+        "{error}"
+    );
+
+    // Intact file and header, a ledger byte changed: the ledger's checksum refuses it.
+    std::fs::write(dir.path().join("snapshot"), &original).expect("restore");
+    let error = open_damaged(&dir, |bytes| *bytes.last_mut().expect("bytes") ^= 1);
+    assert!(matches!(error, PartitionError::Snapshot { .. }), "{error}");
+
+    // Put back, it opens with the state it had.
+    std::fs::write(dir.path().join("snapshot"), &original).expect("restore");
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("open");
+        partition.read(|ledger| assert_eq!(ledger.transfers().len() as u128, 60 * BATCH));
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
+/// The first index of each segment file in the partition's log directory, ascending.
+fn segments(dir: &TempDir) -> Vec<u64> {
+    let entries = std::fs::read_dir(dir.path().join("log")).expect("log dir");
+    let mut firsts: Vec<u64> = entries
+        .filter_map(|entry| {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8");
+            let digits = name.strip_prefix("log-")?.strip_suffix(".seg")?;
+            Some(digits.parse().expect("segment name"))
+        })
+        .collect();
+    firsts.sort_unstable();
+    firsts
+}
+
+#[test]
+fn t03_purge_removes_segments_and_reopens() {
+    let dir = TempDir::new("t03-segments");
+    let open = || Partition::open_with(config(dir.path(), SNAPSHOT_ENTRIES), small_segments());
+    let (before, status) = run(async {
+        let partition = open().await.expect("open");
+        let result = write_and_snapshot(&partition).await;
+        partition.shutdown().await.expect("shutdown");
+        result
+    });
+    let firsts = segments(&dir);
+    let purged = status.purged_index.expect("purged");
+    assert!(firsts.first() > Some(&1), "no segment removed: {firsts:?}");
+    assert!(
+        firsts.first() <= Some(&(purged + 1)),
+        "{firsts:?} {status:?}"
+    );
+    for _ in 0..2 {
+        run(async {
+            let partition = open().await.expect("reopen");
+            assert_eq!(partition.read(snapshot_bytes), before);
+            partition.shutdown().await.expect("shutdown");
+        });
+    }
+}
