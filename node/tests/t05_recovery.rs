@@ -73,6 +73,14 @@ fn a_torn_last_write_is_cut_off_and_the_node_starts() {
         "at most the last batch is lost, found {debits}"
     );
     assert_balanced(&node);
+    let reported = wait_until(Duration::from_secs(5), || {
+        node.stderr_text().contains("torn")
+    });
+    assert!(
+        reported,
+        "the torn tail is not reported: {}",
+        node.stderr_text()
+    );
 }
 
 #[test]
