@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use kassa_shard::{Command, Reply};
+use kassa_shard::{Command, Ledger, Reply};
 use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, QueryFilter, QueryFilterFlags, Transfer,
     TransferId, BATCH_EVENTS_MAX,
@@ -141,14 +141,7 @@ pub async fn get_account_transfers(
 ) -> ApiResult<impl IntoResponse> {
     let filter = account_filter(AccountId(parse_id(&id)?), &params)?;
     let partition = partition_of(filter.account_id.0, api.cores.partitions());
-    let transfers = api
-        .cores
-        .read(partition, move |ledger| {
-            let mut out = Vec::new();
-            ledger.get_account_transfers(&filter, &mut out);
-            out
-        })
-        .await?;
+    let transfers = read_partition(&api, partition, filter, Ledger::get_account_transfers).await?;
     Ok(Json(
         transfers.iter().map(TransferJson::from).collect::<Vec<_>>(),
     ))
@@ -161,14 +154,7 @@ pub async fn get_account_balances(
 ) -> ApiResult<impl IntoResponse> {
     let filter = account_filter(AccountId(parse_id(&id)?), &params)?;
     let partition = partition_of(filter.account_id.0, api.cores.partitions());
-    let balances = api
-        .cores
-        .read(partition, move |ledger| {
-            let mut out = Vec::new();
-            ledger.get_account_balances(&filter, &mut out);
-            out
-        })
-        .await?;
+    let balances = read_partition(&api, partition, filter, Ledger::get_account_balances).await?;
     Ok(Json(
         balances
             .iter()
@@ -184,15 +170,7 @@ pub async fn query_accounts(
     let filter = query_filter(&body)?;
     let mut accounts = Vec::new();
     for partition in 0..api.cores.partitions() {
-        let found = api
-            .cores
-            .read(partition, move |ledger| {
-                let mut out = Vec::new();
-                ledger.query_accounts(&filter, &mut out);
-                out
-            })
-            .await?;
-        accounts.extend(found);
+        accounts.extend(read_partition(&api, partition, filter, Ledger::query_accounts).await?);
     }
     merge_by_timestamp(&mut accounts, &filter, |a| a.timestamp);
     Ok(Json(
@@ -207,20 +185,27 @@ pub async fn query_transfers(
     let filter = query_filter(&body)?;
     let mut transfers = Vec::new();
     for partition in 0..api.cores.partitions() {
-        let found = api
-            .cores
-            .read(partition, move |ledger| {
-                let mut out = Vec::new();
-                ledger.query_transfers(&filter, &mut out);
-                out
-            })
-            .await?;
-        transfers.extend(found);
+        transfers.extend(read_partition(&api, partition, filter, Ledger::query_transfers).await?);
     }
     merge_by_timestamp(&mut transfers, &filter, |t| t.timestamp);
     Ok(Json(
         transfers.iter().map(TransferJson::from).collect::<Vec<_>>(),
     ))
+}
+
+/// Runs one of the ledger's filtered reads on `partition`'s core and returns what it found.
+async fn read_partition<F: Send + 'static, T: Send + 'static>(
+    api: &Api,
+    partition: u32,
+    filter: F,
+    read: fn(&Ledger, &F, &mut Vec<T>),
+) -> ApiResult<Vec<T>> {
+    let found = api.cores.read(partition, move |ledger| {
+        let mut out = Vec::new();
+        read(ledger, &filter, &mut out);
+        out
+    });
+    Ok(found.await?)
 }
 
 /// Orders the union of the partitions' answers as one partition's would be, and cuts it to
