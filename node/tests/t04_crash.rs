@@ -1,16 +1,20 @@
-//! Crash test: a loader sends transfers (single-phase, linked chains, pending then post) while
-//! the node is killed with SIGKILL at random moments, again and again. After every restart:
-//! every acknowledged transfer is present exactly once, with the result it was acknowledged
-//! with; nothing unacknowledged is half-applied (a batch is one log entry, so its transfers are
-//! all there or none, and linked chains are whole); every account's balances are exactly the
-//! sums of the transfers that exist; per ledger, debits equal credits.
+//! Crash test: a loader sends transfers (single-phase, linked chains, pending transfers and,
+//! in later batches, posts and voids of them) while the node is killed with SIGKILL at random
+//! moments, again and again. After every restart:
+//! - every acknowledged transfer is present exactly once, as its result said (`created` ⇔
+//!   stored);
+//! - nothing unacknowledged is half-applied: a request is one log entry, so linked chains are
+//!   whole or absent;
+//! - every account's posted and pending balances are exactly what the stored transfers, posts
+//!   and voids add up to;
+//! - per ledger, debits equal credits.
 //!
-//! Bounded: `KILLS` rounds (`KASSA_CRASH_KILLS` to change), each killed within a second.
-//! The seed is printed; `KASSA_CRASH_SEED` replays it.
+//! Bounded: `KILLS` rounds (`KASSA_CRASH_KILLS` to change), each killed within a second. The
+//! seed is printed; `KASSA_CRASH_SEED` replays the schedule (timing still varies).
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,11 +24,29 @@ use serde_json::Value;
 
 const ACCOUNTS: u128 = 12;
 const KILLS: u32 = 6;
-const BATCH_SIZE: u128 = 40;
+const BATCH_SIZE: usize = 40;
 
-/// A batch the loader sent: its transfers, and the results if it was acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Single,
+    Pending,
+    Post { pending_id: u128 },
+    Void { pending_id: u128 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Planned {
+    id: u128,
+    debit: u128,
+    credit: u128,
+    amount: u128,
+    linked: bool,
+    kind: Kind,
+}
+
+/// A batch the loader sent, and its results if it was acknowledged.
 struct Sent {
-    transfers: Vec<(u128, u128, u128, u128, bool)>, // id, debit, credit, amount, linked-to-next
+    transfers: Vec<Planned>,
     results: Option<Vec<String>>,
 }
 
@@ -39,64 +61,128 @@ impl Random {
     }
 }
 
-fn batch_json(transfers: &[(u128, u128, u128, u128, bool)]) -> String {
-    let records: Vec<String> = transfers
-        .iter()
-        .map(|(id, debit, credit, amount, linked)| {
-            let flags = if *linked { r#"["linked"]"# } else { "[]" };
+fn record_json(t: &Planned) -> String {
+    let linked = if t.linked { r#""linked","# } else { "" };
+    match t.kind {
+        Kind::Single | Kind::Pending => {
+            let pending = if t.kind == Kind::Pending {
+                r#""pending""#
+            } else {
+                ""
+            };
+            let flags = format!("[{linked}{pending}]").replace(",]", "]");
             format!(
-                r#"{{"id":"{id}","debit_account_id":"{debit}","credit_account_id":"{credit}","amount":"{amount}","ledger":1,"code":1,"flags":{flags}}}"#
+                r#"{{"id":"{}","debit_account_id":"{}","credit_account_id":"{}","amount":"{}","ledger":1,"code":1,"flags":{flags}}}"#,
+                t.id, t.debit, t.credit, t.amount
             )
-        })
-        .collect();
-    format!("[{}]", records.join(","))
+        }
+        Kind::Post { pending_id } => format!(
+            r#"{{"id":"{}","pending_id":"{pending_id}","amount":"{}","flags":[{linked}"post_pending_transfer"]}}"#,
+            t.id,
+            u128::MAX
+        ),
+        Kind::Void { pending_id } => format!(
+            r#"{{"id":"{}","pending_id":"{pending_id}","flags":[{linked}"void_pending_transfer"]}}"#,
+            t.id
+        ),
+    }
+}
+
+/// One batch: mostly single-phase transfers, some pending ones, and posts or voids of
+/// pending transfers the loader saw created. Some fail on purpose so that chains break.
+fn plan_batch(
+    random: &mut Random,
+    next_id: &mut u128,
+    open: &mut Vec<(u128, u128, u128, u128)>,
+) -> Vec<Planned> {
+    let mut transfers = Vec::new();
+    for index in 0..BATCH_SIZE {
+        let linked = index + 1 < BATCH_SIZE && random.below(4) == 0;
+        let id = *next_id;
+        *next_id += 1;
+        if !open.is_empty() && random.below(6) == 0 {
+            let (pending_id, debit, credit, amount) =
+                open.swap_remove(random.below(open.len() as u64) as usize);
+            let kind = if random.below(2) == 0 {
+                Kind::Post { pending_id }
+            } else {
+                Kind::Void { pending_id }
+            };
+            transfers.push(Planned {
+                id,
+                debit,
+                credit,
+                amount,
+                linked,
+                kind,
+            });
+            continue;
+        }
+        let debit = 1 + u128::from(random.below(ACCOUNTS as u64));
+        let credit = 1 + (debit + u128::from(random.below(ACCOUNTS as u64 - 1))) % ACCOUNTS;
+        let credit = if random.below(50) == 0 { debit } else { credit };
+        let kind = if random.below(8) == 0 {
+            Kind::Pending
+        } else {
+            Kind::Single
+        };
+        let amount = 1 + u128::from(random.below(100));
+        transfers.push(Planned {
+            id,
+            debit,
+            credit,
+            amount,
+            linked,
+            kind,
+        });
+    }
+    transfers
 }
 
 /// Sends batches until the node stops answering; records what was sent and acknowledged.
 fn load(
-    node_http: std::net::SocketAddr,
-    next_id: u128,
+    http: std::net::SocketAddr,
+    mut next_id: u128,
     seed: u64,
     log: Arc<Mutex<Vec<Sent>>>,
     stop: Arc<AtomicBool>,
 ) -> u128 {
     let mut random = Random(seed | 1);
-    let mut id = next_id;
+    let mut open = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let mut transfers = Vec::new();
-        for index in 0..BATCH_SIZE {
-            let debit = 1 + u128::from(random.below(ACCOUNTS as u64));
-            let credit = 1 + (debit + u128::from(random.below(ACCOUNTS as u64 - 1))) % ACCOUNTS;
-            // Some transfers fail on purpose (same account) so that chains break.
-            let credit = if random.below(50) == 0 { debit } else { credit };
-            let linked = index + 1 < BATCH_SIZE && random.below(4) == 0;
-            transfers.push((id, debit, credit, 1 + u128::from(random.below(100)), linked));
-            id += 1;
+        let transfers = plan_batch(&mut random, &mut next_id, &mut open);
+        let records: Vec<String> = transfers.iter().map(record_json).collect();
+        let body = format!("[{}]", records.join(","));
+        let results: Option<Vec<String>> =
+            match request_raw(http, "POST", "/v1/transfers", Some(body.as_bytes())) {
+                Ok((200, text)) => serde_json::from_str::<Value>(&text).ok().map(|v| {
+                    v.as_array()
+                        .expect("results")
+                        .iter()
+                        .map(|r| r["result"].as_str().expect("name").to_string())
+                        .collect()
+                }),
+                _ => None,
+            };
+        if let Some(results) = &results {
+            for (t, result) in transfers.iter().zip(results) {
+                if t.kind == Kind::Pending && result == "created" {
+                    open.push((t.id, t.debit, t.credit, t.amount));
+                }
+            }
         }
-        let body = batch_json(&transfers);
-        let reply = request_raw(node_http, "POST", "/v1/transfers", Some(body.as_bytes()));
-        let results = match reply {
-            Ok((200, text)) => serde_json::from_str::<Value>(&text).ok().map(|v| {
-                v.as_array()
-                    .expect("results")
-                    .iter()
-                    .map(|r| r["result"].as_str().expect("name").to_string())
-                    .collect()
-            }),
-            _ => None,
-        };
         let acknowledged = results.is_some();
         log.lock().expect("log").push(Sent { transfers, results });
         if !acknowledged {
             break;
         }
     }
-    id
+    next_id
 }
 
 /// Every transfer id the node holds, paging through `POST /v1/transfers/query`.
-fn existing_ids(node: &Node) -> std::collections::BTreeSet<u128> {
-    let mut ids = std::collections::BTreeSet::new();
+fn existing_ids(node: &Node) -> BTreeSet<u128> {
+    let mut ids = BTreeSet::new();
     let mut timestamp_min: u64 = 0;
     loop {
         let filter = format!(r#"{{"timestamp_min":"{timestamp_min}","limit":8189}}"#);
@@ -119,64 +205,99 @@ fn existing_ids(node: &Node) -> std::collections::BTreeSet<u128> {
     }
 }
 
-/// Checks everything the loader sent against the restarted node; returns balances expected.
-fn verify(node: &Node, sent: &[Sent]) {
-    let mut expected: BTreeMap<u128, (u128, u128)> = BTreeMap::new();
-    let existing = existing_ids(node);
+/// Checks acknowledged results and chain atomicity against what the node holds.
+fn verify_batches(sent: &[Sent], existing: &BTreeSet<u128>) {
     for batch in sent {
         let present: Vec<bool> = batch
             .transfers
             .iter()
-            .map(|t| existing.contains(&t.0))
+            .map(|t| existing.contains(&t.id))
             .collect();
-        match &batch.results {
-            Some(results) => {
-                for (transfer, (result, present)) in
-                    batch.transfers.iter().zip(results.iter().zip(&present))
-                {
-                    assert_eq!(
-                        *present,
-                        result == "created",
-                        "acknowledged transfer {} ({result})",
-                        transfer.0
-                    );
-                }
-            }
-            None => {
-                // Unacknowledged: applied whole or not at all; chains never split.
-                let mut chain_start = 0;
-                for (index, transfer) in batch.transfers.iter().enumerate() {
-                    if !transfer.4 {
-                        let chain = &present[chain_start..=index];
-                        assert!(
-                            chain.iter().all(|p| *p == chain[0]),
-                            "chain split at {}",
-                            transfer.0
-                        );
-                        chain_start = index + 1;
-                    }
-                }
+        if let Some(results) = &batch.results {
+            for ((t, result), present) in batch.transfers.iter().zip(results).zip(&present) {
+                assert_eq!(
+                    *present,
+                    result == "created",
+                    "acknowledged transfer {} ({result})",
+                    t.id
+                );
             }
         }
-        for (transfer, present) in batch.transfers.iter().zip(present) {
-            if present {
-                expected.entry(transfer.1).or_default().0 += transfer.3;
-                expected.entry(transfer.2).or_default().1 += transfer.3;
+        let mut chain_start = 0;
+        for (index, t) in batch.transfers.iter().enumerate() {
+            if !t.linked {
+                let chain = &present[chain_start..=index];
+                assert!(
+                    chain.iter().all(|p| *p == chain[0]),
+                    "chain split at {}",
+                    t.id
+                );
+                chain_start = index + 1;
             }
         }
     }
+}
+
+/// Per account: [debits_posted, credits_posted, debits_pending, credits_pending] that the
+/// stored transfers add up to.
+fn expected_balances(sent: &[Sent], existing: &BTreeSet<u128>) -> BTreeMap<u128, [u128; 4]> {
+    let stored = sent
+        .iter()
+        .flat_map(|b| b.transfers.iter())
+        .filter(|t| existing.contains(&t.id));
+    let mut resolution: BTreeMap<u128, Kind> = BTreeMap::new();
+    let mut balances: BTreeMap<u128, [u128; 4]> = BTreeMap::new();
+    let stored: Vec<&Planned> = stored.collect();
+    for t in &stored {
+        if let Kind::Post { pending_id } | Kind::Void { pending_id } = t.kind {
+            assert!(
+                resolution.insert(pending_id, t.kind).is_none(),
+                "pending {pending_id} resolved twice"
+            );
+        }
+    }
+    for t in stored
+        .iter()
+        .filter(|t| matches!(t.kind, Kind::Single | Kind::Pending))
+    {
+        let (posted, pending) = match (t.kind, resolution.get(&t.id)) {
+            (Kind::Single, _) | (_, Some(Kind::Post { .. })) => (t.amount, 0),
+            (_, Some(Kind::Void { .. })) => (0, 0),
+            _ => (0, t.amount),
+        };
+        let debit = balances.entry(t.debit).or_default();
+        debit[0] += posted;
+        debit[2] += pending;
+        let credit = balances.entry(t.credit).or_default();
+        credit[1] += posted;
+        credit[3] += pending;
+    }
+    balances
+}
+
+fn verify(node: &Node, sent: &[Sent]) {
+    let existing = existing_ids(node);
+    verify_batches(sent, &existing);
+    let expected = expected_balances(sent, &existing);
     for account in 1..=ACCOUNTS {
         let (_, record) = node.get(&format!("/v1/accounts/{account}"));
-        let (debits, credits) = expected.get(&account).copied().unwrap_or_default();
+        let actual = [
+            "debits_posted",
+            "credits_posted",
+            "debits_pending",
+            "credits_pending",
+        ]
+        .map(|field| {
+            record[field]
+                .as_str()
+                .expect(field)
+                .parse::<u128>()
+                .expect("u128")
+        });
         assert_eq!(
-            record["debits_posted"],
-            debits.to_string(),
-            "account {account} debits"
-        );
-        assert_eq!(
-            record["credits_posted"],
-            credits.to_string(),
-            "account {account} credits"
+            actual,
+            expected.get(&account).copied().unwrap_or_default(),
+            "account {account}"
         );
     }
     assert_balanced(node);
@@ -220,9 +341,16 @@ fn acknowledged_transfers_survive_sigkill() {
     }
     let node = Node::start(&dir.0);
     let sent = log.lock().expect("log");
-    assert!(
-        sent.iter().filter(|b| b.results.is_some()).count() > 0,
-        "the loader was never acknowledged"
+    let acknowledged = sent.iter().filter(|b| b.results.is_some()).count();
+    let resolutions = sent
+        .iter()
+        .flat_map(|b| &b.transfers)
+        .filter(|t| matches!(t.kind, Kind::Post { .. } | Kind::Void { .. }))
+        .count();
+    eprintln!(
+        "{acknowledged} batches acknowledged, {} cut off by a kill, {resolutions} posts/voids sent",
+        sent.len() - acknowledged
     );
+    assert!(acknowledged > 0, "the loader was never acknowledged");
     verify(&node, &sent);
 }
