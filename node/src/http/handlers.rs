@@ -56,16 +56,8 @@ pub async fn create_accounts(
         now: realtime_ns(),
         accounts,
     };
-    match api.cores.write(partition, command).await? {
-        Reply::CreateAccounts(results) => Ok(Json(
-            results
-                .iter()
-                .enumerate()
-                .map(|(index, r)| result_json(index, r.status.name(), r.timestamp))
-                .collect::<Vec<_>>(),
-        )),
-        other => unreachable!("create_accounts answered {other:?}"),
-    }
+    let reply = api.cores.write(partition, command).await?;
+    Ok(Json(create_results(reply)))
 }
 
 pub async fn create_transfers(
@@ -82,24 +74,31 @@ pub async fn create_transfers(
         now: realtime_ns(),
         transfers,
     };
-    match api.cores.write(partition, command).await? {
-        Reply::CreateTransfers(results) => Ok(Json(
-            results
-                .iter()
-                .enumerate()
-                .map(|(index, r)| result_json(index, r.status.name(), r.timestamp))
-                .collect::<Vec<_>>(),
-        )),
-        other => unreachable!("create_transfers answered {other:?}"),
-    }
+    let reply = api.cores.write(partition, command).await?;
+    Ok(Json(create_results(reply)))
 }
 
-fn result_json(index: usize, result: &'static str, timestamp: u64) -> CreateResultJson {
-    CreateResultJson {
-        index: index as u32,
-        result,
-        timestamp: Decimal(timestamp),
-    }
+/// One `{index, result, timestamp}` per event of a create reply, in order.
+fn create_results(reply: Reply) -> Vec<CreateResultJson> {
+    let named: Vec<(&'static str, u64)> = match reply {
+        Reply::CreateAccounts(results) => results
+            .iter()
+            .map(|r| (r.status.name(), r.timestamp))
+            .collect(),
+        Reply::CreateTransfers(results) => results
+            .iter()
+            .map(|r| (r.status.name(), r.timestamp))
+            .collect(),
+        other => unreachable!("a create command answered {other:?}"),
+    };
+    let numbered = named.into_iter().enumerate();
+    numbered
+        .map(|(index, (result, timestamp))| CreateResultJson {
+            index: index as u32,
+            result,
+            timestamp: Decimal(timestamp),
+        })
+        .collect()
 }
 
 pub async fn get_account(
