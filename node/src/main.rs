@@ -70,6 +70,7 @@ struct FormatArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    fail_stop_on_panic();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KASSA_LOG")
@@ -141,7 +142,19 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
             cores_count,
             meta.partitions
         );
-        http::serve(listener, api.clone(), shutdown_signal()).await?;
+        let (stopping, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(watch_signals(stopping));
+        let mut graceful = stop.clone();
+        let graceful = async move {
+            let _ = graceful.wait_for(|stopping| *stopping).await;
+        };
+        tokio::select! {
+            served = http::serve(listener, api.clone(), graceful) => served?,
+            () = drain_deadline(stop) => eprintln!(
+                "kassa: HTTP requests still open after {}s; stopping without them",
+                DRAIN_TIMEOUT.as_secs()
+            ),
+        }
         anyhow::Ok(())
     });
     drop(runtime);
@@ -175,20 +188,57 @@ fn block_on_monoio<F: std::future::Future>(future: F) -> anyhow::Result<F::Outpu
     Ok(runtime.block_on(future))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// A panic anywhere is a bug: stop the whole process at once rather than run on with a core
+/// thread gone (its partitions unserved, its queue never drained). Every acknowledged write is
+/// already durable, so the next start recovers exactly as after a crash.
+fn fail_stop_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("kassa: a thread panicked; stopping the process (restart recovers from disk)");
+        std::process::abort();
+    }));
+}
+
+/// How long a stop waits for open HTTP requests (a stalled client must not hold the node).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The first SIGTERM or SIGINT starts a clean stop; a second one exits at once (every
+/// acknowledged write is already durable, so that is as safe as a crash).
+async fn watch_signals(stopping: tokio::sync::watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(terminate) => terminate,
         Err(error) => {
             tracing::error!(%error, "cannot listen for SIGTERM");
-            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    let mut interrupt = match signal(SignalKind::interrupt()) {
+        Ok(interrupt) => interrupt,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGINT");
             return;
         }
     };
     tokio::select! {
         _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
     }
-    println!("kassa: stopping: finishing in-flight requests");
+    println!("kassa: stopping: finishing in-flight requests (signal again to exit at once)");
+    let _ = stopping.send(true);
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    eprintln!("kassa: second signal: exiting now");
+    std::process::exit(1);
+}
+
+/// Resolves `DRAIN_TIMEOUT` after a stop began.
+async fn drain_deadline(mut stop: tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(DRAIN_TIMEOUT).await;
 }

@@ -93,6 +93,12 @@ fn malformed_requests_are_refused_and_change_nothing() {
             format!("[{}]", vec![transfer_json(9, 1, 2, 1, &[]); 8190].join(",")),
             "too_many_records",
         ),
+        (
+            "POST",
+            "/v1/accounts",
+            format!("[{}{{}}]", "{},".repeat(1_000_000)),
+            "too_many_records",
+        ),
         ("GET", "/v1/accounts/abc", String::new(), "invalid_id"),
         ("GET", "/v1/accounts/-3", String::new(), "invalid_id"),
         (

@@ -61,3 +61,33 @@ fn format_refuses_a_formatted_directory_and_unsupported_partition_counts() {
     let node = Node::start(&dir.0);
     assert_eq!(node.get("/ready").0, 200);
 }
+
+#[test]
+fn a_stalled_client_cannot_hold_a_stop_and_a_second_signal_exits_at_once() {
+    use std::io::Write;
+    let dir = TempDir::new("stalled");
+    let mut node = Node::start(&dir.0);
+    // A request that announces 100 body bytes and sends 7, then waits.
+    let mut stalled = std::net::TcpStream::connect(node.http).expect("connect");
+    let head = "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[{\"id\":";
+    stalled.write_all(head.as_bytes()).expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = node.child.id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        node.child.try_wait().expect("try_wait").is_none(),
+        "still draining the stalled request"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let exited = common::wait_until(std::time::Duration::from_secs(5), || {
+        node.child.try_wait().expect("try_wait").is_some()
+    });
+    assert!(exited, "a second signal must stop the node at once");
+    // Nothing was lost: the node starts again on the same data.
+    drop(node);
+    let node = Node::start(&dir.0);
+    assert_eq!(node.get("/ready").0, 200);
+}

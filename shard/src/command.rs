@@ -61,7 +61,13 @@ pub enum CommandDecodeError {
     TooManyEvents(u32),
     #[error("command length does not match its event count")]
     LengthMismatch,
+    #[error("command clock {0} is beyond NOW_MAX")]
+    NowOutOfRange(u64),
 }
+
+/// The largest `now` a command may carry: it leaves room for 2^40 more event timestamps below
+/// `TIMESTAMP_MAX`, so applying a command can never overflow the ledger's clock.
+pub const NOW_MAX: u64 = kassa_wire::TIMESTAMP_MAX - (1 << 40);
 
 const TAG_CREATE_ACCOUNTS: u8 = 1;
 const TAG_CREATE_TRANSFERS: u8 = 2;
@@ -113,6 +119,9 @@ impl Command {
         }
         if count as usize > BATCH_EVENTS_MAX {
             return Err(CommandDecodeError::TooManyEvents(count));
+        }
+        if now > NOW_MAX {
+            return Err(CommandDecodeError::NowOutOfRange(now));
         }
         let body = &bytes[HEADER_SIZE..];
         let exact = |size: usize| {
@@ -236,6 +245,10 @@ mod tests {
             Command::decode(&unknown),
             Err(CommandDecodeError::UnknownTag(99))
         );
+        let mut late = Vec::new();
+        Command::ExpirePendingTransfers { now: NOW_MAX + 1 }.encode(&mut late);
+        let refused = Command::decode(&late);
+        assert_eq!(refused, Err(CommandDecodeError::NowOutOfRange(NOW_MAX + 1)));
         let mut many = vec![0u8; 24];
         many[0] = TAG_CREATE_TRANSFERS;
         many[16..20].copy_from_slice(&9000u32.to_le_bytes());

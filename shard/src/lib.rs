@@ -40,7 +40,7 @@ mod validate;
 #[doc = include_str!("../../README.md")]
 struct ReadmeExample;
 
-pub use command::{Command, CommandDecodeError, Reply};
+pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
 

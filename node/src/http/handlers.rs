@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::json::{
-    AccountBalanceJson, AccountJson, CreateResultJson, Decimal, QueryFilterJson, TransferJson,
+    AccountBalanceJson, AccountJson, CreateResultJson, Decimal, QueryFilterJson, Records,
+    TransferJson, TOO_MANY_RECORDS,
 };
 use super::{Api, ApiError};
 use crate::cores::realtime_ns;
@@ -240,19 +241,11 @@ impl Api {
     }
 }
 
-/// Parses a JSON array of records, reporting where a record is wrong.
+/// Parses a JSON array of at most `BATCH_EVENTS_MAX` records, reporting where one is wrong.
 fn parse_records<T: DeserializeOwned>(body: &[u8]) -> ApiResult<Vec<T>> {
-    let records: Vec<T> = parse_json(body)?;
-    if records.len() > BATCH_EVENTS_MAX {
-        return Err(ApiError::bad_request(
-            "too_many_records",
-            format!(
-                "{} records; a request carries at most {BATCH_EVENTS_MAX}",
-                records.len()
-            ),
-        ));
-    }
-    Ok(records)
+    let records: Records<T> = parse_json(body)?;
+    assert!(records.0.len() <= BATCH_EVENTS_MAX);
+    Ok(records.0)
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
@@ -269,6 +262,8 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
             "invalid_json"
         } else if inner.to_string().starts_with("unknown flag") {
             "unknown_flag"
+        } else if inner.to_string().starts_with(TOO_MANY_RECORDS) {
+            "too_many_records"
         } else {
             "invalid_body"
         };

@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 
 use kassa_wire::{
     Account, AccountBalance, AccountFlags, AccountId, Transfer, TransferFlags, TransferId,
+    BATCH_EVENTS_MAX,
 };
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
@@ -134,6 +135,43 @@ impl<'de, F: FlagWord> Visitor<'de> for FlagsVisitor<F> {
             flags = flags.union(flag);
         }
         Ok(Flags(flags))
+    }
+}
+
+/// A JSON array of at most `BATCH_EVENTS_MAX` records. Decoding stops at the first record
+/// past the limit, so an oversize request costs at most one batch of memory, whatever its size.
+#[derive(Debug)]
+pub struct Records<T>(pub Vec<T>);
+
+/// The start of the error message for an array past the limit (the API maps it to its code).
+pub const TOO_MANY_RECORDS: &str = "too many records";
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Records<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(RecordsVisitor(PhantomData))
+    }
+}
+
+struct RecordsVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for RecordsVisitor<T> {
+    type Value = Records<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an array of at most {BATCH_EVENTS_MAX} records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut records = Vec::new();
+        while let Some(record) = seq.next_element()? {
+            if records.len() == BATCH_EVENTS_MAX {
+                return Err(de::Error::custom(format_args!(
+                    "{TOO_MANY_RECORDS}: a request carries at most {BATCH_EVENTS_MAX}"
+                )));
+            }
+            records.push(record);
+        }
+        Ok(Records(records))
     }
 }
 
