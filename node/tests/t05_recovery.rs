@@ -113,3 +113,26 @@ fn a_flipped_byte_mid_segment_is_refused_naming_the_file() {
     );
     assert!(error.to_lowercase().contains("corrupt"), "{error}");
 }
+
+#[test]
+fn a_missing_snapshot_next_to_a_purged_log_is_refused() {
+    let dir = TempDir::new("no-snapshot");
+    let node = Node::try_start(&dir.0, &["--snapshot-entries", "5"]).expect("start");
+    let setup = format!("[{},{}]", account_json(1, 1, &[]), account_json(2, 1, &[]));
+    assert_eq!(node.post("/v1/accounts", &setup).0, 200);
+    for id in 0..12u128 {
+        let (_, reply) = node.post(
+            "/v1/transfers",
+            &format!("[{}]", transfer_json(500 + id, 1, 2, 1, &[])),
+        );
+        assert_eq!(results(&reply), ["created"]);
+    }
+    assert!(node.stop().success());
+    let snapshot = dir.0.join("partitions").join("0000").join("snapshot");
+    std::fs::remove_file(&snapshot).expect("the partition took a snapshot");
+
+    let error = Node::try_start(&dir.0, &[])
+        .err()
+        .expect("the node must refuse to start");
+    assert!(error.contains("snapshot file is missing or older than the purge"), "{error}");
+}

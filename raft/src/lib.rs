@@ -95,6 +95,15 @@ pub enum PartitionError {
         first: u64,
         purged: Option<u64>,
     },
+    #[error(
+        "partition {partition}: the log was purged through index {purged} but the snapshot \
+         covers only {snapshot:?}: the snapshot file is missing or older than the purge"
+    )]
+    SnapshotBehindPurge {
+        partition: u32,
+        purged: u64,
+        snapshot: Option<u64>,
+    },
     #[error("partition {partition}: a command carries {events} events, more than {events_max}")]
     BatchTooLarge {
         partition: u32,

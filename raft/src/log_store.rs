@@ -164,6 +164,11 @@ impl LogStore {
         Ok((store, recovery))
     }
 
+    /// The last index the log was purged through, if any.
+    pub(crate) fn purged_index(&self) -> Option<u64> {
+        self.shared().purged.get().map(|purged| purged.index)
+    }
+
     /// No vote, no entry, nothing purged: this partition was never initialized.
     pub(crate) fn is_pristine(&self) -> bool {
         let shared = &self.shared;

@@ -161,6 +161,18 @@ impl Partition {
         let state_machine =
             StateMachine::open(partition, &config.dir, config.ledger, alive.clone()).await?;
         let ledger = state_machine.ledger();
+        // Entries the log no longer has must be in the snapshot, or the state would silently
+        // lack them (openraft itself would only assert).
+        if let Some(purged) = log_store.purged_index() {
+            let snapshot = state_machine.last_applied_index();
+            if snapshot < Some(purged) {
+                return Err(PartitionError::SnapshotBehindPurge {
+                    partition,
+                    purged,
+                    snapshot,
+                });
+            }
+        }
         let raft = Raft::new(NODE_ID, raft_config, NoPeers, log_store, state_machine)
             .await
             .map_err(|fatal| fatal_error(partition, fatal))?;
@@ -203,24 +215,33 @@ impl Partition {
     }
 
     /// Waits until this node leads and has applied the log up to `last_index`.
+    ///
+    /// Replaying a long log can take longer than any fixed deadline, so the deadline is on
+    /// progress: it fails only if `OPEN_READY_TIMEOUT_MS` pass with no entry applied.
     async fn wait_ready(&self, last_index: Option<u64>) -> Result<(), PartitionError> {
         let timeout = Duration::from_millis(OPEN_READY_TIMEOUT_MS);
-        let ready = |metrics: &openraft::RaftMetrics<TypeConfig>| {
+        let ready = move |metrics: &openraft::RaftMetrics<TypeConfig>| {
             let applied = metrics.last_applied.map(|id| id.index);
             metrics.state == ServerState::Leader && applied.is_some() && applied >= last_index
         };
-        let waited = self
-            .raft
-            .wait(Some(timeout))
-            .metrics(ready, "partition ready")
-            .await;
-        waited
-            .map(|_| ())
-            .map_err(|error| PartitionError::NotReady {
+        let mut applied_before: Option<u64> = None;
+        loop {
+            let previous = applied_before;
+            let progress = move |metrics: &openraft::RaftMetrics<TypeConfig>| {
+                ready(metrics) || metrics.last_applied.map(|id| id.index) > previous
+            };
+            let waiter = self.raft.wait(Some(timeout));
+            let waited = waiter.metrics(progress, "partition ready").await;
+            let metrics = waited.map_err(|error| PartitionError::NotReady {
                 partition: self.partition,
                 waited_ms: OPEN_READY_TIMEOUT_MS,
                 what: error.to_string(),
-            })
+            })?;
+            if ready(&metrics) {
+                return Ok(());
+            }
+            applied_before = metrics.last_applied.map(|id| id.index);
+        }
     }
 
     /// Proposes `command`, waits until it is committed and applied, and returns its reply.

@@ -147,6 +147,11 @@ impl StateMachine {
     }
 
     /// The ledger, shared with `Partition::read`.
+    /// The last log index the restored state covers, if any.
+    pub(crate) fn last_applied_index(&self) -> Option<u64> {
+        self.last_applied.map(|id| id.index)
+    }
+
     pub(crate) fn ledger(&self) -> Rc<RefCell<Ledger>> {
         self.ledger.clone()
     }
