@@ -13,6 +13,11 @@
 //! | 24     | 8    | Raft index                                                     |
 //! | 32     | n    | payload                                                        |
 //! | 32 + n | 0..7 | zero padding up to the next multiple of 8 (covered by the CRC) |
+//! | end - 8 | 8   | trailer `KLGE` + four 0xFF bytes (covered by the CRC)           |
+//!
+//! The trailer keeps the last 512-byte sector of every frame from being all zeros, so that
+//! recovery's "a sector that never landed is zero" test cannot mistake a frame ending in zero
+//! payload bytes, with a flipped bit elsewhere, for a torn write and cut an acknowledged entry.
 //!
 //! Decoding never trusts a length before checking it against [`ENTRY_PAYLOAD_SIZE_MAX`] and
 //! the bytes actually present, and never returns a payload whose checksum did not match.
@@ -21,6 +26,8 @@
 pub const FRAME_MAGIC: [u8; 4] = *b"KLG1";
 pub const FRAME_VERSION: u32 = 0;
 pub const FRAME_HEADER_SIZE: usize = 32;
+/// The last bytes of every frame: never zero.
+pub const FRAME_TRAILER: [u8; 8] = *b"KLGE\xff\xff\xff\xff";
 /// Frames start at multiples of this, so a scan for "any valid frame after" is bounded.
 pub const FRAME_ALIGNMENT: usize = 8;
 /// The largest payload one entry may carry (a full 8189-record request is ~1 MiB).
@@ -35,7 +42,7 @@ const _: () = assert!(FRAME_SIZE_MAX % FRAME_ALIGNMENT == 0);
 /// The size on disk of a frame carrying `payload_size` bytes.
 pub const fn frame_size(payload_size: usize) -> usize {
     let unpadded = FRAME_HEADER_SIZE + payload_size;
-    unpadded.div_ceil(FRAME_ALIGNMENT) * FRAME_ALIGNMENT
+    unpadded.div_ceil(FRAME_ALIGNMENT) * FRAME_ALIGNMENT + FRAME_TRAILER.len()
 }
 
 /// The decoded header of a frame whose checksum matched.
@@ -77,7 +84,8 @@ pub fn encode(out: &mut Vec<u8>, term: u64, index: u64, payload: &[u8]) {
     out.extend_from_slice(&term.to_le_bytes());
     out.extend_from_slice(&index.to_le_bytes());
     out.extend_from_slice(payload);
-    out.resize(start + size, 0);
+    out.resize(start + size - FRAME_TRAILER.len(), 0);
+    out.extend_from_slice(&FRAME_TRAILER);
     let crc = checksum(&out[start..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(

@@ -242,7 +242,9 @@ pub fn classify_tail(tail: &[u8], stop: usize, is_last: bool) -> TailVerdict {
         }
         FrameCheck::BadChecksum { .. } => {
             let payload_size = frame::declared_payload_size(rest).unwrap_or(0);
-            let frame_end = stop + FRAME_HEADER_SIZE + payload_size;
+            // The whole frame, trailer included: its last sector holds the (never zero)
+            // trailer, so only a sector that never landed can be all zero there.
+            let frame_end = stop + frame::frame_size(payload_size);
             (
                 "checksum mismatch",
                 has_missing_sector(tail, stop, frame_end),

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use kassa_storage::{StorageError, FRAME_HEADER_SIZE, SECTOR_SIZE};
+use kassa_storage::{LogEntry, StorageError, FRAME_HEADER_SIZE, SECTOR_SIZE};
 
 const SEGMENT_SIZE_SMALL: u64 = 4096;
 const ENTRIES: u64 = 90;
@@ -27,6 +27,34 @@ fn write_log(dir: &Path) -> (PathBuf, u64, u64) {
         "the test wants two frames in the last segment"
     );
     (last, *offsets.last().unwrap(), end)
+}
+
+/// Like `write_log`, but the last entry's payload is sized so that its frame crosses a
+/// 512-byte sector boundary (the frame's header and its end lie in different sectors).
+fn write_log_last_frame_straddling(dir: &Path) -> (PathBuf, u64, u64) {
+    run(async {
+        let (log, _) = open(dir, SEGMENT_SIZE_SMALL).await;
+        log.append(entries(1, 1..=ENTRIES - 1))
+            .await
+            .expect("append");
+        log.close().await.expect("close");
+    });
+    let last = segment_files(dir).last().expect("a segment").clone();
+    let (_, end) = frame_offsets(&last);
+    let to_boundary = SECTOR_SIZE - end as usize % SECTOR_SIZE;
+    let payload = vec![7u8; to_boundary + 40];
+    run(async {
+        let (log, _) = open(dir, SEGMENT_SIZE_SMALL).await;
+        let last_entry = LogEntry {
+            term: 1,
+            index: ENTRIES,
+            payload,
+        };
+        log.append(vec![last_entry]).await.expect("append");
+    });
+    let last = segment_files(dir).last().expect("a segment").clone();
+    let (offsets, end) = frame_offsets(&last);
+    (last, *offsets.last().expect("frames"), end)
 }
 
 /// Opens the damaged log and checks it reports a torn tail at `offset`, holds entries
@@ -117,7 +145,8 @@ fn garbage_after_the_last_frame_is_a_torn_tail() {
 #[test]
 fn a_sector_of_the_last_frame_that_never_landed_is_a_torn_tail() {
     let dir = TempDir::new("t02-sector");
-    let (path, last_frame, end) = write_log(dir.path());
+    let (path, last_frame, end) = write_log_last_frame_straddling(dir.path());
+    assert!(last_frame / SECTOR_SIZE as u64 != (end - 1) / SECTOR_SIZE as u64);
     let mut bytes = std::fs::read(&path).unwrap();
     // Zero the last sector the frame reaches into, from the frame's start if it is in it.
     let sector = ((end - 1) / SECTOR_SIZE as u64 * SECTOR_SIZE as u64).max(last_frame) as usize;
@@ -210,4 +239,44 @@ fn damage_larger_than_one_write_is_corruption() {
     let (path, _, end) = write_log(dir.path());
     append_bytes(&path, &vec![0x55; kassa_storage::FLUSH_SIZE_MAX + 8192]);
     assert_corrupt(dir.path(), &path, end);
+}
+
+#[test]
+fn a_flipped_bit_in_a_last_frame_ending_in_zeros_is_still_corruption() {
+    // The last frame's payload ends in zeros and the frame ends 16 bytes into a sector. Without
+    // the frame trailer that sector held only zeros, looked like a sector that never landed,
+    // and a flipped bit anywhere in the frame was taken for a torn write: the acknowledged
+    // entry was cut. The trailer keeps that sector non-zero, so the flip is corruption.
+    let dir = TempDir::new("t02-flip-zero-tail");
+    run(async {
+        let (log, _) = open(dir.path(), SEGMENT_SIZE_SMALL).await;
+        log.append(entries(1, 1..=ENTRIES - 1))
+            .await
+            .expect("append");
+        log.close().await.expect("close");
+    });
+    let path = segment_files(dir.path()).last().expect("a segment").clone();
+    let (_, frame_start) = frame_offsets(&path);
+    let sector = (frame_start as usize / SECTOR_SIZE + 2) * SECTOR_SIZE;
+    let payload_size = sector + 8 - frame_start as usize - FRAME_HEADER_SIZE;
+    let mut payload = vec![7u8; payload_size];
+    payload[payload_size - 24..].fill(0);
+    run(async {
+        let (log, _) = open(dir.path(), SEGMENT_SIZE_SMALL).await;
+        let last = LogEntry {
+            term: 1,
+            index: ENTRIES,
+            payload,
+        };
+        log.append(vec![last]).await.expect("append");
+    });
+    let (offsets, end) = frame_offsets(&path);
+    assert_eq!(*offsets.last().expect("frames"), frame_start);
+    assert_eq!(
+        end as usize,
+        sector + 16,
+        "the frame ends 16 bytes into a sector"
+    );
+    flip_byte(&path, frame_start + FRAME_HEADER_SIZE as u64 + 3);
+    assert_corrupt(dir.path(), &path, frame_start);
 }
