@@ -134,5 +134,8 @@ fn a_missing_snapshot_next_to_a_purged_log_is_refused() {
     let error = Node::try_start(&dir.0, &[])
         .err()
         .expect("the node must refuse to start");
-    assert!(error.contains("snapshot file is missing or older than the purge"), "{error}");
+    assert!(
+        error.contains("snapshot file is missing or older than the purge"),
+        "{error}"
+    );
 }
