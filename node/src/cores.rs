@@ -23,6 +23,11 @@ use crate::NodeError;
 
 /// Requests a core's queue holds before senders wait: back-pressure, not unbounded memory.
 pub const CORE_QUEUE_MAX: usize = 4096;
+/// Requests a core works on at once. Past this it stops taking requests from its queue, so the
+/// queue fills and senders wait: memory stays bounded under overload.
+pub const CORE_IN_FLIGHT_MAX: usize = 1024;
+/// How often a core at `CORE_IN_FLIGHT_MAX` looks again for a free slot.
+const IN_FLIGHT_POLL: Duration = Duration::from_micros(200);
 /// How often a core checks whether pending transfers are due to expire.
 pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -205,7 +210,13 @@ async fn core_run(
     let in_flight = Rc::new(Cell::new(0usize));
     let stop = Rc::new(Cell::new(false));
     let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone()));
-    while let Ok(request) = receiver.recv().await {
+    loop {
+        while in_flight.get() >= CORE_IN_FLIGHT_MAX {
+            monoio::time::sleep(IN_FLIGHT_POLL).await;
+        }
+        let Ok(request) = receiver.recv().await else {
+            break;
+        };
         in_flight.set(in_flight.get() + 1);
         let in_flight = in_flight.clone();
         let partitions = partitions.clone();
