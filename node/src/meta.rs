@@ -51,6 +51,17 @@ pub fn partition_dir(data_dir: &Path, partition: u32) -> PathBuf {
     data_dir.join("partitions").join(format!("{partition:04}"))
 }
 
+/// Makes a directory's entries durable.
+fn sync_dir(dir: &Path) -> Result<(), MetaError> {
+    let create = |source| MetaError::Create {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(create)
+}
+
 /// Reads the data directory's description, `None` if it was never formatted.
 pub async fn load(data_dir: &Path) -> Result<Option<ClusterMeta>, MetaError> {
     let Some(bytes) = kassa_storage::durable_file::read(data_dir, META_FILE).await? else {
@@ -96,6 +107,14 @@ pub async fn format(
     for partition in 0..partitions {
         let path = partition_dir(data_dir, partition);
         std::fs::create_dir_all(&path).map_err(|source| MetaError::Create { path, source })?;
+    }
+    // The new directory entries must be durable before anything in them is acknowledged.
+    let partitions_dir = data_dir.join("partitions");
+    let parent = data_dir
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    for dir in [parent.unwrap_or(Path::new(".")), data_dir, &partitions_dir] {
+        sync_dir(dir)?;
     }
     let meta = ClusterMeta {
         format_version: FORMAT_VERSION,
