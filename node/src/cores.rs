@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use kassa_raft::{Partition, PartitionConfig};
+use kassa_raft::{Partition, PartitionConfig, PartitionStatus};
 use kassa_shard::{Command, Ledger, LedgerConfig, Reply};
 
 use crate::NodeError;
@@ -32,6 +32,7 @@ const IN_FLIGHT_POLL: Duration = Duration::from_micros(200);
 pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
 
 type ReadFn = Box<dyn FnOnce(&Ledger) + Send>;
+type StatusSender = tokio::sync::oneshot::Sender<PartitionStatus>;
 
 /// Work for one partition, sent to the core that owns it.
 pub enum CoreRequest {
@@ -43,6 +44,10 @@ pub enum CoreRequest {
     Read {
         partition: u32,
         read: ReadFn,
+    },
+    Status {
+        partition: u32,
+        reply: StatusSender,
     },
 }
 
@@ -143,6 +148,15 @@ impl Cores {
             .send(request)
             .await
             .map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// The Raft status of `partition`: leadership, log and apply progress, fatal errors.
+    pub async fn status(&self, partition: u32) -> Result<PartitionStatus, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::Status { partition, reply };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)
     }
 
@@ -256,6 +270,10 @@ async fn serve(partitions: &BTreeMap<u32, Rc<Partition>>, request: CoreRequest) 
         CoreRequest::Read { partition, read } => {
             let opened = partitions.get(&partition).expect("routed to its core");
             opened.read(read);
+        }
+        CoreRequest::Status { partition, reply } => {
+            let opened = partitions.get(&partition).expect("routed to its core");
+            let _ = reply.send(opened.status());
         }
     }
 }

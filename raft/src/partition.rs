@@ -69,11 +69,14 @@ pub struct Partition {
 }
 
 /// Where a partition's Raft group stands, for metrics and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionStatus {
     pub partition: u32,
     pub term: u64,
     pub leader: bool,
+    /// `None` while the Raft core runs; the fatal error (e.g. a failed fdatasync) once it has
+    /// stopped, after which the partition serves nothing until the node restarts.
+    pub fatal: Option<String>,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
     /// The last index the latest snapshot covers.
@@ -324,6 +327,11 @@ impl Partition {
             partition: self.partition,
             term: metrics.current_term,
             leader: metrics.state == ServerState::Leader,
+            fatal: metrics
+                .running_state
+                .as_ref()
+                .err()
+                .map(ToString::to_string),
             last_log_index: metrics.last_log_index,
             applied_index: metrics.last_applied.map(|id| id.index),
             snapshot_index: metrics.snapshot.map(|id| id.index),

@@ -30,9 +30,27 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn ready(State(api): State<Arc<Api>>) -> impl IntoResponse {
-    // The API starts serving only after every partition opened.
-    Json(json!({ "status": "ready", "partitions": api.cores.partitions() }))
+/// 200 when every partition leads and runs; 503 naming the partitions that do not.
+pub async fn ready(State(api): State<Arc<Api>>) -> ApiResult<impl IntoResponse> {
+    let mut not_serving = Vec::new();
+    for partition in 0..api.cores.partitions() {
+        let status = api.cores.status(partition).await?;
+        if let Some(fatal) = status.fatal {
+            not_serving.push(format!("partition {partition}: stopped: {fatal}"));
+        } else if !status.leader {
+            not_serving.push(format!("partition {partition}: not leading"));
+        }
+    }
+    if !not_serving.is_empty() {
+        let message = not_serving.join("; ");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            message,
+        ));
+    }
+    let partitions = api.cores.partitions();
+    Ok(Json(json!({ "status": "ready", "partitions": partitions })))
 }
 
 pub async fn openapi() -> impl IntoResponse {
