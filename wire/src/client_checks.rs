@@ -20,8 +20,7 @@ use crate::multi_batch::{MultiBatch, MultiBatchError};
 use crate::operation::Operation;
 use crate::register::{RegisterResult, REGISTER_RESULT_SIZE};
 use crate::validate::{
-    all_zero, check_frame_fields, check_framing, check_no_body, not_zero_if, zero_if, FrameError,
-    HeaderField,
+    all_zero, check_frame_common, check_no_body, not_zero_if, zero_if, FrameError, HeaderField,
 };
 use crate::{BATCH_SIZE_LIMIT_MIN, MESSAGE_BODY_SIZE_MAX, MESSAGE_HEADER_SIZE, REPLICAS_MAX};
 
@@ -39,14 +38,7 @@ pub fn check_server_frame(
     body: &[u8],
     cluster: u128,
 ) -> Result<ServerFrame, FrameError> {
-    let header = check_framing(header_bytes, body)?;
-    if header.frame.cluster != cluster {
-        return Err(FrameError::WrongCluster {
-            carried: header.frame.cluster,
-            expected: cluster,
-        });
-    }
-    check_frame_fields(&header)?;
+    let header = check_frame_common(header_bytes, body, cluster)?;
     if let Some(reply) = ReplyHeader::from_header(&header) {
         check_reply(&reply)?;
         return Ok(ServerFrame::Reply(reply));

@@ -155,14 +155,7 @@ pub fn validate_client_frame(
     body: &[u8],
     cluster: u128,
 ) -> Result<ClientFrame, FrameError> {
-    let header = check_framing(header_bytes, body)?;
-    if header.frame.cluster != cluster {
-        return Err(FrameError::WrongCluster {
-            carried: header.frame.cluster,
-            expected: cluster,
-        });
-    }
-    check_frame_fields(&header)?;
+    let header = check_frame_common(header_bytes, body, cluster)?;
     if let Some(request) = RequestHeader::from_header(&header) {
         check_request(&request)?;
         return Ok(ClientFrame::Request(request));
@@ -174,6 +167,24 @@ pub fn validate_client_frame(
     // check_framing decoded the command.
     let command = header.command().unwrap_or(Command::Reserved);
     Err(FrameError::Misdirected { command })
+}
+
+/// The checks every frame passes, from a client or a server: framing (sizes, checksums,
+/// command), the cluster, and the common header fields.
+pub(crate) fn check_frame_common(
+    header_bytes: &[u8],
+    body: &[u8],
+    cluster: u128,
+) -> Result<Header, FrameError> {
+    let header = check_framing(header_bytes, body)?;
+    if header.frame.cluster != cluster {
+        return Err(FrameError::WrongCluster {
+            carried: header.frame.cluster,
+            expected: cluster,
+        });
+    }
+    check_frame_fields(&header)?;
+    Ok(header)
 }
 
 /// The checks that make the byte stream trustworthy, in `MessageBuffer`'s order.

@@ -186,13 +186,13 @@ pub async fn query_accounts(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let filter = query_filter(&body)?;
-    let mut accounts = Vec::new();
-    for partition in 0..api.cores.partitions() {
-        accounts.extend(read_partition(&api, partition, filter, Ledger::query_accounts).await?);
-    }
-    merge_by_timestamp(&mut accounts, &filter, |a| a.timestamp);
+    let accounts = query_every_partition(&api, filter, Ledger::query_accounts, |a| a.timestamp);
     Ok(Json(
-        accounts.iter().map(AccountJson::from).collect::<Vec<_>>(),
+        accounts
+            .await?
+            .iter()
+            .map(AccountJson::from)
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -201,14 +201,29 @@ pub async fn query_transfers(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let filter = query_filter(&body)?;
-    let mut transfers = Vec::new();
-    for partition in 0..api.cores.partitions() {
-        transfers.extend(read_partition(&api, partition, filter, Ledger::query_transfers).await?);
-    }
-    merge_by_timestamp(&mut transfers, &filter, |t| t.timestamp);
+    let transfers = query_every_partition(&api, filter, Ledger::query_transfers, |t| t.timestamp);
     Ok(Json(
-        transfers.iter().map(TransferJson::from).collect::<Vec<_>>(),
+        transfers
+            .await?
+            .iter()
+            .map(TransferJson::from)
+            .collect::<Vec<_>>(),
     ))
+}
+
+/// Runs a query on every partition and orders the union as one partition's answer would be.
+async fn query_every_partition<T: Send + 'static>(
+    api: &Api,
+    filter: QueryFilter,
+    read: fn(&Ledger, &QueryFilter, &mut Vec<T>),
+    timestamp: fn(&T) -> u64,
+) -> ApiResult<Vec<T>> {
+    let mut records = Vec::new();
+    for partition in 0..api.cores.partitions() {
+        records.extend(read_partition(api, partition, filter, read).await?);
+    }
+    merge_by_timestamp(&mut records, &filter, timestamp);
+    Ok(records)
 }
 
 /// Runs one of the ledger's filtered reads on `partition`'s core and returns what it found.
