@@ -13,6 +13,7 @@ pub mod cores;
 pub mod http;
 pub mod meta;
 pub mod partitioning;
+pub mod service;
 
 /// Faults of the node, as the APIs report them.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,8 @@ pub enum NodeError {
     Partition(#[from] kassa_raft::PartitionError),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error("this request spans partitions; this build serves one-partition clusters")]
+    SpansPartitions,
     #[error("start: {0}")]
     Start(String),
 }

@@ -13,6 +13,7 @@ use kassa_node::config::{Config, PARTITIONS_DEFAULT};
 use kassa_node::cores::{CoreSetup, Cores};
 use kassa_node::http::{self, Api};
 use kassa_node::meta::{self, ClusterMeta};
+use kassa_node::service::Service;
 
 #[derive(Parser)]
 #[command(
@@ -131,7 +132,9 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let api = Arc::new(Api { cores });
+    let api = Arc::new(Api {
+        service: Service::new(cores),
+    });
     let served = runtime.block_on(async {
         let listener = http::bind(config.http_address).await?;
         let address = listener.local_addr()?;
@@ -159,7 +162,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     });
     drop(runtime);
     let api = Arc::try_unwrap(api).map_err(|_| anyhow::anyhow!("HTTP requests still running"))?;
-    api.cores.shutdown();
+    api.service.cores.shutdown();
     served?;
     println!("kassa: stopped cleanly");
     Ok(())

@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use kassa_shard::{Command, Ledger, Reply};
 use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, QueryFilter, QueryFilterFlags, Transfer,
     TransferId, BATCH_EVENTS_MAX,
@@ -21,8 +20,6 @@ use super::json::{
     TransferJson, TOO_MANY_RECORDS,
 };
 use super::{Api, ApiError};
-use crate::cores::realtime_ns;
-use crate::partitioning::partition_of;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -32,24 +29,14 @@ pub async fn health() -> impl IntoResponse {
 
 /// 200 when every partition leads and runs; 503 naming the partitions that do not.
 pub async fn ready(State(api): State<Arc<Api>>) -> ApiResult<impl IntoResponse> {
-    let mut not_serving = Vec::new();
-    for partition in 0..api.cores.partitions() {
-        let status = api.cores.status(partition).await?;
-        if let Some(fatal) = status.fatal {
-            not_serving.push(format!("partition {partition}: stopped: {fatal}"));
-        } else if !status.leader {
-            not_serving.push(format!("partition {partition}: not leading"));
-        }
-    }
-    if !not_serving.is_empty() {
-        let message = not_serving.join("; ");
+    if let Some(message) = api.service.not_ready().await? {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             message,
         ));
     }
-    let partitions = api.cores.partitions();
+    let partitions = api.service.partitions();
     Ok(Json(json!({ "status": "ready", "partitions": partitions })))
 }
 
@@ -70,13 +57,9 @@ pub async fn create_accounts(
 ) -> ApiResult<impl IntoResponse> {
     let records: Vec<AccountJson> = parse_records(&body)?;
     let accounts: Vec<Account> = records.iter().map(Account::from).collect();
-    let partition = api.single_partition(accounts.iter().map(|a| a.id.0))?;
-    let command = Command::CreateAccounts {
-        now: realtime_ns(),
-        accounts,
-    };
-    let reply = api.cores.write(partition, command).await?;
-    Ok(Json(create_results(reply)))
+    let results = api.service.create_accounts(accounts).await?;
+    let named = results.iter().map(|r| (r.status.name(), r.timestamp));
+    Ok(Json(create_results(named)))
 }
 
 pub async fn create_transfers(
@@ -85,33 +68,15 @@ pub async fn create_transfers(
 ) -> ApiResult<impl IntoResponse> {
     let records: Vec<TransferJson> = parse_records(&body)?;
     let transfers: Vec<Transfer> = records.iter().map(Transfer::from).collect();
-    let ids = transfers
-        .iter()
-        .flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]);
-    let partition = api.single_partition(ids.filter(|id| *id != 0))?;
-    let command = Command::CreateTransfers {
-        now: realtime_ns(),
-        transfers,
-    };
-    let reply = api.cores.write(partition, command).await?;
-    Ok(Json(create_results(reply)))
+    let results = api.service.create_transfers(transfers).await?;
+    let named = results.iter().map(|r| (r.status.name(), r.timestamp));
+    Ok(Json(create_results(named)))
 }
 
 /// One `{index, result, timestamp}` per event of a create reply, in order.
-fn create_results(reply: Reply) -> Vec<CreateResultJson> {
-    let named: Vec<(&'static str, u64)> = match reply {
-        Reply::CreateAccounts(results) => results
-            .iter()
-            .map(|r| (r.status.name(), r.timestamp))
-            .collect(),
-        Reply::CreateTransfers(results) => results
-            .iter()
-            .map(|r| (r.status.name(), r.timestamp))
-            .collect(),
-        other => unreachable!("a create command answered {other:?}"),
-    };
-    let numbered = named.into_iter().enumerate();
-    numbered
+fn create_results(named: impl Iterator<Item = (&'static str, u64)>) -> Vec<CreateResultJson> {
+    named
+        .enumerate()
         .map(|(index, (result, timestamp))| CreateResultJson {
             index: index as u32,
             result,
@@ -125,14 +90,11 @@ pub async fn get_account(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = AccountId(parse_id(&id)?);
-    let partition = partition_of(id.0, api.cores.partitions());
-    let found = api
-        .cores
-        .read(partition, move |ledger| ledger.account(id).copied())
-        .await?;
-    let account =
-        found.ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))?;
-    Ok(Json(AccountJson::from(&account)))
+    let found = api.service.lookup_accounts(vec![id]).await?;
+    let account = found
+        .first()
+        .ok_or_else(|| ApiError::not_found(format!("account {id} does not exist")))?;
+    Ok(Json(AccountJson::from(account)))
 }
 
 pub async fn get_transfer(
@@ -140,16 +102,11 @@ pub async fn get_transfer(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = TransferId(parse_id(&id)?);
-    for partition in 0..api.cores.partitions() {
-        let found = api
-            .cores
-            .read(partition, move |ledger| ledger.transfer(id).copied())
-            .await?;
-        if let Some(transfer) = found {
-            return Ok(Json(TransferJson::from(&transfer)));
-        }
-    }
-    Err(ApiError::not_found(format!("transfer {id} does not exist")))
+    let found = api.service.lookup_transfers(vec![id]).await?;
+    let transfer = found
+        .first()
+        .ok_or_else(|| ApiError::not_found(format!("transfer {id} does not exist")))?;
+    Ok(Json(TransferJson::from(transfer)))
 }
 
 pub async fn get_account_transfers(
@@ -158,8 +115,7 @@ pub async fn get_account_transfers(
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<impl IntoResponse> {
     let filter = account_filter(AccountId(parse_id(&id)?), &params)?;
-    let partition = partition_of(filter.account_id.0, api.cores.partitions());
-    let transfers = read_partition(&api, partition, filter, Ledger::get_account_transfers).await?;
+    let transfers = api.service.get_account_transfers(filter).await?;
     Ok(Json(
         transfers.iter().map(TransferJson::from).collect::<Vec<_>>(),
     ))
@@ -171,8 +127,7 @@ pub async fn get_account_balances(
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<impl IntoResponse> {
     let filter = account_filter(AccountId(parse_id(&id)?), &params)?;
-    let partition = partition_of(filter.account_id.0, api.cores.partitions());
-    let balances = read_partition(&api, partition, filter, Ledger::get_account_balances).await?;
+    let balances = api.service.get_account_balances(filter).await?;
     Ok(Json(
         balances
             .iter()
@@ -186,13 +141,9 @@ pub async fn query_accounts(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let filter = query_filter(&body)?;
-    let accounts = query_every_partition(&api, filter, Ledger::query_accounts, |a| a.timestamp);
+    let accounts = api.service.query_accounts(filter).await?;
     Ok(Json(
-        accounts
-            .await?
-            .iter()
-            .map(AccountJson::from)
-            .collect::<Vec<_>>(),
+        accounts.iter().map(AccountJson::from).collect::<Vec<_>>(),
     ))
 }
 
@@ -201,77 +152,10 @@ pub async fn query_transfers(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let filter = query_filter(&body)?;
-    let transfers = query_every_partition(&api, filter, Ledger::query_transfers, |t| t.timestamp);
+    let transfers = api.service.query_transfers(filter).await?;
     Ok(Json(
-        transfers
-            .await?
-            .iter()
-            .map(TransferJson::from)
-            .collect::<Vec<_>>(),
+        transfers.iter().map(TransferJson::from).collect::<Vec<_>>(),
     ))
-}
-
-/// Runs a query on every partition and orders the union as one partition's answer would be.
-async fn query_every_partition<T: Send + 'static>(
-    api: &Api,
-    filter: QueryFilter,
-    read: fn(&Ledger, &QueryFilter, &mut Vec<T>),
-    timestamp: fn(&T) -> u64,
-) -> ApiResult<Vec<T>> {
-    let mut records = Vec::new();
-    for partition in 0..api.cores.partitions() {
-        records.extend(read_partition(api, partition, filter, read).await?);
-    }
-    merge_by_timestamp(&mut records, &filter, timestamp);
-    Ok(records)
-}
-
-/// Runs one of the ledger's filtered reads on `partition`'s core and returns what it found.
-async fn read_partition<F: Send + 'static, T: Send + 'static>(
-    api: &Api,
-    partition: u32,
-    filter: F,
-    read: fn(&Ledger, &F, &mut Vec<T>),
-) -> ApiResult<Vec<T>> {
-    let found = api.cores.read(partition, move |ledger| {
-        let mut out = Vec::new();
-        read(ledger, &filter, &mut out);
-        out
-    });
-    Ok(found.await?)
-}
-
-/// Orders the union of the partitions' answers as one partition's would be, and cuts it to
-/// the filter's limit.
-fn merge_by_timestamp<T>(
-    records: &mut Vec<T>,
-    filter: &QueryFilter,
-    timestamp: impl Fn(&T) -> u64,
-) {
-    records.sort_by_key(|r| timestamp(r));
-    if filter.flags.contains(QueryFilterFlags::REVERSED) {
-        records.reverse();
-    }
-    records.truncate(filter.limit as usize);
-}
-
-impl Api {
-    /// The one partition every id of a request lives in. Requests spanning partitions need the
-    /// cross-partition protocol, which this build does not have: it formats one partition.
-    fn single_partition(&self, ids: impl Iterator<Item = u128>) -> ApiResult<u32> {
-        let partitions = self.cores.partitions();
-        let mut owners = ids.map(|id| partition_of(id, partitions));
-        let first = owners.next().unwrap_or(0);
-        if owners.all(|p| p == first) {
-            Ok(first)
-        } else {
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "this request spans partitions; this build serves one-partition clusters",
-            ))
-        }
-    }
 }
 
 /// Parses a JSON array of at most `BATCH_EVENTS_MAX` records, reporting where one is wrong.

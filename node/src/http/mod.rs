@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::cores::Cores;
+use crate::service::Service;
 
 pub use errors::ApiError;
 
@@ -24,7 +24,7 @@ pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// What every handler reaches.
 pub struct Api {
-    pub cores: Cores,
+    pub service: Service,
 }
 
 /// The API's routes.
