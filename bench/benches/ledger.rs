@@ -35,6 +35,7 @@ impl Bench {
             hash_seed: 0x006b_6173_7361,
             accounts_capacity: ACCOUNTS_COUNT as usize,
             transfers_capacity: TRANSFERS_RESET + BATCH_EVENTS_MAX,
+            ..LedgerConfig::default()
         });
         workload::create_accounts(&mut ledger, ACCOUNTS_COUNT, CLOCK_STEP_NS);
         Bench {

@@ -61,6 +61,12 @@ impl ChangeStream {
         self.sequence_next += 1;
     }
 
+    /// Appends an entry built elsewhere (a transaction's change, applied on its partition).
+    pub(crate) fn push_entry(&mut self, entry: ChangeEntry) {
+        self.entries.push_back(entry);
+        self.sequence_next += 1;
+    }
+
     pub(crate) fn push_transfer(
         &mut self,
         kind: ChangeKind,

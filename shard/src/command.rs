@@ -14,6 +14,7 @@ use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::limits::BATCH_EVENTS_MAX;
+use crate::txn::{decode_parts, encode_parts, Decoder, Effects};
 use crate::Ledger;
 
 const HEADER_SIZE: usize = 24;
@@ -37,6 +38,21 @@ pub enum Command {
     ReleaseChangeEvents {
         sequence_through: u64,
     },
+    /// A cross-partition transaction's commit point, logged by its decider: the effects on
+    /// every partition it touches (ascending partitions; the decider's own applied here).
+    Decide {
+        effects: Vec<(u32, Effects)>,
+    },
+    /// A decided transaction's effects on this partition; applied at most once.
+    Apply {
+        decider: u32,
+        txn: u64,
+        effects: Effects,
+    },
+    /// Every partition applied the decided transaction `txn`: the decider can forget it.
+    Done {
+        txn: u64,
+    },
 }
 
 /// What applying a [`Command`] answered.
@@ -44,8 +60,19 @@ pub enum Command {
 pub enum Reply {
     CreateAccounts(Vec<CreateAccountResult>),
     CreateTransfers(Vec<CreateTransferResult>),
-    ExpirePendingTransfers { expired: u32 },
+    ExpirePendingTransfers {
+        expired: u32,
+    },
     ReleaseChangeEvents,
+    /// The decider numbered the transaction `txn`.
+    Decided {
+        txn: u64,
+    },
+    /// Whether the effects were applied now (false: this partition had applied them before).
+    Applied {
+        fresh: bool,
+    },
+    Done,
 }
 
 /// Why bytes are not a command.
@@ -63,6 +90,8 @@ pub enum CommandDecodeError {
     LengthMismatch,
     #[error("command clock {0} is beyond NOW_MAX")]
     NowOutOfRange(u64),
+    #[error("transaction command malformed: {0}")]
+    Malformed(&'static str),
 }
 
 /// The largest `now` a command may carry: it leaves room for 2^40 more event timestamps below
@@ -73,6 +102,9 @@ const TAG_CREATE_ACCOUNTS: u8 = 1;
 const TAG_CREATE_TRANSFERS: u8 = 2;
 const TAG_EXPIRE_PENDING_TRANSFERS: u8 = 3;
 const TAG_RELEASE_CHANGE_EVENTS: u8 = 4;
+const TAG_DECIDE: u8 = 5;
+const TAG_APPLY: u8 = 6;
+const TAG_DONE: u8 = 7;
 
 impl Command {
     /// Appends the command's encoding to `out`.
@@ -93,9 +125,32 @@ impl Command {
             Command::ExpirePendingTransfers { now } => (TAG_EXPIRE_PENDING_TRANSFERS, *now, 0, &[]),
             Command::ReleaseChangeEvents { sequence_through } => {
                 out.extend_from_slice(&[TAG_RELEASE_CHANGE_EVENTS, 0, 0, 0, 0, 0, 0, 0]);
-                out.extend_from_slice(&0u64.to_le_bytes());
-                out.extend_from_slice(&[0; 8]);
+                out.extend_from_slice(&[0; 16]);
                 out.extend_from_slice(&sequence_through.to_le_bytes());
+                return;
+            }
+            Command::Decide { effects } => {
+                out.extend_from_slice(&[TAG_DECIDE, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&[0; 16]);
+                encode_parts(effects, out);
+                return;
+            }
+            Command::Apply {
+                decider,
+                txn,
+                effects,
+            } => {
+                out.extend_from_slice(&[TAG_APPLY, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&[0; 16]);
+                out.extend_from_slice(&u64::from(*decider).to_le_bytes());
+                out.extend_from_slice(&txn.to_le_bytes());
+                effects.encode(out);
+                return;
+            }
+            Command::Done { txn } => {
+                out.extend_from_slice(&[TAG_DONE, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&[0; 16]);
+                out.extend_from_slice(&txn.to_le_bytes());
                 return;
             }
         };
@@ -149,9 +204,38 @@ impl Command {
                 let sequence_through = u64::from_le_bytes(body.try_into().expect("8 bytes"));
                 Ok(Command::ReleaseChangeEvents { sequence_through })
             }
+            TAG_DECIDE | TAG_APPLY | TAG_DONE => {
+                if now != 0 || count != 0 {
+                    return Err(CommandDecodeError::ReservedNotZero);
+                }
+                decode_txn_command(tag, body).map_err(CommandDecodeError::Malformed)
+            }
             tag => Err(CommandDecodeError::UnknownTag(tag)),
         }
     }
+}
+
+fn decode_txn_command(tag: u8, body: &[u8]) -> Result<Command, &'static str> {
+    let mut reader = Decoder::new(body);
+    let command = match tag {
+        TAG_DECIDE => {
+            let effects = decode_parts(&mut reader)?;
+            if effects.is_empty() {
+                return Err("a decision without effects");
+            }
+            Command::Decide { effects }
+        }
+        TAG_APPLY => Command::Apply {
+            decider: u32::try_from(reader.u64()?).map_err(|_| "decider beyond u32")?,
+            txn: reader.u64()?,
+            effects: Effects::decode(&mut reader)?,
+        },
+        _ => Command::Done { txn: reader.u64()? },
+    };
+    if !reader.is_done() {
+        return Err("trailing bytes");
+    }
+    Ok(command)
 }
 
 /// Copies fixed-size records out of (possibly unaligned) bytes; the length is checked.
@@ -182,6 +266,20 @@ impl Ledger {
             Command::ReleaseChangeEvents { sequence_through } => {
                 self.release_change_events(*sequence_through);
                 Reply::ReleaseChangeEvents
+            }
+            Command::Decide { effects } => Reply::Decided {
+                txn: self.decide(effects),
+            },
+            Command::Apply {
+                decider,
+                txn,
+                effects,
+            } => Reply::Applied {
+                fresh: self.apply_decided(*decider, *txn, effects),
+            },
+            Command::Done { txn } => {
+                self.done(*txn);
+                Reply::Done
             }
         }
     }

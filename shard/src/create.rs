@@ -158,8 +158,12 @@ impl Ledger {
         &self,
         timestamp: u64,
         newest_of_kind: Option<&impl HasTimestamp>,
+        floor: u64,
     ) -> bool {
-        if newest_of_kind.is_some_and(|newest| timestamp <= newest.timestamp()) {
+        if timestamp <= floor
+            || self.import_taken.contains(&timestamp)
+            || newest_of_kind.is_some_and(|newest| timestamp <= newest.timestamp())
+        {
             return true;
         }
         let account = self

@@ -113,7 +113,11 @@ impl Ledger {
         }
         let timestamp = if a.flags.contains(AccountFlags::IMPORTED) {
             assert!(a.timestamp > 0);
-            if self.imported_timestamp_regresses(a.timestamp, self.accounts.last()) {
+            if self.imported_timestamp_regresses(
+                a.timestamp,
+                self.accounts.last(),
+                self.import_floor_accounts,
+            ) {
                 return Err(Status::ImportedEventTimestampMustNotRegress);
             }
             a.timestamp

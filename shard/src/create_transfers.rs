@@ -187,7 +187,11 @@ impl Ledger {
         dr: &Account,
         cr: &Account,
     ) -> Result<u64, Status> {
-        if self.imported_timestamp_regresses(t.timestamp, self.transfers.last()) {
+        if self.imported_timestamp_regresses(
+            t.timestamp,
+            self.transfers.last(),
+            self.import_floor_transfers,
+        ) {
             return Err(Status::ImportedEventTimestampMustNotRegress);
         }
         if t.timestamp <= dr.timestamp {

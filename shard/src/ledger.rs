@@ -21,9 +21,14 @@ use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
 
-/// Configuration of a ledger. It does not change the ledger's results, only how it is built.
+/// Configuration of a ledger. Apart from `partition` and `partitions`, which say what the
+/// ledger holds, it does not change the ledger's results, only how it is built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LedgerConfig {
+    /// This ledger's partition, in `0..partitions`.
+    pub partition: u32,
+    /// Partitions of the cluster; 0 and 1 both mean one ledger holding everything.
+    pub partitions: u32,
     /// Seed of the id hash maps. Any value gives the same results; a node picks one per process
     /// so that clients cannot aim ids at one hash bucket.
     pub hash_seed: u64,
@@ -77,12 +82,23 @@ pub struct Ledger {
     /// Ids of transfers that failed with a transient status: they can never be used again.
     pub(crate) failed_transfer_ids: IdSet,
     pub(crate) expiries: BTreeSet<(u64, u32)>,
+    /// Pending transfers homed here whose accounts live (partly) in other partitions, by
+    /// `(expires_at, position)`: they expire through a cross-partition transaction.
+    pub(crate) cross_expiries: BTreeSet<(u64, u32)>,
+    /// Imported events must be newer than these (a scratch ledger's view of the newest account
+    /// and transfer in every partition it read from; 0 otherwise).
+    pub(crate) import_floor_accounts: u64,
+    pub(crate) import_floor_transfers: u64,
+    /// Timestamps held by records of the partitions a scratch ledger read from.
+    pub(crate) import_taken: BTreeSet<u64>,
+    pub(crate) txns: crate::txn::TxnState,
     pub(crate) changes: ChangeStream,
     pub(crate) rollback: Rollback,
 }
 
 impl Ledger {
     pub fn new(config: LedgerConfig) -> Ledger {
+        assert!(config.partitions <= 1 || config.partition < config.partitions);
         let state = FixedState::with_seed(config.hash_seed);
         Ledger {
             config,
@@ -96,6 +112,11 @@ impl Ledger {
             transfer_status: Vec::with_capacity(config.transfers_capacity),
             failed_transfer_ids: HashSet::with_hasher(state),
             expiries: BTreeSet::new(),
+            cross_expiries: BTreeSet::new(),
+            import_floor_accounts: 0,
+            import_floor_transfers: 0,
+            import_taken: BTreeSet::new(),
+            txns: crate::txn::TxnState::default(),
             changes: ChangeStream::new(),
             rollback: Rollback::default(),
         }
@@ -139,6 +160,16 @@ impl Ledger {
     /// Whether the transfer id failed with a transient status and can never be used again.
     pub fn transfer_id_failed(&self, id: TransferId) -> bool {
         self.failed_transfer_ids.contains(&id.0)
+    }
+
+    /// Whether this ledger holds the whole cluster's state (one partition).
+    pub fn is_whole(&self) -> bool {
+        self.config.partitions <= 1
+    }
+
+    /// Whether `id` belongs to this partition: an account it owns, or a transfer id homed here.
+    pub fn owns(&self, id: u128) -> bool {
+        self.is_whole() || crate::partition_of(id, self.config.partitions) == self.config.partition
     }
 
     /// The timestamp the first event of a batch of `count` events written at `now` ends at:

@@ -18,6 +18,15 @@
 //!   until it is posted, voided or expired;
 //! - the change stream's sequence numbers are dense.
 //!
+//! Partitions: a cluster splits its ledger into `P` partitions (`LedgerConfig::partitions`).
+//! A partition's ledger holds the accounts it owns (`partition_of(account id, P)`), and every
+//! transfer that is homed in it (`partition_of(transfer id, P)`) or touches one of its
+//! accounts, with the ids that failed here. A batch whose records all live in one partition
+//! runs on that ledger directly; a batch spanning partitions runs on a [`Scratch`] ledger built
+//! from what the partitions read out ([`ReadSet`]), and its [`Effects`] are applied to each
+//! partition through its log (see `docs/cross-partition.md`). With `P = 1` the one ledger holds
+//! everything and the per-ledger balance invariant is checked on it directly.
+//!
 //! Callers: the partition's Raft state machine (`kassa-raft`) applies committed log entries;
 //! tests and benchmarks drive it directly.
 
@@ -29,10 +38,12 @@ mod create_transfers;
 mod expiry;
 mod id_index;
 mod ledger;
+mod partitioning;
 mod post_or_void;
 mod queries;
 mod rollback;
 mod snapshot;
+mod txn;
 mod validate;
 
 /// The README's example compiles and runs.
@@ -42,7 +53,9 @@ struct ReadmeExample;
 
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
+pub use partitioning::partition_of;
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
+pub use txn::{Effects, NewTransfer, ReadSet, Scratch};
 
 /// Limits of the state machine, named once.
 pub mod limits {

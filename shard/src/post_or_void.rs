@@ -74,7 +74,11 @@ impl Ledger {
             return Err(Status::PendingTransferExpired);
         }
         let timestamp = if imported {
-            if self.imported_timestamp_regresses(t.timestamp, self.transfers.last()) {
+            if self.imported_timestamp_regresses(
+                t.timestamp,
+                self.transfers.last(),
+                self.import_floor_transfers,
+            ) {
                 return Err(Status::ImportedEventTimestampMustNotRegress);
             }
             t.timestamp

@@ -113,13 +113,15 @@ impl Ledger {
         extend_limited(out, records, filter, matches);
     }
 
-    /// Appends the transfers that match the filter.
+    /// Appends the transfers that match the filter. A partition answers for the transfers
+    /// homed in it only, so that the union over partitions has each transfer once.
     pub fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
         if !query_filter_valid(filter) {
             return;
         }
         let matches = |t: &&Transfer| {
-            query_fields_match(filter, (t.user_data_128, t.user_data_64, t.user_data_32))
+            self.owns(t.id.0)
+                && query_fields_match(filter, (t.user_data_128, t.user_data_64, t.user_data_32))
                 && (filter.ledger == 0 || t.ledger == filter.ledger)
                 && (filter.code == 0 || t.code == filter.code)
         };

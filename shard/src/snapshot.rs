@@ -11,10 +11,12 @@
 //!        | statuses:      count × u8 two-phase status, one per transfer
 //!        | failed ids:    count u64, count × u128, ascending
 //!        | expiries:      count u64, count × (expires_at u64, transfer position u32)
+//!        | cross expiries: the same, for pending transfers homed here that cross partitions
 //!        | history:       count u64, count × (account position u32, entries u64,
 //!                         entries × 64-byte balances)
 //!        | change stream: count u64, count × 144-byte entry (balances after, timestamp,
 //!                         record position, kind, account flags as created)
+//!        | transactions:  the cross-partition transaction state (`txn::TxnState::encode`)
 //! ```
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
@@ -29,7 +31,7 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::changes::{ChangeEntry, ChangeStream};
 use crate::{Ledger, LedgerConfig, PendingStatus};
 
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 const MAGIC: [u8; 8] = *b"KASSALDG";
 const HEADER_SIZE: usize = 32;
 
@@ -85,10 +87,12 @@ impl Ledger {
         for id in failed {
             out.extend_from_slice(&id.to_le_bytes());
         }
-        put_u64(out, self.expiries.len() as u64);
-        for (expires_at, position) in &self.expiries {
-            put_u64(out, *expires_at);
-            out.extend_from_slice(&position.to_le_bytes());
+        for expiries in [&self.expiries, &self.cross_expiries] {
+            put_u64(out, expiries.len() as u64);
+            for (expires_at, position) in expiries {
+                put_u64(out, *expires_at);
+                out.extend_from_slice(&position.to_le_bytes());
+            }
         }
         let history: Vec<usize> = (0..self.accounts.len())
             .filter(|a| !self.account_history[*a].is_empty())
@@ -103,6 +107,7 @@ impl Ledger {
         let (front, back) = self.changes.entries.as_slices();
         out.extend_from_slice(front.as_bytes());
         out.extend_from_slice(back.as_bytes());
+        self.txns.encode(out);
     }
 
     /// Rebuilds a ledger from a snapshot, refusing a damaged or inconsistent one.
@@ -130,6 +135,10 @@ impl Ledger {
             let key = (reader.u64()?, reader.u32()?);
             ledger.expiries.insert(key);
         }
+        for _ in 0..reader.count(12)? {
+            let key = (reader.u64()?, reader.u32()?);
+            ledger.cross_expiries.insert(key);
+        }
         ledger.rebuild_indexes()?;
         for _ in 0..reader.count(12)? {
             let account = reader.u32()? as usize;
@@ -146,6 +155,10 @@ impl Ledger {
             entries: entries.into(),
             sequence_next,
         };
+        let (txns, read) = crate::txn::TxnState::decode(&body[reader.offset..])
+            .map_err(|what| reader.malformed(what))?;
+        ledger.txns = txns;
+        reader.offset += read;
         if reader.offset != body.len() {
             return Err(reader.malformed("trailing bytes"));
         }
@@ -172,9 +185,14 @@ impl Ledger {
             }
             self.transfer_positions.insert(transfer.id.0, position);
             for id in [transfer.debit_account_id, transfer.credit_account_id] {
-                let account = self.account_positions.get(id.0);
-                let account = account.ok_or_else(|| inconsistent("transfer of missing account"))?;
-                self.account_transfers[account as usize].push(position);
+                match self.account_positions.get(id.0) {
+                    Some(account) => self.account_transfers[account as usize].push(position),
+                    None if self.owns(id.0) => {
+                        return Err(inconsistent("transfer of missing account"));
+                    }
+                    // The account lives in another partition.
+                    None => {}
+                }
             }
         }
         Ok(())

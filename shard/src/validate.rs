@@ -68,6 +68,12 @@ impl Ledger {
                     account.id
                 ));
             }
+            if !self.owns(account.id.0) {
+                return Err(format!(
+                    "account {} belongs to another partition",
+                    account.id
+                ));
+            }
             if !account.id.is_valid()
                 || account.timestamp == 0
                 || account.timestamp > self.timestamp
@@ -98,6 +104,7 @@ impl Ledger {
         }
         let mut account_transfers = vec![Vec::new(); self.accounts.len()];
         let mut expiries = BTreeSet::new();
+        let mut cross_expiries = BTreeSet::new();
         for (position, t) in self.transfers.iter().enumerate() {
             let position = position as u32;
             if self.transfer_positions.get(t.id.0) != Some(position) {
@@ -109,17 +116,27 @@ impl Ledger {
             if position > 0 && self.transfers[position as usize - 1].timestamp >= t.timestamp {
                 return Err(format!("transfer {} is out of timestamp order", t.id));
             }
-            let (Some(debit), Some(credit)) = (
-                self.account_positions.get(t.debit_account_id.0),
-                self.account_positions.get(t.credit_account_id.0),
-            ) else {
-                return Err(format!("transfer {} names a missing account", t.id));
-            };
-            if debit == credit || self.accounts[debit as usize].timestamp >= t.timestamp {
+            // A partition holds the transfers homed here and those touching its accounts; a
+            // side whose account lives elsewhere is not indexed here.
+            let mut local = [None, None];
+            for (side, id) in [t.debit_account_id, t.credit_account_id].iter().enumerate() {
+                local[side] = self.account_positions.get(id.0);
+                if local[side].is_none() && self.owns(id.0) {
+                    return Err(format!("transfer {} names a missing account", t.id));
+                }
+                if let Some(account) = local[side] {
+                    if self.accounts[account as usize].timestamp >= t.timestamp {
+                        return Err(format!("transfer {} predates its account", t.id));
+                    }
+                    account_transfers[account as usize].push(position);
+                }
+            }
+            if local == [None, None] && !self.owns(t.id.0) {
+                return Err(format!("transfer {} does not belong here", t.id));
+            }
+            if t.debit_account_id == t.credit_account_id {
                 return Err(format!("transfer {} has bad accounts", t.id));
             }
-            account_transfers[debit as usize].push(position);
-            account_transfers[credit as usize].push(position);
             let status = self.transfer_status[position as usize];
             let pending = t.flags.contains(TransferFlags::PENDING);
             if pending == (status == PendingStatus::None) {
@@ -130,14 +147,20 @@ impl Ledger {
                     if expires_at > kassa_wire::TIMESTAMP_MAX {
                         return Err(format!("transfer {} expires beyond TIMESTAMP_MAX", t.id));
                     }
-                    expiries.insert((expires_at, position));
+                    if !self.owns(t.id.0) {
+                        // Expired by its home partition.
+                    } else if local.iter().all(Option::is_some) {
+                        expiries.insert((expires_at, position));
+                    } else {
+                        cross_expiries.insert((expires_at, position));
+                    }
                 }
             }
         }
         if account_transfers != self.account_transfers {
             return Err("an account's transfer list is out of step".into());
         }
-        if expiries != self.expiries {
+        if expiries != self.expiries || cross_expiries != self.cross_expiries {
             return Err("the expiry queue is out of step with pending transfers".into());
         }
         Ok(())
@@ -165,7 +188,9 @@ impl Ledger {
                 return Err(format!("account {} pending + posted overflows", account.id));
             }
         }
-        for (ledger, total) in &totals {
+        // A partition of a larger cluster holds one side of the transfers that cross it, so
+        // only the whole ledger must balance (the cluster's sum over partitions does).
+        for (ledger, total) in totals.iter().filter(|_| self.is_whole()) {
             if total.debits_posted != total.credits_posted {
                 return Err(format!(
                     "ledger {ledger}: posted debits differ from credits"
@@ -180,16 +205,14 @@ impl Ledger {
         let mut pending = vec![(0u128, 0u128); self.accounts.len()];
         for (t, status) in self.transfers.iter().zip(&self.transfer_status) {
             if *status == PendingStatus::Pending {
-                let debit = self
-                    .account_positions
-                    .get(t.debit_account_id.0)
-                    .expect("indexed") as usize;
-                let credit = self
-                    .account_positions
-                    .get(t.credit_account_id.0)
-                    .expect("indexed") as usize;
-                pending[debit].0 = pending[debit].0.wrapping_add(t.amount);
-                pending[credit].1 = pending[credit].1.wrapping_add(t.amount);
+                if let Some(debit) = self.account_positions.get(t.debit_account_id.0) {
+                    let debit = &mut pending[debit as usize].0;
+                    *debit = debit.wrapping_add(t.amount);
+                }
+                if let Some(credit) = self.account_positions.get(t.credit_account_id.0) {
+                    let credit = &mut pending[credit as usize].1;
+                    *credit = credit.wrapping_add(t.amount);
+                }
             }
         }
         for (account, (debits, credits)) in self.accounts.iter().zip(pending) {

@@ -16,6 +16,7 @@
 
 mod model {
     pub mod check;
+    pub mod cluster;
     pub mod gen;
     pub mod gen_more;
     pub mod harness;

@@ -31,7 +31,7 @@ pub const FRAME_TRAILER: [u8; 8] = *b"KLGE\xff\xff\xff\xff";
 /// Frames start at multiples of this, so a scan for "any valid frame after" is bounded.
 pub const FRAME_ALIGNMENT: usize = 8;
 /// The largest payload one entry may carry (a full 8189-record request is ~1 MiB).
-pub const ENTRY_PAYLOAD_SIZE_MAX: usize = 2 * 1024 * 1024;
+pub const ENTRY_PAYLOAD_SIZE_MAX: usize = 15 * 1024 * 1024;
 /// The largest frame: header, largest payload, padding.
 pub const FRAME_SIZE_MAX: usize = frame_size(ENTRY_PAYLOAD_SIZE_MAX);
 

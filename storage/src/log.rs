@@ -45,9 +45,9 @@ use crate::{recovery, writer, StorageError};
 
 /// The most bytes one write + fdatasync covers: also the largest region a torn write can
 /// damage, which recovery relies on.
-pub const FLUSH_SIZE_MAX: usize = 4 * 1024 * 1024;
+pub const FLUSH_SIZE_MAX: usize = 16 * 1024 * 1024;
 /// The most bytes staged and not yet durable; appends wait for room beyond it.
-pub const PENDING_SIZE_MAX: usize = 32 * 1024 * 1024;
+pub const PENDING_SIZE_MAX: usize = 64 * 1024 * 1024;
 /// The smallest `LogOptions::segment_size_max`.
 pub const SEGMENT_SIZE_MIN: u64 = BLOCK_SIZE as u64;
 /// The largest window `read` and recovery read through at once.

@@ -117,7 +117,7 @@ fn a_rejected_append_changes_nothing() {
 fn large_entries_split_into_several_writes() {
     let dir = TempDir::new("t01-large");
     run(async {
-        let (log, _) = open(dir.path(), 64 * 1024 * 1024).await;
+        let (log, _) = open(dir.path(), 128 * 1024 * 1024).await;
         let large: Vec<LogEntry> = (1..=5)
             .map(|index| LogEntry {
                 term: 2,
@@ -134,7 +134,7 @@ fn large_entries_split_into_several_writes() {
         assert_eq!(stats.writes, stats.fdatasyncs);
         assert_log(&log, &large).await;
         drop(log);
-        let (log, recovery) = open(dir.path(), 64 * 1024 * 1024).await;
+        let (log, recovery) = open(dir.path(), 128 * 1024 * 1024).await;
         assert_eq!(recovery.entries, 5);
         assert_log(&log, &large).await;
     });

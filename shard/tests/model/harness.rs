@@ -13,6 +13,7 @@ use kassa_wire::{
 };
 
 use crate::model::check::{check_state, same};
+use crate::model::cluster::Cluster;
 use crate::model::ops::Op;
 use crate::model::reference::Model;
 use crate::model::stats;
@@ -39,6 +40,7 @@ fn config(hash_seed: u64) -> LedgerConfig {
         hash_seed,
         accounts_capacity,
         transfers_capacity,
+        ..LedgerConfig::default()
     }
 }
 
@@ -48,6 +50,8 @@ const LEDGERS_MAX: usize = 4;
 pub struct Harness {
     pub model: Model,
     pub ledgers: Vec<Ledger>,
+    /// The same history on several partitions, through cross-partition transactions.
+    pub cluster: Cluster,
 }
 
 impl Harness {
@@ -57,6 +61,7 @@ impl Harness {
         Harness {
             model: Model::new(),
             ledgers: vec![primary, twin],
+            cluster: Cluster::new(seed),
         }
     }
 
@@ -65,6 +70,7 @@ impl Harness {
         let mut expected = Output::Nothing;
         if let Op::SnapshotRestore { hash_seed } = op {
             self.snapshot_restore(*hash_seed);
+            self.cluster.snapshot_restore(*hash_seed);
             stats::note(|| "snapshot restored".to_string());
         } else {
             expected = model_apply(&mut self.model, op);
@@ -73,11 +79,15 @@ impl Harness {
                 let actual = ledger_apply(ledger, op);
                 compare(&format!("ledger #{index}"), &expected, &actual);
             }
+            if let Some(actual) = self.cluster.write(op) {
+                compare("the cluster", &expected, &actual);
+            }
         }
         if op.writes() {
             for ledger in &self.ledgers {
                 check_state(&self.model, ledger);
             }
+            self.cluster.check(&self.model);
         }
         expected
     }

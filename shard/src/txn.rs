@@ -1,0 +1,653 @@
+//! Cross-partition transactions, the ledger's side (see `docs/cross-partition.md`).
+//!
+//! A batch whose records live in several partitions runs like this: each partition involved
+//! (locked by the coordinator) gives a [`ReadSet`] of the records the batch can read; a
+//! [`Scratch`] ledger built from them runs the batch with the one implementation of the
+//! semantics there is; its [`Effects`], split by partition, are recorded by a `Decide` command
+//! in the decider partition's log (the commit point), then applied to every other partition by
+//! an `Apply` command, which each partition applies at most once per `(decider, txn)`, and the
+//! decider logs `Done`. A decider keeps each decision until `Done`, so a restart redelivers it.
+
+use std::collections::BTreeMap;
+
+use kassa_wire::{Account, AccountFlags, Balances, ChangeKind, Transfer};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::changes::ChangeEntry;
+use crate::{partition_of, Ledger, LedgerConfig, PendingStatus};
+
+/// What one partition contributes to a scratch ledger: the batch's records that live in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadSet {
+    /// The partition's clock.
+    pub timestamp: u64,
+    /// The newest account and transfer timestamps stored (imported events must be newer).
+    pub newest_account: u64,
+    pub newest_transfer: u64,
+    /// The accounts asked for that this partition owns.
+    pub accounts: Vec<Account>,
+    /// The transfers asked for that are homed here, with their two-phase status.
+    pub transfers: Vec<(Transfer, PendingStatus)>,
+    /// The transfer ids asked for, homed here, that failed and can never be used again.
+    pub failed_ids: Vec<u128>,
+    /// The timestamps asked for (imported events') that a record stored here holds.
+    pub taken_timestamps: Vec<u64>,
+}
+
+/// A transfer a transaction created, as one partition stores it: with the balances of its
+/// accounts right after it (for accounts that keep history).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct NewTransfer {
+    pub transfer: Transfer,
+    pub debit_after: Balances,
+    pub credit_after: Balances,
+    /// A [`PendingStatus`] as its number.
+    pub status: u8,
+    pub reserved: [u8; 15],
+}
+
+/// A status change of a stored transfer (a pending transfer posted, voided or expired).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct StatusChange {
+    pub id: u128,
+    pub status: u8,
+    pub reserved: [u8; 15],
+}
+
+/// A change-stream entry, naming its record by id (positions differ between partitions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ChangeRecord {
+    pub debit_after: Balances,
+    pub credit_after: Balances,
+    pub id: u128,
+    pub timestamp: u64,
+    pub kind: u8,
+    pub reserved: u8,
+    pub account_flags: u16,
+    pub reserved_2: u32,
+}
+
+/// What a transaction changes in one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The transaction's last timestamp: the partition's clock moves up to it.
+    pub timestamp: u64,
+    /// Accounts owned here, created or changed, as they are after the transaction.
+    pub accounts: Vec<Account>,
+    pub transfers: Vec<NewTransfer>,
+    pub statuses: Vec<StatusChange>,
+    pub failed_ids: Vec<u128>,
+    pub changes: Vec<ChangeRecord>,
+}
+
+/// A partition's transaction bookkeeping; part of its state and snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TxnState {
+    /// The last transaction number this partition gave as a decider (0: none yet).
+    pub(crate) last_txn: u64,
+    /// Decisions taken here whose `Done` is not logged yet: the other partitions' effects.
+    pub(crate) undelivered: BTreeMap<u64, Vec<(u32, Effects)>>,
+    /// Per decider partition, the last of its transactions applied here.
+    pub(crate) applied: BTreeMap<u32, u64>,
+}
+
+impl Ledger {
+    /// The records a batch naming `account_ids` and `transfer_ids` can read from this
+    /// partition: the accounts it owns and the transfers and failed ids homed here.
+    pub fn read_set(
+        &self,
+        account_ids: &[u128],
+        transfer_ids: &[u128],
+        timestamps: &[u64],
+    ) -> ReadSet {
+        let mut read = ReadSet {
+            timestamp: self.timestamp,
+            newest_account: self.accounts.last().map_or(0, |a| a.timestamp),
+            newest_transfer: self.transfers.last().map_or(0, |t| t.timestamp),
+            ..ReadSet::default()
+        };
+        for &id in account_ids {
+            if let Some(position) = self.account_positions.get(id) {
+                let account = self.accounts[position as usize];
+                if !read.accounts.iter().any(|a| a.id == account.id) {
+                    read.accounts.push(account);
+                }
+            }
+        }
+        for &id in transfer_ids.iter().filter(|id| self.owns(**id)) {
+            if let Some(position) = self.transfer_positions.get(id) {
+                let record = (
+                    self.transfers[position as usize],
+                    self.transfer_status[position as usize],
+                );
+                if !read.transfers.iter().any(|(t, _)| t.id == record.0.id) {
+                    read.transfers.push(record);
+                }
+            } else if self.failed_transfer_ids.contains(&id) && !read.failed_ids.contains(&id) {
+                read.failed_ids.push(id);
+            }
+        }
+        for &timestamp in timestamps {
+            let taken = |ts: &[u64]| ts.binary_search(&timestamp).is_ok();
+            let account = self
+                .accounts
+                .binary_search_by_key(&timestamp, |a| a.timestamp);
+            let transfer = self
+                .transfers
+                .binary_search_by_key(&timestamp, |t| t.timestamp);
+            if (account.is_ok() || transfer.is_ok()) && !taken(&read.taken_timestamps) {
+                read.taken_timestamps.push(timestamp);
+                read.taken_timestamps.sort_unstable();
+            }
+        }
+        read
+    }
+
+    /// Pending transfers homed here, crossing partitions, whose time is up at `now`: each is
+    /// expired by a transaction over its partitions. Oldest deadline first, at most `limit`.
+    pub fn cross_expiries_due(&self, now: u64, limit: usize) -> Vec<Transfer> {
+        let time = self.timestamp.max(now);
+        let due = self.cross_expiries.iter().take_while(|(at, _)| *at <= time);
+        due.take(limit)
+            .map(|(_, position)| self.transfers[*position as usize])
+            .collect()
+    }
+
+    /// Pending transfers homed here (crossing partitions or not) whose time is up at `now`,
+    /// oldest deadline first, at most `limit`.
+    pub fn expiries_due(&self, now: u64, limit: usize) -> Vec<Transfer> {
+        let time = self.timestamp.max(now);
+        let due_in = |set: &'_ std::collections::BTreeSet<(u64, u32)>| {
+            let due = set.iter().take_while(|(at, _)| *at <= time);
+            due.take(limit).copied().collect::<Vec<_>>()
+        };
+        let mut due = due_in(&self.expiries);
+        due.extend(due_in(&self.cross_expiries));
+        due.sort_unstable();
+        due.truncate(limit);
+        due.iter()
+            .map(|(_, p)| self.transfers[*p as usize])
+            .collect()
+    }
+
+    /// Decisions taken here whose effects may not have reached every partition yet, by
+    /// transaction number: to be delivered again (idempotently) after a restart.
+    pub fn undelivered_decisions(&self) -> Vec<(u64, Vec<(u32, Effects)>)> {
+        let undelivered = self.txns.undelivered.iter();
+        undelivered.map(|(t, e)| (*t, e.clone())).collect()
+    }
+
+    /// Records a decision: applies this partition's own effects and keeps the others' until
+    /// `Done`. Returns the transaction's number.
+    pub(crate) fn decide(&mut self, effects: &[(u32, Effects)]) -> u64 {
+        self.txns.last_txn += 1;
+        let txn = self.txns.last_txn;
+        let mut others = Vec::new();
+        for (partition, part) in effects {
+            if *partition == self.config.partition {
+                self.apply_effects(part);
+            } else {
+                others.push((*partition, part.clone()));
+            }
+        }
+        self.txns.undelivered.insert(txn, others);
+        txn
+    }
+
+    /// Applies a decider's effects unless this partition already applied that transaction.
+    /// Returns whether it applied them now.
+    pub(crate) fn apply_decided(&mut self, decider: u32, txn: u64, effects: &Effects) -> bool {
+        let applied = self.txns.applied.entry(decider).or_insert(0);
+        if *applied >= txn {
+            return false;
+        }
+        *applied = txn;
+        self.apply_effects(effects);
+        true
+    }
+
+    pub(crate) fn done(&mut self, txn: u64) {
+        self.txns.undelivered.remove(&txn);
+    }
+
+    /// Applies a transaction's effects on this partition. The coordinator computed them on a
+    /// scratch ledger while this partition was locked, so they fit: every violation is a bug.
+    pub(crate) fn apply_effects(&mut self, effects: &Effects) {
+        assert!(self.rollback_is_idle());
+        for account in &effects.accounts {
+            assert!(
+                self.owns(account.id.0),
+                "effects sent to the wrong partition"
+            );
+            if let Some(position) = self.account_positions.get(account.id.0) {
+                let stored = &mut self.accounts[position as usize];
+                assert_eq!(
+                    (stored.timestamp, stored.ledger),
+                    (account.timestamp, account.ledger)
+                );
+                *stored = *account;
+            } else {
+                assert!(self
+                    .accounts
+                    .last()
+                    .is_none_or(|last| last.timestamp < account.timestamp));
+                let position = Ledger::position_of(self.accounts.len());
+                self.account_positions.insert(account.id.0, position);
+                self.accounts.push(*account);
+                self.account_transfers.push(Vec::new());
+                self.account_history.push(Vec::new());
+            }
+        }
+        for new in &effects.transfers {
+            self.store_transfer(new);
+        }
+        for change in &effects.statuses {
+            let position = self.transfer_positions.get(change.id).expect("stored here");
+            let status = PendingStatus::from_u8(change.status).expect("decoded");
+            let old = &mut self.transfer_status[position as usize];
+            assert_eq!(*old, PendingStatus::Pending);
+            assert!(matches!(
+                status,
+                PendingStatus::Posted | PendingStatus::Voided | PendingStatus::Expired
+            ));
+            *old = status;
+            let transfer = &self.transfers[position as usize];
+            if let Some(expires_at) = crate::expiry::expires_at(transfer) {
+                self.expiries.remove(&(expires_at, position));
+                self.cross_expiries.remove(&(expires_at, position));
+            }
+        }
+        for id in &effects.failed_ids {
+            assert!(self.owns(*id));
+            self.failed_transfer_ids.insert(*id);
+        }
+        for change in &effects.changes {
+            let kind = ChangeKind::from_u8(change.kind).expect("decoded");
+            let position = if kind == ChangeKind::AccountCreated {
+                self.account_positions.get(change.id)
+            } else {
+                self.transfer_positions.get(change.id)
+            };
+            self.changes.push_entry(ChangeEntry {
+                debit_account: change.debit_after,
+                credit_account: change.credit_after,
+                timestamp: change.timestamp,
+                position: position.expect("the record of a change is stored here"),
+                kind: change.kind,
+                reserved: 0,
+                account_flags: change.account_flags,
+            });
+        }
+        self.timestamp = self.timestamp.max(effects.timestamp);
+    }
+
+    fn store_transfer(&mut self, new: &NewTransfer) {
+        let t = new.transfer;
+        assert!(self.transfer_positions.get(t.id.0).is_none());
+        assert!(self
+            .transfers
+            .last()
+            .is_none_or(|last| last.timestamp < t.timestamp));
+        let position = Ledger::position_of(self.transfers.len());
+        self.transfer_positions.insert(t.id.0, position);
+        self.transfers.push(t);
+        let status = PendingStatus::from_u8(new.status).expect("decoded");
+        self.transfer_status.push(status);
+        let debit = self.account_positions.get(t.debit_account_id.0);
+        let credit = self.account_positions.get(t.credit_account_id.0);
+        assert!(debit.is_some() || credit.is_some() || self.owns(t.id.0));
+        if let Some(expires_at) = crate::expiry::expires_at(&t) {
+            if self.owns(t.id.0) && status == PendingStatus::Pending {
+                let expiries = if debit.is_some() && credit.is_some() {
+                    &mut self.expiries
+                } else {
+                    &mut self.cross_expiries
+                };
+                assert!(expiries.insert((expires_at, position)));
+            }
+        }
+        for (account, after) in [(debit, new.debit_after), (credit, new.credit_after)] {
+            let Some(account) = account else { continue };
+            self.account_transfers[account as usize].push(position);
+            if self.accounts[account as usize]
+                .flags
+                .contains(AccountFlags::HISTORY)
+            {
+                self.account_history[account as usize].push(after);
+            }
+        }
+    }
+}
+
+/// A whole ledger built from the read sets of the partitions a batch touches, to run it on.
+pub struct Scratch {
+    ledger: Ledger,
+    partitions: u32,
+    read_accounts: Vec<Account>,
+    read_statuses: Vec<PendingStatus>,
+    /// The failed ids read, ascending.
+    read_failed: Vec<u128>,
+}
+
+impl Scratch {
+    pub fn new(partitions: u32, reads: &[ReadSet]) -> Scratch {
+        let mut ledger = Ledger::new(LedgerConfig::default());
+        let mut accounts: Vec<Account> = reads.iter().flat_map(|r| r.accounts.clone()).collect();
+        accounts.sort_by_key(|a| (a.timestamp, a.id.0));
+        let mut transfers: Vec<(Transfer, PendingStatus)> =
+            reads.iter().flat_map(|r| r.transfers.clone()).collect();
+        transfers.sort_by_key(|(t, _)| (t.timestamp, t.id.0));
+        for read in reads {
+            ledger.timestamp = ledger.timestamp.max(read.timestamp);
+            ledger.import_floor_accounts = ledger.import_floor_accounts.max(read.newest_account);
+            ledger.import_floor_transfers = ledger.import_floor_transfers.max(read.newest_transfer);
+            ledger.failed_transfer_ids.extend(&read.failed_ids);
+            ledger.import_taken.extend(&read.taken_timestamps);
+        }
+        for account in &accounts {
+            let position = Ledger::position_of(ledger.accounts.len());
+            ledger.account_positions.insert(account.id.0, position);
+            ledger.accounts.push(*account);
+            ledger.account_transfers.push(Vec::new());
+            ledger.account_history.push(Vec::new());
+        }
+        for (transfer, status) in &transfers {
+            let position = Ledger::position_of(ledger.transfers.len());
+            ledger.transfer_positions.insert(transfer.id.0, position);
+            ledger.transfers.push(*transfer);
+            ledger.transfer_status.push(*status);
+            if *status == PendingStatus::Pending {
+                if let Some(expires_at) = crate::expiry::expires_at(transfer) {
+                    ledger.expiries.insert((expires_at, position));
+                }
+            }
+        }
+        let read_statuses = ledger.transfer_status.clone();
+        let mut read_failed: Vec<u128> = ledger.failed_transfer_ids.iter().copied().collect();
+        read_failed.sort_unstable();
+        Scratch {
+            ledger,
+            partitions,
+            read_accounts: accounts,
+            read_statuses,
+            read_failed,
+        }
+    }
+
+    /// The scratch ledger, to run the batch on.
+    pub fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// What running the batch changed, by partition. The decider always has an entry, so its
+    /// clock moves to the transaction's last timestamp even when nothing else changed.
+    pub fn effects(&self, decider: u32) -> BTreeMap<u32, Effects> {
+        let l = &self.ledger;
+        let owner = |id: u128| partition_of(id, self.partitions);
+        let mut out: BTreeMap<u32, Effects> = BTreeMap::new();
+        let timestamp = l.timestamp;
+        part_of(&mut out, decider, timestamp);
+        for (position, account) in l.accounts.iter().enumerate() {
+            if self.read_accounts.get(position) != Some(account) {
+                part_of(&mut out, owner(account.id.0), timestamp)
+                    .accounts
+                    .push(*account);
+            }
+        }
+        let read_transfers = self.read_statuses.len();
+        let mut after = vec![(Balances::default(), Balances::default()); l.transfers.len()];
+        for (account_position, account) in l.accounts.iter().enumerate() {
+            if !account.flags.contains(AccountFlags::HISTORY) {
+                continue;
+            }
+            let listed = &l.account_transfers[account_position];
+            for (position, balances) in listed.iter().zip(&l.account_history[account_position]) {
+                let transfer = &l.transfers[*position as usize];
+                if transfer.debit_account_id == account.id {
+                    after[*position as usize].0 = *balances;
+                } else {
+                    after[*position as usize].1 = *balances;
+                }
+            }
+        }
+        let created = l.transfers.iter().zip(&l.transfer_status).zip(&after);
+        for ((t, status), (debit_after, credit_after)) in created.skip(read_transfers) {
+            let new = NewTransfer {
+                transfer: *t,
+                debit_after: *debit_after,
+                credit_after: *credit_after,
+                status: *status as u8,
+                reserved: [0; 15],
+            };
+            for partition in transfer_partitions(t, self.partitions) {
+                part_of(&mut out, partition, timestamp).transfers.push(new);
+            }
+        }
+        for position in 0..read_transfers {
+            let status = l.transfer_status[position];
+            if status != self.read_statuses[position] {
+                let t = &l.transfers[position];
+                let change = StatusChange {
+                    id: t.id.0,
+                    status: status as u8,
+                    reserved: [0; 15],
+                };
+                for partition in transfer_partitions(t, self.partitions) {
+                    part_of(&mut out, partition, timestamp)
+                        .statuses
+                        .push(change);
+                }
+            }
+        }
+        let mut failed: Vec<u128> = l.failed_transfer_ids.iter().copied().collect();
+        failed.sort_unstable();
+        for id in failed {
+            if self.read_failed.binary_search(&id).is_err() {
+                part_of(&mut out, owner(id), timestamp).failed_ids.push(id);
+            }
+        }
+        for change in &l.changes.entries {
+            let kind = ChangeKind::from_u8(change.kind).expect("known kind");
+            let id = if kind == ChangeKind::AccountCreated {
+                l.accounts[change.position as usize].id.0
+            } else {
+                l.transfers[change.position as usize].id.0
+            };
+            part_of(&mut out, owner(id), timestamp)
+                .changes
+                .push(ChangeRecord {
+                    debit_after: change.debit_account,
+                    credit_after: change.credit_account,
+                    id,
+                    timestamp: change.timestamp,
+                    kind: change.kind,
+                    reserved: 0,
+                    account_flags: change.account_flags,
+                    reserved_2: 0,
+                });
+        }
+        out
+    }
+}
+
+fn part_of(out: &mut BTreeMap<u32, Effects>, partition: u32, timestamp: u64) -> &mut Effects {
+    let effects = out.entry(partition).or_default();
+    effects.timestamp = timestamp;
+    effects
+}
+
+/// The partitions that store a transfer: its id's home and its accounts' owners.
+pub fn transfer_partitions(t: &Transfer, partitions: u32) -> Vec<u32> {
+    let mut stored = vec![
+        partition_of(t.id.0, partitions),
+        partition_of(t.debit_account_id.0, partitions),
+        partition_of(t.credit_account_id.0, partitions),
+    ];
+    stored.sort_unstable();
+    stored.dedup();
+    stored
+}
+
+const _: () = assert!(size_of::<NewTransfer>() == 128 + 64 + 64 + 16);
+const _: () = assert!(size_of::<ChangeRecord>() == 160);
+
+/// Encoding of effects and transaction state (little-endian; counts are u64 and checked
+/// against the bytes left, so decoding never allocates more than its input or panics).
+impl Effects {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_le_bytes());
+        put_records(out, &self.accounts);
+        put_records(out, &self.transfers);
+        put_records(out, &self.statuses);
+        put_records(out, &self.failed_ids);
+        put_records(out, &self.changes);
+    }
+
+    pub fn decode(reader: &mut Decoder<'_>) -> Result<Effects, &'static str> {
+        let effects = Effects {
+            timestamp: reader.u64()?,
+            accounts: reader.records()?,
+            transfers: reader.records()?,
+            statuses: reader.records()?,
+            failed_ids: reader.records()?,
+            changes: reader.records()?,
+        };
+        let statuses = effects.transfers.iter().map(|t| (t.status, &t.reserved));
+        let changed = effects.statuses.iter().map(|s| (s.status, &s.reserved));
+        for (status, reserved) in statuses.chain(changed) {
+            if PendingStatus::from_u8(status).is_none() || reserved.iter().any(|b| *b != 0) {
+                return Err("bad two-phase status in effects");
+            }
+        }
+        for change in &effects.changes {
+            if ChangeKind::from_u8(change.kind).is_none()
+                || change.reserved != 0
+                || change.reserved_2 != 0
+            {
+                return Err("bad change record in effects");
+            }
+        }
+        Ok(effects)
+    }
+}
+
+impl TxnState {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.last_txn.to_le_bytes());
+        out.extend_from_slice(&(self.undelivered.len() as u64).to_le_bytes());
+        for (txn, parts) in &self.undelivered {
+            out.extend_from_slice(&txn.to_le_bytes());
+            encode_parts(parts, out);
+        }
+        out.extend_from_slice(&(self.applied.len() as u64).to_le_bytes());
+        for (decider, txn) in &self.applied {
+            out.extend_from_slice(&u64::from(*decider).to_le_bytes());
+            out.extend_from_slice(&txn.to_le_bytes());
+        }
+    }
+
+    /// Decodes the state from the start of `bytes`; returns it and the bytes read.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(TxnState, usize), &'static str> {
+        let mut reader = Decoder::new(bytes);
+        let mut state = TxnState {
+            last_txn: reader.u64()?,
+            ..TxnState::default()
+        };
+        for _ in 0..reader.count(8)? {
+            let txn = reader.u64()?;
+            if txn == 0 || txn > state.last_txn {
+                return Err("undelivered decision beyond the last transaction");
+            }
+            let parts = decode_parts(&mut reader)?;
+            if state.undelivered.insert(txn, parts).is_some() {
+                return Err("duplicate undelivered decision");
+            }
+        }
+        for _ in 0..reader.count(16)? {
+            let decider = u32::try_from(reader.u64()?).map_err(|_| "decider beyond u32")?;
+            let txn = reader.u64()?;
+            if state.applied.insert(decider, txn).is_some() {
+                return Err("duplicate decider");
+            }
+        }
+        Ok((state, reader.offset))
+    }
+}
+
+/// Effects by partition: `count u64 | count × (partition u64, effects)`.
+pub(crate) fn encode_parts(parts: &[(u32, Effects)], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(parts.len() as u64).to_le_bytes());
+    for (partition, effects) in parts {
+        out.extend_from_slice(&u64::from(*partition).to_le_bytes());
+        effects.encode(out);
+    }
+}
+
+pub(crate) fn decode_parts(reader: &mut Decoder<'_>) -> Result<Vec<(u32, Effects)>, &'static str> {
+    let mut parts: Vec<(u32, Effects)> = Vec::new();
+    for _ in 0..reader.count(8)? {
+        let partition = u32::try_from(reader.u64()?).map_err(|_| "partition beyond u32")?;
+        if parts.last().is_some_and(|(last, _)| *last >= partition) {
+            return Err("effects not in ascending partition order");
+        }
+        parts.push((partition, Effects::decode(reader)?));
+    }
+    Ok(parts)
+}
+
+fn put_records<T: IntoBytes + Immutable>(out: &mut Vec<u8>, records: &[T]) {
+    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    out.extend_from_slice(records.as_bytes());
+}
+
+/// A bounds-checked little-endian reader.
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+    pub(crate) offset: usize,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(bytes: &'a [u8]) -> Decoder<'a> {
+        Decoder { bytes, offset: 0 }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.offset == self.bytes.len()
+    }
+
+    fn take(&mut self, size: usize) -> Result<&'a [u8], &'static str> {
+        let end = self
+            .offset
+            .checked_add(size)
+            .filter(|e| *e <= self.bytes.len());
+        let end = end.ok_or("truncated")?;
+        let slice = &self.bytes[self.offset..end];
+        self.offset = end;
+        Ok(slice)
+    }
+
+    pub fn u64(&mut self) -> Result<u64, &'static str> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+
+    /// A count of items of `item_size` bytes, checked against the bytes left.
+    fn count(&mut self, item_size: usize) -> Result<usize, &'static str> {
+        let count = self.u64()?;
+        let left = (self.bytes.len() - self.offset) as u64;
+        if count.checked_mul(item_size as u64).is_none_or(|s| s > left) {
+            return Err("count larger than the bytes left");
+        }
+        Ok(count as usize)
+    }
+
+    fn records<T: FromBytes + IntoBytes + Copy>(&mut self) -> Result<Vec<T>, &'static str> {
+        let count = self.count(size_of::<T>())?;
+        let bytes = self.take(count * size_of::<T>())?;
+        let mut records = T::new_vec_zeroed(count).map_err(|_| "too many records")?;
+        records.as_mut_bytes().copy_from_slice(bytes);
+        Ok(records)
+    }
+}

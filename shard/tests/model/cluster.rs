@@ -1,0 +1,239 @@
+//! The same operations on a cluster of partitions: every write runs as a cross-partition
+//! transaction (read sets from the partitions, a scratch ledger, effects decided, applied and
+//! applied again, as after a redelivery), through the commands' binary encoding. Its results
+//! must equal the reference model's exactly, and the union of the partitions must hold the
+//! model's state, with every partition's own invariants intact.
+//!
+//! Every partition is read for every batch, as if the coordinator locked them all: the
+//! cluster's clock then equals the model's, so results compare exactly, timestamps included.
+
+use kassa_shard::{
+    partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus, Reply, Scratch,
+};
+use kassa_wire::{
+    Account, AccountFilter, AccountFilterFlags, AccountId, CreateAccountResult,
+    CreateTransferResult, Transfer, BATCH_EVENTS_MAX,
+};
+
+use crate::model::check::{check_sums, same};
+use crate::model::harness::Output;
+use crate::model::ops::Op;
+use crate::model::reference::{Model, Phase};
+
+pub struct Cluster {
+    pub count: u32,
+    pub partitions: Vec<Ledger>,
+    /// The imported timestamps of the batch being run.
+    timestamps: Vec<u64>,
+}
+
+fn config(partition: u32, count: u32, hash_seed: u64) -> LedgerConfig {
+    LedgerConfig {
+        partition,
+        partitions: count,
+        hash_seed,
+        ..LedgerConfig::default()
+    }
+}
+
+impl Cluster {
+    pub fn new(seed: u64) -> Cluster {
+        let count = 2 + (seed % 4) as u32;
+        let partitions = (0..count)
+            .map(|p| Ledger::new(config(p, count, seed)))
+            .collect();
+        Cluster {
+            count,
+            partitions,
+            timestamps: Vec::new(),
+        }
+    }
+
+    /// Runs a write operation; `None` for operations the cluster does not take.
+    pub fn write(&mut self, op: &Op) -> Option<Output> {
+        match op {
+            Op::CreateAccounts { now, events } => {
+                self.timestamps = events.iter().map(|a| a.timestamp).collect();
+                let ids: Vec<u128> = events.iter().map(|a| a.id.0).collect();
+                let mut scratch = self.scratch(&ids, &[]);
+                let mut results: Vec<CreateAccountResult> = Vec::new();
+                scratch.ledger().create_accounts(*now, events, &mut results);
+                self.commit(&scratch);
+                Some(Output::AccountResults(results))
+            }
+            Op::CreateTransfers { now, events } => {
+                self.timestamps = events.iter().map(|t| t.timestamp).collect();
+                let mut accounts: Vec<u128> = events
+                    .iter()
+                    .flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0])
+                    .collect();
+                let transfers: Vec<u128> = events
+                    .iter()
+                    .flat_map(|t| [t.id.0, t.pending_id.0])
+                    .filter(|id| *id != 0)
+                    .collect();
+                // A second round for the accounts of the pending transfers named.
+                let found = self.read(&[], &transfers);
+                for (t, _) in found.iter().flat_map(|r| &r.transfers) {
+                    accounts.extend([t.debit_account_id.0, t.credit_account_id.0]);
+                }
+                let mut scratch = self.scratch(&accounts, &transfers);
+                let mut results: Vec<CreateTransferResult> = Vec::new();
+                scratch
+                    .ledger()
+                    .create_transfers(*now, events, &mut results);
+                self.commit(&scratch);
+                Some(Output::TransferResults(results))
+            }
+            Op::ExpirePendingTransfers { now } => {
+                self.timestamps.clear();
+                // Due by the cluster's clock, as the scratch ledger will judge them.
+                let clock = self.partitions.iter().map(Ledger::timestamp).max();
+                let time = clock.unwrap_or(0).max(*now);
+                let due: Vec<Transfer> = self
+                    .partitions
+                    .iter()
+                    .flat_map(|p| p.expiries_due(time, BATCH_EVENTS_MAX))
+                    .collect();
+                let accounts: Vec<u128> = due
+                    .iter()
+                    .flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0])
+                    .collect();
+                let ids: Vec<u128> = due.iter().map(|t| t.id.0).collect();
+                let mut scratch = self.scratch(&accounts, &ids);
+                let expired = scratch.ledger().expire_pending_transfers(*now);
+                self.commit(&scratch);
+                Some(Output::Count(expired))
+            }
+            _ => None,
+        }
+    }
+
+    fn read(&self, accounts: &[u128], transfers: &[u128]) -> Vec<kassa_shard::ReadSet> {
+        let reads = self.partitions.iter();
+        let timestamps = &self.timestamps;
+        reads
+            .map(|p| p.read_set(accounts, transfers, timestamps))
+            .collect()
+    }
+
+    fn scratch(&self, accounts: &[u128], transfers: &[u128]) -> Scratch {
+        Scratch::new(self.count, &self.read(accounts, transfers))
+    }
+
+    /// Decides at partition 0 (the lowest locked), applies everywhere twice, then `Done`.
+    fn commit(&mut self, scratch: &Scratch) {
+        let decider = 0;
+        let parts: Vec<(u32, Effects)> = scratch.effects(decider).into_iter().collect();
+        let decide = round_trip(Command::Decide {
+            effects: parts.clone(),
+        });
+        let Reply::Decided { txn } = self.partitions[decider as usize].apply(&decide) else {
+            panic!("Decide answered something else");
+        };
+        let undelivered = self.partitions[decider as usize].undelivered_decisions();
+        assert_eq!(undelivered.len(), 1);
+        for (partition, effects) in parts.into_iter().filter(|(p, _)| *p != decider) {
+            let apply = round_trip(Command::Apply {
+                decider,
+                txn,
+                effects,
+            });
+            let ledger = &mut self.partitions[partition as usize];
+            assert_eq!(ledger.apply(&apply), Reply::Applied { fresh: true });
+            assert_eq!(ledger.apply(&apply), Reply::Applied { fresh: false });
+        }
+        let done = round_trip(Command::Done { txn });
+        assert_eq!(self.partitions[decider as usize].apply(&done), Reply::Done);
+        assert!(self.partitions[decider as usize]
+            .undelivered_decisions()
+            .is_empty());
+    }
+
+    /// Snapshots every partition and continues on the restored copies (restore checks them).
+    pub fn snapshot_restore(&mut self, hash_seed: u64) {
+        let mut bytes = Vec::new();
+        for (p, ledger) in self.partitions.iter_mut().enumerate() {
+            ledger.snapshot(&mut bytes);
+            let restored = Ledger::restore(config(p as u32, self.count, hash_seed), &bytes);
+            *ledger = restored.unwrap_or_else(|e| panic!("partition {p}: restore: {e}"));
+        }
+    }
+
+    /// The union of the partitions is the model's state, and each partition is valid.
+    pub fn check(&self, model: &Model) {
+        for ledger in &self.partitions {
+            ledger.validate();
+        }
+        let clock = self.partitions.iter().map(Ledger::timestamp).max();
+        assert_eq!(clock, Some(model.timestamp), "cluster clock");
+        let mut accounts: Vec<Account> = self
+            .partitions
+            .iter()
+            .flat_map(|p| p.accounts().to_vec())
+            .collect();
+        accounts.sort_by_key(|a| a.timestamp);
+        same("cluster accounts", &model.accounts, &accounts);
+        check_sums("cluster", &accounts);
+        let mut homed: Vec<(Transfer, PendingStatus)> = Vec::new();
+        for ledger in &self.partitions {
+            for t in ledger.transfers().iter().filter(|t| ledger.owns(t.id.0)) {
+                let status = ledger.pending_status(t.id).expect("stored");
+                homed.push((*t, status));
+            }
+        }
+        homed.sort_by_key(|(t, _)| t.timestamp);
+        let expected: Vec<(Transfer, PendingStatus)> = model
+            .transfers
+            .iter()
+            .map(|s| (s.record, status_of(s.phase)))
+            .collect();
+        same("cluster transfers", &expected, &homed);
+        for id in &model.failed {
+            let home = &self.partitions[partition_of(*id, self.count) as usize];
+            assert!(home.transfer_id_failed(kassa_wire::TransferId(*id)));
+        }
+        for account in &model.accounts {
+            let owner = &self.partitions[partition_of(account.id.0, self.count) as usize];
+            let filter = all_of(account.id);
+            let mut transfers = Vec::new();
+            owner.get_account_transfers(&filter, &mut transfers);
+            same(
+                "account transfers",
+                &model.get_account_transfers(&filter),
+                &transfers,
+            );
+            let mut balances = Vec::new();
+            owner.get_account_balances(&filter, &mut balances);
+            same(
+                "account balances",
+                &model.get_account_balances(&filter),
+                &balances,
+            );
+        }
+    }
+}
+
+fn all_of(id: AccountId) -> AccountFilter {
+    let flags = AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS;
+    AccountFilter::new(id, BATCH_EVENTS_MAX as u32, flags)
+}
+
+fn status_of(phase: Phase) -> PendingStatus {
+    match phase {
+        Phase::None => PendingStatus::None,
+        Phase::Pending => PendingStatus::Pending,
+        Phase::Posted => PendingStatus::Posted,
+        Phase::Voided => PendingStatus::Voided,
+        Phase::Expired => PendingStatus::Expired,
+    }
+}
+
+/// The command as the log would carry it: encoded, decoded, and equal.
+fn round_trip(command: Command) -> Command {
+    let mut bytes = Vec::new();
+    command.encode(&mut bytes);
+    let decoded = Command::decode(&bytes).expect("a command decodes");
+    assert_eq!(decoded, command);
+    decoded
+}
