@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Partitions a data directory gets when `kassa format` is not told otherwise.
-pub const PARTITIONS_DEFAULT: u32 = 1;
+pub const PARTITIONS_DEFAULT: u32 = 16;
 /// Most partitions a cluster may have.
 pub const PARTITIONS_MAX: u32 = 1024;
 /// Most core threads a node runs.

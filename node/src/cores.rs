@@ -14,10 +14,13 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_raft::{Partition, PartitionConfig, PartitionStatus};
 use kassa_shard::{Command, Ledger, LedgerConfig, Reply};
+use kassa_wire::Transfer;
 
 use crate::NodeError;
 
@@ -34,21 +37,82 @@ pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
 type ReadFn = Box<dyn FnOnce(&Ledger) + Send>;
 type StatusSender = tokio::sync::oneshot::Sender<PartitionStatus>;
 
-/// Work for one partition, sent to the core that owns it.
+/// Work for one partition, sent to the core that owns it. `txn` names the cross-partition
+/// transaction a request belongs to: while a transaction holds a partition's lock, requests
+/// of other transactions (and those of none) wait, so nobody sees its effects half-applied.
 pub enum CoreRequest {
     Write {
         partition: u32,
+        txn: Option<u64>,
         command: Command,
         reply: ReplySender,
     },
     Read {
         partition: u32,
+        txn: Option<u64>,
         read: ReadFn,
     },
     Status {
         partition: u32,
         reply: StatusSender,
     },
+    /// Take the partition's lock for `txn` once it is free; the reply says it is held.
+    Lock {
+        partition: u32,
+        txn: u64,
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
+    /// Release the lock `txn` holds.
+    Unlock {
+        partition: u32,
+        txn: u64,
+    },
+}
+
+/// A partition's transaction lock, on its core.
+#[derive(Default)]
+struct PartitionLock {
+    holder: Cell<Option<u64>>,
+    released: tokio::sync::Notify,
+}
+
+impl PartitionLock {
+    /// Waits until `txn` may use the partition: the lock is free or held by `txn`.
+    async fn admit(&self, txn: Option<u64>) {
+        loop {
+            let released = self.released.notified();
+            match self.holder.get() {
+                None => return,
+                Some(holder) if Some(holder) == txn => return,
+                Some(_) => released.await,
+            }
+        }
+    }
+
+    async fn lock(&self, txn: u64) {
+        self.admit(None).await;
+        self.holder.set(Some(txn));
+    }
+
+    fn unlock(&self, txn: u64) {
+        assert_eq!(self.holder.get(), Some(txn), "unlock by a non-holder");
+        self.holder.set(None);
+        self.released.notify_waiters();
+    }
+}
+
+/// A core's partition: the Raft group and its transaction lock.
+struct Served {
+    partition: Partition,
+    lock: PartitionLock,
+}
+
+/// Transaction numbers for locks (node-local; a lock never outlives the process).
+static NEXT_LOCK_TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh lock holder id.
+pub fn next_lock_txn() -> u64 {
+    NEXT_LOCK_TXN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 type ReplySender = tokio::sync::oneshot::Sender<Result<Reply, NodeError>>;
@@ -61,6 +125,10 @@ pub struct CoreSetup {
     pub cores: usize,
     pub snapshot_entries: u64,
     pub hash_seed: u64,
+    /// Set once the node has finished recovering transactions: pulses wait for it.
+    pub pulses: Arc<AtomicBool>,
+    /// Where a core sends cross-partition pending transfers that are due to expire.
+    pub cross_expiries: async_channel::Sender<Vec<Transfer>>,
 }
 
 /// The running cores.
@@ -120,9 +188,20 @@ impl Cores {
 
     /// Writes `command` through `partition`'s log and returns the ledger's reply.
     pub async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
+        self.write_in(partition, None, command).await
+    }
+
+    /// Writes `command` as part of transaction `txn` (which may hold the partition's lock).
+    pub async fn write_in(
+        &self,
+        partition: u32,
+        txn: Option<u64>,
+        command: Command,
+    ) -> Result<Reply, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();
         let request = CoreRequest::Write {
             partition,
+            txn,
             command,
             reply,
         };
@@ -139,11 +218,25 @@ impl Cores {
         partition: u32,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
+        self.read_in(partition, None, read).await
+    }
+
+    /// Reads as part of transaction `txn` (which may hold the partition's lock).
+    pub async fn read_in<R: Send + 'static>(
+        &self,
+        partition: u32,
+        txn: Option<u64>,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();
         let read: ReadFn = Box::new(move |ledger| {
             let _ = reply.send(read(ledger));
         });
-        let request = CoreRequest::Read { partition, read };
+        let request = CoreRequest::Read {
+            partition,
+            txn,
+            read,
+        };
         self.sender(partition)
             .send(request)
             .await
@@ -158,6 +251,26 @@ impl Cores {
         let sent = self.sender(partition).send(request).await;
         sent.map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Takes `partition`'s lock for `txn`, waiting while another transaction holds it.
+    pub async fn lock(&self, partition: u32, txn: u64) -> Result<(), NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::Lock {
+            partition,
+            txn,
+            reply,
+        };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Releases the lock `txn` holds on `partition`.
+    pub async fn unlock(&self, partition: u32, txn: u64) -> Result<(), NodeError> {
+        let request = CoreRequest::Unlock { partition, txn };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)
     }
 
     /// Stops taking requests, lets every core finish what it took, and joins the threads.
@@ -205,6 +318,8 @@ async fn core_run(
             partition,
             dir: crate::meta::partition_dir(&setup.data_dir, partition),
             ledger: LedgerConfig {
+                partition,
+                partitions: setup.partitions,
                 hash_seed: setup.hash_seed,
                 ..LedgerConfig::default()
             },
@@ -212,7 +327,11 @@ async fn core_run(
         };
         match Partition::open(config).await {
             Ok(opened) => {
-                partitions.insert(partition, Rc::new(opened));
+                let served = Served {
+                    partition: opened,
+                    lock: PartitionLock::default(),
+                };
+                partitions.insert(partition, Rc::new(served));
             }
             Err(error) => {
                 let _ = ready.send(Err(error.to_string()));
@@ -223,7 +342,7 @@ async fn core_run(
     let _ = ready.send(Ok(()));
     let in_flight = Rc::new(Cell::new(0usize));
     let stop = Rc::new(Cell::new(false));
-    let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone()));
+    let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone(), setup));
     loop {
         while in_flight.get() >= CORE_IN_FLIGHT_MAX {
             monoio::time::sleep(IN_FLIGHT_POLL).await;
@@ -235,7 +354,7 @@ async fn core_run(
         let in_flight = in_flight.clone();
         let partitions = partitions.clone();
         monoio::spawn(async move {
-            serve(&partitions, request).await;
+            serve(&partitions, request, &in_flight).await;
             in_flight.set(in_flight.get() - 1);
         });
     }
@@ -247,7 +366,7 @@ async fn core_run(
     for (partition, opened) in partitions {
         match Rc::try_unwrap(opened) {
             Ok(opened) => {
-                if let Err(error) = opened.shutdown().await {
+                if let Err(error) = opened.partition.shutdown().await {
                     tracing::error!(partition, %error, "partition shutdown failed");
                 }
             }
@@ -256,39 +375,90 @@ async fn core_run(
     }
 }
 
-async fn serve(partitions: &BTreeMap<u32, Rc<Partition>>, request: CoreRequest) {
+type ServedPartitions = BTreeMap<u32, Rc<Served>>;
+
+async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &Cell<usize>) {
+    let served = |partition: u32| partitions.get(&partition).expect("routed to its core");
     match request {
         CoreRequest::Write {
             partition,
+            txn,
             command,
             reply,
         } => {
-            let opened = partitions.get(&partition).expect("routed to its core");
-            let result = opened.write(command).await.map_err(NodeError::from);
-            let _ = reply.send(result);
+            let served = served(partition);
+            admit(&served.lock, txn, in_flight).await;
+            let result = served.partition.write(command).await;
+            let _ = reply.send(result.map_err(NodeError::from));
         }
-        CoreRequest::Read { partition, read } => {
-            let opened = partitions.get(&partition).expect("routed to its core");
-            opened.read(read);
+        CoreRequest::Read {
+            partition,
+            txn,
+            read,
+        } => {
+            let served = served(partition);
+            admit(&served.lock, txn, in_flight).await;
+            served.partition.read(read);
         }
         CoreRequest::Status { partition, reply } => {
-            let opened = partitions.get(&partition).expect("routed to its core");
-            let _ = reply.send(opened.status());
+            let _ = reply.send(served(partition).partition.status());
         }
+        CoreRequest::Lock {
+            partition,
+            txn,
+            reply,
+        } => {
+            let served = served(partition);
+            in_flight.set(in_flight.get() - 1);
+            served.lock.lock(txn).await;
+            in_flight.set(in_flight.get() + 1);
+            if reply.send(()).is_err() {
+                // Nobody waits for the lock any more (the node is stopping).
+                served.lock.unlock(txn);
+            }
+        }
+        CoreRequest::Unlock { partition, txn } => served(partition).lock.unlock(txn),
     }
 }
 
-/// Writes a pulse through each partition whose pending transfers are due to expire.
-async fn pulse_loop(partitions: BTreeMap<u32, Rc<Partition>>, stop: Rc<Cell<bool>>) {
+/// Waits until `txn` may use the partition. A request waiting for a lock does not count as in
+/// flight: the lock's holder must still get its own requests through this core's queue.
+async fn admit(lock: &PartitionLock, txn: Option<u64>, in_flight: &Cell<usize>) {
+    if lock.holder.get().is_some_and(|holder| Some(holder) != txn) {
+        in_flight.set(in_flight.get() - 1);
+        lock.admit(txn).await;
+        in_flight.set(in_flight.get() + 1);
+    }
+}
+
+/// Expires pending transfers whose time is up: a partition's own through its log (under its
+/// lock, so no transaction reads it meanwhile), those crossing partitions by handing them to
+/// the node's transaction coordinator.
+async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: CoreSetup) {
     while !stop.get() {
         monoio::time::sleep(PULSE_INTERVAL).await;
-        for (partition, opened) in &partitions {
+        if !setup.pulses.load(Ordering::Acquire) {
+            continue;
+        }
+        for (partition, served) in &partitions {
             let now = realtime_ns();
-            if opened.read(|ledger| ledger.pulse_needed(now)) {
+            let local = served.partition.read(|ledger| ledger.pulse_needed(now));
+            if local {
+                let txn = next_lock_txn();
+                served.lock.lock(txn).await;
                 let command = Command::ExpirePendingTransfers { now };
-                if let Err(error) = opened.write(command).await {
+                let written = served.partition.write(command).await;
+                served.lock.unlock(txn);
+                if let Err(error) = written {
                     tracing::warn!(partition, %error, "pulse failed; retrying next interval");
                 }
+            }
+            let limit = kassa_shard::limits::EXPIRE_BATCH_MAX;
+            let due = served
+                .partition
+                .read(|ledger| ledger.cross_expiries_due(now, limit));
+            if !due.is_empty() && setup.cross_expiries.try_send(due).is_err() {
+                tracing::debug!(partition, "cross-partition expiries queued already");
             }
         }
     }

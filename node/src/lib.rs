@@ -9,6 +9,7 @@
 //! unique or transfers atomic.
 
 pub mod config;
+pub mod coordinator;
 pub mod cores;
 pub mod http;
 pub mod meta;
@@ -22,8 +23,6 @@ pub enum NodeError {
     Partition(#[from] kassa_raft::PartitionError),
     #[error("the node is shutting down")]
     ShuttingDown,
-    #[error("this request spans partitions; this build serves one-partition clusters")]
-    SpansPartitions,
     #[error("start: {0}")]
     Start(String),
 }

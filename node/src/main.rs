@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kassa_node::config::{Config, PARTITIONS_DEFAULT};
-use kassa_node::cores::{CoreSetup, Cores};
+use kassa_node::cores::CoreSetup;
 use kassa_node::http::{self, Api};
 use kassa_node::meta::{self, ClusterMeta};
 use kassa_node::service::Service;
@@ -65,7 +65,8 @@ struct FormatArgs {
     /// The cluster id, a u128.
     #[arg(long, value_name = "ID", default_value_t = 0)]
     cluster_id: u128,
-    /// Partitions of the cluster; fixed for its lifetime. This build supports 1.
+    /// Partitions of the cluster; fixed for its lifetime. Transfers between accounts of
+    /// different partitions are atomic transactions across them.
     #[arg(long, value_name = "N", default_value_t = PARTITIONS_DEFAULT)]
     partitions: u32,
 }
@@ -115,7 +116,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         None => {
             let meta = format(&config.data_dir, 0, PARTITIONS_DEFAULT)?;
             println!(
-                "kassa: formatted {} (cluster 0, 1 partition)",
+                "kassa: formatted {} (cluster 0, {PARTITIONS_DEFAULT} partitions)",
                 config.data_dir.display()
             );
             meta
@@ -127,14 +128,14 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         cores: cores_count,
         snapshot_entries: config.snapshot_entries,
         hash_seed: std::process::id() as u64 ^ kassa_node::cores::realtime_ns(),
+        pulses: Default::default(),
+        cross_expiries: async_channel::bounded(1).0,
     };
-    let cores = Cores::start(setup).context("opening the partitions")?;
+    let service = Service::start(setup).context("opening the partitions")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let api = Arc::new(Api {
-        service: Service::new(cores),
-    });
+    let api = Arc::new(Api { service });
     let served = runtime.block_on(async {
         let listener = http::bind(config.http_address).await?;
         let address = listener.local_addr()?;
@@ -162,19 +163,13 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     });
     drop(runtime);
     let api = Arc::try_unwrap(api).map_err(|_| anyhow::anyhow!("HTTP requests still running"))?;
-    api.service.cores.shutdown();
+    api.service.shutdown();
     served?;
     println!("kassa: stopped cleanly");
     Ok(())
 }
 
 fn format(data_dir: &Path, cluster_id: u128, partitions: u32) -> anyhow::Result<ClusterMeta> {
-    if partitions != 1 {
-        bail!(
-            "--partitions {partitions}: this build formats one-partition clusters; transfers \
-             between partitions need the cross-partition protocol, which comes next"
-        );
-    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     Ok(block_on_monoio(meta::format(

@@ -12,18 +12,64 @@ use kassa_wire::{
     QueryFilter, QueryFilterFlags, Transfer, TransferId,
 };
 
-use crate::cores::{realtime_ns, Cores};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::coordinator::{self, Coordinator};
+use crate::cores::{realtime_ns, CoreSetup, Cores};
 use crate::partitioning::partition_of;
 use crate::NodeError;
 
 /// The node's ledger operations, over its cores.
 pub struct Service {
-    pub cores: Cores,
+    pub cores: Arc<Cores>,
+    /// Runs batches across partitions; `None` with one partition, where every batch is local.
+    coordinator: Option<Coordinator>,
 }
 
+/// How long a stop waits for running transactions.
+const TRANSACTIONS_DRAIN: Duration = Duration::from_secs(10);
+
 impl Service {
-    pub fn new(cores: Cores) -> Service {
-        Service { cores }
+    /// Starts the cores, delivers any decision a crash left half-applied, then starts expiring
+    /// pending transfers: after this, the partitions are consistent and ready to serve.
+    pub fn start(setup: CoreSetup) -> Result<Service, NodeError> {
+        let (due_sender, due) = async_channel::bounded(CROSS_EXPIRIES_QUEUED_MAX);
+        let pulses = Arc::new(AtomicBool::new(false));
+        let setup = CoreSetup {
+            pulses: pulses.clone(),
+            cross_expiries: due_sender,
+            ..setup
+        };
+        let cores = Arc::new(Cores::start(setup)?);
+        let coordinator = if cores.partitions() > 1 {
+            let delivered = run_blocking(coordinator::recover(&cores))?;
+            if delivered > 0 {
+                tracing::warn!(
+                    delivered,
+                    "delivered cross-partition decisions left from a crash"
+                );
+            }
+            let coordinator = Coordinator::start(cores.clone())?;
+            coordinator.serve_expiries(due);
+            Some(coordinator)
+        } else {
+            None
+        };
+        pulses.store(true, Ordering::Release);
+        Ok(Service { cores, coordinator })
+    }
+
+    /// Finishes running transactions and stops the cores.
+    pub fn shutdown(self) {
+        if let Some(coordinator) = self.coordinator {
+            coordinator.shutdown(TRANSACTIONS_DRAIN);
+        }
+        match Arc::try_unwrap(self.cores) {
+            Ok(cores) => cores.shutdown(),
+            Err(_) => tracing::error!("cores still in use at shutdown"),
+        }
     }
 
     pub fn partitions(&self) -> u32 {
@@ -35,11 +81,14 @@ impl Service {
         &self,
         accounts: Vec<Account>,
     ) -> Result<Vec<CreateAccountResult>, NodeError> {
-        let partition = self.single_partition(accounts.iter().map(|a| a.id.0))?;
+        if let Some(coordinator) = &self.coordinator {
+            return coordinator.create_accounts(realtime_ns(), accounts).await;
+        }
         let command = Command::CreateAccounts {
             now: realtime_ns(),
             accounts,
         };
+        let partition = 0;
         match self.cores.write(partition, command).await? {
             Reply::CreateAccounts(results) => Ok(results),
             other => unreachable!("create_accounts answered {other:?}"),
@@ -51,14 +100,14 @@ impl Service {
         &self,
         transfers: Vec<Transfer>,
     ) -> Result<Vec<CreateTransferResult>, NodeError> {
-        let ids = transfers
-            .iter()
-            .flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]);
-        let partition = self.single_partition(ids.filter(|id| *id != 0))?;
+        if let Some(coordinator) = &self.coordinator {
+            return coordinator.create_transfers(realtime_ns(), transfers).await;
+        }
         let command = Command::CreateTransfers {
             now: realtime_ns(),
             transfers,
         };
+        let partition = 0;
         match self.cores.write(partition, command).await? {
             Reply::CreateTransfers(results) => Ok(results),
             other => unreachable!("create_transfers answered {other:?}"),
@@ -163,16 +212,14 @@ impl Service {
         });
         found.await
     }
+}
 
-    /// The one partition every id of a request lives in.
-    fn single_partition(&self, ids: impl Iterator<Item = u128>) -> Result<u32, NodeError> {
-        let partitions = self.partitions();
-        let mut owners = ids.map(|id| partition_of(id, partitions));
-        let first = owners.next().unwrap_or(0);
-        if owners.all(|p| p == first) {
-            Ok(first)
-        } else {
-            Err(NodeError::SpansPartitions)
-        }
-    }
+/// Cross-partition expiry batches queued for the coordinator; a core skips a pulse's report
+/// when the queue is full (the next pulse reports again).
+const CROSS_EXPIRIES_QUEUED_MAX: usize = 64;
+
+/// Runs `future` to completion on this thread (start-up work, before any runtime serves).
+fn run_blocking<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread().build();
+    runtime.expect("a current-thread runtime").block_on(future)
 }

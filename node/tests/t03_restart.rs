@@ -46,9 +46,12 @@ fn format_refuses_a_formatted_directory_and_unsupported_partition_counts() {
             .output()
             .expect("run kassa format")
     };
-    let refused = format(&["--partitions", "16"]);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("one-partition"));
+    for partitions in ["0", "1025"] {
+        let refused = format(&["--partitions", partitions]);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("a cluster has 1 to 1024 partitions"), "{stderr}");
+    }
     let first = format(&["--cluster-id", "7"]);
     assert!(
         first.status.success(),

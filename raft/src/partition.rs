@@ -124,7 +124,11 @@ fn events(command: &Command) -> usize {
     match command {
         Command::CreateAccounts { accounts, .. } => accounts.len(),
         Command::CreateTransfers { transfers, .. } => transfers.len(),
-        Command::ExpirePendingTransfers { .. } | Command::ReleaseChangeEvents { .. } => 0,
+        Command::ExpirePendingTransfers { .. }
+        | Command::ReleaseChangeEvents { .. }
+        | Command::Decide { .. }
+        | Command::Apply { .. }
+        | Command::Done { .. } => 0,
     }
 }
 
