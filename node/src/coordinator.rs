@@ -287,6 +287,10 @@ async fn run_locked(
         Reply::Decided { txn } => txn,
         other => unreachable!("Decide answered {other:?}"),
     };
+    if fault_abort_after_decide() {
+        eprintln!("kassa: KASSA_FAULT=abort-after-decide: aborting after a durable decision");
+        std::process::abort();
+    }
     let applies = parts
         .into_iter()
         .filter(|(partition, _)| *partition != decider)
@@ -304,6 +308,15 @@ async fn run_locked(
     let done = cores.write_in(decider, Some(lock), Command::Done { txn });
     done.await.map_err(Decided)?;
     Ok(results)
+}
+
+/// Fault injection for tests: `KASSA_FAULT=abort-after-decide` aborts the process right after a
+/// decision is durable and before any other partition applied it, the worst moment to crash.
+fn fault_abort_after_decide() -> bool {
+    static FAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAULT.get_or_init(|| {
+        std::env::var("KASSA_FAULT").is_ok_and(|fault| fault == "abort-after-decide")
+    })
 }
 
 /// Awaits every future, concurrently, in order.

@@ -50,7 +50,10 @@ fn format_refuses_a_formatted_directory_and_unsupported_partition_counts() {
         let refused = format(&["--partitions", partitions]);
         assert!(!refused.status.success());
         let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(stderr.contains("a cluster has 1 to 1024 partitions"), "{stderr}");
+        assert!(
+            stderr.contains("a cluster has 1 to 1024 partitions"),
+            "{stderr}"
+        );
     }
     let first = format(&["--cluster-id", "7"]);
     assert!(

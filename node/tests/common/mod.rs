@@ -53,7 +53,17 @@ impl Node {
 
     /// Starts a node with extra flags; `Err` carries what it printed if it did not become ready.
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Node, String> {
+        Node::try_start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Node::try_start`] with extra environment variables.
+    pub fn try_start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Node, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
+            .envs(env.iter().copied())
             .args([
                 "start",
                 "--http-address",
