@@ -3,10 +3,9 @@
 //! partition that owns its records. It uses every other Kassa crate; nothing depends on it.
 //!
 //! Partitions: a cluster has `P` partitions, fixed when its data directory is formatted
-//! (`meta`); an account lives in partition `partition_of(id, P)` (`partitioning`). This build
-//! formats clusters of one partition: the protocol that makes transfers between partitions
-//! atomic is the next step, and until it lands a second partition could not keep transfer ids
-//! unique or transfers atomic.
+//! (`meta`); an account lives in partition `partition_of(id, P)` (`partitioning`). Batches that
+//! span partitions run as atomic transactions (`coordinator`); `service` is the one place
+//! that routes every operation.
 
 pub mod config;
 pub mod coordinator;

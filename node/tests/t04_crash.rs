@@ -3,8 +3,9 @@
 //! moments, again and again. After every restart:
 //! - every acknowledged transfer is present exactly once, as its result said (`created` ⇔
 //!   stored);
-//! - nothing unacknowledged is half-applied: a request is one log entry, so linked chains are
-//!   whole or absent;
+//! - nothing unacknowledged is half-applied: a request is one log entry or one cross-partition
+//!   transaction (the node formats 16 partitions, so most transfers cross), so linked chains
+//!   are whole or absent;
 //! - every account's posted and pending balances are exactly what the stored transfers, posts
 //!   and voids add up to;
 //! - per ledger, debits equal credits.
