@@ -1,18 +1,23 @@
 //! The transaction coordinator: runs batches that span partitions all-or-nothing
 //! (`docs/cross-partition.md`).
 //!
-//! For a batch, it locks the partitions the batch touches (ascending, so two transactions never
-//! wait on each other in a cycle), reads what the batch can read from each, runs the batch on a
-//! [`Scratch`] ledger, logs the decision with every partition's effects in the lowest
-//! partition's log (the commit point), applies the effects in each other partition's log, logs
-//! `Done`, and unlocks. A batch that turns out to touch one partition is written there directly
-//! (still under its lock).
+//! Requests queue up for one driver task. It takes every request waiting (up to
+//! `GROUP_EVENTS_MAX` events) as one transaction: it locks the partitions they touch, reads
+//! what they can read from each, runs each request's batch in arrival order on one [`Scratch`]
+//! ledger (each with its own timestamps, as separate requests to one ledger would get), logs
+//! the decision with every partition's effects in the lowest partition's log (the commit
+//! point), applies the effects in each other partition's log, unlocks, answers every request,
+//! and logs `Done` in the background. Many small requests from many clients so share one lock
+//! round and one pair of log writes. A lone request whose records all live in one partition is
+//! written there directly (still under its lock).
 //!
-//! Transactions run as tasks of the coordinator's own runtime, never inside a request's
-//! future: a client that hangs up cannot abandon a transaction halfway with its locks held.
-//! Failures before the decision unlock and report the error (nothing happened); failures after
-//! it leave the partitions locked: a partition that failed to write has stopped, and the
-//! restart redelivers the decision ([`recover`]).
+//! The driver runs one transaction at a time, so it is the only holder of several partition
+//! locks at once (a partition's expiry pulse takes only its own): it may request its locks
+//! concurrently without risking a deadlock. It runs on the coordinator's own runtime, never
+//! inside a request's future: a client that hangs up cannot abandon a transaction halfway with
+//! its locks held. Failures before the decision unlock and report the error (nothing
+//! happened); failures after it leave the partitions locked: a partition that failed to write
+//! has stopped, and the restart redelivers the decision ([`recover`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -47,27 +52,71 @@ enum Batch {
     Expire(Vec<Transfer>),
 }
 
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Accounts(accounts) => accounts.len(),
+            Batch::Transfers(transfers) => transfers.len(),
+            Batch::Expire(pending) => pending.len(),
+        }
+    }
+}
+
 enum Results {
     Accounts(Vec<CreateAccountResult>),
     Transfers(Vec<CreateTransferResult>),
     Expired(usize),
 }
 
+type ResultsSender = tokio::sync::oneshot::Sender<Result<Results, NodeError>>;
+
+/// A request waiting for the driver; expiries have nobody to answer.
+struct Job {
+    now: u64,
+    batch: Batch,
+    reply: Option<ResultsSender>,
+}
+
+/// Most events one transaction carries: its decision must fit one log entry.
+const GROUP_EVENTS_MAX: usize = kassa_wire::BATCH_EVENTS_MAX;
+/// Requests queued for the driver before callers wait.
+const JOBS_QUEUED_MAX: usize = 4096;
+
 /// Runs transactions on a runtime of their own.
 pub struct Coordinator {
-    cores: Arc<Cores>,
+    jobs: async_channel::Sender<Job>,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Coordinator {
-    pub fn start(cores: Arc<Cores>) -> Result<Coordinator, NodeError> {
+    /// Starts the driver, and a task that turns the cores' reports of due cross-partition
+    /// pending transfers (`due`) into expiry jobs.
+    pub fn start(
+        cores: Arc<Cores>,
+        due: async_channel::Receiver<Vec<Transfer>>,
+    ) -> Result<Coordinator, NodeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kassa-coordinator")
             .enable_time()
             .build()
             .map_err(|error| NodeError::Start(format!("coordinator runtime: {error}")))?;
-        Ok(Coordinator { cores, runtime })
+        let (jobs, queue) = async_channel::bounded(JOBS_QUEUED_MAX);
+        runtime.spawn(drive(cores, queue));
+        let expiries = jobs.clone();
+        runtime.spawn(async move {
+            while let Ok(pending) = due.recv().await {
+                let job = Job {
+                    now: crate::cores::realtime_ns(),
+                    batch: Batch::Expire(pending),
+                    reply: None,
+                };
+                if expiries.send(job).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Coordinator { jobs, runtime })
     }
 
     pub async fn create_accounts(
@@ -92,38 +141,75 @@ impl Coordinator {
         }
     }
 
-    /// Expires, through cross-partition transactions, the pending transfers the cores report
-    /// due on `due`, until the channel closes.
-    pub fn serve_expiries(&self, due: async_channel::Receiver<Vec<Transfer>>) {
-        let cores = self.cores.clone();
-        self.runtime.spawn(async move {
-            while let Ok(pending) = due.recv().await {
-                let now = crate::cores::realtime_ns();
-                match execute(&cores, now, Batch::Expire(pending)).await {
-                    Ok(Results::Expired(expired)) => {
-                        tracing::debug!(expired, "expired cross-partition pending transfers");
-                    }
-                    Ok(_) => unreachable!("an expiry batch answers a count"),
-                    Err(error) => {
-                        tracing::warn!(%error, "expiring cross-partition pending transfers failed");
-                    }
-                }
-            }
-        });
-    }
-
     async fn run(&self, now: u64, batch: Batch) -> Result<Results, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();
-        let cores = self.cores.clone();
-        self.runtime.spawn(async move {
-            let _ = reply.send(execute(&cores, now, batch).await);
-        });
+        let job = Job {
+            now,
+            batch,
+            reply: Some(reply),
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
     /// Lets running transactions finish (up to `wait`) and stops the runtime.
     pub fn shutdown(self, wait: std::time::Duration) {
+        self.jobs.close();
         self.runtime.shutdown_timeout(wait);
+    }
+}
+
+/// Takes every waiting job (up to `GROUP_EVENTS_MAX` events) as one transaction, until the
+/// queue closes.
+async fn drive(cores: Arc<Cores>, queue: async_channel::Receiver<Job>) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let mut events = first.batch.len();
+        let mut group = vec![first];
+        while let Ok(job) = queue.try_recv() {
+            if events + job.batch.len() > GROUP_EVENTS_MAX {
+                carried = Some(job);
+                break;
+            }
+            events += job.batch.len();
+            group.push(job);
+        }
+        let batches: Vec<(u64, &Batch)> = group.iter().map(|j| (j.now, &j.batch)).collect();
+        let outcome = execute(&cores, &batches).await;
+        match outcome {
+            Ok(results) => {
+                for (job, results) in group.into_iter().zip(results) {
+                    match (job.reply, results) {
+                        (Some(reply), results) => {
+                            let _ = reply.send(Ok(results));
+                        }
+                        (None, Results::Expired(expired)) => {
+                            tracing::debug!(expired, "expired cross-partition pending transfers");
+                        }
+                        (None, _) => unreachable!("only expiries go unanswered"),
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a transaction failed");
+                let message = error.to_string();
+                for job in group {
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(Err(NodeError::Transaction(message.clone())));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -149,33 +235,45 @@ pub async fn recover(cores: &Cores) -> Result<usize, NodeError> {
     Ok(delivered)
 }
 
-async fn execute(cores: &Cores, now: u64, batch: Batch) -> Result<Results, NodeError> {
+async fn execute(cores: &Arc<Cores>, batches: &[(u64, &Batch)]) -> Result<Vec<Results>, NodeError> {
     let count = cores.partitions();
-    let mut names = names_of(&batch);
+    let mut names = Names::default();
+    for (_, batch) in batches {
+        names_of(batch, &mut names);
+    }
+    names.normalize();
     let mut locked = BTreeSet::new();
     let lock = next_lock_txn();
     let outcome = async {
         loop {
             let wanted = names.partitions(count);
             if !wanted.is_subset(&locked) {
-                // Locks are taken in ascending order only: release and start over.
-                unlock_all(cores, &mut locked, lock).await?;
-                for partition in &wanted {
-                    cores.lock(*partition, lock).await?;
-                    locked.insert(*partition);
+                // Taken all at once: this driver is the only holder of several locks.
+                let more: Vec<u32> = wanted.difference(&locked).copied().collect();
+                let locks = more.iter().map(|partition| cores.lock(*partition, lock));
+                let taken = join_all(locks).await;
+                let mut failed = None;
+                for (partition, taken) in more.into_iter().zip(taken) {
+                    match taken {
+                        Ok(()) => drop(locked.insert(partition)),
+                        Err(error) => failed = Some(error),
+                    }
+                }
+                if let Some(error) = failed {
+                    return Err(Undecided(error));
                 }
             }
             let reads = read_all(cores, &locked, lock, &names).await?;
             // A post or void reads its pending transfer's accounts too.
-            let pending_accounts = pending_accounts(&batch, &reads);
-            let missing: Vec<u128> = pending_accounts
+            let missing: Vec<u128> = pending_accounts(batches, &reads)
                 .into_iter()
                 .filter(|id| !names.accounts.contains(id))
                 .collect();
             if missing.is_empty() {
-                return run_locked(cores, now, &batch, &locked, lock, reads).await;
+                return run_locked(cores, batches, &locked, lock, reads).await;
             }
             names.accounts.extend(missing);
+            names.normalize();
         }
     }
     .await;
@@ -202,10 +300,9 @@ impl From<NodeError> for Failure {
 }
 
 async fn unlock_all(cores: &Cores, locked: &mut BTreeSet<u32>, lock: u64) -> Result<(), NodeError> {
-    for partition in std::mem::take(locked) {
-        cores.unlock(partition, lock).await?;
-    }
-    Ok(())
+    let unlocks = std::mem::take(locked).into_iter();
+    let unlocked = join_all(unlocks.map(|partition| cores.unlock(partition, lock))).await;
+    unlocked.into_iter().collect()
 }
 
 async fn read_all(
@@ -214,71 +311,66 @@ async fn read_all(
     lock: u64,
     names: &Names,
 ) -> Result<BTreeMap<u32, ReadSet>, NodeError> {
-    let mut reads = BTreeMap::new();
-    for partition in locked {
+    let reads = locked.iter().map(|partition| {
         let names = names.clone();
-        let read = cores.read_in(*partition, Some(lock), move |ledger| {
+        cores.read_in(*partition, Some(lock), move |ledger| {
             ledger.read_set(&names.accounts, &names.transfers, &names.timestamps)
-        });
-        reads.insert(*partition, read.await?);
-    }
-    Ok(reads)
+        })
+    });
+    let reads = join_all(reads).await;
+    let reads = locked.iter().copied().zip(reads);
+    reads
+        .map(|(partition, read)| Ok((partition, read?)))
+        .collect()
 }
 
 async fn run_locked(
-    cores: &Cores,
-    now: u64,
-    batch: &Batch,
+    cores: &Arc<Cores>,
+    batches: &[(u64, &Batch)],
     locked: &BTreeSet<u32>,
     lock: u64,
     reads: BTreeMap<u32, ReadSet>,
-) -> Result<Results, Failure> {
+) -> Result<Vec<Results>, Failure> {
     let decider = *locked.first().expect("a batch names a partition");
-    if locked.len() == 1 {
-        // Everything lives in one partition: its own log runs the batch.
-        let command = match batch {
-            Batch::Accounts(accounts) => Command::CreateAccounts {
-                now,
-                accounts: accounts.clone(),
-            },
-            Batch::Transfers(transfers) => Command::CreateTransfers {
-                now,
-                transfers: transfers.clone(),
-            },
-            Batch::Expire(_) => Command::ExpirePendingTransfers { now },
-        };
-        return match cores.write_in(decider, Some(lock), command).await? {
-            Reply::CreateAccounts(results) => Ok(Results::Accounts(results)),
-            Reply::CreateTransfers(results) => Ok(Results::Transfers(results)),
-            Reply::ExpirePendingTransfers { expired } => Ok(Results::Expired(expired as usize)),
-            other => unreachable!("a batch answered {other:?}"),
-        };
+    if let [(now, batch)] = batches {
+        if locked.len() == 1 {
+            // Everything lives in one partition: its own log runs the batch.
+            return Ok(vec![run_local(cores, decider, lock, *now, batch).await?]);
+        }
     }
     let reads: Vec<ReadSet> = reads.into_values().collect();
     let mut scratch = Scratch::new(cores.partitions(), &reads);
-    let results = match batch {
-        Batch::Accounts(accounts) => {
-            let mut results = Vec::with_capacity(accounts.len());
-            scratch
-                .ledger()
-                .create_accounts(now, accounts, &mut results);
-            Results::Accounts(results)
-        }
-        Batch::Transfers(transfers) => {
-            let mut results = Vec::with_capacity(transfers.len());
-            scratch
-                .ledger()
-                .create_transfers(now, transfers, &mut results);
-            Results::Transfers(results)
-        }
-        Batch::Expire(_) => {
-            let expired = scratch.ledger().expire_pending_transfers(now);
-            if expired == 0 {
-                return Ok(Results::Expired(0));
+    let mut changed = false;
+    let mut results = Vec::with_capacity(batches.len());
+    for (now, batch) in batches {
+        let now = *now;
+        results.push(match batch {
+            Batch::Accounts(accounts) => {
+                changed = true;
+                let mut results = Vec::with_capacity(accounts.len());
+                scratch
+                    .ledger()
+                    .create_accounts(now, accounts, &mut results);
+                Results::Accounts(results)
             }
-            Results::Expired(expired)
-        }
-    };
+            Batch::Transfers(transfers) => {
+                changed = true;
+                let mut results = Vec::with_capacity(transfers.len());
+                let ledger = scratch.ledger();
+                ledger.create_transfers(now, transfers, &mut results);
+                Results::Transfers(results)
+            }
+            Batch::Expire(_) => {
+                let expired = scratch.ledger().expire_pending_transfers(now);
+                changed |= expired > 0;
+                Results::Expired(expired)
+            }
+        });
+    }
+    if !changed {
+        // Only expiries, and nothing was due any more: nothing to log.
+        return Ok(results);
+    }
     let parts: Vec<(u32, Effects)> = scratch.effects(decider).into_iter().collect();
     let decide = Command::Decide {
         effects: parts.clone(),
@@ -291,23 +383,59 @@ async fn run_locked(
         eprintln!("kassa: KASSA_FAULT=abort-after-decide: aborting after a durable decision");
         std::process::abort();
     }
-    let applies = parts
-        .into_iter()
-        .filter(|(partition, _)| *partition != decider)
-        .map(|(partition, effects)| {
-            let apply = Command::Apply {
-                decider,
-                txn,
-                effects,
-            };
-            cores.write_in(partition, Some(lock), apply)
-        });
-    for applied in futures_join_all(applies).await {
+    let others: Vec<(u32, Effects)> = parts.into_iter().filter(|(p, _)| *p != decider).collect();
+    if others.is_empty() {
+        return Ok(results);
+    }
+    let applies = others.into_iter().map(|(partition, effects)| {
+        let apply = Command::Apply {
+            decider,
+            txn,
+            effects,
+        };
+        cores.write_in(partition, Some(lock), apply)
+    });
+    for applied in join_all(applies).await {
         applied.map_err(Decided)?;
     }
-    let done = cores.write_in(decider, Some(lock), Command::Done { txn });
-    done.await.map_err(Decided)?;
+    // `Done` only spares a restart redelivering (idempotently) what every partition applied:
+    // it need not be durable before the clients get their results or the locks go.
+    let cores = cores.clone();
+    tokio::spawn(async move {
+        if let Err(error) = cores.write(decider, Command::Done { txn }).await {
+            tracing::warn!(%error, decider, txn, "logging Done failed; a restart redelivers");
+        }
+    });
     Ok(results)
+}
+
+/// A lone batch whose records all live in `partition`, as that partition's own log entry.
+async fn run_local(
+    cores: &Cores,
+    partition: u32,
+    lock: u64,
+    now: u64,
+    batch: &Batch,
+) -> Result<Results, NodeError> {
+    let command = match batch {
+        Batch::Accounts(accounts) => Command::CreateAccounts {
+            now,
+            accounts: accounts.clone(),
+        },
+        Batch::Transfers(transfers) => Command::CreateTransfers {
+            now,
+            transfers: transfers.clone(),
+        },
+        Batch::Expire(_) => Command::ExpirePendingTransfers { now },
+    };
+    Ok(
+        match cores.write_in(partition, Some(lock), command).await? {
+            Reply::CreateAccounts(results) => Results::Accounts(results),
+            Reply::CreateTransfers(results) => Results::Transfers(results),
+            Reply::ExpirePendingTransfers { expired } => Results::Expired(expired as usize),
+            other => unreachable!("a batch answered {other:?}"),
+        },
+    )
 }
 
 /// Fault injection for tests: `KASSA_FAULT=abort-after-decide` aborts the process right after a
@@ -319,21 +447,18 @@ fn fault_abort_after_decide() -> bool {
     })
 }
 
-/// Awaits every future, concurrently, in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    // Writes to different partitions are independent log appends: issue them all, then wait.
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = handles.into_iter().map(Some).collect();
+/// Awaits every future, concurrently; the outputs in the futures' order.
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futures.map(|future| Some(Box::pin(future))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|context| {
         let mut all_ready = true;
-        for slot in pending.iter_mut() {
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
             if let Some(future) = slot {
                 match future.as_mut().poll(context) {
-                    std::task::Poll::Ready(output) => {
-                        outputs.push(output);
+                    std::task::Poll::Ready(ready) => {
+                        *output = Some(ready);
                         *slot = None;
                     }
                     std::task::Poll::Pending => all_ready = false,
@@ -348,14 +473,19 @@ async fn futures_join_all<F: std::future::Future>(
     })
     .await;
     outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }
 
-fn names_of(batch: &Batch) -> Names {
-    let mut names = Names::default();
+/// Adds what `batch` names to `names`.
+fn names_of(batch: &Batch, names: &mut Names) {
     match batch {
         Batch::Accounts(accounts) => {
-            names.accounts = accounts.iter().map(|a| a.id.0).collect();
-            names.timestamps = accounts.iter().map(|a| a.timestamp).collect();
+            names.accounts.extend(accounts.iter().map(|a| a.id.0));
+            names
+                .timestamps
+                .extend(accounts.iter().map(|a| a.timestamp));
         }
         Batch::Transfers(transfers) => {
             for t in transfers {
@@ -375,24 +505,35 @@ fn names_of(batch: &Batch) -> Names {
             }
         }
     }
-    names.accounts.retain(|id| *id != 0);
-    names.transfers.retain(|id| *id != 0);
-    names.timestamps.retain(|t| *t != 0);
-    for list in [&mut names.accounts, &mut names.transfers] {
-        list.sort_unstable();
-        list.dedup();
-    }
-    names.timestamps.sort_unstable();
-    names.timestamps.dedup();
-    names
 }
 
-/// The accounts of the pending transfers a batch posts or voids, as read.
-fn pending_accounts(batch: &Batch, reads: &BTreeMap<u32, ReadSet>) -> Vec<u128> {
-    let Batch::Transfers(transfers) = batch else {
-        return Vec::new();
-    };
-    let pending_ids: BTreeSet<u128> = transfers.iter().map(|t| t.pending_id.0).collect();
+impl Names {
+    /// Sorted, without duplicates or zeros.
+    fn normalize(&mut self) {
+        for list in [&mut self.accounts, &mut self.transfers] {
+            list.retain(|id| *id != 0);
+            list.sort_unstable();
+            list.dedup();
+        }
+        self.timestamps.retain(|t| *t != 0);
+        self.timestamps.sort_unstable();
+        self.timestamps.dedup();
+    }
+}
+
+/// The accounts of the pending transfers the batches post or void, as read.
+fn pending_accounts(batches: &[(u64, &Batch)], reads: &BTreeMap<u32, ReadSet>) -> Vec<u128> {
+    let mut pending_ids = BTreeSet::new();
+    for (_, batch) in batches {
+        if let Batch::Transfers(transfers) = batch {
+            pending_ids.extend(
+                transfers
+                    .iter()
+                    .map(|t| t.pending_id.0)
+                    .filter(|id| *id != 0),
+            );
+        }
+    }
     let read = reads.values().flat_map(|r| &r.transfers);
     read.filter(|(t, _)| pending_ids.contains(&t.id.0))
         .flat_map(|(t, _)| [t.debit_account_id.0, t.credit_account_id.0])

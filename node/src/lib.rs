@@ -22,6 +22,8 @@ pub enum NodeError {
     Partition(#[from] kassa_raft::PartitionError),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error("transaction failed: {0}")]
+    Transaction(String),
     #[error("start: {0}")]
     Start(String),
 }

@@ -51,9 +51,7 @@ impl Service {
                     "delivered cross-partition decisions left from a crash"
                 );
             }
-            let coordinator = Coordinator::start(cores.clone())?;
-            coordinator.serve_expiries(due);
-            Some(coordinator)
+            Some(Coordinator::start(cores.clone(), due)?)
         } else {
             None
         };

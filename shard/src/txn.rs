@@ -193,7 +193,10 @@ impl Ledger {
                 others.push((*partition, part.clone()));
             }
         }
-        self.txns.undelivered.insert(txn, others);
+        // A decision that touches only the decider is complete as soon as it is logged.
+        if !others.is_empty() {
+            self.txns.undelivered.insert(txn, others);
+        }
         txn
     }
 
