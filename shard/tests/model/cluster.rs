@@ -6,6 +6,9 @@
 //!
 //! Every partition is read for every batch, as if the coordinator locked them all: the
 //! cluster's clock then equals the model's, so results compare exactly, timestamps included.
+//! Consecutive create batches run together as one transaction (1 to 3, by seed), as the
+//! node's coordinator runs the requests waiting for it: each with its own timestamps, and with
+//! the results separate requests would get.
 
 use kassa_shard::{
     partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus, Reply, Scratch,
@@ -16,13 +19,17 @@ use kassa_wire::{
 };
 
 use crate::model::check::{check_sums, same};
-use crate::model::harness::Output;
+use crate::model::harness::{compare_output, Output};
 use crate::model::ops::Op;
 use crate::model::reference::{Model, Phase};
 
 pub struct Cluster {
     pub count: u32,
     pub partitions: Vec<Ledger>,
+    /// Create batches waiting to run as one transaction, with the model's outputs.
+    waiting: Vec<(Op, Output)>,
+    /// How many batches one transaction takes (1 to 3, by seed).
+    group_max: usize,
     /// The imported timestamps of the batch being run.
     timestamps: Vec<u64>,
 }
@@ -45,47 +52,26 @@ impl Cluster {
         Cluster {
             count,
             partitions,
+            waiting: Vec::new(),
+            group_max: 1 + (seed / 4 % 3) as usize,
             timestamps: Vec::new(),
         }
     }
 
-    /// Runs a write operation; `None` for operations the cluster does not take.
-    pub fn write(&mut self, op: &Op) -> Option<Output> {
+    /// Takes a write operation and the model's output for it. Create batches queue up and run
+    /// together as one transaction (as the node's coordinator groups waiting requests) once
+    /// `group_max` are waiting; an expiry runs alone. Returns whether it took the operation.
+    pub fn write(&mut self, op: &Op, expected: &Output) -> bool {
         match op {
-            Op::CreateAccounts { now, events } => {
-                self.timestamps = events.iter().map(|a| a.timestamp).collect();
-                let ids: Vec<u128> = events.iter().map(|a| a.id.0).collect();
-                let mut scratch = self.scratch(&ids, &[]);
-                let mut results: Vec<CreateAccountResult> = Vec::new();
-                scratch.ledger().create_accounts(*now, events, &mut results);
-                self.commit(&scratch);
-                Some(Output::AccountResults(results))
-            }
-            Op::CreateTransfers { now, events } => {
-                self.timestamps = events.iter().map(|t| t.timestamp).collect();
-                let mut accounts: Vec<u128> = events
-                    .iter()
-                    .flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0])
-                    .collect();
-                let transfers: Vec<u128> = events
-                    .iter()
-                    .flat_map(|t| [t.id.0, t.pending_id.0])
-                    .filter(|id| *id != 0)
-                    .collect();
-                // A second round for the accounts of the pending transfers named.
-                let found = self.read(&[], &transfers);
-                for (t, _) in found.iter().flat_map(|r| &r.transfers) {
-                    accounts.extend([t.debit_account_id.0, t.credit_account_id.0]);
+            Op::CreateAccounts { .. } | Op::CreateTransfers { .. } => {
+                self.waiting.push((op.clone(), expected.clone()));
+                if self.waiting.len() >= self.group_max {
+                    self.flush();
                 }
-                let mut scratch = self.scratch(&accounts, &transfers);
-                let mut results: Vec<CreateTransferResult> = Vec::new();
-                scratch
-                    .ledger()
-                    .create_transfers(*now, events, &mut results);
-                self.commit(&scratch);
-                Some(Output::TransferResults(results))
+                true
             }
             Op::ExpirePendingTransfers { now } => {
+                self.flush();
                 self.timestamps.clear();
                 // Due by the cluster's clock, as the scratch ledger will judge them.
                 let clock = self.partitions.iter().map(Ledger::timestamp).max();
@@ -103,9 +89,71 @@ impl Cluster {
                 let mut scratch = self.scratch(&accounts, &ids);
                 let expired = scratch.ledger().expire_pending_transfers(*now);
                 self.commit(&scratch);
-                Some(Output::Count(expired))
+                compare_output("the cluster", expected, &Output::Count(expired));
+                true
             }
-            _ => None,
+            _ => false,
+        }
+    }
+
+    /// Whether every operation taken has run.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Runs the waiting create batches as one transaction and compares their results.
+    pub fn flush(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        let mut accounts = Vec::new();
+        let mut transfers = Vec::new();
+        self.timestamps.clear();
+        for (op, _) in &waiting {
+            match op {
+                Op::CreateAccounts { events, .. } => {
+                    accounts.extend(events.iter().map(|a| a.id.0));
+                    self.timestamps.extend(events.iter().map(|a| a.timestamp));
+                }
+                Op::CreateTransfers { events, .. } => {
+                    for t in events {
+                        accounts.extend([t.debit_account_id.0, t.credit_account_id.0]);
+                        transfers.extend([t.id.0, t.pending_id.0]);
+                        self.timestamps.push(t.timestamp);
+                    }
+                }
+                _ => unreachable!("only create batches wait"),
+            }
+        }
+        transfers.retain(|id| *id != 0);
+        // A second round for the accounts of the pending transfers named.
+        let found = self.read(&[], &transfers);
+        for (t, _) in found.iter().flat_map(|r| &r.transfers) {
+            accounts.extend([t.debit_account_id.0, t.credit_account_id.0]);
+        }
+        let mut scratch = self.scratch(&accounts, &transfers);
+        let mut outputs = Vec::new();
+        for (op, _) in &waiting {
+            outputs.push(match op {
+                Op::CreateAccounts { now, events } => {
+                    let mut results: Vec<CreateAccountResult> = Vec::new();
+                    scratch.ledger().create_accounts(*now, events, &mut results);
+                    Output::AccountResults(results)
+                }
+                Op::CreateTransfers { now, events } => {
+                    let mut results: Vec<CreateTransferResult> = Vec::new();
+                    scratch
+                        .ledger()
+                        .create_transfers(*now, events, &mut results);
+                    Output::TransferResults(results)
+                }
+                _ => unreachable!("only create batches wait"),
+            });
+        }
+        self.commit(&scratch);
+        for ((_, expected), actual) in waiting.iter().zip(&outputs) {
+            compare_output("the cluster", expected, actual);
         }
     }
 

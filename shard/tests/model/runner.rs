@@ -90,7 +90,7 @@ pub fn run_case(seed: u64) -> Result<(), Failure> {
             ops.push(op.clone());
             catch_unwind(AssertUnwindSafe(|| drop(harness.step(&op))))
         } else {
-            catch_unwind(AssertUnwindSafe(|| harness.check_snapshots_equal()))
+            catch_unwind(AssertUnwindSafe(|| harness.finish()))
         };
         if let Err(payload) = outcome {
             let message = caught(payload);
@@ -113,7 +113,8 @@ pub fn replay(seed: u64, ops: &[Op]) -> Option<(usize, String)> {
             return Some((index, caught(payload)));
         }
     }
-    None
+    let finished = catch_unwind(AssertUnwindSafe(|| harness.finish()));
+    finished.err().map(|payload| (ops.len(), caught(payload)))
 }
 
 /// The first line of a failure message without its numbers: what "the same failure" means
