@@ -13,11 +13,16 @@
 //! `limits`), the register bodies (`register`), validation of client frames and request bodies
 //! (`validate`, `request_body`), the builders of replies, pongs and evictions (`reply`), and the
 //! checks TigerBeetle's client makes on them (`client_checks`). See `shared/CLIENT_PROTOCOL.md`.
+//!
+//! With the `client` feature, `client` is Kassa's Rust client (async on tokio, and blocking)
+//! speaking that protocol with this codec.
 
 mod account;
 mod balance;
 mod change;
 pub mod checksum;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod client_checks;
 pub mod client_headers;
 mod filter;
