@@ -109,38 +109,38 @@ impl Ledger {
             newest_transfer: self.transfers.last().map_or(0, |t| t.timestamp),
             ..ReadSet::default()
         };
-        for &id in account_ids {
+        let sorted = |ids: &[u128]| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        for id in sorted(account_ids) {
             if let Some(position) = self.account_positions.get(id) {
-                let account = self.accounts[position as usize];
-                if !read.accounts.iter().any(|a| a.id == account.id) {
-                    read.accounts.push(account);
-                }
+                read.accounts.push(self.accounts[position as usize]);
             }
         }
-        for &id in transfer_ids.iter().filter(|id| self.owns(**id)) {
+        for id in sorted(transfer_ids).into_iter().filter(|id| self.owns(*id)) {
             if let Some(position) = self.transfer_positions.get(id) {
-                let record = (
-                    self.transfers[position as usize],
-                    self.transfer_status[position as usize],
-                );
-                if !read.transfers.iter().any(|(t, _)| t.id == record.0.id) {
-                    read.transfers.push(record);
-                }
-            } else if self.failed_transfer_ids.contains(&id) && !read.failed_ids.contains(&id) {
+                let position = position as usize;
+                let record = (self.transfers[position], self.transfer_status[position]);
+                read.transfers.push(record);
+            } else if self.failed_transfer_ids.contains(&id) {
                 read.failed_ids.push(id);
             }
         }
-        for &timestamp in timestamps {
-            let taken = |ts: &[u64]| ts.binary_search(&timestamp).is_ok();
+        let mut timestamps = timestamps.to_vec();
+        timestamps.sort_unstable();
+        timestamps.dedup();
+        for timestamp in timestamps {
             let account = self
                 .accounts
                 .binary_search_by_key(&timestamp, |a| a.timestamp);
             let transfer = self
                 .transfers
                 .binary_search_by_key(&timestamp, |t| t.timestamp);
-            if (account.is_ok() || transfer.is_ok()) && !taken(&read.taken_timestamps) {
+            if account.is_ok() || transfer.is_ok() {
                 read.taken_timestamps.push(timestamp);
-                read.taken_timestamps.sort_unstable();
             }
         }
         read
