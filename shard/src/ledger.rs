@@ -20,6 +20,7 @@ use crate::changes::ChangeStream;
 use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
+use crate::sessions::Sessions;
 
 /// Configuration of a ledger. It does not change the ledger's results, only how it is built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,6 +80,8 @@ pub struct Ledger {
     pub(crate) expiries: BTreeSet<(u64, u32)>,
     pub(crate) changes: ChangeStream,
     pub(crate) rollback: Rollback,
+    /// The wire protocol's client sessions and their cached replies.
+    pub(crate) sessions: Sessions,
 }
 
 impl Ledger {
@@ -98,7 +101,13 @@ impl Ledger {
             expiries: BTreeSet::new(),
             changes: ChangeStream::new(),
             rollback: Rollback::default(),
+            sessions: Sessions::default(),
         }
+    }
+
+    /// The wire protocol's client sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     pub fn config(&self) -> LedgerConfig {

@@ -16,12 +16,14 @@
 //! - accounts and transfers are stored in strictly increasing timestamp order;
 //! - every pending transfer's reserved amount is counted in both its accounts' pending balances
 //!   until it is posted, voided or expired;
-//! - the change stream's sequence numbers are dense.
+//! - the change stream's sequence numbers are dense;
+//! - the wire protocol's session table holds sealed cached replies (`sessions`).
 //!
 //! Callers: the partition's Raft state machine (`kassa-raft`) applies committed log entries;
 //! tests and benchmarks drive it directly.
 
 mod changes;
+mod client_requests;
 mod command;
 mod create;
 mod create_accounts;
@@ -32,6 +34,7 @@ mod ledger;
 mod post_or_void;
 mod queries;
 mod rollback;
+pub mod sessions;
 mod snapshot;
 mod validate;
 
@@ -42,6 +45,7 @@ struct ReadmeExample;
 
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
+pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
 
 /// Limits of the state machine, named once.
