@@ -49,7 +49,12 @@ pub enum CoreRequest {
         partition: u32,
         reply: StatusSender,
     },
+    /// Run a task on the core's thread: it may spawn monoio tasks there (the wire port's
+    /// connections).
+    Run(RunFn),
 }
+
+type RunFn = Box<dyn FnOnce() + Send>;
 
 type ReplySender = tokio::sync::oneshot::Sender<Result<Reply, NodeError>>;
 
@@ -171,6 +176,79 @@ impl Cores {
     }
 }
 
+/// A cloneable handle on the cores' queues for tasks that are not owned by the caller of
+/// [`Cores`] (the wire port's connections, on the core threads): the same bounded queues, so
+/// they share the back-pressure and the group commits of every other request.
+#[derive(Clone)]
+pub struct CoreQueues {
+    senders: Vec<async_channel::Sender<CoreRequest>>,
+    partitions: u32,
+}
+
+impl Cores {
+    pub fn queues(&self) -> CoreQueues {
+        CoreQueues {
+            senders: self.senders.clone(),
+            partitions: self.partitions,
+        }
+    }
+}
+
+impl CoreQueues {
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    pub fn cores(&self) -> usize {
+        self.senders.len()
+    }
+
+    fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
+        assert!(partition < self.partitions);
+        &self.senders[partition as usize % self.senders.len()]
+    }
+
+    /// Writes `command` through `partition`'s log and returns the ledger's reply.
+    pub async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::Write {
+            partition,
+            command,
+            reply,
+        };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Runs `read` on `partition`'s applied ledger, on its core.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        partition: u32,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let read: ReadFn = Box::new(move |ledger| {
+            let _ = reply.send(read(ledger));
+        });
+        let request = CoreRequest::Read { partition, read };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Runs `run` on core `core`'s thread (from any thread; waits only for room in the queue).
+    pub fn run_on(
+        &self,
+        core: usize,
+        run: impl FnOnce() + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let sender = &self.senders[core % self.senders.len()];
+        let sent = sender.send_blocking(CoreRequest::Run(Box::new(run)));
+        sent.map_err(|_| NodeError::ShuttingDown)
+    }
+}
+
 type Ready = std::sync::mpsc::Sender<Result<(), String>>;
 
 fn core_main(
@@ -275,6 +353,7 @@ async fn serve(partitions: &BTreeMap<u32, Rc<Partition>>, request: CoreRequest) 
             let opened = partitions.get(&partition).expect("routed to its core");
             let _ = reply.send(opened.status());
         }
+        CoreRequest::Run(run) => run(),
     }
 }
 

@@ -60,7 +60,8 @@ pub enum ClientRequestError {
 /// A client's request frame, validated as the wire port validates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientRequest {
-    header: RequestHeader,
+    /// Boxed: a command stays small (its variants are moved through queues).
+    header: Box<RequestHeader>,
     body: Vec<u8>,
     operation: Operation,
 }
@@ -77,7 +78,7 @@ impl ClientRequest {
         };
         let (operation, _) = validate_request(&header, &body, BATCH_SIZE_LIMIT as usize)?;
         Ok(ClientRequest {
-            header,
+            header: Box::new(header),
             body,
             operation,
         })
