@@ -8,6 +8,9 @@
 //! every `PULSE_INTERVAL` it asks each of its partitions whether a pulse is due and, if so,
 //! writes one through the log.
 //!
+//! The wire port's connections are handed to a core as a `CoreRequest::Run` closure that spawns
+//! their task there; they reach partitions through [`CoreQueues`], the same queues.
+//!
 //! Shutdown: closing the queues lets each core finish the requests it has taken, then shut its
 //! partitions down (flushing their logs) and exit.
 
