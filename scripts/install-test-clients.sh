@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs TigerBeetle's official clients that node/tests/t07_wire_clients.rs drives against a
+# Installs TigerBeetle's official clients that node/tests/t08_wire_clients.rs drives against a
 # real node: Python `tigerbeetle` (PyPI, in a virtualenv) and Node.js `tigerbeetle-node` (npm),
 # both 0.17, into target/test-clients (or $KASSA_TEST_CLIENTS). Idempotent: a second run with
 # the same versions installed does nothing. Installs python3-venv, nodejs and npm with apt-get

@@ -2,7 +2,7 @@
 //
 // Usage: node ledger_ops.js <cluster id> <wire address>
 // Exits non-zero (with the failing check) if any result differs from TigerBeetle's semantics.
-// Driven by node/tests/t07_wire_clients.rs, which checks afterwards, over HTTP, that what this
+// Driven by node/tests/t08_wire_clients.rs, which checks afterwards, over HTTP, that what this
 // script created is there and balanced. Ids and the ledger differ from ledger_ops.py's, so
 // both can run against one node.
 "use strict";

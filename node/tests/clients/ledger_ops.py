@@ -2,7 +2,7 @@
 
 Usage: python ledger_ops.py <cluster id> <wire address>
 Exits non-zero (with the failing check) if any result differs from TigerBeetle's semantics.
-Driven by node/tests/t06_wire_clients.rs, which checks afterwards, over HTTP, that what this
+Driven by node/tests/t08_wire_clients.rs, which checks afterwards, over HTTP, that what this
 script created is there and balanced.
 """
 

@@ -4,7 +4,7 @@ Usage: python transfer_loop.py <cluster id> <wire address> <count>
 Creates accounts 1 and 2 (ledger 1), then transfers 100001 .. 100000 + count from 1 to 2,
 transfer i of amount i % 7 + 1, printing "acked <id>" as each is answered. Every answer must be
 `created`: a request applied twice would answer `exists` the second time, and an evicted
-session raises. Driven by node/tests/t07_wire_clients.rs, which restarts the node midway and
+session raises. Driven by node/tests/t08_wire_clients.rs, which restarts the node midway and
 checks the ledger afterwards.
 """
 
