@@ -22,6 +22,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+step "TigerBeetle's official clients (PyPI, npm) for the wire port's tests"
+bash scripts/install-test-clients.sh
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

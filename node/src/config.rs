@@ -1,7 +1,7 @@
 //! The node's configuration: an embedded default, a TOML file over it, flags over both.
 //!
 //! With no file and no flags, `kassa start` runs one node with its data in `./kassa-data`,
-//! HTTP on 127.0.0.1:8080, the wire protocol (when it lands) on 127.0.0.1:3000, cluster id 0 and
+//! HTTP on 127.0.0.1:8080, TigerBeetle's client protocol on 127.0.0.1:3000, cluster id 0 and
 //! one core thread per CPU. Unknown keys in the file are errors, so a typo never silently
 //! leaves a default in force.
 
@@ -24,7 +24,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The HTTP API's listen address.
     pub http_address: SocketAddr,
-    /// The binary client protocol's listen address.
+    /// The wire port's listen address: TigerBeetle 0.17's client protocol.
     pub wire_address: SocketAddr,
     /// Core threads; 0 means one per CPU.
     pub cores: usize,

@@ -8,6 +8,9 @@
 //! every `PULSE_INTERVAL` it asks each of its partitions whether a pulse is due and, if so,
 //! writes one through the log.
 //!
+//! The wire port's connections are handed to a core as a `CoreRequest::Run` closure that spawns
+//! their task there; they reach partitions through [`CoreQueues`], the same queues.
+//!
 //! Shutdown: closing the queues lets each core finish the requests it has taken, then shut its
 //! partitions down (flushing their logs) and exit.
 
@@ -67,6 +70,9 @@ pub enum CoreRequest {
         partition: u32,
         txn: u64,
     },
+    /// Run a task on the core's thread: it may spawn monoio tasks there (the wire port's
+    /// connections).
+    Run(RunFn),
 }
 
 /// A partition's transaction lock, on its core.
@@ -114,6 +120,8 @@ static NEXT_LOCK_TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 pub fn next_lock_txn() -> u64 {
     NEXT_LOCK_TXN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
+
+type RunFn = Box<dyn FnOnce() + Send>;
 
 type ReplySender = tokio::sync::oneshot::Sender<Result<Reply, NodeError>>;
 
@@ -284,6 +292,84 @@ impl Cores {
     }
 }
 
+/// A cloneable handle on the cores' queues for tasks that are not owned by the caller of
+/// [`Cores`] (the wire port's connections, on the core threads): the same bounded queues, so
+/// they share the back-pressure and the group commits of every other request.
+#[derive(Clone)]
+pub struct CoreQueues {
+    senders: Vec<async_channel::Sender<CoreRequest>>,
+    partitions: u32,
+}
+
+impl Cores {
+    pub fn queues(&self) -> CoreQueues {
+        CoreQueues {
+            senders: self.senders.clone(),
+            partitions: self.partitions,
+        }
+    }
+}
+
+impl CoreQueues {
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    pub fn cores(&self) -> usize {
+        self.senders.len()
+    }
+
+    fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
+        assert!(partition < self.partitions);
+        &self.senders[partition as usize % self.senders.len()]
+    }
+
+    /// Writes `command` through `partition`'s log and returns the ledger's reply.
+    pub async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::Write {
+            partition,
+            txn: None,
+            command,
+            reply,
+        };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Runs `read` on `partition`'s applied ledger, on its core.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        partition: u32,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let read: ReadFn = Box::new(move |ledger| {
+            let _ = reply.send(read(ledger));
+        });
+        let request = CoreRequest::Read {
+            partition,
+            txn: None,
+            read,
+        };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Runs `run` on core `core`'s thread (from any thread; waits only for room in the queue).
+    pub fn run_on(
+        &self,
+        core: usize,
+        run: impl FnOnce() + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let sender = &self.senders[core % self.senders.len()];
+        let sent = sender.send_blocking(CoreRequest::Run(Box::new(run)));
+        sent.map_err(|_| NodeError::ShuttingDown)
+    }
+}
+
 type Ready = std::sync::mpsc::Sender<Result<(), String>>;
 
 fn core_main(
@@ -418,6 +504,7 @@ async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &
             }
         }
         CoreRequest::Unlock { partition, txn } => served(partition).lock.unlock(txn),
+        CoreRequest::Run(run) => run(),
     }
 }
 

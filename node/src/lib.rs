@@ -1,5 +1,6 @@
 //! `kassa-node`: the `kassa` process. It starts one thread per core, each owning its partitions
-//! (`cores`), and the HTTP API on a helper thread (`http`), and routes every request to the
+//! (`cores`), the HTTP API on a helper thread (`http`) and TigerBeetle's client protocol on the
+//! core threads (`wire`), and routes every request to the
 //! partition that owns its records. It uses every other Kassa crate; nothing depends on it.
 //!
 //! Partitions: a cluster has `P` partitions, fixed when its data directory is formatted
@@ -14,6 +15,7 @@ pub mod http;
 pub mod meta;
 pub mod partitioning;
 pub mod service;
+pub mod wire;
 
 /// Faults of the node, as the APIs report them.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use kassa_node::config::{Config, PARTITIONS_DEFAULT};
 use kassa_node::cores::CoreSetup;
@@ -29,7 +29,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node. With no arguments: data in ./kassa-data (formatted on first start), HTTP on
-    /// 127.0.0.1:8080, one core thread per CPU. SIGTERM or SIGINT stops it cleanly.
+    /// 127.0.0.1:8080, TigerBeetle's client protocol on 127.0.0.1:3000, one core thread per
+    /// CPU. SIGTERM or SIGINT stops it cleanly.
     Start(StartArgs),
     /// Format a data directory for a new cluster.
     Format(FormatArgs),
@@ -46,7 +47,9 @@ struct StartArgs {
     /// The HTTP API's address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     http_address: Option<SocketAddr>,
-    /// The wire protocol's address, reserved for the binary protocol [default: 127.0.0.1:3000].
+    /// The wire protocol's address: TigerBeetle 0.17's client protocol, for TigerBeetle's
+    /// official clients (`:0` picks a free port; the chosen one is printed)
+    /// [default: 127.0.0.1:3000].
     #[arg(long, value_name = "ADDR")]
     wire_address: Option<SocketAddr>,
     /// Core threads; 0 for one per CPU [default: 0].
@@ -132,6 +135,18 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         cross_expiries: async_channel::bounded(1).0,
     };
     let service = Service::start(setup).context("opening the partitions")?;
+    let cluster: u128 = meta
+        .cluster_id
+        .parse()
+        .context("the cluster id in the data directory")?;
+    let wire = kassa_node::wire::start(config.wire_address, service.cores.queues(), cluster);
+    let wire = match wire {
+        Ok(wire) => wire,
+        Err(error) => {
+            service.shutdown();
+            bail!("wire protocol on {}: {error}", config.wire_address);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -140,7 +155,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         let listener = http::bind(config.http_address).await?;
         let address = listener.local_addr()?;
         println!(
-            "kassa: cluster {} ready: HTTP API on http://{address}, data in {}, {} core(s), {} partition(s)",
+            "kassa: cluster {} ready: HTTP API on http://{address}, wire protocol on {wire}, data in {}, {} core(s), {} partition(s)",
             meta.cluster_id,
             config.data_dir.display(),
             cores_count,

@@ -129,6 +129,8 @@ fn events(command: &Command) -> usize {
         | Command::Decide { .. }
         | Command::Apply { .. }
         | Command::Done { .. } => 0,
+        // A client frame's batches were checked against their limits when it was built.
+        Command::Register { .. } | Command::Request { .. } => 0,
     }
 }
 

@@ -7,13 +7,20 @@
 //!
 //! Encoding (little-endian): `tag u8 | reserved [u8; 7] | now u64 | count u32 | reserved u32`
 //! then `count` fixed-size records (128-byte accounts or transfers), or a `u64` for a release.
-//! Decoding checks the tag, the reserved bytes, the count against `BATCH_EVENTS_MAX` and the
-//! exact length, and never panics on bad input.
+//! A client's `Register` or `Request` carries its whole frame instead: `count` is the frame's
+//! size and the frame (256-byte request header, then body) follows; decoding validates it again
+//! as the wire port did (`ClientRequest::new`) and checks that the operation fits the tag.
+//! Decoding checks the tag, the reserved bytes, the count against `BATCH_EVENTS_MAX` (or
+//! `MESSAGE_SIZE_MAX` for a frame) and the exact length, and never panics on bad input.
 
-use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
+use kassa_wire::{
+    Account, CreateAccountResult, CreateTransferResult, Operation, RequestHeader, Transfer,
+    MESSAGE_SIZE_MAX,
+};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::limits::BATCH_EVENTS_MAX;
+use crate::sessions::{ClientReply, ClientRequest, ClientRequestError};
 use crate::txn::{decode_parts, encode_parts, Decoder, Effects};
 use crate::Ledger;
 
@@ -53,6 +60,17 @@ pub enum Command {
     Done {
         txn: u64,
     },
+    /// A wire client's `register`: creates its session (`sessions.rs`).
+    Register {
+        now: u64,
+        request: ClientRequest,
+    },
+    /// A wire client's request in its session: checked against the session, run batch by
+    /// batch, its reply cached in the session.
+    Request {
+        now: u64,
+        request: ClientRequest,
+    },
 }
 
 /// What applying a [`Command`] answered.
@@ -73,6 +91,8 @@ pub enum Reply {
         fresh: bool,
     },
     Done,
+    /// The answer to a `Register` or `Request`.
+    Client(ClientReply),
 }
 
 /// Why bytes are not a command.
@@ -92,6 +112,12 @@ pub enum CommandDecodeError {
     NowOutOfRange(u64),
     #[error("transaction command malformed: {0}")]
     Malformed(&'static str),
+    #[error("client frame of {0} bytes is outside 256..=MESSAGE_SIZE_MAX")]
+    FrameSize(u32),
+    #[error("client frame: {0}")]
+    ClientRequest(#[from] ClientRequestError),
+    #[error("client frame's operation does not match the command tag")]
+    OperationMismatch,
 }
 
 /// The largest `now` a command may carry: it leaves room for 2^40 more event timestamps below
@@ -102,9 +128,11 @@ const TAG_CREATE_ACCOUNTS: u8 = 1;
 const TAG_CREATE_TRANSFERS: u8 = 2;
 const TAG_EXPIRE_PENDING_TRANSFERS: u8 = 3;
 const TAG_RELEASE_CHANGE_EVENTS: u8 = 4;
-const TAG_DECIDE: u8 = 5;
-const TAG_APPLY: u8 = 6;
-const TAG_DONE: u8 = 7;
+const TAG_REGISTER: u8 = 5;
+const TAG_REQUEST: u8 = 6;
+const TAG_DECIDE: u8 = 7;
+const TAG_APPLY: u8 = 8;
+const TAG_DONE: u8 = 9;
 
 impl Command {
     /// Appends the command's encoding to `out`.
@@ -153,6 +181,12 @@ impl Command {
                 out.extend_from_slice(&txn.to_le_bytes());
                 return;
             }
+            Command::Register { now, request } => {
+                return encode_client(TAG_REGISTER, *now, request, out);
+            }
+            Command::Request { now, request } => {
+                return encode_client(TAG_REQUEST, *now, request, out);
+            }
         };
         assert!(count <= BATCH_EVENTS_MAX);
         out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
@@ -172,13 +206,16 @@ impl Command {
         if bytes[1..8].iter().chain(&bytes[20..24]).any(|b| *b != 0) {
             return Err(CommandDecodeError::ReservedNotZero);
         }
-        if count as usize > BATCH_EVENTS_MAX {
-            return Err(CommandDecodeError::TooManyEvents(count));
-        }
         if now > NOW_MAX {
             return Err(CommandDecodeError::NowOutOfRange(now));
         }
         let body = &bytes[HEADER_SIZE..];
+        if tag == TAG_REGISTER || tag == TAG_REQUEST {
+            return decode_client(tag, now, count, body);
+        }
+        if count as usize > BATCH_EVENTS_MAX {
+            return Err(CommandDecodeError::TooManyEvents(count));
+        }
         let exact = |size: usize| {
             (body.len() == size)
                 .then_some(())
@@ -238,6 +275,42 @@ fn decode_txn_command(tag: u8, body: &[u8]) -> Result<Command, &'static str> {
     Ok(command)
 }
 
+/// Appends a client frame command: the common header with the frame's size as its count,
+/// then the frame.
+fn encode_client(tag: u8, now: u64, request: &ClientRequest, out: &mut Vec<u8>) {
+    let size = request.header().frame.size;
+    assert_eq!(
+        size as usize,
+        size_of::<RequestHeader>() + request.body().len()
+    );
+    out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&now.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(request.header().as_bytes());
+    out.extend_from_slice(request.body());
+}
+
+/// Decodes a client frame command's `body`, `size` bytes announced.
+fn decode_client(tag: u8, now: u64, size: u32, body: &[u8]) -> Result<Command, CommandDecodeError> {
+    let header_size = size_of::<RequestHeader>();
+    if !(header_size..=MESSAGE_SIZE_MAX).contains(&(size as usize)) {
+        return Err(CommandDecodeError::FrameSize(size));
+    }
+    if body.len() != size as usize {
+        return Err(CommandDecodeError::LengthMismatch);
+    }
+    let (header, frame_body) = body.split_at(header_size);
+    let header = RequestHeader::read_from_bytes(header).expect("256 bytes");
+    let request = ClientRequest::new(header, frame_body.to_vec())?;
+    let register = request.operation() == Operation::Register;
+    match (tag, register) {
+        (TAG_REGISTER, true) => Ok(Command::Register { now, request }),
+        (TAG_REQUEST, false) => Ok(Command::Request { now, request }),
+        _ => Err(CommandDecodeError::OperationMismatch),
+    }
+}
+
 /// Copies fixed-size records out of (possibly unaligned) bytes; the length is checked.
 fn records<T: FromBytes + IntoBytes + Copy>(bytes: &[u8]) -> Vec<T> {
     let mut out = T::new_vec_zeroed(bytes.len() / size_of::<T>()).expect("batch-sized");
@@ -280,6 +353,9 @@ impl Ledger {
             Command::Done { txn } => {
                 self.done(*txn);
                 Reply::Done
+            }
+            Command::Register { now, request } | Command::Request { now, request } => {
+                Reply::Client(self.apply_client_request(*now, request))
             }
         }
     }

@@ -20,6 +20,7 @@ use crate::changes::ChangeStream;
 use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
+use crate::sessions::Sessions;
 
 /// Configuration of a ledger. Apart from `partition` and `partitions`, which say what the
 /// ledger holds, it does not change the ledger's results, only how it is built.
@@ -94,6 +95,8 @@ pub struct Ledger {
     pub(crate) txns: crate::txn::TxnState,
     pub(crate) changes: ChangeStream,
     pub(crate) rollback: Rollback,
+    /// The wire protocol's client sessions and their cached replies.
+    pub(crate) sessions: Sessions,
 }
 
 impl Ledger {
@@ -119,7 +122,13 @@ impl Ledger {
             txns: crate::txn::TxnState::default(),
             changes: ChangeStream::new(),
             rollback: Rollback::default(),
+            sessions: Sessions::default(),
         }
+    }
+
+    /// The wire protocol's client sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     pub fn config(&self) -> LedgerConfig {

@@ -16,7 +16,8 @@
 //! - accounts and transfers are stored in strictly increasing timestamp order;
 //! - every pending transfer's reserved amount is counted in both its accounts' pending balances
 //!   until it is posted, voided or expired;
-//! - the change stream's sequence numbers are dense.
+//! - the change stream's sequence numbers are dense;
+//! - the wire protocol's session table holds sealed cached replies (`sessions`).
 //!
 //! Partitions: a cluster splits its ledger into `P` partitions (`LedgerConfig::partitions`).
 //! A partition's ledger holds the accounts it owns (`partition_of(account id, P)`), and every
@@ -31,6 +32,7 @@
 //! tests and benchmarks drive it directly.
 
 mod changes;
+mod client_requests;
 mod command;
 mod create;
 mod create_accounts;
@@ -42,6 +44,7 @@ mod partitioning;
 mod post_or_void;
 mod queries;
 mod rollback;
+pub mod sessions;
 mod snapshot;
 mod txn;
 mod validate;
@@ -54,6 +57,7 @@ struct ReadmeExample;
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use partitioning::partition_of;
+pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
 pub use txn::{Effects, NewTransfer, ReadSet, Scratch};
 

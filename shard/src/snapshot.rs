@@ -16,6 +16,8 @@
 //!                         entries × 64-byte balances)
 //!        | change stream: count u64, count × 144-byte entry (balances after, timestamp,
 //!                         record position, kind, account flags as created)
+//!        | sessions:      op u64, count u64, count × (session u64, reply body size u64,
+//!                         256-byte reply header, reply body), in client order
 //!        | transactions:  the cross-partition transaction state (`txn::TxnState::encode`)
 //! ```
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
@@ -29,8 +31,11 @@ use kassa_wire::{Account, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
+use crate::sessions::Sessions;
 use crate::{Ledger, LedgerConfig, PendingStatus};
 
+/// 2: the cross-partition transaction state and the wire protocol's session table follow the
+/// change stream.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 const MAGIC: [u8; 8] = *b"KASSALDG";
 const HEADER_SIZE: usize = 32;
@@ -107,6 +112,7 @@ impl Ledger {
         let (front, back) = self.changes.entries.as_slices();
         out.extend_from_slice(front.as_bytes());
         out.extend_from_slice(back.as_bytes());
+        self.sessions.snapshot(out);
         self.txns.encode(out);
     }
 
@@ -155,6 +161,16 @@ impl Ledger {
             entries: entries.into(),
             sequence_next,
         };
+        let (sessions, used) =
+            Sessions::restore(&body[reader.offset..]).map_err(|error| match error {
+                SnapshotError::Malformed { offset, what } => SnapshotError::Malformed {
+                    offset: reader.offset + offset,
+                    what,
+                },
+                other => other,
+            })?;
+        ledger.sessions = sessions;
+        reader.offset += used;
         let (txns, read) = crate::txn::TxnState::decode(&body[reader.offset..])
             .map_err(|what| reader.malformed(what))?;
         ledger.txns = txns;

@@ -51,7 +51,8 @@ impl Ledger {
         self.check_accounts()?;
         self.check_transfers()?;
         self.check_balances()?;
-        self.check_changes()
+        self.check_changes()?;
+        self.sessions.check()
     }
 
     fn check_accounts(&self) -> Result<(), String> {

@@ -2,6 +2,8 @@
 //! directory, and a minimal HTTP/1.1 client over std's TcpStream (one request per connection).
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ fn nanos() -> u128 {
 pub struct Node {
     pub child: Child,
     pub http: SocketAddr,
+    /// The wire port (TigerBeetle's client protocol).
+    pub wire: SocketAddr,
     pub data_dir: PathBuf,
     /// Everything the node wrote to stderr so far (drained by a thread, so logging never blocks).
     pub stderr: Arc<Mutex<String>>,
@@ -52,6 +56,7 @@ impl Node {
     }
 
     /// Starts a node with extra flags; `Err` carries what it printed if it did not become ready.
+    /// The wire port is ephemeral unless `extra` sets `--wire-address`.
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Node, String> {
         Node::try_start_with_env(data_dir, extra, &[])
     }
@@ -62,6 +67,11 @@ impl Node {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Node, String> {
+        let wire_default: &[&str] = if extra.contains(&"--wire-address") {
+            &[]
+        } else {
+            &["--wire-address", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
             .envs(env.iter().copied())
             .args([
@@ -73,6 +83,7 @@ impl Node {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(wire_default)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -104,11 +115,17 @@ impl Node {
                     .expect("address")
                     .parse()
                     .expect("addr");
+                let wire = line
+                    .split("wire protocol on ")
+                    .nth(1)
+                    .expect("wire address");
+                let wire = wire.split(',').next().expect("wire").parse().expect("wire");
                 std::thread::spawn(move || lines.for_each(drop));
                 let data_dir = data_dir.to_path_buf();
                 return Ok(Node {
                     child,
                     http: address,
+                    wire,
                     data_dir,
                     stderr,
                 });
@@ -260,4 +277,72 @@ pub fn assert_balanced(node: &Node) {
         assert_eq!(debits_posted, credits_posted, "ledger {ledger}: posted");
         assert_eq!(debits_pending, credits_pending, "ledger {ledger}: pending");
     }
+}
+
+/// Where the test command installed TigerBeetle's official clients
+/// (`scripts/install-test-clients.sh`): `KASSA_TEST_CLIENTS`, else `target/test-clients`.
+pub fn test_clients_dir() -> PathBuf {
+    match std::env::var_os("KASSA_TEST_CLIENTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-clients"),
+    }
+}
+
+/// A command running one of `node/tests/clients/` with the installed official client; panics
+/// (the test fails, it does not skip) when the client is not installed.
+pub fn official_client(language: &str, script: &str) -> Command {
+    let clients = test_clients_dir();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let (program, installed) = match language {
+        "python" => {
+            let python = clients.join("venv/bin/python");
+            (python.clone(), python)
+        }
+        "node" => (
+            PathBuf::from("node"),
+            clients.join("npm/node_modules/tigerbeetle-node/package.json"),
+        ),
+        other => panic!("no official client for {other}"),
+    };
+    assert!(
+        installed.exists(),
+        "TigerBeetle's {language} client is not installed at {}: run scripts/install-test-clients.sh \
+         (scripts/test.sh does)",
+        installed.display()
+    );
+    let mut command = Command::new(program);
+    command.arg(script);
+    command.env("NODE_PATH", clients.join("npm/node_modules"));
+    command
+}
+
+/// Runs a client script to completion within `timeout`; panics with its output if it fails.
+pub fn run_client(mut command: Command, timeout: Duration) -> String {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the client script");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("client output");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "client script failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
 }

@@ -1,0 +1,264 @@
+//! One wire connection on its core thread: read a 256-byte header, check its framing, read the
+//! body, validate the frame, answer it; frame after frame, one at a time (a TigerBeetle client
+//! has one request in flight, and each client has its own connection).
+//!
+//! Answers, as TigerBeetle's replica gives them (`kassa_wire::validate`): bad framing or the
+//! wrong cluster closes the connection; a bad header field drops the frame; a bad operation or
+//! body, a client release out of range, or a session the table does not know is answered with
+//! an eviction and the reason. Every refusal is logged with the peer address. Nothing from a
+//! refused frame reaches a log: only a frame that passed every check becomes a command, and the
+//! command validates it again when it is decoded.
+//!
+//! A request first meets the session table on its partition's core ([`Sessions::answer_known`]):
+//! a retry of a finished request is answered from the cache without a log entry. Otherwise it is
+//! proposed; applying checks the session again (so two copies racing through the log — a retry
+//! on a new connection while the first is in flight — apply once: the second gets the cached
+//! reply, which the client ignores). A write that fails (the node stopping, a lost leadership)
+//! is dropped: the client resends the same request and gets the outcome then.
+//!
+//! [`Sessions::answer_known`]: kassa_shard::Sessions::answer_known
+
+use std::net::SocketAddr;
+
+use kassa_shard::sessions::BATCH_SIZE_LIMIT;
+use kassa_shard::{ClientReply, ClientRequest, Command, Reply};
+use kassa_wire::client_headers::EvictionReason;
+use kassa_wire::header::{Header, HeaderLayout};
+use kassa_wire::{
+    build_eviction, build_pong, validate_client_frame, validate_request, Answer, ClientFrame,
+    FrameError, Operation, PingClientHeader, RequestHeader, Sender, HEADER_SIZE, MESSAGE_SIZE_MAX,
+};
+use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use zerocopy::IntoBytes;
+
+use super::{session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE};
+use crate::cores::realtime_ns;
+
+/// Why a connection ends.
+enum Closed {
+    /// The peer closed it, or a read or write failed.
+    Io,
+    /// The byte stream cannot be trusted any more.
+    BadFrame,
+}
+
+/// Serves `stream` until the peer closes it or sends a frame that closes it.
+pub(super) async fn serve(stream: std::net::TcpStream, peer: SocketAddr, context: Context) {
+    let mut stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "wire: cannot serve the connection");
+            return;
+        }
+    };
+    let mut header = vec![0u8; HEADER_SIZE].into_boxed_slice();
+    loop {
+        match serve_frame(&mut stream, peer, &context, header).await {
+            Ok(returned) => header = returned,
+            Err(Closed::Io) => return,
+            Err(Closed::BadFrame) => return,
+        }
+    }
+}
+
+/// Reads one frame and answers it; returns the header buffer for the next one.
+async fn serve_frame(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    header: Box<[u8]>,
+) -> Result<Box<[u8]>, Closed> {
+    let (read, header) = stream.read_exact(header).await;
+    read.map_err(|_| Closed::Io)?;
+    let size = match frame_size(&header) {
+        Ok(size) => size,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "wire: closing the connection: bad frame");
+            return Err(Closed::BadFrame);
+        }
+    };
+    let body = vec![0u8; size - HEADER_SIZE].into_boxed_slice();
+    let read = monoio::time::timeout(super::FRAME_BODY_TIMEOUT, stream.read_exact(body)).await;
+    let Ok((read, body)) = read else {
+        tracing::warn!(%peer, "wire: closing the connection: a frame's body did not arrive");
+        return Err(Closed::Io);
+    };
+    read.map_err(|_| Closed::Io)?;
+    match validate_client_frame(&header, &body, context.cluster) {
+        Err(error) if error.answer() == Answer::CloseConnection => {
+            tracing::warn!(%peer, %error, "wire: closing the connection: bad frame");
+            return Err(Closed::BadFrame);
+        }
+        Err(error) => tracing::warn!(%peer, %error, "wire: frame dropped"),
+        Ok(ClientFrame::PingClient(ping)) => answer_ping(stream, context, &ping).await?,
+        Ok(ClientFrame::Request(request)) => {
+            answer_request(stream, peer, context, request, body.into_vec()).await?
+        }
+    }
+    Ok(header)
+}
+
+/// The frame's announced size, once the header's checksum, command and size bounds are
+/// checked (in `MessageBuffer`'s order), so that a garbage header never sizes a buffer.
+fn frame_size(header_bytes: &[u8]) -> Result<usize, FrameError> {
+    let header = Header::read(header_bytes).ok_or(FrameError::HeaderSize {
+        size: header_bytes.len(),
+    })?;
+    let computed = header.calculate_checksum();
+    if header.frame.checksum != computed {
+        return Err(FrameError::HeaderChecksum {
+            carried: header.frame.checksum,
+            computed,
+        });
+    }
+    if header.command().is_none() {
+        return Err(FrameError::UnknownCommand {
+            command: header.frame.command,
+        });
+    }
+    let size = header.frame.size;
+    if !(HEADER_SIZE..=MESSAGE_SIZE_MAX).contains(&(size as usize)) {
+        return Err(FrameError::SizeOutOfRange { size });
+    }
+    Ok(size as usize)
+}
+
+fn sender(context: &Context) -> Sender {
+    Sender {
+        cluster: context.cluster,
+        replica: 0,
+        view: 0,
+        release: RELEASE,
+    }
+}
+
+/// A pong; or an eviction when the ping names a session this node gave and has since evicted.
+async fn answer_ping(
+    stream: &mut TcpStream,
+    context: &Context,
+    ping: &PingClientHeader,
+) -> Result<(), Closed> {
+    if ping.session != 0 {
+        let partition = session_partition(ping.client, context.queues.partitions());
+        let (client, session) = (ping.client, ping.session);
+        let evicted = context.queues.read(partition, move |ledger| {
+            ledger.sessions().ping_session_evicted(client, session)
+        });
+        if evicted.await.unwrap_or(false) {
+            return evict(stream, context, ping.client, EvictionReason::NoSession).await;
+        }
+    }
+    let pong = build_pong(sender(context), ping);
+    send(stream, pong.as_bytes().to_vec()).await
+}
+
+async fn answer_request(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    request: RequestHeader,
+    body: Vec<u8>,
+) -> Result<(), Closed> {
+    let client = request.client;
+    let release = request.frame.release;
+    let refused = if release < CLIENT_RELEASE_MIN {
+        Some(EvictionReason::ClientReleaseTooLow)
+    } else if release > CLIENT_RELEASE_MAX {
+        Some(EvictionReason::ClientReleaseTooHigh)
+    } else if let Err(error) = validate_request(&request, &body, BATCH_SIZE_LIMIT as usize) {
+        tracing::warn!(%peer, client, %error, "wire: request refused");
+        Some(error.eviction_reason())
+    } else {
+        None
+    };
+    if let Some(reason) = refused {
+        tracing::warn!(%peer, client, %release, reason = reason.name(), "wire: evicting");
+        return evict(stream, context, client, reason).await;
+    }
+    let request = match ClientRequest::new(request, body) {
+        Ok(request) => request,
+        Err(error) => {
+            // validate_client_frame and validate_request passed: this cannot happen.
+            tracing::error!(%peer, client, %error, "wire: request refused after validation");
+            return Ok(());
+        }
+    };
+    match propose(context, request).await {
+        Some(reply) => answer(stream, peer, context, client, reply).await,
+        None => Ok(()),
+    }
+}
+
+/// Runs `request` in its session's partition: answered from the session table if it is a
+/// retry, else written through the log. `None` when the write failed (the client retries).
+async fn propose(context: &Context, request: ClientRequest) -> Option<ClientReply> {
+    let queues = &context.queues;
+    let partition = session_partition(request.header().client, queues.partitions());
+    let header = *request.header();
+    let known = queues.read(partition, move |ledger| {
+        ledger.sessions().answer_known(&header)
+    });
+    match known.await {
+        Ok(Some(reply)) => return Some(reply),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::debug!(%error, "wire: session check failed; the client will retry");
+            return None;
+        }
+    }
+    let now = realtime_ns();
+    let command = if request.operation() == Operation::Register {
+        Command::Register { now, request }
+    } else {
+        Command::Request { now, request }
+    };
+    match queues.write(partition, command).await {
+        Ok(Reply::Client(reply)) => Some(reply),
+        Ok(other) => unreachable!("a client command answered {other:?}"),
+        Err(error) => {
+            tracing::warn!(partition, %error, "wire: request not written; the client will retry");
+            None
+        }
+    }
+}
+
+async fn answer(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    client: u128,
+    reply: ClientReply,
+) -> Result<(), Closed> {
+    match reply {
+        ClientReply::Reply { header, body } => {
+            let mut frame = Vec::with_capacity(HEADER_SIZE + body.len());
+            frame.extend_from_slice(header.as_bytes());
+            frame.extend_from_slice(&body);
+            send(stream, frame).await
+        }
+        ClientReply::Dropped(reason) => {
+            tracing::debug!(%peer, client, ?reason, "wire: request dropped");
+            Ok(())
+        }
+        ClientReply::Evicted(reason) => {
+            tracing::warn!(%peer, client, reason = reason.name(), "wire: evicting");
+            evict(stream, context, client, reason).await
+        }
+    }
+}
+
+async fn evict(
+    stream: &mut TcpStream,
+    context: &Context,
+    client: u128,
+    reason: EvictionReason,
+) -> Result<(), Closed> {
+    let eviction = build_eviction(sender(context), client, reason);
+    send(stream, eviction.as_bytes().to_vec()).await
+}
+
+async fn send(stream: &mut TcpStream, frame: Vec<u8>) -> Result<(), Closed> {
+    let (written, _) = stream.write_all(frame).await;
+    written.map(|_| ()).map_err(|_| Closed::Io)
+}

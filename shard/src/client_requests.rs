@@ -1,0 +1,471 @@
+//! Applying a client's `register` or request from the log: check it against the session table,
+//! run the operation batch by batch, encode the multi-batch reply, and cache the reply in the
+//! session — all in one state change, so a retried request is answered, never applied twice.
+//!
+//! Each batch of a multi-batch body runs as its own `create_*` call (with its own timestamps)
+//! or read, exactly as separate calls would; results come back in batch order. A reply's
+//! timestamp is the ledger's clock after the request (never zero), its `op` and `commit` the
+//! session table's next op. Replies are built in view 0 by replica 0, as a single-node
+//! cluster's; the node resends them in its current view.
+//!
+//! Invariant: a request whose body passed `ClientRequest::new` never fails here: the body
+//! holds whole events, at most `event_max` per batch, and every reply fits one message (the
+//! wire codec checked both); a failure to encode would be a bug and panics.
+
+use kassa_wire::multi_batch::{encode_to_vec, MultiBatch};
+use kassa_wire::{
+    build_reply, Account, AccountFilter, AccountId, Operation, QueryFilter, RegisterResult,
+    ReplyFields, Transfer, TransferId,
+};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::sessions::{Admission, ClientReply, ClientRequest, BATCH_SIZE_LIMIT};
+use crate::Ledger;
+
+impl Ledger {
+    /// Applies a client's register or request at `now`.
+    pub(crate) fn apply_client_request(
+        &mut self,
+        now: u64,
+        request: &ClientRequest,
+    ) -> ClientReply {
+        match self.sessions.admit(request.header()) {
+            Admission::New => {}
+            Admission::Repeat(session) => return session.cached_reply(),
+            Admission::Drop(reason) => return ClientReply::Dropped(reason),
+            Admission::Evict(reason) => return ClientReply::Evicted(reason),
+        }
+        let body = match request.operation() {
+            Operation::Register => RegisterResult::new(BATCH_SIZE_LIMIT).as_bytes().to_vec(),
+            operation => self.execute_batches(now, operation, request.body()),
+        };
+        let fields = ReplyFields {
+            view: 0,
+            replica: 0,
+            commit: self.sessions.op_next(),
+            timestamp: self.timestamp.max(now).max(1),
+        };
+        let header = build_reply(request.header(), fields, &body);
+        self.sessions.record(header, body.clone());
+        ClientReply::Reply {
+            header: Box::new(header),
+            body,
+        }
+    }
+
+    /// Runs every batch of a validated multi-batch body; returns the multi-batch reply body.
+    fn execute_batches(&mut self, now: u64, operation: Operation, body: &[u8]) -> Vec<u8> {
+        let event_max = if operation.is_batchable() {
+            operation.event_max(BATCH_SIZE_LIMIT as usize)
+        } else {
+            1
+        };
+        let batches = MultiBatch::decode(body, operation.event_size(), event_max);
+        let batches = batches.expect("the body was validated when the request was built");
+        let results: Vec<Vec<u8>> = batches
+            .batches()
+            .map(|batch| self.execute_batch(now, operation, batch))
+            .collect();
+        let slices: Vec<&[u8]> = results.iter().map(Vec::as_slice).collect();
+        let reply = encode_to_vec(operation.result_size(), &slices);
+        let reply = reply.expect("validated requests have replies that fit one message");
+        assert!(reply.len() <= BATCH_SIZE_LIMIT as usize);
+        reply
+    }
+
+    /// Runs one batch; returns its results' bytes.
+    fn execute_batch(&mut self, now: u64, operation: Operation, batch: &[u8]) -> Vec<u8> {
+        match operation {
+            Operation::Register => unreachable!("register has no batches"),
+            Operation::CreateAccounts => {
+                let mut results = Vec::new();
+                self.create_accounts(now, &records::<Account>(batch), &mut results);
+                results.as_bytes().to_vec()
+            }
+            Operation::CreateTransfers => {
+                let mut results = Vec::new();
+                self.create_transfers(now, &records::<Transfer>(batch), &mut results);
+                results.as_bytes().to_vec()
+            }
+            Operation::LookupAccounts => {
+                let mut found = Vec::new();
+                self.lookup_accounts(&records::<AccountId>(batch), &mut found);
+                found.as_bytes().to_vec()
+            }
+            Operation::LookupTransfers => {
+                let mut found = Vec::new();
+                self.lookup_transfers(&records::<TransferId>(batch), &mut found);
+                found.as_bytes().to_vec()
+            }
+            Operation::GetAccountTransfers => {
+                let mut found = Vec::new();
+                self.get_account_transfers(&one::<AccountFilter>(batch), &mut found);
+                found.as_bytes().to_vec()
+            }
+            Operation::GetAccountBalances => {
+                let mut found = Vec::new();
+                self.get_account_balances(&one::<AccountFilter>(batch), &mut found);
+                found.as_bytes().to_vec()
+            }
+            Operation::QueryAccounts => {
+                let mut found = Vec::new();
+                self.query_accounts(&one::<QueryFilter>(batch), &mut found);
+                found.as_bytes().to_vec()
+            }
+            Operation::QueryTransfers => {
+                let mut found = Vec::new();
+                self.query_transfers(&one::<QueryFilter>(batch), &mut found);
+                found.as_bytes().to_vec()
+            }
+        }
+    }
+}
+
+/// Copies a batch's records out of (possibly unaligned) bytes; the length was validated.
+fn records<T: FromBytes + IntoBytes + Copy>(batch: &[u8]) -> Vec<T> {
+    assert_eq!(batch.len() % size_of::<T>(), 0);
+    let mut out = T::new_vec_zeroed(batch.len() / size_of::<T>()).expect("batch-sized");
+    out.as_mut_bytes().copy_from_slice(batch);
+    out
+}
+
+/// The one filter of a query batch (validated: exactly one).
+fn one<T: FromBytes>(batch: &[u8]) -> T {
+    T::read_from_bytes(batch).expect("a query batch holds exactly one filter")
+}
+
+#[cfg(test)]
+mod tests {
+    use kassa_wire::client_headers::EvictionReason;
+    use kassa_wire::header::{HeaderLayout, Release};
+    use kassa_wire::{check_reply_to, RegisterRequest, ReplyHeader, RequestHeader};
+
+    use crate::sessions::{DropReason, CLIENT_SESSIONS_MAX};
+    use crate::{ClientReply, ClientRequest, Command, CommandDecodeError, Ledger, Reply};
+
+    use super::*;
+
+    const CLUSTER: u128 = 0;
+    const RELEASE: Release = Release::new(0, 17, 8);
+    const NOW: u64 = 1_700_000_000_000_000_000;
+
+    /// A client as TigerBeetle's: register, then requests 1, 2, … chained by `parent`.
+    struct Client {
+        id: u128,
+        session: u64,
+        request: u32,
+        parent: u128,
+    }
+
+    impl Client {
+        fn new(id: u128) -> Client {
+            Client {
+                id,
+                session: 0,
+                request: 0,
+                parent: 0,
+            }
+        }
+
+        fn register(&self) -> ClientRequest {
+            let mut header = RequestHeader::new(CLUSTER, self.id, RELEASE, 2);
+            let body = RegisterRequest::new().as_bytes().to_vec();
+            header.frame.size = (256 + body.len()) as u32;
+            header.seal(&body);
+            ClientRequest::new(header, body).expect("valid register")
+        }
+
+        fn request(&self, operation: Operation, batches: &[&[u8]]) -> ClientRequest {
+            let body = encode_to_vec(operation.event_size(), batches).expect("encodes");
+            let mut header = RequestHeader::new(CLUSTER, self.id, RELEASE, operation.as_u8());
+            header.session = self.session;
+            header.request = self.request + 1;
+            header.parent = self.parent;
+            header.frame.size = (256 + body.len()) as u32;
+            header.seal(&body);
+            ClientRequest::new(header, body).expect("valid request")
+        }
+
+        /// Registers a throwaway copy of this client.
+        fn clone_send(&self, ledger: &mut Ledger) {
+            let mut copy = Client::new(self.id);
+            copy.send(ledger, &self.register());
+        }
+
+        /// Applies `request` and, if it answered, takes the reply as the client does.
+        fn send(&mut self, ledger: &mut Ledger, request: &ClientRequest) -> ClientReply {
+            let register = request.operation() == Operation::Register;
+            let command = if register {
+                Command::Register {
+                    now: NOW,
+                    request: request.clone(),
+                }
+            } else {
+                Command::Request {
+                    now: NOW,
+                    request: request.clone(),
+                }
+            };
+            let Reply::Client(reply) = ledger.apply(&command) else {
+                panic!("a client command answers with a client reply");
+            };
+            if let ClientReply::Reply { header, body } = &reply {
+                check_reply_to(request.header(), request.body(), header, body)
+                    .expect("the client accepts the reply");
+                if register {
+                    self.session = header.commit;
+                } else {
+                    self.request = header.request;
+                }
+                self.parent = header.context;
+            }
+            ledger.validate();
+            reply
+        }
+    }
+
+    fn account(id: u128) -> Account {
+        Account {
+            id: AccountId(id),
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        }
+    }
+
+    fn reply_header(reply: &ClientReply) -> ReplyHeader {
+        match reply {
+            ClientReply::Reply { header, .. } => **header,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_session_answers_retries_from_its_cache_and_applies_once() {
+        let mut ledger = Ledger::new(Default::default());
+        let mut client = Client::new(7);
+        let register = client.register();
+        let registered = client.send(&mut ledger, &register);
+        assert_eq!(reply_header(&registered).commit, 1);
+        assert_eq!(client.session, 1);
+        // A retried register gets the same reply.
+        assert_eq!(client.send(&mut ledger, &register), registered);
+
+        let accounts = [account(1), account(2)];
+        let create = client.request(Operation::CreateAccounts, &[accounts.as_bytes()]);
+        let created = client.send(&mut ledger, &create);
+        assert_eq!(ledger.accounts().len(), 2);
+        // The same request again: the cached reply, nothing applied.
+        assert_eq!(client.send(&mut ledger, &create), created);
+        assert_eq!(ledger.accounts().len(), 2);
+        assert_eq!(ledger.sessions().op(), 2);
+
+        // Two batches in one request: each its own results.
+        let ids = [AccountId(1), AccountId(9), AccountId(2)];
+        let lookup = client.request(
+            Operation::LookupAccounts,
+            &[ids[..2].as_bytes(), ids[2..].as_bytes()],
+        );
+        let ClientReply::Reply { body, .. } = client.send(&mut ledger, &lookup) else {
+            panic!("lookup answered");
+        };
+        let batches = MultiBatch::decode(&body, 128, 8189).expect("a multi-batch reply");
+        let found: Vec<usize> = batches.batches().map(|b| b.len() / 128).collect();
+        assert_eq!(found, [1, 1]);
+
+        // Older requests are dropped; a request out of the chain too.
+        assert_eq!(
+            client.send(&mut ledger, &create),
+            ClientReply::Dropped(DropReason::OlderRequest)
+        );
+        let mut stray = client.request(Operation::LookupAccounts, &[ids.as_bytes()]);
+        let mut header = *stray.header();
+        header.parent ^= 1;
+        header.seal(stray.body());
+        stray = ClientRequest::new(header, stray.body().to_vec()).expect("valid");
+        assert_eq!(
+            client.send(&mut ledger, &stray),
+            ClientReply::Dropped(DropReason::ParentMismatch)
+        );
+    }
+
+    #[test]
+    fn unknown_and_stale_sessions_are_evicted() {
+        let mut ledger = Ledger::new(Default::default());
+        let mut stranger = Client::new(5);
+        stranger.session = 3;
+        let request = stranger.request(Operation::LookupAccounts, &[AccountId(1).as_bytes()]);
+        let before = ledger.sessions().clone();
+        assert_eq!(
+            stranger.send(&mut ledger, &request),
+            ClientReply::Evicted(EvictionReason::NoSession)
+        );
+        assert_eq!(
+            ledger.sessions(),
+            &before,
+            "a refused request changes nothing"
+        );
+
+        let older = Client::new(4);
+        older.clone_send(&mut ledger);
+        let mut client = Client::new(6);
+        client.send(&mut ledger, &client.register());
+        assert_eq!(client.session, 2);
+        client.session -= 1;
+        let stale = client.request(Operation::LookupAccounts, &[AccountId(1).as_bytes()]);
+        assert_eq!(
+            client.send(&mut ledger, &stale),
+            ClientReply::Evicted(EvictionReason::SessionTooLow)
+        );
+        client.session += 1;
+        let mut header = *client
+            .request(Operation::LookupAccounts, &[AccountId(1).as_bytes()])
+            .header();
+        header.frame.release = Release::new(0, 17, 7);
+        let body = encode_to_vec(16, &[AccountId(1).as_bytes()]).expect("encodes");
+        header.seal(&body);
+        let other_release = ClientRequest::new(header, body).expect("valid");
+        assert_eq!(
+            client.send(&mut ledger, &other_release),
+            ClientReply::Evicted(EvictionReason::SessionReleaseMismatch)
+        );
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_answered_session() {
+        let mut ledger = Ledger::new(Default::default());
+        let mut clients: Vec<Client> = (1..=CLIENT_SESSIONS_MAX as u128).map(Client::new).collect();
+        for client in &mut clients {
+            let register = client.register();
+            client.send(&mut ledger, &register);
+        }
+        // Client 1 was answered most recently: client 2 is now the least recent.
+        let first = &mut clients[0];
+        let lookup = first.request(Operation::LookupAccounts, &[AccountId(1).as_bytes()]);
+        first.send(&mut ledger, &lookup);
+        let mut newcomer = Client::new(u128::MAX);
+        newcomer.send(&mut ledger, &newcomer.register());
+        assert_eq!(ledger.sessions().len(), CLIENT_SESSIONS_MAX);
+        assert!(ledger.sessions().get(2).is_none());
+        assert!(ledger.sessions().get(1).is_some());
+        assert!(ledger
+            .sessions()
+            .ping_session_evicted(2, clients[1].session));
+        let second = &mut clients[1];
+        let request = second.request(Operation::LookupAccounts, &[AccountId(1).as_bytes()]);
+        assert_eq!(
+            second.send(&mut ledger, &request),
+            ClientReply::Evicted(EvictionReason::NoSession)
+        );
+    }
+
+    #[test]
+    fn snapshots_carry_sessions_byte_identically_and_refuse_damaged_ones() {
+        let build = || {
+            let mut ledger = Ledger::new(Default::default());
+            for id in [3u128, 1, 2] {
+                let mut client = Client::new(id);
+                client.send(&mut ledger, &client.register());
+                let accounts = [account(id * 10)];
+                let create = client.request(Operation::CreateAccounts, &[accounts.as_bytes()]);
+                client.send(&mut ledger, &create);
+            }
+            ledger
+        };
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        build().snapshot(&mut first);
+        build().snapshot(&mut second);
+        assert_eq!(first, second);
+        let restored = Ledger::restore(Default::default(), &first).expect("restores");
+        assert_eq!(restored.sessions(), build().sessions());
+        let mut again = Vec::new();
+        restored.snapshot(&mut again);
+        assert_eq!(again, first);
+
+        // Damage one byte of the last cached reply body and fix the CRCs: the table's own
+        // checks refuse it.
+        let mut damaged = first.clone();
+        let at = damaged.len() - 1;
+        damaged[at] ^= 1;
+        let body_checksum = crc32c::crc32c(&damaged[32..]);
+        damaged[24..28].copy_from_slice(&body_checksum.to_le_bytes());
+        let header_checksum = crc32c::crc32c(&damaged[..28]);
+        damaged[28..32].copy_from_slice(&header_checksum.to_le_bytes());
+        assert!(matches!(
+            Ledger::restore(Default::default(), &damaged),
+            Err(crate::SnapshotError::Inconsistent(_))
+        ));
+
+        // Every cut of the session table, or a flipped bit in it, under valid checksums: a
+        // typed error (or, for a flip the checks cannot see, a table that still validates),
+        // never a panic.
+        let table_size = 16 + 3 * (16 + 256 + 32); // Each reply: one result and its trailer.
+        let table_start = first.len() - table_size;
+        for cut in table_start..first.len() {
+            let cut_snapshot = resealed_snapshot(&first[..cut]);
+            assert!(Ledger::restore(Default::default(), &cut_snapshot).is_err());
+        }
+        for at in table_start..first.len() {
+            let mut flipped = first.clone();
+            flipped[at] ^= 1 << (at % 8);
+            if let Ok(ledger) = Ledger::restore(Default::default(), &resealed_snapshot(&flipped)) {
+                ledger.validate();
+            }
+        }
+    }
+
+    /// `bytes` with the snapshot header's body size and checksums made to match its body.
+    fn resealed_snapshot(bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let body_size = (out.len() - 32) as u64;
+        out[16..24].copy_from_slice(&body_size.to_le_bytes());
+        let body_checksum = crc32c::crc32c(&out[32..]);
+        out[24..28].copy_from_slice(&body_checksum.to_le_bytes());
+        let header_checksum = crc32c::crc32c(&out[..28]);
+        out[28..32].copy_from_slice(&header_checksum.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn client_commands_round_trip_and_bad_bytes_never_panic() {
+        let mut client = Client::new(11);
+        let register = Command::Register {
+            now: NOW,
+            request: client.register(),
+        };
+        client.session = 1;
+        let accounts = [account(1), account(2)];
+        let request = Command::Request {
+            now: NOW,
+            request: client.request(Operation::CreateAccounts, &[accounts.as_bytes()]),
+        };
+        for command in [register, request] {
+            let mut bytes = Vec::new();
+            command.encode(&mut bytes);
+            assert_eq!(Command::decode(&bytes), Ok(command.clone()));
+            for cut in 0..bytes.len() {
+                assert!(Command::decode(&bytes[..cut]).is_err());
+            }
+            // Every single-bit flip is refused or decodes to a valid command; none panics.
+            for at in 0..bytes.len() {
+                let mut flipped = bytes.clone();
+                flipped[at] ^= 1 << (at % 8);
+                if let Ok(decoded) = Command::decode(&flipped) {
+                    assert_ne!(decoded, command);
+                }
+            }
+        }
+        // A register frame under the request tag is refused.
+        let mut bytes = Vec::new();
+        Command::Register {
+            now: NOW,
+            request: Client::new(12).register(),
+        }
+        .encode(&mut bytes);
+        bytes[0] = 6;
+        assert_eq!(
+            Command::decode(&bytes),
+            Err(CommandDecodeError::OperationMismatch)
+        );
+    }
+}
