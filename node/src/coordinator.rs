@@ -22,8 +22,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kassa_shard::{partition_of, Command, Effects, ReadSet, Reply, Scratch};
+use kassa_shard::{
+    partition_of, ClientAnswer, ClientReply, ClientRequest, Command, Effects, Ledger, ReadSet,
+    Reply, Scratch,
+};
 use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
+use zerocopy::IntoBytes;
 
 use crate::cores::{next_lock_txn, Cores};
 use crate::NodeError;
@@ -35,12 +39,16 @@ struct Names {
     transfers: Vec<u128>,
     /// Imported events' timestamps (to find the records that already hold them).
     timestamps: Vec<u64>,
+    /// Partitions to lock besides the records' own (wire clients' sessions).
+    partitions: Vec<u32>,
 }
 
 impl Names {
     fn partitions(&self, count: u32) -> BTreeSet<u32> {
         let ids = self.accounts.iter().chain(&self.transfers);
-        ids.map(|id| partition_of(*id, count)).collect()
+        let mut partitions: BTreeSet<u32> = ids.map(|id| partition_of(*id, count)).collect();
+        partitions.extend(&self.partitions);
+        partitions
     }
 }
 
@@ -50,6 +58,19 @@ enum Batch {
     Transfers(Vec<Transfer>),
     /// Expire these pending transfers if their time is up at `now`.
     Expire(Vec<Transfer>),
+    /// A wire client's create request: its batches run in order, and its reply is cached in
+    /// its session (in `partition`) by the same transaction, so a retry never applies it twice.
+    Client {
+        partition: u32,
+        request: ClientRequest,
+        batches: ClientBatches,
+    },
+}
+
+/// The batches of a wire client's multi-batch create request.
+pub enum ClientBatches {
+    Accounts(Vec<Vec<Account>>),
+    Transfers(Vec<Vec<Transfer>>),
 }
 
 impl Batch {
@@ -58,6 +79,14 @@ impl Batch {
             Batch::Accounts(accounts) => accounts.len(),
             Batch::Transfers(transfers) => transfers.len(),
             Batch::Expire(pending) => pending.len(),
+            Batch::Client {
+                batches: ClientBatches::Accounts(batches),
+                ..
+            } => batches.iter().map(Vec::len).sum(),
+            Batch::Client {
+                batches: ClientBatches::Transfers(batches),
+                ..
+            } => batches.iter().map(Vec::len).sum(),
         }
     }
 }
@@ -66,6 +95,7 @@ enum Results {
     Accounts(Vec<CreateAccountResult>),
     Transfers(Vec<CreateTransferResult>),
     Expired(usize),
+    Client(ClientReply),
 }
 
 type ResultsSender = tokio::sync::oneshot::Sender<Result<Results, NodeError>>;
@@ -84,8 +114,14 @@ const JOBS_QUEUED_MAX: usize = 4096;
 
 /// Runs transactions on a runtime of their own.
 pub struct Coordinator {
-    jobs: async_channel::Sender<Job>,
+    handle: Transactions,
     runtime: tokio::runtime::Runtime,
+}
+
+/// Where requests queue for the coordinator; cloneable, for the HTTP API and the wire port.
+#[derive(Clone)]
+pub struct Transactions {
+    jobs: async_channel::Sender<Job>,
 }
 
 impl Coordinator {
@@ -116,9 +152,23 @@ impl Coordinator {
                 }
             }
         });
-        Ok(Coordinator { jobs, runtime })
+        let handle = Transactions { jobs };
+        Ok(Coordinator { handle, runtime })
     }
 
+    /// A handle to queue requests with.
+    pub fn transactions(&self) -> Transactions {
+        self.handle.clone()
+    }
+
+    /// Lets running transactions finish (up to `wait`) and stops the runtime.
+    pub fn shutdown(self, wait: std::time::Duration) {
+        self.handle.jobs.close();
+        self.runtime.shutdown_timeout(wait);
+    }
+}
+
+impl Transactions {
     pub async fn create_accounts(
         &self,
         now: u64,
@@ -155,10 +205,24 @@ impl Coordinator {
         receive.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
-    /// Lets running transactions finish (up to `wait`) and stops the runtime.
-    pub fn shutdown(self, wait: std::time::Duration) {
-        self.jobs.close();
-        self.runtime.shutdown_timeout(wait);
+    /// Runs a wire client's create request whose session lives in `partition`; the reply is
+    /// the session's, cached in the same transaction (or the cached one, for a retry).
+    pub async fn client_request(
+        &self,
+        now: u64,
+        partition: u32,
+        request: ClientRequest,
+        batches: ClientBatches,
+    ) -> Result<ClientReply, NodeError> {
+        let batch = Batch::Client {
+            partition,
+            request,
+            batches,
+        };
+        match self.run(now, batch).await? {
+            Results::Client(reply) => Ok(reply),
+            _ => unreachable!("a client request answers a client reply"),
+        }
     }
 }
 
@@ -342,9 +406,35 @@ async fn run_locked(
     let mut scratch = Scratch::new(cores.partitions(), &reads);
     let mut changed = false;
     let mut results = Vec::with_capacity(batches.len());
-    for (now, batch) in batches {
+    let mut answers: Vec<(usize, u32, ClientAnswer)> = Vec::new();
+    for (index, (now, batch)) in batches.iter().enumerate() {
         let now = *now;
         results.push(match batch {
+            Batch::Client {
+                partition,
+                request,
+                batches,
+            } => {
+                let header = *request.header();
+                let known = cores.read_in(*partition, Some(lock), move |ledger| {
+                    ledger.sessions().answer_known(&header)
+                });
+                match known.await? {
+                    // A retry, a drop or an eviction: nothing runs.
+                    Some(reply) => Results::Client(reply),
+                    None => {
+                        changed = true;
+                        let body = run_client_batches(scratch.ledger(), now, batches);
+                        let answer = ClientAnswer {
+                            request: header,
+                            body,
+                        };
+                        answers.push((index, *partition, answer));
+                        // Replaced by the session's reply once the transaction applied.
+                        Results::Expired(0)
+                    }
+                }
+            }
             Batch::Accounts(accounts) => {
                 changed = true;
                 let mut results = Vec::with_capacity(accounts.len());
@@ -371,7 +461,14 @@ async fn run_locked(
         // Only expiries, and nothing was due any more: nothing to log.
         return Ok(results);
     }
-    let parts: Vec<(u32, Effects)> = scratch.effects(decider).into_iter().collect();
+    let mut effects = scratch.effects(decider);
+    let timestamp = effects.values().map(|e| e.timestamp).max().unwrap_or(0);
+    for (_, partition, answer) in &answers {
+        let part = effects.entry(*partition).or_default();
+        part.timestamp = part.timestamp.max(timestamp);
+        part.client_answers.push(answer.clone());
+    }
+    let parts: Vec<(u32, Effects)> = effects.into_iter().collect();
     let decide = Command::Decide {
         effects: parts.clone(),
     };
@@ -385,6 +482,7 @@ async fn run_locked(
     }
     let others: Vec<(u32, Effects)> = parts.into_iter().filter(|(p, _)| *p != decider).collect();
     if others.is_empty() {
+        fill_client_replies(cores, lock, &answers, &mut results).await?;
         return Ok(results);
     }
     let applies = others.into_iter().map(|(partition, effects)| {
@@ -398,6 +496,7 @@ async fn run_locked(
     for applied in join_all(applies).await {
         applied.map_err(Decided)?;
     }
+    fill_client_replies(cores, lock, &answers, &mut results).await?;
     // `Done` only spares a restart redelivering (idempotently) what every partition applied:
     // it need not be durable before the clients get their results or the locks go.
     let cores = cores.clone();
@@ -407,6 +506,50 @@ async fn run_locked(
         }
     });
     Ok(results)
+}
+
+/// Sets each answered client request's result to the reply its session now caches.
+async fn fill_client_replies(
+    cores: &Cores,
+    lock: u64,
+    answers: &[(usize, u32, ClientAnswer)],
+    results: &mut [Results],
+) -> Result<(), Failure> {
+    for (index, partition, answer) in answers {
+        let header = answer.request;
+        let cached = cores.read_in(*partition, Some(lock), move |ledger| {
+            ledger.sessions().answer_known(&header)
+        });
+        let reply = cached.await.map_err(Decided)?;
+        let reply = reply.expect("the transaction cached the reply in the session");
+        results[*index] = Results::Client(reply);
+    }
+    Ok(())
+}
+
+/// Runs a client's create batches in order on `ledger`; the multi-batch reply body.
+fn run_client_batches(ledger: &mut Ledger, now: u64, batches: &ClientBatches) -> Vec<u8> {
+    let (results, result_size): (Vec<Vec<u8>>, usize) = match batches {
+        ClientBatches::Accounts(batches) => {
+            let results = batches.iter().map(|accounts| {
+                let mut results = Vec::with_capacity(accounts.len());
+                ledger.create_accounts(now, accounts, &mut results);
+                results.as_bytes().to_vec()
+            });
+            (results.collect(), size_of::<CreateAccountResult>())
+        }
+        ClientBatches::Transfers(batches) => {
+            let results = batches.iter().map(|transfers| {
+                let mut results = Vec::with_capacity(transfers.len());
+                ledger.create_transfers(now, transfers, &mut results);
+                results.as_bytes().to_vec()
+            });
+            (results.collect(), size_of::<CreateTransferResult>())
+        }
+    };
+    let slices: Vec<&[u8]> = results.iter().map(Vec::as_slice).collect();
+    let body = kassa_wire::multi_batch::encode_to_vec(result_size, &slices);
+    body.expect("a validated request's results fit one message")
 }
 
 /// A lone batch whose records all live in `partition`, as that partition's own log entry.
@@ -427,9 +570,14 @@ async fn run_local(
             transfers: transfers.clone(),
         },
         Batch::Expire(_) => Command::ExpirePendingTransfers { now },
+        Batch::Client { request, .. } => Command::Request {
+            now,
+            request: request.clone(),
+        },
     };
     Ok(
         match cores.write_in(partition, Some(lock), command).await? {
+            Reply::Client(reply) => Results::Client(reply),
             Reply::CreateAccounts(results) => Results::Accounts(results),
             Reply::CreateTransfers(results) => Results::Transfers(results),
             Reply::ExpirePendingTransfers { expired } => Results::Expired(expired as usize),
@@ -504,6 +652,23 @@ fn names_of(batch: &Batch, names: &mut Names) {
                 names.transfers.push(t.id.0);
             }
         }
+        Batch::Client {
+            partition, batches, ..
+        } => {
+            names.partitions.push(*partition);
+            match batches {
+                ClientBatches::Accounts(batches) => {
+                    for accounts in batches {
+                        names_of(&Batch::Accounts(accounts.clone()), names);
+                    }
+                }
+                ClientBatches::Transfers(batches) => {
+                    for transfers in batches {
+                        names_of(&Batch::Transfers(transfers.clone()), names);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -525,14 +690,20 @@ impl Names {
 fn pending_accounts(batches: &[(u64, &Batch)], reads: &BTreeMap<u32, ReadSet>) -> Vec<u128> {
     let mut pending_ids = BTreeSet::new();
     for (_, batch) in batches {
-        if let Batch::Transfers(transfers) = batch {
-            pending_ids.extend(
-                transfers
-                    .iter()
-                    .map(|t| t.pending_id.0)
-                    .filter(|id| *id != 0),
-            );
-        }
+        let transfers: Vec<&Transfer> = match batch {
+            Batch::Transfers(transfers) => transfers.iter().collect(),
+            Batch::Client {
+                batches: ClientBatches::Transfers(batches),
+                ..
+            } => batches.iter().flatten().collect(),
+            _ => continue,
+        };
+        pending_ids.extend(
+            transfers
+                .iter()
+                .map(|t| t.pending_id.0)
+                .filter(|id| *id != 0),
+        );
     }
     let read = reads.values().flat_map(|r| &r.transfers);
     read.filter(|(t, _)| pending_ids.contains(&t.id.0))

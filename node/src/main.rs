@@ -139,7 +139,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         .cluster_id
         .parse()
         .context("the cluster id in the data directory")?;
-    let wire = kassa_node::wire::start(config.wire_address, service.cores.queues(), cluster);
+    let wire = kassa_node::wire::start(config.wire_address, &service, cluster);
     let wire = match wire {
         Ok(wire) => wire,
         Err(error) => {

@@ -2,9 +2,20 @@
 //! records. The HTTP API and the wire port both call it, so both answer the same request the
 //! same way; they only decode and encode.
 //!
+//! Writes: with one partition, a batch is that partition's log entry; with more, it goes to the
+//! transaction coordinator ([`Transactions`]), which runs it atomically across the partitions
+//! it touches. Reads ([`Reads`]) go to the partitions that hold their records: lookups by id to
+//! each id's partition, an account's transfers and balances to the account's, queries to every
+//! partition (merged in timestamp order).
+//!
 //! Its futures do not depend on a runtime: they talk to the cores over `async_channel` and
 //! `tokio::sync::oneshot`, which work from tokio (HTTP) and from monoio (the wire port's core
 //! threads) alike.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use kassa_shard::{Command, Ledger, Reply};
 use kassa_wire::{
@@ -12,24 +23,24 @@ use kassa_wire::{
     QueryFilter, QueryFilterFlags, Transfer, TransferId,
 };
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use crate::coordinator::{self, Coordinator};
-use crate::cores::{realtime_ns, CoreSetup, Cores};
+use crate::coordinator::{self, Coordinator, Transactions};
+use crate::cores::{realtime_ns, CoreQueues, CoreSetup, Cores};
 use crate::partitioning::partition_of;
 use crate::NodeError;
 
 /// The node's ledger operations, over its cores.
 pub struct Service {
     pub cores: Arc<Cores>,
+    pub reads: Reads,
     /// Runs batches across partitions; `None` with one partition, where every batch is local.
     coordinator: Option<Coordinator>,
 }
 
 /// How long a stop waits for running transactions.
 const TRANSACTIONS_DRAIN: Duration = Duration::from_secs(10);
+/// Cross-partition expiry batches queued for the coordinator; a core skips a pulse's report
+/// when the queue is full (the next pulse reports again).
+const CROSS_EXPIRIES_QUEUED_MAX: usize = 64;
 
 impl Service {
     /// Starts the cores, delivers any decision a crash left half-applied, then starts expiring
@@ -56,7 +67,14 @@ impl Service {
             None
         };
         pulses.store(true, Ordering::Release);
-        Ok(Service { cores, coordinator })
+        let reads = Reads {
+            queues: cores.queues(),
+        };
+        Ok(Service {
+            cores,
+            reads,
+            coordinator,
+        })
     }
 
     /// Finishes running transactions and stops the cores.
@@ -74,20 +92,25 @@ impl Service {
         self.cores.partitions()
     }
 
+    /// The coordinator's queue, when there is more than one partition.
+    pub fn transactions(&self) -> Option<Transactions> {
+        self.coordinator.as_ref().map(Coordinator::transactions)
+    }
+
     /// Creates `accounts`; one result per event, in order.
     pub async fn create_accounts(
         &self,
         accounts: Vec<Account>,
     ) -> Result<Vec<CreateAccountResult>, NodeError> {
         if let Some(coordinator) = &self.coordinator {
-            return coordinator.create_accounts(realtime_ns(), accounts).await;
+            let transactions = coordinator.transactions();
+            return transactions.create_accounts(realtime_ns(), accounts).await;
         }
         let command = Command::CreateAccounts {
             now: realtime_ns(),
             accounts,
         };
-        let partition = 0;
-        match self.cores.write(partition, command).await? {
+        match self.cores.write(0, command).await? {
             Reply::CreateAccounts(results) => Ok(results),
             other => unreachable!("create_accounts answered {other:?}"),
         }
@@ -99,39 +122,123 @@ impl Service {
         transfers: Vec<Transfer>,
     ) -> Result<Vec<CreateTransferResult>, NodeError> {
         if let Some(coordinator) = &self.coordinator {
-            return coordinator.create_transfers(realtime_ns(), transfers).await;
+            let transactions = coordinator.transactions();
+            return transactions
+                .create_transfers(realtime_ns(), transfers)
+                .await;
         }
         let command = Command::CreateTransfers {
             now: realtime_ns(),
             transfers,
         };
-        let partition = 0;
-        match self.cores.write(partition, command).await? {
+        match self.cores.write(0, command).await? {
             Reply::CreateTransfers(results) => Ok(results),
             other => unreachable!("create_transfers answered {other:?}"),
         }
     }
 
-    /// The accounts among `ids` that exist, in the order of `ids`.
     pub async fn lookup_accounts(&self, ids: Vec<AccountId>) -> Result<Vec<Account>, NodeError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            let partition = partition_of(id.0, self.partitions());
-            let account = self.cores.read(partition, move |l| l.account(id).copied());
-            found.extend(account.await?);
+        self.reads.lookup_accounts(ids).await
+    }
+
+    pub async fn lookup_transfers(&self, ids: Vec<TransferId>) -> Result<Vec<Transfer>, NodeError> {
+        self.reads.lookup_transfers(ids).await
+    }
+
+    pub async fn get_account_transfers(
+        &self,
+        filter: AccountFilter,
+    ) -> Result<Vec<Transfer>, NodeError> {
+        self.reads.get_account_transfers(filter).await
+    }
+
+    pub async fn get_account_balances(
+        &self,
+        filter: AccountFilter,
+    ) -> Result<Vec<AccountBalance>, NodeError> {
+        self.reads.get_account_balances(filter).await
+    }
+
+    pub async fn query_accounts(&self, filter: QueryFilter) -> Result<Vec<Account>, NodeError> {
+        self.reads.query_accounts(filter).await
+    }
+
+    pub async fn query_transfers(&self, filter: QueryFilter) -> Result<Vec<Transfer>, NodeError> {
+        self.reads.query_transfers(filter).await
+    }
+
+    /// Why the node cannot serve every partition, or `None` when it can.
+    pub async fn not_ready(&self) -> Result<Option<String>, NodeError> {
+        let mut not_serving = Vec::new();
+        for partition in 0..self.partitions() {
+            let status = self.cores.status(partition).await?;
+            if let Some(fatal) = status.fatal {
+                not_serving.push(format!("partition {partition}: stopped: {fatal}"));
+            } else if !status.leader {
+                not_serving.push(format!("partition {partition}: not leading"));
+            }
         }
+        Ok((!not_serving.is_empty()).then(|| not_serving.join("; ")))
+    }
+}
+
+/// The ledger's reads, routed to the partitions that hold their records. Cloneable: the wire
+/// port's connections each hold one.
+#[derive(Clone)]
+pub struct Reads {
+    queues: CoreQueues,
+}
+
+impl Reads {
+    fn partitions(&self) -> u32 {
+        self.queues.partitions()
+    }
+
+    /// The accounts among `ids` that exist, in the order of `ids`: one read per partition.
+    pub async fn lookup_accounts(&self, ids: Vec<AccountId>) -> Result<Vec<Account>, NodeError> {
+        let found = self
+            .lookup(ids.iter().map(|id| id.0).collect(), |ledger, id| {
+                ledger.account(AccountId(id)).copied()
+            })
+            .await?;
         Ok(found)
     }
 
-    /// The transfers among `ids` that exist, in the order of `ids`.
+    /// The transfers among `ids` that exist, in the order of `ids`: each from its id's home.
     pub async fn lookup_transfers(&self, ids: Vec<TransferId>) -> Result<Vec<Transfer>, NodeError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            let partition = partition_of(id.0, self.partitions());
-            let transfer = self.cores.read(partition, move |l| l.transfer(id).copied());
-            found.extend(transfer.await?);
-        }
+        let found = self
+            .lookup(ids.iter().map(|id| id.0).collect(), |ledger, id| {
+                ledger.transfer(TransferId(id)).copied()
+            })
+            .await?;
         Ok(found)
+    }
+
+    /// Looks every id up in its partition; the records found, in the order of `ids`.
+    async fn lookup<T: Send + 'static>(
+        &self,
+        ids: Vec<u128>,
+        find: fn(&Ledger, u128) -> Option<T>,
+    ) -> Result<Vec<T>, NodeError> {
+        let mut by_partition: BTreeMap<u32, Vec<(usize, u128)>> = BTreeMap::new();
+        for (index, id) in ids.iter().enumerate() {
+            let partition = partition_of(*id, self.partitions());
+            by_partition
+                .entry(partition)
+                .or_default()
+                .push((index, *id));
+        }
+        let mut found: Vec<Option<T>> = ids.iter().map(|_| None).collect();
+        for (partition, wanted) in by_partition {
+            let read = self.queues.read(partition, move |ledger| {
+                let found = wanted.iter().map(|(index, id)| (*index, find(ledger, *id)));
+                found.collect::<Vec<_>>()
+            });
+            for (index, record) in read.await? {
+                found[index] = record;
+            }
+        }
+        Ok(found.into_iter().flatten().collect())
     }
 
     pub async fn get_account_transfers(
@@ -162,20 +269,6 @@ impl Service {
             .await
     }
 
-    /// Why the node cannot serve every partition, or `None` when it can.
-    pub async fn not_ready(&self) -> Result<Option<String>, NodeError> {
-        let mut not_serving = Vec::new();
-        for partition in 0..self.partitions() {
-            let status = self.cores.status(partition).await?;
-            if let Some(fatal) = status.fatal {
-                not_serving.push(format!("partition {partition}: stopped: {fatal}"));
-            } else if !status.leader {
-                not_serving.push(format!("partition {partition}: not leading"));
-            }
-        }
-        Ok((!not_serving.is_empty()).then(|| not_serving.join("; ")))
-    }
-
     /// Runs a query on every partition and orders the union as one partition's answer would
     /// be, cut to the filter's limit.
     async fn query_every_partition<T: Send + 'static>(
@@ -203,7 +296,7 @@ impl Service {
         filter: F,
         read: fn(&Ledger, &F, &mut Vec<T>),
     ) -> Result<Vec<T>, NodeError> {
-        let found = self.cores.read(partition, move |ledger| {
+        let found = self.queues.read(partition, move |ledger| {
             let mut out = Vec::new();
             read(ledger, &filter, &mut out);
             out
@@ -211,10 +304,6 @@ impl Service {
         found.await
     }
 }
-
-/// Cross-partition expiry batches queued for the coordinator; a core skips a pulse's report
-/// when the queue is full (the next pulse reports again).
-const CROSS_EXPIRIES_QUEUED_MAX: usize = 64;
 
 /// Runs `future` to completion on this thread (start-up work, before any runtime serves).
 fn run_blocking<F: std::future::Future>(future: F) -> F::Output {

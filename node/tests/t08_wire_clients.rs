@@ -17,10 +17,36 @@ use common::{assert_balanced, official_client, run_client, Node, TempDir};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default: 16 partitions, so requests run as cross-partition transactions and reads.
 #[test]
 fn official_clients_run_every_operation() {
+    official_clients_run_every_operation_on(None);
+}
+
+/// One partition: every request is one log entry of that partition.
+#[test]
+fn official_clients_run_every_operation_on_one_partition() {
+    official_clients_run_every_operation_on(Some(1));
+}
+
+fn official_clients_run_every_operation_on(partitions: Option<u32>) {
     let dir = TempDir::new("wire-clients");
+    if let Some(partitions) = partitions {
+        let formatted = std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+            .args([
+                "format",
+                "--partitions",
+                &partitions.to_string(),
+                "--data-dir",
+            ])
+            .arg(&dir.0)
+            .output()
+            .expect("run kassa format");
+        assert!(formatted.status.success(), "{formatted:?}");
+    }
     let node = Node::start(&dir.0);
+    let (_, ready) = node.get("/ready");
+    assert_eq!(ready["partitions"], partitions.unwrap_or(16), "{ready}");
     let port = node.wire.port().to_string();
     for (language, script) in [("python", "ledger_ops.py"), ("node", "ledger_ops.js")] {
         let mut command = official_client(language, script);

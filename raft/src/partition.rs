@@ -130,7 +130,7 @@ fn events(command: &Command) -> usize {
         | Command::Apply { .. }
         | Command::Done { .. } => 0,
         // A client frame's batches were checked against their limits when it was built.
-        Command::Register { .. } | Command::Request { .. } => 0,
+        Command::Register { .. } | Command::Request { .. } | Command::Answer { .. } => 0,
     }
 }
 

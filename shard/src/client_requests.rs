@@ -12,6 +12,7 @@
 //! holds whole events, at most `event_max` per batch, and every reply fits one message (the
 //! wire codec checked both); a failure to encode would be a bug and panics.
 
+use kassa_wire::client_headers::RequestHeader;
 use kassa_wire::multi_batch::{encode_to_vec, MultiBatch};
 use kassa_wire::{
     build_reply, Account, AccountFilter, AccountId, Operation, QueryFilter, RegisterResult,
@@ -39,13 +40,35 @@ impl Ledger {
             Operation::Register => RegisterResult::new(BATCH_SIZE_LIMIT).as_bytes().to_vec(),
             operation => self.execute_batches(now, operation, request.body()),
         };
+        self.answer_new(now, request.header(), body)
+    }
+
+    /// Answers a client's request with a reply `body` computed elsewhere (with more than one
+    /// partition, the request's records live in other partitions): checked against the session
+    /// like any request; if new, the body becomes the session's cached reply.
+    pub(crate) fn apply_client_answer(
+        &mut self,
+        now: u64,
+        request: &RequestHeader,
+        body: Vec<u8>,
+    ) -> ClientReply {
+        match self.sessions.admit(request) {
+            Admission::New => self.answer_new(now, request, body),
+            Admission::Repeat(session) => session.cached_reply(),
+            Admission::Drop(reason) => ClientReply::Dropped(reason),
+            Admission::Evict(reason) => ClientReply::Evicted(reason),
+        }
+    }
+
+    /// Seals the reply to an admitted request and caches it in its session.
+    fn answer_new(&mut self, now: u64, request: &RequestHeader, body: Vec<u8>) -> ClientReply {
         let fields = ReplyFields {
             view: 0,
             replica: 0,
             commit: self.sessions.op_next(),
             timestamp: self.timestamp.max(now).max(1),
         };
-        let header = build_reply(request.header(), fields, &body);
+        let header = build_reply(request, fields, &body);
         self.sessions.record(header, body.clone());
         ClientReply::Reply {
             header: Box::new(header),
@@ -383,9 +406,10 @@ mod tests {
         assert_eq!(again, first);
 
         // Damage one byte of the last cached reply body and fix the CRCs: the table's own
-        // checks refuse it.
+        // checks refuse it. The (empty) transaction state follows the table.
+        const TXN_STATE_EMPTY: usize = 24;
         let mut damaged = first.clone();
-        let at = damaged.len() - 1;
+        let at = damaged.len() - 1 - TXN_STATE_EMPTY;
         damaged[at] ^= 1;
         let body_checksum = crc32c::crc32c(&damaged[32..]);
         damaged[24..28].copy_from_slice(&body_checksum.to_le_bytes());
@@ -400,7 +424,7 @@ mod tests {
         // typed error (or, for a flip the checks cannot see, a table that still validates),
         // never a panic.
         let table_size = 16 + 3 * (16 + 256 + 32); // Each reply: one result and its trailer.
-        let table_start = first.len() - table_size;
+        let table_start = first.len() - TXN_STATE_EMPTY - table_size;
         for cut in table_start..first.len() {
             let cut_snapshot = resealed_snapshot(&first[..cut]);
             assert!(Ledger::restore(Default::default(), &cut_snapshot).is_err());
@@ -467,5 +491,70 @@ mod tests {
             Command::decode(&bytes),
             Err(CommandDecodeError::OperationMismatch)
         );
+    }
+
+    /// With more than one partition a request's reply is computed elsewhere and cached here by
+    /// an `Answer` (reads) or by a transaction's effects (creates): the client accepts it, a
+    /// retry gets the same reply, and damaged commands are refused.
+    #[test]
+    fn replies_computed_elsewhere_are_cached_like_local_ones() {
+        let mut ledger = Ledger::new(crate::LedgerConfig::default());
+        let mut client = Client::new(7);
+        client.send(&mut ledger, &client.register());
+        let ids = [AccountId(1)];
+        let request = client.request(Operation::LookupAccounts, &[ids.as_bytes()]);
+        let body = encode_to_vec(size_of::<Account>(), &[account(1).as_bytes()]).expect("fits");
+        let answer = Command::Answer {
+            now: NOW,
+            request: *request.header(),
+            body: body.clone(),
+        };
+        let mut bytes = Vec::new();
+        answer.encode(&mut bytes);
+        assert_eq!(Command::decode(&bytes), Ok(answer.clone()));
+        for cut in 0..bytes.len() {
+            assert!(Command::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let Reply::Client(reply) = ledger.apply(&answer) else {
+            panic!("an answer answers with a client reply");
+        };
+        let header = reply_header(&reply);
+        check_reply_to(request.header(), request.body(), &header, &body).expect("accepted");
+        assert_eq!(
+            ledger.apply(&answer),
+            Reply::Client(reply.clone()),
+            "a retry"
+        );
+        client.request = header.request;
+        client.parent = header.context;
+
+        // A create answered by a transaction's effects, applied on this partition.
+        let accounts = [account(2)];
+        let request = client.request(Operation::CreateAccounts, &[accounts.as_bytes()]);
+        let body = encode_to_vec(16, &[&[0u8; 16]]).expect("fits");
+        let effects = crate::Effects {
+            timestamp: NOW,
+            client_answers: vec![crate::ClientAnswer {
+                request: *request.header(),
+                body: body.clone(),
+            }],
+            ..crate::Effects::default()
+        };
+        let apply = Command::Apply {
+            decider: 3,
+            txn: 1,
+            effects,
+        };
+        let mut bytes = Vec::new();
+        apply.encode(&mut bytes);
+        assert_eq!(Command::decode(&bytes), Ok(apply.clone()));
+        assert_eq!(ledger.apply(&apply), Reply::Applied { fresh: true });
+        let cached = ledger.sessions().answer_known(request.header());
+        let Some(cached) = cached else {
+            panic!("the transaction cached the reply");
+        };
+        let header = reply_header(&cached);
+        check_reply_to(request.header(), request.body(), &header, &body).expect("accepted");
+        ledger.validate();
     }
 }

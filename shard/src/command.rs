@@ -23,6 +23,7 @@ use crate::limits::BATCH_EVENTS_MAX;
 use crate::sessions::{ClientReply, ClientRequest, ClientRequestError};
 use crate::txn::{decode_parts, encode_parts, Decoder, Effects};
 use crate::Ledger;
+use kassa_wire::header::HeaderLayout;
 
 const HEADER_SIZE: usize = 24;
 
@@ -44,6 +45,13 @@ pub enum Command {
     /// The change stream's consumers are done with events up to `sequence_through`.
     ReleaseChangeEvents {
         sequence_through: u64,
+    },
+    /// A wire client's request whose reply `body` was computed from other partitions (a
+    /// read): checked against the session; if new, the reply is cached in it.
+    Answer {
+        now: u64,
+        request: RequestHeader,
+        body: Vec<u8>,
     },
     /// A cross-partition transaction's commit point, logged by its decider: the effects on
     /// every partition it touches (ascending partitions; the decider's own applied here).
@@ -133,6 +141,7 @@ const TAG_REQUEST: u8 = 6;
 const TAG_DECIDE: u8 = 7;
 const TAG_APPLY: u8 = 8;
 const TAG_DONE: u8 = 9;
+const TAG_ANSWER: u8 = 10;
 
 impl Command {
     /// Appends the command's encoding to `out`.
@@ -155,6 +164,15 @@ impl Command {
                 out.extend_from_slice(&[TAG_RELEASE_CHANGE_EVENTS, 0, 0, 0, 0, 0, 0, 0]);
                 out.extend_from_slice(&[0; 16]);
                 out.extend_from_slice(&sequence_through.to_le_bytes());
+                return;
+            }
+            Command::Answer { now, request, body } => {
+                out.extend_from_slice(&[TAG_ANSWER, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&now.to_le_bytes());
+                out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(request.as_bytes());
+                out.extend_from_slice(body);
                 return;
             }
             Command::Decide { effects } => {
@@ -212,6 +230,9 @@ impl Command {
         let body = &bytes[HEADER_SIZE..];
         if tag == TAG_REGISTER || tag == TAG_REQUEST {
             return decode_client(tag, now, count, body);
+        }
+        if tag == TAG_ANSWER {
+            return decode_answer(now, count, body);
         }
         if count as usize > BATCH_EVENTS_MAX {
             return Err(CommandDecodeError::TooManyEvents(count));
@@ -273,6 +294,29 @@ fn decode_txn_command(tag: u8, body: &[u8]) -> Result<Command, &'static str> {
         return Err("trailing bytes");
     }
     Ok(command)
+}
+
+/// Decodes an `Answer`: a sealed request header, then `size` bytes of reply body.
+fn decode_answer(now: u64, size: u32, body: &[u8]) -> Result<Command, CommandDecodeError> {
+    let header_size = size_of::<RequestHeader>();
+    if size as usize > kassa_wire::MESSAGE_BODY_SIZE_MAX {
+        return Err(CommandDecodeError::FrameSize(size));
+    }
+    if body.len() != header_size + size as usize {
+        return Err(CommandDecodeError::LengthMismatch);
+    }
+    let (header, reply) = body.split_at(header_size);
+    let request = RequestHeader::read_from_bytes(header).expect("256 bytes");
+    if !request.valid_checksum() || request.operation == Operation::Register.as_u8() {
+        return Err(CommandDecodeError::Malformed(
+            "an answer's request header is not sealed",
+        ));
+    }
+    Ok(Command::Answer {
+        now,
+        request,
+        body: reply.to_vec(),
+    })
 }
 
 /// Appends a client frame command: the common header with the frame's size as its count,
@@ -353,6 +397,9 @@ impl Ledger {
             Command::Done { txn } => {
                 self.done(*txn);
                 Reply::Done
+            }
+            Command::Answer { now, request, body } => {
+                Reply::Client(self.apply_client_answer(*now, request, body.clone()))
             }
             Command::Register { now, request } | Command::Request { now, request } => {
                 Reply::Client(self.apply_client_request(*now, request))

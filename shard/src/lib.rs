@@ -59,7 +59,7 @@ pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use partitioning::partition_of;
 pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
-pub use txn::{Effects, NewTransfer, ReadSet, Scratch};
+pub use txn::{ClientAnswer, Effects, NewTransfer, ReadSet, Scratch};
 
 /// Limits of the state machine, named once.
 pub mod limits {

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use kassa_wire::client_headers::RequestHeader;
+use kassa_wire::header::HeaderLayout;
 use kassa_wire::{Account, AccountFlags, Balances, ChangeKind, Transfer};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -81,6 +83,16 @@ pub struct Effects {
     pub statuses: Vec<StatusChange>,
     pub failed_ids: Vec<u128>,
     pub changes: Vec<ChangeRecord>,
+    /// Wire requests answered by this transaction whose sessions live here: each request's
+    /// header and its reply body, cached in its session as the transaction applies.
+    pub client_answers: Vec<ClientAnswer>,
+}
+
+/// A wire request a transaction answers, for the partition that holds its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAnswer {
+    pub request: RequestHeader,
+    pub body: Vec<u8>,
 }
 
 /// A partition's transaction bookkeeping; part of its state and snapshots.
@@ -262,6 +274,12 @@ impl Ledger {
                 self.expiries.remove(&(expires_at, position));
                 self.cross_expiries.remove(&(expires_at, position));
             }
+        }
+        for answer in &effects.client_answers {
+            // Under the transaction's locks nothing else answered it: it is new, or (a retry
+            // that raced through another path) answered already, which changes nothing.
+            let request = &answer.request;
+            self.apply_client_answer(effects.timestamp, request, answer.body.clone());
         }
         for id in &effects.failed_ids {
             assert!(self.owns(*id));
@@ -507,17 +525,37 @@ impl Effects {
         put_records(out, &self.statuses);
         put_records(out, &self.failed_ids);
         put_records(out, &self.changes);
+        out.extend_from_slice(&(self.client_answers.len() as u64).to_le_bytes());
+        for answer in &self.client_answers {
+            out.extend_from_slice(answer.request.as_bytes());
+            out.extend_from_slice(&(answer.body.len() as u64).to_le_bytes());
+            out.extend_from_slice(&answer.body);
+        }
     }
 
     pub fn decode(reader: &mut Decoder<'_>) -> Result<Effects, &'static str> {
-        let effects = Effects {
+        let mut effects = Effects {
             timestamp: reader.u64()?,
             accounts: reader.records()?,
             transfers: reader.records()?,
             statuses: reader.records()?,
             failed_ids: reader.records()?,
             changes: reader.records()?,
+            client_answers: Vec::new(),
         };
+        for _ in 0..reader.count(size_of::<RequestHeader>() + 8)? {
+            let request: Vec<RequestHeader> = reader.records_exact(1)?;
+            let size = reader.u64()?;
+            if size > kassa_wire::MESSAGE_BODY_SIZE_MAX as u64 {
+                return Err("client answer larger than a message");
+            }
+            let body = reader.take(size as usize)?.to_vec();
+            let request = request[0];
+            if !request.valid_checksum() {
+                return Err("client answer's request header is damaged");
+            }
+            effects.client_answers.push(ClientAnswer { request, body });
+        }
         let statuses = effects.transfers.iter().map(|t| (t.status, &t.reserved));
         let changed = effects.statuses.iter().map(|s| (s.status, &s.reserved));
         for (status, reserved) in statuses.chain(changed) {
@@ -648,6 +686,14 @@ impl<'a> Decoder<'a> {
 
     fn records<T: FromBytes + IntoBytes + Copy>(&mut self) -> Result<Vec<T>, &'static str> {
         let count = self.count(size_of::<T>())?;
+        self.records_exact(count)
+    }
+
+    /// `count` fixed-size records (no count prefix).
+    fn records_exact<T: FromBytes + IntoBytes + Copy>(
+        &mut self,
+        count: usize,
+    ) -> Result<Vec<T>, &'static str> {
         let bytes = self.take(count * size_of::<T>())?;
         let mut records = T::new_vec_zeroed(count).map_err(|_| "too many records")?;
         records.as_mut_bytes().copy_from_slice(bytes);

@@ -207,6 +207,20 @@ async fn propose(context: &Context, request: ClientRequest) -> Option<ClientRepl
             return None;
         }
     }
+    if let (Some(transactions), false) = (
+        &context.transactions,
+        request.operation() == Operation::Register,
+    ) {
+        let client = request.header().client;
+        let ran = super::partitioned::run(context, transactions, partition, request).await;
+        return match ran {
+            Ok(reply) => Some(reply),
+            Err(error) => {
+                tracing::warn!(partition, client, %error, "wire: request not run; the client will retry");
+                None
+            }
+        };
+    }
     let now = realtime_ns();
     let command = if request.operation() == Operation::Register {
         Command::Register { now, request }

@@ -11,15 +11,20 @@
 //! with a few clients. Accepting is not on the hot path: TigerBeetle's clients keep their
 //! connection open.
 //!
-//! **Where a request runs.** Every `register` and request is one log entry of the partition
-//! that holds its client's session ([`session_partition`]); the connection sends it over the
-//! same bounded core queues the HTTP API uses, so requests from many connections that arrive
-//! together are appended together and share the log's group commit.
+//! **Where a request runs.** A client's session lives in one partition
+//! ([`session_partition`]). A `register` is a log entry there. With one partition every
+//! request is one log entry there too, sent over the same bounded core queues the HTTP API
+//! uses, so requests from many connections that arrive together share the log's group commit.
+//! With more partitions a create request is a cross-partition transaction (the coordinator
+//! groups the requests waiting for it), which caches the reply in the session as it commits,
+//! and a read runs where its records are and has its reply cached by a log entry in the
+//! session's partition (`partitioned`).
 //!
 //! Limits: at most [`WIRE_CONNECTIONS_MAX`] connections (more are closed at once, logged); a
 //! frame's body must arrive within [`FRAME_BODY_TIMEOUT`] of its header.
 
 mod connection;
+mod partitioned;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,8 +33,10 @@ use std::time::Duration;
 
 use kassa_wire::header::Release;
 
+use crate::coordinator::Transactions;
 use crate::cores::CoreQueues;
 use crate::partitioning::partition_of;
+use crate::service::{Reads, Service};
 
 /// Most wire connections a node serves at once.
 pub const WIRE_CONNECTIONS_MAX: usize = 4096;
@@ -45,13 +52,10 @@ pub const CLIENT_RELEASE_MAX: Release = Release::new(0, 17, 255);
 /// How long the acceptor pauses after a failed accept (e.g. out of file descriptors).
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
 
-/// The partition that holds `client`'s session and executes its requests.
-///
-/// This is the one place that decides it. With one partition (all this build formats) every
-/// request runs there, atomically, in one log entry. With more partitions a request must be
-/// split by the partitions its events touch and its results merged in order (the
-/// cross-partition protocol); that integration changes this function and its caller
-/// `connection::propose`, nothing else.
+/// The partition that holds `client`'s session. With one partition every request runs there,
+/// atomically, in one log entry. With more, a request's records live elsewhere: a create
+/// request runs as a transaction that also caches its reply in this partition's session table,
+/// a read runs where its records are and its reply is then cached here (`partitioned`).
 pub fn session_partition(client: u128, partitions: u32) -> u32 {
     partition_of(client, partitions)
 }
@@ -61,18 +65,23 @@ pub fn session_partition(client: u128, partitions: u32) -> u32 {
 pub(crate) struct Context {
     pub queues: CoreQueues,
     pub cluster: u128,
+    /// Reads routed to their partitions (used with more than one partition).
+    pub reads: Reads,
+    /// The transaction coordinator, with more than one partition.
+    pub transactions: Option<Transactions>,
 }
 
 /// Binds `address` and starts accepting; returns the bound address (the chosen port for
 /// `:0`). Connections are served until the process exits.
-pub fn start(
-    address: SocketAddr,
-    queues: CoreQueues,
-    cluster: u128,
-) -> std::io::Result<SocketAddr> {
+pub fn start(address: SocketAddr, service: &Service, cluster: u128) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address)?;
     let bound = listener.local_addr()?;
-    let context = Context { queues, cluster };
+    let context = Context {
+        queues: service.cores.queues(),
+        cluster,
+        reads: service.reads.clone(),
+        transactions: service.transactions(),
+    };
     std::thread::Builder::new()
         .name("kassa-wire-accept".into())
         .spawn(move || accept_loop(listener, context))?;
