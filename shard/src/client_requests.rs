@@ -506,7 +506,7 @@ mod tests {
         let body = encode_to_vec(size_of::<Account>(), &[account(1).as_bytes()]).expect("fits");
         let answer = Command::Answer {
             now: NOW,
-            request: *request.header(),
+            request: Box::new(*request.header()),
             body: body.clone(),
         };
         let mut bytes = Vec::new();

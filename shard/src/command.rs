@@ -50,7 +50,7 @@ pub enum Command {
     /// read): checked against the session; if new, the reply is cached in it.
     Answer {
         now: u64,
-        request: RequestHeader,
+        request: Box<RequestHeader>,
         body: Vec<u8>,
     },
     /// A cross-partition transaction's commit point, logged by its decider: the effects on
@@ -314,7 +314,7 @@ fn decode_answer(now: u64, size: u32, body: &[u8]) -> Result<Command, CommandDec
     }
     Ok(Command::Answer {
         now,
-        request,
+        request: Box::new(request),
         body: reply.to_vec(),
     })
 }

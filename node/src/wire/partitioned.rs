@@ -52,7 +52,7 @@ pub(super) async fn run(
             let body = body.expect("a validated request's results fit one message");
             let command = Command::Answer {
                 now,
-                request: *request.header(),
+                request: Box::new(*request.header()),
                 body,
             };
             match context.queues.write(partition, command).await? {
