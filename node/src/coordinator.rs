@@ -29,7 +29,8 @@ use kassa_shard::{
 use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
 use zerocopy::IntoBytes;
 
-use crate::cores::{next_lock_txn, Cores};
+use crate::cores::{next_lock_txn, Cores, ReadNames};
+use crate::join::join_all;
 use crate::NodeError;
 
 /// What a batch names, to find its partitions and read its records.
@@ -311,30 +312,15 @@ async fn execute(cores: &Arc<Cores>, batches: &[(u64, &Batch)]) -> Result<Vec<Re
     let outcome = async {
         loop {
             let wanted = names.partitions(count);
-            if !wanted.is_subset(&locked) {
-                // Taken all at once: this driver is the only holder of several locks.
-                let more: Vec<u32> = wanted.difference(&locked).copied().collect();
-                let locks = more.iter().map(|partition| cores.lock(*partition, lock));
-                let taken = join_all(locks).await;
-                let mut failed = None;
-                for (partition, taken) in more.into_iter().zip(taken) {
-                    match taken {
-                        Ok(()) => drop(locked.insert(partition)),
-                        Err(error) => failed = Some(error),
-                    }
-                }
-                if let Some(error) = failed {
-                    return Err(Undecided(error));
-                }
-            }
-            let reads = read_all(cores, &locked, lock, &names).await?;
+            // Locks are taken all at once: this driver is the only holder of several.
+            let reads = lock_read_all(cores, lock, &wanted, &names, &mut locked).await?;
             // A post or void reads its pending transfer's accounts too.
             let missing: Vec<u128> = pending_accounts(batches, &reads)
                 .into_iter()
                 .filter(|id| !names.accounts.contains(id))
                 .collect();
             if missing.is_empty() {
-                return run_locked(cores, batches, &locked, lock, reads).await;
+                return run_locked(cores, batches, &mut locked, lock, reads).await;
             }
             names.accounts.extend(missing);
             names.normalize();
@@ -363,35 +349,71 @@ impl From<NodeError> for Failure {
     }
 }
 
-async fn unlock_all(cores: &Cores, locked: &mut BTreeSet<u32>, lock: u64) -> Result<(), NodeError> {
-    let unlocks = std::mem::take(locked).into_iter();
-    let unlocked = join_all(unlocks.map(|partition| cores.unlock(partition, lock))).await;
-    unlocked.into_iter().collect()
+/// Partitions grouped by the core that owns them.
+fn by_core(cores: &Cores, partitions: impl IntoIterator<Item = u32>) -> BTreeMap<usize, Vec<u32>> {
+    let mut grouped: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for partition in partitions {
+        grouped
+            .entry(cores.core_of(partition))
+            .or_default()
+            .push(partition);
+    }
+    grouped
 }
 
-async fn read_all(
+async fn unlock_all(cores: &Cores, locked: &mut BTreeSet<u32>, lock: u64) -> Result<(), NodeError> {
+    let grouped = by_core(cores, std::mem::take(locked));
+    let unlocks = grouped
+        .into_iter()
+        .map(|(core, partitions)| cores.unlock(core, lock, partitions));
+    join_all(unlocks).await.into_iter().collect()
+}
+
+/// Locks `wanted` (keeping what `lock` holds already) and reads `names` from each: one message
+/// per core. `locked` grows by what was locked, even when a core failed to answer.
+async fn lock_read_all(
     cores: &Cores,
-    locked: &BTreeSet<u32>,
     lock: u64,
+    wanted: &BTreeSet<u32>,
     names: &Names,
+    locked: &mut BTreeSet<u32>,
 ) -> Result<BTreeMap<u32, ReadSet>, NodeError> {
-    let reads = locked.iter().map(|partition| {
-        let names = names.clone();
-        cores.read_in(*partition, Some(lock), move |ledger| {
-            ledger.read_set(&names.accounts, &names.transfers, &names.timestamps)
-        })
+    let read_names = Arc::new(ReadNames {
+        accounts: names.accounts.clone(),
+        transfers: names.transfers.clone(),
+        timestamps: names.timestamps.clone(),
     });
-    let reads = join_all(reads).await;
-    let reads = locked.iter().copied().zip(reads);
-    reads
-        .map(|(partition, read)| Ok((partition, read?)))
-        .collect()
+    let grouped = by_core(cores, wanted.iter().copied());
+    let requests = grouped.into_iter().map(|(core, partitions)| {
+        let names = read_names.clone();
+        async move {
+            (
+                partitions.clone(),
+                cores.lock_read(core, lock, partitions, names).await,
+            )
+        }
+    });
+    let mut reads = BTreeMap::new();
+    let mut failed = None;
+    for (partitions, read) in join_all(requests).await {
+        match read {
+            Ok(read) => {
+                locked.extend(partitions);
+                reads.extend(read);
+            }
+            Err(error) => failed = Some(error),
+        }
+    }
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(reads),
+    }
 }
 
 async fn run_locked(
     cores: &Arc<Cores>,
     batches: &[(u64, &Batch)],
-    locked: &BTreeSet<u32>,
+    locked: &mut BTreeSet<u32>,
     lock: u64,
     reads: BTreeMap<u32, ReadSet>,
 ) -> Result<Vec<Results>, Failure> {
@@ -469,6 +491,14 @@ async fn run_locked(
         part.client_answers.push(answer.clone());
     }
     let parts: Vec<(u32, Effects)> = effects.into_iter().collect();
+    // Partitions the transaction only read can go now: nothing of it will be visible there.
+    let participants: BTreeSet<u32> = parts.iter().map(|(partition, _)| *partition).collect();
+    let readers: BTreeSet<u32> = locked.difference(&participants).copied().collect();
+    if !readers.is_empty() {
+        let mut readers = readers;
+        unlock_all(cores, &mut readers, lock).await?;
+        locked.retain(|partition| participants.contains(partition));
+    }
     let decide = Command::Decide {
         effects: parts.clone(),
     };
@@ -485,16 +515,23 @@ async fn run_locked(
         fill_client_replies(cores, lock, &answers, &mut results).await?;
         return Ok(results);
     }
-    let applies = others.into_iter().map(|(partition, effects)| {
+    let mut by_core: BTreeMap<usize, Vec<(u32, Command)>> = BTreeMap::new();
+    for (partition, effects) in others {
         let apply = Command::Apply {
             decider,
             txn,
             effects,
         };
-        cores.write_in(partition, Some(lock), apply)
-    });
+        let core = cores.core_of(partition);
+        by_core.entry(core).or_default().push((partition, apply));
+    }
+    let applies = by_core
+        .into_iter()
+        .map(|(core, writes)| cores.write_many(core, lock, writes));
     for applied in join_all(applies).await {
-        applied.map_err(Decided)?;
+        for written in applied.map_err(Decided)? {
+            written.map_err(Decided)?;
+        }
     }
     fill_client_replies(cores, lock, &answers, &mut results).await?;
     // `Done` only spares a restart redelivering (idempotently) what every partition applied:
@@ -593,37 +630,6 @@ fn fault_abort_after_decide() -> bool {
     *FAULT.get_or_init(|| {
         std::env::var("KASSA_FAULT").is_ok_and(|fault| fault == "abort-after-decide")
     })
-}
-
-/// Awaits every future, concurrently; the outputs in the futures' order.
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
-        futures.map(|future| Some(Box::pin(future))).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|context| {
-        let mut all_ready = true;
-        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(context) {
-                    std::task::Poll::Ready(ready) => {
-                        *output = Some(ready);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all_ready = false,
-                }
-            }
-        }
-        if all_ready {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 /// Adds what `batch` names to `names`.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_raft::{Partition, PartitionConfig, PartitionStatus};
-use kassa_shard::{Command, Ledger, LedgerConfig, Reply};
+use kassa_shard::{Command, Ledger, LedgerConfig, ReadSet, Reply};
 use kassa_wire::Transfer;
 
 use crate::NodeError;
@@ -59,20 +59,37 @@ pub enum CoreRequest {
         partition: u32,
         reply: StatusSender,
     },
-    /// Take the partition's lock for `txn` once it is free; the reply says it is held.
-    Lock {
-        partition: u32,
+    /// Lock these partitions of this core for `txn` (ascending; a partition `txn` holds
+    /// already is kept), then read from each what a batch naming `names` can read.
+    LockRead {
         txn: u64,
-        reply: tokio::sync::oneshot::Sender<()>,
+        partitions: Vec<u32>,
+        names: Arc<ReadNames>,
+        reply: tokio::sync::oneshot::Sender<Vec<(u32, ReadSet)>>,
     },
-    /// Release the lock `txn` holds.
-    Unlock {
-        partition: u32,
+    /// Write these commands as transaction `txn`, each through its partition's log, all at
+    /// once; the replies in the same order.
+    WriteMany {
         txn: u64,
+        writes: Vec<(u32, Command)>,
+        reply: tokio::sync::oneshot::Sender<Vec<Result<Reply, NodeError>>>,
+    },
+    /// Release the locks `txn` holds on these partitions.
+    Unlock {
+        txn: u64,
+        partitions: Vec<u32>,
     },
     /// Run a task on the core's thread: it may spawn monoio tasks there (the wire port's
     /// connections).
     Run(RunFn),
+}
+
+/// What a transaction asks its partitions to read (`Ledger::read_set`'s arguments).
+#[derive(Clone, Debug, Default)]
+pub struct ReadNames {
+    pub accounts: Vec<u128>,
+    pub transfers: Vec<u128>,
+    pub timestamps: Vec<u64>,
 }
 
 /// A partition's transaction lock, on its core.
@@ -261,23 +278,58 @@ impl Cores {
         receive.await.map_err(|_| NodeError::ShuttingDown)
     }
 
-    /// Takes `partition`'s lock for `txn`, waiting while another transaction holds it.
-    pub async fn lock(&self, partition: u32, txn: u64) -> Result<(), NodeError> {
+    /// The core that owns `partition`.
+    pub fn core_of(&self, partition: u32) -> usize {
+        partition as usize % self.senders.len()
+    }
+
+    /// Takes the locks of `partitions` (all on core `core`) for `txn`, waiting while other
+    /// holders have them, and reads `names` from each.
+    pub async fn lock_read(
+        &self,
+        core: usize,
+        txn: u64,
+        partitions: Vec<u32>,
+        names: Arc<ReadNames>,
+    ) -> Result<Vec<(u32, ReadSet)>, NodeError> {
+        assert!(partitions.iter().all(|p| self.core_of(*p) == core));
         let (reply, receive) = tokio::sync::oneshot::channel();
-        let request = CoreRequest::Lock {
-            partition,
+        let request = CoreRequest::LockRead {
             txn,
+            partitions,
+            names,
             reply,
         };
-        let sent = self.sender(partition).send(request).await;
+        let sent = self.senders[core].send(request).await;
         sent.map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)
     }
 
-    /// Releases the lock `txn` holds on `partition`.
-    pub async fn unlock(&self, partition: u32, txn: u64) -> Result<(), NodeError> {
-        let request = CoreRequest::Unlock { partition, txn };
-        let sent = self.sender(partition).send(request).await;
+    /// Writes `writes` (all on core `core`) as transaction `txn`, concurrently.
+    pub async fn write_many(
+        &self,
+        core: usize,
+        txn: u64,
+        writes: Vec<(u32, Command)>,
+    ) -> Result<Vec<Result<Reply, NodeError>>, NodeError> {
+        assert!(writes.iter().all(|(p, _)| self.core_of(*p) == core));
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::WriteMany { txn, writes, reply };
+        let sent = self.senders[core].send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Releases the locks `txn` holds on `partitions` (all on core `core`).
+    pub async fn unlock(
+        &self,
+        core: usize,
+        txn: u64,
+        partitions: Vec<u32>,
+    ) -> Result<(), NodeError> {
+        assert!(partitions.iter().all(|p| self.core_of(*p) == core));
+        let request = CoreRequest::Unlock { txn, partitions };
+        let sent = self.senders[core].send(request).await;
         sent.map_err(|_| NodeError::ShuttingDown)
     }
 
@@ -489,21 +541,50 @@ async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &
         CoreRequest::Status { partition, reply } => {
             let _ = reply.send(served(partition).partition.status());
         }
-        CoreRequest::Lock {
-            partition,
+        CoreRequest::LockRead {
             txn,
+            partitions,
+            names,
             reply,
         } => {
-            let served = served(partition);
-            in_flight.set(in_flight.get() - 1);
-            served.lock.lock(txn).await;
-            in_flight.set(in_flight.get() + 1);
-            if reply.send(()).is_err() {
-                // Nobody waits for the lock any more (the node is stopping).
-                served.lock.unlock(txn);
+            let mut reads = Vec::with_capacity(partitions.len());
+            for partition in partitions {
+                let served = served(partition);
+                if served.lock.holder.get() != Some(txn) {
+                    in_flight.set(in_flight.get() - 1);
+                    served.lock.lock(txn).await;
+                    in_flight.set(in_flight.get() + 1);
+                }
+                let names = &names;
+                let read = served.partition.read(|ledger| {
+                    ledger.read_set(&names.accounts, &names.transfers, &names.timestamps)
+                });
+                reads.push((partition, read));
+            }
+            if let Err(reads) = reply.send(reads) {
+                // Nobody waits for the locks any more (the node is stopping).
+                for (partition, _) in reads {
+                    served(partition).lock.unlock(txn);
+                }
             }
         }
-        CoreRequest::Unlock { partition, txn } => served(partition).lock.unlock(txn),
+        CoreRequest::WriteMany { txn, writes, reply } => {
+            let writes = writes.into_iter().map(|(partition, command)| async move {
+                let served = served(partition);
+                admit(&served.lock, Some(txn), in_flight).await;
+                served
+                    .partition
+                    .write(command)
+                    .await
+                    .map_err(NodeError::from)
+            });
+            let _ = reply.send(crate::join::join_all(writes).await);
+        }
+        CoreRequest::Unlock { txn, partitions } => {
+            for partition in partitions {
+                served(partition).lock.unlock(txn);
+            }
+        }
         CoreRequest::Run(run) => run(),
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod coordinator;
 pub mod cores;
 pub mod http;
+mod join;
 pub mod meta;
 pub mod partitioning;
 pub mod service;
