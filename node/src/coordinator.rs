@@ -26,6 +26,7 @@ use kassa_shard::{
     partition_of, ClientAnswer, ClientReply, ClientRequest, Command, Effects, Ledger, ReadSet,
     Reply, Scratch,
 };
+use kassa_wire::RequestHeader;
 use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
 use zerocopy::IntoBytes;
 
@@ -42,6 +43,8 @@ struct Names {
     timestamps: Vec<u64>,
     /// Partitions to lock besides the records' own (wire clients' sessions).
     partitions: Vec<u32>,
+    /// The wire requests to check against their sessions, in batch order.
+    sessions: Vec<(u32, RequestHeader)>,
 }
 
 impl Names {
@@ -377,11 +380,12 @@ async fn lock_read_all(
     wanted: &BTreeSet<u32>,
     names: &Names,
     locked: &mut BTreeSet<u32>,
-) -> Result<BTreeMap<u32, ReadSet>, NodeError> {
+) -> Result<Reads, NodeError> {
     let read_names = Arc::new(ReadNames {
         accounts: names.accounts.clone(),
         transfers: names.transfers.clone(),
         timestamps: names.timestamps.clone(),
+        sessions: names.sessions.clone(),
     });
     let grouped = by_core(cores, wanted.iter().copied());
     let requests = grouped.into_iter().map(|(core, partitions)| {
@@ -393,13 +397,23 @@ async fn lock_read_all(
             )
         }
     });
-    let mut reads = BTreeMap::new();
+    let mut reads = Reads {
+        records: BTreeMap::new(),
+        sessions: names.sessions.iter().map(|_| None).collect(),
+    };
     let mut failed = None;
     for (partitions, read) in join_all(requests).await {
         match read {
             Ok(read) => {
                 locked.extend(partitions);
-                reads.extend(read);
+                for partition_read in read {
+                    for (index, known) in partition_read.sessions {
+                        reads.sessions[index] = Some(known);
+                    }
+                    reads
+                        .records
+                        .insert(partition_read.partition, partition_read.records);
+                }
             }
             Err(error) => failed = Some(error),
         }
@@ -410,12 +424,19 @@ async fn lock_read_all(
     }
 }
 
+/// What a transaction's partitions read: records by partition, and for each wire request (in
+/// batch order) its session check, `Some(None)` when it is new.
+struct Reads {
+    records: BTreeMap<u32, ReadSet>,
+    sessions: Vec<Option<Option<ClientReply>>>,
+}
+
 async fn run_locked(
     cores: &Arc<Cores>,
     batches: &[(u64, &Batch)],
     locked: &mut BTreeSet<u32>,
     lock: u64,
-    reads: BTreeMap<u32, ReadSet>,
+    reads: Reads,
 ) -> Result<Vec<Results>, Failure> {
     let decider = *locked.first().expect("a batch names a partition");
     if let [(now, batch)] = batches {
@@ -424,8 +445,9 @@ async fn run_locked(
             return Ok(vec![run_local(cores, decider, lock, *now, batch).await?]);
         }
     }
-    let reads: Vec<ReadSet> = reads.into_values().collect();
-    let mut scratch = Scratch::new(cores.partitions(), &reads);
+    let mut sessions = reads.sessions.into_iter();
+    let records: Vec<ReadSet> = reads.records.into_values().collect();
+    let mut scratch = Scratch::new(cores.partitions(), &records);
     let mut changed = false;
     let mut results = Vec::with_capacity(batches.len());
     let mut answers: Vec<(usize, u32, ClientAnswer)> = Vec::new();
@@ -438,10 +460,8 @@ async fn run_locked(
                 batches,
             } => {
                 let header = *request.header();
-                let known = cores.read_in(*partition, Some(lock), move |ledger| {
-                    ledger.sessions().answer_known(&header)
-                });
-                match known.await? {
+                let known = sessions.next().expect("a session check per request");
+                match known.expect("the session's partition was read") {
                     // A retry, a drop or an eviction: nothing runs.
                     Some(reply) => Results::Client(reply),
                     None => {
@@ -502,8 +522,15 @@ async fn run_locked(
     let decide = Command::Decide {
         effects: parts.clone(),
     };
+    let mut replies: BTreeMap<u32, Vec<ClientReply>> = BTreeMap::new();
     let txn = match cores.write_in(decider, Some(lock), decide).await? {
-        Reply::Decided { txn } => txn,
+        Reply::Decided {
+            txn,
+            client_replies,
+        } => {
+            replies.insert(decider, client_replies);
+            txn
+        }
         other => unreachable!("Decide answered {other:?}"),
     };
     if fault_abort_after_decide() {
@@ -512,7 +539,7 @@ async fn run_locked(
     }
     let others: Vec<(u32, Effects)> = parts.into_iter().filter(|(p, _)| *p != decider).collect();
     if others.is_empty() {
-        fill_client_replies(cores, lock, &answers, &mut results).await?;
+        fill_client_replies(&answers, replies, &mut results);
         return Ok(results);
     }
     let mut by_core: BTreeMap<usize, Vec<(u32, Command)>> = BTreeMap::new();
@@ -525,15 +552,22 @@ async fn run_locked(
         let core = cores.core_of(partition);
         by_core.entry(core).or_default().push((partition, apply));
     }
-    let applies = by_core
-        .into_iter()
-        .map(|(core, writes)| cores.write_many(core, lock, writes));
-    for applied in join_all(applies).await {
-        for written in applied.map_err(Decided)? {
-            written.map_err(Decided)?;
+    let applies = by_core.into_iter().map(|(core, writes)| {
+        let partitions: Vec<u32> = writes.iter().map(|(partition, _)| *partition).collect();
+        let written = cores.write_many(core, lock, writes);
+        async move { (partitions, written.await) }
+    });
+    for (partitions, applied) in join_all(applies).await {
+        for (partition, written) in partitions.into_iter().zip(applied.map_err(Decided)?) {
+            match written.map_err(Decided)? {
+                Reply::Applied {
+                    client_replies: Some(client_replies),
+                } => drop(replies.insert(partition, client_replies)),
+                other => unreachable!("a first Apply answered {other:?}"),
+            }
         }
     }
-    fill_client_replies(cores, lock, &answers, &mut results).await?;
+    fill_client_replies(&answers, replies, &mut results);
     // `Done` only spares a restart redelivering (idempotently) what every partition applied:
     // it need not be durable before the clients get their results or the locks go.
     let cores = cores.clone();
@@ -545,23 +579,22 @@ async fn run_locked(
     Ok(results)
 }
 
-/// Sets each answered client request's result to the reply its session now caches.
-async fn fill_client_replies(
-    cores: &Cores,
-    lock: u64,
+/// Sets each answered client request's result to the reply its session partition gave when
+/// it applied the transaction (in the order the answers were added to its effects).
+fn fill_client_replies(
     answers: &[(usize, u32, ClientAnswer)],
+    replies: BTreeMap<u32, Vec<ClientReply>>,
     results: &mut [Results],
-) -> Result<(), Failure> {
-    for (index, partition, answer) in answers {
-        let header = answer.request;
-        let cached = cores.read_in(*partition, Some(lock), move |ledger| {
-            ledger.sessions().answer_known(&header)
-        });
-        let reply = cached.await.map_err(Decided)?;
-        let reply = reply.expect("the transaction cached the reply in the session");
-        results[*index] = Results::Client(reply);
+) {
+    let mut replies: BTreeMap<u32, std::vec::IntoIter<ClientReply>> = replies
+        .into_iter()
+        .map(|(partition, replies)| (partition, replies.into_iter()))
+        .collect();
+    for (index, partition, _) in answers {
+        let partition_replies = replies.get_mut(partition);
+        let reply = partition_replies.and_then(Iterator::next);
+        results[*index] = Results::Client(reply.expect("a reply per answer"));
     }
-    Ok(())
 }
 
 /// Runs a client's create batches in order on `ledger`; the multi-batch reply body.
@@ -659,9 +692,12 @@ fn names_of(batch: &Batch, names: &mut Names) {
             }
         }
         Batch::Client {
-            partition, batches, ..
+            partition,
+            batches,
+            request,
         } => {
             names.partitions.push(*partition);
+            names.sessions.push((*partition, *request.header()));
             match batches {
                 ClientBatches::Accounts(batches) => {
                     for accounts in batches {
@@ -693,7 +729,7 @@ impl Names {
 }
 
 /// The accounts of the pending transfers the batches post or void, as read.
-fn pending_accounts(batches: &[(u64, &Batch)], reads: &BTreeMap<u32, ReadSet>) -> Vec<u128> {
+fn pending_accounts(batches: &[(u64, &Batch)], reads: &Reads) -> Vec<u128> {
     let mut pending_ids = BTreeSet::new();
     for (_, batch) in batches {
         let transfers: Vec<&Transfer> = match batch {
@@ -711,7 +747,7 @@ fn pending_accounts(batches: &[(u64, &Batch)], reads: &BTreeMap<u32, ReadSet>) -
                 .filter(|id| *id != 0),
         );
     }
-    let read = reads.values().flat_map(|r| &r.transfers);
+    let read = reads.records.values().flat_map(|r| &r.transfers);
     read.filter(|(t, _)| pending_ids.contains(&t.id.0))
         .flat_map(|(t, _)| [t.debit_account_id.0, t.credit_account_id.0])
         .collect()

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_raft::{Partition, PartitionConfig, PartitionStatus};
-use kassa_shard::{Command, Ledger, LedgerConfig, ReadSet, Reply};
+use kassa_shard::{ClientReply, Command, Ledger, LedgerConfig, ReadSet, Reply};
+use kassa_wire::RequestHeader;
 use kassa_wire::Transfer;
 
 use crate::NodeError;
@@ -65,7 +66,7 @@ pub enum CoreRequest {
         txn: u64,
         partitions: Vec<u32>,
         names: Arc<ReadNames>,
-        reply: tokio::sync::oneshot::Sender<Vec<(u32, ReadSet)>>,
+        reply: tokio::sync::oneshot::Sender<Vec<PartitionRead>>,
     },
     /// Write these commands as transaction `txn`, each through its partition's log, all at
     /// once; the replies in the same order.
@@ -90,6 +91,16 @@ pub struct ReadNames {
     pub accounts: Vec<u128>,
     pub transfers: Vec<u128>,
     pub timestamps: Vec<u64>,
+    /// Wire requests to check against their sessions, with their session's partition.
+    pub sessions: Vec<(u32, RequestHeader)>,
+}
+
+/// What one partition read for a transaction: its records, and the session checks of the
+/// requests whose sessions it holds (by index in `ReadNames::sessions`; `None`: new).
+pub struct PartitionRead {
+    pub partition: u32,
+    pub records: ReadSet,
+    pub sessions: Vec<(usize, Option<ClientReply>)>,
 }
 
 /// A partition's transaction lock, on its core.
@@ -291,7 +302,7 @@ impl Cores {
         txn: u64,
         partitions: Vec<u32>,
         names: Arc<ReadNames>,
-    ) -> Result<Vec<(u32, ReadSet)>, NodeError> {
+    ) -> Result<Vec<PartitionRead>, NodeError> {
         assert!(partitions.iter().all(|p| self.core_of(*p) == core));
         let (reply, receive) = tokio::sync::oneshot::channel();
         let request = CoreRequest::LockRead {
@@ -557,14 +568,25 @@ async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &
                 }
                 let names = &names;
                 let read = served.partition.read(|ledger| {
-                    ledger.read_set(&names.accounts, &names.transfers, &names.timestamps)
+                    let records =
+                        ledger.read_set(&names.accounts, &names.transfers, &names.timestamps);
+                    let sessions = names.sessions.iter().enumerate();
+                    let sessions = sessions
+                        .filter(|(_, (session_partition, _))| *session_partition == partition)
+                        .map(|(index, (_, header))| (index, ledger.sessions().answer_known(header)))
+                        .collect();
+                    PartitionRead {
+                        partition,
+                        records,
+                        sessions,
+                    }
                 });
-                reads.push((partition, read));
+                reads.push(read);
             }
             if let Err(reads) = reply.send(reads) {
                 // Nobody waits for the locks any more (the node is stopping).
-                for (partition, _) in reads {
-                    served(partition).lock.unlock(txn);
+                for read in reads {
+                    served(read.partition).lock.unlock(txn);
                 }
             }
         }

@@ -548,11 +548,17 @@ mod tests {
         let mut bytes = Vec::new();
         apply.encode(&mut bytes);
         assert_eq!(Command::decode(&bytes), Ok(apply.clone()));
-        assert_eq!(ledger.apply(&apply), Reply::Applied { fresh: true });
+        let Reply::Applied {
+            client_replies: Some(replies),
+        } = ledger.apply(&apply)
+        else {
+            panic!("applied once");
+        };
         let cached = ledger.sessions().answer_known(request.header());
         let Some(cached) = cached else {
             panic!("the transaction cached the reply");
         };
+        assert_eq!(replies, std::slice::from_ref(&cached));
         let header = reply_header(&cached);
         check_reply_to(request.header(), request.body(), &header, &body).expect("accepted");
         ledger.validate();

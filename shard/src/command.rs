@@ -90,13 +90,16 @@ pub enum Reply {
         expired: u32,
     },
     ReleaseChangeEvents,
-    /// The decider numbered the transaction `txn`.
+    /// The decider numbered the transaction `txn`; the replies to the client requests whose
+    /// sessions live in the decider, in `Effects::client_answers` order.
     Decided {
         txn: u64,
+        client_replies: Vec<ClientReply>,
     },
-    /// Whether the effects were applied now (false: this partition had applied them before).
+    /// The effects were applied now, answering these client requests; `None` if this
+    /// partition had applied them before.
     Applied {
-        fresh: bool,
+        client_replies: Option<Vec<ClientReply>>,
     },
     Done,
     /// The answer to a `Register` or `Request`.
@@ -384,15 +387,19 @@ impl Ledger {
                 self.release_change_events(*sequence_through);
                 Reply::ReleaseChangeEvents
             }
-            Command::Decide { effects } => Reply::Decided {
-                txn: self.decide(effects),
-            },
+            Command::Decide { effects } => {
+                let (txn, client_replies) = self.decide(effects);
+                Reply::Decided {
+                    txn,
+                    client_replies,
+                }
+            }
             Command::Apply {
                 decider,
                 txn,
                 effects,
             } => Reply::Applied {
-                fresh: self.apply_decided(*decider, *txn, effects),
+                client_replies: self.apply_decided(*decider, *txn, effects),
             },
             Command::Done { txn } => {
                 self.done(*txn);

@@ -16,6 +16,7 @@ use kassa_wire::{Account, AccountFlags, Balances, ChangeKind, Transfer};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::changes::ChangeEntry;
+use crate::sessions::ClientReply;
 use crate::{partition_of, Ledger, LedgerConfig, PendingStatus};
 
 /// What one partition contributes to a scratch ledger: the batch's records that live in it.
@@ -194,13 +195,14 @@ impl Ledger {
 
     /// Records a decision: applies this partition's own effects and keeps the others' until
     /// `Done`. Returns the transaction's number.
-    pub(crate) fn decide(&mut self, effects: &[(u32, Effects)]) -> u64 {
+    pub(crate) fn decide(&mut self, effects: &[(u32, Effects)]) -> (u64, Vec<ClientReply>) {
         self.txns.last_txn += 1;
         let txn = self.txns.last_txn;
         let mut others = Vec::new();
+        let mut replies = Vec::new();
         for (partition, part) in effects {
             if *partition == self.config.partition {
-                self.apply_effects(part);
+                replies = self.apply_effects(part);
             } else {
                 others.push((*partition, part.clone()));
             }
@@ -209,19 +211,24 @@ impl Ledger {
         if !others.is_empty() {
             self.txns.undelivered.insert(txn, others);
         }
-        txn
+        (txn, replies)
     }
 
     /// Applies a decider's effects unless this partition already applied that transaction.
-    /// Returns whether it applied them now.
-    pub(crate) fn apply_decided(&mut self, decider: u32, txn: u64, effects: &Effects) -> bool {
+    /// Returns the replies to the client requests it answered, or `None` if it had applied
+    /// them before.
+    pub(crate) fn apply_decided(
+        &mut self,
+        decider: u32,
+        txn: u64,
+        effects: &Effects,
+    ) -> Option<Vec<ClientReply>> {
         let applied = self.txns.applied.entry(decider).or_insert(0);
         if *applied >= txn {
-            return false;
+            return None;
         }
         *applied = txn;
-        self.apply_effects(effects);
-        true
+        Some(self.apply_effects(effects))
     }
 
     pub(crate) fn done(&mut self, txn: u64) {
@@ -230,7 +237,8 @@ impl Ledger {
 
     /// Applies a transaction's effects on this partition. The coordinator computed them on a
     /// scratch ledger while this partition was locked, so they fit: every violation is a bug.
-    pub(crate) fn apply_effects(&mut self, effects: &Effects) {
+    /// Returns the replies to `effects.client_answers`, in order.
+    pub(crate) fn apply_effects(&mut self, effects: &Effects) -> Vec<ClientReply> {
         assert!(self.rollback_is_idle());
         for account in &effects.accounts {
             assert!(
@@ -275,11 +283,13 @@ impl Ledger {
                 self.cross_expiries.remove(&(expires_at, position));
             }
         }
+        let mut replies = Vec::with_capacity(effects.client_answers.len());
         for answer in &effects.client_answers {
             // Under the transaction's locks nothing else answered it: it is new, or (a retry
             // that raced through another path) answered already, which changes nothing.
             let request = &answer.request;
-            self.apply_client_answer(effects.timestamp, request, answer.body.clone());
+            let reply = self.apply_client_answer(effects.timestamp, request, answer.body.clone());
+            replies.push(reply);
         }
         for id in &effects.failed_ids {
             assert!(self.owns(*id));
@@ -303,6 +313,7 @@ impl Ledger {
             });
         }
         self.timestamp = self.timestamp.max(effects.timestamp);
+        replies
     }
 
     fn store_transfer(&mut self, new: &NewTransfer) {

@@ -176,7 +176,7 @@ impl Cluster {
         let decide = round_trip(Command::Decide {
             effects: parts.clone(),
         });
-        let Reply::Decided { txn } = self.partitions[decider as usize].apply(&decide) else {
+        let Reply::Decided { txn, .. } = self.partitions[decider as usize].apply(&decide) else {
             panic!("Decide answered something else");
         };
         let undelivered = self.partitions[decider as usize].undelivered_decisions();
@@ -189,8 +189,14 @@ impl Cluster {
                 effects,
             });
             let ledger = &mut self.partitions[partition as usize];
-            assert_eq!(ledger.apply(&apply), Reply::Applied { fresh: true });
-            assert_eq!(ledger.apply(&apply), Reply::Applied { fresh: false });
+            let fresh = Reply::Applied {
+                client_replies: Some(Vec::new()),
+            };
+            assert_eq!(ledger.apply(&apply), fresh);
+            let again = Reply::Applied {
+                client_replies: None,
+            };
+            assert_eq!(ledger.apply(&apply), again);
         }
         let done = round_trip(Command::Done { txn });
         assert_eq!(self.partitions[decider as usize].apply(&done), Reply::Done);
