@@ -11,7 +11,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests need. None yet beyond the Rust toolchain; later steps (PostgreSQL
 # for baselines, iproute2 for cluster tests) add theirs here.
-packages=()
+packages=(postgresql)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -1,7 +1,19 @@
-//! `kassa-bench`: workloads for Kassa's benchmarks.
+//! `kassa-bench`: Kassa's benchmarks.
 //!
-//! For now: the ledger micro-benchmark's workload (random transfers among a fixed set of
-//! accounts), generated from a seed so every run measures the same transfers. The node-level
-//! benchmark against PostgreSQL will drive a running node through the wire client.
+//! - `workload`: the ledger micro-benchmark's workload (`benches/ledger.rs`).
+//! - The node benchmark, binary `kassa-bench` (`src/main.rs`): `plan` (the seeded workload both
+//!   systems get), `load` (the driver: clients with one request in flight, HDR latencies),
+//!   `kassa` (the node through the wire client) and `node_process` (a throw-away `kassa`),
+//!   `postgres` (the baseline: a throw-away cluster and the same ledger in SQL), `results`,
+//!   `verify` (the end-of-run checks), `machine` (cores, memory, flush latency) and `report`.
 
+pub mod kassa;
+pub mod load;
+pub mod machine;
+pub mod node_process;
+pub mod plan;
+pub mod postgres;
+pub mod report;
+pub mod results;
+pub mod verify;
 pub mod workload;

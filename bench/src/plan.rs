@@ -1,0 +1,330 @@
+//! The node benchmark's workload: a seeded, deterministic plan of accounts and transfers that
+//! both systems (Kassa and the PostgreSQL baseline) receive identically.
+//!
+//! Invariants: the same [`PlanConfig`] gives the same accounts and the same transfers in the
+//! same order (ids included), whatever system runs them. A post or void of a pending transfer
+//! is placed at least `defer_batches + 1` batches after the pending transfer, and the
+//! dispatcher (`load.rs`) sends batch `j` only once every batch up to `j - defer_batches` is
+//! acknowledged, so a post or void never overtakes its pending transfer. Pending transfers never
+//! time out (timeout 0). Called by `main.rs` once per mode; the result is read-only afterwards.
+
+use std::collections::VecDeque;
+
+use kassa_wire::{Account, AccountFlags, AccountId, Transfer, TransferFlags, TransferId};
+
+use crate::workload::SplitMix64;
+
+/// The ledger every benchmark account and transfer is on.
+pub const LEDGER: u32 = 1;
+/// The account code of benchmark accounts.
+pub const ACCOUNT_CODE: u16 = 10;
+/// The transfer code of workload transfers (funding transfers use `FUNDING_CODE`).
+pub const TRANSFER_CODE: u16 = 1;
+pub const FUNDING_CODE: u16 = 2;
+/// Every tenth account (index % 10 == 9) has `debits_must_not_exceed_credits`.
+pub const LIMITED_EVERY: u64 = 10;
+/// What each limited account is credited before the run (by account 0, which has no limit):
+/// far more than the workload can debit (at most 1000 per transfer), so a refusal is a bug
+/// worth reporting, not part of the workload.
+pub const FUNDING_AMOUNT: u128 = 1_000_000_000_000;
+/// Amounts are drawn from `1..=AMOUNT_MAX`.
+pub const AMOUNT_MAX: u64 = 1_000;
+/// At most this many accounts (ids carry the index in 48 bits; the Zipf table is this long).
+pub const ACCOUNTS_MAX: u64 = 10_000_000;
+/// At most this many transfers per mode (ids carry the index in 48 bits; memory is 128 B each).
+pub const TRANSFERS_MAX: u64 = 100_000_000;
+/// Of the resolved pending transfers, this many per hundred are posted, the rest voided.
+const POST_PERCENT: u64 = 75;
+
+/// How the credit side of a transfer is chosen (the debit side is always uniform).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Distribution {
+    Uniform,
+    /// Rank `r` (1-based) is credited with probability proportional to `1 / r^s`: a few hot
+    /// merchant accounts receive most payments. Ranks map to accounts by a seeded shuffle.
+    Zipf {
+        s: f64,
+    },
+}
+
+/// Which id range a set of transfers uses, so runs on one node never collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Funding = 1,
+    Throughput = 2,
+    Latency = 3,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlanConfig {
+    pub accounts: u64,
+    pub transfers: u64,
+    pub distribution: Distribution,
+    /// The share of transfers that are new pending transfers (0.0..=0.5); each is later posted
+    /// or voided by another transfer of the plan, if the plan is long enough.
+    pub two_phase_share: f64,
+    pub seed: u64,
+    /// Distinguishes the ids of one invocation from any earlier one on the same node.
+    pub tag: u32,
+    pub batch_size: usize,
+    /// How many batches may be in flight ahead of the oldest unacknowledged one.
+    pub defer_batches: usize,
+}
+
+/// The transfers of one mode, in the order they are sent, cut into batches of `batch_size`.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub transfers: Vec<Transfer>,
+    pub batch_size: usize,
+    pub defer_batches: usize,
+}
+
+impl Plan {
+    pub fn batches_count(&self) -> usize {
+        self.transfers.len().div_ceil(self.batch_size)
+    }
+
+    pub fn batch(&self, index: usize) -> &[Transfer] {
+        let start = index * self.batch_size;
+        let end = (start + self.batch_size).min(self.transfers.len());
+        &self.transfers[start..end]
+    }
+}
+
+/// The id of account `index` of an invocation tagged `tag`.
+pub fn account_id(tag: u32, index: u64) -> AccountId {
+    assert!(index < ACCOUNTS_MAX);
+    AccountId(u128::from(tag) << 64 | u128::from(index + 1))
+}
+
+/// The id of transfer `index` of `phase`.
+pub fn transfer_id(tag: u32, phase: Phase, index: u64) -> TransferId {
+    assert!(index < 1 << 48);
+    TransferId(u128::from(tag) << 64 | (phase as u128) << 56 | u128::from(index + 1))
+}
+
+pub fn is_limited(index: u64) -> bool {
+    index % LIMITED_EVERY == LIMITED_EVERY - 1
+}
+
+/// The benchmark's accounts: `count` on [`LEDGER`], every tenth with a debit limit.
+pub fn accounts(tag: u32, count: u64) -> Vec<Account> {
+    (0..count)
+        .map(|index| Account {
+            id: account_id(tag, index),
+            ledger: LEDGER,
+            code: ACCOUNT_CODE,
+            flags: if is_limited(index) {
+                AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+            } else {
+                AccountFlags::empty()
+            },
+            ..Account::default()
+        })
+        .collect()
+}
+
+/// One transfer from account 0 (no limit) to each limited account.
+pub fn funding(tag: u32, count: u64) -> Vec<Transfer> {
+    (0..count)
+        .filter(|index| is_limited(*index))
+        .enumerate()
+        .map(|(n, index)| Transfer {
+            id: transfer_id(tag, Phase::Funding, n as u64),
+            debit_account_id: account_id(tag, 0),
+            credit_account_id: account_id(tag, index),
+            amount: FUNDING_AMOUNT,
+            ledger: LEDGER,
+            code: FUNDING_CODE,
+            ..Transfer::default()
+        })
+        .collect()
+}
+
+/// The workload of one mode.
+pub fn generate(config: &PlanConfig, phase: Phase) -> Plan {
+    assert!(config.accounts >= 2 && config.accounts <= ACCOUNTS_MAX);
+    assert!(config.transfers <= TRANSFERS_MAX);
+    assert!((0.0..=0.5).contains(&config.two_phase_share));
+    assert!(config.batch_size > 0);
+    let mut random = SplitMix64::new(config.seed ^ (phase as u64).wrapping_mul(0x9E37_79B9));
+    let credit_side = CreditSampler::new(config.distribution, config.accounts, &mut random);
+    let defer = (config.defer_batches + 1) * config.batch_size;
+    let mut waiting: VecDeque<(usize, Transfer)> = VecDeque::new();
+    let mut transfers = Vec::with_capacity(config.transfers as usize);
+    for index in 0..config.transfers as usize {
+        let id = transfer_id(config.tag, phase, index as u64);
+        let due = waiting.front().is_some_and(|(due, _)| *due <= index);
+        let transfer = if due {
+            let (_, pending) = waiting.pop_front().expect("a due pending transfer");
+            resolution(id, &pending, random.below(100) < POST_PERCENT)
+        } else {
+            let credit = credit_side.sample(&mut random);
+            let debit = (credit + 1 + random.below(config.accounts - 1)) % config.accounts;
+            let mut transfer = Transfer {
+                id,
+                debit_account_id: account_id(config.tag, debit),
+                credit_account_id: account_id(config.tag, credit),
+                amount: u128::from(1 + random.below(AMOUNT_MAX)),
+                ledger: LEDGER,
+                code: TRANSFER_CODE,
+                ..Transfer::default()
+            };
+            if unit(&mut random) < config.two_phase_share {
+                transfer.flags = TransferFlags::PENDING;
+                waiting.push_back((index + defer, transfer));
+            }
+            transfer
+        };
+        transfers.push(transfer);
+    }
+    Plan {
+        transfers,
+        batch_size: config.batch_size,
+        defer_batches: config.defer_batches,
+    }
+}
+
+/// The post (or void) of the whole of `pending`.
+fn resolution(id: TransferId, pending: &Transfer, post: bool) -> Transfer {
+    Transfer {
+        id,
+        pending_id: pending.id,
+        flags: if post {
+            TransferFlags::POST_PENDING_TRANSFER
+        } else {
+            TransferFlags::VOID_PENDING_TRANSFER
+        },
+        ..*pending
+    }
+}
+
+fn unit(random: &mut SplitMix64) -> f64 {
+    (random.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Draws the credit account's index.
+enum CreditSampler {
+    Uniform(u64),
+    /// Cumulative weights by rank, and the account index of each rank.
+    Zipf {
+        cumulative: Vec<f64>,
+        accounts: Vec<u64>,
+    },
+}
+
+impl CreditSampler {
+    fn new(distribution: Distribution, count: u64, random: &mut SplitMix64) -> CreditSampler {
+        let s = match distribution {
+            Distribution::Uniform => return CreditSampler::Uniform(count),
+            Distribution::Zipf { s } => s,
+        };
+        let mut total = 0.0;
+        let cumulative: Vec<f64> = (1..=count)
+            .map(|rank| {
+                total += 1.0 / (rank as f64).powf(s);
+                total
+            })
+            .collect();
+        let mut accounts: Vec<u64> = (0..count).collect();
+        for i in (1..accounts.len()).rev() {
+            let j = random.below(i as u64 + 1) as usize;
+            accounts.swap(i, j);
+        }
+        CreditSampler::Zipf {
+            cumulative,
+            accounts,
+        }
+    }
+
+    fn sample(&self, random: &mut SplitMix64) -> u64 {
+        match self {
+            CreditSampler::Uniform(count) => random.below(*count),
+            CreditSampler::Zipf {
+                cumulative,
+                accounts,
+            } => {
+                let total = *cumulative.last().expect("at least two accounts");
+                let target = unit(random) * total;
+                let rank = cumulative.partition_point(|weight| *weight <= target);
+                accounts[rank.min(accounts.len() - 1)]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PlanConfig {
+        PlanConfig {
+            accounts: 100,
+            transfers: 5_000,
+            distribution: Distribution::Zipf { s: 1.0 },
+            two_phase_share: 0.2,
+            seed: 7,
+            tag: 3,
+            batch_size: 10,
+            defer_batches: 4,
+        }
+    }
+
+    #[test]
+    fn same_config_same_transfers_and_resolutions_come_late_enough() {
+        let a = generate(&config(), Phase::Throughput);
+        let b = generate(&config(), Phase::Throughput);
+        assert_eq!(a.transfers, b.transfers);
+        let index_of = |id: TransferId| a.transfers.iter().position(|t| t.id == id);
+        let mut resolved = 0;
+        for (index, transfer) in a.transfers.iter().enumerate() {
+            assert_ne!(transfer.debit_account_id, transfer.credit_account_id);
+            if transfer.pending_id != TransferId(0) {
+                let pending = index_of(transfer.pending_id).expect("pending in the plan");
+                assert!(a.transfers[pending].flags.contains(TransferFlags::PENDING));
+                assert!(
+                    index / 10 > pending / 10 + 4,
+                    "at least defer + 1 batches later"
+                );
+                resolved += 1;
+            }
+        }
+        assert!(resolved > 500, "{resolved}");
+        let c = generate(&config(), Phase::Latency);
+        assert_ne!(a.transfers[0].id, c.transfers[0].id);
+    }
+
+    #[test]
+    fn zipf_makes_hot_accounts_and_uniform_does_not() {
+        let count_hottest = |plan: &Plan| {
+            let mut counts = std::collections::HashMap::new();
+            for t in &plan.transfers {
+                *counts.entry(t.credit_account_id).or_insert(0u32) += 1;
+            }
+            counts.values().copied().max().unwrap_or(0)
+        };
+        let mut uniform = config();
+        uniform.distribution = Distribution::Uniform;
+        let zipf = count_hottest(&generate(&config(), Phase::Throughput));
+        let flat = count_hottest(&generate(&uniform, Phase::Throughput));
+        assert!(zipf > 3 * flat, "zipf {zipf} uniform {flat}");
+    }
+
+    #[test]
+    fn every_limited_account_is_funded_by_account_zero() {
+        let accounts = accounts(1, 50);
+        let funding = funding(1, 50);
+        let limited = accounts
+            .iter()
+            .filter(|a| {
+                a.flags
+                    .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            })
+            .count();
+        assert_eq!(limited, 5);
+        assert_eq!(funding.len(), 5);
+        assert!(funding
+            .iter()
+            .all(|t| t.debit_account_id == account_id(1, 0)));
+    }
+}
