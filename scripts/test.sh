@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages the tests need. None yet beyond the Rust toolchain; later steps (PostgreSQL
-# for baselines, iproute2 for cluster tests) add theirs here.
+# Debian packages the tests need: PostgreSQL for kassa-bench's baseline (its smoke test). Later
+# steps (iproute2 for cluster tests) add theirs here.
 packages=(postgresql)
 missing=()
 for package in "${packages[@]}"; do
