@@ -28,7 +28,8 @@ pub struct Config {
     pub wire_address: SocketAddr,
     /// Core threads; 0 means one per CPU.
     pub cores: usize,
-    /// Take a partition snapshot after this many log entries.
+    /// Take a partition snapshot after this many log entries (or after 512 MiB of log,
+    /// whichever comes first).
     pub snapshot_entries: u64,
 }
 
@@ -39,7 +40,7 @@ impl Default for Config {
             http_address: SocketAddr::from(([127, 0, 0, 1], 8080)),
             wire_address: SocketAddr::from(([127, 0, 0, 1], 3000)),
             cores: 0,
-            snapshot_entries: 10_000,
+            snapshot_entries: 100_000,
         }
     }
 }

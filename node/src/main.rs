@@ -55,7 +55,8 @@ struct StartArgs {
     /// Core threads; 0 for one per CPU [default: 0].
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
-    /// Snapshot each partition after this many log entries [default: 10000].
+    /// Snapshot each partition after this many log entries, or after 512 MiB of log
+    /// [default: 100000].
     #[arg(long, value_name = "N")]
     snapshot_entries: Option<u64>,
 }

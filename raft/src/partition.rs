@@ -66,7 +66,14 @@ pub struct Partition {
     log: Rc<LogShared>,
     /// Cloned into the state machine and its snapshot builders.
     alive: Rc<()>,
+    /// Command bytes written since this process last asked for a snapshot.
+    written_since_snapshot: std::cell::Cell<u64>,
 }
+
+/// Log bytes after which a partition snapshots, however few entries they are: entries range
+/// from a few hundred bytes to megabytes (a full cross-partition decision), so a count alone
+/// would let a busy log grow to hundreds of gigabytes between snapshots.
+pub const SNAPSHOT_LOG_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Where a partition's Raft group stands, for metrics and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +198,7 @@ impl Partition {
             ledger,
             log,
             alive,
+            written_since_snapshot: std::cell::Cell::new(0),
         };
         if let Err(error) = this.start(pristine, last_index).await {
             // Stop what started; the error that stopped the open is the one to report.
@@ -265,8 +273,13 @@ impl Partition {
             });
         }
         for attempt in 1..=WRITE_ATTEMPTS_MAX {
-            let error = match self.raft.client_write(CommandBytes::encode(&command)).await {
-                Ok(response) => return self.reply(response.data),
+            let bytes = CommandBytes::encode(&command);
+            let size = bytes.len() as u64;
+            let error = match self.raft.client_write(bytes).await {
+                Ok(response) => {
+                    self.count_written(size).await;
+                    return self.reply(response.data);
+                }
                 Err(error) => error,
             };
             let retry = self.write_error(error)?;
@@ -304,6 +317,20 @@ impl Partition {
                 what: error.to_string(),
             }),
             RaftError::Fatal(fatal) => Err(fatal_error(partition, fatal)),
+        }
+    }
+
+    /// Counts written bytes; past `SNAPSHOT_LOG_BYTES`, asks openraft for a snapshot (which
+    /// then lets it purge the log the snapshot covers).
+    async fn count_written(&self, size: u64) {
+        let written = self.written_since_snapshot.get() + size;
+        if written < SNAPSHOT_LOG_BYTES {
+            self.written_since_snapshot.set(written);
+            return;
+        }
+        self.written_since_snapshot.set(0);
+        if let Err(error) = self.raft.trigger().snapshot().await {
+            tracing::warn!(partition = self.partition, %error, "could not ask for a snapshot");
         }
     }
 
@@ -353,6 +380,7 @@ impl Partition {
             ledger,
             log,
             alive,
+            ..
         } = self;
         if let Err(error) = raft.shutdown().await {
             let what = error.to_string();

@@ -85,6 +85,10 @@ impl CommandBytes {
         CommandBytes(bytes)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Wraps a stored entry's payload; the caller checked its kind byte.
     pub(crate) fn from_payload(payload: Vec<u8>) -> CommandBytes {
         assert_eq!(payload.first(), Some(&ENTRY_KIND_NORMAL));
