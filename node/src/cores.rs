@@ -169,9 +169,8 @@ pub struct CoreSetup {
 
 /// The running cores.
 pub struct Cores {
-    senders: Vec<async_channel::Sender<CoreRequest>>,
+    queues: CoreQueues,
     threads: Vec<std::thread::JoinHandle<()>>,
-    partitions: u32,
 }
 
 impl Cores {
@@ -192,11 +191,11 @@ impl Cores {
             threads.push(thread);
         }
         drop(ready_sender);
-        let cores = Cores {
+        let queues = CoreQueues {
             senders,
-            threads,
             partitions: setup.partitions,
         };
+        let cores = Cores { queues, threads };
         for _ in 0..setup.cores {
             match ready.recv() {
                 Ok(Ok(())) => {}
@@ -213,6 +212,44 @@ impl Cores {
         Ok(cores)
     }
 
+    /// Stops taking requests, lets every core finish what it took, and joins the threads.
+    pub fn shutdown(self) {
+        for sender in &self.queues.senders {
+            sender.close();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The cores' queues: every way to reach a partition (writes, reads, status, transaction
+/// locks). Cloneable for tasks not owned by the caller of [`Cores`] (the wire port's
+/// connections, on the core threads): the same bounded queues, so they share the
+/// back-pressure and the group commits of every other request.
+#[derive(Clone)]
+pub struct CoreQueues {
+    senders: Vec<async_channel::Sender<CoreRequest>>,
+    partitions: u32,
+}
+
+impl Cores {
+    /// A cloneable handle on the queues.
+    pub fn queues(&self) -> CoreQueues {
+        self.queues.clone()
+    }
+}
+
+/// The cores are reached through their queues: `Cores` adds only the threads' lifetime.
+impl std::ops::Deref for Cores {
+    type Target = CoreQueues;
+
+    fn deref(&self) -> &CoreQueues {
+        &self.queues
+    }
+}
+
+impl CoreQueues {
     pub fn partitions(&self) -> u32 {
         self.partitions
     }
@@ -344,81 +381,8 @@ impl Cores {
         sent.map_err(|_| NodeError::ShuttingDown)
     }
 
-    /// Stops taking requests, lets every core finish what it took, and joins the threads.
-    pub fn shutdown(self) {
-        for sender in &self.senders {
-            sender.close();
-        }
-        for thread in self.threads {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// A cloneable handle on the cores' queues for tasks that are not owned by the caller of
-/// [`Cores`] (the wire port's connections, on the core threads): the same bounded queues, so
-/// they share the back-pressure and the group commits of every other request.
-#[derive(Clone)]
-pub struct CoreQueues {
-    senders: Vec<async_channel::Sender<CoreRequest>>,
-    partitions: u32,
-}
-
-impl Cores {
-    pub fn queues(&self) -> CoreQueues {
-        CoreQueues {
-            senders: self.senders.clone(),
-            partitions: self.partitions,
-        }
-    }
-}
-
-impl CoreQueues {
-    pub fn partitions(&self) -> u32 {
-        self.partitions
-    }
-
     pub fn cores(&self) -> usize {
         self.senders.len()
-    }
-
-    fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
-        assert!(partition < self.partitions);
-        &self.senders[partition as usize % self.senders.len()]
-    }
-
-    /// Writes `command` through `partition`'s log and returns the ledger's reply.
-    pub async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
-        let (reply, receive) = tokio::sync::oneshot::channel();
-        let request = CoreRequest::Write {
-            partition,
-            txn: None,
-            command,
-            reply,
-        };
-        let sent = self.sender(partition).send(request).await;
-        sent.map_err(|_| NodeError::ShuttingDown)?;
-        receive.await.map_err(|_| NodeError::ShuttingDown)?
-    }
-
-    /// Runs `read` on `partition`'s applied ledger, on its core.
-    pub async fn read<R: Send + 'static>(
-        &self,
-        partition: u32,
-        read: impl FnOnce(&Ledger) -> R + Send + 'static,
-    ) -> Result<R, NodeError> {
-        let (reply, receive) = tokio::sync::oneshot::channel();
-        let read: ReadFn = Box::new(move |ledger| {
-            let _ = reply.send(read(ledger));
-        });
-        let request = CoreRequest::Read {
-            partition,
-            txn: None,
-            read,
-        };
-        let sent = self.sender(partition).send(request).await;
-        sent.map_err(|_| NodeError::ShuttingDown)?;
-        receive.await.map_err(|_| NodeError::ShuttingDown)
     }
 
     /// Runs `run` on core `core`'s thread (from any thread; waits only for room in the queue).

@@ -67,4 +67,6 @@ pub use reply::{build_eviction, build_pong, build_reply, reply_in_view, ReplyFie
 pub use request_body::{
     validate_request, validate_request_body, BodyError, RequestBody, RequestError,
 };
-pub use validate::{validate_client_frame, Answer, ClientFrame, FrameError, HeaderField};
+pub use validate::{
+    check_header_framing, validate_client_frame, Answer, ClientFrame, FrameError, HeaderField,
+};

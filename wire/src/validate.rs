@@ -187,8 +187,10 @@ pub(crate) fn check_frame_common(
     Ok(header)
 }
 
-/// The checks that make the byte stream trustworthy, in `MessageBuffer`'s order.
-pub(crate) fn check_framing(header_bytes: &[u8], body: &[u8]) -> Result<Header, FrameError> {
+/// The header's framing checks, before its body is read: checksum, command and size bounds,
+/// in `MessageBuffer`'s order, so that a garbage header never sizes a buffer. A server reads
+/// `header.frame.size - HEADER_SIZE` body bytes after this passes.
+pub fn check_header_framing(header_bytes: &[u8]) -> Result<Header, FrameError> {
     let header = Header::read(header_bytes).ok_or(FrameError::HeaderSize {
         size: header_bytes.len(),
     })?;
@@ -208,6 +210,13 @@ pub(crate) fn check_framing(header_bytes: &[u8], body: &[u8]) -> Result<Header, 
     if !(HEADER_SIZE..=MESSAGE_SIZE_MAX).contains(&(size as usize)) {
         return Err(FrameError::SizeOutOfRange { size });
     }
+    Ok(header)
+}
+
+/// The checks that make the byte stream trustworthy, in `MessageBuffer`'s order.
+pub(crate) fn check_framing(header_bytes: &[u8], body: &[u8]) -> Result<Header, FrameError> {
+    let header = check_header_framing(header_bytes)?;
+    let size = header.frame.size;
     if size as usize != HEADER_SIZE + body.len() {
         return Err(FrameError::SizeMismatch {
             size,

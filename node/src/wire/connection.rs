@@ -23,10 +23,10 @@ use std::net::SocketAddr;
 use kassa_shard::sessions::BATCH_SIZE_LIMIT;
 use kassa_shard::{ClientReply, ClientRequest, Command, Reply};
 use kassa_wire::client_headers::EvictionReason;
-use kassa_wire::header::{Header, HeaderLayout};
 use kassa_wire::{
-    build_eviction, build_pong, validate_client_frame, validate_request, Answer, ClientFrame,
-    FrameError, Operation, PingClientHeader, RequestHeader, Sender, HEADER_SIZE, MESSAGE_SIZE_MAX,
+    build_eviction, build_pong, check_header_framing, validate_client_frame, validate_request,
+    Answer, ClientFrame, FrameError, Operation, PingClientHeader, RequestHeader, Sender,
+    HEADER_SIZE,
 };
 use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -100,28 +100,10 @@ async fn serve_frame(
 }
 
 /// The frame's announced size, once the header's checksum, command and size bounds are
-/// checked (in `MessageBuffer`'s order), so that a garbage header never sizes a buffer.
+/// checked (`kassa_wire::check_header_framing`), so that a garbage header never sizes a buffer.
 fn frame_size(header_bytes: &[u8]) -> Result<usize, FrameError> {
-    let header = Header::read(header_bytes).ok_or(FrameError::HeaderSize {
-        size: header_bytes.len(),
-    })?;
-    let computed = header.calculate_checksum();
-    if header.frame.checksum != computed {
-        return Err(FrameError::HeaderChecksum {
-            carried: header.frame.checksum,
-            computed,
-        });
-    }
-    if header.command().is_none() {
-        return Err(FrameError::UnknownCommand {
-            command: header.frame.command,
-        });
-    }
-    let size = header.frame.size;
-    if !(HEADER_SIZE..=MESSAGE_SIZE_MAX).contains(&(size as usize)) {
-        return Err(FrameError::SizeOutOfRange { size });
-    }
-    Ok(size as usize)
+    let header = check_header_framing(header_bytes)?;
+    Ok(header.frame.size as usize)
 }
 
 fn sender(context: &Context) -> Sender {
