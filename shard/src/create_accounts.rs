@@ -133,11 +133,7 @@ impl Ledger {
             .accounts
             .last()
             .is_none_or(|last| last.timestamp < account.timestamp));
-        let position = Ledger::position_of(self.accounts.len());
-        self.account_positions.insert(account.id.0, position);
-        self.accounts.push(account);
-        self.account_transfers.push(Vec::new());
-        self.account_history.push(Vec::new());
+        let position = self.account_push(account);
         self.changes.push_account(position, &account);
     }
 }

@@ -194,6 +194,17 @@ impl Ledger {
         end
     }
 
+    /// Appends `account` to the table, with its id index entry and its (empty) transfer list
+    /// and history; returns its position. Callers check the timestamp order they need.
+    pub(crate) fn account_push(&mut self, account: Account) -> u32 {
+        let position = Ledger::position_of(self.accounts.len());
+        self.account_positions.insert(account.id.0, position);
+        self.accounts.push(account);
+        self.account_transfers.push(Vec::new());
+        self.account_history.push(Vec::new());
+        position
+    }
+
     pub(crate) fn position_of(length: usize) -> u32 {
         assert!(
             length < RECORDS_MAX,

@@ -257,11 +257,7 @@ impl Ledger {
                     .accounts
                     .last()
                     .is_none_or(|last| last.timestamp < account.timestamp));
-                let position = Ledger::position_of(self.accounts.len());
-                self.account_positions.insert(account.id.0, position);
-                self.accounts.push(*account);
-                self.account_transfers.push(Vec::new());
-                self.account_history.push(Vec::new());
+                self.account_push(*account);
             }
         }
         for new in &effects.transfers {
@@ -380,11 +376,8 @@ impl Scratch {
             ledger.import_taken.extend(&read.taken_timestamps);
         }
         for account in &accounts {
-            let position = Ledger::position_of(ledger.accounts.len());
-            ledger.account_positions.insert(account.id.0, position);
-            ledger.accounts.push(*account);
-            ledger.account_transfers.push(Vec::new());
-            ledger.account_history.push(Vec::new());
+            // Accounts read from several partitions may share a timestamp: no order check.
+            ledger.account_push(*account);
         }
         for (transfer, status) in &transfers {
             let position = Ledger::position_of(ledger.transfers.len());
