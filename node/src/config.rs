@@ -12,8 +12,7 @@ use serde::Deserialize;
 
 /// Partitions a data directory gets when `kassa format` is not told otherwise.
 pub const PARTITIONS_DEFAULT: u32 = 16;
-/// Most partitions a cluster may have.
-pub const PARTITIONS_MAX: u32 = 1024;
+pub use kassa_shard::limits::PARTITIONS_MAX;
 /// Most core threads a node runs.
 pub const CORES_MAX: usize = 256;
 

@@ -503,24 +503,36 @@ async fn run_locked(
         // Only expiries, and nothing was due any more: nothing to log.
         return Ok(results);
     }
-    let mut effects = scratch.effects(decider);
-    let timestamp = effects.values().map(|e| e.timestamp).max().unwrap_or(0);
+    let mut decision = scratch.decision(decider);
+    let timestamp = decision
+        .parts
+        .iter()
+        .map(|(_, e)| e.timestamp)
+        .max()
+        .unwrap_or(0);
     for (_, partition, answer) in &answers {
-        let part = effects.entry(*partition).or_default();
+        let at = match decision.parts.binary_search_by_key(partition, |(p, _)| *p) {
+            Ok(at) => at,
+            Err(at) => {
+                decision.parts.insert(at, (*partition, Effects::default()));
+                at
+            }
+        };
+        let part = &mut decision.parts[at].1;
         part.timestamp = part.timestamp.max(timestamp);
         part.client_answers.push(answer.clone());
     }
-    let parts: Vec<(u32, Effects)> = effects.into_iter().collect();
     // Partitions the transaction only read can go now: nothing of it will be visible there.
-    let participants: BTreeSet<u32> = parts.iter().map(|(partition, _)| *partition).collect();
+    let participants: BTreeSet<u32> = decision.parts.iter().map(|(p, _)| *p).collect();
     let readers: BTreeSet<u32> = locked.difference(&participants).copied().collect();
     if !readers.is_empty() {
         let mut readers = readers;
         unlock_all(cores, &mut readers, lock).await?;
         locked.retain(|partition| participants.contains(partition));
     }
+    let others = decision.shares_except(decider);
     let decide = Command::Decide {
-        effects: parts.clone(),
+        decision: Box::new(decision),
     };
     let mut replies: BTreeMap<u32, Vec<ClientReply>> = BTreeMap::new();
     let txn = match cores.write_in(decider, Some(lock), decide).await? {
@@ -537,7 +549,6 @@ async fn run_locked(
         eprintln!("kassa: KASSA_FAULT=abort-after-decide: aborting after a durable decision");
         std::process::abort();
     }
-    let others: Vec<(u32, Effects)> = parts.into_iter().filter(|(p, _)| *p != decider).collect();
     if others.is_empty() {
         fill_client_replies(&answers, replies, &mut results);
         return Ok(results);

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::PARTITIONS_MAX;
 
 const META_FILE: &str = "cluster";
-/// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build writes and reads. 2: a cross-partition decision in the log
+/// (and in snapshots) carries each created transfer once.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kassa_storage::LogEntry;
+use kassa_storage::{Appendable, LogEntry};
 use openraft::entry::RaftEntry;
 use openraft::vote::RaftLeaderId;
 use openraft::EmptyNode;
@@ -136,21 +136,49 @@ fn put_header(out: &mut Vec<u8>, magic: [u8; 4]) {
 }
 
 /// The stored form of an openraft entry. Normal entries move their bytes, never copy them.
-pub(crate) fn encode_entry(entry: Entry) -> LogEntry {
+pub(crate) fn encode_entry(entry: &Entry) -> Outgoing {
     let (term, index) = (entry.log_id.leader_id.term, entry.log_id.index);
-    let payload = match entry.payload {
-        Payload::Blank => vec![ENTRY_KIND_BLANK],
-        Payload::Normal(command) => command.into_payload(),
+    let payload = match &entry.payload {
+        Payload::Blank => OutgoingPayload::Encoded(vec![ENTRY_KIND_BLANK]),
+        Payload::Normal(command) => OutgoingPayload::Command(command.clone()),
         Payload::Membership(membership) => {
             let mut out = vec![ENTRY_KIND_MEMBERSHIP];
-            put_membership(&mut out, &membership);
-            out
+            put_membership(&mut out, membership);
+            OutgoingPayload::Encoded(out)
         }
     };
-    LogEntry {
+    Outgoing {
         term,
         index,
         payload,
+    }
+}
+
+/// An entry on its way to storage, which borrows its payload: a command's bytes (shared with
+/// the entry, not copied) or a blank's or membership's encoding.
+pub(crate) struct Outgoing {
+    term: u64,
+    index: u64,
+    payload: OutgoingPayload,
+}
+
+enum OutgoingPayload {
+    Command(CommandBytes),
+    Encoded(Vec<u8>),
+}
+
+impl Appendable for Outgoing {
+    fn term(&self) -> u64 {
+        self.term
+    }
+    fn index(&self) -> u64 {
+        self.index
+    }
+    fn payload(&self) -> &[u8] {
+        match &self.payload {
+            OutgoingPayload::Command(command) => command.payload(),
+            OutgoingPayload::Encoded(bytes) => bytes,
+        }
     }
 }
 
@@ -326,7 +354,12 @@ mod tests {
             Entry::new(log_id(3, 3), Payload::Membership(single_voter())),
         ];
         for entry in entries {
-            let stored = encode_entry(entry.clone());
+            let outgoing = encode_entry(&entry);
+            let stored = LogEntry {
+                term: outgoing.term(),
+                index: outgoing.index(),
+                payload: outgoing.payload().to_vec(),
+            };
             assert_eq!(
                 (stored.term, stored.index),
                 (entry.log_id.leader_id.term, entry.index())
@@ -348,12 +381,13 @@ mod tests {
         assert!(bad(vec![]));
         assert!(bad(vec![0]));
         assert!(bad(vec![ENTRY_KIND_BLANK, 0]));
-        let mut membership = encode_entry(Entry::new(
+        let membership = encode_entry(&Entry::new(
             log_id(1, 1),
             Payload::Membership(single_voter()),
         ));
-        membership.payload.pop();
-        assert!(bad(membership.payload.clone()));
+        let mut cut = membership.payload().to_vec();
+        cut.pop();
+        assert!(bad(cut));
         let mut huge = vec![ENTRY_KIND_MEMBERSHIP];
         put_u32(&mut huge, u32::MAX);
         assert!(bad(huge));

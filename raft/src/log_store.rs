@@ -24,7 +24,7 @@
 //! Layout of a partition's directory: `log/` (segments, owned by `PartitionLog`), `vote`,
 //! `purged` and `snapshot` (durable files).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
@@ -34,10 +34,10 @@ use std::rc::Rc;
 
 use futures_util::Stream;
 use kassa_shard::limits::BATCH_EVENTS_MAX;
-use kassa_storage::{durable_file, LogEntry, LogOptions, PartitionLog, Recovery};
+use kassa_storage::{durable_file, Appendable, LogOptions, PartitionLog, Recovery};
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 
-use crate::codec;
+use crate::codec::{self, Outgoing};
 use crate::types::{log_id, Entry, LogId, TypeConfig, Vote};
 use crate::PartitionError;
 
@@ -57,12 +57,91 @@ pub(crate) const ENTRY_BYTES_MAX: usize = 1 + 24 + BATCH_EVENTS_MAX * 128;
 const _: () = assert!(ENTRY_BYTES_MAX <= APPEND_BYTES_MAX);
 const _: () = assert!(ENTRY_BYTES_MAX <= 2 * 1024 * 1024);
 
-/// What the writer and the readers share: the log and the two small files' current values.
+/// Payload bytes of the latest appended entries kept in memory for the state machine, which
+/// applies an entry as soon as it is committed: without them it would read back from disk
+/// (and checksum again) what was just written. Older entries are read from the log.
+pub(crate) const RECENT_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// What the writer and the readers share: the log, the two small files' current values, and
+/// the latest durable entries.
 pub(crate) struct LogShared {
     dir: PathBuf,
     log: PartitionLog,
     vote: Cell<Option<Vote>>,
     purged: Cell<Option<LogId>>,
+    recent: RefCell<Recent>,
+}
+
+/// Consecutive durable entries at the log's end (their payloads shared with openraft's).
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+fn payload_size(entry: &Entry) -> usize {
+    match &entry.payload {
+        crate::types::Payload::Normal(command) => command.len(),
+        _ => 0,
+    }
+}
+
+impl Recent {
+    /// Adds entries just made durable, right after the last one kept (or starting over).
+    fn push(&mut self, appended: &[Entry]) {
+        let Some(first) = appended.first() else {
+            return;
+        };
+        let next = self.entries.back().map(|last| last.log_id.index + 1);
+        if next != Some(first.log_id.index) {
+            self.clear();
+        }
+        for entry in appended {
+            self.bytes += payload_size(entry);
+            self.entries.push_back(entry.clone());
+        }
+        while self.bytes > RECENT_BYTES_MAX && self.entries.len() > 1 {
+            let dropped = self.entries.pop_front().expect("more than one");
+            self.bytes -= payload_size(&dropped);
+        }
+    }
+
+    /// Forgets entries from `index` on (a truncation).
+    fn truncate_from(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|e| e.log_id.index >= index) {
+            let dropped = self.entries.pop_back().expect("checked");
+            self.bytes -= payload_size(&dropped);
+        }
+    }
+
+    /// Forgets entries through `index` (a purge).
+    fn purge_through(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.log_id.index <= index)
+        {
+            let dropped = self.entries.pop_front().expect("checked");
+            self.bytes -= payload_size(&dropped);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Entries `start..end` if all of them are kept.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.entries.front()?.log_id.index;
+        let last = self.entries.back()?.log_id.index;
+        if start < first || end > last + 1 || start >= end {
+            return None;
+        }
+        let from = (start - first) as usize;
+        let range = self.entries.range(from..from + (end - start) as usize);
+        Some(range.cloned().collect())
+    }
 }
 
 /// The Raft core's handle: writes.
@@ -82,11 +161,11 @@ fn storage_error(error: kassa_storage::StorageError) -> io::Error {
 /// Splits one openraft append (up to `api_batch_capacity` commands of up to a MiB each) into
 /// storage appends of at most [`APPEND_BYTES_MAX`] payload bytes, in order. An entry larger
 /// than that would go alone (never: see [`ENTRY_BYTES_MAX`]).
-fn chunks(batch: Vec<LogEntry>) -> Vec<Vec<LogEntry>> {
+fn chunks<E: Appendable>(batch: Vec<E>) -> Vec<Vec<E>> {
     let mut chunks = Vec::new();
     let (mut chunk, mut chunk_bytes) = (Vec::new(), 0);
     for entry in batch {
-        let bytes = entry.payload.len();
+        let bytes = entry.payload().len();
         if !chunk.is_empty() && chunk_bytes + bytes > APPEND_BYTES_MAX {
             chunks.push(std::mem::take(&mut chunk));
             chunk_bytes = 0;
@@ -157,6 +236,7 @@ impl LogStore {
             log,
             vote: Cell::new(vote),
             purged: Cell::new(purged),
+            recent: RefCell::new(Recent::default()),
         };
         let store = LogStore {
             shared: Rc::new(shared),
@@ -212,6 +292,9 @@ impl LogShared {
             .min(start.saturating_add(READ_ENTRIES_MAX));
         if start >= end {
             return Ok(Vec::new());
+        }
+        if let Some(kept) = self.recent.borrow().get(start, end) {
+            return Ok(kept);
         }
         let stored = self.log.read(start, end).await.map_err(storage_error)?;
         let mut entries = Vec::with_capacity(stored.len());
@@ -331,13 +414,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     where
         I: IntoIterator<Item = Entry>,
     {
-        let batch: Vec<LogEntry> = entries.into_iter().map(codec::encode_entry).collect();
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let batch: Vec<Outgoing> = entries.iter().map(codec::encode_entry).collect();
         for chunk in chunks(batch) {
             if let Err(error) = self.shared.log.append(chunk).await {
+                // What was kept may no longer continue the log: read it from storage.
+                self.shared.recent.borrow_mut().clear();
                 callback.io_completed(Err(io::Error::other(error.to_string())));
                 return Err(storage_error(error));
             }
         }
+        self.shared.recent.borrow_mut().push(&entries);
         callback.io_completed(Ok(()));
         Ok(())
     }
@@ -349,6 +436,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             purged_through.is_none_or(|purged| from > purged),
             "truncating purged entries: from {from}, purged through {purged_through:?}"
         );
+        self.shared.recent.borrow_mut().truncate_from(from);
         self.shared
             .log
             .truncate_from(from)
@@ -367,6 +455,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(storage_error)?;
         shared.purged.set(Some(upto));
+        shared.recent.borrow_mut().purge_through(upto.index);
         // Past the last entry, the storage log starts empty at `upto + 1`: appends go on there.
         shared
             .log
@@ -380,6 +469,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kassa_storage::LogEntry;
 
     #[test]
     fn appends_split_by_bytes_in_order() {
@@ -400,7 +490,45 @@ mod tests {
             assert!(bytes <= APPEND_BYTES_MAX);
         }
         assert_eq!(super::chunks(vec![entry(1, 1), entry(2, 1)]).len(), 1);
-        assert!(super::chunks(Vec::new()).is_empty());
+        assert!(super::chunks(Vec::<LogEntry>::new()).is_empty());
+    }
+
+    #[test]
+    fn recent_entries_follow_appends_truncations_and_purges() {
+        use crate::types::{CommandBytes, Payload, ENTRY_KIND_NORMAL};
+        use openraft::entry::RaftEntry;
+        let entry = |index: u64, size: usize| {
+            let bytes = CommandBytes::from_payload(vec![ENTRY_KIND_NORMAL; size]);
+            Entry::new(log_id(1, index), Payload::Normal(bytes))
+        };
+        let indexes = |entries: Option<Vec<Entry>>| {
+            entries.map(|e| e.iter().map(|e| e.log_id.index).collect::<Vec<_>>())
+        };
+        let mut recent = Recent::default();
+        recent.push(&(1..=5).map(|i| entry(i, 10)).collect::<Vec<_>>());
+        assert_eq!(indexes(recent.get(2, 4)), Some(vec![2, 3]));
+        assert_eq!(indexes(recent.get(1, 6)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(indexes(recent.get(0, 2)), None, "before the first kept");
+        assert_eq!(indexes(recent.get(4, 7)), None, "past the last kept");
+        recent.truncate_from(4);
+        assert_eq!(indexes(recent.get(3, 5)), None);
+        recent.push(&[entry(4, 10)]);
+        assert_eq!(indexes(recent.get(3, 5)), Some(vec![3, 4]));
+        recent.purge_through(2);
+        assert_eq!(indexes(recent.get(2, 4)), None);
+        assert_eq!(indexes(recent.get(3, 4)), Some(vec![3]));
+        // A gap (entries appended elsewhere) starts over rather than keep a hole.
+        recent.push(&[entry(9, 10)]);
+        assert_eq!(indexes(recent.get(3, 4)), None);
+        assert_eq!(indexes(recent.get(9, 10)), Some(vec![9]));
+        // Past the byte budget the oldest go, but the newest entry always stays.
+        let big = RECENT_BYTES_MAX / 2;
+        recent.push(&[entry(10, big), entry(11, big), entry(12, big)]);
+        assert_eq!(indexes(recent.get(9, 10)), None);
+        assert_eq!(indexes(recent.get(11, 13)), Some(vec![11, 12]));
+        assert!(recent.bytes <= RECENT_BYTES_MAX);
+        recent.clear();
+        assert_eq!(indexes(recent.get(12, 13)), None);
     }
 
     #[test]

@@ -191,7 +191,7 @@ impl StateMachine {
 
     fn apply_command(&mut self, command: &CommandBytes, log_id: LogId) -> Applied {
         match command.command() {
-            Ok(command) => Applied::Reply(self.ledger.borrow_mut().apply(&command)),
+            Ok(command) => Applied::Reply(self.ledger.borrow_mut().apply(command)),
             Err(error) => {
                 let (partition, index) = (self.partition, log_id.index);
                 tracing::warn!(partition, index, %error, "log entry is not a command");

@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use kassa_shard::{Command, CommandDecodeError, Reply};
 use openraft::impls::leader_id_std;
@@ -73,16 +74,18 @@ pub(crate) fn log_id(term: u64, index: u64) -> LogId {
 }
 
 /// A command as the log carries it: `ENTRY_KIND_NORMAL` then [`Command::encode`]'s bytes.
-/// The invariant (first byte, at least one byte) is checked wherever one is built.
+/// The invariant (first byte, at least one byte) is checked wherever one is built. Shared, so
+/// that the log can keep an appended entry for the state machine without copying it.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct CommandBytes(Vec<u8>);
+pub(crate) struct CommandBytes(Rc<Vec<u8>>);
 
 impl CommandBytes {
     pub(crate) fn encode(command: &Command) -> CommandBytes {
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(1 + command.encoded_len());
         bytes.push(ENTRY_KIND_NORMAL);
         command.encode(&mut bytes);
-        CommandBytes(bytes)
+        debug_assert_eq!(bytes.len(), 1 + command.encoded_len());
+        CommandBytes(Rc::new(bytes))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -92,12 +95,12 @@ impl CommandBytes {
     /// Wraps a stored entry's payload; the caller checked its kind byte.
     pub(crate) fn from_payload(payload: Vec<u8>) -> CommandBytes {
         assert_eq!(payload.first(), Some(&ENTRY_KIND_NORMAL));
-        CommandBytes(payload)
+        CommandBytes(Rc::new(payload))
     }
 
     /// The bytes to store: kind byte included.
-    pub(crate) fn into_payload(self) -> Vec<u8> {
-        self.0
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.0
     }
 
     /// Decodes the command; bad bytes are refused, never a panic.

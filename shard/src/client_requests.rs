@@ -229,7 +229,7 @@ mod tests {
                     request: request.clone(),
                 }
             };
-            let Reply::Client(reply) = ledger.apply(&command) else {
+            let Reply::Client(reply) = ledger.apply(command) else {
                 panic!("a client command answers with a client reply");
             };
             if let ClientReply::Reply { header, body } = &reply {
@@ -515,13 +515,13 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Command::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let Reply::Client(reply) = ledger.apply(&answer) else {
+        let Reply::Client(reply) = ledger.apply(answer.clone()) else {
             panic!("an answer answers with a client reply");
         };
         let header = reply_header(&reply);
         check_reply_to(request.header(), request.body(), &header, &body).expect("accepted");
         assert_eq!(
-            ledger.apply(&answer),
+            ledger.apply(answer),
             Reply::Client(reply.clone()),
             "a retry"
         );
@@ -550,7 +550,7 @@ mod tests {
         assert_eq!(Command::decode(&bytes), Ok(apply.clone()));
         let Reply::Applied {
             client_replies: Some(replies),
-        } = ledger.apply(&apply)
+        } = ledger.apply(apply)
         else {
             panic!("applied once");
         };

@@ -21,7 +21,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::limits::BATCH_EVENTS_MAX;
 use crate::sessions::{ClientReply, ClientRequest, ClientRequestError};
-use crate::txn::{decode_parts, encode_parts, Decoder, Effects};
+use crate::txn::{Decision, Decoder, Effects};
 use crate::Ledger;
 use kassa_wire::header::HeaderLayout;
 
@@ -54,9 +54,9 @@ pub enum Command {
         body: Vec<u8>,
     },
     /// A cross-partition transaction's commit point, logged by its decider: the effects on
-    /// every partition it touches (ascending partitions; the decider's own applied here).
+    /// every partition it touches (the decider's own share applied here).
     Decide {
-        effects: Vec<(u32, Effects)>,
+        decision: Box<Decision>,
     },
     /// A decided transaction's effects on this partition; applied at most once.
     Apply {
@@ -147,6 +147,23 @@ const TAG_DONE: u8 = 9;
 const TAG_ANSWER: u8 = 10;
 
 impl Command {
+    /// The size of [`Command::encode`]'s output, to size the buffer once.
+    pub fn encoded_len(&self) -> usize {
+        let body = match self {
+            Command::CreateAccounts { accounts, .. } => size_of_val(accounts.as_slice()),
+            Command::CreateTransfers { transfers, .. } => size_of_val(transfers.as_slice()),
+            Command::ExpirePendingTransfers { .. } => 0,
+            Command::ReleaseChangeEvents { .. } | Command::Done { .. } => 8,
+            Command::Answer { body, .. } => size_of::<RequestHeader>() + body.len(),
+            Command::Decide { decision } => decision.encoded_len(),
+            Command::Apply { effects, .. } => 16 + effects.encoded_len(),
+            Command::Register { request, .. } | Command::Request { request, .. } => {
+                request.header().frame.size as usize
+            }
+        };
+        HEADER_SIZE + body
+    }
+
     /// Appends the command's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let (tag, now, count, body): (u8, u64, usize, &[u8]) = match self {
@@ -178,10 +195,10 @@ impl Command {
                 out.extend_from_slice(body);
                 return;
             }
-            Command::Decide { effects } => {
+            Command::Decide { decision } => {
                 out.extend_from_slice(&[TAG_DECIDE, 0, 0, 0, 0, 0, 0, 0]);
                 out.extend_from_slice(&[0; 16]);
-                encode_parts(effects, out);
+                decision.encode(out);
                 return;
             }
             Command::Apply {
@@ -280,11 +297,13 @@ fn decode_txn_command(tag: u8, body: &[u8]) -> Result<Command, &'static str> {
     let mut reader = Decoder::new(body);
     let command = match tag {
         TAG_DECIDE => {
-            let effects = decode_parts(&mut reader)?;
-            if effects.is_empty() {
+            let decision = Decision::decode(&mut reader)?;
+            if decision.parts.is_empty() {
                 return Err("a decision without effects");
             }
-            Command::Decide { effects }
+            Command::Decide {
+                decision: Box::new(decision),
+            }
         }
         TAG_APPLY => Command::Apply {
             decider: u32::try_from(reader.u64()?).map_err(|_| "decider beyond u32")?,
@@ -367,28 +386,28 @@ fn records<T: FromBytes + IntoBytes + Copy>(bytes: &[u8]) -> Vec<T> {
 
 impl Ledger {
     /// Applies a command from the partition's log.
-    pub fn apply(&mut self, command: &Command) -> Reply {
+    pub fn apply(&mut self, command: Command) -> Reply {
         match command {
             Command::CreateAccounts { now, accounts } => {
                 let mut results = Vec::with_capacity(accounts.len());
-                self.create_accounts(*now, accounts, &mut results);
+                self.create_accounts(now, &accounts, &mut results);
                 Reply::CreateAccounts(results)
             }
             Command::CreateTransfers { now, transfers } => {
                 let mut results = Vec::with_capacity(transfers.len());
-                self.create_transfers(*now, transfers, &mut results);
+                self.create_transfers(now, &transfers, &mut results);
                 Reply::CreateTransfers(results)
             }
             Command::ExpirePendingTransfers { now } => {
-                let expired = self.expire_pending_transfers(*now) as u32;
+                let expired = self.expire_pending_transfers(now) as u32;
                 Reply::ExpirePendingTransfers { expired }
             }
             Command::ReleaseChangeEvents { sequence_through } => {
-                self.release_change_events(*sequence_through);
+                self.release_change_events(sequence_through);
                 Reply::ReleaseChangeEvents
             }
-            Command::Decide { effects } => {
-                let (txn, client_replies) = self.decide(effects);
+            Command::Decide { decision } => {
+                let (txn, client_replies) = self.decide(*decision);
                 Reply::Decided {
                     txn,
                     client_replies,
@@ -399,17 +418,17 @@ impl Ledger {
                 txn,
                 effects,
             } => Reply::Applied {
-                client_replies: self.apply_decided(*decider, *txn, effects),
+                client_replies: self.apply_decided(decider, txn, &effects),
             },
             Command::Done { txn } => {
-                self.done(*txn);
+                self.done(txn);
                 Reply::Done
             }
             Command::Answer { now, request, body } => {
-                Reply::Client(self.apply_client_answer(*now, request, body.clone()))
+                Reply::Client(self.apply_client_answer(now, &request, body))
             }
             Command::Register { now, request } | Command::Request { now, request } => {
-                Reply::Client(self.apply_client_request(*now, request))
+                Reply::Client(self.apply_client_request(now, &request))
             }
         }
     }

@@ -59,7 +59,7 @@ pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use partitioning::partition_of;
 pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
-pub use txn::{ClientAnswer, Effects, NewTransfer, ReadSet, Scratch};
+pub use txn::{ClientAnswer, Created, CreatedBalances, Decision, Effects, ReadSet, Scratch};
 
 /// Limits of the state machine, named once.
 pub mod limits {
@@ -71,4 +71,6 @@ pub mod limits {
     pub const EXPIRE_BATCH_MAX: usize = kassa_wire::BATCH_EVENTS_MAX;
     /// Most accounts and most transfers one partition holds (positions are `u32`).
     pub const RECORDS_MAX: usize = u32::MAX as usize;
+    /// Most partitions a cluster may have.
+    pub const PARTITIONS_MAX: u32 = 1024;
 }

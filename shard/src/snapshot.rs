@@ -35,8 +35,8 @@ use crate::sessions::Sessions;
 use crate::{Ledger, LedgerConfig, PendingStatus};
 
 /// 2: the cross-partition transaction state and the wire protocol's session table follow the
-/// change stream.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// change stream. 3: undelivered decisions carry each created transfer once.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 const MAGIC: [u8; 8] = *b"KASSALDG";
 const HEADER_SIZE: usize = 32;
 

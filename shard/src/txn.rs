@@ -3,10 +3,11 @@
 //! A batch whose records live in several partitions runs like this: each partition involved
 //! (locked by the coordinator) gives a [`ReadSet`] of the records the batch can read; a
 //! [`Scratch`] ledger built from them runs the batch with the one implementation of the
-//! semantics there is; its [`Effects`], split by partition, are recorded by a `Decide` command
-//! in the decider partition's log (the commit point), then applied to every other partition by
-//! an `Apply` command, which each partition applies at most once per `(decider, txn)`, and the
-//! decider logs `Done`. A decider keeps each decision until `Done`, so a restart redelivers it.
+//! semantics there is; its [`Decision`] (the transfers it created, each once, and every
+//! partition's other [`Effects`]) is recorded by a `Decide` command in the decider partition's
+//! log (the commit point), then each other partition's share is applied to it by an `Apply`
+//! command, which each partition applies at most once per `(decider, txn)`, and the decider
+//! logs `Done`. A decider keeps each decision until `Done`, so a restart redelivers it.
 
 use std::collections::BTreeMap;
 
@@ -37,17 +38,96 @@ pub struct ReadSet {
     pub taken_timestamps: Vec<u64>,
 }
 
-/// A transfer a transaction created, as one partition stores it: with the balances of its
-/// accounts right after it (for accounts that keep history).
+/// Transfers a transaction created, in timestamp order, as the partitions that store them need
+/// them: each with its two-phase status, and with the balances its accounts had right after it
+/// when one of them keeps history (most do not, so those balances are not carried).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Created {
+    pub transfers: Vec<Transfer>,
+    /// One [`PendingStatus`] number per transfer.
+    pub statuses: Vec<u8>,
+    /// By position in `transfers`, ascending: at most one per transfer.
+    pub history: Vec<CreatedBalances>,
+}
+
+/// The balances of a created transfer's accounts right after it (zero for an account that
+/// keeps no history).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
-pub struct NewTransfer {
-    pub transfer: Transfer,
+pub struct CreatedBalances {
+    /// The transfer's position in [`Created::transfers`].
+    pub index: u64,
+    pub reserved: u64,
     pub debit_after: Balances,
     pub credit_after: Balances,
-    /// A [`PendingStatus`] as its number.
-    pub status: u8,
-    pub reserved: [u8; 15],
+}
+
+impl Created {
+    fn push(&mut self, transfer: Transfer, status: u8, after: Option<(Balances, Balances)>) {
+        if let Some((debit_after, credit_after)) = after {
+            self.history.push(CreatedBalances {
+                index: self.transfers.len() as u64,
+                reserved: 0,
+                debit_after,
+                credit_after,
+            });
+        }
+        self.transfers.push(transfer);
+        self.statuses.push(status);
+    }
+
+    /// Each transfer with its status and, if carried, its balances after.
+    fn iter(&self) -> impl Iterator<Item = (&Transfer, u8, Option<&CreatedBalances>)> {
+        let mut history = self.history.iter().peekable();
+        let statuses = self.statuses.iter().copied();
+        self.transfers
+            .iter()
+            .zip(statuses)
+            .enumerate()
+            .map(move |(index, (t, status))| {
+                let after = history.next_if(|h| h.index == index as u64);
+                (t, status, after)
+            })
+    }
+
+    fn encoded_len(&self) -> usize {
+        records_len(&self.transfers) + 8 + self.statuses.len() + records_len(&self.history)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_records(out, &self.transfers);
+        put_records(out, &self.statuses);
+        put_records(out, &self.history);
+    }
+
+    fn decode(reader: &mut Decoder<'_>) -> Result<Created, &'static str> {
+        let created = Created {
+            transfers: reader.records()?,
+            statuses: reader.records()?,
+            history: reader.records()?,
+        };
+        if created.statuses.len() != created.transfers.len() {
+            return Err("created transfers without one status each");
+        }
+        if created
+            .statuses
+            .iter()
+            .any(|s| PendingStatus::from_u8(*s).is_none())
+        {
+            return Err("bad two-phase status in effects");
+        }
+        let mut next = 0;
+        for balances in &created.history {
+            if balances.index < next || balances.index >= created.transfers.len() as u64 {
+                return Err("created balances out of order");
+            }
+            if balances.reserved != 0 {
+                return Err("bad created balances in effects");
+            }
+            next = balances.index + 1;
+        }
+        Ok(created)
+    }
 }
 
 /// A status change of a stored transfer (a pending transfer posted, voided or expired).
@@ -80,13 +160,114 @@ pub struct Effects {
     pub timestamp: u64,
     /// Accounts owned here, created or changed, as they are after the transaction.
     pub accounts: Vec<Account>,
-    pub transfers: Vec<NewTransfer>,
+    /// Transfers created that are stored here (empty in a [`Decision`]'s parts).
+    pub created: Created,
     pub statuses: Vec<StatusChange>,
     pub failed_ids: Vec<u128>,
     pub changes: Vec<ChangeRecord>,
     /// Wire requests answered by this transaction whose sessions live here: each request's
     /// header and its reply body, cached in its session as the transaction applies.
     pub client_answers: Vec<ClientAnswer>,
+}
+
+/// What a transaction decided: every transfer it created, once, and each partition's other
+/// effects. [`Decision::share`] gives a partition everything it applies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The cluster's partition count, which says where each created transfer is stored.
+    pub partitions: u32,
+    pub created: Created,
+    /// By ascending partition; every partition that stores a created transfer has one.
+    pub parts: Vec<(u32, Effects)>,
+}
+
+impl Decision {
+    /// Partition `partition`'s effects, with the created transfers it stores.
+    pub fn share(&self, partition: u32) -> Effects {
+        let index = self.parts.binary_search_by_key(&partition, |(p, _)| *p);
+        let mut share = index.map_or_else(|_| Effects::default(), |i| self.parts[i].1.clone());
+        for (transfer, status, after) in self.created.iter() {
+            if transfer_partitions(transfer, self.partitions).any(|p| p == partition) {
+                let after = after.map(|a| (a.debit_after, a.credit_after));
+                share.created.push(*transfer, status, after);
+            }
+        }
+        share
+    }
+
+    /// Every partition's share but `skip`'s, in one pass over the created transfers.
+    pub fn shares_except(&self, skip: u32) -> Vec<(u32, Effects)> {
+        let mut shares: Vec<(u32, Effects)> = self
+            .parts
+            .iter()
+            .filter(|(partition, _)| *partition != skip)
+            .map(|(partition, part)| (*partition, part.clone()))
+            .collect();
+        for (transfer, status, after) in self.created.iter() {
+            for partition in transfer_partitions(transfer, self.partitions) {
+                if partition == skip {
+                    continue;
+                }
+                let at = shares.binary_search_by_key(&partition, |(p, _)| *p);
+                let share = &mut shares[at.expect("a part per storing partition")].1;
+                let after = after.map(|a| (a.debit_after, a.credit_after));
+                share.created.push(*transfer, status, after);
+            }
+        }
+        shares
+    }
+
+    pub(crate) fn encoded_len(&self) -> usize {
+        let parts: usize = self.parts.iter().map(|(_, e)| 8 + e.encoded_len()).sum();
+        8 + self.created.encoded_len() + 8 + parts
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&u64::from(self.partitions).to_le_bytes());
+        self.created.encode(out);
+        out.extend_from_slice(&(self.parts.len() as u64).to_le_bytes());
+        for (partition, effects) in &self.parts {
+            out.extend_from_slice(&u64::from(*partition).to_le_bytes());
+            effects.encode(out);
+        }
+    }
+
+    pub(crate) fn decode(reader: &mut Decoder<'_>) -> Result<Decision, &'static str> {
+        let partitions = reader.u64()?;
+        if partitions == 0 || partitions > u64::from(crate::limits::PARTITIONS_MAX) {
+            return Err("partition count out of range");
+        }
+        let partitions = partitions as u32;
+        let created = Created::decode(reader)?;
+        let mut parts: Vec<(u32, Effects)> = Vec::new();
+        for _ in 0..reader.count(8)? {
+            let partition = reader.u64()?;
+            if partition >= u64::from(partitions) {
+                return Err("effects for a partition beyond the count");
+            }
+            let partition = partition as u32;
+            if parts.last().is_some_and(|(last, _)| *last >= partition) {
+                return Err("effects not in ascending partition order");
+            }
+            let effects = Effects::decode(reader)?;
+            if !effects.created.transfers.is_empty() {
+                return Err("a decision's part carries created transfers");
+            }
+            parts.push((partition, effects));
+        }
+        for transfer in &created.transfers {
+            for partition in transfer_partitions(transfer, partitions) {
+                if parts.binary_search_by_key(&partition, |(p, _)| *p).is_err() {
+                    return Err("a created transfer's partition has no part");
+                }
+            }
+        }
+        Ok(Decision {
+            partitions,
+            created,
+            parts,
+        })
+    }
 }
 
 /// A wire request a transaction answers, for the partition that holds its session.
@@ -101,8 +282,8 @@ pub struct ClientAnswer {
 pub(crate) struct TxnState {
     /// The last transaction number this partition gave as a decider (0: none yet).
     pub(crate) last_txn: u64,
-    /// Decisions taken here whose `Done` is not logged yet: the other partitions' effects.
-    pub(crate) undelivered: BTreeMap<u64, Vec<(u32, Effects)>>,
+    /// Decisions taken here whose `Done` is not logged yet (this partition's part emptied).
+    pub(crate) undelivered: BTreeMap<u64, Decision>,
     /// Per decider partition, the last of its transactions applied here.
     pub(crate) applied: BTreeMap<u32, u64>,
 }
@@ -187,29 +368,33 @@ impl Ledger {
     }
 
     /// Decisions taken here whose effects may not have reached every partition yet, by
-    /// transaction number: to be delivered again (idempotently) after a restart.
+    /// transaction number, with each other partition's share: to be delivered again
+    /// (idempotently) after a restart.
     pub fn undelivered_decisions(&self) -> Vec<(u64, Vec<(u32, Effects)>)> {
+        let partition = self.config.partition;
         let undelivered = self.txns.undelivered.iter();
-        undelivered.map(|(t, e)| (*t, e.clone())).collect()
+        undelivered
+            .map(|(txn, decision)| (*txn, decision.shares_except(partition)))
+            .collect()
     }
 
-    /// Records a decision: applies this partition's own effects and keeps the others' until
+    /// Records a decision: applies this partition's own share and keeps the decision until
     /// `Done`. Returns the transaction's number.
-    pub(crate) fn decide(&mut self, effects: &[(u32, Effects)]) -> (u64, Vec<ClientReply>) {
+    pub(crate) fn decide(&mut self, mut decision: Decision) -> (u64, Vec<ClientReply>) {
+        assert_eq!(decision.partitions, self.config.partitions);
         self.txns.last_txn += 1;
         let txn = self.txns.last_txn;
-        let mut others = Vec::new();
-        let mut replies = Vec::new();
-        for (partition, part) in effects {
-            if *partition == self.config.partition {
-                replies = self.apply_effects(part);
-            } else {
-                others.push((*partition, part.clone()));
-            }
-        }
+        let partition = self.config.partition;
+        let replies = self.apply_effects(&decision.share(partition));
         // A decision that touches only the decider is complete as soon as it is logged.
-        if !others.is_empty() {
-            self.txns.undelivered.insert(txn, others);
+        if decision.parts.iter().any(|(p, _)| *p != partition) {
+            // Kept for the others: this partition's part is applied, only its place stays.
+            for (p, part) in &mut decision.parts {
+                if *p == partition {
+                    *part = Effects::default();
+                }
+            }
+            self.txns.undelivered.insert(txn, decision);
         }
         (txn, replies)
     }
@@ -260,8 +445,10 @@ impl Ledger {
                 self.account_push(*account);
             }
         }
-        for new in &effects.transfers {
-            self.store_transfer(new);
+        for (transfer, status, after) in effects.created.iter() {
+            let status = PendingStatus::from_u8(status).expect("decoded");
+            let after = after.map_or_else(Default::default, |a| (a.debit_after, a.credit_after));
+            self.store_transfer(transfer, status, after);
         }
         for change in &effects.statuses {
             let position = self.transfer_positions.get(change.id).expect("stored here");
@@ -312,8 +499,8 @@ impl Ledger {
         replies
     }
 
-    fn store_transfer(&mut self, new: &NewTransfer) {
-        let t = new.transfer;
+    fn store_transfer(&mut self, t: &Transfer, status: PendingStatus, after: (Balances, Balances)) {
+        let t = *t;
         assert!(self.transfer_positions.get(t.id.0).is_none());
         assert!(self
             .transfers
@@ -322,7 +509,6 @@ impl Ledger {
         let position = Ledger::position_of(self.transfers.len());
         self.transfer_positions.insert(t.id.0, position);
         self.transfers.push(t);
-        let status = PendingStatus::from_u8(new.status).expect("decoded");
         self.transfer_status.push(status);
         let debit = self.account_positions.get(t.debit_account_id.0);
         let credit = self.account_positions.get(t.credit_account_id.0);
@@ -337,7 +523,7 @@ impl Ledger {
                 assert!(expiries.insert((expires_at, position)));
             }
         }
-        for (account, after) in [(debit, new.debit_after), (credit, new.credit_after)] {
+        for (account, after) in [(debit, after.0), (credit, after.1)] {
             let Some(account) = account else { continue };
             self.account_transfers[account as usize].push(position);
             if self.accounts[account as usize]
@@ -407,9 +593,10 @@ impl Scratch {
         &mut self.ledger
     }
 
-    /// What running the batch changed, by partition. The decider always has an entry, so its
-    /// clock moves to the transaction's last timestamp even when nothing else changed.
-    pub fn effects(&self, decider: u32) -> BTreeMap<u32, Effects> {
+    /// What running the batch decided: the transfers it created and, by partition, what else
+    /// changed. The decider always has a part, so its clock moves to the transaction's last
+    /// timestamp even when nothing else changed.
+    pub fn decision(&self, decider: u32) -> Decision {
         let l = &self.ledger;
         let owner = |id: u128| partition_of(id, self.partitions);
         let mut out: BTreeMap<u32, Effects> = BTreeMap::new();
@@ -423,32 +610,41 @@ impl Scratch {
             }
         }
         let read_transfers = self.read_statuses.len();
-        let mut after = vec![(Balances::default(), Balances::default()); l.transfers.len()];
+        let new_transfers = l.transfers.len() - read_transfers;
+        // Balances after each created transfer, for those an account of which keeps history.
+        let mut after: Vec<Option<(Balances, Balances)>> = vec![None; new_transfers];
         for (account_position, account) in l.accounts.iter().enumerate() {
             if !account.flags.contains(AccountFlags::HISTORY) {
                 continue;
             }
             let listed = &l.account_transfers[account_position];
             for (position, balances) in listed.iter().zip(&l.account_history[account_position]) {
+                let Some(created) = (*position as usize).checked_sub(read_transfers) else {
+                    continue;
+                };
                 let transfer = &l.transfers[*position as usize];
+                let slot = after[created].get_or_insert_default();
                 if transfer.debit_account_id == account.id {
-                    after[*position as usize].0 = *balances;
+                    slot.0 = *balances;
                 } else {
-                    after[*position as usize].1 = *balances;
+                    slot.1 = *balances;
                 }
             }
         }
-        let created = l.transfers.iter().zip(&l.transfer_status).zip(&after);
-        for ((t, status), (debit_after, credit_after)) in created.skip(read_transfers) {
-            let new = NewTransfer {
-                transfer: *t,
-                debit_after: *debit_after,
-                credit_after: *credit_after,
-                status: *status as u8,
-                reserved: [0; 15],
-            };
+        let mut created = Created {
+            transfers: Vec::with_capacity(new_transfers),
+            statuses: Vec::with_capacity(new_transfers),
+            history: Vec::new(),
+        };
+        let new = l
+            .transfers
+            .iter()
+            .zip(&l.transfer_status)
+            .skip(read_transfers);
+        for ((t, status), after) in new.zip(after) {
+            created.push(*t, *status as u8, after);
             for partition in transfer_partitions(t, self.partitions) {
-                part_of(&mut out, partition, timestamp).transfers.push(new);
+                part_of(&mut out, partition, timestamp);
             }
         }
         for position in 0..read_transfers {
@@ -494,7 +690,11 @@ impl Scratch {
                     reserved_2: 0,
                 });
         }
-        out
+        Decision {
+            partitions: self.partitions,
+            created,
+            parts: out.into_iter().collect(),
+        }
     }
 }
 
@@ -505,27 +705,48 @@ fn part_of(out: &mut BTreeMap<u32, Effects>, partition: u32, timestamp: u64) -> 
 }
 
 /// The partitions that store a transfer: its id's home and its accounts' owners.
-pub fn transfer_partitions(t: &Transfer, partitions: u32) -> Vec<u32> {
-    let mut stored = vec![
+/// Ascending, each once.
+pub fn transfer_partitions(t: &Transfer, partitions: u32) -> impl Iterator<Item = u32> {
+    let mut stored = [
         partition_of(t.id.0, partitions),
         partition_of(t.debit_account_id.0, partitions),
         partition_of(t.credit_account_id.0, partitions),
     ];
     stored.sort_unstable();
-    stored.dedup();
-    stored
+    let [first, second, third] = stored;
+    let distinct = [
+        Some(first),
+        (second != first).then_some(second),
+        (third != second).then_some(third),
+    ];
+    distinct.into_iter().flatten()
 }
 
-const _: () = assert!(size_of::<NewTransfer>() == 128 + 64 + 64 + 16);
+const _: () = assert!(size_of::<CreatedBalances>() == 16 + 64 + 64);
 const _: () = assert!(size_of::<ChangeRecord>() == 160);
 
 /// Encoding of effects and transaction state (little-endian; counts are u64 and checked
 /// against the bytes left, so decoding never allocates more than its input or panics).
 impl Effects {
+    pub(crate) fn encoded_len(&self) -> usize {
+        let answers: usize = self
+            .client_answers
+            .iter()
+            .map(|a| size_of::<RequestHeader>() + 8 + a.body.len())
+            .sum();
+        8 + records_len(&self.accounts)
+            + self.created.encoded_len()
+            + records_len(&self.statuses)
+            + records_len(&self.failed_ids)
+            + records_len(&self.changes)
+            + 8
+            + answers
+    }
+
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.timestamp.to_le_bytes());
         put_records(out, &self.accounts);
-        put_records(out, &self.transfers);
+        self.created.encode(out);
         put_records(out, &self.statuses);
         put_records(out, &self.failed_ids);
         put_records(out, &self.changes);
@@ -541,7 +762,7 @@ impl Effects {
         let mut effects = Effects {
             timestamp: reader.u64()?,
             accounts: reader.records()?,
-            transfers: reader.records()?,
+            created: Created::decode(reader)?,
             statuses: reader.records()?,
             failed_ids: reader.records()?,
             changes: reader.records()?,
@@ -560,9 +781,7 @@ impl Effects {
             }
             effects.client_answers.push(ClientAnswer { request, body });
         }
-        let statuses = effects.transfers.iter().map(|t| (t.status, &t.reserved));
-        let changed = effects.statuses.iter().map(|s| (s.status, &s.reserved));
-        for (status, reserved) in statuses.chain(changed) {
+        for (status, reserved) in effects.statuses.iter().map(|s| (s.status, &s.reserved)) {
             if PendingStatus::from_u8(status).is_none() || reserved.iter().any(|b| *b != 0) {
                 return Err("bad two-phase status in effects");
             }
@@ -583,9 +802,9 @@ impl TxnState {
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.last_txn.to_le_bytes());
         out.extend_from_slice(&(self.undelivered.len() as u64).to_le_bytes());
-        for (txn, parts) in &self.undelivered {
+        for (txn, decision) in &self.undelivered {
             out.extend_from_slice(&txn.to_le_bytes());
-            encode_parts(parts, out);
+            decision.encode(out);
         }
         out.extend_from_slice(&(self.applied.len() as u64).to_le_bytes());
         for (decider, txn) in &self.applied {
@@ -606,8 +825,8 @@ impl TxnState {
             if txn == 0 || txn > state.last_txn {
                 return Err("undelivered decision beyond the last transaction");
             }
-            let parts = decode_parts(&mut reader)?;
-            if state.undelivered.insert(txn, parts).is_some() {
+            let decision = Decision::decode(&mut reader)?;
+            if state.undelivered.insert(txn, decision).is_some() {
                 return Err("duplicate undelivered decision");
             }
         }
@@ -622,25 +841,9 @@ impl TxnState {
     }
 }
 
-/// Effects by partition: `count u64 | count × (partition u64, effects)`.
-pub(crate) fn encode_parts(parts: &[(u32, Effects)], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(parts.len() as u64).to_le_bytes());
-    for (partition, effects) in parts {
-        out.extend_from_slice(&u64::from(*partition).to_le_bytes());
-        effects.encode(out);
-    }
-}
-
-pub(crate) fn decode_parts(reader: &mut Decoder<'_>) -> Result<Vec<(u32, Effects)>, &'static str> {
-    let mut parts: Vec<(u32, Effects)> = Vec::new();
-    for _ in 0..reader.count(8)? {
-        let partition = u32::try_from(reader.u64()?).map_err(|_| "partition beyond u32")?;
-        if parts.last().is_some_and(|(last, _)| *last >= partition) {
-            return Err("effects not in ascending partition order");
-        }
-        parts.push((partition, Effects::decode(reader)?));
-    }
-    Ok(parts)
+/// The encoded size of `records`: a count, then the records.
+fn records_len<T>(records: &[T]) -> usize {
+    8 + size_of_val(records)
 }
 
 fn put_records<T: IntoBytes + Immutable>(out: &mut Vec<u8>, records: &[T]) {
@@ -699,8 +902,11 @@ impl<'a> Decoder<'a> {
         count: usize,
     ) -> Result<Vec<T>, &'static str> {
         let bytes = self.take(count * size_of::<T>())?;
-        let mut records = T::new_vec_zeroed(count).map_err(|_| "too many records")?;
-        records.as_mut_bytes().copy_from_slice(bytes);
-        Ok(records)
+        // Record by record: no zeroed buffer to copy over (decisions run to megabytes).
+        let records = bytes.chunks_exact(size_of::<T>().max(1));
+        Ok(records
+            .take(count)
+            .map(|record| T::read_from_bytes(record).expect("a record's size"))
+            .collect())
     }
 }

@@ -29,7 +29,7 @@ pub use aligned::BLOCK_SIZE;
 pub use error::StorageError;
 pub use frame::{frame_size, ENTRY_PAYLOAD_SIZE_MAX, FRAME_HEADER_SIZE, FRAME_SIZE_MAX};
 pub use log::{
-    LogEntry, LogOptions, LogStats, PartitionLog, Recovery, TornTail, FLUSH_SIZE_MAX,
+    Appendable, LogEntry, LogOptions, LogStats, PartitionLog, Recovery, TornTail, FLUSH_SIZE_MAX,
     PENDING_SIZE_MAX, READ_WINDOW_SIZE_MAX, SEGMENT_SIZE_MIN,
 };
 pub use recovery::{META_FILE_NAME, SECTOR_SIZE};

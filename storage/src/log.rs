@@ -66,6 +66,26 @@ pub struct LogEntry {
     pub payload: Vec<u8>,
 }
 
+/// What an append needs of an entry, borrowed: the layer above may keep its payload (say, to
+/// apply it without reading it back), so storage copies the bytes into its frames only.
+pub trait Appendable {
+    fn term(&self) -> u64;
+    fn index(&self) -> u64;
+    fn payload(&self) -> &[u8];
+}
+
+impl Appendable for LogEntry {
+    fn term(&self) -> u64 {
+        self.term
+    }
+    fn index(&self) -> u64 {
+        self.index
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LogOptions {
     /// A segment file is closed and a new one started once it is at least this large.
@@ -165,7 +185,7 @@ impl PartitionLog {
 
     /// Appends entries whose indexes continue the log; resolves once they are durable.
     /// Concurrent calls are written and synced together (group commit).
-    pub async fn append(&self, entries: Vec<LogEntry>) -> Result<(), StorageError> {
+    pub async fn append<E: Appendable>(&self, entries: Vec<E>) -> Result<(), StorageError> {
         let shared = &*self.shared;
         shared.check_usable()?;
         let size = State::check_entries(&entries)?;
@@ -338,7 +358,7 @@ impl Shared {
     }
 
     /// Stages entries (the caller holds the gate or found it idle) and wakes the writer.
-    fn stage(&self, entries: &[crate::LogEntry]) -> Result<u64, StorageError> {
+    fn stage<E: Appendable>(&self, entries: &[E]) -> Result<u64, StorageError> {
         let mut state = self.state.borrow_mut();
         state.check_contiguous(entries)?;
         let ticket = state.stage(&self.dir, self.options.segment_size_max, entries);

@@ -21,7 +21,7 @@ use monoio::fs::File;
 use crate::aligned::AlignedBuffer;
 use crate::files::segment_file_name;
 use crate::frame::{self, FrameCheck, ENTRY_PAYLOAD_SIZE_MAX};
-use crate::log::{LogEntry, LogStats, PENDING_SIZE_MAX};
+use crate::log::{Appendable, LogEntry, LogStats, PENDING_SIZE_MAX};
 use crate::StorageError;
 
 /// Where one entry's frame lies in its segment file.
@@ -236,17 +236,18 @@ impl State {
     }
 
     /// Checks an append that does not depend on the log's state; returns its size in frames.
-    pub fn check_entries(entries: &[LogEntry]) -> Result<u64, StorageError> {
+    pub fn check_entries<E: Appendable>(entries: &[E]) -> Result<u64, StorageError> {
         let mut size: u64 = 0;
         for entry in entries {
-            if entry.payload.len() > ENTRY_PAYLOAD_SIZE_MAX {
+            let payload_size = entry.payload().len();
+            if payload_size > ENTRY_PAYLOAD_SIZE_MAX {
                 return Err(StorageError::EntryTooLarge {
-                    index: entry.index,
-                    size: entry.payload.len() as u64,
+                    index: entry.index(),
+                    size: payload_size as u64,
                     size_max: ENTRY_PAYLOAD_SIZE_MAX as u64,
                 });
             }
-            size += frame::frame_size(entry.payload.len()) as u64;
+            size += frame::frame_size(payload_size) as u64;
         }
         if size > PENDING_SIZE_MAX as u64 {
             return Err(StorageError::AppendTooLarge {
@@ -258,20 +259,20 @@ impl State {
     }
 
     /// Checks that `entries` continue the log.
-    pub fn check_contiguous(&self, entries: &[LogEntry]) -> Result<(), StorageError> {
+    pub fn check_contiguous<E: Appendable>(&self, entries: &[E]) -> Result<(), StorageError> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let start = self.next_index.unwrap_or(first.index);
+        let start = self.next_index.unwrap_or(first.index());
         for (offset, entry) in entries.iter().enumerate() {
             // An index of u64::MAX would leave no next index: refuse it as not contiguous.
             let expected = start
                 .checked_add(offset as u64)
                 .filter(|&index| index < u64::MAX);
-            if expected != Some(entry.index) {
+            if expected != Some(entry.index()) {
                 let last = expected.unwrap_or(u64::MAX).wrapping_sub(1);
                 return Err(StorageError::NotContiguous {
-                    index: entry.index,
+                    index: entry.index(),
                     last,
                 });
             }
@@ -282,28 +283,29 @@ impl State {
     /// Encodes `entries` into the pending buffer and indexes them, starting a new segment
     /// whenever the current one reached `segment_size_max`. Returns the ticket: the append is
     /// durable once `durable_total` reaches it.
-    pub fn stage(&mut self, dir: &Path, segment_size_max: u64, entries: &[LogEntry]) -> u64 {
+    pub fn stage<E: Appendable>(
+        &mut self,
+        dir: &Path,
+        segment_size_max: u64,
+        entries: &[E],
+    ) -> u64 {
         for entry in entries {
+            let (term, index) = (entry.term(), entry.index());
             let full = self
                 .segments
                 .back()
                 .is_none_or(|last| last.staged_end >= segment_size_max);
             if full {
-                self.segments.push_back(Segment::new(dir, entry.index));
+                self.segments.push_back(Segment::new(dir, index));
             }
             let segment = self.segments.back_mut().expect("a segment to stage into");
-            assert_eq!(segment.next_index(), entry.index);
+            assert_eq!(segment.next_index(), index);
             let before = self.pending.bytes.len();
-            frame::encode(
-                &mut self.pending.bytes,
-                entry.term,
-                entry.index,
-                &entry.payload,
-            );
+            frame::encode(&mut self.pending.bytes, term, index, entry.payload());
             let size = (self.pending.bytes.len() - before) as u32;
             let location = Location {
                 offset: segment.staged_end,
-                term: entry.term,
+                term,
                 size,
             };
             segment.locations.push(location);
@@ -311,7 +313,7 @@ impl State {
             self.staged_total += size as u64;
         }
         if let Some(last) = entries.last() {
-            self.next_index = Some(last.index + 1);
+            self.next_index = Some(last.index() + 1);
         }
         self.staged_total
     }

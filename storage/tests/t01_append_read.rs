@@ -105,7 +105,7 @@ fn a_rejected_append_changes_nothing() {
             too_large,
             Err(StorageError::EntryTooLarge { index: 11, .. })
         ));
-        log.append(Vec::new())
+        log.append(Vec::<LogEntry>::new())
             .await
             .expect("an empty append is a no-op");
         assert_log(&log, &expected).await;

@@ -10,9 +10,7 @@
 //! node's coordinator runs the requests waiting for it: each with its own timestamps, and with
 //! the results separate requests would get.
 
-use kassa_shard::{
-    partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus, Reply, Scratch,
-};
+use kassa_shard::{partition_of, Command, Ledger, LedgerConfig, PendingStatus, Reply, Scratch};
 use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, CreateAccountResult,
     CreateTransferResult, Transfer, BATCH_EVENTS_MAX,
@@ -32,6 +30,7 @@ pub struct Cluster {
     group_max: usize,
     /// The imported timestamps of the batch being run.
     timestamps: Vec<u64>,
+    hash_seed: u64,
 }
 
 fn config(partition: u32, count: u32, hash_seed: u64) -> LedgerConfig {
@@ -55,6 +54,7 @@ impl Cluster {
             waiting: Vec::new(),
             group_max: 1 + (seed / 4 % 3) as usize,
             timestamps: Vec::new(),
+            hash_seed: seed,
         }
     }
 
@@ -172,17 +172,27 @@ impl Cluster {
     /// Decides at partition 0 (the lowest locked), applies everywhere twice, then `Done`.
     fn commit(&mut self, scratch: &Scratch) {
         let decider = 0;
-        let parts: Vec<(u32, Effects)> = scratch.effects(decider).into_iter().collect();
+        let decision = scratch.decision(decider);
+        let shares = decision.shares_except(decider);
         let decide = round_trip(Command::Decide {
-            effects: parts.clone(),
+            decision: Box::new(decision),
         });
-        let Reply::Decided { txn, .. } = self.partitions[decider as usize].apply(&decide) else {
+        let Reply::Decided { txn, .. } = self.partitions[decider as usize].apply(decide) else {
             panic!("Decide answered something else");
         };
+        // A snapshot keeps the decision until `Done` (a restart before the applies).
+        let mut bytes = Vec::new();
+        self.partitions[decider as usize].snapshot(&mut bytes);
+        let restored = Ledger::restore(config(decider, self.count, self.hash_seed), &bytes);
+        self.partitions[decider as usize] = restored.expect("the decider restores");
+        // What a restart would redeliver is exactly what the coordinator delivers.
         let undelivered = self.partitions[decider as usize].undelivered_decisions();
-        let others = parts.iter().filter(|(p, _)| *p != decider).count();
-        assert_eq!(undelivered.len(), usize::from(others > 0));
-        for (partition, effects) in parts.into_iter().filter(|(p, _)| *p != decider) {
+        if shares.is_empty() {
+            assert!(undelivered.is_empty());
+        } else {
+            assert_eq!(undelivered, vec![(txn, shares.clone())]);
+        }
+        for (partition, effects) in shares {
             let apply = round_trip(Command::Apply {
                 decider,
                 txn,
@@ -192,14 +202,14 @@ impl Cluster {
             let fresh = Reply::Applied {
                 client_replies: Some(Vec::new()),
             };
-            assert_eq!(ledger.apply(&apply), fresh);
+            assert_eq!(ledger.apply(apply.clone()), fresh);
             let again = Reply::Applied {
                 client_replies: None,
             };
-            assert_eq!(ledger.apply(&apply), again);
+            assert_eq!(ledger.apply(apply), again);
         }
         let done = round_trip(Command::Done { txn });
-        assert_eq!(self.partitions[decider as usize].apply(&done), Reply::Done);
+        assert_eq!(self.partitions[decider as usize].apply(done), Reply::Done);
         assert!(self.partitions[decider as usize]
             .undelivered_decisions()
             .is_empty());
