@@ -382,10 +382,9 @@ async fn lock_read_all(
     locked: &mut BTreeSet<u32>,
 ) -> Result<Reads, NodeError> {
     let read_names = Arc::new(ReadNames {
-        accounts: names.accounts.clone(),
-        transfers: names.transfers.clone(),
         timestamps: names.timestamps.clone(),
         sessions: names.sessions.clone(),
+        ..ReadNames::new(&names.accounts, &names.transfers, cores.partitions())
     });
     let grouped = by_core(cores, wanted.iter().copied());
     let requests = grouped.into_iter().map(|(core, partitions)| {

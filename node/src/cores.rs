@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_raft::{Partition, PartitionConfig, PartitionStatus};
-use kassa_shard::{ClientReply, Command, Ledger, LedgerConfig, ReadSet, Reply};
+use kassa_shard::{partition_of, ClientReply, Command, Ledger, LedgerConfig, ReadSet, Reply};
 use kassa_wire::RequestHeader;
 use kassa_wire::Transfer;
 
@@ -88,11 +88,38 @@ pub enum CoreRequest {
 /// What a transaction asks its partitions to read (`Ledger::read_set`'s arguments).
 #[derive(Clone, Debug, Default)]
 pub struct ReadNames {
-    pub accounts: Vec<u128>,
-    pub transfers: Vec<u128>,
+    /// Account and transfer ids, each under the partition that owns it (hashed once here
+    /// rather than by every partition).
+    pub ids: BTreeMap<u32, PartitionIds>,
     pub timestamps: Vec<u64>,
     /// Wire requests to check against their sessions, with their session's partition.
     pub sessions: Vec<(u32, RequestHeader)>,
+}
+
+/// The ids one partition owns among those a transaction names, ascending.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionIds {
+    pub accounts: Vec<u128>,
+    pub transfers: Vec<u128>,
+}
+
+impl ReadNames {
+    /// `accounts` and `transfers` (ascending) grouped by owning partition.
+    pub fn new(accounts: &[u128], transfers: &[u128], partitions: u32) -> ReadNames {
+        let mut ids: BTreeMap<u32, PartitionIds> = BTreeMap::new();
+        for id in accounts {
+            let owner = ids.entry(partition_of(*id, partitions)).or_default();
+            owner.accounts.push(*id);
+        }
+        for id in transfers {
+            let owner = ids.entry(partition_of(*id, partitions)).or_default();
+            owner.transfers.push(*id);
+        }
+        ReadNames {
+            ids,
+            ..ReadNames::default()
+        }
+    }
 }
 
 /// What one partition read for a transaction: its records, and the session checks of the
@@ -532,8 +559,11 @@ async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &
                 }
                 let names = &names;
                 let read = served.partition.read(|ledger| {
-                    let records =
-                        ledger.read_set(&names.accounts, &names.transfers, &names.timestamps);
+                    let ids = names.ids.get(&partition);
+                    let (accounts, transfers) = ids.map_or((&[][..], &[][..]), |ids| {
+                        (&ids.accounts[..], &ids.transfers[..])
+                    });
+                    let records = ledger.read_set(accounts, transfers, &names.timestamps);
                     let sessions = names.sessions.iter().enumerate();
                     let sessions = sessions
                         .filter(|(_, (session_partition, _))| *session_partition == partition)

@@ -445,6 +445,13 @@ impl Ledger {
                 self.account_push(*account);
             }
         }
+        // As the batch loop does: the cache misses of thousands of lookups overlap.
+        for transfer in &effects.created.transfers {
+            self.transfer_positions.prefetch(transfer.id.0);
+            self.account_positions.prefetch(transfer.debit_account_id.0);
+            self.account_positions
+                .prefetch(transfer.credit_account_id.0);
+        }
         for (transfer, status, after) in effects.created.iter() {
             let status = PendingStatus::from_u8(status).expect("decoded");
             let after = after.map_or_else(Default::default, |a| (a.debit_after, a.credit_after));
