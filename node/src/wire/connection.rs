@@ -177,6 +177,24 @@ async fn answer_request(
 async fn propose(context: &Context, request: ClientRequest) -> Option<ClientReply> {
     let queues = &context.queues;
     let partition = session_partition(request.header().client, queues.partitions());
+    if let (Some(transactions), false) = (
+        &context.transactions,
+        request.operation() == Operation::Register,
+    ) {
+        // No session check first: the transaction checks it under its locks (a create) or
+        // the `Answer` does (a read). Checking here would wait for the session partition's
+        // lock, that is for the transaction running now, and the request would only join
+        // the one after the next.
+        let client = request.header().client;
+        let ran = super::partitioned::run(context, transactions, partition, request).await;
+        return match ran {
+            Ok(reply) => Some(reply),
+            Err(error) => {
+                tracing::warn!(partition, client, %error, "wire: request not run; the client will retry");
+                None
+            }
+        };
+    }
     let header = *request.header();
     let known = queues.read(partition, move |ledger| {
         ledger.sessions().answer_known(&header)
@@ -188,20 +206,6 @@ async fn propose(context: &Context, request: ClientRequest) -> Option<ClientRepl
             tracing::debug!(%error, "wire: session check failed; the client will retry");
             return None;
         }
-    }
-    if let (Some(transactions), false) = (
-        &context.transactions,
-        request.operation() == Operation::Register,
-    ) {
-        let client = request.header().client;
-        let ran = super::partitioned::run(context, transactions, partition, request).await;
-        return match ran {
-            Ok(reply) => Some(reply),
-            Err(error) => {
-                tracing::warn!(partition, client, %error, "wire: request not run; the client will retry");
-                None
-            }
-        };
     }
     let now = realtime_ns();
     let command = if request.operation() == Operation::Register {
