@@ -529,12 +529,18 @@ async fn run_locked(
         unlock_all(cores, &mut readers, lock).await?;
         locked.retain(|partition| participants.contains(partition));
     }
-    let others = decision.shares_except(decider);
+    let decision = Arc::new(decision);
     let decide = Command::Decide {
-        decision: Box::new(decision),
+        decision: decision.clone(),
     };
+    // The other partitions' shares are computed while the decider logs the decision (the
+    // write is sent when first polled, before the shares are).
+    let (decided, others) = tokio::join!(cores.write_in(decider, Some(lock), decide), async {
+        decision.shares_except(decider)
+    });
+    drop(decision);
     let mut replies: BTreeMap<u32, Vec<ClientReply>> = BTreeMap::new();
-    let txn = match cores.write_in(decider, Some(lock), decide).await? {
+    let txn = match decided? {
         Reply::Decided {
             txn,
             client_replies,
@@ -678,21 +684,8 @@ fn fault_abort_after_decide() -> bool {
 /// Adds what `batch` names to `names`.
 fn names_of(batch: &Batch, names: &mut Names) {
     match batch {
-        Batch::Accounts(accounts) => {
-            names.accounts.extend(accounts.iter().map(|a| a.id.0));
-            names
-                .timestamps
-                .extend(accounts.iter().map(|a| a.timestamp));
-        }
-        Batch::Transfers(transfers) => {
-            for t in transfers {
-                names
-                    .accounts
-                    .extend([t.debit_account_id.0, t.credit_account_id.0]);
-                names.transfers.extend([t.id.0, t.pending_id.0]);
-                names.timestamps.push(t.timestamp);
-            }
-        }
+        Batch::Accounts(accounts) => account_names(accounts, names),
+        Batch::Transfers(transfers) => transfer_names(transfers, names),
         Batch::Expire(pending) => {
             for t in pending {
                 names
@@ -710,17 +703,30 @@ fn names_of(batch: &Batch, names: &mut Names) {
             names.sessions.push((*partition, *request.header()));
             match batches {
                 ClientBatches::Accounts(batches) => {
-                    for accounts in batches {
-                        names_of(&Batch::Accounts(accounts.clone()), names);
-                    }
+                    batches.iter().for_each(|b| account_names(b, names));
                 }
                 ClientBatches::Transfers(batches) => {
-                    for transfers in batches {
-                        names_of(&Batch::Transfers(transfers.clone()), names);
-                    }
+                    batches.iter().for_each(|b| transfer_names(b, names));
                 }
             }
         }
+    }
+}
+
+fn account_names(accounts: &[Account], names: &mut Names) {
+    names.accounts.extend(accounts.iter().map(|a| a.id.0));
+    names
+        .timestamps
+        .extend(accounts.iter().map(|a| a.timestamp));
+}
+
+fn transfer_names(transfers: &[Transfer], names: &mut Names) {
+    for t in transfers {
+        names
+            .accounts
+            .extend([t.debit_account_id.0, t.credit_account_id.0]);
+        names.transfers.extend([t.id.0, t.pending_id.0]);
+        names.timestamps.push(t.timestamp);
     }
 }
 

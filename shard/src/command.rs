@@ -21,6 +21,8 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::limits::BATCH_EVENTS_MAX;
 use crate::sessions::{ClientReply, ClientRequest, ClientRequestError};
+use std::sync::Arc;
+
 use crate::txn::{Decision, Decoder, Effects};
 use crate::Ledger;
 use kassa_wire::header::HeaderLayout;
@@ -56,7 +58,9 @@ pub enum Command {
     /// A cross-partition transaction's commit point, logged by its decider: the effects on
     /// every partition it touches (the decider's own share applied here).
     Decide {
-        decision: Box<Decision>,
+        /// Shared: the coordinator computes the other partitions' shares from it while the
+        /// decider logs it.
+        decision: Arc<Decision>,
     },
     /// A decided transaction's effects on this partition; applied at most once.
     Apply {
@@ -302,7 +306,7 @@ fn decode_txn_command(tag: u8, body: &[u8]) -> Result<Command, &'static str> {
                 return Err("a decision without effects");
             }
             Command::Decide {
-                decision: Box::new(decision),
+                decision: Arc::new(decision),
             }
         }
         TAG_APPLY => Command::Apply {
@@ -407,7 +411,7 @@ impl Ledger {
                 Reply::ReleaseChangeEvents
             }
             Command::Decide { decision } => {
-                let (txn, client_replies) = self.decide(*decision);
+                let (txn, client_replies) = self.decide(decision);
                 Reply::Decided {
                     txn,
                     client_replies,

@@ -10,6 +10,7 @@
 //! logs `Done`. A decider keeps each decision until `Done`, so a restart redelivers it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kassa_wire::client_headers::RequestHeader;
 use kassa_wire::header::HeaderLayout;
@@ -282,8 +283,8 @@ pub struct ClientAnswer {
 pub(crate) struct TxnState {
     /// The last transaction number this partition gave as a decider (0: none yet).
     pub(crate) last_txn: u64,
-    /// Decisions taken here whose `Done` is not logged yet (this partition's part emptied).
-    pub(crate) undelivered: BTreeMap<u64, Decision>,
+    /// Decisions taken here whose `Done` is not logged yet.
+    pub(crate) undelivered: BTreeMap<u64, Arc<Decision>>,
     /// Per decider partition, the last of its transactions applied here.
     pub(crate) applied: BTreeMap<u32, u64>,
 }
@@ -380,7 +381,7 @@ impl Ledger {
 
     /// Records a decision: applies this partition's own share and keeps the decision until
     /// `Done`. Returns the transaction's number.
-    pub(crate) fn decide(&mut self, mut decision: Decision) -> (u64, Vec<ClientReply>) {
+    pub(crate) fn decide(&mut self, decision: Arc<Decision>) -> (u64, Vec<ClientReply>) {
         assert_eq!(decision.partitions, self.config.partitions);
         self.txns.last_txn += 1;
         let txn = self.txns.last_txn;
@@ -388,12 +389,6 @@ impl Ledger {
         let replies = self.apply_effects(&decision.share(partition));
         // A decision that touches only the decider is complete as soon as it is logged.
         if decision.parts.iter().any(|(p, _)| *p != partition) {
-            // Kept for the others: this partition's part is applied, only its place stays.
-            for (p, part) in &mut decision.parts {
-                if *p == partition {
-                    *part = Effects::default();
-                }
-            }
             self.txns.undelivered.insert(txn, decision);
         }
         (txn, replies)
@@ -832,7 +827,7 @@ impl TxnState {
             if txn == 0 || txn > state.last_txn {
                 return Err("undelivered decision beyond the last transaction");
             }
-            let decision = Decision::decode(&mut reader)?;
+            let decision = Arc::new(Decision::decode(&mut reader)?);
             if state.undelivered.insert(txn, decision).is_some() {
                 return Err("duplicate undelivered decision");
             }

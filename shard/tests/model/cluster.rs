@@ -175,7 +175,7 @@ impl Cluster {
         let decision = scratch.decision(decider);
         let shares = decision.shares_except(decider);
         let decide = round_trip(Command::Decide {
-            decision: Box::new(decision),
+            decision: std::sync::Arc::new(decision),
         });
         let Reply::Decided { txn, .. } = self.partitions[decider as usize].apply(decide) else {
             panic!("Decide answered something else");
