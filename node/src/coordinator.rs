@@ -78,6 +78,15 @@ pub enum ClientBatches {
 }
 
 impl Batch {
+    /// At most how many bytes this batch adds to its transaction's decision.
+    fn decision_bytes_max(&self) -> usize {
+        let request = match self {
+            Batch::Client { .. } => DECISION_BYTES_PER_REQUEST_MAX,
+            _ => 0,
+        };
+        self.len() * DECISION_BYTES_PER_EVENT_MAX + request
+    }
+
     fn len(&self) -> usize {
         match self {
             Batch::Accounts(accounts) => accounts.len(),
@@ -111,8 +120,27 @@ struct Job {
     reply: Option<ResultsSender>,
 }
 
-/// Most events one transaction carries: its decision must fit one log entry.
-const GROUP_EVENTS_MAX: usize = kassa_wire::BATCH_EVENTS_MAX;
+/// Most events one transaction carries: two full batches. Fixed costs per transaction (lock
+/// round, a log write per partition) are shared by more events; its decision must still fit
+/// one log entry (`GROUP_DECISION_BYTES_MAX`).
+const GROUP_EVENTS_MAX: usize = 2 * kassa_wire::BATCH_EVENTS_MAX;
+/// The most bytes one event adds to a decision: a created transfer (128), its status (1), its
+/// accounts' balances for history (144), its change record (160), two accounts' new states
+/// (256) and a pending transfer's status change in its three partitions (96); and, answering
+/// a wire request, its result in the reply (16). An account adds less (128 + 160).
+const DECISION_BYTES_PER_EVENT_MAX: usize = 128 + 1 + 144 + 160 + 256 + 96 + 16;
+/// What a wire request adds besides its events: its header (256), the reply's length (8) and
+/// the multi-batch trailer of its reply (64).
+const DECISION_BYTES_PER_REQUEST_MAX: usize = 256 + 8 + 64;
+/// The most bytes a group's decision may need: a log entry's payload, less room for framing
+/// and per-partition headers.
+const GROUP_DECISION_BYTES_MAX: usize = kassa_storage::ENTRY_PAYLOAD_SIZE_MAX - 1024 * 1024;
+
+// A lone full request always fits.
+const _: () = assert!(
+    kassa_wire::BATCH_EVENTS_MAX * DECISION_BYTES_PER_EVENT_MAX + DECISION_BYTES_PER_REQUEST_MAX
+        <= GROUP_DECISION_BYTES_MAX
+);
 /// Requests queued for the driver before callers wait.
 const JOBS_QUEUED_MAX: usize = 4096;
 
@@ -242,14 +270,18 @@ async fn drive(cores: Arc<Cores>, queue: async_channel::Receiver<Job>) {
                 Err(_) => return,
             },
         };
-        let mut events = first.batch.len();
+        let (mut events, mut bytes) = (first.batch.len(), first.batch.decision_bytes_max());
         let mut group = vec![first];
         while let Ok(job) = queue.try_recv() {
-            if events + job.batch.len() > GROUP_EVENTS_MAX {
+            let job_bytes = job.batch.decision_bytes_max();
+            let full = events + job.batch.len() > GROUP_EVENTS_MAX
+                || bytes + job_bytes > GROUP_DECISION_BYTES_MAX;
+            if full {
                 carried = Some(job);
                 break;
             }
             events += job.batch.len();
+            bytes += job_bytes;
             group.push(job);
         }
         let batches: Vec<(u64, &Batch)> = group.iter().map(|j| (j.now, &j.batch)).collect();
@@ -767,4 +799,74 @@ fn pending_accounts(batches: &[(u64, &Batch)], reads: &Reads) -> Vec<u128> {
     read.filter(|(t, _)| pending_ids.contains(&t.id.0))
         .flat_map(|(t, _)| [t.debit_account_id.0, t.credit_account_id.0])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_shard::LedgerConfig;
+    use kassa_wire::{AccountFlags, AccountId, CreateTransferStatus, TransferFlags, TransferId};
+
+    /// The worst a full batch can do to a decision: every event posts a pending transfer
+    /// between two accounts of its own that keep history. Its decision must stay within the
+    /// bound the driver groups by.
+    #[test]
+    fn a_decision_stays_within_its_bound() {
+        let events = kassa_wire::BATCH_EVENTS_MAX;
+        let mut ledger = Ledger::new(LedgerConfig::default());
+        let account = |id: u128| Account {
+            id: AccountId(id),
+            ledger: 1,
+            code: 1,
+            flags: AccountFlags::HISTORY,
+            ..Account::default()
+        };
+        let ids: Vec<u128> = (1..=2 * events as u128).collect();
+        for chunk in ids.chunks(events) {
+            let accounts: Vec<Account> = chunk.iter().map(|id| account(*id)).collect();
+            let mut results = Vec::new();
+            ledger.create_accounts(1, &accounts, &mut results);
+        }
+        let transfer = |id: u128, i: u128, flags, pending_id| Transfer {
+            id: TransferId(id),
+            debit_account_id: AccountId(2 * i + 1),
+            credit_account_id: AccountId(2 * i + 2),
+            amount: 10,
+            pending_id: TransferId(pending_id),
+            ledger: 1,
+            code: 1,
+            flags,
+            ..Transfer::default()
+        };
+        let pending: Vec<Transfer> = (0..events as u128)
+            .map(|i| transfer(1_000_000 + i, i, TransferFlags::PENDING, 0))
+            .collect();
+        let mut results = Vec::new();
+        ledger.create_transfers(2, &pending, &mut results);
+        assert!(results
+            .iter()
+            .all(|r| r.status == CreateTransferStatus::Created));
+        let posts: Vec<Transfer> = (0..events as u128)
+            .map(|i| {
+                let flags = TransferFlags::POST_PENDING_TRANSFER;
+                transfer(2_000_000 + i, i, flags, 1_000_000 + i)
+            })
+            .collect();
+        let transfer_ids: Vec<u128> = pending.iter().chain(&posts).map(|t| t.id.0).collect();
+        let read = ledger.read_set(&ids, &transfer_ids, &[]);
+        let mut scratch = Scratch::new(16, &[read]);
+        let mut results = Vec::new();
+        scratch.ledger().create_transfers(3, &posts, &mut results);
+        assert!(results
+            .iter()
+            .all(|r| r.status == CreateTransferStatus::Created));
+        let decide = Command::Decide {
+            decision: Arc::new(scratch.decision(0)),
+        };
+        let size = decide.encoded_len();
+        let bound = Batch::Transfers(posts).decision_bytes_max();
+        assert!(size <= bound, "{size} bytes, bound {bound}");
+        // The bound is not loose by much: it must not cost grouping.
+        assert!(size * 10 >= bound * 7, "{size} bytes, bound {bound}");
+    }
 }
