@@ -45,17 +45,19 @@ pub(crate) const VOTE_FILE: &str = "vote";
 pub(crate) const PURGED_FILE: &str = "purged";
 pub(crate) const LOG_DIR: &str = "log";
 
-/// Most entries one read brings into memory: a command can be a megabyte.
+/// Most entries one read brings into memory: a batch command is a megabyte, a cross-partition
+/// decision up to `ENTRY_BYTES_MAX`.
 pub(crate) const READ_ENTRIES_MAX: u64 = 64;
-/// Most payload bytes one `PartitionLog::append` carries: half of the 32 MiB the storage log
-/// buffers (`PENDING_SIZE_MAX`), which it refuses in one append, leaving room for framing.
+/// Most payload bytes one `PartitionLog::append` carries: a quarter of the 64 MiB the storage
+/// log buffers (`PENDING_SIZE_MAX`), which it refuses in one append, leaving room for framing.
 pub(crate) const APPEND_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// The largest entry: a full command (kind byte, header, 8189 records of 128 bytes).
-pub(crate) const ENTRY_BYTES_MAX: usize = 1 + 24 + BATCH_EVENTS_MAX * 128;
+/// The largest entry storage takes (kind byte included): a cross-partition decision of two
+/// full batches comes close; a full batch command is 1 + 24 + 8189 × 128 bytes.
+pub(crate) const ENTRY_BYTES_MAX: usize = kassa_storage::ENTRY_PAYLOAD_SIZE_MAX;
 
-// An entry always fits one storage append, and storage's 2 MiB entry limit.
+// An entry always fits one storage append, and so does a full batch command.
 const _: () = assert!(ENTRY_BYTES_MAX <= APPEND_BYTES_MAX);
-const _: () = assert!(ENTRY_BYTES_MAX <= 2 * 1024 * 1024);
+const _: () = assert!(1 + 24 + BATCH_EVENTS_MAX * 128 <= ENTRY_BYTES_MAX);
 
 /// Payload bytes of the latest appended entries kept in memory for the state machine, which
 /// applies an entry as soon as it is committed: without them it would read back from disk
@@ -478,7 +480,7 @@ mod tests {
             index,
             payload: vec![0; size],
         };
-        let big = ENTRY_BYTES_MAX;
+        let big = 1 + 24 + BATCH_EVENTS_MAX * 128;
         let batch: Vec<LogEntry> = (1..=40).map(|index| entry(index, big)).collect();
         let chunks = chunks(batch);
         let per_chunk = APPEND_BYTES_MAX / big;
