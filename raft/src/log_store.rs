@@ -45,9 +45,10 @@ pub(crate) const VOTE_FILE: &str = "vote";
 pub(crate) const PURGED_FILE: &str = "purged";
 pub(crate) const LOG_DIR: &str = "log";
 
-/// Most entries one read brings into memory: a batch command is a megabyte, a cross-partition
-/// decision up to `ENTRY_BYTES_MAX`.
+/// Most entries one read brings into memory, and most bytes of them (but always one entry):
+/// a batch command is a megabyte, a cross-partition decision up to `ENTRY_BYTES_MAX`.
 pub(crate) const READ_ENTRIES_MAX: u64 = 64;
+pub(crate) const READ_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Most payload bytes one `PartitionLog::append` carries: a quarter of the 64 MiB the storage
 /// log buffers (`PENDING_SIZE_MAX`), which it refuses in one append, leaving room for framing.
 pub(crate) const APPEND_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -282,7 +283,8 @@ impl LogShared {
     }
 
     /// Entries `start..end` still in the log (not purged), in order, at most
-    /// [`READ_ENTRIES_MAX`]. Missing entries may only be cut off at either end.
+    /// [`READ_ENTRIES_MAX`] entries and about [`READ_BYTES_MAX`] bytes. Missing entries may only
+    /// be cut off at either end.
     async fn read_entries(&self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
         let (Some(first), Some((_, last))) = (self.log.first_index(), self.log.last()) else {
             return Ok(Vec::new());
@@ -298,6 +300,7 @@ impl LogShared {
         if let Some(kept) = self.recent.borrow().get(start, end) {
             return Ok(kept);
         }
+        let end = self.log.read_end_within(start, end, READ_BYTES_MAX);
         let stored = self.log.read(start, end).await.map_err(storage_error)?;
         let mut entries = Vec::with_capacity(stored.len());
         for (expected, entry) in (start..end).zip(stored) {

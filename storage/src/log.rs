@@ -231,6 +231,15 @@ impl PartitionLog {
         self.shared.state.borrow().last()
     }
 
+    /// Where a read from `start` (to at most `end`) should stop to hold at most `bytes_max`
+    /// bytes of frames; always past at least one entry, if the log holds `start`.
+    pub fn read_end_within(&self, start: u64, end: u64, bytes_max: u64) -> u64 {
+        self.shared
+            .state
+            .borrow()
+            .read_end_within(start, end, bytes_max)
+    }
+
     /// Entries with `start <= index < end`, in order. The range is cut at the log's end;
     /// `start` below the first index is `StorageError::Purged`.
     pub async fn read(&self, start: u64, end: u64) -> Result<Vec<LogEntry>, StorageError> {

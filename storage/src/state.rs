@@ -318,6 +318,26 @@ impl State {
         self.staged_total
     }
 
+    /// Where a read from `start` should stop so that it holds at most `bytes_max` bytes of
+    /// frames (but always one entry): the end (exclusive, at most `end`) of that run.
+    pub fn read_end_within(&self, start: u64, end: u64, bytes_max: u64) -> u64 {
+        let mut index = start;
+        let mut bytes: u64 = 0;
+        while index < end {
+            let Some(position) = self.segment_of(index) else {
+                break;
+            };
+            let segment = &self.segments[position];
+            let location = &segment.locations[(index - segment.base_index) as usize];
+            bytes += u64::from(location.size);
+            if bytes > bytes_max && index > start {
+                break;
+            }
+            index += 1;
+        }
+        index
+    }
+
     /// The deque position of the segment holding `index`, if the log holds it.
     pub fn segment_of(&self, index: u64) -> Option<usize> {
         let after = self

@@ -66,6 +66,48 @@ fn reads_are_bounded_by_the_log() {
 }
 
 #[test]
+fn read_ends_bound_the_bytes_of_a_read() {
+    let dir = TempDir::new("t01-read-ends");
+    run(async {
+        let (log, _) = open(dir.path(), SEGMENT_SIZE_SMALL).await;
+        // Entries of 1, 2, …, 8 KiB, one segment each.
+        let sized = |index: u64| LogEntry {
+            term: 1,
+            index,
+            payload: vec![index as u8; index as usize * 1024],
+        };
+        log.append((1..=8).map(sized).collect())
+            .await
+            .expect("append");
+        let frames = |from: u64, to: u64| -> u64 {
+            (from..to)
+                .map(|i| kassa_storage::frame_size(i as usize * 1024) as u64)
+                .sum()
+        };
+        assert_eq!(log.read_end_within(1, 9, u64::MAX), 9);
+        assert_eq!(log.read_end_within(1, 5, u64::MAX), 5, "never past `end`");
+        assert_eq!(
+            log.read_end_within(1, 9, frames(1, 4)),
+            4,
+            "exactly three fit"
+        );
+        assert_eq!(log.read_end_within(1, 9, frames(1, 4) - 1), 3);
+        assert_eq!(log.read_end_within(3, 9, frames(3, 6)), 6);
+        assert_eq!(log.read_end_within(8, 9, 1), 9, "always one entry");
+        assert_eq!(
+            log.read_end_within(9, 12, u64::MAX),
+            9,
+            "nothing past the log"
+        );
+        let within = log.read_end_within(2, 9, frames(2, 5));
+        assert_eq!(
+            read(&log, 2, within).await,
+            (2..=4).map(sized).collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
 fn a_rejected_append_changes_nothing() {
     let dir = TempDir::new("t01-rejected");
     run(async {
