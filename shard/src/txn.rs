@@ -185,28 +185,26 @@ pub struct Decision {
 impl Decision {
     /// Partition `partition`'s effects, with the created transfers it stores.
     pub fn share(&self, partition: u32) -> Effects {
-        let index = self.parts.binary_search_by_key(&partition, |(p, _)| *p);
-        let mut share = index.map_or_else(|_| Effects::default(), |i| self.parts[i].1.clone());
-        for (transfer, status, after) in self.created.iter() {
-            if transfer_partitions(transfer, self.partitions).any(|p| p == partition) {
-                let after = after.map(|a| (a.debit_after, a.credit_after));
-                share.created.push(*transfer, status, after);
-            }
-        }
-        share
+        let mut shares = self.shares(|p| p == partition);
+        shares.pop().map(|(_, share)| share).unwrap_or_default()
     }
 
-    /// Every partition's share but `skip`'s, in one pass over the created transfers.
+    /// Every partition's share but `skip`'s.
     pub fn shares_except(&self, skip: u32) -> Vec<(u32, Effects)> {
+        self.shares(|p| p != skip)
+    }
+
+    /// The shares of the partitions `wanted`, in one pass over the created transfers.
+    fn shares(&self, wanted: impl Fn(u32) -> bool) -> Vec<(u32, Effects)> {
         let mut shares: Vec<(u32, Effects)> = self
             .parts
             .iter()
-            .filter(|(partition, _)| *partition != skip)
+            .filter(|(partition, _)| wanted(*partition))
             .map(|(partition, part)| (*partition, part.clone()))
             .collect();
         for (transfer, status, after) in self.created.iter() {
             for partition in transfer_partitions(transfer, self.partitions) {
-                if partition == skip {
+                if !wanted(partition) {
                     continue;
                 }
                 let at = shares.binary_search_by_key(&partition, |(p, _)| *p);
