@@ -23,8 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kassa_shard::{
-    partition_of, ClientAnswer, ClientReply, ClientRequest, Command, Effects, Ledger, ReadSet,
-    Reply, Scratch,
+    ClientAnswer, ClientReply, ClientRequest, Command, Effects, Ledger, ReadSet, Reply, Scratch,
 };
 use kassa_wire::RequestHeader;
 use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
@@ -45,15 +44,6 @@ struct Names {
     partitions: Vec<u32>,
     /// The wire requests to check against their sessions, in batch order.
     sessions: Vec<(u32, RequestHeader)>,
-}
-
-impl Names {
-    fn partitions(&self, count: u32) -> BTreeSet<u32> {
-        let ids = self.accounts.iter().chain(&self.transfers);
-        let mut partitions: BTreeSet<u32> = ids.map(|id| partition_of(*id, count)).collect();
-        partitions.extend(&self.partitions);
-        partitions
-    }
 }
 
 /// A batch to run.
@@ -336,7 +326,6 @@ pub async fn recover(cores: &Cores) -> Result<usize, NodeError> {
 }
 
 async fn execute(cores: &Arc<Cores>, batches: &[(u64, &Batch)]) -> Result<Vec<Results>, NodeError> {
-    let count = cores.partitions();
     let mut names = Names::default();
     for (_, batch) in batches {
         names_of(batch, &mut names);
@@ -346,9 +335,8 @@ async fn execute(cores: &Arc<Cores>, batches: &[(u64, &Batch)]) -> Result<Vec<Re
     let lock = next_lock_txn();
     let outcome = async {
         loop {
-            let wanted = names.partitions(count);
             // Locks are taken all at once: this driver is the only holder of several.
-            let reads = lock_read_all(cores, lock, &wanted, &names, &mut locked).await?;
+            let reads = lock_read_all(cores, lock, &names, &mut locked).await?;
             // A post or void reads its pending transfer's accounts too.
             let missing: Vec<u128> = pending_accounts(batches, &reads)
                 .into_iter()
@@ -404,12 +392,12 @@ async fn unlock_all(cores: &Cores, locked: &mut BTreeSet<u32>, lock: u64) -> Res
     join_all(unlocks).await.into_iter().collect()
 }
 
-/// Locks `wanted` (keeping what `lock` holds already) and reads `names` from each: one message
-/// per core. `locked` grows by what was locked, even when a core failed to answer.
+/// Locks the partitions `names` live in (keeping what `lock` holds already) and reads `names`
+/// from each: one message per core. `locked` grows by what was locked, even when a core failed
+/// to answer.
 async fn lock_read_all(
     cores: &Cores,
     lock: u64,
-    wanted: &BTreeSet<u32>,
     names: &Names,
     locked: &mut BTreeSet<u32>,
 ) -> Result<Reads, NodeError> {
@@ -418,7 +406,9 @@ async fn lock_read_all(
         sessions: names.sessions.clone(),
         ..ReadNames::new(&names.accounts, &names.transfers, cores.partitions())
     });
-    let grouped = by_core(cores, wanted.iter().copied());
+    let mut wanted: BTreeSet<u32> = read_names.ids.keys().copied().collect();
+    wanted.extend(&names.partitions);
+    let grouped = by_core(cores, wanted);
     let requests = grouped.into_iter().map(|(core, partitions)| {
         let names = read_names.clone();
         async move {
