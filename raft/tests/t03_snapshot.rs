@@ -19,6 +19,7 @@ const CHILD_BATCHES_MAX: u64 = 100_000;
 fn small_segments() -> LogOptions {
     LogOptions {
         segment_size_max: 16 * 1024,
+        ..LogOptions::default()
     }
 }
 

@@ -6,10 +6,13 @@
 //! A directory per log holds segment files `log-<first index, 20 digits>.seg` and, once a
 //! purge happened, the durable file `log-meta` with the purge point. A segment is a sequence
 //! of frames (`frame.rs`) from offset 0, with no gaps; after the last frame the file holds
-//! zeros up to the end of that 4 KiB block and nothing more. Frames are packed, not padded to
-//! blocks: each write re-writes the last partial block with the same bytes it already held in
-//! front of the new frames (the writer keeps that block in memory). A write that tears can
-//! therefore only damage bytes after the durable end, which were zero before it.
+//! only zeros, up to the end of that 4 KiB block or further: while idle, the writer zeroes the
+//! last segment ahead of its end (`LogOptions::zero_ahead`), so that later writes overwrite
+//! blocks the file holds already and their fdatasync has no metadata to commit. Frames are
+//! packed, not padded to blocks: each write re-writes the last partial block with the same
+//! bytes it already held in front of the new frames (the writer keeps that block in memory).
+//! A write that tears can therefore only damage bytes after the durable end, which were zero
+//! before it.
 //!
 //! # Protocol order (persist before you ack)
 //! 1. `append` checks the entries, encodes them into the pending buffer, indexes them (they
@@ -90,12 +93,21 @@ impl Appendable for LogEntry {
 pub struct LogOptions {
     /// A segment file is closed and a new one started once it is at least this large.
     pub segment_size_max: u64,
+    /// Bytes the writer keeps zeroed past the last segment's durable end while it has nothing
+    /// to flush (a multiple of 4 KiB, at most `ZERO_AHEAD_MAX`; 0 turns it off). Flushes then
+    /// overwrite blocks the file holds already, so their fdatasync has no file size or extents
+    /// to commit: on ext4 with many logs syncing at once that halves its latency.
+    pub zero_ahead: u64,
 }
+
+/// The largest `LogOptions::zero_ahead`: one write of the writer's buffer past its kept block.
+pub const ZERO_AHEAD_MAX: u64 = (FLUSH_SIZE_MAX - BLOCK_SIZE) as u64;
 
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_size_max: 64 * 1024 * 1024,
+            zero_ahead: 4 * 1024 * 1024,
         }
     }
 }
@@ -130,6 +142,10 @@ pub struct LogStats {
     pub flush_entries_max: u64,
     pub segments_created: u64,
     pub segments_removed: u64,
+    /// Writes of zeros ahead of the durable end (`LogOptions::zero_ahead`), each with its
+    /// fdatasync; not counted in `writes`, `fdatasyncs` or `bytes_written`.
+    pub zero_fills: u64,
+    pub bytes_zeroed: u64,
 }
 
 /// A partition's log: segment files in one directory. See the crate documentation.
@@ -161,6 +177,11 @@ impl PartitionLog {
         if options.segment_size_max < SEGMENT_SIZE_MIN {
             return Err(StorageError::InvalidOptions {
                 what: "segment_size_max below 4 KiB",
+            });
+        }
+        if options.zero_ahead > ZERO_AHEAD_MAX || options.zero_ahead % BLOCK_SIZE as u64 != 0 {
+            return Err(StorageError::InvalidOptions {
+                what: "zero_ahead not a multiple of 4 KiB up to ZERO_AHEAD_MAX",
             });
         }
         recovery::ensure_directory(dir).await?;

@@ -6,12 +6,14 @@
 //! The writer writes at most `FLUSH_SIZE_MAX` bytes per fdatasync, starting at the block that
 //! holds the durable end, and re-writes the bytes before the durable end unchanged; bytes past
 //! the durable end were zero (fresh file space, or zeroed by a cut). A crash mid-write
-//! therefore leaves sectors of the last write either new or zero. Let X be the offset where
-//! the scan of a segment stopped. Then:
-//! - nothing after X, or only zeros up to the end of X's block: a clean end;
+//! therefore leaves sectors of the last write either new or zero. The writer's zero fill
+//! (`LogOptions::zero_ahead`) only adds zeros past everything it wrote, so zero sectors at
+//! the end of a file are treated as the file not reaching there. Let X be the offset where the
+//! scan of a segment stopped. Then:
+//! - nothing after X, or only zeros: a clean end;
 //! - in any segment but the last: corruption;
 //! - in the last segment, the damage is a **torn tail**, cut off and reported, only if all of
-//!   these hold: (1) the region from X's block to the end of the file fits one write; (2) the
+//!   these hold: (1) the region from X's block to the last non-zero sector fits one write; (2) the
 //!   frame at X is visibly incomplete: it runs past the end of the file, or one of the 512-byte
 //!   sectors it covers is zero from the frame (or sector) start to the sector end, as a sector
 //!   that never landed is; (3) no valid frame starts anywhere after X.
@@ -29,7 +31,7 @@ use std::rc::Rc;
 
 use monoio::fs::File;
 
-use crate::aligned::{align_down, AlignedBuffer, BLOCK_SIZE};
+use crate::aligned::{align_down, align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::files::{self, WindowReader};
 use crate::frame::{self, FrameCheck, FRAME_ALIGNMENT, FRAME_HEADER_SIZE, FRAME_MAGIC};
 use crate::log::{Recovery, TornTail, FLUSH_SIZE_MAX, READ_WINDOW_SIZE_MAX};
@@ -109,8 +111,11 @@ async fn recover_segment(
     let base_index = first_index.max(state.purged_before);
     let scan = scan_segment(&file, &path, size, first_index, base_index).await?;
     let mut torn = None;
-    if scan.end < size {
-        match judge_tail(&file, &path, size, scan.end, is_last).await? {
+    let mut file_end = size;
+    // Zeros past the last frame are the writer's zero fill or space a write never reached.
+    let data_end = data_end(&file, &path, scan.end, size).await?;
+    if scan.end < data_end {
+        match judge_tail(&file, &path, data_end, scan.end, is_last).await? {
             TailVerdict::Clean => {}
             TailVerdict::Torn => {
                 let buffer = state.write_buffer.take().expect("the writer's buffer");
@@ -118,6 +123,7 @@ async fn recover_segment(
                 state.write_buffer = Some(buffer);
                 result?;
                 state.tail_of = Some(first_index);
+                file_end = align_up(scan.end);
                 let (offset, bytes_discarded) = (scan.end, size - scan.end);
                 torn = Some(TornTail {
                     path: path.clone(),
@@ -142,6 +148,7 @@ async fn recover_segment(
         locations: scan.locations,
         durable_end: scan.end,
         staged_end: scan.end,
+        file_end,
     });
     Ok((scan.next_index, torn))
 }
@@ -203,7 +210,32 @@ async fn check_at(
     Ok(frame::check(bytes))
 }
 
-/// Reads what follows `end` (from its block on) and classifies it.
+/// Where the bytes after `end` stop being zeros: the end of the last sector in `end..size`
+/// holding a non-zero byte, or `end` if there is none.
+async fn data_end(file: &File, path: &Path, end: u64, size: u64) -> Result<u64, StorageError> {
+    if end >= size {
+        return Ok(end);
+    }
+    let window = (size - align_down(end)).min(READ_WINDOW_SIZE_MAX as u64) as usize;
+    let mut reader = WindowReader::new(file, path, size, window);
+    let mut data_end = end;
+    let mut position = end;
+    while position < size {
+        let wanted = window - (position - align_down(position)) as usize;
+        let bytes = reader.bytes(position, wanted).await?;
+        if bytes.is_empty() {
+            return Err(files::short("read", path));
+        }
+        if let Some(last) = bytes.iter().rposition(|&byte| byte != 0) {
+            let sector_end = (position + last as u64 + 1).next_multiple_of(SECTOR_SIZE as u64);
+            data_end = sector_end.min(size);
+        }
+        position += bytes.len() as u64;
+    }
+    Ok(data_end)
+}
+
+/// Reads what follows `end` (from its block on) up to `size` and classifies it.
 async fn judge_tail(
     file: &File,
     path: &Path,

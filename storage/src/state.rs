@@ -53,6 +53,9 @@ pub struct Segment {
     pub durable_end: u64,
     /// Bytes written or staged; frames past `durable_end` are in the pending buffer.
     pub staged_end: u64,
+    /// The file's size as far as this log wrote it (frames, then zeros): flushes below it
+    /// overwrite blocks the file holds already.
+    pub file_end: u64,
 }
 
 impl Segment {
@@ -65,6 +68,7 @@ impl Segment {
             locations: Vec::new(),
             durable_end: 0,
             staged_end: 0,
+            file_end: 0,
         }
     }
 
@@ -466,6 +470,7 @@ impl State {
             let last = segment.locations.last().expect("non-empty");
             assert_eq!(last.end(), segment.staged_end);
             assert!(segment.durable_end <= segment.staged_end);
+            assert!(segment.file.is_none() || segment.durable_end <= segment.file_end);
             pending_size += segment.pending_size();
             previous_next = Some(segment.next_index());
         }

@@ -75,6 +75,7 @@ async fn cut_last_segment(shared: &Shared, index: u64) -> Result<(), StorageErro
     );
     segment.durable_end = cut;
     segment.staged_end = cut;
+    segment.file_end = crate::aligned::align_up(cut);
     let first_index = segment.first_index;
     state.tail_of = Some(first_index);
     if cut % crate::BLOCK_SIZE as u64 != 0 {

@@ -8,6 +8,9 @@
 //! `fdatasync`, and only then advance `durable_total` and wake the appenders whose tickets it
 //! reached. Appends staged while a flush is in flight wait for the next one, which takes all
 //! of them at once: that is the group commit. Nothing is acknowledged before its fdatasync.
+//!
+//! Between flushes, with nothing pending, it zeroes the last segment ahead of its end
+//! (`zero_ahead`): zeros only ever go past every byte it wrote, so they never touch a frame.
 
 use std::rc::Rc;
 
@@ -16,7 +19,7 @@ use monoio::fs::File;
 
 use crate::aligned::{align_down, align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::files;
-use crate::log::{Shared, FLUSH_SIZE_MAX};
+use crate::log::{LogOptions, Shared, FLUSH_SIZE_MAX};
 use crate::state::{Failure, State};
 use crate::StorageError;
 
@@ -53,17 +56,101 @@ async fn flush_until_closed(shared: &Shared) {
                 break;
             }
         }
-        let result = flush(shared).await;
-        let mut state = shared.state.borrow_mut();
-        state.flushing = false;
-        if let Err(error) = result {
-            state.failure = Some(Failure::from_error("flush", &shared.dir, &error));
-            drop(state);
-            shared.durable.notify_all();
+        let flushed = flush(shared).await;
+        shared.state.borrow_mut().flushing = false;
+        if let Err(error) = flushed {
+            fail(shared, "flush", &error);
             break;
         }
-        drop(state);
         shared.durable.notify_all();
+        if let Err(error) = zero_ahead(shared).await {
+            fail(shared, "zero fill", &error);
+            break;
+        }
+    }
+}
+
+/// Poisons the log after a failed write and wakes everyone waiting on it.
+fn fail(shared: &Shared, operation: &'static str, error: &StorageError) {
+    let failure = Failure::from_error(operation, &shared.dir, error);
+    shared.state.borrow_mut().failure = Some(failure);
+    shared.durable.notify_all();
+}
+
+/// While nothing is pending, keeps the last segment's file zeroed `zero_ahead` bytes past
+/// its durable end (not past its size limit): one write of zeros and its fdatasync, once the
+/// zeroed room fell below half of that. It counts as a flush, so truncates and purges wait.
+async fn zero_ahead(shared: &Shared) -> Result<(), StorageError> {
+    let Some(fill) = next_zero_fill(&mut shared.state.borrow_mut(), &shared.options) else {
+        return Ok(());
+    };
+    let result = write_zero_fill(shared, &fill).await;
+    let mut state = shared.state.borrow_mut();
+    state.flushing = false;
+    if result.is_ok() {
+        let position = position_of(&state, fill.first_index);
+        let segment = &mut state.segments[position];
+        segment.file_end = segment.file_end.max(fill.offset + fill.size as u64);
+        state.stats.zero_fills += 1;
+        state.stats.bytes_zeroed += fill.size as u64;
+    }
+    drop(state);
+    shared.durable.notify_all();
+    result
+}
+
+/// Zeros to write past a segment's file end.
+struct ZeroFill {
+    first_index: u64,
+    file: Rc<File>,
+    offset: u64,
+    size: usize,
+}
+
+/// The zero fill due now, if any; marks the writer as flushing.
+fn next_zero_fill(state: &mut State, options: &LogOptions) -> Option<ZeroFill> {
+    if options.zero_ahead == 0 || state.has_pending() || state.closed {
+        return None;
+    }
+    let segment = state.segments.back()?;
+    let file = segment.file.clone()?;
+    let offset = align_up(segment.file_end);
+    let limit = align_up(options.segment_size_max);
+    let wanted = align_up(segment.durable_end + options.zero_ahead).min(limit);
+    if offset >= wanted || wanted - offset < options.zero_ahead / 2 {
+        return None;
+    }
+    state.flushing = true;
+    Some(ZeroFill {
+        first_index: segment.first_index,
+        file,
+        offset,
+        size: (wanted - offset) as usize,
+    })
+}
+
+/// Writes the zeros (from the writer's buffer, after the kept block) and fdatasyncs them.
+async fn write_zero_fill(shared: &Shared, fill: &ZeroFill) -> Result<(), StorageError> {
+    let buffer = shared.state.borrow_mut().write_buffer.take();
+    let mut buffer = buffer.expect("the writer's buffer");
+    let (from, to) = (BLOCK_SIZE, BLOCK_SIZE + fill.size);
+    assert!(to <= buffer.capacity());
+    buffer.as_mut_slice_full()[from..to].fill(0);
+    buffer.set_len(to);
+    let (result, slice) = fill
+        .file
+        .write_at(buffer.slice(from..to), fill.offset)
+        .await;
+    shared.state.borrow_mut().write_buffer = Some(slice.into_inner());
+    let path = || segment_path(shared, fill.first_index);
+    match result {
+        Ok(written) if written == fill.size => {}
+        Ok(_) => return Err(files::short("write", &path())),
+        Err(error) => return Err(StorageError::io("write", path(), error)),
+    }
+    match fill.file.sync_data().await {
+        Ok(()) => Ok(()),
+        Err(error) => Err(StorageError::io("fdatasync", path(), error)),
     }
 }
 
@@ -214,6 +301,8 @@ fn complete_flush(state: &mut State, flush: &Flush) {
     let position = position_of(state, flush.first_index);
     let segment = &mut state.segments[position];
     segment.durable_end += flush.frame_bytes;
+    let written_end = flush.write_offset + flush.write_size as u64;
+    segment.file_end = segment.file_end.max(written_end);
     assert!(segment.durable_end <= segment.staged_end);
     let durable_end = segment.durable_end;
     state.pending.consume(flush.frame_bytes as usize);

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use kassa_storage::{LogEntry, StorageError, FRAME_HEADER_SIZE, SECTOR_SIZE};
+use kassa_storage::{frame_size, LogEntry, StorageError, FRAME_HEADER_SIZE, SECTOR_SIZE};
 
 const SEGMENT_SIZE_SMALL: u64 = 4096;
 const ENTRIES: u64 = 90;
@@ -113,21 +113,32 @@ fn a_last_frame_cut_anywhere_is_a_torn_tail() {
 }
 
 #[test]
-fn garbage_after_the_last_frame_is_a_torn_tail() {
-    // Zeros past the end of the last block: a write that extended the file but never landed.
+fn zeros_after_the_last_frame_are_a_clean_end() {
+    // Zeros past the end of the last block: the writer's zero fill, or a write that extended
+    // the file but never landed. Appends go on over them.
     let dir = TempDir::new("t02-zeros");
     let (path, _, end) = write_log(dir.path());
-    let size = std::fs::metadata(&path).unwrap().len();
     append_bytes(&path, &vec![0; 5000]);
     run(async {
         let (log, recovery) = open(dir.path(), SEGMENT_SIZE_SMALL).await;
-        let torn = recovery.torn_tail.expect("a torn tail");
-        assert_eq!(
-            (torn.offset, torn.bytes_discarded),
-            (end, size + 5000 - end)
-        );
+        assert_eq!(recovery.torn_tail, None);
         assert_log(&log, &entries(1, 1..=ENTRIES)).await;
+        log.append(entries(1, ENTRIES + 1..=ENTRIES + 1))
+            .await
+            .expect("append over the zeros");
+        log.close().await.expect("close");
+        let (log, recovery) = open(dir.path(), SEGMENT_SIZE_SMALL).await;
+        assert_eq!(recovery.torn_tail, None);
+        assert_log(&log, &entries(1, 1..=ENTRIES + 1)).await;
     });
+    assert_eq!(
+        frame_offsets(&path).1,
+        end + frame_size(payload(1, ENTRIES + 1).len()) as u64
+    );
+}
+
+#[test]
+fn garbage_after_the_last_frame_is_a_torn_tail() {
     // A partial header at the end of the file.
     let dir = TempDir::new("t02-partial-header");
     let (path, last_frame, end) = write_log(dir.path());

@@ -70,7 +70,10 @@ pub fn entries(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<LogEntr
 }
 
 pub fn options(segment_size_max: u64) -> LogOptions {
-    LogOptions { segment_size_max }
+    LogOptions {
+        segment_size_max,
+        ..LogOptions::default()
+    }
 }
 
 pub async fn open(dir: &Path, segment_size_max: u64) -> (PartitionLog, Recovery) {
