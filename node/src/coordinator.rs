@@ -6,8 +6,11 @@
 //! what they can read from each, runs each request's batch in arrival order on one [`Scratch`]
 //! ledger (each with its own timestamps, as separate requests to one ledger would get), logs
 //! the decision with every partition's effects in the lowest partition's log (the commit
-//! point), applies the effects in each other partition's log, unlocks, answers every request,
-//! and logs `Done` in the background. Many small requests from many clients so share one lock
+//! point), answers every request, applies the effects in each other partition's log, unlocks,
+//! and logs `Done` in the background. Answering before the applies is safe: a restart delivers
+//! a durable decision before the node serves, and the partitions stay locked until they
+//! applied it, so no read sees them without it. Each wire request's reply is sealed here as its
+//! session partition will seal and cache it (the op and clock it read under the lock). Many small requests from many clients so share one lock
 //! round and one pair of log writes. A lone request whose records all live in one partition is
 //! written there directly (still under its lock).
 //!
@@ -274,31 +277,46 @@ async fn drive(cores: Arc<Cores>, queue: async_channel::Receiver<Job>) {
             bytes += job_bytes;
             group.push(job);
         }
+        let mut answers = Answers::of(&mut group);
         let batches: Vec<(u64, &Batch)> = group.iter().map(|j| (j.now, &j.batch)).collect();
-        let outcome = execute(&cores, &batches).await;
-        match outcome {
-            Ok(results) => {
-                for (job, results) in group.into_iter().zip(results) {
-                    match (job.reply, results) {
-                        (Some(reply), results) => {
-                            let _ = reply.send(Ok(results));
-                        }
-                        (None, Results::Expired(expired)) => {
-                            tracing::debug!(expired, "expired cross-partition pending transfers");
-                        }
-                        (None, _) => unreachable!("only expiries go unanswered"),
-                    }
+        if let Err(error) = execute(&cores, &batches, &mut answers).await {
+            tracing::warn!(%error, "a transaction failed");
+            answers.fail(&error);
+        }
+    }
+}
+
+/// Where a group's results go: each job's reply channel until it is answered (expiries have
+/// none). A transaction answers once its decision is durable, before it finishes.
+struct Answers(Vec<Option<ResultsSender>>);
+
+impl Answers {
+    fn of(group: &mut [Job]) -> Answers {
+        Answers(group.iter_mut().map(|job| job.reply.take()).collect())
+    }
+
+    /// Sends each job its results.
+    fn send(&mut self, results: Vec<Results>) {
+        assert_eq!(results.len(), self.0.len());
+        for (reply, results) in self.0.iter_mut().zip(results) {
+            match (reply.take(), results) {
+                (Some(reply), results) => {
+                    let _ = reply.send(Ok(results));
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "a transaction failed");
-                let message = error.to_string();
-                for job in group {
-                    if let Some(reply) = job.reply {
-                        let _ = reply.send(Err(NodeError::Transaction(message.clone())));
-                    }
+                (None, Results::Expired(expired)) => {
+                    tracing::debug!(expired, "expired cross-partition pending transfers");
                 }
+                (None, _) => unreachable!("only expiries go unanswered"),
             }
+        }
+    }
+
+    /// Reports `error` to the jobs not answered yet (all of them, unless it came after the
+    /// decision).
+    fn fail(self, error: &NodeError) {
+        let message = error.to_string();
+        for reply in self.0.into_iter().flatten() {
+            let _ = reply.send(Err(NodeError::Transaction(message.clone())));
         }
     }
 }
@@ -325,7 +343,12 @@ pub async fn recover(cores: &Cores) -> Result<usize, NodeError> {
     Ok(delivered)
 }
 
-async fn execute(cores: &Arc<Cores>, batches: &[(u64, &Batch)]) -> Result<Vec<Results>, NodeError> {
+/// Runs `batches` as one transaction and sends their results to `answers`.
+async fn execute(
+    cores: &Arc<Cores>,
+    batches: &[(u64, &Batch)],
+    answers: &mut Answers,
+) -> Result<(), NodeError> {
     let mut names = Names::default();
     for (_, batch) in batches {
         names_of(batch, &mut names);
@@ -343,7 +366,7 @@ async fn execute(cores: &Arc<Cores>, batches: &[(u64, &Batch)]) -> Result<Vec<Re
                 .filter(|id| !names.accounts.contains(id))
                 .collect();
             if missing.is_empty() {
-                return run_locked(cores, batches, &mut locked, lock, reads).await;
+                return run_locked(cores, batches, &mut locked, lock, reads, answers).await;
             }
             names.accounts.extend(missing);
             names.normalize();
@@ -452,26 +475,35 @@ struct Reads {
     sessions: Vec<Option<Option<ClientReply>>>,
 }
 
+/// Runs the batches under their locks; answers once the decision is durable, then has every
+/// other partition apply its share.
 async fn run_locked(
     cores: &Arc<Cores>,
     batches: &[(u64, &Batch)],
     locked: &mut BTreeSet<u32>,
     lock: u64,
     reads: Reads,
-) -> Result<Vec<Results>, Failure> {
+    answers: &mut Answers,
+) -> Result<(), Failure> {
     let decider = *locked.first().expect("a batch names a partition");
     if let [(now, batch)] = batches {
         if locked.len() == 1 {
             // Everything lives in one partition: its own log runs the batch.
-            return Ok(vec![run_local(cores, decider, lock, *now, batch).await?]);
+            let results = run_local(cores, decider, lock, *now, batch).await?;
+            answers.send(vec![results]);
+            return Ok(());
         }
     }
+    // What each partition holding a session needs to seal its replies.
+    let clocks: BTreeMap<u32, (u64, u64)> = (reads.records.iter())
+        .map(|(partition, read)| (*partition, (read.op_next, read.timestamp)))
+        .collect();
     let mut sessions = reads.sessions.into_iter();
     let records: Vec<ReadSet> = reads.records.into_values().collect();
     let mut scratch = Scratch::new(cores.partitions(), &records);
     let mut changed = false;
     let mut results = Vec::with_capacity(batches.len());
-    let mut answers: Vec<(usize, u32, ClientAnswer)> = Vec::new();
+    let mut client_answers: Vec<(usize, u32, ClientAnswer)> = Vec::new();
     for (index, (now, batch)) in batches.iter().enumerate() {
         let now = *now;
         results.push(match batch {
@@ -492,7 +524,7 @@ async fn run_locked(
                             request: header,
                             body,
                         };
-                        answers.push((index, *partition, answer));
+                        client_answers.push((index, *partition, answer));
                         // Replaced by the session's reply once the transaction applied.
                         Results::Expired(0)
                     }
@@ -522,7 +554,8 @@ async fn run_locked(
     }
     if !changed {
         // Only expiries, and nothing was due any more: nothing to log.
-        return Ok(results);
+        answers.send(results);
+        return Ok(());
     }
     let mut decision = scratch.decision(decider);
     let timestamp = decision
@@ -531,7 +564,7 @@ async fn run_locked(
         .map(|(_, e)| e.timestamp)
         .max()
         .unwrap_or(0);
-    for (_, partition, answer) in &answers {
+    for (_, partition, answer) in &client_answers {
         let at = match decision.parts.binary_search_by_key(partition, |(p, _)| *p) {
             Ok(at) => at,
             Err(at) => {
@@ -561,24 +594,32 @@ async fn run_locked(
         decision.shares_except(decider)
     });
     drop(decision);
-    let mut replies: BTreeMap<u32, Vec<ClientReply>> = BTreeMap::new();
-    let txn = match decided? {
+    let (txn, decider_replies) = match decided? {
         Reply::Decided {
             txn,
             client_replies,
-        } => {
-            replies.insert(decider, client_replies);
-            txn
-        }
+        } => (txn, client_replies),
         other => unreachable!("Decide answered {other:?}"),
     };
-    if fault_abort_after_decide() {
+    if fault_injected("abort-after-decide") {
         eprintln!("kassa: KASSA_FAULT=abort-after-decide: aborting after a durable decision");
         std::process::abort();
     }
+    // The decision is the commit point: a restart delivers it to every partition. The
+    // clients can have their results now; the partitions stay locked until they applied it,
+    // so nobody reads around the effects. The session partitions' replies are sealed here as
+    // they will seal them (checked below).
+    let sealed = seal_replies(decider, decider_replies, &client_answers, &others, &clocks);
+    fill_client_replies(&client_answers, sealed.clone(), &mut results);
+    answers.send(results);
+    if fault_injected("abort-after-answer") {
+        // Long enough for the answers to reach the clients.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        eprintln!("kassa: KASSA_FAULT=abort-after-answer: aborting before the applies");
+        std::process::abort();
+    }
     if others.is_empty() {
-        fill_client_replies(&answers, replies, &mut results);
-        return Ok(results);
+        return Ok(());
     }
     let mut by_core: BTreeMap<usize, Vec<(u32, Command)>> = BTreeMap::new();
     for (partition, effects) in others {
@@ -600,12 +641,11 @@ async fn run_locked(
             match written.map_err(Decided)? {
                 Reply::Applied {
                     client_replies: Some(client_replies),
-                } => drop(replies.insert(partition, client_replies)),
+                } => check_sealed(partition, &client_replies, &sealed),
                 other => unreachable!("a first Apply answered {other:?}"),
             }
         }
     }
-    fill_client_replies(&answers, replies, &mut results);
     // `Done` only spares a restart redelivering (idempotently) what every partition applied:
     // it need not be durable before the clients get their results or the locks go.
     let cores = cores.clone();
@@ -614,7 +654,54 @@ async fn run_locked(
             tracing::warn!(%error, decider, txn, "logging Done failed; a restart redelivers");
         }
     });
-    Ok(results)
+    Ok(())
+}
+
+/// The replies each session partition gives the transaction's client requests, in order:
+/// the decider's as it gave them, the others' sealed from what they read under the locks
+/// (`clocks`: the op their next answer takes and their clock) at their share's timestamp.
+fn seal_replies(
+    decider: u32,
+    decider_replies: Vec<ClientReply>,
+    client_answers: &[(usize, u32, ClientAnswer)],
+    shares: &[(u32, Effects)],
+    clocks: &BTreeMap<u32, (u64, u64)>,
+) -> BTreeMap<u32, Vec<ClientReply>> {
+    let mut sealed: BTreeMap<u32, Vec<ClientReply>> = BTreeMap::new();
+    sealed.insert(decider, decider_replies);
+    for (_, partition, answer) in client_answers {
+        if *partition == decider {
+            continue;
+        }
+        let at = shares.binary_search_by_key(partition, |(p, _)| *p);
+        let now = shares[at.expect("a session partition has a share")]
+            .1
+            .timestamp;
+        let (op_next, clock) = clocks[partition];
+        let replies = sealed.entry(*partition).or_default();
+        let op = op_next + replies.len() as u64;
+        let header = kassa_shard::seal_reply(&answer.request, op, clock, now, &answer.body);
+        replies.push(ClientReply::Reply {
+            header: Box::new(header),
+            body: answer.body.clone(),
+        });
+    }
+    sealed
+}
+
+/// Checks that a session partition cached the replies the clients were given.
+fn check_sealed(partition: u32, cached: &[ClientReply], sealed: &BTreeMap<u32, Vec<ClientReply>>) {
+    let given = sealed.get(&partition).map_or(&[][..], Vec::as_slice);
+    if cached != given {
+        tracing::error!(
+            partition,
+            "a session partition cached other replies than its clients got"
+        );
+        debug_assert!(
+            false,
+            "partition {partition} cached {cached:?}, clients got {given:?}"
+        );
+    }
 }
 
 /// Sets each answered client request's result to the reply its session partition gave when
@@ -694,13 +781,16 @@ async fn run_local(
     )
 }
 
-/// Fault injection for tests: `KASSA_FAULT=abort-after-decide` aborts the process right after a
-/// decision is durable and before any other partition applied it, the worst moment to crash.
-fn fault_abort_after_decide() -> bool {
-    static FAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FAULT.get_or_init(|| {
-        std::env::var("KASSA_FAULT").is_ok_and(|fault| fault == "abort-after-decide")
-    })
+/// Fault injection for tests, `KASSA_FAULT=<fault>`: `abort-after-decide` aborts the process
+/// right after a decision is durable, before anyone was answered or any other partition
+/// applied it; `abort-after-answer` aborts once the clients had their answers, before the
+/// applies.
+fn fault_injected(fault: &str) -> bool {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FAULT
+        .get_or_init(|| std::env::var("KASSA_FAULT").ok())
+        .as_deref()
+        == Some(fault)
 }
 
 /// Adds what `batch` names to `names`.

@@ -322,3 +322,35 @@ fn a_crash_right_after_a_decision_is_completed_by_the_restart() {
     );
     assert_balanced(&node);
 }
+
+#[test]
+fn an_answer_given_before_the_applies_survives_a_crash() {
+    let dir = TempDir::new("cross-answered-crash");
+    let (node, ids) = setup(&dir);
+    let [a, b, c, _] = [ids[0], ids[1], ids[2], ids[3]];
+    assert_eq!(
+        post_transfers(&node, &[transfer_json(1, b, a, 500, &[])]),
+        ["created"]
+    );
+    assert!(node.stop().success());
+
+    // The client is answered once the decision is durable; the node aborts before any other
+    // partition applied it.
+    let env = [("KASSA_FAULT", "abort-after-answer")];
+    let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start with the fault");
+    assert_eq!(
+        post_transfers(&node, &[transfer_json(2, a, c, 70, &[])]),
+        ["created"]
+    );
+    let aborted = |node: &Node| node.stderr_text().contains("aborting before the applies");
+    assert!(wait_until(Duration::from_secs(10), || aborted(&node)));
+    node.kill();
+
+    // What was acknowledged is there after the restart.
+    let node = Node::start(&dir.0);
+    assert_eq!(balances(&node, a), [0, 70, 0, 500]);
+    assert_eq!(balances(&node, c), [0, 0, 0, 70]);
+    let (status, transfer): (u16, Value) = node.get("/v1/transfers/2");
+    assert_eq!(status, 200, "{transfer}");
+    assert_balanced(&node);
+}

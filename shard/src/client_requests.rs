@@ -16,12 +16,32 @@ use kassa_wire::client_headers::RequestHeader;
 use kassa_wire::multi_batch::{encode_to_vec, MultiBatch};
 use kassa_wire::{
     build_reply, Account, AccountFilter, AccountId, Operation, QueryFilter, RegisterResult,
-    ReplyFields, Transfer, TransferId,
+    ReplyFields, ReplyHeader, Transfer, TransferId,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::sessions::{Admission, ClientReply, ClientRequest, BATCH_SIZE_LIMIT};
 use crate::Ledger;
+
+/// The reply header a partition seals for a new request it answers with `body` at `now`: op
+/// `op` (its session table's next), timestamp its clock `clock` or `now`, whichever is later.
+/// The coordinator seals a cross-partition transaction's replies with it ahead of the session
+/// partitions, from what they read under the transaction's locks (`ReadSet`).
+pub fn seal_reply(
+    request: &RequestHeader,
+    op: u64,
+    clock: u64,
+    now: u64,
+    body: &[u8],
+) -> ReplyHeader {
+    let fields = ReplyFields {
+        view: 0,
+        replica: 0,
+        commit: op,
+        timestamp: clock.max(now).max(1),
+    };
+    build_reply(request, fields, body)
+}
 
 impl Ledger {
     /// Applies a client's register or request at `now`.
@@ -62,13 +82,8 @@ impl Ledger {
 
     /// Seals the reply to an admitted request and caches it in its session.
     fn answer_new(&mut self, now: u64, request: &RequestHeader, body: Vec<u8>) -> ClientReply {
-        let fields = ReplyFields {
-            view: 0,
-            replica: 0,
-            commit: self.sessions.op_next(),
-            timestamp: self.timestamp.max(now).max(1),
-        };
-        let header = build_reply(request, fields, &body);
+        let op = self.sessions.op_next();
+        let header = seal_reply(request, op, self.timestamp, now, &body);
         self.sessions.record(header, body.clone());
         ClientReply::Reply {
             header: Box::new(header),

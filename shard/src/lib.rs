@@ -54,6 +54,7 @@ mod validate;
 #[doc = include_str!("../../README.md")]
 struct ReadmeExample;
 
+pub use client_requests::seal_reply;
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use partitioning::partition_of;

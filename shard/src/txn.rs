@@ -26,6 +26,9 @@ use crate::{partition_of, Ledger, LedgerConfig, PendingStatus};
 pub struct ReadSet {
     /// The partition's clock.
     pub timestamp: u64,
+    /// The op its session table gives the next request it answers: with `timestamp`, what the
+    /// coordinator needs to seal the replies this partition will cache ([`crate::seal_reply`]).
+    pub op_next: u64,
     /// The newest account and transfer timestamps stored (imported events must be newer).
     pub newest_account: u64,
     pub newest_transfer: u64,
@@ -298,6 +301,7 @@ impl Ledger {
     ) -> ReadSet {
         let mut read = ReadSet {
             timestamp: self.timestamp,
+            op_next: self.sessions.op_next(),
             newest_account: self.accounts.last().map_or(0, |a| a.timestamp),
             newest_transfer: self.transfers.last().map_or(0, |t| t.timestamp),
             ..ReadSet::default()
