@@ -6,8 +6,8 @@
 //! A directory per log holds segment files `log-<first index, 20 digits>.seg` and, once a
 //! purge happened, the durable file `log-meta` with the purge point. A segment is a sequence
 //! of frames (`frame.rs`) from offset 0, with no gaps; after the last frame the file holds
-//! only zeros, up to the end of that 4 KiB block or further: while idle, the writer zeroes the
-//! last segment ahead of its end (`LogOptions::zero_ahead`), so that later writes overwrite
+//! only zeros, up to the end of that 4 KiB block or further: the writer zeroes the last
+//! segment ahead of its end (`LogOptions::zero_ahead`), so that later writes overwrite
 //! blocks the file holds already and their fdatasync has no metadata to commit. Frames are
 //! packed, not padded to blocks: each write re-writes the last partial block with the same
 //! bytes it already held in front of the new frames (the writer keeps that block in memory).
@@ -93,10 +93,11 @@ impl Appendable for LogEntry {
 pub struct LogOptions {
     /// A segment file is closed and a new one started once it is at least this large.
     pub segment_size_max: u64,
-    /// Bytes the writer keeps zeroed past the last segment's durable end while it has nothing
-    /// to flush (a multiple of 4 KiB, at most `ZERO_AHEAD_MAX`; 0 turns it off). Flushes then
-    /// overwrite blocks the file holds already, so their fdatasync has no file size or extents
-    /// to commit: on ext4 with many logs syncing at once that halves its latency.
+    /// Bytes of zeros the writer writes at a time past the last segment's end, whenever less
+    /// than half of that is left before a small flush (a multiple of 4 KiB, at most
+    /// `ZERO_AHEAD_MAX`; 0 turns it off). Flushes then overwrite blocks the file holds
+    /// already, so their fdatasync has no file size or extents to commit: on ext4 with many
+    /// logs syncing at once that halves its latency.
     pub zero_ahead: u64,
 }
 

@@ -9,8 +9,9 @@
 //! reached. Appends staged while a flush is in flight wait for the next one, which takes all
 //! of them at once: that is the group commit. Nothing is acknowledged before its fdatasync.
 //!
-//! Between flushes, with nothing pending, it zeroes the last segment ahead of its end
-//! (`zero_ahead`): zeros only ever go past every byte it wrote, so they never touch a frame.
+//! Before and after each flush it zeroes the last segment ahead of its end when the zeroed
+//! room runs low (`zero_ahead`): zeros only ever go past every byte it wrote, so they never
+//! touch a frame.
 
 use std::rc::Rc;
 
@@ -56,6 +57,10 @@ async fn flush_until_closed(shared: &Shared) {
                 break;
             }
         }
+        if let Err(error) = zero_ahead(shared).await {
+            fail(shared, "zero fill", &error);
+            break;
+        }
         let flushed = flush(shared).await;
         shared.state.borrow_mut().flushing = false;
         if let Err(error) = flushed {
@@ -77,9 +82,11 @@ fn fail(shared: &Shared, operation: &'static str, error: &StorageError) {
     shared.durable.notify_all();
 }
 
-/// While nothing is pending, keeps the last segment's file zeroed `zero_ahead` bytes past
-/// its durable end (not past its size limit): one write of zeros and its fdatasync, once the
-/// zeroed room fell below half of that. It counts as a flush, so truncates and purges wait.
+/// Keeps the last segment's file zeroed past its staged end, before and after each flush:
+/// once less than half of `zero_ahead` is left, one write of `zero_ahead` zeros (not past the
+/// segment's size limit) and its fdatasync. Not before a large flush: that write amortizes
+/// its metadata, and zeros ahead of it would double it. It counts as a flush, so truncates
+/// and purges wait.
 async fn zero_ahead(shared: &Shared) -> Result<(), StorageError> {
     let Some(fill) = next_zero_fill(&mut shared.state.borrow_mut(), &shared.options) else {
         return Ok(());
@@ -109,15 +116,18 @@ struct ZeroFill {
 
 /// The zero fill due now, if any; marks the writer as flushing.
 fn next_zero_fill(state: &mut State, options: &LogOptions) -> Option<ZeroFill> {
-    if options.zero_ahead == 0 || state.has_pending() || state.closed {
+    let ahead = options.zero_ahead;
+    if ahead == 0 || state.closed {
         return None;
     }
     let segment = state.segments.back()?;
     let file = segment.file.clone()?;
+    if segment.staged_end - segment.durable_end > ahead / 2 {
+        return None;
+    }
     let offset = align_up(segment.file_end);
     let limit = align_up(options.segment_size_max);
-    let wanted = align_up(segment.durable_end + options.zero_ahead).min(limit);
-    if offset >= wanted || wanted - offset < options.zero_ahead / 2 {
+    if offset >= segment.staged_end + ahead / 2 || offset >= limit {
         return None;
     }
     state.flushing = true;
@@ -125,7 +135,7 @@ fn next_zero_fill(state: &mut State, options: &LogOptions) -> Option<ZeroFill> {
         first_index: segment.first_index,
         file,
         offset,
-        size: (wanted - offset) as usize,
+        size: ((offset + ahead).min(limit) - offset) as usize,
     })
 }
 
