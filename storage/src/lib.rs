@@ -3,8 +3,9 @@
 //! of ledgers or Raft: entries carry a term, an index and opaque payload bytes.
 //!
 //! Durability contract: a future returned by [`PartitionLog::append`] resolves only after the
-//! entries' bytes reached the disk with `fdatasync`; entries appended while a flush is in
-//! flight are written and synced together by the next one (group commit). On open, a torn tail
+//! entries' bytes reached the disk (segment files are written `O_DSYNC`: a write completes
+//! once durable, as after `fdatasync`); entries appended while a flush is in flight are
+//! written together by the next one (group commit). On open, a torn tail
 //! (a partial last write) is truncated and reported; a bad checksum anywhere before the tail is
 //! corruption, and the log refuses to open, naming the file and offset. The file format, the
 //! protocol order and the recovery rules are documented in `log.rs`, `frame.rs` and

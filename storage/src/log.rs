@@ -17,11 +17,13 @@
 //! # Protocol order (persist before you ack)
 //! 1. `append` checks the entries, encodes them into the pending buffer, indexes them (they
 //!    are readable from memory at once) and takes a ticket: the total of staged bytes.
-//! 2. The writer task writes pending frames (`O_DIRECT`, at most `FLUSH_SIZE_MAX` bytes at a
-//!    time) and fdatasyncs; a new segment file is created and the directory fsynced first.
-//! 3. Only after the fdatasync returned does it advance `durable_total`; an append resolves
+//! 2. The writer task writes pending frames (at most `FLUSH_SIZE_MAX` bytes at a time) to a
+//!    segment file opened `O_DIRECT | O_DSYNC`, so the write completes only once it is durable,
+//!    as a write and an `fdatasync` would; a new segment file is created and the directory
+//!    fsynced first.
+//! 3. Only after that write returned does it advance `durable_total`; an append resolves
 //!    when `durable_total` reaches its ticket. Appends staged during a flush share the next
-//!    write and fdatasync (group commit).
+//!    durable write (group commit).
 //!
 //! `truncate_from` and `purge_before` take an exclusive turn in a FIFO gate (so operations
 //! take effect in call order), wait until the writer is idle, change the files durably, and
@@ -137,6 +139,7 @@ pub struct LogStats {
     /// Entries made durable by the writer.
     pub entries_appended: u64,
     pub writes: u64,
+    /// Durable writes of frames (each segment write is `O_DSYNC`: its own fdatasync).
     pub fdatasyncs: u64,
     pub bytes_written: u64,
     /// The most entries one write + fdatasync made durable.

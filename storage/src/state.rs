@@ -49,7 +49,7 @@ pub struct Segment {
     /// The index of `locations[0]`; larger than `first_index` when a purge cut inside.
     pub base_index: u64,
     pub locations: Vec<Location>,
-    /// Bytes written and fdatasynced.
+    /// Bytes written durably.
     pub durable_end: u64,
     /// Bytes written or staged; frames past `durable_end` are in the pending buffer.
     pub staged_end: u64,

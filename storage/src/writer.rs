@@ -4,10 +4,11 @@
 //!
 //! One flush: take the pending frames of the oldest segment that has any (whole frames, at
 //! most `FLUSH_SIZE_MAX` bytes with the kept part of its last block in front), write them
-//! with one `O_DIRECT` `write_at` from the block boundary at or before the durable end, then
-//! `fdatasync`, and only then advance `durable_total` and wake the appenders whose tickets it
-//! reached. Appends staged while a flush is in flight wait for the next one, which takes all
-//! of them at once: that is the group commit. Nothing is acknowledged before its fdatasync.
+//! with one `write_at` from the block boundary at or before the durable end (the file is
+//! `O_DIRECT | O_DSYNC`: the write returns once durable, as write + `fdatasync` would), and
+//! only then advance `durable_total` and wake the appenders whose tickets it reached. Appends
+//! staged while a flush is in flight wait for the next one, which takes all of them at once:
+//! that is the group commit. Nothing is acknowledged before its write is durable.
 //!
 //! Before and after each flush it zeroes the last segment ahead of its end when the zeroed
 //! room runs low (`zero_ahead`): zeros only ever go past every byte it wrote, so they never
@@ -84,7 +85,7 @@ fn fail(shared: &Shared, operation: &'static str, error: &StorageError) {
 
 /// Keeps the last segment's file zeroed past its staged end, before and after each flush:
 /// once less than half of `zero_ahead` is left, one write of `zero_ahead` zeros (not past the
-/// segment's size limit) and its fdatasync. Not before a large flush: that write amortizes
+/// segment's size limit), durable like every write. Not before a large flush: that write amortizes
 /// its metadata, and zeros ahead of it would double it. It counts as a flush, so truncates
 /// and purges wait.
 async fn zero_ahead(shared: &Shared) -> Result<(), StorageError> {
@@ -139,7 +140,7 @@ fn next_zero_fill(state: &mut State, options: &LogOptions) -> Option<ZeroFill> {
     })
 }
 
-/// Writes the zeros (from the writer's buffer, after the kept block) and fdatasyncs them.
+/// Writes the zeros (from the writer's buffer, after the kept block), durably (`O_DSYNC`).
 async fn write_zero_fill(shared: &Shared, fill: &ZeroFill) -> Result<(), StorageError> {
     let buffer = shared.state.borrow_mut().write_buffer.take();
     let mut buffer = buffer.expect("the writer's buffer");
@@ -154,17 +155,13 @@ async fn write_zero_fill(shared: &Shared, fill: &ZeroFill) -> Result<(), Storage
     shared.state.borrow_mut().write_buffer = Some(slice.into_inner());
     let path = || segment_path(shared, fill.first_index);
     match result {
-        Ok(written) if written == fill.size => {}
-        Ok(_) => return Err(files::short("write", &path())),
-        Err(error) => return Err(StorageError::io("write", path(), error)),
-    }
-    match fill.file.sync_data().await {
-        Ok(()) => Ok(()),
-        Err(error) => Err(StorageError::io("fdatasync", path(), error)),
+        Ok(written) if written == fill.size => Ok(()),
+        Ok(_) => Err(files::short("write", &path())),
+        Err(error) => Err(StorageError::io("write", path(), error)),
     }
 }
 
-/// Writes and fdatasyncs one batch of pending frames.
+/// Writes one batch of pending frames, durably (`O_DSYNC`).
 async fn flush(shared: &Shared) -> Result<(), StorageError> {
     let first_index = {
         let mut state = shared.state.borrow_mut();
@@ -188,13 +185,6 @@ async fn flush(shared: &Shared) -> Result<(), StorageError> {
                 error,
             ));
         }
-    }
-    if let Err(error) = file.sync_data().await {
-        return Err(StorageError::io(
-            "fdatasync",
-            segment_path(shared, first_index),
-            error,
-        ));
     }
     complete_flush(&mut shared.state.borrow_mut(), &flush);
     Ok(())
@@ -305,7 +295,7 @@ fn prepare_flush(state: &mut State, first_index: u64) -> (Flush, AlignedBuffer) 
     (flush, buffer)
 }
 
-/// After the fdatasync: the frames are durable; keep the new last block's bytes for the next
+/// After the durable write: the frames are durable; keep the new last block's bytes for the next
 /// write.
 fn complete_flush(state: &mut State, flush: &Flush) {
     let position = position_of(state, flush.first_index);
