@@ -9,10 +9,11 @@
 //! point), answers every request, applies the effects in each other partition's log, unlocks,
 //! and logs `Done` in the background. Answering before the applies is safe: a restart delivers
 //! a durable decision before the node serves, and the partitions stay locked until they
-//! applied it, so no read sees them without it. Each wire request's reply is sealed here as its
-//! session partition will seal and cache it (the op and clock it read under the lock). Many small requests from many clients so share one lock
-//! round and one pair of log writes. A lone request whose records all live in one partition is
-//! written there directly (still under its lock).
+//! applied it, so no read sees them without it. Each wire request's reply is sealed here as
+//! its session partition will seal and cache it (from the op and clock it read under the
+//! lock). Many small requests from many clients so share one lock round and one pair of log
+//! writes. A lone request whose records all live in one partition is written there directly
+//! (still under its lock).
 //!
 //! The driver runs one transaction at a time, so it is the only holder of several partition
 //! locks at once (a partition's expiry pulse takes only its own): it may request its locks
@@ -525,7 +526,7 @@ async fn run_locked(
                             body,
                         };
                         client_answers.push((index, *partition, answer));
-                        // Replaced by the session's reply once the transaction applied.
+                        // Replaced by the sealed reply once the decision is durable.
                         Results::Expired(0)
                     }
                 }
