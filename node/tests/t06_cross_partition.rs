@@ -277,21 +277,27 @@ fn concurrent_cross_partition_writers_keep_every_ledger_balanced() {
     assert_balanced(&node);
 }
 
-#[test]
-fn a_crash_right_after_a_decision_is_completed_by_the_restart() {
-    let dir = TempDir::new("cross-crash");
-    let (node, ids) = setup(&dir);
+/// Sets up accounts, moves 500 from `b` to `a` (transfer 1), and restarts the node with
+/// `KASSA_FAULT=fault`; returns it with `a` and `c`.
+fn restart_with_fault(dir: &TempDir, fault: &str) -> (Node, u128, u128) {
+    let (node, ids) = setup(dir);
     let [a, b, c, _] = [ids[0], ids[1], ids[2], ids[3]];
     assert_eq!(
         post_transfers(&node, &[transfer_json(1, b, a, 500, &[])]),
         ["created"]
     );
     assert!(node.stop().success());
+    let env = [("KASSA_FAULT", fault)];
+    let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start with the fault");
+    (node, a, c)
+}
 
+#[test]
+fn a_crash_right_after_a_decision_is_completed_by_the_restart() {
+    let dir = TempDir::new("cross-crash");
     // The node aborts once the decision for transfer 2 is durable, before the other
     // partitions applied it: the client gets no answer.
-    let env = [("KASSA_FAULT", "abort-after-decide")];
-    let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start with the fault");
+    let (node, a, c) = restart_with_fault(&dir, "abort-after-decide");
     let body = format!("[{}]", transfer_json(2, a, c, 70, &[]));
     let answered = common::request_raw(node.http, "POST", "/v1/transfers", Some(body.as_bytes()));
     assert!(
@@ -326,18 +332,9 @@ fn a_crash_right_after_a_decision_is_completed_by_the_restart() {
 #[test]
 fn an_answer_given_before_the_applies_survives_a_crash() {
     let dir = TempDir::new("cross-answered-crash");
-    let (node, ids) = setup(&dir);
-    let [a, b, c, _] = [ids[0], ids[1], ids[2], ids[3]];
-    assert_eq!(
-        post_transfers(&node, &[transfer_json(1, b, a, 500, &[])]),
-        ["created"]
-    );
-    assert!(node.stop().success());
-
     // The client is answered once the decision is durable; the node aborts before any other
     // partition applied it.
-    let env = [("KASSA_FAULT", "abort-after-answer")];
-    let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start with the fault");
+    let (node, a, c) = restart_with_fault(&dir, "abort-after-answer");
     assert_eq!(
         post_transfers(&node, &[transfer_json(2, a, c, 70, &[])]),
         ["created"]
