@@ -611,7 +611,7 @@ async fn run_locked(
     // so nobody reads around the effects. The session partitions' replies are sealed here as
     // they will seal them (checked below).
     let sealed = seal_replies(decider, decider_replies, &client_answers, &others, &clocks);
-    fill_client_replies(&client_answers, sealed.clone(), &mut results);
+    fill_client_replies(&client_answers, &sealed, &mut results);
     answers.send(results);
     if fault_injected("abort-after-answer") {
         // Long enough for the answers to reach the clients.
@@ -705,21 +705,21 @@ fn check_sealed(partition: u32, cached: &[ClientReply], sealed: &BTreeMap<u32, V
     }
 }
 
-/// Sets each answered client request's result to the reply its session partition gave when
-/// it applied the transaction (in the order the answers were added to its effects).
+/// Sets each answered client request's result to its reply from `replies` (per session
+/// partition, in the order the answers were added to its effects).
 fn fill_client_replies(
     answers: &[(usize, u32, ClientAnswer)],
-    replies: BTreeMap<u32, Vec<ClientReply>>,
+    replies: &BTreeMap<u32, Vec<ClientReply>>,
     results: &mut [Results],
 ) {
-    let mut replies: BTreeMap<u32, std::vec::IntoIter<ClientReply>> = replies
-        .into_iter()
-        .map(|(partition, replies)| (partition, replies.into_iter()))
+    let mut replies: BTreeMap<u32, std::slice::Iter<ClientReply>> = replies
+        .iter()
+        .map(|(partition, replies)| (*partition, replies.iter()))
         .collect();
     for (index, partition, _) in answers {
         let partition_replies = replies.get_mut(partition);
         let reply = partition_replies.and_then(Iterator::next);
-        results[*index] = Results::Client(reply.expect("a reply per answer"));
+        results[*index] = Results::Client(reply.expect("a reply per answer").clone());
     }
 }
 

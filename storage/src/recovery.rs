@@ -13,8 +13,8 @@
 //! - nothing after X, or only zeros: a clean end;
 //! - in any segment but the last: corruption;
 //! - in the last segment, the damage is a **torn tail**, cut off and reported, only if all of
-//!   these hold: (1) the region from X's block to the last non-zero sector fits one write; (2) the
-//!   frame at X is visibly incomplete: it runs past the end of the file, or one of the 512-byte
+//!   these hold: (1) the region from X's block to the last non-zero sector fits one write;
+//!   (2) the frame at X is visibly incomplete: it runs past the end of the file, or one of the 512-byte
 //!   sectors it covers is zero from the frame (or sector) start to the sector end, as a sector
 //!   that never landed is; (3) no valid frame starts anywhere after X.
 //! - anything else is `StorageError::Corrupt` naming the file and X: a bad checksum in a frame

@@ -85,9 +85,9 @@ fn fail(shared: &Shared, operation: &'static str, error: &StorageError) {
 
 /// Keeps the last segment's file zeroed past its staged end, before and after each flush:
 /// once less than half of `zero_ahead` is left, one write of `zero_ahead` zeros (not past the
-/// segment's size limit), durable like every write. Not before a large flush: that write amortizes
-/// its metadata, and zeros ahead of it would double it. It counts as a flush, so truncates
-/// and purges wait.
+/// segment's size limit), durable like every write. Not before a large flush: that write
+/// amortizes its metadata, and zeros ahead of it would double it. It counts as a flush, so
+/// truncates and purges wait.
 async fn zero_ahead(shared: &Shared) -> Result<(), StorageError> {
     let Some(fill) = next_zero_fill(&mut shared.state.borrow_mut(), &shared.options) else {
         return Ok(());
