@@ -31,6 +31,7 @@ pub use error::StorageError;
 pub use frame::{frame_size, ENTRY_PAYLOAD_SIZE_MAX, FRAME_HEADER_SIZE, FRAME_SIZE_MAX};
 pub use log::{
     Appendable, LogEntry, LogOptions, LogStats, PartitionLog, Recovery, TornTail, FLUSH_SIZE_MAX,
-    PENDING_SIZE_MAX, READ_WINDOW_SIZE_MAX, SEGMENT_SIZE_MIN, ZERO_AHEAD_MAX,
+    PENDING_SIZE_MAX, READ_WINDOW_SIZE_MAX, SEGMENT_SIZE_MIN, ZERO_AHEAD_FLUSH_SIZE_MAX,
+    ZERO_AHEAD_MAX,
 };
 pub use recovery::{META_FILE_NAME, SECTOR_SIZE};

@@ -7,8 +7,9 @@
 //! purge happened, the durable file `log-meta` with the purge point. A segment is a sequence
 //! of frames (`frame.rs`) from offset 0, with no gaps; after the last frame the file holds
 //! only zeros, up to the end of that 4 KiB block or further: the writer zeroes the last
-//! segment ahead of its end (`LogOptions::zero_ahead`), so that later writes overwrite
-//! blocks the file holds already and their fdatasync has no metadata to commit. Frames are
+//! segment ahead of its end while its writes are small (`LogOptions::zero_ahead`), so that
+//! later writes overwrite blocks the file holds already and their fdatasync has no metadata
+//! to commit. Frames are
 //! packed, not padded to blocks: each write re-writes the last partial block with the same
 //! bytes it already held in front of the new frames (the writer keeps that block in memory).
 //! A write that tears can therefore only damage bytes after the durable end, which were zero
@@ -96,8 +97,9 @@ pub struct LogOptions {
     /// A segment file is closed and a new one started once it is at least this large.
     pub segment_size_max: u64,
     /// Bytes of zeros the writer writes at a time past the last segment's end, whenever less
-    /// than half of that is left before a small flush (a multiple of 4 KiB, at most
-    /// `ZERO_AHEAD_MAX`; 0 turns it off). Flushes then overwrite blocks the file holds
+    /// than half of that is left before a small flush while recent flushes were small
+    /// (`ZERO_AHEAD_FLUSH_SIZE_MAX`; a multiple of 4 KiB, at most `ZERO_AHEAD_MAX`; 0 turns it
+    /// off). Flushes then overwrite blocks the file holds
     /// already, so their fdatasync has no file size or extents to commit: on ext4 with many
     /// logs syncing at once that halves its latency.
     pub zero_ahead: u64,
@@ -105,6 +107,12 @@ pub struct LogOptions {
 
 /// The largest `LogOptions::zero_ahead`: one write of the writer's buffer past its kept block.
 pub const ZERO_AHEAD_MAX: u64 = (FLUSH_SIZE_MAX - BLOCK_SIZE) as u64;
+
+/// Zeros ahead pay for themselves while flushes are small: each byte of the log is written
+/// twice (once as zeros), to save each flush the commit of a file size and extents. A log
+/// whose recent flushes average more than this (a busy partition writing megabyte batches)
+/// appends instead.
+pub const ZERO_AHEAD_FLUSH_SIZE_MAX: u64 = 256 * 1024;
 
 impl Default for LogOptions {
     fn default() -> Self {

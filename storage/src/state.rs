@@ -194,6 +194,9 @@ pub struct State {
     /// part of the last block of segment `tail_of`.
     pub write_buffer: Option<AlignedBuffer>,
     pub tail_of: Option<u64>,
+    /// A moving average of the writer's recent flush sizes in bytes (each flush weighs a
+    /// quarter): zeros ahead are written only while flushes are small.
+    pub flush_size_recent: u64,
     pub stats: LogStats,
 }
 
@@ -212,6 +215,7 @@ impl State {
             failure: None,
             write_buffer: Some(write_buffer),
             tail_of: None,
+            flush_size_recent: 0,
             stats: LogStats::default(),
         }
     }

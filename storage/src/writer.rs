@@ -11,8 +11,8 @@
 //! that is the group commit. Nothing is acknowledged before its write is durable.
 //!
 //! Before and after each flush it zeroes the last segment ahead of its end when the zeroed
-//! room runs low (`zero_ahead`): zeros only ever go past every byte it wrote, so they never
-//! touch a frame.
+//! room runs low (`zero_ahead`) and its recent flushes were small: zeros only ever go past
+//! every byte it wrote, so they never touch a frame.
 
 use std::rc::Rc;
 
@@ -21,7 +21,7 @@ use monoio::fs::File;
 
 use crate::aligned::{align_down, align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::files;
-use crate::log::{LogOptions, Shared, FLUSH_SIZE_MAX};
+use crate::log::{LogOptions, Shared, FLUSH_SIZE_MAX, ZERO_AHEAD_FLUSH_SIZE_MAX};
 use crate::state::{Failure, State};
 use crate::StorageError;
 
@@ -85,9 +85,10 @@ fn fail(shared: &Shared, operation: &'static str, error: &StorageError) {
 
 /// Keeps the last segment's file zeroed past its staged end, before and after each flush:
 /// once less than half of `zero_ahead` is left, one write of `zero_ahead` zeros (not past the
-/// segment's size limit), durable like every write. Not before a large flush: that write
-/// amortizes its metadata, and zeros ahead of it would double it. It counts as a flush, so
-/// truncates and purges wait.
+/// segment's size limit), durable like every write. Not before a large flush, nor while
+/// recent flushes were large (`ZERO_AHEAD_FLUSH_SIZE_MAX`): a large write amortizes its
+/// metadata, and zeros ahead of it would double what reaches the disk. It counts as a flush,
+/// so truncates and purges wait.
 async fn zero_ahead(shared: &Shared) -> Result<(), StorageError> {
     let Some(fill) = next_zero_fill(&mut shared.state.borrow_mut(), &shared.options) else {
         return Ok(());
@@ -118,7 +119,7 @@ struct ZeroFill {
 /// The zero fill due now, if any; marks the writer as flushing.
 fn next_zero_fill(state: &mut State, options: &LogOptions) -> Option<ZeroFill> {
     let ahead = options.zero_ahead;
-    if ahead == 0 || state.closed {
+    if ahead == 0 || state.closed || state.flush_size_recent > ZERO_AHEAD_FLUSH_SIZE_MAX {
         return None;
     }
     let segment = state.segments.back()?;
@@ -313,6 +314,8 @@ fn complete_flush(state: &mut State, flush: &Flush) {
     buffer
         .as_mut_slice_full()
         .copy_within(last_block..last_block + kept, 0);
+    let size = flush.write_size as u64;
+    state.flush_size_recent = (state.flush_size_recent * 3 + size) / 4;
     let stats = &mut state.stats;
     stats.writes += 1;
     stats.fdatasyncs += 1;

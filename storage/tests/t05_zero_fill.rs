@@ -172,3 +172,43 @@ fn zero_ahead_must_be_whole_blocks_within_one_write() {
         }
     }
 }
+
+/// Large flushes append: zeros ahead of them would only double what reaches the disk. Once
+/// flushes are small again, the writer zeroes ahead again.
+#[test]
+fn large_flushes_append_without_zeros_and_small_ones_bring_them_back() {
+    let dir = TempDir::new("t05-large");
+    let options = LogOptions {
+        segment_size_max: 64 * 1024 * 1024,
+        zero_ahead: 1024 * 1024,
+    };
+    let large = |index: u64| LogEntry {
+        term: 1,
+        index,
+        payload: vec![index as u8; 3 * kassa_storage::ZERO_AHEAD_FLUSH_SIZE_MAX as usize / 2],
+    };
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), options.clone())
+            .await
+            .expect("open");
+        // The first few large flushes still find the average small.
+        for index in 1..=8 {
+            log.append(vec![large(index)]).await.expect("append");
+        }
+        let before = log.stats();
+        for index in 9..=24 {
+            log.append(vec![large(index)]).await.expect("append");
+        }
+        let after = log.stats();
+        assert_eq!(after.zero_fills, before.zero_fills, "{after:?}");
+        assert_eq!(after.writes, before.writes + 16);
+        for index in 25..=64 {
+            log.append(vec![entry(1, index)]).await.expect("append");
+        }
+        wait_for_zero_fills(&log, after.zero_fills + 1).await;
+        log.close().await.expect("close");
+    });
+    let (log, recovery) = run(PartitionLog::open(dir.path(), options)).expect("reopen");
+    assert_eq!(recovery.entries, 64);
+    drop(log);
+}
