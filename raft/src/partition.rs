@@ -34,7 +34,7 @@ use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use crate::log_store::{LogShared, LogStore};
 use crate::network::NoPeers;
 use crate::state_machine::StateMachine;
-use crate::types::{Applied, CommandBytes, TypeConfig, NODE_ID};
+use crate::types::{Applied, CommandBytes, Proposed, TypeConfig, NODE_ID};
 use crate::{Command, Ledger, PartitionConfig, PartitionError, Reply};
 
 /// Leader heartbeats; they also pace each instance's tick (a fifth of this), which is what an
@@ -272,8 +272,9 @@ impl Partition {
                 events_max: BATCH_EVENTS_MAX,
             });
         }
+        let proposed: Proposed = Rc::new(RefCell::new(Some(command)));
         for attempt in 1..=WRITE_ATTEMPTS_MAX {
-            let bytes = CommandBytes::encode(&command);
+            let bytes = CommandBytes::propose(&proposed);
             let size = bytes.len() as u64;
             let error = match self.raft.client_write(bytes).await {
                 Ok(response) => {

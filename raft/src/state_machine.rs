@@ -190,7 +190,7 @@ impl StateMachine {
     }
 
     fn apply_command(&mut self, command: &CommandBytes, log_id: LogId) -> Applied {
-        match command.command() {
+        match command.take_command() {
             Ok(command) => Applied::Reply(self.ledger.borrow_mut().apply(command)),
             Err(error) => {
                 let (partition, index) = (self.partition, log_id.index);

@@ -12,6 +12,7 @@
 //! - Nodes carry no data ([`EmptyNode`]): peers are found by the node layer, not through Raft's
 //!   membership.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -76,8 +77,30 @@ pub(crate) fn log_id(term: u64, index: u64) -> LogId {
 /// A command as the log carries it: `ENTRY_KIND_NORMAL` then [`Command::encode`]'s bytes.
 /// The invariant (first byte, at least one byte) is checked wherever one is built. Shared, so
 /// that the log can keep an appended entry for the state machine without copying it.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct CommandBytes(Rc<Vec<u8>>);
+///
+/// A command proposed on this node also carries the command itself, which the state machine
+/// takes when it applies the entry instead of decoding the bytes just encoded from it: a
+/// cross-partition decision is megabytes. Entries read back from storage (or, later, received
+/// from a leader) have only their bytes.
+#[derive(Clone)]
+pub(crate) struct CommandBytes {
+    bytes: Rc<Vec<u8>>,
+    proposed: Option<Proposed>,
+}
+
+/// The command a proposal was encoded from, until its entry is applied; shared by the
+/// proposer (which proposes it again if a write is refused before its append) and every copy
+/// of the entry.
+pub(crate) type Proposed = Rc<RefCell<Option<Command>>>;
+
+/// Two entries are the same command when their bytes are.
+impl PartialEq for CommandBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for CommandBytes {}
 
 impl CommandBytes {
     pub(crate) fn encode(command: &Command) -> CommandBytes {
@@ -85,40 +108,66 @@ impl CommandBytes {
         bytes.push(ENTRY_KIND_NORMAL);
         command.encode(&mut bytes);
         debug_assert_eq!(bytes.len(), 1 + command.encoded_len());
-        CommandBytes(Rc::new(bytes))
+        CommandBytes {
+            bytes: Rc::new(bytes),
+            proposed: None,
+        }
+    }
+
+    /// The bytes of the command in `proposed`, which keep the command for the apply.
+    pub(crate) fn propose(proposed: &Proposed) -> CommandBytes {
+        let encoded = {
+            let command = proposed.borrow();
+            CommandBytes::encode(command.as_ref().expect("a proposal not applied yet"))
+        };
+        CommandBytes {
+            proposed: Some(proposed.clone()),
+            ..encoded
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// Wraps a stored entry's payload; the caller checked its kind byte.
     pub(crate) fn from_payload(payload: Vec<u8>) -> CommandBytes {
         assert_eq!(payload.first(), Some(&ENTRY_KIND_NORMAL));
-        CommandBytes(Rc::new(payload))
+        CommandBytes {
+            bytes: Rc::new(payload),
+            proposed: None,
+        }
     }
 
     /// The bytes to store: kind byte included.
     pub(crate) fn payload(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
-    /// Decodes the command; bad bytes are refused, never a panic.
-    pub(crate) fn command(&self) -> Result<Command, CommandDecodeError> {
-        Command::decode(&self.0[1..])
+    /// The command to apply: the proposed one if this node proposed it (each entry is
+    /// applied once), else decoded from the bytes. Bad bytes are refused, never a panic.
+    pub(crate) fn take_command(&self) -> Result<Command, CommandDecodeError> {
+        let proposed = self.proposed.as_ref().and_then(|p| p.borrow_mut().take());
+        match proposed {
+            Some(command) => {
+                debug_assert_eq!(Command::decode(&self.bytes[1..]).as_ref(), Ok(&command));
+                Ok(command)
+            }
+            None => Command::decode(&self.bytes[1..]),
+        }
     }
 }
 
 /// Commands can be a megabyte: show their size, not their bytes.
 impl fmt::Debug for CommandBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CommandBytes({} bytes)", self.0.len() - 1)
+        write!(f, "CommandBytes({} bytes)", self.bytes.len() - 1)
     }
 }
 
 impl fmt::Display for CommandBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "command of {} bytes", self.0.len() - 1)
+        write!(f, "command of {} bytes", self.bytes.len() - 1)
     }
 }
 
@@ -131,4 +180,24 @@ pub(crate) enum Applied {
     Rejected(CommandDecodeError),
     /// A blank or membership entry: nothing to answer.
     Nothing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proposed_command_is_applied_once_without_decoding_and_its_bytes_still_decode() {
+        let command = Command::ExpirePendingTransfers { now: 42 };
+        let proposed: Proposed = Rc::new(RefCell::new(Some(command.clone())));
+        let bytes = CommandBytes::propose(&proposed);
+        let copy = bytes.clone();
+        assert_eq!(bytes, CommandBytes::encode(&command), "the same bytes");
+        assert_eq!(copy.take_command(), Ok(command.clone()));
+        assert!(proposed.borrow().is_none(), "taken by the apply");
+        // Any later read of the entry decodes its bytes.
+        assert_eq!(bytes.take_command(), Ok(command.clone()));
+        let stored = CommandBytes::from_payload(bytes.payload().to_vec());
+        assert_eq!(stored.take_command(), Ok(command));
+    }
 }
