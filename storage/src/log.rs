@@ -9,9 +9,9 @@
 //! only zeros, up to the end of that 4 KiB block or further: the writer zeroes the last
 //! segment ahead of its end while its writes are small (`LogOptions::zero_ahead`), so that
 //! later writes overwrite blocks the file holds already and their fdatasync has no metadata
-//! to commit. Frames are
-//! packed, not padded to blocks: each write re-writes the last partial block with the same
-//! bytes it already held in front of the new frames (the writer keeps that block in memory).
+//! to commit. Frames are packed, not padded to blocks: each write re-writes the last partial
+//! block with the same bytes it already held in front of the new frames (the writer keeps
+//! that block in memory).
 //! A write that tears can therefore only damage bytes after the durable end, which were zero
 //! before it.
 //!
@@ -97,11 +97,11 @@ pub struct LogOptions {
     /// A segment file is closed and a new one started once it is at least this large.
     pub segment_size_max: u64,
     /// Bytes of zeros the writer writes at a time past the last segment's end, whenever less
-    /// than half of that is left before a small flush while recent flushes were small
-    /// (`ZERO_AHEAD_FLUSH_SIZE_MAX`; a multiple of 4 KiB, at most `ZERO_AHEAD_MAX`; 0 turns it
-    /// off). Flushes then overwrite blocks the file holds
-    /// already, so their fdatasync has no file size or extents to commit: on ext4 with many
-    /// logs syncing at once that halves its latency.
+    /// than half of that is left before a small flush (a multiple of 4 KiB, at most
+    /// `ZERO_AHEAD_MAX`; 0 turns it off), and only while the log's recent flushes average at
+    /// most `ZERO_AHEAD_FLUSH_SIZE_MAX`. Flushes then overwrite blocks the file holds already,
+    /// so their fdatasync has no file size or extents to commit: on ext4 with many logs
+    /// syncing at once that halves its latency.
     pub zero_ahead: u64,
 }
 
