@@ -21,6 +21,7 @@ use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
 use crate::sessions::Sessions;
+use crate::table::Table;
 
 /// Configuration of a ledger. Apart from `partition` and `partitions`, which say what the
 /// ledger holds, it does not change the ledger's results, only how it is built.
@@ -36,7 +37,9 @@ pub struct LedgerConfig {
     /// Accounts to allocate room for up front. More may be created: the tables then grow,
     /// which costs a copy of the table on the write path, so size this from the node's budget.
     pub accounts_capacity: usize,
-    /// Transfers to allocate room for up front; as for `accounts_capacity`.
+    /// Transfers the id index and the two-phase statuses have room for up front, as for
+    /// `accounts_capacity`. The transfers themselves are a [`Table`], which grows without
+    /// copying.
     pub transfers_capacity: usize,
 }
 
@@ -77,7 +80,7 @@ pub struct Ledger {
     pub(crate) account_positions: IdIndex,
     pub(crate) account_transfers: Vec<Vec<u32>>,
     pub(crate) account_history: Vec<Vec<Balances>>,
-    pub(crate) transfers: Vec<Transfer>,
+    pub(crate) transfers: Table<Transfer>,
     pub(crate) transfer_positions: IdIndex,
     pub(crate) transfer_status: Vec<PendingStatus>,
     /// Ids of transfers that failed with a transient status: they can never be used again.
@@ -110,7 +113,7 @@ impl Ledger {
             account_positions: IdIndex::with_capacity(config.accounts_capacity, config.hash_seed),
             account_transfers: Vec::with_capacity(config.accounts_capacity),
             account_history: Vec::with_capacity(config.accounts_capacity),
-            transfers: Vec::with_capacity(config.transfers_capacity),
+            transfers: Table::new(),
             transfer_positions: IdIndex::with_capacity(config.transfers_capacity, config.hash_seed),
             transfer_status: Vec::with_capacity(config.transfers_capacity),
             failed_transfer_ids: HashSet::with_hasher(state),
@@ -146,7 +149,7 @@ impl Ledger {
     }
 
     /// All transfers, oldest first.
-    pub fn transfers(&self) -> &[Transfer] {
+    pub fn transfers(&self) -> &Table<Transfer> {
         &self.transfers
     }
 

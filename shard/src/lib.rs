@@ -46,6 +46,7 @@ mod queries;
 mod rollback;
 pub mod sessions;
 mod snapshot;
+mod table;
 mod txn;
 mod validate;
 
@@ -60,6 +61,7 @@ pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use partitioning::partition_of;
 pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
+pub use table::{Table, CHUNK_RECORDS};
 pub use txn::{ClientAnswer, Created, CreatedBalances, Decision, Effects, ReadSet, Scratch};
 
 /// Limits of the state machine, named once.

@@ -109,8 +109,8 @@ impl Ledger {
                 && (filter.ledger == 0 || a.ledger == filter.ledger)
                 && (filter.code == 0 || a.code == filter.code)
         };
-        let records = by_timestamp_range(&self.accounts, filter, |a| a.timestamp);
-        extend_limited(out, records, filter, matches);
+        let range = timestamp_positions(&self.accounts, filter, |a| a.timestamp);
+        extend_limited(out, self.accounts[range].iter(), filter, matches);
     }
 
     /// Appends the transfers that match the filter. A partition answers for the transfers
@@ -125,8 +125,10 @@ impl Ledger {
                 && (filter.ledger == 0 || t.ledger == filter.ledger)
                 && (filter.code == 0 || t.code == filter.code)
         };
-        let records = by_timestamp_range(&self.transfers, filter, |t| t.timestamp);
-        extend_limited(out, records, filter, matches);
+        let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
+        let start = self.transfers.partition_point(|t| t.timestamp < min);
+        let end = self.transfers.partition_point(|t| t.timestamp <= max);
+        extend_limited(out, self.transfers.range(start, end.max(start)), filter, matches);
     }
 }
 
@@ -136,29 +138,30 @@ fn query_fields_match(filter: &QueryFilter, (u128_, u64_, u32_): (u128, u64, u32
         && (filter.user_data_32 == 0 || u32_ == filter.user_data_32)
 }
 
-/// The records whose timestamps fall in the filter's range (records are in timestamp order).
-fn by_timestamp_range<'a, T>(
-    records: &'a [T],
+/// The positions of the records whose timestamps fall in the filter's range (records are in
+/// timestamp order).
+fn timestamp_positions<T>(
+    records: &[T],
     filter: &QueryFilter,
     timestamp: impl Fn(&T) -> u64,
-) -> &'a [T] {
+) -> std::ops::Range<usize> {
     let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
     let start = records.partition_point(|r| timestamp(r) < min);
     let end = records.partition_point(|r| timestamp(r) <= max);
-    &records[start..end.max(start)]
+    start..end.max(start)
 }
 
-fn extend_limited<T: Copy>(
+fn extend_limited<'a, T: Copy + 'a>(
     out: &mut Vec<T>,
-    records: &[T],
+    records: impl DoubleEndedIterator<Item = &'a T>,
     filter: &QueryFilter,
     matches: impl Fn(&&T) -> bool,
 ) {
     let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
     if filter.flags.contains(QueryFilterFlags::REVERSED) {
-        out.extend(records.iter().rev().filter(matches).take(limit));
+        out.extend(records.rev().filter(matches).take(limit));
     } else {
-        out.extend(records.iter().filter(matches).take(limit));
+        out.extend(records.filter(matches).take(limit));
     }
 }
 

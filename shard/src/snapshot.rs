@@ -32,6 +32,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
 use crate::sessions::Sessions;
+use crate::table::Table;
 use crate::{Ledger, LedgerConfig, PendingStatus};
 
 /// 2: the cross-partition transaction state and the wire protocol's session table follow the
@@ -85,7 +86,9 @@ impl Ledger {
         put_u64(out, self.accounts.len() as u64);
         out.extend_from_slice(self.accounts.as_bytes());
         put_u64(out, self.transfers.len() as u64);
-        out.extend_from_slice(self.transfers.as_bytes());
+        for chunk in self.transfers.chunks() {
+            out.extend_from_slice(chunk.as_bytes());
+        }
         out.extend(self.transfer_status.iter().map(|s| *s as u8));
         let failed: BTreeSet<u128> = self.failed_transfer_ids.iter().copied().collect();
         put_u64(out, failed.len() as u64);
@@ -127,7 +130,7 @@ impl Ledger {
         ledger.timestamp = reader.u64()?;
         let sequence_next = reader.u64()?;
         ledger.accounts = reader.records::<Account>()?;
-        ledger.transfers = reader.records::<Transfer>()?;
+        ledger.transfers = reader.table::<Transfer>()?;
         ledger.transfer_status = reader
             .take(ledger.transfers.len(), "transfer statuses")?
             .iter()
@@ -306,5 +309,16 @@ impl<'a> Reader<'a> {
         let mut records = T::new_vec_zeroed(count).map_err(|_| self.malformed("too many"))?;
         records.as_mut_bytes().copy_from_slice(bytes);
         Ok(records)
+    }
+
+    /// As `records`, into a table (without a second copy of them all on the way).
+    fn table<T: FromBytes + IntoBytes + Copy>(&mut self) -> Result<Table<T>, SnapshotError> {
+        let count = self.count(size_of::<T>())?;
+        let bytes = self.take(count * size_of::<T>(), "truncated records")?;
+        let mut table = Table::new();
+        for record in bytes.chunks_exact(size_of::<T>()) {
+            table.push(T::read_from_bytes(record).expect("exactly one record's bytes"));
+        }
+        Ok(table)
     }
 }
