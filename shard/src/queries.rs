@@ -128,7 +128,12 @@ impl Ledger {
         let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
         let start = self.transfers.partition_point(|t| t.timestamp < min);
         let end = self.transfers.partition_point(|t| t.timestamp <= max);
-        extend_limited(out, self.transfers.range(start, end.max(start)), filter, matches);
+        extend_limited(
+            out,
+            self.transfers.range(start, end.max(start)),
+            filter,
+            matches,
+        );
     }
 }
 

@@ -116,7 +116,11 @@ impl<T> Table<T> {
 
     /// As `slice::binary_search_by_key`, for records in ascending order of `key` with no two
     /// alike.
-    pub fn binary_search_by_key<K: Ord>(&self, key: &K, f: impl Fn(&T) -> K) -> Result<usize, usize> {
+    pub fn binary_search_by_key<K: Ord>(
+        &self,
+        key: &K,
+        f: impl Fn(&T) -> K,
+    ) -> Result<usize, usize> {
         let position = self.partition_point(|record| f(record) < *key);
         match self.get(position) {
             Some(record) if f(record) == *key => Ok(position),
