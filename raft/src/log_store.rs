@@ -62,8 +62,12 @@ const _: () = assert!(1 + 24 + BATCH_EVENTS_MAX * 128 <= ENTRY_BYTES_MAX);
 
 /// Payload bytes of the latest appended entries kept in memory for the state machine, which
 /// applies an entry as soon as it is committed: without them it would read back from disk
-/// (and checksum again) what was just written. Older entries are read from the log.
-pub(crate) const RECENT_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// (and checksum again) what was just written. Older entries are read from the log. The last
+/// entry is kept whatever its size. Small on purpose: the state machine trails the appends by
+/// an entry or a burst of them, and an entry dropped soon after it was applied frees memory
+/// that the next encodings reuse while it is still mapped (32 MiB per partition kept a node's
+/// memory growing for the whole of a benchmark run, every encoding faulting in fresh pages).
+pub(crate) const RECENT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// What the writer and the readers share: the log, the two small files' current values, and
 /// the latest durable entries.
