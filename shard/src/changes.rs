@@ -8,11 +8,10 @@
 //! and, transfers, never change) plus what the record does not keep: the balances right after
 //! the change and an account's flags as created. Readers get full [`ChangeEvent`]s.
 
-use std::collections::VecDeque;
-
 use kassa_wire::{Account, AccountFlags, Balances, ChangeEvent, ChangeKind};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::table::Table;
 use crate::Ledger;
 
 /// One retained change, 144 bytes.
@@ -35,7 +34,7 @@ const _: () = assert!(size_of::<ChangeEntry>() == 144);
 
 pub(crate) struct ChangeStream {
     /// Retained entries, oldest first; their sequences end at `sequence_next - 1`.
-    pub(crate) entries: VecDeque<ChangeEntry>,
+    pub(crate) entries: Table<ChangeEntry>,
     /// The sequence number the next event gets.
     pub(crate) sequence_next: u64,
 }
@@ -43,13 +42,13 @@ pub(crate) struct ChangeStream {
 impl ChangeStream {
     pub(crate) fn new() -> ChangeStream {
         ChangeStream {
-            entries: VecDeque::new(),
+            entries: Table::new(),
             sequence_next: 1,
         }
     }
 
     pub(crate) fn push_account(&mut self, position: u32, account: &Account) {
-        self.entries.push_back(ChangeEntry {
+        self.entries.push(ChangeEntry {
             debit_account: Balances::default(),
             credit_account: Balances::default(),
             timestamp: account.timestamp,
@@ -63,7 +62,7 @@ impl ChangeStream {
 
     /// Appends an entry built elsewhere (a transaction's change, applied on its partition).
     pub(crate) fn push_entry(&mut self, entry: ChangeEntry) {
-        self.entries.push_back(entry);
+        self.entries.push(entry);
         self.sequence_next += 1;
     }
 
@@ -76,7 +75,7 @@ impl ChangeStream {
         credit_account: &Account,
     ) {
         assert!(kind != ChangeKind::AccountCreated);
-        self.entries.push_back(ChangeEntry {
+        self.entries.push(ChangeEntry {
             debit_account: Balances::of(debit_account),
             credit_account: Balances::of(credit_account),
             timestamp,
@@ -118,15 +117,10 @@ impl Ledger {
     /// oldest first. Events already released are not returned.
     pub fn change_events(&self, sequence_from: u64, limit: usize, out: &mut Vec<ChangeEvent>) {
         let first = self.changes.sequence_first();
-        let skip = sequence_from.saturating_sub(first);
-        let entries = self
-            .changes
-            .entries
-            .iter()
-            .enumerate()
-            .skip(skip as usize)
-            .take(limit);
-        for (offset, entry) in entries {
+        let len = self.changes.entries.len();
+        let start = sequence_from.saturating_sub(first).min(len as u64) as usize;
+        let end = start.saturating_add(limit).min(len);
+        for (offset, entry) in (start..).zip(self.changes.entries.range(start, end)) {
             out.push(self.change_event(first + offset as u64, entry));
         }
     }
@@ -167,6 +161,6 @@ impl Ledger {
         }
         let release_count = (sequence_through - first + 1) as usize;
         let release_count = release_count.min(self.changes.entries.len());
-        self.changes.entries.drain(..release_count);
+        self.changes.entries.release_front(release_count);
     }
 }

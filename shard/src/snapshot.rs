@@ -112,9 +112,9 @@ impl Ledger {
             out.extend_from_slice(self.account_history[account].as_bytes());
         }
         put_u64(out, self.changes.entries.len() as u64);
-        let (front, back) = self.changes.entries.as_slices();
-        out.extend_from_slice(front.as_bytes());
-        out.extend_from_slice(back.as_bytes());
+        for chunk in self.changes.entries.chunks() {
+            out.extend_from_slice(chunk.as_bytes());
+        }
         self.sessions.snapshot(out);
         self.txns.encode(out);
     }
@@ -156,12 +156,12 @@ impl Ledger {
             let slot = slot.ok_or(reader.malformed("history of a missing account"))?;
             *slot = history;
         }
-        let entries = reader.records::<ChangeEntry>()?;
+        let entries = reader.table::<ChangeEntry>()?;
         if entries.len() as u64 >= sequence_next {
             return Err(reader.malformed("more change events than sequence numbers"));
         }
         ledger.changes = ChangeStream {
-            entries: entries.into(),
+            entries,
             sequence_next,
         };
         let (sessions, used) =

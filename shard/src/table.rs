@@ -1,5 +1,5 @@
-//! `Table`: an append-only sequence of records kept in fixed-size chunks, for the ledger's
-//! transfers.
+//! `Table`: a sequence of records kept in fixed-size chunks, appended at the back and released
+//! from the front, for the ledger's transfers and its change stream.
 //!
 //! A `Vec` that is full allocates twice its room, copies every record across and frees the old
 //! room. A partition stores each transfer of its accounts (128 bytes each), so its transfers
@@ -8,8 +8,11 @@
 //! about the same transaction, which then stalls for tens of milliseconds. A table grows one
 //! chunk at a time instead: a record never moves once pushed, and each page is touched once.
 //!
-//! Positions are `usize` indexes as in a `Vec`; a chunk holds [`CHUNK_RECORDS`] records.
+//! Positions are `usize` indexes from the first record kept, as in a `VecDeque`; a chunk holds
+//! [`CHUNK_RECORDS`] records. Records released from the front stay in their chunk's memory
+//! until the whole chunk is released, hence `T: Copy`.
 
+use std::collections::VecDeque;
 use std::ops::{Index, IndexMut};
 
 /// Records per chunk: a power of two, so that a position splits into chunk and offset with a
@@ -19,25 +22,35 @@ const CHUNK_SHIFT: u32 = 14;
 const CHUNK_MASK: usize = CHUNK_RECORDS - 1;
 
 /// See the module documentation.
-pub struct Table<T> {
+pub struct Table<T: Copy> {
     /// Every chunk but the last is full (`CHUNK_RECORDS` records); the last is not empty.
     /// Each was allocated with room for exactly `CHUNK_RECORDS`, so none ever reallocates.
-    chunks: Vec<Vec<T>>,
+    chunks: VecDeque<Vec<T>>,
+    /// Records released from the front of the first chunk, less than `CHUNK_RECORDS`.
+    head: usize,
     len: usize,
 }
 
-impl<T> Default for Table<T> {
+impl<T: Copy> Default for Table<T> {
     fn default() -> Table<T> {
         Table::new()
     }
 }
 
-impl<T> Table<T> {
+impl<T: Copy> Table<T> {
     pub fn new() -> Table<T> {
         Table {
-            chunks: Vec::new(),
+            chunks: VecDeque::new(),
+            head: 0,
             len: 0,
         }
+    }
+
+    /// Where the record at `position` is stored: its chunk and its offset there.
+    #[inline]
+    fn locate(&self, position: usize) -> (usize, usize) {
+        let stored = self.head + position;
+        (stored >> CHUNK_SHIFT, stored & CHUNK_MASK)
     }
 
     pub fn len(&self) -> usize {
@@ -49,44 +62,86 @@ impl<T> Table<T> {
     }
 
     pub fn push(&mut self, record: T) {
-        if self.len & CHUNK_MASK == 0 {
-            self.chunks.push(Vec::with_capacity(CHUNK_RECORDS));
+        if (self.head + self.len) & CHUNK_MASK == 0 {
+            self.chunks.push_back(Vec::with_capacity(CHUNK_RECORDS));
         }
-        let last = self.chunks.last_mut().expect("a chunk with room");
+        let last = self.chunks.back_mut().expect("a chunk with room");
         debug_assert!(last.len() < CHUNK_RECORDS);
         last.push(record);
         self.len += 1;
     }
 
     pub fn pop(&mut self) -> Option<T> {
-        let last = self.chunks.last_mut()?;
-        let record = last.pop().expect("the last chunk is not empty");
-        if last.is_empty() {
-            self.chunks.pop();
+        if self.len == 0 {
+            return None;
         }
+        let last = self.chunks.back_mut().expect("a record is kept");
+        let record = last.pop().expect("the last chunk is not empty");
         self.len -= 1;
+        if self.len == 0 {
+            self.clear();
+        } else if last.is_empty() {
+            self.chunks.pop_back();
+        }
         Some(record)
+    }
+
+    /// Keeps the first `len` records (all of them if there are fewer).
+    pub fn truncate(&mut self, len: usize) {
+        while self.len > len {
+            self.pop();
+        }
+    }
+
+    /// Releases the first `count` records (all of them if there are fewer); the record at
+    /// position `count` becomes the first. Chunks left empty are freed.
+    pub fn release_front(&mut self, count: usize) {
+        let count = count.min(self.len);
+        if count == self.len {
+            self.clear();
+            return;
+        }
+        self.head += count;
+        self.len -= count;
+        while self.head >= CHUNK_RECORDS {
+            self.chunks.pop_front();
+            self.head -= CHUNK_RECORDS;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.head = 0;
+        self.len = 0;
     }
 
     pub fn get(&self, position: usize) -> Option<&T> {
         if position < self.len {
-            Some(&self.chunks[position >> CHUNK_SHIFT][position & CHUNK_MASK])
+            let (chunk, offset) = self.locate(position);
+            Some(&self.chunks[chunk][offset])
         } else {
             None
         }
     }
 
     pub fn last(&self) -> Option<&T> {
-        self.chunks.last().and_then(|chunk| chunk.last())
+        self.len.checked_sub(1).and_then(|last| self.get(last))
     }
 
     /// The records in order, as the contiguous slices they are stored in.
-    pub fn chunks(&self) -> impl Iterator<Item = &[T]> {
-        self.chunks.iter().map(Vec::as_slice)
+    pub fn chunks(&self) -> impl DoubleEndedIterator<Item = &[T]> {
+        let head = self.head;
+        self.chunks.iter().enumerate().map(move |(index, chunk)| {
+            if index == 0 {
+                &chunk[head..]
+            } else {
+                chunk.as_slice()
+            }
+        })
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
-        self.chunks.iter().flatten()
+        self.chunks().flatten()
     }
 
     /// The records at `start..end`, in order (and reversible).
@@ -128,15 +183,12 @@ impl<T> Table<T> {
         }
     }
 
-    pub fn to_vec(&self) -> Vec<T>
-    where
-        T: Clone,
-    {
-        self.iter().cloned().collect()
+    pub fn to_vec(&self) -> Vec<T> {
+        self.iter().copied().collect()
     }
 }
 
-impl<T> From<Vec<T>> for Table<T> {
+impl<T: Copy> From<Vec<T>> for Table<T> {
     fn from(records: Vec<T>) -> Table<T> {
         let mut table = Table::new();
         for record in records {
@@ -146,21 +198,23 @@ impl<T> From<Vec<T>> for Table<T> {
     }
 }
 
-impl<T> Index<usize> for Table<T> {
+impl<T: Copy> Index<usize> for Table<T> {
     type Output = T;
 
     #[inline]
     fn index(&self, position: usize) -> &T {
         assert!(position < self.len, "position {position} of {}", self.len);
-        &self.chunks[position >> CHUNK_SHIFT][position & CHUNK_MASK]
+        let (chunk, offset) = self.locate(position);
+        &self.chunks[chunk][offset]
     }
 }
 
-impl<T> IndexMut<usize> for Table<T> {
+impl<T: Copy> IndexMut<usize> for Table<T> {
     #[inline]
     fn index_mut(&mut self, position: usize) -> &mut T {
         assert!(position < self.len, "position {position} of {}", self.len);
-        &mut self.chunks[position >> CHUNK_SHIFT][position & CHUNK_MASK]
+        let (chunk, offset) = self.locate(position);
+        &mut self.chunks[chunk][offset]
     }
 }
 
@@ -212,7 +266,29 @@ mod tests {
             );
         }
         table[1] = 99;
+        model[1] = 99;
         assert_eq!(table[1], 99);
+        // Release from the front inside a chunk, across chunk boundaries, then everything.
+        let mut model: VecDeque<u64> = model.into();
+        for release in [3, CHUNK_RECORDS, CHUNK_RECORDS / 2 + 5, 1] {
+            table.release_front(release);
+            model.drain(..release);
+            assert_eq!(table.len(), model.len());
+            assert_eq!(table.to_vec(), model.iter().copied().collect::<Vec<_>>());
+            assert_eq!(table.iter().next_back(), model.back());
+            assert_eq!(table.get(0), model.front());
+            assert!(table.chunks().all(|chunk| !chunk.is_empty()));
+            table.push(next);
+            model.push_back(next);
+            next += 1;
+            assert_eq!(table.last(), model.back());
+        }
+        table.truncate(2);
+        model.truncate(2);
+        assert_eq!(table.to_vec(), model.iter().copied().collect::<Vec<_>>());
+        table.release_front(10);
+        assert!(table.is_empty());
+        let model: Vec<u64> = (0..10).collect();
         while table.pop().is_some() {}
         assert!(table.is_empty() && table.last().is_none() && table.chunks().count() == 0);
         assert_eq!(Table::from(model.clone()).to_vec(), model);

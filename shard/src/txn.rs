@@ -674,7 +674,7 @@ impl Scratch {
                 part_of(&mut out, owner(id), timestamp).failed_ids.push(id);
             }
         }
-        for change in &l.changes.entries {
+        for change in l.changes.entries.iter() {
             let kind = ChangeKind::from_u8(change.kind).expect("known kind");
             let id = if kind == ChangeKind::AccountCreated {
                 l.accounts[change.position as usize].id.0
