@@ -21,6 +21,9 @@ use crate::changes::ChangeEntry;
 use crate::sessions::ClientReply;
 use crate::{partition_of, Ledger, LedgerConfig, PendingStatus};
 
+/// How many records ahead `Ledger::apply_effects` fetches the index slots it will probe.
+const PREFETCH_AHEAD: usize = 16;
+
 /// What one partition contributes to a scratch ledger: the batch's records that live in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadSet {
@@ -442,14 +445,27 @@ impl Ledger {
                 self.account_push(*account);
             }
         }
-        // As the batch loop does: the cache misses of thousands of lookups overlap.
-        for transfer in &effects.created.transfers {
-            self.transfer_positions.prefetch(transfer.id.0);
-            self.account_positions.prefetch(transfer.debit_account_id.0);
-            self.account_positions
-                .prefetch(transfer.credit_account_id.0);
+        // The index slots a transfer is looked up and stored at are fetched a few transfers
+        // ahead, so that the cache misses overlap. Not all at once: a share holds thousands of
+        // transfers, and the slots fetched first would be evicted again by the time they are
+        // used (the indexes run to tens of megabytes, each probe a different line).
+        let created = &effects.created.transfers;
+        let prefetch = |ledger: &Ledger, position: usize| {
+            if let Some(transfer) = created.get(position) {
+                ledger.transfer_positions.prefetch(transfer.id.0);
+                ledger
+                    .account_positions
+                    .prefetch(transfer.debit_account_id.0);
+                ledger
+                    .account_positions
+                    .prefetch(transfer.credit_account_id.0);
+            }
+        };
+        for position in 0..PREFETCH_AHEAD {
+            prefetch(self, position);
         }
-        for (transfer, status, after) in effects.created.iter() {
+        for (position, (transfer, status, after)) in effects.created.iter().enumerate() {
+            prefetch(self, position + PREFETCH_AHEAD);
             let status = PendingStatus::from_u8(status).expect("decoded");
             let after = after.map_or_else(Default::default, |a| (a.debit_after, a.credit_after));
             self.store_transfer(transfer, status, after);
@@ -482,7 +498,20 @@ impl Ledger {
             assert!(self.owns(*id));
             self.failed_transfer_ids.insert(*id);
         }
-        for change in &effects.changes {
+        let prefetch = |ledger: &Ledger, position: usize| {
+            if let Some(change) = effects.changes.get(position) {
+                if change.kind == ChangeKind::AccountCreated as u8 {
+                    ledger.account_positions.prefetch(change.id);
+                } else {
+                    ledger.transfer_positions.prefetch(change.id);
+                }
+            }
+        };
+        for position in 0..PREFETCH_AHEAD {
+            prefetch(self, position);
+        }
+        for (position, change) in effects.changes.iter().enumerate() {
+            prefetch(self, position + PREFETCH_AHEAD);
             let kind = ChangeKind::from_u8(change.kind).expect("decoded");
             let position = if kind == ChangeKind::AccountCreated {
                 self.account_positions.get(change.id)
