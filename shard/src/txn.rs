@@ -450,8 +450,8 @@ impl Ledger {
         // transfers, and the slots fetched first would be evicted again by the time they are
         // used (the indexes run to tens of megabytes, each probe a different line).
         let created = &effects.created.transfers;
-        let prefetch = |ledger: &Ledger, position: usize| {
-            if let Some(transfer) = created.get(position) {
+        let prefetch = |ledger: &Ledger, at: usize| {
+            if let Some(transfer) = created.get(at) {
                 ledger.transfer_positions.prefetch(transfer.id.0);
                 ledger
                     .account_positions
@@ -461,11 +461,11 @@ impl Ledger {
                     .prefetch(transfer.credit_account_id.0);
             }
         };
-        for position in 0..PREFETCH_AHEAD {
-            prefetch(self, position);
+        for at in 0..PREFETCH_AHEAD {
+            prefetch(self, at);
         }
-        for (position, (transfer, status, after)) in effects.created.iter().enumerate() {
-            prefetch(self, position + PREFETCH_AHEAD);
+        for (at, (transfer, status, after)) in effects.created.iter().enumerate() {
+            prefetch(self, at + PREFETCH_AHEAD);
             let status = PendingStatus::from_u8(status).expect("decoded");
             let after = after.map_or_else(Default::default, |a| (a.debit_after, a.credit_after));
             self.store_transfer(transfer, status, after);
@@ -498,8 +498,8 @@ impl Ledger {
             assert!(self.owns(*id));
             self.failed_transfer_ids.insert(*id);
         }
-        let prefetch = |ledger: &Ledger, position: usize| {
-            if let Some(change) = effects.changes.get(position) {
+        let prefetch = |ledger: &Ledger, at: usize| {
+            if let Some(change) = effects.changes.get(at) {
                 if change.kind == ChangeKind::AccountCreated as u8 {
                     ledger.account_positions.prefetch(change.id);
                 } else {
@@ -507,11 +507,11 @@ impl Ledger {
                 }
             }
         };
-        for position in 0..PREFETCH_AHEAD {
-            prefetch(self, position);
+        for at in 0..PREFETCH_AHEAD {
+            prefetch(self, at);
         }
-        for (position, change) in effects.changes.iter().enumerate() {
-            prefetch(self, position + PREFETCH_AHEAD);
+        for (at, change) in effects.changes.iter().enumerate() {
+            prefetch(self, at + PREFETCH_AHEAD);
             let kind = ChangeKind::from_u8(change.kind).expect("decoded");
             let position = if kind == ChangeKind::AccountCreated {
                 self.account_positions.get(change.id)
