@@ -61,7 +61,7 @@ pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use partitioning::partition_of;
 pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
-pub use table::{Table, CHUNK_RECORDS};
+pub use table::Table;
 pub use txn::{ClientAnswer, Created, CreatedBalances, Decision, Effects, ReadSet, Scratch};
 
 /// Limits of the state machine, named once.

@@ -109,7 +109,9 @@ impl Ledger {
                 && (filter.ledger == 0 || a.ledger == filter.ledger)
                 && (filter.code == 0 || a.code == filter.code)
         };
-        let range = timestamp_positions(&self.accounts, filter, |a| a.timestamp);
+        let range = timestamp_positions(filter, |before| {
+            self.accounts.partition_point(|a| before(a.timestamp))
+        });
         extend_limited(out, self.accounts[range].iter(), filter, matches);
     }
 
@@ -125,12 +127,12 @@ impl Ledger {
                 && (filter.ledger == 0 || t.ledger == filter.ledger)
                 && (filter.code == 0 || t.code == filter.code)
         };
-        let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
-        let start = self.transfers.partition_point(|t| t.timestamp < min);
-        let end = self.transfers.partition_point(|t| t.timestamp <= max);
+        let range = timestamp_positions(filter, |before| {
+            self.transfers.partition_point(|t| before(t.timestamp))
+        });
         extend_limited(
             out,
-            self.transfers.range(start, end.max(start)),
+            self.transfers.range(range.start, range.end),
             filter,
             matches,
         );
@@ -143,16 +145,16 @@ fn query_fields_match(filter: &QueryFilter, (u128_, u64_, u32_): (u128, u64, u32
         && (filter.user_data_32 == 0 || u32_ == filter.user_data_32)
 }
 
-/// The positions of the records whose timestamps fall in the filter's range (records are in
-/// timestamp order).
-fn timestamp_positions<T>(
-    records: &[T],
+/// The positions of the records whose timestamps fall in the filter's range, for records in
+/// timestamp order: `partition_point(before)` is the records' own `partition_point` over their
+/// timestamps (a slice's or a table's).
+fn timestamp_positions(
     filter: &QueryFilter,
-    timestamp: impl Fn(&T) -> u64,
+    partition_point: impl Fn(&dyn Fn(u64) -> bool) -> usize,
 ) -> std::ops::Range<usize> {
     let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
-    let start = records.partition_point(|r| timestamp(r) < min);
-    let end = records.partition_point(|r| timestamp(r) <= max);
+    let start = partition_point(&|timestamp| timestamp < min);
+    let end = partition_point(&|timestamp| timestamp <= max);
     start..end.max(start)
 }
 

@@ -188,16 +188,6 @@ impl<T: Copy> Table<T> {
     }
 }
 
-impl<T: Copy> From<Vec<T>> for Table<T> {
-    fn from(records: Vec<T>) -> Table<T> {
-        let mut table = Table::new();
-        for record in records {
-            table.push(record);
-        }
-        table
-    }
-}
-
 impl<T: Copy> Index<usize> for Table<T> {
     type Output = T;
 
@@ -291,6 +281,9 @@ mod tests {
         let model: Vec<u64> = (0..10).collect();
         while table.pop().is_some() {}
         assert!(table.is_empty() && table.last().is_none() && table.chunks().count() == 0);
-        assert_eq!(Table::from(model.clone()).to_vec(), model);
+        for record in &model {
+            table.push(*record);
+        }
+        assert_eq!(table.to_vec(), model);
     }
 }
