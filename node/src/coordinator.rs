@@ -432,6 +432,11 @@ async fn lock_read_all(
     });
     let mut wanted: BTreeSet<u32> = read_names.ids.keys().copied().collect();
     wanted.extend(&names.partitions);
+    if wanted.is_empty() {
+        // Every id the batches name is zero: they still need a ledger to refuse their events
+        // (`id_must_not_be_zero`, ...) as one partition would. Partition 0 is as good as any.
+        wanted.insert(0);
+    }
     let grouped = by_core(cores, wanted);
     let requests = grouped.into_iter().map(|(core, partitions)| {
         let names = read_names.clone();

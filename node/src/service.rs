@@ -102,6 +102,10 @@ impl Service {
         &self,
         accounts: Vec<Account>,
     ) -> Result<Vec<CreateAccountResult>, NodeError> {
+        if accounts.is_empty() {
+            // Nothing to create, nothing to log: TigerBeetle answers an empty batch likewise.
+            return Ok(Vec::new());
+        }
         if let Some(coordinator) = &self.coordinator {
             let transactions = coordinator.transactions();
             return transactions.create_accounts(realtime_ns(), accounts).await;
@@ -121,6 +125,9 @@ impl Service {
         &self,
         transfers: Vec<Transfer>,
     ) -> Result<Vec<CreateTransferResult>, NodeError> {
+        if transfers.is_empty() {
+            return Ok(Vec::new());
+        }
         if let Some(coordinator) = &self.coordinator {
             let transactions = coordinator.transactions();
             return transactions

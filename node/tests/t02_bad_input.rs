@@ -3,7 +3,13 @@
 
 mod common;
 
-use common::{account_json, assert_balanced, request_raw, results, transfer_json, Node, TempDir};
+use common::wire::RawClient;
+use common::{
+    account_json, assert_balanced, format, request_raw, results, transfer_json, Node, TempDir,
+};
+use kassa_wire::multi_batch::MultiBatch;
+use kassa_wire::{Account, Operation};
+use zerocopy::IntoBytes;
 
 #[test]
 fn malformed_requests_are_refused_and_change_nothing() {
@@ -169,4 +175,55 @@ fn a_message_names_the_record_and_field_at_fault() {
     assert_eq!(status, 400);
     let message = reply["message"].as_str().expect("message");
     assert!(message.contains("[1].amount"), "{message}");
+}
+
+/// Batches that name no partition (empty, or every id zero) are answered as TigerBeetle answers
+/// them, over HTTP and the wire, on the default 16 partitions and on one; the node stays up.
+#[test]
+fn empty_and_zero_id_batches_are_answered_on_any_partition_count() {
+    for partitions in [16, 1] {
+        let dir = TempDir::new("bad-input-empty");
+        format(&dir.0, partitions);
+        let mut node = Node::start(&dir.0);
+        for path in ["/v1/accounts", "/v1/transfers"] {
+            let (status, reply) = node.post(path, "[]");
+            assert_eq!((status, &reply), (200, &serde_json::json!([])), "{path}");
+        }
+        let (status, reply) = node.post("/v1/accounts", r#"[{"id":"0","ledger":1,"code":1}]"#);
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(results(&reply), ["id_must_not_be_zero"]);
+        let zero_transfer = r#"[{"id":"0","debit_account_id":"0","credit_account_id":"0",
+            "amount":"1","ledger":1,"code":1}]"#;
+        let (status, reply) = node.post("/v1/transfers", zero_transfer);
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(results(&reply), ["id_must_not_be_zero"]);
+
+        // The same over the wire: an empty batch and an id-zero one in one request.
+        let mut client = RawClient::connect(node.wire, 0, 77);
+        client.register();
+        let (_, body) = client.call(Operation::CreateAccounts, &[&[]]);
+        let batches = MultiBatch::decode(&body, 16, 8189).expect("a multi-batch reply");
+        assert_eq!(batches.batches().map(<[u8]>::len).collect::<Vec<_>>(), [0]);
+        let zero = Account {
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        };
+        let (_, body) = client.call(Operation::CreateAccounts, &[&[], zero.as_bytes()]);
+        let batches = MultiBatch::decode(&body, 16, 8189).expect("a multi-batch reply");
+        let sizes: Vec<usize> = batches.batches().map(<[u8]>::len).collect();
+        assert_eq!(sizes, [0, 16], "{partitions} partition(s)");
+        let (_, body) = client.call(Operation::CreateTransfers, &[&[]]);
+        assert!(MultiBatch::decode(&body, 16, 8189).is_ok());
+        let (_, body) = client.call(Operation::LookupAccounts, &[&[]]);
+        assert!(MultiBatch::decode(&body, 128, 8189).is_ok());
+
+        assert!(node.alive(), "{partitions} partition(s): the node stopped");
+        let (status, reply) = node.post("/v1/accounts", &format!("[{}]", account_json(5, 1, &[])));
+        assert_eq!(
+            (status, results(&reply)),
+            (200, vec!["created".to_string()])
+        );
+        assert_balanced(&node);
+    }
 }

@@ -38,6 +38,21 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
+/// Runs `kassa format` on `data_dir` with `partitions` partitions; panics unless it succeeds.
+pub fn format(data_dir: &Path, partitions: u32) {
+    let formatted = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args([
+            "format",
+            "--partitions",
+            &partitions.to_string(),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .output()
+        .expect("run kassa format");
+    assert!(formatted.status.success(), "{formatted:?}");
+}
+
 /// A running `kassa start`.
 pub struct Node {
     pub child: Child,
@@ -135,6 +150,11 @@ impl Node {
         let _ = err_thread.join();
         let stderr = stderr.lock().expect("stderr").clone();
         Err(format!("{printed}{stderr}"))
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// What the node has written to stderr so far.
