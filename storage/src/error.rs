@@ -35,10 +35,12 @@ pub enum StorageError {
     Purged { index: u64, first: u64 },
     #[error("cannot truncate from {index}: the log starts at {first} (a snapshot covers it)")]
     TruncateBeforeFirst { index: u64, first: u64 },
-    #[error("the log in {path} failed earlier ({operation}) and must be reopened")]
+    #[error("the log in {path} failed earlier ({operation}: {cause}) and must be reopened")]
     Poisoned {
         operation: &'static str,
         path: PathBuf,
+        /// What the failure was, as first reported.
+        cause: String,
     },
     #[error("the log in {path} is open already (by this process or another)")]
     Locked { path: PathBuf },

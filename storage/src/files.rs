@@ -163,7 +163,7 @@ pub async fn cut_segment(
     let buffer = slice.into_inner();
     match result {
         Ok(written) if written == BLOCK_SIZE => {}
-        Ok(_) => return (Err(short("write", path)), buffer),
+        Ok(written) => return (Err(short_write(path, written, BLOCK_SIZE)), buffer),
         Err(error) => return (Err(StorageError::io("write", path, error)), buffer),
     }
     match file.sync_data().await {
@@ -192,9 +192,19 @@ pub async fn read_block(
     }
 }
 
-/// The error for a write or read that moved fewer bytes than asked without failing.
+/// The error for a read that moved fewer bytes than asked without failing.
 pub fn short(operation: &'static str, path: &Path) -> StorageError {
     StorageError::io(operation, path, std::io::ErrorKind::UnexpectedEof.into())
+}
+
+/// The error for a write that moved fewer bytes than asked without failing: a file system
+/// writes what fits and says so this way when it runs out of space.
+pub fn short_write(path: &Path, written: usize, wanted: usize) -> StorageError {
+    let error = std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        format!("wrote {written} of {wanted} bytes: no space left on the file system"),
+    );
+    StorageError::io("write", path, error)
 }
 
 /// Reads a file region through an aligned window, refilling it on demand. `limit` is where the

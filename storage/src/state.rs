@@ -159,6 +159,7 @@ impl Failure {
         StorageError::Poisoned {
             operation: self.operation,
             path: self.path.clone(),
+            cause: self.message.clone(),
         }
     }
 }

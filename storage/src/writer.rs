@@ -157,7 +157,7 @@ async fn write_zero_fill(shared: &Shared, fill: &ZeroFill) -> Result<(), Storage
     let path = || segment_path(shared, fill.first_index);
     match result {
         Ok(written) if written == fill.size => Ok(()),
-        Ok(_) => Err(files::short("write", &path())),
+        Ok(written) => Err(files::short_write(&path(), written, fill.size)),
         Err(error) => Err(StorageError::io("write", path(), error)),
     }
 }
@@ -178,7 +178,10 @@ async fn flush(shared: &Shared) -> Result<(), StorageError> {
     shared.state.borrow_mut().write_buffer = Some(slice.into_inner());
     match result {
         Ok(written) if written == flush.write_size => {}
-        Ok(_) => return Err(files::short("write", &segment_path(shared, first_index))),
+        Ok(written) => {
+            let path = segment_path(shared, first_index);
+            return Err(files::short_write(&path, written, flush.write_size));
+        }
         Err(error) => {
             return Err(StorageError::io(
                 "write",
