@@ -129,3 +129,24 @@ pub enum PartitionError {
         what: String,
     },
 }
+
+impl PartitionError {
+    /// The partition the error is about.
+    pub fn partition(&self) -> u32 {
+        match self {
+            PartitionError::Storage { partition, .. }
+            | PartitionError::Raft { partition, .. }
+            | PartitionError::ShuttingDown { partition }
+            | PartitionError::Config { partition, .. }
+            | PartitionError::Damaged { partition, .. }
+            | PartitionError::Snapshot { partition, .. }
+            | PartitionError::LogGap { partition, .. }
+            | PartitionError::SnapshotBehindPurge { partition, .. }
+            | PartitionError::BatchTooLarge { partition, .. }
+            | PartitionError::Rejected { partition, .. }
+            | PartitionError::NotLeader { partition, .. }
+            | PartitionError::OutcomeUnknown { partition }
+            | PartitionError::NotReady { partition, .. } => *partition,
+        }
+    }
+}

@@ -373,6 +373,17 @@ impl Partition {
         }
     }
 
+    /// The fault that stopped this partition's Raft core (a log write or sync that failed, a
+    /// damaged entry), or `None` while it runs or once it was shut down on request.
+    pub fn failure(&self) -> Option<String> {
+        let receiver = self.raft.metrics();
+        let metrics = receiver.borrow_watched();
+        match &metrics.running_state {
+            Ok(()) | Err(Fatal::Stopped) => None,
+            Err(fatal) => Some(fatal.to_string()),
+        }
+    }
+
     /// Stops the Raft tasks after in-flight writes finish.
     pub async fn shutdown(self) -> Result<(), PartitionError> {
         let Partition {
