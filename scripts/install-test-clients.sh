@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs TigerBeetle's official clients that node/tests/t08_wire_clients.rs drives against a
 # real node: Python `tigerbeetle` (PyPI, in a virtualenv) and Node.js `tigerbeetle-node` (npm),
-# both 0.17, into target/test-clients (or $KASSA_TEST_CLIENTS). Idempotent: a second run with
+# both 0.17, into target/test-clients (or $KASSA_TEST_CLIENTS); and `schemathesis` (PyPI, in the
+# same virtualenv), which node/tests/t14_fuzz_http.rs runs against the HTTP API. Idempotent: a second run with
 # the same versions installed does nothing. Installs python3-venv, nodejs and npm with apt-get
 # when they are missing (CI runs as root on a fresh Debian-like machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON_CLIENT_VERSION=0.17.8
+SCHEMATHESIS_VERSION=4.32.5
 NODE_CLIENT_VERSION=0.17.9
 dir="${KASSA_TEST_CLIENTS:-target/test-clients}"
 mkdir -p "$dir"
@@ -28,6 +30,11 @@ if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
     echo "installing tigerbeetle==$PYTHON_CLIENT_VERSION (PyPI)"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "tigerbeetle==$PYTHON_CLIENT_VERSION"
+fi
+
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" >/dev/null 2>&1; then
+    echo "installing schemathesis==$SCHEMATHESIS_VERSION (PyPI)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 npm_dir="$dir/npm"

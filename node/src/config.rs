@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -30,6 +31,25 @@ pub struct Config {
     /// Take a partition snapshot after this many log entries (or after 512 MiB of log,
     /// whichever comes first).
     pub snapshot_entries: u64,
+    /// HTTP connections served at once; one more is answered 503 and closed.
+    pub http_connections_max: usize,
+    /// How long an HTTP connection may wait between requests (or before its first).
+    pub http_idle_timeout_ms: u64,
+    /// How long a request's headers may take once its first byte arrived.
+    pub http_header_timeout_ms: u64,
+    /// How long a request's body may take once its headers arrived.
+    pub http_body_timeout_ms: u64,
+    /// How long a response may wait for the client to read it.
+    pub http_write_timeout_ms: u64,
+    /// Wire connections served at once; one more is closed at once.
+    pub wire_connections_max: usize,
+    /// How long a wire connection may go without sending a frame. TigerBeetle's clients ping
+    /// while idle, so only dead or stalled ones reach it.
+    pub wire_idle_timeout_ms: u64,
+    /// How long a frame may take to arrive, header and body, once its first byte arrived.
+    pub wire_frame_timeout_ms: u64,
+    /// How long a reply may wait for the client to read it.
+    pub wire_write_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -40,6 +60,15 @@ impl Default for Config {
             wire_address: SocketAddr::from(([127, 0, 0, 1], 3000)),
             cores: 0,
             snapshot_entries: 100_000,
+            http_connections_max: 4096,
+            http_idle_timeout_ms: 60_000,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
+            http_write_timeout_ms: 30_000,
+            wire_connections_max: 4096,
+            wire_idle_timeout_ms: 300_000,
+            wire_frame_timeout_ms: 10_000,
+            wire_write_timeout_ms: 30_000,
         }
     }
 }
@@ -58,7 +87,18 @@ pub enum ConfigError {
     Cores(usize),
     #[error("snapshot_entries must be at least 1")]
     SnapshotEntries,
+    #[error("{name} = {value}: must be 1 to {max}")]
+    OutOfRange {
+        name: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
+
+/// Longest timeout a setting takes: a day.
+pub const TIMEOUT_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+/// Most connections a listener takes (each is a file descriptor).
+pub const CONNECTIONS_MAX: usize = 1 << 20;
 
 impl Config {
     /// The configuration in the TOML file at `path`, over the defaults.
@@ -86,7 +126,61 @@ impl Config {
         if self.snapshot_entries == 0 {
             return Err(ConfigError::SnapshotEntries);
         }
+        self.check_limits()?;
         Ok(cores)
+    }
+
+    /// Every connection cap and timeout is at least 1 and at most its maximum.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let connections = [
+            ("http_connections_max", self.http_connections_max),
+            ("wire_connections_max", self.wire_connections_max),
+        ];
+        for (name, value) in connections {
+            check(name, value as u64, CONNECTIONS_MAX as u64)?;
+        }
+        let timeouts = [
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+            ("http_write_timeout_ms", self.http_write_timeout_ms),
+            ("wire_idle_timeout_ms", self.wire_idle_timeout_ms),
+            ("wire_frame_timeout_ms", self.wire_frame_timeout_ms),
+            ("wire_write_timeout_ms", self.wire_write_timeout_ms),
+        ];
+        for (name, value) in timeouts {
+            check(name, value, TIMEOUT_MS_MAX)?;
+        }
+        Ok(())
+    }
+
+    /// The HTTP listener's limits.
+    pub fn http_limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits {
+            connections_max: self.http_connections_max,
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
+            write_timeout: Duration::from_millis(self.http_write_timeout_ms),
+        }
+    }
+
+    /// The wire port's limits.
+    pub fn wire_limits(&self) -> crate::wire::WireLimits {
+        crate::wire::WireLimits {
+            connections_max: self.wire_connections_max,
+            idle_timeout: Duration::from_millis(self.wire_idle_timeout_ms),
+            frame_timeout: Duration::from_millis(self.wire_frame_timeout_ms),
+            write_timeout: Duration::from_millis(self.wire_write_timeout_ms),
+        }
+    }
+}
+
+fn check(name: &'static str, value: u64, max: u64) -> Result<(), ConfigError> {
+    if (1..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange { name, value, max })
     }
 }
 

@@ -34,6 +34,8 @@ use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
 use zerocopy::IntoBytes;
 
 use crate::cores::{next_lock_txn, Cores, ReadNames};
+use crate::fail_stop::fail_stop;
+use crate::fault_injection;
 use crate::join::join_all;
 use crate::NodeError;
 
@@ -138,10 +140,15 @@ const _: () = assert!(
 /// Requests queued for the driver before callers wait.
 const JOBS_QUEUED_MAX: usize = 4096;
 
+/// How long a stop waits for the coordinator's runtime to drop its last tasks.
+const RUNTIME_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs transactions on a runtime of their own.
 pub struct Coordinator {
     handle: Transactions,
     runtime: tokio::runtime::Runtime,
+    /// The driver task: it returns once the queue is closed and empty.
+    driver: tokio::task::JoinHandle<()>,
 }
 
 /// Where requests queue for the coordinator; cloneable, for the HTTP API and the wire port.
@@ -164,7 +171,7 @@ impl Coordinator {
             .build()
             .map_err(|error| NodeError::Start(format!("coordinator runtime: {error}")))?;
         let (jobs, queue) = async_channel::bounded(JOBS_QUEUED_MAX);
-        runtime.spawn(drive(cores, queue));
+        let driver = runtime.spawn(drive(cores, queue));
         let expiries = jobs.clone();
         runtime.spawn(async move {
             while let Ok(pending) = due.recv().await {
@@ -179,7 +186,11 @@ impl Coordinator {
             }
         });
         let handle = Transactions { jobs };
-        Ok(Coordinator { handle, runtime })
+        Ok(Coordinator {
+            handle,
+            runtime,
+            driver,
+        })
     }
 
     /// A handle to queue requests with.
@@ -187,10 +198,19 @@ impl Coordinator {
         self.handle.clone()
     }
 
-    /// Lets running transactions finish (up to `wait`) and stops the runtime.
-    pub fn shutdown(self, wait: std::time::Duration) {
+    /// Takes no more requests, lets the driver finish the transaction it runs and those
+    /// queued (up to `wait`), and stops the runtime. `false` when `wait` passed first: a
+    /// transaction may still hold partition locks, so the cores cannot drain their requests.
+    pub fn shutdown(self, wait: std::time::Duration) -> bool {
         self.handle.jobs.close();
-        self.runtime.shutdown_timeout(wait);
+        let Coordinator {
+            runtime, driver, ..
+        } = self;
+        let drained = runtime.block_on(async { tokio::time::timeout(wait, driver).await });
+        // Tasks left (a background `Done`) are dropped at their next await, and with them
+        // their handles on the cores: a restart redelivers what they did not log.
+        runtime.shutdown_timeout(RUNTIME_STOP_WAIT);
+        matches!(drained, Ok(Ok(())))
     }
 }
 
@@ -374,16 +394,22 @@ async fn execute(
         }
     }
     .await;
-    match &outcome {
-        Ok(_) | Err(Undecided(_)) => unlock_all(cores, &mut locked, lock).await?,
-        Err(Decided(error)) => {
-            tracing::error!(%error, "a decided transaction could not be applied; its partitions stay locked until a restart redelivers it");
+    match outcome {
+        Ok(()) => unlock_all(cores, &mut locked, lock).await,
+        Err(Undecided(error)) => {
+            unlock_all(cores, &mut locked, lock).await?;
+            Err(error)
         }
+        // Its partitions stay locked, its clients may have their answers: only a restart can
+        // finish it (`recover` redelivers the decision).
+        Err(Decided(error)) => fail_stop(format!(
+            "a cross-partition transaction was decided but could not be finished: {error}"
+        )),
     }
-    outcome.map_err(|(Undecided(error) | Decided(error))| error)
 }
 
-/// Why a transaction failed: before its decision (nothing happened) or after it.
+/// Why a transaction failed: before its decision (nothing happened) or at or after it (its
+/// outcome is the decision's, which only a restart can deliver).
 enum Failure {
     Undecided(NodeError),
     Decided(NodeError),
@@ -600,14 +626,16 @@ async fn run_locked(
         decision.shares_except(decider)
     });
     drop(decision);
-    let (txn, decider_replies) = match decided? {
+    // A decision write that failed may still have reached the disk: its outcome is unknown,
+    // so it is never reported as "not done".
+    let (txn, decider_replies) = match decided.map_err(Decided)? {
         Reply::Decided {
             txn,
             client_replies,
         } => (txn, client_replies),
         other => unreachable!("Decide answered {other:?}"),
     };
-    if fault_injected("abort-after-decide") {
+    if fault_injection::injected("abort-after-decide") {
         eprintln!("kassa: KASSA_FAULT=abort-after-decide: aborting after a durable decision");
         std::process::abort();
     }
@@ -618,7 +646,7 @@ async fn run_locked(
     let sealed = seal_replies(decider, decider_replies, &client_answers, &others, &clocks);
     fill_client_replies(&client_answers, &sealed, &mut results);
     answers.send(results);
-    if fault_injected("abort-after-answer") {
+    if fault_injection::injected("abort-after-answer") {
         // Long enough for the answers to reach the clients.
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         eprintln!("kassa: KASSA_FAULT=abort-after-answer: aborting before the applies");
@@ -785,18 +813,6 @@ async fn run_local(
             other => unreachable!("a batch answered {other:?}"),
         },
     )
-}
-
-/// Fault injection for tests, `KASSA_FAULT=<fault>`: `abort-after-decide` aborts the process
-/// right after a decision is durable, before anyone was answered or any other partition
-/// applied it; `abort-after-answer` aborts once the clients had their answers, before the
-/// applies.
-fn fault_injected(fault: &str) -> bool {
-    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    FAULT
-        .get_or_init(|| std::env::var("KASSA_FAULT").ok())
-        .as_deref()
-        == Some(fault)
 }
 
 /// Adds what `batch` names to `names`.

@@ -26,6 +26,7 @@ use kassa_shard::{partition_of, ClientReply, Command, Ledger, LedgerConfig, Read
 use kassa_wire::RequestHeader;
 use kassa_wire::Transfer;
 
+use crate::fail_stop::fail_stop;
 use crate::NodeError;
 
 /// Requests a core's queue holds before senders wait: back-pressure, not unbounded memory.
@@ -131,10 +132,19 @@ pub struct PartitionRead {
 }
 
 /// A partition's transaction lock, on its core.
+///
+/// A holder must see every write admitted before it took the lock: such a write may still be
+/// on its way through the log (a wire client's `register`, a read's `Answer`), and a holder
+/// that read the partition before it applied would decide on stale state (it would seal a
+/// client's reply with a session op the write then takes). So taking the lock first stops
+/// admitting others, then waits until the writes already admitted have finished.
 #[derive(Default)]
 struct PartitionLock {
     holder: Cell<Option<u64>>,
     released: tokio::sync::Notify,
+    /// Writes admitted and not finished.
+    writing: Cell<usize>,
+    drained: tokio::sync::Notify,
 }
 
 impl PartitionLock {
@@ -150,9 +160,17 @@ impl PartitionLock {
         }
     }
 
+    /// Takes the lock for `txn` once it is free and the writes admitted before have finished.
     async fn lock(&self, txn: u64) {
         self.admit(None).await;
         self.holder.set(Some(txn));
+        loop {
+            let drained = self.drained.notified();
+            if self.writing.get() == 0 {
+                return;
+            }
+            drained.await;
+        }
     }
 
     fn unlock(&self, txn: u64) {
@@ -160,12 +178,55 @@ impl PartitionLock {
         self.holder.set(None);
         self.released.notify_waiters();
     }
+
+    /// Counts an admitted write until the guard is dropped.
+    fn writing(&self) -> Writing<'_> {
+        self.writing.set(self.writing.get() + 1);
+        Writing(self)
+    }
+}
+
+/// An admitted write in progress (`PartitionLock::writing`).
+struct Writing<'a>(&'a PartitionLock);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let lock = self.0;
+        lock.writing.set(lock.writing.get() - 1);
+        if lock.writing.get() == 0 {
+            lock.drained.notify_waiters();
+        }
+    }
 }
 
 /// A core's partition: the Raft group and its transaction lock.
 struct Served {
     partition: Partition,
     lock: PartitionLock,
+}
+
+impl Served {
+    /// Writes `command` through the partition's log. A write that failed because the log can
+    /// no longer be written stops the process: what reached the disk is unknown, so nobody
+    /// may be told the write did not happen (`fail_stop`).
+    async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
+        let writing = self.lock.writing();
+        let written = self.partition.write(command).await;
+        drop(writing);
+        if written.is_err() {
+            self.stop_if_failed(partition);
+        }
+        written.map_err(NodeError::from)
+    }
+
+    /// Stops the process if the partition's Raft core has stopped on a fault.
+    fn stop_if_failed(&self, partition: u32) {
+        if let Some(failure) = self.partition.failure() {
+            fail_stop(format!(
+                "partition {partition} cannot write its log: {failure}"
+            ));
+        }
+    }
 }
 
 /// Transaction numbers for locks (node-local; a lock never outlives the process).
@@ -528,8 +589,8 @@ async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &
         } => {
             let served = served(partition);
             admit(&served.lock, txn, in_flight).await;
-            let result = served.partition.write(command).await;
-            let _ = reply.send(result.map_err(NodeError::from));
+            let result = served.write(partition, command).await;
+            let _ = reply.send(result);
         }
         CoreRequest::Read {
             partition,
@@ -588,11 +649,7 @@ async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &
             let writes = writes.into_iter().map(|(partition, command)| async move {
                 let served = served(partition);
                 admit(&served.lock, Some(txn), in_flight).await;
-                served
-                    .partition
-                    .write(command)
-                    .await
-                    .map_err(NodeError::from)
+                served.write(partition, command).await
             });
             let _ = reply.send(crate::join::join_all(writes).await);
         }
@@ -625,13 +682,15 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
             continue;
         }
         for (partition, served) in &partitions {
+            // A fault in the background (a snapshot, a purge) stops the node too.
+            served.stop_if_failed(*partition);
             let now = realtime_ns();
             let local = served.partition.read(|ledger| ledger.pulse_needed(now));
             if local {
                 let txn = next_lock_txn();
                 served.lock.lock(txn).await;
                 let command = Command::ExpirePendingTransfers { now };
-                let written = served.partition.write(command).await;
+                let written = served.write(*partition, command).await;
                 served.lock.unlock(txn);
                 if let Err(error) = written {
                     tracing::warn!(partition, %error, "pulse failed; retrying next interval");

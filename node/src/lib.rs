@@ -11,8 +11,12 @@
 pub mod config;
 pub mod coordinator;
 pub mod cores;
+pub mod descriptors;
+pub mod fail_stop;
+mod fault_injection;
 pub mod http;
 mod join;
+pub mod log_limit;
 pub mod meta;
 pub mod partitioning;
 pub mod service;

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use kassa_node::config::{Config, PARTITIONS_DEFAULT};
 use kassa_node::cores::CoreSetup;
+use kassa_node::descriptors;
 use kassa_node::http::{self, Api};
 use kassa_node::meta::{self, ClusterMeta};
 use kassa_node::service::Service;
@@ -28,10 +29,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node. With no arguments: data in ./kassa-data (formatted on first start), HTTP on
-    /// 127.0.0.1:8080, TigerBeetle's client protocol on 127.0.0.1:3000, one core thread per
-    /// CPU. SIGTERM or SIGINT stops it cleanly.
-    Start(StartArgs),
+    /// Run a node. With no arguments: data in ./kassa-data (formatted on first start if new or
+    /// empty), HTTP on 127.0.0.1:8080, TigerBeetle's client protocol on 127.0.0.1:3000, one
+    /// core thread per CPU. SIGTERM or SIGINT stops it cleanly, within 30 s.
+    Start(Box<StartArgs>),
     /// Format a data directory for a new cluster.
     Format(FormatArgs),
 }
@@ -59,6 +60,36 @@ struct StartArgs {
     /// [default: 100000].
     #[arg(long, value_name = "N")]
     snapshot_entries: Option<u64>,
+    /// HTTP connections served at once; one more is answered 503 and closed [default: 4096].
+    #[arg(long, value_name = "N")]
+    http_connections_max: Option<usize>,
+    /// Close an HTTP connection idle this long between requests [default: 60000].
+    #[arg(long, value_name = "MS")]
+    http_idle_timeout_ms: Option<u64>,
+    /// Close an HTTP connection whose request headers take this long [default: 10000].
+    #[arg(long, value_name = "MS")]
+    http_header_timeout_ms: Option<u64>,
+    /// Answer 408 and close when a request body takes this long [default: 30000].
+    #[arg(long, value_name = "MS")]
+    http_body_timeout_ms: Option<u64>,
+    /// Close an HTTP connection whose client does not read its response for this long
+    /// [default: 30000].
+    #[arg(long, value_name = "MS")]
+    http_write_timeout_ms: Option<u64>,
+    /// Wire connections served at once; more are closed at once [default: 4096].
+    #[arg(long, value_name = "N")]
+    wire_connections_max: Option<usize>,
+    /// Close a wire connection that sends no frame for this long (TigerBeetle's clients ping
+    /// while idle) [default: 300000].
+    #[arg(long, value_name = "MS")]
+    wire_idle_timeout_ms: Option<u64>,
+    /// Close a wire connection whose frame, header and body, takes this long [default: 10000].
+    #[arg(long, value_name = "MS")]
+    wire_frame_timeout_ms: Option<u64>,
+    /// Close a wire connection whose client does not read its reply for this long
+    /// [default: 30000].
+    #[arg(long, value_name = "MS")]
+    wire_write_timeout_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -108,7 +139,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Start(args) => start(args),
+        Command::Start(args) => start(*args),
         Command::Format(args) => {
             let meta = format(&args.data_dir, args.cluster_id, args.partitions)?;
             println!(
@@ -132,11 +163,37 @@ fn config_of(args: StartArgs) -> anyhow::Result<Config> {
     config.wire_address = args.wire_address.unwrap_or(config.wire_address);
     config.cores = args.cores.unwrap_or(config.cores);
     config.snapshot_entries = args.snapshot_entries.unwrap_or(config.snapshot_entries);
+    let set = |flag: Option<u64>, setting: &mut u64| *setting = flag.unwrap_or(*setting);
+    set(args.http_idle_timeout_ms, &mut config.http_idle_timeout_ms);
+    set(
+        args.http_header_timeout_ms,
+        &mut config.http_header_timeout_ms,
+    );
+    set(args.http_body_timeout_ms, &mut config.http_body_timeout_ms);
+    set(
+        args.http_write_timeout_ms,
+        &mut config.http_write_timeout_ms,
+    );
+    set(args.wire_idle_timeout_ms, &mut config.wire_idle_timeout_ms);
+    set(
+        args.wire_frame_timeout_ms,
+        &mut config.wire_frame_timeout_ms,
+    );
+    set(
+        args.wire_write_timeout_ms,
+        &mut config.wire_write_timeout_ms,
+    );
+    config.http_connections_max = args
+        .http_connections_max
+        .unwrap_or(config.http_connections_max);
+    config.wire_connections_max = args
+        .wire_connections_max
+        .unwrap_or(config.wire_connections_max);
     Ok(config)
 }
 
 fn start(args: StartArgs) -> anyhow::Result<()> {
-    let config = config_of(args)?;
+    let mut config = config_of(args)?;
     let cores_count = config.cores_resolved()?;
     let meta = match block_on_monoio(meta::load(&config.data_dir))?? {
         Some(meta) => meta,
@@ -149,6 +206,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
             meta
         }
     };
+    fit_descriptors(&mut config, meta.partitions, cores_count)?;
     let setup = CoreSetup {
         data_dir: config.data_dir.clone(),
         partitions: meta.partitions,
@@ -163,18 +221,23 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         .cluster_id
         .parse()
         .context("the cluster id in the data directory")?;
-    let wire = kassa_node::wire::start(config.wire_address, &service, cluster);
+    let wire =
+        kassa_node::wire::start(config.wire_address, &service, cluster, config.wire_limits());
     let wire = match wire {
         Ok(wire) => wire,
         Err(error) => {
-            service.shutdown();
+            let _ = service.shutdown();
             bail!("wire protocol on {}: {error}", config.wire_address);
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let api = Arc::new(Api { service });
+    let http_limits = config.http_limits();
+    let api = Arc::new(Api {
+        service,
+        limits: http_limits,
+    });
     let served = runtime.block_on(async {
         let listener = http::bind(config.http_address).await?;
         let address = listener.local_addr()?;
@@ -192,7 +255,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
             let _ = graceful.wait_for(|stopping| *stopping).await;
         };
         tokio::select! {
-            served = http::serve(listener, api.clone(), graceful) => served?,
+            served = http::serve(listener, api.clone(), http_limits, graceful) => served?,
             () = drain_deadline(stop) => eprintln!(
                 "kassa: HTTP requests still open after {}s; stopping without them",
                 DRAIN_TIMEOUT.as_secs()
@@ -202,15 +265,33 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     });
     drop(runtime);
     let api = Arc::try_unwrap(api).map_err(|_| anyhow::anyhow!("HTTP requests still running"))?;
-    api.service.shutdown();
+    let clean = api.service.shutdown();
     served?;
+    if !clean {
+        eprintln!(
+            "kassa: stopped without finishing everything in flight; nothing acknowledged is lost"
+        );
+        std::process::exit(1);
+    }
     println!("kassa: stopped cleanly");
     Ok(())
 }
 
+/// Raises the open-files limit and fits the connection caps under it, with room for the
+/// node's own files (`descriptors`).
+fn fit_descriptors(config: &mut Config, partitions: u32, cores: usize) -> anyhow::Result<()> {
+    let limit = descriptors::raise_open_files_limit().context("raising the open-files limit")?;
+    if descriptors::fit_connections(config, limit, partitions, cores)? {
+        eprintln!(
+            "kassa: the open-files limit ({limit}) leaves room for {} HTTP and {} wire \
+             connections once the node's own files are reserved; raise the hard limit for more",
+            config.http_connections_max, config.wire_connections_max
+        );
+    }
+    Ok(())
+}
+
 fn format(data_dir: &Path, cluster_id: u128, partitions: u32) -> anyhow::Result<ClusterMeta> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
     Ok(block_on_monoio(meta::format(
         data_dir, cluster_id, partitions,
     ))??)
@@ -264,12 +345,37 @@ async fn watch_signals(stopping: tokio::sync::watch::Sender<bool>) {
     }
     println!("kassa: stopping: finishing in-flight requests (signal again to exit at once)");
     let _ = stopping.send(true);
+    watch_stop_deadline();
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
     }
     eprintln!("kassa: second signal: exiting now");
     std::process::exit(1);
+}
+
+/// The longest a stop takes: HTTP requests (`DRAIN_TIMEOUT`), then transactions (the
+/// service's own bound), then the partitions' logs. Past it the process exits at once.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Exits the process if a stop has not finished `STOP_TIMEOUT` from now. Every acknowledged
+/// write is durable, so such an exit loses nothing: the next start recovers as after a crash.
+fn watch_stop_deadline() {
+    let watchdog = std::thread::Builder::new()
+        .name("kassa-stop-deadline".into())
+        .spawn(|| {
+            std::thread::sleep(STOP_TIMEOUT);
+            eprintln!(
+                "kassa: the stop did not finish within {}s; exiting now (nothing acknowledged \
+                 is lost: the next start recovers)",
+                STOP_TIMEOUT.as_secs()
+            );
+            // SAFETY: _exit ends the process at once; it takes no pointers.
+            unsafe { libc::_exit(1) }
+        });
+    if let Err(error) = watchdog {
+        tracing::error!(%error, "cannot bound the stop's duration");
+    }
 }
 
 /// Resolves `DRAIN_TIMEOUT` after a stop began.

@@ -3,6 +3,12 @@
 //!
 //! Layout: `<data_dir>/cluster` (a durable file holding this TOML) and one directory per
 //! partition, `<data_dir>/partitions/<partition>`.
+//!
+//! Formatting never overwrites anything: it formats only a directory that does not exist or
+//! is empty (a file system's `lost+found` aside). It first creates `format.lock` exclusively,
+//! so of two formats of one directory at once, one fails; it writes the `cluster` file last
+//! and then removes the lock. A format that crashed leaves the lock and no `cluster` file: the
+//! directory is then neither formatted nor empty, and is refused until an operator clears it.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::PARTITIONS_MAX;
 
 const META_FILE: &str = "cluster";
+/// Held, by existing, while a format runs.
+const FORMAT_LOCK: &str = "format.lock";
+/// Entries an empty directory may hold: ext4 creates `lost+found` at a file system's root.
+const IGNORED_ENTRIES: [&str; 1] = ["lost+found"];
+/// Entries a refusal names at most.
+const NAMED_ENTRIES_MAX: usize = 5;
 /// The layout version this build writes and reads. 2: a cross-partition decision in the log
 /// (and in snapshots) carries each created transfer once.
 pub const FORMAT_VERSION: u32 = 2;
@@ -45,6 +57,17 @@ pub enum MetaError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{path} is not empty and holds no Kassa cluster description (found {found}); Kassa \
+         formats only a new or empty directory: choose another one, or empty this one if its \
+         contents are not needed"
+    )]
+    NotEmpty { path: PathBuf, found: String },
+    #[error(
+        "{path} is being formatted by another process, or a format was interrupted \
+         ({path}/{FORMAT_LOCK} exists); if no format runs, empty the directory and format again"
+    )]
+    FormatRunning { path: PathBuf },
 }
 
 /// Where partition `partition`'s files live.
@@ -89,7 +112,8 @@ pub async fn load(data_dir: &Path) -> Result<Option<ClusterMeta>, MetaError> {
     Ok(Some(meta))
 }
 
-/// Formats an empty data directory for `partitions` partitions of cluster `cluster_id`.
+/// Formats a new or empty data directory for `partitions` partitions of cluster
+/// `cluster_id` (creating it if needed).
 pub async fn format(
     data_dir: &Path,
     cluster_id: u128,
@@ -105,6 +129,78 @@ pub async fn format(
             partitions: existing.partitions,
         });
     }
+    std::fs::create_dir_all(data_dir).map_err(|source| MetaError::Create {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let lock = data_dir.join(FORMAT_LOCK);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+    {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(MetaError::FormatRunning {
+                path: data_dir.to_path_buf(),
+            });
+        }
+        Err(source) => return Err(MetaError::Create { path: lock, source }),
+    }
+    let formatted = match check_empty(data_dir) {
+        Ok(()) => format_locked(data_dir, cluster_id, partitions).await,
+        Err(error) => Err(error),
+    };
+    // The lock goes whether or not the format succeeded: a refusal changed nothing else.
+    let removed = std::fs::remove_file(&lock).map_err(|source| MetaError::Create {
+        path: lock.clone(),
+        source,
+    });
+    let meta = formatted?;
+    removed?;
+    sync_dir(data_dir)?;
+    Ok(meta)
+}
+
+/// Fails unless `data_dir` holds nothing but the format lock and entries an empty file system
+/// has.
+fn check_empty(data_dir: &Path) -> Result<(), MetaError> {
+    let read = std::fs::read_dir(data_dir).map_err(|source| MetaError::Create {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let mut found: Vec<String> = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|source| MetaError::Create {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != FORMAT_LOCK && !IGNORED_ENTRIES.contains(&name.as_str()) {
+            found.push(name);
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    let count = found.len();
+    let mut named: Vec<String> = found.into_iter().take(NAMED_ENTRIES_MAX).collect();
+    if count > NAMED_ENTRIES_MAX {
+        named.push(format!("and {} more", count - NAMED_ENTRIES_MAX));
+    }
+    Err(MetaError::NotEmpty {
+        path: data_dir.to_path_buf(),
+        found: named.join(", "),
+    })
+}
+
+/// Creates the partitions' directories, then the description: the format's last step.
+async fn format_locked(
+    data_dir: &Path,
+    cluster_id: u128,
+    partitions: u32,
+) -> Result<ClusterMeta, MetaError> {
     for partition in 0..partitions {
         let path = partition_dir(data_dir, partition);
         std::fs::create_dir_all(&path).map_err(|source| MetaError::Create { path, source })?;

@@ -77,14 +77,28 @@ impl Service {
         })
     }
 
-    /// Finishes running transactions and stops the cores.
-    pub fn shutdown(self) {
+    /// Finishes running transactions and stops the cores. `false` when that could not be
+    /// done cleanly (a transaction still ran after `TRANSACTIONS_DRAIN`, or something still
+    /// holds the cores): the caller should then exit without waiting, as after a crash, which
+    /// loses nothing acknowledged.
+    pub fn shutdown(self) -> bool {
         if let Some(coordinator) = self.coordinator {
-            coordinator.shutdown(TRANSACTIONS_DRAIN);
+            if !coordinator.shutdown(TRANSACTIONS_DRAIN) {
+                tracing::error!(
+                    "transactions still running after {TRANSACTIONS_DRAIN:?}; stopping without them"
+                );
+                return false;
+            }
         }
         match Arc::try_unwrap(self.cores) {
-            Ok(cores) => cores.shutdown(),
-            Err(_) => tracing::error!("cores still in use at shutdown"),
+            Ok(cores) => {
+                cores.shutdown();
+                true
+            }
+            Err(_) => {
+                tracing::error!("cores still in use at shutdown");
+                false
+            }
         }
     }
 
@@ -180,7 +194,10 @@ impl Service {
         for partition in 0..self.partitions() {
             let status = self.cores.status(partition).await?;
             if let Some(fatal) = status.fatal {
-                not_serving.push(format!("partition {partition}: stopped: {fatal}"));
+                tracing::error!(partition, %fatal, "partition stopped");
+                not_serving.push(format!(
+                    "partition {partition}: stopped on a fault (see the node's log)"
+                ));
             } else if !status.leader {
                 not_serving.push(format!("partition {partition}: not leading"));
             }

@@ -131,6 +131,33 @@ fn malformed_requests_are_refused_and_change_nothing() {
             r#"{"ledger":"1"}"#.into(),
             "invalid_body",
         ),
+        // A record or filter is a JSON object, never an array of its fields.
+        (
+            "POST",
+            "/v1/accounts",
+            r#"[["7","0"]]"#.into(),
+            "invalid_body",
+        ),
+        ("POST", "/v1/transfers/query", "[]".into(), "invalid_body"),
+        // A flag given twice, a limit out of bounds, an id past u128.
+        (
+            "POST",
+            "/v1/accounts",
+            r#"[{"id":"7","ledger":1,"code":1,"flags":["history","history"]}]"#.into(),
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/v1/accounts/query",
+            r#"{"limit":8190}"#.into(),
+            "invalid_body",
+        ),
+        (
+            "GET",
+            "/v1/accounts/1/transfers?limit=0",
+            String::new(),
+            "invalid_query",
+        ),
     ];
     for (method, path, body, code) in &cases {
         let (status, text) =

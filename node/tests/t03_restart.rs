@@ -97,3 +97,105 @@ fn a_stalled_client_cannot_hold_a_stop_and_a_second_signal_exits_at_once() {
     let node = Node::start(&dir.0);
     assert_eq!(node.get("/ready").0, 200);
 }
+
+fn kassa(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--http-address",
+            "127.0.0.1:0",
+            "--wire-address",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run kassa")
+}
+
+/// `kassa start` formats only a new or empty directory; anything else without a cluster
+/// description is refused, names what it found, and is left as it was. `kassa format` too.
+#[test]
+fn start_and_format_refuse_a_directory_that_holds_something_else() {
+    let dir = TempDir::new("not-empty");
+    std::fs::write(dir.0.join("ledger-export.csv"), b"1,2,3\n").expect("a file");
+    std::fs::create_dir(dir.0.join("partitions")).expect("a directory");
+    let started = kassa(&["start"], &dir.0);
+    assert!(!started.status.success(), "{started:?}");
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert!(stderr.contains("ledger-export.csv, partitions"), "{stderr}");
+    let formatted = std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["format", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .expect("run kassa format");
+    assert!(!formatted.status.success());
+    assert!(String::from_utf8_lossy(&formatted.stderr).contains("is not empty"));
+    let mut left: Vec<String> = std::fs::read_dir(&dir.0)
+        .expect("read")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["ledger-export.csv", "partitions"],
+        "nothing was added"
+    );
+    assert_eq!(
+        std::fs::read(dir.0.join("ledger-export.csv")).expect("file"),
+        b"1,2,3\n"
+    );
+
+    // A file system's lost+found does not count: such a directory is empty.
+    let dir = TempDir::new("lost-found");
+    std::fs::create_dir(dir.0.join("lost+found")).expect("lost+found");
+    let node = Node::start(&dir.0);
+    assert_eq!(node.get("/ready").0, 200);
+}
+
+/// Of several formats of one new directory at once, exactly one succeeds; the directory is then
+/// a valid node's. A lock left by an interrupted format is refused, naming it.
+#[test]
+fn concurrent_formats_cannot_both_succeed() {
+    let parent = TempDir::new("concurrent-format");
+    for round in 0..5 {
+        let dir = parent.0.join(format!("data-{round}"));
+        let formats: Vec<std::process::Child> = (0..6)
+            .map(|n| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+                    .args(["format", "--cluster-id", &n.to_string(), "--data-dir"])
+                    .arg(&dir)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn kassa format")
+            })
+            .collect();
+        let outcomes: Vec<std::process::Output> = formats
+            .into_iter()
+            .map(|child| child.wait_with_output().expect("wait"))
+            .collect();
+        let succeeded = outcomes.iter().filter(|o| o.status.success()).count();
+        assert_eq!(succeeded, 1, "round {round}: {outcomes:?}");
+        for refused in outcomes.iter().filter(|o| !o.status.success()) {
+            let stderr = String::from_utf8_lossy(&refused.stderr);
+            assert!(
+                stderr.contains("already formatted")
+                    || stderr.contains("being formatted")
+                    || stderr.contains("is not empty"),
+                "{stderr}"
+            );
+        }
+        assert!(!dir.join("format.lock").exists());
+    }
+    let node = Node::start(&parent.0.join("data-0"));
+    assert_eq!(node.get("/ready").0, 200);
+
+    let dir = TempDir::new("interrupted-format");
+    std::fs::write(dir.0.join("format.lock"), b"").expect("a lock");
+    let started = kassa(&["start"], &dir.0);
+    assert!(!started.status.success());
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(stderr.contains("format.lock"), "{stderr}");
+}

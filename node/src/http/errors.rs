@@ -1,10 +1,14 @@
 //! Error replies: `{"error": "<code>", "message": "<what and where>"}` with a fitting status.
 //!
 //! Codes: `invalid_json` (not JSON), `invalid_body` (JSON of the wrong shape: a wrong type,
-//! an unknown field, a number where a decimal string belongs), `unknown_flag`, `invalid_id`
-//! (a path id that is not a decimal u128), `invalid_query` (a bad query parameter),
-//! `too_many_records` (more than 8189 in one request), `not_found`, `unavailable` (the node
-//! is shutting down or a partition cannot serve).
+//! an unknown field, a number where a decimal string belongs, a flag given twice, a limit out
+//! of range), `unknown_flag`, `invalid_id` (a path id that is not a decimal u128),
+//! `invalid_query` (a bad query parameter), `too_many_records` (more than 8189 in one
+//! request), `not_found`, `method_not_allowed`, `body_too_large` (413), `body_timeout` (408);
+//! and with a 503: `unavailable` (a partition cannot serve), `shutting_down`,
+//! `outcome_unknown` (a write whose outcome a leader change hid; retry with the same ids),
+//! `too_many_connections`. A 5xx's message says what, never where on disk: files and OS
+//! errors go to the node's log.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Close the connection after this answer (the request's body was not read whole).
+    pub close: bool,
 }
 
 #[derive(Serialize)]
@@ -30,6 +36,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            close: false,
+        }
+    }
+
+    /// This error, answered with `connection: close`.
+    pub fn closing(self) -> ApiError {
+        ApiError {
+            close: true,
+            ..self
         }
     }
 
@@ -48,17 +63,52 @@ impl IntoResponse for ApiError {
             error: self.code,
             message: &self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.close {
+            let close = axum::http::HeaderValue::from_static("close");
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, close);
+        }
+        response
     }
 }
 
+/// A fault of the node answered over HTTP: a 503 with a code and a short message a client
+/// can act on. The error itself, with its files and OS errors, goes to the node's log only.
 impl From<crate::NodeError> for ApiError {
     fn from(error: crate::NodeError) -> ApiError {
+        use crate::NodeError;
+        use kassa_raft::PartitionError;
         tracing::warn!(%error, "request failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            error.to_string(),
-        )
+        let (code, message) = match &error {
+            NodeError::ShuttingDown | NodeError::Partition(PartitionError::ShuttingDown { .. }) => {
+                ("shutting_down", "the node is shutting down".to_string())
+            }
+            NodeError::Partition(PartitionError::NotLeader { partition, .. }) => (
+                "unavailable",
+                format!("partition {partition} is not led by this node"),
+            ),
+            NodeError::Partition(PartitionError::OutcomeUnknown { partition }) => (
+                "outcome_unknown",
+                format!(
+                    "partition {partition} lost its leadership during the write; its outcome \
+                     is unknown: retry with the same ids"
+                ),
+            ),
+            NodeError::Partition(error) => (
+                "unavailable",
+                format!(
+                    "partition {} cannot serve; the node's log says why",
+                    error.partition()
+                ),
+            ),
+            NodeError::Transaction(_) => (
+                "unavailable",
+                "the batch could not run; nothing was applied".to_string(),
+            ),
+            NodeError::Start(_) => ("unavailable", "the node is not ready".to_string()),
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 }

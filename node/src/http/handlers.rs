@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -16,9 +15,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::json::{
-    AccountBalanceJson, AccountJson, CreateResultJson, Decimal, QueryFilterJson, Records,
-    TransferJson, TOO_MANY_RECORDS,
+    parse_decimal, AccountBalanceJson, AccountJson, CreateResultJson, Decimal, Object,
+    QueryFilterJson, Records, TransferJson, TOO_MANY_RECORDS,
 };
+use super::request_body::RequestBody;
 use super::{Api, ApiError};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -51,9 +51,17 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see /openapi.json")
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see /openapi.json",
+    )
+}
+
 pub async fn create_accounts(
     State(api): State<Arc<Api>>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult<impl IntoResponse> {
     let records: Vec<AccountJson> = parse_records(&body)?;
     let accounts: Vec<Account> = records.iter().map(Account::from).collect();
@@ -64,7 +72,7 @@ pub async fn create_accounts(
 
 pub async fn create_transfers(
     State(api): State<Arc<Api>>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult<impl IntoResponse> {
     let records: Vec<TransferJson> = parse_records(&body)?;
     let transfers: Vec<Transfer> = records.iter().map(Transfer::from).collect();
@@ -138,7 +146,7 @@ pub async fn get_account_balances(
 
 pub async fn query_accounts(
     State(api): State<Arc<Api>>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult<impl IntoResponse> {
     let filter = query_filter(&body)?;
     let accounts = api.service.query_accounts(filter).await?;
@@ -149,7 +157,7 @@ pub async fn query_accounts(
 
 pub async fn query_transfers(
     State(api): State<Arc<Api>>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult<impl IntoResponse> {
     let filter = query_filter(&body)?;
     let transfers = api.service.query_transfers(filter).await?;
@@ -193,13 +201,22 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 }
 
 fn parse_id(text: &str) -> ApiResult<u128> {
-    let valid = !text.is_empty() && text.len() <= 39 && text.bytes().all(|b| b.is_ascii_digit());
-    valid
-        .then(|| text.parse::<u128>().ok())
-        .flatten()
-        .ok_or_else(|| {
-            ApiError::bad_request("invalid_id", format!("`{text}` is not a u128 decimal id"))
-        })
+    parse_decimal(text).ok_or_else(|| {
+        ApiError::bad_request("invalid_id", format!("`{text}` is not a u128 decimal id"))
+    })
+}
+
+/// A filter's limit: 1 to `BATCH_EVENTS_MAX` (TigerBeetle answers a filter outside that with
+/// nothing; the API says why instead).
+fn check_limit(limit: u32, code: &'static str) -> ApiResult<u32> {
+    if (1..=BATCH_EVENTS_MAX as u32).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(
+            code,
+            format!("limit: {limit} is not 1 to {BATCH_EVENTS_MAX}"),
+        ))
+    }
 }
 
 const ACCOUNT_FILTER_PARAMS: [&str; 6] = [
@@ -223,7 +240,10 @@ fn account_filter(id: AccountId, params: &HashMap<String, String>) -> ApiResult<
             format!("unknown parameter `{unknown}`; known: {known}"),
         ));
     }
-    let limit = param(params, "limit", BATCH_EVENTS_MAX as u32)?;
+    let limit = check_limit(
+        param(params, "limit", BATCH_EVENTS_MAX as u32)?,
+        "invalid_query",
+    )?;
     let debits = param(params, "debits", true)?;
     let credits = param(params, "credits", true)?;
     let mut flags = AccountFilterFlags::default();
@@ -259,13 +279,17 @@ fn param<T: std::str::FromStr>(
 }
 
 fn query_filter(body: &[u8]) -> ApiResult<QueryFilter> {
-    let json: QueryFilterJson = parse_json(body)?;
+    let Object(json): Object<QueryFilterJson> = parse_json(body)?;
     let flags = if json.reversed {
         QueryFilterFlags::REVERSED
     } else {
         QueryFilterFlags::default()
     };
-    let mut filter = QueryFilter::new(json.limit.unwrap_or(BATCH_EVENTS_MAX as u32), flags);
+    let limit = check_limit(
+        json.limit.unwrap_or(BATCH_EVENTS_MAX as u32),
+        "invalid_body",
+    )?;
+    let mut filter = QueryFilter::new(limit, flags);
     filter.user_data_128 = json.user_data_128.0;
     filter.user_data_64 = json.user_data_64.0;
     filter.user_data_32 = json.user_data_32;

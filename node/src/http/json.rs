@@ -55,10 +55,7 @@ impl<T: DecimalInt> Visitor<'_> for DecimalVisitor<T> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        let digits =
-            !text.is_empty() && text.len() <= 39 && text.bytes().all(|b| b.is_ascii_digit());
-        let value = digits.then(|| text.parse::<T>().ok()).flatten();
-        value.map(Decimal).ok_or_else(|| {
+        parse_decimal(text).map(Decimal).ok_or_else(|| {
             E::custom(format_args!(
                 "`{text}` is not a u{} decimal string",
                 T::BITS
@@ -67,12 +64,19 @@ impl<T: DecimalInt> Visitor<'_> for DecimalVisitor<T> {
     }
 }
 
+/// `text` as an unsigned integer: decimal digits only (leading zeros allowed, no sign, no
+/// spaces), at most `T`'s maximum. `openapi.json`'s `U64` and `U128` patterns say the same.
+pub fn parse_decimal<T: DecimalInt>(text: &str) -> Option<T> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse::<T>().ok()).flatten()
+}
+
 /// A flag word as an array of flag names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flags<F>(pub F);
 
 /// The flag words the API knows.
-pub trait FlagWord: Copy + Sized {
+pub trait FlagWord: Copy + Sized + PartialEq {
     fn names(self) -> Vec<&'static str>;
     fn from_name(name: &str) -> Option<Self>;
     fn empty() -> Self;
@@ -132,9 +136,38 @@ impl<'de, F: FlagWord> Visitor<'de> for FlagsVisitor<F> {
         while let Some(name) = seq.next_element::<String>()? {
             let flag = F::from_name(&name)
                 .ok_or_else(|| de::Error::custom(format_args!("unknown flag `{name}`")))?;
+            if flags.union(flag) == flags {
+                return Err(de::Error::custom(format_args!("flag `{name}` given twice")));
+            }
             flags = flags.union(flag);
         }
         Ok(Flags(flags))
+    }
+}
+
+/// A record that must be a JSON object. serde's derived structs also accept an array of
+/// their fields in order (`["1", "0", ...]`), which the API does not document and would
+/// make field order matter; this refuses anything but an object.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ObjectVisitor(PhantomData))
+    }
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Object<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
     }
 }
 
@@ -163,7 +196,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for RecordsVisitor<T> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut records = Vec::new();
-        while let Some(record) = seq.next_element()? {
+        while let Some(Object(record)) = seq.next_element()? {
             if records.len() == BATCH_EVENTS_MAX {
                 return Err(de::Error::custom(format_args!(
                     "{TOO_MANY_RECORDS}: a request carries at most {BATCH_EVENTS_MAX}"
@@ -334,4 +367,83 @@ pub struct QueryFilterJson {
     pub timestamp_max: Decimal<u64>,
     pub limit: Option<u32>,
     pub reversed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `text` plus one, in decimal.
+    fn plus_one(text: &str) -> String {
+        let mut digits: Vec<u8> = text.bytes().collect();
+        for digit in digits.iter_mut().rev() {
+            if *digit == b'9' {
+                *digit = b'0';
+            } else {
+                *digit += 1;
+                return String::from_utf8(digits).expect("digits");
+            }
+        }
+        format!("1{}", String::from_utf8(digits).expect("digits"))
+    }
+
+    /// The OpenAPI document's `U64` and `U128` patterns accept exactly the strings the API
+    /// parses, so that a client (or schemathesis) reading the document sends what is accepted.
+    #[test]
+    fn the_documents_decimal_patterns_accept_exactly_what_the_parser_does() {
+        let document: serde_json::Value =
+            serde_json::from_str(crate::http::OPENAPI_JSON).expect("the document is JSON");
+        let schemas = &document["components"]["schemas"];
+        let pattern = |name: &str| {
+            let pattern = schemas[name]["pattern"].as_str().expect("a pattern");
+            regex::Regex::new(pattern).expect("a valid pattern")
+        };
+        let (u64_pattern, u128_pattern) = (pattern("U64"), pattern("U128"));
+        let mut cases: Vec<String> = [
+            "", "0", "00", "007", "1", "-1", "+1", " 1", "1 ", "1.0", "1e3", "0x10", "١",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for max in [u64::MAX.to_string(), u128::MAX.to_string()] {
+            cases.push(max.clone());
+            cases.push(plus_one(&max));
+            cases.push(format!("0000{max}"));
+            cases.push(format!("{max}0"));
+        }
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut digit = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'0' + (state % 10) as u8)
+        };
+        // Random strings of digits, and strings that share a prefix with a maximum and then
+        // go their own way (each of the patterns' branches).
+        for len in 1..=42 {
+            for _ in 0..200 {
+                cases.push((0..len).map(|_| digit()).collect());
+            }
+        }
+        for max in [u64::MAX.to_string(), u128::MAX.to_string()] {
+            for prefix in 0..max.len() {
+                for _ in 0..50 {
+                    let rest: String = (prefix..max.len()).map(|_| digit()).collect();
+                    cases.push(format!("{}{rest}", &max[..prefix]));
+                }
+            }
+        }
+        for case in &cases {
+            assert_eq!(
+                u64_pattern.is_match(case),
+                parse_decimal::<u64>(case).is_some(),
+                "U64: `{case}`"
+            );
+            assert_eq!(
+                u128_pattern.is_match(case),
+                parse_decimal::<u128>(case).is_some(),
+                "U128: `{case}`"
+            );
+        }
+    }
 }

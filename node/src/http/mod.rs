@@ -5,8 +5,9 @@
 mod errors;
 mod handlers;
 pub mod json;
+mod request_body;
+mod server;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::routing::{get, post};
@@ -15,6 +16,7 @@ use axum::Router;
 use crate::service::Service;
 
 pub use errors::ApiError;
+pub use server::{bind, serve, HttpLimits};
 
 /// Largest request body accepted: a full batch of 8189 records in JSON fits with room.
 pub const REQUEST_BODY_SIZE_MAX: usize = 16 * 1024 * 1024;
@@ -25,6 +27,7 @@ pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 /// What every handler reaches.
 pub struct Api {
     pub service: Service,
+    pub limits: HttpLimits,
 }
 
 /// The API's routes.
@@ -48,24 +51,6 @@ pub fn router(api: Arc<Api>) -> Router {
             get(handlers::get_account_balances),
         )
         .fallback(handlers::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BODY_SIZE_MAX))
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(api)
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    api: Arc<Api>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Binds the API's address, reporting the address in the error.
-pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, crate::NodeError> {
-    tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|error| crate::NodeError::Start(format!("HTTP listen on {address}: {error}")))
 }

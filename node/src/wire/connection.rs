@@ -19,6 +19,7 @@
 //! [`Sessions::answer_known`]: kassa_shard::Sessions::answer_known
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use kassa_shard::sessions::BATCH_SIZE_LIMIT;
 use kassa_shard::{ClientReply, ClientRequest, Command, Reply};
@@ -28,11 +29,15 @@ use kassa_wire::{
     Answer, ClientFrame, FrameError, Operation, PingClientHeader, RequestHeader, Sender,
     HEADER_SIZE,
 };
-use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncReadRentExt, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 use zerocopy::IntoBytes;
 
-use super::{session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE};
+use super::{
+    peer_warn, session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE,
+};
 use crate::cores::realtime_ns;
 
 /// Why a connection ends.
@@ -69,28 +74,21 @@ async fn serve_frame(
     context: &Context,
     header: Box<[u8]>,
 ) -> Result<Box<[u8]>, Closed> {
-    let (read, header) = stream.read_exact(header).await;
-    read.map_err(|_| Closed::Io)?;
+    let (header, deadline) = read_header(stream, peer, context, header).await?;
     let size = match frame_size(&header) {
         Ok(size) => size,
         Err(error) => {
-            tracing::warn!(%peer, %error, "wire: closing the connection: bad frame");
+            peer_warn!(context, peer, %error, "wire: closing the connection: bad frame");
             return Err(Closed::BadFrame);
         }
     };
-    let body = vec![0u8; size - HEADER_SIZE].into_boxed_slice();
-    let read = monoio::time::timeout(super::FRAME_BODY_TIMEOUT, stream.read_exact(body)).await;
-    let Ok((read, body)) = read else {
-        tracing::warn!(%peer, "wire: closing the connection: a frame's body did not arrive");
-        return Err(Closed::Io);
-    };
-    read.map_err(|_| Closed::Io)?;
+    let body = read_body(stream, peer, context, size - HEADER_SIZE, deadline).await?;
     match validate_client_frame(&header, &body, context.cluster) {
         Err(error) if error.answer() == Answer::CloseConnection => {
-            tracing::warn!(%peer, %error, "wire: closing the connection: bad frame");
+            peer_warn!(context, peer, %error, "wire: closing the connection: bad frame");
             return Err(Closed::BadFrame);
         }
-        Err(error) => tracing::warn!(%peer, %error, "wire: frame dropped"),
+        Err(error) => peer_warn!(context, peer, %error, "wire: frame dropped"),
         Ok(ClientFrame::PingClient(ping)) => answer_ping(stream, context, &ping).await?,
         Ok(ClientFrame::Request(request)) => {
             answer_request(stream, peer, context, request, body.into_vec()).await?
@@ -98,6 +96,83 @@ async fn serve_frame(
     }
     Ok(header)
 }
+
+/// Reads a frame's header: its first bytes within the idle timeout, the rest within the frame
+/// timeout of them. Returns it with the time by which its body must have arrived.
+async fn read_header(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    header: Box<[u8]>,
+) -> Result<(Box<[u8]>, Instant), Closed> {
+    let limits = &context.limits;
+    let Ok((read, header)) = monoio::time::timeout(limits.idle_timeout, stream.read(header)).await
+    else {
+        tracing::debug!(%peer, "wire: closing an idle connection");
+        return Err(Closed::Io);
+    };
+    let started = Instant::now();
+    let deadline = started + limits.frame_timeout;
+    let arrived = read.map_err(|_| Closed::Io)?;
+    if arrived == 0 {
+        return Err(Closed::Io);
+    }
+    if arrived == header.len() {
+        return Ok((header, deadline));
+    }
+    let rest = header.slice_mut(arrived..);
+    let Ok((read, rest)) = monoio::time::timeout_at(deadline, stream.read_exact(rest)).await else {
+        peer_warn!(
+            context,
+            peer,
+            "wire: closing the connection: a frame's header did not arrive"
+        );
+        return Err(Closed::Io);
+    };
+    read.map_err(|_| Closed::Io)?;
+    Ok((rest.into_inner(), deadline))
+}
+
+/// Reads a body of `size` bytes by `deadline`, once the node-wide budget of incomplete frames
+/// has room for it.
+async fn read_body(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    size: usize,
+    deadline: Instant,
+) -> Result<Box<[u8]>, Closed> {
+    let reserved = loop {
+        if let Some(reserved) = context.incomplete.try_reserve(size) {
+            break reserved;
+        }
+        if Instant::now() >= deadline {
+            peer_warn!(
+                context,
+                peer,
+                "wire: closing the connection: no room for its frame"
+            );
+            return Err(Closed::Io);
+        }
+        monoio::time::sleep(BUDGET_RETRY_DELAY).await;
+    };
+    let body = vec![0u8; size].into_boxed_slice();
+    let Ok((read, body)) = monoio::time::timeout_at(deadline, stream.read_exact(body)).await else {
+        peer_warn!(
+            context,
+            peer,
+            "wire: closing the connection: a frame's body did not arrive"
+        );
+        return Err(Closed::Io);
+    };
+    read.map_err(|_| Closed::Io)?;
+    drop(reserved);
+    Ok(body)
+}
+
+/// How long a connection waits before it looks again for room in the budget of incomplete
+/// frames.
+const BUDGET_RETRY_DELAY: Duration = Duration::from_millis(1);
 
 /// The frame's announced size, once the header's checksum, command and size bounds are
 /// checked (`kassa_wire::check_header_framing`), so that a garbage header never sizes a buffer.
@@ -132,7 +207,7 @@ async fn answer_ping(
         }
     }
     let pong = build_pong(sender(context), ping);
-    send(stream, pong.as_bytes().to_vec()).await
+    send(stream, context, pong.as_bytes().to_vec()).await
 }
 
 async fn answer_request(
@@ -149,13 +224,13 @@ async fn answer_request(
     } else if release > CLIENT_RELEASE_MAX {
         Some(EvictionReason::ClientReleaseTooHigh)
     } else if let Err(error) = validate_request(&request, &body, BATCH_SIZE_LIMIT as usize) {
-        tracing::warn!(%peer, client, %error, "wire: request refused");
+        peer_warn!(context, peer, client, %error, "wire: request refused");
         Some(error.eviction_reason())
     } else {
         None
     };
     if let Some(reason) = refused {
-        tracing::warn!(%peer, client, %release, reason = reason.name(), "wire: evicting");
+        peer_warn!(context, peer, client, %release, reason = reason.name(), "wire: evicting");
         return evict(stream, context, client, reason).await;
     }
     let request = match ClientRequest::new(request, body) {
@@ -235,14 +310,20 @@ async fn answer(
             let mut frame = Vec::with_capacity(HEADER_SIZE + body.len());
             frame.extend_from_slice(header.as_bytes());
             frame.extend_from_slice(&body);
-            send(stream, frame).await
+            send(stream, context, frame).await
         }
         ClientReply::Dropped(reason) => {
             tracing::debug!(%peer, client, ?reason, "wire: request dropped");
             Ok(())
         }
         ClientReply::Evicted(reason) => {
-            tracing::warn!(%peer, client, reason = reason.name(), "wire: evicting");
+            peer_warn!(
+                context,
+                peer,
+                client,
+                reason = reason.name(),
+                "wire: evicting"
+            );
             evict(stream, context, client, reason).await
         }
     }
@@ -255,10 +336,15 @@ async fn evict(
     reason: EvictionReason,
 ) -> Result<(), Closed> {
     let eviction = build_eviction(sender(context), client, reason);
-    send(stream, eviction.as_bytes().to_vec()).await
+    send(stream, context, eviction.as_bytes().to_vec()).await
 }
 
-async fn send(stream: &mut TcpStream, frame: Vec<u8>) -> Result<(), Closed> {
-    let (written, _) = stream.write_all(frame).await;
+/// Sends `frame`; a client that does not read it within the write timeout is closed.
+async fn send(stream: &mut TcpStream, context: &Context, frame: Vec<u8>) -> Result<(), Closed> {
+    let timeout = context.limits.write_timeout;
+    let Ok((written, _)) = monoio::time::timeout(timeout, stream.write_all(frame)).await else {
+        tracing::debug!("wire: closing a connection that does not read its replies");
+        return Err(Closed::Io);
+    };
     written.map(|_| ()).map_err(|_| Closed::Io)
 }

@@ -20,28 +20,48 @@
 //! and a read runs where its records are and has its reply cached by a log entry in the
 //! session's partition (`partitioned`).
 //!
-//! Limits: at most [`WIRE_CONNECTIONS_MAX`] connections (more are closed at once, logged); a
-//! frame's body must arrive within [`FRAME_BODY_TIMEOUT`] of its header.
+//! Limits ([`WireLimits`], from the configuration): at most `connections_max` connections
+//! (more are closed at once, logged); a connection that sends no frame for `idle_timeout` is
+//! closed, and so is one whose frame, header and body, takes longer than `frame_timeout` from
+//! its first byte or whose reply waits longer than `write_timeout` for the client to read it.
+//! A body's buffer is allocated only once its header passed the framing checks, and all
+//! connections together hold at most [`INCOMPLETE_FRAMES_BYTES_MAX`] in bodies still arriving
+//! (a connection waits for room, within its frame timeout), so clients that announce large
+//! frames and stall cannot make the node allocate without bound. Refusals are logged at most
+//! a few times per peer per window ([`LogLimiter`]).
 
 mod connection;
 mod partitioned;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kassa_wire::header::Release;
 
 use crate::coordinator::Transactions;
 use crate::cores::CoreQueues;
+use crate::log_limit::LogLimiter;
 use crate::partitioning::partition_of;
 use crate::service::{Reads, Service};
 
-/// Most wire connections a node serves at once.
-pub const WIRE_CONNECTIONS_MAX: usize = 4096;
-/// How long a frame's body may take to arrive after its header.
-pub const FRAME_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes that frames whose body is still arriving may hold, over all connections: 256 full
+/// frames at once.
+pub const INCOMPLETE_FRAMES_BYTES_MAX: usize = 256 * kassa_wire::MESSAGE_SIZE_MAX;
+
+/// How the wire port limits its clients (`Config`'s `wire_*` settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireLimits {
+    /// Connections served at once.
+    pub connections_max: usize,
+    /// How long a connection may go without starting a frame.
+    pub idle_timeout: Duration,
+    /// How long a frame, header and body, may take from its first byte.
+    pub frame_timeout: Duration,
+    /// How long a reply may wait for the client to read it.
+    pub write_timeout: Duration,
+}
 /// The release this node reports in pongs and evictions: the TigerBeetle release whose
 /// protocol it speaks.
 pub const RELEASE: Release = Release::new(0, 17, 8);
@@ -69,11 +89,82 @@ pub(crate) struct Context {
     pub reads: Reads,
     /// The transaction coordinator, with more than one partition.
     pub transactions: Option<Transactions>,
+    pub limits: WireLimits,
+    /// Bytes held by bodies still arriving, over all connections.
+    pub incomplete: Arc<IncompleteFrames>,
+    /// Rate limits for the warnings a peer causes.
+    pub log_limiter: Arc<Mutex<LogLimiter>>,
+}
+
+impl Context {
+    /// Whether a warning caused by `peer` may be logged now: `Some(lines left out before it)`.
+    pub fn log_allowed(&self, peer: SocketAddr) -> Option<u64> {
+        let mut limiter = self.log_limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.admit(Some(peer.ip()), std::time::Instant::now())
+    }
+}
+
+/// Logs a warning caused by a peer, unless that peer caused too many lately.
+macro_rules! peer_warn {
+    ($context:expr, $peer:expr, $($rest:tt)+) => {
+        if let Some(suppressed) = $context.log_allowed($peer) {
+            let peer = $peer;
+            tracing::warn!(%peer, suppressed, $($rest)+);
+        }
+    };
+}
+pub(crate) use peer_warn;
+
+/// The node-wide budget of bytes held by frame bodies still arriving.
+#[derive(Debug)]
+pub(crate) struct IncompleteFrames {
+    held: AtomicUsize,
+    max: usize,
+}
+
+/// Bytes reserved in [`IncompleteFrames`]; given back when dropped.
+pub(crate) struct Reserved<'a> {
+    budget: &'a IncompleteFrames,
+    bytes: usize,
+}
+
+impl IncompleteFrames {
+    pub fn new(max: usize) -> IncompleteFrames {
+        IncompleteFrames {
+            held: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Reserves `bytes` if they fit now.
+    pub fn try_reserve(&self, bytes: usize) -> Option<Reserved<'_>> {
+        assert!(bytes <= self.max, "a frame is smaller than the budget");
+        let reserve = |held: usize| held.checked_add(bytes).filter(|total| *total <= self.max);
+        let updated = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, reserve);
+        updated.ok().map(|_| Reserved {
+            budget: self,
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Binds `address` and starts accepting; returns the bound address (the chosen port for
 /// `:0`). Connections are served until the process exits.
-pub fn start(address: SocketAddr, service: &Service, cluster: u128) -> std::io::Result<SocketAddr> {
+pub fn start(
+    address: SocketAddr,
+    service: &Service,
+    cluster: u128,
+    limits: WireLimits,
+) -> std::io::Result<SocketAddr> {
+    assert!(limits.connections_max > 0);
     let listener = TcpListener::bind(address)?;
     let bound = listener.local_addr()?;
     let context = Context {
@@ -81,6 +172,9 @@ pub fn start(address: SocketAddr, service: &Service, cluster: u128) -> std::io::
         cluster,
         reads: service.reads.clone(),
         transactions: service.transactions(),
+        limits,
+        incomplete: Arc::new(IncompleteFrames::new(INCOMPLETE_FRAMES_BYTES_MAX)),
+        log_limiter: Arc::new(Mutex::new(LogLimiter::new())),
     };
     std::thread::Builder::new()
         .name("kassa-wire-accept".into())
@@ -95,13 +189,21 @@ fn accept_loop(listener: TcpListener, context: Context) {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(%error, "wire: accept failed");
+                let mut limiter = context
+                    .log_limiter
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(suppressed) = limiter.admit(None, std::time::Instant::now()) {
+                    tracing::warn!(%error, suppressed, "wire: accept failed");
+                }
+                drop(limiter);
                 std::thread::sleep(ACCEPT_RETRY_DELAY);
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= WIRE_CONNECTIONS_MAX {
-            tracing::warn!(%peer, "wire: closing: {WIRE_CONNECTIONS_MAX} connections open");
+        let max = context.limits.connections_max;
+        if open.load(Ordering::Relaxed) >= max {
+            peer_warn!(context, peer, "wire: closing a new connection: {max} open");
             continue;
         }
         let _ = stream.set_nodelay(true);

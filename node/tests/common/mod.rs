@@ -270,21 +270,30 @@ pub fn results(reply: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Per ledger: the sums of debits and credits, posted and pending, over all accounts.
-pub fn ledger_totals(node: &Node) -> std::collections::BTreeMap<u64, [u128; 4]> {
+/// A sum of u128 amounts that cannot overflow: 256 bits, as (high, low).
+pub type Sum = (u128, u128);
+
+fn add(sum: &mut Sum, amount: u128) {
+    let (low, carry) = sum.1.overflowing_add(amount);
+    *sum = (sum.0 + carry as u128, low);
+}
+
+/// Per ledger: the sums of debits and credits, posted and pending, over all accounts (wide
+/// sums: a ledger's accounts may hold up to u128::MAX each).
+pub fn ledger_totals(node: &Node) -> std::collections::BTreeMap<u64, [Sum; 4]> {
     let (status, accounts) = node.post("/v1/accounts/query", r#"{"limit":8189}"#);
     assert_eq!(status, 200, "{accounts}");
     let mut totals = std::collections::BTreeMap::new();
     for account in accounts.as_array().expect("accounts") {
         let field =
             |name: &str| -> u128 { account[name].as_str().expect(name).parse().expect(name) };
-        let total: &mut [u128; 4] = totals
+        let total: &mut [Sum; 4] = totals
             .entry(account["ledger"].as_u64().expect("ledger"))
             .or_default();
-        total[0] += field("debits_posted");
-        total[1] += field("credits_posted");
-        total[2] += field("debits_pending");
-        total[3] += field("credits_pending");
+        add(&mut total[0], field("debits_posted"));
+        add(&mut total[1], field("credits_posted"));
+        add(&mut total[2], field("debits_pending"));
+        add(&mut total[3], field("credits_pending"));
     }
     totals
 }
@@ -365,4 +374,26 @@ pub fn run_client(mut command: Command, timeout: Duration) -> String {
         output.status
     );
     stdout
+}
+
+/// Accounts with `ids` on `ledger`, code 1, no flags: what the load tests transfer between.
+pub fn wire_accounts(ids: impl IntoIterator<Item = u128>, ledger: u32) -> Vec<kassa_wire::Account> {
+    ids.into_iter()
+        .map(|id| kassa_wire::Account {
+            id: kassa_wire::AccountId(id),
+            ledger,
+            code: 1,
+            ..kassa_wire::Account::default()
+        })
+        .collect()
+}
+
+/// Asserts that every transfer in `ids` exists, looking them up in full batches.
+pub fn assert_all_found(client: &mut kassa_wire::client::BlockingClient, ids: &[u128]) {
+    for chunk in ids.chunks(kassa_wire::BATCH_EVENTS_MAX) {
+        let chunk: Vec<kassa_wire::TransferId> =
+            chunk.iter().map(|id| kassa_wire::TransferId(*id)).collect();
+        let found = client.lookup_transfers(&chunk).expect("lookup_transfers");
+        assert_eq!(found.len(), chunk.len(), "acknowledged transfers were lost");
+    }
 }

@@ -1,0 +1,23 @@
+//! Fault injection for the crash tests, compiled only with the `fault-injection` feature
+//! (which the node's own tests turn on; a release build has none of it).
+//!
+//! `KASSA_FAULT=<fault>`: `abort-after-decide` aborts the process right after a
+//! cross-partition decision is durable, before anyone was answered or any other partition
+//! applied it; `abort-after-answer` aborts once the clients had their answers, before the
+//! applies.
+
+/// Whether `KASSA_FAULT` names `fault`; always `false` without the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+pub fn injected(fault: &str) -> bool {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FAULT
+        .get_or_init(|| std::env::var("KASSA_FAULT").ok())
+        .as_deref()
+        == Some(fault)
+}
+
+/// Whether `KASSA_FAULT` names `fault`; always `false` without the `fault-injection` feature.
+#[cfg(not(feature = "fault-injection"))]
+pub fn injected(_fault: &str) -> bool {
+    false
+}
