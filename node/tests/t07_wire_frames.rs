@@ -268,3 +268,31 @@ fn a_retry_after_a_crash_or_a_stop_gets_the_original_reply() {
     let (reply, _) = next.call(Operation::LookupAccounts, &[AccountId(1).as_bytes()]);
     assert_eq!(reply.request, first.0.request + 1);
 }
+
+/// A peer that keeps sending bad frames is logged at most a few times per window, with a
+/// count of the lines left out, so it cannot flood the log; it is still refused every time.
+#[test]
+fn repeated_bad_frames_from_one_peer_are_logged_at_a_limited_rate() {
+    let dir = TempDir::new("wire-log-limit");
+    let node = Node::start(&dir.0);
+    const BAD_FRAMES: usize = 60;
+    for n in 0..BAD_FRAMES {
+        let mut client = RawClient::connect(node.wire, CLUSTER, 2000 + n as u128);
+        let mut bad = create_request(&client, 1);
+        bad[20] ^= 1;
+        client.send(&bad);
+        client.expect_closed();
+    }
+    let logged = node
+        .stderr_text()
+        .lines()
+        .filter(|line| line.contains("closing the connection: bad frame"))
+        .count();
+    assert!(
+        (1..=kassa_node::log_limit::LINES_PER_WINDOW as usize).contains(&logged),
+        "{logged} lines for {BAD_FRAMES} bad frames from one peer"
+    );
+    // A good client on the same address is still served.
+    let mut client = RawClient::connect(node.wire, CLUSTER, 3000);
+    client.register();
+}

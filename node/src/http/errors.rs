@@ -112,3 +112,35 @@ impl From<crate::NodeError> for ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeError;
+    use kassa_raft::PartitionError;
+
+    /// A fault's answer names the partition and what to do, never a file or an OS error.
+    #[test]
+    fn a_fault_answers_what_not_where_on_disk() {
+        let storage = kassa_storage::StorageError::Corrupt {
+            path: "/srv/kassa/partitions/0003/log/log-00000000000000000000.seg".into(),
+            offset: 4096,
+            what: "bad checksum",
+        };
+        let error = NodeError::Partition(PartitionError::Storage {
+            partition: 3,
+            source: storage,
+        });
+        let answer = ApiError::from(error);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.code, "unavailable");
+        assert!(answer.message.contains("partition 3"), "{}", answer.message);
+        assert!(!answer.message.contains("/srv"), "{}", answer.message);
+        assert!(!answer.message.contains("checksum"), "{}", answer.message);
+
+        let stopping = ApiError::from(NodeError::ShuttingDown);
+        assert_eq!(stopping.code, "shutting_down");
+        let failed = ApiError::from(NodeError::Transaction("open /srv/x: EIO".into()));
+        assert!(!failed.message.contains("/srv"), "{}", failed.message);
+    }
+}
