@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -152,27 +151,6 @@ impl Config {
             check(name, value, TIMEOUT_MS_MAX)?;
         }
         Ok(())
-    }
-
-    /// The HTTP listener's limits.
-    pub fn http_limits(&self) -> crate::http::HttpLimits {
-        crate::http::HttpLimits {
-            connections_max: self.http_connections_max,
-            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
-            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
-            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
-            write_timeout: Duration::from_millis(self.http_write_timeout_ms),
-        }
-    }
-
-    /// The wire port's limits.
-    pub fn wire_limits(&self) -> crate::wire::WireLimits {
-        crate::wire::WireLimits {
-            connections_max: self.wire_connections_max,
-            idle_timeout: Duration::from_millis(self.wire_idle_timeout_ms),
-            frame_timeout: Duration::from_millis(self.wire_frame_timeout_ms),
-            write_timeout: Duration::from_millis(self.wire_write_timeout_ms),
-        }
     }
 }
 

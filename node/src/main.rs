@@ -221,8 +221,12 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         .cluster_id
         .parse()
         .context("the cluster id in the data directory")?;
-    let wire =
-        kassa_node::wire::start(config.wire_address, &service, cluster, config.wire_limits());
+    let wire = kassa_node::wire::start(
+        config.wire_address,
+        &service,
+        cluster,
+        kassa_node::wire::WireLimits::from_config(&config),
+    );
     let wire = match wire {
         Ok(wire) => wire,
         Err(error) => {
@@ -233,7 +237,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let http_limits = config.http_limits();
+    let http_limits = http::HttpLimits::from_config(&config);
     let api = Arc::new(Api {
         service,
         limits: http_limits,

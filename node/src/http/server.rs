@@ -51,6 +51,19 @@ pub struct HttpLimits {
     pub write_timeout: Duration,
 }
 
+impl HttpLimits {
+    /// The limits `config` sets.
+    pub fn from_config(config: &crate::config::Config) -> HttpLimits {
+        HttpLimits {
+            connections_max: config.http_connections_max,
+            idle_timeout: Duration::from_millis(config.http_idle_timeout_ms),
+            header_timeout: Duration::from_millis(config.http_header_timeout_ms),
+            body_timeout: Duration::from_millis(config.http_body_timeout_ms),
+            write_timeout: Duration::from_millis(config.http_write_timeout_ms),
+        }
+    }
+}
+
 /// Largest buffer hyper keeps for one connection's headers and pipelined bytes.
 const READ_BUFFER_MAX: usize = 64 * 1024;
 /// How long the listener pauses after a failed accept (e.g. out of file descriptors).

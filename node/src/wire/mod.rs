@@ -72,6 +72,18 @@ pub const CLIENT_RELEASE_MAX: Release = Release::new(0, 17, 255);
 /// How long the acceptor pauses after a failed accept (e.g. out of file descriptors).
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
 
+impl WireLimits {
+    /// The limits `config` sets.
+    pub fn from_config(config: &crate::config::Config) -> WireLimits {
+        WireLimits {
+            connections_max: config.wire_connections_max,
+            idle_timeout: Duration::from_millis(config.wire_idle_timeout_ms),
+            frame_timeout: Duration::from_millis(config.wire_frame_timeout_ms),
+            write_timeout: Duration::from_millis(config.wire_write_timeout_ms),
+        }
+    }
+}
+
 /// The partition that holds `client`'s session. With one partition every request runs there,
 /// atomically, in one log entry. With more, a request's records live elsewhere: a create
 /// request runs as a transaction that also caches its reply in this partition's session table,
