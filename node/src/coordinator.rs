@@ -626,6 +626,14 @@ async fn run_locked(
         decision.shares_except(decider)
     });
     drop(decision);
+    let decided = if fault_injection::injected("decide-write-fails") {
+        // The decision is durable; its write reports a failure all the same.
+        decided.and(Err(NodeError::Transaction(
+            "KASSA_FAULT=decide-write-fails".into(),
+        )))
+    } else {
+        decided
+    };
     // A decision write that failed may still have reached the disk: its outcome is unknown,
     // so it is never reported as "not done".
     let (txn, decider_replies) = match decided.map_err(Decided)? {
@@ -654,6 +662,10 @@ async fn run_locked(
     }
     if others.is_empty() {
         return Ok(());
+    }
+    if fault_injection::injected("apply-fails") {
+        let error = NodeError::Transaction("KASSA_FAULT=apply-fails".into());
+        return Err(Decided(error));
     }
     let mut by_core: BTreeMap<usize, Vec<(u32, Command)>> = BTreeMap::new();
     for (partition, effects) in others {

@@ -4,7 +4,8 @@
 //! `KASSA_FAULT=<fault>`: `abort-after-decide` aborts the process right after a
 //! cross-partition decision is durable, before anyone was answered or any other partition
 //! applied it; `abort-after-answer` aborts once the clients had their answers, before the
-//! applies.
+//! applies; `decide-write-fails` reports a durable decision's write as failed;
+//! `apply-fails` reports the applies after a decision as failed.
 
 /// Whether `KASSA_FAULT` names `fault`; always `false` without the `fault-injection` feature.
 #[cfg(feature = "fault-injection")]

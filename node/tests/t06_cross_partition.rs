@@ -351,3 +351,51 @@ fn an_answer_given_before_the_applies_survives_a_crash() {
     assert_eq!(status, 200, "{transfer}");
     assert_balanced(&node);
 }
+
+/// A fault after the decision is durable (here an `Apply` that cannot be written) stops the
+/// node at once: the partitions stay locked and only a restart can finish the transaction,
+/// which then happened, whole. Before, the node ran on with those partitions locked.
+#[test]
+fn a_decided_transaction_that_cannot_be_applied_stops_the_node() {
+    let dir = TempDir::new("cross-apply-fails");
+    let (mut node, a, c) = restart_with_fault(&dir, "apply-fails");
+    let body = format!("[{}]", transfer_json(2, a, c, 70, &[]));
+    // The client may or may not have its answer before the stop; either way it happened.
+    let _ = common::request_raw(node.http, "POST", "/v1/transfers", Some(body.as_bytes()));
+    assert!(wait_until(Duration::from_secs(10), || !node.alive()));
+    let status = node.child.wait().expect("status");
+    assert_eq!(status.code(), Some(kassa_node::fail_stop::EXIT_FAULT));
+    assert!(node
+        .stderr_text()
+        .contains("was decided but could not be finished"));
+    drop(node);
+
+    let node = Node::start(&dir.0);
+    assert_eq!(balances(&node, a), [0, 70, 0, 500]);
+    assert_eq!(balances(&node, c), [0, 0, 0, 70]);
+    assert_balanced(&node);
+}
+
+/// A decision whose write reports a failure may be durable all the same: its outcome is
+/// unknown, so the node never tells the client "not done" (which a retry with new ids would
+/// double); it stops, and the restart finds and finishes the decision.
+#[test]
+fn a_failed_decision_write_is_never_reported_as_not_done() {
+    let dir = TempDir::new("cross-decide-fails");
+    let (mut node, a, c) = restart_with_fault(&dir, "decide-write-fails");
+    let body = format!("[{}]", transfer_json(2, a, c, 70, &[]));
+    let answered = common::request_raw(node.http, "POST", "/v1/transfers", Some(body.as_bytes()));
+    assert!(
+        answered.as_ref().is_err() || answered.as_ref().is_ok_and(|(status, _)| *status == 0),
+        "the client was answered: {answered:?}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || !node.alive()));
+    let status = node.child.wait().expect("status");
+    assert_eq!(status.code(), Some(kassa_node::fail_stop::EXIT_FAULT));
+    drop(node);
+
+    let node = Node::start(&dir.0);
+    assert_eq!(balances(&node, a), [0, 70, 0, 500]);
+    assert_eq!(balances(&node, c), [0, 0, 0, 70]);
+    assert_balanced(&node);
+}
