@@ -153,6 +153,12 @@ fn malformed_requests_are_refused_and_change_nothing() {
             "invalid_body",
         ),
         (
+            "POST",
+            "/v1/accounts/query",
+            r#"{"limit":null}"#.into(),
+            "invalid_body",
+        ),
+        (
             "GET",
             "/v1/accounts/1/transfers?limit=0",
             String::new(),

@@ -285,10 +285,7 @@ fn query_filter(body: &[u8]) -> ApiResult<QueryFilter> {
     } else {
         QueryFilterFlags::default()
     };
-    let limit = check_limit(
-        json.limit.unwrap_or(BATCH_EVENTS_MAX as u32),
-        "invalid_body",
-    )?;
+    let limit = check_limit(json.limit, "invalid_body")?;
     let mut filter = QueryFilter::new(limit, flags);
     filter.user_data_128 = json.user_data_128.0;
     filter.user_data_64 = json.user_data_64.0;

@@ -354,8 +354,9 @@ pub struct CreateResultJson {
     pub timestamp: Decimal<u64>,
 }
 
-/// The body of `POST /v1/accounts/query` and `POST /v1/transfers/query`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The body of `POST /v1/accounts/query` and `POST /v1/transfers/query`. Fields left out are
+/// zero (the limit: a full batch); `null` is not a value of any of them.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryFilterJson {
     pub user_data_128: Decimal<u128>,
@@ -365,8 +366,24 @@ pub struct QueryFilterJson {
     pub code: u16,
     pub timestamp_min: Decimal<u64>,
     pub timestamp_max: Decimal<u64>,
-    pub limit: Option<u32>,
+    pub limit: u32,
     pub reversed: bool,
+}
+
+impl Default for QueryFilterJson {
+    fn default() -> Self {
+        QueryFilterJson {
+            user_data_128: Decimal(0),
+            user_data_64: Decimal(0),
+            user_data_32: 0,
+            ledger: 0,
+            code: 0,
+            timestamp_min: Decimal(0),
+            timestamp_max: Decimal(0),
+            limit: BATCH_EVENTS_MAX as u32,
+            reversed: false,
+        }
+    }
 }
 
 #[cfg(test)]
