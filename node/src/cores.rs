@@ -186,6 +186,17 @@ impl PartitionLock {
     }
 }
 
+/// Whether `command` changes what a transaction reads from a partition (accounts, transfers,
+/// sessions, the clock), so that a new lock holder must wait for it. A `Done` only marks a
+/// decision delivered, and a coordinator logs it in the background right after a transaction:
+/// waiting for it would put a log write on the next transaction's path.
+fn read_by_transactions(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Done { .. } | Command::ReleaseChangeEvents { .. }
+    )
+}
+
 /// An admitted write in progress (`PartitionLock::writing`).
 struct Writing<'a>(&'a PartitionLock);
 
@@ -210,7 +221,7 @@ impl Served {
     /// no longer be written stops the process: what reached the disk is unknown, so nobody
     /// may be told the write did not happen (`fail_stop`).
     async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
-        let writing = self.lock.writing();
+        let writing = read_by_transactions(&command).then(|| self.lock.writing());
         let written = self.partition.write(command).await;
         drop(writing);
         if written.is_err() {
