@@ -1,5 +1,6 @@
-//! Kassa as a system under test: wire clients (one session each), the accounts and their
-//! funding, the load's [`Submitter`], and the end-of-run verification through the wire protocol.
+//! A server of TigerBeetle 0.17's client protocol as a system under test (Kassa, or TigerBeetle
+//! itself as a baseline): wire clients (one session each), the accounts and their funding, the
+//! load's [`Submitter`], and the end-of-run verification through the wire protocol.
 //!
 //! Acknowledged means durable here: the node answers a create request only after its log
 //! entry was fdatasynced (docs/node.md). Verification reads everything back: every
@@ -31,27 +32,31 @@ const QUERY_PAGES_MAX: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KassaError {
-    #[error("Kassa at {address}: {source}")]
+    #[error("{system} at {address}: {source}")]
     Client {
+        system: &'static str,
         address: SocketAddr,
         #[source]
         source: ClientError,
     },
-    #[error("creating account {index} on Kassa: {status}", status = status.name())]
+    #[error("creating account {index} on {system}: {status}", status = status.name())]
     Account {
+        system: &'static str,
         index: usize,
         status: CreateAccountStatus,
     },
-    #[error("funding transfer {index} on Kassa: {status}", status = status.name())]
+    #[error("funding transfer {index} on {system}: {status}", status = status.name())]
     Funding {
+        system: &'static str,
         index: usize,
         status: CreateTransferStatus,
     },
 }
 
-/// Where the node is and which cluster it serves.
+/// Where the server is, which cluster it serves, and what it is ("kassa", "tigerbeetle").
 #[derive(Clone, Copy, Debug)]
 pub struct Target {
+    pub system: &'static str,
     pub address: SocketAddr,
     pub cluster: u128,
 }
@@ -69,7 +74,7 @@ impl Target {
             let client = joined.expect("connecting does not panic")?;
             clients.push(KassaSubmitter {
                 client,
-                address: self.address,
+                target: *self,
             });
         }
         Ok(clients)
@@ -85,6 +90,7 @@ impl Target {
 
     fn error(&self, source: ClientError) -> KassaError {
         KassaError::Client {
+            system: self.system,
             address: self.address,
             source,
         }
@@ -110,6 +116,7 @@ impl Target {
                 .find(|(_, r)| r.status != CreateAccountStatus::Created)
             {
                 return Err(KassaError::Account {
+                    system: self.system,
                     index: chunk_index * max + offset,
                     status: result.status,
                 });
@@ -127,6 +134,7 @@ impl Target {
                 .position(|s| *s != CreateTransferStatus::Created)
             {
                 return Err(KassaError::Funding {
+                    system: self.system,
                     index: chunk_index * max + offset,
                     status: statuses[offset],
                 });
@@ -144,7 +152,7 @@ impl Target {
     ) -> Result<Verification, KassaError> {
         let mut client = self.client().await?;
         let mut verification = Verification {
-            system: "kassa",
+            system: self.system,
             ..Verification::default()
         };
         for chunk in tally.acknowledged.chunks(BATCH_EVENTS_MAX) {
@@ -244,7 +252,7 @@ fn check_transfers(sent: &[Transfer], found: &[Transfer], problems: &mut Vec<Str
 /// One wire client used by the load driver.
 pub struct KassaSubmitter {
     client: Client,
-    address: SocketAddr,
+    target: Target,
 }
 
 impl Submitter for KassaSubmitter {
@@ -258,10 +266,7 @@ impl Submitter for KassaSubmitter {
             .client
             .create_transfers(batch)
             .await
-            .map_err(|source| KassaError::Client {
-                address: self.address,
-                source,
-            })?;
+            .map_err(|source| self.target.error(source))?;
         Ok(results.into_iter().map(|r| r.status).collect())
     }
 }

@@ -1,10 +1,11 @@
-//! `kassa-bench`: Kassa's node against PostgreSQL doing the same double-entry transfers, in one
-//! command. See `kassa-bench --help` and BENCHMARKS.md.
+//! `kassa-bench`: Kassa's node against PostgreSQL and TigerBeetle doing the same double-entry
+//! transfers, in one command. See `kassa-bench --help` and BENCHMARKS.md.
 //!
 //! Order: measure the machine; then Kassa (start a node if `--start`, create and fund the
-//! accounts, run each mode, verify, stop); then PostgreSQL (start a throw-away cluster, the
-//! same setup, modes and verification, stop); then the report. Each system runs alone, so
-//! neither competes with the other for the cores. Exit status: 0 when every verification
+//! accounts, run each mode, verify, stop); then each baseline in the order given (PostgreSQL:
+//! a throw-away cluster; TigerBeetle: a throw-away replica driven by the same client code as
+//! Kassa), with the same setup, modes and verification; then the report. Each system runs
+//! alone, so none competes with another for the cores. Exit status: 0 when every verification
 //! passed, 1 when one failed, 2 on bad arguments or a failure to run.
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use kassa_bench::postgres::server::PgServer;
 use kassa_bench::postgres::{self, submit};
 use kassa_bench::report::{date_utc, Report};
 use kassa_bench::results::{RunResult, Tally, Verification};
+use kassa_bench::tigerbeetle::TigerBeetleProcess;
 use kassa_wire::BATCH_EVENTS_MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,6 +51,9 @@ enum Baseline {
     /// A throw-away PostgreSQL cluster running the same workload (found, or installed with
     /// apt-get when root).
     Postgres,
+    /// A throw-away TigerBeetle replica (the binary given by --tigerbeetle-bin), driven by the
+    /// same client code as Kassa.
+    Tigerbeetle,
     /// Kassa alone.
     None,
 }
@@ -113,9 +118,12 @@ struct Args {
     /// Latency mode: clients, each with one single-transfer request in flight.
     #[arg(long, default_value_t = 64, value_name = "C")]
     clients: usize,
-    /// The system to compare with.
-    #[arg(long, value_enum, default_value_t = Baseline::Postgres)]
-    baseline: Baseline,
+    /// The systems to compare with, comma-separated (e.g. postgres,tigerbeetle), or none.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "postgres")]
+    baseline: Vec<Baseline>,
+    /// The TigerBeetle binary for --baseline tigerbeetle.
+    #[arg(long, value_name = "PATH")]
+    tigerbeetle_bin: Option<PathBuf>,
     /// Seed of the workload: the same seed gives both systems the same transfers.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -130,6 +138,9 @@ struct Args {
 
 /// Upper bound on clients and batches in flight (each is a connection on both systems).
 const CONNECTIONS_MAX: usize = 1024;
+/// TigerBeetle 0.17.8 serves 32 client connections at once; a 33rd waits unanswered (measured:
+/// 32 latency clients run, 33 stall until the client's deadline). Its runs use at most this.
+const TIGERBEETLE_CLIENTS_MAX: usize = 32;
 
 impl Args {
     fn validate(&self) -> anyhow::Result<()> {
@@ -159,6 +170,17 @@ impl Args {
         }
         if self.perf_out.is_some() && !self.start {
             bail!("--perf-out needs --start (the node's pid)");
+        }
+        if self.baseline.contains(&Baseline::None) && self.baseline.len() > 1 {
+            bail!("--baseline none runs Kassa alone; it cannot be combined with another");
+        }
+        if self.baseline.contains(&Baseline::Tigerbeetle) && self.tigerbeetle_bin.is_none() {
+            bail!("--baseline tigerbeetle needs --tigerbeetle-bin PATH");
+        }
+        for (index, baseline) in self.baseline.iter().enumerate() {
+            if self.baseline[..index].contains(baseline) {
+                bail!("--baseline names {baseline:?} twice");
+            }
         }
         Ok(())
     }
@@ -309,19 +331,32 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             line
         })?;
     let mut pg_settings = None;
-    if args.baseline == Baseline::Postgres {
-        let (settings, verification) = run_postgres(
-            &args,
-            &work.0,
-            &machine,
-            &accounts,
-            &funding,
-            &plans,
-            &mut results,
-        )
-        .await?;
-        pg_settings = Some(settings);
-        verifications.push(verification);
+    let mut tigerbeetle_line = None;
+    for baseline in &args.baseline {
+        match baseline {
+            Baseline::Postgres => {
+                let (settings, verification) = run_postgres(
+                    &args,
+                    &work.0,
+                    &machine,
+                    &accounts,
+                    &funding,
+                    &plans,
+                    &mut results,
+                )
+                .await?;
+                pg_settings = Some(settings);
+                verifications.push(verification);
+            }
+            Baseline::Tigerbeetle => {
+                let (line, verification) =
+                    run_tigerbeetle(&args, &work.0, &accounts, &funding, &plans, &mut results)
+                        .await?;
+                tigerbeetle_line = Some(line);
+                verifications.push(verification);
+            }
+            Baseline::None => {}
+        }
     }
     let report = Report {
         date_utc: date_utc(now.as_secs()),
@@ -330,6 +365,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         workload: args.workload_line(),
         kassa: kassa_line,
         postgres: pg_settings,
+        tigerbeetle: tigerbeetle_line,
         ratios: Report::ratios(&results),
         results,
         verifications,
@@ -375,6 +411,7 @@ async fn run_kassa(
         None
     };
     let target = Target {
+        system: "kassa",
         address: node.as_ref().map_or(args.address, |n| n.wire),
         cluster: if node.is_some() { 0 } else { args.cluster },
     };
@@ -392,36 +429,114 @@ async fn run_kassa(
             target.address, target.cluster
         ),
     };
-    eprintln!("kassa-bench: Kassa: creating {} accounts", accounts.len());
+    let profiled = match (&args.perf_out, &node) {
+        (Some(path), Some(node)) => Some((path.as_path(), node.pid())),
+        _ => None,
+    };
+    let (verification, run) =
+        run_wire_server(args, target, accounts, funding, plans, profiled, None).await?;
+    results.extend(run);
+    if let Some(node) = node {
+        node.stop()?;
+    }
+    Ok((line, verification))
+}
+
+/// TigerBeetle's part: a throw-away replica, the same client code as Kassa's. Returns its
+/// description line and its verification.
+async fn run_tigerbeetle(
+    args: &Args,
+    work: &Path,
+    accounts: &[kassa_wire::Account],
+    funding: &[kassa_wire::Transfer],
+    plans: &[(Mode, Arc<Plan>)],
+    results: &mut Vec<RunResult>,
+) -> anyhow::Result<(String, Verification)> {
+    let binary = args
+        .tigerbeetle_bin
+        .as_deref()
+        .context("--baseline tigerbeetle needs --tigerbeetle-bin")?;
+    let replica = TigerBeetleProcess::start(binary, &work.join("tigerbeetle"))?;
+    eprintln!(
+        "kassa-bench: {} (one replica) on {}",
+        replica.version, replica.address
+    );
+    let target = Target {
+        system: "tigerbeetle",
+        address: replica.address,
+        cluster: 0,
+    };
+    let line = format!(
+        "{}, one replica (cluster 0, replica count 1), fresh data file, on {}",
+        replica.version, replica.address
+    );
+    let (verification, run) = run_wire_server(
+        args,
+        target,
+        accounts,
+        funding,
+        plans,
+        None,
+        Some(TIGERBEETLE_CLIENTS_MAX),
+    )
+    .await?;
+    results.extend(run);
+    replica.stop();
+    Ok((line, verification))
+}
+
+/// Runs every mode against a server of TigerBeetle's client protocol: sets up and funds the
+/// accounts, runs the plans (profiling the first throughput run of `profiled`'s pid with perf)
+/// with at most `clients_max` connections, and verifies. Returns the verification and the
+/// results.
+async fn run_wire_server(
+    args: &Args,
+    target: Target,
+    accounts: &[kassa_wire::Account],
+    funding: &[kassa_wire::Transfer],
+    plans: &[(Mode, Arc<Plan>)],
+    profiled: Option<(&Path, u32)>,
+    clients_max: Option<usize>,
+) -> anyhow::Result<(Verification, Vec<RunResult>)> {
+    let system = target.system;
+    eprintln!(
+        "kassa-bench: {system}: creating {} accounts",
+        accounts.len()
+    );
     let mut tally = Tally::default();
+    let mut results = Vec::new();
     target.setup(accounts, funding, &mut tally).await?;
     for (mode, plan) in plans {
-        let concurrency = args.concurrency(*mode);
+        let wanted = args.concurrency(*mode);
+        let concurrency = clients_max.map_or(wanted, |max| wanted.min(max));
+        if concurrency < wanted {
+            eprintln!(
+                "kassa-bench: {system} {}: {concurrency} clients, not {wanted}: it serves at most {concurrency} client connections at once",
+                mode_name(*mode)
+            );
+        }
         let clients = target.clients(concurrency).await?;
-        let perf = match (&args.perf_out, &node, mode) {
-            (Some(path), Some(node), Mode::Throughput) => Some(Perf::start(path, node.pid())?),
+        let perf = match (profiled, mode) {
+            (Some((path, pid)), Mode::Throughput) => Some(Perf::start(path, pid)?),
             _ => None,
         };
-        let label = format!("kassa {}", mode_name(*mode));
+        let label = format!("{system} {}", mode_name(*mode));
         eprintln!("kassa-bench: {label}: {} transfers", plan.transfers.len());
         let outcome = load::run(plan.clone(), clients, &label).await?;
         if let Some(perf) = perf {
             perf.stop()?;
         }
-        let names = ("kassa", mode_name(*mode), "wire");
+        let names = (system, mode_name(*mode), "wire");
         let result = RunResult::of(names, concurrency, plan, &outcome, &mut tally);
         eprintln!("kassa-bench: {}", serde_json::to_string(&result)?);
         results.push(result);
     }
     eprintln!(
-        "kassa-bench: Kassa: verifying {} transfers",
+        "kassa-bench: {system}: verifying {} transfers",
         tally.acknowledged.len()
     );
     let verification = target.verify(accounts, &tally).await?;
-    if let Some(node) = node {
-        node.stop()?;
-    }
-    Ok((line, verification))
+    Ok((verification, results))
 }
 
 /// PostgreSQL's part: returns its settings and its verification.

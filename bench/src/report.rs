@@ -1,10 +1,12 @@
-//! The comparison report: Kassa and PostgreSQL side by side per mode, with ratios, the machine
-//! and both systems' settings, as a table for people and as JSON for scripts.
+//! The comparison report: Kassa and its baselines (PostgreSQL, TigerBeetle) side by side per
+//! mode, with ratios, the machine and every system's settings, as a table for people and as
+//! JSON for scripts.
 //!
-//! Ratios are always "how many times better Kassa is": transfers/s Kassa ÷ PostgreSQL, and
-//! latencies PostgreSQL ÷ Kassa, so a ratio above 1 favours Kassa in every column. Throughput
-//! compares Kassa with PostgreSQL's batched variant (its best); latency mode with the
-//! per-transfer variant at the same client count. Pure formatting; `main.rs` prints it.
+//! Ratios are always "how many times better Kassa is": transfers/s Kassa ÷ baseline, and
+//! latencies baseline ÷ Kassa, so a ratio above 1 favours Kassa in every column. Throughput
+//! compares Kassa with PostgreSQL's batched variant (its best), latency mode with the
+//! per-transfer variant at the same client count; TigerBeetle is driven exactly as Kassa is.
+//! The goals are against PostgreSQL. Pure formatting; `main.rs` prints it.
 
 use std::fmt::Write;
 
@@ -25,12 +27,15 @@ pub const GOAL_LATENCY_MODE_RATIO: f64 = 5.0;
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratio {
     pub mode: &'static str,
+    /// The system Kassa is compared with: "postgres" or "tigerbeetle".
+    pub baseline: &'static str,
     pub transfers_per_s: f64,
     pub p50: f64,
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
-    pub goal: String,
+    /// The goal for this comparison, if there is one.
+    pub goal: Option<String>,
     pub goal_met: bool,
 }
 
@@ -43,13 +48,15 @@ pub struct Report {
     pub workload: String,
     pub kassa: String,
     pub postgres: Option<PgSettings>,
+    /// TigerBeetle's version and setup, when it ran.
+    pub tigerbeetle: Option<String>,
     pub results: Vec<RunResult>,
     pub ratios: Vec<Ratio>,
     pub verifications: Vec<Verification>,
 }
 
 impl Report {
-    /// Pairs Kassa's result of each mode with PostgreSQL's.
+    /// Pairs Kassa's result of each mode with each baseline's.
     pub fn ratios(results: &[RunResult]) -> Vec<Ratio> {
         let find = |system: &str, mode: &str| {
             results
@@ -58,39 +65,14 @@ impl Report {
         };
         let mut ratios = Vec::new();
         for mode in ["throughput", "latency"] {
-            let (Some(kassa), Some(pg)) = (find("kassa", mode), find("postgres", mode)) else {
+            let Some(kassa) = find("kassa", mode) else {
                 continue;
             };
-            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
-            let latency = |k: u64, p: u64| ratio(p as f64, k as f64);
-            let transfers_per_s = ratio(kassa.transfers_per_s, pg.transfers_per_s);
-            let (goal, goal_met) = if mode == "throughput" {
-                (
-                    format!(
-                        "≥ {GOAL_THROUGHPUT_RATIO}× PostgreSQL batched and ≥ {GOAL_THROUGHPUT_PER_S} transfers/s"
-                    ),
-                    transfers_per_s >= GOAL_THROUGHPUT_RATIO
-                        && kassa.transfers_per_s >= GOAL_THROUGHPUT_PER_S,
-                )
-            } else {
-                (
-                    format!(
-                        "≥ {GOAL_LATENCY_MODE_RATIO}× PostgreSQL per-transfer transfers/s, p99 ≤ PostgreSQL's"
-                    ),
-                    transfers_per_s >= GOAL_LATENCY_MODE_RATIO
-                        && kassa.latency.p99_us <= pg.latency.p99_us,
-                )
-            };
-            ratios.push(Ratio {
-                mode,
-                transfers_per_s,
-                p50: latency(kassa.latency.p50_us, pg.latency.p50_us),
-                p99: latency(kassa.latency.p99_us, pg.latency.p99_us),
-                p999: latency(kassa.latency.p999_us, pg.latency.p999_us),
-                max: latency(kassa.latency.max_us, pg.latency.max_us),
-                goal,
-                goal_met,
-            });
+            for baseline in ["postgres", "tigerbeetle"] {
+                if let Some(other) = find(baseline, mode) {
+                    ratios.push(ratio(mode, baseline, kassa, other));
+                }
+            }
         }
         ratios
     }
@@ -115,6 +97,9 @@ impl Report {
                     .join(", ")
             );
         }
+        if let Some(tigerbeetle) = &self.tigerbeetle {
+            let _ = writeln!(out, "TigerBeetle: {tigerbeetle}");
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -125,22 +110,28 @@ impl Report {
             for result in self.results.iter().filter(|r| r.mode == mode) {
                 let _ = writeln!(out, "{}", row(result));
             }
-            if let Some(ratio) = self.ratios.iter().find(|r| r.mode == mode) {
+            for ratio in self.ratios.iter().filter(|r| r.mode == mode) {
                 let _ = writeln!(
                     out,
-                    "| {mode} | **ratio** (Kassa's advantage) | | **{:.2}×** | {:.2}× | {:.2}× | {:.2}× | {:.2}× | | |",
-                    ratio.transfers_per_s, ratio.p50, ratio.p99, ratio.p999, ratio.max
+                    "| {mode} | **ratio** (Kassa ÷ {}) | | **{:.2}×** | {:.2}× | {:.2}× | {:.2}× | {:.2}× | | |",
+                    system_name(ratio.baseline),
+                    ratio.transfers_per_s,
+                    ratio.p50,
+                    ratio.p99,
+                    ratio.p999,
+                    ratio.max
                 );
             }
         }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "Ratios: transfers/s Kassa ÷ PostgreSQL; latencies PostgreSQL ÷ Kassa (above 1 favours Kassa). Latency is per request (a whole batch in throughput mode)."
+            "Ratios: transfers/s Kassa ÷ baseline; latencies baseline ÷ Kassa (above 1 favours Kassa). Latency is per request (a whole batch in throughput mode)."
         );
         for ratio in &self.ratios {
+            let Some(goal) = &ratio.goal else { continue };
             let verdict = if ratio.goal_met { "met" } else { "NOT met" };
-            let _ = writeln!(out, "goal ({}): {} — {verdict}", ratio.mode, ratio.goal);
+            let _ = writeln!(out, "goal ({}): {goal} — {verdict}", ratio.mode);
         }
         for verification in &self.verifications {
             if verification.passed() {
@@ -162,10 +153,60 @@ impl Report {
     }
 }
 
+/// Kassa against `other` in `mode`; the goals apply to PostgreSQL.
+fn ratio(
+    mode: &'static str,
+    baseline: &'static str,
+    kassa: &RunResult,
+    other: &RunResult,
+) -> Ratio {
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
+    let latency = |k: u64, o: u64| ratio(o as f64, k as f64);
+    let transfers_per_s = ratio(kassa.transfers_per_s, other.transfers_per_s);
+    let (goal, goal_met) = match (baseline, mode) {
+        ("postgres", "throughput") => (
+            Some(format!(
+                "≥ {GOAL_THROUGHPUT_RATIO}× PostgreSQL batched and ≥ {GOAL_THROUGHPUT_PER_S} transfers/s"
+            )),
+            transfers_per_s >= GOAL_THROUGHPUT_RATIO
+                && kassa.transfers_per_s >= GOAL_THROUGHPUT_PER_S,
+        ),
+        ("postgres", _) => (
+            Some(format!(
+                "≥ {GOAL_LATENCY_MODE_RATIO}× PostgreSQL per-transfer transfers/s, p99 ≤ PostgreSQL's"
+            )),
+            transfers_per_s >= GOAL_LATENCY_MODE_RATIO
+                && kassa.latency.p99_us <= other.latency.p99_us,
+        ),
+        _ => (None, false),
+    };
+    Ratio {
+        mode,
+        baseline,
+        transfers_per_s,
+        p50: latency(kassa.latency.p50_us, other.latency.p50_us),
+        p99: latency(kassa.latency.p99_us, other.latency.p99_us),
+        p999: latency(kassa.latency.p999_us, other.latency.p999_us),
+        max: latency(kassa.latency.max_us, other.latency.max_us),
+        goal,
+        goal_met,
+    }
+}
+
+/// How the report names a system.
+fn system_name(system: &str) -> &'static str {
+    match system {
+        "kassa" => "Kassa",
+        "postgres" => "PostgreSQL",
+        "tigerbeetle" => "TigerBeetle",
+        _ => "?",
+    }
+}
+
 fn row(result: &RunResult) -> String {
     let system = match result.system {
-        "kassa" => "Kassa".to_string(),
-        _ => format!("PostgreSQL ({})", result.variant),
+        "postgres" => format!("PostgreSQL ({})", result.variant),
+        other => system_name(other).to_string(),
     };
     let failed = if result.failed.is_empty() {
         "0".to_string()
@@ -252,6 +293,31 @@ mod tests {
         assert_eq!(ratios[0].p99, 4.0);
         assert!(ratios[0].goal_met);
         assert!(!ratios[1].goal_met, "p99 worse than PostgreSQL's");
+    }
+
+    #[test]
+    fn each_baseline_gets_its_ratio_and_only_postgresql_a_goal() {
+        let results = [
+            result("kassa", "throughput", 800_000.0, 1000),
+            result("postgres", "throughput", 10_000.0, 4000),
+            result("tigerbeetle", "throughput", 400_000.0, 2000),
+            result("kassa", "latency", 20_000.0, 3000),
+            result("tigerbeetle", "latency", 10_000.0, 6000),
+        ];
+        let ratios = Report::ratios(&results);
+        let found: Vec<(&str, &str)> = ratios.iter().map(|r| (r.mode, r.baseline)).collect();
+        assert_eq!(
+            found,
+            [
+                ("throughput", "postgres"),
+                ("throughput", "tigerbeetle"),
+                ("latency", "tigerbeetle")
+            ]
+        );
+        assert_eq!(ratios[1].transfers_per_s, 2.0);
+        assert_eq!(ratios[1].p99, 2.0);
+        assert!(ratios[1].goal.is_none() && ratios[2].goal.is_none());
+        assert!(ratios[0].goal.is_some());
     }
 
     #[test]

@@ -123,3 +123,36 @@ fn start_both_systems_verify_and_report_side_by_side() {
         .count();
     assert_eq!(lines, 4);
 }
+
+/// `--baseline tigerbeetle` against a real TigerBeetle replica, when `KASSA_TIGERBEETLE` names
+/// a TigerBeetle 0.17 binary (none is on a package registry, so the suite cannot install one).
+#[test]
+fn tigerbeetle_runs_the_same_workload_through_the_same_client() {
+    let Some(tigerbeetle) = std::env::var_os("KASSA_TIGERBEETLE") else {
+        eprintln!("skipped: KASSA_TIGERBEETLE does not name a TigerBeetle binary");
+        return;
+    };
+    let kassa = kassa_binary();
+    let output = Command::new(env!("CARGO_BIN_EXE_kassa-bench"))
+        .args(["--start", "--baseline", "tigerbeetle", "--tigerbeetle-bin"])
+        .arg(&tigerbeetle)
+        .arg("--kassa-bin")
+        .arg(&kassa)
+        .args(["--accounts", "200", "--transfers", "5000", "--clients", "8"])
+        .args(["--in-flight", "2", "--batch-size", "1000", "--cores", "2"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kassa-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for expected in [
+        "| throughput | TigerBeetle |",
+        "| latency | TigerBeetle |",
+        "**ratio** (Kassa ÷ TigerBeetle)",
+        "verified tigerbeetle",
+        "TigerBeetle: ",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+}
