@@ -116,6 +116,15 @@ struct Job {
     reply: Option<ResultsSender>,
 }
 
+/// What the driver takes from its queue: a write to run as (part of) a transaction, or a read
+/// across partitions to run between two transactions.
+enum Work {
+    Write(Job),
+    /// Runs to completion while no transaction holds a lock or waits to apply: it sees every
+    /// transaction whole or not at all.
+    Read(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+}
+
 /// Most events one transaction carries: two full batches. Fixed costs per transaction (lock
 /// round, a log write per partition) are shared by more events; its decision must still fit
 /// one log entry (`GROUP_DECISION_BYTES_MAX`).
@@ -154,7 +163,7 @@ pub struct Coordinator {
 /// Where requests queue for the coordinator; cloneable, for the HTTP API and the wire port.
 #[derive(Clone)]
 pub struct Transactions {
-    jobs: async_channel::Sender<Job>,
+    jobs: async_channel::Sender<Work>,
 }
 
 impl Coordinator {
@@ -180,7 +189,7 @@ impl Coordinator {
                     batch: Batch::Expire(pending),
                     reply: None,
                 };
-                if expiries.send(job).await.is_err() {
+                if expiries.send(Work::Write(job)).await.is_err() {
                     break;
                 }
             }
@@ -245,7 +254,25 @@ impl Transactions {
             reply: Some(reply),
         };
         self.jobs
-            .send(job)
+            .send(Work::Write(job))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Runs `read` (reads of several partitions) between two transactions: every transaction
+    /// has then applied everywhere or not started, so the reads see whole transactions only.
+    /// Transactions wait meanwhile; keep `read` to a few partition reads.
+    pub async fn read_whole<R: Send + 'static>(
+        &self,
+        read: impl std::future::Future<Output = Result<R, NodeError>> + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let work = Work::Read(Box::pin(async move {
+            let _ = reply.send(read.await);
+        }));
+        self.jobs
+            .send(work)
             .await
             .map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)?
@@ -273,25 +300,39 @@ impl Transactions {
 }
 
 /// Takes every waiting job (up to `GROUP_EVENTS_MAX` events) as one transaction, until the
-/// queue closes.
-async fn drive(cores: Arc<Cores>, queue: async_channel::Receiver<Job>) {
-    let mut carried: Option<Job> = None;
+/// queue closes. A read waiting in the queue ends a group and runs after it, alone.
+async fn drive(cores: Arc<Cores>, queue: async_channel::Receiver<Work>) {
+    let mut carried: Option<Work> = None;
     loop {
-        let first = match carried.take() {
-            Some(job) => job,
+        let next = match carried.take() {
+            Some(work) => work,
             None => match queue.recv().await {
-                Ok(job) => job,
+                Ok(work) => work,
                 Err(_) => return,
             },
         };
+        let first = match next {
+            Work::Read(read) => {
+                read.await;
+                continue;
+            }
+            Work::Write(job) => job,
+        };
         let (mut events, mut bytes) = (first.batch.len(), first.batch.decision_bytes_max());
         let mut group = vec![first];
-        while let Ok(job) = queue.try_recv() {
+        while let Ok(work) = queue.try_recv() {
+            let job = match work {
+                Work::Write(job) => job,
+                read @ Work::Read(_) => {
+                    carried = Some(read);
+                    break;
+                }
+            };
             let job_bytes = job.batch.decision_bytes_max();
             let full = events + job.batch.len() > GROUP_EVENTS_MAX
                 || bytes + job_bytes > GROUP_DECISION_BYTES_MAX;
             if full {
-                carried = Some(job);
+                carried = Some(Work::Write(job));
                 break;
             }
             events += job.batch.len();

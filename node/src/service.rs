@@ -25,6 +25,7 @@ use kassa_wire::{
 
 use crate::coordinator::{self, Coordinator, Transactions};
 use crate::cores::{realtime_ns, CoreQueues, CoreSetup, Cores};
+use crate::join::join_all;
 use crate::partitioning::partition_of;
 use crate::NodeError;
 
@@ -69,6 +70,7 @@ impl Service {
         pulses.store(true, Ordering::Release);
         let reads = Reads {
             queues: cores.queues(),
+            transactions: coordinator.as_ref().map(Coordinator::transactions),
         };
         Ok(Service {
             cores,
@@ -208,9 +210,16 @@ impl Service {
 
 /// The ledger's reads, routed to the partitions that hold their records. Cloneable: the wire
 /// port's connections each hold one.
+///
+/// A read of one partition sees whole transactions: a transaction holds the partition's lock
+/// until it applied there. A read of several partitions runs between two transactions
+/// ([`Transactions::read_whole`]); read one after the other without it, a reader could see a
+/// transfer's debit in one partition and not yet its credit in another.
 #[derive(Clone)]
 pub struct Reads {
     queues: CoreQueues,
+    /// The coordinator, with more than one partition.
+    transactions: Option<Transactions>,
 }
 
 impl Reads {
@@ -252,17 +261,38 @@ impl Reads {
                 .or_default()
                 .push((index, *id));
         }
-        let mut found: Vec<Option<T>> = ids.iter().map(|_| None).collect();
-        for (partition, wanted) in by_partition {
-            let read = self.queues.read(partition, move |ledger| {
-                let found = wanted.iter().map(|(index, id)| (*index, find(ledger, *id)));
-                found.collect::<Vec<_>>()
+        let partitions_read = by_partition.len();
+        let queues = self.queues.clone();
+        let count = ids.len();
+        let read = async move {
+            let reads = by_partition.into_iter().map(|(partition, wanted)| {
+                queues.read(partition, move |ledger| {
+                    let found = wanted.iter().map(|(index, id)| (*index, find(ledger, *id)));
+                    found.collect::<Vec<_>>()
+                })
             });
-            for (index, record) in read.await? {
-                found[index] = record;
+            let mut found: Vec<Option<T>> = (0..count).map(|_| None).collect();
+            for read in join_all(reads).await {
+                for (index, record) in read? {
+                    found[index] = record;
+                }
             }
+            Ok(found.into_iter().flatten().collect())
+        };
+        self.whole(partitions_read, read).await
+    }
+
+    /// Runs `read` of `partitions_read` partitions so that it sees whole transactions: through
+    /// the coordinator when it reads more than one.
+    async fn whole<R: Send + 'static>(
+        &self,
+        partitions_read: usize,
+        read: impl std::future::Future<Output = Result<R, NodeError>> + Send + 'static,
+    ) -> Result<R, NodeError> {
+        match &self.transactions {
+            Some(transactions) if partitions_read > 1 => transactions.read_whole(read).await,
+            _ => read.await,
         }
-        Ok(found.into_iter().flatten().collect())
     }
 
     pub async fn get_account_transfers(
@@ -301,16 +331,28 @@ impl Reads {
         read: fn(&Ledger, &QueryFilter, &mut Vec<T>),
         timestamp: fn(&T) -> u64,
     ) -> Result<Vec<T>, NodeError> {
-        let mut records = Vec::new();
-        for partition in 0..self.partitions() {
-            records.extend(self.read_filtered(partition, filter, read).await?);
-        }
-        records.sort_by_key(timestamp);
-        if filter.flags.contains(QueryFilterFlags::REVERSED) {
-            records.reverse();
-        }
-        records.truncate(filter.limit as usize);
-        Ok(records)
+        let queues = self.queues.clone();
+        let partitions = self.partitions();
+        let query = async move {
+            let reads = (0..partitions).map(|partition| {
+                queues.read(partition, move |ledger| {
+                    let mut out = Vec::new();
+                    read(ledger, &filter, &mut out);
+                    out
+                })
+            });
+            let mut records = Vec::new();
+            for found in join_all(reads).await {
+                records.extend(found?);
+            }
+            records.sort_by_key(timestamp);
+            if filter.flags.contains(QueryFilterFlags::REVERSED) {
+                records.reverse();
+            }
+            records.truncate(filter.limit as usize);
+            Ok(records)
+        };
+        self.whole(partitions as usize, query).await
     }
 
     /// Runs one of the ledger's filtered reads on `partition`'s core.

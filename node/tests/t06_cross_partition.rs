@@ -277,6 +277,74 @@ fn concurrent_cross_partition_writers_keep_every_ledger_balanced() {
     assert_balanced(&node);
 }
 
+/// Sums of one ledger's accounts read while cross-partition batches commit: every sum, by an
+/// HTTP query over all partitions or a wire lookup of all the accounts, sees whole transactions
+/// only (debits = credits). Before reads across partitions went through the coordinator, most
+/// sums taken under this load were unbalanced.
+#[test]
+fn reads_across_partitions_never_see_half_a_transaction() {
+    let dir = TempDir::new("atomic-reads");
+    let node = Node::start(&dir.0);
+    let ids: Vec<u128> = (1..=64).collect();
+    let accounts: Vec<String> = ids.iter().map(|id| account_json(*id, 1, &[])).collect();
+    let (status, _) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200);
+    let http = node.http;
+    let writers: Vec<_> = (0..2u128)
+        .map(|writer| {
+            std::thread::spawn(move || {
+                for round in 0..100u128 {
+                    let batch: Vec<String> = (0..200u128)
+                        .map(|event| {
+                            let id = 10_000_000 * (writer + 1) + round * 200 + event;
+                            let debit = 1 + (id * 7) % 64;
+                            let credit = 1 + (debit + 1 + id % 61) % 64;
+                            transfer_json(id, debit, credit, id % 89 + 1, &[])
+                        })
+                        .collect();
+                    let body = format!("[{}]", batch.join(","));
+                    let (status, reply) =
+                        common::request(http, "POST", "/v1/transfers", Some(&body));
+                    assert_eq!(status, 200, "{reply}");
+                    assert!(results(&reply).iter().all(|r| r == "created"), "{reply}");
+                }
+            })
+        })
+        .collect();
+    let mut client = kassa_wire::client::BlockingClient::connect(
+        kassa_wire::client::ClientConfig::new(vec![node.wire], 0),
+    )
+    .expect("connect");
+    let wanted: Vec<kassa_wire::AccountId> =
+        ids.iter().map(|id| kassa_wire::AccountId(*id)).collect();
+    let (mut sums, mut unbalanced) = (0, Vec::new());
+    while !writers.iter().all(|w| w.is_finished()) {
+        let [debits, credits, _, _] = common::ledger_totals(&node)[&1];
+        if debits != credits {
+            unbalanced.push(format!("query: debits {debits:?}, credits {credits:?}"));
+        }
+        let found = client.lookup_accounts(&wanted).expect("lookup_accounts");
+        assert_eq!(found.len(), ids.len());
+        let debits: u128 = found.iter().map(|a| a.debits_posted).sum();
+        let credits: u128 = found.iter().map(|a| a.credits_posted).sum();
+        if debits != credits {
+            unbalanced.push(format!("lookup: debits {debits}, credits {credits}"));
+        }
+        sums += 2;
+    }
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    eprintln!("{sums} sums read while the writers ran");
+    assert!(sums >= 2, "the readers ran while the writers did");
+    assert!(
+        unbalanced.is_empty(),
+        "{} of {sums} sums: {unbalanced:?}",
+        unbalanced.len()
+    );
+    assert_balanced(&node);
+}
+
 /// Sets up accounts, moves 500 from `b` to `a` (transfer 1), and restarts the node with
 /// `KASSA_FAULT=fault`; returns it with `a` and `c`.
 fn restart_with_fault(dir: &TempDir, fault: &str) -> (Node, u128, u128) {
