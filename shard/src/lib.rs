@@ -37,6 +37,7 @@ mod command;
 mod create;
 mod create_accounts;
 mod create_transfers;
+pub mod directory;
 mod expiry;
 mod id_index;
 mod ledger;

@@ -1,0 +1,912 @@
+//! The id directory: which partition owns each account and transfer id of the cluster, so that
+//! ids stay unique when records are placed by ledger (`docs/transactions.md`, design D).
+//!
+//! Every id has a *home*, `partition_of(id, P)`. The home does not store the record, only who
+//! owns the id. Three parts, each pure (no clock, no I/O; time comes in as `now_ms`):
+//!
+//! - [`IdDirectory`]: a home's state, changed only by [`DirectoryCommand`]s applied in the
+//!   order of the home's log, so every replica of the home holds the same map.
+//! - [`Resolutions`]: what a home's leader does, in memory, when a claim meets an id another
+//!   partition claimed before. It asks that partition whether it holds the id, settles the
+//!   answer through the log, and answers the claimant. It returns [`HomeAction`]s for a driver
+//!   to perform.
+//! - [`ClaimRound`]: the claimant's side, for one batch: one claim per home, resent until every
+//!   home answered, then an answer for every id.
+//!
+//! A partition answers "do you hold this id?" with [`holder_verdict`].
+//!
+//! Protocol order:
+//! 1. The claimant (the ledger partition `L` about to run a batch) claims the batch's ids it
+//!    does not hold itself, one message per home.
+//! 2. A home appends the claim to its log and answers once the entry is durable. `L` runs the
+//!    batch only with every answer in hand, so a duplicate id gets an exact `exists_*` result.
+//! 3. `L` acknowledges its batch only once its own entry is durable too. The claims are
+//!    already durable, so a home that crashes cannot forget an id that `L` acknowledged.
+//!
+//! Invariants:
+//! - An id is [`Owner::Confirmed`] only once its holder said it holds it. A holder never takes
+//!   that back: records are never removed.
+//! - An entry moves from `Claimed { h, round }` to another partition only on `h`'s verdict
+//!   that it lacks the id: the id is not in its ledger, no batch of its own names it, and no
+//!   earlier leader's entry can still commit. The verdict counts only while the entry is still
+//!   `Claimed { h, round }`: a newer claim of `h` (a batch begun after the verdict) makes it
+//!   stale. So two partitions never both hold an id.
+//! - Claims are idempotent: claiming an id again for the same partition changes nothing.
+//!
+//! Callers: nothing in the node yet. The directory is step 3 of the plan in
+//! `docs/transactions.md`; `tests/directory.rs` drives all three parts in a seeded simulation of
+//! partitions that crash, lose leaders and reorder messages.
+
+use std::collections::{BTreeMap, HashMap};
+
+use foldhash::fast::FixedState;
+
+use crate::partitioning::partition_of;
+
+/// Most ids one claim carries: a batch's events, each naming at most three ids (the record and
+/// two accounts), which is more than any one home receives from one batch.
+pub const CLAIM_IDS_MAX: usize = 3 * kassa_wire::BATCH_EVENTS_MAX;
+/// How long a claimant waits for a home's answer before it claims again (the home may have
+/// lost its leader, and with it the claims it was resolving).
+pub const CLAIM_RETRY_MS: u64 = 200;
+/// How long a batch that yielded an id to an older batch waits before it claims again, so
+/// that the older batch's settle usually reaches the home before the new claim (which would
+/// make the verdict stale and the older batch ask again).
+pub const CLAIM_YIELD_BACKOFF_MS: u64 = 50;
+/// How long a home waits before asking a holder again that answered "not yet".
+pub const ASK_RETRY_MS: u64 = 20;
+/// How long a home waits for a holder's verdict before it asks again (the question or the
+/// verdict may have been lost).
+pub const ASK_TIMEOUT_MS: u64 = 200;
+/// How long a home keeps resolving a contested id for a claimant that stopped claiming it
+/// (its batch is gone): a live batch claims its unanswered ids again every
+/// [`CLAIM_RETRY_MS`]. Without this, a resolution for a batch that no longer exists could keep
+/// making younger batches yield.
+pub const WAITING_TTL_MS: u64 = 3 * CLAIM_RETRY_MS;
+/// Most contested ids a home resolves at once; further claims of contested ids wait for the
+/// claimant's retry.
+pub const RESOLUTIONS_MAX: usize = 65_536;
+
+/// Who owns an id, as its home knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Claimed by this partition for a batch that may or may not have committed; `round` is
+    /// the latest of its claim rounds that claimed the id here. A verdict names the round it
+    /// answers for, so a verdict overtaken by a newer claim changes nothing.
+    Claimed { partition: u32, round: u64 },
+    /// This partition holds the record (or the id's failure).
+    Confirmed(u32),
+}
+
+impl Owner {
+    pub fn partition(self) -> u32 {
+        match self {
+            Owner::Claimed { partition, .. } | Owner::Confirmed(partition) => partition,
+        }
+    }
+}
+
+/// A home's answer for one claimed id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimAnswer {
+    /// The id is the claimant's: new, or claimed by it before.
+    Granted,
+    /// Another partition holds the id: the claimant answers `exists*` from its record.
+    OwnedBy(u32),
+    /// Another partition claimed the id (in its round `round`) and may hold it: the home must
+    /// ask it first.
+    Contested { holder: u32, round: u64 },
+}
+
+/// A holder's answer to "do you hold this id?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It holds the id, for good.
+    Holds,
+    /// It does not hold the id and never will under that claim.
+    Lacks,
+    /// It cannot tell yet (a batch naming the id is in flight, or its leader has not committed
+    /// in its term): ask again.
+    NotYet,
+}
+
+/// What changes a home's directory; entries of the home's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectoryCommand {
+    /// `claimant` claims `ids` (each at most once, all homed here) for its claim round
+    /// `round`, which the answers name. `priority` orders contending batches (lower is
+    /// older; unique in the cluster, kept when a batch claims again).
+    Claim {
+        claimant: u32,
+        round: u64,
+        priority: u64,
+        ids: Vec<u128>,
+    },
+    /// `holder` answered `verdict` (never [`Verdict::NotYet`]) for `id`, which it claimed in
+    /// `holder_round` and which `claimant` wants for its round `round`; the claim is then
+    /// decided again for `claimant`.
+    Settle {
+        id: u128,
+        holder: u32,
+        holder_round: u64,
+        verdict: Verdict,
+        claimant: u32,
+        round: u64,
+    },
+}
+
+/// One home's map from id to owner.
+pub struct IdDirectory {
+    /// This home's partition and the cluster's partition count.
+    partition: u32,
+    partitions: u32,
+    owners: HashMap<u128, Owner, FixedState>,
+}
+
+impl IdDirectory {
+    pub fn new(partition: u32, partitions: u32, seed: u64) -> IdDirectory {
+        assert!(partition < partitions);
+        IdDirectory {
+            partition,
+            partitions,
+            owners: HashMap::with_hasher(FixedState::with_seed(seed)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+    }
+
+    /// Who owns `id`, if anybody claimed it.
+    pub fn owner(&self, id: u128) -> Option<Owner> {
+        self.owners.get(&id).copied()
+    }
+
+    /// Applies one entry of the home's log; the answers, one per id (`Claim`) or one
+    /// (`Settle`), in the command's order.
+    pub fn apply(&mut self, command: &DirectoryCommand, answers: &mut Vec<ClaimAnswer>) {
+        answers.clear();
+        match command {
+            DirectoryCommand::Claim {
+                claimant,
+                round,
+                ids,
+                ..
+            } => {
+                assert!(ids.len() <= CLAIM_IDS_MAX);
+                assert!(*claimant < self.partitions);
+                for id in ids {
+                    answers.push(self.claim(*claimant, *round, *id));
+                }
+            }
+            DirectoryCommand::Settle {
+                id,
+                holder,
+                holder_round,
+                verdict,
+                claimant,
+                round,
+            } => {
+                let claimed = Owner::Claimed {
+                    partition: *holder,
+                    round: *holder_round,
+                };
+                answers.push(self.settle(*id, claimed, *verdict, *claimant, *round));
+            }
+        }
+    }
+
+    fn claim(&mut self, claimant: u32, round: u64, id: u128) -> ClaimAnswer {
+        assert_ne!(id, 0, "id 0 is never claimed");
+        assert_eq!(partition_of(id, self.partitions), self.partition);
+        let owner = self.owners.entry(id).or_insert(Owner::Claimed {
+            partition: claimant,
+            round,
+        });
+        match owner {
+            Owner::Confirmed(holder) if *holder == claimant => ClaimAnswer::Granted,
+            Owner::Confirmed(holder) => ClaimAnswer::OwnedBy(*holder),
+            Owner::Claimed {
+                partition,
+                round: latest,
+            } if *partition == claimant => {
+                *latest = (*latest).max(round);
+                ClaimAnswer::Granted
+            }
+            Owner::Claimed { partition, round } => ClaimAnswer::Contested {
+                holder: *partition,
+                round: *round,
+            },
+        }
+    }
+
+    /// Records a holder's verdict on `id` if the id is still `claimed` as it was when the
+    /// holder was asked, then decides the claim of `claimant` again (another resolution, or a
+    /// newer claim of the holder, may have come first).
+    fn settle(
+        &mut self,
+        id: u128,
+        claimed: Owner,
+        verdict: Verdict,
+        claimant: u32,
+        round: u64,
+    ) -> ClaimAnswer {
+        assert_ne!(
+            claimed.partition(),
+            claimant,
+            "a partition never contests its own claim"
+        );
+        let owner = self.owners.get_mut(&id).expect("a settled id was claimed");
+        if *owner == claimed {
+            *owner = match verdict {
+                Verdict::Holds => Owner::Confirmed(claimed.partition()),
+                Verdict::Lacks => Owner::Claimed {
+                    partition: claimant,
+                    round,
+                },
+                Verdict::NotYet => unreachable!("only final verdicts are logged"),
+            };
+        }
+        self.claim(claimant, round, id)
+    }
+}
+
+/// What a partition knows of an id it is asked about.
+#[derive(Clone, Copy, Debug)]
+pub struct HolderState {
+    /// Its ledger has the id (a record, or the id of a failed event).
+    pub holds: bool,
+    /// A batch it proposed to its log, not yet applied, names the id.
+    pub proposed: bool,
+    /// The priority of its batch that is still claiming the id, if one is.
+    pub claiming: Option<u64>,
+    /// Its leader has committed an entry of its own term: no entry of an earlier leader can
+    /// still commit.
+    pub term_committed: bool,
+}
+
+/// How a partition answers "do you hold `id`?" for a claimant of priority `asker` (lower is
+/// older). A batch still claiming the id yields it to an older batch and waits for a younger
+/// one (wound-wait), so batches contesting each other's ids never wait in a circle. The
+/// `bool` is true when the partition's claiming batch yields: it must drop its round and claim
+/// again in a new one (keeping its priority), because the id may be handed over.
+pub fn holder_verdict(state: HolderState, asker: u64) -> (Verdict, bool) {
+    if state.holds {
+        return (Verdict::Holds, false);
+    }
+    if !state.term_committed || state.proposed {
+        return (Verdict::NotYet, false);
+    }
+    match state.claiming {
+        Some(own) if asker < own => (Verdict::Lacks, true),
+        Some(_) => (Verdict::NotYet, false),
+        None => (Verdict::Lacks, false),
+    }
+}
+
+/// What a home's leader asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HomeAction {
+    /// Ask `holder` whether it holds `ids`.
+    /// Ask `holder` whether it holds each id, which it claimed in the round named with it, for
+    /// a claimant of the priority named last. Its verdicts must name the same rounds: a verdict
+    /// is about the claim it was asked about, and one that arrives after a newer claim of the
+    /// holder must not count for it.
+    Ask {
+        holder: u32,
+        ids: Vec<(u128, u64, u64)>,
+    },
+    /// Append this entry to the home's log (then call [`Resolutions::settled`] with its answer).
+    Append(DirectoryCommand),
+    /// Tell `claimant` the final answer for `id` in its round `round`. An answer for an
+    /// older round must be ignored: the id may have changed hands since.
+    Answer {
+        claimant: u32,
+        round: u64,
+        id: u128,
+        answer: ClaimAnswer,
+    },
+}
+
+/// One contested id waiting for its holder's verdict.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    /// The claimant's batch's priority.
+    priority: u64,
+    /// When the claimant last claimed the id (see [`WAITING_TTL_MS`]).
+    claimed_ms: u64,
+    holder: u32,
+    /// The holder's claim round the question is about.
+    holder_round: u64,
+    /// The claimant's latest round that wants the id.
+    round: u64,
+    /// When to ask (again): due at once when new, after [`ASK_TIMEOUT_MS`] while a question
+    /// is out, after [`ASK_RETRY_MS`] past a "not yet", never once a final verdict went to the
+    /// log (`u64::MAX`).
+    ask_at_ms: u64,
+}
+
+/// A home leader's resolutions in progress, in memory only. A new leader starts with none:
+/// claimants that got no answer claim again, and the claims find the contested ids again.
+#[derive(Default, Debug)]
+pub struct Resolutions {
+    /// (id, claimant) → the holder being asked.
+    waiting: BTreeMap<(u128, u32), Waiting>,
+}
+
+impl Resolutions {
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// A claim entry applied with `answers`: final answers go to the claimant, contested ids
+    /// wait for their holder's verdict (asked on the next [`Resolutions::tick`]).
+    pub fn claimed(
+        &mut self,
+        claim: &DirectoryCommand,
+        answers: &[ClaimAnswer],
+        now_ms: u64,
+        actions: &mut Vec<HomeAction>,
+    ) {
+        let DirectoryCommand::Claim {
+            claimant,
+            round,
+            priority,
+            ids,
+        } = claim
+        else {
+            panic!("not a claim: {claim:?}");
+        };
+        assert_eq!(ids.len(), answers.len());
+        for (id, answer) in ids.iter().zip(answers) {
+            self.decided(
+                *claimant,
+                (*round, *priority),
+                *id,
+                *answer,
+                now_ms,
+                actions,
+            );
+        }
+    }
+
+    /// A settle entry applied with `answer` for its claimant.
+    pub fn settled(
+        &mut self,
+        settle: &DirectoryCommand,
+        answer: ClaimAnswer,
+        now_ms: u64,
+        actions: &mut Vec<HomeAction>,
+    ) {
+        let DirectoryCommand::Settle {
+            id,
+            claimant,
+            round,
+            ..
+        } = settle
+        else {
+            panic!("not a settle: {settle:?}");
+        };
+        // The answer holds at this point of the log, after every round of the claimant that
+        // waits for the id began: it answers the latest.
+        let (round, priority, claimed_ms) = match self.waiting.remove(&(*id, *claimant)) {
+            Some(waiting) => (
+                waiting.round.max(*round),
+                waiting.priority,
+                waiting.claimed_ms,
+            ),
+            None => (*round, u64::MAX, now_ms),
+        };
+        self.decided(
+            *claimant,
+            (round, priority),
+            *id,
+            answer,
+            claimed_ms,
+            actions,
+        );
+    }
+
+    fn decided(
+        &mut self,
+        claimant: u32,
+        (round, priority): (u64, u64),
+        id: u128,
+        answer: ClaimAnswer,
+        claimed_ms: u64,
+        actions: &mut Vec<HomeAction>,
+    ) {
+        match answer {
+            ClaimAnswer::Contested {
+                holder,
+                round: holder_round,
+            } => {
+                let full = self.waiting.len() >= RESOLUTIONS_MAX;
+                match self.waiting.get_mut(&(id, claimant)) {
+                    Some(waiting)
+                        if waiting.holder == holder && waiting.holder_round == holder_round =>
+                    {
+                        waiting.claimed_ms = waiting.claimed_ms.max(claimed_ms);
+                        // The claimant's latest round (its latest batch) is the one to serve.
+                        if round > waiting.round {
+                            waiting.round = round;
+                            waiting.priority = priority;
+                        }
+                    }
+                    Some(waiting) => {
+                        let latest = round > waiting.round;
+                        *waiting = Waiting {
+                            priority: if latest { priority } else { waiting.priority },
+                            claimed_ms: waiting.claimed_ms.max(claimed_ms),
+                            holder,
+                            holder_round,
+                            round: waiting.round.max(round),
+                            ask_at_ms: 0,
+                        };
+                    }
+                    // Past the limit the claimant's next claim finds the id contested again.
+                    None if full => {}
+                    None => {
+                        let waiting = Waiting {
+                            priority,
+                            claimed_ms,
+                            holder,
+                            holder_round,
+                            round,
+                            ask_at_ms: 0,
+                        };
+                        self.waiting.insert((id, claimant), waiting);
+                    }
+                }
+            }
+            answer => actions.push(HomeAction::Answer {
+                claimant,
+                round,
+                id,
+                answer,
+            }),
+        }
+    }
+
+    /// A holder's verdicts, each on the id and claim round it was asked about: final ones are
+    /// settled through the log, "not yet" is asked again after [`ASK_RETRY_MS`], and those
+    /// about a round no longer waited on are ignored.
+    pub fn verdicts(
+        &mut self,
+        holder: u32,
+        verdicts: &[(u128, u64, Verdict)],
+        now_ms: u64,
+        actions: &mut Vec<HomeAction>,
+    ) {
+        for (id, holder_round, verdict) in verdicts {
+            let asked = |w: &Waiting| {
+                w.holder == holder && w.holder_round == *holder_round && w.ask_at_ms != u64::MAX
+            };
+            let keys: Vec<(u128, u32)> = self
+                .waiting
+                .range((*id, 0)..=(*id, u32::MAX))
+                .filter(|(_, waiting)| asked(waiting))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in keys {
+                let waiting = self.waiting.get_mut(&key).expect("just found");
+                match verdict {
+                    Verdict::NotYet => waiting.ask_at_ms = now_ms + ASK_RETRY_MS,
+                    Verdict::Holds | Verdict::Lacks => {
+                        // The settle entry answers it. If this leader loses it, the next one
+                        // starts over from the claimant's next claim.
+                        waiting.ask_at_ms = u64::MAX;
+                        actions.push(HomeAction::Append(DirectoryCommand::Settle {
+                            id: key.0,
+                            holder,
+                            holder_round: waiting.holder_round,
+                            verdict: *verdict,
+                            claimant: key.1,
+                            round: waiting.round,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks every holder whose question is due, one message per holder.
+    pub fn tick(&mut self, now_ms: u64, actions: &mut Vec<HomeAction>) {
+        (self.waiting).retain(|_, waiting| now_ms <= waiting.claimed_ms + WAITING_TTL_MS);
+        let mut asks: BTreeMap<u32, Vec<(u128, u64, u64)>> = BTreeMap::new();
+        for ((id, _), waiting) in self.waiting.iter_mut() {
+            if waiting.ask_at_ms <= now_ms {
+                waiting.ask_at_ms = now_ms + ASK_TIMEOUT_MS;
+                let ids = asks.entry(waiting.holder).or_default();
+                match ids.last_mut() {
+                    // Several claimants of one id: ask once, for the oldest.
+                    Some((last, round, priority))
+                        if *last == *id && *round == waiting.holder_round =>
+                    {
+                        *priority = (*priority).min(waiting.priority);
+                    }
+                    _ => ids.push((*id, waiting.holder_round, waiting.priority)),
+                }
+            }
+        }
+        for (holder, ids) in asks {
+            actions.push(HomeAction::Ask { holder, ids });
+        }
+    }
+}
+
+/// The claimant's side of one batch's claims.
+pub struct ClaimRound {
+    claimant: u32,
+    /// Unique among the claimant's rounds, increasing (for example its term and a counter).
+    round: u64,
+    /// The batch's priority, kept across its rounds (see [`DirectoryCommand::Claim`]).
+    priority: u64,
+    /// Per home: the ids claimed there, and when to send the claim (again).
+    homes: BTreeMap<u32, (Vec<u128>, u64)>,
+    /// Every id claimed, with its answer once one came.
+    answers: HashMap<u128, Option<ClaimAnswer>, FixedState>,
+    unanswered: usize,
+}
+
+impl ClaimRound {
+    /// Claims `ids` (distinct, non-zero) for `claimant`'s round `round` of a batch of
+    /// `priority`: the round and the claims to send now, one per home.
+    pub fn start(
+        claimant: u32,
+        round: u64,
+        priority: u64,
+        ids: &[u128],
+        partitions: u32,
+        now_ms: u64,
+    ) -> (ClaimRound, Vec<(u32, DirectoryCommand)>) {
+        let mut homes: BTreeMap<u32, (Vec<u128>, u64)> = BTreeMap::new();
+        let mut answers = HashMap::with_capacity_and_hasher(ids.len(), FixedState::with_seed(0));
+        for id in ids {
+            assert_ne!(*id, 0);
+            let first = answers.insert(*id, None).is_none();
+            assert!(first, "id {id} claimed twice in one round");
+            let home = partition_of(*id, partitions);
+            let retry_ms = now_ms + CLAIM_RETRY_MS;
+            homes
+                .entry(home)
+                .or_insert((Vec::new(), retry_ms))
+                .0
+                .push(*id);
+        }
+        let sends = (homes.iter())
+            .map(|(home, (ids, _))| {
+                let claim = DirectoryCommand::Claim {
+                    claimant,
+                    round,
+                    priority,
+                    ids: ids.clone(),
+                };
+                (*home, claim)
+            })
+            .collect();
+        let round = ClaimRound {
+            claimant,
+            round,
+            priority,
+            homes,
+            answers,
+            unanswered: ids.len(),
+        };
+        (round, sends)
+    }
+
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    pub fn priority(&self) -> u64 {
+        self.priority
+    }
+
+    /// The ids no home has answered yet.
+    pub fn unanswered(&self) -> Vec<u128> {
+        let ids = self.answers.iter().filter(|(_, answer)| answer.is_none());
+        let mut ids: Vec<u128> = ids.map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The homes this round claims at.
+    pub fn homes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.homes.keys().copied()
+    }
+
+    /// The same batch claiming again in a new round after it yielded an id: like
+    /// [`ClaimRound::start`], but nothing is sent before [`CLAIM_YIELD_BACKOFF_MS`] (the first
+    /// claims go out from [`ClaimRound::tick`]).
+    pub fn restart(&self, round: u64, ids: &[u128], partitions: u32, now_ms: u64) -> ClaimRound {
+        assert!(round > self.round);
+        let (mut restarted, _) =
+            ClaimRound::start(self.claimant, round, self.priority, ids, partitions, now_ms);
+        for (_, send_ms) in restarted.homes.values_mut() {
+            *send_ms = now_ms + CLAIM_YIELD_BACKOFF_MS;
+        }
+        restarted
+    }
+
+    /// The claims to send again: to every home that has not answered every id when its time
+    /// came ([`CLAIM_RETRY_MS`] after the last claim), naming only the ids not answered.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<(u32, DirectoryCommand)> {
+        let mut sends = Vec::new();
+        for (home, (ids, send_ms)) in self.homes.iter_mut() {
+            if now_ms < *send_ms {
+                continue;
+            }
+            let unanswered: Vec<u128> = (ids.iter())
+                .filter(|id| self.answers[*id].is_none())
+                .copied()
+                .collect();
+            if unanswered.is_empty() {
+                continue;
+            }
+            *send_ms = now_ms + CLAIM_RETRY_MS;
+            let claim = DirectoryCommand::Claim {
+                claimant: self.claimant,
+                round: self.round,
+                priority: self.priority,
+                ids: unanswered,
+            };
+            sends.push((*home, claim));
+        }
+        sends
+    }
+
+    /// A home's final answer for one id (never [`ClaimAnswer::Contested`]) in round `round`;
+    /// answers of other rounds, or for ids this round did not claim, are ignored. The first
+    /// answer counts: a home answers a round's id again only by the same rules.
+    pub fn answered(&mut self, round: u64, id: u128, answer: ClaimAnswer) {
+        assert!(!matches!(answer, ClaimAnswer::Contested { .. }));
+        if round != self.round {
+            return;
+        }
+        if let Some(slot @ None) = self.answers.get_mut(&id) {
+            *slot = Some(answer);
+            self.unanswered -= 1;
+        }
+    }
+
+    /// Every id's answer, once all are in.
+    pub fn outcome(&self) -> Option<BTreeMap<u128, ClaimAnswer>> {
+        if self.unanswered > 0 {
+            return None;
+        }
+        let answers = self.answers.iter();
+        Some(
+            answers
+                .map(|(id, answer)| (*id, answer.expect("answered")))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn homed(home: u32, partitions: u32, count: usize) -> Vec<u128> {
+        (1u128..)
+            .filter(|id| partition_of(*id, partitions) == home)
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_is_granted_once_and_contested_by_others_until_settled() {
+        let mut directory = IdDirectory::new(2, 4, 7);
+        let ids = homed(2, 4, 3);
+        let mut answers = Vec::new();
+        let claim = |claimant, ids: &[u128]| DirectoryCommand::Claim {
+            claimant,
+            round: 1,
+            priority: u64::from(claimant),
+            ids: ids.to_vec(),
+        };
+        directory.apply(&claim(1, &ids), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted; 3]);
+        directory.apply(&claim(1, &ids), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted; 3], "idempotent");
+        directory.apply(&claim(3, &ids[..2]), &mut answers);
+        let contested = ClaimAnswer::Contested {
+            holder: 1,
+            round: 1,
+        };
+        assert_eq!(answers, vec![contested; 2]);
+        let settle = |id, verdict| DirectoryCommand::Settle {
+            id,
+            holder: 1,
+            holder_round: 1,
+            verdict,
+            claimant: 3,
+            round: 1,
+        };
+        directory.apply(&settle(ids[0], Verdict::Holds), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::OwnedBy(1)]);
+        assert_eq!(directory.owner(ids[0]), Some(Owner::Confirmed(1)));
+        directory.apply(&settle(ids[1], Verdict::Lacks), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        let claimed_by_3 = Owner::Claimed {
+            partition: 3,
+            round: 1,
+        };
+        assert_eq!(directory.owner(ids[1]), Some(claimed_by_3));
+        // A late verdict of the old holder changes nothing.
+        directory.apply(&settle(ids[1], Verdict::Holds), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        assert_eq!(directory.owner(ids[1]), Some(claimed_by_3));
+    }
+
+    /// Found by `tests/directory.rs`: a holder says it lacks an id, then claims it again in a
+    /// new batch before its verdict is settled. The stale verdict must not hand the id over.
+    #[test]
+    fn a_verdict_overtaken_by_the_holders_newer_claim_changes_nothing() {
+        let mut directory = IdDirectory::new(0, 3, 7);
+        let mut answers = Vec::new();
+        let id = homed(0, 3, 1)[0];
+        let claim = |claimant, round| DirectoryCommand::Claim {
+            claimant,
+            round,
+            priority: u64::from(claimant),
+            ids: vec![id],
+        };
+        directory.apply(&claim(1, 10), &mut answers);
+        directory.apply(&claim(2, 3), &mut answers);
+        let contested = ClaimAnswer::Contested {
+            holder: 1,
+            round: 10,
+        };
+        assert_eq!(answers, vec![contested]);
+        // Partition 1 answers "lacks" for round 10, then claims again in round 11.
+        directory.apply(&claim(1, 11), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        let stale = DirectoryCommand::Settle {
+            id,
+            holder: 1,
+            holder_round: 10,
+            verdict: Verdict::Lacks,
+            claimant: 2,
+            round: 3,
+        };
+        directory.apply(&stale, &mut answers);
+        let contested = ClaimAnswer::Contested {
+            holder: 1,
+            round: 11,
+        };
+        assert_eq!(answers, vec![contested], "asked again, about round 11");
+        let owner = Owner::Claimed {
+            partition: 1,
+            round: 11,
+        };
+        assert_eq!(directory.owner(id), Some(owner));
+    }
+
+    #[test]
+    fn a_holder_lacks_an_id_only_for_good_and_yields_only_to_older_batches() {
+        let state = |holds, proposed, claiming, term_committed| HolderState {
+            holds,
+            proposed,
+            claiming,
+            term_committed,
+        };
+        let verdict = |s, asker| holder_verdict(s, asker);
+        assert_eq!(
+            verdict(state(true, true, None, false), 5),
+            (Verdict::Holds, false)
+        );
+        assert_eq!(
+            verdict(state(false, true, None, true), 5),
+            (Verdict::NotYet, false)
+        );
+        assert_eq!(
+            verdict(state(false, false, None, false), 5),
+            (Verdict::NotYet, false)
+        );
+        assert_eq!(
+            verdict(state(false, false, None, true), 5),
+            (Verdict::Lacks, false)
+        );
+        // A batch still claiming the id: an older asker wins it, a younger one waits.
+        let claiming = state(false, false, Some(5), true);
+        assert_eq!(verdict(claiming, 4), (Verdict::Lacks, true));
+        assert_eq!(verdict(claiming, 6), (Verdict::NotYet, false));
+        // Once proposed, nobody wins it away.
+        assert_eq!(
+            verdict(state(false, true, Some(5), true), 4),
+            (Verdict::NotYet, false)
+        );
+    }
+
+    #[test]
+    fn a_contested_claim_asks_the_holder_and_answers_after_the_settle() {
+        let mut resolutions = Resolutions::default();
+        let mut actions = Vec::new();
+        let id = 42;
+        let claim = DirectoryCommand::Claim {
+            claimant: 3,
+            round: 5,
+            priority: 7,
+            ids: vec![id],
+        };
+        let contested = ClaimAnswer::Contested {
+            holder: 1,
+            round: 2,
+        };
+        resolutions.claimed(&claim, &[contested], 100, &mut actions);
+        assert!(actions.is_empty());
+        resolutions.tick(100, &mut actions);
+        assert_eq!(
+            actions,
+            vec![HomeAction::Ask {
+                holder: 1,
+                ids: vec![(id, 2, 7)]
+            }]
+        );
+        actions.clear();
+        resolutions.verdicts(1, &[(id, 2, Verdict::NotYet)], 100, &mut actions);
+        resolutions.tick(100, &mut actions);
+        assert!(actions.is_empty(), "not asked again before the retry time");
+        resolutions.tick(100 + ASK_RETRY_MS, &mut actions);
+        assert_eq!(actions.len(), 1);
+        actions.clear();
+        resolutions.verdicts(1, &[(id, 1, Verdict::Lacks)], 130, &mut actions);
+        assert!(actions.is_empty(), "a verdict about another round");
+        resolutions.verdicts(1, &[(id, 2, Verdict::Lacks)], 130, &mut actions);
+        let settle = DirectoryCommand::Settle {
+            id,
+            holder: 1,
+            holder_round: 2,
+            verdict: Verdict::Lacks,
+            claimant: 3,
+            round: 5,
+        };
+        assert_eq!(actions, vec![HomeAction::Append(settle.clone())]);
+        actions.clear();
+        resolutions.settled(&settle, ClaimAnswer::Granted, 130, &mut actions);
+        let answer = HomeAction::Answer {
+            claimant: 3,
+            round: 5,
+            id,
+            answer: ClaimAnswer::Granted,
+        };
+        assert_eq!(actions, vec![answer]);
+        assert!(resolutions.is_empty());
+    }
+
+    #[test]
+    fn a_round_claims_once_per_home_and_retries_only_the_unanswered() {
+        let partitions = 4;
+        let ids: Vec<u128> = (1..=40).collect();
+        let (mut round, sends) = ClaimRound::start(0, 9, 1, &ids, partitions, 0);
+        assert_eq!(sends.len(), round.homes().count());
+        assert!(round.tick(CLAIM_RETRY_MS - 1).is_empty());
+        round.answered(8, 40, ClaimAnswer::Granted);
+        for id in &ids[..39] {
+            round.answered(9, *id, ClaimAnswer::Granted);
+        }
+        assert!(round.outcome().is_none());
+        let resent = round.tick(CLAIM_RETRY_MS);
+        assert_eq!(resent.len(), 1);
+        let (home, DirectoryCommand::Claim { ids: again, .. }) = &resent[0] else {
+            panic!("a claim");
+        };
+        assert_eq!(*home, partition_of(40, partitions));
+        assert_eq!(again, &vec![40]);
+        round.answered(9, 40, ClaimAnswer::OwnedBy(2));
+        let outcome = round.outcome().expect("complete");
+        assert_eq!(outcome.len(), 40);
+        assert_eq!(outcome[&40], ClaimAnswer::OwnedBy(2));
+    }
+}
