@@ -40,10 +40,8 @@
 mod claim_round;
 mod resolutions;
 
-use std::collections::HashMap;
-
-use foldhash::fast::FixedState;
-
+use crate::id_index::IdIndex;
+use crate::limits::RECORDS_MAX;
 use crate::partitioning::partition_of;
 
 pub use claim_round::ClaimRound;
@@ -141,12 +139,18 @@ pub enum DirectoryCommand {
     },
 }
 
-/// One home's map from id to owner.
+/// How many ids ahead a claim asks the CPU to fetch their index slots.
+const PREFETCH_AHEAD: usize = 16;
+
+/// One home's map from id to owner: the ledger's open-addressing id index, pointing into a
+/// table of owners.
 pub struct IdDirectory {
     /// This home's partition and the cluster's partition count.
     partition: u32,
     partitions: u32,
-    owners: HashMap<u128, Owner, FixedState>,
+    index: IdIndex,
+    /// Owners, in the order their ids were first claimed.
+    owners: Vec<Owner>,
 }
 
 impl IdDirectory {
@@ -155,7 +159,8 @@ impl IdDirectory {
         IdDirectory {
             partition,
             partitions,
-            owners: HashMap::with_hasher(FixedState::with_seed(seed)),
+            index: IdIndex::with_capacity(0, seed),
+            owners: Vec::new(),
         }
     }
 
@@ -169,7 +174,8 @@ impl IdDirectory {
 
     /// Who owns `id`, if anybody claimed it.
     pub fn owner(&self, id: u128) -> Option<Owner> {
-        self.owners.get(&id).copied()
+        let position = self.index.get(id)?;
+        Some(self.owners[position as usize])
     }
 
     /// Applies one entry of the home's log; the answers, one per id (`Claim`) or one
@@ -185,7 +191,10 @@ impl IdDirectory {
             } => {
                 assert!(ids.len() <= CLAIM_IDS_MAX);
                 assert!(*claimant < self.partitions);
-                for id in ids {
+                for (at, id) in ids.iter().enumerate() {
+                    if let Some(ahead) = ids.get(at + PREFETCH_AHEAD) {
+                        self.index.prefetch(*ahead);
+                    }
                     answers.push(self.claim(*claimant, *round, *id));
                 }
             }
@@ -209,11 +218,23 @@ impl IdDirectory {
     fn claim(&mut self, claimant: u32, round: u64, id: u128) -> ClaimAnswer {
         assert_ne!(id, 0, "id 0 is never claimed");
         assert_eq!(partition_of(id, self.partitions), self.partition);
-        let owner = self.owners.entry(id).or_insert(Owner::Claimed {
-            partition: claimant,
-            round,
-        });
-        match owner {
+        let position = match self.index.get(id) {
+            Some(position) => position as usize,
+            None => {
+                let position = self.owners.len();
+                assert!(
+                    position < RECORDS_MAX,
+                    "a home holds at most {RECORDS_MAX} ids"
+                );
+                self.index.insert(id, position as u32);
+                self.owners.push(Owner::Claimed {
+                    partition: claimant,
+                    round,
+                });
+                position
+            }
+        };
+        match &mut self.owners[position] {
             Owner::Confirmed(holder) if *holder == claimant => ClaimAnswer::Granted,
             Owner::Confirmed(holder) => ClaimAnswer::OwnedBy(*holder),
             Owner::Claimed {
@@ -246,7 +267,8 @@ impl IdDirectory {
             claimant,
             "a partition never contests its own claim"
         );
-        let owner = self.owners.get_mut(&id).expect("a settled id was claimed");
+        let position = self.index.get(id).expect("a settled id was claimed");
+        let owner = &mut self.owners[position as usize];
         if *owner == claimed {
             *owner = match verdict {
                 Verdict::Holds => Owner::Confirmed(claimed.partition()),
