@@ -4,9 +4,11 @@
 //!
 //! The flush probe writes 4 KiB at successive offsets of a preallocated, already synced file
 //! and times each `pwrite + fdatasync`, so it measures the device's flush, not file growth.
-//! Called by `main.rs` before the runs.
+//! Called by `main.rs` before the runs. Also here: [`free_port`], for the throw-away baseline
+//! servers.
 
 use std::fs::OpenOptions;
+use std::net::TcpListener;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Instant;
@@ -98,6 +100,13 @@ fn memory_bytes() -> Option<u64> {
     let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// A port of 127.0.0.1 nothing listens on right now (bound, then released for a server to
+/// take).
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
 }
 
 #[cfg(test)]

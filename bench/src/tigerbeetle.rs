@@ -6,7 +6,7 @@
 //! Invariants: the process is never left running (dropping a [`TigerBeetleProcess`] kills it);
 //! the benchmark starts only once the replica accepts connections. Called by `main.rs`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -77,7 +77,8 @@ impl TigerBeetleProcess {
                 ),
             });
         }
-        let address = free_address().map_err(TigerBeetleError::Port)?;
+        let port = crate::machine::free_port().map_err(TigerBeetleError::Port)?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
         let log = dir.join("tigerbeetle.log");
         let log_file = std::fs::File::create(&log).map_err(|source| TigerBeetleError::Spawn {
             what: format!("creating {}", log.display()),
@@ -166,10 +167,4 @@ fn version(binary: &Path) -> Result<String, TigerBeetleError> {
         .unwrap_or("TigerBeetle")
         .trim()
         .to_string())
-}
-
-/// A port of 127.0.0.1 that is free now (bound, then released for the replica to take).
-fn free_address() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    listener.local_addr()
 }

@@ -300,8 +300,13 @@ impl Reads {
         filter: AccountFilter,
     ) -> Result<Vec<Transfer>, NodeError> {
         let partition = partition_of(filter.account_id.0, self.partitions());
-        self.read_filtered(partition, filter, Ledger::get_account_transfers)
-            .await
+        read_filtered(
+            &self.queues,
+            partition,
+            filter,
+            Ledger::get_account_transfers,
+        )
+        .await
     }
 
     pub async fn get_account_balances(
@@ -309,8 +314,13 @@ impl Reads {
         filter: AccountFilter,
     ) -> Result<Vec<AccountBalance>, NodeError> {
         let partition = partition_of(filter.account_id.0, self.partitions());
-        self.read_filtered(partition, filter, Ledger::get_account_balances)
-            .await
+        read_filtered(
+            &self.queues,
+            partition,
+            filter,
+            Ledger::get_account_balances,
+        )
+        .await
     }
 
     pub async fn query_accounts(&self, filter: QueryFilter) -> Result<Vec<Account>, NodeError> {
@@ -334,13 +344,8 @@ impl Reads {
         let queues = self.queues.clone();
         let partitions = self.partitions();
         let query = async move {
-            let reads = (0..partitions).map(|partition| {
-                queues.read(partition, move |ledger| {
-                    let mut out = Vec::new();
-                    read(ledger, &filter, &mut out);
-                    out
-                })
-            });
+            let reads =
+                (0..partitions).map(|partition| read_filtered(&queues, partition, filter, read));
             let mut records = Vec::new();
             for found in join_all(reads).await {
                 records.extend(found?);
@@ -354,21 +359,21 @@ impl Reads {
         };
         self.whole(partitions as usize, query).await
     }
+}
 
-    /// Runs one of the ledger's filtered reads on `partition`'s core.
-    async fn read_filtered<F: Send + 'static, T: Send + 'static>(
-        &self,
-        partition: u32,
-        filter: F,
-        read: fn(&Ledger, &F, &mut Vec<T>),
-    ) -> Result<Vec<T>, NodeError> {
-        let found = self.queues.read(partition, move |ledger| {
-            let mut out = Vec::new();
-            read(ledger, &filter, &mut out);
-            out
-        });
-        found.await
-    }
+/// Runs one of the ledger's filtered reads on `partition`'s core.
+async fn read_filtered<F: Send + 'static, T: Send + 'static>(
+    queues: &CoreQueues,
+    partition: u32,
+    filter: F,
+    read: fn(&Ledger, &F, &mut Vec<T>),
+) -> Result<Vec<T>, NodeError> {
+    let found = queues.read(partition, move |ledger| {
+        let mut out = Vec::new();
+        read(ledger, &filter, &mut out);
+        out
+    });
+    found.await
 }
 
 /// Runs `future` to completion on this thread (start-up work, before any runtime serves).

@@ -239,7 +239,7 @@ impl Sim {
                     .count() as u64;
                 let mut actions = Vec::new();
                 home.resolutions
-                    .claimed(&claim, &answers, self.now_ms, &mut actions);
+                    .applied(&claim, &answers, self.now_ms, &mut actions);
                 self.perform(to, actions);
             }
             Message::Answer {
@@ -309,7 +309,7 @@ impl Sim {
                         trace(*id, || format!("{settle:?} -> {:?}", answers[0]));
                     }
                     let now_ms = self.now_ms;
-                    (partition.resolutions).settled(&settle, answers[0], now_ms, &mut actions);
+                    (partition.resolutions).applied(&settle, &answers, now_ms, &mut actions);
                 }
                 HomeAction::Answer {
                     claimant,

@@ -10,7 +10,6 @@
 //! [`PgServer`] stops the server and removes its directory. Called by `main.rs`.
 
 use std::ffi::CString;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -83,7 +82,10 @@ impl PgServer {
         };
         create_owned_dir(dir, run_as.as_deref())?;
         let version = version(&bin_dir)?;
-        let port = free_port()?;
+        let port = crate::machine::free_port().map_err(|source| ServerError::Io {
+            what: "finding a free port".to_string(),
+            source,
+        })?;
         let shared_buffers_mb = (memory_bytes / 4 / (1 << 20)).clamp(128, SHARED_BUFFERS_MB_MAX);
         let settings = vec![
             "listen_addresses = '127.0.0.1'".to_string(),
@@ -347,19 +349,4 @@ fn user_ids(user: &str) -> Option<(u32, u32)> {
         }
         Some(((*record).pw_uid, (*record).pw_gid))
     }
-}
-
-/// A port on 127.0.0.1 nothing listens on right now.
-fn free_port() -> Result<u16, ServerError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| ServerError::Io {
-        what: "finding a free port".to_string(),
-        source,
-    })?;
-    listener
-        .local_addr()
-        .map(|address| address.port())
-        .map_err(|source| ServerError::Io {
-            what: "finding a free port".to_string(),
-            source,
-        })
 }

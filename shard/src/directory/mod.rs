@@ -327,7 +327,7 @@ pub enum HomeAction {
         holder: u32,
         ids: Vec<(u128, u64, u64)>,
     },
-    /// Append this entry to the home's log (then call [`Resolutions::settled`] with its answer).
+    /// Append this entry to the home's log (then call [`Resolutions::applied`] with its answer).
     Append(DirectoryCommand),
     /// Tell `claimant` the final answer for `id` in its round `round`. An answer for an
     /// older round must be ignored: the id may have changed hands since.

@@ -44,72 +44,52 @@ impl Resolutions {
         self.waiting.is_empty()
     }
 
-    /// A claim entry applied with `answers`: final answers go to the claimant, contested ids
-    /// wait for their holder's verdict (asked on the next [`Resolutions::tick`]).
-    pub fn claimed(
+    /// An entry of the home's log, applied with `answers` ([`super::IdDirectory::apply`]'s):
+    /// final answers go to their claimants, contested ids wait for their holder's verdict
+    /// (asked on the next [`Resolutions::tick`]).
+    pub fn applied(
         &mut self,
-        claim: &DirectoryCommand,
+        command: &DirectoryCommand,
         answers: &[ClaimAnswer],
         now_ms: u64,
         actions: &mut Vec<HomeAction>,
     ) {
-        let DirectoryCommand::Claim {
-            claimant,
-            round,
-            priority,
-            ids,
-        } = claim
-        else {
-            panic!("not a claim: {claim:?}");
-        };
-        assert_eq!(ids.len(), answers.len());
-        for (id, answer) in ids.iter().zip(answers) {
-            self.decided(
-                *claimant,
-                (*round, *priority),
-                *id,
-                *answer,
-                now_ms,
-                actions,
-            );
+        match command {
+            DirectoryCommand::Claim {
+                claimant,
+                round,
+                priority,
+                ids,
+            } => {
+                assert_eq!(ids.len(), answers.len());
+                for (id, answer) in ids.iter().zip(answers) {
+                    let round = (*round, *priority);
+                    self.decided(*claimant, round, *id, *answer, now_ms, actions);
+                }
+            }
+            DirectoryCommand::Settle {
+                id,
+                claimant,
+                round,
+                ..
+            } => {
+                let [answer] = answers else {
+                    panic!("a settle answers once, not {answers:?}");
+                };
+                // The answer holds at this point of the log, after every round of the claimant
+                // that waits for the id began: it answers the latest.
+                let (round, priority, claimed_ms) = match self.waiting.remove(&(*id, *claimant)) {
+                    Some(waiting) => (
+                        waiting.round.max(*round),
+                        waiting.priority,
+                        waiting.claimed_ms,
+                    ),
+                    None => (*round, u64::MAX, now_ms),
+                };
+                let round = (round, priority);
+                self.decided(*claimant, round, *id, *answer, claimed_ms, actions);
+            }
         }
-    }
-
-    /// A settle entry applied with `answer` for its claimant.
-    pub fn settled(
-        &mut self,
-        settle: &DirectoryCommand,
-        answer: ClaimAnswer,
-        now_ms: u64,
-        actions: &mut Vec<HomeAction>,
-    ) {
-        let DirectoryCommand::Settle {
-            id,
-            claimant,
-            round,
-            ..
-        } = settle
-        else {
-            panic!("not a settle: {settle:?}");
-        };
-        // The answer holds at this point of the log, after every round of the claimant that
-        // waits for the id began: it answers the latest.
-        let (round, priority, claimed_ms) = match self.waiting.remove(&(*id, *claimant)) {
-            Some(waiting) => (
-                waiting.round.max(*round),
-                waiting.priority,
-                waiting.claimed_ms,
-            ),
-            None => (*round, u64::MAX, now_ms),
-        };
-        self.decided(
-            *claimant,
-            (round, priority),
-            *id,
-            answer,
-            claimed_ms,
-            actions,
-        );
     }
 
     fn decided(
@@ -259,7 +239,7 @@ mod tests {
             holder: 1,
             round: 2,
         };
-        resolutions.claimed(&claim, &[contested], 100, &mut actions);
+        resolutions.applied(&claim, &[contested], 100, &mut actions);
         assert!(actions.is_empty());
         resolutions.tick(100, &mut actions);
         assert_eq!(
@@ -289,7 +269,7 @@ mod tests {
         };
         assert_eq!(actions, vec![HomeAction::Append(settle.clone())]);
         actions.clear();
-        resolutions.settled(&settle, ClaimAnswer::Granted, 130, &mut actions);
+        resolutions.applied(&settle, &[ClaimAnswer::Granted], 130, &mut actions);
         let answer = HomeAction::Answer {
             claimant: 3,
             round: 5,
