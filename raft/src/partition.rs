@@ -135,7 +135,8 @@ fn events(command: &Command) -> usize {
         | Command::ReleaseChangeEvents { .. }
         | Command::Decide { .. }
         | Command::Apply { .. }
-        | Command::Done { .. } => 0,
+        | Command::Done { .. }
+        | Command::Directory { .. } => 0,
         // A client frame's batches were checked against their limits when it was built.
         Command::Register { .. } | Command::Request { .. } | Command::Answer { .. } => 0,
     }

@@ -421,10 +421,11 @@ mod tests {
         assert_eq!(again, first);
 
         // Damage one byte of the last cached reply body and fix the CRCs: the table's own
-        // checks refuse it. The (empty) transaction state follows the table.
+        // checks refuse it. The (empty) transaction state and id directory follow the table.
         const TXN_STATE_EMPTY: usize = 24;
+        const ID_DIRECTORY_EMPTY: usize = 16;
         let mut damaged = first.clone();
-        let at = damaged.len() - 1 - TXN_STATE_EMPTY;
+        let at = damaged.len() - 1 - TXN_STATE_EMPTY - ID_DIRECTORY_EMPTY;
         damaged[at] ^= 1;
         let body_checksum = crc32c::crc32c(&damaged[32..]);
         damaged[24..28].copy_from_slice(&body_checksum.to_le_bytes());
@@ -439,7 +440,7 @@ mod tests {
         // typed error (or, for a flip the checks cannot see, a table that still validates),
         // never a panic.
         let table_size = 16 + 3 * (16 + 256 + 32); // Each reply: one result and its trailer.
-        let table_start = first.len() - TXN_STATE_EMPTY - table_size;
+        let table_start = first.len() - TXN_STATE_EMPTY - ID_DIRECTORY_EMPTY - table_size;
         for cut in table_start..first.len() {
             let cut_snapshot = resealed_snapshot(&first[..cut]);
             assert!(Ledger::restore(Default::default(), &cut_snapshot).is_err());

@@ -10,6 +10,9 @@
 //! A client's `Register` or `Request` carries its whole frame instead: `count` is the frame's
 //! size and the frame (256-byte request header, then body) follows; decoding validates it again
 //! as the wire port did (`ClientRequest::new`) and checks that the operation fits the tag.
+//! The id directory's `Claim` has `count` ids after a 24-byte body header (`kind u32 |
+//! claimant u32 | round u64 | priority u64`); a `Settle` has a 48-byte body (`kind u32 | holder
+//! u32 | claimant u32 | verdict u32 | holder_round u64 | round u64 | id u128`).
 //! Decoding checks the tag, the reserved bytes, the count against `BATCH_EVENTS_MAX` (or
 //! `MESSAGE_SIZE_MAX` for a frame) and the exact length, and never panics on bad input.
 
@@ -23,6 +26,7 @@ use crate::limits::BATCH_EVENTS_MAX;
 use crate::sessions::{ClientReply, ClientRequest, ClientRequestError};
 use std::sync::Arc;
 
+use crate::directory::{ClaimAnswer, DirectoryCommand, IdKind, Verdict, CLAIM_IDS_MAX};
 use crate::txn::{Decision, Decoder, Effects};
 use crate::Ledger;
 use kassa_wire::header::HeaderLayout;
@@ -83,6 +87,12 @@ pub enum Command {
         now: u64,
         request: ClientRequest,
     },
+    /// An entry of the id directory, for ids homed in this partition (`directory`).
+    Directory {
+        kind: IdKind,
+        /// Boxed: a settle is larger than every other command's fields.
+        command: Box<DirectoryCommand>,
+    },
 }
 
 /// What applying a [`Command`] answered.
@@ -108,6 +118,8 @@ pub enum Reply {
     Done,
     /// The answer to a `Register` or `Request`.
     Client(ClientReply),
+    /// A directory entry's answers: one per claimed id, or one for a settle.
+    Directory(Vec<ClaimAnswer>),
 }
 
 /// Why bytes are not a command.
@@ -149,6 +161,10 @@ const TAG_DECIDE: u8 = 7;
 const TAG_APPLY: u8 = 8;
 const TAG_DONE: u8 = 9;
 const TAG_ANSWER: u8 = 10;
+const TAG_CLAIM: u8 = 11;
+const TAG_SETTLE: u8 = 12;
+const CLAIM_HEADER_SIZE: usize = 24;
+const SETTLE_SIZE: usize = 48;
 
 impl Command {
     /// The size of [`Command::encode`]'s output, to size the buffer once.
@@ -164,6 +180,10 @@ impl Command {
             Command::Register { request, .. } | Command::Request { request, .. } => {
                 request.header().frame.size as usize
             }
+            Command::Directory { command, .. } => match command.as_ref() {
+                DirectoryCommand::Claim { ids, .. } => CLAIM_HEADER_SIZE + 16 * ids.len(),
+                DirectoryCommand::Settle { .. } => SETTLE_SIZE,
+            },
         };
         HEADER_SIZE + body
     }
@@ -229,6 +249,7 @@ impl Command {
             Command::Request { now, request } => {
                 return encode_client(TAG_REQUEST, *now, request, out);
             }
+            Command::Directory { kind, command } => return encode_directory(*kind, command, out),
         };
         assert!(count <= BATCH_EVENTS_MAX);
         out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
@@ -257,6 +278,12 @@ impl Command {
         }
         if tag == TAG_ANSWER {
             return decode_answer(now, count, body);
+        }
+        if tag == TAG_CLAIM || tag == TAG_SETTLE {
+            if now != 0 {
+                return Err(CommandDecodeError::ReservedNotZero);
+            }
+            return decode_directory(tag, count, body).map_err(CommandDecodeError::Malformed);
         }
         if count as usize > BATCH_EVENTS_MAX {
             return Err(CommandDecodeError::TooManyEvents(count));
@@ -320,6 +347,106 @@ fn decode_txn_command(tag: u8, body: &[u8]) -> Result<Command, &'static str> {
         return Err("trailing bytes");
     }
     Ok(command)
+}
+
+fn encode_directory(kind: IdKind, command: &DirectoryCommand, out: &mut Vec<u8>) {
+    let put_u32 = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
+    let put_u64 = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_le_bytes());
+    match command {
+        DirectoryCommand::Claim {
+            claimant,
+            round,
+            priority,
+            ids,
+        } => {
+            assert!(ids.len() <= CLAIM_IDS_MAX);
+            out.extend_from_slice(&[TAG_CLAIM, 0, 0, 0, 0, 0, 0, 0]);
+            put_u64(out, 0);
+            put_u32(out, ids.len() as u32);
+            put_u32(out, 0);
+            put_u32(out, u32::from(kind as u8));
+            put_u32(out, *claimant);
+            put_u64(out, *round);
+            put_u64(out, *priority);
+            out.extend_from_slice(ids.as_bytes());
+        }
+        DirectoryCommand::Settle {
+            id,
+            holder,
+            holder_round,
+            verdict,
+            claimant,
+            round,
+        } => {
+            let verdict = match verdict {
+                Verdict::Holds => 1,
+                Verdict::Lacks => 2,
+                Verdict::NotYet => unreachable!("only final verdicts are logged"),
+            };
+            out.extend_from_slice(&[TAG_SETTLE, 0, 0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[0; 16]);
+            put_u32(out, u32::from(kind as u8));
+            put_u32(out, *holder);
+            put_u32(out, *claimant);
+            put_u32(out, verdict);
+            put_u64(out, *holder_round);
+            put_u64(out, *round);
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+}
+
+/// Decodes a `Claim` of `count` ids or a `Settle`. What depends on the partition (that the
+/// ids are homed here, that the partitions named exist) is checked by the node before it
+/// proposes the entry, and asserted when it is applied.
+fn decode_directory(tag: u8, count: u32, body: &[u8]) -> Result<Command, &'static str> {
+    let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    let size = match tag {
+        TAG_CLAIM if count as usize > CLAIM_IDS_MAX => return Err("a claim of too many ids"),
+        TAG_CLAIM => CLAIM_HEADER_SIZE + 16 * count as usize,
+        _ if count != 0 => return Err("a settle with a count"),
+        _ => SETTLE_SIZE,
+    };
+    if body.len() != size {
+        return Err("directory entry length does not match");
+    }
+    let kind = u8::try_from(u32_at(0)).ok().and_then(IdKind::from_u8);
+    let kind = kind.ok_or("unknown id kind")?;
+    let command = if tag == TAG_CLAIM {
+        let ids: Vec<u128> = records(&body[CLAIM_HEADER_SIZE..]);
+        if ids.contains(&0) {
+            return Err("a claim of id 0");
+        }
+        DirectoryCommand::Claim {
+            claimant: u32_at(4),
+            round: u64_at(8),
+            priority: u64_at(16),
+            ids,
+        }
+    } else {
+        let verdict = match u32_at(12) {
+            1 => Verdict::Holds,
+            2 => Verdict::Lacks,
+            _ => return Err("a settle without a final verdict"),
+        };
+        let (holder, claimant) = (u32_at(4), u32_at(8));
+        if holder == claimant {
+            return Err("a settle of a partition's own claim");
+        }
+        DirectoryCommand::Settle {
+            id: u128::from_le_bytes(body[32..48].try_into().expect("16 bytes")),
+            holder,
+            holder_round: u64_at(16),
+            verdict,
+            claimant,
+            round: u64_at(24),
+        }
+    };
+    Ok(Command::Directory {
+        kind,
+        command: Box::new(command),
+    })
 }
 
 /// Decodes an `Answer`: a sealed request header, then `size` bytes of reply body.
@@ -434,6 +561,11 @@ impl Ledger {
             Command::Register { now, request } | Command::Request { now, request } => {
                 Reply::Client(self.apply_client_request(now, &request))
             }
+            Command::Directory { kind, command } => {
+                let mut answers = Vec::new();
+                self.homes.apply(kind, &command, &mut answers);
+                Reply::Directory(answers)
+            }
         }
     }
 }
@@ -442,6 +574,89 @@ impl Ledger {
 mod tests {
     use super::*;
     use kassa_wire::{AccountId, TransferId};
+
+    #[test]
+    fn directory_entries_round_trip_and_bad_bytes_are_refused() {
+        let claim = Command::Directory {
+            kind: IdKind::Transfer,
+            command: Box::new(DirectoryCommand::Claim {
+                claimant: 3,
+                round: (7 << 32) | 2,
+                priority: 99,
+                ids: vec![5, 1 << 100, u128::MAX],
+            }),
+        };
+        let settle = Command::Directory {
+            kind: IdKind::Account,
+            command: Box::new(DirectoryCommand::Settle {
+                id: 42,
+                holder: 1,
+                holder_round: 8,
+                verdict: Verdict::Lacks,
+                claimant: 2,
+                round: 9,
+            }),
+        };
+        for command in [claim, settle] {
+            let mut bytes = Vec::new();
+            command.encode(&mut bytes);
+            assert_eq!(bytes.len(), command.encoded_len());
+            assert_eq!(Command::decode(&bytes), Ok(command.clone()));
+            for cut in [0, 23, 24, bytes.len() - 1] {
+                assert!(Command::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert!(Command::decode(&extra).is_err());
+            let mut kind = bytes.clone();
+            kind[24] = 2;
+            let refused = Command::decode(&kind);
+            assert_eq!(
+                refused,
+                Err(CommandDecodeError::Malformed("unknown id kind"))
+            );
+            let mut now = bytes.clone();
+            now[8] = 1;
+            assert_eq!(
+                Command::decode(&now),
+                Err(CommandDecodeError::ReservedNotZero)
+            );
+        }
+        let mut zero = Vec::new();
+        let claim_zero = DirectoryCommand::Claim {
+            claimant: 0,
+            round: 1,
+            priority: 1,
+            ids: vec![0],
+        };
+        let kind = IdKind::Account;
+        Command::Directory {
+            kind,
+            command: Box::new(claim_zero),
+        }
+        .encode(&mut zero);
+        assert!(Command::decode(&zero).is_err(), "id 0 is never claimed");
+        let mut too_many = vec![0u8; 24];
+        too_many[0] = TAG_CLAIM;
+        too_many[16..20].copy_from_slice(&(CLAIM_IDS_MAX as u32 + 1).to_le_bytes());
+        assert!(Command::decode(&too_many).is_err());
+        let mut not_yet = Vec::new();
+        let settle = DirectoryCommand::Settle {
+            id: 1,
+            holder: 0,
+            holder_round: 1,
+            verdict: Verdict::Holds,
+            claimant: 1,
+            round: 1,
+        };
+        Command::Directory {
+            kind,
+            command: Box::new(settle),
+        }
+        .encode(&mut not_yet);
+        not_yet[24 + 12] = 3;
+        assert!(Command::decode(&not_yet).is_err(), "only final verdicts");
+    }
 
     #[test]
     fn commands_round_trip_and_bad_bytes_are_refused() {

@@ -17,6 +17,7 @@ use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountId, Balances, Transfer, TransferId};
 
 use crate::changes::ChangeStream;
+use crate::directory::{IdHomes, IdKind};
 use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
@@ -100,6 +101,8 @@ pub struct Ledger {
     pub(crate) rollback: Rollback,
     /// The wire protocol's client sessions and their cached replies.
     pub(crate) sessions: Sessions,
+    /// The id directory's entries for the ids homed in this partition.
+    pub(crate) homes: IdHomes,
 }
 
 impl Ledger {
@@ -126,12 +129,30 @@ impl Ledger {
             changes: ChangeStream::new(),
             rollback: Rollback::default(),
             sessions: Sessions::default(),
+            homes: IdHomes::new(config.partition, config.partitions, config.hash_seed),
         }
     }
 
     /// The wire protocol's client sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// The id directory's entries for the ids homed in this partition.
+    pub fn id_homes(&self) -> &IdHomes {
+        &self.homes
+    }
+
+    /// Whether this partition holds `id` of `kind` for good: a record, or (for a transfer) the
+    /// id of an event that failed with a transient status, which can never be used again. A
+    /// holder's answer to its id home ([`crate::directory::holder_verdict`]).
+    pub fn holds(&self, kind: IdKind, id: u128) -> bool {
+        match kind {
+            IdKind::Account => self.account_positions.get(id).is_some(),
+            IdKind::Transfer => {
+                self.transfer_positions.get(id).is_some() || self.failed_transfer_ids.contains(&id)
+            }
+        }
     }
 
     pub fn config(&self) -> LedgerConfig {

@@ -19,7 +19,11 @@
 //!        | sessions:      op u64, count u64, count × (session u64, reply body size u64,
 //!                         256-byte reply header, reply body), in client order
 //!        | transactions:  the cross-partition transaction state (`txn::TxnState::encode`)
+//!        | id directory:  per id space (accounts, then transfers): count u64, count × (id u128,
+//!                         owner tag u8, owner partition u32, claim round u64), in the order
+//!                         the ids were first claimed (`directory::IdHomes::encode`)
 //! ```
+//! Version 3 snapshots (before the id directory) are read as having an empty one.
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
 //! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a
@@ -36,8 +40,11 @@ use crate::table::Table;
 use crate::{Ledger, LedgerConfig, PendingStatus};
 
 /// 2: the cross-partition transaction state and the wire protocol's session table follow the
-/// change stream. 3: undelivered decisions carry each created transfer once.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// change stream. 3: undelivered decisions carry each created transfer once. 4: the id
+/// directory follows the transaction state.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+/// The oldest version still read: 3 has no id directory (it is empty).
+const SNAPSHOT_FORMAT_VERSION_OLDEST: u32 = 3;
 const MAGIC: [u8; 8] = *b"KASSALDG";
 const HEADER_SIZE: usize = 32;
 
@@ -117,11 +124,12 @@ impl Ledger {
         }
         self.sessions.snapshot(out);
         self.txns.encode(out);
+        self.homes.encode(out);
     }
 
     /// Rebuilds a ledger from a snapshot, refusing a damaged or inconsistent one.
     pub fn restore(config: LedgerConfig, bytes: &[u8]) -> Result<Ledger, SnapshotError> {
-        let body = snapshot_body(bytes)?;
+        let (version, body) = snapshot_body(bytes)?;
         let mut reader = Reader {
             bytes: body,
             offset: 0,
@@ -178,6 +186,11 @@ impl Ledger {
             .map_err(|what| reader.malformed(what))?;
         ledger.txns = txns;
         reader.offset += read;
+        if version >= 4 {
+            let read = (ledger.homes.decode(&body[reader.offset..]))
+                .map_err(|what| reader.malformed(what))?;
+            reader.offset += read;
+        }
         if reader.offset != body.len() {
             return Err(reader.malformed("trailing bytes"));
         }
@@ -218,8 +231,8 @@ impl Ledger {
     }
 }
 
-/// Checks the header and returns the body.
-fn snapshot_body(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
+/// Checks the header and returns the format version and the body.
+fn snapshot_body(bytes: &[u8]) -> Result<(u32, &[u8]), SnapshotError> {
     if bytes.len() < HEADER_SIZE || bytes[0..8] != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
@@ -228,7 +241,7 @@ fn snapshot_body(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
         return Err(SnapshotError::HeaderChecksum);
     }
     let version = u32_at(8);
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if !(SNAPSHOT_FORMAT_VERSION_OLDEST..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(SnapshotError::UnsupportedVersion {
             found: version,
             supported: SNAPSHOT_FORMAT_VERSION,
@@ -246,7 +259,7 @@ fn snapshot_body(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
     if crc32c::crc32c(body) != u32_at(24) {
         return Err(SnapshotError::BodyChecksum);
     }
-    Ok(body)
+    Ok((version, body))
 }
 
 /// Reads a snapshot body front to back; every read is bounds-checked.

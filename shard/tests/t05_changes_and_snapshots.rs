@@ -696,3 +696,76 @@ fn snapshots_restore_account_lookup() {
     }
     assert_eq!(restored.account(AccountId(99)), None);
 }
+
+/// A partition's id directory entries are state: the log's `Claim` and `Settle` entries change
+/// them, snapshots carry them (and their answers after a restore are the same), and a version 3
+/// snapshot, from before the directory, restores with an empty one.
+#[test]
+fn the_id_directory_is_in_the_snapshot_and_a_version_3_snapshot_has_none() {
+    use kassa_shard::directory::{ClaimAnswer, DirectoryCommand, IdKind, Owner, Verdict};
+    use kassa_shard::{partition_of, Command, Reply};
+    let config = |partition| LedgerConfig {
+        partition,
+        partitions: 4,
+        hash_seed: 3,
+        ..LedgerConfig::default()
+    };
+    let mut ledger = Ledger::new(config(2));
+    let ids: Vec<u128> = (1u128..)
+        .filter(|id| partition_of(*id, 4) == 2)
+        .take(4)
+        .collect();
+    let claim = |claimant, ids: &[u128]| Command::Directory {
+        kind: IdKind::Transfer,
+        command: Box::new(DirectoryCommand::Claim {
+            claimant,
+            round: 1,
+            priority: u64::from(claimant),
+            ids: ids.to_vec(),
+        }),
+    };
+    let granted = Reply::Directory(vec![ClaimAnswer::Granted; 4]);
+    assert_eq!(ledger.apply(claim(1, &ids)), granted);
+    let contested = ClaimAnswer::Contested {
+        holder: 1,
+        round: 1,
+    };
+    assert_eq!(
+        ledger.apply(claim(3, &ids[..1])),
+        Reply::Directory(vec![contested])
+    );
+    let settle = Command::Directory {
+        kind: IdKind::Transfer,
+        command: Box::new(DirectoryCommand::Settle {
+            id: ids[0],
+            holder: 1,
+            holder_round: 1,
+            verdict: Verdict::Holds,
+            claimant: 3,
+            round: 1,
+        }),
+    };
+    let owned = Reply::Directory(vec![ClaimAnswer::OwnedBy(1)]);
+    assert_eq!(ledger.apply(settle), owned);
+    let bytes = snapshot_of(&ledger);
+    let mut restored = Ledger::restore(config(2), &bytes).expect("restores");
+    assert_eq!(snapshot_of(&restored), bytes);
+    let directory = restored.id_homes().directory(IdKind::Transfer);
+    assert_eq!(directory.owner(ids[0]), Some(Owner::Confirmed(1)));
+    assert_eq!(
+        restored.id_homes().directory(IdKind::Account).owner(ids[0]),
+        None
+    );
+    assert_eq!(restored.apply(claim(3, &ids[..1])), owned);
+    // A snapshot restored on the wrong partition is refused, not taken in.
+    assert!(Ledger::restore(config(1), &bytes).is_err());
+
+    // Version 3: the same body without the directory's two counts at its end.
+    let empty = snapshot_of(&Ledger::new(config(2)));
+    let mut old = empty[..empty.len() - 16].to_vec();
+    old[8..12].copy_from_slice(&3u32.to_le_bytes());
+    reseal(&mut old);
+    let restored = Ledger::restore(config(2), &old).expect("a version 3 snapshot restores");
+    assert!(restored.id_homes().directory(IdKind::Transfer).is_empty());
+    assert_eq!(SNAPSHOT_FORMAT_VERSION, 4);
+}

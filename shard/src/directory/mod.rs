@@ -38,6 +38,7 @@
 //! partitions that crash, lose leaders and reorder messages.
 
 mod claim_round;
+mod homes;
 mod resolutions;
 
 use crate::id_index::IdIndex;
@@ -45,6 +46,7 @@ use crate::limits::RECORDS_MAX;
 use crate::partitioning::partition_of;
 
 pub use claim_round::ClaimRound;
+pub use homes::IdHomes;
 pub use resolutions::Resolutions;
 
 /// Most ids one claim carries: a batch's events, each naming at most three ids (the record and
@@ -70,6 +72,27 @@ pub const WAITING_TTL_MS: u64 = 3 * CLAIM_RETRY_MS;
 /// Most contested ids a home resolves at once; further claims of contested ids wait for the
 /// claimant's retry.
 pub const RESOLUTIONS_MAX: usize = 65_536;
+
+/// The two id spaces: an account and a transfer may have the same id, so each has its own
+/// directory and its own claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum IdKind {
+    Account = 0,
+    Transfer = 1,
+}
+
+impl IdKind {
+    pub const ALL: [IdKind; 2] = [IdKind::Account, IdKind::Transfer];
+
+    pub fn from_u8(byte: u8) -> Option<IdKind> {
+        match byte {
+            0 => Some(IdKind::Account),
+            1 => Some(IdKind::Transfer),
+            _ => None,
+        }
+    }
+}
 
 /// Who owns an id, as its home knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +174,8 @@ pub struct IdDirectory {
     index: IdIndex,
     /// Owners, in the order their ids were first claimed.
     owners: Vec<Owner>,
+    /// The ids of `owners`, position for position (the index maps ids to positions only).
+    ids: Vec<u128>,
 }
 
 impl IdDirectory {
@@ -161,6 +186,7 @@ impl IdDirectory {
             partitions,
             index: IdIndex::with_capacity(0, seed),
             owners: Vec::new(),
+            ids: Vec::new(),
         }
     }
 
@@ -176,6 +202,35 @@ impl IdDirectory {
     pub fn owner(&self, id: u128) -> Option<Owner> {
         let position = self.index.get(id)?;
         Some(self.owners[position as usize])
+    }
+
+    /// Every id with its owner, in the order the ids were first claimed (a snapshot's order).
+    pub fn entries(&self) -> impl Iterator<Item = (u128, Owner)> + '_ {
+        self.owners
+            .iter()
+            .enumerate()
+            .map(|(position, owner)| (self.ids[position], *owner))
+    }
+
+    /// Adds `id`, owned by `owner`, as read back from a snapshot: refused if the id is 0, not
+    /// homed here, already present, or owned by a partition outside the cluster.
+    pub fn restore_entry(&mut self, id: u128, owner: Owner) -> Result<(), &'static str> {
+        if id == 0 || partition_of(id, self.partitions) != self.partition {
+            return Err("a directory id that is zero or homed elsewhere");
+        }
+        if owner.partition() >= self.partitions {
+            return Err("a directory owner outside the cluster");
+        }
+        if self.index.get(id).is_some() {
+            return Err("a directory id listed twice");
+        }
+        if self.owners.len() >= RECORDS_MAX {
+            return Err("more directory ids than a home holds");
+        }
+        self.index.insert(id, self.owners.len() as u32);
+        self.owners.push(owner);
+        self.ids.push(id);
+        Ok(())
     }
 
     /// Applies one entry of the home's log; the answers, one per id (`Claim`) or one
@@ -231,6 +286,7 @@ impl IdDirectory {
                     partition: claimant,
                     round,
                 });
+                self.ids.push(id);
                 position
             }
         };
