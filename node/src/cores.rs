@@ -14,7 +14,7 @@
 //! Shutdown: closing the queues lets each core finish the requests it has taken, then shut its
 //! partitions down (flushing their logs) and exit.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +27,12 @@ use kassa_wire::RequestHeader;
 use kassa_wire::Transfer;
 
 use crate::fail_stop::fail_stop;
+use crate::id_directory::{
+    directory_command, DirectoryIo, DirectoryMessage, PartitionDirectory, Transport,
+    DIRECTORY_TICK_MS,
+};
 use crate::NodeError;
+use kassa_shard::directory::{ClaimAnswer, IdKind};
 
 /// Requests a core's queue holds before senders wait: back-pressure, not unbounded memory.
 pub const CORE_QUEUE_MAX: usize = 4096;
@@ -84,7 +89,37 @@ pub enum CoreRequest {
     /// Run a task on the core's thread: it may spawn monoio tasks there (the wire port's
     /// connections).
     Run(RunFn),
+    /// A message of the id directory for `partition` (sent through [`Transport`]).
+    Directory {
+        partition: u32,
+        message: DirectoryMessage,
+    },
+    /// Claim `ids` of `kind` for a batch of `partition`: the homes' answers, once all came.
+    Claim {
+        partition: u32,
+        kind: IdKind,
+        ids: Vec<u128>,
+        reply: tokio::sync::oneshot::Sender<Result<ClaimOutcome, NodeError>>,
+    },
+    /// A batch of `partition` that claimed `ids` of `kind` was applied or given up.
+    ClaimsSettled {
+        partition: u32,
+        kind: IdKind,
+        ids: Vec<u128>,
+    },
 }
+
+/// Every claimed id's answer, and the round that names the batch's claims: the ids count as
+/// proposed (a holder does not give them up) until the batch's entry is applied.
+#[derive(Debug)]
+pub struct ClaimOutcome {
+    pub round: u64,
+    pub answers: BTreeMap<u128, ClaimAnswer>,
+}
+
+/// How long a batch waits for its claims' answers before it fails (every home is on this
+/// node today, so only an overloaded or stopping node gets here).
+pub const CLAIM_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// What a transaction asks its partitions to read (`Ledger::read_set`'s arguments).
 #[derive(Clone, Debug, Default)]
@@ -189,11 +224,15 @@ impl PartitionLock {
 /// Whether `command` changes what a transaction reads from a partition (accounts, transfers,
 /// sessions, the clock), so that a new lock holder must wait for it. A `Done` only marks a
 /// decision delivered, and a coordinator logs it in the background right after a transaction:
-/// waiting for it would put a log write on the next transaction's path.
+/// waiting for it would put a log write on the next transaction's path. The id directory's
+/// entries change no record either.
 fn read_by_transactions(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Done { .. } | Command::ReleaseChangeEvents { .. }
+        Command::Done { .. }
+            | Command::ReleaseChangeEvents { .. }
+            | Command::ClaimEpoch
+            | Command::Directory { .. }
     )
 }
 
@@ -210,10 +249,15 @@ impl Drop for Writing<'_> {
     }
 }
 
-/// A core's partition: the Raft group and its transaction lock.
+/// A core's partition: the Raft group, its transaction lock and its part of the id
+/// directory (in the leader's memory; what it decides is in the log).
 struct Served {
+    id: u32,
     partition: Partition,
     lock: PartitionLock,
+    directory: RefCell<PartitionDirectory>,
+    /// Woken when claims got answers.
+    claims_answered: tokio::sync::Notify,
 }
 
 impl Served {
@@ -277,23 +321,30 @@ impl Cores {
     /// partition that failed to open.
     pub fn start(setup: CoreSetup) -> Result<Cores, NodeError> {
         let (ready_sender, ready) = std::sync::mpsc::channel();
-        let mut senders = Vec::new();
-        let mut threads = Vec::new();
-        for core in 0..setup.cores {
-            let (sender, receiver) = async_channel::bounded(CORE_QUEUE_MAX);
-            let (setup, ready_sender) = (setup.clone(), ready_sender.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("kassa-core-{core}"))
-                .spawn(move || core_main(core, setup, receiver, ready_sender))
-                .map_err(|error| NodeError::Start(format!("spawning core {core}: {error}")))?;
-            senders.push(sender);
-            threads.push(thread);
-        }
-        drop(ready_sender);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..setup.cores)
+            .map(|_| async_channel::bounded(CORE_QUEUE_MAX))
+            .unzip();
         let queues = CoreQueues {
             senders,
             partitions: setup.partitions,
         };
+        let mut threads = Vec::new();
+        for (core, receiver) in receivers.into_iter().enumerate() {
+            let (setup, ready_sender) = (setup.clone(), ready_sender.clone());
+            // The core's transport to every partition's leader, its own included.
+            let transport = queues.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("kassa-core-{core}"))
+                .spawn(move || core_main(core, setup, receiver, transport, ready_sender));
+            match thread {
+                Ok(thread) => threads.push(thread),
+                Err(error) => {
+                    Cores { queues, threads }.shutdown();
+                    return Err(NodeError::Start(format!("spawning core {core}: {error}")));
+                }
+            }
+        }
+        drop(ready_sender);
         let cores = Cores { queues, threads };
         for _ in 0..setup.cores {
             match ready.recv() {
@@ -484,6 +535,43 @@ impl CoreQueues {
         self.senders.len()
     }
 
+    /// Claims `ids` of `kind` at their homes for a batch of `partition` (see
+    /// [`CoreRequest::Claim`]).
+    pub async fn claim(
+        &self,
+        partition: u32,
+        kind: IdKind,
+        ids: Vec<u128>,
+    ) -> Result<ClaimOutcome, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::Claim {
+            partition,
+            kind,
+            ids,
+            reply,
+        };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// The batch of `partition` whose claims came out as `round` was applied or given up:
+    /// its ids of `kind` are no longer proposed.
+    pub async fn claims_settled(
+        &self,
+        partition: u32,
+        kind: IdKind,
+        ids: Vec<u128>,
+    ) -> Result<(), NodeError> {
+        let request = CoreRequest::ClaimsSettled {
+            partition,
+            kind,
+            ids,
+        };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)
+    }
+
     /// Runs `run` on core `core`'s thread (from any thread; waits only for room in the queue).
     pub fn run_on(
         &self,
@@ -496,12 +584,30 @@ impl CoreQueues {
     }
 }
 
+/// The in-process transport: a directory message is a request on the partition's core
+/// queue. A full or closed queue loses it, which the protocol tolerates (it resends).
+impl Transport for CoreQueues {
+    fn send(&self, partition: u32, message: DirectoryMessage) {
+        if partition >= self.partitions {
+            return;
+        }
+        let request = CoreRequest::Directory { partition, message };
+        if self.sender(partition).try_send(request).is_err() {
+            tracing::debug!(
+                partition,
+                "a directory message was dropped (queue full or closed)"
+            );
+        }
+    }
+}
+
 type Ready = std::sync::mpsc::Sender<Result<(), String>>;
 
 fn core_main(
     core: usize,
     setup: CoreSetup,
     receiver: async_channel::Receiver<CoreRequest>,
+    transport: CoreQueues,
     ready: Ready,
 ) {
     pin_to_cpu(core);
@@ -515,15 +621,17 @@ fn core_main(
             return;
         }
     };
-    runtime.block_on(core_run(core, setup, receiver, ready));
+    runtime.block_on(core_run(core, setup, receiver, transport, ready));
 }
 
 async fn core_run(
     core: usize,
     setup: CoreSetup,
     receiver: async_channel::Receiver<CoreRequest>,
+    transport: CoreQueues,
     ready: Ready,
 ) {
+    let transport = Rc::new(transport);
     let mut partitions = BTreeMap::new();
     for partition in (0..setup.partitions).filter(|p| *p as usize % setup.cores == core) {
         let config = PartitionConfig {
@@ -540,8 +648,11 @@ async fn core_run(
         match Partition::open(config).await {
             Ok(opened) => {
                 let served = Served {
+                    id: partition,
                     partition: opened,
                     lock: PartitionLock::default(),
+                    directory: RefCell::new(PartitionDirectory::new(partition, setup.partitions)),
+                    claims_answered: tokio::sync::Notify::new(),
                 };
                 partitions.insert(partition, Rc::new(served));
             }
@@ -555,6 +666,11 @@ async fn core_run(
     let in_flight = Rc::new(Cell::new(0usize));
     let stop = Rc::new(Cell::new(false));
     let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone(), setup));
+    let ticks = monoio::spawn(directory_loop(
+        partitions.clone(),
+        stop.clone(),
+        transport.clone(),
+    ));
     loop {
         while in_flight.get() >= CORE_IN_FLIGHT_MAX {
             monoio::time::sleep(IN_FLIGHT_POLL).await;
@@ -565,13 +681,15 @@ async fn core_run(
         in_flight.set(in_flight.get() + 1);
         let in_flight = in_flight.clone();
         let partitions = partitions.clone();
+        let transport = transport.clone();
         monoio::spawn(async move {
-            serve(&partitions, request, &in_flight).await;
+            serve(&partitions, request, &in_flight, &transport).await;
             in_flight.set(in_flight.get() - 1);
         });
     }
     stop.set(true);
     pulses.await;
+    ticks.await;
     while in_flight.get() > 0 {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -589,7 +707,12 @@ async fn core_run(
 
 type ServedPartitions = BTreeMap<u32, Rc<Served>>;
 
-async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &Cell<usize>) {
+async fn serve(
+    partitions: &ServedPartitions,
+    request: CoreRequest,
+    in_flight: &Cell<usize>,
+    transport: &Rc<CoreQueues>,
+) {
     let served = |partition: u32| partitions.get(&partition).expect("routed to its core");
     match request {
         CoreRequest::Write {
@@ -670,6 +793,151 @@ async fn serve(partitions: &ServedPartitions, request: CoreRequest, in_flight: &
             }
         }
         CoreRequest::Run(run) => run(),
+        CoreRequest::Directory { partition, message } => {
+            let served = served(partition);
+            let status = served.partition.status();
+            let term_committed = status.leader && status.applied_term == Some(status.term);
+            let now_ms = realtime_ns() / 1_000_000;
+            let mut io = Vec::new();
+            {
+                let mut directory = served.directory.borrow_mut();
+                directory.set_term(status.term);
+                served.partition.read(|ledger| {
+                    directory.received(message, ledger, term_committed, now_ms, &mut io);
+                });
+            }
+            served.claims_answered.notify_waiters();
+            perform_directory_io(served, transport, io);
+        }
+        CoreRequest::Claim {
+            partition,
+            kind,
+            ids,
+            reply,
+        } => {
+            let served = served(partition);
+            let claimed = claim(served, transport, kind, &ids);
+            // A claim waiting for its answers does not count as in flight: the answers come
+            // through this core's queue, which must keep being read.
+            in_flight.set(in_flight.get() - 1);
+            let outcome = monoio::time::timeout(CLAIM_WAIT_MAX, claimed).await;
+            in_flight.set(in_flight.get() + 1);
+            let outcome = outcome.unwrap_or_else(|_| {
+                Err(NodeError::Transaction(format!(
+                    "the id homes did not answer within {} s",
+                    CLAIM_WAIT_MAX.as_secs()
+                )))
+            });
+            // Nobody waits for it: the batch will not be proposed.
+            if let Err(Ok(outcome)) = reply.send(outcome) {
+                let mut directory = served.directory.borrow_mut();
+                directory.settled(kind, outcome.answers.into_keys());
+            }
+        }
+        CoreRequest::ClaimsSettled {
+            partition,
+            kind,
+            ids,
+        } => served(partition).directory.borrow_mut().settled(kind, ids),
+    }
+}
+
+/// Claims `ids` of `kind` for a batch of `served` and waits for every answer.
+async fn claim(
+    served: &Rc<Served>,
+    transport: &Rc<CoreQueues>,
+    kind: IdKind,
+    ids: &[u128],
+) -> Result<ClaimOutcome, NodeError> {
+    served
+        .directory
+        .borrow_mut()
+        .set_term(served.partition.status().term);
+    if served.directory.borrow().needs_epoch() {
+        let written = served.write(served.id, Command::ClaimEpoch).await?;
+        assert!(matches!(written, Reply::ClaimEpoch), "{written:?}");
+        let applied = served.partition.status().applied_index;
+        let applied = applied.expect("the epoch entry was applied");
+        served.directory.borrow_mut().set_epoch(applied);
+    }
+    let mut io = Vec::new();
+    let round = {
+        let mut directory = served.directory.borrow_mut();
+        directory.claim(kind, ids, realtime_ns(), &mut io)
+    };
+    let round = round.map_err(|error| NodeError::Transaction(error.to_string()))?;
+    perform_directory_io(served, transport, io);
+    // Abandons the claims if the wait is cut short (a timeout, a stopping node).
+    struct Abandon<'a>(&'a Served, Option<u64>);
+    impl Drop for Abandon<'_> {
+        fn drop(&mut self) {
+            if let Some(round) = self.1 {
+                self.0.directory.borrow_mut().abandon(round);
+            }
+        }
+    }
+    let mut abandon = Abandon(served, Some(round));
+    loop {
+        let answered = served.claims_answered.notified();
+        let outcome = served.directory.borrow_mut().outcome(round);
+        if let Some(answers) = outcome {
+            abandon.1 = None;
+            return Ok(ClaimOutcome { round, answers });
+        }
+        answered.await;
+    }
+}
+
+/// Does what a partition's directory asked: messages out through the transport, entries
+/// into its own log (each applied entry may ask for more).
+fn perform_directory_io(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>) {
+    for action in io {
+        match action {
+            DirectoryIo::Send(partition, message) => transport.send(partition, message),
+            DirectoryIo::Append(kind, command) => {
+                let (served, transport) = (served.clone(), transport.clone());
+                monoio::spawn(async move {
+                    let entry = directory_command(kind, command.clone());
+                    match served.write(served.id, entry).await {
+                        Ok(reply) => {
+                            let now_ms = realtime_ns() / 1_000_000;
+                            let mut io = Vec::new();
+                            let mut directory = served.directory.borrow_mut();
+                            directory.applied(kind, &command, &reply, now_ms, &mut io);
+                            drop(directory);
+                            perform_directory_io(&served, &transport, io);
+                        }
+                        // The claimant claims again; a settle is asked for again.
+                        Err(error) => {
+                            tracing::warn!(partition = served.id, %error, "a directory entry failed");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Resends claims and asks holders again as their times come.
+async fn directory_loop(
+    partitions: ServedPartitions,
+    stop: Rc<Cell<bool>>,
+    transport: Rc<CoreQueues>,
+) {
+    while !stop.get() {
+        monoio::time::sleep(Duration::from_millis(DIRECTORY_TICK_MS)).await;
+        let now_ms = realtime_ns() / 1_000_000;
+        for served in partitions.values() {
+            let mut io = Vec::new();
+            {
+                let mut directory = served.directory.borrow_mut();
+                if !directory.is_busy() {
+                    continue;
+                }
+                directory.tick(now_ms, &mut io);
+            }
+            perform_directory_io(served, &transport, io);
+        }
     }
 }
 

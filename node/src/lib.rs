@@ -15,6 +15,7 @@ pub mod descriptors;
 pub mod fail_stop;
 mod fault_injection;
 pub mod http;
+pub mod id_directory;
 mod join;
 pub mod log_limit;
 pub mod meta;

@@ -86,6 +86,9 @@ pub struct PartitionStatus {
     pub fatal: Option<String>,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// The term of the leader that wrote the last applied entry: once it equals `term` on a
+    /// leader, no entry of an earlier leader can still commit.
+    pub applied_term: Option<u64>,
     /// The last index the latest snapshot covers.
     pub snapshot_index: Option<u64>,
     /// Entries up to this index are purged from the log.
@@ -136,6 +139,7 @@ fn events(command: &Command) -> usize {
         | Command::Decide { .. }
         | Command::Apply { .. }
         | Command::Done { .. }
+        | Command::ClaimEpoch
         | Command::Directory { .. } => 0,
         // A client frame's batches were checked against their limits when it was built.
         Command::Register { .. } | Command::Request { .. } | Command::Answer { .. } => 0,
@@ -369,6 +373,7 @@ impl Partition {
                 .map(ToString::to_string),
             last_log_index: metrics.last_log_index,
             applied_index: metrics.last_applied.map(|id| id.index),
+            applied_term: metrics.last_applied.map(|id| id.leader_id.term),
             snapshot_index: metrics.snapshot.map(|id| id.index),
             purged_index: metrics.purged.map(|id| id.index),
         }

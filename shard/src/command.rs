@@ -87,6 +87,10 @@ pub enum Command {
         now: u64,
         request: ClientRequest,
     },
+    /// A leader's start of its claim rounds (`directory::ClaimRound`): changes nothing. Its
+    /// index, committed, is above every entry of earlier leaders, so rounds numbered from it
+    /// never repeat an earlier leader's, even one of the same term (a single voter restarting).
+    ClaimEpoch,
     /// An entry of the id directory, for ids homed in this partition (`directory`).
     Directory {
         kind: IdKind,
@@ -118,6 +122,7 @@ pub enum Reply {
     Done,
     /// The answer to a `Register` or `Request`.
     Client(ClientReply),
+    ClaimEpoch,
     /// A directory entry's answers: one per claimed id, or one for a settle.
     Directory(Vec<ClaimAnswer>),
 }
@@ -163,6 +168,7 @@ const TAG_DONE: u8 = 9;
 const TAG_ANSWER: u8 = 10;
 const TAG_CLAIM: u8 = 11;
 const TAG_SETTLE: u8 = 12;
+const TAG_CLAIM_EPOCH: u8 = 13;
 const CLAIM_HEADER_SIZE: usize = 24;
 const SETTLE_SIZE: usize = 48;
 
@@ -172,7 +178,7 @@ impl Command {
         let body = match self {
             Command::CreateAccounts { accounts, .. } => size_of_val(accounts.as_slice()),
             Command::CreateTransfers { transfers, .. } => size_of_val(transfers.as_slice()),
-            Command::ExpirePendingTransfers { .. } => 0,
+            Command::ExpirePendingTransfers { .. } | Command::ClaimEpoch => 0,
             Command::ReleaseChangeEvents { .. } | Command::Done { .. } => 8,
             Command::Answer { body, .. } => size_of::<RequestHeader>() + body.len(),
             Command::Decide { decision } => decision.encoded_len(),
@@ -204,6 +210,7 @@ impl Command {
                 transfers.as_bytes(),
             ),
             Command::ExpirePendingTransfers { now } => (TAG_EXPIRE_PENDING_TRANSFERS, *now, 0, &[]),
+            Command::ClaimEpoch => (TAG_CLAIM_EPOCH, 0, 0, &[]),
             Command::ReleaseChangeEvents { sequence_through } => {
                 out.extend_from_slice(&[TAG_RELEASE_CHANGE_EVENTS, 0, 0, 0, 0, 0, 0, 0]);
                 out.extend_from_slice(&[0; 16]);
@@ -307,6 +314,13 @@ impl Command {
             TAG_EXPIRE_PENDING_TRANSFERS => {
                 exact(0)?;
                 Ok(Command::ExpirePendingTransfers { now })
+            }
+            TAG_CLAIM_EPOCH => {
+                exact(0)?;
+                if now != 0 || count != 0 {
+                    return Err(CommandDecodeError::ReservedNotZero);
+                }
+                Ok(Command::ClaimEpoch)
             }
             TAG_RELEASE_CHANGE_EVENTS => {
                 exact(8)?;
@@ -561,6 +575,7 @@ impl Ledger {
             Command::Register { now, request } | Command::Request { now, request } => {
                 Reply::Client(self.apply_client_request(now, &request))
             }
+            Command::ClaimEpoch => Reply::ClaimEpoch,
             Command::Directory { kind, command } => {
                 let mut answers = Vec::new();
                 self.homes.apply(kind, &command, &mut answers);
@@ -681,6 +696,7 @@ mod tests {
                 transfers: vec![transfer; 2],
             },
             Command::ExpirePendingTransfers { now: 13 },
+            Command::ClaimEpoch,
             Command::ReleaseChangeEvents {
                 sequence_through: 14,
             },

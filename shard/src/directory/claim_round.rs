@@ -13,6 +13,8 @@ pub struct ClaimRound {
     claimant: u32,
     /// Unique among the claimant's rounds, increasing (for example its term and a counter).
     round: u64,
+    /// The batch's first round: its name for the caller, kept when it claims again.
+    first_round: u64,
     /// The batch's priority, kept across its rounds (see [`DirectoryCommand::Claim`]).
     priority: u64,
     /// Per home: the ids claimed there, and when to send the claim (again).
@@ -61,6 +63,7 @@ impl ClaimRound {
         let round = ClaimRound {
             claimant,
             round,
+            first_round: round,
             priority,
             homes,
             answers,
@@ -75,6 +78,11 @@ impl ClaimRound {
 
     pub fn priority(&self) -> u64 {
         self.priority
+    }
+
+    /// The batch's first round, kept across [`ClaimRound::restart`].
+    pub fn first_round(&self) -> u64 {
+        self.first_round
     }
 
     /// The ids no home has answered yet.
@@ -100,6 +108,7 @@ impl ClaimRound {
         for (_, send_ms) in restarted.homes.values_mut() {
             *send_ms = now_ms + CLAIM_YIELD_BACKOFF_MS;
         }
+        restarted.first_round = self.first_round;
         restarted
     }
 

@@ -33,9 +33,12 @@
 //!   stale. So two partitions never both hold an id.
 //! - Claims are idempotent: claiming an id again for the same partition changes nothing.
 //!
-//! Callers: nothing in the node yet. The directory is step 3 of the plan in
-//! `docs/transactions.md`; `tests/directory.rs` drives all three parts in a seeded simulation of
-//! partitions that crash, lose leaders and reorder messages.
+//! Callers: a partition's ledger holds its [`IdHomes`] (changed by the log's `Claim` and
+//! `Settle` entries, in its snapshot); the node's `id_directory` module drives the rest on each
+//! partition's core, through a transport. No write path claims ids yet: records are still
+//! placed by id (step 2 of the plan in `docs/transactions.md` puts them by ledger).
+//! `tests/directory.rs` drives all three parts in a seeded simulation of partitions that crash,
+//! lose leaders and reorder messages.
 
 mod claim_round;
 mod homes;
