@@ -41,6 +41,7 @@ pub mod directory;
 mod expiry;
 mod id_index;
 mod ledger;
+pub mod parallel_commit;
 mod partitioning;
 mod post_or_void;
 mod queries;
