@@ -796,6 +796,9 @@ async fn serve(
         CoreRequest::Directory { partition, message } => {
             let served = served(partition);
             let status = served.partition.status();
+            // A single voter is its partition's only leader, so its status confirms it. With
+            // replicas, a holder must confirm it still leads (a linearizable read) before it
+            // answers "lacks" (`HolderState::term_committed`).
             let term_committed = status.leader && status.applied_term == Some(status.term);
             let now_ms = realtime_ns() / 1_000_000;
             let mut io = Vec::new();

@@ -5,8 +5,9 @@
 //! resolutions). They exchange messages that are delayed, reordered, duplicated and dropped.
 //! Partitions lose their leader at random: the new leader has no resolutions and no batches
 //! still claiming, and the entries the old one proposed either commit or vanish when the new
-//! leader commits in its term. Ids are drawn from a small pool, so partitions contest them
-//! often.
+//! leader commits in its term. A deposed leader does not know it at once: for a while, a
+//! question routed to it is answered from what it believed when deposed. Ids are drawn from a
+//! small pool, so partitions contest them often.
 //!
 //! Checked: no id is ever held by two partitions; once the faults stop, every batch gets an
 //! answer for each of its ids, and every held id's home names its holder.
@@ -79,7 +80,36 @@ struct Partition {
     term_committed: bool,
     term: u64,
     next_round: u64,
+    /// Deposed leaders that do not know it yet, each with its view when it was deposed, until
+    /// the time given: a question routed to one of them is answered from that stale view.
+    zombies: Vec<(u64, HolderView)>,
 }
+
+/// What a deposed leader still believes: the ids it had applied, and its own batches.
+struct HolderView {
+    held: BTreeSet<u128>,
+    proposed: Vec<Vec<u128>>,
+    claiming: Vec<(Vec<u128>, u64)>,
+}
+
+impl HolderView {
+    /// A deposed leader cannot confirm that it still leads (a linearizable read fails), so
+    /// it never says "lacks": that needs a confirmed leader. Answering from its stale view as
+    /// if confirmed hands ids over that the new leader stores (taking this out fails seeds).
+    fn state(&self, id: u128) -> HolderState {
+        HolderState {
+            holds: self.held.contains(&id),
+            proposed: self.proposed.iter().any(|e| e.contains(&id)),
+            claiming: (self.claiming.iter())
+                .find(|(ids, _)| ids.contains(&id))
+                .map(|(_, priority)| *priority),
+            term_committed: ZOMBIES_CONFIRM_LEADERSHIP,
+        }
+    }
+}
+
+/// The safe rule is `false`; `true` shows the fault it prevents.
+const ZOMBIES_CONFIRM_LEADERSHIP: bool = false;
 
 impl Partition {
     fn in_flight(&self, id: u128) -> bool {
@@ -132,6 +162,7 @@ impl Sim {
                 term_committed: true,
                 term: 1,
                 next_round: 0,
+                zombies: Vec::new(),
             })
             .collect();
         Sim {
@@ -255,6 +286,27 @@ impl Sim {
                 self.propose_answered(to);
             }
             Message::Ask { to, home, ids } => {
+                let now_ms = self.now_ms;
+                let partition = &mut self.partitions[to as usize];
+                partition.zombies.retain(|(until, _)| now_ms < *until);
+                if !partition.zombies.is_empty() && self.rng.chance(50) {
+                    // Routed to a deposed leader: it answers from what it believed.
+                    let zombie = self.rng.below(partition.zombies.len() as u64) as usize;
+                    let view = &self.partitions[to as usize].zombies[zombie].1;
+                    let verdicts = (ids.iter())
+                        .map(|(id, round, asker)| {
+                            let (verdict, _) = holder_verdict(view.state(*id), *asker);
+                            trace(*id, || format!("deposed {to} says {verdict:?}"));
+                            (*id, *round, verdict)
+                        })
+                        .collect();
+                    self.send(Message::Verdicts {
+                        to: home,
+                        holder: to,
+                        verdicts,
+                    });
+                    return;
+                }
                 let mut verdicts = Vec::new();
                 for (id, round, asker) in ids {
                     let holder = &self.partitions[to as usize];
@@ -393,7 +445,16 @@ impl Sim {
         for id in 1..=u128::from(ID_POOL) {
             trace(id, || format!("partition {p} loses its leader"));
         }
+        let until = self.now_ms + self.rng.range(0, LATE_MS_MAX);
         let partition = &mut self.partitions[p];
+        let view = HolderView {
+            held: partition.held.clone(),
+            proposed: partition.proposed.clone(),
+            claiming: (partition.claiming.iter())
+                .map(|b| (b.ids.clone(), b.round.priority()))
+                .collect(),
+        };
+        partition.zombies.push((until, view));
         partition.resolutions = Resolutions::default();
         partition.claiming.clear();
         partition.term_committed = false;

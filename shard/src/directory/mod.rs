@@ -351,8 +351,11 @@ pub struct HolderState {
     pub proposed: bool,
     /// The priority of its batch that is still claiming the id, if one is.
     pub claiming: Option<u64>,
-    /// Its leader has committed an entry of its own term: no entry of an earlier leader can
-    /// still commit.
+    /// Its leader has committed an entry of its own term, and has confirmed after the
+    /// question came that it still leads (a linearizable read): no entry of an earlier leader
+    /// can still commit, and no later leader is storing ids it does not know of. A deposed
+    /// leader that answered from its own view would hand over ids the new leader stores
+    /// (`tests/directory.rs` fails without this).
     pub term_committed: bool,
 }
 
