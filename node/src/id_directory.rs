@@ -252,7 +252,7 @@ impl PartitionDirectory {
         // A restarted batch keeps its first round as `first_round`.
         self.claims
             .iter()
-            .find(|(_, c)| c.round_first() == first)
+            .find(|(_, c)| c.round.first_round() == first)
             .map(|(round, _)| *round)
     }
 
@@ -492,13 +492,6 @@ impl PartitionDirectory {
             };
             io.push(DirectoryIo::Send(claimant, message));
         }
-    }
-}
-
-impl Claiming {
-    /// The round the batch began with (kept across restarts by `ClaimRound`'s priority).
-    fn round_first(&self) -> u64 {
-        self.round.first_round()
     }
 }
 

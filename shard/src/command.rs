@@ -414,8 +414,6 @@ fn encode_directory(kind: IdKind, command: &DirectoryCommand, out: &mut Vec<u8>)
 /// ids are homed here, that the partitions named exist) is checked by the node before it
 /// proposes the entry, and asserted when it is applied.
 fn decode_directory(tag: u8, count: u32, body: &[u8]) -> Result<Command, &'static str> {
-    let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
     let size = match tag {
         TAG_CLAIM if count as usize > CLAIM_IDS_MAX => return Err("a claim of too many ids"),
         TAG_CLAIM => CLAIM_HEADER_SIZE + 16 * count as usize,
@@ -425,36 +423,41 @@ fn decode_directory(tag: u8, count: u32, body: &[u8]) -> Result<Command, &'stati
     if body.len() != size {
         return Err("directory entry length does not match");
     }
-    let kind = u8::try_from(u32_at(0)).ok().and_then(IdKind::from_u8);
+    let mut reader = Decoder::new(body);
+    let kind = u8::try_from(reader.u32()?).ok().and_then(IdKind::from_u8);
     let kind = kind.ok_or("unknown id kind")?;
     let command = if tag == TAG_CLAIM {
-        let ids: Vec<u128> = records(&body[CLAIM_HEADER_SIZE..]);
+        let claimant = reader.u32()?;
+        let round = reader.u64()?;
+        let priority = reader.u64()?;
+        let ids: Vec<u128> = reader.records_exact(count as usize)?;
         if ids.contains(&0) {
             return Err("a claim of id 0");
         }
         DirectoryCommand::Claim {
-            claimant: u32_at(4),
-            round: u64_at(8),
-            priority: u64_at(16),
+            claimant,
+            round,
+            priority,
             ids,
         }
     } else {
-        let verdict = match u32_at(12) {
+        let (holder, claimant) = (reader.u32()?, reader.u32()?);
+        let verdict = match reader.u32()? {
             1 => Verdict::Holds,
             2 => Verdict::Lacks,
             _ => return Err("a settle without a final verdict"),
         };
-        let (holder, claimant) = (u32_at(4), u32_at(8));
         if holder == claimant {
             return Err("a settle of a partition's own claim");
         }
+        let (holder_round, round) = (reader.u64()?, reader.u64()?);
         DirectoryCommand::Settle {
-            id: u128::from_le_bytes(body[32..48].try_into().expect("16 bytes")),
+            id: reader.u128()?,
             holder,
-            holder_round: u64_at(16),
+            holder_round,
             verdict,
             claimant,
-            round: u64_at(24),
+            round,
         }
     };
     Ok(Command::Directory {

@@ -914,8 +914,20 @@ impl<'a> Decoder<'a> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
     }
 
+    pub(crate) fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, &'static str> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+
+    pub(crate) fn u128(&mut self) -> Result<u128, &'static str> {
+        Ok(u128::from_le_bytes(self.take(16)?.try_into().expect("16")))
+    }
+
     /// A count of items of `item_size` bytes, checked against the bytes left.
-    fn count(&mut self, item_size: usize) -> Result<usize, &'static str> {
+    pub(crate) fn count(&mut self, item_size: usize) -> Result<usize, &'static str> {
         let count = self.u64()?;
         let left = (self.bytes.len() - self.offset) as u64;
         if count.checked_mul(item_size as u64).is_none_or(|s| s > left) {
@@ -930,7 +942,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// `count` fixed-size records (no count prefix).
-    fn records_exact<T: FromBytes + IntoBytes + Copy>(
+    pub(crate) fn records_exact<T: FromBytes + IntoBytes + Copy>(
         &mut self,
         count: usize,
     ) -> Result<Vec<T>, &'static str> {

@@ -3,6 +3,7 @@
 //! written into its snapshots).
 
 use super::{ClaimAnswer, DirectoryCommand, IdDirectory, IdKind, Owner};
+use crate::txn::Decoder;
 
 /// Size of one snapshot entry: id u128, owner tag u8, partition u32, round u64.
 const ENTRY_SIZE: usize = 16 + 1 + 4 + 8;
@@ -57,32 +58,22 @@ impl IdHomes {
 
     /// Reads what [`IdHomes::encode`] wrote into the empty `self`; the bytes read.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<usize, &'static str> {
-        let mut offset = 0;
+        let mut reader = Decoder::new(bytes);
         for directory in &mut self.directories {
-            let count = bytes
-                .get(offset..offset + 8)
-                .ok_or("directory count cut short")?;
-            let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
-            offset += 8;
-            let size = usize::try_from(count)
-                .ok()
-                .and_then(|count| count.checked_mul(ENTRY_SIZE))
-                .filter(|size| *size <= bytes.len() - offset)
-                .ok_or("directory entries cut short")?;
-            for entry in bytes[offset..offset + size].chunks_exact(ENTRY_SIZE) {
-                let id = u128::from_le_bytes(entry[0..16].try_into().expect("16 bytes"));
-                let partition = u32::from_le_bytes(entry[17..21].try_into().expect("4 bytes"));
-                let round = u64::from_le_bytes(entry[21..29].try_into().expect("8 bytes"));
-                let owner = match entry[16] {
+            for _ in 0..reader.count(ENTRY_SIZE)? {
+                let id = reader.u128()?;
+                let tag = reader.u8()?;
+                let partition = reader.u32()?;
+                let round = reader.u64()?;
+                let owner = match tag {
                     OWNER_CLAIMED => Owner::Claimed { partition, round },
                     OWNER_CONFIRMED if round == 0 => Owner::Confirmed(partition),
                     _ => return Err("unknown directory owner"),
                 };
                 directory.restore_entry(id, owner)?;
             }
-            offset += size;
         }
-        Ok(offset)
+        Ok(reader.offset)
     }
 }
 
