@@ -14,7 +14,7 @@
 //! Shutdown: closing the queues lets each core finish the requests it has taken, then shut its
 //! partitions down (flushing their logs) and exit.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,12 +27,10 @@ use kassa_wire::RequestHeader;
 use kassa_wire::Transfer;
 
 use crate::fail_stop::fail_stop;
-use crate::id_directory::{
-    directory_command, DirectoryIo, DirectoryMessage, PartitionDirectory, Transport,
-    DIRECTORY_TICK_MS,
-};
+use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory};
+use crate::id_directory::DirectoryMessage;
 use crate::NodeError;
-use kassa_shard::directory::{ClaimAnswer, IdKind};
+use kassa_shard::directory::IdKind;
 
 /// Requests a core's queue holds before senders wait: back-pressure, not unbounded memory.
 pub const CORE_QUEUE_MAX: usize = 4096;
@@ -108,18 +106,6 @@ pub enum CoreRequest {
         ids: Vec<u128>,
     },
 }
-
-/// Every claimed id's answer, and the round that names the batch's claims: the ids count as
-/// proposed (a holder does not give them up) until the batch's entry is applied.
-#[derive(Debug)]
-pub struct ClaimOutcome {
-    pub round: u64,
-    pub answers: BTreeMap<u128, ClaimAnswer>,
-}
-
-/// How long a batch waits for its claims' answers before it fails (every home is on this
-/// node today, so only an overloaded or stopping node gets here).
-pub const CLAIM_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// What a transaction asks its partitions to read (`Ledger::read_set`'s arguments).
 #[derive(Clone, Debug, Default)]
@@ -251,20 +237,19 @@ impl Drop for Writing<'_> {
 
 /// A core's partition: the Raft group, its transaction lock and its part of the id
 /// directory (in the leader's memory; what it decides is in the log).
-struct Served {
-    id: u32,
-    partition: Partition,
+pub(crate) struct Served {
+    /// The partition's number in the cluster.
+    pub(crate) number: u32,
+    pub(crate) partition: Partition,
     lock: PartitionLock,
-    directory: RefCell<PartitionDirectory>,
-    /// Woken when claims got answers.
-    claims_answered: tokio::sync::Notify,
+    pub(crate) directory: CoreDirectory,
 }
 
 impl Served {
     /// Writes `command` through the partition's log. A write that failed because the log can
     /// no longer be written stops the process: what reached the disk is unknown, so nobody
     /// may be told the write did not happen (`fail_stop`).
-    async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
+    pub(crate) async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
         let writing = read_by_transactions(&command).then(|| self.lock.writing());
         let written = self.partition.write(command).await;
         drop(writing);
@@ -404,7 +389,7 @@ impl CoreQueues {
         self.partitions
     }
 
-    fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
+    pub(crate) fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
         assert!(partition < self.partitions);
         &self.senders[partition as usize % self.senders.len()]
     }
@@ -584,23 +569,6 @@ impl CoreQueues {
     }
 }
 
-/// The in-process transport: a directory message is a request on the partition's core
-/// queue. A full or closed queue loses it, which the protocol tolerates (it resends).
-impl Transport for CoreQueues {
-    fn send(&self, partition: u32, message: DirectoryMessage) {
-        if partition >= self.partitions {
-            return;
-        }
-        let request = CoreRequest::Directory { partition, message };
-        if self.sender(partition).try_send(request).is_err() {
-            tracing::debug!(
-                partition,
-                "a directory message was dropped (queue full or closed)"
-            );
-        }
-    }
-}
-
 type Ready = std::sync::mpsc::Sender<Result<(), String>>;
 
 fn core_main(
@@ -648,11 +616,10 @@ async fn core_run(
         match Partition::open(config).await {
             Ok(opened) => {
                 let served = Served {
-                    id: partition,
+                    number: partition,
                     partition: opened,
                     lock: PartitionLock::default(),
-                    directory: RefCell::new(PartitionDirectory::new(partition, setup.partitions)),
-                    claims_answered: tokio::sync::Notify::new(),
+                    directory: CoreDirectory::new(partition, setup.partitions),
                 };
                 partitions.insert(partition, Rc::new(served));
             }
@@ -666,8 +633,8 @@ async fn core_run(
     let in_flight = Rc::new(Cell::new(0usize));
     let stop = Rc::new(Cell::new(false));
     let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone(), setup));
-    let ticks = monoio::spawn(directory_loop(
-        partitions.clone(),
+    let ticks = monoio::spawn(on_core::directory_loop(
+        partitions.values().cloned().collect(),
         stop.clone(),
         transport.clone(),
     ));
@@ -692,6 +659,9 @@ async fn core_run(
     ticks.await;
     while in_flight.get() > 0 {
         monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for served in partitions.values() {
+        served.directory.close().await;
     }
     for (partition, opened) in partitions {
         match Rc::try_unwrap(opened) {
@@ -794,23 +764,7 @@ async fn serve(
         }
         CoreRequest::Run(run) => run(),
         CoreRequest::Directory { partition, message } => {
-            let served = served(partition);
-            let status = served.partition.status();
-            // A single voter is its partition's only leader, so its status confirms it. With
-            // replicas, a holder must confirm it still leads (a linearizable read) before it
-            // answers "lacks" (`HolderState::term_committed`).
-            let term_committed = status.leader && status.applied_term == Some(status.term);
-            let now_ms = realtime_ns() / 1_000_000;
-            let mut io = Vec::new();
-            {
-                let mut directory = served.directory.borrow_mut();
-                directory.set_term(status.term);
-                served.partition.read(|ledger| {
-                    directory.received(message, ledger, term_committed, now_ms, &mut io);
-                });
-            }
-            served.claims_answered.notify_waiters();
-            perform_directory_io(served, transport, io);
+            on_core::received(served(partition), transport, message);
         }
         CoreRequest::Claim {
             partition,
@@ -818,129 +772,17 @@ async fn serve(
             ids,
             reply,
         } => {
-            let served = served(partition);
-            let claimed = claim(served, transport, kind, &ids);
             // A claim waiting for its answers does not count as in flight: the answers come
             // through this core's queue, which must keep being read.
             in_flight.set(in_flight.get() - 1);
-            let outcome = monoio::time::timeout(CLAIM_WAIT_MAX, claimed).await;
+            on_core::claim_for(served(partition), transport, kind, ids, reply).await;
             in_flight.set(in_flight.get() + 1);
-            let outcome = outcome.unwrap_or_else(|_| {
-                Err(NodeError::Transaction(format!(
-                    "the id homes did not answer within {} s",
-                    CLAIM_WAIT_MAX.as_secs()
-                )))
-            });
-            // Nobody waits for it: the batch will not be proposed.
-            if let Err(Ok(outcome)) = reply.send(outcome) {
-                let mut directory = served.directory.borrow_mut();
-                directory.settled(kind, outcome.answers.into_keys());
-            }
         }
         CoreRequest::ClaimsSettled {
             partition,
             kind,
             ids,
-        } => served(partition).directory.borrow_mut().settled(kind, ids),
-    }
-}
-
-/// Claims `ids` of `kind` for a batch of `served` and waits for every answer.
-async fn claim(
-    served: &Rc<Served>,
-    transport: &Rc<CoreQueues>,
-    kind: IdKind,
-    ids: &[u128],
-) -> Result<ClaimOutcome, NodeError> {
-    served
-        .directory
-        .borrow_mut()
-        .set_term(served.partition.status().term);
-    if served.directory.borrow().needs_epoch() {
-        let written = served.write(served.id, Command::ClaimEpoch).await?;
-        assert!(matches!(written, Reply::ClaimEpoch), "{written:?}");
-        let applied = served.partition.status().applied_index;
-        let applied = applied.expect("the epoch entry was applied");
-        served.directory.borrow_mut().set_epoch(applied);
-    }
-    let mut io = Vec::new();
-    let round = {
-        let mut directory = served.directory.borrow_mut();
-        directory.claim(kind, ids, realtime_ns(), &mut io)
-    };
-    let round = round.map_err(|error| NodeError::Transaction(error.to_string()))?;
-    perform_directory_io(served, transport, io);
-    // Abandons the claims if the wait is cut short (a timeout, a stopping node).
-    struct Abandon<'a>(&'a Served, Option<u64>);
-    impl Drop for Abandon<'_> {
-        fn drop(&mut self) {
-            if let Some(round) = self.1 {
-                self.0.directory.borrow_mut().abandon(round);
-            }
-        }
-    }
-    let mut abandon = Abandon(served, Some(round));
-    loop {
-        let answered = served.claims_answered.notified();
-        let outcome = served.directory.borrow_mut().outcome(round);
-        if let Some(answers) = outcome {
-            abandon.1 = None;
-            return Ok(ClaimOutcome { round, answers });
-        }
-        answered.await;
-    }
-}
-
-/// Does what a partition's directory asked: messages out through the transport, entries
-/// into its own log (each applied entry may ask for more).
-fn perform_directory_io(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>) {
-    for action in io {
-        match action {
-            DirectoryIo::Send(partition, message) => transport.send(partition, message),
-            DirectoryIo::Append(kind, command) => {
-                let (served, transport) = (served.clone(), transport.clone());
-                monoio::spawn(async move {
-                    let entry = directory_command(kind, command.clone());
-                    match served.write(served.id, entry).await {
-                        Ok(reply) => {
-                            let now_ms = realtime_ns() / 1_000_000;
-                            let mut io = Vec::new();
-                            let mut directory = served.directory.borrow_mut();
-                            directory.applied(kind, &command, &reply, now_ms, &mut io);
-                            drop(directory);
-                            perform_directory_io(&served, &transport, io);
-                        }
-                        // The claimant claims again; a settle is asked for again.
-                        Err(error) => {
-                            tracing::warn!(partition = served.id, %error, "a directory entry failed");
-                        }
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// Resends claims and asks holders again as their times come.
-async fn directory_loop(
-    partitions: ServedPartitions,
-    stop: Rc<Cell<bool>>,
-    transport: Rc<CoreQueues>,
-) {
-    while !stop.get() {
-        monoio::time::sleep(Duration::from_millis(DIRECTORY_TICK_MS)).await;
-        let now_ms = realtime_ns() / 1_000_000;
-        for served in partitions.values() {
-            let mut io = Vec::new();
-            {
-                let mut directory = served.directory.borrow_mut();
-                if !directory.is_busy() {
-                    continue;
-                }
-                directory.tick(now_ms, &mut io);
-            }
-            perform_directory_io(served, &transport, io);
-        }
+        } => on_core::settled(served(partition), kind, ids),
     }
 }
 

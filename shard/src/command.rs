@@ -451,8 +451,12 @@ fn decode_directory(tag: u8, count: u32, body: &[u8]) -> Result<Command, &'stati
             return Err("a settle of a partition's own claim");
         }
         let (holder_round, round) = (reader.u64()?, reader.u64()?);
+        let id = reader.u128()?;
+        if id == 0 {
+            return Err("a settle of id 0");
+        }
         DirectoryCommand::Settle {
-            id: reader.u128()?,
+            id,
             holder,
             holder_round,
             verdict,
@@ -672,6 +676,13 @@ mod tests {
             command: Box::new(settle),
         }
         .encode(&mut not_yet);
+        let mut settle_zero = not_yet.clone();
+        let id_at = settle_zero.len() - 16;
+        settle_zero[id_at..].fill(0);
+        assert_eq!(
+            Command::decode(&settle_zero),
+            Err(CommandDecodeError::Malformed("a settle of id 0"))
+        );
         not_yet[24 + 12] = 3;
         assert!(Command::decode(&not_yet).is_err(), "only final verdicts");
     }

@@ -22,9 +22,13 @@ struct Waiting {
     /// The claimant's latest round that wants the id.
     round: u64,
     /// When to ask (again): due at once when new, after [`ASK_TIMEOUT_MS`] while a question
-    /// is out, after [`ASK_RETRY_MS`] past a "not yet", never once a final verdict went to the
-    /// log (`u64::MAX`).
+    /// is out or a final verdict is on its way to the log, after [`ASK_RETRY_MS`] past a
+    /// "not yet".
     ask_at_ms: u64,
+    /// A final verdict went to the log as a `Settle` entry; its apply ends the wait. Further
+    /// verdicts for the same question (duplicates) append nothing more. If the entry is lost
+    /// (its append failed), the holder is asked again at `ask_at_ms`.
+    settling: bool,
 }
 
 /// A home leader's resolutions in progress, in memory only. A new leader starts with none:
@@ -127,6 +131,7 @@ impl Resolutions {
                             holder_round,
                             round: waiting.round.max(round),
                             ask_at_ms: 0,
+                            settling: false,
                         };
                     }
                     // Past the limit the claimant's next claim finds the id contested again.
@@ -139,6 +144,7 @@ impl Resolutions {
                             holder_round,
                             round,
                             ask_at_ms: 0,
+                            settling: false,
                         };
                         self.waiting.insert((id, claimant), waiting);
                     }
@@ -164,9 +170,8 @@ impl Resolutions {
         actions: &mut Vec<HomeAction>,
     ) {
         for (id, holder_round, verdict) in verdicts {
-            let asked = |w: &Waiting| {
-                w.holder == holder && w.holder_round == *holder_round && w.ask_at_ms != u64::MAX
-            };
+            let asked =
+                |w: &Waiting| w.holder == holder && w.holder_round == *holder_round && !w.settling;
             let keys: Vec<(u128, u32)> = self
                 .waiting
                 .range((*id, 0)..=(*id, u32::MAX))
@@ -178,9 +183,11 @@ impl Resolutions {
                 match verdict {
                     Verdict::NotYet => waiting.ask_at_ms = now_ms + ASK_RETRY_MS,
                     Verdict::Holds | Verdict::Lacks => {
-                        // The settle entry answers it. If this leader loses it, the next one
+                        // The settle entry answers it. If the entry is lost, the holder is
+                        // asked again after the timeout; if this leader is lost, the next one
                         // starts over from the claimant's next claim.
-                        waiting.ask_at_ms = u64::MAX;
+                        waiting.settling = true;
+                        waiting.ask_at_ms = now_ms + ASK_TIMEOUT_MS;
                         actions.push(HomeAction::Append(DirectoryCommand::Settle {
                             id: key.0,
                             holder,
@@ -202,6 +209,7 @@ impl Resolutions {
         for ((id, _), waiting) in self.waiting.iter_mut() {
             if waiting.ask_at_ms <= now_ms {
                 waiting.ask_at_ms = now_ms + ASK_TIMEOUT_MS;
+                waiting.settling = false;
                 let ids = asks.entry(waiting.holder).or_default();
                 match ids.last_mut() {
                     // Several claimants of one id: ask once, for the oldest.
@@ -278,5 +286,56 @@ mod tests {
         };
         assert_eq!(actions, vec![answer]);
         assert!(resolutions.is_empty());
+    }
+
+    /// A settle entry that never applies (its append failed) does not leave the claimant
+    /// waiting for good: the holder is asked again after the timeout, and its verdict goes to
+    /// the log again. A duplicated verdict appends nothing more.
+    #[test]
+    fn a_lost_settle_is_asked_for_again() {
+        let mut resolutions = Resolutions::default();
+        let mut actions = Vec::new();
+        let (id, holder, holder_round) = (9, 2, 4);
+        let claim = DirectoryCommand::Claim {
+            claimant: 0,
+            round: 1,
+            priority: 3,
+            ids: vec![id],
+        };
+        let contested = ClaimAnswer::Contested {
+            holder,
+            round: holder_round,
+        };
+        resolutions.applied(&claim, &[contested], 0, &mut actions);
+        resolutions.tick(0, &mut actions);
+        assert_eq!(actions.len(), 1, "asked");
+        actions.clear();
+        let lacks = [(id, holder_round, Verdict::Lacks)];
+        resolutions.verdicts(holder, &lacks, 10, &mut actions);
+        assert!(matches!(
+            actions[..],
+            [HomeAction::Append(DirectoryCommand::Settle { .. })]
+        ));
+        actions.clear();
+        resolutions.verdicts(holder, &lacks, 11, &mut actions);
+        assert!(actions.is_empty(), "a duplicated verdict appends nothing");
+        // The claimant keeps claiming (its claim finds the id contested still).
+        resolutions.applied(&claim, &[contested], 100, &mut actions);
+        resolutions.tick(10 + ASK_TIMEOUT_MS - 1, &mut actions);
+        assert!(actions.is_empty(), "not before the timeout");
+        resolutions.tick(10 + ASK_TIMEOUT_MS, &mut actions);
+        assert_eq!(
+            actions,
+            vec![HomeAction::Ask {
+                holder,
+                ids: vec![(id, holder_round, 3)]
+            }]
+        );
+        actions.clear();
+        resolutions.verdicts(holder, &lacks, 10 + ASK_TIMEOUT_MS, &mut actions);
+        assert!(matches!(
+            actions[..],
+            [HomeAction::Append(DirectoryCommand::Settle { .. })]
+        ));
     }
 }

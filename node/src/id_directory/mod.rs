@@ -17,6 +17,8 @@
 //! core. What a home decides is in its log; what a leader keeps in memory (resolutions, claim
 //! rounds) a new leader rebuilds from the claimants' next claims.
 
+pub mod on_core;
+
 use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::FixedState;
@@ -74,6 +76,21 @@ pub enum DirectoryIo {
     /// Append this entry to the partition's own log, then pass its reply to
     /// [`PartitionDirectory::applied`].
     Append(IdKind, DirectoryCommand),
+    /// Log a `ClaimEpoch` entry of the current term, then pass the applied index to
+    /// [`PartitionDirectory::set_epoch`] (or report [`PartitionDirectory::epoch_failed`]).
+    LogEpoch,
+    /// The batch whose claims began as this round has its outcome
+    /// ([`PartitionDirectory::outcome`]).
+    Outcome(u64),
+}
+
+/// Where a batch's claims stand.
+enum ClaimState {
+    Claiming,
+    /// Every id has its answer; the ids count as proposed.
+    Answered(BTreeMap<u128, ClaimAnswer>),
+    /// The batch could not go on claiming; its ids are released.
+    Failed(ClaimError),
 }
 
 /// A batch's claims in progress.
@@ -81,12 +98,16 @@ struct Claiming {
     kind: IdKind,
     round: ClaimRound,
     ids: Vec<u128>,
-    outcome: Option<BTreeMap<u128, ClaimAnswer>>,
+    state: ClaimState,
 }
 
 /// Ids to something, hashed fast (the ids come from clients, but the map is the leader's own
 /// bookkeeping of its batches: a client aiming ids at one bucket only slows its own batches).
 type Ids<T> = HashMap<u128, T, FixedState>;
+
+/// Most batches of one partition claiming at once; more are refused ([`ClaimError::Busy`]).
+/// The write path bounds its batches in flight well below this.
+pub const CLAIMS_MAX: usize = 4_096;
 
 /// One partition's directory state in its leader's memory.
 pub struct PartitionDirectory {
@@ -97,25 +118,41 @@ pub struct PartitionDirectory {
     /// Claim rounds are `epoch << 24 | count`, where `epoch` is the applied index right after
     /// this leader's `ClaimEpoch` entry: above every entry of earlier leaders, so rounds never
     /// repeat across leaders, a single voter's restarts included (`Command::ClaimEpoch`).
+    /// Having one also means every entry of earlier leaders is applied (the epoch's entry came
+    /// after them), which a holder needs before it may say "lacks".
     epoch: Option<u64>,
+    /// A `ClaimEpoch` was asked for ([`DirectoryIo::LogEpoch`]) and has not come back.
+    epoch_requested: bool,
     rounds_started: u64,
     last_priority: u64,
     resolutions: [Resolutions; 2],
-    /// Batches claiming, by their current round.
+    /// Batches claiming or answered and not yet taken, by their first round (the caller's
+    /// name for them).
     claims: BTreeMap<u64, Claiming>,
-    /// Per id space, the ids a batch of this partition is claiming: its priority and
-    /// current round.
+    /// Each claiming batch's current round (it changes when the batch yields an id and
+    /// claims again) to its first round: answers name the current one.
+    current: HashMap<u64, u64, FixedState>,
+    /// Per id space, the ids a batch of this partition is claiming: its priority and first
+    /// round. One batch at a time claims an id ([`ClaimError::Overlaps`]).
     claiming: [Ids<(u64, u64)>; 2],
-    /// Per id space, the ids of batches that claimed them and are proposed, not yet applied
-    /// (a count per id).
+    /// Per id space, the ids of batches whose claims were all answered and that are not yet
+    /// settled (applied or given up): a count per id.
     proposed: [Ids<u32>; 2],
 }
 
 /// Why a claim could not be made.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {
     #[error("a claim names id 0, an id twice, or more than {CLAIM_IDS_MAX} ids")]
     BadIds,
+    #[error("another batch of this partition is claiming one of these ids; claim after it")]
+    Overlaps,
+    #[error("this partition's leader has no claim epoch of its term yet")]
+    NoEpoch,
+    #[error("more than {CLAIMS_MAX} batches of this partition are claiming")]
+    Busy,
+    #[error("the batch yielded ids more often than its leader's epoch has rounds")]
+    RoundsExhausted,
 }
 
 impl PartitionDirectory {
@@ -127,10 +164,12 @@ impl PartitionDirectory {
             partitions,
             term: 0,
             epoch: None,
+            epoch_requested: false,
             rounds_started: 0,
             last_priority: 0,
             resolutions: Default::default(),
             claims: BTreeMap::new(),
+            current: HashMap::with_hasher(FixedState::with_seed(0)),
             claiming: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
             proposed: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
         }
@@ -142,55 +181,95 @@ impl PartitionDirectory {
         if term > self.term {
             self.term = term;
             self.epoch = None;
+            self.epoch_requested = false;
             self.resolutions = Default::default();
         }
     }
 
-    /// Whether this leader must log a `ClaimEpoch` before it claims: it has none yet, or has
-    /// used up its rounds.
-    pub fn needs_epoch(&self) -> bool {
-        self.epoch.is_none() || self.rounds_started + 1 >= ROUNDS_PER_EPOCH
+    pub fn term(&self) -> u64 {
+        self.term
     }
 
-    /// This leader's `ClaimEpoch` entry was applied; `applied_index` was read right after.
-    pub fn set_epoch(&mut self, applied_index: u64) {
+    /// Whether this leader must log a `ClaimEpoch` before it claims: it has none yet, or has
+    /// used half its rounds (the other half is for batches that yield and claim again).
+    pub fn needs_epoch(&self) -> bool {
+        self.epoch.is_none() || self.rounds_started >= ROUNDS_PER_EPOCH / 2
+    }
+
+    /// A `ClaimEpoch` entry logged in `term` was applied; `applied_index` was read right
+    /// after. An epoch logged in another term than the current one is not taken: a new leader
+    /// numbers its rounds only from its own.
+    pub fn set_epoch(&mut self, term: u64, applied_index: u64) {
         assert!(applied_index < 1 << 40, "log indexes fit 40 bits");
+        if term != self.term {
+            return;
+        }
+        self.epoch_requested = false;
         if self.epoch.is_none_or(|epoch| applied_index > epoch) {
             self.epoch = Some(applied_index);
             self.rounds_started = 0;
         }
     }
 
-    fn next_round(&mut self) -> u64 {
-        let epoch = self.epoch.expect("claims begin after the leader's epoch");
-        self.rounds_started += 1;
-        assert!(self.rounds_started < ROUNDS_PER_EPOCH);
-        (epoch << 24) | self.rounds_started
+    /// The `ClaimEpoch` asked for by [`DirectoryIo::LogEpoch`] was not logged; the next
+    /// question asks again.
+    pub fn epoch_failed(&mut self) {
+        self.epoch_requested = false;
     }
 
-    /// Starts claiming `ids` of `kind` for a batch begun at `now_ns`; the claims to send.
-    /// Returns the round that [`PartitionDirectory::outcome`] reports on. Call only when
-    /// [`PartitionDirectory::needs_epoch`] is false.
+    fn next_round(&mut self) -> Option<u64> {
+        let epoch = self.epoch?;
+        if self.rounds_started + 1 >= ROUNDS_PER_EPOCH {
+            return None;
+        }
+        self.rounds_started += 1;
+        Some((epoch << 24) | self.rounds_started)
+    }
+
+    /// Starts claiming `ids` of `kind` for a batch begun at `wall_ns` (the wall clock, which
+    /// orders batches across partitions) and `now_ms` (the timers' clock); the claims to
+    /// send.
+    /// Returns the round that [`PartitionDirectory::outcome`] reports on, once
+    /// [`DirectoryIo::Outcome`] named it. Call only when [`PartitionDirectory::needs_epoch`]
+    /// is false.
     pub fn claim(
         &mut self,
         kind: IdKind,
         ids: &[u128],
-        now_ns: u64,
+        wall_ns: u64,
+        now_ms: u64,
         io: &mut Vec<DirectoryIo>,
     ) -> Result<u64, ClaimError> {
-        let mut sorted = ids.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != ids.len() || sorted.first() == Some(&0) {
+        if ids.len() > CLAIM_IDS_MAX || ids.contains(&0) {
             return Err(ClaimError::BadIds);
         }
+        if self.claims.len() >= CLAIMS_MAX {
+            return Err(ClaimError::Busy);
+        }
+        if self.needs_epoch() {
+            return Err(ClaimError::NoEpoch);
+        }
+        let claiming = &self.claiming[kind as usize];
+        if ids.iter().any(|id| claiming.contains_key(id)) {
+            return Err(ClaimError::Overlaps);
+        }
+        let round = self.next_round().expect("an epoch with rounds left");
         // Older batches have lower priorities; unique in the cluster (the partition in the
         // low bits), increasing in this partition.
-        let priority = ((now_ns / 1_000) << 10 | u64::from(self.partition))
+        let priority = ((wall_ns / 1_000) << 10 | u64::from(self.partition))
             .max(self.last_priority + (1 << 10));
+        // An id twice in the batch is found as it is marked claiming; the marks are undone.
+        let claiming = &mut self.claiming[kind as usize];
+        claiming.reserve(ids.len());
+        for (at, id) in ids.iter().enumerate() {
+            if claiming.insert(*id, (priority, round)).is_some() {
+                for id in &ids[..at] {
+                    claiming.remove(id);
+                }
+                return Err(ClaimError::BadIds);
+            }
+        }
         self.last_priority = priority;
-        let round = self.next_round();
-        let now_ms = now_ns / 1_000_000;
         let (claim_round, sends) = ClaimRound::start(
             self.partition,
             round,
@@ -199,70 +278,66 @@ impl PartitionDirectory {
             self.partitions,
             now_ms,
         );
-        let claiming = &mut self.claiming[kind as usize];
-        claiming.reserve(ids.len());
-        for id in ids {
-            claiming.insert(*id, (priority, round));
-        }
         let claiming = Claiming {
             kind,
             round: claim_round,
             ids: ids.to_vec(),
-            outcome: None,
+            state: ClaimState::Claiming,
         };
         self.claims.insert(round, claiming);
+        self.current.insert(round, round);
         for (home, claim) in sends {
             io.push(DirectoryIo::Send(
                 home,
                 DirectoryMessage::Claim { kind, claim },
             ));
         }
-        if ids.is_empty() {
-            self.finish(round);
-        }
+        self.finish(round, io);
         Ok(round)
     }
 
-    /// The answers for the batch whose claims began as `round`, once every id has one. The
-    /// batch's ids then count as proposed until [`PartitionDirectory::settled`]: the batch
-    /// goes on to its log entry and a holder must not give them up meanwhile.
-    pub fn outcome(&mut self, round: u64) -> Option<BTreeMap<u128, ClaimAnswer>> {
-        let key = self.current_round(round)?;
-        let claiming = self.claims.get_mut(&key)?;
-        let outcome = claiming.outcome.take()?;
-        let claiming = self.claims.remove(&key).expect("just found");
-        let proposed = &mut self.proposed[claiming.kind as usize];
-        proposed.reserve(claiming.ids.len());
-        for id in &claiming.ids {
-            *proposed.entry(*id).or_default() += 1;
+    /// The outcome of the batch whose claims began as `round`, once it has one, taken once:
+    /// every id's answer (the ids then count as proposed until
+    /// [`PartitionDirectory::settled`]: the batch goes on to its log entry and a holder must
+    /// not give them up meanwhile), or why the batch could not claim.
+    pub fn outcome(
+        &mut self,
+        round: u64,
+    ) -> Option<Result<BTreeMap<u128, ClaimAnswer>, ClaimError>> {
+        let claiming = self.claims.get(&round)?;
+        if matches!(claiming.state, ClaimState::Claiming) {
+            return None;
         }
-        Some(outcome)
+        let claiming = self.claims.remove(&round).expect("just found");
+        match claiming.state {
+            ClaimState::Answered(answers) => Some(Ok(answers)),
+            ClaimState::Failed(error) => Some(Err(error)),
+            ClaimState::Claiming => unreachable!("checked above"),
+        }
     }
 
     /// Whether the batch that began as `round` is still claiming.
     pub fn is_claiming(&self, round: u64) -> bool {
-        self.current_round(round).is_some()
-    }
-
-    /// The batch's current round (it changes when the batch yields an id and claims again).
-    fn current_round(&self, first: u64) -> Option<u64> {
-        if self.claims.contains_key(&first) {
-            return Some(first);
-        }
-        // A restarted batch keeps its first round as `first_round`.
         self.claims
-            .iter()
-            .find(|(_, c)| c.round.first_round() == first)
-            .map(|(round, _)| *round)
+            .get(&round)
+            .is_some_and(|c| matches!(c.state, ClaimState::Claiming))
     }
 
-    /// Gives up the claims of the batch that began as `round` (it will not be proposed).
+    /// Gives up the claims of the batch that began as `round` (it will not be proposed); if
+    /// its answers were all in, its ids are no longer proposed either.
     pub fn abandon(&mut self, round: u64) {
-        if let Some(key) = self.current_round(round) {
-            let claiming = self.claims.remove(&key).expect("just found");
-            for id in &claiming.ids {
-                self.claiming[claiming.kind as usize].remove(id);
+        let Some(claiming) = self.claims.remove(&round) else {
+            return;
+        };
+        match claiming.state {
+            ClaimState::Claiming => {
+                self.current.remove(&claiming.round.round());
+                for id in &claiming.ids {
+                    self.claiming[claiming.kind as usize].remove(id);
+                }
             }
+            ClaimState::Answered(_) => self.settled(claiming.kind, claiming.ids),
+            ClaimState::Failed(_) => {}
         }
     }
 
@@ -280,28 +355,38 @@ impl PartitionDirectory {
         }
     }
 
-    fn finish(&mut self, round: u64) {
-        let Some(claiming) = self.claims.get_mut(&round) else {
+    /// Ends the claims of the batch that began as `first` if every id has its answer: its ids
+    /// go from claiming to proposed in one step, so no question finds them in neither.
+    fn finish(&mut self, first: u64, io: &mut Vec<DirectoryIo>) {
+        let Some(claiming) = self.claims.get_mut(&first) else {
             return;
         };
-        if claiming.outcome.is_none() {
-            if let Some(outcome) = claiming.round.outcome() {
-                for id in &claiming.ids {
-                    self.claiming[claiming.kind as usize].remove(id);
-                }
-                claiming.outcome = Some(outcome);
-            }
+        if !matches!(claiming.state, ClaimState::Claiming) {
+            return;
         }
+        let Some(outcome) = claiming.round.outcome() else {
+            return;
+        };
+        self.current.remove(&claiming.round.round());
+        let kind = claiming.kind as usize;
+        self.proposed[kind].reserve(claiming.ids.len());
+        for id in &claiming.ids {
+            self.claiming[kind].remove(id);
+            *self.proposed[kind].entry(*id).or_default() += 1;
+        }
+        claiming.state = ClaimState::Answered(outcome);
+        io.push(DirectoryIo::Outcome(first));
     }
 
     /// Handles a message from another partition (or this one) at `now_ms`. `ledger` is this
-    /// partition's applied state; `term_committed` whether its leader has applied an entry of
-    /// its own term.
+    /// partition's applied state; `leader_confirmed` whether this partition's leader has
+    /// confirmed, after the message came, that it still leads (a linearizable read; a single
+    /// voter's status confirms it).
     pub fn received(
         &mut self,
         message: DirectoryMessage,
         ledger: &Ledger,
-        term_committed: bool,
+        leader_confirmed: bool,
         now_ms: u64,
         io: &mut Vec<DirectoryIo>,
     ) {
@@ -318,9 +403,13 @@ impl PartitionDirectory {
                 round,
                 answers,
             } => {
-                let Some(claiming) = self.claims.get_mut(&round) else {
+                let Some(first) = self.current.get(&round).copied() else {
                     return;
                 };
+                let claiming = self
+                    .claims
+                    .get_mut(&first)
+                    .expect("current rounds are claiming");
                 if claiming.kind != kind {
                     return;
                 }
@@ -329,11 +418,18 @@ impl PartitionDirectory {
                         claiming.round.answered(round, id, answer);
                     }
                 }
-                self.finish(round);
+                self.finish(first, io);
             }
             DirectoryMessage::Ask { kind, home, ids } => {
                 if home >= self.partitions {
                     return;
+                }
+                // Every entry of earlier leaders is applied once this leader's epoch is: only
+                // then may the ledger's "not held" be believed.
+                let term_committed = leader_confirmed && self.epoch.is_some();
+                if leader_confirmed && self.epoch.is_none() && !self.epoch_requested {
+                    self.epoch_requested = true;
+                    io.push(DirectoryIo::LogEpoch);
                 }
                 let mut verdicts = Vec::with_capacity(ids.len());
                 for (id, holder_round, asker) in ids {
@@ -345,7 +441,7 @@ impl PartitionDirectory {
                     };
                     let (verdict, yields) = holder_verdict(state, asker);
                     if yields {
-                        self.yield_id(kind, id, now_ms);
+                        self.yield_id(kind, id, now_ms, io);
                     }
                     verdicts.push((id, holder_round, verdict));
                 }
@@ -394,30 +490,33 @@ impl PartitionDirectory {
     }
 
     /// The batch claiming `id` yields it to an older batch: it claims everything again in a
-    /// new round, after a short backoff (`ClaimRound::restart`).
-    fn yield_id(&mut self, kind: IdKind, id: u128, now_ms: u64) {
-        let Some((_, round)) = self.claiming[kind as usize].get(&id).copied() else {
+    /// new round, after a short backoff (`ClaimRound::restart`). With no round left in the
+    /// epoch it fails instead, and releases its ids.
+    fn yield_id(&mut self, kind: IdKind, id: u128, now_ms: u64, io: &mut Vec<DirectoryIo>) {
+        let Some((_, first)) = self.claiming[kind as usize].get(&id).copied() else {
             return;
         };
-        let Some(old) = self.claims.remove(&round) else {
-            return;
-        };
-        let new_round = self.next_round();
-        let restarted = old
-            .round
-            .restart(new_round, &old.ids, self.partitions, now_ms);
-        for id in &old.ids {
-            if let Some(entry) = self.claiming[kind as usize].get_mut(id) {
-                entry.1 = new_round;
+        let claiming = self
+            .claims
+            .get(&first)
+            .expect("claiming ids have their batch");
+        let old_round = claiming.round.round();
+        let Some(new_round) = self.next_round() else {
+            let claiming = self.claims.get_mut(&first).expect("just found");
+            for id in &claiming.ids {
+                self.claiming[kind as usize].remove(id);
             }
-        }
-        let claiming = Claiming {
-            kind,
-            round: restarted,
-            ids: old.ids,
-            outcome: None,
+            claiming.state = ClaimState::Failed(ClaimError::RoundsExhausted);
+            self.current.remove(&old_round);
+            io.push(DirectoryIo::Outcome(first));
+            return;
         };
-        self.claims.insert(new_round, claiming);
+        let claiming = self.claims.get_mut(&first).expect("just found");
+        claiming.round = claiming
+            .round
+            .restart(new_round, &claiming.ids, self.partitions, now_ms);
+        self.current.remove(&old_round);
+        self.current.insert(new_round, first);
     }
 
     /// This partition's log applied `command` (a directory entry it appended) with `reply`.
@@ -445,7 +544,8 @@ impl PartitionDirectory {
             self.resolutions[kind as usize].tick(now_ms, &mut actions);
             self.perform(kind, actions, io);
         }
-        for claiming in self.claims.values_mut() {
+        let claiming = self.claims.values_mut();
+        for claiming in claiming.filter(|c| matches!(c.state, ClaimState::Claiming)) {
             for (home, claim) in claiming.round.tick(now_ms) {
                 let kind = claiming.kind;
                 io.push(DirectoryIo::Send(
@@ -458,7 +558,7 @@ impl PartitionDirectory {
 
     /// Whether anything waits for a tick.
     pub fn is_busy(&self) -> bool {
-        !self.claims.is_empty() || self.resolutions.iter().any(|r| !r.is_empty())
+        !self.current.is_empty() || self.resolutions.iter().any(|r| !r.is_empty())
     }
 
     fn perform(&self, kind: IdKind, actions: Vec<HomeAction>, io: &mut Vec<DirectoryIo>) {
@@ -518,55 +618,91 @@ mod tests {
 
     const PARTITIONS: u32 = 4;
 
-    use super::{DirectoryIo, DirectoryMessage, PartitionDirectory};
+    use super::{ClaimError, DirectoryIo, DirectoryMessage, PartitionDirectory};
     use kassa_shard::directory::Verdict;
+    use kassa_shard::directory::CLAIM_IDS_MAX;
     use kassa_shard::{Ledger, LedgerConfig};
+
+    fn ledger() -> Ledger {
+        Ledger::new(LedgerConfig {
+            partition: 1,
+            partitions: PARTITIONS,
+            ..LedgerConfig::default()
+        })
+    }
+
+    /// A directory of partition 1 whose leader has its epoch (7).
+    fn directory() -> PartitionDirectory {
+        let mut directory = PartitionDirectory::new(1, PARTITIONS);
+        assert!(directory.needs_epoch());
+        directory.set_epoch(0, 7);
+        assert!(!directory.needs_epoch());
+        directory
+    }
+
+    fn ask(round: u64, asker: u64, id: u128) -> DirectoryMessage {
+        DirectoryMessage::Ask {
+            kind: IdKind::Transfer,
+            home: 0,
+            ids: vec![(id, round, asker)],
+        }
+    }
+
+    fn verdict(io: &[DirectoryIo]) -> Verdict {
+        match io {
+            [DirectoryIo::Send(0, DirectoryMessage::Verdicts { verdicts, .. })] => verdicts[0].2,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn granted(round: u64, ids: &[u128]) -> DirectoryMessage {
+        DirectoryMessage::Answers {
+            kind: IdKind::Transfer,
+            round,
+            answers: ids.iter().map(|id| (*id, ClaimAnswer::Granted)).collect(),
+        }
+    }
 
     /// A batch still claiming an id yields it to an older batch: its verdict is "lacks", and
     /// it claims again in a new round, which the caller still names by its first round.
     #[test]
     fn a_claiming_batch_yields_to_an_older_one_and_claims_again() {
-        let ledger = Ledger::new(LedgerConfig {
-            partition: 1,
-            partitions: PARTITIONS,
-            ..LedgerConfig::default()
-        });
-        let mut directory = PartitionDirectory::new(1, PARTITIONS);
-        assert!(directory.needs_epoch());
-        directory.set_epoch(7);
+        let ledger = ledger();
+        let mut directory = directory();
         let mut io = Vec::new();
         let ids = [5u128, 6];
-        assert!(directory
-            .claim(IdKind::Transfer, &[5, 5], 1, &mut io)
-            .is_err());
-        assert!(directory.claim(IdKind::Transfer, &[0], 1, &mut io).is_err());
-        let round = directory
-            .claim(IdKind::Transfer, &ids, 2_000_000_000, &mut io)
-            .expect("claims");
+        let claim = |d: &mut PartitionDirectory, ids: &[u128], io: &mut Vec<DirectoryIo>| {
+            d.claim(IdKind::Transfer, ids, 2_000_000_000, 2_000, io)
+        };
+        assert_eq!(
+            claim(&mut directory, &[5, 5], &mut io),
+            Err(ClaimError::BadIds)
+        );
+        assert_eq!(
+            claim(&mut directory, &[0], &mut io),
+            Err(ClaimError::BadIds)
+        );
+        let too_many: Vec<u128> = (1..=CLAIM_IDS_MAX as u128 + 1).collect();
+        assert_eq!(
+            claim(&mut directory, &too_many, &mut io),
+            Err(ClaimError::BadIds)
+        );
+        assert!(io.is_empty(), "a refused claim sends nothing");
+        let round = claim(&mut directory, &ids, &mut io).expect("claims");
         assert_eq!(round >> 24, 7);
-        let claims = io.len();
         assert!(
-            claims >= 1
+            !io.is_empty()
                 && io
                     .iter()
                     .all(|a| matches!(a, DirectoryIo::Send(_, DirectoryMessage::Claim { .. })))
         );
         io.clear();
         // A younger batch asks: it waits.
-        let ask = |asker| DirectoryMessage::Ask {
-            kind: IdKind::Transfer,
-            home: 0,
-            ids: vec![(5, round, asker)],
-        };
-        directory.received(ask(u64::MAX), &ledger, true, 2_000, &mut io);
-        let verdict = |io: &[DirectoryIo]| match io {
-            [DirectoryIo::Send(0, DirectoryMessage::Verdicts { verdicts, .. })] => verdicts[0].2,
-            other => panic!("{other:?}"),
-        };
+        directory.received(ask(round, u64::MAX, 5), &ledger, true, 2_000, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet);
         io.clear();
         // An older one wins the id; the batch claims everything again, later.
-        directory.received(ask(1), &ledger, true, 2_000, &mut io);
+        directory.received(ask(round, 1, 5), &ledger, true, 2_000, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks);
         io.clear();
         assert!(directory.is_claiming(round));
@@ -581,27 +717,146 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(new_round > round);
-        let answers = DirectoryMessage::Answers {
-            kind: IdKind::Transfer,
-            round: new_round,
-            answers: ids.iter().map(|id| (*id, ClaimAnswer::Granted)).collect(),
-        };
         io.clear();
-        assert_eq!(directory.outcome(round), None);
-        directory.received(answers, &ledger, true, 3_001, &mut io);
+        // Answers for the first round are stale now.
+        directory.received(granted(round, &ids), &ledger, true, 3_001, &mut io);
+        assert!(io.is_empty() && directory.outcome(round).is_none());
+        directory.received(granted(new_round, &ids), &ledger, true, 3_001, &mut io);
+        assert_eq!(io, vec![DirectoryIo::Outcome(round)]);
+        io.clear();
         let outcome = directory.outcome(round).expect("answered");
-        assert_eq!(outcome, all(ClaimAnswer::Granted, &ids));
+        assert_eq!(outcome, Ok(all(ClaimAnswer::Granted, &ids)));
+        assert_eq!(directory.outcome(round), None, "taken once");
         // Proposed now: nobody wins them any more, until the batch is settled.
-        directory.received(ask(0), &ledger, true, 3_002, &mut io);
+        directory.received(ask(round, 0, 5), &ledger, true, 3_002, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet);
         io.clear();
         directory.settled(IdKind::Transfer, ids);
-        directory.received(ask(0), &ledger, true, 3_003, &mut io);
+        directory.received(ask(round, 0, 5), &ledger, true, 3_003, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks);
         io.clear();
-        // Not before its leader has committed in its term.
-        directory.received(ask(0), &ledger, false, 3_004, &mut io);
+        // Not unless its leader is confirmed.
+        directory.received(ask(round, 0, 5), &ledger, false, 3_004, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet);
+    }
+
+    /// The moment a batch's last answer comes in, its ids are proposed: a question that
+    /// arrives before the batch's task takes the outcome must not get "lacks" (else the id is
+    /// given away while the batch goes on to store it). Giving up the batch then releases them.
+    #[test]
+    fn answered_ids_are_proposed_before_the_outcome_is_taken() {
+        let ledger = ledger();
+        let mut directory = directory();
+        let mut io = Vec::new();
+        let ids = [11u128, 12, 13];
+        let round =
+            (directory.claim(IdKind::Transfer, &ids, 1_000_000, 1, &mut io)).expect("claims");
+        io.clear();
+        directory.received(granted(round, &ids), &ledger, true, 2, &mut io);
+        assert_eq!(io, vec![DirectoryIo::Outcome(round)]);
+        io.clear();
+        assert!(!directory.is_claiming(round));
+        // The oldest possible asker: a claiming batch would yield to it.
+        directory.received(ask(round, 0, 12), &ledger, true, 3, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet, "answered ids are proposed");
+        io.clear();
+        directory.abandon(round);
+        directory.received(ask(round, 0, 12), &ledger, true, 4, &mut io);
+        assert_eq!(
+            verdict(&io),
+            Verdict::Lacks,
+            "an abandoned batch releases them"
+        );
+        assert_eq!(directory.outcome(round), None);
+    }
+
+    /// One batch at a time claims an id in a partition: a second batch naming it is refused
+    /// (it claims after the first), so the first one's end cannot release the second's claim.
+    #[test]
+    fn overlapping_claims_of_one_partition_are_refused() {
+        let ledger = ledger();
+        let mut directory = directory();
+        let mut io = Vec::new();
+        let first =
+            (directory.claim(IdKind::Transfer, &[21, 22], 1_000_000, 1, &mut io)).expect("claims");
+        io.clear();
+        let second = directory.claim(IdKind::Transfer, &[22, 23], 2_000_000, 1, &mut io);
+        assert_eq!(second, Err(ClaimError::Overlaps));
+        assert!(io.is_empty());
+        // The other id space is another matter, and so is an id no batch claims.
+        (directory.claim(IdKind::Account, &[22], 2_000_000, 1, &mut io)).expect("claims");
+        (directory.claim(IdKind::Transfer, &[23], 2_000_000, 1, &mut io)).expect("claims");
+        io.clear();
+        // The refused claim left nothing behind: 23 is claimed by the third batch only, and
+        // the first batch still holds 22 against younger askers.
+        directory.received(ask(first, u64::MAX, 22), &ledger, true, 2, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet);
+        io.clear();
+        directory.abandon(first);
+        directory.received(ask(first, u64::MAX, 22), &ledger, true, 3, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks);
+    }
+
+    /// A leader that has not applied its own `ClaimEpoch` may still have entries of an earlier
+    /// leader (or of itself before a restart: a single voter keeps its term) to apply: it says
+    /// "not yet", and asks for its epoch once.
+    #[test]
+    fn a_holder_without_its_epoch_never_says_lacks() {
+        let ledger = ledger();
+        let mut directory = PartitionDirectory::new(1, PARTITIONS);
+        directory.set_term(3);
+        let mut io = Vec::new();
+        directory.received(ask(1, 0, 5), &ledger, true, 1, &mut io);
+        assert!(
+            matches!(io[..], [DirectoryIo::LogEpoch, DirectoryIo::Send(..)]),
+            "{io:?}"
+        );
+        assert_eq!(verdict(&io[1..]), Verdict::NotYet);
+        io.clear();
+        directory.received(ask(1, 0, 5), &ledger, true, 2, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet, "the epoch is asked for once");
+        io.clear();
+        // An epoch logged in an earlier term is not this leader's.
+        directory.set_epoch(2, 40);
+        directory.received(ask(1, 0, 5), &ledger, true, 3, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet);
+        io.clear();
+        directory.set_epoch(3, 41);
+        directory.received(ask(1, 0, 5), &ledger, true, 4, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks);
+        io.clear();
+        // A failed epoch is asked for again by the next question of a new term.
+        directory.set_term(4);
+        directory.received(ask(1, 0, 5), &ledger, true, 5, &mut io);
+        assert!(matches!(io[0], DirectoryIo::LogEpoch));
+        directory.epoch_failed();
+        io.clear();
+        directory.received(ask(1, 0, 5), &ledger, true, 6, &mut io);
+        assert!(matches!(io[0], DirectoryIo::LogEpoch));
+    }
+
+    /// A batch that must yield when its leader's epoch has no round left fails (and releases
+    /// its ids) instead of stopping the process.
+    #[test]
+    fn a_yield_without_rounds_left_fails_the_batch() {
+        let ledger = ledger();
+        let mut directory = directory();
+        let mut io = Vec::new();
+        let round =
+            (directory.claim(IdKind::Transfer, &[31], 1_000_000, 1, &mut io)).expect("claims");
+        io.clear();
+        directory.rounds_started = super::ROUNDS_PER_EPOCH - 1;
+        assert!(directory.needs_epoch());
+        directory.received(ask(round, 0, 31), &ledger, true, 2, &mut io);
+        assert!(io.contains(&DirectoryIo::Outcome(round)));
+        assert_eq!(
+            directory.outcome(round),
+            Some(Err(ClaimError::RoundsExhausted))
+        );
+        assert!(!directory.is_busy());
+        // A new epoch brings rounds back.
+        directory.set_epoch(0, 8);
+        (directory.claim(IdKind::Transfer, &[31], 2_000_000, 3, &mut io)).expect("claims");
     }
 
     fn start(dir: &std::path::Path) -> Cores {

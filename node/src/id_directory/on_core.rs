@@ -1,0 +1,300 @@
+//! The id directory on a partition's core: the I/O around [`PartitionDirectory`]. Messages go
+//! out through the [`Transport`] (today the cores' queues), entries into the partition's own
+//! log, and claims wait for their outcome on a oneshot per batch.
+//!
+//! Bounds: at most [`DIRECTORY_APPENDS_MAX`] directory entries are being appended per
+//! partition; past that an append is dropped, which the protocol tolerates (a claimant claims
+//! again after `CLAIM_RETRY_MS`, a home asks a holder again after `ASK_TIMEOUT_MS`). A
+//! stopping core appends nothing new and waits for the appends it started.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use foldhash::fast::FixedState;
+use kassa_shard::directory::{ClaimAnswer, IdKind};
+use kassa_shard::{Command, Reply};
+
+use super::{
+    directory_command, DirectoryIo, DirectoryMessage, PartitionDirectory, Transport,
+    DIRECTORY_TICK_MS,
+};
+use crate::cores::{realtime_ns, CoreQueues, CoreRequest, Served};
+use crate::NodeError;
+
+/// How long a batch waits for its claims' answers before it fails (every home is on this
+/// node today, so only an overloaded or stopping node gets here).
+pub const CLAIM_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Directory entries one partition appends at once; more are dropped (and sent again by the
+/// protocol's retries).
+pub const DIRECTORY_APPENDS_MAX: usize = 1_024;
+
+/// Every claimed id's answer, and the round that names the batch's claims: the ids count as
+/// proposed (a holder does not give them up) until the batch's entry is applied.
+#[derive(Debug)]
+pub struct ClaimOutcome {
+    pub round: u64,
+    pub answers: BTreeMap<u128, ClaimAnswer>,
+}
+
+/// Milliseconds on a clock that never goes back, for the directory's timers (resends, asks,
+/// backoffs). Claim priorities come from the wall clock instead: they are compared across
+/// partitions, so across processes.
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    start.elapsed().as_millis() as u64
+}
+
+/// A partition's directory on its core: the pure state and what waits on it.
+pub struct CoreDirectory {
+    state: RefCell<PartitionDirectory>,
+    /// Claims waiting for their outcome, by their first round.
+    waiters: RefCell<HashMap<u64, tokio::sync::oneshot::Sender<()>, FixedState>>,
+    /// Directory entries being appended.
+    appends: Cell<usize>,
+    /// The core is stopping: nothing new is appended.
+    closed: Cell<bool>,
+}
+
+impl CoreDirectory {
+    pub fn new(partition: u32, partitions: u32) -> CoreDirectory {
+        CoreDirectory {
+            state: RefCell::new(PartitionDirectory::new(partition, partitions)),
+            waiters: RefCell::new(HashMap::with_hasher(FixedState::with_seed(0))),
+            appends: Cell::new(0),
+            closed: Cell::new(false),
+        }
+    }
+
+    /// Stops new appends; returns once the appends in progress are done.
+    pub async fn close(&self) {
+        self.closed.set(true);
+        while self.appends.get() > 0 {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Reads the state (tests and status).
+    pub fn with<T>(&self, read: impl FnOnce(&PartitionDirectory) -> T) -> T {
+        read(&self.state.borrow())
+    }
+}
+
+/// The in-process transport: a directory message is a request on the partition's core
+/// queue. A full or closed queue loses it, which the protocol tolerates (it resends).
+impl Transport for CoreQueues {
+    fn send(&self, partition: u32, message: DirectoryMessage) {
+        if partition >= self.partitions() {
+            tracing::warn!(
+                partition,
+                "a directory message for no partition of the node"
+            );
+            return;
+        }
+        let request = CoreRequest::Directory { partition, message };
+        if self.sender(partition).try_send(request).is_err() {
+            tracing::debug!(
+                partition,
+                "a directory message was dropped (queue full or closed)"
+            );
+        }
+    }
+}
+
+/// A message from another partition's leader (or this one's) for `served`.
+pub(crate) fn received(served: &Rc<Served>, transport: &Rc<CoreQueues>, message: DirectoryMessage) {
+    let status = served.partition.status();
+    // A single voter is its partition's only leader, so its status confirms it. With
+    // replicas, a holder must confirm it still leads (a linearizable read) before it answers
+    // "lacks" (`HolderState::term_committed`); the directory also waits for its own epoch.
+    let leader_confirmed = status.leader && status.applied_term == Some(status.term);
+    let now_ms = monotonic_ms();
+    let mut io = Vec::new();
+    {
+        let mut state = served.directory.state.borrow_mut();
+        state.set_term(status.term);
+        served.partition.read(|ledger| {
+            state.received(message, ledger, leader_confirmed, now_ms, &mut io);
+        });
+    }
+    perform(served, transport, io);
+}
+
+/// Claims `ids` of `kind` for a batch of `served` and waits for every answer, at most
+/// [`CLAIM_WAIT_MAX`]. If the caller is gone when the answers come, the ids are settled
+/// at once (the batch will not be proposed).
+pub(crate) async fn claim_for(
+    served: &Rc<Served>,
+    transport: &Rc<CoreQueues>,
+    kind: IdKind,
+    ids: Vec<u128>,
+    reply: tokio::sync::oneshot::Sender<Result<ClaimOutcome, NodeError>>,
+) {
+    let claimed = claim(served, transport, kind, &ids);
+    let outcome = monoio::time::timeout(CLAIM_WAIT_MAX, claimed).await;
+    let outcome = outcome.unwrap_or_else(|_| {
+        Err(NodeError::Transaction(format!(
+            "the id homes did not answer within {} s",
+            CLAIM_WAIT_MAX.as_secs()
+        )))
+    });
+    if let Err(Ok(outcome)) = reply.send(outcome) {
+        let mut state = served.directory.state.borrow_mut();
+        state.settled(kind, outcome.answers.into_keys());
+    }
+}
+
+/// A batch of `served` that claimed `ids` of `kind` was applied or given up.
+pub(crate) fn settled(served: &Served, kind: IdKind, ids: Vec<u128>) {
+    served.directory.state.borrow_mut().settled(kind, ids);
+}
+
+/// Logs a `ClaimEpoch` of the leader's current term and hands its index to the directory.
+async fn log_epoch(served: &Served) -> Result<(), NodeError> {
+    let term = served.partition.status().term;
+    let written = served.write(served.number, Command::ClaimEpoch).await;
+    let mut state = served.directory.state.borrow_mut();
+    match written {
+        Ok(Reply::ClaimEpoch) => {
+            let status = served.partition.status();
+            let applied = status.applied_index.expect("the epoch entry was applied");
+            state.set_term(status.term);
+            state.set_epoch(term, applied);
+            Ok(())
+        }
+        Ok(other) => unreachable!("a claim epoch answers ClaimEpoch, not {other:?}"),
+        Err(error) => {
+            state.epoch_failed();
+            Err(error)
+        }
+    }
+}
+
+/// Claims `ids` of `kind` for a batch of `served` and waits for every answer.
+async fn claim(
+    served: &Rc<Served>,
+    transport: &Rc<CoreQueues>,
+    kind: IdKind,
+    ids: &[u128],
+) -> Result<ClaimOutcome, NodeError> {
+    let directory = &served.directory;
+    let term = served.partition.status().term;
+    directory.state.borrow_mut().set_term(term);
+    if directory.state.borrow().needs_epoch() {
+        log_epoch(served).await?;
+    }
+    let mut io = Vec::new();
+    let round = {
+        let mut state = directory.state.borrow_mut();
+        state.claim(kind, ids, realtime_ns(), monotonic_ms(), &mut io)
+    };
+    let round = round.map_err(|error| NodeError::Transaction(error.to_string()))?;
+    let (answered, outcome) = tokio::sync::oneshot::channel();
+    directory.waiters.borrow_mut().insert(round, answered);
+    // Abandons the claims if the wait is cut short (a timeout, a stopping node).
+    struct Abandon<'a>(&'a CoreDirectory, Option<u64>);
+    impl Drop for Abandon<'_> {
+        fn drop(&mut self) {
+            if let Some(round) = self.1 {
+                self.0.waiters.borrow_mut().remove(&round);
+                self.0.state.borrow_mut().abandon(round);
+            }
+        }
+    }
+    let mut abandon = Abandon(directory, Some(round));
+    perform(served, transport, io);
+    // The sender lives in `waiters` until the outcome or the abandon.
+    let _ = outcome.await;
+    let outcome = directory.state.borrow_mut().outcome(round);
+    match outcome {
+        Some(Ok(answers)) => {
+            abandon.1 = None;
+            Ok(ClaimOutcome { round, answers })
+        }
+        Some(Err(error)) => Err(NodeError::Transaction(error.to_string())),
+        // Woken without an outcome: the directory is going away with its core.
+        None => Err(NodeError::ShuttingDown),
+    }
+}
+
+/// Does what a partition's directory asked: messages out through the transport, entries
+/// into its own log (each applied entry may ask for more), waiting claims woken.
+fn perform(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>) {
+    let directory = &served.directory;
+    for action in io {
+        match action {
+            DirectoryIo::Send(partition, message) => transport.send(partition, message),
+            DirectoryIo::Outcome(round) => {
+                if let Some(waiter) = directory.waiters.borrow_mut().remove(&round) {
+                    let _ = waiter.send(());
+                }
+            }
+            _ if directory.closed.get() || directory.appends.get() >= DIRECTORY_APPENDS_MAX => {
+                tracing::debug!(partition = served.number, "a directory append was dropped");
+                if matches!(action, DirectoryIo::LogEpoch) {
+                    directory.state.borrow_mut().epoch_failed();
+                }
+            }
+            DirectoryIo::LogEpoch => {
+                directory.appends.set(directory.appends.get() + 1);
+                let served = served.clone();
+                monoio::spawn(async move {
+                    if let Err(error) = log_epoch(&served).await {
+                        tracing::warn!(partition = served.number, %error, "a claim epoch failed");
+                    }
+                    let appends = &served.directory.appends;
+                    appends.set(appends.get() - 1);
+                });
+            }
+            DirectoryIo::Append(kind, command) => {
+                directory.appends.set(directory.appends.get() + 1);
+                let (served, transport) = (served.clone(), transport.clone());
+                monoio::spawn(async move {
+                    let entry = directory_command(kind, command.clone());
+                    let written = served.write(served.number, entry).await;
+                    let directory = &served.directory;
+                    directory.appends.set(directory.appends.get() - 1);
+                    match written {
+                        Ok(reply) => {
+                            let now_ms = monotonic_ms();
+                            let mut io = Vec::new();
+                            let mut state = directory.state.borrow_mut();
+                            state.applied(kind, &command, &reply, now_ms, &mut io);
+                            drop(state);
+                            perform(&served, &transport, io);
+                        }
+                        // A claimant claims again; a home asks the holder again.
+                        Err(error) => {
+                            tracing::warn!(partition = served.number, %error, "a directory entry failed");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Resends claims and asks holders again as their times come, until `stop`.
+pub(crate) async fn directory_loop(
+    partitions: Vec<Rc<Served>>,
+    stop: Rc<Cell<bool>>,
+    transport: Rc<CoreQueues>,
+) {
+    while !stop.get() {
+        monoio::time::sleep(Duration::from_millis(DIRECTORY_TICK_MS)).await;
+        let now_ms = monotonic_ms();
+        for served in &partitions {
+            let mut io = Vec::new();
+            {
+                let mut state = served.directory.state.borrow_mut();
+                if !state.is_busy() {
+                    continue;
+                }
+                state.tick(now_ms, &mut io);
+            }
+            perform(served, &transport, io);
+        }
+    }
+}
