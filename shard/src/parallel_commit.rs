@@ -12,11 +12,16 @@
 //!    is answered then, and the home appends `Finish(Applied)` and tells the participants to
 //!    resolve their intents (apply the effects, unlock).
 //! 3. **Recovery**, when the coordinator is gone (a new leader, a participant asking about an
-//!    intent it has held too long): the home asks every participant to **prevent** the
-//!    intent. A participant that holds it says so; one that does not writes a marker that
-//!    refuses the intent forever. All held: the transaction had committed, `Finish(Applied)`.
-//!    One prevented: it never can, `Finish(Aborted)`. A home with no stage at all writes
-//!    `Finish(Aborted)` first, so that a late stage is refused.
+//!    intent it has held too long) or an intent was refused: the home asks every participant
+//!    to **prevent** the intent. A participant that holds it says so; one that does not writes
+//!    a marker that refuses the intent forever. All held: the transaction had committed,
+//!    `Finish(Applied)`. One prevented: it never can, `Finish(Aborted)`. A home with no stage
+//!    at all writes `Finish(Aborted)` first, so that a late stage is refused.
+//!
+//! Retries: the leader sends intents and prevents again every [`RESEND_MS`] until they are
+//! acknowledged, and appends its stage and its decision again every [`RESEND_MS`] until its
+//! log applies them (an append can be lost under the same leader: a dropped proposal). Both
+//! entries are idempotent. A lost `Resolve` is sent again when the participant asks.
 //!
 //! Invariants:
 //! - A participant's intent and a prevent marker for the same transaction exclude each other:
@@ -25,6 +30,13 @@
 //! - A home decides (or answers "no stage") only once its leader has committed an entry of
 //!   its own term: every stage an earlier leader committed is then applied.
 //! - A participant applies a transaction's effects at most once, and only after `Applied`.
+//! - Every transaction a leader begins gets exactly one answer from it: `Applied` once it
+//!   has committed, the logged decision once it applies, or, if the leader is
+//!   [`deposed`](HomeLeader::deposed) first, "outcome unknown".
+//! - Messages, and the participant entries they cause, come from other partitions: they are
+//!   input from outside. A misrouted, forged or meaningless one is ignored with a reason
+//!   ([`Ignored`]) and changes nothing; it never panics. Assertions check only this
+//!   partition's own log (the home's `Stage` and `Finish`, which only its leader appends).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +52,38 @@ pub struct TxnId {
 pub enum Outcome {
     Applied,
     Aborted,
+}
+
+/// Why a message, or a participant entry made from one, was ignored: no correct partition
+/// sends it so (it was misrouted or forged, or a bug elsewhere). It changed nothing; the
+/// driver may count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Ignored {
+    #[error("{txn:?}: resolved as applied, but this participant never held its intent")]
+    AppliedWithoutIntent { txn: TxnId },
+    #[error("{txn:?}: resolved as {outcome:?} after it was resolved as {before:?}")]
+    ContraryResolution {
+        txn: TxnId,
+        outcome: Outcome,
+        before: Outcome,
+    },
+    #[error("{txn:?}: sent to home {home}, which is not its record home")]
+    NotThisHome { txn: TxnId, home: u32 },
+    #[error("{txn:?}: an answer from partition {from}, which is not one of its participants")]
+    NotAParticipant { txn: TxnId, from: u32 },
+    #[error("{txn:?}: a message for a participant's log sent to a home's leader")]
+    ForAParticipant { txn: TxnId },
+}
+
+/// Why [`HomeLeader::begin`] refused a transaction; it changed nothing and acted on nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BeginError {
+    #[error("{txn:?}: begun at home {home}, which is not its record home")]
+    NotThisHome { txn: TxnId, home: u32 },
+    #[error("{txn:?}: no participants")]
+    NoParticipants { txn: TxnId },
+    #[error("{txn:?}: this leader knows it already")]
+    Known { txn: TxnId },
 }
 
 /// Entries of a participant's log.
@@ -66,6 +110,8 @@ pub enum ParticipantAnswer<E> {
     Prevented,
     /// The decision: the effects to apply now (`Applied`, the first time), or nothing.
     Resolved { apply: Option<E> },
+    /// A resolution no correct home sends here: the state is unchanged.
+    Ignored(Ignored),
 }
 
 /// How a participant closed a transaction, remembered so that late messages change nothing.
@@ -75,7 +121,8 @@ enum Closed {
     Resolved(Outcome),
 }
 
-/// A participant's transaction state, changed only by its log.
+/// A participant's transaction state, changed only by its log. A transaction is in at most one
+/// of `intents` and `closed`.
 #[derive(Clone, Debug)]
 pub struct Participant<E> {
     intents: BTreeMap<TxnId, E>,
@@ -120,32 +167,37 @@ impl<E: Clone> Participant<E> {
                     }
                 }
             }
-            ParticipantCommand::Resolve { txn, outcome } => {
-                let intent = self.intents.remove(&txn);
-                let before = self.closed.insert(txn, Closed::Resolved(outcome));
-                match (outcome, intent) {
-                    (Outcome::Applied, Some(effects)) => ParticipantAnswer::Resolved {
-                        apply: Some(effects),
-                    },
-                    (Outcome::Applied, None) => {
-                        assert_eq!(
-                            before,
-                            Some(Closed::Resolved(Outcome::Applied)),
-                            "{txn:?} applied without its intent"
-                        );
-                        ParticipantAnswer::Resolved { apply: None }
-                    }
-                    (Outcome::Aborted, _) => {
-                        assert_ne!(
-                            before,
-                            Some(Closed::Resolved(Outcome::Applied)),
-                            "{txn:?} aborted after it applied"
-                        );
-                        ParticipantAnswer::Resolved { apply: None }
-                    }
-                }
-            }
+            ParticipantCommand::Resolve { txn, outcome } => self.resolve(txn, outcome),
         }
+    }
+
+    /// The home's decision, from a message: checked before anything changes, since a
+    /// misrouted or forged one must leave the state as it was.
+    fn resolve(&mut self, txn: TxnId, outcome: Outcome) -> ParticipantAnswer<E> {
+        if let Some(Closed::Resolved(before)) = self.closed.get(&txn) {
+            if *before != outcome {
+                let before = *before;
+                let ignored = Ignored::ContraryResolution {
+                    txn,
+                    outcome,
+                    before,
+                };
+                return ParticipantAnswer::Ignored(ignored);
+            }
+            return ParticipantAnswer::Resolved { apply: None };
+        }
+        if outcome == Outcome::Applied && !self.intents.contains_key(&txn) {
+            // Never held here (or prevented): marking it applied would let a later intent
+            // pass as applied without its effects.
+            return ParticipantAnswer::Ignored(Ignored::AppliedWithoutIntent { txn });
+        }
+        let intent = self.intents.remove(&txn);
+        self.closed.insert(txn, Closed::Resolved(outcome));
+        let apply = match outcome {
+            Outcome::Applied => intent,
+            Outcome::Aborted => None,
+        };
+        ParticipantAnswer::Resolved { apply }
     }
 
     /// The intents held, oldest transaction first: each must be asked about in time.
@@ -193,8 +245,10 @@ pub struct Records {
 
 impl Records {
     /// Applies one entry of the home's log. A stage after a `Finish` is refused: under Raft's
-    /// order it cannot happen (a leader appends a stage once, and an earlier leader's stage that
-    /// commits is applied before the next leader decides), so this only guards the invariant.
+    /// order it cannot happen (a leader appends its stage, again if it was lost, only while it
+    /// coordinates the transaction, before it decides anything about it; and an earlier
+    /// leader's stage that commits is applied before the next leader decides), so this only
+    /// guards the invariant.
     pub fn apply(&mut self, command: &HomeCommand) -> HomeAnswer {
         match command {
             HomeCommand::Stage { txn, participants } => match self.records.get(txn) {
@@ -265,9 +319,16 @@ pub enum Action<E> {
         txn: TxnId,
         outcome: Outcome,
     },
+    /// Tell the client the outcome is unknown: the leader that began the transaction was
+    /// deposed before it knew (the node's `outcome_unknown`). A later leader still decides it
+    /// if any of its intents was written.
+    AnswerUnknown {
+        txn: TxnId,
+    },
 }
 
-/// How long a home waits for acknowledgements before it sends again.
+/// How long a home waits for acknowledgements, or for its log to apply an entry it appended,
+/// before it sends or appends again.
 pub const RESEND_MS: u64 = 100;
 
 struct Coordinating<E> {
@@ -280,17 +341,25 @@ struct Coordinating<E> {
 struct Recovering {
     participants: Vec<u32>,
     held: BTreeSet<u32>,
-    prevented: bool,
-    deciding: bool,
+    resend_ms: u64,
+}
+
+/// A decision appended whose `Finish` the log has not applied yet.
+struct Deciding {
+    outcome: Outcome,
     resend_ms: u64,
 }
 
 /// A home leader's transactions in progress, in memory only: a new leader starts with none
-/// and recovers what the participants ask about.
+/// and recovers what the participants ask about. A transaction is in at most one of
+/// `coordinating`, `recovering` and `deciding`, and in `unanswered` until its client is told.
 pub struct HomeLeader<E> {
     home: u32,
     coordinating: BTreeMap<TxnId, Coordinating<E>>,
     recovering: BTreeMap<TxnId, Recovering>,
+    deciding: BTreeMap<TxnId, Deciding>,
+    /// The transactions this leader began whose client has not been answered.
+    unanswered: BTreeSet<TxnId>,
 }
 
 impl<E: Clone> HomeLeader<E> {
@@ -299,19 +368,34 @@ impl<E: Clone> HomeLeader<E> {
             home,
             coordinating: BTreeMap::new(),
             recovering: BTreeMap::new(),
+            deciding: BTreeMap::new(),
+            unanswered: BTreeSet::new(),
         }
     }
 
-    /// Starts `txn` with its effects per participant (this home may be one of them).
+    /// Starts `txn` with its effects per participant (this home may be one of them). Refused,
+    /// with nothing done, if it is not this home's, has no participants or is known already.
     pub fn begin(
         &mut self,
         txn: TxnId,
         effects: BTreeMap<u32, E>,
         now_ms: u64,
         actions: &mut Vec<Action<E>>,
-    ) {
-        assert_eq!(txn.home, self.home);
-        assert!(!effects.is_empty());
+    ) -> Result<(), BeginError> {
+        if txn.home != self.home {
+            let home = self.home;
+            return Err(BeginError::NotThisHome { txn, home });
+        }
+        if effects.is_empty() {
+            return Err(BeginError::NoParticipants { txn });
+        }
+        let known = self.coordinating.contains_key(&txn)
+            || self.recovering.contains_key(&txn)
+            || self.deciding.contains_key(&txn)
+            || self.unanswered.contains(&txn);
+        if known {
+            return Err(BeginError::Known { txn });
+        }
         for (to, effects) in &effects {
             let message = Message::Intent {
                 txn,
@@ -328,6 +412,8 @@ impl<E: Clone> HomeLeader<E> {
             resend_ms: now_ms + RESEND_MS,
         };
         self.coordinating.insert(txn, coordinating);
+        self.unanswered.insert(txn);
+        Ok(())
     }
 
     /// This home's log applied `command` with `answer`; `records` is its state after it.
@@ -336,6 +422,7 @@ impl<E: Clone> HomeLeader<E> {
         command: &HomeCommand,
         answer: HomeAnswer,
         records: &Records,
+        now_ms: u64,
         actions: &mut Vec<Action<E>>,
     ) {
         match (command, answer) {
@@ -343,42 +430,64 @@ impl<E: Clone> HomeLeader<E> {
                 if let Some(coordinating) = self.coordinating.get_mut(txn) {
                     coordinating.staged = true;
                 }
-                self.maybe_committed(*txn, actions);
+                self.maybe_committed(*txn, now_ms, actions);
             }
-            (HomeCommand::Stage { txn, .. }, HomeAnswer::Refused) => {
-                // A recovery finished it first: its decision stands.
-                self.coordinating.remove(txn);
-                self.resolve_all(*txn, records, actions);
+            // Refused: a recovery finished it first, and its decision stands.
+            (HomeCommand::Stage { txn, .. }, HomeAnswer::Refused)
+            | (HomeCommand::Finish { txn, .. }, HomeAnswer::Finished(_)) => {
+                self.finished(*txn, records, actions);
             }
-            (HomeCommand::Finish { txn, .. }, HomeAnswer::Finished(outcome)) => {
-                if self.coordinating.remove(txn).is_some() && outcome == Outcome::Aborted {
-                    actions.push(Action::Answer { txn: *txn, outcome });
-                }
-                self.recovering.remove(txn);
-                self.resolve_all(*txn, records, actions);
-            }
+            // An invariant of this partition's own log, not input from outside: home entries
+            // are appended only by this home's leader, and `Records::apply` answers a stage
+            // `Staged` or `Refused` and a finish `Finished`.
             (command, answer) => unreachable!("{command:?} answered {answer:?}"),
         }
     }
 
-    fn maybe_committed(&mut self, txn: TxnId, actions: &mut Vec<Action<E>>) {
+    fn maybe_committed(&mut self, txn: TxnId, now_ms: u64, actions: &mut Vec<Action<E>>) {
         let Some(coordinating) = self.coordinating.get(&txn) else {
             return;
         };
         let all_written = coordinating.written.len() == coordinating.effects.len();
         if coordinating.staged && all_written {
+            // No recovery can prevent an intent now: the decision can only be `Applied`.
             self.coordinating.remove(&txn);
-            let outcome = Outcome::Applied;
-            actions.push(Action::Answer { txn, outcome });
-            actions.push(Action::Append(HomeCommand::Finish { txn, outcome }));
+            self.answer(txn, Outcome::Applied, actions);
+            self.decide(txn, Outcome::Applied, now_ms, actions);
         }
     }
 
-    fn resolve_all(&self, txn: TxnId, records: &Records, actions: &mut Vec<Action<E>>) {
+    /// Appends the decision; [`tick`](Self::tick) appends it again until it applies.
+    fn decide(&mut self, txn: TxnId, outcome: Outcome, now_ms: u64, actions: &mut Vec<Action<E>>) {
+        self.recovering.remove(&txn);
+        actions.push(Action::Append(HomeCommand::Finish { txn, outcome }));
+        let resend_ms = now_ms + RESEND_MS;
+        self.deciding.insert(txn, Deciding { outcome, resend_ms });
+    }
+
+    /// Tells `txn`'s client `outcome`, if this leader began it and has not told it yet.
+    fn answer(&mut self, txn: TxnId, outcome: Outcome, actions: &mut Vec<Action<E>>) {
+        if self.unanswered.remove(&txn) {
+            actions.push(Action::Answer { txn, outcome });
+        }
+    }
+
+    /// `txn`'s decision applied (or a stage met it): forget the transaction, answer its client
+    /// if it is owed an answer, and tell the participants.
+    fn finished(&mut self, txn: TxnId, records: &Records, actions: &mut Vec<Action<E>>) {
+        // An invariant of this partition's own log, not input from outside: `applied` is
+        // given the entries this home's log applied, and a `Finish`, or a stage refused
+        // because of one, leaves a record with its decision.
         let record = records
             .get(txn)
             .expect("a finished transaction has a record");
-        let outcome = record.outcome.expect("finished");
+        let outcome = record
+            .outcome
+            .expect("a finished transaction has a decision");
+        self.coordinating.remove(&txn);
+        self.recovering.remove(&txn);
+        self.deciding.remove(&txn);
+        self.answer(txn, outcome, actions);
         for to in &record.participants {
             let message = Message::Resolve { txn, outcome };
             actions.push(Action::Send { to: *to, message });
@@ -386,7 +495,8 @@ impl<E: Clone> HomeLeader<E> {
     }
 
     /// A message from a participant. `term_committed`: this leader has applied an entry of its
-    /// own term, so `records` holds every stage an earlier leader committed.
+    /// own term, so `records` holds every stage an earlier leader committed. A message that no
+    /// correct participant sends to this home is ignored, with nothing done.
     pub fn received(
         &mut self,
         message: Message<E>,
@@ -394,54 +504,37 @@ impl<E: Clone> HomeLeader<E> {
         term_committed: bool,
         now_ms: u64,
         actions: &mut Vec<Action<E>>,
-    ) {
+    ) -> Result<(), Ignored> {
         match message {
             Message::IntentAck { txn, from, written } => {
-                if let Some(coordinating) = self.coordinating.get_mut(&txn) {
-                    if written {
-                        if coordinating.effects.contains_key(&from) {
-                            coordinating.written.insert(from);
-                        }
-                        self.maybe_committed(txn, actions);
-                    } else {
-                        // Prevented before it arrived: it can never commit.
-                        self.coordinating.remove(&txn);
-                        self.recover(txn, records, term_committed, now_ms, actions);
-                    }
+                self.check_home(txn)?;
+                let Some(coordinating) = self.coordinating.get_mut(&txn) else {
+                    return Ok(()); // Late or duplicated: committed, recovering or decided.
+                };
+                if !coordinating.effects.contains_key(&from) {
+                    return Err(Ignored::NotAParticipant { txn, from });
                 }
+                if written {
+                    coordinating.written.insert(from);
+                    self.maybe_committed(txn, now_ms, actions);
+                } else if term_committed {
+                    // Prevented before it arrived: it can never commit. (Before the term has
+                    // committed, the intent sent again brings the refusal again.)
+                    self.coordinating.remove(&txn);
+                    self.recover(txn, records, term_committed, now_ms, actions);
+                }
+                Ok(())
             }
             Message::PreventAck {
                 txn,
                 from,
                 has_intent,
             } => {
-                let Some(recovering) = self.recovering.get_mut(&txn) else {
-                    return;
-                };
-                if !recovering.participants.contains(&from) || recovering.deciding {
-                    return;
-                }
-                if has_intent {
-                    recovering.held.insert(from);
-                } else {
-                    recovering.prevented = true;
-                }
-                let outcome = if recovering.prevented {
-                    Some(Outcome::Aborted)
-                } else if recovering.held.len() == recovering.participants.len() {
-                    Some(Outcome::Applied)
-                } else {
-                    None
-                };
-                if let Some(outcome) = outcome {
-                    recovering.deciding = true;
-                    actions.push(Action::Append(HomeCommand::Finish { txn, outcome }));
-                }
+                self.check_home(txn)?;
+                self.prevent_acknowledged(txn, from, has_intent, now_ms, actions)
             }
             Message::Ask { txn, from } => {
-                if txn.home != self.home {
-                    return;
-                }
+                self.check_home(txn)?;
                 match records.get(txn).and_then(|r| r.outcome) {
                     Some(outcome) => {
                         let message = Message::Resolve { txn, outcome };
@@ -450,11 +543,48 @@ impl<E: Clone> HomeLeader<E> {
                     None if self.coordinating.contains_key(&txn) => {}
                     None => self.recover(txn, records, term_committed, now_ms, actions),
                 }
+                Ok(())
             }
-            Message::Intent { .. } | Message::Prevent { .. } | Message::Resolve { .. } => {
-                unreachable!("a participant's message sent to a home")
-            }
+            Message::Intent { txn, .. }
+            | Message::Prevent { txn }
+            | Message::Resolve { txn, .. } => Err(Ignored::ForAParticipant { txn }),
         }
+    }
+
+    fn check_home(&self, txn: TxnId) -> Result<(), Ignored> {
+        if txn.home == self.home {
+            Ok(())
+        } else {
+            let home = self.home;
+            Err(Ignored::NotThisHome { txn, home })
+        }
+    }
+
+    fn prevent_acknowledged(
+        &mut self,
+        txn: TxnId,
+        from: u32,
+        has_intent: bool,
+        now_ms: u64,
+        actions: &mut Vec<Action<E>>,
+    ) -> Result<(), Ignored> {
+        let Some(recovering) = self.recovering.get_mut(&txn) else {
+            return Ok(()); // Late or duplicated: decided already, or another leader's.
+        };
+        if !recovering.participants.contains(&from) {
+            return Err(Ignored::NotAParticipant { txn, from });
+        }
+        let outcome = if !has_intent {
+            Some(Outcome::Aborted)
+        } else {
+            recovering.held.insert(from);
+            let all_held = recovering.held.len() == recovering.participants.len();
+            all_held.then_some(Outcome::Applied)
+        };
+        if let Some(outcome) = outcome {
+            self.decide(txn, outcome, now_ms, actions);
+        }
+        Ok(())
     }
 
     /// Recovers `txn`: prevents its intents, or aborts it outright if it was never staged.
@@ -466,21 +596,13 @@ impl<E: Clone> HomeLeader<E> {
         now_ms: u64,
         actions: &mut Vec<Action<E>>,
     ) {
-        if !term_committed || self.recovering.contains_key(&txn) {
+        let busy = self.recovering.contains_key(&txn) || self.deciding.contains_key(&txn);
+        if !term_committed || busy {
             return;
         }
         let Some(record) = records.get(txn) else {
             // Never staged (the stage of an earlier leader would be applied by now).
-            let outcome = Outcome::Aborted;
-            actions.push(Action::Append(HomeCommand::Finish { txn, outcome }));
-            let recovering = Recovering {
-                participants: Vec::new(),
-                held: BTreeSet::new(),
-                prevented: true,
-                deciding: true,
-                resend_ms: now_ms + RESEND_MS,
-            };
-            self.recovering.insert(txn, recovering);
+            self.decide(txn, Outcome::Aborted, now_ms, actions);
             return;
         };
         if record.outcome.is_some() {
@@ -493,15 +615,14 @@ impl<E: Clone> HomeLeader<E> {
         let recovering = Recovering {
             participants: record.participants.clone(),
             held: BTreeSet::new(),
-            prevented: false,
-            deciding: false,
             resend_ms: now_ms + RESEND_MS,
         };
         self.recovering.insert(txn, recovering);
     }
 
-    /// Sends again what was not acknowledged in time; a decision whose append was lost (a
-    /// leader change) is made again by the next recovery.
+    /// Sends again what was not acknowledged in time, and appends again a stage or a decision
+    /// that the log has not applied in time (its append was lost: a dropped proposal). A
+    /// decision whose append was lost with the leader is made again by the next recovery.
     pub fn tick(&mut self, now_ms: u64, actions: &mut Vec<Action<E>>) {
         for (txn, coordinating) in &mut self.coordinating {
             if now_ms < coordinating.resend_ms {
@@ -517,21 +638,44 @@ impl<E: Clone> HomeLeader<E> {
                     actions.push(Action::Send { to: *to, message });
                 }
             }
+            if !coordinating.staged {
+                // A second stage changes nothing; one after a `Finish` is refused.
+                let participants = coordinating.effects.keys().copied().collect();
+                let stage = HomeCommand::Stage {
+                    txn: *txn,
+                    participants,
+                };
+                actions.push(Action::Append(stage));
+            }
         }
         for (txn, recovering) in &mut self.recovering {
             if now_ms < recovering.resend_ms {
                 continue;
             }
             recovering.resend_ms = now_ms + RESEND_MS;
-            if recovering.deciding {
-                continue;
-            }
             for to in &recovering.participants {
                 if !recovering.held.contains(to) {
                     let message = Message::Prevent { txn: *txn };
                     actions.push(Action::Send { to: *to, message });
                 }
             }
+        }
+        for (txn, deciding) in &mut self.deciding {
+            if now_ms < deciding.resend_ms {
+                continue;
+            }
+            deciding.resend_ms = now_ms + RESEND_MS;
+            // The first `Finish` stands: a second changes nothing.
+            let outcome = deciding.outcome;
+            actions.push(Action::Append(HomeCommand::Finish { txn: *txn, outcome }));
+        }
+    }
+
+    /// This leader learned it was deposed: its memory goes, and every client it began a
+    /// transaction for and has not answered is told the outcome is unknown.
+    pub fn deposed(self, actions: &mut Vec<Action<E>>) {
+        for txn in self.unanswered {
+            actions.push(Action::AnswerUnknown { txn });
         }
     }
 }
@@ -563,5 +707,354 @@ pub fn participant_reply<E>(
             Some((txn.home, message))
         }
         (ParticipantCommand::Resolve { .. }, _) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TxnId = TxnId { home: 0, number: 1 };
+
+    /// A home leader at partition 0 that has begun `T` over participants 0 and 1.
+    fn begun() -> (HomeLeader<u64>, Records, Vec<Action<u64>>) {
+        let (mut leader, mut actions) = (HomeLeader::new(0), Vec::new());
+        let effects = BTreeMap::from([(0, 5), (1, 7)]);
+        leader.begin(T, effects, 0, &mut actions).unwrap();
+        (leader, Records::default(), actions)
+    }
+
+    /// Applies `command` to the home's log, as the driver does, and returns what it asked for.
+    fn apply(
+        leader: &mut HomeLeader<u64>,
+        records: &mut Records,
+        command: HomeCommand,
+    ) -> Vec<Action<u64>> {
+        let (answer, mut actions) = (records.apply(&command), Vec::new());
+        leader.applied(&command, answer, records, 0, &mut actions);
+        actions
+    }
+
+    fn receive(
+        leader: &mut HomeLeader<u64>,
+        records: &Records,
+        message: Message<u64>,
+    ) -> (Result<(), Ignored>, Vec<Action<u64>>) {
+        let mut actions = Vec::new();
+        let result = leader.received(message, records, true, 0, &mut actions);
+        (result, actions)
+    }
+
+    fn answers(actions: &[Action<u64>]) -> Vec<&Action<u64>> {
+        let answer =
+            |a: &&Action<u64>| matches!(a, Action::Answer { .. } | Action::AnswerUnknown { .. });
+        actions.iter().filter(answer).collect()
+    }
+
+    const ACK_0: Message<u64> = Message::IntentAck {
+        txn: T,
+        from: 0,
+        written: true,
+    };
+    const REFUSED_1: Message<u64> = Message::IntentAck {
+        txn: T,
+        from: 1,
+        written: false,
+    };
+
+    #[test]
+    fn a_resolution_without_its_intent_is_ignored_and_changes_nothing() {
+        let mut participant = Participant::default();
+        let applied = ParticipantCommand::Resolve {
+            txn: T,
+            outcome: Outcome::Applied,
+        };
+        let ignored = ParticipantAnswer::Ignored(Ignored::AppliedWithoutIntent { txn: T });
+        assert_eq!(participant.apply(applied.clone()), ignored);
+        assert_eq!(participant.outcome(T), None);
+        let intent = ParticipantCommand::Intent { txn: T, effects: 3 };
+        assert_eq!(participant.apply(intent), ParticipantAnswer::Written);
+        // After a prevent marker, too.
+        let other = TxnId { home: 0, number: 2 };
+        let prevent = ParticipantCommand::Prevent { txn: other };
+        assert_eq!(participant.apply(prevent), ParticipantAnswer::Prevented);
+        let applied_other = ParticipantCommand::Resolve {
+            txn: other,
+            outcome: Outcome::Applied,
+        };
+        let answer = participant.apply(applied_other);
+        let ignored = Ignored::AppliedWithoutIntent { txn: other };
+        assert_eq!(answer, ParticipantAnswer::Ignored(ignored));
+        let intent_other = ParticipantCommand::Intent {
+            txn: other,
+            effects: 4,
+        };
+        assert_eq!(participant.apply(intent_other), ParticipantAnswer::Refused);
+    }
+
+    #[test]
+    fn a_resolution_contrary_to_one_applied_is_ignored() {
+        let mut participant = Participant::default();
+        participant.apply(ParticipantCommand::Intent { txn: T, effects: 3 });
+        let resolve = |outcome| ParticipantCommand::Resolve { txn: T, outcome };
+        let answer = participant.apply(resolve(Outcome::Applied));
+        assert_eq!(answer, ParticipantAnswer::Resolved { apply: Some(3) });
+        let answer = participant.apply(resolve(Outcome::Aborted));
+        let ignored = Ignored::ContraryResolution {
+            txn: T,
+            outcome: Outcome::Aborted,
+            before: Outcome::Applied,
+        };
+        assert_eq!(answer, ParticipantAnswer::Ignored(ignored));
+        assert_eq!(participant.outcome(T), Some(Outcome::Applied));
+        let answer = participant.apply(resolve(Outcome::Applied));
+        assert_eq!(answer, ParticipantAnswer::Resolved { apply: None });
+        // And the other way round.
+        let mut participant = Participant::<u64>::default();
+        participant.apply(resolve(Outcome::Aborted));
+        let answer = participant.apply(resolve(Outcome::Applied));
+        let ignored = Ignored::ContraryResolution {
+            txn: T,
+            outcome: Outcome::Applied,
+            before: Outcome::Aborted,
+        };
+        assert_eq!(answer, ParticipantAnswer::Ignored(ignored));
+    }
+
+    #[test]
+    fn a_home_ignores_what_no_participant_sends_it() {
+        let (mut leader, records, _) = begun();
+        for message in [
+            Message::Intent { txn: T, effects: 1 },
+            Message::Prevent { txn: T },
+            Message::Resolve {
+                txn: T,
+                outcome: Outcome::Applied,
+            },
+        ] {
+            let ignored = Err(Ignored::ForAParticipant { txn: T });
+            assert_eq!(receive(&mut leader, &records, message), (ignored, vec![]));
+        }
+        let elsewhere = TxnId { home: 3, number: 1 };
+        let ask = Message::Ask {
+            txn: elsewhere,
+            from: 1,
+        };
+        let ignored = Err(Ignored::NotThisHome {
+            txn: elsewhere,
+            home: 0,
+        });
+        assert_eq!(receive(&mut leader, &records, ask), (ignored, vec![]));
+        // A refusal from a non-participant does not turn the transaction to recovery.
+        let stranger = Message::IntentAck {
+            txn: T,
+            from: 2,
+            written: false,
+        };
+        let ignored = Err(Ignored::NotAParticipant { txn: T, from: 2 });
+        assert_eq!(receive(&mut leader, &records, stranger), (ignored, vec![]));
+        assert!(leader.coordinating.contains_key(&T));
+    }
+
+    #[test]
+    fn a_recovery_ignores_prevent_answers_from_non_participants() {
+        // A new leader finds `T` staged by the one before and is asked about it.
+        let (mut leader, mut records) = (HomeLeader::new(0), Records::default());
+        let stage = HomeCommand::Stage {
+            txn: T,
+            participants: vec![0, 1],
+        };
+        apply(&mut leader, &mut records, stage);
+        let (result, actions) = receive(&mut leader, &records, Message::Ask { txn: T, from: 1 });
+        assert_eq!(result, Ok(()));
+        let prevent = |to| Action::Send {
+            to,
+            message: Message::Prevent { txn: T },
+        };
+        assert_eq!(actions, vec![prevent(0), prevent(1)]);
+        let stranger = Message::PreventAck {
+            txn: T,
+            from: 2,
+            has_intent: false,
+        };
+        let ignored = Err(Ignored::NotAParticipant { txn: T, from: 2 });
+        assert_eq!(receive(&mut leader, &records, stranger), (ignored, vec![]));
+    }
+
+    #[test]
+    fn begin_refuses_without_acting() {
+        let (mut leader, _, _) = begun();
+        let mut actions = Vec::new();
+        let elsewhere = TxnId { home: 1, number: 9 };
+        let effects = BTreeMap::from([(1, 1)]);
+        let result = leader.begin(elsewhere, effects.clone(), 0, &mut actions);
+        let error = BeginError::NotThisHome {
+            txn: elsewhere,
+            home: 0,
+        };
+        assert_eq!(result, Err(error));
+        let other = TxnId { home: 0, number: 2 };
+        let result = leader.begin(other, BTreeMap::new(), 0, &mut actions);
+        assert_eq!(result, Err(BeginError::NoParticipants { txn: other }));
+        let result = leader.begin(T, effects, 0, &mut actions);
+        assert_eq!(result, Err(BeginError::Known { txn: T }));
+        assert_eq!(actions, vec![]);
+    }
+
+    #[test]
+    fn a_refused_intent_aborts_the_transaction_and_its_client_is_told_once() {
+        let (mut leader, mut records, _) = begun();
+        let stage = HomeCommand::Stage {
+            txn: T,
+            participants: vec![0, 1],
+        };
+        apply(&mut leader, &mut records, stage.clone());
+        assert_eq!(receive(&mut leader, &records, ACK_0).0, Ok(()));
+        let (result, actions) = receive(&mut leader, &records, REFUSED_1);
+        assert_eq!(result, Ok(()));
+        assert_eq!(answers(&actions), Vec::<&Action<u64>>::new());
+        for from in [0, 1] {
+            let has_intent = from == 0;
+            let message = Message::PreventAck {
+                txn: T,
+                from,
+                has_intent,
+            };
+            assert_eq!(receive(&mut leader, &records, message).0, Ok(()));
+        }
+        let finish = HomeCommand::Finish {
+            txn: T,
+            outcome: Outcome::Aborted,
+        };
+        let actions = apply(&mut leader, &mut records, finish.clone());
+        let aborted = Action::Answer {
+            txn: T,
+            outcome: Outcome::Aborted,
+        };
+        assert_eq!(answers(&actions), vec![&aborted]);
+        // A second `Finish`, or a late stage, answers nobody again.
+        let actions = apply(&mut leader, &mut records, finish);
+        assert_eq!(answers(&actions), Vec::<&Action<u64>>::new());
+        let actions = apply(&mut leader, &mut records, stage);
+        assert_eq!(answers(&actions), Vec::<&Action<u64>>::new());
+    }
+
+    #[test]
+    fn an_intent_refused_before_the_stage_applied_is_answered_aborted() {
+        let (mut leader, mut records, _) = begun();
+        let (_, actions) = receive(&mut leader, &records, REFUSED_1);
+        let finish = HomeCommand::Finish {
+            txn: T,
+            outcome: Outcome::Aborted,
+        };
+        assert_eq!(actions, vec![Action::Append(finish.clone())]);
+        let stage = HomeCommand::Stage {
+            txn: T,
+            participants: vec![0, 1],
+        };
+        apply(&mut leader, &mut records, stage);
+        let actions = apply(&mut leader, &mut records, finish);
+        let aborted = Action::Answer {
+            txn: T,
+            outcome: Outcome::Aborted,
+        };
+        assert_eq!(answers(&actions), vec![&aborted]);
+    }
+
+    #[test]
+    fn a_refusal_before_the_term_committed_keeps_the_transaction_until_it_can_be_decided() {
+        let (mut leader, records, _) = begun();
+        let mut actions = Vec::new();
+        let result = leader.received(REFUSED_1, &records, false, 0, &mut actions);
+        assert_eq!((result, actions), (Ok(()), vec![]));
+        // Still coordinated: the intent is sent again, and its refusal comes again.
+        let mut actions = Vec::new();
+        leader.tick(RESEND_MS, &mut actions);
+        let intent = Message::Intent { txn: T, effects: 7 };
+        assert!(actions.contains(&Action::Send {
+            to: 1,
+            message: intent
+        }));
+        let (_, actions) = receive(&mut leader, &records, REFUSED_1);
+        let finish = HomeCommand::Finish {
+            txn: T,
+            outcome: Outcome::Aborted,
+        };
+        assert_eq!(actions, vec![Action::Append(finish)]);
+    }
+
+    #[test]
+    fn a_deposed_leader_tells_its_unanswered_clients_the_outcome_is_unknown() {
+        let (mut leader, _, mut actions) = begun();
+        let committed = TxnId { home: 0, number: 2 };
+        let effects = BTreeMap::from([(0, 1)]);
+        leader.begin(committed, effects, 0, &mut actions).unwrap();
+        let mut records = Records::default();
+        let stage = HomeCommand::Stage {
+            txn: committed,
+            participants: vec![0],
+        };
+        apply(&mut leader, &mut records, stage);
+        let ack = Message::IntentAck {
+            txn: committed,
+            from: 0,
+            written: true,
+        };
+        let (_, actions) = receive(&mut leader, &records, ack);
+        let applied = Action::Answer {
+            txn: committed,
+            outcome: Outcome::Applied,
+        };
+        assert_eq!(answers(&actions), vec![&applied]);
+        let mut actions = Vec::new();
+        leader.deposed(&mut actions);
+        assert_eq!(actions, vec![Action::AnswerUnknown { txn: T }]);
+    }
+
+    #[test]
+    fn a_lost_decision_is_appended_again_until_it_applies() {
+        let (mut leader, mut records, _) = begun();
+        // The decision after an intent refused; its append is lost.
+        let (_, actions) = receive(&mut leader, &records, REFUSED_1);
+        let finish = HomeCommand::Finish {
+            txn: T,
+            outcome: Outcome::Aborted,
+        };
+        assert_eq!(actions, vec![Action::Append(finish.clone())]);
+        let mut actions = Vec::new();
+        leader.tick(RESEND_MS - 1, &mut actions);
+        assert_eq!(actions, vec![]);
+        leader.tick(RESEND_MS, &mut actions);
+        assert_eq!(actions, vec![Action::Append(finish.clone())]);
+        let actions = apply(&mut leader, &mut records, finish);
+        assert_eq!(answers(&actions).len(), 1);
+        let mut actions = Vec::new();
+        leader.tick(3 * RESEND_MS, &mut actions);
+        assert_eq!(actions, vec![]);
+    }
+
+    #[test]
+    fn a_lost_stage_is_appended_again_until_it_applies() {
+        let (mut leader, mut records, _) = begun();
+        assert_eq!(receive(&mut leader, &records, ACK_0).0, Ok(()));
+        let mut actions = Vec::new();
+        leader.tick(RESEND_MS, &mut actions);
+        let stage = HomeCommand::Stage {
+            txn: T,
+            participants: vec![0, 1],
+        };
+        let intent = Message::Intent { txn: T, effects: 7 };
+        let resent = vec![
+            Action::Send {
+                to: 1,
+                message: intent,
+            },
+            Action::Append(stage.clone()),
+        ];
+        assert_eq!(actions, resent);
+        apply(&mut leader, &mut records, stage);
+        let mut actions = Vec::new();
+        leader.tick(2 * RESEND_MS, &mut actions);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Append(_))));
     }
 }

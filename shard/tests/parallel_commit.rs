@@ -3,16 +3,21 @@
 //!
 //! `PARTITIONS` partitions are each a record home (coordinating the transactions it starts)
 //! and a participant. Transactions span 1 to 3 of them, each adding an amount to every
-//! participant's value. Messages are delayed, reordered, duplicated and dropped. Partitions
-//! lose their leader at random: the leader's memory is gone, and each entry it appended but had
-//! not applied either commits or vanishes, before the new leader acts (it has then committed
-//! in its term). The deposed leader does not know it for up to half a second: it still
-//! receives, resends and answers clients, but nothing it appends commits.
+//! participant's value. Messages are delayed, reordered, duplicated, dropped and misrouted to
+//! another partition (all but intents: see `send`). Appends are lost now and then under the
+//! same leader (a dropped proposal). Partitions lose their leader at random: the leader's
+//! memory is gone, and each entry it appended but had not applied either commits or vanishes,
+//! before the new leader acts (it has then committed in its term). The deposed leader does not
+//! know it for up to half a second: it still receives, resends and answers clients, but
+//! nothing it appends commits; when it learns it, it tells the clients it has not answered
+//! that the outcome is unknown.
 //!
-//! Checked: a participant never applies a transaction that another aborted; once the faults
-//! stop, every transaction is applied by all its participants or by none, no intent is left,
-//! a client told "applied" finds it applied everywhere and one told "aborted" nowhere, and each
-//! partition's value is the sum of the transactions it applied.
+//! Checked: a participant never applies a transaction that another aborted; a client is
+//! answered at most once; once the faults stop, every transaction is applied by all its
+//! participants or by none, no intent is left, every transaction begun has been answered, a
+//! client told "applied" finds it applied everywhere and so decided in its home's log, one
+//! told "aborted" nowhere and so decided, and each partition's value is the sum of the
+//! transactions it applied.
 //!
 //! Environment: `KASSA_COMMIT_SEEDS=<n>` (default 300); `KASSA_COMMIT_SEED=<u64>` runs one.
 
@@ -71,8 +76,11 @@ struct Sim {
     faults: bool,
     /// Every transaction begun: its effects per participant.
     begun: BTreeMap<TxnId, BTreeMap<u32, u64>>,
-    answers: BTreeMap<TxnId, Outcome>,
+    /// What each client was told (`None`: the outcome is unknown, its leader was deposed).
+    answers: BTreeMap<TxnId, Option<Outcome>>,
     next_number: u64,
+    /// Messages and entries the core ignored (only misrouted ones are expected).
+    ignored: u64,
 }
 
 impl Sim {
@@ -80,6 +88,14 @@ impl Sim {
         if self.faults && self.rng.chance(10) {
             return;
         }
+        // Misrouted: the core must ignore it where it lands. Not intents: a participant trusts
+        // an intent's address (one held by a stranger would be resolved like any other).
+        let to = if self.faults && self.rng.chance(2) && !matches!(message, Message::Intent { .. })
+        {
+            self.rng.below(u64::from(PARTITIONS)) as u32
+        } else {
+            to
+        };
         let copies = if self.faults && self.rng.chance(5) {
             2
         } else {
@@ -107,19 +123,32 @@ impl Sim {
             match action {
                 Action::Send { to, message } => self.send(to, message),
                 Action::Append(_) if !leads => {}
-                Action::Append(command) => {
-                    let partition = &mut self.partitions[home as usize];
-                    partition.pending.push(Entry::Home(command));
-                }
-                Action::Answer { txn, outcome } => {
-                    let before = self.answers.insert(txn, outcome);
-                    assert!(
-                        before.is_none_or(|b| b == outcome),
-                        "{txn:?} answered {before:?} then {outcome:?}"
-                    );
-                }
+                Action::Append(command) => self.append(home, Entry::Home(command)),
+                Action::Answer { txn, outcome } => self.answered(txn, Some(outcome)),
+                Action::AnswerUnknown { txn } => self.answered(txn, None),
             }
         }
+    }
+
+    /// Appends to partition `p`'s log; under faults the append is lost now and then, the
+    /// leader staying (a dropped proposal).
+    fn append(&mut self, p: u32, entry: Entry) {
+        if self.faults && self.rng.chance(3) {
+            return;
+        }
+        self.partitions[p as usize].pending.push(entry);
+    }
+
+    fn answered(&mut self, txn: TxnId, outcome: Option<Outcome>) {
+        assert!(
+            self.begun.contains_key(&txn),
+            "{txn:?} answered, never begun"
+        );
+        let before = self.answers.insert(txn, outcome);
+        assert!(
+            before.is_none(),
+            "{txn:?} answered {before:?} then {outcome:?}"
+        );
     }
 
     fn begin(&mut self) {
@@ -139,7 +168,8 @@ impl Sim {
         let mut actions = Vec::new();
         let now_ms = self.now_ms;
         let leader = &mut self.partitions[home as usize].leader;
-        leader.begin(txn, effects, now_ms, &mut actions);
+        let begun = leader.begin(txn, effects, now_ms, &mut actions);
+        begun.expect("the simulation begins valid transactions");
         self.perform(home, actions);
     }
 
@@ -149,37 +179,37 @@ impl Sim {
                 break;
             }
             let (to, message) = entry.remove();
-            let partition = &mut self.partitions[to as usize];
-            match message {
-                Message::Intent { txn, effects } => {
-                    let command = ParticipantCommand::Intent { txn, effects };
-                    partition.pending.push(Entry::Participant(command));
-                }
-                Message::Prevent { txn } => {
-                    let command = ParticipantCommand::Prevent { txn };
-                    partition.pending.push(Entry::Participant(command));
-                }
-                Message::Resolve { txn, outcome } => {
-                    let command = ParticipantCommand::Resolve { txn, outcome };
-                    partition.pending.push(Entry::Participant(command));
-                }
+            let command = match message {
+                Message::Intent { txn, effects } => ParticipantCommand::Intent { txn, effects },
+                Message::Prevent { txn } => ParticipantCommand::Prevent { txn },
+                Message::Resolve { txn, outcome } => ParticipantCommand::Resolve { txn, outcome },
                 message => {
-                    let now_ms = self.now_ms;
-                    let records = &partition.records;
-                    let mut zombie_actions = Vec::new();
-                    for (_, zombie) in &mut partition.zombies {
-                        let copy = message.clone();
-                        zombie.received(copy, records, true, now_ms, &mut zombie_actions);
-                    }
-                    let mut actions = Vec::new();
-                    partition
-                        .leader
-                        .received(message, records, true, now_ms, &mut actions);
-                    self.perform_as(to, zombie_actions, false);
-                    self.perform(to, actions);
+                    self.home_received(to, message);
+                    continue;
                 }
-            }
+            };
+            self.append(to, Entry::Participant(command));
         }
+    }
+
+    /// A message for partition `p`'s home leader, and for its deposed leaders still acting.
+    fn home_received(&mut self, p: u32, message: Message<u64>) {
+        let now_ms = self.now_ms;
+        let partition = &mut self.partitions[p as usize];
+        let records = &partition.records;
+        let mut ignored = 0;
+        let mut zombie_actions = Vec::new();
+        for (_, zombie) in &mut partition.zombies {
+            let copy = message.clone();
+            let received = zombie.received(copy, records, true, now_ms, &mut zombie_actions);
+            ignored += u64::from(received.is_err());
+        }
+        let mut actions = Vec::new();
+        let received = (partition.leader).received(message, records, true, now_ms, &mut actions);
+        ignored += u64::from(received.is_err());
+        self.ignored += ignored;
+        self.perform_as(p, zombie_actions, false);
+        self.perform(p, actions);
     }
 
     /// Applies a prefix of partition `p`'s pending entries, in order (under faults a random
@@ -206,6 +236,9 @@ impl Sim {
         match entry {
             Entry::Participant(command) => {
                 let answer = partition.participant.apply(command.clone());
+                if let ParticipantAnswer::Ignored(_) = answer {
+                    self.ignored += 1;
+                }
                 if let ParticipantAnswer::Resolved {
                     apply: Some(amount),
                 } = &answer
@@ -222,11 +255,11 @@ impl Sim {
             }
             Entry::Home(command) => {
                 let answer: HomeAnswer = partition.records.apply(&command);
-                let mut actions = Vec::new();
+                let (now_ms, mut actions) = (self.now_ms, Vec::new());
                 let records = &partition.records;
                 partition
                     .leader
-                    .applied(&command, answer, records, &mut actions);
+                    .applied(&command, answer, records, now_ms, &mut actions);
                 self.perform(p, actions);
             }
         }
@@ -258,7 +291,13 @@ impl Sim {
             self.perform(p, actions);
             let mut zombie_actions = Vec::new();
             let partition = &mut self.partitions[p as usize];
-            partition.zombies.retain(|(until, _)| now_ms < *until);
+            // Deposed leaders that learn it now tell their clients the outcome is unknown.
+            let (learned, zombies) = (std::mem::take(&mut partition.zombies).into_iter())
+                .partition(|(until, _)| now_ms >= *until);
+            partition.zombies = zombies;
+            for (_, zombie) in learned {
+                zombie.deposed(&mut zombie_actions);
+            }
             for (_, zombie) in &mut partition.zombies {
                 zombie.tick(now_ms, &mut zombie_actions);
             }
@@ -309,16 +348,29 @@ impl Sim {
         }
     }
 
+    /// Nothing in flight, nothing to apply, no intent held, and every deposed leader knows it.
     fn quiet(&self) -> bool {
         self.network.is_empty()
-            && self
-                .partitions
-                .iter()
-                .all(|p| p.pending.is_empty() && p.participant.unresolved().next().is_none())
+            && self.partitions.iter().all(|p| {
+                p.pending.is_empty()
+                    && p.participant.unresolved().next().is_none()
+                    && p.zombies.is_empty()
+            })
     }
 }
 
-fn run(seed: u64) -> (usize, usize) {
+/// What the seeds added up to.
+#[derive(Default)]
+struct Totals {
+    begun: usize,
+    applied: usize,
+    /// Clients told "aborted", and told "outcome unknown".
+    aborted: usize,
+    unknown: usize,
+    ignored: u64,
+}
+
+fn run(seed: u64) -> Totals {
     let partitions = (0..PARTITIONS)
         .map(|p| Partition {
             participant: Participant::default(),
@@ -341,6 +393,7 @@ fn run(seed: u64) -> (usize, usize) {
         begun: BTreeMap::new(),
         answers: BTreeMap::new(),
         next_number: 0,
+        ignored: 0,
     };
     for _ in 0..STEPS {
         sim.step();
@@ -353,28 +406,50 @@ fn run(seed: u64) -> (usize, usize) {
         sim.step();
     }
     sim.check_never_mixed();
-    // Every transaction: applied by all its participants or by none.
-    let mut applied = 0;
-    for (txn, effects) in &sim.begun {
-        let by: Vec<bool> = (effects.keys())
-            .map(|p| sim.partitions[*p as usize].applied.contains(txn))
-            .collect();
-        let all = by.iter().all(|b| *b);
-        assert!(all || by.iter().all(|b| !*b), "{txn:?} applied by {by:?}");
-        applied += usize::from(all);
-        match sim.answers.get(txn) {
-            Some(Outcome::Applied) => assert!(all, "{txn:?} answered applied"),
-            Some(Outcome::Aborted) => assert!(!all, "{txn:?} answered aborted"),
-            None => {}
-        }
-    }
+    let mut totals = check_transactions(&sim);
     for (p, partition) in sim.partitions.iter().enumerate() {
         let expected: u64 = (partition.applied.iter())
             .map(|txn| sim.begun[txn][&(p as u32)])
             .sum();
         assert_eq!(partition.value, expected);
     }
-    (sim.begun.len(), applied)
+    totals.ignored = sim.ignored;
+    totals
+}
+
+/// Every transaction: applied by all its participants or by none, and answered to its client
+/// once, truthfully: as its home's log decided it, unless its leader was deposed first.
+fn check_transactions(sim: &Sim) -> Totals {
+    let mut totals = Totals {
+        begun: sim.begun.len(),
+        ..Totals::default()
+    };
+    for (txn, effects) in &sim.begun {
+        let by: Vec<bool> = (effects.keys())
+            .map(|p| sim.partitions[*p as usize].applied.contains(txn))
+            .collect();
+        let all = by.iter().all(|b| *b);
+        assert!(all || by.iter().all(|b| !*b), "{txn:?} applied by {by:?}");
+        totals.applied += usize::from(all);
+        let home = &sim.partitions[txn.home as usize];
+        let decided = home.records.get(*txn).and_then(|r| r.outcome);
+        if decided == Some(Outcome::Applied) {
+            assert!(all, "{txn:?} decided applied, applied by {by:?}");
+        }
+        let Some(answer) = sim.answers.get(txn) else {
+            panic!("{txn:?} never answered (decided {decided:?})");
+        };
+        match answer {
+            Some(Outcome::Applied) => assert!(all, "{txn:?} answered applied"),
+            Some(Outcome::Aborted) => assert!(!all, "{txn:?} answered aborted"),
+            None => totals.unknown += 1,
+        }
+        if let Some(outcome) = answer {
+            assert_eq!(decided, Some(*outcome), "{txn:?} answered {outcome:?}");
+        }
+        totals.aborted += usize::from(*answer == Some(Outcome::Aborted));
+    }
+    totals
 }
 
 #[test]
@@ -390,13 +465,16 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let (mut begun, mut applied) = (0, 0);
+    let mut sum = Totals::default();
     for case in 0..seeds {
         let seed = mix(0xC0_4417 ^ case);
         match std::panic::catch_unwind(|| run(seed)) {
-            Ok((b, a)) => {
-                begun += b;
-                applied += a;
+            Ok(totals) => {
+                sum.begun += totals.begun;
+                sum.applied += totals.applied;
+                sum.aborted += totals.aborted;
+                sum.unknown += totals.unknown;
+                sum.ignored += totals.ignored;
             }
             Err(panic) => {
                 eprintln!("failing seed: KASSA_COMMIT_SEED={seed}");
@@ -404,8 +482,23 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
             }
         }
     }
-    eprintln!("{seeds} seeds: {begun} transactions, {applied} applied");
-    // The faults left most transactions to commit, and aborted some.
+    let Totals {
+        begun,
+        applied,
+        aborted,
+        unknown,
+        ignored,
+    } = sum;
+    eprintln!(
+        "{seeds} seeds: {begun} transactions, {applied} applied; clients told {aborted} \
+         aborted, {unknown} unknown; {ignored} misrouted messages ignored"
+    );
+    // The faults left most transactions to commit, and aborted some; some clients were told
+    // "aborted", and the misrouted messages reached the core.
     assert!(applied * 2 > begun, "{applied} of {begun}");
     assert!(applied < begun, "none aborted");
+    if seeds >= 10 {
+        assert!(aborted > 0, "no client told aborted");
+        assert!(ignored > 0, "no misrouted message ignored");
+    }
 }
