@@ -47,6 +47,7 @@ fn main() {
     let setup = CoreSetup {
         data_dir: dir.clone(),
         partitions,
+        placement: kassa_shard::PlacementKind::ById,
         cores,
         snapshot_entries: 1 << 20,
         hash_seed: 7,

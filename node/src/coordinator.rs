@@ -26,8 +26,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use kassa_shard::directory::{ClaimAnswer, IdKind, CLAIM_IDS_MAX};
 use kassa_shard::{
-    ClientAnswer, ClientReply, ClientRequest, Command, Effects, Ledger, ReadSet, Reply, Scratch,
+    ClientAnswer, ClientReply, ClientRequest, Command, Decision, Effects, Ledger, PlacementKind,
+    ReadSet, Reply, Scratch,
 };
 use kassa_wire::RequestHeader;
 use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
@@ -495,7 +497,7 @@ async fn lock_read_all(
     let read_names = Arc::new(ReadNames {
         timestamps: names.timestamps.clone(),
         sessions: names.sessions.clone(),
-        ..ReadNames::new(&names.accounts, &names.transfers, cores.partitions())
+        ..ReadNames::new(&names.accounts, &names.transfers, cores.placement())
     });
     let mut wanted: BTreeSet<u32> = read_names.ids.keys().copied().collect();
     wanted.extend(&names.partitions);
@@ -573,7 +575,7 @@ async fn run_locked(
         .collect();
     let mut sessions = reads.sessions.into_iter();
     let records: Vec<ReadSet> = reads.records.into_values().collect();
-    let mut scratch = Scratch::new(cores.partitions(), &records);
+    let mut scratch = Scratch::new(cores.placement(), &records);
     let mut changed = false;
     let mut results = Vec::with_capacity(batches.len());
     let mut client_answers: Vec<(usize, u32, ClientAnswer)> = Vec::new();
@@ -649,6 +651,10 @@ async fn run_locked(
         part.timestamp = part.timestamp.max(timestamp);
         part.client_answers.push(answer.clone());
     }
+    // Under placement by ledger the new ids are claimed for the partitions that will store
+    // them while every partition is still locked (no batch can claim them meanwhile); they
+    // count as proposed until the transaction has applied everywhere.
+    let claimed = claim_decided(cores, &decision).await?;
     // Partitions the transaction only read can go now: nothing of it will be visible there.
     let participants: BTreeSet<u32> = decision.parts.iter().map(|(p, _)| *p).collect();
     let readers: BTreeSet<u32> = locked.difference(&participants).copied().collect();
@@ -702,6 +708,7 @@ async fn run_locked(
         std::process::abort();
     }
     if others.is_empty() {
+        settle_claims(cores, claimed).await;
         return Ok(());
     }
     if fault_injection::injected("apply-fails") {
@@ -733,6 +740,7 @@ async fn run_locked(
             }
         }
     }
+    settle_claims(cores, claimed).await;
     // `Done` only spares a restart redelivering (idempotently) what every partition applied:
     // it need not be durable before the clients get their results or the locks go.
     let cores = cores.clone();
@@ -742,6 +750,83 @@ async fn run_locked(
         }
     });
     Ok(())
+}
+
+/// Ids of one kind claimed for one partition.
+type Claimed = Vec<(u32, IdKind, Vec<u128>)>;
+
+/// Under placement by ledger, claims the ids a decision stores (accounts, created transfers,
+/// failed ids) for the partitions that store them. Every partition is locked, so every id is
+/// granted (a claim left by a batch that never ran is resolved by asking its partition); an
+/// id owned elsewhere fails the transaction before its decision, and nothing happened.
+async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, NodeError> {
+    if cores.placement().kind != PlacementKind::ByLedger {
+        return Ok(Vec::new());
+    }
+    let mut ids: BTreeMap<(u32, IdKind), BTreeSet<u128>> = BTreeMap::new();
+    for (partition, effects) in &decision.parts {
+        let accounts = effects.accounts.iter().map(|a| a.id.0);
+        ids.entry((*partition, IdKind::Account))
+            .or_default()
+            .extend(accounts);
+        let failed = effects.failed_ids.iter().copied();
+        ids.entry((*partition, IdKind::Transfer))
+            .or_default()
+            .extend(failed);
+    }
+    for t in &decision.created.transfers {
+        for partition in decision.placement.transfer_partitions(t) {
+            let stored = ids.entry((partition, IdKind::Transfer)).or_default();
+            stored.insert(t.id.0);
+        }
+    }
+    // One claim carries at most CLAIM_IDS_MAX ids; a group's accounts can be more.
+    let mut chunks: Vec<(u32, IdKind, Vec<u128>)> = Vec::new();
+    for ((partition, kind), ids) in ids {
+        let ids: Vec<u128> = ids.into_iter().collect();
+        for chunk in ids.chunks(CLAIM_IDS_MAX) {
+            chunks.push((partition, kind, chunk.to_vec()));
+        }
+    }
+    let claims = chunks.into_iter().map(|(partition, kind, ids)| async move {
+        let outcome = cores.claim(partition, kind, ids.clone()).await;
+        (partition, kind, ids, outcome)
+    });
+    let mut claimed = Vec::new();
+    let mut refused = None;
+    for (partition, kind, ids, outcome) in join_all(claims).await {
+        match outcome {
+            Ok(outcome) => {
+                let owned = outcome
+                    .answers
+                    .iter()
+                    .find(|(_, a)| **a != ClaimAnswer::Granted);
+                if let Some((id, answer)) = owned {
+                    refused = Some(NodeError::Transaction(format!(
+                        "id {id} could not be claimed for partition {partition}: {answer:?}"
+                    )));
+                }
+                claimed.push((partition, kind, ids));
+            }
+            Err(error) => refused = Some(error),
+        }
+    }
+    match refused {
+        None => Ok(claimed),
+        Some(error) => {
+            settle_claims(cores, claimed).await;
+            Err(error)
+        }
+    }
+}
+
+/// The claimed ids are applied (or will never be): no longer proposed.
+async fn settle_claims(cores: &Cores, claimed: Claimed) {
+    for (partition, kind, ids) in claimed {
+        if let Err(error) = cores.claims_settled(partition, kind, ids).await {
+            tracing::debug!(partition, %error, "claims not settled (the node is stopping)");
+        }
+    }
 }
 
 /// The replies each session partition gives the transaction's client requests, in order:
@@ -1009,7 +1094,10 @@ mod tests {
             .collect();
         let transfer_ids: Vec<u128> = pending.iter().chain(&posts).map(|t| t.id.0).collect();
         let read = ledger.read_set(&ids, &transfer_ids, &[]);
-        let mut scratch = Scratch::new(16, &[read]);
+        let mut scratch = Scratch::new(
+            kassa_shard::Placement::new(kassa_shard::PlacementKind::ById, 16),
+            &[read],
+        );
         let mut results = Vec::new();
         scratch.ledger().create_transfers(3, &posts, &mut results);
         assert!(results

@@ -22,15 +22,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_raft::{Partition, PartitionConfig, PartitionStatus};
-use kassa_shard::{partition_of, ClientReply, Command, Ledger, LedgerConfig, ReadSet, Reply};
+use kassa_shard::{
+    partition_of, ClientReply, Command, Ledger, LedgerConfig, Placement, PlacementKind, ReadSet,
+    Reply,
+};
 use kassa_wire::RequestHeader;
 use kassa_wire::Transfer;
 
 use crate::fail_stop::fail_stop;
 use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory};
 use crate::id_directory::DirectoryMessage;
+use crate::wire::partitioned::request_events;
 use crate::NodeError;
-use kassa_shard::directory::IdKind;
+use kassa_shard::directory::{ClaimAnswer, IdKind};
+use kassa_shard::LocalRun;
+use kassa_wire::{Account, Operation};
 
 /// Requests a core's queue holds before senders wait: back-pressure, not unbounded memory.
 pub const CORE_QUEUE_MAX: usize = 4096;
@@ -99,12 +105,30 @@ pub enum CoreRequest {
         ids: Vec<u128>,
         reply: tokio::sync::oneshot::Sender<Result<ClaimOutcome, NodeError>>,
     },
+    /// Write `command` (a create batch, or a wire client's create request) in `partition`
+    /// alone if it can run there (placement by ledger): claims its new ids, writes it, and
+    /// answers [`LocalWrite::NotLocal`] with the command when it needs the global path.
+    WriteLocal {
+        partition: u32,
+        command: Command,
+        reply: tokio::sync::oneshot::Sender<Result<LocalWrite, NodeError>>,
+    },
     /// A batch of `partition` that claimed `ids` of `kind` was applied or given up.
     ClaimsSettled {
         partition: u32,
         kind: IdKind,
         ids: Vec<u128>,
     },
+}
+
+/// What [`CoreQueues::write_local`] did.
+#[derive(Debug)]
+pub enum LocalWrite {
+    /// The batch ran in the partition; the ledger's reply.
+    Written(Reply),
+    /// The batch needs records of other partitions, or an id another partition owns: its
+    /// command, untouched, for the global path.
+    NotLocal(Command),
 }
 
 /// What a transaction asks its partitions to read (`Ledger::read_set`'s arguments).
@@ -126,8 +150,21 @@ pub struct PartitionIds {
 }
 
 impl ReadNames {
-    /// `accounts` and `transfers` (ascending) grouped by owning partition.
-    pub fn new(accounts: &[u128], transfers: &[u128], partitions: u32) -> ReadNames {
+    /// `accounts` and `transfers` (ascending) grouped by owning partition. Under placement by
+    /// ledger an id says nothing of its partition: every partition is asked for every id.
+    pub fn new(accounts: &[u128], transfers: &[u128], placement: Placement) -> ReadNames {
+        let partitions = placement.partitions;
+        if placement.kind == PlacementKind::ByLedger {
+            let every = PartitionIds {
+                accounts: accounts.to_vec(),
+                transfers: transfers.to_vec(),
+            };
+            let ids = (0..partitions).map(|p| (p, every.clone())).collect();
+            return ReadNames {
+                ids,
+                ..ReadNames::default()
+            };
+        }
         let mut ids: BTreeMap<u32, PartitionIds> = BTreeMap::new();
         for id in accounts {
             let owner = ids.entry(partition_of(*id, partitions)).or_default();
@@ -286,6 +323,8 @@ type ReplySender = tokio::sync::oneshot::Sender<Result<Reply, NodeError>>;
 pub struct CoreSetup {
     pub data_dir: std::path::PathBuf,
     pub partitions: u32,
+    /// How the cluster places records (fixed at format time).
+    pub placement: PlacementKind,
     pub cores: usize,
     pub snapshot_entries: u64,
     pub hash_seed: u64,
@@ -312,6 +351,7 @@ impl Cores {
         let queues = CoreQueues {
             senders,
             partitions: setup.partitions,
+            placement: Placement::new(setup.placement, setup.partitions),
         };
         let mut threads = Vec::new();
         for (core, receiver) in receivers.into_iter().enumerate() {
@@ -366,6 +406,7 @@ impl Cores {
 pub struct CoreQueues {
     senders: Vec<async_channel::Sender<CoreRequest>>,
     partitions: u32,
+    placement: Placement,
 }
 
 impl Cores {
@@ -389,6 +430,11 @@ impl CoreQueues {
         self.partitions
     }
 
+    /// How the cluster places records.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
     pub(crate) fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
         assert!(partition < self.partitions);
         &self.senders[partition as usize % self.senders.len()]
@@ -410,6 +456,27 @@ impl CoreQueues {
         let request = CoreRequest::Write {
             partition,
             txn,
+            command,
+            reply,
+        };
+        self.sender(partition)
+            .send(request)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Writes `command` in `partition` alone if it can run there exactly (placement by
+    /// ledger; see [`kassa_shard::LocalRun`]): its new ids are claimed at their homes first.
+    /// Otherwise the command comes back, for the global path.
+    pub async fn write_local(
+        &self,
+        partition: u32,
+        command: Command,
+    ) -> Result<LocalWrite, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::WriteLocal {
+            partition,
             command,
             reply,
         };
@@ -609,6 +676,7 @@ async fn core_run(
                 partition,
                 partitions: setup.partitions,
                 hash_seed: setup.hash_seed,
+                placement: setup.placement,
                 ..LedgerConfig::default()
             },
             snapshot_entries: setup.snapshot_entries,
@@ -783,6 +851,80 @@ async fn serve(
             kind,
             ids,
         } => on_core::settled(served(partition), kind, ids),
+        CoreRequest::WriteLocal {
+            partition,
+            command,
+            reply,
+        } => {
+            let served = served(partition);
+            admit(&served.lock, None, in_flight).await;
+            // Counted as writing from the check to the write: a transaction that locks the
+            // partition meanwhile waits for it, so the check still holds when it is written.
+            let writing = served.lock.writing();
+            let written = write_local(served, transport, command, in_flight).await;
+            drop(writing);
+            let _ = reply.send(written);
+        }
+    }
+}
+
+/// Writes `command` in `served` alone if it can run there (see [`CoreRequest::WriteLocal`]).
+async fn write_local(
+    served: &Rc<Served>,
+    transport: &Rc<CoreQueues>,
+    command: Command,
+    in_flight: &Cell<usize>,
+) -> Result<LocalWrite, NodeError> {
+    let run = served.partition.read(|ledger| local_run(ledger, &command));
+    let Some((kind, run)) = run else {
+        return Ok(LocalWrite::NotLocal(command));
+    };
+    let claimed = !run.claims.is_empty();
+    if claimed {
+        // A claim waiting for its answers does not count as in flight (they come through
+        // this core's queue).
+        in_flight.set(in_flight.get() - 1);
+        let outcome = on_core::claim_here(served, transport, kind, &run.claims).await;
+        in_flight.set(in_flight.get() + 1);
+        let granted = outcome?
+            .answers
+            .values()
+            .all(|a| *a == ClaimAnswer::Granted);
+        if !granted {
+            on_core::settled(served, kind, run.claims);
+            return Ok(LocalWrite::NotLocal(command));
+        }
+    }
+    let written = served.write(served.number, command).await?;
+    // Applied: the ids are in the ledger now. (After a failed write they stay proposed: the
+    // entry may still commit, and a leader change clears them.)
+    if claimed {
+        on_core::settled(served, kind, run.claims);
+    }
+    Ok(LocalWrite::Written(written))
+}
+
+/// Whether `command` can run in `ledger`'s partition alone, and the ids it must claim.
+fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
+    match command {
+        Command::CreateAccounts { accounts, .. } => {
+            Some((IdKind::Account, ledger.local_accounts(accounts)?))
+        }
+        Command::CreateTransfers { transfers, .. } => {
+            Some((IdKind::Transfer, ledger.local_transfers(transfers)?))
+        }
+        Command::Request { request, .. } => match request.operation() {
+            Operation::CreateAccounts => {
+                let accounts: Vec<Account> = request_events(request);
+                Some((IdKind::Account, ledger.local_accounts(&accounts)?))
+            }
+            Operation::CreateTransfers => {
+                let transfers: Vec<Transfer> = request_events(request);
+                Some((IdKind::Transfer, ledger.local_transfers(&transfers)?))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 

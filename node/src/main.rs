@@ -15,6 +15,7 @@ use kassa_node::descriptors;
 use kassa_node::http::{self, Api};
 use kassa_node::meta::{self, ClusterMeta};
 use kassa_node::service::Service;
+use kassa_shard::PlacementKind;
 
 #[derive(Parser)]
 #[command(
@@ -104,6 +105,12 @@ struct FormatArgs {
     /// different partitions are atomic transactions across them.
     #[arg(long, value_name = "N", default_value_t = PARTITIONS_DEFAULT)]
     partitions: u32,
+    /// How records are placed in partitions; fixed for the cluster's lifetime. `id`: each
+    /// record in the partition its id hashes to (a transfer also in its accounts'). `ledger`:
+    /// every record of a ledger in the ledger's partition, so a batch of one ledger runs in
+    /// one partition and ids stay unique through the id directory.
+    #[arg(long, value_name = "HOW", default_value = "id", value_parser = ["id", "ledger"])]
+    placement: String,
 }
 
 /// Large buffers (a cross-partition decision's encoding, a growing index's new table) come
@@ -141,12 +148,15 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Start(args) => start(*args),
         Command::Format(args) => {
-            let meta = format(&args.data_dir, args.cluster_id, args.partitions)?;
+            let placement =
+                PlacementKind::from_name(&args.placement).context("--placement is id or ledger")?;
+            let meta = format(&args.data_dir, args.cluster_id, args.partitions, placement)?;
             println!(
-                "kassa: formatted {} for cluster {} with {} partition(s)",
+                "kassa: formatted {} for cluster {} with {} partition(s), placed by {}",
                 args.data_dir.display(),
                 meta.cluster_id,
-                meta.partitions
+                meta.partitions,
+                meta.placement
             );
             Ok(())
         }
@@ -198,7 +208,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let meta = match block_on_monoio(meta::load(&config.data_dir))?? {
         Some(meta) => meta,
         None => {
-            let meta = format(&config.data_dir, 0, PARTITIONS_DEFAULT)?;
+            let meta = format(&config.data_dir, 0, PARTITIONS_DEFAULT, PlacementKind::ById)?;
             println!(
                 "kassa: formatted {} (cluster 0, {PARTITIONS_DEFAULT} partitions)",
                 config.data_dir.display()
@@ -210,6 +220,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let setup = CoreSetup {
         data_dir: config.data_dir.clone(),
         partitions: meta.partitions,
+        placement: meta.placement_kind(),
         cores: cores_count,
         snapshot_entries: config.snapshot_entries,
         hash_seed: std::process::id() as u64 ^ kassa_node::cores::realtime_ns(),
@@ -295,9 +306,14 @@ fn fit_descriptors(config: &mut Config, partitions: u32, cores: usize) -> anyhow
     Ok(())
 }
 
-fn format(data_dir: &Path, cluster_id: u128, partitions: u32) -> anyhow::Result<ClusterMeta> {
+fn format(
+    data_dir: &Path,
+    cluster_id: u128,
+    partitions: u32,
+    placement: PlacementKind,
+) -> anyhow::Result<ClusterMeta> {
     Ok(block_on_monoio(meta::format(
-        data_dir, cluster_id, partitions,
+        data_dir, cluster_id, partitions, placement,
     ))??)
 }
 

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use kassa_shard::PlacementKind;
+
 use crate::config::PARTITIONS_MAX;
 
 const META_FILE: &str = "cluster";
@@ -34,6 +36,21 @@ pub struct ClusterMeta {
     /// The cluster id, as a decimal string (it is a u128).
     pub cluster_id: String,
     pub partitions: u32,
+    /// How records are placed in partitions: `id` or `ledger` (`PlacementKind::name`).
+    /// Directories formatted before placements existed place by id.
+    #[serde(default = "placement_by_id")]
+    pub placement: String,
+}
+
+fn placement_by_id() -> String {
+    PlacementKind::ById.name().to_string()
+}
+
+impl ClusterMeta {
+    /// The placement, checked when the description was loaded.
+    pub fn placement_kind(&self) -> PlacementKind {
+        PlacementKind::from_name(&self.placement).expect("checked at load")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +63,8 @@ pub enum MetaError {
     Version { path: PathBuf, found: u32 },
     #[error("partitions = {0}: a cluster has 1 to {PARTITIONS_MAX} partitions")]
     Partitions(u32),
+    #[error("placement = {0:?}: records are placed by \"id\" or by \"ledger\"")]
+    Placement(String),
     #[error("{path} is already formatted (cluster {cluster_id}, {partitions} partitions)")]
     AlreadyFormatted {
         path: PathBuf,
@@ -109,15 +128,19 @@ pub async fn load(data_dir: &Path) -> Result<Option<ClusterMeta>, MetaError> {
     if !(1..=PARTITIONS_MAX).contains(&meta.partitions) {
         return Err(MetaError::Partitions(meta.partitions));
     }
+    if PlacementKind::from_name(&meta.placement).is_none() {
+        return Err(MetaError::Placement(meta.placement));
+    }
     Ok(Some(meta))
 }
 
 /// Formats a new or empty data directory for `partitions` partitions of cluster
-/// `cluster_id` (creating it if needed).
+/// `cluster_id`, placing records by `placement` (creating the directory if needed).
 pub async fn format(
     data_dir: &Path,
     cluster_id: u128,
     partitions: u32,
+    placement: PlacementKind,
 ) -> Result<ClusterMeta, MetaError> {
     if !(1..=PARTITIONS_MAX).contains(&partitions) {
         return Err(MetaError::Partitions(partitions));
@@ -148,7 +171,7 @@ pub async fn format(
         Err(source) => return Err(MetaError::Create { path: lock, source }),
     }
     let formatted = match check_empty(data_dir) {
-        Ok(()) => format_locked(data_dir, cluster_id, partitions).await,
+        Ok(()) => format_locked(data_dir, cluster_id, partitions, placement).await,
         Err(error) => Err(error),
     };
     // The lock goes whether or not the format succeeded: a refusal changed nothing else.
@@ -200,6 +223,7 @@ async fn format_locked(
     data_dir: &Path,
     cluster_id: u128,
     partitions: u32,
+    placement: PlacementKind,
 ) -> Result<ClusterMeta, MetaError> {
     for partition in 0..partitions {
         let path = partition_dir(data_dir, partition);
@@ -217,6 +241,7 @@ async fn format_locked(
         format_version: FORMAT_VERSION,
         cluster_id: cluster_id.to_string(),
         partitions,
+        placement: placement.name().to_string(),
     };
     let text = toml::to_string(&meta).expect("the description serializes");
     kassa_storage::durable_file::write(data_dir, META_FILE, text.as_bytes()).await?;

@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kassa_shard::{Command, Ledger, Reply};
+use kassa_shard::{ledger_partition, Command, Ledger, Placement, PlacementKind, Reply};
 use kassa_wire::{
     Account, AccountBalance, AccountFilter, AccountId, CreateAccountResult, CreateTransferResult,
     QueryFilter, QueryFilterFlags, Transfer, TransferId,
 };
 
 use crate::coordinator::{self, Coordinator, Transactions};
-use crate::cores::{realtime_ns, CoreQueues, CoreSetup, Cores};
+use crate::cores::{realtime_ns, CoreQueues, CoreSetup, Cores, LocalWrite};
 use crate::join::join_all;
 use crate::partitioning::partition_of;
 use crate::NodeError;
@@ -108,6 +108,13 @@ impl Service {
         self.cores.partitions()
     }
 
+    /// Under placement by ledger, the partition a batch naming `ledgers` may run in alone:
+    /// its first named ledger's (whether it can is checked there, `Ledger::local_transfers`).
+    /// `None` under placement by id, or when no event names a ledger.
+    fn local_partition(&self, ledgers: impl IntoIterator<Item = u32>) -> Option<u32> {
+        local_partition(self.cores.placement(), ledgers)
+    }
+
     /// The coordinator's queue, when there is more than one partition.
     pub fn transactions(&self) -> Option<Transactions> {
         self.coordinator.as_ref().map(Coordinator::transactions)
@@ -123,6 +130,20 @@ impl Service {
             return Ok(Vec::new());
         }
         if let Some(coordinator) = &self.coordinator {
+            let mut accounts = accounts;
+            if let Some(partition) = self.local_partition(accounts.iter().map(|a| a.ledger)) {
+                let command = Command::CreateAccounts {
+                    now: realtime_ns(),
+                    accounts,
+                };
+                match self.cores.write_local(partition, command).await? {
+                    LocalWrite::Written(Reply::CreateAccounts(results)) => return Ok(results),
+                    LocalWrite::NotLocal(Command::CreateAccounts { accounts: back, .. }) => {
+                        accounts = back;
+                    }
+                    other => unreachable!("create_accounts answered {other:?}"),
+                }
+            }
             let transactions = coordinator.transactions();
             return transactions.create_accounts(realtime_ns(), accounts).await;
         }
@@ -145,6 +166,20 @@ impl Service {
             return Ok(Vec::new());
         }
         if let Some(coordinator) = &self.coordinator {
+            let mut transfers = transfers;
+            if let Some(partition) = self.local_partition(transfers.iter().map(|t| t.ledger)) {
+                let command = Command::CreateTransfers {
+                    now: realtime_ns(),
+                    transfers,
+                };
+                match self.cores.write_local(partition, command).await? {
+                    LocalWrite::Written(Reply::CreateTransfers(results)) => return Ok(results),
+                    LocalWrite::NotLocal(Command::CreateTransfers {
+                        transfers: back, ..
+                    }) => transfers = back,
+                    other => unreachable!("create_transfers answered {other:?}"),
+                }
+            }
             let transactions = coordinator.transactions();
             return transactions
                 .create_transfers(realtime_ns(), transfers)
@@ -254,7 +289,16 @@ impl Reads {
         find: fn(&Ledger, u128) -> Option<T>,
     ) -> Result<Vec<T>, NodeError> {
         let mut by_partition: BTreeMap<u32, Vec<(usize, u128)>> = BTreeMap::new();
+        let by_ledger = self.queues.placement().kind == PlacementKind::ByLedger;
         for (index, id) in ids.iter().enumerate() {
+            if by_ledger {
+                // An id says nothing of its ledger: every partition is asked.
+                for partition in 0..self.partitions() {
+                    let wanted = by_partition.entry(partition).or_default();
+                    wanted.push((index, *id));
+                }
+                continue;
+            }
             let partition = partition_of(*id, self.partitions());
             by_partition
                 .entry(partition)
@@ -274,7 +318,10 @@ impl Reads {
             let mut found: Vec<Option<T>> = (0..count).map(|_| None).collect();
             for read in join_all(reads).await {
                 for (index, record) in read? {
-                    found[index] = record;
+                    // A record is stored in one partition; the others find nothing.
+                    if record.is_some() {
+                        found[index] = record;
+                    }
                 }
             }
             Ok(found.into_iter().flatten().collect())
@@ -299,28 +346,40 @@ impl Reads {
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<Transfer>, NodeError> {
-        let partition = partition_of(filter.account_id.0, self.partitions());
-        read_filtered(
-            &self.queues,
-            partition,
-            filter,
-            Ledger::get_account_transfers,
-        )
-        .await
+        self.read_account(filter, Ledger::get_account_transfers)
+            .await
     }
 
     pub async fn get_account_balances(
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<AccountBalance>, NodeError> {
-        let partition = partition_of(filter.account_id.0, self.partitions());
-        read_filtered(
-            &self.queues,
-            partition,
-            filter,
-            Ledger::get_account_balances,
-        )
-        .await
+        self.read_account(filter, Ledger::get_account_balances)
+            .await
+    }
+
+    /// One of an account's filtered reads, in the partition that holds the account: its id's
+    /// under placement by id. Under placement by ledger the id does not say where the account
+    /// is: every partition is read, and only the one holding the account (with everything of
+    /// its ledger, so whole transactions) finds anything.
+    async fn read_account<T: Send + 'static>(
+        &self,
+        filter: AccountFilter,
+        read: fn(&Ledger, &AccountFilter, &mut Vec<T>),
+    ) -> Result<Vec<T>, NodeError> {
+        if self.queues.placement().kind != PlacementKind::ByLedger {
+            let partition = partition_of(filter.account_id.0, self.partitions());
+            return read_filtered(&self.queues, partition, filter, read).await;
+        }
+        let reads = (0..self.partitions())
+            .map(|partition| read_filtered(&self.queues, partition, filter, read));
+        for found in join_all(reads).await {
+            let found = found?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        Ok(Vec::new())
     }
 
     pub async fn query_accounts(&self, filter: QueryFilter) -> Result<Vec<Account>, NodeError> {
@@ -342,10 +401,16 @@ impl Reads {
         timestamp: fn(&T) -> u64,
     ) -> Result<Vec<T>, NodeError> {
         let queues = self.queues.clone();
-        let partitions = self.partitions();
+        // Under placement by ledger a query of one ledger reads that ledger's partition only.
+        let placement = self.queues.placement();
+        let partitions: Vec<u32> = match local_partition(placement, [filter.ledger]) {
+            Some(partition) => vec![partition],
+            None => (0..self.partitions()).collect(),
+        };
+        let partitions_read = partitions.len();
         let query = async move {
-            let reads =
-                (0..partitions).map(|partition| read_filtered(&queues, partition, filter, read));
+            let reads = (partitions.into_iter())
+                .map(|partition| read_filtered(&queues, partition, filter, read));
             let mut records = Vec::new();
             for found in join_all(reads).await {
                 records.extend(found?);
@@ -357,8 +422,21 @@ impl Reads {
             records.truncate(filter.limit as usize);
             Ok(records)
         };
-        self.whole(partitions as usize, query).await
+        self.whole(partitions_read, query).await
     }
+}
+
+/// Under placement by ledger with several partitions, the partition of the first ledger
+/// named (not 0).
+pub fn local_partition(
+    placement: Placement,
+    ledgers: impl IntoIterator<Item = u32>,
+) -> Option<u32> {
+    if placement.kind != PlacementKind::ByLedger || placement.partitions <= 1 {
+        return None;
+    }
+    let ledger = ledgers.into_iter().find(|ledger| *ledger != 0)?;
+    Some(ledger_partition(ledger, placement.partitions))
 }
 
 /// Runs one of the ledger's filtered reads on `partition`'s core.

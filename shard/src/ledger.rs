@@ -42,6 +42,16 @@ pub struct LedgerConfig {
     /// `accounts_capacity`. The transfers themselves are a [`Table`], which grows without
     /// copying.
     pub transfers_capacity: usize,
+    /// How the cluster places records in partitions (fixed at format time, like
+    /// `partitions`).
+    pub placement: crate::PlacementKind,
+}
+
+impl LedgerConfig {
+    /// The cluster's placement.
+    pub fn placement(&self) -> crate::Placement {
+        crate::Placement::new(self.placement, self.partitions)
+    }
 }
 
 /// Where a transfer stands in the two-phase protocol.
@@ -200,9 +210,18 @@ impl Ledger {
         self.config.partitions <= 1
     }
 
-    /// Whether `id` belongs to this partition: an account it owns, or a transfer id homed here.
+    /// Whether every ledger this partition has records of is wholly here: one partition, or
+    /// placement by ledger. Its per-ledger invariants (debits equal credits) then hold here.
+    pub fn holds_whole_ledgers(&self) -> bool {
+        self.is_whole() || self.config.placement == crate::PlacementKind::ByLedger
+    }
+
+    /// Whether a record of id `id` stored here belongs here rather than being a copy: under
+    /// placement by id, an account it owns or a transfer id homed here; under placement by
+    /// ledger every record is stored once, in its ledger's partition.
     pub fn owns(&self, id: u128) -> bool {
-        self.is_whole() || crate::partition_of(id, self.config.partitions) == self.config.partition
+        self.holds_whole_ledgers()
+            || crate::partition_of(id, self.config.partitions) == self.config.partition
     }
 
     /// The timestamp the first event of a batch of `count` events written at `now` ends at:

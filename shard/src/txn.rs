@@ -19,7 +19,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::changes::ChangeEntry;
 use crate::sessions::ClientReply;
-use crate::{partition_of, Ledger, LedgerConfig, PendingStatus};
+use crate::{partition_of, Ledger, LedgerConfig, PendingStatus, Placement, PlacementKind};
 
 /// How many records ahead `Ledger::apply_effects` fetches the index slots it will probe.
 const PREFETCH_AHEAD: usize = 16;
@@ -181,8 +181,8 @@ pub struct Effects {
 /// effects. [`Decision::share`] gives a partition everything it applies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
-    /// The cluster's partition count, which says where each created transfer is stored.
-    pub partitions: u32,
+    /// The cluster's placement, which says where each created transfer is stored.
+    pub placement: Placement,
     pub created: Created,
     /// By ascending partition; every partition that stores a created transfer has one.
     pub parts: Vec<(u32, Effects)>,
@@ -209,7 +209,7 @@ impl Decision {
             .map(|(partition, part)| (*partition, part.clone()))
             .collect();
         for (transfer, status, after) in self.created.iter() {
-            for partition in transfer_partitions(transfer, self.partitions) {
+            for partition in self.placement.transfer_partitions(transfer) {
                 if !wanted(partition) {
                     continue;
                 }
@@ -228,7 +228,7 @@ impl Decision {
     }
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&u64::from(self.partitions).to_le_bytes());
+        out.extend_from_slice(&self.placement.to_u64().to_le_bytes());
         self.created.encode(out);
         out.extend_from_slice(&(self.parts.len() as u64).to_le_bytes());
         for (partition, effects) in &self.parts {
@@ -238,11 +238,11 @@ impl Decision {
     }
 
     pub(crate) fn decode(reader: &mut Decoder<'_>) -> Result<Decision, &'static str> {
-        let partitions = reader.u64()?;
-        if partitions == 0 || partitions > u64::from(crate::limits::PARTITIONS_MAX) {
+        let placement = Placement::from_u64(reader.u64()?).ok_or("an unknown placement")?;
+        if placement.partitions > crate::limits::PARTITIONS_MAX {
             return Err("partition count out of range");
         }
-        let partitions = partitions as u32;
+        let partitions = placement.partitions;
         let created = Created::decode(reader)?;
         let mut parts: Vec<(u32, Effects)> = Vec::new();
         for _ in 0..reader.count(8)? {
@@ -261,14 +261,14 @@ impl Decision {
             parts.push((partition, effects));
         }
         for transfer in &created.transfers {
-            for partition in transfer_partitions(transfer, partitions) {
+            for partition in placement.transfer_partitions(transfer) {
                 if parts.binary_search_by_key(&partition, |(p, _)| *p).is_err() {
                     return Err("a created transfer's partition has no part");
                 }
             }
         }
         Ok(Decision {
-            partitions,
+            placement,
             created,
             parts,
         })
@@ -387,7 +387,7 @@ impl Ledger {
     /// Records a decision: applies this partition's own share and keeps the decision until
     /// `Done`. Returns the transaction's number.
     pub(crate) fn decide(&mut self, decision: Arc<Decision>) -> (u64, Vec<ClientReply>) {
-        assert_eq!(decision.partitions, self.config.partitions);
+        assert_eq!(decision.placement, self.config.placement());
         self.txns.last_txn += 1;
         let txn = self.txns.last_txn;
         let partition = self.config.partition;
@@ -427,7 +427,8 @@ impl Ledger {
         assert!(self.rollback_is_idle());
         for account in &effects.accounts {
             assert!(
-                self.owns(account.id.0),
+                self.is_whole()
+                    || self.config.placement().account(account) == self.config.partition,
                 "effects sent to the wrong partition"
             );
             if let Some(position) = self.account_positions.get(account.id.0) {
@@ -572,7 +573,7 @@ impl Ledger {
 /// A whole ledger built from the read sets of the partitions a batch touches, to run it on.
 pub struct Scratch {
     ledger: Ledger,
-    partitions: u32,
+    placement: Placement,
     read_accounts: Vec<Account>,
     read_statuses: Vec<PendingStatus>,
     /// The failed ids read, ascending.
@@ -580,7 +581,7 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    pub fn new(partitions: u32, reads: &[ReadSet]) -> Scratch {
+    pub fn new(placement: Placement, reads: &[ReadSet]) -> Scratch {
         let mut ledger = Ledger::new(LedgerConfig::default());
         let mut accounts: Vec<Account> = reads.iter().flat_map(|r| r.accounts.clone()).collect();
         accounts.sort_by_key(|a| (a.timestamp, a.id.0));
@@ -614,7 +615,7 @@ impl Scratch {
         read_failed.sort_unstable();
         Scratch {
             ledger,
-            partitions,
+            placement,
             read_accounts: accounts,
             read_statuses,
             read_failed,
@@ -631,13 +632,24 @@ impl Scratch {
     /// timestamp even when nothing else changed.
     pub fn decision(&self, decider: u32) -> Decision {
         let l = &self.ledger;
-        let owner = |id: u128| partition_of(id, self.partitions);
+        let placement = self.placement;
+        let by_ledger = placement.kind == PlacementKind::ByLedger;
+        let partitions = placement.partitions;
+        // Under placement by ledger a record's partition is its ledger's, and a failed id
+        // (whose event may name no valid ledger) is kept by the decider.
+        let failed_owner = |id: u128| {
+            if by_ledger {
+                decider
+            } else {
+                partition_of(id, partitions)
+            }
+        };
         let mut out: BTreeMap<u32, Effects> = BTreeMap::new();
         let timestamp = l.timestamp;
         part_of(&mut out, decider, timestamp);
         for (position, account) in l.accounts.iter().enumerate() {
             if self.read_accounts.get(position) != Some(account) {
-                part_of(&mut out, owner(account.id.0), timestamp)
+                part_of(&mut out, placement.account(account), timestamp)
                     .accounts
                     .push(*account);
             }
@@ -676,7 +688,7 @@ impl Scratch {
             .skip(read_transfers);
         for ((t, status), after) in new.zip(after) {
             created.push(*t, *status as u8, after);
-            for partition in transfer_partitions(t, self.partitions) {
+            for partition in placement.transfer_partitions(t) {
                 part_of(&mut out, partition, timestamp);
             }
         }
@@ -689,7 +701,7 @@ impl Scratch {
                     status: status as u8,
                     reserved: [0; 15],
                 };
-                for partition in transfer_partitions(t, self.partitions) {
+                for partition in placement.transfer_partitions(t) {
                     part_of(&mut out, partition, timestamp)
                         .statuses
                         .push(change);
@@ -700,17 +712,25 @@ impl Scratch {
         failed.sort_unstable();
         for id in failed {
             if self.read_failed.binary_search(&id).is_err() {
-                part_of(&mut out, owner(id), timestamp).failed_ids.push(id);
+                part_of(&mut out, failed_owner(id), timestamp)
+                    .failed_ids
+                    .push(id);
             }
         }
         for change in l.changes.entries.iter() {
             let kind = ChangeKind::from_u8(change.kind).expect("known kind");
-            let id = if kind == ChangeKind::AccountCreated {
-                l.accounts[change.position as usize].id.0
+            let (id, partition) = if kind == ChangeKind::AccountCreated {
+                let account = &l.accounts[change.position as usize];
+                (account.id.0, placement.account(account))
             } else {
-                l.transfers[change.position as usize].id.0
+                let t = &l.transfers[change.position as usize];
+                let home = match placement.kind {
+                    PlacementKind::ById => partition_of(t.id.0, partitions),
+                    PlacementKind::ByLedger => crate::ledger_partition(t.ledger, partitions),
+                };
+                (t.id.0, home)
             };
-            part_of(&mut out, owner(id), timestamp)
+            part_of(&mut out, partition, timestamp)
                 .changes
                 .push(ChangeRecord {
                     debit_after: change.debit_account,
@@ -724,7 +744,7 @@ impl Scratch {
                 });
         }
         Decision {
-            partitions: self.partitions,
+            placement: self.placement,
             created,
             parts: out.into_iter().collect(),
         }
@@ -735,24 +755,6 @@ fn part_of(out: &mut BTreeMap<u32, Effects>, partition: u32, timestamp: u64) -> 
     let effects = out.entry(partition).or_default();
     effects.timestamp = timestamp;
     effects
-}
-
-/// The partitions that store a transfer: its id's home and its accounts' owners.
-/// Ascending, each once.
-pub fn transfer_partitions(t: &Transfer, partitions: u32) -> impl Iterator<Item = u32> {
-    let mut stored = [
-        partition_of(t.id.0, partitions),
-        partition_of(t.debit_account_id.0, partitions),
-        partition_of(t.credit_account_id.0, partitions),
-    ];
-    stored.sort_unstable();
-    let [first, second, third] = stored;
-    let distinct = [
-        Some(first),
-        (second != first).then_some(second),
-        (third != second).then_some(third),
-    ];
-    distinct.into_iter().flatten()
 }
 
 const _: () = assert!(size_of::<CreatedBalances>() == 16 + 64 + 64);

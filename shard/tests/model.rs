@@ -109,6 +109,15 @@ fn ledger_matches_reference_model() {
         started.elapsed()
     );
     model::stats::print();
+    let local_runs = model::cluster::LOCAL_RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("model test: {local_runs} batches ran in their ledger's partition alone");
+    if single.is_none() && seeds.len() >= 1_000 {
+        // Half the cases place by ledger; most of their lone batches can run locally.
+        assert!(
+            local_runs as usize > seeds.len(),
+            "the fast path of placement by ledger was hardly taken ({local_runs} batches)"
+        );
+    }
     let Some(first) = failures.first() else {
         return;
     };

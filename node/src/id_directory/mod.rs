@@ -864,6 +864,7 @@ mod tests {
         let setup = CoreSetup {
             data_dir: dir.to_path_buf(),
             partitions: PARTITIONS,
+            placement: kassa_shard::PlacementKind::ById,
             cores: 2,
             snapshot_entries: 1_000,
             hash_seed: 1,

@@ -17,7 +17,7 @@ use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::{Command, Reply};
 
 use super::{
-    directory_command, DirectoryIo, DirectoryMessage, PartitionDirectory, Transport,
+    directory_command, ClaimError, DirectoryIo, DirectoryMessage, PartitionDirectory, Transport,
     DIRECTORY_TICK_MS,
 };
 use crate::cores::{realtime_ns, CoreQueues, CoreRequest, Served};
@@ -26,6 +26,8 @@ use crate::NodeError;
 /// How long a batch waits for its claims' answers before it fails (every home is on this
 /// node today, so only an overloaded or stopping node gets here).
 pub const CLAIM_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How long a claim that overlaps another batch's waits before it tries again.
+const OVERLAP_RETRY: Duration = Duration::from_millis(1);
 /// Directory entries one partition appends at once; more are dropped (and sent again by the
 /// protocol's retries).
 pub const DIRECTORY_APPENDS_MAX: usize = 1_024;
@@ -132,18 +134,29 @@ pub(crate) async fn claim_for(
     ids: Vec<u128>,
     reply: tokio::sync::oneshot::Sender<Result<ClaimOutcome, NodeError>>,
 ) {
-    let claimed = claim(served, transport, kind, &ids);
-    let outcome = monoio::time::timeout(CLAIM_WAIT_MAX, claimed).await;
-    let outcome = outcome.unwrap_or_else(|_| {
-        Err(NodeError::Transaction(format!(
-            "the id homes did not answer within {} s",
-            CLAIM_WAIT_MAX.as_secs()
-        )))
-    });
+    let outcome = claim_here(served, transport, kind, &ids).await;
     if let Err(Ok(outcome)) = reply.send(outcome) {
         let mut state = served.directory.state.borrow_mut();
         state.settled(kind, outcome.answers.into_keys());
     }
+}
+
+/// Claims `ids` of `kind` for a batch of `served`, on its core, and waits for every answer,
+/// at most [`CLAIM_WAIT_MAX`]. The ids then count as proposed until [`settled`].
+pub(crate) async fn claim_here(
+    served: &Rc<Served>,
+    transport: &Rc<CoreQueues>,
+    kind: IdKind,
+    ids: &[u128],
+) -> Result<ClaimOutcome, NodeError> {
+    let claimed = claim(served, transport, kind, ids);
+    let outcome = monoio::time::timeout(CLAIM_WAIT_MAX, claimed).await;
+    outcome.unwrap_or_else(|_| {
+        Err(NodeError::Transaction(format!(
+            "the id homes did not answer within {} s",
+            CLAIM_WAIT_MAX.as_secs()
+        )))
+    })
 }
 
 /// A batch of `served` that claimed `ids` of `kind` was applied or given up.
@@ -180,17 +193,26 @@ async fn claim(
     ids: &[u128],
 ) -> Result<ClaimOutcome, NodeError> {
     let directory = &served.directory;
-    let term = served.partition.status().term;
-    directory.state.borrow_mut().set_term(term);
-    if directory.state.borrow().needs_epoch() {
-        log_epoch(served).await?;
-    }
     let mut io = Vec::new();
-    let round = {
-        let mut state = directory.state.borrow_mut();
-        state.claim(kind, ids, realtime_ns(), monotonic_ms(), &mut io)
+    let round = loop {
+        let term = served.partition.status().term;
+        directory.state.borrow_mut().set_term(term);
+        if directory.state.borrow().needs_epoch() {
+            log_epoch(served).await?;
+        }
+        let claimed = {
+            let mut state = directory.state.borrow_mut();
+            state.claim(kind, ids, realtime_ns(), monotonic_ms(), &mut io)
+        };
+        match claimed {
+            Ok(round) => break round,
+            // Another batch of this partition claims one of the ids: after it.
+            Err(ClaimError::Overlaps) => monoio::time::sleep(OVERLAP_RETRY).await,
+            // The term changed under the epoch's write: log this term's.
+            Err(ClaimError::NoEpoch) => {}
+            Err(error) => return Err(NodeError::Transaction(error.to_string())),
+        }
     };
-    let round = round.map_err(|error| NodeError::Transaction(error.to_string()))?;
     let (answered, outcome) = tokio::sync::oneshot::channel();
     directory.waiters.borrow_mut().insert(round, answered);
     // Abandons the claims if the wait is cut short (a timeout, a stopping node).

@@ -26,8 +26,8 @@ use kassa_shard::{ClientReply, ClientRequest, Command, Reply};
 use kassa_wire::client_headers::EvictionReason;
 use kassa_wire::{
     build_eviction, build_pong, check_header_framing, validate_client_frame, validate_request,
-    Answer, ClientFrame, FrameError, Operation, PingClientHeader, RequestHeader, Sender,
-    HEADER_SIZE,
+    Account, Answer, ClientFrame, FrameError, Operation, PingClientHeader, RequestHeader, Sender,
+    Transfer, HEADER_SIZE,
 };
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncReadRentExt, AsyncWriteRentExt};
@@ -35,10 +35,12 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use zerocopy::IntoBytes;
 
+use super::partitioned::request_events;
 use super::{
     peer_warn, session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE,
 };
-use crate::cores::realtime_ns;
+use crate::cores::{realtime_ns, LocalWrite};
+use crate::service::local_partition;
 
 /// Why a connection ends.
 enum Closed {
@@ -247,11 +249,57 @@ async fn answer_request(
     }
 }
 
+/// Runs a create request in its session's partition `partition` alone if placement by
+/// ledger puts its first ledger there and it can run there (`CoreQueues::write_local`):
+/// `Ok` with the reply (`None` when the write failed; the client retries), or the request
+/// back for the usual path.
+async fn run_in_session_partition(
+    context: &Context,
+    partition: u32,
+    request: ClientRequest,
+) -> Result<Option<ClientReply>, ClientRequest> {
+    let queues = &context.queues;
+    let ledger = match request.operation() {
+        Operation::CreateAccounts => {
+            let events: Vec<Account> = request_events(&request);
+            events.iter().map(|a| a.ledger).find(|l| *l != 0)
+        }
+        Operation::CreateTransfers => {
+            let events: Vec<Transfer> = request_events(&request);
+            events.iter().map(|t| t.ledger).find(|l| *l != 0)
+        }
+        _ => None,
+    };
+    let local = ledger.and_then(|ledger| local_partition(queues.placement(), [ledger]));
+    if local != Some(partition) {
+        return Err(request);
+    }
+    let command = Command::Request {
+        now: realtime_ns(),
+        request,
+    };
+    match queues.write_local(partition, command).await {
+        Ok(LocalWrite::Written(Reply::Client(reply))) => Ok(Some(reply)),
+        Ok(LocalWrite::NotLocal(Command::Request { request, .. })) => Err(request),
+        Ok(other) => unreachable!("a client request answered {other:?}"),
+        Err(error) => {
+            tracing::warn!(partition, %error, "wire: request not written; the client will retry");
+            Ok(None)
+        }
+    }
+}
+
 /// Runs `request` in its session's partition: answered from the session table if it is a
 /// retry, else written through the log. `None` when the write failed (the client retries).
 async fn propose(context: &Context, request: ClientRequest) -> Option<ClientReply> {
     let queues = &context.queues;
     let partition = session_partition(request.header().client, queues.partitions());
+    // Under placement by ledger, a create request whose ledger lives in its session's
+    // partition runs there alone, like a request of one partition.
+    let request = match run_in_session_partition(context, partition, request).await {
+        Ok(reply) => return reply,
+        Err(request) => request,
+    };
     if let (Some(transactions), false) = (
         &context.transactions,
         request.operation() == Operation::Register,

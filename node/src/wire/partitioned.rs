@@ -63,6 +63,15 @@ pub(super) async fn run(
     }
 }
 
+/// Every event of a validated create request, its batches' in order.
+pub(crate) fn request_events<T: FromBytes + IntoBytes + Copy>(request: &ClientRequest) -> Vec<T> {
+    let batches = batches_of(request);
+    batches
+        .iter()
+        .flat_map(|batch| records::<T>(batch))
+        .collect()
+}
+
 /// The batches of a validated request's multi-batch body.
 fn batches_of(request: &ClientRequest) -> Vec<Vec<u8>> {
     let operation = request.operation();

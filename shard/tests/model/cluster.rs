@@ -6,11 +6,23 @@
 //!
 //! Every partition is read for every batch, as if the coordinator locked them all: the
 //! cluster's clock then equals the model's, so results compare exactly, timestamps included.
+//!
+//! Half the seeds place records by ledger (`PlacementKind::ByLedger`). There a lone batch that
+//! `Ledger::local_transfers` (or `local_accounts`) lets run in one partition, and whose new ids
+//! no other partition holds (what the id directory's claims would answer), runs in that
+//! partition alone, as the node's fast path runs it; the rest take the global path above.
+//! The fast path runs only when the batch's `now` is at or past every partition's clock
+//! (each partition keeps its own clock under placement by ledger: with a `now` behind the
+//! cluster's newest timestamp, the batch's timestamps would differ from one global clock's).
 //! Consecutive create batches run together as one transaction (1 to 3, by seed), as the
 //! node's coordinator runs the requests waiting for it: each with its own timestamps, and with
 //! the results separate requests would get.
 
-use kassa_shard::{partition_of, Command, Ledger, LedgerConfig, PendingStatus, Reply, Scratch};
+use kassa_shard::directory::IdKind;
+use kassa_shard::{
+    ledger_partition, partition_of, Command, Ledger, LedgerConfig, PendingStatus, Placement,
+    PlacementKind, Reply, Scratch,
+};
 use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, CreateAccountResult,
     CreateTransferResult, Transfer, BATCH_EVENTS_MAX,
@@ -20,6 +32,10 @@ use crate::model::check::{check_sums, same};
 use crate::model::harness::{compare_output, Output};
 use crate::model::ops::Op;
 use crate::model::reference::{Model, Phase};
+
+/// Batches run in one partition alone over a whole run (placement by ledger), so the test can
+/// check that the fast path was taken at all.
+pub static LOCAL_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub struct Cluster {
     pub count: u32,
@@ -31,13 +47,17 @@ pub struct Cluster {
     /// The imported timestamps of the batch being run.
     timestamps: Vec<u64>,
     hash_seed: u64,
+    pub placement: PlacementKind,
+    /// Batches that ran in one partition alone (placement by ledger).
+    pub local_runs: usize,
 }
 
-fn config(partition: u32, count: u32, hash_seed: u64) -> LedgerConfig {
+fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
     LedgerConfig {
         partition,
         partitions: count,
         hash_seed,
+        placement,
         ..LedgerConfig::default()
     }
 }
@@ -45,8 +65,13 @@ fn config(partition: u32, count: u32, hash_seed: u64) -> LedgerConfig {
 impl Cluster {
     pub fn new(seed: u64) -> Cluster {
         let count = 2 + (seed % 4) as u32;
+        let placement = if (seed >> 20) & 1 == 1 {
+            PlacementKind::ByLedger
+        } else {
+            PlacementKind::ById
+        };
         let partitions = (0..count)
-            .map(|p| Ledger::new(config(p, count, seed)))
+            .map(|p| Ledger::new(config(p, count, seed, placement)))
             .collect();
         Cluster {
             count,
@@ -55,6 +80,8 @@ impl Cluster {
             group_max: 1 + (seed / 4 % 3) as usize,
             timestamps: Vec::new(),
             hash_seed: seed,
+            placement,
+            local_runs: 0,
         }
     }
 
@@ -107,6 +134,17 @@ impl Cluster {
             return;
         }
         let waiting = std::mem::take(&mut self.waiting);
+        if let [(op, expected)] = &waiting[..] {
+            if self.run_local(op, expected) {
+                self.local_runs += 1;
+                LOCAL_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::model::stats::note(|| "cluster: batch run in its ledger's partition".into());
+                return;
+            }
+            if self.placement == PlacementKind::ByLedger {
+                crate::model::stats::note(|| "cluster: by ledger, global path".into());
+            }
+        }
         let mut accounts = Vec::new();
         let mut transfers = Vec::new();
         self.timestamps.clear();
@@ -157,6 +195,81 @@ impl Cluster {
         }
     }
 
+    /// Runs a lone batch in one partition, as the node's fast path does under placement by
+    /// ledger, if it can run there; `false` when it takes the global path.
+    fn run_local(&mut self, op: &Op, expected: &Output) -> bool {
+        if self.placement != PlacementKind::ByLedger {
+            return false;
+        }
+        let clock = self.partitions.iter().map(Ledger::timestamp).max();
+        let (now, kind) = match op {
+            Op::CreateAccounts { now, .. } => (*now, IdKind::Account),
+            Op::CreateTransfers { now, .. } => (*now, IdKind::Transfer),
+            _ => return false,
+        };
+        if now < clock.unwrap_or(0) {
+            return false;
+        }
+        // The partition the batch goes to: its first ledger's, else its first pending
+        // transfer's holder, else any (its events then fail on their own fields).
+        let named_ledger = match op {
+            Op::CreateAccounts { events, .. } => events.iter().map(|a| a.ledger).find(|l| *l != 0),
+            Op::CreateTransfers { events, .. } => events.iter().map(|t| t.ledger).find(|l| *l != 0),
+            _ => None,
+        };
+        let holder_of_pending = || match op {
+            Op::CreateTransfers { events, .. } => events.iter().find_map(|t| {
+                let id = kassa_wire::TransferId(t.pending_id.0);
+                (0..self.count).find(|p| self.partitions[*p as usize].transfer(id).is_some())
+            }),
+            _ => None,
+        };
+        let partition = match named_ledger {
+            Some(ledger) => ledger_partition(ledger, self.count),
+            None => holder_of_pending().unwrap_or(0),
+        };
+        let ledger = &self.partitions[partition as usize];
+        let run = match op {
+            Op::CreateAccounts { events, .. } if !events.is_empty() => {
+                ledger.local_accounts(events)
+            }
+            Op::CreateTransfers { events, .. } if !events.is_empty() => {
+                ledger.local_transfers(events)
+            }
+            _ => None,
+        };
+        let Some(run) = run else {
+            return false;
+        };
+        // The claims: an id another partition holds is owned there.
+        let others = self
+            .partitions
+            .iter()
+            .filter(|p| p.config().partition != partition);
+        let others: Vec<&Ledger> = others.collect();
+        if (run.claims.iter()).any(|id| others.iter().any(|p| p.holds(kind, *id))) {
+            return false;
+        }
+        let command = match op.clone() {
+            Op::CreateAccounts { now, events } => Command::CreateAccounts {
+                now,
+                accounts: events,
+            },
+            Op::CreateTransfers { now, events } => Command::CreateTransfers {
+                now,
+                transfers: events,
+            },
+            _ => unreachable!("a create batch"),
+        };
+        let output = match self.partitions[partition as usize].apply(round_trip(command)) {
+            Reply::CreateAccounts(results) => Output::AccountResults(results),
+            Reply::CreateTransfers(results) => Output::TransferResults(results),
+            other => panic!("a create batch answered {other:?}"),
+        };
+        compare_output("the cluster's local run", expected, &output);
+        true
+    }
+
     fn read(&self, accounts: &[u128], transfers: &[u128]) -> Vec<kassa_shard::ReadSet> {
         let reads = self.partitions.iter();
         let timestamps = &self.timestamps;
@@ -166,7 +279,8 @@ impl Cluster {
     }
 
     fn scratch(&self, accounts: &[u128], transfers: &[u128]) -> Scratch {
-        Scratch::new(self.count, &self.read(accounts, transfers))
+        let placement = Placement::new(self.placement, self.count);
+        Scratch::new(placement, &self.read(accounts, transfers))
     }
 
     /// Decides at partition 0 (the lowest locked), applies everywhere twice, then `Done`.
@@ -183,7 +297,8 @@ impl Cluster {
         // A snapshot keeps the decision until `Done` (a restart before the applies).
         let mut bytes = Vec::new();
         self.partitions[decider as usize].snapshot(&mut bytes);
-        let restored = Ledger::restore(config(decider, self.count, self.hash_seed), &bytes);
+        let config = config(decider, self.count, self.hash_seed, self.placement);
+        let restored = Ledger::restore(config, &bytes);
         self.partitions[decider as usize] = restored.expect("the decider restores");
         // What a restart would redeliver is exactly what the coordinator delivers.
         let undelivered = self.partitions[decider as usize].undelivered_decisions();
@@ -220,7 +335,8 @@ impl Cluster {
         let mut bytes = Vec::new();
         for (p, ledger) in self.partitions.iter_mut().enumerate() {
             ledger.snapshot(&mut bytes);
-            let restored = Ledger::restore(config(p as u32, self.count, hash_seed), &bytes);
+            let config = config(p as u32, self.count, hash_seed, self.placement);
+            let restored = Ledger::restore(config, &bytes);
             *ledger = restored.unwrap_or_else(|e| panic!("partition {p}: restore: {e}"));
         }
     }
@@ -255,11 +371,20 @@ impl Cluster {
             .collect();
         same("cluster transfers", &expected, &homed);
         for id in &model.failed {
-            let home = &self.partitions[partition_of(*id, self.count) as usize];
-            assert!(home.transfer_id_failed(kassa_wire::TransferId(*id)));
+            let id = kassa_wire::TransferId(*id);
+            let holders = self.partitions.iter().filter(|p| p.transfer_id_failed(id));
+            let holders: Vec<u32> = holders.map(|p| p.config().partition).collect();
+            match self.placement {
+                PlacementKind::ById => {
+                    assert_eq!(holders, vec![partition_of(id.0, self.count)], "failed {id}")
+                }
+                // Kept by the partition that ran its batch.
+                PlacementKind::ByLedger => assert_eq!(holders.len(), 1, "failed {id}"),
+            }
         }
+        let placement = Placement::new(self.placement, self.count);
         for account in &model.accounts {
-            let owner = &self.partitions[partition_of(account.id.0, self.count) as usize];
+            let owner = &self.partitions[placement.account(account) as usize];
             let filter = all_of(account.id);
             let mut transfers = Vec::new();
             owner.get_account_transfers(&filter, &mut transfers);

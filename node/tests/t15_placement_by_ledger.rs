@@ -1,0 +1,479 @@
+//! Placement by ledger on the real binary (`kassa format --placement ledger`, 16 partitions, 2
+//! cores), side by side with a node of one partition that runs the same requests: every
+//! result and every record must be what one ledger gives. A batch of one ledger runs in the
+//! ledger's partition alone (its new ids claimed at their homes); a batch that mixes ledgers,
+//! names another ledger's account, reuses an id of another ledger or posts a pending transfer
+//! without naming its ledger takes the global path. Both are in the history below, through
+//! the HTTP API and through the wire protocol (sessions in the batch's partition and not),
+//! across a restart, and under concurrent writers, with every ledger balanced.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{assert_balanced, results, Node, TempDir};
+use kassa_shard::ledger_partition;
+use kassa_wire::client::{BlockingClient, ClientConfig};
+use kassa_wire::{Account, AccountId, Transfer, TransferFlags, TransferId};
+use serde_json::Value;
+
+const PARTITIONS: u32 = 16;
+const LEDGERS: u32 = 5;
+const ACCOUNTS: u128 = 40;
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The ledger account `id` is created in.
+fn ledger_of(id: u128) -> u32 {
+    1 + (id % u128::from(LEDGERS)) as u32
+}
+
+fn account_json(id: u128, ledger: u32, flags: &[&str]) -> String {
+    let flags: Vec<String> = flags.iter().map(|f| format!("\"{f}\"")).collect();
+    format!(
+        r#"{{"id":"{id}","ledger":{ledger},"code":1,"flags":[{}]}}"#,
+        flags.join(",")
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer_json(
+    id: u128,
+    debit: u128,
+    credit: u128,
+    amount: u128,
+    pending_id: u128,
+    ledger: u32,
+    code: u16,
+    flags: &[&str],
+) -> String {
+    let flags: Vec<String> = flags.iter().map(|f| format!("\"{f}\"")).collect();
+    format!(
+        r#"{{"id":"{id}","debit_account_id":"{debit}","credit_account_id":"{credit}","amount":"{amount}","pending_id":"{pending_id}","ledger":{ledger},"code":{code},"flags":[{}]}}"#,
+        flags.join(",")
+    )
+}
+
+/// Two nodes: one partition (the reference) and 16 placed by ledger.
+fn start_pair(reference: &TempDir, placed: &TempDir) -> (Node, Node) {
+    common::format(&reference.0, 1);
+    format_by_ledger(&placed.0);
+    (Node::start(&reference.0), Node::start(&placed.0))
+}
+
+fn format_by_ledger(dir: &std::path::Path) {
+    let formatted = std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["format", "--partitions", &PARTITIONS.to_string()])
+        .args(["--placement", "ledger", "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("run kassa format");
+    assert!(formatted.status.success(), "{formatted:?}");
+    let text = String::from_utf8_lossy(&formatted.stdout);
+    assert!(text.contains("placed by ledger"), "{text}");
+}
+
+/// Posts `body` to both nodes and asserts the same result names.
+fn both(reference: &Node, placed: &Node, path: &str, body: &str) -> Vec<String> {
+    let (status, expected) = reference.post(path, body);
+    assert_eq!(status, 200, "{expected}");
+    let (status, actual) = placed.post(path, body);
+    assert_eq!(status, 200, "{actual}");
+    let (expected, actual) = (results(&expected), results(&actual));
+    assert_eq!(actual, expected, "{path} {body}");
+    expected
+}
+
+/// A record without its timestamp (each node has its own clock).
+fn untimed(mut record: Value) -> Value {
+    if let Some(object) = record.as_object_mut() {
+        object.remove("timestamp");
+    }
+    record
+}
+
+/// Every account and transfer, and every account's transfers and balances, as the reference
+/// has them.
+fn assert_same_records(reference: &Node, placed: &Node, transfer_ids: &[u128]) {
+    for id in 1..=ACCOUNTS + 2 {
+        let path = format!("/v1/accounts/{id}");
+        let (expected_status, expected) = reference.get(&path);
+        let (status, actual) = placed.get(&path);
+        assert_eq!(status, expected_status, "{path}");
+        assert_eq!(untimed(actual), untimed(expected), "{path}");
+        for listing in ["transfers", "balances"] {
+            let path = format!("/v1/accounts/{id}/{listing}");
+            let (_, expected) = reference.get(&path);
+            let (_, actual) = placed.get(&path);
+            let strip = |v: Value| -> Vec<Value> {
+                let list = v.as_array().cloned().unwrap_or_default();
+                list.into_iter().map(untimed).collect()
+            };
+            assert_eq!(strip(actual), strip(expected), "{path}");
+        }
+    }
+    for id in transfer_ids {
+        let path = format!("/v1/transfers/{id}");
+        let (expected_status, expected) = reference.get(&path);
+        let (status, actual) = placed.get(&path);
+        assert_eq!(status, expected_status, "{path}");
+        assert_eq!(untimed(actual), untimed(expected), "{path}");
+    }
+    assert_balanced(placed);
+}
+
+/// A history of accounts and transfers over five ledgers, batch by batch on both nodes.
+/// Returns the transfer ids used.
+fn run_history(reference: &Node, placed: &Node, rng: &mut Rng) -> Vec<u128> {
+    // Accounts: one batch per ledger (runs in the ledger's partition), one mixing ledgers
+    // (the global path), then ids again in another ledger (exists_with_different_ledger).
+    for ledger in 1..=LEDGERS {
+        let accounts: Vec<String> = (1..=ACCOUNTS)
+            .filter(|id| ledger_of(*id) == ledger)
+            .map(|id| {
+                let flags: &[&str] = if id % 7 == 0 {
+                    &["debits_must_not_exceed_credits"]
+                } else if id % 11 == 0 {
+                    &["history"]
+                } else {
+                    &[]
+                };
+                account_json(id, ledger, flags)
+            })
+            .collect();
+        let created = both(
+            reference,
+            placed,
+            "/v1/accounts",
+            &format!("[{}]", accounts.join(",")),
+        );
+        assert!(created.iter().all(|r| r == "created"), "{created:?}");
+    }
+    let mixed = [
+        account_json(ACCOUNTS + 1, 1, &[]),
+        account_json(ACCOUNTS + 2, 2, &[]),
+        account_json(3, 1, &[]),
+        account_json(4, ledger_of(4), &[]),
+    ];
+    let answered = both(
+        reference,
+        placed,
+        "/v1/accounts",
+        &format!("[{}]", mixed.join(",")),
+    );
+    assert_eq!(
+        answered,
+        [
+            "created",
+            "created",
+            "exists_with_different_ledger",
+            "exists"
+        ]
+    );
+    let again = [account_json(5, 2, &[]), account_json(6, ledger_of(6), &[])];
+    let answered = both(
+        reference,
+        placed,
+        "/v1/accounts",
+        &format!("[{}]", again.join(",")),
+    );
+    assert_eq!(answered, ["exists_with_different_ledger", "exists"]);
+
+    let mut next_id = 1_000u128;
+    let mut used: Vec<u128> = Vec::new();
+    let mut pending: Vec<u128> = Vec::new();
+    let of_ledger = |ledger: u32| -> Vec<u128> {
+        (1..=ACCOUNTS)
+            .filter(|id| ledger_of(*id) == ledger)
+            .collect()
+    };
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..120 {
+        let one_ledger = rng.chance(70);
+        let batch_ledger = 1 + rng.below(u64::from(LEDGERS)) as u32;
+        let size = 1 + rng.below(12);
+        let mut events = Vec::new();
+        for _ in 0..size {
+            let ledger = if one_ledger {
+                batch_ledger
+            } else {
+                1 + rng.below(u64::from(LEDGERS)) as u32
+            };
+            let accounts = of_ledger(ledger);
+            let debit = accounts[rng.below(accounts.len() as u64) as usize];
+            let mut credit = accounts[rng.below(accounts.len() as u64) as usize];
+            if credit == debit {
+                credit = accounts
+                    [(accounts.iter().position(|a| *a == debit).unwrap() + 1) % accounts.len()];
+            }
+            let amount = 1 + u128::from(rng.below(100));
+            let id = if rng.chance(6) && !used.is_empty() {
+                used[rng.below(used.len() as u64) as usize]
+            } else {
+                next_id += 1;
+                next_id
+            };
+            used.push(id);
+            let kind = rng.below(100);
+            let event = if kind < 60 {
+                let linked: &[&str] = if rng.chance(10) { &["linked"] } else { &[] };
+                transfer_json(id, debit, credit, amount, 0, ledger, 1, linked)
+            } else if kind < 72 {
+                pending.push(id);
+                transfer_json(id, debit, credit, amount, 0, ledger, 1, &["pending"])
+            } else if kind < 84 && !pending.is_empty() {
+                // A post or void naming only its pending transfer (ledger 0): its partition
+                // is found from the pending transfer.
+                let of = pending[rng.below(pending.len() as u64) as usize];
+                let (flag, amount) = if rng.chance(50) {
+                    ("post_pending_transfer", u128::MAX)
+                } else {
+                    ("void_pending_transfer", 0)
+                };
+                transfer_json(id, 0, 0, amount, of, 0, 0, &[flag])
+            } else if kind < 88 {
+                // Accounts of two ledgers.
+                let other = of_ledger(1 + ledger % LEDGERS);
+                transfer_json(id, debit, other[0], amount, 0, ledger, 1, &[])
+            } else if kind < 92 {
+                // Accounts of one ledger, the transfer of another.
+                transfer_json(id, debit, credit, amount, 0, 1 + ledger % LEDGERS, 1, &[])
+            } else if kind < 96 {
+                // An account that does not exist.
+                transfer_json(id, debit, 999_999, amount, 0, ledger, 1, &[])
+            } else {
+                // Fails on its own fields (code 0), its id kept as failed.
+                transfer_json(id, debit, credit, amount, 0, ledger, 0, &[])
+            };
+            events.push(event);
+        }
+        let body = format!("[{}]", events.join(","));
+        for status in both(reference, placed, "/v1/transfers", &body) {
+            *statuses.entry(status).or_default() += 1;
+        }
+    }
+    eprintln!("statuses over the history: {statuses:?}");
+    for wanted in [
+        "created",
+        "id_already_failed",
+        "exists_with_different_flags",
+        "pending_transfer_already_posted",
+        "accounts_must_have_the_same_ledger",
+        "transfer_must_have_the_same_ledger_as_accounts",
+        "credit_account_not_found",
+    ] {
+        assert!(statuses.contains_key(wanted), "no {wanted}: {statuses:?}");
+    }
+    used.sort_unstable();
+    used.dedup();
+    used
+}
+
+#[test]
+fn results_and_records_match_one_partition_over_a_mixed_history_and_a_restart() {
+    let (reference_dir, placed_dir) = (TempDir::new("ledger-ref"), TempDir::new("ledger-placed"));
+    let (reference, placed) = start_pair(&reference_dir, &placed_dir);
+    let (_, ready) = placed.get("/ready");
+    assert_eq!(ready["partitions"], PARTITIONS);
+    let mut rng = Rng(0x5eed_0f1e_d9e5);
+    let transfer_ids = run_history(&reference, &placed, &mut rng);
+    assert_same_records(&reference, &placed, &transfer_ids);
+
+    // The claims are in the homes' logs: after a restart an id of one ledger is still
+    // refused in another, and the history goes on with the same results.
+    placed.stop();
+    let placed = Node::start(&placed_dir.0);
+    assert_same_records(&reference, &placed, &transfer_ids);
+    // A transfer of another ledger than account 2's.
+    let reused = *transfer_ids
+        .iter()
+        .find(|id| {
+            let (status, t) = reference.get(&format!("/v1/transfers/{id}"));
+            status == 200 && t["ledger"].as_u64() != Some(u64::from(ledger_of(2)))
+        })
+        .expect("a transfer of another ledger");
+    let body = format!(
+        "[{}]",
+        transfer_json(reused, 2, 7, 1, 0, ledger_of(2), 1, &[])
+    );
+    let answered = both(&reference, &placed, "/v1/transfers", &body);
+    assert!(answered[0].starts_with("exists"), "{answered:?}");
+    let more = run_history_transfers_only(&reference, &placed, &mut rng);
+    let mut all = transfer_ids;
+    all.extend(more);
+    assert_same_records(&reference, &placed, &all);
+
+    // Through the wire protocol: one client whose session lives in ledger 1's partition (its
+    // requests of ledger 1 run there alone) and one whose session lives elsewhere.
+    let home = ledger_partition(1, PARTITIONS);
+    let client_in = (1u128..)
+        .find(|c| kassa_node::wire::session_partition(*c, PARTITIONS) == home)
+        .expect("a client id");
+    let client_out = (1u128..)
+        .find(|c| kassa_node::wire::session_partition(*c, PARTITIONS) != home)
+        .expect("a client id");
+    let accounts_of_1: Vec<u128> = (1..=ACCOUNTS).filter(|id| ledger_of(*id) == 1).collect();
+    for (client_id, first) in [(client_in, 50_000u128), (client_out, 60_000)] {
+        let connect = |node: &Node| {
+            let mut config = ClientConfig::new(vec![node.wire], 0);
+            config.client_id = Some(client_id);
+            BlockingClient::connect(config).expect("connect")
+        };
+        let (mut to_reference, mut to_placed) = (connect(&reference), connect(&placed));
+        for round in 0..10u128 {
+            let transfers: Vec<Transfer> = (0..20u128)
+                .map(|event| {
+                    let at = (round * 20 + event) as usize;
+                    Transfer {
+                        id: TransferId(first + round * 20 + event),
+                        debit_account_id: AccountId(accounts_of_1[at % accounts_of_1.len()]),
+                        credit_account_id: AccountId(accounts_of_1[(at + 1) % accounts_of_1.len()]),
+                        amount: 1 + event,
+                        ledger: 1,
+                        code: 1,
+                        flags: if event == 7 {
+                            TransferFlags::PENDING
+                        } else {
+                            TransferFlags::default()
+                        },
+                        ..Transfer::default()
+                    }
+                })
+                .collect();
+            let expected = to_reference
+                .create_transfers(&transfers)
+                .expect("reference");
+            let actual = to_placed.create_transfers(&transfers).expect("placed");
+            let statuses = |r: &[kassa_wire::CreateTransferResult]| -> Vec<_> {
+                r.iter().map(|r| r.status).collect()
+            };
+            assert_eq!(statuses(&actual), statuses(&expected), "round {round}");
+        }
+        let ids: Vec<AccountId> = accounts_of_1.iter().map(|id| AccountId(*id)).collect();
+        let strip = |accounts: Vec<Account>| -> Vec<Account> {
+            (accounts.into_iter())
+                .map(|a| Account { timestamp: 0, ..a })
+                .collect()
+        };
+        let expected = strip(to_reference.lookup_accounts(&ids).expect("lookup"));
+        let actual = strip(to_placed.lookup_accounts(&ids).expect("lookup"));
+        assert_eq!(actual, expected);
+    }
+    assert_balanced(&placed);
+}
+
+/// More transfers after a restart (the accounts exist).
+fn run_history_transfers_only(reference: &Node, placed: &Node, rng: &mut Rng) -> Vec<u128> {
+    let mut ids = Vec::new();
+    for round in 0..20u128 {
+        let ledger = 1 + rng.below(u64::from(LEDGERS)) as u32;
+        let accounts: Vec<u128> = (1..=ACCOUNTS)
+            .filter(|id| ledger_of(*id) == ledger)
+            .collect();
+        let events: Vec<String> = (0..5u128)
+            .map(|event| {
+                let id = 20_000 + round * 5 + event;
+                ids.push(id);
+                let debit = accounts[(event as usize) % accounts.len()];
+                let credit = accounts[(event as usize + 1) % accounts.len()];
+                transfer_json(id, debit, credit, 3, 0, ledger, 1, &[])
+            })
+            .collect();
+        both(
+            reference,
+            placed,
+            "/v1/transfers",
+            &format!("[{}]", events.join(",")),
+        );
+    }
+    ids
+}
+
+/// Writers on every ledger at once, each batch of one ledger (so on several partitions and
+/// both cores at once), with batches mixing ledgers among them: every account ends with
+/// what its writers posted, and every ledger balances.
+#[test]
+fn concurrent_writers_on_many_ledgers_keep_every_ledger_balanced() {
+    let dir = TempDir::new("ledger-load");
+    format_by_ledger(&dir.0);
+    let node = Node::start(&dir.0);
+    let accounts: Vec<String> = (1..=ACCOUNTS)
+        .map(|id| account_json(id, ledger_of(id), &[]))
+        .collect();
+    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    assert!(results(&reply).iter().all(|r| r == "created"));
+    let http = node.http;
+    let writers: Vec<_> = (0..LEDGERS + 1)
+        .map(|writer| {
+            std::thread::spawn(move || {
+                let mut expected: BTreeMap<u128, (u128, u128)> = BTreeMap::new();
+                for round in 0..30u128 {
+                    let mut batch = Vec::new();
+                    for event in 0..10u128 {
+                        // Writer LEDGERS mixes ledgers in each batch (the global path).
+                        let ledger = if writer == LEDGERS {
+                            1 + ((round + event) % u128::from(LEDGERS)) as u32
+                        } else {
+                            writer + 1
+                        };
+                        let of: Vec<u128> = (1..=ACCOUNTS)
+                            .filter(|id| ledger_of(*id) == ledger)
+                            .collect();
+                        let id = 1_000_000 * u128::from(writer + 1) + round * 10 + event;
+                        let debit = of[(id % of.len() as u128) as usize];
+                        let credit = of[((id + 1) % of.len() as u128) as usize];
+                        let amount = id % 97 + 1;
+                        batch.push(transfer_json(id, debit, credit, amount, 0, ledger, 1, &[]));
+                        expected.entry(debit).or_default().0 += amount;
+                        expected.entry(credit).or_default().1 += amount;
+                    }
+                    let body = format!("[{}]", batch.join(","));
+                    let (status, reply) =
+                        common::request(http, "POST", "/v1/transfers", Some(&body));
+                    assert_eq!(status, 200, "{reply}");
+                    assert!(results(&reply).iter().all(|r| r == "created"), "{reply}");
+                }
+                expected
+            })
+        })
+        .collect();
+    let mut expected: BTreeMap<u128, (u128, u128)> = BTreeMap::new();
+    for writer in writers {
+        for (id, (debits, credits)) in writer.join().expect("writer") {
+            let entry = expected.entry(id).or_default();
+            entry.0 += debits;
+            entry.1 += credits;
+        }
+    }
+    for (id, (debits, credits)) in expected {
+        let (status, account) = node.get(&format!("/v1/accounts/{id}"));
+        assert_eq!(status, 200, "{account}");
+        let field =
+            |name: &str| -> u128 { account[name].as_str().expect(name).parse().expect(name) };
+        assert_eq!(
+            (field("debits_posted"), field("credits_posted")),
+            (debits, credits),
+            "account {id}"
+        );
+    }
+    assert_balanced(&node);
+}

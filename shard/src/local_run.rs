@@ -1,0 +1,221 @@
+//! Whether a batch can run in one partition alone under placement by ledger, and which ids
+//! it must claim first (`docs/transactions.md`, design D).
+//!
+//! A batch runs in its ledger's partition `L` exactly as one whole ledger would run it when
+//! everything its results depend on is in `L`:
+//! - every event's ledger is placed in `L` (an event without a ledger, such as a post or void
+//!   that copies its pending transfer's, names a pending transfer stored in `L` or created
+//!   earlier in the batch);
+//! - every account an event names is stored in `L`. An account stored elsewhere belongs to
+//!   another ledger, whose error code needs that account's ledger: the global path reads it;
+//! - no event is imported (an imported timestamp must be new to the whole cluster);
+//! - no event's id is held by another partition. `L` checks its own records here; the id
+//!   directory answers for the others ([`LocalRun::claims`]): an id owned elsewhere sends
+//!   the batch to the global path, which reads that record for the exact `exists` result.
+//!
+//! Being wrong towards the global path is always safe: it reads every partition.
+
+use kassa_wire::{Account, AccountFlags, Transfer, TransferFlags};
+
+use crate::{ledger_partition, Ledger, PlacementKind};
+
+/// A batch that can run in this partition alone.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LocalRun {
+    /// Ids of the batch's events that this partition does not hold, distinct and valid (not
+    /// 0, not `u128::MAX`), in batch order: each must be claimed for this partition before
+    /// the batch runs.
+    pub claims: Vec<u128>,
+}
+
+impl Ledger {
+    /// Whether `accounts` can be created in this partition alone; see the module.
+    pub fn local_accounts(&self, accounts: &[Account]) -> Option<LocalRun> {
+        if !self.runs_local_batches() {
+            return None;
+        }
+        let mut claims = Vec::new();
+        for a in accounts {
+            if a.flags.contains(AccountFlags::IMPORTED) || !self.places_ledger_here(a.ledger) {
+                return None;
+            }
+            if valid(a.id.0) && self.account_positions.get(a.id.0).is_none() {
+                claims.push(a.id.0);
+            }
+        }
+        Some(LocalRun {
+            claims: distinct(claims),
+        })
+    }
+
+    /// Whether `transfers` can be created in this partition alone; see the module.
+    pub fn local_transfers(&self, transfers: &[Transfer]) -> Option<LocalRun> {
+        if !self.runs_local_batches() {
+            return None;
+        }
+        let mut claims = Vec::new();
+        for (at, t) in transfers.iter().enumerate() {
+            if t.flags.contains(TransferFlags::IMPORTED) || !self.places_ledger_here(t.ledger) {
+                return None;
+            }
+            for account in [t.debit_account_id.0, t.credit_account_id.0] {
+                if account != 0 && self.account_positions.get(account).is_none() {
+                    return None;
+                }
+            }
+            let pending = t.pending_id.0;
+            if pending != 0
+                && self.transfer_positions.get(pending).is_none()
+                && !transfers[..at]
+                    .iter()
+                    .any(|earlier| earlier.id.0 == pending)
+            {
+                return None;
+            }
+            let held = self.transfer_positions.get(t.id.0).is_some()
+                || self.failed_transfer_ids.contains(&t.id.0);
+            if valid(t.id.0) && !held {
+                claims.push(t.id.0);
+            }
+        }
+        Some(LocalRun {
+            claims: distinct(claims),
+        })
+    }
+
+    /// Batches run locally only under placement by ledger with several partitions (one
+    /// partition runs every batch itself).
+    fn runs_local_batches(&self) -> bool {
+        self.config.placement == PlacementKind::ByLedger && !self.is_whole()
+    }
+
+    /// Ledger 0 names no ledger: its event fails on its own fields or copies a pending
+    /// transfer's ledger, which the caller checks.
+    fn places_ledger_here(&self, ledger: u32) -> bool {
+        ledger == 0 || ledger_partition(ledger, self.config.partitions) == self.config.partition
+    }
+}
+
+/// An id a record can be stored under (TigerBeetle refuses 0 and `u128::MAX` first).
+fn valid(id: u128) -> bool {
+    id != 0 && id != u128::MAX
+}
+
+/// The ids once each, in first-seen order.
+fn distinct(ids: Vec<u128>) -> Vec<u128> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use kassa_wire::{AccountId, TransferId};
+
+    use crate::{LedgerConfig, PlacementKind};
+
+    use super::*;
+
+    const PARTITIONS: u32 = 4;
+
+    fn ledger_of(partition: u32) -> u32 {
+        (1..)
+            .find(|l| ledger_partition(*l, PARTITIONS) == partition)
+            .expect("some ledger")
+    }
+
+    fn partition(partition: u32, placement: PlacementKind) -> Ledger {
+        Ledger::new(LedgerConfig {
+            partition,
+            partitions: PARTITIONS,
+            placement,
+            ..LedgerConfig::default()
+        })
+    }
+
+    fn account(id: u128, ledger: u32) -> Account {
+        Account {
+            id: AccountId(id),
+            ledger,
+            code: 1,
+            ..Account::default()
+        }
+    }
+
+    fn transfer(id: u128, ledger: u32, debit: u128, credit: u128) -> Transfer {
+        Transfer {
+            id: TransferId(id),
+            debit_account_id: AccountId(debit),
+            credit_account_id: AccountId(credit),
+            amount: 1,
+            ledger,
+            code: 1,
+            ..Transfer::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_of_this_partitions_ledgers_runs_here_and_claims_its_new_ids() {
+        let (here, elsewhere) = (ledger_of(1), ledger_of(2));
+        let mut ledger = partition(1, PlacementKind::ByLedger);
+        let accounts = [account(1, here), account(2, here), account(1, here)];
+        let run = ledger.local_accounts(&accounts).expect("local");
+        assert_eq!(run.claims, vec![1, 2]);
+        let mut results = Vec::new();
+        ledger.create_accounts(10, &accounts[..2], &mut results);
+        assert!(results
+            .iter()
+            .all(|r| r.status == kassa_wire::CreateAccountStatus::Created));
+        assert_eq!(
+            ledger.local_accounts(&accounts).expect("local").claims,
+            vec![]
+        );
+        assert_eq!(ledger.local_accounts(&[account(3, elsewhere)]), None);
+        let mut imported = account(3, here);
+        imported.flags = AccountFlags::IMPORTED;
+        assert_eq!(ledger.local_accounts(&[imported]), None);
+
+        let t = transfer(7, here, 1, 2);
+        assert_eq!(ledger.local_transfers(&[t]).expect("local").claims, vec![7]);
+        // An account stored elsewhere (or nowhere): the global path finds out which.
+        assert_eq!(ledger.local_transfers(&[transfer(7, here, 1, 9)]), None);
+        assert_eq!(
+            ledger.local_transfers(&[transfer(7, elsewhere, 1, 2)]),
+            None
+        );
+        // A post naming a pending transfer created earlier in the batch, or stored here.
+        let mut pending = t;
+        pending.flags = TransferFlags::PENDING;
+        let mut post = transfer(8, 0, 0, 0);
+        post.pending_id = TransferId(7);
+        post.flags = TransferFlags::POST_PENDING_TRANSFER;
+        let run = ledger.local_transfers(&[pending, post]).expect("local");
+        assert_eq!(run.claims, vec![7, 8]);
+        assert_eq!(
+            ledger.local_transfers(&[post]),
+            None,
+            "its pending is nowhere here"
+        );
+        let mut results = Vec::new();
+        ledger.create_transfers(20, &[pending], &mut results);
+        assert_eq!(
+            ledger.local_transfers(&[post]).expect("local").claims,
+            vec![8]
+        );
+        // Invalid ids are refused by the ledger itself, with nothing to claim.
+        let run =
+            ledger.local_transfers(&[transfer(0, here, 1, 2), transfer(u128::MAX, here, 1, 2)]);
+        assert_eq!(run.expect("local").claims, vec![]);
+    }
+
+    #[test]
+    fn only_placement_by_ledger_over_several_partitions_runs_batches_locally() {
+        let here = ledger_of(1);
+        let by_id = partition(1, PlacementKind::ById);
+        assert_eq!(by_id.local_accounts(&[account(1, here)]), None);
+        let whole = Ledger::new(LedgerConfig {
+            placement: PlacementKind::ByLedger,
+            ..LedgerConfig::default()
+        });
+        assert_eq!(whole.local_transfers(&[transfer(1, here, 1, 2)]), None);
+    }
+}
