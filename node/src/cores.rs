@@ -913,17 +913,26 @@ fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
         Command::CreateTransfers { transfers, .. } => {
             Some((IdKind::Transfer, ledger.local_transfers(transfers)?))
         }
-        Command::Request { request, .. } => match request.operation() {
-            Operation::CreateAccounts => {
-                let accounts: Vec<Account> = request_events(request);
-                Some((IdKind::Account, ledger.local_accounts(&accounts)?))
+        // A request run here before is answered from here (`ForeignRequests`), whatever the
+        // ledger holds now: it must never take another path.
+        Command::ForeignRequest { request, .. }
+            if ledger.foreign_requests().knows(request.header()) =>
+        {
+            Some((IdKind::Transfer, LocalRun { claims: Vec::new() }))
+        }
+        Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
+            match request.operation() {
+                Operation::CreateAccounts => {
+                    let accounts: Vec<Account> = request_events(request);
+                    Some((IdKind::Account, ledger.local_accounts(&accounts)?))
+                }
+                Operation::CreateTransfers => {
+                    let transfers: Vec<Transfer> = request_events(request);
+                    Some((IdKind::Transfer, ledger.local_transfers(&transfers)?))
+                }
+                _ => None,
             }
-            Operation::CreateTransfers => {
-                let transfers: Vec<Transfer> = request_events(request);
-                Some((IdKind::Transfer, ledger.local_transfers(&transfers)?))
-            }
-            _ => None,
-        },
+        }
         _ => None,
     }
 }

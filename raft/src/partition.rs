@@ -142,7 +142,10 @@ fn events(command: &Command) -> usize {
         | Command::ClaimEpoch
         | Command::Directory { .. } => 0,
         // A client frame's batches were checked against their limits when it was built.
-        Command::Register { .. } | Command::Request { .. } | Command::Answer { .. } => 0,
+        Command::Register { .. }
+        | Command::Request { .. }
+        | Command::ForeignRequest { .. }
+        | Command::Answer { .. } => 0,
     }
 }
 

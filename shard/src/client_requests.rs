@@ -92,7 +92,12 @@ impl Ledger {
     }
 
     /// Runs every batch of a validated multi-batch body; returns the multi-batch reply body.
-    fn execute_batches(&mut self, now: u64, operation: Operation, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn execute_batches(
+        &mut self,
+        now: u64,
+        operation: Operation,
+        body: &[u8],
+    ) -> Vec<u8> {
         let event_max = if operation.is_batchable() {
             operation.event_max(BATCH_SIZE_LIMIT as usize)
         } else {
@@ -179,7 +184,9 @@ mod tests {
     use kassa_wire::{check_reply_to, RegisterRequest, ReplyHeader, RequestHeader};
 
     use crate::sessions::{DropReason, CLIENT_SESSIONS_MAX};
-    use crate::{ClientReply, ClientRequest, Command, CommandDecodeError, Ledger, Reply};
+    use crate::{
+        ClientReply, ClientRequest, Command, CommandDecodeError, ForeignAnswer, Ledger, Reply,
+    };
 
     use super::*;
 
@@ -276,6 +283,87 @@ mod tests {
             ClientReply::Reply { header, .. } => **header,
             other => panic!("expected a reply, got {other:?}"),
         }
+    }
+
+    /// Under placement by ledger a request runs in its ledger's partition `L` while its
+    /// session lives in `S`: `S` checks it, `L` runs it once (copies get the same body, even
+    /// after a snapshot), `S` records the body as the session's reply. Older copies and
+    /// collisions are dropped at `L`.
+    #[test]
+    fn a_foreign_request_runs_once_in_its_ledgers_partition_and_its_session_records_it() {
+        let (mut session_partition, mut ledger_partition) =
+            (Ledger::new(Default::default()), Ledger::new(Default::default()));
+        let mut client = Client::new(9);
+        client.send(&mut session_partition, &client.register());
+        let foreign = |ledger: &mut Ledger, request: &ClientRequest| {
+            let command = Command::ForeignRequest {
+                now: NOW,
+                request: request.clone(),
+            };
+            let mut bytes = Vec::new();
+            command.encode(&mut bytes);
+            assert_eq!(bytes.len(), command.encoded_len());
+            assert_eq!(Command::decode(&bytes), Ok(command.clone()));
+            match ledger.apply(command) {
+                Reply::Foreign(answer) => answer,
+                other => panic!("{other:?}"),
+            }
+        };
+        let accounts = [account(1), account(2)];
+        let create = client.request(Operation::CreateAccounts, &[accounts.as_bytes()]);
+        let header = *create.header();
+        assert_eq!(session_partition.sessions().answer_known(&header), None);
+        let ForeignAnswer::Body(body) = foreign(&mut ledger_partition, &create) else {
+            panic!("runs");
+        };
+        assert_eq!(ledger_partition.accounts().len(), 2);
+        assert!(ledger_partition.foreign_requests().knows(&header));
+        // A copy (a retry after a crash before the session recorded it) runs no more.
+        let again = foreign(&mut ledger_partition, &create);
+        assert_eq!(again, ForeignAnswer::Body(body.clone()));
+        let mut bytes = Vec::new();
+        ledger_partition.snapshot(&mut bytes);
+        let mut restored = Ledger::restore(Default::default(), &bytes).expect("restores");
+        assert_eq!(
+            foreign(&mut restored, &create),
+            ForeignAnswer::Body(body.clone())
+        );
+        assert_eq!(restored.accounts().len(), 2);
+        // The session records the reply; the client takes it and goes on.
+        let answer = Command::Answer {
+            now: NOW,
+            request: Box::new(header),
+            body: body.clone(),
+        };
+        let Reply::Client(reply) = session_partition.apply(answer) else {
+            panic!("an answer answers a client reply");
+        };
+        let ClientReply::Reply { header: sealed, .. } = &reply else {
+            panic!("{reply:?}");
+        };
+        check_reply_to(&header, create.body(), sealed, &body).expect("the client accepts it");
+        client.request = sealed.request;
+        client.parent = sealed.context;
+        assert_eq!(
+            session_partition.sessions().answer_known(&header),
+            Some(reply)
+        );
+        let next = client.request(Operation::CreateAccounts, &[account(3).as_bytes()]);
+        assert_eq!(session_partition.sessions().answer_known(next.header()), None);
+        assert!(matches!(
+            foreign(&mut ledger_partition, &next),
+            ForeignAnswer::Body(_)
+        ));
+        assert_eq!(
+            foreign(&mut ledger_partition, &create),
+            ForeignAnswer::Dropped(DropReason::OlderRequest)
+        );
+        let collision = client.request(Operation::CreateAccounts, &[account(4).as_bytes()]);
+        assert_eq!(
+            foreign(&mut ledger_partition, &collision),
+            ForeignAnswer::Dropped(DropReason::RequestCollision)
+        );
+        assert_eq!(ledger_partition.accounts().len(), 3);
     }
 
     #[test]
@@ -421,11 +509,13 @@ mod tests {
         assert_eq!(again, first);
 
         // Damage one byte of the last cached reply body and fix the CRCs: the table's own
-        // checks refuse it. The (empty) transaction state and id directory follow the table.
+        // checks refuse it. The (empty) transaction state, id directory and foreign requests
+        // follow the table.
         const TXN_STATE_EMPTY: usize = 24;
         const ID_DIRECTORY_EMPTY: usize = 16;
+        const FOREIGN_EMPTY: usize = 16;
         let mut damaged = first.clone();
-        let at = damaged.len() - 1 - TXN_STATE_EMPTY - ID_DIRECTORY_EMPTY;
+        let at = damaged.len() - 1 - TXN_STATE_EMPTY - ID_DIRECTORY_EMPTY - FOREIGN_EMPTY;
         damaged[at] ^= 1;
         let body_checksum = crc32c::crc32c(&damaged[32..]);
         damaged[24..28].copy_from_slice(&body_checksum.to_le_bytes());
@@ -440,7 +530,8 @@ mod tests {
         // typed error (or, for a flip the checks cannot see, a table that still validates),
         // never a panic.
         let table_size = 16 + 3 * (16 + 256 + 32); // Each reply: one result and its trailer.
-        let table_start = first.len() - TXN_STATE_EMPTY - ID_DIRECTORY_EMPTY - table_size;
+        let table_start =
+            first.len() - TXN_STATE_EMPTY - ID_DIRECTORY_EMPTY - FOREIGN_EMPTY - table_size;
         for cut in table_start..first.len() {
             let cut_snapshot = resealed_snapshot(&first[..cut]);
             assert!(Ledger::restore(Default::default(), &cut_snapshot).is_err());

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use crate::directory::{ClaimAnswer, DirectoryCommand, IdKind, Verdict, CLAIM_IDS_MAX};
 use crate::txn::{Decision, Decoder, Effects};
-use crate::Ledger;
+use crate::{ForeignAnswer, Ledger};
 use kassa_wire::header::HeaderLayout;
 
 const HEADER_SIZE: usize = 24;
@@ -87,6 +87,13 @@ pub enum Command {
         now: u64,
         request: ClientRequest,
     },
+    /// A wire client's request run in this partition (its records' ledger's) while its
+    /// session lives in another: run once, its reply body kept for copies of it
+    /// (`foreign_requests`). The session partition records the reply after.
+    ForeignRequest {
+        now: u64,
+        request: ClientRequest,
+    },
     /// A leader's start of its claim rounds (`directory::ClaimRound`): changes nothing. Its
     /// index, committed, is above every entry of earlier leaders, so rounds numbered from it
     /// never repeat an earlier leader's, even one of the same term (a single voter restarting).
@@ -122,6 +129,8 @@ pub enum Reply {
     Done,
     /// The answer to a `Register` or `Request`.
     Client(ClientReply),
+    /// The answer to a `ForeignRequest`.
+    Foreign(ForeignAnswer),
     ClaimEpoch,
     /// A directory entry's answers: one per claimed id, or one for a settle.
     Directory(Vec<ClaimAnswer>),
@@ -169,6 +178,7 @@ const TAG_ANSWER: u8 = 10;
 const TAG_CLAIM: u8 = 11;
 const TAG_SETTLE: u8 = 12;
 const TAG_CLAIM_EPOCH: u8 = 13;
+const TAG_FOREIGN_REQUEST: u8 = 14;
 const CLAIM_HEADER_SIZE: usize = 24;
 const SETTLE_SIZE: usize = 48;
 
@@ -183,9 +193,9 @@ impl Command {
             Command::Answer { body, .. } => size_of::<RequestHeader>() + body.len(),
             Command::Decide { decision } => decision.encoded_len(),
             Command::Apply { effects, .. } => 16 + effects.encoded_len(),
-            Command::Register { request, .. } | Command::Request { request, .. } => {
-                request.header().frame.size as usize
-            }
+            Command::Register { request, .. }
+            | Command::Request { request, .. }
+            | Command::ForeignRequest { request, .. } => request.header().frame.size as usize,
             Command::Directory { command, .. } => match command.as_ref() {
                 DirectoryCommand::Claim { ids, .. } => CLAIM_HEADER_SIZE + 16 * ids.len(),
                 DirectoryCommand::Settle { .. } => SETTLE_SIZE,
@@ -256,6 +266,9 @@ impl Command {
             Command::Request { now, request } => {
                 return encode_client(TAG_REQUEST, *now, request, out);
             }
+            Command::ForeignRequest { now, request } => {
+                return encode_client(TAG_FOREIGN_REQUEST, *now, request, out);
+            }
             Command::Directory { kind, command } => return encode_directory(*kind, command, out),
         };
         assert!(count <= BATCH_EVENTS_MAX);
@@ -280,7 +293,7 @@ impl Command {
             return Err(CommandDecodeError::NowOutOfRange(now));
         }
         let body = &bytes[HEADER_SIZE..];
-        if tag == TAG_REGISTER || tag == TAG_REQUEST {
+        if tag == TAG_REGISTER || tag == TAG_REQUEST || tag == TAG_FOREIGN_REQUEST {
             return decode_client(tag, now, count, body);
         }
         if tag == TAG_ANSWER {
@@ -525,6 +538,7 @@ fn decode_client(tag: u8, now: u64, size: u32, body: &[u8]) -> Result<Command, C
     match (tag, register) {
         (TAG_REGISTER, true) => Ok(Command::Register { now, request }),
         (TAG_REQUEST, false) => Ok(Command::Request { now, request }),
+        (TAG_FOREIGN_REQUEST, false) => Ok(Command::ForeignRequest { now, request }),
         _ => Err(CommandDecodeError::OperationMismatch),
     }
 }
@@ -581,6 +595,9 @@ impl Ledger {
             }
             Command::Register { now, request } | Command::Request { now, request } => {
                 Reply::Client(self.apply_client_request(now, &request))
+            }
+            Command::ForeignRequest { now, request } => {
+                Reply::Foreign(self.apply_foreign_request(now, &request))
             }
             Command::ClaimEpoch => Reply::ClaimEpoch,
             Command::Directory { kind, command } => {

@@ -111,6 +111,8 @@ pub struct Ledger {
     pub(crate) rollback: Rollback,
     /// The wire protocol's client sessions and their cached replies.
     pub(crate) sessions: Sessions,
+    /// Wire requests run here whose sessions live in other partitions (placement by ledger).
+    pub(crate) foreign: crate::foreign_requests::ForeignRequests,
     /// The id directory's entries for the ids homed in this partition.
     pub(crate) homes: IdHomes,
 }
@@ -139,6 +141,7 @@ impl Ledger {
             changes: ChangeStream::new(),
             rollback: Rollback::default(),
             sessions: Sessions::default(),
+            foreign: Default::default(),
             homes: IdHomes::new(config.partition, config.partitions, config.hash_seed),
         }
     }

@@ -22,8 +22,12 @@
 //!        | id directory:  per id space (accounts, then transfers): count u64, count × (id u128,
 //!                         owner tag u8, owner partition u32, claim round u64), in the order
 //!                         the ids were first claimed (`directory::IdHomes::encode`)
+//!        | foreign requests: used u64, count u64, count × (client u128, request u32,
+//!                         reserved u32, checksum u128, used u64, body size u64, body), in
+//!                         client order (`foreign_requests::ForeignRequests::encode`)
 //! ```
-//! Version 3 snapshots (before the id directory) are read as having an empty one.
+//! Version 3 snapshots (before the id directory) are read as having an empty one, and
+//! versions 3 and 4 as having no foreign requests.
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
 //! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a
@@ -41,8 +45,8 @@ use crate::{Ledger, LedgerConfig, PendingStatus};
 
 /// 2: the cross-partition transaction state and the wire protocol's session table follow the
 /// change stream. 3: undelivered decisions carry each created transfer once. 4: the id
-/// directory follows the transaction state.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+/// directory follows the transaction state. 5: the foreign requests follow the directory.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
 /// The oldest version still read: 3 has no id directory (it is empty).
 const SNAPSHOT_FORMAT_VERSION_OLDEST: u32 = 3;
 const MAGIC: [u8; 8] = *b"KASSALDG";
@@ -125,6 +129,7 @@ impl Ledger {
         self.sessions.snapshot(out);
         self.txns.encode(out);
         self.homes.encode(out);
+        self.foreign.encode(out);
     }
 
     /// Rebuilds a ledger from a snapshot, refusing a damaged or inconsistent one.
@@ -189,6 +194,13 @@ impl Ledger {
         if version >= 4 {
             let read = (ledger.homes.decode(&body[reader.offset..]))
                 .map_err(|what| reader.malformed(what))?;
+            reader.offset += read;
+        }
+        if version >= 5 {
+            let (foreign, read) =
+                crate::foreign_requests::ForeignRequests::decode(&body[reader.offset..])
+                    .map_err(|what| reader.malformed(what))?;
+            ledger.foreign = foreign;
             reader.offset += read;
         }
         if reader.offset != body.len() {

@@ -901,7 +901,7 @@ impl<'a> Decoder<'a> {
         self.offset == self.bytes.len()
     }
 
-    fn take(&mut self, size: usize) -> Result<&'a [u8], &'static str> {
+    pub(crate) fn take(&mut self, size: usize) -> Result<&'a [u8], &'static str> {
         let end = self
             .offset
             .checked_add(size)

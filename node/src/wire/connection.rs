@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kassa_shard::sessions::BATCH_SIZE_LIMIT;
-use kassa_shard::{ClientReply, ClientRequest, Command, Reply};
+use kassa_shard::{ClientReply, ClientRequest, Command, ForeignAnswer, Reply};
 use kassa_wire::client_headers::EvictionReason;
 use kassa_wire::{
     build_eviction, build_pong, check_header_framing, validate_client_frame, validate_request,
@@ -249,13 +249,18 @@ async fn answer_request(
     }
 }
 
-/// Runs a create request in its session's partition `partition` alone if placement by
-/// ledger puts its first ledger there and it can run there (`CoreQueues::write_local`):
-/// `Ok` with the reply (`None` when the write failed; the client retries), or the request
-/// back for the usual path.
-async fn run_in_session_partition(
+/// Under placement by ledger, runs a create request in its ledger's partition `L` alone when
+/// it can run there (`CoreQueues::write_local`): `Ok` with the reply (`None` when a write
+/// failed; the client retries), or the request back for the usual path.
+///
+/// If `L` is the session's partition `session`, the request is an ordinary `Request` there.
+/// Otherwise `session` checks it first (a retry or a drop is answered from the session
+/// table), `L` runs it as a `ForeignRequest` (once: a copy gets the same reply body), and
+/// `session` records the body as the session's reply with an `Answer`. The client is answered
+/// only then, so its next request finds the session up to date.
+async fn run_by_ledger(
     context: &Context,
-    partition: u32,
+    session: u32,
     request: ClientRequest,
 ) -> Result<Option<ClientReply>, ClientRequest> {
     let queues = &context.queues;
@@ -270,20 +275,63 @@ async fn run_in_session_partition(
         }
         _ => None,
     };
-    let local = ledger.and_then(|ledger| local_partition(queues.placement(), [ledger]));
-    if local != Some(partition) {
+    let Some(partition) = ledger.and_then(|ledger| local_partition(queues.placement(), [ledger]))
+    else {
         return Err(request);
+    };
+    if partition == session {
+        let command = Command::Request {
+            now: realtime_ns(),
+            request,
+        };
+        return match queues.write_local(partition, command).await {
+            Ok(LocalWrite::Written(Reply::Client(reply))) => Ok(Some(reply)),
+            Ok(LocalWrite::NotLocal(Command::Request { request, .. })) => Err(request),
+            Ok(other) => unreachable!("a client request answered {other:?}"),
+            Err(error) => {
+                tracing::warn!(partition, %error, "wire: request not written; the client will retry");
+                Ok(None)
+            }
+        };
     }
-    let command = Command::Request {
+    let header = *request.header();
+    let known = queues.read(session, move |ledger| {
+        ledger.sessions().answer_known(&header)
+    });
+    match known.await {
+        Ok(Some(reply)) => return Ok(Some(reply)),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::debug!(%error, "wire: session check failed; the client will retry");
+            return Ok(None);
+        }
+    }
+    let command = Command::ForeignRequest {
         now: realtime_ns(),
         request,
     };
-    match queues.write_local(partition, command).await {
-        Ok(LocalWrite::Written(Reply::Client(reply))) => Ok(Some(reply)),
-        Ok(LocalWrite::NotLocal(Command::Request { request, .. })) => Err(request),
-        Ok(other) => unreachable!("a client request answered {other:?}"),
+    let body = match queues.write_local(partition, command).await {
+        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Body(body)))) => body,
+        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Dropped(reason)))) => {
+            return Ok(Some(ClientReply::Dropped(reason)));
+        }
+        Ok(LocalWrite::NotLocal(Command::ForeignRequest { request, .. })) => return Err(request),
+        Ok(other) => unreachable!("a foreign request answered {other:?}"),
         Err(error) => {
             tracing::warn!(partition, %error, "wire: request not written; the client will retry");
+            return Ok(None);
+        }
+    };
+    let answer = Command::Answer {
+        now: realtime_ns(),
+        request: Box::new(header),
+        body,
+    };
+    match queues.write(session, answer).await {
+        Ok(Reply::Client(reply)) => Ok(Some(reply)),
+        Ok(other) => unreachable!("an answer answered {other:?}"),
+        Err(error) => {
+            tracing::warn!(session, %error, "wire: reply not recorded; the client will retry");
             Ok(None)
         }
     }
@@ -294,9 +342,8 @@ async fn run_in_session_partition(
 async fn propose(context: &Context, request: ClientRequest) -> Option<ClientReply> {
     let queues = &context.queues;
     let partition = session_partition(request.header().client, queues.partitions());
-    // Under placement by ledger, a create request whose ledger lives in its session's
-    // partition runs there alone, like a request of one partition.
-    let request = match run_in_session_partition(context, partition, request).await {
+    // Under placement by ledger, a create request of one ledger runs in its partition alone.
+    let request = match run_by_ledger(context, partition, request).await {
         Ok(reply) => return reply,
         Err(request) => request,
     };

@@ -1,0 +1,177 @@
+//! Wire requests run in a ledger's partition for a client whose session lives in another
+//! partition (placement by ledger; `docs/transactions.md`, "Wire sessions under placement by
+//! ledger").
+//!
+//! The session partition `S` keeps the session: it checks each request against it first (the
+//! request number and the `parent` chain), and records the reply after (an `Answer` entry,
+//! which seals it with `S`'s op and caches it). In between, the ledger's partition `L` runs
+//! the request's batches in one entry (`Command::ForeignRequest`) and keeps, per client, the
+//! latest request it ran there with its reply body. A copy of the request that reaches `L`
+//! again gets that body back instead of running twice:
+//! - a retry after a crash between `L`'s entry and `S`'s `Answer` (`S` does not know the
+//!   request yet, so it passes `S`'s check again);
+//! - two copies racing through `S`'s check before either was recorded.
+//!
+//! An entry is replaced by the client's next request run in `L`, and the least recently
+//! used one goes when the table is full ([`FOREIGN_REQUESTS_MAX`]): a copy that arrives after
+//! that is refused as older, or (evicted) would run again; its transfers' ids are then taken,
+//! so nothing is applied twice, but its results would say `exists`.
+
+use std::collections::BTreeMap;
+
+use kassa_wire::client_headers::RequestHeader;
+
+use crate::sessions::{DropReason, CLIENT_SESSIONS_MAX};
+use crate::txn::Decoder;
+use crate::{ClientRequest, Ledger};
+
+/// Most clients whose latest request a partition keeps.
+pub const FOREIGN_REQUESTS_MAX: usize = CLIENT_SESSIONS_MAX;
+
+/// What `L` answers a foreign request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForeignAnswer {
+    /// The reply body: the request's results, run now or before.
+    Body(Vec<u8>),
+    /// Not run: older than the client's latest request run here, or its number with
+    /// another checksum.
+    Dropped(DropReason),
+}
+
+/// One client's latest request run here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    request: u32,
+    checksum: u128,
+    /// When it was last answered, in this table's own count (for eviction).
+    used: u64,
+    body: Vec<u8>,
+}
+
+/// The latest foreign request per client; part of the ledger's state and snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForeignRequests {
+    by_client: BTreeMap<u128, Entry>,
+    used: u64,
+}
+
+impl ForeignRequests {
+    /// Whether this partition ran the client's request `header` (or a later one) already:
+    /// it is answered from here, whatever the ledger holds now.
+    pub fn knows(&self, header: &RequestHeader) -> bool {
+        (self.by_client.get(&header.client)).is_some_and(|entry| entry.request >= header.request)
+    }
+
+    /// The answer if `header` was run here before; `None` if it is new here.
+    fn known(&self, header: &RequestHeader) -> Option<ForeignAnswer> {
+        let entry = self.by_client.get(&header.client)?;
+        if entry.request > header.request {
+            Some(ForeignAnswer::Dropped(DropReason::OlderRequest))
+        } else if entry.request < header.request {
+            None
+        } else if entry.checksum == header.frame.checksum {
+            Some(ForeignAnswer::Body(entry.body.clone()))
+        } else {
+            Some(ForeignAnswer::Dropped(DropReason::RequestCollision))
+        }
+    }
+
+    fn record(&mut self, header: &RequestHeader, body: Vec<u8>) {
+        self.used += 1;
+        if !self.by_client.contains_key(&header.client)
+            && self.by_client.len() == FOREIGN_REQUESTS_MAX
+        {
+            let oldest = (self.by_client.iter())
+                .min_by_key(|(_, entry)| entry.used)
+                .map(|(client, _)| *client);
+            self.by_client.remove(&oldest.expect("a full table has entries"));
+        }
+        let entry = Entry {
+            request: header.request,
+            checksum: header.frame.checksum,
+            used: self.used,
+            body,
+        };
+        self.by_client.insert(header.client, entry);
+    }
+
+    /// Appends the table: `used u64 | count u64 | count × (client u128, request u32,
+    /// reserved u32, checksum u128, used u64, body size u64, body)`, in client order.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.used.to_le_bytes());
+        out.extend_from_slice(&(self.by_client.len() as u64).to_le_bytes());
+        for (client, entry) in &self.by_client {
+            out.extend_from_slice(&client.to_le_bytes());
+            out.extend_from_slice(&entry.request.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&entry.checksum.to_le_bytes());
+            out.extend_from_slice(&entry.used.to_le_bytes());
+            out.extend_from_slice(&(entry.body.len() as u64).to_le_bytes());
+            out.extend_from_slice(&entry.body);
+        }
+    }
+
+    /// Reads what [`ForeignRequests::encode`] wrote; the bytes read.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(ForeignRequests, usize), &'static str> {
+        let mut reader = Decoder::new(bytes);
+        let mut table = ForeignRequests {
+            used: reader.u64()?,
+            ..ForeignRequests::default()
+        };
+        let count = reader.count(64)?;
+        if count > FOREIGN_REQUESTS_MAX {
+            return Err("more foreign requests than the table holds");
+        }
+        for _ in 0..count {
+            let client = reader.u128()?;
+            let request = reader.u32()?;
+            if reader.u32()? != 0 {
+                return Err("a foreign request's reserved bytes are not zero");
+            }
+            let checksum = reader.u128()?;
+            let used = reader.u64()?;
+            let size = reader.u64()?;
+            if size > crate::sessions::BATCH_SIZE_LIMIT as u64 {
+                return Err("a foreign request's reply is larger than a message");
+            }
+            let body = reader.take(size as usize)?.to_vec();
+            if used == 0 || used > table.used {
+                return Err("a foreign request used after the table's count");
+            }
+            if table.by_client.last_key_value().is_some_and(|(last, _)| *last >= client) {
+                return Err("foreign requests not in client order");
+            }
+            let entry = Entry {
+                request,
+                checksum,
+                used,
+                body,
+            };
+            table.by_client.insert(client, entry);
+        }
+        Ok((table, reader.offset))
+    }
+}
+
+impl Ledger {
+    /// Runs a wire request whose session lives in another partition, once per request: a
+    /// copy that was run here before gets the same reply body (see the module).
+    pub(crate) fn apply_foreign_request(
+        &mut self,
+        now: u64,
+        request: &ClientRequest,
+    ) -> ForeignAnswer {
+        let header = request.header();
+        if let Some(known) = self.foreign.known(header) {
+            return known;
+        }
+        let body = self.execute_batches(now, request.operation(), request.body());
+        self.foreign.record(header, body.clone());
+        ForeignAnswer::Body(body)
+    }
+
+    /// The foreign requests this partition ran.
+    pub fn foreign_requests(&self) -> &ForeignRequests {
+        &self.foreign
+    }
+}
