@@ -291,8 +291,10 @@ mod tests {
     /// collisions are dropped at `L`.
     #[test]
     fn a_foreign_request_runs_once_in_its_ledgers_partition_and_its_session_records_it() {
-        let (mut session_partition, mut ledger_partition) =
-            (Ledger::new(Default::default()), Ledger::new(Default::default()));
+        let (mut session_partition, mut ledger_partition) = (
+            Ledger::new(Default::default()),
+            Ledger::new(Default::default()),
+        );
         let mut client = Client::new(9);
         client.send(&mut session_partition, &client.register());
         let foreign = |ledger: &mut Ledger, request: &ClientRequest| {
@@ -349,7 +351,10 @@ mod tests {
             Some(reply)
         );
         let next = client.request(Operation::CreateAccounts, &[account(3).as_bytes()]);
-        assert_eq!(session_partition.sessions().answer_known(next.header()), None);
+        assert_eq!(
+            session_partition.sessions().answer_known(next.header()),
+            None
+        );
         assert!(matches!(
             foreign(&mut ledger_partition, &next),
             ForeignAnswer::Body(_)

@@ -84,7 +84,8 @@ impl ForeignRequests {
             let oldest = (self.by_client.iter())
                 .min_by_key(|(_, entry)| entry.used)
                 .map(|(client, _)| *client);
-            self.by_client.remove(&oldest.expect("a full table has entries"));
+            self.by_client
+                .remove(&oldest.expect("a full table has entries"));
         }
         let entry = Entry {
             request: header.request,
@@ -138,7 +139,11 @@ impl ForeignRequests {
             if used == 0 || used > table.used {
                 return Err("a foreign request used after the table's count");
             }
-            if table.by_client.last_key_value().is_some_and(|(last, _)| *last >= client) {
+            if table
+                .by_client
+                .last_key_value()
+                .is_some_and(|(last, _)| *last >= client)
+            {
                 return Err("foreign requests not in client order");
             }
             let entry = Entry {
