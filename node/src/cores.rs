@@ -723,13 +723,17 @@ async fn core_run(
         });
     }
     stop.set(true);
+    // Answers to claims came through the queue, which is closed now: claims waiting fail.
+    for served in partitions.values() {
+        served.directory.close();
+    }
     pulses.await;
     ticks.await;
     while in_flight.get() > 0 {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
     for served in partitions.values() {
-        served.directory.close().await;
+        served.directory.appends_done().await;
     }
     for (partition, opened) in partitions {
         match Rc::try_unwrap(opened) {

@@ -109,7 +109,7 @@ struct FormatArgs {
     /// record in the partition its id hashes to (a transfer also in its accounts'). `ledger`:
     /// every record of a ledger in the ledger's partition, so a batch of one ledger runs in
     /// one partition and ids stay unique through the id directory.
-    #[arg(long, value_name = "HOW", default_value = "id", value_parser = ["id", "ledger"])]
+    #[arg(long, value_name = "HOW", default_value = "ledger", value_parser = ["id", "ledger"])]
     placement: String,
 }
 
@@ -208,9 +208,14 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let meta = match block_on_monoio(meta::load(&config.data_dir))?? {
         Some(meta) => meta,
         None => {
-            let meta = format(&config.data_dir, 0, PARTITIONS_DEFAULT, PlacementKind::ById)?;
+            let meta = format(
+                &config.data_dir,
+                0,
+                PARTITIONS_DEFAULT,
+                PlacementKind::ByLedger,
+            )?;
             println!(
-                "kassa: formatted {} (cluster 0, {PARTITIONS_DEFAULT} partitions)",
+                "kassa: formatted {} (cluster 0, {PARTITIONS_DEFAULT} partitions placed by ledger)",
                 config.data_dir.display()
             );
             meta
@@ -257,11 +262,12 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         let listener = http::bind(config.http_address).await?;
         let address = listener.local_addr()?;
         println!(
-            "kassa: cluster {} ready: HTTP API on http://{address}, wire protocol on {wire}, data in {}, {} core(s), {} partition(s)",
+            "kassa: cluster {} ready: HTTP API on http://{address}, wire protocol on {wire}, data in {}, {} core(s), {} partition(s) placed by {}",
             meta.cluster_id,
             config.data_dir.display(),
             cores_count,
-            meta.partitions
+            meta.partitions,
+            meta.placement
         );
         let (stopping, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(watch_signals(stopping));

@@ -1,6 +1,7 @@
 //! Transfers and linked chains between accounts of different partitions, owned by different
-//! cores, on the real binary (16 partitions, 2 cores): results exactly as one ledger would give
-//! them, all-or-nothing chains, limits that see the batch's earlier events, two-phase transfers
+//! cores, on the real binary (16 partitions placed by id, 2 cores; placement by ledger, the
+//! default, runs these batches in one partition: `t15_placement_by_ledger.rs` tests it and its
+//! global path): results exactly as one ledger would give them, all-or-nothing chains, limits that see the batch's earlier events, two-phase transfers
 //! posted, voided and expired across partitions, reads that never see half a transaction, and a
 //! crash right after a decision that the restart completes.
 
@@ -70,8 +71,14 @@ fn resolve_json(id: u128, pending_id: u128, flag: &str) -> String {
     )
 }
 
+/// A node of 16 partitions placed by id, so that accounts of one ledger live apart.
+fn start_by_id(dir: &TempDir) -> Node {
+    common::format_placed(&dir.0, PARTITIONS, "id");
+    Node::start(&dir.0)
+}
+
 fn setup(dir: &TempDir) -> (Node, Vec<u128>) {
-    let node = Node::start(&dir.0);
+    let node = start_by_id(dir);
     let (_, ready) = node.get("/ready");
     assert_eq!(
         ready["partitions"], PARTITIONS,
@@ -226,7 +233,7 @@ fn two_phase_transfers_across_partitions_post_void_and_expire() {
 #[test]
 fn concurrent_cross_partition_writers_keep_every_ledger_balanced() {
     let dir = TempDir::new("cross-load");
-    let node = Node::start(&dir.0);
+    let node = start_by_id(&dir);
     let accounts: Vec<String> = (1..=32).map(|id| account_json(id, 1, &[])).collect();
     let (status, _) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
     assert_eq!(status, 200);
@@ -284,7 +291,7 @@ fn concurrent_cross_partition_writers_keep_every_ledger_balanced() {
 #[test]
 fn reads_across_partitions_never_see_half_a_transaction() {
     let dir = TempDir::new("atomic-reads");
-    let node = Node::start(&dir.0);
+    let node = start_by_id(&dir);
     let ids: Vec<u128> = (1..=64).collect();
     let accounts: Vec<String> = ids.iter().map(|id| account_json(*id, 1, &[])).collect();
     let (status, _) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));

@@ -80,15 +80,7 @@ fn start_pair(reference: &TempDir, placed: &TempDir) -> (Node, Node) {
 }
 
 fn format_by_ledger(dir: &std::path::Path) {
-    let formatted = std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .args(["format", "--partitions", &PARTITIONS.to_string()])
-        .args(["--placement", "ledger", "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("run kassa format");
-    assert!(formatted.status.success(), "{formatted:?}");
-    let text = String::from_utf8_lossy(&formatted.stdout);
-    assert!(text.contains("placed by ledger"), "{text}");
+    common::format_placed(dir, PARTITIONS, "ledger");
 }
 
 /// Posts `body` to both nodes and asserts the same result names.
@@ -475,5 +467,78 @@ fn concurrent_writers_on_many_ledgers_keep_every_ledger_balanced() {
             "account {id}"
         );
     }
+    assert_balanced(&node);
+}
+
+/// A batch of two ledgers in different partitions takes the global path: a decision in one
+/// partition's log, applied in the other's. A crash right after the decision is durable (the
+/// client has no answer) is completed by the restart, before the node serves, and the ids it
+/// claimed stay its own.
+#[test]
+fn a_global_transaction_decided_before_a_crash_is_completed_by_the_restart() {
+    let dir = TempDir::new("ledger-global-crash");
+    format_by_ledger(&dir.0);
+    let (first, second) = (1u32, 3u32);
+    assert_ne!(
+        ledger_partition(first, PARTITIONS),
+        ledger_partition(second, PARTITIONS)
+    );
+    let node = Node::start(&dir.0);
+    let accounts = [
+        account_json(1, first, &[]),
+        account_json(2, first, &[]),
+        account_json(3, second, &[]),
+        account_json(4, second, &[]),
+    ];
+    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(results(&reply), ["created"; 4]);
+    assert!(node.stop().success());
+
+    let env = [("KASSA_FAULT", "abort-after-decide")];
+    let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start with the fault");
+    let batch = [
+        transfer_json(10, 1, 2, 70, 0, first, 1, &[]),
+        transfer_json(11, 3, 4, 30, 0, second, 1, &[]),
+    ];
+    let body = format!("[{}]", batch.join(","));
+    let answered = common::request_raw(node.http, "POST", "/v1/transfers", Some(body.as_bytes()));
+    assert!(
+        answered.as_ref().is_err() || answered.as_ref().is_ok_and(|(status, _)| *status == 0),
+        "the node answered: {answered:?}"
+    );
+    let aborted = |node: &Node| {
+        node.stderr_text()
+            .contains("aborting after a durable decision")
+    };
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(10),
+        || aborted(&node)
+    ));
+    node.kill();
+
+    let node = Node::start(&dir.0);
+    for (id, debits, credits) in [(1u128, 70u128, 0u128), (2, 0, 70), (3, 30, 0), (4, 0, 30)] {
+        let (status, account) = node.get(&format!("/v1/accounts/{id}"));
+        assert_eq!(status, 200, "{account}");
+        let field =
+            |name: &str| -> u128 { account[name].as_str().expect(name).parse().expect(name) };
+        assert_eq!(
+            (field("debits_posted"), field("credits_posted")),
+            (debits, credits),
+            "account {id}"
+        );
+    }
+    // Both transfers exist, each in its ledger; their ids are taken in every ledger.
+    let (status, reply) = node.post("/v1/transfers", &body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(results(&reply), ["exists", "exists"]);
+    let elsewhere = format!("[{}]", transfer_json(11, 1, 2, 30, 0, first, 1, &[]));
+    let (status, reply) = node.post("/v1/transfers", &elsewhere);
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        results(&reply)[0].starts_with("exists_with_different"),
+        "{reply}"
+    );
     assert_balanced(&node);
 }

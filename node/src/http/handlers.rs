@@ -37,7 +37,12 @@ pub async fn ready(State(api): State<Arc<Api>>) -> ApiResult<impl IntoResponse> 
         ));
     }
     let partitions = api.service.partitions();
-    Ok(Json(json!({ "status": "ready", "partitions": partitions })))
+    let placement = api.service.cores.placement().kind.name();
+    Ok(Json(json!({
+        "status": "ready",
+        "partitions": partitions,
+        "placement": placement,
+    })))
 }
 
 pub async fn openapi() -> impl IntoResponse {

@@ -70,9 +70,16 @@ impl CoreDirectory {
         }
     }
 
-    /// Stops new appends; returns once the appends in progress are done.
-    pub async fn close(&self) {
+    /// The core stops taking requests, so no answer reaches it any more: claims waiting fail
+    /// now (with [`NodeError::ShuttingDown`]), new ones fail at once, and nothing new is
+    /// appended.
+    pub fn close(&self) {
         self.closed.set(true);
+        self.waiters.borrow_mut().clear();
+    }
+
+    /// Returns once the appends in progress are done.
+    pub async fn appends_done(&self) {
         while self.appends.get() > 0 {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -195,6 +202,9 @@ async fn claim(
     let directory = &served.directory;
     let mut io = Vec::new();
     let round = loop {
+        if directory.closed.get() {
+            return Err(NodeError::ShuttingDown);
+        }
         let term = served.partition.status().term;
         directory.state.borrow_mut().set_term(term);
         if directory.state.borrow().needs_epoch() {
@@ -214,6 +224,10 @@ async fn claim(
         }
     };
     let (answered, outcome) = tokio::sync::oneshot::channel();
+    if directory.closed.get() {
+        directory.state.borrow_mut().abandon(round);
+        return Err(NodeError::ShuttingDown);
+    }
     directory.waiters.borrow_mut().insert(round, answered);
     // Abandons the claims if the wait is cut short (a timeout, a stopping node).
     struct Abandon<'a>(&'a CoreDirectory, Option<u64>);

@@ -53,6 +53,20 @@ pub fn format(data_dir: &Path, partitions: u32) {
     assert!(formatted.status.success(), "{formatted:?}");
 }
 
+/// Runs `kassa format` on `data_dir` with `partitions` partitions placed by `placement`
+/// (`id` or `ledger`); panics unless it succeeds.
+pub fn format_placed(data_dir: &Path, partitions: u32, placement: &str) {
+    let formatted = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["format", "--partitions", &partitions.to_string()])
+        .args(["--placement", placement, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run kassa format");
+    assert!(formatted.status.success(), "{formatted:?}");
+    let said = String::from_utf8_lossy(&formatted.stdout);
+    assert!(said.contains(&format!("placed by {placement}")), "{said}");
+}
+
 /// A running `kassa start`.
 pub struct Node {
     pub child: Child,
