@@ -36,3 +36,6 @@ cargo bench --workspace --benches --locked -- --test
 
 step "cargo test (every crate; the test profile is optimized)"
 cargo test --workspace --locked
+
+step "the node's tests again, on placement by ledger (new data directories place by id)"
+KASSA_TEST_PLACEMENT=ledger cargo test -p kassa-node --locked --tests

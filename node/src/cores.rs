@@ -32,7 +32,7 @@ use kassa_wire::Transfer;
 use crate::fail_stop::fail_stop;
 use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory};
 use crate::id_directory::DirectoryMessage;
-use crate::wire::partitioned::request_events;
+use crate::wire::partitioned::request_records;
 use crate::NodeError;
 use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::LocalRun;
@@ -911,12 +911,14 @@ async fn write_local(
 /// Whether `command` can run in `ledger`'s partition alone, and the ids it must claim.
 fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
     match command {
-        Command::CreateAccounts { accounts, .. } => {
-            Some((IdKind::Account, ledger.local_accounts(accounts)?))
-        }
-        Command::CreateTransfers { transfers, .. } => {
-            Some((IdKind::Transfer, ledger.local_transfers(transfers)?))
-        }
+        Command::CreateAccounts { accounts, .. } => Some((
+            IdKind::Account,
+            ledger.local_accounts(accounts.iter().copied())?,
+        )),
+        Command::CreateTransfers { transfers, .. } => Some((
+            IdKind::Transfer,
+            ledger.local_transfers(transfers.iter().copied())?,
+        )),
         // A request run here before is answered from here (`ForeignRequests`), whatever the
         // ledger holds now: it must never take another path.
         Command::ForeignRequest { request, .. }
@@ -927,12 +929,12 @@ fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
         Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
             match request.operation() {
                 Operation::CreateAccounts => {
-                    let accounts: Vec<Account> = request_events(request);
-                    Some((IdKind::Account, ledger.local_accounts(&accounts)?))
+                    let accounts = request_records::<Account>(request);
+                    Some((IdKind::Account, ledger.local_accounts(accounts)?))
                 }
                 Operation::CreateTransfers => {
-                    let transfers: Vec<Transfer> = request_events(request);
-                    Some((IdKind::Transfer, ledger.local_transfers(&transfers)?))
+                    let transfers = request_records::<Transfer>(request);
+                    Some((IdKind::Transfer, ledger.local_transfers(transfers)?))
                 }
                 _ => None,
             }

@@ -57,6 +57,10 @@ struct StartArgs {
     /// Core threads; 0 for one per CPU [default: 0].
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
+    /// How a data directory formatted by this start places records (`kassa format
+    /// --placement`); refused if the directory is formatted with another [default: id].
+    #[arg(long, value_name = "HOW", value_parser = ["id", "ledger"])]
+    placement: Option<String>,
     /// Snapshot each partition after this many log entries, or after 512 MiB of log
     /// [default: 100000].
     #[arg(long, value_name = "N")]
@@ -109,7 +113,7 @@ struct FormatArgs {
     /// record in the partition its id hashes to (a transfer also in its accounts'). `ledger`:
     /// every record of a ledger in the ledger's partition, so a batch of one ledger runs in
     /// one partition and ids stay unique through the id directory.
-    #[arg(long, value_name = "HOW", default_value = "ledger", value_parser = ["id", "ledger"])]
+    #[arg(long, value_name = "HOW", default_value = "id", value_parser = ["id", "ledger"])]
     placement: String,
 }
 
@@ -203,19 +207,27 @@ fn config_of(args: StartArgs) -> anyhow::Result<Config> {
 }
 
 fn start(args: StartArgs) -> anyhow::Result<()> {
+    let placement = args.placement.clone();
     let mut config = config_of(args)?;
     let cores_count = config.cores_resolved()?;
     let meta = match block_on_monoio(meta::load(&config.data_dir))?? {
-        Some(meta) => meta,
+        Some(meta) => {
+            if let Some(wanted) = placement.filter(|wanted| *wanted != meta.placement) {
+                bail!(
+                    "{} is formatted with placement by {}; --placement {wanted} applies only \
+                     to a directory this start formats",
+                    config.data_dir.display(),
+                    meta.placement
+                );
+            }
+            meta
+        }
         None => {
-            let meta = format(
-                &config.data_dir,
-                0,
-                PARTITIONS_DEFAULT,
-                PlacementKind::ByLedger,
-            )?;
+            let name = placement.as_deref().unwrap_or(PlacementKind::ById.name());
+            let kind = PlacementKind::from_name(name).context("--placement is id or ledger")?;
+            let meta = format(&config.data_dir, 0, PARTITIONS_DEFAULT, kind)?;
             println!(
-                "kassa: formatted {} (cluster 0, {PARTITIONS_DEFAULT} partitions placed by ledger)",
+                "kassa: formatted {} (cluster 0, {PARTITIONS_DEFAULT} partitions placed by {name})",
                 config.data_dir.display()
             );
             meta

@@ -542,3 +542,29 @@ fn a_global_transaction_decided_before_a_crash_is_completed_by_the_restart() {
     );
     assert_balanced(&node);
 }
+
+/// `kassa start --placement` formats a new directory with that placement and refuses a
+/// directory formatted with another, changing nothing.
+#[test]
+fn start_formats_with_the_placement_asked_and_refuses_another() {
+    let dir = TempDir::new("ledger-start-placement");
+    let data = dir.0.join("data");
+    let node = Node::try_start(&data, &["--placement", "ledger"]).expect("starts");
+    let (_, ready) = node.get("/ready");
+    assert_eq!(ready["placement"], "ledger", "{ready}");
+    assert!(node.stop().success());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["start", "--placement", "id", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run kassa start");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("formatted with placement by ledger"),
+        "{said}"
+    );
+    let node = Node::start(&data);
+    let (_, ready) = node.get("/ready");
+    assert_eq!(ready["placement"], "ledger", "{ready}");
+}

@@ -15,6 +15,9 @@
 //!
 //! Being wrong towards the global path is always safe: it reads every partition.
 
+use std::collections::HashSet;
+
+use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountFlags, Transfer, TransferFlags};
 
 use crate::{ledger_partition, Ledger, PlacementKind};
@@ -30,31 +33,39 @@ pub struct LocalRun {
 
 impl Ledger {
     /// Whether `accounts` can be created in this partition alone; see the module.
-    pub fn local_accounts(&self, accounts: &[Account]) -> Option<LocalRun> {
+    pub fn local_accounts(&self, accounts: impl IntoIterator<Item = Account>) -> Option<LocalRun> {
         if !self.runs_local_batches() {
             return None;
         }
+        let accounts = accounts.into_iter();
+        let mut earlier = Ids::with_capacity_and_hasher(accounts.size_hint().0, seeded());
         let mut claims = Vec::new();
         for a in accounts {
             if a.flags.contains(AccountFlags::IMPORTED) || !self.places_ledger_here(a.ledger) {
                 return None;
             }
-            if valid(a.id.0) && self.account_positions.get(a.id.0).is_none() {
+            let first = earlier.insert(a.id.0);
+            if first && valid(a.id.0) && self.account_positions.get(a.id.0).is_none() {
                 claims.push(a.id.0);
             }
         }
-        Some(LocalRun {
-            claims: distinct(claims),
-        })
+        Some(LocalRun { claims })
     }
 
     /// Whether `transfers` can be created in this partition alone; see the module.
-    pub fn local_transfers(&self, transfers: &[Transfer]) -> Option<LocalRun> {
+    pub fn local_transfers(
+        &self,
+        transfers: impl IntoIterator<Item = Transfer>,
+    ) -> Option<LocalRun> {
         if !self.runs_local_batches() {
             return None;
         }
+        let transfers = transfers.into_iter();
+        // The ids of the batch's events so far: a pending transfer may be created earlier in
+        // the batch, and each new id is claimed once.
+        let mut earlier = Ids::with_capacity_and_hasher(transfers.size_hint().0, seeded());
         let mut claims = Vec::new();
-        for (at, t) in transfers.iter().enumerate() {
+        for t in transfers {
             if t.flags.contains(TransferFlags::IMPORTED) || !self.places_ledger_here(t.ledger) {
                 return None;
             }
@@ -66,21 +77,18 @@ impl Ledger {
             let pending = t.pending_id.0;
             if pending != 0
                 && self.transfer_positions.get(pending).is_none()
-                && !transfers[..at]
-                    .iter()
-                    .any(|earlier| earlier.id.0 == pending)
+                && !earlier.contains(&pending)
             {
                 return None;
             }
+            let first = earlier.insert(t.id.0);
             let held = self.transfer_positions.get(t.id.0).is_some()
                 || self.failed_transfer_ids.contains(&t.id.0);
-            if valid(t.id.0) && !held {
+            if first && valid(t.id.0) && !held {
                 claims.push(t.id.0);
             }
         }
-        Some(LocalRun {
-            claims: distinct(claims),
-        })
+        Some(LocalRun { claims })
     }
 
     /// Batches run locally only under placement by ledger with several partitions (one
@@ -96,15 +104,16 @@ impl Ledger {
     }
 }
 
+/// A batch's ids, hashed fast (the partition's own bookkeeping of one batch).
+type Ids = HashSet<u128, FixedState>;
+
+fn seeded() -> FixedState {
+    FixedState::with_seed(0)
+}
+
 /// An id a record can be stored under (TigerBeetle refuses 0 and `u128::MAX` first).
 fn valid(id: u128) -> bool {
     id != 0 && id != u128::MAX
-}
-
-/// The ids once each, in first-seen order.
-fn distinct(ids: Vec<u128>) -> Vec<u128> {
-    let mut seen = std::collections::HashSet::with_capacity(ids.len());
-    ids.into_iter().filter(|id| seen.insert(*id)).collect()
 }
 
 #[cfg(test)]
@@ -158,7 +167,7 @@ mod tests {
         let (here, elsewhere) = (ledger_of(1), ledger_of(2));
         let mut ledger = partition(1, PlacementKind::ByLedger);
         let accounts = [account(1, here), account(2, here), account(1, here)];
-        let run = ledger.local_accounts(&accounts).expect("local");
+        let run = ledger.local_accounts(accounts).expect("local");
         assert_eq!(run.claims, vec![1, 2]);
         let mut results = Vec::new();
         ledger.create_accounts(10, &accounts[..2], &mut results);
@@ -166,44 +175,41 @@ mod tests {
             .iter()
             .all(|r| r.status == kassa_wire::CreateAccountStatus::Created));
         assert_eq!(
-            ledger.local_accounts(&accounts).expect("local").claims,
+            ledger.local_accounts(accounts).expect("local").claims,
             vec![]
         );
-        assert_eq!(ledger.local_accounts(&[account(3, elsewhere)]), None);
+        assert_eq!(ledger.local_accounts([account(3, elsewhere)]), None);
         let mut imported = account(3, here);
         imported.flags = AccountFlags::IMPORTED;
-        assert_eq!(ledger.local_accounts(&[imported]), None);
+        assert_eq!(ledger.local_accounts([imported]), None);
 
         let t = transfer(7, here, 1, 2);
-        assert_eq!(ledger.local_transfers(&[t]).expect("local").claims, vec![7]);
+        assert_eq!(ledger.local_transfers([t]).expect("local").claims, vec![7]);
         // An account stored elsewhere (or nowhere): the global path finds out which.
-        assert_eq!(ledger.local_transfers(&[transfer(7, here, 1, 9)]), None);
-        assert_eq!(
-            ledger.local_transfers(&[transfer(7, elsewhere, 1, 2)]),
-            None
-        );
+        assert_eq!(ledger.local_transfers([transfer(7, here, 1, 9)]), None);
+        assert_eq!(ledger.local_transfers([transfer(7, elsewhere, 1, 2)]), None);
         // A post naming a pending transfer created earlier in the batch, or stored here.
         let mut pending = t;
         pending.flags = TransferFlags::PENDING;
         let mut post = transfer(8, 0, 0, 0);
         post.pending_id = TransferId(7);
         post.flags = TransferFlags::POST_PENDING_TRANSFER;
-        let run = ledger.local_transfers(&[pending, post]).expect("local");
+        let run = ledger.local_transfers([pending, post]).expect("local");
         assert_eq!(run.claims, vec![7, 8]);
         assert_eq!(
-            ledger.local_transfers(&[post]),
+            ledger.local_transfers([post]),
             None,
             "its pending is nowhere here"
         );
         let mut results = Vec::new();
         ledger.create_transfers(20, &[pending], &mut results);
         assert_eq!(
-            ledger.local_transfers(&[post]).expect("local").claims,
+            ledger.local_transfers([post]).expect("local").claims,
             vec![8]
         );
         // Invalid ids are refused by the ledger itself, with nothing to claim.
         let run =
-            ledger.local_transfers(&[transfer(0, here, 1, 2), transfer(u128::MAX, here, 1, 2)]);
+            ledger.local_transfers([transfer(0, here, 1, 2), transfer(u128::MAX, here, 1, 2)]);
         assert_eq!(run.expect("local").claims, vec![]);
     }
 
@@ -211,11 +217,11 @@ mod tests {
     fn only_placement_by_ledger_over_several_partitions_runs_batches_locally() {
         let here = ledger_of(1);
         let by_id = partition(1, PlacementKind::ById);
-        assert_eq!(by_id.local_accounts(&[account(1, here)]), None);
+        assert_eq!(by_id.local_accounts([account(1, here)]), None);
         let whole = Ledger::new(LedgerConfig {
             placement: PlacementKind::ByLedger,
             ..LedgerConfig::default()
         });
-        assert_eq!(whole.local_transfers(&[transfer(1, here, 1, 2)]), None);
+        assert_eq!(whole.local_transfers([transfer(1, here, 1, 2)]), None);
     }
 }

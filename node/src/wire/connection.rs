@@ -35,7 +35,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use zerocopy::IntoBytes;
 
-use super::partitioned::request_events;
+use super::partitioned::request_records;
 use super::{
     peer_warn, session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE,
 };
@@ -266,12 +266,12 @@ async fn run_by_ledger(
     let queues = &context.queues;
     let ledger = match request.operation() {
         Operation::CreateAccounts => {
-            let events: Vec<Account> = request_events(&request);
-            events.iter().map(|a| a.ledger).find(|l| *l != 0)
+            let mut events = request_records::<Account>(&request);
+            events.find(|a| a.ledger != 0).map(|a| a.ledger)
         }
         Operation::CreateTransfers => {
-            let events: Vec<Transfer> = request_events(&request);
-            events.iter().map(|t| t.ledger).find(|l| *l != 0)
+            let mut events = request_records::<Transfer>(&request);
+            events.find(|t| t.ledger != 0).map(|t| t.ledger)
         }
         _ => None,
     };

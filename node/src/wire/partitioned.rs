@@ -63,13 +63,20 @@ pub(super) async fn run(
     }
 }
 
-/// Every event of a validated create request, its batches' in order.
-pub(crate) fn request_events<T: FromBytes + IntoBytes + Copy>(request: &ClientRequest) -> Vec<T> {
-    let batches = batches_of(request);
-    batches
-        .iter()
-        .flat_map(|batch| records::<T>(batch))
-        .collect()
+/// Every event of a validated create request, its batches' in order, read one at a time
+/// (nothing is copied but the event being read).
+pub(crate) fn request_records<'a, T: FromBytes + 'a>(
+    request: &'a ClientRequest,
+) -> impl Iterator<Item = T> + 'a {
+    let operation = request.operation();
+    let event_max = operation.event_max(BATCH_SIZE_LIMIT as usize);
+    let decoded = MultiBatch::decode(request.body(), operation.event_size(), event_max);
+    let decoded = decoded.expect("the body was validated when the request was built");
+    decoded.batches().flat_map(|batch| {
+        batch
+            .chunks_exact(size_of::<T>())
+            .map(|event| T::read_from_bytes(event).expect("an event's size"))
+    })
 }
 
 /// The batches of a validated request's multi-batch body.

@@ -38,8 +38,16 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
-/// Runs `kassa format` on `data_dir` with `partitions` partitions; panics unless it succeeds.
+/// The placement tests run on: `KASSA_TEST_PLACEMENT` (`id` or `ledger`), else the node's
+/// default. The test command runs the node's tests once on each.
+pub fn test_placement() -> Option<String> {
+    std::env::var("KASSA_TEST_PLACEMENT").ok()
+}
+
+/// Runs `kassa format` on `data_dir` with `partitions` partitions (placed as
+/// [`test_placement`] says); panics unless it succeeds.
 pub fn format(data_dir: &Path, partitions: u32) {
+    let placement = test_placement().map(|p| vec!["--placement".to_string(), p]);
     let formatted = Command::new(env!("CARGO_BIN_EXE_kassa"))
         .args([
             "format",
@@ -48,6 +56,7 @@ pub fn format(data_dir: &Path, partitions: u32) {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(placement.unwrap_or_default())
         .output()
         .expect("run kassa format");
     assert!(formatted.status.success(), "{formatted:?}");
@@ -101,6 +110,12 @@ impl Node {
         } else {
             &["--wire-address", "127.0.0.1:0"]
         };
+        // A directory this start formats is placed as the test run says.
+        let unformatted = !data_dir.join("cluster").exists() && !extra.contains(&"--placement");
+        let placement: Vec<String> = match test_placement() {
+            Some(placement) if unformatted => vec!["--placement".into(), placement],
+            _ => Vec::new(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
             .envs(env.iter().copied())
             .args([
@@ -113,6 +128,7 @@ impl Node {
             ])
             .arg(data_dir)
             .args(wire_default)
+            .args(placement)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

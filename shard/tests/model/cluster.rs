@@ -231,10 +231,10 @@ impl Cluster {
         let ledger = &self.partitions[partition as usize];
         let run = match op {
             Op::CreateAccounts { events, .. } if !events.is_empty() => {
-                ledger.local_accounts(events)
+                ledger.local_accounts(events.iter().copied())
             }
             Op::CreateTransfers { events, .. } if !events.is_empty() => {
-                ledger.local_transfers(events)
+                ledger.local_transfers(events.iter().copied())
             }
             _ => None,
         };
