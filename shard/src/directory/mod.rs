@@ -35,8 +35,9 @@
 //!
 //! Callers: a partition's ledger holds its [`IdHomes`] (changed by the log's `Claim` and
 //! `Settle` entries, in its snapshot); the node's `id_directory` module drives the rest on each
-//! partition's core, through a transport. No write path claims ids yet: records are still
-//! placed by id (step 2 of the plan in `docs/transactions.md` puts them by ledger).
+//! partition's core, through a transport. Under placement by ledger a batch's new ids are
+//! claimed before it runs (the node's `CoreRequest::WriteLocal`, and the coordinator before
+//! its decision); under placement by id nothing claims.
 //! `tests/directory.rs` drives all three parts in a seeded simulation of partitions that crash,
 //! lose leaders and reorder messages.
 
