@@ -29,10 +29,11 @@ use kassa_shard::{
 use kassa_wire::RequestHeader;
 use kassa_wire::Transfer;
 
+pub use crate::clock::realtime_ns;
 use crate::fail_stop::fail_stop;
-use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory};
+use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory, DirectoryHost};
 use crate::id_directory::DirectoryMessage;
-use crate::wire::partitioned::request_records;
+use crate::id_directory::Transport;
 use crate::NodeError;
 use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::LocalRun;
@@ -280,6 +281,24 @@ pub(crate) struct Served {
     pub(crate) partition: Partition,
     lock: PartitionLock,
     pub(crate) directory: CoreDirectory,
+}
+
+impl DirectoryHost for Served {
+    fn number(&self) -> u32 {
+        self.number
+    }
+
+    fn partition(&self) -> &Partition {
+        &self.partition
+    }
+
+    fn directory(&self) -> &CoreDirectory {
+        &self.directory
+    }
+
+    async fn write(&self, command: Command) -> Result<Reply, NodeError> {
+        Served::write(self, self.number, command).await
+    }
 }
 
 impl Served {
@@ -636,6 +655,27 @@ impl CoreQueues {
     }
 }
 
+/// The in-process transport: a directory message is a request on the partition's core
+/// queue. A full or closed queue loses it, which the protocol tolerates (it resends).
+impl Transport for CoreQueues {
+    fn send(&self, partition: u32, message: DirectoryMessage) {
+        if partition >= self.partitions() {
+            tracing::warn!(
+                partition,
+                "a directory message for no partition of the node"
+            );
+            return;
+        }
+        let request = CoreRequest::Directory { partition, message };
+        if self.sender(partition).try_send(request).is_err() {
+            tracing::debug!(
+                partition,
+                "a directory message was dropped (queue full or closed)"
+            );
+        }
+    }
+}
+
 type Ready = std::sync::mpsc::Sender<Result<(), String>>;
 
 fn core_main(
@@ -854,7 +894,7 @@ async fn serve(
             partition,
             kind,
             ids,
-        } => on_core::settled(served(partition), kind, ids),
+        } => on_core::settled(served(partition).as_ref(), kind, ids),
         CoreRequest::WriteLocal {
             partition,
             command,
@@ -895,7 +935,7 @@ async fn write_local(
             .values()
             .all(|a| *a == ClaimAnswer::Granted);
         if !granted {
-            on_core::settled(served, kind, run.claims);
+            on_core::settled(served.as_ref(), kind, run.claims);
             return Ok(LocalWrite::NotLocal(command));
         }
     }
@@ -903,7 +943,7 @@ async fn write_local(
     // Applied: the ids are in the ledger now. (After a failed write they stay proposed: the
     // entry may still commit, and a leader change clears them.)
     if claimed {
-        on_core::settled(served, kind, run.claims);
+        on_core::settled(served.as_ref(), kind, run.claims);
     }
     Ok(LocalWrite::Written(written))
 }
@@ -929,11 +969,11 @@ fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
         Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
             match request.operation() {
                 Operation::CreateAccounts => {
-                    let accounts = request_records::<Account>(request);
+                    let accounts = request.records::<Account>();
                     Some((IdKind::Account, ledger.local_accounts(accounts)?))
                 }
                 Operation::CreateTransfers => {
-                    let transfers = request_records::<Transfer>(request);
+                    let transfers = request.records::<Transfer>();
                     Some((IdKind::Transfer, ledger.local_transfers(transfers)?))
                 }
                 _ => None,
@@ -986,12 +1026,6 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
             }
         }
     }
-}
-
-/// The wall clock in nanoseconds since the Unix epoch: the `now` a leader stamps commands with.
-pub fn realtime_ns() -> u64 {
-    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    elapsed.map_or(0, |elapsed| elapsed.as_nanos() as u64)
 }
 
 /// Pins the calling thread to one CPU, if the machine has it; a failure only costs locality.

@@ -8,6 +8,7 @@
 //! span partitions run as atomic transactions (`coordinator`); `service` is the one place
 //! that routes every operation.
 
+pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod cores;

@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 
 use kassa_wire::client_headers::{EvictionReason, ReplyHeader, RequestHeader};
 use kassa_wire::header::HeaderLayout;
+use kassa_wire::multi_batch::MultiBatch;
 use kassa_wire::{
     validate_client_frame, validate_request, ClientFrame, Command as WireCommand, FrameError,
     Operation, RequestError, HEADER_SIZE, MESSAGE_BODY_SIZE_MAX,
@@ -94,6 +95,25 @@ impl ClientRequest {
 
     pub fn operation(&self) -> Operation {
         self.operation
+    }
+
+    /// The records of the request's body, its batches' in order, read one at a time (nothing
+    /// is copied but the record being read): a create request's events, a lookup's ids.
+    /// `T` must be the operation's event type.
+    pub fn records<T: FromBytes>(&self) -> impl Iterator<Item = T> + '_ {
+        let operation = self.operation;
+        assert_eq!(size_of::<T>(), operation.event_size());
+        let event_max = if operation.is_batchable() {
+            operation.event_max(BATCH_SIZE_LIMIT as usize)
+        } else {
+            1
+        };
+        let decoded = MultiBatch::decode(&self.body, operation.event_size(), event_max);
+        let decoded = decoded.expect("the body was validated when the request was built");
+        decoded.batches().flat_map(|batch| {
+            (batch.chunks_exact(size_of::<T>()))
+                .map(|record| T::read_from_bytes(record).expect("a record's size"))
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use foldhash::fast::FixedState;
+use kassa_raft::Partition;
 use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::{Command, Reply};
 
@@ -20,7 +21,7 @@ use super::{
     directory_command, ClaimError, DirectoryIo, DirectoryMessage, PartitionDirectory, Transport,
     DIRECTORY_TICK_MS,
 };
-use crate::cores::{realtime_ns, CoreQueues, CoreRequest, Served};
+use crate::clock::realtime_ns;
 use crate::NodeError;
 
 /// How long a batch waits for its claims' answers before it fails (every home is on this
@@ -91,30 +92,29 @@ impl CoreDirectory {
     }
 }
 
-/// The in-process transport: a directory message is a request on the partition's core
-/// queue. A full or closed queue loses it, which the protocol tolerates (it resends).
-impl Transport for CoreQueues {
-    fn send(&self, partition: u32, message: DirectoryMessage) {
-        if partition >= self.partitions() {
-            tracing::warn!(
-                partition,
-                "a directory message for no partition of the node"
-            );
-            return;
-        }
-        let request = CoreRequest::Directory { partition, message };
-        if self.sender(partition).try_send(request).is_err() {
-            tracing::debug!(
-                partition,
-                "a directory message was dropped (queue full or closed)"
-            );
-        }
-    }
+/// What the directory's driver needs of the partition it runs for (the core's `Served`): the
+/// driver reaches the core only through this and a [`Transport`].
+pub(crate) trait DirectoryHost: 'static {
+    /// The partition's number in the cluster.
+    fn number(&self) -> u32;
+    /// Its Raft group: its status, and reads of its applied ledger.
+    fn partition(&self) -> &Partition;
+    fn directory(&self) -> &CoreDirectory;
+    /// Writes `command` through the partition's log (a log that can no longer be written
+    /// stops the process).
+    fn write(
+        &self,
+        command: Command,
+    ) -> impl std::future::Future<Output = Result<Reply, NodeError>>;
 }
 
 /// A message from another partition's leader (or this one's) for `served`.
-pub(crate) fn received(served: &Rc<Served>, transport: &Rc<CoreQueues>, message: DirectoryMessage) {
-    let status = served.partition.status();
+pub(crate) fn received<H: DirectoryHost, T: Transport + 'static>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    message: DirectoryMessage,
+) {
+    let status = served.partition().status();
     // A single voter is its partition's only leader, so its status confirms it. With
     // replicas, a holder must confirm it still leads (a linearizable read) before it answers
     // "lacks" (`HolderState::term_committed`); the directory also waits for its own epoch.
@@ -122,9 +122,9 @@ pub(crate) fn received(served: &Rc<Served>, transport: &Rc<CoreQueues>, message:
     let now_ms = monotonic_ms();
     let mut io = Vec::new();
     {
-        let mut state = served.directory.state.borrow_mut();
+        let mut state = served.directory().state.borrow_mut();
         state.set_term(status.term);
-        served.partition.read(|ledger| {
+        served.partition().read(|ledger| {
             state.received(message, ledger, leader_confirmed, now_ms, &mut io);
         });
     }
@@ -134,25 +134,25 @@ pub(crate) fn received(served: &Rc<Served>, transport: &Rc<CoreQueues>, message:
 /// Claims `ids` of `kind` for a batch of `served` and waits for every answer, at most
 /// [`CLAIM_WAIT_MAX`]. If the caller is gone when the answers come, the ids are settled
 /// at once (the batch will not be proposed).
-pub(crate) async fn claim_for(
-    served: &Rc<Served>,
-    transport: &Rc<CoreQueues>,
+pub(crate) async fn claim_for<H: DirectoryHost, T: Transport + 'static>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
     kind: IdKind,
     ids: Vec<u128>,
     reply: tokio::sync::oneshot::Sender<Result<ClaimOutcome, NodeError>>,
 ) {
     let outcome = claim_here(served, transport, kind, &ids).await;
     if let Err(Ok(outcome)) = reply.send(outcome) {
-        let mut state = served.directory.state.borrow_mut();
+        let mut state = served.directory().state.borrow_mut();
         state.settled(kind, outcome.answers.into_keys());
     }
 }
 
 /// Claims `ids` of `kind` for a batch of `served`, on its core, and waits for every answer,
 /// at most [`CLAIM_WAIT_MAX`]. The ids then count as proposed until [`settled`].
-pub(crate) async fn claim_here(
-    served: &Rc<Served>,
-    transport: &Rc<CoreQueues>,
+pub(crate) async fn claim_here<H: DirectoryHost, T: Transport + 'static>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
     kind: IdKind,
     ids: &[u128],
 ) -> Result<ClaimOutcome, NodeError> {
@@ -167,18 +167,18 @@ pub(crate) async fn claim_here(
 }
 
 /// A batch of `served` that claimed `ids` of `kind` was applied or given up.
-pub(crate) fn settled(served: &Served, kind: IdKind, ids: Vec<u128>) {
-    served.directory.state.borrow_mut().settled(kind, ids);
+pub(crate) fn settled<H: DirectoryHost>(served: &H, kind: IdKind, ids: Vec<u128>) {
+    served.directory().state.borrow_mut().settled(kind, ids);
 }
 
 /// Logs a `ClaimEpoch` of the leader's current term and hands its index to the directory.
-async fn log_epoch(served: &Served) -> Result<(), NodeError> {
-    let term = served.partition.status().term;
-    let written = served.write(served.number, Command::ClaimEpoch).await;
-    let mut state = served.directory.state.borrow_mut();
+async fn log_epoch<H: DirectoryHost>(served: &H) -> Result<(), NodeError> {
+    let term = served.partition().status().term;
+    let written = served.write(Command::ClaimEpoch).await;
+    let mut state = served.directory().state.borrow_mut();
     match written {
         Ok(Reply::ClaimEpoch) => {
-            let status = served.partition.status();
+            let status = served.partition().status();
             let applied = status.applied_index.expect("the epoch entry was applied");
             state.set_term(status.term);
             state.set_epoch(term, applied);
@@ -193,22 +193,22 @@ async fn log_epoch(served: &Served) -> Result<(), NodeError> {
 }
 
 /// Claims `ids` of `kind` for a batch of `served` and waits for every answer.
-async fn claim(
-    served: &Rc<Served>,
-    transport: &Rc<CoreQueues>,
+async fn claim<H: DirectoryHost, T: Transport + 'static>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
     kind: IdKind,
     ids: &[u128],
 ) -> Result<ClaimOutcome, NodeError> {
-    let directory = &served.directory;
+    let directory = served.directory();
     let mut io = Vec::new();
     let round = loop {
         if directory.closed.get() {
             return Err(NodeError::ShuttingDown);
         }
-        let term = served.partition.status().term;
+        let term = served.partition().status().term;
         directory.state.borrow_mut().set_term(term);
         if directory.state.borrow().needs_epoch() {
-            log_epoch(served).await?;
+            log_epoch(served.as_ref()).await?;
         }
         let claimed = {
             let mut state = directory.state.borrow_mut();
@@ -257,8 +257,12 @@ async fn claim(
 
 /// Does what a partition's directory asked: messages out through the transport, entries
 /// into its own log (each applied entry may ask for more), waiting claims woken.
-fn perform(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>) {
-    let directory = &served.directory;
+fn perform<H: DirectoryHost, T: Transport + 'static>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    io: Vec<DirectoryIo>,
+) {
+    let directory = served.directory();
     for action in io {
         match action {
             DirectoryIo::Send(partition, message) => transport.send(partition, message),
@@ -268,7 +272,10 @@ fn perform(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>
                 }
             }
             _ if directory.closed.get() || directory.appends.get() >= DIRECTORY_APPENDS_MAX => {
-                tracing::debug!(partition = served.number, "a directory append was dropped");
+                tracing::debug!(
+                    partition = served.number(),
+                    "a directory append was dropped"
+                );
                 if matches!(action, DirectoryIo::LogEpoch) {
                     directory.state.borrow_mut().epoch_failed();
                 }
@@ -277,10 +284,10 @@ fn perform(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>
                 directory.appends.set(directory.appends.get() + 1);
                 let served = served.clone();
                 monoio::spawn(async move {
-                    if let Err(error) = log_epoch(&served).await {
-                        tracing::warn!(partition = served.number, %error, "a claim epoch failed");
+                    if let Err(error) = log_epoch(served.as_ref()).await {
+                        tracing::warn!(partition = served.number(), %error, "a claim epoch failed");
                     }
-                    let appends = &served.directory.appends;
+                    let appends = &served.directory().appends;
                     appends.set(appends.get() - 1);
                 });
             }
@@ -289,8 +296,8 @@ fn perform(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>
                 let (served, transport) = (served.clone(), transport.clone());
                 monoio::spawn(async move {
                     let entry = directory_command(kind, command.clone());
-                    let written = served.write(served.number, entry).await;
-                    let directory = &served.directory;
+                    let written = served.write(entry).await;
+                    let directory = served.directory();
                     directory.appends.set(directory.appends.get() - 1);
                     match written {
                         Ok(reply) => {
@@ -303,7 +310,7 @@ fn perform(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>
                         }
                         // A claimant claims again; a home asks the holder again.
                         Err(error) => {
-                            tracing::warn!(partition = served.number, %error, "a directory entry failed");
+                            tracing::warn!(partition = served.number(), %error, "a directory entry failed");
                         }
                     }
                 });
@@ -313,10 +320,10 @@ fn perform(served: &Rc<Served>, transport: &Rc<CoreQueues>, io: Vec<DirectoryIo>
 }
 
 /// Resends claims and asks holders again as their times come, until `stop`.
-pub(crate) async fn directory_loop(
-    partitions: Vec<Rc<Served>>,
+pub(crate) async fn directory_loop<H: DirectoryHost, T: Transport + 'static>(
+    partitions: Vec<Rc<H>>,
     stop: Rc<Cell<bool>>,
-    transport: Rc<CoreQueues>,
+    transport: Rc<T>,
 ) {
     while !stop.get() {
         monoio::time::sleep(Duration::from_millis(DIRECTORY_TICK_MS)).await;
@@ -324,7 +331,7 @@ pub(crate) async fn directory_loop(
         for served in &partitions {
             let mut io = Vec::new();
             {
-                let mut state = served.directory.state.borrow_mut();
+                let mut state = served.directory().state.borrow_mut();
                 if !state.is_busy() {
                     continue;
                 }

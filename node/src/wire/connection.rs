@@ -35,7 +35,6 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use zerocopy::IntoBytes;
 
-use super::partitioned::request_records;
 use super::{
     peer_warn, session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE,
 };
@@ -266,11 +265,11 @@ async fn run_by_ledger(
     let queues = &context.queues;
     let ledger = match request.operation() {
         Operation::CreateAccounts => {
-            let mut events = request_records::<Account>(&request);
+            let mut events = request.records::<Account>();
             events.find(|a| a.ledger != 0).map(|a| a.ledger)
         }
         Operation::CreateTransfers => {
-            let mut events = request_records::<Transfer>(&request);
+            let mut events = request.records::<Transfer>();
             events.find(|t| t.ledger != 0).map(|t| t.ledger)
         }
         _ => None,

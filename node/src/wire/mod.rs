@@ -31,7 +31,7 @@
 //! a few times per peer per window ([`LogLimiter`]).
 
 mod connection;
-pub(crate) mod partitioned;
+mod partitioned;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -63,22 +63,6 @@ pub(super) async fn run(
     }
 }
 
-/// Every event of a validated create request, its batches' in order, read one at a time
-/// (nothing is copied but the event being read).
-pub(crate) fn request_records<'a, T: FromBytes + 'a>(
-    request: &'a ClientRequest,
-) -> impl Iterator<Item = T> + 'a {
-    let operation = request.operation();
-    let event_max = operation.event_max(BATCH_SIZE_LIMIT as usize);
-    let decoded = MultiBatch::decode(request.body(), operation.event_size(), event_max);
-    let decoded = decoded.expect("the body was validated when the request was built");
-    decoded.batches().flat_map(|batch| {
-        batch
-            .chunks_exact(size_of::<T>())
-            .map(|event| T::read_from_bytes(event).expect("an event's size"))
-    })
-}
-
 /// The batches of a validated request's multi-batch body.
 fn batches_of(request: &ClientRequest) -> Vec<Vec<u8>> {
     let operation = request.operation();
