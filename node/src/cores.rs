@@ -471,17 +471,25 @@ impl CoreQueues {
         txn: Option<u64>,
         command: Command,
     ) -> Result<Reply, NodeError> {
-        let (reply, receive) = tokio::sync::oneshot::channel();
-        let request = CoreRequest::Write {
+        self.ask(partition, |reply| CoreRequest::Write {
             partition,
             txn,
             command,
             reply,
-        };
-        self.sender(partition)
-            .send(request)
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
+        })
+        .await
+    }
+
+    /// Sends `partition`'s core the request `make` builds around a reply channel, and waits
+    /// for the reply.
+    async fn ask<T>(
+        &self,
+        partition: u32,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, NodeError>>) -> CoreRequest,
+    ) -> Result<T, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let sent = self.sender(partition).send(make(reply)).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
@@ -493,17 +501,12 @@ impl CoreQueues {
         partition: u32,
         command: Command,
     ) -> Result<LocalWrite, NodeError> {
-        let (reply, receive) = tokio::sync::oneshot::channel();
-        let request = CoreRequest::WriteLocal {
+        self.ask(partition, |reply| CoreRequest::WriteLocal {
             partition,
             command,
             reply,
-        };
-        self.sender(partition)
-            .send(request)
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
-        receive.await.map_err(|_| NodeError::ShuttingDown)?
+        })
+        .await
     }
 
     /// Runs `read` on `partition`'s applied ledger, on its core, and returns what it returns.
@@ -614,16 +617,13 @@ impl CoreQueues {
         kind: IdKind,
         ids: Vec<u128>,
     ) -> Result<ClaimOutcome, NodeError> {
-        let (reply, receive) = tokio::sync::oneshot::channel();
-        let request = CoreRequest::Claim {
+        self.ask(partition, |reply| CoreRequest::Claim {
             partition,
             kind,
             ids,
             reply,
-        };
-        let sent = self.sender(partition).send(request).await;
-        sent.map_err(|_| NodeError::ShuttingDown)?;
-        receive.await.map_err(|_| NodeError::ShuttingDown)?
+        })
+        .await
     }
 
     /// The batch of `partition` whose claims came out as `round` was applied or given up:

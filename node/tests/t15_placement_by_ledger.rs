@@ -83,6 +83,14 @@ fn format_by_ledger(dir: &std::path::Path) {
     common::format_placed(dir, PARTITIONS, "ledger");
 }
 
+/// Account `id`'s posted debits and credits.
+fn posted(node: &Node, id: u128) -> (u128, u128) {
+    let (status, account) = node.get(&format!("/v1/accounts/{id}"));
+    assert_eq!(status, 200, "{account}");
+    let field = |name: &str| -> u128 { account[name].as_str().expect(name).parse().expect(name) };
+    (field("debits_posted"), field("credits_posted"))
+}
+
 /// Posts `body` to both nodes and asserts the same result names.
 fn both(reference: &Node, placed: &Node, path: &str, body: &str) -> Vec<String> {
     let (status, expected) = reference.post(path, body);
@@ -457,15 +465,7 @@ fn concurrent_writers_on_many_ledgers_keep_every_ledger_balanced() {
         }
     }
     for (id, (debits, credits)) in expected {
-        let (status, account) = node.get(&format!("/v1/accounts/{id}"));
-        assert_eq!(status, 200, "{account}");
-        let field =
-            |name: &str| -> u128 { account[name].as_str().expect(name).parse().expect(name) };
-        assert_eq!(
-            (field("debits_posted"), field("credits_posted")),
-            (debits, credits),
-            "account {id}"
-        );
+        assert_eq!(posted(&node, id), (debits, credits), "account {id}");
     }
     assert_balanced(&node);
 }
@@ -519,15 +519,7 @@ fn a_global_transaction_decided_before_a_crash_is_completed_by_the_restart() {
 
     let node = Node::start(&dir.0);
     for (id, debits, credits) in [(1u128, 70u128, 0u128), (2, 0, 70), (3, 30, 0), (4, 0, 30)] {
-        let (status, account) = node.get(&format!("/v1/accounts/{id}"));
-        assert_eq!(status, 200, "{account}");
-        let field =
-            |name: &str| -> u128 { account[name].as_str().expect(name).parse().expect(name) };
-        assert_eq!(
-            (field("debits_posted"), field("credits_posted")),
-            (debits, credits),
-            "account {id}"
-        );
+        assert_eq!(posted(&node, id), (debits, credits), "account {id}");
     }
     // Both transfers exist, each in its ledger; their ids are taken in every ledger.
     let (status, reply) = node.post("/v1/transfers", &body);
