@@ -923,28 +923,31 @@ async fn write_local(
     let Some((kind, run)) = run else {
         return Ok(LocalWrite::NotLocal(command));
     };
-    let claimed = !run.claims.is_empty();
-    if claimed {
+    // Ids of buckets leased to this partition need no claim; they count as proposed from
+    // here (no await since the check) until settled.
+    let (covered, claims) = on_core::use_leases(served, transport, kind, run.claims);
+    if !claims.is_empty() {
         // A claim waiting for its answers does not count as in flight (they come through
         // this core's queue).
         in_flight.set(in_flight.get() - 1);
-        let outcome = on_core::claim_here(served, transport, kind, &run.claims).await;
+        let outcome = on_core::claim_here(served, transport, kind, &claims).await;
         in_flight.set(in_flight.get() + 1);
-        let granted = outcome?
-            .answers
-            .values()
-            .all(|a| *a == ClaimAnswer::Granted);
+        let granted = match outcome {
+            Ok(outcome) => outcome.answers.values().all(|a| *a == ClaimAnswer::Granted),
+            Err(error) => {
+                on_core::settled(served.as_ref(), kind, covered);
+                return Err(error);
+            }
+        };
         if !granted {
-            on_core::settled(served.as_ref(), kind, run.claims);
+            on_core::settled(served.as_ref(), kind, covered.into_iter().chain(claims));
             return Ok(LocalWrite::NotLocal(command));
         }
     }
     let written = served.write(served.number, command).await?;
     // Applied: the ids are in the ledger now. (After a failed write they stay proposed: the
     // entry may still commit, and a leader change clears them.)
-    if claimed {
-        on_core::settled(served.as_ref(), kind, run.claims);
-    }
+    on_core::settled(served.as_ref(), kind, covered.into_iter().chain(claims));
     Ok(LocalWrite::Written(written))
 }
 

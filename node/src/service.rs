@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kassa_shard::directory::{Bucket, IdKind};
 use kassa_shard::{ledger_partition, Command, Ledger, Placement, PlacementKind, Reply};
 use kassa_wire::{
     Account, AccountBalance, AccountFilter, AccountId, CreateAccountResult, CreateTransferResult,
@@ -240,6 +241,31 @@ impl Service {
             }
         }
         Ok((!not_serving.is_empty()).then(|| not_serving.join("; ")))
+    }
+
+    /// The id directory's buckets leased, and released, by every partition's homes (see
+    /// `kassa_shard::directory::Bucket`).
+    pub async fn lease_buckets(&self) -> Result<(u64, u64), NodeError> {
+        let (mut leased, mut released) = (0, 0);
+        for partition in 0..self.partitions() {
+            let (l, r) = self
+                .cores
+                .read(partition, |ledger| {
+                    let homes = ledger.id_homes();
+                    let buckets = IdKind::ALL
+                        .iter()
+                        .flat_map(|kind| homes.directory(*kind).buckets().iter());
+                    buckets.fold((0u64, 0u64), |(l, r), bucket| match bucket {
+                        Bucket::Leased { .. } => (l + 1, r),
+                        Bucket::Released { .. } => (l, r + 1),
+                        Bucket::Sole { .. } | Bucket::Mixed => (l, r),
+                    })
+                })
+                .await?;
+            leased += l;
+            released += r;
+        }
+        Ok((leased, released))
     }
 }
 

@@ -560,3 +560,152 @@ fn start_formats_with_the_placement_asked_and_refuses_another() {
     let (_, ready) = node.get("/ready");
     assert_eq!(ready["placement"], "ledger", "{ready}");
 }
+
+/// Transfers of `ledger` with `ids`, each of 1 from `debit` to `credit`, as a JSON batch.
+fn transfers_json(
+    ids: impl Iterator<Item = u128>,
+    ledger: u32,
+    debit: u128,
+    credit: u128,
+) -> String {
+    let events: Vec<String> = ids
+        .map(|id| transfer_json(id, debit, credit, 1, 0, ledger, 1, &[]))
+        .collect();
+    format!("[{}]", events.join(","))
+}
+
+/// The id directory's lease buckets, leased and released, as `/ready` counts them.
+fn lease_buckets(node: &Node) -> (u64, u64) {
+    let (status, ready) = node.get("/ready");
+    assert_eq!(status, 200, "{ready}");
+    let count = |name: &str| ready[name].as_u64().expect(name);
+    (count("leased_buckets"), count("released_buckets"))
+}
+
+/// A ledger that stores many transfers gets its buckets leased by their homes and stores
+/// fresh ids without claiming them. Another ledger that then reuses those ids (which no home
+/// knows) gets exactly one partition's answers, the leases end, and everything survives a
+/// restart.
+#[test]
+fn leased_buckets_spare_claims_and_end_when_another_ledger_claims_in_them() {
+    let (reference_dir, placed_dir) = (TempDir::new("lease-ref"), TempDir::new("lease-placed"));
+    let (reference, mut placed) = start_pair(&reference_dir, &placed_dir);
+    // Ledgers 1 and 3 are in different partitions (1 and 2 share one).
+    assert_ne!(
+        ledger_partition(1, PARTITIONS),
+        ledger_partition(3, PARTITIONS)
+    );
+    let accounts: Vec<String> = [(1u128, 1u32), (2, 1), (3, 3), (4, 3)]
+        .iter()
+        .map(|(id, ledger)| account_json(*id, *ledger, &[]))
+        .collect();
+    let created = both(
+        &reference,
+        &placed,
+        "/v1/accounts",
+        &format!("[{}]", accounts.join(",")),
+    );
+    assert!(created.iter().all(|r| r == "created"), "{created:?}");
+    assert_eq!(lease_buckets(&placed), (0, 0));
+
+    // Ledger 1 alone, in full batches through the wire protocol, until most of the 1,024
+    // transfer buckets are leased to its partition.
+    let connect = |node: &Node| {
+        BlockingClient::connect(ClientConfig::new(vec![node.wire], 0)).expect("connect")
+    };
+    let (mut to_reference, mut to_placed) = (connect(&reference), connect(&placed));
+    let mut batches = 0u128;
+    while lease_buckets(&placed).0 < 800 {
+        assert!(
+            batches < 12,
+            "leases after {batches} batches: {:?}",
+            lease_buckets(&placed)
+        );
+        let transfers: Vec<Transfer> = (0..8_000u128)
+            .map(|event| Transfer {
+                id: TransferId(1_000_000 + batches * 8_000 + event),
+                debit_account_id: AccountId(1),
+                credit_account_id: AccountId(2),
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            })
+            .collect();
+        for client in [&mut to_reference, &mut to_placed] {
+            let results = client.create_transfers(&transfers).expect("created");
+            assert!(results.iter().all(|r| r.status.name() == "created"));
+        }
+        batches += 1;
+        // Lease answers come after the batch; give them a moment.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(lease_buckets(&placed).1, 0);
+
+    // Fresh ids of ledger 1: stored under the leases, unknown to their homes.
+    let leased: Vec<u128> = (2_000_000..2_000_100).collect();
+    let results = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &transfers_json(leased.iter().copied(), 1, 1, 2),
+    );
+    assert!(results.iter().all(|r| r == "created"), "{results:?}");
+
+    // Ledger 3 reuses some of them, one per batch beside a fresh id (so that one id whose
+    // bucket was not leased cannot send the others to the global path with it): one
+    // partition's exact answers.
+    let fresh: Vec<u128> = (3_000_000..3_000_020).collect();
+    for (reused, fresh) in leased.iter().zip(&fresh) {
+        let results = both(
+            &reference,
+            &placed,
+            "/v1/transfers",
+            &transfers_json([*reused, *fresh].into_iter(), 3, 3, 4),
+        );
+        assert_eq!(results[1], "created", "{results:?}");
+        assert_ne!(results[0], "created", "{results:?}");
+    }
+    let (leased_now, released) = lease_buckets(&placed);
+    assert!(released > 0, "another ledger's claims end leases");
+
+    // Ledger 1 reuses ledger 3's ids and stores fresh ones in released buckets.
+    let again = fresh.iter().copied().chain(4_000_000..4_000_020);
+    let results = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &transfers_json(again, 1, 2, 1),
+    );
+    assert!(results[..20].iter().all(|r| r != "created"), "{results:?}");
+    assert!(results[20..].iter().all(|r| r == "created"), "{results:?}");
+
+    let mut ids: Vec<u128> = leased.iter().chain(&fresh).copied().collect();
+    ids.extend(4_000_000..4_000_020);
+    ids.extend([1_000_000, 1_000_000 + batches * 8_000 - 1]);
+    assert_same_records(&reference, &placed, &ids);
+    drop(to_placed);
+    placed.stop();
+    placed = Node::start(&placed_dir.0);
+    assert_eq!(
+        lease_buckets(&placed),
+        (leased_now, released),
+        "buckets survive"
+    );
+    assert_same_records(&reference, &placed, &ids);
+    // A new leader holds no leases until it asks: its batches claim, and stay exact.
+    let results = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &transfers_json(
+            (5_000_000..5_000_050).chain(leased[50..60].iter().copied()),
+            1,
+            1,
+            2,
+        ),
+    );
+    assert!(results[..50].iter().all(|r| r == "created"), "{results:?}");
+    assert!(results[50..].iter().all(|r| r == "exists"), "{results:?}");
+    assert_balanced(&placed);
+}

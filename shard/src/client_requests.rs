@@ -517,7 +517,8 @@ mod tests {
         // checks refuse it. The (empty) transaction state, id directory and foreign requests
         // follow the table.
         const TXN_STATE_EMPTY: usize = 24;
-        const ID_DIRECTORY_EMPTY: usize = 16;
+        // Per id space: no entries, then 64 empty lease buckets of 13 bytes.
+        const ID_DIRECTORY_EMPTY: usize = 2 * (8 + 64 * 13);
         const FOREIGN_EMPTY: usize = 16;
         let mut damaged = first.clone();
         let at = damaged.len() - 1 - TXN_STATE_EMPTY - ID_DIRECTORY_EMPTY - FOREIGN_EMPTY;

@@ -12,7 +12,9 @@
 //! as the wire port did (`ClientRequest::new`) and checks that the operation fits the tag.
 //! The id directory's `Claim` has `count` ids after a 24-byte body header (`kind u32 |
 //! claimant u32 | round u64 | priority u64`); a `Settle` has a 48-byte body (`kind u32 | holder
-//! u32 | claimant u32 | verdict u32 | holder_round u64 | round u64 | id u128`).
+//! u32 | claimant u32 | verdict u32 | holder_round u64 | round u64 | id u128`); a `Lease` has
+//! `count` buckets (`u16` each, ascending) after a 16-byte body header (`kind u32 | holder u32
+//! | round u64`).
 //! Decoding checks the tag, the reserved bytes, the count against `BATCH_EVENTS_MAX` (or
 //! `MESSAGE_SIZE_MAX` for a frame) and the exact length, and never panics on bad input.
 
@@ -26,7 +28,9 @@ use crate::limits::BATCH_EVENTS_MAX;
 use crate::sessions::{ClientReply, ClientRequest, ClientRequestError};
 use std::sync::Arc;
 
-use crate::directory::{ClaimAnswer, DirectoryCommand, IdKind, Verdict, CLAIM_IDS_MAX};
+use crate::directory::{
+    ClaimAnswer, DirectoryCommand, IdKind, Verdict, CLAIM_IDS_MAX, LEASE_BUCKETS,
+};
 use crate::txn::{Decision, Decoder, Effects};
 use crate::{ForeignAnswer, Ledger};
 use kassa_wire::header::HeaderLayout;
@@ -179,8 +183,10 @@ const TAG_CLAIM: u8 = 11;
 const TAG_SETTLE: u8 = 12;
 const TAG_CLAIM_EPOCH: u8 = 13;
 const TAG_FOREIGN_REQUEST: u8 = 14;
+const TAG_LEASE: u8 = 15;
 const CLAIM_HEADER_SIZE: usize = 24;
 const SETTLE_SIZE: usize = 48;
+const LEASE_HEADER_SIZE: usize = 16;
 
 impl Command {
     /// The size of [`Command::encode`]'s output, to size the buffer once.
@@ -199,6 +205,7 @@ impl Command {
             Command::Directory { command, .. } => match command.as_ref() {
                 DirectoryCommand::Claim { ids, .. } => CLAIM_HEADER_SIZE + 16 * ids.len(),
                 DirectoryCommand::Settle { .. } => SETTLE_SIZE,
+                DirectoryCommand::Lease { buckets, .. } => LEASE_HEADER_SIZE + 2 * buckets.len(),
             },
         };
         HEADER_SIZE + body
@@ -299,7 +306,7 @@ impl Command {
         if tag == TAG_ANSWER {
             return decode_answer(now, count, body);
         }
-        if tag == TAG_CLAIM || tag == TAG_SETTLE {
+        if tag == TAG_CLAIM || tag == TAG_SETTLE || tag == TAG_LEASE {
             if now != 0 {
                 return Err(CommandDecodeError::ReservedNotZero);
             }
@@ -420,16 +427,35 @@ fn encode_directory(kind: IdKind, command: &DirectoryCommand, out: &mut Vec<u8>)
             put_u64(out, *round);
             out.extend_from_slice(&id.to_le_bytes());
         }
+        DirectoryCommand::Lease {
+            holder,
+            round,
+            buckets,
+        } => {
+            assert!(buckets.len() <= usize::from(LEASE_BUCKETS));
+            out.extend_from_slice(&[TAG_LEASE, 0, 0, 0, 0, 0, 0, 0]);
+            put_u64(out, 0);
+            put_u32(out, buckets.len() as u32);
+            put_u32(out, 0);
+            put_u32(out, u32::from(kind as u8));
+            put_u32(out, *holder);
+            put_u64(out, *round);
+            out.extend_from_slice(buckets.as_bytes());
+        }
     }
 }
 
-/// Decodes a `Claim` of `count` ids or a `Settle`. What depends on the partition (that the
+/// Decodes a `Claim` of `count` ids, a `Settle`, or a `Lease` of `count` buckets. What depends on the partition (that the
 /// ids are homed here, that the partitions named exist) is checked by the node before it
 /// proposes the entry, and asserted when it is applied.
 fn decode_directory(tag: u8, count: u32, body: &[u8]) -> Result<Command, &'static str> {
     let size = match tag {
         TAG_CLAIM if count as usize > CLAIM_IDS_MAX => return Err("a claim of too many ids"),
         TAG_CLAIM => CLAIM_HEADER_SIZE + 16 * count as usize,
+        TAG_LEASE if count == 0 || count > u32::from(LEASE_BUCKETS) => {
+            return Err("a lease of no buckets or too many")
+        }
+        TAG_LEASE => LEASE_HEADER_SIZE + 2 * count as usize,
         _ if count != 0 => return Err("a settle with a count"),
         _ => SETTLE_SIZE,
     };
@@ -439,7 +465,20 @@ fn decode_directory(tag: u8, count: u32, body: &[u8]) -> Result<Command, &'stati
     let mut reader = Decoder::new(body);
     let kind = u8::try_from(reader.u32()?).ok().and_then(IdKind::from_u8);
     let kind = kind.ok_or("unknown id kind")?;
-    let command = if tag == TAG_CLAIM {
+    let command = if tag == TAG_LEASE {
+        let holder = reader.u32()?;
+        let round = reader.u64()?;
+        let buckets: Vec<u16> = reader.records_exact(count as usize)?;
+        let ascending = buckets.windows(2).all(|pair| pair[0] < pair[1]);
+        if !ascending || buckets.iter().any(|b| *b >= LEASE_BUCKETS) {
+            return Err("lease buckets out of order or out of range");
+        }
+        DirectoryCommand::Lease {
+            holder,
+            round,
+            buckets,
+        }
+    } else if tag == TAG_CLAIM {
         let claimant = reader.u32()?;
         let round = reader.u64()?;
         let priority = reader.u64()?;
@@ -636,7 +675,15 @@ mod tests {
                 round: 9,
             }),
         };
-        for command in [claim, settle] {
+        let lease = Command::Directory {
+            kind: IdKind::Transfer,
+            command: Box::new(DirectoryCommand::Lease {
+                holder: 4,
+                round: 77,
+                buckets: vec![0, 5, LEASE_BUCKETS - 1],
+            }),
+        };
+        for command in [claim, settle, lease] {
             let mut bytes = Vec::new();
             command.encode(&mut bytes);
             assert_eq!(bytes.len(), command.encoded_len());

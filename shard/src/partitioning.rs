@@ -15,13 +15,17 @@ const fn mix64(mut x: u64) -> u64 {
     x
 }
 
+/// The hash both [`partition_of`] and the id directory's lease buckets take their bits from.
+pub(crate) fn id_hash(id: u128) -> u64 {
+    let low = id as u64;
+    let high = (id >> 64) as u64;
+    mix64(low ^ mix64(high))
+}
+
 /// The partition, in `0..partitions`, that owns `id`.
 pub fn partition_of(id: u128, partitions: u32) -> u32 {
     assert!(partitions > 0);
-    let low = id as u64;
-    let high = (id >> 64) as u64;
-    let hash = mix64(low ^ mix64(high));
-    (hash % u64::from(partitions)) as u32
+    (id_hash(id) % u64::from(partitions)) as u32
 }
 
 /// How a cluster places its records in partitions; fixed when its data directory is

@@ -21,13 +21,15 @@
 //!        | transactions:  the cross-partition transaction state (`txn::TxnState::encode`)
 //!        | id directory:  per id space (accounts, then transfers): count u64, count × (id u128,
 //!                         owner tag u8, owner partition u32, claim round u64), in the order
-//!                         the ids were first claimed (`directory::IdHomes::encode`)
+//!                         the ids were first claimed, then 64 lease buckets × (tag u8,
+//!                         partition u32, ids or round u64) (`directory::IdHomes::encode`)
 //!        | foreign requests: used u64, count u64, count × (client u128, request u32,
 //!                         reserved u32, checksum u128, used u64, body size u64, body), in
 //!                         client order (`foreign_requests::ForeignRequests::encode`)
 //! ```
 //! Version 3 snapshots (before the id directory) are read as having an empty one, and
-//! versions 3 and 4 as having no foreign requests.
+//! versions 3 and 4 as having no foreign requests; in versions 4 and 5 each lease bucket is
+//! derived from the directory's entries (none was leased before version 6).
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
 //! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a
@@ -45,8 +47,9 @@ use crate::{Ledger, LedgerConfig, PendingStatus};
 
 /// 2: the cross-partition transaction state and the wire protocol's session table follow the
 /// change stream. 3: undelivered decisions carry each created transfer once. 4: the id
-/// directory follows the transaction state. 5: the foreign requests follow the directory.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 5;
+/// directory follows the transaction state. 5: the foreign requests follow the directory. 6: the
+/// directory's lease buckets follow its entries.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 6;
 /// The oldest version still read: 3 has no id directory (it is empty).
 const SNAPSHOT_FORMAT_VERSION_OLDEST: u32 = 3;
 const MAGIC: [u8; 8] = *b"KASSALDG";
@@ -192,7 +195,7 @@ impl Ledger {
         ledger.txns = txns;
         reader.offset += read;
         if version >= 4 {
-            let read = (ledger.homes.decode(&body[reader.offset..]))
+            let read = (ledger.homes.decode(&body[reader.offset..], version >= 6))
                 .map_err(|what| reader.malformed(what))?;
             reader.offset += read;
         }

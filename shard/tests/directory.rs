@@ -9,8 +9,13 @@
 //! question routed to it is answered from what it believed when deposed. Ids are drawn from a
 //! small pool, so partitions contest them often.
 //!
+//! Homes lease buckets to partitions that store ids there alone (`directory::Bucket`): ids are
+//! drawn from two buckets per home, so leases are granted, used, and ended by other
+//! partitions' claims all the time.
+//!
 //! Checked: no id is ever held by two partitions; once the faults stop, every batch gets an
-//! answer for each of its ids, and every held id's home names its holder.
+//! answer for each of its ids, and every held id's home names its holder (or leased the id's
+//! bucket to it).
 //!
 //! Environment: `KASSA_DIRECTORY_SEEDS=<n>` sets the number of seeds (default 300);
 //! `KASSA_DIRECTORY_SEED=<u64>` runs that one seed.
@@ -24,20 +29,41 @@ mod model {
 use std::collections::{BTreeMap, BTreeSet};
 
 use kassa_shard::directory::{
-    holder_verdict, ClaimAnswer, ClaimRound, DirectoryCommand, HolderState, HomeAction,
-    IdDirectory, Resolutions, Verdict,
+    holder_verdict, lease_bucket, Bucket, ClaimAnswer, ClaimRound, DirectoryCommand, HeldLeases,
+    HolderState, HomeAction, IdDirectory, IdKind, LeaseAnswer, Resolutions, Verdict,
 };
 use kassa_shard::partition_of;
 use model::rng::{mix, Rng};
 
 const PARTITIONS: u32 = 5;
-const ID_POOL: u64 = 60;
+const ID_POOL: u64 = 100;
 const STEPS: usize = 3_000;
 /// Ticks of 10 ms: a minute of quiet.
 const QUIET_STEPS_MAX: usize = 6_000;
 const TICK_MS: u64 = 10;
 const LATENCY_MS_MAX: u64 = 40;
 const LATE_MS_MAX: u64 = 400;
+/// Ids a bucket needs before its home leases it.
+const LEASE_MIN_IDS: u32 = 2;
+/// The simulation's one id space.
+const KIND: IdKind = IdKind::Transfer;
+/// The safe rule is `true`; `false` shows the fault it prevents (a holder answering "lacks"
+/// while it may still store the id under its lease).
+const HOLDERS_DROP_LEASES_WHEN_ASKED: bool = true;
+
+/// The partition that stores most ids of `id`'s home and lease bucket.
+fn preferred_by(id: u128) -> u32 {
+    let pair = partition_of(id, PARTITIONS) * 2 + u32::from(lease_bucket(id, PARTITIONS));
+    pair % PARTITIONS
+}
+
+/// The ids batches draw from: `ID_POOL` ids in lease buckets 0 and 1 of their homes.
+fn id_pool() -> Vec<u128> {
+    (1u128..)
+        .filter(|id| lease_bucket(*id, PARTITIONS) < 2)
+        .take(ID_POOL as usize)
+        .collect()
+}
 
 enum Message {
     Claim {
@@ -60,11 +86,23 @@ enum Message {
         holder: u32,
         verdicts: Vec<(u128, u64, Verdict)>,
     },
+    Lease {
+        to: u32,
+        lease: DirectoryCommand,
+    },
+    LeaseAnswers {
+        to: u32,
+        home: u32,
+        round: u64,
+        answers: Vec<(u16, LeaseAnswer)>,
+    },
 }
 
 struct Batch {
     round: ClaimRound,
     ids: Vec<u128>,
+    /// Ids stored under a lease, without a claim: proposed from the start.
+    covered: Vec<u128>,
 }
 
 struct Partition {
@@ -77,6 +115,7 @@ struct Partition {
     // The leader's memory.
     resolutions: Resolutions,
     claiming: Vec<Batch>,
+    leases: HeldLeases,
     term_committed: bool,
     term: u64,
     next_round: u64,
@@ -113,14 +152,18 @@ const ZOMBIES_CONFIRM_LEADERSHIP: bool = false;
 
 impl Partition {
     fn in_flight(&self, id: u128) -> bool {
-        self.claiming.iter().any(|b| b.ids.contains(&id))
-            || self.proposed.iter().any(|e| e.contains(&id))
+        self.claiming.iter().any(|b| b.ids.contains(&id)) || self.proposed(id)
+    }
+
+    fn proposed(&self, id: u128) -> bool {
+        self.proposed.iter().any(|e| e.contains(&id))
+            || self.claiming.iter().any(|b| b.covered.contains(&id))
     }
 
     fn state(&self, id: u128) -> HolderState {
         HolderState {
             holds: self.held.contains(&id),
-            proposed: self.proposed.iter().any(|e| e.contains(&id)),
+            proposed: self.proposed(id),
             claiming: (self.claiming.iter())
                 .find(|b| b.ids.contains(&id))
                 .map(|b| b.round.priority()),
@@ -148,17 +191,23 @@ struct Sim {
     yields: u64,
     /// Batch priorities, in order of the batches' start (a clock would give the same order).
     priorities: u64,
+    pool: Vec<u128>,
+    /// Ids stored under a lease, and leases granted.
+    leased_ids: u64,
+    leases_granted: u64,
 }
 
 impl Sim {
     fn new(seed: u64) -> Sim {
         let partitions = (0..PARTITIONS)
             .map(|p| Partition {
-                directory: IdDirectory::new(p, PARTITIONS, mix(seed ^ u64::from(p))),
+                directory: IdDirectory::new(p, PARTITIONS, mix(seed ^ u64::from(p)))
+                    .with_lease_min_ids(LEASE_MIN_IDS),
                 held: BTreeSet::new(),
                 proposed: Vec::new(),
                 resolutions: Resolutions::default(),
                 claiming: Vec::new(),
+                leases: HeldLeases::new(PARTITIONS),
                 term_committed: true,
                 term: 1,
                 next_round: 0,
@@ -175,6 +224,9 @@ impl Sim {
             contested: 0,
             yields: 0,
             priorities: 0,
+            pool: id_pool(),
+            leased_ids: 0,
+            leases_granted: 0,
         }
     }
 
@@ -211,7 +263,14 @@ impl Sim {
         let count = self.rng.range(1, 5);
         let mut ids = BTreeSet::new();
         for _ in 0..count {
-            let id = u128::from(self.rng.range(1, ID_POOL));
+            // Mostly ids of the buckets this partition stores alone, so that leases are
+            // granted; now and then any id, which ends them.
+            let id = loop {
+                let id = self.pool[self.rng.below(ID_POOL) as usize];
+                if self.rng.chance(5) || preferred_by(id) == p {
+                    break id;
+                }
+            };
             // A ledger claims only ids it does not hold and no batch of its own names.
             if !partition.held.contains(&id) && !partition.in_flight(id) {
                 ids.insert(id);
@@ -220,16 +279,47 @@ impl Sim {
         if ids.is_empty() {
             return;
         }
-        let ids: Vec<u128> = ids.into_iter().collect();
+        // Ids under a lease are stored without a claim (a leader uses its leases only once
+        // its term is committed, as it claims only with its epoch).
+        let partition = &mut self.partitions[p as usize];
+        let usable = partition.term_committed;
+        let (covered, ids): (Vec<u128>, Vec<u128>) = ids
+            .into_iter()
+            .partition(|id| usable && partition.leases.covers(KIND, *id));
+        let mut sends = Vec::new();
+        if usable {
+            for request in partition.leases.wanted(KIND, &ids, self.now_ms) {
+                let round = partition.next_round();
+                partition.leases.requested(KIND, &request, round);
+                let lease = DirectoryCommand::Lease {
+                    holder: p,
+                    round,
+                    buckets: request.buckets,
+                };
+                sends.push(Message::Lease {
+                    to: request.home,
+                    lease,
+                });
+            }
+        }
         self.priorities += 1;
         let priority = (self.priorities << 8) | u64::from(p);
-        let partition = &mut self.partitions[p as usize];
         let round = partition.next_round();
-        let (round, sends) = ClaimRound::start(p, round, priority, &ids, PARTITIONS, self.now_ms);
-        partition.claiming.push(Batch { round, ids });
-        for (to, claim) in sends {
-            self.send(Message::Claim { to, claim });
+        let (round, claims) = ClaimRound::start(p, round, priority, &ids, PARTITIONS, self.now_ms);
+        partition.claiming.push(Batch {
+            round,
+            ids,
+            covered,
+        });
+        sends.extend(
+            claims
+                .into_iter()
+                .map(|(to, claim)| Message::Claim { to, claim }),
+        );
+        for message in sends {
+            self.send(message);
         }
+        self.propose_answered(p);
     }
 
     fn send(&mut self, message: Message) {
@@ -285,6 +375,43 @@ impl Sim {
                 }
                 self.propose_answered(to);
             }
+            Message::Lease { to, lease } => {
+                let home = &mut self.partitions[to as usize];
+                let mut answers = Vec::new();
+                home.directory.apply(&lease, &mut answers);
+                let DirectoryCommand::Lease {
+                    holder,
+                    round,
+                    buckets,
+                } = lease
+                else {
+                    unreachable!("a lease message carries a lease");
+                };
+                let answers: Vec<(u16, LeaseAnswer)> = (buckets.iter())
+                    .map(|bucket| (*bucket, home.directory.lease_answer(holder, *bucket)))
+                    .collect();
+                let granted = answers.iter().filter(|(_, a)| *a == LeaseAnswer::Granted);
+                self.leases_granted += granted.count() as u64;
+                let copies = if self.rng.chance(5) { 2 } else { 1 };
+                for _ in 0..copies {
+                    self.send(Message::LeaseAnswers {
+                        to: holder,
+                        home: to,
+                        round,
+                        answers: answers.clone(),
+                    });
+                }
+            }
+            Message::LeaseAnswers {
+                to,
+                home,
+                round,
+                answers,
+            } => {
+                let now_ms = self.now_ms;
+                let partition = &mut self.partitions[to as usize];
+                (partition.leases).answered(KIND, home, round, &answers, now_ms);
+            }
             Message::Ask { to, home, ids } => {
                 let now_ms = self.now_ms;
                 let partition = &mut self.partitions[to as usize];
@@ -309,6 +436,10 @@ impl Sim {
                 }
                 let mut verdicts = Vec::new();
                 for (id, round, asker) in ids {
+                    // The lease of the id's bucket ends before any answer goes out.
+                    if HOLDERS_DROP_LEASES_WHEN_ASKED {
+                        self.partitions[to as usize].leases.asked(KIND, home, id);
+                    }
                     let holder = &self.partitions[to as usize];
                     let (verdict, yields) = holder_verdict(holder.state(id), asker);
                     trace(id, || format!("partition {to} says {verdict:?}"));
@@ -407,11 +538,13 @@ impl Sim {
                 index += 1;
                 continue;
             };
-            partition.claiming.swap_remove(index);
+            let batch = partition.claiming.swap_remove(index);
+            self.leased_ids += batch.covered.len() as u64;
             let stored: Vec<u128> = outcome
                 .into_iter()
                 .filter(|(_, answer)| *answer == ClaimAnswer::Granted)
                 .map(|(id, _)| id)
+                .chain(batch.covered)
                 .filter(|_| !self.rng.chance(15))
                 .collect();
             partition.proposed.push(stored);
@@ -442,8 +575,8 @@ impl Sim {
 
     fn lose_leader(&mut self) {
         let p = self.rng.below(u64::from(PARTITIONS)) as usize;
-        for id in 1..=u128::from(ID_POOL) {
-            trace(id, || format!("partition {p} loses its leader"));
+        for id in &self.pool {
+            trace(*id, || format!("partition {p} loses its leader"));
         }
         let until = self.now_ms + self.rng.range(0, LATE_MS_MAX);
         let partition = &mut self.partitions[p];
@@ -457,6 +590,7 @@ impl Sim {
         partition.zombies.push((until, view));
         partition.resolutions = Resolutions::default();
         partition.claiming.clear();
+        partition.leases.clear();
         partition.term_committed = false;
         partition.term += 1;
         partition.next_round = 0;
@@ -504,11 +638,17 @@ impl Sim {
     fn check_directory(&self) {
         for (id, holder) in &self.holders {
             let home = partition_of(*id, PARTITIONS);
-            let owner = self.partitions[home as usize].directory.owner(*id);
+            let directory = &self.partitions[home as usize].directory;
+            let owner = directory.owner(*id);
+            let bucket = directory.bucket(lease_bucket(*id, PARTITIONS));
+            let leased_to = match bucket {
+                Bucket::Leased { holder, .. } | Bucket::Released { holder, .. } => Some(holder),
+                Bucket::Sole { .. } | Bucket::Mixed => None,
+            };
             assert_eq!(
-                owner.map(|o| o.partition()),
+                owner.map(|o| o.partition()).or(leased_to),
                 Some(*holder),
-                "id {id}: its home says {owner:?}, partition {holder} holds it"
+                "id {id}: its home says {owner:?} ({bucket:?}), partition {holder} holds it"
             );
         }
     }
@@ -522,7 +662,7 @@ fn trace(id: u128, line: impl FnOnce() -> String) {
     }
 }
 
-fn run(seed: u64) -> (u64, u64) {
+fn run(seed: u64) -> (u64, u64, u64) {
     let mut sim = Sim::new(seed);
     for _ in 0..STEPS {
         sim.step();
@@ -548,7 +688,7 @@ fn run(seed: u64) -> (u64, u64) {
         steps += 1;
     }
     sim.check_directory();
-    (sim.batches_done, sim.contested)
+    (sim.batches_done, sim.contested, sim.leased_ids)
 }
 
 #[test]
@@ -564,14 +704,15 @@ fn ids_are_never_held_twice_under_leader_changes_and_lost_messages() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let (mut batches, mut contested) = (0, 0);
+    let (mut batches, mut contested, mut leased) = (0, 0, 0);
     for case in 0..seeds {
         let seed = mix(0xD1EC_7041 ^ case);
         let result = std::panic::catch_unwind(|| run(seed));
         match result {
-            Ok((done, seen)) => {
+            Ok((done, seen, under_lease)) => {
                 batches += done;
                 contested += seen;
+                leased += under_lease;
             }
             Err(panic) => {
                 eprintln!("failing seed: KASSA_DIRECTORY_SEED={seed}");
@@ -579,8 +720,11 @@ fn ids_are_never_held_twice_under_leader_changes_and_lost_messages() {
             }
         }
     }
-    eprintln!("{seeds} seeds: {batches} batches, {contested} contested claims");
+    eprintln!(
+        "{seeds} seeds: {batches} batches, {contested} contested claims, {leased} ids stored under a lease"
+    );
     // The simulation exercised what it is for.
     assert!(batches > seeds * 20, "{batches} batches");
     assert!(contested > seeds * 10, "{contested} contested claims");
+    assert!(leased > seeds, "{leased} ids stored under a lease");
 }

@@ -38,10 +38,13 @@ pub async fn ready(State(api): State<Arc<Api>>) -> ApiResult<impl IntoResponse> 
     }
     let partitions = api.service.partitions();
     let placement = api.service.cores.placement().kind.name();
+    let (leased, released) = api.service.lease_buckets().await?;
     Ok(Json(json!({
         "status": "ready",
         "partitions": partitions,
         "placement": placement,
+        "leased_buckets": leased,
+        "released_buckets": released,
     })))
 }
 

@@ -9,7 +9,9 @@
 //! - **holder**: asked whether it holds ids, it answers with [`holder_verdict`] from its
 //!   ledger, the ids its proposed batches name and the batches still claiming.
 //! - **claimant**: [`PartitionDirectory::claim`] runs one batch's [`ClaimRound`] until every
-//!   home has answered every id.
+//!   home has answered every id. Ids of buckets a home leased to it ([`HeldLeases`]) are not
+//!   claimed: [`PartitionDirectory::use_leases`] counts them as proposed at once, and asks for
+//!   the leases that would spare the other ids' claims next time.
 //!
 //! Partitions reach each other only through a [`Transport`], whose messages may be lost,
 //! duplicated or reordered (the protocol resends); nothing here assumes that two partitions
@@ -24,8 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 use foldhash::fast::FixedState;
 
 use kassa_shard::directory::{
-    holder_verdict, ClaimAnswer, ClaimRound, DirectoryCommand, HolderState, HomeAction, IdKind,
-    Resolutions, Verdict, CLAIM_IDS_MAX,
+    holder_verdict, ClaimAnswer, ClaimRound, DirectoryCommand, HeldLeases, HolderState, HomeAction,
+    IdKind, LeaseAnswer, Resolutions, Verdict, CLAIM_IDS_MAX, LEASE_BUCKETS,
 };
 use kassa_shard::{partition_of, Command, Ledger, Reply};
 
@@ -60,6 +62,18 @@ pub enum DirectoryMessage {
         kind: IdKind,
         holder: u32,
         verdicts: Vec<(u128, u64, Verdict)>,
+    },
+    /// A partition asks a home for leases (a [`DirectoryCommand::Lease`]).
+    Lease {
+        kind: IdKind,
+        lease: DirectoryCommand,
+    },
+    /// A home's answer to the lease request of `round`, per bucket.
+    LeaseAnswers {
+        kind: IdKind,
+        home: u32,
+        round: u64,
+        answers: Vec<(u16, LeaseAnswer)>,
     },
 }
 
@@ -135,9 +149,11 @@ pub struct PartitionDirectory {
     /// Per id space, the ids a batch of this partition is claiming: its priority and first
     /// round. One batch at a time claims an id ([`ClaimError::Overlaps`]).
     claiming: [Ids<(u64, u64)>; 2],
-    /// Per id space, the ids of batches whose claims were all answered and that are not yet
-    /// settled (applied or given up): a count per id.
+    /// Per id space, the ids of batches whose claims were all answered, or that a lease
+    /// covers, and that are not yet settled (applied or given up): a count per id.
     proposed: [Ids<u32>; 2],
+    /// The buckets other homes leased to this leader.
+    leases: HeldLeases,
 }
 
 /// Why a claim could not be made.
@@ -172,6 +188,7 @@ impl PartitionDirectory {
             current: HashMap::with_hasher(FixedState::with_seed(0)),
             claiming: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
             proposed: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
+            leases: HeldLeases::new(partitions),
         }
     }
 
@@ -183,7 +200,52 @@ impl PartitionDirectory {
             self.epoch = None;
             self.epoch_requested = false;
             self.resolutions = Default::default();
+            self.leases.clear();
         }
+    }
+
+    /// Splits the ids a batch will store without holding them into those a lease covers
+    /// (counted as proposed from now until [`PartitionDirectory::settled`]) and those to
+    /// claim, and asks the homes for the leases that would cover the rest next time. Leases
+    /// are used and asked for only with this leader's epoch (every earlier entry applied).
+    pub fn use_leases(
+        &mut self,
+        kind: IdKind,
+        ids: Vec<u128>,
+        now_ms: u64,
+        io: &mut Vec<DirectoryIo>,
+    ) -> (Vec<u128>, Vec<u128>) {
+        if self.epoch.is_none() {
+            return (Vec::new(), ids);
+        }
+        let (covered, claims): (Vec<u128>, Vec<u128>) = ids
+            .into_iter()
+            .partition(|id| self.leases.covers(kind, *id));
+        let proposed = &mut self.proposed[kind as usize];
+        for id in &covered {
+            *proposed.entry(*id).or_default() += 1;
+        }
+        for request in self.leases.wanted(kind, &claims, now_ms) {
+            let Some(round) = self.next_round() else {
+                break;
+            };
+            self.leases.requested(kind, &request, round);
+            let lease = DirectoryCommand::Lease {
+                holder: self.partition,
+                round,
+                buckets: request.buckets,
+            };
+            io.push(DirectoryIo::Send(
+                request.home,
+                DirectoryMessage::Lease { kind, lease },
+            ));
+        }
+        (covered, claims)
+    }
+
+    /// Leases this leader holds, for status and tests.
+    pub fn leases_held(&self) -> usize {
+        self.leases.active()
     }
 
     pub fn term(&self) -> u64 {
@@ -398,6 +460,36 @@ impl PartitionDirectory {
                 }
                 io.push(DirectoryIo::Append(kind, claim));
             }
+            DirectoryMessage::Lease { kind, lease } => {
+                let DirectoryCommand::Lease {
+                    holder, buckets, ..
+                } = &lease
+                else {
+                    return;
+                };
+                if let Err(why) = self.check_lease(*holder, buckets) {
+                    tracing::warn!(partition = self.partition, why, "a lease request refused");
+                    return;
+                }
+                // Buckets that cannot be leased now are answered without a log entry; the
+                // entry's apply decides the others.
+                let directory = ledger.id_homes().directory(kind);
+                if !buckets.iter().any(|b| directory.leasable(*holder, *b)) {
+                    io.push(self.lease_answers(kind, ledger, &lease));
+                    return;
+                }
+                io.push(DirectoryIo::Append(kind, lease));
+            }
+            DirectoryMessage::LeaseAnswers {
+                kind,
+                home,
+                round,
+                answers,
+            } => {
+                if home < self.partitions {
+                    self.leases.answered(kind, home, round, &answers, now_ms);
+                }
+            }
             DirectoryMessage::Answers {
                 kind,
                 round,
@@ -433,6 +525,9 @@ impl PartitionDirectory {
                 }
                 let mut verdicts = Vec::with_capacity(ids.len());
                 for (id, holder_round, asker) in ids {
+                    // A question about a bucket leased to this partition ends the lease
+                    // before any answer: "lacks" must never be followed by storing the id.
+                    self.leases.asked(kind, home, id);
                     let state = HolderState {
                         holds: ledger.holds(kind, id),
                         proposed: self.proposed[kind as usize].contains_key(&id),
@@ -489,6 +584,51 @@ impl PartitionDirectory {
         Ok(())
     }
 
+    /// The answers to a lease request (a [`DirectoryCommand::Lease`]) as the home's buckets
+    /// stand in `ledger`: a bucket is granted only while it is leased to the asker, so an
+    /// answer read after later entries is still true.
+    fn lease_answers(
+        &self,
+        kind: IdKind,
+        ledger: &Ledger,
+        lease: &DirectoryCommand,
+    ) -> DirectoryIo {
+        let DirectoryCommand::Lease {
+            holder,
+            round,
+            buckets,
+        } = lease
+        else {
+            unreachable!("lease answers answer a lease, not {lease:?}");
+        };
+        let directory = ledger.id_homes().directory(kind);
+        let answers = (buckets.iter())
+            .map(|b| (*b, directory.lease_answer(*holder, *b)))
+            .collect();
+        let answers = DirectoryMessage::LeaseAnswers {
+            kind,
+            home: self.partition,
+            round: *round,
+            answers,
+        };
+        DirectoryIo::Send(*holder, answers)
+    }
+
+    /// A lease request from outside is checked before it reaches the log.
+    fn check_lease(&self, holder: u32, buckets: &[u16]) -> Result<(), &'static str> {
+        if holder >= self.partitions {
+            return Err("a lease holder outside the cluster");
+        }
+        if buckets.is_empty() || buckets.len() > usize::from(LEASE_BUCKETS) {
+            return Err("a lease of no buckets or too many");
+        }
+        let ascending = buckets.windows(2).all(|pair| pair[0] < pair[1]);
+        if !ascending || buckets.iter().any(|b| *b >= LEASE_BUCKETS) {
+            return Err("lease buckets out of order or out of range");
+        }
+        Ok(())
+    }
+
     /// The batch claiming `id` yields it to an older batch: it claims everything again in a
     /// new round, after a short backoff (`ClaimRound::restart`). With no round left in the
     /// epoch it fails instead, and releases its ids.
@@ -519,18 +659,24 @@ impl PartitionDirectory {
         self.current.insert(new_round, first);
     }
 
-    /// This partition's log applied `command` (a directory entry it appended) with `reply`.
+    /// This partition's log applied `command` (a directory entry it appended) with `reply`;
+    /// `ledger` is its state right after.
     pub fn applied(
         &mut self,
         kind: IdKind,
         command: &DirectoryCommand,
         reply: &Reply,
+        ledger: &Ledger,
         now_ms: u64,
         io: &mut Vec<DirectoryIo>,
     ) {
         let Reply::Directory(answers) = reply else {
             unreachable!("a directory entry answers directory answers, not {reply:?}");
         };
+        if let DirectoryCommand::Lease { .. } = command {
+            io.push(self.lease_answers(kind, ledger, command));
+            return;
+        }
         let mut actions = Vec::new();
         let resolutions = &mut self.resolutions[kind as usize];
         resolutions.applied(command, answers, now_ms, &mut actions);
@@ -661,6 +807,80 @@ mod tests {
             round,
             answers: ids.iter().map(|id| (*id, ClaimAnswer::Granted)).collect(),
         }
+    }
+
+    /// A lease spares claims only once granted for the round it was asked in; its ids count
+    /// as proposed until settled; the first question about its bucket ends it, before the
+    /// answer, and it is not asked for again.
+    #[test]
+    fn leased_ids_are_proposed_until_settled_and_a_question_ends_the_lease_first() {
+        use kassa_shard::directory::{lease_bucket, DirectoryCommand, LeaseAnswer};
+        let ledger = ledger();
+        let kind = IdKind::Transfer;
+        let ids: Vec<u128> = (1u128..)
+            .filter(|id| partition_of(*id, PARTITIONS) == 0 && lease_bucket(*id, PARTITIONS) == 3)
+            .take(3)
+            .collect();
+        let mut directory = PartitionDirectory::new(1, PARTITIONS);
+        let mut io = Vec::new();
+        let (covered, claims) = directory.use_leases(kind, ids.clone(), 0, &mut io);
+        assert!(
+            covered.is_empty() && claims == ids && io.is_empty(),
+            "no epoch"
+        );
+        directory.set_epoch(0, 7);
+        let (covered, claims) = directory.use_leases(kind, ids.clone(), 0, &mut io);
+        assert!(covered.is_empty() && claims == ids);
+        let round = match &io[..] {
+            [DirectoryIo::Send(
+                0,
+                DirectoryMessage::Lease {
+                    lease:
+                        DirectoryCommand::Lease {
+                            holder: 1,
+                            round,
+                            buckets,
+                        },
+                    ..
+                },
+            )] if buckets == &[3] => *round,
+            other => panic!("{other:?}"),
+        };
+        io.clear();
+        let answers = |round| DirectoryMessage::LeaseAnswers {
+            kind,
+            home: 0,
+            round,
+            answers: vec![(3, LeaseAnswer::Granted)],
+        };
+        directory.received(answers(round - 1), &ledger, true, 0, &mut io);
+        assert_eq!(directory.leases_held(), 0, "an answer for another round");
+        directory.received(answers(round), &ledger, true, 0, &mut io);
+        assert_eq!(directory.leases_held(), 1);
+        let (covered, claims) = directory.use_leases(kind, ids[..2].to_vec(), 0, &mut io);
+        assert_eq!(covered, ids[..2]);
+        assert!(claims.is_empty() && io.is_empty());
+        // The home asks about a covered id: the lease ends; the id is proposed.
+        directory.received(ask(round, 1, ids[0]), &ledger, true, 0, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet);
+        io.clear();
+        assert_eq!(directory.leases_held(), 0);
+        // An id of the bucket no batch names: lacks (it can no longer be stored unclaimed).
+        directory.received(ask(round, 1, ids[2]), &ledger, true, 0, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks);
+        io.clear();
+        directory.settled(kind, covered);
+        directory.received(ask(round, 1, ids[0]), &ledger, true, 0, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks, "given up and not stored");
+        io.clear();
+        // Later batches claim, and the lease is not asked for again by this leader.
+        let (covered, claims) = directory.use_leases(kind, ids.clone(), 10_000, &mut io);
+        assert!(covered.is_empty() && claims == ids && io.is_empty());
+        // A new leader asks again.
+        directory.set_term(1);
+        directory.set_epoch(1, 9);
+        let (_, _) = directory.use_leases(kind, ids.clone(), 10_000, &mut io);
+        assert_eq!(io.len(), 1, "{io:?}");
     }
 
     /// A batch still claiming an id yields it to an older batch: its verdict is "lacks", and

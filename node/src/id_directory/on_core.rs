@@ -166,8 +166,31 @@ pub(crate) async fn claim_here<H: DirectoryHost, T: Transport + 'static>(
     })
 }
 
+/// Splits the ids a batch of `served` will store without holding them into those its leases
+/// cover (proposed until [`settled`]) and those it must claim, and asks for the leases that
+/// would spare the rest their claims next time.
+pub(crate) fn use_leases<H: DirectoryHost, T: Transport + 'static>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    kind: IdKind,
+    ids: Vec<u128>,
+) -> (Vec<u128>, Vec<u128>) {
+    let mut io = Vec::new();
+    let split = {
+        let mut state = served.directory().state.borrow_mut();
+        state.set_term(served.partition().status().term);
+        state.use_leases(kind, ids, monotonic_ms(), &mut io)
+    };
+    perform(served, transport, io);
+    split
+}
+
 /// A batch of `served` that claimed `ids` of `kind` was applied or given up.
-pub(crate) fn settled<H: DirectoryHost>(served: &H, kind: IdKind, ids: Vec<u128>) {
+pub(crate) fn settled<H: DirectoryHost>(
+    served: &H,
+    kind: IdKind,
+    ids: impl IntoIterator<Item = u128>,
+) {
     served.directory().state.borrow_mut().settled(kind, ids);
 }
 
@@ -304,7 +327,9 @@ fn perform<H: DirectoryHost, T: Transport + 'static>(
                             let now_ms = monotonic_ms();
                             let mut io = Vec::new();
                             let mut state = directory.state.borrow_mut();
-                            state.applied(kind, &command, &reply, now_ms, &mut io);
+                            served.partition().read(|ledger| {
+                                state.applied(kind, &command, &reply, ledger, now_ms, &mut io);
+                            });
                             drop(state);
                             perform(&served, &transport, io);
                         }

@@ -33,6 +33,21 @@
 //!   stale. So two partitions never both hold an id.
 //! - Claims are idempotent: claiming an id again for the same partition changes nothing.
 //!
+//! **Leases.** A claim costs a write of the home's log before the batch runs. When one partition
+//! is the only one storing ids in a *bucket* of a home ([`lease_bucket`], [`LEASE_BUCKETS`] per
+//! home and id space), the home may lease the bucket to it (a `Lease` entry): the holder then
+//! stores fresh ids of the bucket without claiming them, and the home no longer knows every id
+//! of the bucket. The rules that keep ids unique ([`Bucket`]):
+//! - A home leases a bucket only while every id it knows there is the holder's
+//!   ([`Bucket::Sole`], at least [`LEASE_MIN_IDS`] of them), and never again once another
+//!   partition claimed in it.
+//! - Another partition's claim in a leased bucket ends the lease in the same apply
+//!   ([`Bucket::Released`]). A fresh id it claims there is recorded as the holder's, claimed in
+//!   the lease's round, and contested: the home asks the holder, as for any contested id.
+//! - The holder stops using a lease before it answers any question about its bucket
+//!   ([`HeldLeases::asked`]); its answer is then the usual verdict from its ledger. Leases are
+//!   its leader's memory only: a new leader holds none until it asks again.
+//!
 //! Callers: a partition's ledger holds its [`IdHomes`] (changed by the log's `Claim` and
 //! `Settle` entries, in its snapshot); the node's `id_directory` module drives the rest on each
 //! partition's core, through a transport. Under placement by ledger a batch's new ids are
@@ -43,14 +58,16 @@
 
 mod claim_round;
 mod homes;
+mod leases;
 mod resolutions;
 
 use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
-use crate::partitioning::partition_of;
+use crate::partitioning::{id_hash, partition_of};
 
 pub use claim_round::ClaimRound;
 pub use homes::IdHomes;
+pub use leases::{HeldLeases, LeaseAnswer, LeaseRequest};
 pub use resolutions::Resolutions;
 
 /// Most ids one claim carries: a batch's events, each naming at most three ids (the record and
@@ -76,6 +93,46 @@ pub const WAITING_TTL_MS: u64 = 3 * CLAIM_RETRY_MS;
 /// Most contested ids a home resolves at once; further claims of contested ids wait for the
 /// claimant's retry.
 pub const RESOLUTIONS_MAX: usize = 65_536;
+
+/// Lease buckets per home and id space.
+pub const LEASE_BUCKETS: u16 = 64;
+/// Ids a bucket must hold, all of one partition's, before its home leases it to that
+/// partition: a lease then goes to a ledger that has been storing ids there alone for a while,
+/// not to whichever ledger happened to come first.
+pub const LEASE_MIN_IDS: u32 = 16;
+/// How long a partition waits before it asks again for a lease its home answered "not yet".
+pub const LEASE_RETRY_MS: u64 = 100;
+
+/// The lease bucket of `id` at its home: bits of the id's hash other than those that chose
+/// the home.
+pub fn lease_bucket(id: u128, partitions: u32) -> u16 {
+    assert!(partitions > 0);
+    ((id_hash(id) / u64::from(partitions)) % u64::from(LEASE_BUCKETS)) as u16
+}
+
+/// What a home knows of one lease bucket; changed only by its log's entries, in its snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    /// Every id of the bucket the home knows is `owner`'s (none yet if `None`): `ids` of them
+    /// (saturating).
+    Sole { owner: Option<u32>, ids: u32 },
+    /// Ids of several partitions: never leased.
+    Mixed,
+    /// Leased to `holder`, named by its claim round `round`: it stores fresh ids of the bucket
+    /// without claiming them.
+    Leased { holder: u32, round: u64 },
+    /// Was leased to `holder` (round `round`) until another partition claimed in it. The
+    /// holder may hold ids of the bucket the home does not know, so a fresh id another claims
+    /// is contested with the holder as if it had claimed it in `round`. Never leased again.
+    Released { holder: u32, round: u64 },
+}
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket::Sole {
+        owner: None,
+        ids: 0,
+    };
+}
 
 /// The two id spaces: an account and a transfer may have the same id, so each has its own
 /// directory and its own claims.
@@ -127,6 +184,8 @@ pub enum ClaimAnswer {
     /// Another partition claimed the id (in its round `round`) and may hold it: the home must
     /// ask it first.
     Contested { holder: u32, round: u64 },
+    /// A lease the home does not give (only a `Lease` entry answers this).
+    Refused,
 }
 
 /// A holder's answer to "do you hold this id?".
@@ -164,6 +223,14 @@ pub enum DirectoryCommand {
         claimant: u32,
         round: u64,
     },
+    /// `holder` asks, in its claim round `round`, for the lease of `buckets` (each at most
+    /// once, below [`LEASE_BUCKETS`]): answered [`ClaimAnswer::Granted`] or
+    /// [`ClaimAnswer::Refused`] per bucket.
+    Lease {
+        holder: u32,
+        round: u64,
+        buckets: Vec<u16>,
+    },
 }
 
 /// How many ids ahead a claim asks the CPU to fetch their index slots.
@@ -180,6 +247,10 @@ pub struct IdDirectory {
     owners: Vec<Owner>,
     /// The ids of `owners`, position for position (the index maps ids to positions only).
     ids: Vec<u128>,
+    /// The lease buckets, [`LEASE_BUCKETS`] of them.
+    buckets: Vec<Bucket>,
+    /// Ids a bucket needs before it is leased ([`LEASE_MIN_IDS`]; tests lower it).
+    lease_min_ids: u32,
 }
 
 impl IdDirectory {
@@ -191,7 +262,69 @@ impl IdDirectory {
             index: IdIndex::with_capacity(0, seed),
             owners: Vec::new(),
             ids: Vec::new(),
+            buckets: vec![Bucket::EMPTY; usize::from(LEASE_BUCKETS)],
+            lease_min_ids: LEASE_MIN_IDS,
         }
+    }
+
+    /// The same directory leasing a bucket once it holds `ids` of one partition's ids (every
+    /// replica of a home must use the same number).
+    pub fn with_lease_min_ids(mut self, ids: u32) -> IdDirectory {
+        self.lease_min_ids = ids;
+        self
+    }
+
+    /// The state of lease bucket `bucket`.
+    pub fn bucket(&self, bucket: u16) -> Bucket {
+        self.buckets[usize::from(bucket)]
+    }
+
+    /// Every bucket's state, in bucket order (a snapshot's).
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    /// Sets a bucket's state as read back from a snapshot: refused if the bucket or a holder
+    /// is outside the cluster's bounds.
+    pub fn restore_bucket(&mut self, bucket: u16, state: Bucket) -> Result<(), &'static str> {
+        let holder = match state {
+            Bucket::Sole { owner, .. } => owner,
+            Bucket::Mixed => None,
+            Bucket::Leased { holder, .. } | Bucket::Released { holder, .. } => Some(holder),
+        };
+        if bucket >= LEASE_BUCKETS || holder.is_some_and(|h| h >= self.partitions) {
+            return Err("a lease bucket or holder outside the cluster");
+        }
+        self.buckets[usize::from(bucket)] = state;
+        Ok(())
+    }
+
+    /// How a `Lease` of `bucket` for `holder` would be answered if applied now (after the
+    /// apply: how it was).
+    pub fn lease_answer(&self, holder: u32, bucket: u16) -> LeaseAnswer {
+        match self.bucket(bucket) {
+            Bucket::Sole { owner: None, .. } => LeaseAnswer::NotYet,
+            Bucket::Sole {
+                owner: Some(owner),
+                ids,
+            } if owner == holder => {
+                if ids >= self.lease_min_ids {
+                    LeaseAnswer::Granted
+                } else {
+                    LeaseAnswer::NotYet
+                }
+            }
+            Bucket::Leased { holder: leased, .. } if leased == holder => LeaseAnswer::Granted,
+            Bucket::Sole { .. }
+            | Bucket::Mixed
+            | Bucket::Leased { .. }
+            | Bucket::Released { .. } => LeaseAnswer::Never,
+        }
+    }
+
+    /// Whether a `Lease` of `bucket` for `holder` would be granted if applied now.
+    pub fn leasable(&self, holder: u32, bucket: u16) -> bool {
+        self.lease_answer(holder, bucket) == LeaseAnswer::Granted
     }
 
     pub fn len(&self) -> usize {
@@ -234,6 +367,8 @@ impl IdDirectory {
         self.index.insert(id, self.owners.len() as u32);
         self.owners.push(owner);
         self.ids.push(id);
+        // Snapshots of format 5 and older have no buckets: they are derived from the entries.
+        self.note_owner(lease_bucket(id, self.partitions), owner.partition());
         Ok(())
     }
 
@@ -271,12 +406,67 @@ impl IdDirectory {
                 };
                 answers.push(self.settle(*id, claimed, *verdict, *claimant, *round));
             }
+            DirectoryCommand::Lease {
+                holder,
+                round,
+                buckets,
+            } => {
+                assert!(*holder < self.partitions);
+                assert!(buckets.len() <= usize::from(LEASE_BUCKETS));
+                for bucket in buckets {
+                    answers.push(self.lease(*holder, *round, *bucket));
+                }
+            }
         }
+    }
+
+    fn lease(&mut self, holder: u32, round: u64, bucket: u16) -> ClaimAnswer {
+        if !self.leasable(holder, bucket) {
+            return ClaimAnswer::Refused;
+        }
+        let state = &mut self.buckets[usize::from(bucket)];
+        let round = match *state {
+            Bucket::Leased { round: leased, .. } => round.max(leased),
+            _ => round,
+        };
+        *state = Bucket::Leased { holder, round };
+        ClaimAnswer::Granted
+    }
+
+    /// A new owner `partition` of an id in `bucket` (a new id, or one handed over).
+    fn note_owner(&mut self, bucket: u16, partition: u32) {
+        let state = &mut self.buckets[usize::from(bucket)];
+        *state = match *state {
+            Bucket::Sole { owner: None, .. } => Bucket::Sole {
+                owner: Some(partition),
+                ids: 1,
+            },
+            Bucket::Sole {
+                owner: Some(owner),
+                ids,
+            } if owner == partition => Bucket::Sole {
+                owner: Some(owner),
+                ids: ids.saturating_add(1),
+            },
+            Bucket::Sole { .. } => Bucket::Mixed,
+            Bucket::Leased { holder, round } if holder != partition => {
+                Bucket::Released { holder, round }
+            }
+            other => other,
+        };
     }
 
     fn claim(&mut self, claimant: u32, round: u64, id: u128) -> ClaimAnswer {
         assert_ne!(id, 0, "id 0 is never claimed");
         assert_eq!(partition_of(id, self.partitions), self.partition);
+        let bucket = lease_bucket(id, self.partitions);
+        // Another partition's claim ends a lease: the holder is asked before the id can be
+        // anybody else's, and stops using the lease before it answers.
+        if let Bucket::Leased { holder, round } = self.bucket(bucket) {
+            if holder != claimant {
+                self.buckets[usize::from(bucket)] = Bucket::Released { holder, round };
+            }
+        }
         let position = match self.index.get(id) {
             Some(position) => position as usize,
             None => {
@@ -285,11 +475,23 @@ impl IdDirectory {
                     position < RECORDS_MAX,
                     "a home holds at most {RECORDS_MAX} ids"
                 );
+                // A fresh id of a bucket leased to another may be that holder's already.
+                let owner = match self.bucket(bucket) {
+                    Bucket::Released {
+                        holder,
+                        round: leased,
+                    } if holder != claimant => Owner::Claimed {
+                        partition: holder,
+                        round: leased,
+                    },
+                    _ => Owner::Claimed {
+                        partition: claimant,
+                        round,
+                    },
+                };
+                self.note_owner(bucket, owner.partition());
                 self.index.insert(id, position as u32);
-                self.owners.push(Owner::Claimed {
-                    partition: claimant,
-                    round,
-                });
+                self.owners.push(owner);
                 self.ids.push(id);
                 position
             }
@@ -338,6 +540,9 @@ impl IdDirectory {
                 },
                 Verdict::NotYet => unreachable!("only final verdicts are logged"),
             };
+            if verdict == Verdict::Lacks {
+                self.note_owner(lease_bucket(id, self.partitions), claimant);
+            }
         }
         self.claim(claimant, round, id)
     }
@@ -499,6 +704,97 @@ mod tests {
             round: 11,
         };
         assert_eq!(directory.owner(id), Some(owner));
+    }
+
+    /// The first `count` ids homed at `home` in lease bucket `bucket`.
+    pub(super) fn in_bucket(home: u32, bucket: u16, partitions: u32, count: usize) -> Vec<u128> {
+        (1u128..)
+            .filter(|id| {
+                partition_of(*id, partitions) == home && lease_bucket(*id, partitions) == bucket
+            })
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn a_bucket_is_leased_only_to_its_sole_owner_and_ends_at_another_claim_for_good() {
+        let (home, partitions, bucket) = (1, 4, 3);
+        let mut directory = IdDirectory::new(home, partitions, 7).with_lease_min_ids(2);
+        let ids = in_bucket(home, bucket, partitions, 6);
+        let mut answers = Vec::new();
+        let claim = |claimant, round, ids: &[u128]| DirectoryCommand::Claim {
+            claimant,
+            round,
+            priority: round,
+            ids: ids.to_vec(),
+        };
+        let lease = |holder, round| DirectoryCommand::Lease {
+            holder,
+            round,
+            buckets: vec![bucket],
+        };
+        directory.apply(&lease(2, 5), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Refused], "an empty bucket");
+        directory.apply(&claim(2, 6, &ids[..1]), &mut answers);
+        directory.apply(&lease(2, 7), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Refused], "too few ids");
+        directory.apply(&claim(2, 8, &ids[1..2]), &mut answers);
+        assert!(!directory.leasable(0, bucket), "only to the sole owner");
+        directory.apply(&lease(2, 9), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        let leased = Bucket::Leased {
+            holder: 2,
+            round: 9,
+        };
+        assert_eq!(directory.bucket(bucket), leased);
+        // The holder's own claims change nothing.
+        directory.apply(&claim(2, 10, &ids[2..3]), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        assert_eq!(directory.bucket(bucket), leased);
+        // Another partition's claim of a fresh id: the holder may hold it, so it is asked.
+        directory.apply(&claim(0, 4, &ids[3..4]), &mut answers);
+        let contested = ClaimAnswer::Contested {
+            holder: 2,
+            round: 9,
+        };
+        assert_eq!(answers, vec![contested]);
+        let released = Bucket::Released {
+            holder: 2,
+            round: 9,
+        };
+        assert_eq!(directory.bucket(bucket), released);
+        directory.apply(&lease(2, 11), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Refused], "never leased again");
+        // The holder lacks it: the claimant gets it.
+        let settle = DirectoryCommand::Settle {
+            id: ids[3],
+            holder: 2,
+            holder_round: 9,
+            verdict: Verdict::Lacks,
+            claimant: 0,
+            round: 4,
+        };
+        directory.apply(&settle, &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        // The holder claiming a fresh id of a released bucket is granted it.
+        directory.apply(&claim(2, 12, &ids[4..5]), &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        // A known id of the holder's is still the holder's.
+        directory.apply(&claim(3, 5, &ids[..1]), &mut answers);
+        let contested = ClaimAnswer::Contested {
+            holder: 2,
+            round: 6,
+        };
+        assert_eq!(answers, vec![contested]);
+        assert_eq!(directory.bucket(bucket), released);
+
+        // A bucket with two owners is never leased.
+        let other = lease_bucket(ids[0], partitions) + 1;
+        let mixed = in_bucket(home, other, partitions, 4);
+        directory.apply(&claim(2, 13, &mixed[..3]), &mut answers);
+        directory.apply(&claim(1, 2, &mixed[3..]), &mut answers);
+        assert_eq!(directory.bucket(other), Bucket::Mixed);
+        assert!(!directory.leasable(2, other) && !directory.leasable(1, other));
     }
 
     #[test]

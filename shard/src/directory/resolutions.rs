@@ -93,6 +93,8 @@ impl Resolutions {
                 let round = (round, priority);
                 self.decided(*claimant, round, *id, *answer, claimed_ms, actions);
             }
+            // Answered to the holder by the driver; nothing is contested.
+            DirectoryCommand::Lease { .. } => {}
         }
     }
 

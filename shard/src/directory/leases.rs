@@ -1,0 +1,244 @@
+//! [`HeldLeases`]: the leases of other homes' buckets that a partition's leader holds (see the
+//! module `directory`). In memory only: a new leader holds none until it asks again, which is
+//! safe because a lease only ever spares claims.
+//!
+//! A lease's life at its holder:
+//! - *requested* in a claim round of this leader ([`HeldLeases::requested`]);
+//! - *active* once the home's answer names that round ([`HeldLeases::answered`]): fresh ids of
+//!   the bucket are stored without claiming ([`HeldLeases::covers`]);
+//! - *dropped* for good the moment the home asks about any id of the bucket
+//!   ([`HeldLeases::asked`]), before the holder answers: an answer "lacks" must never be
+//!   followed by the holder storing that id under the lease. A grant arriving after the drop
+//!   is ignored.
+//! - *not yet*: the bucket may be leased later; asked again after [`LEASE_RETRY_MS`];
+//! - *never* (the bucket has ids of other partitions, or was leased and released): not asked
+//!   again by this leader.
+
+use std::collections::BTreeMap;
+
+use super::{lease_bucket, IdKind, LEASE_RETRY_MS};
+use crate::partitioning::partition_of;
+
+/// A home's answer for one bucket of a lease request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseAnswer {
+    Granted,
+    /// Not now: every id the home knows there is the asker's, but too few yet.
+    NotYet,
+    /// Never: the bucket holds other partitions' ids, or is or was leased to another.
+    Never,
+}
+
+/// Lease buckets asked of one home in one message (and one `Lease` entry of its log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRequest {
+    pub home: u32,
+    /// Distinct buckets, ascending.
+    pub buckets: Vec<u16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    Requested { round: u64 },
+    Active { round: u64 },
+    Refused { retry_at_ms: u64 },
+    Dropped,
+}
+
+/// One partition leader's leases, per id space, by (home, bucket).
+#[derive(Debug)]
+pub struct HeldLeases {
+    partitions: u32,
+    held: [BTreeMap<(u32, u16), Held>; 2],
+}
+
+impl HeldLeases {
+    pub fn new(partitions: u32) -> HeldLeases {
+        HeldLeases {
+            partitions: partitions.max(1),
+            held: Default::default(),
+        }
+    }
+
+    fn key(&self, id: u128) -> (u32, u16) {
+        (
+            partition_of(id, self.partitions),
+            lease_bucket(id, self.partitions),
+        )
+    }
+
+    /// Whether this leader may store `id` of `kind` without claiming it (if it does not hold
+    /// the id already, the caller counts it as proposed until its batch is applied).
+    pub fn covers(&self, kind: IdKind, id: u128) -> bool {
+        let key = self.key(id);
+        matches!(
+            self.held[kind as usize].get(&key),
+            Some(Held::Active { .. })
+        )
+    }
+
+    /// The leases worth asking for so that later batches need not claim `ids`: per home, the
+    /// buckets never asked for by this leader, or refused long enough ago.
+    pub fn wanted(&self, kind: IdKind, ids: &[u128], now_ms: u64) -> Vec<LeaseRequest> {
+        let held = &self.held[kind as usize];
+        let mut wanted: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
+        for id in ids {
+            let key = self.key(*id);
+            let ask = match held.get(&key) {
+                None => true,
+                Some(Held::Refused { retry_at_ms }) => *retry_at_ms <= now_ms,
+                Some(_) => false,
+            };
+            if ask {
+                wanted.entry(key.0).or_default().push(key.1);
+            }
+        }
+        wanted
+            .into_iter()
+            .map(|(home, mut buckets)| {
+                buckets.sort_unstable();
+                buckets.dedup();
+                LeaseRequest { home, buckets }
+            })
+            .collect()
+    }
+
+    /// `request` was sent in this leader's claim round `round`.
+    pub fn requested(&mut self, kind: IdKind, request: &LeaseRequest, round: u64) {
+        let held = &mut self.held[kind as usize];
+        for bucket in &request.buckets {
+            held.insert((request.home, *bucket), Held::Requested { round });
+        }
+    }
+
+    /// `home` answered the request of round `round`, per bucket. Answers for another round,
+    /// or for a bucket dropped meanwhile, change nothing.
+    pub fn answered(
+        &mut self,
+        kind: IdKind,
+        home: u32,
+        round: u64,
+        answers: &[(u16, LeaseAnswer)],
+        now_ms: u64,
+    ) {
+        let held = &mut self.held[kind as usize];
+        for (bucket, answer) in answers {
+            let Some(state) = held.get_mut(&(home, *bucket)) else {
+                continue;
+            };
+            if *state != (Held::Requested { round }) {
+                continue;
+            }
+            *state = match answer {
+                LeaseAnswer::Granted => Held::Active { round },
+                LeaseAnswer::NotYet => Held::Refused {
+                    retry_at_ms: now_ms + LEASE_RETRY_MS,
+                },
+                LeaseAnswer::Never => Held::Dropped,
+            };
+        }
+    }
+
+    /// `home` asks about `id`: the lease of its bucket (held or asked for) is dropped for
+    /// good, before any answer goes out.
+    pub fn asked(&mut self, kind: IdKind, home: u32, id: u128) {
+        let key = self.key(id);
+        if key.0 != home {
+            return;
+        }
+        if let Some(state) = self.held[kind as usize].get_mut(&key) {
+            *state = Held::Dropped;
+        } else {
+            self.held[kind as usize].insert(key, Held::Dropped);
+        }
+    }
+
+    /// Active leases, for status.
+    pub fn active(&self) -> usize {
+        let active = |h: &&Held| matches!(h, Held::Active { .. });
+        self.held
+            .iter()
+            .map(|h| h.values().filter(active).count())
+            .sum()
+    }
+
+    /// A new leader term: every lease is forgotten.
+    pub fn clear(&mut self) {
+        self.held = Default::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::in_bucket;
+    use super::*;
+
+    #[test]
+    fn a_lease_is_used_only_once_granted_for_its_round_and_never_after_a_question() {
+        let kind = IdKind::Transfer;
+        let mut leases = HeldLeases::new(4);
+        let ids = in_bucket(2, 5, 4, 3);
+        assert!(!leases.covers(kind, ids[0]));
+        let wanted = leases.wanted(kind, &ids, 0);
+        assert_eq!(
+            wanted,
+            vec![LeaseRequest {
+                home: 2,
+                buckets: vec![5]
+            }]
+        );
+        leases.requested(kind, &wanted[0], 7);
+        assert!(leases.wanted(kind, &ids, 0).is_empty(), "asked once");
+        leases.answered(kind, 2, 6, &[(5, LeaseAnswer::Granted)], 0);
+        assert!(!leases.covers(kind, ids[0]), "an answer for another round");
+        leases.answered(kind, 2, 7, &[(5, LeaseAnswer::Granted)], 0);
+        assert!(ids.iter().all(|id| leases.covers(kind, *id)));
+        assert!(!leases.covers(IdKind::Account, ids[0]), "id spaces apart");
+        assert_eq!(leases.active(), 1);
+        // A question from another home is not about this lease.
+        leases.asked(kind, 1, ids[1]);
+        assert!(leases.covers(kind, ids[0]));
+        leases.asked(kind, 2, ids[1]);
+        assert!(!leases.covers(kind, ids[0]), "dropped for the whole bucket");
+        leases.answered(kind, 2, 7, &[(5, LeaseAnswer::Granted)], 0);
+        assert!(!leases.covers(kind, ids[0]), "a late grant is ignored");
+        assert!(
+            leases.wanted(kind, &ids, 10_000).is_empty(),
+            "not asked again"
+        );
+    }
+
+    #[test]
+    fn a_question_before_the_grant_cancels_it_and_a_refusal_is_asked_again_later() {
+        let kind = IdKind::Account;
+        let mut leases = HeldLeases::new(3);
+        let ids = in_bucket(0, 1, 3, 1);
+        let wanted = leases.wanted(kind, &ids, 0);
+        leases.requested(kind, &wanted[0], 3);
+        leases.asked(kind, 0, ids[0]);
+        leases.answered(kind, 0, 3, &[(1, LeaseAnswer::Granted)], 0);
+        assert!(!leases.covers(kind, ids[0]));
+
+        let other = in_bucket(1, 2, 3, 1);
+        let wanted = leases.wanted(kind, &other, 0);
+        leases.requested(kind, &wanted[0], 4);
+        leases.answered(kind, 1, 4, &[(2, LeaseAnswer::NotYet)], 100);
+        assert!(!leases.covers(kind, other[0]));
+        assert!(leases
+            .wanted(kind, &other, 100 + LEASE_RETRY_MS - 1)
+            .is_empty());
+        assert_eq!(leases.wanted(kind, &other, 100 + LEASE_RETRY_MS), wanted);
+        leases.requested(kind, &wanted[0], 5);
+        leases.answered(kind, 1, 5, &[(2, LeaseAnswer::Never)], 100);
+        assert!(
+            leases.wanted(kind, &other, 100_000).is_empty(),
+            "never again"
+        );
+        leases.clear();
+        assert_eq!(
+            leases.wanted(kind, &ids, 0).len(),
+            1,
+            "a new leader asks anew"
+        );
+    }
+}
