@@ -290,7 +290,9 @@ impl Sim {
         if usable {
             for request in partition.leases.wanted(KIND, &ids, self.now_ms) {
                 let round = partition.next_round();
-                partition.leases.requested(KIND, &request, round);
+                partition
+                    .leases
+                    .requested(KIND, &request, round, self.now_ms);
                 let lease = DirectoryCommand::Lease {
                     holder: p,
                     round,

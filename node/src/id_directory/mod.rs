@@ -229,7 +229,7 @@ impl PartitionDirectory {
             let Some(round) = self.next_round() else {
                 break;
             };
-            self.leases.requested(kind, &request, round);
+            self.leases.requested(kind, &request, round, now_ms);
             let lease = DirectoryCommand::Lease {
                 holder: self.partition,
                 round,
@@ -475,7 +475,7 @@ impl PartitionDirectory {
                 // entry's apply decides the others.
                 let directory = ledger.id_homes().directory(kind);
                 if !buckets.iter().any(|b| directory.leasable(*holder, *b)) {
-                    io.push(self.lease_answers(kind, ledger, &lease));
+                    io.push(self.lease_answers(kind, ledger, &lease, &[]));
                     return;
                 }
                 io.push(DirectoryIo::Append(kind, lease));
@@ -584,14 +584,17 @@ impl PartitionDirectory {
         Ok(())
     }
 
-    /// The answers to a lease request (a [`DirectoryCommand::Lease`]) as the home's buckets
-    /// stand in `ledger`: a bucket is granted only while it is leased to the asker, so an
-    /// answer read after later entries is still true.
+    /// The answers to a lease request (a [`DirectoryCommand::Lease`]): `granted` by its
+    /// entry's apply (none when it was answered without one), the others "not yet" or "never"
+    /// as the buckets stand in `ledger`. A bucket is never answered granted from `ledger`
+    /// alone: one that became leasable after the entry was applied is not leased, and a holder
+    /// that used it would store ids its home may give to another.
     fn lease_answers(
         &self,
         kind: IdKind,
         ledger: &Ledger,
         lease: &DirectoryCommand,
+        granted: &[ClaimAnswer],
     ) -> DirectoryIo {
         let DirectoryCommand::Lease {
             holder,
@@ -602,8 +605,15 @@ impl PartitionDirectory {
             unreachable!("lease answers answer a lease, not {lease:?}");
         };
         let directory = ledger.id_homes().directory(kind);
-        let answers = (buckets.iter())
-            .map(|b| (*b, directory.lease_answer(*holder, *b)))
+        let answers = (buckets.iter().enumerate())
+            .map(|(at, b)| {
+                let answer = match (granted.get(at), directory.lease_answer(*holder, *b)) {
+                    (Some(ClaimAnswer::Granted), _) => LeaseAnswer::Granted,
+                    (_, LeaseAnswer::Granted) => LeaseAnswer::NotYet,
+                    (_, other) => other,
+                };
+                (*b, answer)
+            })
             .collect();
         let answers = DirectoryMessage::LeaseAnswers {
             kind,
@@ -674,7 +684,7 @@ impl PartitionDirectory {
             unreachable!("a directory entry answers directory answers, not {reply:?}");
         };
         if let DirectoryCommand::Lease { .. } = command {
-            io.push(self.lease_answers(kind, ledger, command));
+            io.push(self.lease_answers(kind, ledger, command, answers));
             return;
         }
         let mut actions = Vec::new();
@@ -881,6 +891,59 @@ mod tests {
         directory.set_epoch(1, 9);
         let (_, _) = directory.use_leases(kind, ids.clone(), 10_000, &mut io);
         assert_eq!(io.len(), 1, "{io:?}");
+    }
+
+    /// A home answers "granted" only for buckets its `Lease` entry leased. Found by
+    /// `t15_placement_by_ledger`: answers read from the ledger after later claims made a
+    /// refused bucket leasable granted it, though it was never leased.
+    #[test]
+    fn a_home_grants_only_what_its_lease_entry_leased() {
+        use kassa_shard::directory::{lease_bucket, DirectoryCommand, LeaseAnswer};
+        let kind = IdKind::Transfer;
+        let mut home = Ledger::new(LedgerConfig {
+            partition: 0,
+            partitions: PARTITIONS,
+            ..LedgerConfig::default()
+        });
+        let bucket = 5;
+        let ids: Vec<u128> = (1u128..)
+            .filter(|id| {
+                partition_of(*id, PARTITIONS) == 0 && lease_bucket(*id, PARTITIONS) == bucket
+            })
+            .take(kassa_shard::directory::LEASE_MIN_IDS as usize)
+            .collect();
+        let claim = DirectoryCommand::Claim {
+            claimant: 1,
+            round: 1,
+            priority: 1,
+            ids,
+        };
+        home.apply(super::directory_command(kind, claim));
+        let lease = DirectoryCommand::Lease {
+            holder: 1,
+            round: 2,
+            buckets: vec![bucket],
+        };
+        let mut directory = PartitionDirectory::new(0, PARTITIONS);
+        let answered = |directory: &mut PartitionDirectory, applied: ClaimAnswer| {
+            let mut io = Vec::new();
+            let reply = Reply::Directory(vec![applied]);
+            directory.applied(kind, &lease, &reply, &home, 0, &mut io);
+            match &io[..] {
+                [DirectoryIo::Send(1, DirectoryMessage::LeaseAnswers { answers, .. })] => {
+                    answers[0].1
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            answered(&mut directory, ClaimAnswer::Refused),
+            LeaseAnswer::NotYet
+        );
+        assert_eq!(
+            answered(&mut directory, ClaimAnswer::Granted),
+            LeaseAnswer::Granted
+        );
     }
 
     /// A batch still claiming an id yields it to an older batch: its verdict is "lacks", and

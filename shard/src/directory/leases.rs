@@ -3,7 +3,9 @@
 //! safe because a lease only ever spares claims.
 //!
 //! A lease's life at its holder:
-//! - *requested* in a claim round of this leader ([`HeldLeases::requested`]);
+//! - *requested* in a claim round of this leader ([`HeldLeases::requested`]); asked again in
+//!   a new round if no answer came within [`LEASE_REQUEST_TIMEOUT_MS`] (the request or its
+//!   answer was lost);
 //! - *active* once the home's answer names that round ([`HeldLeases::answered`]): fresh ids of
 //!   the bucket are stored without claiming ([`HeldLeases::covers`]);
 //! - *dropped* for good the moment the home asks about any id of the bucket
@@ -17,6 +19,9 @@
 use std::collections::BTreeMap;
 
 use super::{lease_bucket, IdKind, LEASE_RETRY_MS};
+
+/// How long a partition waits for a home's answer to a lease request before it asks again.
+pub const LEASE_REQUEST_TIMEOUT_MS: u64 = 1_000;
 use crate::partitioning::partition_of;
 
 /// A home's answer for one bucket of a lease request.
@@ -39,7 +44,7 @@ pub struct LeaseRequest {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Held {
-    Requested { round: u64 },
+    Requested { round: u64, retry_at_ms: u64 },
     Active { round: u64 },
     Refused { retry_at_ms: u64 },
     Dropped,
@@ -86,7 +91,9 @@ impl HeldLeases {
             let key = self.key(*id);
             let ask = match held.get(&key) {
                 None => true,
-                Some(Held::Refused { retry_at_ms }) => *retry_at_ms <= now_ms,
+                Some(Held::Refused { retry_at_ms } | Held::Requested { retry_at_ms, .. }) => {
+                    *retry_at_ms <= now_ms
+                }
                 Some(_) => false,
             };
             if ask {
@@ -103,11 +110,15 @@ impl HeldLeases {
             .collect()
     }
 
-    /// `request` was sent in this leader's claim round `round`.
-    pub fn requested(&mut self, kind: IdKind, request: &LeaseRequest, round: u64) {
+    /// `request` was sent at `now_ms` in this leader's claim round `round`.
+    pub fn requested(&mut self, kind: IdKind, request: &LeaseRequest, round: u64, now_ms: u64) {
         let held = &mut self.held[kind as usize];
+        let retry_at_ms = now_ms + LEASE_REQUEST_TIMEOUT_MS;
         for bucket in &request.buckets {
-            held.insert((request.home, *bucket), Held::Requested { round });
+            held.insert(
+                (request.home, *bucket),
+                Held::Requested { round, retry_at_ms },
+            );
         }
     }
 
@@ -126,7 +137,7 @@ impl HeldLeases {
             let Some(state) = held.get_mut(&(home, *bucket)) else {
                 continue;
             };
-            if *state != (Held::Requested { round }) {
+            if !matches!(*state, Held::Requested { round: asked, .. } if asked == round) {
                 continue;
             }
             *state = match answer {
@@ -187,8 +198,14 @@ mod tests {
                 buckets: vec![5]
             }]
         );
-        leases.requested(kind, &wanted[0], 7);
+        leases.requested(kind, &wanted[0], 7, 0);
         assert!(leases.wanted(kind, &ids, 0).is_empty(), "asked once");
+        let lost = LEASE_REQUEST_TIMEOUT_MS;
+        assert_eq!(
+            leases.wanted(kind, &ids, lost),
+            wanted,
+            "asked again when lost"
+        );
         leases.answered(kind, 2, 6, &[(5, LeaseAnswer::Granted)], 0);
         assert!(!leases.covers(kind, ids[0]), "an answer for another round");
         leases.answered(kind, 2, 7, &[(5, LeaseAnswer::Granted)], 0);
@@ -214,21 +231,21 @@ mod tests {
         let mut leases = HeldLeases::new(3);
         let ids = in_bucket(0, 1, 3, 1);
         let wanted = leases.wanted(kind, &ids, 0);
-        leases.requested(kind, &wanted[0], 3);
+        leases.requested(kind, &wanted[0], 3, 0);
         leases.asked(kind, 0, ids[0]);
         leases.answered(kind, 0, 3, &[(1, LeaseAnswer::Granted)], 0);
         assert!(!leases.covers(kind, ids[0]));
 
         let other = in_bucket(1, 2, 3, 1);
         let wanted = leases.wanted(kind, &other, 0);
-        leases.requested(kind, &wanted[0], 4);
+        leases.requested(kind, &wanted[0], 4, 0);
         leases.answered(kind, 1, 4, &[(2, LeaseAnswer::NotYet)], 100);
         assert!(!leases.covers(kind, other[0]));
         assert!(leases
             .wanted(kind, &other, 100 + LEASE_RETRY_MS - 1)
             .is_empty());
         assert_eq!(leases.wanted(kind, &other, 100 + LEASE_RETRY_MS), wanted);
-        leases.requested(kind, &wanted[0], 5);
+        leases.requested(kind, &wanted[0], 5, 0);
         leases.answered(kind, 1, 5, &[(2, LeaseAnswer::Never)], 100);
         assert!(
             leases.wanted(kind, &other, 100_000).is_empty(),

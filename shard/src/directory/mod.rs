@@ -67,7 +67,7 @@ use crate::partitioning::{id_hash, partition_of};
 
 pub use claim_round::ClaimRound;
 pub use homes::IdHomes;
-pub use leases::{HeldLeases, LeaseAnswer, LeaseRequest};
+pub use leases::{HeldLeases, LeaseAnswer, LeaseRequest, LEASE_REQUEST_TIMEOUT_MS};
 pub use resolutions::Resolutions;
 
 /// Most ids one claim carries: a batch's events, each naming at most three ids (the record and
@@ -299,8 +299,8 @@ impl IdDirectory {
         Ok(())
     }
 
-    /// How a `Lease` of `bucket` for `holder` would be answered if applied now (after the
-    /// apply: how it was).
+    /// How a `Lease` of `bucket` for `holder` would be answered if it were applied now (not
+    /// how an entry applied earlier was: the bucket may have become leasable since).
     pub fn lease_answer(&self, holder: u32, bucket: u16) -> LeaseAnswer {
         match self.bucket(bucket) {
             Bucket::Sole { owner: None, .. } => LeaseAnswer::NotYet,
