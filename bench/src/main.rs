@@ -79,6 +79,10 @@ struct Args {
     /// With --start: format the node with this many partitions (default: the node's, 16).
     #[arg(long, value_name = "N")]
     partitions: Option<u32>,
+    /// With --start: how the node places records in partitions, `id` or `ledger` (default:
+    /// the node's, id).
+    #[arg(long, value_name = "PLACEMENT", value_parser = ["id", "ledger"])]
+    placement: Option<String>,
     /// With --start: the node's core threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     cores: Option<u32>,
@@ -165,8 +169,10 @@ impl Args {
         if !(self.zipf_s > 0.0 && self.zipf_s <= 10.0) {
             bail!("--zipf-s must be above 0 and at most 10");
         }
-        if !self.start && (self.partitions.is_some() || self.cores.is_some()) {
-            bail!("--partitions and --cores apply only with --start");
+        if !self.start
+            && (self.partitions.is_some() || self.cores.is_some() || self.placement.is_some())
+        {
+            bail!("--partitions, --placement and --cores apply only with --start");
         }
         if self.perf_out.is_some() && !self.start {
             bail!("--perf-out needs --start (the node's pid)");
@@ -405,6 +411,7 @@ async fn run_kassa(
             &binary,
             &data_dir,
             args.partitions,
+            args.placement.as_deref(),
             args.cores,
         )?)
     } else {
@@ -417,9 +424,10 @@ async fn run_kassa(
     };
     let line = match &node {
         Some(_) => format!(
-            "fresh node (kassa start), partitions: {}, core threads: {}, wire protocol on {}",
+            "fresh node (kassa start), partitions: {}, placement: {}, core threads: {}, wire protocol on {}",
             args.partitions
                 .map_or("16 (default)".to_string(), |p| p.to_string()),
+            args.placement.as_deref().unwrap_or("id (default)"),
             args.cores
                 .map_or("one per CPU".to_string(), |c| c.to_string()),
             target.address

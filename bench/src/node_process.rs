@@ -56,19 +56,20 @@ pub struct KassaProcess {
 }
 
 impl KassaProcess {
-    /// Formats `data_dir` with `partitions` (the node's default when `None`) and starts a node
-    /// on it with `cores` core threads (one per CPU when `None`).
+    /// Formats `data_dir` with `partitions` and `placement` (the node's defaults when `None`)
+    /// and starts a node on it with `cores` core threads (one per CPU when `None`).
     pub fn start(
         binary: &Path,
         data_dir: &Path,
         partitions: Option<u32>,
+        placement: Option<&str>,
         cores: Option<u32>,
     ) -> Result<KassaProcess, NodeError> {
         if !binary.is_file() {
             return Err(NodeError::BinaryMissing(binary.to_path_buf()));
         }
-        if let Some(partitions) = partitions {
-            format(binary, data_dir, partitions)?;
+        if partitions.is_some() || placement.is_some() {
+            format(binary, data_dir, partitions, placement)?;
         }
         let mut command = Command::new(binary);
         command
@@ -161,14 +162,22 @@ impl Drop for KassaProcess {
     }
 }
 
-fn format(binary: &Path, data_dir: &Path, partitions: u32) -> Result<(), NodeError> {
-    let output = Command::new(binary)
-        .args([
-            "format",
-            "--partitions",
-            &partitions.to_string(),
-            "--data-dir",
-        ])
+fn format(
+    binary: &Path,
+    data_dir: &Path,
+    partitions: Option<u32>,
+    placement: Option<&str>,
+) -> Result<(), NodeError> {
+    let mut command = Command::new(binary);
+    command.arg("format");
+    if let Some(partitions) = partitions {
+        command.args(["--partitions", &partitions.to_string()]);
+    }
+    if let Some(placement) = placement {
+        command.args(["--placement", placement]);
+    }
+    let output = command
+        .arg("--data-dir")
         .arg(data_dir)
         .stdin(Stdio::null())
         .output()
