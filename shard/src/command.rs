@@ -722,6 +722,32 @@ mod tests {
         }
         .encode(&mut zero);
         assert!(Command::decode(&zero).is_err(), "id 0 is never claimed");
+        // Lease buckets out of order, repeated, out of range, or none: refused (ascending
+        // ones read back).
+        for buckets in [
+            vec![1u16, 2],
+            vec![3, 2],
+            vec![4, 4],
+            vec![LEASE_BUCKETS],
+            vec![],
+        ] {
+            let mut bytes = Vec::new();
+            let lease = DirectoryCommand::Lease {
+                holder: 1,
+                round: 2,
+                buckets: vec![0],
+            };
+            Command::Directory {
+                kind,
+                command: Box::new(lease),
+            }
+            .encode(&mut bytes);
+            bytes.truncate(bytes.len() - 2);
+            bytes[16..20].copy_from_slice(&(buckets.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(buckets.as_bytes());
+            let valid = buckets == [1, 2];
+            assert_eq!(Command::decode(&bytes).is_ok(), valid, "{buckets:?}");
+        }
         let mut too_many = vec![0u8; 24];
         too_many[0] = TAG_CLAIM;
         too_many[16..20].copy_from_slice(&(CLAIM_IDS_MAX as u32 + 1).to_le_bytes());
