@@ -389,9 +389,7 @@ impl Sim {
                 else {
                     unreachable!("a lease message carries a lease");
                 };
-                let answers: Vec<(u16, LeaseAnswer)> = (buckets.iter())
-                    .map(|bucket| (*bucket, home.directory.lease_answer(holder, *bucket)))
-                    .collect();
+                let answers = home.directory.lease_answers(holder, &buckets, &answers);
                 let granted = answers.iter().filter(|(_, a)| *a == LeaseAnswer::Granted);
                 self.leases_granted += granted.count() as u64;
                 let copies = if self.rng.chance(5) { 2 } else { 1 };

@@ -584,11 +584,9 @@ impl PartitionDirectory {
         Ok(())
     }
 
-    /// The answers to a lease request (a [`DirectoryCommand::Lease`]): `granted` by its
-    /// entry's apply (none when it was answered without one), the others "not yet" or "never"
-    /// as the buckets stand in `ledger`. A bucket is never answered granted from `ledger`
-    /// alone: one that became leasable after the entry was applied is not leased, and a holder
-    /// that used it would store ids its home may give to another.
+    /// The answers to a lease request (a [`DirectoryCommand::Lease`]) whose entry's apply
+    /// answered `granted` (none when it was answered without one); see
+    /// `IdDirectory::lease_answers`.
     fn lease_answers(
         &self,
         kind: IdKind,
@@ -605,16 +603,7 @@ impl PartitionDirectory {
             unreachable!("lease answers answer a lease, not {lease:?}");
         };
         let directory = ledger.id_homes().directory(kind);
-        let answers = (buckets.iter().enumerate())
-            .map(|(at, b)| {
-                let answer = match (granted.get(at), directory.lease_answer(*holder, *b)) {
-                    (Some(ClaimAnswer::Granted), _) => LeaseAnswer::Granted,
-                    (_, LeaseAnswer::Granted) => LeaseAnswer::NotYet,
-                    (_, other) => other,
-                };
-                (*b, answer)
-            })
-            .collect();
+        let answers = directory.lease_answers(*holder, buckets, granted);
         let answers = DirectoryMessage::LeaseAnswers {
             kind,
             home: self.partition,

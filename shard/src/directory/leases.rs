@@ -18,11 +18,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{lease_bucket, IdKind, LEASE_RETRY_MS};
+use super::{lease_slot, IdKind, LEASE_BUCKETS, LEASE_RETRY_MS};
 
 /// How long a partition waits for a home's answer to a lease request before it asks again.
 pub const LEASE_REQUEST_TIMEOUT_MS: u64 = 1_000;
-use crate::partitioning::partition_of;
 
 /// A home's answer for one bucket of a lease request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,57 +43,73 @@ pub struct LeaseRequest {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Held {
-    Requested { round: u64, retry_at_ms: u64 },
-    Active { round: u64 },
-    Refused { retry_at_ms: u64 },
+    /// Never asked for by this leader.
+    Unasked,
+    Requested {
+        round: u64,
+        retry_at_ms: u64,
+    },
+    Active {
+        round: u64,
+    },
+    Refused {
+        retry_at_ms: u64,
+    },
     Dropped,
 }
 
-/// One partition leader's leases, per id space, by (home, bucket).
+/// One partition leader's leases, per id space: one slot per (home, bucket), at
+/// `home * LEASE_BUCKETS + bucket` (a batch looks up every id it stores).
 #[derive(Debug)]
 pub struct HeldLeases {
     partitions: u32,
-    held: [BTreeMap<(u32, u16), Held>; 2],
+    held: [Vec<Held>; 2],
 }
 
 impl HeldLeases {
     pub fn new(partitions: u32) -> HeldLeases {
+        let partitions = partitions.max(1);
+        let slots = partitions as usize * usize::from(LEASE_BUCKETS);
         HeldLeases {
-            partitions: partitions.max(1),
-            held: Default::default(),
+            partitions,
+            held: [(); 2].map(|_| vec![Held::Unasked; slots]),
         }
     }
 
     fn key(&self, id: u128) -> (u32, u16) {
-        (
-            partition_of(id, self.partitions),
-            lease_bucket(id, self.partitions),
-        )
+        lease_slot(id, self.partitions)
+    }
+
+    fn slot(home: u32, bucket: u16) -> usize {
+        home as usize * usize::from(LEASE_BUCKETS) + usize::from(bucket)
+    }
+
+    fn state(&self, kind: IdKind, (home, bucket): (u32, u16)) -> Held {
+        self.held[kind as usize][Self::slot(home, bucket)]
+    }
+
+    fn state_mut(&mut self, kind: IdKind, (home, bucket): (u32, u16)) -> &mut Held {
+        &mut self.held[kind as usize][Self::slot(home, bucket)]
     }
 
     /// Whether this leader may store `id` of `kind` without claiming it (if it does not hold
     /// the id already, the caller counts it as proposed until its batch is applied).
     pub fn covers(&self, kind: IdKind, id: u128) -> bool {
-        let key = self.key(id);
-        matches!(
-            self.held[kind as usize].get(&key),
-            Some(Held::Active { .. })
-        )
+        matches!(self.state(kind, self.key(id)), Held::Active { .. })
     }
 
     /// The leases worth asking for so that later batches need not claim `ids`: per home, the
     /// buckets never asked for by this leader, or refused long enough ago.
     pub fn wanted(&self, kind: IdKind, ids: &[u128], now_ms: u64) -> Vec<LeaseRequest> {
-        let held = &self.held[kind as usize];
         let mut wanted: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
         for id in ids {
             let key = self.key(*id);
-            let ask = match held.get(&key) {
-                None => true,
-                Some(Held::Refused { retry_at_ms } | Held::Requested { retry_at_ms, .. }) => {
-                    *retry_at_ms <= now_ms
+            let ask = match self.state(kind, key) {
+                Held::Unasked => true,
+                Held::Refused { retry_at_ms } | Held::Requested { retry_at_ms, .. } => {
+                    retry_at_ms <= now_ms
                 }
-                Some(_) => false,
+                Held::Active { .. } | Held::Dropped => false,
             };
             if ask {
                 wanted.entry(key.0).or_default().push(key.1);
@@ -112,13 +127,9 @@ impl HeldLeases {
 
     /// `request` was sent at `now_ms` in this leader's claim round `round`.
     pub fn requested(&mut self, kind: IdKind, request: &LeaseRequest, round: u64, now_ms: u64) {
-        let held = &mut self.held[kind as usize];
         let retry_at_ms = now_ms + LEASE_REQUEST_TIMEOUT_MS;
         for bucket in &request.buckets {
-            held.insert(
-                (request.home, *bucket),
-                Held::Requested { round, retry_at_ms },
-            );
+            *self.state_mut(kind, (request.home, *bucket)) = Held::Requested { round, retry_at_ms };
         }
     }
 
@@ -132,11 +143,14 @@ impl HeldLeases {
         answers: &[(u16, LeaseAnswer)],
         now_ms: u64,
     ) {
-        let held = &mut self.held[kind as usize];
+        if home >= self.partitions {
+            return;
+        }
         for (bucket, answer) in answers {
-            let Some(state) = held.get_mut(&(home, *bucket)) else {
+            if *bucket >= LEASE_BUCKETS {
                 continue;
-            };
+            }
+            let state = self.state_mut(kind, (home, *bucket));
             if !matches!(*state, Held::Requested { round: asked, .. } if asked == round) {
                 continue;
             }
@@ -157,11 +171,7 @@ impl HeldLeases {
         if key.0 != home {
             return;
         }
-        if let Some(state) = self.held[kind as usize].get_mut(&key) {
-            *state = Held::Dropped;
-        } else {
-            self.held[kind as usize].insert(key, Held::Dropped);
-        }
+        *self.state_mut(kind, key) = Held::Dropped;
     }
 
     /// Active leases, for status.
@@ -169,13 +179,15 @@ impl HeldLeases {
         let active = |h: &&Held| matches!(h, Held::Active { .. });
         self.held
             .iter()
-            .map(|h| h.values().filter(active).count())
+            .map(|h| h.iter().filter(active).count())
             .sum()
     }
 
     /// A new leader term: every lease is forgotten.
     pub fn clear(&mut self) {
-        self.held = Default::default();
+        for held in &mut self.held {
+            held.fill(Held::Unasked);
+        }
     }
 }
 

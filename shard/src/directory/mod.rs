@@ -106,8 +106,16 @@ pub const LEASE_RETRY_MS: u64 = 100;
 /// The lease bucket of `id` at its home: bits of the id's hash other than those that chose
 /// the home.
 pub fn lease_bucket(id: u128, partitions: u32) -> u16 {
+    lease_slot(id, partitions).1
+}
+
+/// `id`'s home ([`partition_of`]) and lease bucket there, from one hash.
+pub fn lease_slot(id: u128, partitions: u32) -> (u32, u16) {
     assert!(partitions > 0);
-    ((id_hash(id) / u64::from(partitions)) % u64::from(LEASE_BUCKETS)) as u16
+    let hash = id_hash(id);
+    let partitions = u64::from(partitions);
+    let bucket = (hash / partitions) % u64::from(LEASE_BUCKETS);
+    ((hash % partitions) as u32, bucket as u16)
 }
 
 /// What a home knows of one lease bucket; changed only by its log's entries, in its snapshot.
@@ -322,6 +330,27 @@ impl IdDirectory {
         }
     }
 
+    /// The answers to a `Lease` of `buckets` for `holder` whose apply answered `applied`
+    /// (empty when the request was answered without an entry): granted only where the apply
+    /// granted, the others "not yet" or "never" as the buckets stand now. A bucket that became
+    /// leasable after the apply refused it is not leased, so it is never answered granted.
+    pub fn lease_answers(
+        &self,
+        holder: u32,
+        buckets: &[u16],
+        applied: &[ClaimAnswer],
+    ) -> Vec<(u16, LeaseAnswer)> {
+        let answer =
+            |at: usize, bucket: u16| match (applied.get(at), self.lease_answer(holder, bucket)) {
+                (Some(ClaimAnswer::Granted), _) => LeaseAnswer::Granted,
+                (_, LeaseAnswer::Granted) => LeaseAnswer::NotYet,
+                (_, other) => other,
+            };
+        (buckets.iter().enumerate())
+            .map(|(at, bucket)| (*bucket, answer(at, *bucket)))
+            .collect()
+    }
+
     /// Whether a `Lease` of `bucket` for `holder` would be granted if applied now.
     pub fn leasable(&self, holder: u32, bucket: u16) -> bool {
         self.lease_answer(holder, bucket) == LeaseAnswer::Granted
@@ -458,8 +487,8 @@ impl IdDirectory {
 
     fn claim(&mut self, claimant: u32, round: u64, id: u128) -> ClaimAnswer {
         assert_ne!(id, 0, "id 0 is never claimed");
-        assert_eq!(partition_of(id, self.partitions), self.partition);
-        let bucket = lease_bucket(id, self.partitions);
+        let (home, bucket) = lease_slot(id, self.partitions);
+        assert_eq!(home, self.partition);
         // Another partition's claim ends a lease: the holder is asked before the id can be
         // anybody else's, and stops using the lease before it answers.
         if let Bucket::Leased { holder, round } = self.bucket(bucket) {
