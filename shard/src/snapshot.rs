@@ -28,8 +28,8 @@
 //!                         client order (`foreign_requests::ForeignRequests::encode`)
 //! ```
 //! Version 3 snapshots (before the id directory) are read as having an empty one, and
-//! versions 3 and 4 as having no foreign requests; in versions 4 and 5 each lease bucket is
-//! derived from the directory's entries (none was leased before version 6).
+//! versions 3 and 4 as having no foreign requests; in versions 4 and 5 a lease bucket holding
+//! an id is read as mixed (never leased; none was leased before version 6).
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
 //! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a

@@ -85,7 +85,7 @@ impl IdHomes {
     }
 
     /// Reads what [`IdHomes::encode`] wrote into the empty `self`; the bytes read. Without
-    /// `buckets` (a snapshot older than format 6), each bucket is derived from its entries.
+    /// `buckets` (a snapshot older than format 6), a bucket holding an id is mixed.
     pub fn decode(&mut self, bytes: &[u8], buckets: bool) -> Result<usize, &'static str> {
         let mut reader = Decoder::new(bytes);
         for directory in &mut self.directories {
@@ -102,6 +102,7 @@ impl IdHomes {
                 directory.restore_entry(id, owner)?;
             }
             if !buckets {
+                directory.restore_buckets_unknown();
                 continue;
             }
             for bucket in 0..LEASE_BUCKETS {
@@ -191,5 +192,34 @@ mod tests {
             elsewhere.decode(&bytes, true),
             Err("a directory id that is zero or homed elsewhere")
         );
+    }
+
+    /// A snapshot older than format 6 has no buckets: a bucket holding an id reads as mixed
+    /// (its history of contests is unknown), an empty one as empty.
+    #[test]
+    fn buckets_of_an_older_snapshot_read_as_mixed_where_they_hold_ids() {
+        let mut homes = IdHomes::new(1, 3, 9);
+        let ids = crate::directory::tests::in_bucket(1, 2, 3, 2);
+        let claim = DirectoryCommand::Claim {
+            claimant: 2,
+            round: 4,
+            priority: 4,
+            ids,
+        };
+        homes.apply(IdKind::Account, &claim, &mut Vec::new());
+        let mut bytes = Vec::new();
+        homes.encode(&mut bytes);
+        // The same bytes without the buckets, as formats 4 and 5 wrote them.
+        let entries = 8 + 2 * ENTRY_SIZE;
+        let buckets = usize::from(LEASE_BUCKETS) * 13;
+        let mut old = bytes[..entries].to_vec();
+        old.extend_from_slice(&bytes[entries + buckets..entries + buckets + 8]);
+        let mut restored = IdHomes::new(1, 3, 5);
+        assert_eq!(restored.decode(&old, false), Ok(old.len()));
+        let accounts = restored.directory(IdKind::Account);
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts.bucket(2), Bucket::Mixed);
+        assert_eq!(accounts.bucket(3), Bucket::EMPTY);
+        assert!(!accounts.leasable(2, 2));
     }
 }

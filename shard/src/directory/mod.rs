@@ -396,9 +396,19 @@ impl IdDirectory {
         self.index.insert(id, self.owners.len() as u32);
         self.owners.push(owner);
         self.ids.push(id);
-        // Snapshots of format 5 and older have no buckets: they are derived from the entries.
-        self.note_owner(lease_bucket(id, self.partitions), owner.partition());
         Ok(())
+    }
+
+    /// Sets the buckets of a directory read back from a snapshot of format 5 or older, which
+    /// has none: every bucket holding an id is [`Bucket::Mixed`] (never leased), every other
+    /// one empty. Deriving owners from the entries would differ from what replaying the log
+    /// decided (a claim contested and lost leaves no trace in the entries), and a bucket
+    /// thought `Sole` that was not could be leased while a stale verdict hands one of its ids
+    /// to another partition.
+    pub fn restore_buckets_unknown(&mut self) {
+        for id in &self.ids {
+            self.buckets[usize::from(lease_bucket(*id, self.partitions))] = Bucket::Mixed;
+        }
     }
 
     /// Applies one entry of the home's log; the answers, one per id (`Claim`) or one
@@ -535,10 +545,21 @@ impl IdDirectory {
                 *latest = (*latest).max(round);
                 ClaimAnswer::Granted
             }
-            Owner::Claimed { partition, round } => ClaimAnswer::Contested {
-                holder: *partition,
-                round: *round,
-            },
+            &mut Owner::Claimed { partition, round } => {
+                let contested = ClaimAnswer::Contested {
+                    holder: partition,
+                    round,
+                };
+                // A contest in a bucket not leased makes it `Mixed` for good: the holder's
+                // verdict may come back long after, stale, and must never meet a lease
+                // granted meanwhile (the holder would store the id under the lease while the
+                // verdict hands it to the claimant). A confirmed id is never handed over, so
+                // a claim of one (a duplicate) leaves the bucket as it is.
+                if let Bucket::Sole { .. } = self.bucket(bucket) {
+                    self.buckets[usize::from(bucket)] = Bucket::Mixed;
+                }
+                contested
+            }
         }
     }
 
@@ -824,6 +845,51 @@ mod tests {
         directory.apply(&claim(1, 2, &mixed[3..]), &mut answers);
         assert_eq!(directory.bucket(other), Bucket::Mixed);
         assert!(!directory.leasable(2, other) && !directory.leasable(1, other));
+    }
+
+    /// A contest in a bucket ends its leasing before any verdict: a "lacks" about round 1
+    /// may arrive after the holder's next leader asked for a lease, and must not hand over an
+    /// id of a bucket leased meanwhile (the holder would store it under the lease).
+    #[test]
+    fn a_contest_ends_a_buckets_leasing_before_its_verdict() {
+        let (home, partitions, bucket) = (0, 3, 5);
+        let mut directory = IdDirectory::new(home, partitions, 7).with_lease_min_ids(2);
+        let ids = in_bucket(home, bucket, partitions, 3);
+        let mut answers = Vec::new();
+        let claim = |claimant, round, ids: &[u128]| DirectoryCommand::Claim {
+            claimant,
+            round,
+            priority: round,
+            ids: ids.to_vec(),
+        };
+        directory.apply(&claim(1, 1, &ids), &mut answers);
+        assert!(directory.leasable(1, bucket));
+        directory.apply(&claim(2, 1, &ids[..1]), &mut answers);
+        let contested = ClaimAnswer::Contested {
+            holder: 1,
+            round: 1,
+        };
+        assert_eq!(answers, vec![contested]);
+        assert_eq!(directory.bucket(bucket), Bucket::Mixed);
+        // The holder's next leader asks for the lease before the verdict is logged.
+        let lease = DirectoryCommand::Lease {
+            holder: 1,
+            round: 2,
+            buckets: vec![bucket],
+        };
+        directory.apply(&lease, &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Refused], "contested: never leased");
+        let lacks = DirectoryCommand::Settle {
+            id: ids[0],
+            holder: 1,
+            holder_round: 1,
+            verdict: Verdict::Lacks,
+            claimant: 2,
+            round: 1,
+        };
+        directory.apply(&lacks, &mut answers);
+        assert_eq!(answers, vec![ClaimAnswer::Granted]);
+        assert_eq!(directory.bucket(bucket), Bucket::Mixed);
     }
 
     #[test]
