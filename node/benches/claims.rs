@@ -83,8 +83,13 @@ fn main() {
                                 .expect("claimed");
                         latencies.push(began.elapsed());
                         assert!(outcome.answers.values().all(|a| *a == ClaimAnswer::Granted));
-                        block_on(queues.claims_settled(partition, IdKind::Transfer, ids))
-                            .expect("settled");
+                        block_on(queues.claims_settled(
+                            partition,
+                            outcome.term,
+                            IdKind::Transfer,
+                            ids,
+                        ))
+                        .expect("settled");
                     }
                     latencies
                 })

@@ -752,8 +752,8 @@ async fn run_locked(
     Ok(())
 }
 
-/// Ids of one kind claimed for one partition.
-type Claimed = Vec<(u32, IdKind, Vec<u128>)>;
+/// Ids of one kind claimed for one partition, in the leader term named.
+type Claimed = Vec<(u32, u64, IdKind, Vec<u128>)>;
 
 /// Under placement by ledger, claims the ids a decision stores (accounts, created transfers,
 /// failed ids) for the partitions that store them. Every partition is locked, so every id is
@@ -806,7 +806,7 @@ async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, No
                         "id {id} could not be claimed for partition {partition}: {answer:?}"
                     )));
                 }
-                claimed.push((partition, kind, ids));
+                claimed.push((partition, outcome.term, kind, ids));
             }
             Err(error) => refused = Some(error),
         }
@@ -822,8 +822,8 @@ async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, No
 
 /// The claimed ids are applied (or will never be): no longer proposed.
 async fn settle_claims(cores: &Cores, claimed: Claimed) {
-    for (partition, kind, ids) in claimed {
-        if let Err(error) = cores.claims_settled(partition, kind, ids).await {
+    for (partition, term, kind, ids) in claimed {
+        if let Err(error) = cores.claims_settled(partition, term, kind, ids).await {
             tracing::debug!(partition, %error, "claims not settled (the node is stopping)");
         }
     }

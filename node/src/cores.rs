@@ -114,9 +114,11 @@ pub enum CoreRequest {
         command: Command,
         reply: tokio::sync::oneshot::Sender<Result<LocalWrite, NodeError>>,
     },
-    /// A batch of `partition` that claimed `ids` of `kind` was applied or given up.
+    /// A batch of `partition`, begun in leader term `term`, that claimed `ids` of `kind`
+    /// was applied or given up.
     ClaimsSettled {
         partition: u32,
+        term: u64,
         kind: IdKind,
         ids: Vec<u128>,
     },
@@ -626,16 +628,19 @@ impl CoreQueues {
         .await
     }
 
-    /// The batch of `partition` whose claims came out as `round` was applied or given up:
-    /// its ids of `kind` are no longer proposed.
+    /// The batch of `partition` whose claims came out as `ids` of `kind` in leader term
+    /// `term` ([`ClaimOutcome::term`]) was applied or given up: its ids are no longer
+    /// proposed.
     pub async fn claims_settled(
         &self,
         partition: u32,
+        term: u64,
         kind: IdKind,
         ids: Vec<u128>,
     ) -> Result<(), NodeError> {
         let request = CoreRequest::ClaimsSettled {
             partition,
+            term,
             kind,
             ids,
         };
@@ -892,9 +897,10 @@ async fn serve(
         }
         CoreRequest::ClaimsSettled {
             partition,
+            term,
             kind,
             ids,
-        } => on_core::settled(served(partition).as_ref(), kind, ids),
+        } => on_core::settled(served(partition).as_ref(), term, kind, ids),
         CoreRequest::WriteLocal {
             partition,
             command,
@@ -924,31 +930,45 @@ async fn write_local(
         return Ok(LocalWrite::NotLocal(command));
     };
     // Ids of buckets leased to this partition need no claim; they count as proposed from
-    // here (no await since the check) until settled.
-    let (covered, claims) = on_core::use_leases(served, transport, kind, run.claims);
+    // here (no await since the check) until `proposed` goes: at every return below, the
+    // batch applied or never appended.
+    let (mut proposed, claims) = on_core::use_leases(served, transport, kind, run.claims);
     if !claims.is_empty() {
         // A claim waiting for its answers does not count as in flight (they come through
         // this core's queue).
         in_flight.set(in_flight.get() - 1);
         let outcome = on_core::claim_here(served, transport, kind, &claims).await;
         in_flight.set(in_flight.get() + 1);
-        let granted = match outcome {
-            Ok(outcome) => outcome.answers.values().all(|a| *a == ClaimAnswer::Granted),
-            Err(error) => {
-                on_core::settled(served.as_ref(), kind, covered);
-                return Err(error);
-            }
-        };
+        let outcome = outcome?;
+        let granted = outcome.answers.values().all(|a| *a == ClaimAnswer::Granted);
+        if !proposed.add(outcome) {
+            return Err(leader_changed(served.number));
+        }
         if !granted {
-            on_core::settled(served.as_ref(), kind, covered.into_iter().chain(claims));
             return Ok(LocalWrite::NotLocal(command));
         }
     }
-    let written = served.write(served.number, command).await?;
-    // Applied: the ids are in the ledger now. (After a failed write they stay proposed: the
-    // entry may still commit, and a leader change clears them.)
-    on_core::settled(served.as_ref(), kind, covered.into_iter().chain(claims));
-    Ok(LocalWrite::Written(written))
+    // The leader's term may have ended during the claims: a new term no longer counts this
+    // batch's ids as proposed, so the batch must not be appended in it.
+    if !proposed.term_holds() {
+        return Err(leader_changed(served.number));
+    }
+    let written = served.write(served.number, command).await;
+    if let Err(NodeError::Partition(error)) = &written {
+        if !error.refused_before_append() {
+            // The entry may still commit: its ids stay proposed until the term ends.
+            proposed.keep();
+        }
+    }
+    written.map(LocalWrite::Written)
+}
+
+/// A batch found its partition's leader term ended before its entry was appended.
+fn leader_changed(partition: u32) -> NodeError {
+    NodeError::Partition(kassa_raft::PartitionError::NotLeader {
+        partition,
+        leader: None,
+    })
 }
 
 /// Whether `command` can run in `ledger`'s partition alone, and the ids it must claim.

@@ -131,6 +131,15 @@ pub enum PartitionError {
 }
 
 impl PartitionError {
+    /// Whether a write that failed with this error was refused before its entry reached the
+    /// log, so it will never commit. Any other failed write's entry may still commit.
+    pub fn refused_before_append(&self) -> bool {
+        matches!(
+            self,
+            PartitionError::BatchTooLarge { .. } | PartitionError::NotLeader { .. }
+        )
+    }
+
     /// The partition the error is about.
     pub fn partition(&self) -> u32 {
         match self {

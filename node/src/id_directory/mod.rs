@@ -110,6 +110,8 @@ enum ClaimState {
 /// A batch's claims in progress.
 struct Claiming {
     kind: IdKind,
+    /// The leader term the batch began in: its ids are proposed only in that term.
+    term: u64,
     round: ClaimRound,
     ids: Vec<u128>,
     state: ClaimState,
@@ -149,8 +151,8 @@ pub struct PartitionDirectory {
     /// Per id space, the ids a batch of this partition is claiming: its priority and first
     /// round. One batch at a time claims an id ([`ClaimError::Overlaps`]).
     claiming: [Ids<(u64, u64)>; 2],
-    /// Per id space, the ids of batches whose claims were all answered, or that a lease
-    /// covers, and that are not yet settled (applied or given up): a count per id.
+    /// Per id space, the ids of this term's batches whose claims were all answered, or that a
+    /// lease covers, and that are not yet settled (applied or given up): a count per id.
     proposed: [Ids<u32>; 2],
     /// The buckets other homes leased to this leader.
     leases: HeldLeases,
@@ -193,7 +195,12 @@ impl PartitionDirectory {
     }
 
     /// A new leader term: the resolutions of an earlier term are gone (their claimants claim
-    /// again), and so is the epoch (the new leader logs its own).
+    /// again), and so are the epoch (the new leader logs its own), the leases, and the ids
+    /// proposed in earlier terms. Forgetting those is safe: this leader says "lacks" only
+    /// once its own epoch is applied, so after every entry an earlier term appended, and the
+    /// write path never appends a batch in another term than the one it began in (its term
+    /// check, `cores.rs`). It also ends the wait for a batch whose write failed with its
+    /// fate unknown.
     pub fn set_term(&mut self, term: u64) {
         if term > self.term {
             self.term = term;
@@ -201,6 +208,9 @@ impl PartitionDirectory {
             self.epoch_requested = false;
             self.resolutions = Default::default();
             self.leases.clear();
+            for proposed in &mut self.proposed {
+                proposed.clear();
+            }
         }
     }
 
@@ -342,6 +352,7 @@ impl PartitionDirectory {
         );
         let claiming = Claiming {
             kind,
+            term: self.term,
             round: claim_round,
             ids: ids.to_vec(),
             state: ClaimState::Claiming,
@@ -398,14 +409,18 @@ impl PartitionDirectory {
                     self.claiming[claiming.kind as usize].remove(id);
                 }
             }
-            ClaimState::Answered(_) => self.settled(claiming.kind, claiming.ids),
+            ClaimState::Answered(_) => self.settled(claiming.term, claiming.kind, claiming.ids),
             ClaimState::Failed(_) => {}
         }
     }
 
-    /// The batch whose claims came out as `ids` of `kind` was applied (or will never be):
-    /// its ids are no longer proposed.
-    pub fn settled(&mut self, kind: IdKind, ids: impl IntoIterator<Item = u128>) {
+    /// The batch of leader term `term` whose claims came out as `ids` of `kind` (or that a
+    /// lease covered) was applied, or will never be: its ids are no longer proposed. A batch
+    /// of an earlier term changes nothing: its ids were forgotten with its term.
+    pub fn settled(&mut self, term: u64, kind: IdKind, ids: impl IntoIterator<Item = u128>) {
+        if term != self.term {
+            return;
+        }
         let proposed = &mut self.proposed[kind as usize];
         for id in ids {
             if let Some(count) = proposed.get_mut(&id) {
@@ -431,10 +446,14 @@ impl PartitionDirectory {
         };
         self.current.remove(&claiming.round.round());
         let kind = claiming.kind as usize;
+        // A batch of an earlier term is never appended (the write path's term check).
+        let proposed = claiming.term == self.term;
         self.proposed[kind].reserve(claiming.ids.len());
         for id in &claiming.ids {
             self.claiming[kind].remove(id);
-            *self.proposed[kind].entry(*id).or_default() += 1;
+            if proposed {
+                *self.proposed[kind].entry(*id).or_default() += 1;
+            }
         }
         claiming.state = ClaimState::Answered(outcome);
         io.push(DirectoryIo::Outcome(first));
@@ -868,7 +887,7 @@ mod tests {
         directory.received(ask(round, 1, ids[2]), &ledger, true, 0, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks);
         io.clear();
-        directory.settled(kind, covered);
+        directory.settled(directory.term(), kind, covered);
         directory.received(ask(round, 1, ids[0]), &ledger, true, 0, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks, "given up and not stored");
         io.clear();
@@ -1003,13 +1022,60 @@ mod tests {
         directory.received(ask(round, 0, 5), &ledger, true, 3_002, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet);
         io.clear();
-        directory.settled(IdKind::Transfer, ids);
+        directory.settled(directory.term(), IdKind::Transfer, ids);
         directory.received(ask(round, 0, 5), &ledger, true, 3_003, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks);
         io.clear();
         // Not unless its leader is confirmed.
         directory.received(ask(round, 0, 5), &ledger, false, 3_004, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet);
+    }
+
+    /// Ids proposed in a leader term are forgotten when it ends (the new leader's epoch comes
+    /// after every entry the old one appended), a batch of the old term whose claims finish
+    /// later proposes nothing in the new one, and its settle cannot release a new batch's ids.
+    #[test]
+    fn ids_proposed_in_an_ended_term_are_forgotten_and_an_old_batch_releases_nothing_new() {
+        let ledger = ledger();
+        let mut directory = directory();
+        let mut io = Vec::new();
+        let answered = directory.claim(IdKind::Transfer, &[21, 22], 1_000_000, 1, &mut io);
+        let answered = answered.expect("claims");
+        let claiming = directory.claim(IdKind::Transfer, &[23], 2_000_000, 1, &mut io);
+        let claiming = claiming.expect("claims");
+        directory.received(granted(answered, &[21, 22]), &ledger, true, 2, &mut io);
+        io.clear();
+        directory.received(ask(answered, 0, 21), &ledger, true, 3, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet, "proposed");
+        io.clear();
+        directory.set_term(1);
+        directory.set_epoch(1, 9);
+        directory.received(ask(answered, 0, 21), &ledger, true, 4, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks, "forgotten with the term");
+        io.clear();
+        // The old batch's claims finish in the new term: nothing is proposed.
+        directory.received(granted(claiming, &[23]), &ledger, true, 5, &mut io);
+        assert_eq!(io, vec![DirectoryIo::Outcome(claiming)]);
+        io.clear();
+        directory.received(ask(claiming, 0, 23), &ledger, true, 6, &mut io);
+        assert_eq!(
+            verdict(&io),
+            Verdict::Lacks,
+            "an old batch proposes nothing"
+        );
+        io.clear();
+        // A batch of the new term names 21; the old batch's settle leaves it proposed.
+        let round = directory.claim(IdKind::Transfer, &[21], 3_000_000, 7, &mut io);
+        let round = round.expect("claims");
+        directory.received(granted(round, &[21]), &ledger, true, 8, &mut io);
+        io.clear();
+        directory.settled(0, IdKind::Transfer, [21, 22]);
+        directory.received(ask(round, 0, 21), &ledger, true, 9, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet, "still the new batch's");
+        io.clear();
+        directory.settled(1, IdKind::Transfer, [21]);
+        directory.received(ask(round, 0, 21), &ledger, true, 10, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks);
     }
 
     /// The moment a batch's last answer comes in, its ids are proposed: a question that
@@ -1196,8 +1262,9 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(300));
         assert!(!contested.is_finished(), "a proposed id is not handed over");
-        for _ in 0..2 {
-            block_on(cores.claims_settled(1, IdKind::Transfer, ids.clone())).expect("settled");
+        for term in [first.term, again.term] {
+            let settled = cores.claims_settled(1, term, IdKind::Transfer, ids.clone());
+            block_on(settled).expect("settled");
         }
         // Partition 1 never stored them: they pass to partition 2.
         let second = contested.join().expect("joins").expect("claimed");
@@ -1209,7 +1276,8 @@ mod tests {
                 "{id}: {owner:?}"
             );
         }
-        block_on(cores.claims_settled(2, IdKind::Transfer, ids.clone())).expect("settled");
+        let settled = cores.claims_settled(2, second.term, IdKind::Transfer, ids.clone());
+        block_on(settled).expect("settled");
 
         // An account its holder stores is owned for good. (Records are still placed by id
         // here, so the holder is the id's home.)
@@ -1232,7 +1300,8 @@ mod tests {
             panic!("{created:?}");
         };
         assert_eq!(results[0].status, CreateAccountStatus::Created);
-        block_on(cores.claims_settled(holder, IdKind::Account, vec![held])).expect("settled");
+        let settled = cores.claims_settled(holder, claimed.term, IdKind::Account, vec![held]);
+        block_on(settled).expect("settled");
         let other = (holder + 1) % PARTITIONS;
         let refused = block_on(cores.claim(other, IdKind::Account, vec![held])).expect("claim");
         assert_eq!(refused.answers, all(ClaimAnswer::OwnedBy(holder), &[held]));

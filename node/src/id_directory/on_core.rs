@@ -33,11 +33,14 @@ const OVERLAP_RETRY: Duration = Duration::from_millis(1);
 /// protocol's retries).
 pub const DIRECTORY_APPENDS_MAX: usize = 1_024;
 
-/// Every claimed id's answer, and the round that names the batch's claims: the ids count as
-/// proposed (a holder does not give them up) until the batch's entry is applied.
+/// Every claimed id's answer, the round that names the batch's claims and the leader term it
+/// began in: the ids count as proposed (a holder does not give them up) until the batch's
+/// entry is applied, or until that term ends. The batch must be appended in `term` or not at
+/// all.
 #[derive(Debug)]
 pub struct ClaimOutcome {
     pub round: u64,
+    pub term: u64,
     pub answers: BTreeMap<u128, ClaimAnswer>,
 }
 
@@ -144,7 +147,7 @@ pub(crate) async fn claim_for<H: DirectoryHost, T: Transport + 'static>(
     let outcome = claim_here(served, transport, kind, &ids).await;
     if let Err(Ok(outcome)) = reply.send(outcome) {
         let mut state = served.directory().state.borrow_mut();
-        state.settled(kind, outcome.answers.into_keys());
+        state.settled(outcome.term, kind, outcome.answers.into_keys());
     }
 }
 
@@ -167,31 +170,100 @@ pub(crate) async fn claim_here<H: DirectoryHost, T: Transport + 'static>(
 }
 
 /// Splits the ids a batch of `served` will store without holding them into those its leases
-/// cover (proposed until [`settled`]) and those it must claim, and asks for the leases that
-/// would spare the rest their claims next time.
-pub(crate) fn use_leases<H: DirectoryHost, T: Transport + 'static>(
-    served: &Rc<H>,
+/// cover (proposed until the returned [`ProposedIds`] goes) and those it must claim, and asks
+/// for the leases that would spare the rest their claims next time.
+pub(crate) fn use_leases<'a, H: DirectoryHost, T: Transport + 'static>(
+    served: &'a Rc<H>,
     transport: &Rc<T>,
     kind: IdKind,
     ids: Vec<u128>,
-) -> (Vec<u128>, Vec<u128>) {
+) -> (ProposedIds<'a, H>, Vec<u128>) {
     let mut io = Vec::new();
-    let split = {
+    let (covered, claims, term) = {
         let mut state = served.directory().state.borrow_mut();
         state.set_term(served.partition().status().term);
-        state.use_leases(kind, ids, monotonic_ms(), &mut io)
+        let (covered, claims) = state.use_leases(kind, ids, monotonic_ms(), &mut io);
+        (covered, claims, state.term())
     };
     perform(served, transport, io);
-    split
+    let proposed = ProposedIds {
+        served: served.as_ref(),
+        kind,
+        term,
+        ids: covered,
+        keep: false,
+    };
+    (proposed, claims)
 }
 
-/// A batch of `served` that claimed `ids` of `kind` was applied or given up.
+/// The ids a batch of a partition will store without holding them, proposed (a holder does
+/// not give them up) from its pre-check until this goes: then they are settled (the batch
+/// was applied, or its entry was never appended), unless [`ProposedIds::keep`] said the
+/// entry's fate is unknown. Kept ids stay proposed until the leader term ends.
+pub(crate) struct ProposedIds<'a, H: DirectoryHost> {
+    served: &'a H,
+    kind: IdKind,
+    /// The leader term the batch began in.
+    term: u64,
+    ids: Vec<u128>,
+    keep: bool,
+}
+
+impl<H: DirectoryHost> ProposedIds<'_, H> {
+    /// Adds the ids of a claim's outcome; false (and nothing added: they are settled) if the
+    /// claim began in another leader term than the batch.
+    pub(crate) fn add(&mut self, outcome: ClaimOutcome) -> bool {
+        let ids = outcome.answers.into_keys();
+        if outcome.term != self.term {
+            settled(self.served, outcome.term, self.kind, ids);
+            return false;
+        }
+        self.ids.extend(ids);
+        true
+    }
+
+    /// Whether the partition is still led in the term the batch began in: only then may its
+    /// entry be appended (a batch of an earlier term appended in a later one would store ids
+    /// the later leader no longer counts as proposed).
+    pub(crate) fn term_holds(&self) -> bool {
+        let status = self.served.partition().status();
+        let directory_term = self.served.directory().with(|state| state.term());
+        status.leader && status.term == self.term && directory_term == self.term
+    }
+
+    /// The batch's entry may have been appended and may still commit: its ids stay proposed
+    /// until the leader term ends.
+    pub(crate) fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl<H: DirectoryHost> Drop for ProposedIds<'_, H> {
+    fn drop(&mut self) {
+        if !self.keep {
+            settled(
+                self.served,
+                self.term,
+                self.kind,
+                std::mem::take(&mut self.ids),
+            );
+        }
+    }
+}
+
+/// A batch of `served`, begun in leader term `term`, that claimed `ids` of `kind` was
+/// applied or given up.
 pub(crate) fn settled<H: DirectoryHost>(
     served: &H,
+    term: u64,
     kind: IdKind,
     ids: impl IntoIterator<Item = u128>,
 ) {
-    served.directory().state.borrow_mut().settled(kind, ids);
+    served
+        .directory()
+        .state
+        .borrow_mut()
+        .settled(term, kind, ids);
 }
 
 /// Logs a `ClaimEpoch` of the leader's current term and hands its index to the directory.
@@ -224,7 +296,7 @@ async fn claim<H: DirectoryHost, T: Transport + 'static>(
 ) -> Result<ClaimOutcome, NodeError> {
     let directory = served.directory();
     let mut io = Vec::new();
-    let round = loop {
+    let (round, term) = loop {
         if directory.closed.get() {
             return Err(NodeError::ShuttingDown);
         }
@@ -235,10 +307,11 @@ async fn claim<H: DirectoryHost, T: Transport + 'static>(
         }
         let claimed = {
             let mut state = directory.state.borrow_mut();
-            state.claim(kind, ids, realtime_ns(), monotonic_ms(), &mut io)
+            let claimed = state.claim(kind, ids, realtime_ns(), monotonic_ms(), &mut io);
+            claimed.map(|round| (round, state.term()))
         };
         match claimed {
-            Ok(round) => break round,
+            Ok(claimed) => break claimed,
             // Another batch of this partition claims one of the ids: after it.
             Err(ClaimError::Overlaps) => monoio::time::sleep(OVERLAP_RETRY).await,
             // The term changed under the epoch's write: log this term's.
@@ -270,7 +343,11 @@ async fn claim<H: DirectoryHost, T: Transport + 'static>(
     match outcome {
         Some(Ok(answers)) => {
             abandon.1 = None;
-            Ok(ClaimOutcome { round, answers })
+            Ok(ClaimOutcome {
+                round,
+                term,
+                answers,
+            })
         }
         Some(Err(error)) => Err(NodeError::Transaction(error.to_string())),
         // Woken without an outcome: the directory is going away with its core.

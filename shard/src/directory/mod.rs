@@ -878,7 +878,11 @@ mod tests {
             buckets: vec![bucket],
         };
         directory.apply(&lease, &mut answers);
-        assert_eq!(answers, vec![ClaimAnswer::Refused], "contested: never leased");
+        assert_eq!(
+            answers,
+            vec![ClaimAnswer::Refused],
+            "contested: never leased"
+        );
         let lacks = DirectoryCommand::Settle {
             id: ids[0],
             holder: 1,
