@@ -25,9 +25,10 @@ use crate::{ledger_partition, Ledger, PlacementKind};
 /// A batch that can run in this partition alone.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LocalRun {
-    /// Ids of the batch's events that this partition does not hold, distinct and valid (not
-    /// 0, not `u128::MAX`), in batch order: each must be claimed for this partition before
-    /// the batch runs.
+    /// Ids of the batch's events that this partition does not hold, valid (not 0, not
+    /// `u128::MAX`), in batch order; an id the batch repeats is listed again (the caller
+    /// dedups what it sends, usually little once leases cover the rest). Each must be
+    /// claimed for this partition before the batch runs.
     pub claims: Vec<u128>,
 }
 
@@ -38,14 +39,12 @@ impl Ledger {
             return None;
         }
         let accounts = accounts.into_iter();
-        let mut earlier = Ids::with_capacity_and_hasher(accounts.size_hint().0, seeded());
-        let mut claims = Vec::new();
+        let mut claims = Vec::with_capacity(accounts.size_hint().0);
         for a in accounts {
             if a.flags.contains(AccountFlags::IMPORTED) || !self.places_ledger_here(a.ledger) {
                 return None;
             }
-            let first = earlier.insert(a.id.0);
-            if first && valid(a.id.0) && self.account_positions.get(a.id.0).is_none() {
+            if valid(a.id.0) && self.account_positions.get(a.id.0).is_none() {
                 claims.push(a.id.0);
             }
         }
@@ -61,10 +60,12 @@ impl Ledger {
             return None;
         }
         let transfers = transfers.into_iter();
-        // The ids of the batch's events so far: a pending transfer may be created earlier in
-        // the batch, and each new id is claimed once.
-        let mut earlier = Ids::with_capacity_and_hasher(transfers.size_hint().0, seeded());
-        let mut claims = Vec::new();
+        // The ids of the batch's events so far, for a pending transfer created earlier in the
+        // batch: a list, and a set made from it only once a pending id is not stored here
+        // (a post or void in the batch of its pending transfer is rare).
+        let mut earlier = Vec::with_capacity(transfers.size_hint().0);
+        let mut earlier_set: Option<Ids> = None;
+        let mut claims = Vec::with_capacity(transfers.size_hint().0);
         for t in transfers {
             if t.flags.contains(TransferFlags::IMPORTED) || !self.places_ledger_here(t.ledger) {
                 return None;
@@ -75,16 +76,25 @@ impl Ledger {
                 }
             }
             let pending = t.pending_id.0;
-            if pending != 0
-                && self.transfer_positions.get(pending).is_none()
-                && !earlier.contains(&pending)
-            {
-                return None;
+            if pending != 0 && self.transfer_positions.get(pending).is_none() {
+                let set = earlier_set.get_or_insert_with(|| {
+                    let mut set = Ids::with_capacity_and_hasher(earlier.len(), seeded());
+                    set.extend(earlier.iter().copied());
+                    set
+                });
+                if !set.contains(&pending) {
+                    return None;
+                }
             }
-            let first = earlier.insert(t.id.0);
+            match &mut earlier_set {
+                Some(set) => {
+                    set.insert(t.id.0);
+                }
+                None => earlier.push(t.id.0),
+            }
             let held = self.transfer_positions.get(t.id.0).is_some()
                 || self.failed_transfer_ids.contains(&t.id.0);
-            if first && valid(t.id.0) && !held {
+            if valid(t.id.0) && !held {
                 claims.push(t.id.0);
             }
         }
@@ -168,7 +178,7 @@ mod tests {
         let mut ledger = partition(1, PlacementKind::ByLedger);
         let accounts = [account(1, here), account(2, here), account(1, here)];
         let run = ledger.local_accounts(accounts).expect("local");
-        assert_eq!(run.claims, vec![1, 2]);
+        assert_eq!(run.claims, vec![1, 2, 1], "listed as the batch names them");
         let mut results = Vec::new();
         ledger.create_accounts(10, &accounts[..2], &mut results);
         assert!(results
@@ -196,6 +206,19 @@ mod tests {
         post.flags = TransferFlags::POST_PENDING_TRANSFER;
         let run = ledger.local_transfers([pending, post]).expect("local");
         assert_eq!(run.claims, vec![7, 8]);
+        // After the first such post the batch's ids are a set; a second post finds its
+        // pending in it too, and one naming a later transfer is not local.
+        let mut pending_9 = transfer(9, here, 1, 2);
+        pending_9.flags = TransferFlags::PENDING;
+        let mut post_10 = post;
+        post_10.id = TransferId(10);
+        post_10.pending_id = TransferId(9);
+        let run = ledger.local_transfers([pending, post, pending_9, post_10]);
+        assert_eq!(run.expect("local").claims, vec![7, 8, 9, 10]);
+        assert_eq!(
+            ledger.local_transfers([pending, post, post_10, pending_9]),
+            None
+        );
         assert_eq!(
             ledger.local_transfers([post]),
             None,

@@ -33,6 +33,9 @@ use kassa_shard::{partition_of, Command, Ledger, Reply};
 
 /// How often a core looks for claims to resend and holders to ask again.
 pub const DIRECTORY_TICK_MS: u64 = 10;
+/// Most id comparisons a question may cost by scanning the covered ids' lists; past it they
+/// are made a set for the question.
+const COVERED_SCAN_MAX: usize = 1 << 16;
 /// Claim rounds a leader numbers from one `ClaimEpoch` entry.
 const ROUNDS_PER_EPOCH: u64 = 1 << 24;
 
@@ -117,6 +120,13 @@ struct Claiming {
     state: ClaimState,
 }
 
+/// A batch's ids that leases cover, named for [`PartitionDirectory::release_covered`].
+struct CoveredIds {
+    name: u64,
+    kind: IdKind,
+    ids: Vec<u128>,
+}
+
 /// Ids to something, hashed fast (the ids come from clients, but the map is the leader's own
 /// bookkeeping of its batches: a client aiming ids at one bucket only slows its own batches).
 type Ids<T> = HashMap<u128, T, FixedState>;
@@ -151,9 +161,15 @@ pub struct PartitionDirectory {
     /// Per id space, the ids a batch of this partition is claiming: its priority and first
     /// round. One batch at a time claims an id ([`ClaimError::Overlaps`]).
     claiming: [Ids<(u64, u64)>; 2],
-    /// Per id space, the ids of this term's batches whose claims were all answered, or that a
-    /// lease covers, and that are not yet settled (applied or given up): a count per id.
+    /// Per id space, the ids of this term's batches whose claims were all answered and that
+    /// are not yet settled (applied or given up): a count per id.
     proposed: [Ids<u32>; 2],
+    /// This term's batches' ids that leases cover, not yet settled: proposed too. A list per
+    /// batch, not a count per id: every batch of a ledger that stores ids alone lands here,
+    /// and a question about them is rare (a list is scanned, or made a set for a long one).
+    covered: Vec<CoveredIds>,
+    /// The name of the next batch's covered ids.
+    next_covered: u64,
     /// The buckets other homes leased to this leader.
     leases: HeldLeases,
 }
@@ -190,6 +206,8 @@ impl PartitionDirectory {
             current: HashMap::with_hasher(FixedState::with_seed(0)),
             claiming: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
             proposed: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
+            covered: Vec::new(),
+            next_covered: 0,
             leases: HeldLeases::new(partitions),
         }
     }
@@ -211,29 +229,41 @@ impl PartitionDirectory {
             for proposed in &mut self.proposed {
                 proposed.clear();
             }
+            self.covered.clear();
         }
     }
 
-    /// Splits the ids a batch will store without holding them into those a lease covers
-    /// (counted as proposed from now until [`PartitionDirectory::settled`]) and those to
-    /// claim, and asks the homes for the leases that would cover the rest next time. Leases
-    /// are used and asked for only with this leader's epoch (every earlier entry applied).
+    /// Splits the ids a batch will store without holding them (an id may repeat) into those
+    /// a lease covers (proposed from now until [`PartitionDirectory::release_covered`] with
+    /// the name returned, if any) and those to claim (distinct), and asks the homes for the
+    /// leases that would cover the rest next time. Leases are used and asked for only with
+    /// this leader's epoch (every earlier entry applied).
     pub fn use_leases(
         &mut self,
         kind: IdKind,
         ids: Vec<u128>,
         now_ms: u64,
         io: &mut Vec<DirectoryIo>,
-    ) -> (Vec<u128>, Vec<u128>) {
+    ) -> (Option<u64>, Vec<u128>) {
+        let (covered, mut claims): (Vec<u128>, Vec<u128>) = if self.epoch.is_none() {
+            (Vec::new(), ids)
+        } else {
+            (ids.into_iter()).partition(|id| self.leases.covers(kind, *id))
+        };
+        claims.sort_unstable();
+        claims.dedup();
+        let name = (!covered.is_empty()).then(|| {
+            let name = self.next_covered;
+            self.next_covered += 1;
+            self.covered.push(CoveredIds {
+                name,
+                kind,
+                ids: covered,
+            });
+            name
+        });
         if self.epoch.is_none() {
-            return (Vec::new(), ids);
-        }
-        let (covered, claims): (Vec<u128>, Vec<u128>) = ids
-            .into_iter()
-            .partition(|id| self.leases.covers(kind, *id));
-        let proposed = &mut self.proposed[kind as usize];
-        for id in &covered {
-            *proposed.entry(*id).or_default() += 1;
+            return (name, claims);
         }
         for request in self.leases.wanted(kind, &claims, now_ms) {
             let Some(round) = self.next_round() else {
@@ -250,7 +280,39 @@ impl PartitionDirectory {
                 DirectoryMessage::Lease { kind, lease },
             ));
         }
-        (covered, claims)
+        (name, claims)
+    }
+
+    /// The batch of leader term `term` whose covered ids [`PartitionDirectory::use_leases`]
+    /// named `name` was applied, or will never be: they are no longer proposed. A batch of an
+    /// earlier term changes nothing (its ids were forgotten with its term).
+    pub fn release_covered(&mut self, term: u64, name: u64) {
+        if term != self.term {
+            return;
+        }
+        if let Some(at) = self.covered.iter().position(|c| c.name == name) {
+            self.covered.swap_remove(at);
+        }
+    }
+
+    /// Ids of `kind` that leases cover for batches in flight, as a set when `asked` ids
+    /// would make scanning the lists long.
+    fn covered_set(&self, kind: IdKind, asked: usize) -> Option<Ids<()>> {
+        let covered = self.covered.iter().filter(|c| c.kind == kind);
+        let total: usize = covered.clone().map(|c| c.ids.len()).sum();
+        if total.saturating_mul(asked) <= COVERED_SCAN_MAX {
+            return None;
+        }
+        let mut set = HashMap::with_capacity_and_hasher(total, FixedState::with_seed(0));
+        set.extend(covered.flat_map(|c| c.ids.iter().map(|id| (*id, ()))));
+        Some(set)
+    }
+
+    fn is_covered(&self, kind: IdKind, id: u128, set: Option<&Ids<()>>) -> bool {
+        match set {
+            Some(set) => set.contains_key(&id),
+            None => (self.covered.iter()).any(|c| c.kind == kind && c.ids.contains(&id)),
+        }
     }
 
     /// Leases this leader holds, for status and tests.
@@ -543,13 +605,15 @@ impl PartitionDirectory {
                     io.push(DirectoryIo::LogEpoch);
                 }
                 let mut verdicts = Vec::with_capacity(ids.len());
+                let covered = self.covered_set(kind, ids.len());
                 for (id, holder_round, asker) in ids {
                     // A question about a bucket leased to this partition ends the lease
                     // before any answer: "lacks" must never be followed by storing the id.
                     self.leases.asked(kind, home, id);
                     let state = HolderState {
                         holds: ledger.holds(kind, id),
-                        proposed: self.proposed[kind as usize].contains_key(&id),
+                        proposed: self.proposed[kind as usize].contains_key(&id)
+                            || self.is_covered(kind, id, covered.as_ref()),
                         claiming: self.claiming[kind as usize].get(&id).map(|(p, _)| *p),
                         term_committed,
                     };
@@ -843,12 +907,14 @@ mod tests {
         let mut io = Vec::new();
         let (covered, claims) = directory.use_leases(kind, ids.clone(), 0, &mut io);
         assert!(
-            covered.is_empty() && claims == ids && io.is_empty(),
+            covered.is_none() && claims == ids && io.is_empty(),
             "no epoch"
         );
+        // A repeated id is claimed once.
+        let twice = [&ids[..], &ids[..1]].concat();
         directory.set_epoch(0, 7);
-        let (covered, claims) = directory.use_leases(kind, ids.clone(), 0, &mut io);
-        assert!(covered.is_empty() && claims == ids);
+        let (covered, claims) = directory.use_leases(kind, twice, 0, &mut io);
+        assert!(covered.is_none() && claims == ids);
         let round = match &io[..] {
             [DirectoryIo::Send(
                 0,
@@ -876,8 +942,17 @@ mod tests {
         directory.received(answers(round), &ledger, true, 0, &mut io);
         assert_eq!(directory.leases_held(), 1);
         let (covered, claims) = directory.use_leases(kind, ids[..2].to_vec(), 0, &mut io);
-        assert_eq!(covered, ids[..2]);
+        let covered = covered.expect("covered");
         assert!(claims.is_empty() && io.is_empty());
+        // Questions scan the covered lists, or a set made of them for a long question.
+        assert!(directory.covered_set(kind, 1).is_none());
+        let set = directory.covered_set(kind, super::COVERED_SCAN_MAX);
+        for id in &ids {
+            let listed = directory.is_covered(kind, *id, None);
+            assert_eq!(listed, *id != ids[2]);
+            assert_eq!(directory.is_covered(kind, *id, set.as_ref()), listed);
+        }
+        assert!(!directory.is_covered(IdKind::Account, ids[0], None));
         // The home asks about a covered id: the lease ends; the id is proposed.
         directory.received(ask(round, 1, ids[0]), &ledger, true, 0, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet);
@@ -887,13 +962,13 @@ mod tests {
         directory.received(ask(round, 1, ids[2]), &ledger, true, 0, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks);
         io.clear();
-        directory.settled(directory.term(), kind, covered);
+        directory.release_covered(directory.term(), covered);
         directory.received(ask(round, 1, ids[0]), &ledger, true, 0, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks, "given up and not stored");
         io.clear();
         // Later batches claim, and the lease is not asked for again by this leader.
         let (covered, claims) = directory.use_leases(kind, ids.clone(), 10_000, &mut io);
-        assert!(covered.is_empty() && claims == ids && io.is_empty());
+        assert!(covered.is_none() && claims == ids && io.is_empty());
         // A new leader asks again.
         directory.set_term(1);
         directory.set_epoch(1, 9);

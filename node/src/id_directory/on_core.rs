@@ -190,7 +190,8 @@ pub(crate) fn use_leases<'a, H: DirectoryHost, T: Transport + 'static>(
         served: served.as_ref(),
         kind,
         term,
-        ids: covered,
+        covered,
+        ids: Vec::new(),
         keep: false,
     };
     (proposed, claims)
@@ -205,6 +206,9 @@ pub(crate) struct ProposedIds<'a, H: DirectoryHost> {
     kind: IdKind,
     /// The leader term the batch began in.
     term: u64,
+    /// The name of its ids that leases cover, if any.
+    covered: Option<u64>,
+    /// Its claimed ids.
     ids: Vec<u128>,
     keep: bool,
 }
@@ -240,14 +244,14 @@ impl<H: DirectoryHost> ProposedIds<'_, H> {
 
 impl<H: DirectoryHost> Drop for ProposedIds<'_, H> {
     fn drop(&mut self) {
-        if !self.keep {
-            settled(
-                self.served,
-                self.term,
-                self.kind,
-                std::mem::take(&mut self.ids),
-            );
+        if self.keep {
+            return;
         }
+        let mut state = self.served.directory().state.borrow_mut();
+        if let Some(covered) = self.covered {
+            state.release_covered(self.term, covered);
+        }
+        state.settled(self.term, self.kind, std::mem::take(&mut self.ids));
     }
 }
 
