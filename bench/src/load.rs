@@ -280,6 +280,7 @@ mod tests {
     async fn every_batch_once_and_no_resolution_overtakes_its_pending() {
         let config = PlanConfig {
             accounts: 50,
+            ledgers: 1,
             transfers: 3_001,
             distribution: Distribution::Uniform,
             two_phase_share: 0.3,

@@ -90,10 +90,15 @@ struct Args {
     /// Default: the system's temporary directory.
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
-    /// Accounts on the benchmark's ledger; every tenth has debits_must_not_exceed_credits
-    /// and is funded before the run.
+    /// Accounts, spread over the ledgers; every tenth of a ledger has
+    /// debits_must_not_exceed_credits and is funded before the run.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     accounts: u64,
+    /// Ledgers (1, 2, ...): account i is on ledger 1 + i % L, and each batch holds
+    /// transfers of one ledger, the ledgers taking turns (an application batching per
+    /// tenant or currency). Under placement by ledger they spread over the partitions.
+    #[arg(long, default_value_t = 1, value_name = "L")]
+    ledgers: u32,
     /// Transfers per mode.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     transfers: u64,
@@ -150,6 +155,12 @@ impl Args {
     fn validate(&self) -> anyhow::Result<()> {
         if self.accounts < 2 || self.accounts > plan::ACCOUNTS_MAX {
             bail!("--accounts must be 2 to {}", plan::ACCOUNTS_MAX);
+        }
+        if self.ledgers == 0 || self.ledgers > plan::LEDGERS_MAX {
+            bail!("--ledgers must be 1 to {}", plan::LEDGERS_MAX);
+        }
+        if self.accounts < 2 * u64::from(self.ledgers) {
+            bail!("--accounts must be at least twice --ledgers (two accounts per ledger)");
         }
         let latency = self.latency_transfers.unwrap_or(self.transfers);
         if self.transfers > plan::TRANSFERS_MAX || latency > plan::TRANSFERS_MAX {
@@ -219,6 +230,7 @@ impl Args {
         };
         let config = PlanConfig {
             accounts: self.accounts,
+            ledgers: self.ledgers,
             transfers,
             distribution,
             two_phase_share: self.two_phase_share,
@@ -243,8 +255,9 @@ impl Args {
             DistributionArg::Zipf => format!("zipf s={} on credit accounts", self.zipf_s),
         };
         format!(
-            "{} accounts (every 10th debits_must_not_exceed_credits, funded), {} transfers per mode ({} in latency mode), amounts 1–1000, {distribution}, two-phase share {}, seed {}",
+            "{} accounts on {} ledger(s) (every 10th debits_must_not_exceed_credits, funded), {} transfers per mode ({} in latency mode), amounts 1–1000, {distribution}, two-phase share {}, seed {}",
             self.accounts,
+            self.ledgers,
             self.transfers,
             self.latency_transfers.unwrap_or(self.transfers),
             self.two_phase_share,
@@ -321,8 +334,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .unwrap_or_default();
     // Distinct ids per invocation, so repeated runs against one node never collide.
     let tag = ((now.as_nanos() as u32) ^ std::process::id()).max(1);
-    let accounts = plan::accounts(tag, args.accounts);
-    let funding = plan::funding(tag, args.accounts);
+    let accounts = plan::accounts(tag, args.accounts, args.ledgers);
+    let funding = plan::funding(tag, args.accounts, args.ledgers);
     let plans: Vec<(Mode, Arc<Plan>)> = args
         .modes()
         .into_iter()

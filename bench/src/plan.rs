@@ -7,6 +7,11 @@
 //! dispatcher (`load.rs`) sends batch `j` only once every batch up to `j - defer_batches` is
 //! acknowledged, so a post or void never overtakes its pending transfer. Pending transfers never
 //! time out (timeout 0). Called by `main.rs` once per mode; the result is read-only afterwards.
+//!
+//! Ledgers: with `ledgers` L, account `index` is on ledger `1 + index % L` (its position there
+//! is `index / L`), and every batch holds transfers of one ledger, the ledgers taking turns
+//! batch by batch: an application that batches per ledger (a tenant, a currency). Batches that
+//! mix ledgers are not generated.
 
 use std::collections::VecDeque;
 
@@ -14,16 +19,19 @@ use kassa_wire::{Account, AccountFlags, AccountId, Transfer, TransferFlags, Tran
 
 use crate::workload::SplitMix64;
 
-/// The ledger every benchmark account and transfer is on.
+/// The first ledger; with `ledgers` L the benchmark uses ledgers `1..=L`.
 pub const LEDGER: u32 = 1;
+/// At most this many ledgers.
+pub const LEDGERS_MAX: u32 = 1_000;
 /// The account code of benchmark accounts.
 pub const ACCOUNT_CODE: u16 = 10;
 /// The transfer code of workload transfers (funding transfers use `FUNDING_CODE`).
 pub const TRANSFER_CODE: u16 = 1;
 pub const FUNDING_CODE: u16 = 2;
-/// Every tenth account (index % 10 == 9) has `debits_must_not_exceed_credits`.
+/// Every tenth account of a ledger (position % 10 == 9) has `debits_must_not_exceed_credits`.
 pub const LIMITED_EVERY: u64 = 10;
-/// What each limited account is credited before the run (by account 0, which has no limit):
+/// What each limited account is credited before the run (by its ledger's first account, which
+/// has no limit):
 /// far more than the workload can debit (at most 1000 per transfer), so a refusal is a bug
 /// worth reporting, not part of the workload.
 pub const FUNDING_AMOUNT: u128 = 1_000_000_000_000;
@@ -58,6 +66,8 @@ pub enum Phase {
 #[derive(Clone, Debug)]
 pub struct PlanConfig {
     pub accounts: u64,
+    /// Ledgers the accounts are spread over (1..=LEDGERS_MAX; each needs two accounts).
+    pub ledgers: u32,
     pub transfers: u64,
     pub distribution: Distribution,
     /// The share of transfers that are new pending transfers (0.0..=0.5); each is later posted
@@ -103,18 +113,25 @@ pub fn transfer_id(tag: u32, phase: Phase, index: u64) -> TransferId {
     TransferId(u128::from(tag) << 64 | (phase as u128) << 56 | u128::from(index + 1))
 }
 
-pub fn is_limited(index: u64) -> bool {
-    index % LIMITED_EVERY == LIMITED_EVERY - 1
+/// Whether account `index` has a debit limit (every tenth of its ledger, never the first).
+pub fn is_limited(index: u64, ledgers: u32) -> bool {
+    (index / u64::from(ledgers)) % LIMITED_EVERY == LIMITED_EVERY - 1
 }
 
-/// The benchmark's accounts: `count` on [`LEDGER`], every tenth with a debit limit.
-pub fn accounts(tag: u32, count: u64) -> Vec<Account> {
+/// The ledger of account `index`.
+pub fn ledger_of(index: u64, ledgers: u32) -> u32 {
+    LEDGER + (index % u64::from(ledgers)) as u32
+}
+
+/// The benchmark's accounts: `count` over `ledgers` ledgers, every tenth of a ledger with a
+/// debit limit.
+pub fn accounts(tag: u32, count: u64, ledgers: u32) -> Vec<Account> {
     (0..count)
         .map(|index| Account {
             id: account_id(tag, index),
-            ledger: LEDGER,
+            ledger: ledger_of(index, ledgers),
             code: ACCOUNT_CODE,
-            flags: if is_limited(index) {
+            flags: if is_limited(index, ledgers) {
                 AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
             } else {
                 AccountFlags::empty()
@@ -124,17 +141,17 @@ pub fn accounts(tag: u32, count: u64) -> Vec<Account> {
         .collect()
 }
 
-/// One transfer from account 0 (no limit) to each limited account.
-pub fn funding(tag: u32, count: u64) -> Vec<Transfer> {
+/// One transfer from its ledger's first account (no limit) to each limited account.
+pub fn funding(tag: u32, count: u64, ledgers: u32) -> Vec<Transfer> {
     (0..count)
-        .filter(|index| is_limited(*index))
+        .filter(|index| is_limited(*index, ledgers))
         .enumerate()
         .map(|(n, index)| Transfer {
             id: transfer_id(tag, Phase::Funding, n as u64),
-            debit_account_id: account_id(tag, 0),
+            debit_account_id: account_id(tag, index % u64::from(ledgers)),
             credit_account_id: account_id(tag, index),
             amount: FUNDING_AMOUNT,
-            ledger: LEDGER,
+            ledger: ledger_of(index, ledgers),
             code: FUNDING_CODE,
             ..Transfer::default()
         })
@@ -143,30 +160,40 @@ pub fn funding(tag: u32, count: u64) -> Vec<Transfer> {
 
 /// The workload of one mode.
 pub fn generate(config: &PlanConfig, phase: Phase) -> Plan {
-    assert!(config.accounts >= 2 && config.accounts <= ACCOUNTS_MAX);
+    let ledgers = u64::from(config.ledgers);
+    assert!((1..=u64::from(LEDGERS_MAX)).contains(&ledgers));
+    assert!(config.accounts >= 2 * ledgers && config.accounts <= ACCOUNTS_MAX);
     assert!(config.transfers <= TRANSFERS_MAX);
     assert!((0.0..=0.5).contains(&config.two_phase_share));
     assert!(config.batch_size > 0);
     let mut random = SplitMix64::new(config.seed ^ (phase as u64).wrapping_mul(0x9E37_79B9));
-    let credit_side = CreditSampler::new(config.distribution, config.accounts, &mut random);
+    // Positions every ledger has (the first `accounts % ledgers` ledgers have one more,
+    // unused by transfers).
+    let per_ledger = config.accounts / ledgers;
+    let credit_side = CreditSampler::new(config.distribution, per_ledger, &mut random);
     let defer = (config.defer_batches + 1) * config.batch_size;
-    let mut waiting: VecDeque<(usize, Transfer)> = VecDeque::new();
+    // Pending transfers waiting for their post or void, per ledger: a resolution goes in a
+    // batch of its own ledger.
+    let mut waiting: Vec<VecDeque<(usize, Transfer)>> = vec![VecDeque::new(); ledgers as usize];
     let mut transfers = Vec::with_capacity(config.transfers as usize);
     for index in 0..config.transfers as usize {
         let id = transfer_id(config.tag, phase, index as u64);
+        let ledger = (index / config.batch_size) as u64 % ledgers;
+        let waiting = &mut waiting[ledger as usize];
         let due = waiting.front().is_some_and(|(due, _)| *due <= index);
         let transfer = if due {
             let (_, pending) = waiting.pop_front().expect("a due pending transfer");
             resolution(id, &pending, random.below(100) < POST_PERCENT)
         } else {
             let credit = credit_side.sample(&mut random);
-            let debit = (credit + 1 + random.below(config.accounts - 1)) % config.accounts;
+            let debit = (credit + 1 + random.below(per_ledger - 1)) % per_ledger;
+            let (credit, debit) = (ledger + credit * ledgers, ledger + debit * ledgers);
             let mut transfer = Transfer {
                 id,
                 debit_account_id: account_id(config.tag, debit),
                 credit_account_id: account_id(config.tag, credit),
                 amount: u128::from(1 + random.below(AMOUNT_MAX)),
-                ledger: LEDGER,
+                ledger: ledger_of(ledger, config.ledgers),
                 code: TRANSFER_CODE,
                 ..Transfer::default()
             };
@@ -260,6 +287,7 @@ mod tests {
     fn config() -> PlanConfig {
         PlanConfig {
             accounts: 100,
+            ledgers: 1,
             transfers: 5_000,
             distribution: Distribution::Zipf { s: 1.0 },
             two_phase_share: 0.2,
@@ -310,10 +338,41 @@ mod tests {
         assert!(zipf > 3 * flat, "zipf {zipf} uniform {flat}");
     }
 
+    /// With several ledgers, every batch is of one ledger, the ledgers take turns, and both
+    /// accounts of a transfer (or its pending transfer's) are on its ledger.
+    #[test]
+    fn ledgers_take_turns_batch_by_batch_and_transfers_stay_in_their_ledger() {
+        let mut config = config();
+        config.ledgers = 3;
+        config.accounts = 61;
+        let accounts = accounts(config.tag, config.accounts, config.ledgers);
+        let ledger_of_account = |id: AccountId| {
+            let account = accounts.iter().find(|a| a.id == id).expect("an account");
+            account.ledger
+        };
+        let plan = generate(&config, Phase::Throughput);
+        for (batch, transfers) in plan.transfers.chunks(config.batch_size).enumerate() {
+            for t in transfers {
+                assert_eq!(t.ledger, 1 + (batch % 3) as u32, "batch {batch}");
+                assert_eq!(ledger_of_account(t.debit_account_id), t.ledger);
+                assert_eq!(ledger_of_account(t.credit_account_id), t.ledger);
+                assert_ne!(t.debit_account_id, t.credit_account_id);
+            }
+        }
+        let funding = funding(config.tag, config.accounts, config.ledgers);
+        assert_eq!(funding.len(), 6, "positions 9 and 19 of each ledger");
+        for t in &funding {
+            assert_eq!(ledger_of_account(t.debit_account_id), t.ledger);
+            assert_eq!(ledger_of_account(t.credit_account_id), t.ledger);
+            let first = accounts.iter().position(|a| a.id == t.debit_account_id);
+            assert!(first.expect("the funder") < 3, "a ledger's first account");
+        }
+    }
+
     #[test]
     fn every_limited_account_is_funded_by_account_zero() {
-        let accounts = accounts(1, 50);
-        let funding = funding(1, 50);
+        let accounts = accounts(1, 50, 1);
+        let funding = funding(1, 50, 1);
         let limited = accounts
             .iter()
             .filter(|a| {

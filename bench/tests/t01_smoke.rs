@@ -61,6 +61,7 @@ fn start_both_systems_verify_and_report_side_by_side() {
         .arg(&kassa)
         .args(["--accounts", "200", "--transfers", "5000", "--clients", "8"])
         .args(["--in-flight", "2", "--batch-size", "1000", "--cores", "2"])
+        .args(["--ledgers", "3"])
         .args([
             "--two-phase-share",
             "0.1",
@@ -100,6 +101,7 @@ fn start_both_systems_verify_and_report_side_by_side() {
         "verified postgres",
         "fdatasync: median",
         "synchronous_commit = on",
+        "200 accounts on 3 ledger(s)",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
