@@ -10,6 +10,10 @@
 //!   and voids add up to;
 //! - per ledger, debits equal credits.
 //!
+//! The accounts are on three ledgers. Half the batches keep to one ledger, the others mix
+//! them: placed by ledger (`KASSA_TEST_PLACEMENT=ledger`), the first run in their ledger's
+//! partition (with claims, then leases), the others as cross-partition transactions.
+//!
 //! Bounded: `KILLS` rounds (`KASSA_CRASH_KILLS` to change), each killed within a second. The
 //! seed is printed; `KASSA_CRASH_SEED` replays the schedule (timing still varies).
 
@@ -24,6 +28,8 @@ use common::{account_json, assert_balanced, request_raw, Node, TempDir};
 use serde_json::Value;
 
 const ACCOUNTS: u128 = 12;
+/// Ledgers the accounts are spread over: account `a` is on ledger `1 + (a - 1) % LEDGERS`.
+const LEDGERS: u128 = 3;
 const KILLS: u32 = 6;
 const BATCH_SIZE: usize = 40;
 
@@ -38,6 +44,7 @@ enum Kind {
 #[derive(Clone, Copy, Debug)]
 struct Planned {
     id: u128,
+    ledger: u128,
     debit: u128,
     credit: u128,
     amount: u128,
@@ -73,8 +80,8 @@ fn record_json(t: &Planned) -> String {
             };
             let flags = format!("[{linked}{pending}]").replace(",]", "]");
             format!(
-                r#"{{"id":"{}","debit_account_id":"{}","credit_account_id":"{}","amount":"{}","ledger":1,"code":1,"flags":{flags}}}"#,
-                t.id, t.debit, t.credit, t.amount
+                r#"{{"id":"{}","debit_account_id":"{}","credit_account_id":"{}","amount":"{}","ledger":{},"code":1,"flags":{flags}}}"#,
+                t.id, t.debit, t.credit, t.amount, t.ledger
             )
         }
         Kind::Post { pending_id } => format!(
@@ -89,20 +96,26 @@ fn record_json(t: &Planned) -> String {
     }
 }
 
+fn ledger_of(account: u128) -> u128 {
+    1 + (account - 1) % LEDGERS
+}
+
 /// One batch: mostly single-phase transfers, some pending ones, and posts or voids of
-/// pending transfers the loader saw created. Some fail on purpose so that chains break.
+/// pending transfers the loader saw created. Some fail on purpose so that chains break. Half
+/// the batches keep to one ledger (their posts and voids may name another's pending).
 fn plan_batch(
     random: &mut Random,
     next_id: &mut u128,
-    open: &mut Vec<(u128, u128, u128, u128)>,
+    open: &mut Vec<(u128, u128, u128, u128, u128)>,
 ) -> Vec<Planned> {
     let mut transfers = Vec::new();
+    let one_ledger = (random.below(2) == 0).then(|| 1 + u128::from(random.below(3)));
     for index in 0..BATCH_SIZE {
         let linked = index + 1 < BATCH_SIZE && random.below(4) == 0;
         let id = *next_id;
         *next_id += 1;
         if !open.is_empty() && random.below(6) == 0 {
-            let (pending_id, debit, credit, amount) =
+            let (pending_id, ledger, debit, credit, amount) =
                 open.swap_remove(random.below(open.len() as u64) as usize);
             let kind = if random.below(2) == 0 {
                 Kind::Post { pending_id }
@@ -111,6 +124,7 @@ fn plan_batch(
             };
             transfers.push(Planned {
                 id,
+                ledger,
                 debit,
                 credit,
                 amount,
@@ -119,8 +133,15 @@ fn plan_batch(
             });
             continue;
         }
-        let debit = 1 + u128::from(random.below(ACCOUNTS as u64));
-        let credit = 1 + (debit + u128::from(random.below(ACCOUNTS as u64 - 1))) % ACCOUNTS;
+        // Two distinct accounts of the ledger (its accounts are `ledger + LEDGERS * k`).
+        let ledger = one_ledger.unwrap_or_else(|| 1 + u128::from(random.below(3)));
+        let per_ledger = (ACCOUNTS / LEDGERS) as u64;
+        let debit_at = random.below(per_ledger);
+        let credit_at = (debit_at + 1 + random.below(per_ledger - 1)) % per_ledger;
+        let (debit, credit) = (
+            ledger + LEDGERS * u128::from(debit_at),
+            ledger + LEDGERS * u128::from(credit_at),
+        );
         let credit = if random.below(50) == 0 { debit } else { credit };
         let kind = if random.below(8) == 0 {
             Kind::Pending
@@ -130,6 +151,7 @@ fn plan_batch(
         let amount = 1 + u128::from(random.below(100));
         transfers.push(Planned {
             id,
+            ledger,
             debit,
             credit,
             amount,
@@ -168,7 +190,7 @@ fn load(
         if let Some(results) = &results {
             for (t, result) in transfers.iter().zip(results) {
                 if t.kind == Kind::Pending && result == "created" {
-                    open.push((t.id, t.debit, t.credit, t.amount));
+                    open.push((t.id, t.ledger, t.debit, t.credit, t.amount));
                 }
             }
         }
@@ -326,7 +348,9 @@ fn acknowledged_transfers_survive_sigkill() {
     let mut next_id: u128 = 1_000;
     for round in 0..kills {
         let node = Node::start(&dir.0);
-        let accounts: Vec<String> = (1..=ACCOUNTS).map(|id| account_json(id, 1, &[])).collect();
+        let accounts: Vec<String> = (1..=ACCOUNTS)
+            .map(|id| account_json(id, ledger_of(id) as u32, &[]))
+            .collect();
         let (status, _) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
         assert_eq!(status, 200);
         verify(&node, &log.lock().expect("log"));
