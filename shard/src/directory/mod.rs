@@ -756,6 +756,16 @@ mod tests {
         assert_eq!(directory.owner(id), Some(owner));
     }
 
+    /// A claim of `ids` by `claimant` in its round `round` (its priority too).
+    fn claim(claimant: u32, round: u64, ids: &[u128]) -> DirectoryCommand {
+        DirectoryCommand::Claim {
+            claimant,
+            round,
+            priority: round,
+            ids: ids.to_vec(),
+        }
+    }
+
     /// The first `count` ids homed at `home` in lease bucket `bucket`.
     pub(super) fn in_bucket(home: u32, bucket: u16, partitions: u32, count: usize) -> Vec<u128> {
         (1u128..)
@@ -772,12 +782,6 @@ mod tests {
         let mut directory = IdDirectory::new(home, partitions, 7).with_lease_min_ids(2);
         let ids = in_bucket(home, bucket, partitions, 6);
         let mut answers = Vec::new();
-        let claim = |claimant, round, ids: &[u128]| DirectoryCommand::Claim {
-            claimant,
-            round,
-            priority: round,
-            ids: ids.to_vec(),
-        };
         let lease = |holder, round| DirectoryCommand::Lease {
             holder,
             round,
@@ -856,12 +860,6 @@ mod tests {
         let mut directory = IdDirectory::new(home, partitions, 7).with_lease_min_ids(2);
         let ids = in_bucket(home, bucket, partitions, 3);
         let mut answers = Vec::new();
-        let claim = |claimant, round, ids: &[u128]| DirectoryCommand::Claim {
-            claimant,
-            round,
-            priority: round,
-            ids: ids.to_vec(),
-        };
         directory.apply(&claim(1, 1, &ids), &mut answers);
         assert!(directory.leasable(1, bucket));
         directory.apply(&claim(2, 1, &ids[..1]), &mut answers);
