@@ -78,14 +78,17 @@ fn main() {
                             })
                             .collect();
                         let began = Instant::now();
-                        let outcome =
-                            block_on(queues.claim(partition, IdKind::Transfer, ids.clone()))
-                                .expect("claimed");
+                        let outcome = block_on(queues.claim_for_transaction(
+                            partition,
+                            IdKind::Transfer,
+                            ids.clone(),
+                        ))
+                        .expect("claimed");
                         latencies.push(began.elapsed());
                         assert!(outcome.answers.values().all(|a| *a == ClaimAnswer::Granted));
                         block_on(queues.claims_settled(
                             partition,
-                            outcome.term,
+                            outcome.proposer,
                             IdKind::Transfer,
                             ids,
                         ))

@@ -38,6 +38,7 @@ use zerocopy::IntoBytes;
 use crate::cores::{next_lock_txn, Cores, ReadNames};
 use crate::fail_stop::fail_stop;
 use crate::fault_injection;
+use crate::id_directory::Proposer;
 use crate::join::join_all;
 use crate::NodeError;
 
@@ -660,7 +661,10 @@ async fn run_locked(
     let readers: BTreeSet<u32> = locked.difference(&participants).copied().collect();
     if !readers.is_empty() {
         let mut readers = readers;
-        unlock_all(cores, &mut readers, lock).await?;
+        if let Err(error) = unlock_all(cores, &mut readers, lock).await {
+            settle_claims(cores, claimed).await;
+            return Err(Undecided(error));
+        }
         locked.retain(|partition| participants.contains(partition));
     }
     let decision = Arc::new(decision);
@@ -752,8 +756,9 @@ async fn run_locked(
     Ok(())
 }
 
-/// Ids of one kind claimed for one partition, in the leader term named.
-type Claimed = Vec<(u32, u64, IdKind, Vec<u128>)>;
+/// Ids of one kind claimed for one partition by this transaction (`Proposer::Transaction`,
+/// the proposer named for settling them).
+type Claimed = Vec<(u32, Proposer, IdKind, Vec<u128>)>;
 
 /// Under placement by ledger, claims the ids a decision stores (accounts, created transfers,
 /// failed ids) for the partitions that store them. Every partition is locked, so every id is
@@ -789,7 +794,9 @@ async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, No
         }
     }
     let claims = chunks.into_iter().map(|(partition, kind, ids)| async move {
-        let outcome = cores.claim(partition, kind, ids.clone()).await;
+        let outcome = cores
+            .claim_for_transaction(partition, kind, ids.clone())
+            .await;
         (partition, kind, ids, outcome)
     });
     let mut claimed = Vec::new();
@@ -806,7 +813,7 @@ async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, No
                         "id {id} could not be claimed for partition {partition}: {answer:?}"
                     )));
                 }
-                claimed.push((partition, outcome.term, kind, ids));
+                claimed.push((partition, outcome.proposer, kind, ids));
             }
             Err(error) => refused = Some(error),
         }
@@ -822,8 +829,8 @@ async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, No
 
 /// The claimed ids are applied (or will never be): no longer proposed.
 async fn settle_claims(cores: &Cores, claimed: Claimed) {
-    for (partition, term, kind, ids) in claimed {
-        if let Err(error) = cores.claims_settled(partition, term, kind, ids).await {
+    for (partition, proposer, kind, ids) in claimed {
+        if let Err(error) = cores.claims_settled(partition, proposer, kind, ids).await {
             tracing::debug!(partition, %error, "claims not settled (the node is stopping)");
         }
     }

@@ -32,8 +32,8 @@ use kassa_wire::Transfer;
 pub use crate::clock::realtime_ns;
 use crate::fail_stop::fail_stop;
 use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory, DirectoryHost};
-use crate::id_directory::DirectoryMessage;
 use crate::id_directory::Transport;
+use crate::id_directory::{DirectoryMessage, Proposer};
 use crate::NodeError;
 use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::LocalRun;
@@ -99,8 +99,10 @@ pub enum CoreRequest {
         partition: u32,
         message: DirectoryMessage,
     },
-    /// Claim `ids` of `kind` for a batch of `partition`: the homes' answers, once all came.
-    Claim {
+    /// Claim `ids` of `kind` for a cross-partition transaction that will store them in
+    /// `partition`: the homes' answers, once all came. The ids stay proposed across terms
+    /// until settled (`Proposer::Transaction`).
+    ClaimForTransaction {
         partition: u32,
         kind: IdKind,
         ids: Vec<u128>,
@@ -114,11 +116,11 @@ pub enum CoreRequest {
         command: Command,
         reply: tokio::sync::oneshot::Sender<Result<LocalWrite, NodeError>>,
     },
-    /// A batch of `partition`, begun in leader term `term`, that claimed `ids` of `kind`
-    /// was applied or given up.
+    /// The batch or transaction `proposer` that claimed `ids` of `kind` for `partition` was
+    /// applied or given up.
     ClaimsSettled {
         partition: u32,
-        term: u64,
+        proposer: Proposer,
         kind: IdKind,
         ids: Vec<u128>,
     },
@@ -308,8 +310,22 @@ impl Served {
     /// no longer be written stops the process: what reached the disk is unknown, so nobody
     /// may be told the write did not happen (`fail_stop`).
     pub(crate) async fn write(&self, partition: u32, command: Command) -> Result<Reply, NodeError> {
+        self.write_in(partition, command, None).await
+    }
+
+    /// Writes `command` through the partition's log in leader term `term`, or not at all
+    /// (`Partition::write_in_term`); `None` takes whatever term leads.
+    async fn write_in(
+        &self,
+        partition: u32,
+        command: Command,
+        term: Option<u64>,
+    ) -> Result<Reply, NodeError> {
         let writing = read_by_transactions(&command).then(|| self.lock.writing());
-        let written = self.partition.write(command).await;
+        let written = match term {
+            None => self.partition.write(command).await,
+            Some(term) => self.partition.write_in_term(command, term).await,
+        };
         drop(writing);
         if written.is_err() {
             self.stop_if_failed(partition);
@@ -611,15 +627,15 @@ impl CoreQueues {
         self.senders.len()
     }
 
-    /// Claims `ids` of `kind` at their homes for a batch of `partition` (see
-    /// [`CoreRequest::Claim`]).
-    pub async fn claim(
+    /// Claims `ids` of `kind` at their homes for a cross-partition transaction that will
+    /// store them in `partition` (see [`CoreRequest::ClaimForTransaction`]).
+    pub async fn claim_for_transaction(
         &self,
         partition: u32,
         kind: IdKind,
         ids: Vec<u128>,
     ) -> Result<ClaimOutcome, NodeError> {
-        self.ask(partition, |reply| CoreRequest::Claim {
+        self.ask(partition, |reply| CoreRequest::ClaimForTransaction {
             partition,
             kind,
             ids,
@@ -628,19 +644,19 @@ impl CoreQueues {
         .await
     }
 
-    /// The batch of `partition` whose claims came out as `ids` of `kind` in leader term
-    /// `term` ([`ClaimOutcome::term`]) was applied or given up: its ids are no longer
+    /// The batch or transaction `proposer` ([`ClaimOutcome::proposer`]) whose claims came
+    /// out as `ids` of `kind` for `partition` was applied or given up: its ids are no longer
     /// proposed.
     pub async fn claims_settled(
         &self,
         partition: u32,
-        term: u64,
+        proposer: Proposer,
         kind: IdKind,
         ids: Vec<u128>,
     ) -> Result<(), NodeError> {
         let request = CoreRequest::ClaimsSettled {
             partition,
-            term,
+            proposer,
             kind,
             ids,
         };
@@ -883,7 +899,7 @@ async fn serve(
         CoreRequest::Directory { partition, message } => {
             on_core::received(served(partition), transport, message);
         }
-        CoreRequest::Claim {
+        CoreRequest::ClaimForTransaction {
             partition,
             kind,
             ids,
@@ -892,15 +908,16 @@ async fn serve(
             // A claim waiting for its answers does not count as in flight: the answers come
             // through this core's queue, which must keep being read.
             in_flight.set(in_flight.get() - 1);
-            on_core::claim_for(served(partition), transport, kind, ids, reply).await;
+            let served = served(partition);
+            on_core::claim_for_transaction(served, transport, kind, ids, reply).await;
             in_flight.set(in_flight.get() + 1);
         }
         CoreRequest::ClaimsSettled {
             partition,
-            term,
+            proposer,
             kind,
             ids,
-        } => on_core::settled(served(partition).as_ref(), term, kind, ids),
+        } => on_core::settled(served(partition).as_ref(), proposer, kind, ids),
         CoreRequest::WriteLocal {
             partition,
             command,
@@ -949,11 +966,14 @@ async fn write_local(
         }
     }
     // The leader's term may have ended during the claims: a new term no longer counts this
-    // batch's ids as proposed, so the batch must not be appended in it.
+    // batch's ids as proposed, so the batch must not be appended in it. The check spares a
+    // doomed proposal; the write's own condition on the term is what makes it hold at the
+    // append.
     if !proposed.term_holds() {
         return Err(leader_changed(served.number));
     }
-    let written = served.write(served.number, command).await;
+    let term = Some(proposed.term());
+    let written = served.write_in(served.number, command, term).await;
     if let Err(NodeError::Partition(error)) = &written {
         if !error.refused_before_append() {
             // The entry may still commit: its ids stay proposed until the term ends.

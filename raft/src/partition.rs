@@ -11,6 +11,8 @@
 //! election openraft can refuse a proposal (`ForwardToLeader`, lease expired or leader not yet
 //! known) before appending it; such a refusal is retried up to [`WRITE_ATTEMPTS_MAX`] times.
 //! Once another leader is known, the refusal is returned as [`PartitionError::NotLeader`].
+//! [`Partition::write_in_term`] appends only in the leader term it names (openraft checks the
+//! term with the append), so a batch checked in one term never lands in the next.
 //!
 //! Shutting down: stop the core, then wait until openraft's tasks have dropped the log and the
 //! state machine, so that the directory can be opened again as soon as `shutdown` returns.
@@ -29,12 +31,14 @@ use kassa_shard::limits::BATCH_EVENTS_MAX;
 use kassa_storage::LogOptions;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, Fatal, ForwardReason, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::raft::ClientWriteResponse;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 
 use crate::log_store::{LogShared, LogStore};
 use crate::network::NoPeers;
 use crate::state_machine::StateMachine;
-use crate::types::{Applied, CommandBytes, Proposed, TypeConfig, NODE_ID};
+use crate::types::{Applied, CommandBytes, CommittedLeaderId, Proposed, TypeConfig, NODE_ID};
 use crate::{Command, Ledger, PartitionConfig, PartitionError, Reply};
 
 /// Leader heartbeats; they also pace each instance's tick (a fifth of this), which is what an
@@ -56,6 +60,9 @@ const _: () = assert!(HEARTBEAT_INTERVAL_MS >= 100);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS < ELECTION_TIMEOUT_MIN_MS);
 const _: () = assert!(ELECTION_TIMEOUT_MIN_MS < ELECTION_TIMEOUT_MAX_MS);
 const _: () = assert!(ELECTION_TIMEOUT_MAX_MS < OPEN_READY_TIMEOUT_MS);
+
+/// Why openraft did not take a client write.
+type WriteRefused = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
 
 /// One open partition on its core: a single-voter Raft group for now.
 pub struct Partition {
@@ -271,6 +278,23 @@ impl Partition {
 
     /// Proposes `command`, waits until it is committed and applied, and returns its reply.
     pub async fn write(&self, command: Command) -> Result<Reply, PartitionError> {
+        self.propose(command, None).await
+    }
+
+    /// Like [`Partition::write`], but appends `command` only while this node leads in leader
+    /// term `term`: openraft compares the term with its vote in the same step as the append,
+    /// so an entry begun in one term never lands in a later one (after leadership was lost
+    /// and won again in between). In another term it is refused before the append with
+    /// [`PartitionError::NotLeader`].
+    pub async fn write_in_term(
+        &self,
+        command: Command,
+        term: u64,
+    ) -> Result<Reply, PartitionError> {
+        self.propose(command, Some(term)).await
+    }
+
+    async fn propose(&self, command: Command, term: Option<u64>) -> Result<Reply, PartitionError> {
         let partition = self.partition;
         let events = events(&command);
         if events > BATCH_EVENTS_MAX {
@@ -284,7 +308,11 @@ impl Partition {
         for attempt in 1..=WRITE_ATTEMPTS_MAX {
             let bytes = CommandBytes::propose(&proposed);
             let size = bytes.len() as u64;
-            let error = match self.raft.client_write(bytes).await {
+            let written = match term {
+                None => self.raft.client_write(bytes).await,
+                Some(term) => self.client_write_in_term(bytes, term).await?,
+            };
+            let error = match written {
                 Ok(response) => {
                     self.count_written(size).await;
                     return self.reply(response.data);
@@ -292,6 +320,13 @@ impl Partition {
                 Err(error) => error,
             };
             let retry = self.write_error(error)?;
+            if term.is_some_and(|term| self.status().term != term) {
+                // Refused for the term: retrying cannot append it in that term any more.
+                return Err(PartitionError::NotLeader {
+                    partition,
+                    leader: None,
+                });
+            }
             tracing::debug!(partition, attempt, reason = ?retry, "write refused before append");
             monoio::time::sleep(Duration::from_millis(WRITE_RETRY_DELAY_MS)).await;
         }
@@ -301,11 +336,32 @@ impl Partition {
         })
     }
 
-    /// Turns a refused write into the reason to retry it, or into the error to return.
-    fn write_error(
+    /// `client_write` conditional on leader term `term` ([`Partition::write_in_term`]).
+    async fn client_write_in_term(
         &self,
-        error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
-    ) -> Result<ForwardReason, PartitionError> {
+        bytes: CommandBytes,
+        term: u64,
+    ) -> Result<Result<ClientWriteResponse<TypeConfig>, WriteRefused>, PartitionError> {
+        let partition = self.partition;
+        let (responder, answered) = ProgressResponder::complete_only();
+        let request = self
+            .raft
+            .write(bytes)
+            .with_leader(CommittedLeaderId::new(term));
+        let sent = request.responder(responder).await;
+        sent.map_err(|fatal| fatal_error(partition, fatal))?;
+        match answered.await {
+            Ok(result) => Ok(result.map_err(RaftError::APIError)),
+            // The Raft core dropped the responder: it stopped.
+            Err(_) => Err(match self.failure() {
+                Some(what) => PartitionError::Raft { partition, what },
+                None => PartitionError::OutcomeUnknown { partition },
+            }),
+        }
+    }
+
+    /// Turns a refused write into the reason to retry it, or into the error to return.
+    fn write_error(&self, error: WriteRefused) -> Result<ForwardReason, PartitionError> {
         let partition = self.partition;
         match error {
             RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {

@@ -153,6 +153,41 @@ fn t01_bad_requests_change_nothing() {
     });
 }
 
+/// A write conditional on a leader term is appended in that term only: naming another term
+/// (an earlier one the leader lost, or one it has not reached) refuses it before its append.
+#[test]
+fn t01_a_write_in_another_term_is_refused_before_its_append() {
+    let dir = TempDir::new("t01-term");
+    run(async {
+        let partition = Partition::open(config(dir.path(), 1000))
+            .await
+            .expect("open");
+        let term = partition.status().term;
+        let reply = partition
+            .write_in_term(create_accounts(1, 1..=3), term)
+            .await
+            .expect("written in its term");
+        assert_all_created(&reply);
+        let before = partition.status();
+        for other in [term.wrapping_sub(1), term + 1] {
+            let error = partition
+                .write_in_term(create_accounts(2, 4..=5), other)
+                .await
+                .expect_err("another term");
+            assert!(
+                matches!(error, PartitionError::NotLeader { partition: 7, .. }),
+                "{error}"
+            );
+            assert!(error.refused_before_append(), "{error}");
+        }
+        let after = partition.status();
+        assert_eq!(after.last_log_index, before.last_log_index);
+        assert_eq!(after.term, term);
+        partition.read(|ledger| assert_eq!(ledger.accounts().len(), 3));
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
 #[test]
 fn t01_full_batches_written_concurrently() {
     // Each command is ~1 MiB; together more than the storage log buffers for one append.

@@ -110,11 +110,26 @@ enum ClaimState {
     Failed(ClaimError),
 }
 
+/// Who will store the ids a claim names, and so how long they count as proposed (a holder
+/// does not give them up meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proposer {
+    /// A batch of this partition's leader begun in leader term `term`: the write path appends
+    /// it in that term or not at all, so its ids are proposed until settled or until the term
+    /// ends, whichever comes first.
+    Batch { term: u64 },
+    /// A cross-partition transaction of this node's coordinator, which holds every partition
+    /// it writes locked until it applied there or gave up: its `Decide` and `Apply` entries
+    /// may be appended in a later term than its claims, so its ids stay proposed across terms
+    /// until settled.
+    Transaction,
+}
+
 /// A batch's claims in progress.
 struct Claiming {
     kind: IdKind,
-    /// The leader term the batch began in: its ids are proposed only in that term.
-    term: u64,
+    /// Who claims: a batch's ids are proposed only in the term it began in.
+    proposer: Proposer,
     round: ClaimRound,
     ids: Vec<u128>,
     state: ClaimState,
@@ -164,6 +179,9 @@ pub struct PartitionDirectory {
     /// Per id space, the ids of this term's batches whose claims were all answered and that
     /// are not yet settled (applied or given up): a count per id.
     proposed: [Ids<u32>; 2],
+    /// Per id space, the ids claimed for this node's cross-partition transactions, answered
+    /// and not yet settled: a count per id, kept across terms ([`Proposer::Transaction`]).
+    transactions: [Ids<u32>; 2],
     /// This term's batches' ids that leases cover, not yet settled: proposed too. A list per
     /// batch, not a count per id: every batch of a ledger that stores ids alone lands here,
     /// and a question about them is rare (a list is scanned, or made a set for a long one).
@@ -206,6 +224,7 @@ impl PartitionDirectory {
             current: HashMap::with_hasher(FixedState::with_seed(0)),
             claiming: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
             proposed: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
+            transactions: [(); 2].map(|_| HashMap::with_hasher(FixedState::with_seed(0))),
             covered: Vec::new(),
             next_covered: 0,
             leases: HeldLeases::new(partitions),
@@ -214,11 +233,12 @@ impl PartitionDirectory {
 
     /// A new leader term: the resolutions of an earlier term are gone (their claimants claim
     /// again), and so are the epoch (the new leader logs its own), the leases, and the ids
-    /// proposed in earlier terms. Forgetting those is safe: this leader says "lacks" only
-    /// once its own epoch is applied, so after every entry an earlier term appended, and the
-    /// write path never appends a batch in another term than the one it began in (its term
-    /// check, `cores.rs`). It also ends the wait for a batch whose write failed with its
-    /// fate unknown.
+    /// proposed by batches of earlier terms. Forgetting those is safe: this leader says
+    /// "lacks" only once its own epoch is applied, so after every entry an earlier term
+    /// appended, and the write path never appends a batch in another term than the one it
+    /// began in (its write is conditional on the term, `cores.rs`). It also ends the wait for
+    /// a batch whose write failed with its fate unknown. A transaction's ids are kept: its
+    /// entries may come in this term ([`Proposer::Transaction`]).
     pub fn set_term(&mut self, term: u64) {
         if term > self.term {
             self.term = term;
@@ -374,6 +394,32 @@ impl PartitionDirectory {
         now_ms: u64,
         io: &mut Vec<DirectoryIo>,
     ) -> Result<u64, ClaimError> {
+        let proposer = Proposer::Batch { term: self.term };
+        self.claim_as(proposer, kind, ids, wall_ns, now_ms, io)
+    }
+
+    /// Like [`PartitionDirectory::claim`], for a cross-partition transaction of this node's
+    /// coordinator: its answered ids stay proposed across terms until settled.
+    pub fn claim_for_transaction(
+        &mut self,
+        kind: IdKind,
+        ids: &[u128],
+        wall_ns: u64,
+        now_ms: u64,
+        io: &mut Vec<DirectoryIo>,
+    ) -> Result<u64, ClaimError> {
+        self.claim_as(Proposer::Transaction, kind, ids, wall_ns, now_ms, io)
+    }
+
+    fn claim_as(
+        &mut self,
+        proposer: Proposer,
+        kind: IdKind,
+        ids: &[u128],
+        wall_ns: u64,
+        now_ms: u64,
+        io: &mut Vec<DirectoryIo>,
+    ) -> Result<u64, ClaimError> {
         if ids.len() > CLAIM_IDS_MAX || ids.contains(&0) {
             return Err(ClaimError::BadIds);
         }
@@ -414,7 +460,7 @@ impl PartitionDirectory {
         );
         let claiming = Claiming {
             kind,
-            term: self.term,
+            proposer,
             round: claim_round,
             ids: ids.to_vec(),
             state: ClaimState::Claiming,
@@ -471,19 +517,27 @@ impl PartitionDirectory {
                     self.claiming[claiming.kind as usize].remove(id);
                 }
             }
-            ClaimState::Answered(_) => self.settled(claiming.term, claiming.kind, claiming.ids),
+            ClaimState::Answered(_) => {
+                self.settled(claiming.proposer, claiming.kind, claiming.ids);
+            }
             ClaimState::Failed(_) => {}
         }
     }
 
-    /// The batch of leader term `term` whose claims came out as `ids` of `kind` (or that a
-    /// lease covered) was applied, or will never be: its ids are no longer proposed. A batch
+    /// The batch or transaction `proposer` whose claims came out as `ids` of `kind` (or that
+    /// a lease covered) was applied, or will never be: its ids are no longer proposed. A batch
     /// of an earlier term changes nothing: its ids were forgotten with its term.
-    pub fn settled(&mut self, term: u64, kind: IdKind, ids: impl IntoIterator<Item = u128>) {
-        if term != self.term {
-            return;
-        }
-        let proposed = &mut self.proposed[kind as usize];
+    pub fn settled(
+        &mut self,
+        proposer: Proposer,
+        kind: IdKind,
+        ids: impl IntoIterator<Item = u128>,
+    ) {
+        let proposed = match proposer {
+            Proposer::Batch { term } if term == self.term => &mut self.proposed[kind as usize],
+            Proposer::Batch { .. } => return,
+            Proposer::Transaction => &mut self.transactions[kind as usize],
+        };
         for id in ids {
             if let Some(count) = proposed.get_mut(&id) {
                 *count -= 1;
@@ -509,13 +563,19 @@ impl PartitionDirectory {
         self.current.remove(&claiming.round.round());
         let kind = claiming.kind as usize;
         // A batch of an earlier term is never appended (the write path's term check).
-        let proposed = claiming.term == self.term;
-        self.proposed[kind].reserve(claiming.ids.len());
+        let proposed = match claiming.proposer {
+            Proposer::Batch { term } if term == self.term => Some(&mut self.proposed[kind]),
+            Proposer::Batch { .. } => None,
+            Proposer::Transaction => Some(&mut self.transactions[kind]),
+        };
+        if let Some(proposed) = proposed {
+            proposed.reserve(claiming.ids.len());
+            for id in &claiming.ids {
+                *proposed.entry(*id).or_default() += 1;
+            }
+        }
         for id in &claiming.ids {
             self.claiming[kind].remove(id);
-            if proposed {
-                *self.proposed[kind].entry(*id).or_default() += 1;
-            }
         }
         claiming.state = ClaimState::Answered(outcome);
         io.push(DirectoryIo::Outcome(first));
@@ -613,6 +673,7 @@ impl PartitionDirectory {
                     let state = HolderState {
                         holds: ledger.holds(kind, id),
                         proposed: self.proposed[kind as usize].contains_key(&id)
+                            || self.transactions[kind as usize].contains_key(&id)
                             || self.is_covered(kind, id, covered.as_ref()),
                         claiming: self.claiming[kind as usize].get(&id).map(|(p, _)| *p),
                         term_committed,
@@ -846,7 +907,7 @@ mod tests {
 
     const PARTITIONS: u32 = 4;
 
-    use super::{ClaimError, DirectoryIo, DirectoryMessage, PartitionDirectory};
+    use super::{ClaimError, DirectoryIo, DirectoryMessage, PartitionDirectory, Proposer};
     use kassa_shard::directory::Verdict;
     use kassa_shard::directory::CLAIM_IDS_MAX;
     use kassa_shard::{Ledger, LedgerConfig};
@@ -881,6 +942,10 @@ mod tests {
             [DirectoryIo::Send(0, DirectoryMessage::Verdicts { verdicts, .. })] => verdicts[0].2,
             other => panic!("{other:?}"),
         }
+    }
+
+    fn batch(term: u64) -> Proposer {
+        Proposer::Batch { term }
     }
 
     fn granted(round: u64, ids: &[u128]) -> DirectoryMessage {
@@ -1097,7 +1162,7 @@ mod tests {
         directory.received(ask(round, 0, 5), &ledger, true, 3_002, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet);
         io.clear();
-        directory.settled(directory.term(), IdKind::Transfer, ids);
+        directory.settled(batch(directory.term()), IdKind::Transfer, ids);
         directory.received(ask(round, 0, 5), &ledger, true, 3_003, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks);
         io.clear();
@@ -1144,13 +1209,55 @@ mod tests {
         let round = round.expect("claims");
         directory.received(granted(round, &[21]), &ledger, true, 8, &mut io);
         io.clear();
-        directory.settled(0, IdKind::Transfer, [21, 22]);
+        directory.settled(batch(0), IdKind::Transfer, [21, 22]);
         directory.received(ask(round, 0, 21), &ledger, true, 9, &mut io);
         assert_eq!(verdict(&io), Verdict::NotYet, "still the new batch's");
         io.clear();
-        directory.settled(1, IdKind::Transfer, [21]);
+        directory.settled(batch(1), IdKind::Transfer, [21]);
         directory.received(ask(round, 0, 21), &ledger, true, 10, &mut io);
         assert_eq!(verdict(&io), Verdict::Lacks);
+    }
+
+    /// A transaction's claimed ids outlive the term: its coordinator holds its partitions
+    /// locked and may append its `Decide` or `Apply` in a later term, so only its settle
+    /// releases them, and a batch's settle of the same ids does not.
+    #[test]
+    fn a_transactions_ids_stay_proposed_across_terms_until_it_settles() {
+        let ledger = ledger();
+        let mut directory = directory();
+        let mut io = Vec::new();
+        let round = directory.claim_for_transaction(IdKind::Transfer, &[41], 1_000_000, 1, &mut io);
+        let round = round.expect("claims");
+        directory.received(granted(round, &[41]), &ledger, true, 2, &mut io);
+        io.clear();
+        directory.received(ask(round, 0, 41), &ledger, true, 3, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet, "proposed");
+        io.clear();
+        directory.set_term(1);
+        directory.set_epoch(1, 9);
+        directory.received(ask(round, 0, 41), &ledger, true, 4, &mut io);
+        assert_eq!(verdict(&io), Verdict::NotYet, "kept across the term");
+        io.clear();
+        directory.settled(batch(1), IdKind::Transfer, [41]);
+        directory.received(ask(round, 0, 41), &ledger, true, 5, &mut io);
+        assert_eq!(
+            verdict(&io),
+            Verdict::NotYet,
+            "a batch's settle is not the transaction's"
+        );
+        io.clear();
+        directory.settled(Proposer::Transaction, IdKind::Transfer, [41]);
+        directory.received(ask(round, 0, 41), &ledger, true, 6, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks, "settled");
+        io.clear();
+        // Given up after its answers came in: released as well.
+        let round = directory.claim_for_transaction(IdKind::Transfer, &[42], 2_000_000, 7, &mut io);
+        let round = round.expect("claims");
+        directory.received(granted(round, &[42]), &ledger, true, 8, &mut io);
+        io.clear();
+        directory.abandon(round);
+        directory.received(ask(round, 0, 42), &ledger, true, 9, &mut io);
+        assert_eq!(verdict(&io), Verdict::Lacks, "abandoned");
     }
 
     /// The moment a batch's last answer comes in, its ids are proposed: a question that
@@ -1319,26 +1426,31 @@ mod tests {
         let ids: Vec<u128> = (1..=40).collect();
         assert!((0..PARTITIONS).all(|p| ids.iter().any(|id| partition_of(*id, PARTITIONS) == p)));
 
-        let first = block_on(cores.claim(1, IdKind::Transfer, ids.clone())).expect("claimed");
+        let first = block_on(cores.claim_for_transaction(1, IdKind::Transfer, ids.clone()))
+            .expect("claimed");
         assert_eq!(first.answers, all(ClaimAnswer::Granted, &ids));
         // Claiming again for the same partition changes nothing.
-        let again = block_on(cores.claim(1, IdKind::Transfer, ids.clone())).expect("claimed");
+        let again = block_on(cores.claim_for_transaction(1, IdKind::Transfer, ids.clone()))
+            .expect("claimed");
         assert_eq!(again.answers, all(ClaimAnswer::Granted, &ids));
         assert!(again.round > first.round);
         // The same ids as accounts are another id space: nobody contests them.
-        let accounts = block_on(cores.claim(3, IdKind::Account, ids.clone())).expect("claimed");
+        let accounts = block_on(cores.claim_for_transaction(3, IdKind::Account, ids.clone()))
+            .expect("claimed");
         assert_eq!(accounts.answers, all(ClaimAnswer::Granted, &ids));
 
         // Partition 2 wants them while partition 1's batches are still proposed: it waits.
         let contested = {
             let queues = cores.queues();
             let ids = ids.clone();
-            std::thread::spawn(move || block_on(queues.claim(2, IdKind::Transfer, ids)))
+            std::thread::spawn(move || {
+                block_on(queues.claim_for_transaction(2, IdKind::Transfer, ids))
+            })
         };
         std::thread::sleep(Duration::from_millis(300));
         assert!(!contested.is_finished(), "a proposed id is not handed over");
-        for term in [first.term, again.term] {
-            let settled = cores.claims_settled(1, term, IdKind::Transfer, ids.clone());
+        for proposer in [first.proposer, again.proposer] {
+            let settled = cores.claims_settled(1, proposer, IdKind::Transfer, ids.clone());
             block_on(settled).expect("settled");
         }
         // Partition 1 never stored them: they pass to partition 2.
@@ -1351,14 +1463,15 @@ mod tests {
                 "{id}: {owner:?}"
             );
         }
-        let settled = cores.claims_settled(2, second.term, IdKind::Transfer, ids.clone());
+        let settled = cores.claims_settled(2, second.proposer, IdKind::Transfer, ids.clone());
         block_on(settled).expect("settled");
 
         // An account its holder stores is owned for good. (Records are still placed by id
         // here, so the holder is the id's home.)
         let held: u128 = 1_000;
         let holder = partition_of(held, PARTITIONS);
-        let claimed = block_on(cores.claim(holder, IdKind::Account, vec![held])).expect("claim");
+        let claimed = block_on(cores.claim_for_transaction(holder, IdKind::Account, vec![held]))
+            .expect("claim");
         assert_eq!(claimed.answers, all(ClaimAnswer::Granted, &[held]));
         let account = Account {
             id: AccountId(held),
@@ -1375,10 +1488,11 @@ mod tests {
             panic!("{created:?}");
         };
         assert_eq!(results[0].status, CreateAccountStatus::Created);
-        let settled = cores.claims_settled(holder, claimed.term, IdKind::Account, vec![held]);
+        let settled = cores.claims_settled(holder, claimed.proposer, IdKind::Account, vec![held]);
         block_on(settled).expect("settled");
         let other = (holder + 1) % PARTITIONS;
-        let refused = block_on(cores.claim(other, IdKind::Account, vec![held])).expect("claim");
+        let refused = block_on(cores.claim_for_transaction(other, IdKind::Account, vec![held]))
+            .expect("claim");
         assert_eq!(refused.answers, all(ClaimAnswer::OwnedBy(holder), &[held]));
         assert_eq!(
             owner(&cores, IdKind::Account, held),
@@ -1393,12 +1507,14 @@ mod tests {
             owner(&cores, IdKind::Account, held),
             Some(Owner::Confirmed(holder))
         );
-        let again = block_on(cores.claim(other, IdKind::Account, vec![held])).expect("claim");
+        let again = block_on(cores.claim_for_transaction(other, IdKind::Account, vec![held]))
+            .expect("claim");
         assert_eq!(again.answers, all(ClaimAnswer::OwnedBy(holder), &[held]));
         assert!(again.round > refused.round, "rounds grow across leaders");
         // Partition 2's claims from before the restart are orphans now: nothing of its holds
         // them, so partition 1 gets them after asking.
-        let third = block_on(cores.claim(1, IdKind::Transfer, ids.clone())).expect("claimed");
+        let third = block_on(cores.claim_for_transaction(1, IdKind::Transfer, ids.clone()))
+            .expect("claimed");
         assert_eq!(third.answers, all(ClaimAnswer::Granted, &ids));
         cores.shutdown();
         let _ = std::fs::remove_dir_all(&dir);

@@ -18,8 +18,8 @@ use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::{Command, Reply};
 
 use super::{
-    directory_command, ClaimError, DirectoryIo, DirectoryMessage, PartitionDirectory, Transport,
-    DIRECTORY_TICK_MS,
+    directory_command, ClaimError, DirectoryIo, DirectoryMessage, PartitionDirectory, Proposer,
+    Transport, DIRECTORY_TICK_MS,
 };
 use crate::clock::realtime_ns;
 use crate::NodeError;
@@ -33,14 +33,14 @@ const OVERLAP_RETRY: Duration = Duration::from_millis(1);
 /// protocol's retries).
 pub const DIRECTORY_APPENDS_MAX: usize = 1_024;
 
-/// Every claimed id's answer, the round that names the batch's claims and the leader term it
-/// began in: the ids count as proposed (a holder does not give them up) until the batch's
-/// entry is applied, or until that term ends. The batch must be appended in `term` or not at
-/// all.
+/// Every claimed id's answer, the round that names the claims and who proposes the ids: they
+/// count as proposed (a holder does not give them up) until settled with `proposer`, or for a
+/// batch until the leader term it began in ends. A batch must be appended in that term or not
+/// at all.
 #[derive(Debug)]
 pub struct ClaimOutcome {
     pub round: u64,
-    pub term: u64,
+    pub proposer: Proposer,
     pub answers: BTreeMap<u128, ClaimAnswer>,
 }
 
@@ -134,32 +134,44 @@ pub(crate) fn received<H: DirectoryHost, T: Transport + 'static>(
     perform(served, transport, io);
 }
 
-/// Claims `ids` of `kind` for a batch of `served` and waits for every answer, at most
-/// [`CLAIM_WAIT_MAX`]. If the caller is gone when the answers come, the ids are settled
-/// at once (the batch will not be proposed).
-pub(crate) async fn claim_for<H: DirectoryHost, T: Transport + 'static>(
+/// Claims `ids` of `kind` for a cross-partition transaction that will store them in `served`
+/// ([`Proposer::Transaction`]) and waits for every answer, at most [`CLAIM_WAIT_MAX`]. If the
+/// caller is gone when the answers come, the ids are settled at once (the transaction will
+/// not be decided).
+pub(crate) async fn claim_for_transaction<H: DirectoryHost, T: Transport + 'static>(
     served: &Rc<H>,
     transport: &Rc<T>,
     kind: IdKind,
     ids: Vec<u128>,
     reply: tokio::sync::oneshot::Sender<Result<ClaimOutcome, NodeError>>,
 ) {
-    let outcome = claim_here(served, transport, kind, &ids).await;
+    let outcome = claim_timed(served, transport, kind, &ids, true).await;
     if let Err(Ok(outcome)) = reply.send(outcome) {
         let mut state = served.directory().state.borrow_mut();
-        state.settled(outcome.term, kind, outcome.answers.into_keys());
+        state.settled(outcome.proposer, kind, outcome.answers.into_keys());
     }
 }
 
 /// Claims `ids` of `kind` for a batch of `served`, on its core, and waits for every answer,
-/// at most [`CLAIM_WAIT_MAX`]. The ids then count as proposed until [`settled`].
+/// at most [`CLAIM_WAIT_MAX`]. The ids then count as proposed until [`settled`] or until the
+/// leader term the claims began in ends.
 pub(crate) async fn claim_here<H: DirectoryHost, T: Transport + 'static>(
     served: &Rc<H>,
     transport: &Rc<T>,
     kind: IdKind,
     ids: &[u128],
 ) -> Result<ClaimOutcome, NodeError> {
-    let claimed = claim(served, transport, kind, ids);
+    claim_timed(served, transport, kind, ids, false).await
+}
+
+async fn claim_timed<H: DirectoryHost, T: Transport + 'static>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    kind: IdKind,
+    ids: &[u128],
+    for_transaction: bool,
+) -> Result<ClaimOutcome, NodeError> {
+    let claimed = claim(served, transport, kind, ids, for_transaction);
     let outcome = monoio::time::timeout(CLAIM_WAIT_MAX, claimed).await;
     outcome.unwrap_or_else(|_| {
         Err(NodeError::Transaction(format!(
@@ -218,8 +230,8 @@ impl<H: DirectoryHost> ProposedIds<'_, H> {
     /// claim began in another leader term than the batch.
     pub(crate) fn add(&mut self, outcome: ClaimOutcome) -> bool {
         let ids = outcome.answers.into_keys();
-        if outcome.term != self.term {
-            settled(self.served, outcome.term, self.kind, ids);
+        if outcome.proposer != (Proposer::Batch { term: self.term }) {
+            settled(self.served, outcome.proposer, self.kind, ids);
             return false;
         }
         self.ids.extend(ids);
@@ -233,6 +245,11 @@ impl<H: DirectoryHost> ProposedIds<'_, H> {
         let status = self.served.partition().status();
         let directory_term = self.served.directory().with(|state| state.term());
         status.leader && status.term == self.term && directory_term == self.term
+    }
+
+    /// The leader term the batch began in, the only one its entry may be appended in.
+    pub(crate) fn term(&self) -> u64 {
+        self.term
     }
 
     /// The batch's entry may have been appended and may still commit: its ids stay proposed
@@ -251,15 +268,16 @@ impl<H: DirectoryHost> Drop for ProposedIds<'_, H> {
         if let Some(covered) = self.covered {
             state.release_covered(self.term, covered);
         }
-        state.settled(self.term, self.kind, std::mem::take(&mut self.ids));
+        let proposer = Proposer::Batch { term: self.term };
+        state.settled(proposer, self.kind, std::mem::take(&mut self.ids));
     }
 }
 
-/// A batch of `served`, begun in leader term `term`, that claimed `ids` of `kind` was
-/// applied or given up.
+/// The batch or transaction `proposer` that claimed `ids` of `kind` for `served` was applied
+/// or given up.
 pub(crate) fn settled<H: DirectoryHost>(
     served: &H,
-    term: u64,
+    proposer: Proposer,
     kind: IdKind,
     ids: impl IntoIterator<Item = u128>,
 ) {
@@ -267,7 +285,7 @@ pub(crate) fn settled<H: DirectoryHost>(
         .directory()
         .state
         .borrow_mut()
-        .settled(term, kind, ids);
+        .settled(proposer, kind, ids);
 }
 
 /// Logs a `ClaimEpoch` of the leader's current term and hands its index to the directory.
@@ -297,10 +315,11 @@ async fn claim<H: DirectoryHost, T: Transport + 'static>(
     transport: &Rc<T>,
     kind: IdKind,
     ids: &[u128],
+    for_transaction: bool,
 ) -> Result<ClaimOutcome, NodeError> {
     let directory = served.directory();
     let mut io = Vec::new();
-    let (round, term) = loop {
+    let (round, proposer) = loop {
         if directory.closed.get() {
             return Err(NodeError::ShuttingDown);
         }
@@ -311,8 +330,14 @@ async fn claim<H: DirectoryHost, T: Transport + 'static>(
         }
         let claimed = {
             let mut state = directory.state.borrow_mut();
-            let claimed = state.claim(kind, ids, realtime_ns(), monotonic_ms(), &mut io);
-            claimed.map(|round| (round, state.term()))
+            let (wall_ns, now_ms) = (realtime_ns(), monotonic_ms());
+            if for_transaction {
+                let claimed = state.claim_for_transaction(kind, ids, wall_ns, now_ms, &mut io);
+                claimed.map(|round| (round, Proposer::Transaction))
+            } else {
+                let claimed = state.claim(kind, ids, wall_ns, now_ms, &mut io);
+                claimed.map(|round| (round, Proposer::Batch { term: state.term() }))
+            }
         };
         match claimed {
             Ok(claimed) => break claimed,
@@ -349,7 +374,7 @@ async fn claim<H: DirectoryHost, T: Transport + 'static>(
             abandon.1 = None;
             Ok(ClaimOutcome {
                 round,
-                term,
+                proposer,
                 answers,
             })
         }
