@@ -152,7 +152,8 @@ fn events(command: &Command) -> usize {
         Command::Register { .. }
         | Command::Request { .. }
         | Command::ForeignRequest { .. }
-        | Command::Answer { .. } => 0,
+        | Command::Answer { .. }
+        | Command::SealedAnswer { .. } => 0,
     }
 }
 

@@ -80,6 +80,29 @@ impl Ledger {
         }
     }
 
+    /// Answers a client's request with the `reply` another partition sealed to it (it ran the
+    /// request: placement by ledger): checked against the session like any request; if new,
+    /// the reply is cached as it is (the client gets exactly that one).
+    pub(crate) fn apply_sealed_answer(
+        &mut self,
+        request: &RequestHeader,
+        reply: ReplyHeader,
+        body: Vec<u8>,
+    ) -> ClientReply {
+        match self.sessions.admit(request) {
+            Admission::New => {
+                self.sessions.record_sealed(reply, body.clone());
+                ClientReply::Reply {
+                    header: Box::new(reply),
+                    body,
+                }
+            }
+            Admission::Repeat(session) => session.cached_reply(),
+            Admission::Drop(reason) => ClientReply::Dropped(reason),
+            Admission::Evict(reason) => ClientReply::Evicted(reason),
+        }
+    }
+
     /// Seals the reply to an admitted request and caches it in its session.
     fn answer_new(&mut self, now: u64, request: &RequestHeader, body: Vec<u8>) -> ClientReply {
         let op = self.sessions.op_next();
@@ -286,15 +309,21 @@ mod tests {
     }
 
     /// Under placement by ledger a request runs in its ledger's partition `L` while its
-    /// session lives in `S`: `S` checks it, `L` runs it once (copies get the same body, even
-    /// after a snapshot), `S` records the body as the session's reply. Older copies and
-    /// collisions are dropped at `L`.
+    /// session lives in `S`: `S` checks it, `L` runs it once and seals its reply (copies get
+    /// the same reply, even after a snapshot), `S` caches that reply as it is. Older copies
+    /// and collisions are dropped at `L`.
     #[test]
     fn a_foreign_request_runs_once_in_its_ledgers_partition_and_its_session_records_it() {
         let (mut session_partition, mut ledger_partition) = (
             Ledger::new(Default::default()),
             Ledger::new(Default::default()),
         );
+        // The ledger's partition has sealed more replies than the session's: its ops are
+        // not the session partition's.
+        for id in 5..8 {
+            let mut local = Client::new(id);
+            local.send(&mut ledger_partition, &local.register());
+        }
         let mut client = Client::new(9);
         client.send(&mut session_partition, &client.register());
         let foreign = |ledger: &mut Ledger, request: &ClientRequest| {
@@ -315,40 +344,60 @@ mod tests {
         let create = client.request(Operation::CreateAccounts, &[accounts.as_bytes()]);
         let header = *create.header();
         assert_eq!(session_partition.sessions().answer_known(&header), None);
-        let ForeignAnswer::Body(body) = foreign(&mut ledger_partition, &create) else {
-            panic!("runs");
+        let sealed = foreign(&mut ledger_partition, &create);
+        let ForeignAnswer::Sealed { reply, body } = sealed.clone() else {
+            panic!("runs: {sealed:?}");
         };
+        check_reply_to(&header, create.body(), &reply, &body).expect("the client accepts it");
+        assert!(reply.op > client.session && reply.op <= ledger_partition.sessions().op());
         assert_eq!(ledger_partition.accounts().len(), 2);
         assert!(ledger_partition.foreign_requests().knows(&header));
+        assert_eq!(
+            ledger_partition.foreign_requests().latest_reply(9),
+            Some((&*reply, &body[..]))
+        );
         // A copy (a retry after a crash before the session recorded it) runs no more.
-        let again = foreign(&mut ledger_partition, &create);
-        assert_eq!(again, ForeignAnswer::Body(body.clone()));
+        assert_eq!(foreign(&mut ledger_partition, &create), sealed);
         let mut bytes = Vec::new();
         ledger_partition.snapshot(&mut bytes);
         let mut restored = Ledger::restore(Default::default(), &bytes).expect("restores");
-        assert_eq!(
-            foreign(&mut restored, &create),
-            ForeignAnswer::Body(body.clone())
-        );
+        assert_eq!(foreign(&mut restored, &create), sealed);
         assert_eq!(restored.accounts().len(), 2);
-        // The session records the reply; the client takes it and goes on.
-        let answer = Command::Answer {
-            now: NOW,
+        // The session caches the reply as `L` sealed it; the client takes it and goes on.
+        let answer = Command::SealedAnswer {
             request: Box::new(header),
+            reply: reply.clone(),
             body: body.clone(),
         };
-        let Reply::Client(reply) = session_partition.apply(answer) else {
+        let mut bytes = Vec::new();
+        answer.encode(&mut bytes);
+        assert_eq!(bytes.len(), answer.encoded_len());
+        assert_eq!(Command::decode(&bytes), Ok(answer.clone()));
+        let Reply::Client(cached) = session_partition.apply(answer.clone()) else {
             panic!("an answer answers a client reply");
         };
-        let ClientReply::Reply { header: sealed, .. } = &reply else {
-            panic!("{reply:?}");
+        let given = ClientReply::Reply {
+            header: reply.clone(),
+            body: body.clone(),
         };
-        check_reply_to(&header, create.body(), sealed, &body).expect("the client accepts it");
-        client.request = sealed.request;
-        client.parent = sealed.context;
+        assert_eq!(cached, given);
+        // Recorded once: a second copy of the answer is a retry of the request.
+        assert_eq!(
+            session_partition.apply(answer),
+            Reply::Client(given.clone())
+        );
+        session_partition
+            .sessions()
+            .check()
+            .expect("the session table holds");
+        let mut bytes = Vec::new();
+        session_partition.snapshot(&mut bytes);
+        Ledger::restore(Default::default(), &bytes).expect("the session table restores");
+        client.request = reply.request;
+        client.parent = reply.context;
         assert_eq!(
             session_partition.sessions().answer_known(&header),
-            Some(reply)
+            Some(given)
         );
         let next = client.request(Operation::CreateAccounts, &[account(3).as_bytes()]);
         assert_eq!(
@@ -357,7 +406,7 @@ mod tests {
         );
         assert!(matches!(
             foreign(&mut ledger_partition, &next),
-            ForeignAnswer::Body(_)
+            ForeignAnswer::Sealed { .. }
         ));
         assert_eq!(
             foreign(&mut ledger_partition, &create),
@@ -369,6 +418,87 @@ mod tests {
             ForeignAnswer::Dropped(DropReason::RequestCollision)
         );
         assert_eq!(ledger_partition.accounts().len(), 3);
+    }
+
+    /// A foreign request restored from a snapshot of format 6 (no sealed reply kept) is
+    /// answered with its body, for the session partition to seal as it did then.
+    #[test]
+    fn a_foreign_request_from_a_format_6_snapshot_is_answered_with_its_body() {
+        use crate::foreign_requests::ForeignRequests;
+        let mut ledger_partition = Ledger::new(Default::default());
+        let mut client = Client::new(9);
+        client.session = 1;
+        let create = client.request(Operation::CreateAccounts, &[account(1).as_bytes()]);
+        let command = Command::ForeignRequest {
+            now: NOW,
+            request: create.clone(),
+        };
+        let Reply::Foreign(ForeignAnswer::Sealed { body, .. }) = ledger_partition.apply(command)
+        else {
+            panic!("runs");
+        };
+        let mut bytes = Vec::new();
+        ledger_partition.foreign_requests().encode(&mut bytes);
+        // Format 6 ends each entry with its body: no sealed flag, no reply header.
+        bytes.truncate(bytes.len() - 8 - 256);
+        let (old, read) = ForeignRequests::decode(&bytes, false).expect("format 6 decodes");
+        assert_eq!(read, bytes.len());
+        assert!(
+            ForeignRequests::decode(&bytes, true).is_err(),
+            "not format 7"
+        );
+        ledger_partition.foreign = old;
+        let copy = Command::ForeignRequest {
+            now: NOW,
+            request: create,
+        };
+        assert_eq!(
+            ledger_partition.apply(copy),
+            Reply::Foreign(ForeignAnswer::Body(body))
+        );
+        assert_eq!(ledger_partition.accounts().len(), 1);
+    }
+
+    /// A sealed answer whose reply does not answer its request (another request's reply, a
+    /// damaged body) is refused when decoded.
+    #[test]
+    fn a_sealed_answer_must_carry_its_requests_reply() {
+        let mut ledger_partition = Ledger::new(Default::default());
+        let mut client = Client::new(9);
+        client.session = 1;
+        let first = client.request(Operation::CreateAccounts, &[account(1).as_bytes()]);
+        let Reply::Foreign(ForeignAnswer::Sealed { reply, body }) =
+            ledger_partition.apply(Command::ForeignRequest {
+                now: NOW,
+                request: first.clone(),
+            })
+        else {
+            panic!("runs");
+        };
+        client.request = reply.request;
+        client.parent = reply.context;
+        let second = client.request(Operation::CreateAccounts, &[account(2).as_bytes()]);
+        let refused = |request: &ClientRequest, body: &[u8]| {
+            let answer = Command::SealedAnswer {
+                request: Box::new(*request.header()),
+                reply: reply.clone(),
+                body: body.to_vec(),
+            };
+            let mut bytes = Vec::new();
+            answer.encode(&mut bytes);
+            matches!(
+                Command::decode(&bytes),
+                Err(crate::CommandDecodeError::Malformed(_))
+            )
+        };
+        assert!(!refused(&first, &body));
+        assert!(refused(&second, &body), "another request's reply");
+        let mut damaged = body.clone();
+        damaged[0] ^= 1;
+        assert!(
+            refused(&first, &damaged),
+            "a body the reply was not sealed over"
+        );
     }
 
     #[test]

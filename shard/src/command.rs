@@ -18,6 +18,7 @@
 //! Decoding checks the tag, the reserved bytes, the count against `BATCH_EVENTS_MAX` (or
 //! `MESSAGE_SIZE_MAX` for a frame) and the exact length, and never panics on bad input.
 
+use kassa_wire::client_headers::ReplyHeader;
 use kassa_wire::{
     Account, CreateAccountResult, CreateTransferResult, Operation, RequestHeader, Transfer,
     MESSAGE_SIZE_MAX,
@@ -92,11 +93,20 @@ pub enum Command {
         request: ClientRequest,
     },
     /// A wire client's request run in this partition (its records' ledger's) while its
-    /// session lives in another: run once, its reply body kept for copies of it
-    /// (`foreign_requests`). The session partition records the reply after.
+    /// session lives in another: run once, its reply sealed here and kept for copies of it
+    /// (`foreign_requests`). The session partition records the reply after, with a
+    /// `SealedAnswer`.
     ForeignRequest {
         now: u64,
         request: ClientRequest,
+    },
+    /// A wire client's `request` run in another partition, which sealed `reply` to it: checked
+    /// against the session; if new, `reply` (with `body`) becomes the session's cached reply
+    /// as it is, since the client gets exactly that reply.
+    SealedAnswer {
+        request: Box<RequestHeader>,
+        reply: Box<ReplyHeader>,
+        body: Vec<u8>,
     },
     /// A leader's start of its claim rounds (`directory::ClaimRound`): changes nothing. Its
     /// index, committed, is above every entry of earlier leaders, so rounds numbered from it
@@ -184,6 +194,7 @@ const TAG_SETTLE: u8 = 12;
 const TAG_CLAIM_EPOCH: u8 = 13;
 const TAG_FOREIGN_REQUEST: u8 = 14;
 const TAG_LEASE: u8 = 15;
+const TAG_SEALED_ANSWER: u8 = 16;
 const CLAIM_HEADER_SIZE: usize = 24;
 const SETTLE_SIZE: usize = 48;
 const LEASE_HEADER_SIZE: usize = 16;
@@ -197,6 +208,9 @@ impl Command {
             Command::ExpirePendingTransfers { .. } | Command::ClaimEpoch => 0,
             Command::ReleaseChangeEvents { .. } | Command::Done { .. } => 8,
             Command::Answer { body, .. } => size_of::<RequestHeader>() + body.len(),
+            Command::SealedAnswer { body, .. } => {
+                size_of::<RequestHeader>() + size_of::<ReplyHeader>() + body.len()
+            }
             Command::Decide { decision } => decision.encoded_len(),
             Command::Apply { effects, .. } => 16 + effects.encoded_len(),
             Command::Register { request, .. }
@@ -240,6 +254,20 @@ impl Command {
                 out.extend_from_slice(&(body.len() as u32).to_le_bytes());
                 out.extend_from_slice(&0u32.to_le_bytes());
                 out.extend_from_slice(request.as_bytes());
+                out.extend_from_slice(body);
+                return;
+            }
+            Command::SealedAnswer {
+                request,
+                reply,
+                body,
+            } => {
+                out.extend_from_slice(&[TAG_SEALED_ANSWER, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&0u64.to_le_bytes());
+                out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(request.as_bytes());
+                out.extend_from_slice(reply.as_bytes());
                 out.extend_from_slice(body);
                 return;
             }
@@ -305,6 +333,12 @@ impl Command {
         }
         if tag == TAG_ANSWER {
             return decode_answer(now, count, body);
+        }
+        if tag == TAG_SEALED_ANSWER {
+            if now != 0 {
+                return Err(CommandDecodeError::ReservedNotZero);
+            }
+            return decode_sealed_answer(count, body);
         }
         if tag == TAG_CLAIM || tag == TAG_SETTLE || tag == TAG_LEASE {
             if now != 0 {
@@ -545,6 +579,46 @@ fn decode_answer(now: u64, size: u32, body: &[u8]) -> Result<Command, CommandDec
     })
 }
 
+/// Decodes a `SealedAnswer`: a sealed request header, the reply sealed to it, then `size`
+/// bytes of reply body. The reply must answer that request (client, number, checksum,
+/// operation, release) and be sealed over the body.
+fn decode_sealed_answer(size: u32, body: &[u8]) -> Result<Command, CommandDecodeError> {
+    let (request_size, reply_size) = (size_of::<RequestHeader>(), size_of::<ReplyHeader>());
+    if size as usize > kassa_wire::MESSAGE_BODY_SIZE_MAX {
+        return Err(CommandDecodeError::FrameSize(size));
+    }
+    if body.len() != request_size + reply_size + size as usize {
+        return Err(CommandDecodeError::LengthMismatch);
+    }
+    let (request, rest) = body.split_at(request_size);
+    let (reply, reply_body) = rest.split_at(reply_size);
+    let request = RequestHeader::read_from_bytes(request).expect("256 bytes");
+    let reply = ReplyHeader::read_from_bytes(reply).expect("256 bytes");
+    if !request.valid_checksum() || request.operation == Operation::Register.as_u8() {
+        return Err(CommandDecodeError::Malformed(
+            "a sealed answer's request header is not sealed",
+        ));
+    }
+    let answers = reply.frame.command == kassa_wire::Command::Reply.as_u8()
+        && reply.client == request.client
+        && reply.request == request.request
+        && reply.request_checksum == request.frame.checksum
+        && reply.operation == request.operation
+        && reply.frame.release == request.frame.release
+        && reply.op == reply.commit
+        && reply.op != 0;
+    if !answers || !reply.valid_checksum() || !reply.valid_checksum_body(reply_body) {
+        return Err(CommandDecodeError::Malformed(
+            "a sealed answer's reply is not sealed to its request",
+        ));
+    }
+    Ok(Command::SealedAnswer {
+        request: Box::new(request),
+        reply: Box::new(reply),
+        body: reply_body.to_vec(),
+    })
+}
+
 /// Appends a client frame command: the common header with the frame's size as its count,
 /// then the frame.
 fn encode_client(tag: u8, now: u64, request: &ClientRequest, out: &mut Vec<u8>) {
@@ -638,6 +712,11 @@ impl Ledger {
             Command::ForeignRequest { now, request } => {
                 Reply::Foreign(self.apply_foreign_request(now, &request))
             }
+            Command::SealedAnswer {
+                request,
+                reply,
+                body,
+            } => Reply::Client(self.apply_sealed_answer(&request, *reply, body)),
             Command::ClaimEpoch => Reply::ClaimEpoch,
             Command::Directory { kind, command } => {
                 let mut answers = Vec::new();

@@ -3,27 +3,35 @@
 //! ledger").
 //!
 //! The session partition `S` keeps the session: it checks each request against it first (the
-//! request number and the `parent` chain), and records the reply after (an `Answer` entry,
-//! which seals it with `S`'s op and caches it). In between, the ledger's partition `L` runs
-//! the request's batches in one entry (`Command::ForeignRequest`) and keeps, per client, the
-//! latest request it ran there with its reply body. A copy of the request that reaches `L`
-//! again gets that body back instead of running twice:
-//! - a retry after a crash between `L`'s entry and `S`'s `Answer` (`S` does not know the
+//! request number and the `parent` chain), and records the reply after (a `SealedAnswer`
+//! entry, which caches it). In between, the ledger's partition `L` runs the request's batches
+//! in one entry (`Command::ForeignRequest`), seals the reply with an op of its own (above the
+//! client's session number, so the session's invariants hold wherever the reply is cached),
+//! and keeps, per client, the latest request it ran there with its sealed reply. A copy of the
+//! request that reaches `L` again gets that same reply instead of running twice:
+//! - a retry after a crash between `L`'s entry and `S`'s answer (`S` does not know the
 //!   request yet, so it passes `S`'s check again);
 //! - two copies racing through `S`'s check before either was recorded.
+//!
+//! Since `L` keeps the sealed reply the client gets, `S` can learn it from `L` (the reply's
+//! `context` is what the client's next request names as its `parent`).
 //!
 //! An entry is replaced by the client's next request run in `L`, and the least recently
 //! used one goes when the table is full ([`FOREIGN_REQUESTS_MAX`]): a copy that arrives after
 //! that is refused as older, or (evicted) would run again; its transfers' ids are then taken,
-//! so nothing is applied twice, but its results would say `exists`.
+//! so nothing is applied twice, but its results would say `exists`. Entries restored from a
+//! snapshot of format 6 or older have a body and no sealed reply (`S` sealed it then).
 
 use std::collections::BTreeMap;
 
-use kassa_wire::client_headers::RequestHeader;
+use kassa_wire::client_headers::{ReplyHeader, RequestHeader};
+use kassa_wire::header::HeaderLayout;
+use kassa_wire::{Command as WireCommand, HEADER_SIZE};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::sessions::{DropReason, CLIENT_SESSIONS_MAX};
 use crate::txn::Decoder;
-use crate::{ClientRequest, Ledger};
+use crate::{seal_reply, ClientRequest, Ledger};
 
 /// Most clients whose latest request a partition keeps.
 pub const FOREIGN_REQUESTS_MAX: usize = CLIENT_SESSIONS_MAX;
@@ -31,7 +39,13 @@ pub const FOREIGN_REQUESTS_MAX: usize = CLIENT_SESSIONS_MAX;
 /// What `L` answers a foreign request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ForeignAnswer {
-    /// The reply body: the request's results, run now or before.
+    /// The reply, sealed here: the request's results, run now or before.
+    Sealed {
+        reply: Box<ReplyHeader>,
+        body: Vec<u8>,
+    },
+    /// The reply body of a request run before sealed replies were kept (an entry restored
+    /// from a snapshot of format 6 or older): the session partition seals it.
     Body(Vec<u8>),
     /// Not run: older than the client's latest request run here, or its number with
     /// another checksum.
@@ -45,7 +59,21 @@ struct Entry {
     checksum: u128,
     /// When it was last answered, in this table's own count (for eviction).
     used: u64,
+    /// The reply sealed here; `None` only for an entry of a format 6 snapshot.
+    reply: Option<ReplyHeader>,
     body: Vec<u8>,
+}
+
+impl Entry {
+    fn answer(&self) -> ForeignAnswer {
+        match self.reply {
+            Some(reply) => ForeignAnswer::Sealed {
+                reply: Box::new(reply),
+                body: self.body.clone(),
+            },
+            None => ForeignAnswer::Body(self.body.clone()),
+        }
+    }
 }
 
 /// The latest foreign request per client; part of the ledger's state and snapshots.
@@ -70,13 +98,19 @@ impl ForeignRequests {
         } else if entry.request < header.request {
             None
         } else if entry.checksum == header.frame.checksum {
-            Some(ForeignAnswer::Body(entry.body.clone()))
+            Some(entry.answer())
         } else {
             Some(ForeignAnswer::Dropped(DropReason::RequestCollision))
         }
     }
 
-    fn record(&mut self, header: &RequestHeader, body: Vec<u8>) {
+    /// The sealed reply to `client`'s latest request run here, if it was sealed here.
+    pub fn latest_reply(&self, client: u128) -> Option<(&ReplyHeader, &[u8])> {
+        let entry = self.by_client.get(&client)?;
+        Some((entry.reply.as_ref()?, &entry.body))
+    }
+
+    fn record(&mut self, header: &RequestHeader, reply: ReplyHeader, body: Vec<u8>) {
         self.used += 1;
         if !self.by_client.contains_key(&header.client)
             && self.by_client.len() == FOREIGN_REQUESTS_MAX
@@ -91,13 +125,15 @@ impl ForeignRequests {
             request: header.request,
             checksum: header.frame.checksum,
             used: self.used,
+            reply: Some(reply),
             body,
         };
         self.by_client.insert(header.client, entry);
     }
 
     /// Appends the table: `used u64 | count u64 | count × (client u128, request u32,
-    /// reserved u32, checksum u128, used u64, body size u64, body)`, in client order.
+    /// reserved u32, checksum u128, used u64, body size u64, body, sealed u64 (0 or 1),
+    /// the 256-byte reply header if sealed)`, in client order.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.used.to_le_bytes());
         out.extend_from_slice(&(self.by_client.len() as u64).to_le_bytes());
@@ -109,11 +145,22 @@ impl ForeignRequests {
             out.extend_from_slice(&entry.used.to_le_bytes());
             out.extend_from_slice(&(entry.body.len() as u64).to_le_bytes());
             out.extend_from_slice(&entry.body);
+            match &entry.reply {
+                Some(reply) => {
+                    out.extend_from_slice(&1u64.to_le_bytes());
+                    out.extend_from_slice(reply.as_bytes());
+                }
+                None => out.extend_from_slice(&0u64.to_le_bytes()),
+            }
         }
     }
 
-    /// Reads what [`ForeignRequests::encode`] wrote; the bytes read.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<(ForeignRequests, usize), &'static str> {
+    /// Reads what [`ForeignRequests::encode`] wrote; the bytes read. `sealed`: written with
+    /// the sealed replies (snapshot format 7 on).
+    pub(crate) fn decode(
+        bytes: &[u8],
+        sealed: bool,
+    ) -> Result<(ForeignRequests, usize), &'static str> {
         let mut reader = Decoder::new(bytes);
         let mut table = ForeignRequests {
             used: reader.u64()?,
@@ -136,6 +183,24 @@ impl ForeignRequests {
                 return Err("a foreign request's reply is larger than a message");
             }
             let body = reader.take(size as usize)?.to_vec();
+            let reply = match (sealed, sealed && reader.u64()? == 1) {
+                (false, _) => None,
+                (true, false) => return Err("a foreign request's reply is not sealed"),
+                (true, true) => {
+                    let bytes = reader.take(HEADER_SIZE)?;
+                    let reply = ReplyHeader::read_from_bytes(bytes).expect("256 bytes");
+                    let matches = reply.client == client
+                        && reply.request == request
+                        && reply.request_checksum == checksum
+                        && reply.op == reply.commit
+                        && reply.op != 0
+                        && reply.frame.command == WireCommand::Reply.as_u8();
+                    if !matches || !reply.valid_checksum() || !reply.valid_checksum_body(&body) {
+                        return Err("a foreign request's reply is not its own or not sealed");
+                    }
+                    Some(reply)
+                }
+            };
             if used == 0 || used > table.used {
                 return Err("a foreign request used after the table's count");
             }
@@ -150,6 +215,7 @@ impl ForeignRequests {
                 request,
                 checksum,
                 used,
+                reply,
                 body,
             };
             table.by_client.insert(client, entry);
@@ -159,8 +225,9 @@ impl ForeignRequests {
 }
 
 impl Ledger {
-    /// Runs a wire request whose session lives in another partition, once per request: a
-    /// copy that was run here before gets the same reply body (see the module).
+    /// Runs a wire request whose session lives in another partition, once per request, and
+    /// seals its reply here: a copy that was run here before gets the same reply (see the
+    /// module).
     pub(crate) fn apply_foreign_request(
         &mut self,
         now: u64,
@@ -171,8 +238,13 @@ impl Ledger {
             return known;
         }
         let body = self.execute_batches(now, request.operation(), request.body());
-        self.foreign.record(header, body.clone());
-        ForeignAnswer::Body(body)
+        let op = self.sessions.take_foreign_op(header.session);
+        let reply = seal_reply(header, op, self.timestamp, now, &body);
+        self.foreign.record(header, reply, body.clone());
+        ForeignAnswer::Sealed {
+            reply: Box::new(reply),
+            body,
+        }
     }
 
     /// The foreign requests this partition ran.

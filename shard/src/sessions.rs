@@ -18,7 +18,9 @@
 //! Invariants (checked by [`Sessions::check`], after every restore): at most
 //! [`CLIENT_SESSIONS_MAX`] sessions; every cached reply is a sealed reply header (valid
 //! checksums over itself and its body) to its own client, with `op == commit`, `0 < session <=
-//! op <= ` the table's op; ops are distinct. When a register finds the table full, the session
+//! op <= ` the table's op. A reply sealed here takes the next op; one sealed by the partition
+//! that ran the request (placement by ledger, `foreign_requests`) has that partition's op, so
+//! two sessions' cached replies may share an op. When a register finds the table full, the session
 //! whose latest reply is oldest is evicted (TigerBeetle's choice too); its client is then told
 //! `no_session`.
 //!
@@ -268,6 +270,30 @@ impl Sessions {
         self.op.checked_add(1).expect("u64 ops do not run out")
     }
 
+    /// Takes an op for a reply sealed here to a request whose session lives in another
+    /// partition (`foreign_requests`): above this table's ops and above `session`, so that
+    /// the reply keeps the session's invariants in the table that caches it.
+    pub(crate) fn take_foreign_op(&mut self, session: u64) -> u64 {
+        let op = self.op.max(session).checked_add(1);
+        self.op = op.expect("u64 ops do not run out");
+        self.op
+    }
+
+    /// Records `reply`, sealed by the partition that ran the request (its op is that
+    /// partition's), as its client's latest: the request was admitted as new
+    /// ([`Self::admit`]).
+    pub(crate) fn record_sealed(&mut self, reply: ReplyHeader, body: Vec<u8>) {
+        assert!(reply.valid_checksum() && reply.valid_checksum_body(&body));
+        assert!(reply.operation != Operation::Register.as_u8());
+        let session = self.by_client.get_mut(&reply.client);
+        let session = session.expect("an admitted request has a session");
+        assert_eq!(session.reply.request + 1, reply.request);
+        assert!(reply.op == reply.commit && reply.op >= session.session);
+        session.reply = reply;
+        session.reply_body = body;
+        self.op = self.op.max(reply.op);
+    }
+
     /// Records `reply` (whose op is [`Self::op_next`]) as its client's latest, creating the
     /// session for a register (evicting the least recently answered one when full).
     pub(crate) fn record(&mut self, reply: ReplyHeader, body: Vec<u8>) {
@@ -307,7 +333,6 @@ impl Sessions {
         if self.by_client.len() > CLIENT_SESSIONS_MAX {
             return Err(format!("{} sessions", self.by_client.len()));
         }
-        let mut ops = std::collections::BTreeSet::new();
         for (client, session) in &self.by_client {
             let reply = &session.reply;
             let sealed = reply.valid_checksum() && reply.valid_checksum_body(&session.reply_body);
@@ -324,7 +349,7 @@ impl Sessions {
                 && session.session > 0
                 && session.session <= reply.op
                 && reply.op <= self.op;
-            if !numbers_ok || !ops.insert(reply.op) {
+            if !numbers_ok {
                 return Err(format!(
                     "client {client}: session {}, op {}, commit {}, table op {}",
                     session.session, reply.op, reply.commit, self.op

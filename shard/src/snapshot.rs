@@ -24,12 +24,14 @@
 //!                         the ids were first claimed, then 64 lease buckets × (tag u8,
 //!                         partition u32, ids or round u64) (`directory::IdHomes::encode`)
 //!        | foreign requests: used u64, count u64, count × (client u128, request u32,
-//!                         reserved u32, checksum u128, used u64, body size u64, body), in
-//!                         client order (`foreign_requests::ForeignRequests::encode`)
+//!                         reserved u32, checksum u128, used u64, body size u64, body, sealed
+//!                         u64, 256-byte reply header if sealed), in client order
+//!                         (`foreign_requests::ForeignRequests::encode`)
 //! ```
 //! Version 3 snapshots (before the id directory) are read as having an empty one, and
 //! versions 3 and 4 as having no foreign requests; in versions 4 and 5 a lease bucket holding
-//! an id is read as mixed (never leased; none was leased before version 6).
+//! an id is read as mixed (never leased; none was leased before version 6); before version 7
+//! a foreign request has no sealed reply (its session partition sealed it).
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
 //! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a
@@ -48,8 +50,9 @@ use crate::{Ledger, LedgerConfig, PendingStatus};
 /// 2: the cross-partition transaction state and the wire protocol's session table follow the
 /// change stream. 3: undelivered decisions carry each created transfer once. 4: the id
 /// directory follows the transaction state. 5: the foreign requests follow the directory. 6: the
-/// directory's lease buckets follow its entries.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 6;
+/// directory's lease buckets follow its entries. 7: each foreign request keeps the reply
+/// sealed for it.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 7;
 /// The oldest version still read: 3 has no id directory (it is empty).
 const SNAPSHOT_FORMAT_VERSION_OLDEST: u32 = 3;
 const MAGIC: [u8; 8] = *b"KASSALDG";
@@ -200,9 +203,11 @@ impl Ledger {
             reader.offset += read;
         }
         if version >= 5 {
-            let (foreign, read) =
-                crate::foreign_requests::ForeignRequests::decode(&body[reader.offset..])
-                    .map_err(|what| reader.malformed(what))?;
+            let (foreign, read) = crate::foreign_requests::ForeignRequests::decode(
+                &body[reader.offset..],
+                version >= 7,
+            )
+            .map_err(|what| reader.malformed(what))?;
             ledger.foreign = foreign;
             reader.offset += read;
         }

@@ -254,8 +254,8 @@ async fn answer_request(
 ///
 /// If `L` is the session's partition `session`, the request is an ordinary `Request` there.
 /// Otherwise `session` checks it first (a retry or a drop is answered from the session
-/// table), `L` runs it as a `ForeignRequest` (once: a copy gets the same reply body), and
-/// `session` records the body as the session's reply with an `Answer`. The client is answered
+/// table), `L` runs it as a `ForeignRequest` (once: a copy gets the same reply) and seals
+/// its reply, and `session` caches that reply with a `SealedAnswer`. The client is answered
 /// only then, so its next request finds the session up to date.
 async fn run_by_ledger(
     context: &Context,
@@ -309,8 +309,20 @@ async fn run_by_ledger(
         now: realtime_ns(),
         request,
     };
-    let body = match queues.write_local(partition, command).await {
-        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Body(body)))) => body,
+    let answer = match queues.write_local(partition, command).await {
+        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Sealed { reply, body }))) => {
+            Command::SealedAnswer {
+                request: Box::new(header),
+                reply,
+                body,
+            }
+        }
+        // Run before `L` kept sealed replies (restored from an older snapshot): `S` seals.
+        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Body(body)))) => Command::Answer {
+            now: realtime_ns(),
+            request: Box::new(header),
+            body,
+        },
         Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Dropped(reason)))) => {
             return Ok(Some(ClientReply::Dropped(reason)));
         }
@@ -320,11 +332,6 @@ async fn run_by_ledger(
             tracing::warn!(partition, %error, "wire: request not written; the client will retry");
             return Ok(None);
         }
-    };
-    let answer = Command::Answer {
-        now: realtime_ns(),
-        request: Box::new(header),
-        body,
     };
     match queues.write(session, answer).await {
         Ok(Reply::Client(reply)) => Ok(Some(reply)),
