@@ -5,7 +5,9 @@
 //! cross-partition decision is durable, before anyone was answered or any other partition
 //! applied it; `abort-after-answer` aborts once the clients had their answers, before the
 //! applies; `decide-write-fails` reports a durable decision's write as failed;
-//! `apply-fails` reports the applies after a decision as failed.
+//! `apply-fails` reports the applies after a decision as failed; `abort-before-answer-recorded`
+//! aborts after a wire client got a reply sealed in a ledger's partition, before its session
+//! partition recorded it.
 
 /// Whether `KASSA_FAULT` names `fault`; always `false` without the `fault-injection` feature.
 #[cfg(feature = "fault-injection")]

@@ -535,6 +535,83 @@ fn a_global_transaction_decided_before_a_crash_is_completed_by_the_restart() {
     assert_balanced(&node);
 }
 
+/// A wire client whose session lives in another partition than its ledger gets its reply
+/// as soon as the ledger's partition wrote it; the session records it after. A crash in
+/// between loses that record: after the restart the client's next request (naming the reply
+/// it got) catches the session up from the ledger's partition and runs, and a retry of the
+/// request gets its original reply, byte for byte; nothing is applied twice.
+#[test]
+fn a_reply_sent_before_its_session_recorded_it_survives_a_crash() {
+    use common::wire::RawClient;
+    use kassa_wire::multi_batch::encode_to_vec;
+    use kassa_wire::{CreateTransferResult, CreateTransferStatus, Operation};
+    use zerocopy::{IntoBytes, TryFromBytes};
+
+    let home = ledger_partition(1, PARTITIONS);
+    let client_id = (1u128..)
+        .find(|c| kassa_node::wire::session_partition(*c, PARTITIONS) != home)
+        .expect("a client id");
+    let transfer = |id: u128| Transfer {
+        id: TransferId(id),
+        debit_account_id: AccountId(1),
+        credit_account_id: AccountId(2),
+        amount: 5,
+        ledger: 1,
+        code: 1,
+        ..Transfer::default()
+    };
+    let created = |body: &[u8]| {
+        let result = CreateTransferResult::try_read_from_prefix(body)
+            .expect("a result")
+            .0;
+        result.status == CreateTransferStatus::Created
+    };
+    for retry_first in [false, true] {
+        let dir = TempDir::new(if retry_first {
+            "ledger-unrecorded-retry"
+        } else {
+            "ledger-unrecorded-next"
+        });
+        format_by_ledger(&dir.0);
+        let env = [("KASSA_FAULT", "abort-before-answer-recorded")];
+        let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start with the fault");
+        let accounts = [account_json(1, 1, &[]), account_json(2, 1, &[])];
+        let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+        assert_eq!(status, 200, "{reply}");
+        let mut client = RawClient::connect(node.wire, 0, client_id);
+        client.register();
+        let body = encode_to_vec(128, &[transfer(10).as_bytes()]).expect("encodes");
+        let request = client.request_frame(Operation::CreateTransfers.as_u8(), &body);
+        client.send(&request);
+        let first = client.expect_reply();
+        assert!(created(&first.1));
+        let aborted = |node: &Node| node.stderr_text().contains("abort-before-answer-recorded");
+        assert!(common::wait_until(
+            std::time::Duration::from_secs(10),
+            || aborted(&node)
+        ));
+        node.kill();
+
+        let node = Node::start(&dir.0);
+        let mut again = RawClient::connect(node.wire, 0, client_id);
+        again.session = client.session;
+        if retry_first {
+            again.send(&request);
+            assert_eq!(
+                again.expect_reply(),
+                first,
+                "the original reply, byte for byte"
+            );
+        }
+        (again.request, again.parent) = (first.0.request, first.0.context);
+        let (reply, body) = again.call(Operation::CreateTransfers, &[transfer(11).as_bytes()]);
+        assert_eq!(reply.request, first.0.request + 1);
+        assert!(created(&body), "the next request runs");
+        assert_eq!(posted(&node, 1), (10, 0), "each transfer applied once");
+        assert_balanced(&node);
+    }
+}
+
 /// `kassa start --placement` formats a new directory with that placement and refuses a
 /// directory formatted with another, changing nothing.
 #[test]

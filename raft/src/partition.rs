@@ -153,7 +153,8 @@ fn events(command: &Command) -> usize {
         | Command::Request { .. }
         | Command::ForeignRequest { .. }
         | Command::Answer { .. }
-        | Command::SealedAnswer { .. } => 0,
+        | Command::SealedAnswer { .. }
+        | Command::CatchUp { .. } => 0,
     }
 }
 

@@ -420,6 +420,91 @@ mod tests {
         assert_eq!(ledger_partition.accounts().len(), 3);
     }
 
+    /// A session that missed the answers of its client's latest requests run elsewhere (lost
+    /// in a crash) catches up to the reply the client's next request names as its parent, or
+    /// to the reply of a retried request, and nothing else.
+    #[test]
+    fn a_session_catches_up_to_the_reply_its_clients_next_request_names() {
+        let (mut session_partition, mut ledger_partition) = (
+            Ledger::new(Default::default()),
+            Ledger::new(Default::default()),
+        );
+        let mut client = Client::new(9);
+        client.send(&mut session_partition, &client.register());
+        let mut run = |client: &mut Client, id: u128| {
+            let request = client.request(Operation::CreateAccounts, &[account(id).as_bytes()]);
+            let command = Command::ForeignRequest {
+                now: NOW,
+                request: request.clone(),
+            };
+            let Reply::Foreign(ForeignAnswer::Sealed { reply, body }) =
+                ledger_partition.apply(command)
+            else {
+                panic!("runs");
+            };
+            client.request = reply.request;
+            client.parent = reply.context;
+            (request, reply, body)
+        };
+        // Requests 1 and 2 ran in the ledger's partition; the session recorded neither.
+        let (first, first_reply, first_body) = run(&mut client, 1);
+        let (second, second_reply, second_body) = run(&mut client, 2);
+        let third = client.request(Operation::CreateAccounts, &[account(3).as_bytes()]);
+        let sessions = |ledger: &Ledger, request: &ClientRequest| {
+            ledger.sessions().answer_known(request.header())
+        };
+        assert_eq!(
+            sessions(&session_partition, &third),
+            Some(ClientReply::Dropped(DropReason::NewerRequest))
+        );
+        let catch_up = |request: &ClientRequest, reply: &ReplyHeader, body: &[u8]| {
+            let command = Command::CatchUp {
+                request: Box::new(*request.header()),
+                reply: Box::new(*reply),
+                body: body.to_vec(),
+            };
+            let mut bytes = Vec::new();
+            command.encode(&mut bytes);
+            assert_eq!(bytes.len(), command.encoded_len());
+            Command::decode(&bytes)
+        };
+        // The first reply is not what the third request names: refused when decoded.
+        assert!(catch_up(&third, &first_reply, &first_body).is_err());
+        // A retry of the second request catches up to its own reply; applied twice, once.
+        let retried = catch_up(&second, &second_reply, &second_body).expect("decodes");
+        assert_eq!(
+            session_partition.apply(retried.clone()),
+            Reply::CaughtUp(true)
+        );
+        assert_eq!(session_partition.apply(retried), Reply::CaughtUp(false));
+        assert_eq!(
+            sessions(&session_partition, &second),
+            Some(ClientReply::Reply {
+                header: second_reply.clone(),
+                body: second_body.clone(),
+            })
+        );
+        assert_eq!(sessions(&session_partition, &third), None, "admitted now");
+        // An older reply never moves the session back.
+        let stale = catch_up(&first, &first_reply, &first_body).expect("decodes");
+        assert_eq!(session_partition.apply(stale), Reply::CaughtUp(false));
+        session_partition
+            .sessions()
+            .check()
+            .expect("the session table holds");
+
+        // Another session of the client (registered again elsewhere) does not take it.
+        let mut other = Ledger::new(Default::default());
+        let mut again = Client::new(9);
+        again.send(&mut other, &again.register());
+        let mut moved = *third.header();
+        moved.session += 1;
+        moved.seal(third.body());
+        let moved = ClientRequest::new(moved, third.body().to_vec()).expect("valid");
+        let next = catch_up(&moved, &second_reply, &second_body).expect("decodes");
+        assert_eq!(other.apply(next), Reply::CaughtUp(false));
+    }
+
     /// A foreign request restored from a snapshot of format 6 (no sealed reply kept) is
     /// answered with its body, for the session partition to seal as it did then.
     #[test]

@@ -108,6 +108,15 @@ pub enum Command {
         reply: Box<ReplyHeader>,
         body: Vec<u8>,
     },
+    /// The session of `request`'s client missed the `SealedAnswer`s of its latest requests
+    /// (lost in a crash, or still in flight): `reply`, which a ledger's partition sealed to
+    /// the request `request` names as its parent (or to `request` itself, retried), becomes
+    /// the session's cached reply, skipping those it missed (`Sessions::catch_up`).
+    CatchUp {
+        request: Box<RequestHeader>,
+        reply: Box<ReplyHeader>,
+        body: Vec<u8>,
+    },
     /// A leader's start of its claim rounds (`directory::ClaimRound`): changes nothing. Its
     /// index, committed, is above every entry of earlier leaders, so rounds numbered from it
     /// never repeat an earlier leader's, even one of the same term (a single voter restarting).
@@ -143,6 +152,8 @@ pub enum Reply {
     Done,
     /// The answer to a `Register` or `Request`.
     Client(ClientReply),
+    /// Whether a `CatchUp` moved the session to its reply.
+    CaughtUp(bool),
     /// The answer to a `ForeignRequest`.
     Foreign(ForeignAnswer),
     ClaimEpoch,
@@ -195,6 +206,7 @@ const TAG_CLAIM_EPOCH: u8 = 13;
 const TAG_FOREIGN_REQUEST: u8 = 14;
 const TAG_LEASE: u8 = 15;
 const TAG_SEALED_ANSWER: u8 = 16;
+const TAG_CATCH_UP: u8 = 17;
 const CLAIM_HEADER_SIZE: usize = 24;
 const SETTLE_SIZE: usize = 48;
 const LEASE_HEADER_SIZE: usize = 16;
@@ -208,7 +220,7 @@ impl Command {
             Command::ExpirePendingTransfers { .. } | Command::ClaimEpoch => 0,
             Command::ReleaseChangeEvents { .. } | Command::Done { .. } => 8,
             Command::Answer { body, .. } => size_of::<RequestHeader>() + body.len(),
-            Command::SealedAnswer { body, .. } => {
+            Command::SealedAnswer { body, .. } | Command::CatchUp { body, .. } => {
                 size_of::<RequestHeader>() + size_of::<ReplyHeader>() + body.len()
             }
             Command::Decide { decision } => decision.encoded_len(),
@@ -261,8 +273,17 @@ impl Command {
                 request,
                 reply,
                 body,
+            }
+            | Command::CatchUp {
+                request,
+                reply,
+                body,
             } => {
-                out.extend_from_slice(&[TAG_SEALED_ANSWER, 0, 0, 0, 0, 0, 0, 0]);
+                let tag = match self {
+                    Command::SealedAnswer { .. } => TAG_SEALED_ANSWER,
+                    _ => TAG_CATCH_UP,
+                };
+                out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
                 out.extend_from_slice(&0u64.to_le_bytes());
                 out.extend_from_slice(&(body.len() as u32).to_le_bytes());
                 out.extend_from_slice(&0u32.to_le_bytes());
@@ -334,11 +355,11 @@ impl Command {
         if tag == TAG_ANSWER {
             return decode_answer(now, count, body);
         }
-        if tag == TAG_SEALED_ANSWER {
+        if tag == TAG_SEALED_ANSWER || tag == TAG_CATCH_UP {
             if now != 0 {
                 return Err(CommandDecodeError::ReservedNotZero);
             }
-            return decode_sealed_answer(count, body);
+            return decode_sealed_answer(tag, count, body);
         }
         if tag == TAG_CLAIM || tag == TAG_SETTLE || tag == TAG_LEASE {
             if now != 0 {
@@ -579,10 +600,11 @@ fn decode_answer(now: u64, size: u32, body: &[u8]) -> Result<Command, CommandDec
     })
 }
 
-/// Decodes a `SealedAnswer`: a sealed request header, the reply sealed to it, then `size`
-/// bytes of reply body. The reply must answer that request (client, number, checksum,
-/// operation, release) and be sealed over the body.
-fn decode_sealed_answer(size: u32, body: &[u8]) -> Result<Command, CommandDecodeError> {
+/// Decodes a `SealedAnswer` or a `CatchUp`: a sealed request header, a reply, then `size`
+/// bytes of reply body. The reply must be sealed over the body and answer that request
+/// (client, number, checksum, operation, release); for a `CatchUp`, that request or the one
+/// it names as its parent (the number before, with the reply's `context`).
+fn decode_sealed_answer(tag: u8, size: u32, body: &[u8]) -> Result<Command, CommandDecodeError> {
     let (request_size, reply_size) = (size_of::<RequestHeader>(), size_of::<ReplyHeader>());
     if size as usize > kassa_wire::MESSAGE_BODY_SIZE_MAX {
         return Err(CommandDecodeError::FrameSize(size));
@@ -599,23 +621,36 @@ fn decode_sealed_answer(size: u32, body: &[u8]) -> Result<Command, CommandDecode
             "a sealed answer's request header is not sealed",
         ));
     }
+    let this_request = reply.request == request.request
+        && reply.request_checksum == request.frame.checksum
+        && reply.operation == request.operation;
+    let parent = reply.request.checked_add(1) == Some(request.request)
+        && reply.context == request.parent
+        && reply.operation != Operation::Register.as_u8();
     let answers = reply.frame.command == kassa_wire::Command::Reply.as_u8()
         && reply.client == request.client
-        && reply.request == request.request
-        && reply.request_checksum == request.frame.checksum
-        && reply.operation == request.operation
         && reply.frame.release == request.frame.release
         && reply.op == reply.commit
-        && reply.op != 0;
+        && reply.op != 0
+        && (this_request || (tag == TAG_CATCH_UP && parent));
     if !answers || !reply.valid_checksum() || !reply.valid_checksum_body(reply_body) {
         return Err(CommandDecodeError::Malformed(
             "a sealed answer's reply is not sealed to its request",
         ));
     }
-    Ok(Command::SealedAnswer {
-        request: Box::new(request),
-        reply: Box::new(reply),
-        body: reply_body.to_vec(),
+    let (request, reply, body) = (Box::new(request), Box::new(reply), reply_body.to_vec());
+    Ok(if tag == TAG_SEALED_ANSWER {
+        Command::SealedAnswer {
+            request,
+            reply,
+            body,
+        }
+    } else {
+        Command::CatchUp {
+            request,
+            reply,
+            body,
+        }
     })
 }
 
@@ -717,6 +752,11 @@ impl Ledger {
                 reply,
                 body,
             } => Reply::Client(self.apply_sealed_answer(&request, *reply, body)),
+            Command::CatchUp {
+                request,
+                reply,
+                body,
+            } => Reply::CaughtUp(self.sessions.catch_up(&request, *reply, body)),
             Command::ClaimEpoch => Reply::ClaimEpoch,
             Command::Directory { kind, command } => {
                 let mut answers = Vec::new();

@@ -294,6 +294,38 @@ impl Sessions {
         self.op = self.op.max(reply.op);
     }
 
+    /// Moves `request`'s session to `reply`, sealed by the partition that ran the request
+    /// `request` names as its parent (or `request` itself, retried), when the session has not
+    /// recorded it (its `SealedAnswer`s were lost in a crash, or are still in flight): the
+    /// replies in between are skipped, since the client has moved past them. True if moved.
+    ///
+    /// The reply was given to this client in this session: its `context` is the `parent` the
+    /// client names (or its request checksum is the request's), and `request` names the
+    /// session (a command decodes only with such a pair: `Command::CatchUp`).
+    pub(crate) fn catch_up(
+        &mut self,
+        request: &RequestHeader,
+        reply: ReplyHeader,
+        body: Vec<u8>,
+    ) -> bool {
+        assert!(reply.valid_checksum() && reply.valid_checksum_body(&body));
+        assert_eq!(reply.client, request.client);
+        let Some(session) = self.by_client.get_mut(&request.client) else {
+            return false;
+        };
+        let behind = session.session == request.session
+            && session.reply.frame.release == request.frame.release
+            && session.reply.request < reply.request
+            && session.session <= reply.op;
+        if !behind {
+            return false;
+        }
+        session.reply = reply;
+        session.reply_body = body;
+        self.op = self.op.max(reply.op);
+        true
+    }
+
     /// Records `reply` (whose op is [`Self::op_next`]) as its client's latest, creating the
     /// session for a register (evicting the least recently answered one when full).
     pub(crate) fn record(&mut self, reply: ReplyHeader, body: Vec<u8>) {

@@ -35,6 +35,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use zerocopy::IntoBytes;
 
+use super::unrecorded::{check_session, Unrecorded};
 use super::{
     peer_warn, session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE,
 };
@@ -59,8 +60,9 @@ pub(super) async fn serve(stream: std::net::TcpStream, peer: SocketAddr, context
         }
     };
     let mut header = vec![0u8; HEADER_SIZE].into_boxed_slice();
+    let mut unrecorded = Unrecorded::default();
     loop {
-        match serve_frame(&mut stream, peer, &context, header).await {
+        match serve_frame(&mut stream, peer, &context, &mut unrecorded, header).await {
             Ok(returned) => header = returned,
             Err(Closed::Io) => return,
             Err(Closed::BadFrame) => return,
@@ -73,6 +75,7 @@ async fn serve_frame(
     stream: &mut TcpStream,
     peer: SocketAddr,
     context: &Context,
+    unrecorded: &mut Unrecorded,
     header: Box<[u8]>,
 ) -> Result<Box<[u8]>, Closed> {
     let (header, deadline) = read_header(stream, peer, context, header).await?;
@@ -92,7 +95,7 @@ async fn serve_frame(
         Err(error) => peer_warn!(context, peer, %error, "wire: frame dropped"),
         Ok(ClientFrame::PingClient(ping)) => answer_ping(stream, context, &ping).await?,
         Ok(ClientFrame::Request(request)) => {
-            answer_request(stream, peer, context, request, body.into_vec()).await?
+            answer_request(stream, peer, context, unrecorded, request, body.into_vec()).await?
         }
     }
     Ok(header)
@@ -215,6 +218,7 @@ async fn answer_request(
     stream: &mut TcpStream,
     peer: SocketAddr,
     context: &Context,
+    unrecorded: &mut Unrecorded,
     request: RequestHeader,
     body: Vec<u8>,
 ) -> Result<(), Closed> {
@@ -242,7 +246,7 @@ async fn answer_request(
             return Ok(());
         }
     };
-    match propose(context, request).await {
+    match propose(context, unrecorded, request).await {
         Some(reply) => answer(stream, peer, context, client, reply).await,
         None => Ok(()),
     }
@@ -253,12 +257,13 @@ async fn answer_request(
 /// failed; the client retries), or the request back for the usual path.
 ///
 /// If `L` is the session's partition `session`, the request is an ordinary `Request` there.
-/// Otherwise `session` checks it first (a retry or a drop is answered from the session
-/// table), `L` runs it as a `ForeignRequest` (once: a copy gets the same reply) and seals
-/// its reply, and `session` caches that reply with a `SealedAnswer`. The client is answered
-/// only then, so its next request finds the session up to date.
+/// Otherwise the request is checked against the session (by `session`, or by this
+/// connection's own chain, `Unrecorded::admits`), `L` runs it as a `ForeignRequest` (once: a
+/// copy gets the same reply) and seals its reply, the client gets that reply at once, and
+/// `session` caches it with a `SealedAnswer` written in the background (`unrecorded`).
 async fn run_by_ledger(
     context: &Context,
+    unrecorded: &mut Unrecorded,
     session: u32,
     request: ClientRequest,
 ) -> Result<Option<ClientReply>, ClientRequest> {
@@ -279,6 +284,9 @@ async fn run_by_ledger(
         return Err(request);
     };
     if partition == session {
+        // An ordinary request of the session's partition: the session checks it in its apply,
+        // so it must have every answer this connection sent.
+        unrecorded.settle().await;
         let command = Command::Request {
             now: realtime_ns(),
             request,
@@ -294,15 +302,15 @@ async fn run_by_ledger(
         };
     }
     let header = *request.header();
-    let known = queues.read(session, move |ledger| {
-        ledger.sessions().answer_known(&header)
-    });
-    match known.await {
-        Ok(Some(reply)) => return Ok(Some(reply)),
-        Ok(None) => {}
-        Err(error) => {
-            tracing::debug!(%error, "wire: session check failed; the client will retry");
-            return Ok(None);
+    if !unrecorded.admits(&header) {
+        unrecorded.settle().await;
+        match check_session(queues, session, &header).await {
+            Ok(Some(reply)) => return Ok(Some(reply)),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, "wire: session check failed; the client will retry");
+                return Ok(None);
+            }
         }
     }
     let command = Command::ForeignRequest {
@@ -311,11 +319,17 @@ async fn run_by_ledger(
     };
     let answer = match queues.write_local(partition, command).await {
         Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Sealed { reply, body }))) => {
-            Command::SealedAnswer {
+            let given = ClientReply::Reply {
+                header: reply.clone(),
+                body: body.clone(),
+            };
+            let answer = Command::SealedAnswer {
                 request: Box::new(header),
                 reply,
                 body,
-            }
+            };
+            unrecorded.record(queues, session, answer);
+            return Ok(Some(given));
         }
         // Run before `L` kept sealed replies (restored from an older snapshot): `S` seals.
         Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Body(body)))) => Command::Answer {
@@ -326,13 +340,18 @@ async fn run_by_ledger(
         Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Dropped(reason)))) => {
             return Ok(Some(ClientReply::Dropped(reason)));
         }
-        Ok(LocalWrite::NotLocal(Command::ForeignRequest { request, .. })) => return Err(request),
+        Ok(LocalWrite::NotLocal(Command::ForeignRequest { request, .. })) => {
+            // The global path checks the session itself: it must have every answer.
+            unrecorded.settle().await;
+            return Err(request);
+        }
         Ok(other) => unreachable!("a foreign request answered {other:?}"),
         Err(error) => {
             tracing::warn!(partition, %error, "wire: request not written; the client will retry");
             return Ok(None);
         }
     };
+    unrecorded.settle().await;
     match queues.write(session, answer).await {
         Ok(Reply::Client(reply)) => Ok(Some(reply)),
         Ok(other) => unreachable!("an answer answered {other:?}"),
@@ -345,14 +364,20 @@ async fn run_by_ledger(
 
 /// Runs `request` in its session's partition: answered from the session table if it is a
 /// retry, else written through the log. `None` when the write failed (the client retries).
-async fn propose(context: &Context, request: ClientRequest) -> Option<ClientReply> {
+async fn propose(
+    context: &Context,
+    unrecorded: &mut Unrecorded,
+    request: ClientRequest,
+) -> Option<ClientReply> {
     let queues = &context.queues;
     let partition = session_partition(request.header().client, queues.partitions());
     // Under placement by ledger, a create request of one ledger runs in its partition alone.
-    let request = match run_by_ledger(context, partition, request).await {
+    let request = match run_by_ledger(context, unrecorded, partition, request).await {
         Ok(reply) => return reply,
         Err(request) => request,
     };
+    // Every other path checks the session itself: it must have every answer sent.
+    unrecorded.settle().await;
     if let (Some(transactions), false) = (
         &context.transactions,
         request.operation() == Operation::Register,

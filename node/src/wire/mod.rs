@@ -32,6 +32,7 @@
 
 mod connection;
 mod partitioned;
+mod unrecorded;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
