@@ -538,8 +538,9 @@ fn a_global_transaction_decided_before_a_crash_is_completed_by_the_restart() {
 /// A wire client whose session lives in another partition than its ledger gets its reply
 /// as soon as the ledger's partition wrote it; the session records it after. A crash in
 /// between loses that record: after the restart the client's next request (naming the reply
-/// it got) catches the session up from the ledger's partition and runs, and a retry of the
-/// request gets its original reply, byte for byte; nothing is applied twice.
+/// it got) catches the session up from the ledger's partition and runs, whether it is a
+/// create of that ledger or a read (another path), and a retry of the request gets its
+/// original reply, byte for byte; nothing is applied twice.
 #[test]
 fn a_reply_sent_before_its_session_recorded_it_survives_a_crash() {
     use common::wire::RawClient;
@@ -566,11 +567,11 @@ fn a_reply_sent_before_its_session_recorded_it_survives_a_crash() {
             .0;
         result.status == CreateTransferStatus::Created
     };
-    for retry_first in [false, true] {
-        let dir = TempDir::new(if retry_first {
-            "ledger-unrecorded-retry"
-        } else {
-            "ledger-unrecorded-next"
+    for (retry_first, read_next) in [(false, false), (true, false), (false, true)] {
+        let dir = TempDir::new(match (retry_first, read_next) {
+            (true, _) => "ledger-unrecorded-retry",
+            (_, true) => "ledger-unrecorded-read",
+            _ => "ledger-unrecorded-next",
         });
         format_by_ledger(&dir.0);
         let env = [("KASSA_FAULT", "abort-before-answer-recorded")];
@@ -604,8 +605,12 @@ fn a_reply_sent_before_its_session_recorded_it_survives_a_crash() {
             );
         }
         (again.request, again.parent) = (first.0.request, first.0.context);
+        if read_next {
+            let (reply, _) = again.call(Operation::LookupAccounts, &[AccountId(1).as_bytes()]);
+            assert_eq!(reply.request, first.0.request + 1, "a read runs next");
+        }
         let (reply, body) = again.call(Operation::CreateTransfers, &[transfer(11).as_bytes()]);
-        assert_eq!(reply.request, first.0.request + 1);
+        assert_eq!(reply.request, first.0.request + 1 + u32::from(read_next));
         assert!(created(&body), "the next request runs");
         assert_eq!(posted(&node, 1), (10, 0), "each transfer applied once");
         assert_balanced(&node);

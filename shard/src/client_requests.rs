@@ -532,7 +532,15 @@ mod tests {
             ForeignRequests::decode(&bytes, true).is_err(),
             "not format 7"
         );
+        // Written again (format 7), the entry keeps no sealed reply and reads back.
+        let mut again = Vec::new();
+        old.encode(&mut again);
+        let (old, read) = ForeignRequests::decode(&again, true).expect("format 7 decodes");
+        assert_eq!(read, again.len());
         ledger_partition.foreign = old;
+        let mut snapshot = Vec::new();
+        ledger_partition.snapshot(&mut snapshot);
+        Ledger::restore(Default::default(), &snapshot).expect("its snapshot restores");
         let copy = Command::ForeignRequest {
             now: NOW,
             request: create,

@@ -627,7 +627,12 @@ fn decode_sealed_answer(tag: u8, size: u32, body: &[u8]) -> Result<Command, Comm
     let parent = reply.request.checked_add(1) == Some(request.request)
         && reply.context == request.parent
         && reply.operation != Operation::Register.as_u8();
+    // What the session's apply and its invariants rely on (`Sessions::check`): a reply of
+    // this cluster, sized for its body, with an op at or above the session named.
     let answers = reply.frame.command == kassa_wire::Command::Reply.as_u8()
+        && reply.frame.cluster == request.frame.cluster
+        && reply.frame.size as usize == size_of::<ReplyHeader>() + reply_body.len()
+        && reply.op >= request.session
         && reply.client == request.client
         && reply.frame.release == request.frame.release
         && reply.op == reply.commit

@@ -183,10 +183,12 @@ impl ForeignRequests {
                 return Err("a foreign request's reply is larger than a message");
             }
             let body = reader.take(size as usize)?.to_vec();
-            let reply = match (sealed, sealed && reader.u64()? == 1) {
-                (false, _) => None,
-                (true, false) => return Err("a foreign request's reply is not sealed"),
-                (true, true) => {
+            // Entries restored from format 6 have no sealed reply, and keep none when written
+            // again in format 7 (flag 0).
+            let flag = if sealed { reader.u64()? } else { 0 };
+            let reply = match flag {
+                0 => None,
+                1 => {
                     let bytes = reader.take(HEADER_SIZE)?;
                     let reply = ReplyHeader::read_from_bytes(bytes).expect("256 bytes");
                     let matches = reply.client == client
@@ -194,12 +196,14 @@ impl ForeignRequests {
                         && reply.request_checksum == checksum
                         && reply.op == reply.commit
                         && reply.op != 0
-                        && reply.frame.command == WireCommand::Reply.as_u8();
+                        && reply.frame.command == WireCommand::Reply.as_u8()
+                        && reply.frame.size as usize == HEADER_SIZE + body.len();
                     if !matches || !reply.valid_checksum() || !reply.valid_checksum_body(&body) {
                         return Err("a foreign request's reply is not its own or not sealed");
                     }
                     Some(reply)
                 }
+                _ => return Err("a foreign request's sealed flag is neither 0 nor 1"),
             };
             if used == 0 || used > table.used {
                 return Err("a foreign request used after the table's count");

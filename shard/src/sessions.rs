@@ -274,8 +274,9 @@ impl Sessions {
     /// partition (`foreign_requests`): above this table's ops and above `session`, so that
     /// the reply keeps the session's invariants in the table that caches it.
     pub(crate) fn take_foreign_op(&mut self, session: u64) -> u64 {
-        let op = self.op.max(session).checked_add(1);
-        self.op = op.expect("u64 ops do not run out");
+        // A session number near u64::MAX (a client's claim, not checked against anything
+        // here) saturates: the op is then the session number itself, still at or above it.
+        self.op = self.op.max(session).saturating_add(1);
         self.op
     }
 

@@ -35,7 +35,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use zerocopy::IntoBytes;
 
-use super::unrecorded::{check_session, Unrecorded};
+use super::unrecorded::{catch_up_if_behind, check_session, Unrecorded};
 use super::{
     peer_warn, session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE,
 };
@@ -285,8 +285,9 @@ async fn run_by_ledger(
     };
     if partition == session {
         // An ordinary request of the session's partition: the session checks it in its apply,
-        // so it must have every answer this connection sent.
+        // so it must have every answer this connection sent, or catch up.
         unrecorded.settle().await;
+        catch_up_if_behind(queues, session, request.header()).await;
         let command = Command::Request {
             now: realtime_ns(),
             request,
@@ -340,11 +341,8 @@ async fn run_by_ledger(
         Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Dropped(reason)))) => {
             return Ok(Some(ClientReply::Dropped(reason)));
         }
-        Ok(LocalWrite::NotLocal(Command::ForeignRequest { request, .. })) => {
-            // The global path checks the session itself: it must have every answer.
-            unrecorded.settle().await;
-            return Err(request);
-        }
+        // The global path checks the session itself (`propose` settles first).
+        Ok(LocalWrite::NotLocal(Command::ForeignRequest { request, .. })) => return Err(request),
         Ok(other) => unreachable!("a foreign request answered {other:?}"),
         Err(error) => {
             tracing::warn!(partition, %error, "wire: request not written; the client will retry");
@@ -376,8 +374,13 @@ async fn propose(
         Ok(reply) => return reply,
         Err(request) => request,
     };
-    // Every other path checks the session itself: it must have every answer sent.
+    // Every other path checks the session itself: it must have every answer sent, or catch
+    // up (placed by ledger, requests may have run elsewhere).
     unrecorded.settle().await;
+    let by_ledger = local_partition(queues.placement(), [1]).is_some();
+    if by_ledger && request.operation() != Operation::Register {
+        catch_up_if_behind(queues, partition, request.header()).await;
+    }
     if let (Some(transactions), false) = (
         &context.transactions,
         request.operation() == Operation::Register,

@@ -47,6 +47,10 @@ pub(super) struct Unrecorded {
     recording: Option<JoinHandle<()>>,
     /// Answers being written.
     in_flight: Rc<Cell<usize>>,
+    /// An answer was not recorded (a failed write, an evicted session): the session is
+    /// behind the chain, so the next request goes to it (and catches it up, or is refused as
+    /// the session says).
+    broken: Rc<Cell<bool>>,
 }
 
 impl Unrecorded {
@@ -59,6 +63,7 @@ impl Unrecorded {
             return false;
         };
         self.in_flight.get() < RECORDING_MAX
+            && !self.broken.get()
             && last.client == request.client
             && *session == request.session
             && last.frame.release == request.frame.release
@@ -74,6 +79,7 @@ impl Unrecorded {
             recording.await;
         }
         debug_assert_eq!(self.in_flight.get(), 0);
+        self.broken.set(false);
     }
 
     /// Writes `answer` (the `SealedAnswer` of a reply sent to the client) in `session` in
@@ -85,7 +91,7 @@ impl Unrecorded {
         self.latest = Some((request.session, **reply));
         let before = self.recording.take();
         let queues = queues.clone();
-        let in_flight = self.in_flight.clone();
+        let (in_flight, broken) = (self.in_flight.clone(), self.broken.clone());
         in_flight.set(in_flight.get() + 1);
         self.recording = Some(monoio::spawn(async move {
             if let Some(before) = before {
@@ -102,9 +108,11 @@ impl Unrecorded {
             match queues.write(session, answer).await {
                 Ok(Reply::Client(ClientReply::Reply { .. })) => {}
                 Ok(other) => {
+                    broken.set(true);
                     tracing::debug!(session, ?other, "wire: an answer was not recorded");
                 }
                 Err(error) => {
+                    broken.set(true);
                     tracing::warn!(session, %error, "wire: an answer was not recorded; the session catches up later");
                 }
             }
@@ -149,6 +157,16 @@ pub(super) async fn check_session(
         ledger.sessions().answer_known(&header)
     });
     known.await
+}
+
+/// Catches `session` up if it is behind `request` (see [`check_session`]), before a path that
+/// checks the session itself (an ordinary request of the session's partition, a read, the
+/// global path): those would otherwise drop a request whose session missed the answers of
+/// requests run elsewhere (placement by ledger) for good. A failure is left to that path.
+pub(super) async fn catch_up_if_behind(queues: &CoreQueues, session: u32, request: &RequestHeader) {
+    if let Err(error) = check_session(queues, session, request).await {
+        tracing::debug!(session, %error, "wire: the session check before a request failed");
+    }
 }
 
 /// The reply some partition sealed to the request `request` names as its parent, or to
