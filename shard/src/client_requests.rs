@@ -89,17 +89,13 @@ impl Ledger {
         reply: ReplyHeader,
         body: Vec<u8>,
     ) -> ClientReply {
-        match self.sessions.admit(request) {
-            Admission::New => {
-                self.sessions.record_sealed(reply, body.clone());
-                ClientReply::Reply {
-                    header: Box::new(reply),
-                    body,
-                }
-            }
-            Admission::Repeat(session) => session.cached_reply(),
-            Admission::Drop(reason) => ClientReply::Dropped(reason),
-            Admission::Evict(reason) => ClientReply::Evicted(reason),
+        if let Some(known) = self.sessions.answer_known(request) {
+            return known;
+        }
+        self.sessions.record_sealed(reply, body.clone());
+        ClientReply::Reply {
+            header: Box::new(reply),
+            body,
         }
     }
 

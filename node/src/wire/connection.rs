@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kassa_shard::sessions::BATCH_SIZE_LIMIT;
-use kassa_shard::{ClientReply, ClientRequest, Command, ForeignAnswer, Reply};
+use kassa_shard::{ClientReply, ClientRequest, Command, ForeignAnswer, PlacementKind, Reply};
 use kassa_wire::client_headers::EvictionReason;
 use kassa_wire::{
     build_eviction, build_pong, check_header_framing, validate_client_frame, validate_request,
@@ -324,12 +324,7 @@ async fn run_by_ledger(
                 header: reply.clone(),
                 body: body.clone(),
             };
-            let answer = Command::SealedAnswer {
-                request: Box::new(header),
-                reply,
-                body,
-            };
-            unrecorded.record(queues, session, answer);
+            unrecorded.record(queues, session, header, reply, body);
             return Ok(Some(given));
         }
         // Run before `L` kept sealed replies (restored from an older snapshot): `S` seals.
@@ -377,7 +372,8 @@ async fn propose(
     // Every other path checks the session itself: it must have every answer sent, or catch
     // up (placed by ledger, requests may have run elsewhere).
     unrecorded.settle().await;
-    let by_ledger = local_partition(queues.placement(), [1]).is_some();
+    let placement = queues.placement();
+    let by_ledger = placement.kind == PlacementKind::ByLedger && placement.partitions > 1;
     if by_ledger && request.operation() != Operation::Register {
         catch_up_if_behind(queues, partition, request.header()).await;
     }

@@ -82,13 +82,22 @@ impl Unrecorded {
         self.broken.set(false);
     }
 
-    /// Writes `answer` (the `SealedAnswer` of a reply sent to the client) in `session` in
-    /// the background, after the answers before it.
-    pub(super) fn record(&mut self, queues: &CoreQueues, session: u32, answer: Command) {
-        let Command::SealedAnswer { request, reply, .. } = &answer else {
-            unreachable!("only sealed answers are recorded later, not {answer:?}");
+    /// Records `reply` (with `body`), sent to the client for `request`, in `session` in the
+    /// background (a `SealedAnswer`), after the answers before it.
+    pub(super) fn record(
+        &mut self,
+        queues: &CoreQueues,
+        session: u32,
+        request: RequestHeader,
+        reply: Box<ReplyHeader>,
+        body: Vec<u8>,
+    ) {
+        self.latest = Some((request.session, *reply));
+        let answer = Command::SealedAnswer {
+            request: Box::new(request),
+            reply,
+            body,
         };
-        self.latest = Some((request.session, **reply));
         let before = self.recording.take();
         let queues = queues.clone();
         let (in_flight, broken) = (self.in_flight.clone(), self.broken.clone());
@@ -186,16 +195,9 @@ async fn named_reply(
             (parent || itself).then(|| (*reply, body.to_vec()))
         })
     });
-    let mut found = None;
+    let mut found = Vec::new();
     for read in join_all(reads).await {
-        if let Some((reply, body)) = read? {
-            if found
-                .as_ref()
-                .is_none_or(|(best, _): &(ReplyHeader, _)| best.request < reply.request)
-            {
-                found = Some((reply, body));
-            }
-        }
+        found.extend(read?);
     }
-    Ok(found)
+    Ok(found.into_iter().max_by_key(|(reply, _)| reply.request))
 }
