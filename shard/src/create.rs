@@ -42,12 +42,51 @@ pub(crate) trait CreateOperation {
     fn set_status(result: &mut Self::Result, status: Self::Status);
 }
 
+/// Where a share's events sit in the whole batch they were split from (`crate::shares`): each
+/// event's timestamp is the one its position in the batch gets, the import mode is the batch's,
+/// and the events of a chain an earlier round found broken answer the statuses given, without
+/// running.
+pub(crate) struct InBatch<'a, S> {
+    pub(crate) batch_len: usize,
+    /// One per event of the share, ascending, each below `batch_len`.
+    pub(crate) positions: &'a [u32],
+    /// One per event: linked to the share's next event (the events' own flags are the
+    /// batch's).
+    pub(crate) linked: &'a [bool],
+    pub(crate) batch_imported: bool,
+    /// Ascending by position.
+    pub(crate) forced: &'a [Forced<S>],
+}
+
+/// The answer an event of a chain found broken in an earlier round gives without running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forced<S> {
+    /// The event's position in the batch.
+    pub position: u32,
+    pub status: S,
+    /// The timestamp its result carries when not the event's own: the record an `exists`
+    /// found.
+    pub found: Option<u64>,
+}
+
 impl Ledger {
     /// Runs a batch: one result per event, in order, into `results` (cleared first).
     pub(crate) fn execute_create<Op: CreateOperation>(
         &mut self,
         now: u64,
         events: &[Op::Event],
+        results: &mut Vec<Op::Result>,
+    ) {
+        self.execute_create_in::<Op>(now, events, None, results);
+    }
+
+    /// Runs a batch, or a share of one (`in_batch`): one result per event, in order, into
+    /// `results` (cleared first).
+    pub(crate) fn execute_create_in<Op: CreateOperation>(
+        &mut self,
+        now: u64,
+        events: &[Op::Event],
+        in_batch: Option<InBatch<'_, Op::Status>>,
         results: &mut Vec<Op::Result>,
     ) {
         assert!(events.len() <= BATCH_EVENTS_MAX);
@@ -57,30 +96,58 @@ impl Ledger {
         for event in events {
             Op::prefetch(self, event);
         }
-        let count = events.len() as u64;
-        let timestamp_end = self.batch_timestamp_end(now, events.len());
-        let batch_imported = Op::head(first).1;
+        // A whole batch is its own share: positions and links are the events' own.
+        let share = in_batch.unwrap_or(InBatch {
+            batch_len: events.len(),
+            positions: &[],
+            linked: &[],
+            batch_imported: Op::head(first).1,
+            forced: &[],
+        });
+        if !share.positions.is_empty() {
+            assert_eq!(share.positions.len(), events.len());
+            assert_eq!(share.linked.len(), events.len());
+            assert!(share.positions.windows(2).all(|w| w[0] < w[1]));
+            let last = share.positions.last().copied();
+            assert!(last.is_some_and(|p| (p as usize) < share.batch_len));
+        }
+        let (positions, linked_in_share) = (share.positions, share.linked);
+        let (batch_imported, mut forced) = (share.batch_imported, share.forced);
+        let count = share.batch_len as u64;
+        let timestamp_end = self.batch_timestamp_end(now, share.batch_len);
         let mut chain_start: Option<usize> = None;
         let mut chain_broken = false;
         for (index, event) in events.iter().enumerate() {
-            let timestamp_event = timestamp_end - count + index as u64 + 1;
+            let position = positions.get(index).map_or(index as u64, |p| *p as u64);
+            let timestamp_event = timestamp_end - count + position + 1;
             let (linked, imported, event_timestamp) = Op::head(event);
+            let linked = linked_in_share.get(index).copied().unwrap_or(linked);
             if linked && chain_start.is_none() {
                 assert!(!chain_broken);
                 chain_start = Some(index);
                 self.chain_open();
             }
+            let forced_here = match forced.first() {
+                Some(answer) if u64::from(answer.position) == position => {
+                    forced = &forced[1..];
+                    Some(*answer)
+                }
+                _ => None,
+            };
             let chain_open_at_end = linked && index == events.len() - 1;
-            let precheck = if chain_open_at_end {
+            let precheck = if let Some(answer) = forced_here {
+                Some(answer.status)
+            } else if chain_open_at_end {
                 Some(Op::LINKED_EVENT_CHAIN_OPEN)
             } else if chain_broken {
                 Some(Op::LINKED_EVENT_FAILED)
             } else {
                 precheck_import::<Op>(batch_imported, imported, event_timestamp, timestamp_end)
             };
-            let outcome = match precheck {
-                Some(status) => Err(status),
-                None => Op::apply(self, timestamp_event, event),
+            let outcome = match (forced_here, precheck) {
+                (Some(Forced { found: Some(t), .. }), Some(status)) => Ok((status, t)),
+                (_, Some(status)) => Err(status),
+                (_, None) => Op::apply(self, timestamp_event, event),
             };
             let (status, timestamp) = match outcome {
                 Ok(found) => found,
@@ -107,6 +174,10 @@ impl Ledger {
         }
         assert!(chain_start.is_none());
         assert_eq!(results.len(), events.len());
+        assert!(
+            forced.is_empty(),
+            "a forced status for a position not in the share"
+        );
         self.timestamp = timestamp_end;
     }
 }

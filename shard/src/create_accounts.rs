@@ -8,7 +8,7 @@ use kassa_wire::{
 use crate::create::{CreateOperation, Outcome};
 use crate::Ledger;
 
-struct CreateAccounts;
+pub(crate) struct CreateAccounts;
 
 impl CreateOperation for CreateAccounts {
     type Event = Account;

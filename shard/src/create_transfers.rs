@@ -13,7 +13,7 @@ use kassa_wire::{
 use crate::create::{CreateOperation, Outcome};
 use crate::{Ledger, PendingStatus};
 
-struct CreateTransfers;
+pub(crate) struct CreateTransfers;
 
 impl CreateOperation for CreateTransfers {
     type Event = Transfer;

@@ -49,6 +49,7 @@ mod post_or_void;
 mod queries;
 mod rollback;
 pub mod sessions;
+pub mod shares;
 mod snapshot;
 mod table;
 mod txn;

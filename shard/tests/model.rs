@@ -118,7 +118,22 @@ fn ledger_matches_reference_model() {
             "the fast path of placement by ledger was hardly taken ({local_runs} batches)"
         );
     }
+    let share_runs = model::cluster::SHARE_RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    let again = model::cluster::SHARE_ROUNDS_AGAIN.load(std::sync::atomic::Ordering::Relaxed);
+    let changed = model::cluster::SHARE_ROUNDS_CHANGED.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "model test: {share_runs} batches ran in shares over several partitions, \
+         {again} rounds run again for a chain across partitions that broke, \
+         {changed} batches whose results the rounds changed"
+    );
     let Some(first) = failures.first() else {
+        if single.is_none() && seeds.len() >= 1_000 {
+            // Batches that mix ledgers over partitions, and chains across them that break
+            // where the first round's results were not one partition's.
+            assert!(share_runs > 0, "no batch ran in shares");
+            assert!(again > 0, "no chain across partitions broke");
+            assert!(changed > 0, "no round changed a batch's results");
+        }
         return;
     };
     if single.is_some() {

@@ -19,6 +19,7 @@
 //! the results separate requests would get.
 
 use kassa_shard::directory::IdKind;
+use kassa_shard::shares::{split, InTheBatch, Rounds, Share, ShareEvent, ShareStatus};
 use kassa_shard::{
     ledger_partition, partition_of, Command, Ledger, LedgerConfig, PendingStatus, Placement,
     PlacementKind, Reply, Scratch,
@@ -36,6 +37,13 @@ use crate::model::reference::{Model, Phase};
 /// Batches run in one partition alone over a whole run (placement by ledger), so the test can
 /// check that the fast path was taken at all.
 pub static LOCAL_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Batches run in shares over several partitions, and the rounds that marked a chain broken
+/// (placement by ledger; see `Cluster::run_shares`).
+pub static SHARE_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static SHARE_ROUNDS_AGAIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Batches whose results the rounds changed: the first round's were not one partition's.
+pub static SHARE_ROUNDS_CHANGED: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 pub struct Cluster {
     pub count: u32,
@@ -50,6 +58,8 @@ pub struct Cluster {
     pub placement: PlacementKind,
     /// Batches that ran in one partition alone (placement by ledger).
     pub local_runs: usize,
+    /// Batches that ran in shares over several partitions (placement by ledger).
+    pub share_runs: usize,
 }
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
@@ -82,6 +92,7 @@ impl Cluster {
             hash_seed: seed,
             placement,
             local_runs: 0,
+            share_runs: 0,
         }
     }
 
@@ -139,6 +150,12 @@ impl Cluster {
                 self.local_runs += 1;
                 LOCAL_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::model::stats::note(|| "cluster: batch run in its ledger's partition".into());
+                return;
+            }
+            if self.run_shares(op, expected) {
+                self.share_runs += 1;
+                SHARE_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::model::stats::note(|| "cluster: batch run in shares".into());
                 return;
             }
             if self.placement == PlacementKind::ByLedger {
@@ -268,6 +285,195 @@ impl Cluster {
         };
         compare_output("the cluster's local run", expected, &output);
         true
+    }
+
+    /// Runs a lone batch that mixes ledgers as step 4's rare path will (`kassa_shard::shares`):
+    /// each partition runs the events of its ledgers on its own records, in rounds until every
+    /// chain across partitions held everywhere or was marked broken. `false` when the batch
+    /// is not one for it; it then takes the global path.
+    ///
+    /// The same conditions as the fast path's hold for each share: its events can run in its
+    /// partition alone (`local_transfers`), their new ids are held nowhere else, and no new id
+    /// is in two shares (what the participants' claims would answer). Imported batches and
+    /// events whose partition is not known (a ledger of 0 not posting a known pending
+    /// transfer) keep to the global path, and so does a `now` behind a partition's clock.
+    fn run_shares(&mut self, op: &Op, expected: &Output) -> bool {
+        if self.placement != PlacementKind::ByLedger {
+            return false;
+        }
+        let clock = self.partitions.iter().map(Ledger::timestamp).max();
+        let output = match op {
+            Op::CreateTransfers { now, events } if *now >= clock.unwrap_or(0) => {
+                let Some(partitions) = self.transfer_partitions(events) else {
+                    return false;
+                };
+                let run = |ledger: &Ledger, share: &Share<Transfer>| {
+                    ledger.local_transfers(share.events.iter().copied())
+                };
+                let Some(shares) = self.shares_runnable(events, &partitions, IdKind::Transfer, run)
+                else {
+                    return false;
+                };
+                let rounds = Rounds::new(events, &partitions);
+                let results =
+                    self.run_rounds(*now, &shares, rounds, |ledger, share, batch, out| {
+                        ledger.create_transfers_share(*now, share, batch, out)
+                    });
+                Output::TransferResults(results)
+            }
+            Op::CreateAccounts { now, events } if *now >= clock.unwrap_or(0) => {
+                let partitions: Option<Vec<u32>> = (events.iter())
+                    .map(|a| (a.ledger != 0).then(|| ledger_partition(a.ledger, self.count)))
+                    .collect();
+                let Some(partitions) = partitions else {
+                    return false;
+                };
+                let run = |ledger: &Ledger, share: &Share<Account>| {
+                    ledger.local_accounts(share.events.iter().copied())
+                };
+                let Some(shares) = self.shares_runnable(events, &partitions, IdKind::Account, run)
+                else {
+                    return false;
+                };
+                let rounds = Rounds::new(events, &partitions);
+                let results =
+                    self.run_rounds(*now, &shares, rounds, |ledger, share, batch, out| {
+                        ledger.create_accounts_share(*now, share, batch, out)
+                    });
+                Output::AccountResults(results)
+            }
+            _ => return false,
+        };
+        compare_output("the cluster's shares", expected, &output);
+        true
+    }
+
+    /// Each transfer's partition: its ledger's, or for a ledger of 0 the partition of the
+    /// pending transfer it names (created earlier in the batch, or stored).
+    fn transfer_partitions(&self, events: &[Transfer]) -> Option<Vec<u32>> {
+        let mut partitions: Vec<u32> = Vec::with_capacity(events.len());
+        for t in events {
+            let partition = if t.ledger != 0 {
+                ledger_partition(t.ledger, self.count)
+            } else if t.pending_id.0 != 0 {
+                let earlier = events
+                    .iter()
+                    .zip(&partitions)
+                    .find(|(e, _)| e.id == t.pending_id);
+                match earlier {
+                    Some((_, partition)) => *partition,
+                    None => {
+                        let id = kassa_wire::TransferId(t.pending_id.0);
+                        (0..self.count)
+                            .find(|p| self.partitions[*p as usize].transfer(id).is_some())?
+                    }
+                }
+            } else {
+                return None;
+            };
+            partitions.push(partition);
+        }
+        Some(partitions)
+    }
+
+    /// The batch's shares, if there are several and each can run in its partition alone.
+    fn shares_runnable<E: ShareEvent>(
+        &self,
+        events: &[E],
+        partitions: &[u32],
+        kind: IdKind,
+        local: impl Fn(&Ledger, &Share<E>) -> Option<kassa_shard::LocalRun>,
+    ) -> Option<Vec<Share<E>>> {
+        if events.first().is_none_or(|e| e.imported()) {
+            return None;
+        }
+        let shares = split(events, partitions);
+        if shares.len() < 2 {
+            return None;
+        }
+        let mut claimed: Vec<(u128, u32)> = Vec::new();
+        for share in &shares {
+            let run = local(&self.partitions[share.partition as usize], share)?;
+            for id in run.claims {
+                let others =
+                    (self.partitions.iter()).filter(|p| p.config().partition != share.partition);
+                if others.clone().any(|p| p.holds(kind, id)) {
+                    return None;
+                }
+                claimed.push((id, share.partition));
+            }
+        }
+        claimed.sort_unstable();
+        claimed.dedup();
+        if claimed.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
+        Some(shares)
+    }
+
+    /// Runs the shares round after round (each round on the partitions as they were before
+    /// it: a dropped round's intents never apply) and returns the last round's results, in
+    /// batch order.
+    fn run_rounds<E: ShareEvent, R: Copy + PartialEq + ShareResult>(
+        &mut self,
+        now: u64,
+        shares: &[Share<E>],
+        mut rounds: Rounds<R::Status>,
+        run: impl Fn(
+            &mut Ledger,
+            &Share<E>,
+            &InTheBatch<R::Status>,
+            &mut Vec<R>,
+        ) -> Result<(), kassa_shard::shares::ShareError>,
+    ) -> Vec<R> {
+        let batch_len: usize = shares.iter().map(|s| s.events.len()).sum();
+        let before: Vec<Vec<u8>> = shares
+            .iter()
+            .map(|share| {
+                let mut bytes = Vec::new();
+                self.partitions[share.partition as usize].snapshot(&mut bytes);
+                bytes
+            })
+            .collect();
+        let mut first_round: Option<Vec<R>> = None;
+        loop {
+            let mut results: Vec<Option<R>> = vec![None; batch_len];
+            for share in shares {
+                let batch = InTheBatch {
+                    batch_len: batch_len as u32,
+                    batch_imported: false,
+                    forced: rounds.forced(share),
+                };
+                let mut out = Vec::new();
+                let ledger = &mut self.partitions[share.partition as usize];
+                run(ledger, share, &batch, &mut out).expect("a share split from a batch runs");
+                for (position, result) in share.positions.iter().zip(out) {
+                    results[*position as usize] = Some(result);
+                }
+            }
+            let results: Vec<R> = results.into_iter().map(|r| r.expect("a result")).collect();
+            let answers: Vec<(R::Status, u64)> = results
+                .iter()
+                .map(|r| (r.status(), r.timestamp()))
+                .collect();
+            // Every participant's clock is at or below `now`: timestamps by position.
+            let event_timestamp = |position: u32| now + u64::from(position) + 1;
+            if rounds.next(&answers, event_timestamp) {
+                if first_round.is_some_and(|first| first != results) {
+                    SHARE_ROUNDS_CHANGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                return results;
+            }
+            first_round.get_or_insert_with(|| results.clone());
+            SHARE_ROUNDS_AGAIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::model::stats::note(|| "cluster: shares, a chain across partitions broke".into());
+            assert!(rounds.marked() <= batch_len, "rounds end");
+            for (share, bytes) in shares.iter().zip(&before) {
+                let config = config(share.partition, self.count, self.hash_seed, self.placement);
+                let restored = Ledger::restore(config, bytes).expect("a participant restores");
+                self.partitions[share.partition as usize] = restored;
+            }
+        }
     }
 
     fn read(&self, accounts: &[u128], transfers: &[u128]) -> Vec<kassa_shard::ReadSet> {
@@ -401,6 +607,33 @@ impl Cluster {
                 &balances,
             );
         }
+    }
+}
+
+/// A create result, for the rounds.
+trait ShareResult {
+    type Status: ShareStatus;
+    fn status(&self) -> Self::Status;
+    fn timestamp(&self) -> u64;
+}
+
+impl ShareResult for CreateTransferResult {
+    type Status = kassa_wire::CreateTransferStatus;
+    fn status(&self) -> Self::Status {
+        self.status
+    }
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
+impl ShareResult for CreateAccountResult {
+    type Status = kassa_wire::CreateAccountStatus;
+    fn status(&self) -> Self::Status {
+        self.status
+    }
+    fn timestamp(&self) -> u64 {
+        self.timestamp
     }
 }
 
