@@ -37,11 +37,11 @@ cargo bench --workspace --benches --locked -- --test
 step "cargo test (every crate; the test profile is optimized)"
 cargo test --workspace --locked
 
-step "the node's tests again, on placement by ledger (new data directories place by id)"
+step "the node's tests again, on placement by id (new data directories place by ledger)"
 # Workspace-wide, so nothing is built again; the fuzz tests (input parsing) run once.
 node_tests=()
 for test in node/tests/t*.rs; do
     name=$(basename "$test" .rs)
     case "$name" in t13_fuzz_wire | t14_fuzz_http) ;; *) node_tests+=(--test "$name") ;; esac
 done
-KASSA_TEST_PLACEMENT=ledger cargo test --workspace --locked "${node_tests[@]}"
+KASSA_TEST_PLACEMENT=id cargo test --workspace --locked "${node_tests[@]}"

@@ -80,7 +80,7 @@ struct Args {
     #[arg(long, value_name = "N")]
     partitions: Option<u32>,
     /// With --start: how the node places records in partitions, `id` or `ledger` (default:
-    /// the node's, id).
+    /// the node's, ledger).
     #[arg(long, value_name = "PLACEMENT", value_parser = ["id", "ledger"])]
     placement: Option<String>,
     /// With --start: the node's core threads (default: one per CPU).
@@ -440,7 +440,7 @@ async fn run_kassa(
             "fresh node (kassa start), partitions: {}, placement: {}, core threads: {}, wire protocol on {}",
             args.partitions
                 .map_or("16 (default)".to_string(), |p| p.to_string()),
-            args.placement.as_deref().unwrap_or("id (default)"),
+            args.placement.as_deref().unwrap_or("ledger (default)"),
             args.cores
                 .map_or("one per CPU".to_string(), |c| c.to_string()),
             target.address

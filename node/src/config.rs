@@ -12,6 +12,11 @@ use serde::Deserialize;
 
 /// Partitions a data directory gets when `kassa format` is not told otherwise.
 pub const PARTITIONS_DEFAULT: u32 = 16;
+/// How a new data directory places records when not told otherwise: by ledger, so that a
+/// batch of one ledger runs in one partition (`docs/transactions.md`; the measurements that
+/// chose it are in BENCHMARKS.md, "The default placement"). A directory formatted before
+/// placements existed reads as placed by id.
+pub const PLACEMENT_DEFAULT: kassa_shard::PlacementKind = kassa_shard::PlacementKind::ByLedger;
 pub use kassa_shard::limits::PARTITIONS_MAX;
 /// Most core threads a node runs.
 pub const CORES_MAX: usize = 256;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use kassa_node::config::{Config, PARTITIONS_DEFAULT};
+use kassa_node::config::{Config, PARTITIONS_DEFAULT, PLACEMENT_DEFAULT};
 use kassa_node::cores::CoreSetup;
 use kassa_node::descriptors;
 use kassa_node::http::{self, Api};
@@ -58,7 +58,7 @@ struct StartArgs {
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
     /// How a data directory formatted by this start places records (`kassa format
-    /// --placement`); refused if the directory is formatted with another [default: id].
+    /// --placement`); refused if the directory is formatted with another [default: ledger].
     #[arg(long, value_name = "HOW", value_parser = ["id", "ledger"])]
     placement: Option<String>,
     /// Snapshot each partition after this many log entries, or after 512 MiB of log
@@ -109,11 +109,12 @@ struct FormatArgs {
     /// different partitions are atomic transactions across them.
     #[arg(long, value_name = "N", default_value_t = PARTITIONS_DEFAULT)]
     partitions: u32,
-    /// How records are placed in partitions; fixed for the cluster's lifetime. `id`: each
-    /// record in the partition its id hashes to (a transfer also in its accounts'). `ledger`:
+    /// How records are placed in partitions; fixed for the cluster's lifetime. `ledger`:
     /// every record of a ledger in the ledger's partition, so a batch of one ledger runs in
-    /// one partition and ids stay unique through the id directory.
-    #[arg(long, value_name = "HOW", default_value = "id", value_parser = ["id", "ledger"])]
+    /// one partition and ids stay unique through the id directory. `id`: each record in the
+    /// partition its id hashes to (a transfer also in its accounts'), so most batches are
+    /// transactions across partitions.
+    #[arg(long, value_name = "HOW", default_value = PLACEMENT_DEFAULT.name(), value_parser = ["id", "ledger"])]
     placement: String,
 }
 
@@ -223,7 +224,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
             meta
         }
         None => {
-            let name = placement.as_deref().unwrap_or(PlacementKind::ById.name());
+            let name = placement.as_deref().unwrap_or(PLACEMENT_DEFAULT.name());
             let kind = PlacementKind::from_name(name).context("--placement is id or ledger")?;
             let meta = format(&config.data_dir, 0, PARTITIONS_DEFAULT, kind)?;
             println!(

@@ -1,6 +1,6 @@
 //! Transfers and linked chains between accounts of different partitions, owned by different
 //! cores, on the real binary (16 partitions placed by id, 2 cores; placement by ledger, the
-//! default, runs these batches in one partition: `t15_placement_by_ledger.rs` tests it and its
+//! default since 2026-12-05, runs these batches in one partition: `t15_placement_by_ledger.rs` tests it and its
 //! global path): results exactly as one ledger would give them, all-or-nothing chains, limits that see the batch's earlier events, two-phase transfers
 //! posted, voided and expired across partitions, reads that never see half a transaction, and a
 //! crash right after a decision that the restart completes.
