@@ -27,7 +27,7 @@ use kassa_wire::{
 };
 
 pub use crate::create::Forced;
-use crate::create::InBatch;
+use crate::create::{CreateOperation, InBatch};
 use crate::Ledger;
 
 /// A create event, as splitting sees it.
@@ -204,17 +204,7 @@ impl Ledger {
         batch: &InTheBatch<CreateTransferStatus>,
         results: &mut Vec<CreateTransferResult>,
     ) -> Result<(), ShareError> {
-        if share.positions.len() != share.events.len() {
-            return Err(ShareError::Positions);
-        }
-        let in_batch = batch.check(&share.positions, &share.linked)?;
-        self.execute_create_in::<crate::create_transfers::CreateTransfers>(
-            now,
-            &share.events,
-            Some(in_batch),
-            results,
-        );
-        Ok(())
+        self.run_share::<crate::create_transfers::CreateTransfers>(now, share, batch, results)
     }
 
     /// Runs a share of a `create_accounts` batch: as [`Ledger::create_transfers_share`].
@@ -225,16 +215,24 @@ impl Ledger {
         batch: &InTheBatch<CreateAccountStatus>,
         results: &mut Vec<CreateAccountResult>,
     ) -> Result<(), ShareError> {
+        self.run_share::<crate::create_accounts::CreateAccounts>(now, share, batch, results)
+    }
+
+    fn run_share<Op: CreateOperation>(
+        &mut self,
+        now: u64,
+        share: &Share<Op::Event>,
+        batch: &InTheBatch<Op::Status>,
+        results: &mut Vec<Op::Result>,
+    ) -> Result<(), ShareError>
+    where
+        Op::Status: ShareStatus,
+    {
         if share.positions.len() != share.events.len() {
             return Err(ShareError::Positions);
         }
         let in_batch = batch.check(&share.positions, &share.linked)?;
-        self.execute_create_in::<crate::create_accounts::CreateAccounts>(
-            now,
-            &share.events,
-            Some(in_batch),
-            results,
-        );
+        self.execute_create_in::<Op>(now, &share.events, Some(in_batch), results);
         Ok(())
     }
 }
