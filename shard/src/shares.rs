@@ -28,7 +28,7 @@ use kassa_wire::{
 
 pub use crate::create::Forced;
 use crate::create::{CreateOperation, InBatch};
-use crate::Ledger;
+use crate::{Effects, Ledger, Scratch};
 
 /// A create event, as splitting sees it.
 pub trait ShareEvent: Copy {
@@ -216,6 +216,65 @@ impl Ledger {
         results: &mut Vec<CreateAccountResult>,
     ) -> Result<(), ShareError> {
         self.run_share::<crate::create_accounts::CreateAccounts>(now, share, batch, results)
+    }
+
+    /// What running a `create_transfers` share here would do, without doing it: the share's
+    /// results and this partition's effects, computed on a scratch ledger of the records the
+    /// share reads. This is what a participant's intent holds until its transaction resolves;
+    /// the effects apply as a decided transaction's do.
+    pub fn create_transfers_intent(
+        &self,
+        now: u64,
+        share: &Share<Transfer>,
+        batch: &InTheBatch<CreateTransferStatus>,
+    ) -> Result<(Vec<CreateTransferResult>, Effects), ShareError> {
+        let mut accounts: Vec<u128> = Vec::new();
+        let mut transfers: Vec<u128> = Vec::new();
+        for t in &share.events {
+            accounts.extend([t.debit_account_id.0, t.credit_account_id.0]);
+            transfers.push(t.id.0);
+            if t.pending_id.0 != 0 {
+                transfers.push(t.pending_id.0);
+                if let Some(pending) = self.transfer(t.pending_id) {
+                    accounts.extend([pending.debit_account_id.0, pending.credit_account_id.0]);
+                }
+            }
+        }
+        let timestamps: Vec<u64> = share.events.iter().map(|t| t.timestamp).collect();
+        let read = self.read_set(&accounts, &transfers, &timestamps);
+        self.intent_on(read, |scratch, results| {
+            scratch.create_transfers_share(now, share, batch, results)
+        })
+    }
+
+    /// What running a `create_accounts` share here would do: as
+    /// [`Ledger::create_transfers_intent`].
+    pub fn create_accounts_intent(
+        &self,
+        now: u64,
+        share: &Share<Account>,
+        batch: &InTheBatch<CreateAccountStatus>,
+    ) -> Result<(Vec<CreateAccountResult>, Effects), ShareError> {
+        let accounts: Vec<u128> = share.events.iter().map(|a| a.id.0).collect();
+        let timestamps: Vec<u64> = share.events.iter().map(|a| a.timestamp).collect();
+        let read = self.read_set(&accounts, &[], &timestamps);
+        self.intent_on(read, |scratch, results| {
+            scratch.create_accounts_share(now, share, batch, results)
+        })
+    }
+
+    /// Runs `run` on a scratch ledger of `read` (this partition's records) and returns its
+    /// results with this partition's effects.
+    fn intent_on<R>(
+        &self,
+        read: crate::ReadSet,
+        run: impl FnOnce(&mut Ledger, &mut Vec<R>) -> Result<(), ShareError>,
+    ) -> Result<(Vec<R>, Effects), ShareError> {
+        let mut scratch = Scratch::new(self.config().placement(), &[read]);
+        let mut results = Vec::new();
+        run(scratch.ledger(), &mut results)?;
+        let partition = self.config().partition;
+        Ok((results, scratch.decision(partition).share(partition)))
     }
 
     fn run_share<Op: CreateOperation>(

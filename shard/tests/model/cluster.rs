@@ -21,8 +21,8 @@
 use kassa_shard::directory::IdKind;
 use kassa_shard::shares::{split, InTheBatch, Rounds, Share, ShareEvent, ShareStatus};
 use kassa_shard::{
-    ledger_partition, partition_of, Command, Ledger, LedgerConfig, PendingStatus, Placement,
-    PlacementKind, Reply, Scratch,
+    ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
+    Placement, PlacementKind, Reply, Scratch,
 };
 use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, CreateAccountResult,
@@ -60,7 +60,16 @@ pub struct Cluster {
     pub local_runs: usize,
     /// Batches that ran in shares over several partitions (placement by ledger).
     pub share_runs: usize,
+    /// The last transaction run in shares, numbered as a decider numbers its own.
+    share_txns: u64,
 }
+
+/// What a share's intent holds: its results and its partition's effects.
+type Intent<R> = Result<(Vec<R>, Effects), kassa_shard::shares::ShareError>;
+
+/// The decider the model's share transactions are applied as (no partition has this number;
+/// the node's rare path will name the record home).
+const SHARE_DECIDER: u32 = u32::MAX;
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
     LedgerConfig {
@@ -93,6 +102,7 @@ impl Cluster {
             placement,
             local_runs: 0,
             share_runs: 0,
+            share_txns: 0,
         }
     }
 
@@ -315,10 +325,9 @@ impl Cluster {
                     return false;
                 };
                 let rounds = Rounds::new(events, &partitions);
-                let results =
-                    self.run_rounds(*now, &shares, rounds, |ledger, share, batch, out| {
-                        ledger.create_transfers_share(*now, share, batch, out)
-                    });
+                let results = self.run_rounds(*now, &shares, rounds, |ledger, share, batch| {
+                    ledger.create_transfers_intent(*now, share, batch)
+                });
                 Output::TransferResults(results)
             }
             Op::CreateAccounts { now, events } if *now >= clock.unwrap_or(0) => {
@@ -336,10 +345,9 @@ impl Cluster {
                     return false;
                 };
                 let rounds = Rounds::new(events, &partitions);
-                let results =
-                    self.run_rounds(*now, &shares, rounds, |ledger, share, batch, out| {
-                        ledger.create_accounts_share(*now, share, batch, out)
-                    });
+                let results = self.run_rounds(*now, &shares, rounds, |ledger, share, batch| {
+                    ledger.create_accounts_intent(*now, share, batch)
+                });
                 Output::AccountResults(results)
             }
             _ => return false,
@@ -411,45 +419,35 @@ impl Cluster {
         Some(shares)
     }
 
-    /// Runs the shares round after round (each round on the partitions as they were before
-    /// it: a dropped round's intents never apply) and returns the last round's results, in
-    /// batch order.
+    /// Runs the shares round after round as the participants' intents will: each share's
+    /// results and effects computed without changing its partition, and only the last round's
+    /// effects applied (as a decided transaction's, twice, to check that a redelivery changes
+    /// nothing). Returns the last round's results, in batch order.
     fn run_rounds<E: ShareEvent, R: Copy + PartialEq + ShareResult>(
         &mut self,
         now: u64,
         shares: &[Share<E>],
         mut rounds: Rounds<R::Status>,
-        run: impl Fn(
-            &mut Ledger,
-            &Share<E>,
-            &InTheBatch<R::Status>,
-            &mut Vec<R>,
-        ) -> Result<(), kassa_shard::shares::ShareError>,
+        intent: impl Fn(&Ledger, &Share<E>, &InTheBatch<R::Status>) -> Intent<R>,
     ) -> Vec<R> {
         let batch_len: usize = shares.iter().map(|s| s.events.len()).sum();
-        let before: Vec<Vec<u8>> = shares
-            .iter()
-            .map(|share| {
-                let mut bytes = Vec::new();
-                self.partitions[share.partition as usize].snapshot(&mut bytes);
-                bytes
-            })
-            .collect();
         let mut first_round: Option<Vec<R>> = None;
         loop {
             let mut results: Vec<Option<R>> = vec![None; batch_len];
+            let mut effects = Vec::new();
             for share in shares {
                 let batch = InTheBatch {
                     batch_len: batch_len as u32,
                     batch_imported: false,
                     forced: rounds.forced(share),
                 };
-                let mut out = Vec::new();
-                let ledger = &mut self.partitions[share.partition as usize];
-                run(ledger, share, &batch, &mut out).expect("a share split from a batch runs");
+                let ledger = &self.partitions[share.partition as usize];
+                let (out, share_effects) =
+                    intent(ledger, share, &batch).expect("a share split from a batch runs");
                 for (position, result) in share.positions.iter().zip(out) {
                     results[*position as usize] = Some(result);
                 }
+                effects.push((share.partition, share_effects));
             }
             let results: Vec<R> = results.into_iter().map(|r| r.expect("a result")).collect();
             let answers: Vec<(R::Status, u64)> = results
@@ -462,18 +460,41 @@ impl Cluster {
                 if first_round.is_some_and(|first| first != results) {
                     SHARE_ROUNDS_CHANGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                self.resolve(effects);
                 return results;
             }
             first_round.get_or_insert_with(|| results.clone());
             SHARE_ROUNDS_AGAIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             crate::model::stats::note(|| "cluster: shares, a chain across partitions broke".into());
             assert!(rounds.marked() <= batch_len, "rounds end");
-            for (share, bytes) in shares.iter().zip(&before) {
-                let config = config(share.partition, self.count, self.hash_seed, self.placement);
-                let restored = Ledger::restore(config, bytes).expect("a participant restores");
-                self.partitions[share.partition as usize] = restored;
-            }
         }
+    }
+
+    /// Applies the intents' effects of a transaction that stands, each at most once.
+    fn resolve(&mut self, effects: Vec<(u32, Effects)>) {
+        self.share_txns += 1;
+        for (partition, effects) in effects {
+            self.apply_twice(partition, SHARE_DECIDER, self.share_txns, effects);
+        }
+    }
+
+    /// Applies a decided transaction's effects on `partition`, then again as a redelivery,
+    /// which must change nothing.
+    fn apply_twice(&mut self, partition: u32, decider: u32, txn: u64, effects: Effects) {
+        let apply = round_trip(Command::Apply {
+            decider,
+            txn,
+            effects,
+        });
+        let ledger = &mut self.partitions[partition as usize];
+        let fresh = Reply::Applied {
+            client_replies: Some(Vec::new()),
+        };
+        assert_eq!(ledger.apply(apply.clone()), fresh);
+        let again = Reply::Applied {
+            client_replies: None,
+        };
+        assert_eq!(ledger.apply(apply), again);
     }
 
     fn read(&self, accounts: &[u128], transfers: &[u128]) -> Vec<kassa_shard::ReadSet> {
@@ -514,20 +535,7 @@ impl Cluster {
             assert_eq!(undelivered, vec![(txn, shares.clone())]);
         }
         for (partition, effects) in shares {
-            let apply = round_trip(Command::Apply {
-                decider,
-                txn,
-                effects,
-            });
-            let ledger = &mut self.partitions[partition as usize];
-            let fresh = Reply::Applied {
-                client_replies: Some(Vec::new()),
-            };
-            assert_eq!(ledger.apply(apply.clone()), fresh);
-            let again = Reply::Applied {
-                client_replies: None,
-            };
-            assert_eq!(ledger.apply(apply), again);
+            self.apply_twice(partition, decider, txn, effects);
         }
         let done = round_trip(Command::Done { txn });
         assert_eq!(self.partitions[decider as usize].apply(done), Reply::Done);
