@@ -339,7 +339,7 @@ impl<S: ShareStatus> Rounds<S> {
     /// partitions and broke is now marked; run every share again.
     pub fn next(&mut self, results: &[(S, u64)], event_timestamp: impl Fn(u32) -> u64) -> bool {
         assert_eq!(results.len(), self.chains.len());
-        let statuses: Vec<S> = results.iter().map(|(status, _)| *status).collect();
+        let status = |p: usize| results[p].0;
         let mut position = 0;
         while position < self.chains.len() {
             let Some(start) = self.chains[position] else {
@@ -356,13 +356,13 @@ impl<S: ShareStatus> Rounds<S> {
             if !spans || self.marked.contains(&start) {
                 continue;
             }
-            let failed = |p: &usize| statuses[*p] != S::CREATED;
+            let failed = |p: &usize| status(*p) != S::CREATED;
             if !members.clone().any(|p| failed(&p)) {
                 continue;
             }
             // Where it broke first: the earliest event with a status of its own (the others
             // in its partition answer `linked_event_failed`).
-            let own = |p: &usize| failed(p) && statuses[*p] != S::LINKED_EVENT_FAILED;
+            let own = |p: &usize| failed(p) && status(*p) != S::LINKED_EVENT_FAILED;
             let breaker = members.clone().find(own);
             let breaker = breaker.expect("a broken chain has an event that failed on its own");
             let last = self.chains.len() - 1;
