@@ -148,6 +148,9 @@ fn events(command: &Command) -> usize {
         | Command::Done { .. }
         | Command::ClaimEpoch
         | Command::Directory { .. } => 0,
+        // An intent's share is a part of one batch, checked against the batch limit when
+        // decoded.
+        Command::Rare(_) => 0,
         // A client frame's batches were checked against their limits when it was built.
         Command::Register { .. }
         | Command::Request { .. }

@@ -733,9 +733,11 @@ mod tests {
         assert_eq!(again, first);
 
         // Damage one byte of the last cached reply body and fix the CRCs: the table's own
-        // checks refuse it. The (empty) transaction state, id directory and foreign requests
-        // follow the table.
-        const TXN_STATE_EMPTY: usize = 24;
+        // checks refuse it. The (empty) transaction state, id directory, foreign requests and
+        // intents follow the table.
+        const TXN_STATE_EMPTY: usize = 24 + INTENTS_EMPTY;
+        // No intents, no closed transactions, no home records.
+        const INTENTS_EMPTY: usize = 3 * 8;
         // Per id space: no entries, then 64 empty lease buckets of 13 bytes.
         const ID_DIRECTORY_EMPTY: usize = 2 * (8 + 64 * 13);
         const FOREIGN_EMPTY: usize = 16;

@@ -32,6 +32,10 @@ use std::sync::Arc;
 use crate::directory::{
     ClaimAnswer, DirectoryCommand, IdKind, Verdict, CLAIM_IDS_MAX, LEASE_BUCKETS,
 };
+use crate::intents::{
+    ParticipantReply, RareEntry, TAG_FINISH, TAG_INTENT, TAG_PREVENT, TAG_RESOLVE, TAG_STAGE,
+};
+use crate::parallel_commit::{HomeAnswer, TxnId};
 use crate::txn::{Decision, Decoder, Effects};
 use crate::{ForeignAnswer, Ledger};
 use kassa_wire::header::HeaderLayout;
@@ -127,6 +131,9 @@ pub enum Command {
         /// Boxed: a settle is larger than every other command's fields.
         command: Box<DirectoryCommand>,
     },
+    /// An entry of a transaction across partitions (`intents`): a participant's intent,
+    /// prevent or resolution, or a record home's stage or decision.
+    Rare(Box<RareEntry>),
 }
 
 /// What applying a [`Command`] answered.
@@ -159,6 +166,15 @@ pub enum Reply {
     ClaimEpoch,
     /// A directory entry's answers: one per claimed id, or one for a settle.
     Directory(Vec<ClaimAnswer>),
+    /// A participant's entry of a transaction across partitions.
+    Participant(ParticipantReply),
+    /// A record home's entry.
+    Home(HomeAnswer),
+    /// The partition is held by the intent of transaction `holder`: the command was refused
+    /// whole and changed nothing. Propose it again once `holder` resolves.
+    Held {
+        holder: TxnId,
+    },
 }
 
 /// Why bytes are not a command.
@@ -233,6 +249,7 @@ impl Command {
                 DirectoryCommand::Settle { .. } => SETTLE_SIZE,
                 DirectoryCommand::Lease { buckets, .. } => LEASE_HEADER_SIZE + 2 * buckets.len(),
             },
+            Command::Rare(entry) => entry.encoded_len(),
         };
         HEADER_SIZE + body
     }
@@ -326,6 +343,16 @@ impl Command {
                 return encode_client(TAG_FOREIGN_REQUEST, *now, request, out);
             }
             Command::Directory { kind, command } => return encode_directory(*kind, command, out),
+            Command::Rare(entry) => {
+                let start = out.len();
+                out.extend_from_slice(&[0; HEADER_SIZE]);
+                let (tag, now, count) = entry.encode_body(out);
+                let header = &mut out[start..start + HEADER_SIZE];
+                header[0] = tag;
+                header[8..16].copy_from_slice(&now.to_le_bytes());
+                header[16..20].copy_from_slice(&count.to_le_bytes());
+                return;
+            }
         };
         assert!(count <= BATCH_EVENTS_MAX);
         out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
@@ -366,6 +393,11 @@ impl Command {
                 return Err(CommandDecodeError::ReservedNotZero);
             }
             return decode_directory(tag, count, body).map_err(CommandDecodeError::Malformed);
+        }
+        if [TAG_INTENT, TAG_PREVENT, TAG_RESOLVE, TAG_STAGE, TAG_FINISH].contains(&tag) {
+            let entry = RareEntry::decode(tag, now, count, body);
+            let entry = entry.map_err(CommandDecodeError::Malformed)?;
+            return Ok(Command::Rare(Box::new(entry)));
         }
         if count as usize > BATCH_EVENTS_MAX {
             return Err(CommandDecodeError::TooManyEvents(count));
@@ -706,6 +738,11 @@ fn records<T: FromBytes + IntoBytes + Copy>(bytes: &[u8]) -> Vec<T> {
 impl Ledger {
     /// Applies a command from the partition's log.
     pub fn apply(&mut self, command: Command) -> Reply {
+        if let Some(holder) = self.holder() {
+            if command.waits_for_intents() {
+                return Reply::Held { holder };
+            }
+        }
         match command {
             Command::CreateAccounts { now, accounts } => {
                 let mut results = Vec::with_capacity(accounts.len());
@@ -768,6 +805,38 @@ impl Ledger {
                 self.homes.apply(kind, &command, &mut answers);
                 Reply::Directory(answers)
             }
+            Command::Rare(entry) => match *entry {
+                RareEntry::Participant(command) => {
+                    Reply::Participant(self.apply_participant(command))
+                }
+                RareEntry::Home(command) => Reply::Home(self.apply_home(&command)),
+            },
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command reads or changes records, and so waits while an intent holds the
+    /// partition (`intents`): batches, client requests, expiry pulses and the coordinator's
+    /// entries. Sessions' bookkeeping, the directory and the rare path's own entries do not.
+    pub fn waits_for_intents(&self) -> bool {
+        match self {
+            Command::CreateAccounts { .. }
+            | Command::CreateTransfers { .. }
+            | Command::ExpirePendingTransfers { .. }
+            | Command::Decide { .. }
+            | Command::Apply { .. }
+            | Command::Request { .. }
+            | Command::ForeignRequest { .. } => true,
+            Command::ReleaseChangeEvents { .. }
+            | Command::Done { .. }
+            | Command::Answer { .. }
+            | Command::Register { .. }
+            | Command::SealedAnswer { .. }
+            | Command::CatchUp { .. }
+            | Command::ClaimEpoch
+            | Command::Directory { .. }
+            | Command::Rare(_) => false,
         }
     }
 }

@@ -115,6 +115,8 @@ pub struct Ledger {
     pub(crate) foreign: crate::foreign_requests::ForeignRequests,
     /// The id directory's entries for the ids homed in this partition.
     pub(crate) homes: IdHomes,
+    /// This partition's part in transactions across partitions (`intents`).
+    pub(crate) intents: crate::intents::IntentState,
 }
 
 impl Ledger {
@@ -143,6 +145,7 @@ impl Ledger {
             sessions: Sessions::default(),
             foreign: Default::default(),
             homes: IdHomes::new(config.partition, config.partitions, config.hash_seed),
+            intents: Default::default(),
         }
     }
 

@@ -41,6 +41,7 @@ pub mod directory;
 mod expiry;
 mod foreign_requests;
 mod id_index;
+pub mod intents;
 mod ledger;
 mod local_run;
 pub mod parallel_commit;
@@ -52,6 +53,8 @@ pub mod sessions;
 pub mod shares;
 mod snapshot;
 mod table;
+#[cfg(test)]
+mod test_partitions;
 mod txn;
 mod validate;
 

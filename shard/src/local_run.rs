@@ -134,31 +134,7 @@ mod tests {
 
     use super::*;
 
-    const PARTITIONS: u32 = 4;
-
-    fn ledger_of(partition: u32) -> u32 {
-        (1..)
-            .find(|l| ledger_partition(*l, PARTITIONS) == partition)
-            .expect("some ledger")
-    }
-
-    fn partition(partition: u32, placement: PlacementKind) -> Ledger {
-        Ledger::new(LedgerConfig {
-            partition,
-            partitions: PARTITIONS,
-            placement,
-            ..LedgerConfig::default()
-        })
-    }
-
-    fn account(id: u128, ledger: u32) -> Account {
-        Account {
-            id: AccountId(id),
-            ledger,
-            code: 1,
-            ..Account::default()
-        }
-    }
+    use crate::test_partitions::{account, ledger_of, partition};
 
     fn transfer(id: u128, ledger: u32, debit: u128, credit: u128) -> Transfer {
         Transfer {

@@ -40,6 +40,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::txn::Decoder;
+
 /// A transaction: its record home and a number unique there (the home leader's epoch and a
 /// count, as claim rounds are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -214,6 +216,118 @@ impl<E: Clone> Participant<E> {
     }
 }
 
+impl<E> Participant<E> {
+    /// The intent held for `txn`, if any.
+    pub fn intent(&self, txn: TxnId) -> Option<&E> {
+        self.intents.get(&txn)
+    }
+
+    /// The intents held, oldest transaction first.
+    pub fn intents(&self) -> impl Iterator<Item = (TxnId, &E)> + '_ {
+        self.intents.iter().map(|(txn, e)| (*txn, e))
+    }
+
+    /// Whether the participant closed `txn` (prevented or resolved it): a later intent is
+    /// then answered from that, never taken.
+    pub fn closed(&self, txn: TxnId) -> Option<ClosedAs> {
+        self.closed.get(&txn).map(|closed| match closed {
+            Closed::Prevented => ClosedAs::Prevented,
+            Closed::Resolved(outcome) => ClosedAs::Resolved(*outcome),
+        })
+    }
+
+    /// Encodes the state for a snapshot: the intents with `encode`, then the closed
+    /// transactions.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>, encode: impl Fn(&E, &mut Vec<u8>)) {
+        out.extend_from_slice(&(self.intents.len() as u64).to_le_bytes());
+        for (txn, e) in &self.intents {
+            txn.encode(out);
+            encode(e, out);
+        }
+        out.extend_from_slice(&(self.closed.len() as u64).to_le_bytes());
+        for (txn, closed) in &self.closed {
+            txn.encode(out);
+            let tag: u32 = match closed {
+                Closed::Prevented => 0,
+                Closed::Resolved(outcome) => outcome.to_u32(),
+            };
+            out.extend_from_slice(&tag.to_le_bytes());
+        }
+    }
+
+    /// Decodes what [`Participant::encode`] wrote, refusing duplicates and a transaction both
+    /// held and closed.
+    pub(crate) fn decode(
+        reader: &mut Decoder<'_>,
+        decode: impl Fn(&mut Decoder<'_>) -> Result<E, &'static str>,
+    ) -> Result<Participant<E>, &'static str> {
+        let mut participant = Participant::default();
+        for _ in 0..reader.count(TXN_ID_SIZE)? {
+            let txn = TxnId::decode(reader)?;
+            let e = decode(reader)?;
+            if participant.intents.insert(txn, e).is_some() {
+                return Err("an intent held twice");
+            }
+        }
+        for _ in 0..reader.count(TXN_ID_SIZE + 4)? {
+            let txn = TxnId::decode(reader)?;
+            let closed = match reader.u32()? {
+                0 => Closed::Prevented,
+                tag => Closed::Resolved(Outcome::from_u32(tag).ok_or("unknown outcome")?),
+            };
+            if participant.intents.contains_key(&txn) {
+                return Err("a transaction both held and closed");
+            }
+            if participant.closed.insert(txn, closed).is_some() {
+                return Err("a transaction closed twice");
+            }
+        }
+        Ok(participant)
+    }
+}
+
+/// How a participant closed a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClosedAs {
+    Prevented,
+    Resolved(Outcome),
+}
+
+/// The encoded size of a [`TxnId`].
+pub(crate) const TXN_ID_SIZE: usize = 12;
+
+impl TxnId {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.home.to_le_bytes());
+        out.extend_from_slice(&self.number.to_le_bytes());
+    }
+
+    pub(crate) fn decode(reader: &mut Decoder<'_>) -> Result<TxnId, &'static str> {
+        Ok(TxnId {
+            home: reader.u32()?,
+            number: reader.u64()?,
+        })
+    }
+}
+
+impl Outcome {
+    /// The outcome as a number in entries and snapshots (0 is never an outcome).
+    pub(crate) fn to_u32(self) -> u32 {
+        match self {
+            Outcome::Applied => 1,
+            Outcome::Aborted => 2,
+        }
+    }
+
+    pub(crate) fn from_u32(value: u32) -> Option<Outcome> {
+        match value {
+            1 => Some(Outcome::Applied),
+            2 => Some(Outcome::Aborted),
+            _ => None,
+        }
+    }
+}
+
 /// Entries of a record home's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HomeCommand {
@@ -278,6 +392,47 @@ impl Records {
 
     pub fn get(&self, txn: TxnId) -> Option<&Record> {
         self.records.get(&txn)
+    }
+
+    /// Encodes the records for a snapshot.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
+        for (txn, record) in &self.records {
+            txn.encode(out);
+            let outcome = record.outcome.map_or(0, Outcome::to_u32);
+            out.extend_from_slice(&outcome.to_le_bytes());
+            out.extend_from_slice(&(record.participants.len() as u32).to_le_bytes());
+            for participant in &record.participants {
+                out.extend_from_slice(&participant.to_le_bytes());
+            }
+        }
+    }
+
+    /// Decodes what [`Records::encode`] wrote.
+    pub(crate) fn decode(reader: &mut Decoder<'_>) -> Result<Records, &'static str> {
+        let mut records = Records::default();
+        for _ in 0..reader.count(TXN_ID_SIZE + 8)? {
+            let txn = TxnId::decode(reader)?;
+            let outcome = match reader.u32()? {
+                0 => None,
+                tag => Some(Outcome::from_u32(tag).ok_or("unknown outcome")?),
+            };
+            let count = reader.u32()? as usize;
+            if count > crate::limits::PARTITIONS_MAX as usize {
+                return Err("a transaction of more participants than partitions");
+            }
+            let participants = (0..count)
+                .map(|_| reader.u32())
+                .collect::<Result<Vec<u32>, _>>()?;
+            let record = Record {
+                participants,
+                outcome,
+            };
+            if records.records.insert(txn, record).is_some() {
+                return Err("a transaction recorded twice");
+            }
+        }
+        Ok(records)
     }
 }
 

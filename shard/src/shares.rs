@@ -337,8 +337,18 @@ impl<S: ShareStatus> Rounds<S> {
     /// the timestamp an event's position gives it. `true`: the round stands (every chain that
     /// spans partitions held everywhere or was marked). `false`: the first chain that spans
     /// partitions and broke is now marked; run every share again.
-    pub fn next(&mut self, results: &[(S, u64)], event_timestamp: impl Fn(u32) -> u64) -> bool {
-        assert_eq!(results.len(), self.chains.len());
+    ///
+    /// The results come from other partitions: results no partition computes (too few, or a
+    /// chain broken with no event failing on its own) are refused with nothing changed.
+    pub fn next(
+        &mut self,
+        results: &[(S, u64)],
+        event_timestamp: impl Fn(u32) -> u64,
+    ) -> Result<bool, RoundError> {
+        if results.len() != self.chains.len() {
+            let (expected, got) = (self.chains.len(), results.len());
+            return Err(RoundError::Results { expected, got });
+        }
         let status = |p: usize| results[p].0;
         let mut position = 0;
         while position < self.chains.len() {
@@ -363,8 +373,10 @@ impl<S: ShareStatus> Rounds<S> {
             // Where it broke first: the earliest event with a status of its own (the others
             // in its partition answer `linked_event_failed`).
             let own = |p: &usize| failed(p) && status(*p) != S::LINKED_EVENT_FAILED;
-            let breaker = members.clone().find(own);
-            let breaker = breaker.expect("a broken chain has an event that failed on its own");
+            let Some(breaker) = members.clone().find(own) else {
+                let position = members.start as u32;
+                return Err(RoundError::NoOwnFailure { position });
+            };
             let last = self.chains.len() - 1;
             for p in members {
                 let position = p as u32;
@@ -382,10 +394,19 @@ impl<S: ShareStatus> Rounds<S> {
             }
             self.forced.sort_unstable_by_key(|f| f.position);
             self.marked.push(start);
-            return false;
+            return Ok(false);
         }
-        true
+        Ok(true)
     }
+}
+
+/// Why [`Rounds::next`] refused a round's results; nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RoundError {
+    #[error("{got} results for a batch of {expected} events")]
+    Results { expected: usize, got: usize },
+    #[error("the chain at position {position} broke with no event failing on its own")]
+    NoOwnFailure { position: u32 },
 }
 
 #[cfg(test)]
@@ -459,7 +480,7 @@ mod tests {
             S::Exists,
         ]);
         round[3].1 = 7; // the transfer `exists` found
-        assert!(!rounds.next(&round, stamp));
+        assert_eq!(rounds.next(&round, stamp), Ok(false));
         assert_eq!(rounds.marked(), 1);
         let shares = split(&events, &partitions);
         let forced = |position, status| Forced {
@@ -476,7 +497,7 @@ mod tests {
             vec![forced(1, S::ExceedsCredits)]
         );
         // Next round: the second chain broke again, now marked with what `exists` found.
-        assert!(!rounds.next(&round, stamp));
+        assert_eq!(rounds.next(&round, stamp), Ok(false));
         assert_eq!(
             rounds.forced(&shares[1]),
             vec![
@@ -496,11 +517,23 @@ mod tests {
             S::Created,
             S::Created,
         ]);
-        assert!(!rounds.next(&held, stamp));
-        assert!(rounds.next(&held, stamp));
+        assert_eq!(rounds.next(&held, stamp), Ok(false));
+        assert_eq!(rounds.next(&held, stamp), Ok(true));
         // A chain within one partition is that partition's own business.
         let mut rounds: Rounds<S> = Rounds::new(&events, &[1, 1, 2, 2]);
-        assert!(rounds.next(&held, stamp));
+        assert_eq!(rounds.next(&held, stamp), Ok(true));
+        // Results no partition computes are refused, and change nothing.
+        let mut rounds: Rounds<S> = Rounds::new(&events, &partitions);
+        let short = Err(RoundError::Results {
+            expected: 4,
+            got: 3,
+        });
+        assert_eq!(rounds.next(&held[..3], stamp), short);
+        let nobody = own([S::Created, S::Created, S::LinkedEventFailed, S::Created]);
+        let refused = Err(RoundError::NoOwnFailure { position: 2 });
+        assert_eq!(rounds.next(&nobody, stamp), refused);
+        assert_eq!(rounds.marked(), 0);
+        assert_eq!(rounds.next(&held, stamp), Ok(false));
     }
 
     #[test]

@@ -27,11 +27,18 @@
 //!                         reserved u32, checksum u128, used u64, body size u64, body, sealed
 //!                         u64, 256-byte reply header if sealed), in client order
 //!                         (`foreign_requests::ForeignRequests::encode`)
+//!        | intents:       held count u64 (0 or 1), held × (txn home u32, txn number u64,
+//!                         kind u32, results count u64, results × 16 bytes, effects), closed
+//!                         count u64, closed × (txn, outcome u32: 0 prevented, 1 applied,
+//!                         2 aborted), then the home's records: count u64, count × (txn,
+//!                         outcome u32 or 0, participants u32, participants × u32), each in
+//!                         transaction order (`intents::IntentState::encode`)
 //! ```
 //! Version 3 snapshots (before the id directory) are read as having an empty one, and
 //! versions 3 and 4 as having no foreign requests; in versions 4 and 5 a lease bucket holding
 //! an id is read as mixed (never leased; none was leased before version 6); before version 7
-//! a foreign request has no sealed reply (its session partition sealed it).
+//! a foreign request has no sealed reply (its session partition sealed it); before version 8
+//! there are no intents.
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
 //! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a
@@ -51,8 +58,9 @@ use crate::{Ledger, LedgerConfig, PendingStatus};
 /// change stream. 3: undelivered decisions carry each created transfer once. 4: the id
 /// directory follows the transaction state. 5: the foreign requests follow the directory. 6: the
 /// directory's lease buckets follow its entries. 7: each foreign request keeps the reply
-/// sealed for it.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 7;
+/// sealed for it. 8: the rare path's intents, closed transactions and home records follow the
+/// foreign requests.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 8;
 /// The oldest version still read: 3 has no id directory (it is empty).
 const SNAPSHOT_FORMAT_VERSION_OLDEST: u32 = 3;
 const MAGIC: [u8; 8] = *b"KASSALDG";
@@ -136,6 +144,7 @@ impl Ledger {
         self.txns.encode(out);
         self.homes.encode(out);
         self.foreign.encode(out);
+        self.intents.encode(out);
     }
 
     /// Rebuilds a ledger from a snapshot, refusing a damaged or inconsistent one.
@@ -209,6 +218,12 @@ impl Ledger {
             )
             .map_err(|what| reader.malformed(what))?;
             ledger.foreign = foreign;
+            reader.offset += read;
+        }
+        if version >= 8 {
+            let (intents, read) = crate::intents::IntentState::decode(&body[reader.offset..])
+                .map_err(|what| reader.malformed(what))?;
+            ledger.intents = intents;
             reader.offset += read;
         }
         if reader.offset != body.len() {

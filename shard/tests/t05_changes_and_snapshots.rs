@@ -762,9 +762,11 @@ fn the_id_directory_is_in_the_snapshot_and_a_version_3_snapshot_has_none() {
 
     // Version 5: the directory's two counts without the lease buckets after each (64 of 13
     // bytes), then the foreign requests' two numbers; version 4 without the foreign requests;
-    // version 3 without the directory either.
+    // version 3 without the directory either. Version 8 added the intents' three counts at
+    // the end.
+    const INTENTS_EMPTY: usize = 3 * 8;
     let empty = snapshot_of(&Ledger::new(config(2)));
-    let before_directory = &empty[..empty.len() - 2 * (8 + 64 * 13) - 16];
+    let before_directory = &empty[..empty.len() - 2 * (8 + 64 * 13) - 16 - INTENTS_EMPTY];
     for (version, tail) in [(5u32, 32), (4, 16), (3, 0)] {
         let mut old = before_directory.to_vec();
         old.resize(old.len() + tail, 0);
@@ -774,11 +776,21 @@ fn the_id_directory_is_in_the_snapshot_and_a_version_3_snapshot_has_none() {
         assert!(restored.id_homes().directory(IdKind::Transfer).is_empty());
         assert_eq!(restored.foreign_requests(), &Default::default());
     }
-    // Version 6 differs from 7 only in a foreign request's sealed reply: with none, the same.
-    let mut old = empty.clone();
-    old[8..12].copy_from_slice(&6u32.to_le_bytes());
-    reseal(&mut old);
-    let restored = Ledger::restore(config(2), &old).expect("a version 6 snapshot restores");
-    assert_eq!(snapshot_of(&restored), empty);
-    assert_eq!(SNAPSHOT_FORMAT_VERSION, 7);
+    // Version 6 differs from 7 only in a foreign request's sealed reply: with none, the same;
+    // 7 differs from 8 in the intents that follow.
+    let before_intents = &empty[..empty.len() - INTENTS_EMPTY];
+    for version in [6u32, 7] {
+        let mut old = before_intents.to_vec();
+        old[8..12].copy_from_slice(&version.to_le_bytes());
+        reseal(&mut old);
+        let restored =
+            Ledger::restore(config(2), &old).expect("a version 6 or 7 snapshot restores");
+        assert_eq!(snapshot_of(&restored), empty);
+        assert_eq!(restored.holder(), None);
+    }
+    // Version 8 without its intents is cut short: refused.
+    let mut cut = before_intents.to_vec();
+    reseal(&mut cut);
+    assert!(Ledger::restore(config(2), &cut).is_err());
+    assert_eq!(SNAPSHOT_FORMAT_VERSION, 8);
 }

@@ -19,6 +19,10 @@
 //! the results separate requests would get.
 
 use kassa_shard::directory::IdKind;
+use kassa_shard::intents::{
+    IntentReply, IntentShare, ParticipantReply, RareEntry, ShareOfBatch, ShareResults,
+};
+use kassa_shard::parallel_commit::{HomeAnswer, HomeCommand, Outcome, ParticipantCommand, TxnId};
 use kassa_shard::shares::{split, InTheBatch, Rounds, Share, ShareEvent, ShareStatus};
 use kassa_shard::{
     ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
@@ -60,16 +64,10 @@ pub struct Cluster {
     pub local_runs: usize,
     /// Batches that ran in shares over several partitions (placement by ledger).
     pub share_runs: usize,
-    /// The last transaction run in shares, numbered as a decider numbers its own.
+    /// The last round run in shares: each is one transaction of the rare path, numbered at
+    /// its record home.
     share_txns: u64,
 }
-
-/// What a share's intent holds: its results and its partition's effects.
-type Intent<R> = Result<(Vec<R>, Effects), kassa_shard::shares::ShareError>;
-
-/// The decider the model's share transactions are applied as (no partition has this number;
-/// the node's rare path will name the record home).
-const SHARE_DECIDER: u32 = u32::MAX;
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
     LedgerConfig {
@@ -325,9 +323,16 @@ impl Cluster {
                     return false;
                 };
                 let rounds = Rounds::new(events, &partitions);
-                let results = self.run_rounds(*now, &shares, rounds, |ledger, share, batch| {
-                    ledger.create_transfers_intent(*now, share, batch)
-                });
+                let results = self.run_rounds(
+                    *now,
+                    &shares,
+                    rounds,
+                    |share, batch| ShareOfBatch::Transfers { share, batch },
+                    |results| match results {
+                        ShareResults::Transfers(results) => results,
+                        other => panic!("a transfers share answered {other:?}"),
+                    },
+                );
                 Output::TransferResults(results)
             }
             Op::CreateAccounts { now, events } if *now >= clock.unwrap_or(0) => {
@@ -345,9 +350,16 @@ impl Cluster {
                     return false;
                 };
                 let rounds = Rounds::new(events, &partitions);
-                let results = self.run_rounds(*now, &shares, rounds, |ledger, share, batch| {
-                    ledger.create_accounts_intent(*now, share, batch)
-                });
+                let results = self.run_rounds(
+                    *now,
+                    &shares,
+                    rounds,
+                    |share, batch| ShareOfBatch::Accounts { share, batch },
+                    |results| match results {
+                        ShareResults::Accounts(results) => results,
+                        other => panic!("an accounts share answered {other:?}"),
+                    },
+                );
                 Output::AccountResults(results)
             }
             _ => return false,
@@ -423,31 +435,73 @@ impl Cluster {
     /// results and effects computed without changing its partition, and only the last round's
     /// effects applied (as a decided transaction's, twice, to check that a redelivery changes
     /// nothing). Returns the last round's results, in batch order.
+    /// Runs a batch's shares in rounds, each round as one transaction of the rare path's log
+    /// entries (`kassa_shard::intents`): the record home (the first share's partition) stages
+    /// it, every participant takes its intent, and the home finishes it: `Aborted` when the
+    /// rounds drop it, `Applied` when it stands. Every entry goes through its encoding, and
+    /// every step that a retry, a late message or a restart repeats is repeated here and must
+    /// change nothing.
     fn run_rounds<E: ShareEvent, R: Copy + PartialEq + ShareResult>(
         &mut self,
         now: u64,
         shares: &[Share<E>],
         mut rounds: Rounds<R::Status>,
-        intent: impl Fn(&Ledger, &Share<E>, &InTheBatch<R::Status>) -> Intent<R>,
+        intent: impl Fn(Share<E>, InTheBatch<R::Status>) -> ShareOfBatch,
+        results_of: impl Fn(ShareResults) -> Vec<R>,
     ) -> Vec<R> {
         let batch_len: usize = shares.iter().map(|s| s.events.len()).sum();
+        let home = shares[0].partition;
+        let participants: Vec<u32> = {
+            let mut p: Vec<u32> = shares.iter().map(|s| s.partition).collect();
+            p.sort_unstable();
+            p
+        };
         let mut first_round: Option<Vec<R>> = None;
         loop {
+            self.share_txns += 1;
+            let txn = TxnId {
+                home,
+                number: self.share_txns,
+            };
+            let stage = HomeCommand::Stage {
+                txn,
+                participants: participants.clone(),
+            };
+            assert_eq!(
+                self.rare(home, RareEntry::Home(stage)),
+                Reply::Home(HomeAnswer::Staged)
+            );
             let mut results: Vec<Option<R>> = vec![None; batch_len];
-            let mut effects = Vec::new();
             for share in shares {
                 let batch = InTheBatch {
                     batch_len: batch_len as u32,
                     batch_imported: false,
                     forced: rounds.forced(share),
                 };
-                let ledger = &self.partitions[share.partition as usize];
-                let (out, share_effects) =
-                    intent(ledger, share, &batch).expect("a share split from a batch runs");
-                for (position, result) in share.positions.iter().zip(out) {
+                let take = RareEntry::Participant(ParticipantCommand::Intent {
+                    txn,
+                    effects: IntentShare {
+                        now,
+                        share: intent(share.clone(), batch),
+                    },
+                });
+                let partition = share.partition;
+                let Reply::Participant(ParticipantReply::Intent(IntentReply::Written {
+                    results: Some(taken),
+                })) = self.rare(partition, take.clone())
+                else {
+                    panic!("a share split from a batch is taken");
+                };
+                // Sent again (a lost acknowledgement): the same results, nothing changed.
+                let again = IntentReply::Written {
+                    results: Some(taken.clone()),
+                };
+                let again = Reply::Participant(ParticipantReply::Intent(again));
+                assert_eq!(self.rare(partition, take), again);
+                self.check_held(partition, txn, now);
+                for (position, result) in share.positions.iter().zip(results_of(taken)) {
                     results[*position as usize] = Some(result);
                 }
-                effects.push((share.partition, share_effects));
             }
             let results: Vec<R> = results.into_iter().map(|r| r.expect("a result")).collect();
             let answers: Vec<(R::Status, u64)> = results
@@ -456,11 +510,18 @@ impl Cluster {
                 .collect();
             // Every participant's clock is at or below `now`: timestamps by position.
             let event_timestamp = |position: u32| now + u64::from(position) + 1;
-            if rounds.next(&answers, event_timestamp) {
+            let stands = rounds.next(&answers, event_timestamp);
+            let stands = stands.expect("a round's results are the partitions' own");
+            let outcome = if stands {
+                Outcome::Applied
+            } else {
+                Outcome::Aborted
+            };
+            self.finish(txn, &participants, outcome);
+            if stands {
                 if first_round.is_some_and(|first| first != results) {
                     SHARE_ROUNDS_CHANGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                self.resolve(effects);
                 return results;
             }
             first_round.get_or_insert_with(|| results.clone());
@@ -470,11 +531,71 @@ impl Cluster {
         }
     }
 
-    /// Applies the intents' effects of a transaction that stands, each at most once.
-    fn resolve(&mut self, effects: Vec<(u32, Effects)>) {
-        self.share_txns += 1;
-        for (partition, effects) in effects {
-            self.apply_twice(partition, SHARE_DECIDER, self.share_txns, effects);
+    /// Applies a rare-path entry to `partition`'s ledger as its log would carry it.
+    fn rare(&mut self, partition: u32, entry: RareEntry) -> Reply {
+        let command = round_trip(Command::Rare(Box::new(entry)));
+        self.partitions[partition as usize].apply(command)
+    }
+
+    /// While `txn`'s intent holds `partition`: writes are refused and change nothing, another
+    /// transaction's intent is busy, and a restart from a snapshot keeps the intent.
+    fn check_held(&mut self, partition: u32, txn: TxnId, now: u64) {
+        let index = partition as usize;
+        assert_eq!(self.partitions[index].holder(), Some(txn));
+        let mut before = Vec::new();
+        self.partitions[index].snapshot(&mut before);
+        let write = round_trip(Command::CreateTransfers {
+            now,
+            transfers: Vec::new(),
+        });
+        assert_eq!(
+            self.partitions[index].apply(write),
+            Reply::Held { holder: txn }
+        );
+        let pulse = Command::ExpirePendingTransfers { now };
+        assert_eq!(
+            self.partitions[index].apply(pulse),
+            Reply::Held { holder: txn }
+        );
+        let mut after = Vec::new();
+        self.partitions[index].snapshot(&mut after);
+        assert!(before == after, "a refused write changed the partition");
+        let config = config(partition, self.count, self.hash_seed, self.placement);
+        let restored = Ledger::restore(config, &after).expect("a held partition restores");
+        assert_eq!(restored.holder(), Some(txn));
+        assert_eq!(
+            restored.participant().intent(txn),
+            self.partitions[index].participant().intent(txn)
+        );
+        self.partitions[index] = restored;
+    }
+
+    /// The home decides `txn` and every participant resolves it, each twice (a resend); a
+    /// late intent or prevent then changes nothing.
+    fn finish(&mut self, txn: TxnId, participants: &[u32], outcome: Outcome) {
+        let finish = RareEntry::Home(HomeCommand::Finish { txn, outcome });
+        let decided = Reply::Home(HomeAnswer::Finished(outcome));
+        assert_eq!(self.rare(txn.home, finish.clone()), decided);
+        assert_eq!(self.rare(txn.home, finish), decided);
+        for partition in participants {
+            let resolve = RareEntry::Participant(ParticipantCommand::Resolve { txn, outcome });
+            let first = ParticipantReply::Resolved {
+                applied: outcome == Outcome::Applied,
+            };
+            assert_eq!(
+                self.rare(*partition, resolve.clone()),
+                Reply::Participant(first)
+            );
+            let again = ParticipantReply::Resolved { applied: false };
+            assert_eq!(self.rare(*partition, resolve), Reply::Participant(again));
+            assert_eq!(self.partitions[*partition as usize].holder(), None);
+            let prevent = RareEntry::Participant(ParticipantCommand::Prevent { txn });
+            let has_intent = outcome == Outcome::Applied;
+            let prevented = ParticipantReply::Prevent { has_intent };
+            assert_eq!(
+                self.rare(*partition, prevent),
+                Reply::Participant(prevented)
+            );
         }
     }
 
