@@ -7,7 +7,11 @@
 //! protocol (CockroachDB's parallel commits, over Kassa's partitions):
 //!
 //! 1. The home sends each participant its **intent** (the effects on its records, which lock
-//!    them) and appends `Stage { participants }` to its own log, all at once.
+//!    them) and appends `Stage { participants }` to its own log, all at once. A round whose
+//!    results may make the home drop it (a batch with linked chains across partitions) is
+//!    begun with [`Staging::AfterIntents`] instead: the stage is appended only once every
+//!    intent is written and the driver has seen their results and kept the round; a dropped
+//!    round is aborted and never staged.
 //! 2. The transaction has committed once the stage and every intent are durable. The client
 //!    is answered then, and the home appends `Finish(Applied)` and tells the participants to
 //!    resolve their intents (apply the effects, unlock).
@@ -480,6 +484,37 @@ pub enum Action<E> {
     AnswerUnknown {
         txn: TxnId,
     },
+    /// Every intent of `txn`, begun with [`Staging::AfterIntents`], is written: the driver
+    /// looks at their results and calls [`HomeLeader::stage`] (the round stands) or
+    /// [`HomeLeader::abort`] (it is dropped).
+    Written {
+        txn: TxnId,
+    },
+}
+
+/// When a transaction's stage is appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staging {
+    /// With the intents, all at once (parallel commits): the transaction has committed once
+    /// the stage and every intent are durable. For a transaction whose intents' results
+    /// cannot change its fate.
+    WithIntents,
+    /// Once every intent is written and the driver has seen their results: a round of a batch
+    /// whose linked chains span partitions, which must be dropped if a chain broke in one
+    /// partition and held in another (`shares::Rounds`). Until its stage is appended the
+    /// transaction can only abort: a recovery finds no stage and aborts it, so a dropped
+    /// round is never applied. One more durable write on the way to the client, for the
+    /// rare batches that need it.
+    AfterIntents,
+}
+
+/// Why [`HomeLeader::stage`] or [`HomeLeader::abort`] did nothing: this leader is not waiting
+/// for that decision on `txn` (it did not begin it with [`Staging::AfterIntents`], its
+/// intents are not all written, it was decided already, or a recovery took it over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{txn:?}: not waiting for the driver's decision")]
+pub struct NotWaiting {
+    pub txn: TxnId,
 }
 
 /// How long a home waits for acknowledgements, or for its log to apply an entry it appended,
@@ -489,7 +524,12 @@ pub const RESEND_MS: u64 = 100;
 struct Coordinating<E> {
     effects: BTreeMap<u32, E>,
     written: BTreeSet<u32>,
+    /// The stage was appended (with the intents, or once the driver asked).
+    stage_appended: bool,
+    /// The log applied the stage.
     staged: bool,
+    /// [`Action::Written`] was given (for [`Staging::AfterIntents`]).
+    written_told: bool,
     resend_ms: u64,
 }
 
@@ -534,6 +574,7 @@ impl<E: Clone> HomeLeader<E> {
         &mut self,
         txn: TxnId,
         effects: BTreeMap<u32, E>,
+        staging: Staging,
         now_ms: u64,
         actions: &mut Vec<Action<E>>,
     ) -> Result<(), BeginError> {
@@ -558,12 +599,17 @@ impl<E: Clone> HomeLeader<E> {
             };
             actions.push(Action::Send { to: *to, message });
         }
-        let participants = effects.keys().copied().collect();
-        actions.push(Action::Append(HomeCommand::Stage { txn, participants }));
+        let stage_appended = staging == Staging::WithIntents;
+        if stage_appended {
+            let participants = effects.keys().copied().collect();
+            actions.push(Action::Append(HomeCommand::Stage { txn, participants }));
+        }
         let coordinating = Coordinating {
             effects,
             written: BTreeSet::new(),
+            stage_appended,
             staged: false,
+            written_told: false,
             resend_ms: now_ms + RESEND_MS,
         };
         self.coordinating.insert(txn, coordinating);
@@ -600,15 +646,64 @@ impl<E: Clone> HomeLeader<E> {
     }
 
     fn maybe_committed(&mut self, txn: TxnId, now_ms: u64, actions: &mut Vec<Action<E>>) {
-        let Some(coordinating) = self.coordinating.get(&txn) else {
+        let Some(coordinating) = self.coordinating.get_mut(&txn) else {
             return;
         };
         let all_written = coordinating.written.len() == coordinating.effects.len();
+        if all_written && !coordinating.stage_appended && !coordinating.written_told {
+            coordinating.written_told = true;
+            actions.push(Action::Written { txn });
+        }
         if coordinating.staged && all_written {
             // No recovery can prevent an intent now: the decision can only be `Applied`.
             self.coordinating.remove(&txn);
             self.answer(txn, Outcome::Applied, actions);
             self.decide(txn, Outcome::Applied, now_ms, actions);
+        }
+    }
+
+    /// The driver saw the results of `txn`'s intents (after [`Action::Written`]) and the round
+    /// stands: the stage is appended, and the transaction commits once it applies.
+    pub fn stage(
+        &mut self,
+        txn: TxnId,
+        now_ms: u64,
+        actions: &mut Vec<Action<E>>,
+    ) -> Result<(), NotWaiting> {
+        let coordinating = self.waiting(txn)?;
+        coordinating.stage_appended = true;
+        coordinating.resend_ms = now_ms + RESEND_MS;
+        let participants = coordinating.effects.keys().copied().collect();
+        actions.push(Action::Append(HomeCommand::Stage { txn, participants }));
+        Ok(())
+    }
+
+    /// The driver saw the results of `txn`'s intents (after [`Action::Written`]) and drops the
+    /// round: it is aborted and its participants told at once (no stage was appended, so no
+    /// leader can commit it); its client is answered `Aborted` once the decision applies.
+    pub fn abort(
+        &mut self,
+        txn: TxnId,
+        now_ms: u64,
+        actions: &mut Vec<Action<E>>,
+    ) -> Result<(), NotWaiting> {
+        self.waiting(txn)?;
+        let coordinating = self.coordinating.remove(&txn).expect("waiting");
+        for to in coordinating.effects.keys() {
+            let outcome = Outcome::Aborted;
+            let message = Message::Resolve { txn, outcome };
+            actions.push(Action::Send { to: *to, message });
+        }
+        // The client is answered once the decision applies, as every decision is.
+        self.decide(txn, Outcome::Aborted, now_ms, actions);
+        Ok(())
+    }
+
+    /// `txn`'s coordination, if it waits for the driver's decision.
+    fn waiting(&mut self, txn: TxnId) -> Result<&mut Coordinating<E>, NotWaiting> {
+        match self.coordinating.get_mut(&txn) {
+            Some(c) if c.written_told && !c.stage_appended => Ok(c),
+            _ => Err(NotWaiting { txn }),
         }
     }
 
@@ -793,7 +888,7 @@ impl<E: Clone> HomeLeader<E> {
                     actions.push(Action::Send { to: *to, message });
                 }
             }
-            if !coordinating.staged {
+            if coordinating.stage_appended && !coordinating.staged {
                 // A second stage changes nothing; one after a `Finish` is refused.
                 let participants = coordinating.effects.keys().copied().collect();
                 let stage = HomeCommand::Stage {
@@ -875,7 +970,9 @@ mod tests {
     fn begun() -> (HomeLeader<u64>, Records, Vec<Action<u64>>) {
         let (mut leader, mut actions) = (HomeLeader::new(0), Vec::new());
         let effects = BTreeMap::from([(0, 5), (1, 7)]);
-        leader.begin(T, effects, 0, &mut actions).unwrap();
+        leader
+            .begin(T, effects, Staging::WithIntents, 0, &mut actions)
+            .unwrap();
         (leader, Records::default(), actions)
     }
 
@@ -916,6 +1013,78 @@ mod tests {
         from: 1,
         written: false,
     };
+
+    #[test]
+    fn a_round_staged_after_its_intents_waits_for_the_driver_then_stages_or_aborts() {
+        for keep in [true, false] {
+            let (mut leader, mut records, mut actions) =
+                (HomeLeader::new(0), Records::default(), Vec::new());
+            let effects = BTreeMap::from([(0, 5), (1, 7)]);
+            leader
+                .begin(T, effects, Staging::AfterIntents, 0, &mut actions)
+                .unwrap();
+            assert!(
+                !actions.iter().any(|a| matches!(a, Action::Append(_))),
+                "no stage yet"
+            );
+            // Not every intent is written: the driver cannot decide yet.
+            assert_eq!(leader.stage(T, 0, &mut actions), Err(NotWaiting { txn: T }));
+            let (_, actions) = receive(&mut leader, &records, ACK_0);
+            assert!(actions.is_empty());
+            let ack_1 = Message::IntentAck {
+                txn: T,
+                from: 1,
+                written: true,
+            };
+            let (_, actions) = receive(&mut leader, &records, ack_1.clone());
+            assert_eq!(actions, vec![Action::Written { txn: T }]);
+            // Told once, even when an acknowledgement comes again.
+            let (_, actions) = receive(&mut leader, &records, ack_1);
+            assert!(actions.is_empty());
+            let mut actions = Vec::new();
+            if keep {
+                leader.stage(T, 0, &mut actions).unwrap();
+                let participants = vec![0, 1];
+                let stage = HomeCommand::Stage {
+                    txn: T,
+                    participants,
+                };
+                assert_eq!(actions, vec![Action::Append(stage.clone())]);
+                let actions = apply(&mut leader, &mut records, stage);
+                let applied = Action::Answer {
+                    txn: T,
+                    outcome: Outcome::Applied,
+                };
+                assert_eq!(actions[0], applied);
+            } else {
+                leader.abort(T, 0, &mut actions).unwrap();
+                let resolve = |to| Action::Send {
+                    to,
+                    message: Message::Resolve {
+                        txn: T,
+                        outcome: Outcome::Aborted,
+                    },
+                };
+                let finish = HomeCommand::Finish {
+                    txn: T,
+                    outcome: Outcome::Aborted,
+                };
+                let expected = vec![resolve(0), resolve(1), Action::Append(finish.clone())];
+                assert_eq!(actions, expected);
+                let actions = apply(&mut leader, &mut records, finish);
+                let aborted = Action::Answer {
+                    txn: T,
+                    outcome: Outcome::Aborted,
+                };
+                assert_eq!(actions, vec![aborted]);
+            }
+            // Decided: neither can be asked again.
+            let mut actions = Vec::new();
+            assert_eq!(leader.abort(T, 0, &mut actions), Err(NotWaiting { txn: T }));
+            assert_eq!(leader.stage(T, 0, &mut actions), Err(NotWaiting { txn: T }));
+            assert!(actions.is_empty());
+        }
+    }
 
     #[test]
     fn a_resolution_without_its_intent_is_ignored_and_changes_nothing() {
@@ -1042,16 +1211,28 @@ mod tests {
         let mut actions = Vec::new();
         let elsewhere = TxnId { home: 1, number: 9 };
         let effects = BTreeMap::from([(1, 1)]);
-        let result = leader.begin(elsewhere, effects.clone(), 0, &mut actions);
+        let result = leader.begin(
+            elsewhere,
+            effects.clone(),
+            Staging::WithIntents,
+            0,
+            &mut actions,
+        );
         let error = BeginError::NotThisHome {
             txn: elsewhere,
             home: 0,
         };
         assert_eq!(result, Err(error));
         let other = TxnId { home: 0, number: 2 };
-        let result = leader.begin(other, BTreeMap::new(), 0, &mut actions);
+        let result = leader.begin(
+            other,
+            BTreeMap::new(),
+            Staging::WithIntents,
+            0,
+            &mut actions,
+        );
         assert_eq!(result, Err(BeginError::NoParticipants { txn: other }));
-        let result = leader.begin(T, effects, 0, &mut actions);
+        let result = leader.begin(T, effects, Staging::WithIntents, 0, &mut actions);
         assert_eq!(result, Err(BeginError::Known { txn: T }));
         assert_eq!(actions, vec![]);
     }
@@ -1143,7 +1324,9 @@ mod tests {
         let (mut leader, _, mut actions) = begun();
         let committed = TxnId { home: 0, number: 2 };
         let effects = BTreeMap::from([(0, 1)]);
-        leader.begin(committed, effects, 0, &mut actions).unwrap();
+        leader
+            .begin(committed, effects, Staging::WithIntents, 0, &mut actions)
+            .unwrap();
         let mut records = Records::default();
         let stage = HomeCommand::Stage {
             txn: committed,

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kassa_shard::parallel_commit::{
     participant_reply, Action, HomeAnswer, HomeCommand, HomeLeader, Message, Outcome, Participant,
-    ParticipantAnswer, ParticipantCommand, Records, TxnId,
+    ParticipantAnswer, ParticipantCommand, Records, Staging, TxnId,
 };
 use model::rng::{mix, Rng};
 
@@ -81,6 +81,8 @@ struct Sim {
     next_number: u64,
     /// Messages and entries the core ignored (only misrouted ones are expected).
     ignored: u64,
+    /// Rounds the driver dropped after their intents were written: never applied anywhere.
+    dropped: BTreeSet<TxnId>,
 }
 
 impl Sim {
@@ -126,8 +128,42 @@ impl Sim {
                 Action::Append(command) => self.append(home, Entry::Home(command)),
                 Action::Answer { txn, outcome } => self.answered(txn, Some(outcome)),
                 Action::AnswerUnknown { txn } => self.answered(txn, None),
+                Action::Written { txn } => self.written(home, txn, leads),
             }
         }
+    }
+
+    /// Every intent of a round begun with `Staging::AfterIntents` is written: the driver keeps
+    /// the round (seven in ten, by its number, as results decide it) or drops it. A deposed
+    /// leader that does not know it decides as well: its stage never commits, but its abort
+    /// reaches the participants.
+    fn written(&mut self, p: u32, txn: TxnId, leads: bool) {
+        let stands = mix(txn.number ^ 0x5eed) % 10 < 7;
+        if !stands {
+            self.dropped.insert(txn);
+        }
+        let (now_ms, mut actions) = (self.now_ms, Vec::new());
+        let partition = &mut self.partitions[p as usize];
+        let mut leaders: Vec<&mut HomeLeader<u64>> = if leads {
+            vec![&mut partition.leader]
+        } else {
+            partition.zombies.iter_mut().map(|(_, z)| z).collect()
+        };
+        // Only the leader that began the round waits for this decision.
+        let waiting = leaders.iter_mut().filter_map(|leader| {
+            let decided = if stands {
+                leader.stage(txn, now_ms, &mut actions)
+            } else {
+                leader.abort(txn, now_ms, &mut actions)
+            };
+            decided.ok()
+        });
+        assert_eq!(
+            waiting.count(),
+            1,
+            "{txn:?}: one leader waits for the decision"
+        );
+        self.perform_as(p, actions, leads);
     }
 
     /// Appends to partition `p`'s log; under faults the append is lost now and then, the
@@ -167,8 +203,13 @@ impl Sim {
         self.begun.insert(txn, effects.clone());
         let mut actions = Vec::new();
         let now_ms = self.now_ms;
+        let staging = if self.rng.chance(50) {
+            Staging::AfterIntents
+        } else {
+            Staging::WithIntents
+        };
         let leader = &mut self.partitions[home as usize].leader;
-        let begun = leader.begin(txn, effects, now_ms, &mut actions);
+        let begun = leader.begin(txn, effects, staging, now_ms, &mut actions);
         begun.expect("the simulation begins valid transactions");
         self.perform(home, actions);
     }
@@ -368,6 +409,8 @@ struct Totals {
     aborted: usize,
     unknown: usize,
     ignored: u64,
+    /// Rounds dropped by the driver after every intent was written.
+    dropped: usize,
 }
 
 fn run(seed: u64) -> Totals {
@@ -394,6 +437,7 @@ fn run(seed: u64) -> Totals {
         answers: BTreeMap::new(),
         next_number: 0,
         ignored: 0,
+        dropped: BTreeSet::new(),
     };
     for _ in 0..STEPS {
         sim.step();
@@ -431,6 +475,10 @@ fn check_transactions(sim: &Sim) -> Totals {
         let all = by.iter().all(|b| *b);
         assert!(all || by.iter().all(|b| !*b), "{txn:?} applied by {by:?}");
         totals.applied += usize::from(all);
+        if sim.dropped.contains(txn) {
+            assert!(!by.iter().any(|b| *b), "{txn:?} dropped, applied by {by:?}");
+            totals.dropped += 1;
+        }
         let home = &sim.partitions[txn.home as usize];
         let decided = home.records.get(*txn).and_then(|r| r.outcome);
         if decided == Some(Outcome::Applied) {
@@ -475,6 +523,7 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
                 sum.aborted += totals.aborted;
                 sum.unknown += totals.unknown;
                 sum.ignored += totals.ignored;
+                sum.dropped += totals.dropped;
             }
             Err(panic) => {
                 eprintln!("failing seed: KASSA_COMMIT_SEED={seed}");
@@ -488,10 +537,11 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
         aborted,
         unknown,
         ignored,
+        dropped,
     } = sum;
     eprintln!(
-        "{seeds} seeds: {begun} transactions, {applied} applied; clients told {aborted} \
-         aborted, {unknown} unknown; {ignored} misrouted messages ignored"
+        "{seeds} seeds: {begun} transactions, {applied} applied, {dropped} rounds dropped; \
+         clients told {aborted} aborted, {unknown} unknown; {ignored} misrouted messages ignored"
     );
     // The faults left most transactions to commit, and aborted some; some clients were told
     // "aborted", and the misrouted messages reached the core.
@@ -500,5 +550,6 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
     if seeds >= 10 {
         assert!(aborted > 0, "no client told aborted");
         assert!(ignored > 0, "no misrouted message ignored");
+        assert!(dropped > 0, "no round dropped");
     }
 }
