@@ -58,16 +58,20 @@ impl ShareEvent for Account {
 pub trait ShareStatus: Copy + Eq + std::fmt::Debug {
     const CREATED: Self;
     const LINKED_EVENT_FAILED: Self;
+    /// The one status whose result carries another record's timestamp (the one found).
+    const EXISTS: Self;
 }
 
 impl ShareStatus for CreateTransferStatus {
     const CREATED: Self = CreateTransferStatus::Created;
     const LINKED_EVENT_FAILED: Self = CreateTransferStatus::LinkedEventFailed;
+    const EXISTS: Self = CreateTransferStatus::Exists;
 }
 
 impl ShareStatus for CreateAccountStatus {
     const CREATED: Self = CreateAccountStatus::Created;
     const LINKED_EVENT_FAILED: Self = CreateAccountStatus::LinkedEventFailed;
+    const EXISTS: Self = CreateAccountStatus::Exists;
 }
 
 /// One partition's part of a batch.
@@ -333,18 +337,32 @@ impl<S: ShareStatus> Rounds<S> {
         self.marked.len()
     }
 
-    /// Takes a round's results, `(status, timestamp)` in batch order, with `event_timestamp`
-    /// the timestamp an event's position gives it. `true`: the round stands (every chain that
-    /// spans partitions held everywhere or was marked). `false`: the first chain that spans
-    /// partitions and broke is now marked; run every share again.
+    /// Whether a linked chain of the batch spans partitions: only then can a round be dropped
+    /// (`parallel_commit::Staging::AfterIntents`).
+    pub fn spans_a_chain(&self) -> bool {
+        let mut chain = (None, 0);
+        for (position, start) in self.chains.iter().enumerate() {
+            let partition = self.partitions[position];
+            match (start, chain) {
+                (Some(start), (Some(current), first)) if *start == current => {
+                    if partition != first {
+                        return true;
+                    }
+                }
+                (Some(start), _) => chain = (Some(*start), partition),
+                (None, _) => chain = (None, 0),
+            }
+        }
+        false
+    }
+
+    /// Takes a round's results, `(status, timestamp)` in batch order. `true`: the round
+    /// stands (every chain that spans partitions held everywhere or was marked). `false`: the
+    /// first chain that spans partitions and broke is now marked; run every share again.
     ///
     /// The results come from other partitions: results no partition computes (too few, or a
     /// chain broken with no event failing on its own) are refused with nothing changed.
-    pub fn next(
-        &mut self,
-        results: &[(S, u64)],
-        event_timestamp: impl Fn(u32) -> u64,
-    ) -> Result<bool, RoundError> {
+    pub fn next(&mut self, results: &[(S, u64)]) -> Result<bool, RoundError> {
         if results.len() != self.chains.len() {
             let (expected, got) = (self.chains.len(), results.len());
             return Err(RoundError::Results { expected, got });
@@ -380,12 +398,14 @@ impl<S: ShareStatus> Rounds<S> {
             let last = self.chains.len() - 1;
             for p in members {
                 let position = p as u32;
-                let (status, timestamp) = if p == breaker || (p == last && self.open_at_end) {
-                    results[p]
+                // Only `exists` answers with another record's timestamp (the one it found);
+                // every other status with the event's own, which the participant gives.
+                let (status, found) = if p == breaker || (p == last && self.open_at_end) {
+                    let (status, timestamp) = results[p];
+                    (status, (status == S::EXISTS).then_some(timestamp))
                 } else {
-                    (S::LINKED_EVENT_FAILED, event_timestamp(position))
+                    (S::LINKED_EVENT_FAILED, None)
                 };
-                let found = (timestamp != event_timestamp(position)).then_some(timestamp);
                 self.forced.push(Forced {
                     position,
                     status,
@@ -480,7 +500,7 @@ mod tests {
             S::Exists,
         ]);
         round[3].1 = 7; // the transfer `exists` found
-        assert_eq!(rounds.next(&round, stamp), Ok(false));
+        assert_eq!(rounds.next(&round), Ok(false));
         assert_eq!(rounds.marked(), 1);
         let shares = split(&events, &partitions);
         let forced = |position, status| Forced {
@@ -497,7 +517,7 @@ mod tests {
             vec![forced(1, S::ExceedsCredits)]
         );
         // Next round: the second chain broke again, now marked with what `exists` found.
-        assert_eq!(rounds.next(&round, stamp), Ok(false));
+        assert_eq!(rounds.next(&round), Ok(false));
         assert_eq!(
             rounds.forced(&shares[1]),
             vec![
@@ -517,23 +537,29 @@ mod tests {
             S::Created,
             S::Created,
         ]);
-        assert_eq!(rounds.next(&held, stamp), Ok(false));
-        assert_eq!(rounds.next(&held, stamp), Ok(true));
+        assert_eq!(rounds.next(&held), Ok(false));
+        assert_eq!(rounds.next(&held), Ok(true));
         // A chain within one partition is that partition's own business.
         let mut rounds: Rounds<S> = Rounds::new(&events, &[1, 1, 2, 2]);
-        assert_eq!(rounds.next(&held, stamp), Ok(true));
+        assert!(!rounds.spans_a_chain());
+        assert!(Rounds::<S>::new(&events, &partitions).spans_a_chain());
+        assert!(Rounds::<S>::new(&events, &[1, 1, 2, 3]).spans_a_chain());
+        // Unlinked events in different partitions: no chain, no span.
+        let unlinked: Vec<Transfer> = (0..4).map(|i| transfer(i + 1, false)).collect();
+        assert!(!Rounds::<S>::new(&unlinked, &partitions).spans_a_chain());
+        assert_eq!(rounds.next(&held), Ok(true));
         // Results no partition computes are refused, and change nothing.
         let mut rounds: Rounds<S> = Rounds::new(&events, &partitions);
         let short = Err(RoundError::Results {
             expected: 4,
             got: 3,
         });
-        assert_eq!(rounds.next(&held[..3], stamp), short);
+        assert_eq!(rounds.next(&held[..3]), short);
         let nobody = own([S::Created, S::Created, S::LinkedEventFailed, S::Created]);
         let refused = Err(RoundError::NoOwnFailure { position: 2 });
-        assert_eq!(rounds.next(&nobody, stamp), refused);
+        assert_eq!(rounds.next(&nobody), refused);
         assert_eq!(rounds.marked(), 0);
-        assert_eq!(rounds.next(&held, stamp), Ok(false));
+        assert_eq!(rounds.next(&held), Ok(false));
     }
 
     #[test]

@@ -508,9 +508,7 @@ impl Cluster {
                 .iter()
                 .map(|r| (r.status(), r.timestamp()))
                 .collect();
-            // Every participant's clock is at or below `now`: timestamps by position.
-            let event_timestamp = |position: u32| now + u64::from(position) + 1;
-            let stands = rounds.next(&answers, event_timestamp);
+            let stands = rounds.next(&answers);
             let stands = stands.expect("a round's results are the partitions' own");
             let outcome = if stands {
                 Outcome::Applied
