@@ -31,6 +31,7 @@
 //! Callers: the partition's Raft state machine (`kassa-raft`) applies committed log entries;
 //! tests and benchmarks drive it directly.
 
+pub mod batch_home;
 mod changes;
 mod client_requests;
 mod command;

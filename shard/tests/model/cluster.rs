@@ -18,12 +18,11 @@
 //! node's coordinator runs the requests waiting for it: each with its own timestamps, and with
 //! the results separate requests would get.
 
+use kassa_shard::batch_home::{participant_message, BatchAction, BatchHome, CreateBatch};
 use kassa_shard::directory::IdKind;
-use kassa_shard::intents::{
-    IntentReply, IntentShare, ParticipantReply, RareEntry, ShareOfBatch, ShareResults,
-};
-use kassa_shard::parallel_commit::{HomeAnswer, HomeCommand, Outcome, ParticipantCommand, TxnId};
-use kassa_shard::shares::{split, InTheBatch, Rounds, Share, ShareEvent, ShareStatus};
+use kassa_shard::intents::{IntentShare, RareEntry, ShareResults};
+use kassa_shard::parallel_commit::{HomeCommand, Message, ParticipantCommand, TxnId};
+use kassa_shard::shares::{split, InTheBatch, Share, ShareEvent};
 use kassa_shard::{
     ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
     Placement, PlacementKind, Reply, Scratch,
@@ -37,6 +36,7 @@ use crate::model::check::{check_sums, same};
 use crate::model::harness::{compare_output, Output};
 use crate::model::ops::Op;
 use crate::model::reference::{Model, Phase};
+use crate::model::rng::{mix, Rng};
 
 /// Batches run in one partition alone over a whole run (placement by ledger), so the test can
 /// check that the fast path was taken at all.
@@ -322,17 +322,16 @@ impl Cluster {
                 else {
                     return false;
                 };
-                let rounds = Rounds::new(events, &partitions);
-                let results = self.run_rounds(
-                    *now,
-                    &shares,
-                    rounds,
-                    |share, batch| ShareOfBatch::Transfers { share, batch },
-                    |results| match results {
-                        ShareResults::Transfers(results) => results,
-                        other => panic!("a transfers share answered {other:?}"),
-                    },
-                );
+                let first = self.first_round(&shares, |ledger, share, batch| {
+                    ledger.create_transfers_intent(*now, share, batch)
+                });
+                let batch = CreateBatch::Transfers(events.clone());
+                let ShareResults::Transfers(results) =
+                    self.run_through_home(*now, &batch, &partitions)
+                else {
+                    panic!("a transfers batch answered other results");
+                };
+                note_rounds(first != results);
                 Output::TransferResults(results)
             }
             Op::CreateAccounts { now, events } if *now >= clock.unwrap_or(0) => {
@@ -349,17 +348,16 @@ impl Cluster {
                 else {
                     return false;
                 };
-                let rounds = Rounds::new(events, &partitions);
-                let results = self.run_rounds(
-                    *now,
-                    &shares,
-                    rounds,
-                    |share, batch| ShareOfBatch::Accounts { share, batch },
-                    |results| match results {
-                        ShareResults::Accounts(results) => results,
-                        other => panic!("an accounts share answered {other:?}"),
-                    },
-                );
+                let first = self.first_round(&shares, |ledger, share, batch| {
+                    ledger.create_accounts_intent(*now, share, batch)
+                });
+                let batch = CreateBatch::Accounts(events.clone());
+                let ShareResults::Accounts(results) =
+                    self.run_through_home(*now, &batch, &partitions)
+                else {
+                    panic!("an accounts batch answered other results");
+                };
+                note_rounds(first != results);
                 Output::AccountResults(results)
             }
             _ => return false,
@@ -435,98 +433,147 @@ impl Cluster {
     /// results and effects computed without changing its partition, and only the last round's
     /// effects applied (as a decided transaction's, twice, to check that a redelivery changes
     /// nothing). Returns the last round's results, in batch order.
-    /// Runs a batch's shares in rounds, each round as one transaction of the rare path's log
-    /// entries (`kassa_shard::intents`): the record home (the first share's partition) stages
-    /// it, every participant takes its intent, and the home finishes it: `Aborted` when the
-    /// rounds drop it, `Applied` when it stands. Every entry goes through its encoding, and
-    /// every step that a retry, a late message or a restart repeats is repeated here and must
-    /// change nothing.
-    fn run_rounds<E: ShareEvent, R: Copy + PartialEq + ShareResult>(
+    /// Runs a batch spanning partitions through the record home's pure core (`BatchHome`) and
+    /// the participants' log entries (`kassa_shard::intents`), over a network that drops,
+    /// duplicates, delays and reorders messages, with proposals lost now and then in every
+    /// log and participants restarted from their snapshots while they hold an intent. Runs
+    /// until the batch is answered, nothing is in flight and no intent is held. Every entry
+    /// goes through its encoding.
+    fn run_through_home(
         &mut self,
         now: u64,
+        batch: &CreateBatch,
+        partitions: &[u32],
+    ) -> ShareResults {
+        let seed = mix(self.hash_seed ^ self.share_runs as u64);
+        let mut rng = Rng::new(seed);
+        let home_partition = partitions[rng.below(partitions.len() as u64) as usize];
+        let first_number = self.share_txns + 1;
+        let mut home = BatchHome::new(home_partition, first_number);
+        let mut net = Network::default();
+        let mut actions = Vec::new();
+        let mut now_ms = 0;
+        home.begin(BATCH, now, batch, partitions, now_ms, &mut actions)
+            .expect("a batch split by ledger begins");
+        let mut home_log: Vec<HomeCommand> = Vec::new();
+        let mut answer: Option<ShareResults> = None;
+        let mut held_since: std::collections::BTreeMap<u32, u64> = Default::default();
+        for step in 0.. {
+            assert!(step < 20_000, "seed {seed}: the batch never settled");
+            for action in std::mem::take(&mut actions) {
+                match action {
+                    BatchAction::Send { to, message } => {
+                        net.send(&mut rng, now_ms, to, message, None)
+                    }
+                    BatchAction::Append(command) => {
+                        if !rng.chance(5) {
+                            home_log.push(command);
+                        }
+                    }
+                    BatchAction::Answer { batch, results } => {
+                        assert_eq!(batch, BATCH);
+                        assert!(answer.replace(results).is_none(), "answered twice");
+                    }
+                    BatchAction::Unknown { .. } => panic!("seed {seed}: no leader was lost"),
+                }
+            }
+            let settled = answer.is_some()
+                && net.is_empty()
+                && self.partitions.iter().all(|p| p.holder().is_none());
+            if settled {
+                break;
+            }
+            now_ms += 10;
+            // The home's log applies what its leader appended.
+            for command in std::mem::take(&mut home_log) {
+                let reply = self.rare(home_partition, RareEntry::Home(command.clone()));
+                let Reply::Home(applied) = reply else {
+                    panic!("a home entry answered {reply:?}");
+                };
+                let records = self.partitions[home_partition as usize].home_records();
+                home.applied(&command, applied, records, now_ms, &mut actions);
+            }
+            for (to, message, results) in net.due(now_ms) {
+                let command = match message {
+                    Message::Intent { txn, effects } => ParticipantCommand::Intent { txn, effects },
+                    Message::Prevent { txn } => ParticipantCommand::Prevent { txn },
+                    Message::Resolve { txn, outcome } => {
+                        ParticipantCommand::Resolve { txn, outcome }
+                    }
+                    message => {
+                        assert_eq!(to, home_partition);
+                        let records = self.partitions[home_partition as usize].home_records();
+                        let received =
+                            home.received(message, results, records, true, now_ms, &mut actions);
+                        received.expect("correct partitions send what the home takes");
+                        continue;
+                    }
+                };
+                if rng.chance(5) {
+                    continue; // A lost proposal: the home sends again, or the participant asks.
+                }
+                let reply = self.rare(to, RareEntry::Participant(command.clone()));
+                let Reply::Participant(reply) = reply else {
+                    panic!("a participant entry answered {reply:?}");
+                };
+                if let Some((home_to, message, results)) = participant_message(to, &command, &reply)
+                {
+                    net.send(&mut rng, now_ms, home_to, message, results);
+                }
+            }
+            home.tick(now_ms, &mut actions);
+            // A participant holding an intent long asks its home; now and then one restarts.
+            for p in 0..self.count {
+                let Some(txn) = self.partitions[p as usize].holder() else {
+                    held_since.remove(&p);
+                    continue;
+                };
+                if rng.chance(2) {
+                    self.check_held(p, txn, now);
+                }
+                let since = *held_since.entry(p).or_insert(now_ms);
+                if now_ms >= since + ASK_AFTER_MS {
+                    held_since.insert(p, now_ms);
+                    net.send(
+                        &mut rng,
+                        now_ms,
+                        txn.home,
+                        Message::Ask { txn, from: p },
+                        None,
+                    );
+                }
+            }
+        }
+        assert_eq!(home.running(), 0);
+        self.share_txns = home.number_next();
+        // Every round but the last was dropped for a chain that broke across partitions.
+        let again = home.number_next() - first_number - 1;
+        SHARE_ROUNDS_AGAIN.fetch_add(again, std::sync::atomic::Ordering::Relaxed);
+        answer.expect("settled")
+    }
+
+    /// What the first round's results would be (no chain marked), computed on the
+    /// partitions as they are, to count the batches whose rounds changed them.
+    fn first_round<E: Clone, S, R: Copy>(
+        &self,
         shares: &[Share<E>],
-        mut rounds: Rounds<R::Status>,
-        intent: impl Fn(Share<E>, InTheBatch<R::Status>) -> ShareOfBatch,
-        results_of: impl Fn(ShareResults) -> Vec<R>,
+        intent: impl Fn(&Ledger, &Share<E>, &InTheBatch<S>) -> Intent<R>,
     ) -> Vec<R> {
         let batch_len: usize = shares.iter().map(|s| s.events.len()).sum();
-        let home = shares[0].partition;
-        let participants: Vec<u32> = {
-            let mut p: Vec<u32> = shares.iter().map(|s| s.partition).collect();
-            p.sort_unstable();
-            p
-        };
-        let mut first_round: Option<Vec<R>> = None;
-        loop {
-            self.share_txns += 1;
-            let txn = TxnId {
-                home,
-                number: self.share_txns,
+        let mut results: Vec<Option<R>> = vec![None; batch_len];
+        for share in shares {
+            let batch = InTheBatch {
+                batch_len: batch_len as u32,
+                batch_imported: false,
+                forced: Vec::new(),
             };
-            let stage = HomeCommand::Stage {
-                txn,
-                participants: participants.clone(),
-            };
-            assert_eq!(
-                self.rare(home, RareEntry::Home(stage)),
-                Reply::Home(HomeAnswer::Staged)
-            );
-            let mut results: Vec<Option<R>> = vec![None; batch_len];
-            for share in shares {
-                let batch = InTheBatch {
-                    batch_len: batch_len as u32,
-                    batch_imported: false,
-                    forced: rounds.forced(share),
-                };
-                let take = RareEntry::Participant(ParticipantCommand::Intent {
-                    txn,
-                    effects: IntentShare {
-                        now,
-                        share: intent(share.clone(), batch),
-                    },
-                });
-                let partition = share.partition;
-                let Reply::Participant(ParticipantReply::Intent(IntentReply::Written {
-                    results: Some(taken),
-                })) = self.rare(partition, take.clone())
-                else {
-                    panic!("a share split from a batch is taken");
-                };
-                // Sent again (a lost acknowledgement): the same results, nothing changed.
-                let again = IntentReply::Written {
-                    results: Some(taken.clone()),
-                };
-                let again = Reply::Participant(ParticipantReply::Intent(again));
-                assert_eq!(self.rare(partition, take), again);
-                self.check_held(partition, txn, now);
-                for (position, result) in share.positions.iter().zip(results_of(taken)) {
-                    results[*position as usize] = Some(result);
-                }
+            let ledger = &self.partitions[share.partition as usize];
+            let (out, _) = intent(ledger, share, &batch).expect("a share split from a batch runs");
+            for (position, result) in share.positions.iter().zip(out) {
+                results[*position as usize] = Some(result);
             }
-            let results: Vec<R> = results.into_iter().map(|r| r.expect("a result")).collect();
-            let answers: Vec<(R::Status, u64)> = results
-                .iter()
-                .map(|r| (r.status(), r.timestamp()))
-                .collect();
-            let stands = rounds.next(&answers);
-            let stands = stands.expect("a round's results are the partitions' own");
-            let outcome = if stands {
-                Outcome::Applied
-            } else {
-                Outcome::Aborted
-            };
-            self.finish(txn, &participants, outcome);
-            if stands {
-                if first_round.is_some_and(|first| first != results) {
-                    SHARE_ROUNDS_CHANGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                return results;
-            }
-            first_round.get_or_insert_with(|| results.clone());
-            SHARE_ROUNDS_AGAIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            crate::model::stats::note(|| "cluster: shares, a chain across partitions broke".into());
-            assert!(rounds.marked() <= batch_len, "rounds end");
         }
+        results.into_iter().map(|r| r.expect("a result")).collect()
     }
 
     /// Applies a rare-path entry to `partition`'s ledger as its log would carry it.
@@ -566,35 +613,6 @@ impl Cluster {
             self.partitions[index].participant().intent(txn)
         );
         self.partitions[index] = restored;
-    }
-
-    /// The home decides `txn` and every participant resolves it, each twice (a resend); a
-    /// late intent or prevent then changes nothing.
-    fn finish(&mut self, txn: TxnId, participants: &[u32], outcome: Outcome) {
-        let finish = RareEntry::Home(HomeCommand::Finish { txn, outcome });
-        let decided = Reply::Home(HomeAnswer::Finished(outcome));
-        assert_eq!(self.rare(txn.home, finish.clone()), decided);
-        assert_eq!(self.rare(txn.home, finish), decided);
-        for partition in participants {
-            let resolve = RareEntry::Participant(ParticipantCommand::Resolve { txn, outcome });
-            let first = ParticipantReply::Resolved {
-                applied: outcome == Outcome::Applied,
-            };
-            assert_eq!(
-                self.rare(*partition, resolve.clone()),
-                Reply::Participant(first)
-            );
-            let again = ParticipantReply::Resolved { applied: false };
-            assert_eq!(self.rare(*partition, resolve), Reply::Participant(again));
-            assert_eq!(self.partitions[*partition as usize].holder(), None);
-            let prevent = RareEntry::Participant(ParticipantCommand::Prevent { txn });
-            let has_intent = outcome == Outcome::Applied;
-            let prevented = ParticipantReply::Prevent { has_intent };
-            assert_eq!(
-                self.rare(*partition, prevent),
-                Reply::Participant(prevented)
-            );
-        }
     }
 
     /// Applies a decided transaction's effects on `partition`, then again as a redelivery,
@@ -737,30 +755,69 @@ impl Cluster {
     }
 }
 
-/// A create result, for the rounds.
-trait ShareResult {
-    type Status: ShareStatus;
-    fn status(&self) -> Self::Status;
-    fn timestamp(&self) -> u64;
+/// What a share's intent would hold: its results and its partition's effects.
+type Intent<R> = Result<(Vec<R>, kassa_shard::Effects), kassa_shard::shares::ShareError>;
+
+/// The model's batch id in the record home (one batch at a time).
+const BATCH: u64 = 1;
+/// A participant holding an intent this long asks its home.
+const ASK_AFTER_MS: u64 = 200;
+
+/// Counts a batch run in shares whose rounds changed its results (the first round's were not
+/// one partition's).
+fn note_rounds(changed: bool) {
+    if changed {
+        SHARE_ROUNDS_CHANGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::model::stats::note(|| "cluster: shares, a chain across partitions broke".into());
+    }
 }
 
-impl ShareResult for CreateTransferResult {
-    type Status = kassa_wire::CreateTransferStatus;
-    fn status(&self) -> Self::Status {
-        self.status
-    }
-    fn timestamp(&self) -> u64 {
-        self.timestamp
-    }
+/// A message delivered: to whom, and the results an intent acknowledgement carries.
+type Delivery = (u32, Message<IntentShare>, Option<ShareResults>);
+
+/// Messages between the record home and the participants, with their faults: each is lost
+/// one time in ten, doubled one in twenty, and delivered 1 to 40 ms later (one in twenty up to
+/// 300 ms: reordered).
+#[derive(Default)]
+struct Network {
+    /// (due, sequence) → what is delivered then.
+    queue: std::collections::BTreeMap<(u64, u64), Delivery>,
+    sent: u64,
 }
 
-impl ShareResult for CreateAccountResult {
-    type Status = kassa_wire::CreateAccountStatus;
-    fn status(&self) -> Self::Status {
-        self.status
+impl Network {
+    fn send(
+        &mut self,
+        rng: &mut Rng,
+        now_ms: u64,
+        to: u32,
+        message: Message<IntentShare>,
+        results: Option<ShareResults>,
+    ) {
+        if rng.chance(10) {
+            return;
+        }
+        let copies = if rng.chance(5) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = if rng.chance(5) {
+                rng.range(40, 300)
+            } else {
+                rng.range(1, 40)
+            };
+            self.sent += 1;
+            let entry = (to, message.clone(), results.clone());
+            self.queue.insert((now_ms + delay, self.sent), entry);
+        }
     }
-    fn timestamp(&self) -> u64 {
-        self.timestamp
+
+    fn due(&mut self, now_ms: u64) -> Vec<Delivery> {
+        let later = self.queue.split_off(&(now_ms + 1, 0));
+        let due = std::mem::replace(&mut self.queue, later);
+        due.into_values().collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 
