@@ -121,10 +121,14 @@ fn ledger_matches_reference_model() {
     let share_runs = model::cluster::SHARE_RUNS.load(std::sync::atomic::Ordering::Relaxed);
     let again = model::cluster::SHARE_ROUNDS_AGAIN.load(std::sync::atomic::Ordering::Relaxed);
     let changed = model::cluster::SHARE_ROUNDS_CHANGED.load(std::sync::atomic::Ordering::Relaxed);
+    let lost = model::cluster::LEADERS_LOST.load(std::sync::atomic::Ordering::Relaxed);
+    let recovered = model::cluster::SHARE_RECOVERED.load(std::sync::atomic::Ordering::Relaxed);
+    let retried = model::cluster::SHARE_RETRIED.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "model test: {share_runs} batches ran in shares over several partitions, \
-         {again} rounds run again for a chain across partitions that broke, \
-         {changed} batches whose results the rounds changed"
+         {again} rounds run again, {changed} batches whose results the rounds changed; \
+         {lost} home leaders lost, after which {recovered} batches were applied by a \
+         recovery and {retried} sent again"
     );
     let Some(first) = failures.first() else {
         if single.is_none() && seeds.len() >= 1_000 {
@@ -133,6 +137,8 @@ fn ledger_matches_reference_model() {
             assert!(share_runs > 0, "no batch ran in shares");
             assert!(again > 0, "no chain across partitions broke");
             assert!(changed > 0, "no round changed a batch's results");
+            assert!(recovered > 0, "no batch applied by a recovery");
+            assert!(retried > 0, "no batch sent again after its leader was lost");
         }
         return;
     };

@@ -10,7 +10,10 @@
 //! Half the seeds place records by ledger (`PlacementKind::ByLedger`). There a lone batch that
 //! `Ledger::local_transfers` (or `local_accounts`) lets run in one partition, and whose new ids
 //! no other partition holds (what the id directory's claims would answer), runs in that
-//! partition alone, as the node's fast path runs it; the rest take the global path above.
+//! partition alone, as the node's fast path runs it. A lone batch that mixes ledgers runs in
+//! shares through the rare path (`Cluster::run_through_home`): the record home's `BatchHome`
+//! and the participants' intents, over a lossy network, with lost proposals, restarts and
+//! lost home leaders. The rest take the global path above.
 //! The fast path runs only when the batch's `now` is at or past every partition's clock
 //! (each partition keeps its own clock under placement by ledger: with a `now` behind the
 //! cluster's newest timestamp, the batch's timestamps would differ from one global clock's).
@@ -48,6 +51,11 @@ pub static SHARE_ROUNDS_AGAIN: std::sync::atomic::AtomicU64 = std::sync::atomic:
 /// Batches whose results the rounds changed: the first round's were not one partition's.
 pub static SHARE_ROUNDS_CHANGED: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
+/// Record home leaders lost while a batch in shares ran; batches whose outcome was then
+/// unknown and that a recovery applied, and those sent again since nothing applied.
+pub static LEADERS_LOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static SHARE_RECOVERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static SHARE_RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub struct Cluster {
     pub count: u32,
@@ -326,9 +334,10 @@ impl Cluster {
                     ledger.create_transfers_intent(*now, share, batch)
                 });
                 let batch = CreateBatch::Transfers(events.clone());
-                let ShareResults::Transfers(results) =
-                    self.run_through_home(*now, &batch, &partitions)
-                else {
+                let Some(results) = self.run_through_home(*now, &batch, &partitions) else {
+                    return true; // Applied by a recovery: its results were never told.
+                };
+                let ShareResults::Transfers(results) = results else {
                     panic!("a transfers batch answered other results");
                 };
                 note_rounds(first != results);
@@ -352,9 +361,10 @@ impl Cluster {
                     ledger.create_accounts_intent(*now, share, batch)
                 });
                 let batch = CreateBatch::Accounts(events.clone());
-                let ShareResults::Accounts(results) =
-                    self.run_through_home(*now, &batch, &partitions)
-                else {
+                let Some(results) = self.run_through_home(*now, &batch, &partitions) else {
+                    return true; // Applied by a recovery: its results were never told.
+                };
+                let ShareResults::Accounts(results) = results else {
                     panic!("an accounts batch answered other results");
                 };
                 note_rounds(first != results);
@@ -429,24 +439,67 @@ impl Cluster {
         Some(shares)
     }
 
-    /// Runs the shares round after round as the participants' intents will: each share's
-    /// results and effects computed without changing its partition, and only the last round's
-    /// effects applied (as a decided transaction's, twice, to check that a redelivery changes
-    /// nothing). Returns the last round's results, in batch order.
     /// Runs a batch spanning partitions through the record home's pure core (`BatchHome`) and
-    /// the participants' log entries (`kassa_shard::intents`), over a network that drops,
-    /// duplicates, delays and reorders messages, with proposals lost now and then in every
-    /// log and participants restarted from their snapshots while they hold an intent. Runs
-    /// until the batch is answered, nothing is in flight and no intent is held. Every entry
-    /// goes through its encoding.
+    /// the participants' log entries (`kassa_shard::intents`), as a client would: when the
+    /// home's leader is lost and the outcome is unknown, the batch either applied (a recovery
+    /// found its round staged and every intent held: `None`, its results never told) or did
+    /// not, and then the client sends it again. Returns the results when answered.
     fn run_through_home(
         &mut self,
         now: u64,
         batch: &CreateBatch,
         partitions: &[u32],
-    ) -> ShareResults {
+    ) -> Option<ShareResults> {
         let seed = mix(self.hash_seed ^ self.share_runs as u64);
         let mut rng = Rng::new(seed);
+        for attempt in 0.. {
+            let first_number = self.share_txns + 1;
+            // The third attempt keeps its leader, so the batch ends.
+            let (answer, home_partition) =
+                self.attempt(&mut rng, now, batch, partitions, attempt < 2);
+            if answer.is_some() {
+                return answer;
+            }
+            let records = self.partitions[home_partition as usize].home_records();
+            let applied = (first_number..self.share_txns)
+                .filter(|number| {
+                    let txn = TxnId {
+                        home: home_partition,
+                        number: *number,
+                    };
+                    let decided = records.get(txn).and_then(|r| r.outcome);
+                    decided == Some(kassa_shard::parallel_commit::Outcome::Applied)
+                })
+                .count();
+            assert!(applied <= 1, "seed {seed}: a batch applied {applied} times");
+            if applied == 1 {
+                SHARE_RECOVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return None;
+            }
+            SHARE_RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                attempt < 2,
+                "seed {seed}: the last attempt's leader was kept"
+            );
+        }
+        unreachable!()
+    }
+
+    /// One attempt of [`Cluster::run_through_home`]: the home's leader is lost now and then
+    /// (if `may_lose_leader`), each entry it appended but its log had not applied committing
+    /// or vanishing, and a new leader takes over with no memory. Messages are dropped,
+    /// doubled, delayed and reordered, proposals lost now and then in every log, and
+    /// participants restart from their snapshots while they hold an intent. Runs until the
+    /// batch is answered or its outcome is unknown, nothing is in flight and no intent is
+    /// held. Every entry goes through its encoding. Returns the answer, if any, and the home.
+    fn attempt(
+        &mut self,
+        rng: &mut Rng,
+        now: u64,
+        batch: &CreateBatch,
+        partitions: &[u32],
+        may_lose_leader: bool,
+    ) -> (Option<ShareResults>, u32) {
         let home_partition = partitions[rng.below(partitions.len() as u64) as usize];
         let first_number = self.share_txns + 1;
         let mut home = BatchHome::new(home_partition, first_number);
@@ -457,14 +510,13 @@ impl Cluster {
             .expect("a batch split by ledger begins");
         let mut home_log: Vec<HomeCommand> = Vec::new();
         let mut answer: Option<ShareResults> = None;
+        let mut unknown = false;
         let mut held_since: std::collections::BTreeMap<u32, u64> = Default::default();
         for step in 0.. {
-            assert!(step < 20_000, "seed {seed}: the batch never settled");
+            assert!(step < 20_000, "the batch never settled");
             for action in std::mem::take(&mut actions) {
                 match action {
-                    BatchAction::Send { to, message } => {
-                        net.send(&mut rng, now_ms, to, message, None)
-                    }
+                    BatchAction::Send { to, message } => net.send(rng, now_ms, to, message, None),
                     BatchAction::Append(command) => {
                         if !rng.chance(5) {
                             home_log.push(command);
@@ -474,10 +526,32 @@ impl Cluster {
                         assert_eq!(batch, BATCH);
                         assert!(answer.replace(results).is_none(), "answered twice");
                     }
-                    BatchAction::Unknown { .. } => panic!("seed {seed}: no leader was lost"),
+                    BatchAction::Unknown { batch } => {
+                        assert_eq!(batch, BATCH);
+                        assert!(answer.is_none() && !unknown, "answered twice");
+                        unknown = true;
+                    }
                 }
             }
-            let settled = answer.is_some()
+            if may_lose_leader && answer.is_none() && !unknown && rng.chance(3) {
+                // The leader is lost: what it appended commits or vanishes, and the next
+                // leader numbers its rounds above every number used.
+                let next = BatchHome::new(home_partition, home.number_next());
+                std::mem::replace(&mut home, next).deposed(&mut actions);
+                for command in std::mem::take(&mut home_log) {
+                    if rng.chance(50) {
+                        let reply = self.rare(home_partition, RareEntry::Home(command.clone()));
+                        let Reply::Home(applied) = reply else {
+                            panic!("a home entry answered {reply:?}");
+                        };
+                        let records = self.partitions[home_partition as usize].home_records();
+                        home.applied(&command, applied, records, now_ms, &mut actions);
+                    }
+                }
+                LEADERS_LOST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            let settled = (answer.is_some() || unknown)
                 && net.is_empty()
                 && self.partitions.iter().all(|p| p.holder().is_none());
             if settled {
@@ -518,7 +592,7 @@ impl Cluster {
                 };
                 if let Some((home_to, message, results)) = participant_message(to, &command, &reply)
                 {
-                    net.send(&mut rng, now_ms, home_to, message, results);
+                    net.send(rng, now_ms, home_to, message, results);
                 }
             }
             home.tick(now_ms, &mut actions);
@@ -534,22 +608,18 @@ impl Cluster {
                 let since = *held_since.entry(p).or_insert(now_ms);
                 if now_ms >= since + ASK_AFTER_MS {
                     held_since.insert(p, now_ms);
-                    net.send(
-                        &mut rng,
-                        now_ms,
-                        txn.home,
-                        Message::Ask { txn, from: p },
-                        None,
-                    );
+                    net.send(rng, now_ms, txn.home, Message::Ask { txn, from: p }, None);
                 }
             }
         }
         assert_eq!(home.running(), 0);
         self.share_txns = home.number_next();
-        // Every round but the last was dropped for a chain that broke across partitions.
-        let again = home.number_next() - first_number - 1;
-        SHARE_ROUNDS_AGAIN.fetch_add(again, std::sync::atomic::Ordering::Relaxed);
-        answer.expect("settled")
+        if answer.is_some() && first_number + 1 < home.number_next() {
+            // Rounds dropped for a chain that broke across partitions (or aborted by a recovery).
+            let again = home.number_next() - first_number - 1;
+            SHARE_ROUNDS_AGAIN.fetch_add(again, std::sync::atomic::Ordering::Relaxed);
+        }
+        (answer, home_partition)
     }
 
     /// What the first round's results would be (no chain marked), computed on the
