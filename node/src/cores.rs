@@ -11,6 +11,10 @@
 //! The wire port's connections are handed to a core as a `CoreRequest::Run` closure that spawns
 //! their task there; they reach partitions through [`CoreQueues`], the same queues.
 //!
+//! A partition held by a transaction's intent (`kassa_shard::intents`) serves no write or read
+//! of records until the intent resolves: requests wait at admission, and a write its log
+//! refused because an intent came first (`Reply::Held`) is proposed again once it resolves.
+//!
 //! Shutdown: closing the queues lets each core finish the requests it has taken, then shut its
 //! partitions down (flushing their logs) and exit.
 
@@ -46,6 +50,9 @@ pub const CORE_QUEUE_MAX: usize = 4096;
 pub const CORE_IN_FLIGHT_MAX: usize = 1024;
 /// How often a core at `CORE_IN_FLIGHT_MAX` looks again for a free slot.
 const IN_FLIGHT_POLL: Duration = Duration::from_micros(200);
+/// How often a request waiting for a partition's intent to resolve looks again. Intents are
+/// the rare path's and held for a message round: a poll costs nothing on the common path.
+const HELD_POLL: Duration = Duration::from_millis(1);
 /// How often a core checks whether pending transfers are due to expire.
 pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -331,6 +338,40 @@ impl Served {
             self.stop_if_failed(partition);
         }
         written.map_err(NodeError::from)
+    }
+
+    /// Waits until no transaction's intent holds the partition (not counted in flight
+    /// meanwhile: the resolution may come through this core's queue).
+    async fn unheld(&self, in_flight: &Cell<usize>) {
+        if self.partition.read(Ledger::holder).is_none() {
+            return;
+        }
+        in_flight.set(in_flight.get() - 1);
+        while self.partition.read(Ledger::holder).is_some() {
+            monoio::time::sleep(HELD_POLL).await;
+        }
+        in_flight.set(in_flight.get() + 1);
+    }
+
+    /// Writes `command` once no intent holds the partition: admitted through the lock as
+    /// `txn`, and proposed again if an intent reached the log first (`Reply::Held`).
+    async fn write_unheld(
+        &self,
+        partition: u32,
+        txn: Option<u64>,
+        mut command: Command,
+        in_flight: &Cell<usize>,
+    ) -> Result<Reply, NodeError> {
+        loop {
+            admit(&self.lock, txn, in_flight).await;
+            self.unheld(in_flight).await;
+            match self.write(partition, command).await {
+                Ok(Reply::Held {
+                    command: refused, ..
+                }) => command = *refused,
+                written => return written,
+            }
+        }
     }
 
     /// Stops the process if the partition's Raft core has stopped on a fault.
@@ -758,6 +799,9 @@ async fn core_run(
             }
         }
     }
+    if crate::fault_injection::injected("hold-partition") {
+        hold_partition(&partitions, setup.partitions).await;
+    }
     let _ = ready.send(Ok(()));
     let in_flight = Rc::new(Cell::new(0usize));
     let stop = Rc::new(Cell::new(false));
@@ -825,8 +869,9 @@ async fn serve(
             reply,
         } => {
             let served = served(partition);
-            admit(&served.lock, txn, in_flight).await;
-            let result = served.write(partition, command).await;
+            let result = served
+                .write_unheld(partition, txn, command, in_flight)
+                .await;
             let _ = reply.send(result);
         }
         CoreRequest::Read {
@@ -836,6 +881,7 @@ async fn serve(
         } => {
             let served = served(partition);
             admit(&served.lock, txn, in_flight).await;
+            served.unheld(in_flight).await;
             served.partition.read(read);
         }
         CoreRequest::Status { partition, reply } => {
@@ -855,6 +901,8 @@ async fn serve(
                     served.lock.lock(txn).await;
                     in_flight.set(in_flight.get() + 1);
                 }
+                // Intents are taken under the lock: none can come while `txn` holds it.
+                served.unheld(in_flight).await;
                 let names = &names;
                 let read = served.partition.read(|ledger| {
                     let ids = names.ids.get(&partition);
@@ -924,12 +972,24 @@ async fn serve(
             reply,
         } => {
             let served = served(partition);
-            admit(&served.lock, None, in_flight).await;
-            // Counted as writing from the check to the write: a transaction that locks the
-            // partition meanwhile waits for it, so the check still holds when it is written.
-            let writing = served.lock.writing();
-            let written = write_local(served, transport, command, in_flight).await;
-            drop(writing);
+            let mut command = command;
+            let written = loop {
+                admit(&served.lock, None, in_flight).await;
+                served.unheld(in_flight).await;
+                // Counted as writing from the check to the write: a transaction that locks the
+                // partition meanwhile waits for it, so the check still holds when it is written.
+                let writing = served.lock.writing();
+                let written = write_local(served, transport, command, in_flight).await;
+                drop(writing);
+                match written {
+                    Ok(LocalWrite::Written(Reply::Held {
+                        command: refused, ..
+                    })) => {
+                        command = *refused;
+                    }
+                    written => break written,
+                }
+            };
             let _ = reply.send(written);
         }
     }
@@ -1069,6 +1129,70 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
             }
         }
     }
+}
+
+/// Fault injection (`KASSA_FAULT=hold-partition`): the partition of ledger 1 is held by a
+/// transaction's intent (a share creating one account) from before the node is ready until
+/// `HOLD_MS` later, when the transaction is aborted: what a participant's intent does to the
+/// requests that meet it, before the rare path's driver exists to take one.
+async fn hold_partition(partitions: &ServedPartitions, count: u32) {
+    use kassa_shard::intents::{IntentShare, RareEntry, ShareOfBatch};
+    use kassa_shard::parallel_commit::{Outcome, ParticipantCommand, TxnId};
+    use kassa_shard::shares::{InTheBatch, Share};
+    const HOLD_MS: u64 = 3_000;
+    let number = kassa_shard::ledger_partition(1, count);
+    let Some(served) = partitions.get(&number).cloned() else {
+        return;
+    };
+    let txn = TxnId {
+        home: number,
+        number: u64::MAX,
+    };
+    let account = Account {
+        id: kassa_wire::AccountId(0xFA17),
+        ledger: 1,
+        code: 1,
+        ..Account::default()
+    };
+    let share = Share {
+        partition: number,
+        positions: vec![0],
+        events: vec![account],
+        linked: vec![false],
+    };
+    let batch = InTheBatch {
+        batch_len: 1,
+        batch_imported: false,
+        forced: Vec::new(),
+    };
+    let effects = IntentShare {
+        now: realtime_ns(),
+        share: ShareOfBatch::Accounts { share, batch },
+    };
+    let intent = ParticipantCommand::Intent { txn, effects };
+    let written = served
+        .write(
+            number,
+            Command::Rare(Box::new(RareEntry::Participant(intent))),
+        )
+        .await;
+    tracing::warn!(
+        partition = number,
+        ?written,
+        "fault injection: partition held by an intent"
+    );
+    monoio::spawn(async move {
+        monoio::time::sleep(Duration::from_millis(HOLD_MS)).await;
+        let outcome = Outcome::Aborted;
+        let resolve = ParticipantCommand::Resolve { txn, outcome };
+        let entry = Command::Rare(Box::new(RareEntry::Participant(resolve)));
+        let written = served.write(number, entry).await;
+        tracing::warn!(
+            partition = number,
+            ?written,
+            "fault injection: partition released"
+        );
+    });
 }
 
 /// Pins the calling thread to one CPU, if the machine has it; a failure only costs locality.

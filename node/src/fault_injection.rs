@@ -7,7 +7,9 @@
 //! applies; `decide-write-fails` reports a durable decision's write as failed;
 //! `apply-fails` reports the applies after a decision as failed; `abort-before-answer-recorded`
 //! aborts after a wire client got a reply sealed in a ledger's partition, before its session
-//! partition recorded it.
+//! partition recorded it; `hold-partition` holds ledger 1's partition with a transaction's
+//! intent from before the node is ready until it aborts it three seconds later
+//! (`cores::hold_partition`).
 
 /// Whether `KASSA_FAULT` names `fault`; always `false` without the `fault-injection` feature.
 #[cfg(feature = "fault-injection")]

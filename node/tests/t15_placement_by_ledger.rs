@@ -791,3 +791,64 @@ fn leased_buckets_spare_claims_and_end_when_another_ledger_claims_in_them() {
     assert!(results[50..].iter().all(|r| r == "exists"), "{results:?}");
     assert_balanced(&placed);
 }
+
+/// A partition held by a transaction's intent serves none of its records until the intent
+/// resolves, then serves them: `KASSA_FAULT=hold-partition` holds ledger 1's partition from
+/// before the node is ready until it aborts the intent `HOLD` later. A write and a read of
+/// ledger 1 sent at once wait and then run (no error, no crash), another ledger's partition is
+/// served meanwhile, and the aborted intent's account never appears.
+#[test]
+fn a_partition_held_by_an_intent_serves_its_requests_once_it_resolves() {
+    const HOLD: std::time::Duration = std::time::Duration::from_secs(3);
+    let dir = TempDir::new("held-partition");
+    format_by_ledger(&dir.0);
+    let held = ledger_partition(1, PARTITIONS);
+    let other = (2..)
+        .find(|l| ledger_partition(*l, PARTITIONS) != held)
+        .unwrap();
+    let spawned = std::time::Instant::now();
+    let env = [("KASSA_FAULT", "hold-partition")];
+    let node = Node::try_start_with_env(&dir.0, &[], &env).expect("kassa start");
+    assert!(node.stderr_text().contains("partition held by an intent"));
+    let http = node.http;
+    let held_write = std::thread::spawn(move || {
+        let accounts = format!(
+            "[{},{}]",
+            common::account_json(1, 1, &[]),
+            common::account_json(2, 1, &[])
+        );
+        let created = common::request(http, "POST", "/v1/accounts", Some(&accounts));
+        (created, spawned.elapsed())
+    });
+    let accounts = format!(
+        "[{},{}]",
+        common::account_json(11, other, &[]),
+        common::account_json(12, other, &[])
+    );
+    let (status, reply) = node.post("/v1/accounts", &accounts);
+    assert_eq!((status, results(&reply)), (200, vec!["created".into(); 2]));
+    let ((status, reply), waited) = held_write.join().expect("the write returns");
+    assert_eq!((status, results(&reply)), (200, vec!["created".into(); 2]));
+    // It could not run before the intent resolved (load only makes a run later).
+    assert!(
+        waited >= HOLD,
+        "answered {waited:?} after the node was spawned"
+    );
+    assert!(node
+        .stderr_text()
+        .contains("fault injection: partition released"));
+    let transfer = transfer_json(21, 1, 2, 5, 0, 1, 1, &[]);
+    let (status, reply) = node.post("/v1/transfers", &format!("[{transfer}]"));
+    assert_eq!(
+        (status, results(&reply)),
+        (200, vec!["created".to_string()])
+    );
+    assert_eq!(posted(&node, 1), (5, 0));
+    let (status, _) = node.get(&format!("/v1/accounts/{}", 0xFA17));
+    assert_eq!(
+        status, 404,
+        "the aborted intent's account was never created"
+    );
+    assert_balanced(&node);
+    node.stop();
+}

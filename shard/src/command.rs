@@ -171,9 +171,10 @@ pub enum Reply {
     /// A record home's entry.
     Home(HomeAnswer),
     /// The partition is held by the intent of transaction `holder`: the command was refused
-    /// whole and changed nothing. Propose it again once `holder` resolves.
+    /// whole and changed nothing. It is given back, to propose again once `holder` resolves.
     Held {
         holder: TxnId,
+        command: Box<Command>,
     },
 }
 
@@ -740,7 +741,8 @@ impl Ledger {
     pub fn apply(&mut self, command: Command) -> Reply {
         if let Some(holder) = self.holder() {
             if command.waits_for_intents() {
-                return Reply::Held { holder };
+                let command = Box::new(command);
+                return Reply::Held { holder, command };
             }
         }
         match command {

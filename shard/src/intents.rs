@@ -739,9 +739,13 @@ mod tests {
             now: 200,
             transfers: vec![transfer(9, here)],
         };
-        assert_eq!(ledger.apply(write.clone()), Reply::Held { holder: T1 });
+        let refused = |command: &Command| Reply::Held {
+            holder: T1,
+            command: Box::new(command.clone()),
+        };
+        assert_eq!(ledger.apply(write.clone()), refused(&write));
         let pulse = Command::ExpirePendingTransfers { now: 200 };
-        assert_eq!(ledger.apply(pulse), Reply::Held { holder: T1 });
+        assert_eq!(ledger.apply(pulse.clone()), refused(&pulse));
         let other = intent(T2, 1, vec![transfer(9, here)]);
         let busy = IntentReply::Busy { holder: T1 };
         assert_eq!(

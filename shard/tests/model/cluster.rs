@@ -663,15 +663,14 @@ impl Cluster {
             now,
             transfers: Vec::new(),
         });
-        assert_eq!(
-            self.partitions[index].apply(write),
-            Reply::Held { holder: txn }
-        );
         let pulse = Command::ExpirePendingTransfers { now };
-        assert_eq!(
-            self.partitions[index].apply(pulse),
-            Reply::Held { holder: txn }
-        );
+        for command in [write, pulse] {
+            let held = Reply::Held {
+                holder: txn,
+                command: Box::new(command.clone()),
+            };
+            assert_eq!(self.partitions[index].apply(command), held);
+        }
         let mut after = Vec::new();
         self.partitions[index].snapshot(&mut after);
         assert!(before == after, "a refused write changed the partition");
