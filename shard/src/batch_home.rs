@@ -31,14 +31,19 @@ use kassa_wire::{
 use crate::intents::{IntentReply, IntentShare, ParticipantReply, ShareOfBatch, ShareResults};
 use crate::limits::BATCH_EVENTS_MAX;
 use crate::parallel_commit::{
-    Action, HomeAnswer, HomeCommand, HomeLeader, Ignored, Message, Outcome, ParticipantCommand,
-    Records, Staging, TxnId,
+    Action, GaveUp, HomeAnswer, HomeCommand, HomeLeader, Ignored, Message, Outcome,
+    ParticipantCommand, Records, Staging, TxnId,
 };
 use crate::shares::{split, InTheBatch, Rounds, Share, ShareEvent, ShareStatus};
 
 /// How many rounds of one batch a recovery may abort before its client is told the outcome is
 /// unknown (nothing of it is applied then).
 pub const ATTEMPTS_MAX: u32 = 16;
+
+/// How long a round may wait for its intents before the home gives it up
+/// (`HomeLeader::give_up`) and runs it again: a participant busy with another transaction's
+/// intent may be waiting for one of this round's partitions (a deadlock between two homes).
+pub const GIVE_UP_MS: u64 = 1_000;
 
 /// A batch to run in shares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,6 +269,8 @@ struct Running {
 
 struct Round {
     batch: BatchId,
+    /// When it began, to give it up if its intents take too long.
+    begun_ms: u64,
     /// Each participant's results, from its acknowledgement.
     results: BTreeMap<u32, ShareResults>,
     /// Dropped by the rounds: its abort answers nobody.
@@ -348,6 +355,7 @@ impl BatchHome {
         begun.expect("a fresh round of this home with participants");
         let round = Round {
             batch,
+            begun_ms: now_ms,
             results: BTreeMap::new(),
             dropped: false,
         };
@@ -409,10 +417,36 @@ impl BatchHome {
         self.perform(core, now_ms, actions);
     }
 
-    /// Sends and appends again what was not acknowledged or applied in time.
-    pub fn tick(&mut self, now_ms: u64, actions: &mut Vec<BatchAction>) {
+    /// Sends and appends again what was not acknowledged or applied in time, and gives up
+    /// rounds whose intents took longer than [`GIVE_UP_MS`] (each is then run again).
+    pub fn tick(
+        &mut self,
+        records: &Records,
+        term_committed: bool,
+        now_ms: u64,
+        actions: &mut Vec<BatchAction>,
+    ) {
         let mut core = Vec::new();
         self.leader.tick(now_ms, &mut core);
+        let late: Vec<TxnId> = (self.rounds.iter())
+            .filter(|(_, round)| !round.dropped && now_ms >= round.begun_ms + GIVE_UP_MS)
+            .map(|(txn, _)| *txn)
+            .collect();
+        for txn in late {
+            // Not waiting: committed meanwhile, recovering, or its stage not applied yet.
+            let given_up = self
+                .leader
+                .give_up(txn, records, term_committed, now_ms, &mut core);
+            if given_up == Ok(GaveUp::Aborted) {
+                // Certainly aborted: its abort answers nobody here, the batch runs again now.
+                let round = self.rounds.get_mut(&txn).expect("late");
+                round.dropped = true;
+                let batch = round.batch;
+                self.again(batch, now_ms, &mut core, actions);
+            }
+            // Recovering: it may still commit; its decision answers the batch, or runs it
+            // again if aborted.
+        }
         self.perform(core, now_ms, actions);
     }
 
@@ -701,6 +735,54 @@ mod tests {
             participants: vec![1, 2],
         };
         assert_eq!(actions, vec![BatchAction::Append(stage)]);
+    }
+
+    #[test]
+    fn a_round_whose_intents_take_too_long_is_given_up() {
+        let records = Records::default();
+        let sends = |actions: &[BatchAction]| -> Vec<Message<IntentShare>> {
+            let send = |a: &BatchAction| match a {
+                BatchAction::Send { message, .. } => Some(message.clone()),
+                _ => None,
+            };
+            actions.iter().filter_map(send).collect()
+        };
+        // Staged after its intents (a chain spans partitions): aborted, and run again.
+        let (mut home, _) = begun(true);
+        let mut actions = Vec::new();
+        home.tick(&records, true, GIVE_UP_MS - 1, &mut actions);
+        assert!(!sends(&actions)
+            .iter()
+            .any(|m| matches!(m, Message::Resolve { .. })));
+        let mut actions = Vec::new();
+        home.tick(&records, true, GIVE_UP_MS, &mut actions);
+        let sent = sends(&actions);
+        let aborted = |m: &&Message<IntentShare>| matches!(m, Message::Resolve { txn, outcome: Outcome::Aborted } if txn.number == 100);
+        assert_eq!(sent.iter().filter(aborted).count(), 2);
+        let next_round = |m: &&Message<IntentShare>| matches!(m, Message::Intent { txn, .. } if txn.number == 101);
+        assert_eq!(sent.iter().filter(next_round).count(), 2);
+        assert_eq!(home.running(), 1);
+        // Staged with its intents: recovered once its stage applied, never run again while
+        // it may still commit.
+        let (mut home, actions) = begun(false);
+        let stage = actions.iter().find_map(|a| match a {
+            BatchAction::Append(stage) => Some(stage.clone()),
+            _ => None,
+        });
+        let stage = stage.expect("staged with its intents");
+        let mut actions = Vec::new();
+        home.tick(&records, true, GIVE_UP_MS, &mut actions);
+        assert!(sends(&actions)
+            .iter()
+            .all(|m| matches!(m, Message::Intent { .. })));
+        let mut records = Records::default();
+        let answer = records.apply(&stage);
+        home.applied(&stage, answer, &records, GIVE_UP_MS, &mut actions);
+        let mut actions = Vec::new();
+        home.tick(&records, true, GIVE_UP_MS + 1, &mut actions);
+        let sent = sends(&actions);
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|m| matches!(m, Message::Prevent { .. })));
     }
 
     #[test]

@@ -508,6 +508,16 @@ pub enum Staging {
     AfterIntents,
 }
 
+/// What [`HomeLeader::give_up`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GaveUp {
+    /// Not staged: aborted for certain (the client is answered once the decision applies).
+    Aborted,
+    /// Staged: being recovered. It may still commit, if every intent was written after all;
+    /// its client is answered with the recovery's decision.
+    Recovering,
+}
+
 /// Why [`HomeLeader::stage`] or [`HomeLeader::abort`] did nothing: this leader is not waiting
 /// for that decision on `txn` (it did not begin it with [`Staging::AfterIntents`], its
 /// intents are not all written, it was decided already, or a recovery took it over).
@@ -688,15 +698,51 @@ impl<E: Clone> HomeLeader<E> {
         actions: &mut Vec<Action<E>>,
     ) -> Result<(), NotWaiting> {
         self.waiting(txn)?;
-        let coordinating = self.coordinating.remove(&txn).expect("waiting");
+        self.abort_unstaged(txn, now_ms, actions);
+        Ok(())
+    }
+
+    /// Aborts a coordinated transaction whose stage was never appended: no leader can commit
+    /// it, so its participants are told at once. The client is answered once the decision
+    /// applies, as every decision is.
+    fn abort_unstaged(&mut self, txn: TxnId, now_ms: u64, actions: &mut Vec<Action<E>>) {
+        let coordinating = self.coordinating.remove(&txn).expect("coordinating");
+        assert!(!coordinating.stage_appended);
         for to in coordinating.effects.keys() {
             let outcome = Outcome::Aborted;
             let message = Message::Resolve { txn, outcome };
             actions.push(Action::Send { to: *to, message });
         }
-        // The client is answered once the decision applies, as every decision is.
         self.decide(txn, Outcome::Aborted, now_ms, actions);
-        Ok(())
+    }
+
+    /// The driver gives up waiting for `txn`'s intents (a participant busy with another
+    /// transaction's intent, which may wait for one of ours: a deadlock). Not staged yet: it
+    /// is aborted at once, as [`abort`](Self::abort) does. Staged and applied: it is
+    /// recovered, so each participant that has not written its intent prevents it (it
+    /// commits only if every intent was written after all). Staged but not applied yet, or
+    /// not coordinated: nothing is done (`NotWaiting`); the driver tries again later.
+    pub fn give_up(
+        &mut self,
+        txn: TxnId,
+        records: &Records,
+        term_committed: bool,
+        now_ms: u64,
+        actions: &mut Vec<Action<E>>,
+    ) -> Result<GaveUp, NotWaiting> {
+        let Some(coordinating) = self.coordinating.get(&txn) else {
+            return Err(NotWaiting { txn });
+        };
+        if !coordinating.stage_appended {
+            self.abort_unstaged(txn, now_ms, actions);
+            return Ok(GaveUp::Aborted);
+        }
+        if !coordinating.staged || !term_committed {
+            return Err(NotWaiting { txn });
+        }
+        self.coordinating.remove(&txn);
+        self.recover(txn, records, term_committed, now_ms, actions);
+        Ok(GaveUp::Recovering)
     }
 
     /// `txn`'s coordination, if it waits for the driver's decision.

@@ -83,6 +83,8 @@ struct Sim {
     ignored: u64,
     /// Rounds the driver dropped after their intents were written: never applied anywhere.
     dropped: BTreeSet<TxnId>,
+    /// Transactions a driver gave up waiting for.
+    given_up: u64,
 }
 
 impl Sim {
@@ -131,6 +133,22 @@ impl Sim {
                 Action::Written { txn } => self.written(home, txn, leads),
             }
         }
+    }
+
+    /// A home's driver gives up waiting for one of its transactions (as for a deadlock over
+    /// busy participants), at any point: a recent one, most of the time.
+    fn give_up(&mut self) {
+        let recent = self.begun.len().min(8) as u64;
+        let back = self.rng.below(recent) as usize;
+        let txn = *self.begun.keys().nth_back(back).expect("begun");
+        let (now_ms, mut actions) = (self.now_ms, Vec::new());
+        let partition = &mut self.partitions[txn.home as usize];
+        let records = &partition.records;
+        let given_up = partition
+            .leader
+            .give_up(txn, records, true, now_ms, &mut actions);
+        self.given_up += u64::from(given_up.is_ok());
+        self.perform(txn.home, actions);
     }
 
     /// Every intent of a round begun with `Staging::AfterIntents` is written: the driver keeps
@@ -373,6 +391,9 @@ impl Sim {
             let p = self.rng.below(u64::from(PARTITIONS)) as u32;
             self.lose_leader(p);
         }
+        if self.faults && self.rng.chance(5) && !self.begun.is_empty() {
+            self.give_up();
+        }
         self.tick();
         if self.now_ms % (20 * TICK_MS) == 0 {
             self.check_never_mixed();
@@ -411,6 +432,7 @@ struct Totals {
     ignored: u64,
     /// Rounds dropped by the driver after every intent was written.
     dropped: usize,
+    given_up: u64,
 }
 
 fn run(seed: u64) -> Totals {
@@ -438,6 +460,7 @@ fn run(seed: u64) -> Totals {
         next_number: 0,
         ignored: 0,
         dropped: BTreeSet::new(),
+        given_up: 0,
     };
     for _ in 0..STEPS {
         sim.step();
@@ -458,6 +481,7 @@ fn run(seed: u64) -> Totals {
         assert_eq!(partition.value, expected);
     }
     totals.ignored = sim.ignored;
+    totals.given_up = sim.given_up;
     totals
 }
 
@@ -524,6 +548,7 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
                 sum.unknown += totals.unknown;
                 sum.ignored += totals.ignored;
                 sum.dropped += totals.dropped;
+                sum.given_up += totals.given_up;
             }
             Err(panic) => {
                 eprintln!("failing seed: KASSA_COMMIT_SEED={seed}");
@@ -538,9 +563,11 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
         unknown,
         ignored,
         dropped,
+        given_up,
     } = sum;
     eprintln!(
-        "{seeds} seeds: {begun} transactions, {applied} applied, {dropped} rounds dropped; \
+        "{seeds} seeds: {begun} transactions, {applied} applied, {dropped} rounds dropped, \
+         {given_up} given up; \
          clients told {aborted} aborted, {unknown} unknown; {ignored} misrouted messages ignored"
     );
     // The faults left most transactions to commit, and aborted some; some clients were told
@@ -551,5 +578,6 @@ fn transactions_are_applied_everywhere_or_nowhere_under_leader_changes_and_lost_
         assert!(aborted > 0, "no client told aborted");
         assert!(ignored > 0, "no misrouted message ignored");
         assert!(dropped > 0, "no round dropped");
+        assert!(given_up > 0, "no transaction given up");
     }
 }

@@ -595,7 +595,8 @@ impl Cluster {
                     net.send(rng, now_ms, home_to, message, results);
                 }
             }
-            home.tick(now_ms, &mut actions);
+            let records = self.partitions[home_partition as usize].home_records();
+            home.tick(records, true, now_ms, &mut actions);
             // A participant holding an intent long asks its home; now and then one restarts.
             for p in 0..self.count {
                 let Some(txn) = self.partitions[p as usize].holder() else {
