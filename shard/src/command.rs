@@ -29,6 +29,7 @@ use crate::limits::BATCH_EVENTS_MAX;
 use crate::sessions::{ClientReply, ClientRequest, ClientRequestError};
 use std::sync::Arc;
 
+use crate::decoder::Decoder;
 use crate::directory::{
     ClaimAnswer, DirectoryCommand, IdKind, Verdict, CLAIM_IDS_MAX, LEASE_BUCKETS,
 };
@@ -36,7 +37,7 @@ use crate::intents::{
     ParticipantReply, RareEntry, TAG_FINISH, TAG_INTENT, TAG_PREVENT, TAG_RESOLVE, TAG_STAGE,
 };
 use crate::parallel_commit::{HomeAnswer, TxnId};
-use crate::txn::{Decision, Decoder, Effects};
+use crate::txn::{Decision, Effects};
 use crate::{ForeignAnswer, Ledger};
 use kassa_wire::header::HeaderLayout;
 

@@ -29,8 +29,8 @@ use kassa_wire::header::HeaderLayout;
 use kassa_wire::{Command as WireCommand, HEADER_SIZE};
 use zerocopy::{FromBytes, IntoBytes};
 
+use crate::decoder::Decoder;
 use crate::sessions::{DropReason, CLIENT_SESSIONS_MAX};
-use crate::txn::Decoder;
 use crate::{seal_reply, ClientRequest, Ledger};
 
 /// Most clients whose latest request a partition keeps.

@@ -30,13 +30,13 @@ use kassa_wire::{
 };
 use zerocopy::IntoBytes;
 
+use crate::decoder::Decoder;
 use crate::limits::{BATCH_EVENTS_MAX, PARTITIONS_MAX};
 use crate::parallel_commit::{
     ClosedAs, HomeAnswer, HomeCommand, Ignored, Outcome, Participant, ParticipantAnswer,
     ParticipantCommand, Records, TxnId, TXN_ID_SIZE,
 };
 use crate::shares::{Forced, InTheBatch, Share, ShareError};
-use crate::txn::Decoder;
 use crate::{Effects, Ledger, PlacementKind};
 
 /// A participant's share of a `create_*` batch, as the home sends it.

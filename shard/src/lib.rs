@@ -38,6 +38,7 @@ mod command;
 mod create;
 mod create_accounts;
 mod create_transfers;
+mod decoder;
 pub mod directory;
 mod expiry;
 mod foreign_requests;

@@ -44,7 +44,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::txn::Decoder;
+use crate::decoder::Decoder;
 
 /// A transaction: its record home and a number unique there (the home leader's epoch and a
 /// count, as claim rounds are).

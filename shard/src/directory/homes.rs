@@ -3,7 +3,7 @@
 //! written into its snapshots).
 
 use super::{Bucket, ClaimAnswer, DirectoryCommand, IdDirectory, IdKind, Owner, LEASE_BUCKETS};
-use crate::txn::Decoder;
+use crate::decoder::Decoder;
 
 /// Size of one snapshot entry: id u128, owner tag u8, partition u32, round u64.
 const ENTRY_SIZE: usize = 16 + 1 + 4 + 8;
