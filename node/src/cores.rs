@@ -40,6 +40,7 @@ use crate::id_directory::Transport;
 use crate::id_directory::{DirectoryMessage, Proposer};
 use crate::NodeError;
 use kassa_shard::directory::{ClaimAnswer, IdKind};
+use kassa_shard::intents::RareEntry;
 use kassa_shard::LocalRun;
 use kassa_wire::{Account, Operation};
 
@@ -50,9 +51,10 @@ pub const CORE_QUEUE_MAX: usize = 4096;
 pub const CORE_IN_FLIGHT_MAX: usize = 1024;
 /// How often a core at `CORE_IN_FLIGHT_MAX` looks again for a free slot.
 const IN_FLIGHT_POLL: Duration = Duration::from_micros(200);
-/// How often a request waiting for a partition's intent to resolve looks again. Intents are
-/// the rare path's and held for a message round: a poll costs nothing on the common path.
-const HELD_POLL: Duration = Duration::from_millis(1);
+/// How often a request waiting for a partition's intent to resolve looks again, besides being
+/// woken when a participant's entry is written here: the poll covers an intent resolved by
+/// entries this node did not propose (a log it now leads).
+const HELD_POLL: Duration = Duration::from_millis(20);
 /// How often a core checks whether pending transfers are due to expire.
 pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -292,6 +294,9 @@ pub(crate) struct Served {
     pub(crate) partition: Partition,
     lock: PartitionLock,
     pub(crate) directory: CoreDirectory,
+    /// Wakes the requests waiting for an intent to resolve (`unheld`) whenever a
+    /// participant's rare-path entry is written here.
+    resolved: tokio::sync::Notify,
 }
 
 impl DirectoryHost for Served {
@@ -329,11 +334,18 @@ impl Served {
         term: Option<u64>,
     ) -> Result<Reply, NodeError> {
         let writing = read_by_transactions(&command).then(|| self.lock.writing());
+        let participant = matches!(
+            &command,
+            Command::Rare(entry) if matches!(**entry, RareEntry::Participant(_))
+        );
         let written = match term {
             None => self.partition.write(command).await,
             Some(term) => self.partition.write_in_term(command, term).await,
         };
         drop(writing);
+        if participant {
+            self.resolved.notify_waiters();
+        }
         if written.is_err() {
             self.stop_if_failed(partition);
         }
@@ -347,8 +359,15 @@ impl Served {
             return;
         }
         in_flight.set(in_flight.get() - 1);
-        while self.partition.read(Ledger::holder).is_some() {
-            monoio::time::sleep(HELD_POLL).await;
+        loop {
+            let resolved = self.resolved.notified();
+            if self.partition.read(Ledger::holder).is_none() {
+                break;
+            }
+            tokio::select! {
+                _ = resolved => {}
+                _ = monoio::time::sleep(HELD_POLL) => {}
+            }
         }
         in_flight.set(in_flight.get() + 1);
     }
@@ -790,6 +809,7 @@ async fn core_run(
                     partition: opened,
                     lock: PartitionLock::default(),
                     directory: CoreDirectory::new(partition, setup.partitions),
+                    resolved: tokio::sync::Notify::new(),
                 };
                 partitions.insert(partition, Rc::new(served));
             }
@@ -1136,7 +1156,7 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
 /// `HOLD_MS` later, when the transaction is aborted: what a participant's intent does to the
 /// requests that meet it, before the rare path's driver exists to take one.
 async fn hold_partition(partitions: &ServedPartitions, count: u32) {
-    use kassa_shard::intents::{IntentShare, RareEntry, ShareOfBatch};
+    use kassa_shard::intents::{IntentShare, ShareOfBatch};
     use kassa_shard::parallel_commit::{Outcome, ParticipantCommand, TxnId};
     use kassa_shard::shares::{InTheBatch, Share};
     const HOLD_MS: u64 = 3_000;
