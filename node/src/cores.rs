@@ -352,6 +352,13 @@ impl Served {
         written.map_err(NodeError::from)
     }
 
+    /// Admits a request as `txn` through the lock, then waits until no intent holds the
+    /// partition.
+    async fn admit_unheld(&self, txn: Option<u64>, in_flight: &Cell<usize>) {
+        admit(&self.lock, txn, in_flight).await;
+        self.unheld(in_flight).await;
+    }
+
     /// Waits until no transaction's intent holds the partition (not counted in flight
     /// meanwhile: the resolution may come through this core's queue).
     async fn unheld(&self, in_flight: &Cell<usize>) {
@@ -382,8 +389,7 @@ impl Served {
         in_flight: &Cell<usize>,
     ) -> Result<Reply, NodeError> {
         loop {
-            admit(&self.lock, txn, in_flight).await;
-            self.unheld(in_flight).await;
+            self.admit_unheld(txn, in_flight).await;
             match self.write(partition, command).await {
                 Ok(Reply::Held {
                     command: refused, ..
@@ -900,8 +906,7 @@ async fn serve(
             read,
         } => {
             let served = served(partition);
-            admit(&served.lock, txn, in_flight).await;
-            served.unheld(in_flight).await;
+            served.admit_unheld(txn, in_flight).await;
             served.partition.read(read);
         }
         CoreRequest::Status { partition, reply } => {
@@ -994,8 +999,7 @@ async fn serve(
             let served = served(partition);
             let mut command = command;
             let written = loop {
-                admit(&served.lock, None, in_flight).await;
-                served.unheld(in_flight).await;
+                served.admit_unheld(None, in_flight).await;
                 // Counted as writing from the check to the write: a transaction that locks the
                 // partition meanwhile waits for it, so the check still holds when it is written.
                 let writing = served.lock.writing();

@@ -236,8 +236,9 @@ impl Ledger {
                         && (self.transfer(t.pending_id).is_some()
                             || share.events[..index].iter().any(|e| e.id == t.pending_id));
                     if !pending_here {
-                        let stored = crate::ledger_partition(t.ledger, config.partitions.max(1));
-                        here(position, stored)?;
+                        for stored in placement.transfer_partitions(t) {
+                            here(position, stored)?;
+                        }
                     }
                 }
                 let (results, effects) = self.create_transfers_intent(intent.now, share, batch)?;
