@@ -38,7 +38,9 @@ use crate::fail_stop::fail_stop;
 use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory, DirectoryHost};
 use crate::id_directory::Transport;
 use crate::id_directory::{DirectoryMessage, Proposer};
+use crate::rare_path::{self, BatchReply, RareMessage, RareState};
 use crate::NodeError;
+use kassa_shard::batch_home::CreateBatch;
 use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::intents::RareEntry;
 use kassa_shard::LocalRun;
@@ -124,6 +126,20 @@ pub enum CoreRequest {
         partition: u32,
         command: Command,
         reply: tokio::sync::oneshot::Sender<Result<LocalWrite, NodeError>>,
+    },
+    /// A message of the rare path for `partition` (sent through [`CoreQueues::send_rare`]).
+    Rare {
+        partition: u32,
+        message: Box<RareMessage>,
+    },
+    /// Run `batch` in shares with `home` as its record home, each event in the partition
+    /// `partitions` names for it (`rare_path`); the answer once a round committed.
+    RunInShares {
+        home: u32,
+        now: u64,
+        batch: CreateBatch,
+        partitions: Vec<u32>,
+        reply: BatchReply,
     },
     /// The batch or transaction `proposer` that claimed `ids` of `kind` for `partition` was
     /// applied or given up.
@@ -297,6 +313,8 @@ pub(crate) struct Served {
     /// Wakes the requests waiting for an intent to resolve (`unheld`) whenever a
     /// participant's rare-path entry is written here.
     resolved: tokio::sync::Notify,
+    /// Its record home's leader and its participant's timers on the rare path.
+    pub(crate) rare: RareState,
 }
 
 impl DirectoryHost for Served {
@@ -327,7 +345,7 @@ impl Served {
 
     /// Writes `command` through the partition's log in leader term `term`, or not at all
     /// (`Partition::write_in_term`); `None` takes whatever term leads.
-    async fn write_in(
+    pub(crate) async fn write_in(
         &self,
         partition: u32,
         command: Command,
@@ -742,6 +760,31 @@ impl CoreQueues {
     }
 }
 
+impl CoreQueues {
+    /// Sends a message of the rare path to `partition`'s core, as the directory's are: a full
+    /// or closed queue loses it, which the protocol tolerates (the home sends again, and a
+    /// participant holding an intent asks).
+    pub(crate) fn send_rare(&self, partition: u32, message: RareMessage) {
+        if partition >= self.partitions() {
+            tracing::warn!(
+                partition,
+                "a rare-path message for no partition of the node"
+            );
+            return;
+        }
+        let request = CoreRequest::Rare {
+            partition,
+            message: Box::new(message),
+        };
+        if self.sender(partition).try_send(request).is_err() {
+            tracing::debug!(
+                partition,
+                "a rare-path message was dropped (queue full or closed)"
+            );
+        }
+    }
+}
+
 /// The in-process transport: a directory message is a request on the partition's core
 /// queue. A full or closed queue loses it, which the protocol tolerates (it resends).
 impl Transport for CoreQueues {
@@ -816,6 +859,7 @@ async fn core_run(
                     lock: PartitionLock::default(),
                     directory: CoreDirectory::new(partition, setup.partitions),
                     resolved: tokio::sync::Notify::new(),
+                    rare: RareState::default(),
                 };
                 partitions.insert(partition, Rc::new(served));
             }
@@ -833,6 +877,11 @@ async fn core_run(
     let stop = Rc::new(Cell::new(false));
     let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone(), setup));
     let ticks = monoio::spawn(on_core::directory_loop(
+        partitions.values().cloned().collect(),
+        stop.clone(),
+        transport.clone(),
+    ));
+    let rare_ticks = monoio::spawn(rare_path::rare_loop(
         partitions.values().cloned().collect(),
         stop.clone(),
         transport.clone(),
@@ -860,11 +909,13 @@ async fn core_run(
     }
     pulses.await;
     ticks.await;
+    rare_ticks.await;
     while in_flight.get() > 0 {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
     for served in partitions.values() {
         served.directory.appends_done().await;
+        served.rare.tasks_done().await;
     }
     for (partition, opened) in partitions {
         match Rc::try_unwrap(opened) {
@@ -984,6 +1035,26 @@ async fn serve(
             let served = served(partition);
             on_core::claim_for_transaction(served, transport, kind, ids, reply).await;
             in_flight.set(in_flight.get() + 1);
+        }
+        CoreRequest::Rare { partition, message } => {
+            let served = served(partition);
+            if message.is_intent() {
+                // Intents are taken under the lock: none can come while a coordinator's
+                // transaction holds the partition. No await from here to the write's
+                // admission (`Served::write_in` counts it as writing when first polled).
+                admit(&served.lock, None, in_flight).await;
+            }
+            rare_path::received(served, transport, *message).await;
+        }
+        CoreRequest::RunInShares {
+            home,
+            now,
+            batch,
+            partitions,
+            reply,
+        } => {
+            let served = served(home);
+            rare_path::run_at_home(served, transport, now, batch, partitions, reply).await;
         }
         CoreRequest::ClaimsSettled {
             partition,
@@ -1155,15 +1226,15 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
     }
 }
 
-/// Fault injection (`KASSA_FAULT=hold-partition`): the partition of ledger 1 is held by a
-/// transaction's intent (a share creating one account) from before the node is ready until
-/// `HOLD_MS` later, when the transaction is aborted: what a participant's intent does to the
-/// requests that meet it, before the rare path's driver exists to take one.
+/// Fault injection (`KASSA_FAULT=hold-partition`): from before the node is ready, the
+/// partition of ledger 1 holds the intent of a transaction (a share creating one account)
+/// whose home, that same partition, never began it: as if the home's leader had died right
+/// after sending it. Nothing here resolves it. The rare path's recovery must: the partition
+/// asks its home after `rare_path::ASK_AFTER`, and the home, finding no stage, aborts it.
 async fn hold_partition(partitions: &ServedPartitions, count: u32) {
     use kassa_shard::intents::{IntentShare, ShareOfBatch};
-    use kassa_shard::parallel_commit::{Outcome, ParticipantCommand, TxnId};
+    use kassa_shard::parallel_commit::{ParticipantCommand, TxnId};
     use kassa_shard::shares::{InTheBatch, Share};
-    const HOLD_MS: u64 = 3_000;
     let number = kassa_shard::ledger_partition(1, count);
     let Some(served) = partitions.get(&number).cloned() else {
         return;
@@ -1203,20 +1274,8 @@ async fn hold_partition(partitions: &ServedPartitions, count: u32) {
     tracing::warn!(
         partition = number,
         ?written,
-        "fault injection: partition held by an intent"
+        "fault injection: partition held by an intent its home never began"
     );
-    monoio::spawn(async move {
-        monoio::time::sleep(Duration::from_millis(HOLD_MS)).await;
-        let outcome = Outcome::Aborted;
-        let resolve = ParticipantCommand::Resolve { txn, outcome };
-        let entry = Command::Rare(Box::new(RareEntry::Participant(resolve)));
-        let written = served.write(number, entry).await;
-        tracing::warn!(
-            partition = number,
-            ?written,
-            "fault injection: partition released"
-        );
-    });
 }
 
 /// Pins the calling thread to one CPU, if the machine has it; a failure only costs locality.

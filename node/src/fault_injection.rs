@@ -7,9 +7,11 @@
 //! applies; `decide-write-fails` reports a durable decision's write as failed;
 //! `apply-fails` reports the applies after a decision as failed; `abort-before-answer-recorded`
 //! aborts after a wire client got a reply sealed in a ledger's partition, before its session
-//! partition recorded it; `hold-partition` holds ledger 1's partition with a transaction's
-//! intent from before the node is ready until it aborts it three seconds later
-//! (`cores::hold_partition`).
+//! partition recorded it; `hold-partition` holds ledger 1's partition with the intent of a
+//! transaction its home never began, from before the node is ready, for the rare path's
+//! recovery to release (`cores::hold_partition`); `abort-after-commit` aborts the process
+//! when a batch run in shares has committed (its stage and every intent durable), before
+//! its client is answered or any participant told (`rare_path`).
 
 /// Whether `KASSA_FAULT` names `fault`; always `false` without the `fault-injection` feature.
 #[cfg(feature = "fault-injection")]

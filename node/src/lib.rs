@@ -21,6 +21,7 @@ mod join;
 pub mod log_limit;
 pub mod meta;
 pub mod partitioning;
+pub mod rare_path;
 pub mod service;
 pub mod wire;
 

@@ -13,10 +13,11 @@
 //! threads) alike.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kassa_shard::batch_home::CreateBatch;
 use kassa_shard::directory::{Bucket, IdKind};
 use kassa_shard::{ledger_partition, Command, Ledger, Placement, PlacementKind, Reply};
 use kassa_wire::{
@@ -28,6 +29,7 @@ use crate::coordinator::{self, Coordinator, Transactions};
 use crate::cores::{realtime_ns, CoreQueues, CoreSetup, Cores, LocalWrite};
 use crate::join::join_all;
 use crate::partitioning::partition_of;
+use crate::rare_path::{self, create_in_shares, InShares};
 use crate::NodeError;
 
 /// The node's ledger operations, over its cores.
@@ -36,6 +38,10 @@ pub struct Service {
     pub reads: Reads,
     /// Runs batches across partitions; `None` with one partition, where every batch is local.
     coordinator: Option<Coordinator>,
+    /// Batches across partitions run in shares (`rare_path`) since the node started.
+    in_shares: AtomicU64,
+    /// Create batches the coordinator ran since the node started.
+    coordinated: AtomicU64,
 }
 
 /// How long a stop waits for running transactions.
@@ -77,6 +83,8 @@ impl Service {
             cores,
             reads,
             coordinator,
+            in_shares: AtomicU64::new(0),
+            coordinated: AtomicU64::new(0),
         })
     }
 
@@ -116,6 +124,13 @@ impl Service {
         local_partition(self.cores.placement(), ledgers)
     }
 
+    /// Create batches across partitions since the node started: run in shares, and run by the
+    /// coordinator (`GET /ready`).
+    pub fn batches_across(&self) -> (u64, u64) {
+        let in_shares = self.in_shares.load(Ordering::Relaxed);
+        (in_shares, self.coordinated.load(Ordering::Relaxed))
+    }
+
     /// The coordinator's queue, when there is more than one partition.
     pub fn transactions(&self) -> Option<Transactions> {
         self.coordinator.as_ref().map(Coordinator::transactions)
@@ -145,6 +160,18 @@ impl Service {
                     other => unreachable!("create_accounts answered {other:?}"),
                 }
             }
+            if self.cores.placement().kind == PlacementKind::ByLedger {
+                let batch = CreateBatch::Accounts(accounts);
+                match create_in_shares(&self.cores, realtime_ns(), batch).await? {
+                    InShares::Ran(results) => {
+                        self.in_shares.fetch_add(1, Ordering::Relaxed);
+                        return rare_path::account_results(results);
+                    }
+                    InShares::NotRunnable(CreateBatch::Accounts(back)) => accounts = back,
+                    InShares::NotRunnable(other) => unreachable!("accounts came back as {other:?}"),
+                }
+            }
+            self.coordinated.fetch_add(1, Ordering::Relaxed);
             let transactions = coordinator.transactions();
             return transactions.create_accounts(realtime_ns(), accounts).await;
         }
@@ -181,6 +208,20 @@ impl Service {
                     other => unreachable!("create_transfers answered {other:?}"),
                 }
             }
+            if self.cores.placement().kind == PlacementKind::ByLedger {
+                let batch = CreateBatch::Transfers(transfers);
+                match create_in_shares(&self.cores, realtime_ns(), batch).await? {
+                    InShares::Ran(results) => {
+                        self.in_shares.fetch_add(1, Ordering::Relaxed);
+                        return rare_path::transfer_results(results);
+                    }
+                    InShares::NotRunnable(CreateBatch::Transfers(back)) => transfers = back,
+                    InShares::NotRunnable(other) => {
+                        unreachable!("transfers came back as {other:?}")
+                    }
+                }
+            }
+            self.coordinated.fetch_add(1, Ordering::Relaxed);
             let transactions = coordinator.transactions();
             return transactions
                 .create_transfers(realtime_ns(), transfers)
@@ -272,10 +313,12 @@ impl Service {
 /// The ledger's reads, routed to the partitions that hold their records. Cloneable: the wire
 /// port's connections each hold one.
 ///
-/// A read of one partition sees whole transactions: a transaction holds the partition's lock
-/// until it applied there. A read of several partitions runs between two transactions
-/// ([`Transactions::read_whole`]); read one after the other without it, a reader could see a
-/// transfer's debit in one partition and not yet its credit in another.
+/// A read of one partition sees whole transactions: a coordinator's transaction holds the
+/// partition's lock until it applied there, and an intent holds its partition's reads until it
+/// resolves. A read of several partitions runs between two of the coordinator's transactions
+/// ([`Transactions::read_whole`]) and again if an intent's effects were stored in one of them
+/// meanwhile ([`Reads::whole`]); read one after the other without that, a reader could see a
+/// batch's events of one ledger and not yet those of another.
 #[derive(Clone)]
 pub struct Reads {
     queues: CoreQueues,
@@ -331,40 +374,51 @@ impl Reads {
                 .or_default()
                 .push((index, *id));
         }
-        let partitions_read = by_partition.len();
+        let partitions_read: Vec<u32> = by_partition.keys().copied().collect();
         let queues = self.queues.clone();
         let count = ids.len();
-        let read = async move {
-            let reads = by_partition.into_iter().map(|(partition, wanted)| {
-                queues.read(partition, move |ledger| {
-                    let found = wanted.iter().map(|(index, id)| (*index, find(ledger, *id)));
-                    found.collect::<Vec<_>>()
-                })
-            });
-            let mut found: Vec<Option<T>> = (0..count).map(|_| None).collect();
-            for read in join_all(reads).await {
-                for (index, record) in read? {
-                    // A record is stored in one partition; the others find nothing.
-                    if record.is_some() {
-                        found[index] = record;
-                    }
-                }
-            }
-            Ok(found.into_iter().flatten().collect())
+        let read = move || {
+            let (queues, by_partition) = (queues.clone(), by_partition.clone());
+            lookup_in(queues, by_partition, count, find)
         };
         self.whole(partitions_read, read).await
     }
 
-    /// Runs `read` of `partitions_read` partitions so that it sees whole transactions: through
-    /// the coordinator when it reads more than one.
-    async fn whole<R: Send + 'static>(
+    /// Runs `read` of `partitions` so that it sees whole transactions. A read of several
+    /// runs between two of the coordinator's transactions, and again as long as an intent's
+    /// effects were stored in one of them while it read (`Ledger::resolutions`): one partition
+    /// read before a transaction's intent came and another after it resolved would show half
+    /// of it.
+    async fn whole<R, F>(
         &self,
-        partitions_read: usize,
-        read: impl std::future::Future<Output = Result<R, NodeError>> + Send + 'static,
-    ) -> Result<R, NodeError> {
+        partitions: Vec<u32>,
+        read: impl Fn() -> F + Send + 'static,
+    ) -> Result<R, NodeError>
+    where
+        R: Send + 'static,
+        F: std::future::Future<Output = Result<R, NodeError>> + Send + 'static,
+    {
+        if partitions.len() <= 1 {
+            return read().await;
+        }
+        let queues = self.queues.clone();
+        let validated = async move {
+            for _ in 0..WHOLE_READ_ATTEMPTS_MAX {
+                let before = resolutions(&queues, &partitions).await?;
+                let found = read().await?;
+                if resolutions(&queues, &partitions).await? == before {
+                    return Ok(found);
+                }
+            }
+            Err(NodeError::Transaction(format!(
+                "a read of {} partitions met a transaction across them {} times",
+                partitions.len(),
+                WHOLE_READ_ATTEMPTS_MAX
+            )))
+        };
         match &self.transactions {
-            Some(transactions) if partitions_read > 1 => transactions.read_whole(read).await,
-            _ => read.await,
+            Some(transactions) => transactions.read_whole(validated).await,
+            None => validated.await,
         }
     }
 
@@ -433,23 +487,62 @@ impl Reads {
             Some(partition) => vec![partition],
             None => (0..self.partitions()).collect(),
         };
-        let partitions_read = partitions.len();
-        let query = async move {
-            let reads = (partitions.into_iter())
-                .map(|partition| read_filtered(&queues, partition, filter, read));
-            let mut records = Vec::new();
-            for found in join_all(reads).await {
-                records.extend(found?);
+        let partitions_read = partitions.clone();
+        let query = move || {
+            let (queues, partitions) = (queues.clone(), partitions.clone());
+            async move {
+                let reads = (partitions.into_iter())
+                    .map(|partition| read_filtered(&queues, partition, filter, read));
+                let mut records = Vec::new();
+                for found in join_all(reads).await {
+                    records.extend(found?);
+                }
+                records.sort_by_key(timestamp);
+                if filter.flags.contains(QueryFilterFlags::REVERSED) {
+                    records.reverse();
+                }
+                records.truncate(filter.limit as usize);
+                Ok(records)
             }
-            records.sort_by_key(timestamp);
-            if filter.flags.contains(QueryFilterFlags::REVERSED) {
-                records.reverse();
-            }
-            records.truncate(filter.limit as usize);
-            Ok(records)
         };
         self.whole(partitions_read, query).await
     }
+}
+
+/// How often a read of several partitions runs again because an intent's effects were stored
+/// in one of them while it read, before it gives up.
+const WHOLE_READ_ATTEMPTS_MAX: usize = 1000;
+
+/// How many intents' effects each of `partitions` stored so far (`Ledger::resolutions`).
+async fn resolutions(queues: &CoreQueues, partitions: &[u32]) -> Result<Vec<u64>, NodeError> {
+    let reads = (partitions.iter()).map(|partition| queues.read(*partition, Ledger::resolutions));
+    join_all(reads).await.into_iter().collect()
+}
+
+/// Finds the ids `by_partition` names for each partition there; the `count` ids' records that
+/// exist, in order.
+async fn lookup_in<T: Send + 'static>(
+    queues: CoreQueues,
+    by_partition: BTreeMap<u32, Vec<(usize, u128)>>,
+    count: usize,
+    find: fn(&Ledger, u128) -> Option<T>,
+) -> Result<Vec<T>, NodeError> {
+    let reads = by_partition.into_iter().map(|(partition, wanted)| {
+        queues.read(partition, move |ledger| {
+            let found = wanted.iter().map(|(index, id)| (*index, find(ledger, *id)));
+            found.collect::<Vec<_>>()
+        })
+    });
+    let mut found: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    for read in join_all(reads).await {
+        for (index, record) in read? {
+            // A record is stored in one partition; the others find nothing.
+            if record.is_some() {
+                found[index] = record;
+            }
+        }
+    }
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Under placement by ledger with several partitions, the partition of the first ledger

@@ -468,6 +468,16 @@ impl BatchHome {
         self.number_next
     }
 
+    /// Numbers the next rounds from `number_first`, a new epoch's (the driver logs one before
+    /// its rounds reach the next epoch's numbers).
+    pub fn renumber(&mut self, number_first: u64) {
+        assert!(
+            number_first >= self.number_next,
+            "rounds are numbered upwards"
+        );
+        self.number_next = number_first;
+    }
+
     fn perform(
         &mut self,
         core: Vec<Action<IntentShare>>,

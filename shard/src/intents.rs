@@ -126,6 +126,10 @@ pub enum ParticipantReply {
 pub(crate) struct IntentState {
     pub(crate) participant: Participant<Held>,
     pub(crate) home: Records,
+    /// Intents whose effects this ledger stored since it was opened (not in the snapshot): a
+    /// read of several partitions that saw none stored in any of them while it read saw
+    /// whole transactions ([`Ledger::resolutions`]).
+    pub(crate) resolutions: u64,
 }
 
 impl Ledger {
@@ -144,6 +148,15 @@ impl Ledger {
     /// closed.
     pub fn participant(&self) -> &Participant<Held> {
         &self.intents.participant
+    }
+
+    /// How many intents' effects this ledger stored since it was opened. A reader of several
+    /// partitions notes it in each before and after reading: if no partition stored an
+    /// intent's effects meanwhile, the reads saw whole transactions (an intent written after
+    /// one partition was read and resolved before another was would have been stored in the
+    /// first by the time it is noted again, since its reads wait for the resolution).
+    pub fn resolutions(&self) -> u64 {
+        self.intents.resolutions
     }
 
     /// This partition's records as a record home.
@@ -173,6 +186,7 @@ impl Ledger {
                     ParticipantAnswer::Resolved { apply: Some(held) } => {
                         let replies = self.apply_effects(&held.effects);
                         assert!(replies.is_empty(), "an intent answers no client itself");
+                        self.intents.resolutions += 1;
                         ParticipantReply::Resolved { applied: true }
                     }
                     ParticipantAnswer::Resolved { apply: None } => {
@@ -607,7 +621,11 @@ impl IntentState {
             return Err("more than one intent holds the partition");
         }
         let home = Records::decode(&mut reader)?;
-        let state = IntentState { participant, home };
+        let state = IntentState {
+            participant,
+            home,
+            resolutions: 0,
+        };
         Ok((state, reader.offset))
     }
 }

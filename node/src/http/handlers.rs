@@ -39,12 +39,15 @@ pub async fn ready(State(api): State<Arc<Api>>) -> ApiResult<impl IntoResponse> 
     let partitions = api.service.partitions();
     let placement = api.service.cores.placement().kind.name();
     let (leased, released) = api.service.lease_buckets().await?;
+    let (in_shares, coordinated) = api.service.batches_across();
     Ok(Json(json!({
         "status": "ready",
         "partitions": partitions,
         "placement": placement,
         "leased_buckets": leased,
         "released_buckets": released,
+        "batches_in_shares": in_shares,
+        "batches_coordinated": coordinated,
     })))
 }
 

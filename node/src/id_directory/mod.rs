@@ -666,15 +666,20 @@ impl PartitionDirectory {
                 }
                 let mut verdicts = Vec::with_capacity(ids.len());
                 let covered = self.covered_set(kind, ids.len());
+                let held = ledger.holder().is_some();
                 for (id, holder_round, asker) in ids {
                     // A question about a bucket leased to this partition ends the lease
                     // before any answer: "lacks" must never be followed by storing the id.
                     self.leases.asked(kind, home, id);
                     let state = HolderState {
                         holds: ledger.holds(kind, id),
+                        // An intent held here may store any id when it resolves (its ids'
+                        // claims are settled once the batch is answered, and a recovery may
+                        // apply it later still): no id is "lacked" until it resolves.
                         proposed: self.proposed[kind as usize].contains_key(&id)
                             || self.transactions[kind as usize].contains_key(&id)
-                            || self.is_covered(kind, id, covered.as_ref()),
+                            || self.is_covered(kind, id, covered.as_ref())
+                            || held,
                         claiming: self.claiming[kind as usize].get(&id).map(|(p, _)| *p),
                         term_committed,
                     };

@@ -47,7 +47,7 @@ pub struct ClaimOutcome {
 /// Milliseconds on a clock that never goes back, for the directory's timers (resends, asks,
 /// backoffs). Claim priorities come from the wall clock instead: they are compared across
 /// partitions, so across processes.
-fn monotonic_ms() -> u64 {
+pub(crate) fn monotonic_ms() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(std::time::Instant::now);
     start.elapsed().as_millis() as u64
