@@ -11,8 +11,9 @@
 //! - per ledger, debits equal credits.
 //!
 //! The accounts are on three ledgers. Half the batches keep to one ledger, the others mix
-//! them: placed by ledger (`KASSA_TEST_PLACEMENT=ledger`), the first run in their ledger's
-//! partition (with claims, then leases), the others as cross-partition transactions.
+//! them: placed by ledger (the default), the first run in their ledger's partition (with
+//! claims, then leases), the others in shares (each ledger's events in its partition, decided
+//! by a record home) or, when a post or void leaves its ledger 0, through the coordinator.
 //!
 //! Bounded: `KILLS` rounds (`KASSA_CRASH_KILLS` to change), each killed within a second. The
 //! seed is printed; `KASSA_CRASH_SEED` replays the schedule (timing still varies).
@@ -69,6 +70,15 @@ impl Random {
     }
 }
 
+/// The ledger a post or void names: 0 in the batches (of ids) numbered 0 mod 4.
+fn ledger_named(t: &Planned) -> u128 {
+    if (t.id / BATCH_SIZE as u128) % 4 == 0 {
+        0
+    } else {
+        t.ledger
+    }
+}
+
 fn record_json(t: &Planned) -> String {
     let linked = if t.linked { r#""linked","# } else { "" };
     match t.kind {
@@ -84,14 +94,18 @@ fn record_json(t: &Planned) -> String {
                 t.id, t.debit, t.credit, t.amount, t.ledger
             )
         }
+        // The posts and voids of one batch in four leave their ledger 0 (the coordinator finds
+        // the pending transfer); the others name it, so a batch of them can run in shares.
         Kind::Post { pending_id } => format!(
-            r#"{{"id":"{}","pending_id":"{pending_id}","amount":"{}","flags":[{linked}"post_pending_transfer"]}}"#,
+            r#"{{"id":"{}","pending_id":"{pending_id}","amount":"{}","ledger":{},"flags":[{linked}"post_pending_transfer"]}}"#,
             t.id,
-            u128::MAX
+            u128::MAX,
+            ledger_named(t)
         ),
         Kind::Void { pending_id } => format!(
-            r#"{{"id":"{}","pending_id":"{pending_id}","flags":[{linked}"void_pending_transfer"]}}"#,
-            t.id
+            r#"{{"id":"{}","pending_id":"{pending_id}","ledger":{},"flags":[{linked}"void_pending_transfer"]}}"#,
+            t.id,
+            ledger_named(t)
         ),
     }
 }
@@ -346,6 +360,9 @@ fn acknowledged_transfers_survive_sigkill() {
     let mut random = Random(seed | 1);
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut next_id: u128 = 1_000;
+    // Batches across partitions run in shares and by the coordinator, as counted just
+    // before each kill.
+    let mut across = [0u64; 2];
     for round in 0..kills {
         let node = Node::start(&dir.0);
         let accounts: Vec<String> = (1..=ACCOUNTS)
@@ -360,6 +377,13 @@ fn acknowledged_transfers_survive_sigkill() {
         let loader =
             std::thread::spawn(move || load(http, next_id, loader_seed, log_loader, stop_loader));
         std::thread::sleep(Duration::from_millis(50 + random.below(900)));
+        let (_, ready) = node.get("/ready");
+        for (count, name) in across
+            .iter_mut()
+            .zip(["batches_in_shares", "batches_coordinated"])
+        {
+            *count += ready[name].as_u64().unwrap_or(0);
+        }
         node.kill();
         stop.store(true, Ordering::Relaxed);
         next_id = loader.join().expect("loader");
@@ -376,6 +400,13 @@ fn acknowledged_transfers_survive_sigkill() {
         "{acknowledged} batches acknowledged, {} cut off by a kill, {resolutions} posts/voids sent",
         sent.len() - acknowledged
     );
+    eprintln!(
+        "{} batches ran in shares and {} through the coordinator before the kills",
+        across[0], across[1]
+    );
     assert!(acknowledged > 0, "the loader was never acknowledged");
+    if common::test_placement().is_none_or(|placement| placement == "ledger") {
+        assert!(across[0] > 0, "no batch ran in shares");
+    }
     verify(&node, &sent);
 }
