@@ -651,37 +651,46 @@ mod tests {
         }
     }
 
+    /// A ledger placed in another partition of 16 than ledger 1.
+    fn other_ledger() -> u32 {
+        (2..)
+            .find(|l| ledger_partition(*l, 16) != ledger_partition(1, 16))
+            .expect("a ledger in another partition")
+    }
+
     #[test]
     fn a_batch_runs_in_shares_only_with_every_ledger_named_and_each_id_in_one_share() {
-        let batch = CreateBatch::Transfers(vec![transfer(1, 1), transfer(2, 2)]);
+        let other = other_ledger();
+        let batch = CreateBatch::Transfers(vec![transfer(1, 1), transfer(2, other)]);
         let partitions = event_partitions(&batch, 16).expect("every ledger named");
-        assert_eq!(
-            partitions,
-            vec![ledger_partition(1, 16), ledger_partition(2, 16)]
-        );
+        let expected = vec![ledger_partition(1, 16), ledger_partition(other, 16)];
+        assert_eq!(partitions, expected);
         assert!(ids_in_one_share(&batch, &partitions));
 
         let unnamed = CreateBatch::Transfers(vec![transfer(1, 1), transfer(2, 0)]);
         assert_eq!(event_partitions(&unnamed, 16), None);
 
-        let twice = CreateBatch::Transfers(vec![transfer(1, 1), transfer(1, 2)]);
+        let twice = CreateBatch::Transfers(vec![transfer(1, 1), transfer(1, other)]);
         let partitions = event_partitions(&twice, 16).expect("every ledger named");
         assert!(!ids_in_one_share(&twice, &partitions));
 
         // One id twice in one share is that share's own business (`exists`).
-        let same = CreateBatch::Transfers(vec![transfer(1, 1), transfer(1, 1), transfer(2, 2)]);
+        let same = vec![transfer(1, 1), transfer(1, 1), transfer(2, other)];
+        let same = CreateBatch::Transfers(same);
         let partitions = event_partitions(&same, 16).expect("every ledger named");
         assert!(ids_in_one_share(&same, &partitions));
 
         let mut imported = transfer(1, 1);
         imported.flags.set(TransferFlags::IMPORTED, true);
-        let imported = CreateBatch::Transfers(vec![imported, transfer(2, 2)]);
+        let imported = CreateBatch::Transfers(vec![imported, transfer(2, other)]);
         assert_eq!(event_partitions(&imported, 16), None);
     }
 
     #[test]
     fn a_share_keeps_its_events_in_batch_order() {
-        let batch = CreateBatch::Transfers(vec![transfer(1, 1), transfer(2, 2), transfer(3, 1)]);
+        let other = other_ledger();
+        let events = vec![transfer(1, 1), transfer(2, other), transfer(3, 1)];
+        let batch = CreateBatch::Transfers(events);
         let partitions = event_partitions(&batch, 16).expect("every ledger named");
         let CreateBatch::Transfers(share) = share_of(&batch, &partitions, partitions[0]) else {
             panic!("a transfers share");
