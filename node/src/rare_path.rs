@@ -471,6 +471,7 @@ pub(crate) async fn received(served: &Rc<Served>, transport: &Rc<CoreQueues>, ra
         Message::Intent { txn, effects } => ParticipantCommand::Intent { txn, effects },
         Message::Prevent { txn } => ParticipantCommand::Prevent { txn },
         Message::Resolve { txn, outcome } => ParticipantCommand::Resolve { txn, outcome },
+        Message::Forget { home, from, below } => ParticipantCommand::Forget { home, from, below },
         message => return home_received(served, transport, message, rare.results).await,
     };
     let entry = Command::Rare(Box::new(RareEntry::Participant(command.clone())));

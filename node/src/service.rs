@@ -284,6 +284,22 @@ impl Service {
         Ok((!not_serving.is_empty()).then(|| not_serving.join("; ")))
     }
 
+    /// Transactions across partitions the partitions still remember (home records and
+    /// participants' closed transactions): each is forgotten once resolved everywhere.
+    pub async fn transactions_remembered(&self) -> Result<u64, NodeError> {
+        let mut remembered = 0;
+        for partition in 0..self.partitions() {
+            remembered += self
+                .cores
+                .read(partition, |ledger| {
+                    let closed = ledger.participant().closed_count();
+                    (ledger.home_records().len() + closed) as u64
+                })
+                .await?;
+        }
+        Ok(remembered)
+    }
+
     /// The id directory's buckets leased, and released, by every partition's homes (see
     /// `kassa_shard::directory::Bucket`).
     pub async fn lease_buckets(&self) -> Result<(u64, u64), NodeError> {

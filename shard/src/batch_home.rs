@@ -292,9 +292,11 @@ impl BatchHome {
     /// A leader of `home` numbering its rounds from `number_first` (above every number an
     /// earlier leader of `home` used: its epoch, as claim rounds are numbered).
     pub fn new(home: u32, number_first: u64) -> BatchHome {
+        let mut leader = HomeLeader::new(home);
+        leader.epoch(number_first);
         BatchHome {
             home,
-            leader: HomeLeader::new(home),
+            leader,
             number_next: number_first,
             batches: BTreeMap::new(),
             rounds: BTreeMap::new(),
@@ -427,6 +429,8 @@ impl BatchHome {
         actions: &mut Vec<BatchAction>,
     ) {
         let mut core = Vec::new();
+        self.leader
+            .adopt(records, term_committed, now_ms, &mut core);
         self.leader.tick(now_ms, &mut core);
         let late: Vec<TxnId> = (self.rounds.iter())
             .filter(|(_, round)| !round.dropped && now_ms >= round.begun_ms + GIVE_UP_MS)
@@ -475,6 +479,7 @@ impl BatchHome {
             number_first >= self.number_next,
             "rounds are numbered upwards"
         );
+        self.leader.epoch(number_first);
         self.number_next = number_first;
     }
 
@@ -618,6 +623,13 @@ pub fn participant_message(
                 txn: *txn,
                 from: participant,
                 has_intent: *has_intent,
+            };
+            Some((txn.home, message, None))
+        }
+        (ParticipantCommand::Resolve { txn, .. }, ParticipantReply::Resolved { .. }) => {
+            let message = Message::ResolveAck {
+                txn: *txn,
+                from: participant,
             };
             Some((txn.home, message, None))
         }

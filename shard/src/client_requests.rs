@@ -736,8 +736,9 @@ mod tests {
         // checks refuse it. The (empty) transaction state, id directory, foreign requests and
         // intents follow the table.
         const TXN_STATE_EMPTY: usize = 24 + INTENTS_EMPTY;
-        // No intents, no closed transactions, no home records.
-        const INTENTS_EMPTY: usize = 3 * 8;
+        // No intents, no closed transactions, no forgotten ranges, no home records, no
+        // forgotten ranges.
+        const INTENTS_EMPTY: usize = 5 * 8;
         // Per id space: no entries, then 64 empty lease buckets of 13 bytes.
         const ID_DIRECTORY_EMPTY: usize = 2 * (8 + 64 * 13);
         const FOREIGN_EMPTY: usize = 16;

@@ -34,7 +34,8 @@ use crate::directory::{
     ClaimAnswer, DirectoryCommand, IdKind, Verdict, CLAIM_IDS_MAX, LEASE_BUCKETS,
 };
 use crate::intents::{
-    ParticipantReply, RareEntry, TAG_FINISH, TAG_INTENT, TAG_PREVENT, TAG_RESOLVE, TAG_STAGE,
+    ParticipantReply, RareEntry, TAG_FINISH, TAG_FORGET_HOME, TAG_FORGET_PARTICIPANT, TAG_INTENT,
+    TAG_PREVENT, TAG_RESOLVE, TAG_STAGE,
 };
 use crate::parallel_commit::{HomeAnswer, TxnId};
 use crate::txn::{Decision, Effects};
@@ -396,7 +397,16 @@ impl Command {
             }
             return decode_directory(tag, count, body).map_err(CommandDecodeError::Malformed);
         }
-        if [TAG_INTENT, TAG_PREVENT, TAG_RESOLVE, TAG_STAGE, TAG_FINISH].contains(&tag) {
+        let rare = [
+            TAG_INTENT,
+            TAG_PREVENT,
+            TAG_RESOLVE,
+            TAG_STAGE,
+            TAG_FINISH,
+            TAG_FORGET_PARTICIPANT,
+            TAG_FORGET_HOME,
+        ];
+        if rare.contains(&tag) {
             let entry = RareEntry::decode(tag, now, count, body);
             let entry = entry.map_err(CommandDecodeError::Malformed)?;
             return Ok(Command::Rare(Box::new(entry)));

@@ -117,7 +117,9 @@ pub enum ParticipantReply {
     Resolved {
         applied: bool,
     },
-    /// A resolution no correct home sends here; nothing changed.
+    /// Closed transactions of a range are forgotten.
+    Forgot,
+    /// A resolution or forget no correct home sends here; nothing changed.
     Ignored(Ignored),
 }
 
@@ -194,6 +196,14 @@ impl Ledger {
                     }
                     ParticipantAnswer::Ignored(ignored) => ParticipantReply::Ignored(ignored),
                     other => unreachable!("a resolution answered {other:?}"),
+                }
+            }
+            ParticipantCommand::Forget { home, from, below } => {
+                let forget = ParticipantCommand::Forget { home, from, below };
+                match self.intents.participant.apply(forget) {
+                    ParticipantAnswer::Forgot => ParticipantReply::Forgot,
+                    ParticipantAnswer::Ignored(ignored) => ParticipantReply::Ignored(ignored),
+                    other => unreachable!("a forget answered {other:?}"),
                 }
             }
         }
@@ -304,6 +314,8 @@ pub(crate) const TAG_PREVENT: u8 = 19;
 pub(crate) const TAG_RESOLVE: u8 = 20;
 pub(crate) const TAG_STAGE: u8 = 21;
 pub(crate) const TAG_FINISH: u8 = 22;
+pub(crate) const TAG_FORGET_PARTICIPANT: u8 = 23;
+pub(crate) const TAG_FORGET_HOME: u8 = 24;
 
 const KIND_TRANSFERS: u32 = 1;
 const KIND_ACCOUNTS: u32 = 2;
@@ -335,6 +347,8 @@ impl RareEntry {
             RareEntry::Home(HomeCommand::Stage { participants, .. }) => {
                 OUTCOME_BODY_SIZE + 4 * participants.len()
             }
+            RareEntry::Participant(ParticipantCommand::Forget { .. })
+            | RareEntry::Home(HomeCommand::Forget { .. }) => TXN_ID_SIZE + 8,
             _ => OUTCOME_BODY_SIZE,
         }
     }
@@ -369,6 +383,24 @@ impl RareEntry {
                 txn.encode(out);
                 put_u32(out, outcome.to_u32());
                 (TAG_FINISH, 0, 0)
+            }
+            RareEntry::Participant(ParticipantCommand::Forget { home, from, below }) => {
+                TxnId {
+                    home: *home,
+                    number: *from,
+                }
+                .encode(out);
+                out.extend_from_slice(&below.to_le_bytes());
+                (TAG_FORGET_PARTICIPANT, 0, 0)
+            }
+            RareEntry::Home(HomeCommand::Forget { home, from, below }) => {
+                TxnId {
+                    home: *home,
+                    number: *from,
+                }
+                .encode(out);
+                out.extend_from_slice(&below.to_le_bytes());
+                (TAG_FORGET_HOME, 0, 0)
             }
             RareEntry::Home(HomeCommand::Stage { txn, participants }) => {
                 txn.encode(out);
@@ -413,6 +445,17 @@ impl RareEntry {
                     return Err("a stage's participants must be strictly ascending");
                 }
                 RareEntry::Home(HomeCommand::Stage { txn, participants })
+            }
+            TAG_FORGET_PARTICIPANT | TAG_FORGET_HOME => {
+                let (home, from, below) = (txn.home, txn.number, reader.u64()?);
+                if count != 0 || from >= below {
+                    return Err("a forget of an empty range, or with a count");
+                }
+                if tag == TAG_FORGET_HOME {
+                    RareEntry::Home(HomeCommand::Forget { home, from, below })
+                } else {
+                    RareEntry::Participant(ParticipantCommand::Forget { home, from, below })
+                }
             }
             _ => {
                 if count != 0 {
@@ -583,44 +626,52 @@ impl IntentState {
     }
 
     /// Decodes the state from the start of `bytes`; returns it and the bytes read.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<(IntentState, usize), &'static str> {
+    /// `forgotten`: the snapshot has the forgotten ranges (format 9).
+    pub(crate) fn decode(
+        bytes: &[u8],
+        forgotten: bool,
+    ) -> Result<(IntentState, usize), &'static str> {
         let mut reader = Decoder::new(bytes);
-        let participant = Participant::decode(&mut reader, |reader| {
-            let kind = reader.u32()?;
-            let count = reader.count(16)?;
-            if count == 0 || count > BATCH_EVENTS_MAX {
-                return Err("an intent of no results, or more than a batch");
-            }
-            let results = match kind {
-                KIND_TRANSFERS => ShareResults::Transfers(decode_results(
-                    reader,
-                    count,
-                    CreateTransferStatus::from_u32,
-                    |timestamp, status| CreateTransferResult {
-                        timestamp,
-                        status,
-                        reserved: 0,
-                    },
-                )?),
-                KIND_ACCOUNTS => ShareResults::Accounts(decode_results(
-                    reader,
-                    count,
-                    CreateAccountStatus::from_u32,
-                    |timestamp, status| CreateAccountResult {
-                        timestamp,
-                        status,
-                        reserved: 0,
-                    },
-                )?),
-                _ => return Err("an intent of an unknown kind"),
-            };
-            let effects = Effects::decode(reader)?;
-            Ok(Held { results, effects })
-        })?;
+        let participant = Participant::decode(
+            &mut reader,
+            |reader| {
+                let kind = reader.u32()?;
+                let count = reader.count(16)?;
+                if count == 0 || count > BATCH_EVENTS_MAX {
+                    return Err("an intent of no results, or more than a batch");
+                }
+                let results = match kind {
+                    KIND_TRANSFERS => ShareResults::Transfers(decode_results(
+                        reader,
+                        count,
+                        CreateTransferStatus::from_u32,
+                        |timestamp, status| CreateTransferResult {
+                            timestamp,
+                            status,
+                            reserved: 0,
+                        },
+                    )?),
+                    KIND_ACCOUNTS => ShareResults::Accounts(decode_results(
+                        reader,
+                        count,
+                        CreateAccountStatus::from_u32,
+                        |timestamp, status| CreateAccountResult {
+                            timestamp,
+                            status,
+                            reserved: 0,
+                        },
+                    )?),
+                    _ => return Err("an intent of an unknown kind"),
+                };
+                let effects = Effects::decode(reader)?;
+                Ok(Held { results, effects })
+            },
+            forgotten,
+        )?;
         if participant.intents().count() > 1 {
             return Err("more than one intent holds the partition");
         }
-        let home = Records::decode(&mut reader)?;
+        let home = Records::decode(&mut reader, forgotten)?;
         let state = IntentState {
             participant,
             home,
@@ -953,6 +1004,16 @@ mod tests {
             home(HomeCommand::Finish {
                 txn: T2,
                 outcome: Outcome::Aborted,
+            }),
+            home(HomeCommand::Forget {
+                home: 3,
+                from: 1 << 24,
+                below: (1 << 24) + 300,
+            }),
+            participant(T1, |txn| ParticipantCommand::Forget {
+                home: txn.home,
+                from: 0,
+                below: txn.number + 1,
             }),
         ];
         for command in commands {

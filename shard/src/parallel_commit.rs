@@ -79,6 +79,8 @@ pub enum Ignored {
     NotAParticipant { txn: TxnId, from: u32 },
     #[error("{txn:?}: a message for a participant's log sent to a home's leader")]
     ForAParticipant { txn: TxnId },
+    #[error("home {home}: a forget of {from}..{below}: an empty range, or sent to a home")]
+    Forget { home: u32, from: u64, below: u64 },
 }
 
 /// Why [`HomeLeader::begin`] refused a transaction; it changed nothing and acted on nothing.
@@ -101,6 +103,9 @@ pub enum ParticipantCommand<E> {
     Prevent { txn: TxnId },
     /// The home's decision.
     Resolve { txn: TxnId, outcome: Outcome },
+    /// Every transaction of `home` numbered in `from..below` is decided and resolved at every
+    /// participant: forget them (a late message about one changes nothing).
+    Forget { home: u32, from: u64, below: u64 },
 }
 
 /// What a participant's log answered.
@@ -116,6 +121,8 @@ pub enum ParticipantAnswer<E> {
     Prevented,
     /// The decision: the effects to apply now (`Applied`, the first time), or nothing.
     Resolved { apply: Option<E> },
+    /// The transactions of a range are forgotten.
+    Forgot,
     /// A resolution no correct home sends here: the state is unchanged.
     Ignored(Ignored),
 }
@@ -133,6 +140,8 @@ enum Closed {
 pub struct Participant<E> {
     intents: BTreeMap<TxnId, E>,
     closed: BTreeMap<TxnId, Closed>,
+    /// Ranges of transactions forgotten: `(home, from) → below`.
+    forgotten: Forgotten,
 }
 
 impl<E> Default for Participant<E> {
@@ -140,7 +149,62 @@ impl<E> Default for Participant<E> {
         Participant {
             intents: BTreeMap::new(),
             closed: BTreeMap::new(),
+            forgotten: Forgotten::default(),
         }
+    }
+}
+
+/// Ranges of a home's transaction numbers forgotten (every transaction in them decided and
+/// resolved everywhere): `(home, from) → below`. One range per home leader's epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Forgotten(BTreeMap<(u32, u64), u64>);
+
+impl Forgotten {
+    /// The ranges are kept disjoint and apart (merged when they overlap or touch), so the one
+    /// starting last at or before a number is the only one that can hold it.
+    fn contains(&self, txn: TxnId) -> bool {
+        let before = self.0.range(..=(txn.home, txn.number)).next_back();
+        before.is_some_and(|((home, _), below)| *home == txn.home && txn.number < *below)
+    }
+
+    fn add(&mut self, home: u32, from: u64, below: u64) {
+        let (mut from, mut below) = (from, below);
+        let touching: Vec<(u64, u64)> = (self.0.range((home, 0)..=(home, below)))
+            .filter(|(_, end)| **end >= from)
+            .map(|((_, start), end)| (*start, *end))
+            .collect();
+        for (start, end) in touching {
+            self.0.remove(&(home, start));
+            from = from.min(start);
+            below = below.max(end);
+        }
+        self.0.insert((home, from), below);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.0.len() as u64).to_le_bytes());
+        for ((home, from), below) in &self.0 {
+            out.extend_from_slice(&home.to_le_bytes());
+            out.extend_from_slice(&from.to_le_bytes());
+            out.extend_from_slice(&below.to_le_bytes());
+        }
+    }
+
+    fn decode(reader: &mut Decoder<'_>) -> Result<Forgotten, &'static str> {
+        let mut forgotten = Forgotten::default();
+        for _ in 0..reader.count(20)? {
+            let (home, from, below) = (reader.u32()?, reader.u64()?, reader.u64()?);
+            let apart = (forgotten.0.range(..(home, from)).next_back())
+                .is_none_or(|((h, _), end)| *h != home || *end < from);
+            if from >= below || !apart || forgotten.0.insert((home, from), below).is_some() {
+                return Err("a forgotten range empty, twice or overlapping another");
+            }
+        }
+        Ok(forgotten)
     }
 }
 
@@ -154,6 +218,8 @@ impl<E: Clone> Participant<E> {
                 match self.closed.get(&txn) {
                     Some(Closed::Resolved(Outcome::Applied)) => ParticipantAnswer::Written,
                     Some(_) => ParticipantAnswer::Refused,
+                    // Decided and resolved everywhere: a late copy is never taken.
+                    None if self.forgotten.contains(txn) => ParticipantAnswer::Refused,
                     None => {
                         self.intents.insert(txn, effects);
                         ParticipantAnswer::Written
@@ -167,6 +233,8 @@ impl<E: Clone> Participant<E> {
                 match self.closed.get(&txn) {
                     Some(Closed::Resolved(Outcome::Applied)) => ParticipantAnswer::HasIntent,
                     Some(_) => ParticipantAnswer::Prevented,
+                    // A late copy: no recovery of a decided transaction waits for it.
+                    None if self.forgotten.contains(txn) => ParticipantAnswer::Prevented,
                     None => {
                         self.closed.insert(txn, Closed::Prevented);
                         ParticipantAnswer::Prevented
@@ -174,7 +242,29 @@ impl<E: Clone> Participant<E> {
                 }
             }
             ParticipantCommand::Resolve { txn, outcome } => self.resolve(txn, outcome),
+            ParticipantCommand::Forget { home, from, below } => self.forget(home, from, below),
         }
+    }
+
+    /// Forgets the closed transactions of `home` numbered in `from..below` (an empty range is
+    /// refused). An intent held in it stays until resolved: it can only be of a transaction
+    /// never staged (a correct home forgets a staged one only once every participant
+    /// resolved it), which its home answers `Aborted` when asked.
+    fn forget(&mut self, home: u32, from: u64, below: u64) -> ParticipantAnswer<E> {
+        let first = TxnId { home, number: from };
+        let end = TxnId {
+            home,
+            number: below,
+        };
+        if from >= below {
+            return ParticipantAnswer::Ignored(Ignored::Forget { home, from, below });
+        }
+        let forgotten: Vec<TxnId> = self.closed.range(first..end).map(|(t, _)| *t).collect();
+        for txn in forgotten {
+            self.closed.remove(&txn);
+        }
+        self.forgotten.add(home, from, below);
+        ParticipantAnswer::Forgot
     }
 
     /// The home's decision, from a message: checked before anything changes, since a
@@ -190,6 +280,10 @@ impl<E: Clone> Participant<E> {
                 };
                 return ParticipantAnswer::Ignored(ignored);
             }
+            return ParticipantAnswer::Resolved { apply: None };
+        }
+        if !self.intents.contains_key(&txn) && self.forgotten.contains(txn) {
+            // A late copy of a decision resolved here and forgotten.
             return ParticipantAnswer::Resolved { apply: None };
         }
         if outcome == Outcome::Applied && !self.intents.contains_key(&txn) {
@@ -231,6 +325,16 @@ impl<E> Participant<E> {
         self.intents.iter().map(|(txn, e)| (*txn, e))
     }
 
+    /// How many transactions are remembered closed (forgotten ones are not).
+    pub fn closed_count(&self) -> usize {
+        self.closed.len()
+    }
+
+    /// How many ranges of transactions are forgotten.
+    pub fn forgotten_ranges(&self) -> usize {
+        self.forgotten.len()
+    }
+
     /// Whether the participant closed `txn` (prevented or resolved it): a later intent is
     /// then answered from that, never taken.
     pub fn closed(&self, txn: TxnId) -> Option<ClosedAs> {
@@ -257,13 +361,15 @@ impl<E> Participant<E> {
             };
             out.extend_from_slice(&tag.to_le_bytes());
         }
+        self.forgotten.encode(out);
     }
 
     /// Decodes what [`Participant::encode`] wrote, refusing duplicates and a transaction both
-    /// held and closed.
+    /// held and closed. `forgotten`: the snapshot has the forgotten ranges (format 9).
     pub(crate) fn decode(
         reader: &mut Decoder<'_>,
         decode: impl Fn(&mut Decoder<'_>) -> Result<E, &'static str>,
+        forgotten: bool,
     ) -> Result<Participant<E>, &'static str> {
         let mut participant = Participant::default();
         for _ in 0..reader.count(TXN_ID_SIZE)? {
@@ -285,6 +391,9 @@ impl<E> Participant<E> {
             if participant.closed.insert(txn, closed).is_some() {
                 return Err("a transaction closed twice");
             }
+        }
+        if forgotten {
+            participant.forgotten = Forgotten::decode(reader)?;
         }
         Ok(participant)
     }
@@ -335,8 +444,21 @@ impl Outcome {
 /// Entries of a record home's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HomeCommand {
-    Stage { txn: TxnId, participants: Vec<u32> },
-    Finish { txn: TxnId, outcome: Outcome },
+    Stage {
+        txn: TxnId,
+        participants: Vec<u32>,
+    },
+    Finish {
+        txn: TxnId,
+        outcome: Outcome,
+    },
+    /// Every transaction of `home` (this home) numbered in `from..below` is decided and
+    /// resolved at every participant: its record goes.
+    Forget {
+        home: u32,
+        from: u64,
+        below: u64,
+    },
 }
 
 /// What a home's log answered.
@@ -347,6 +469,11 @@ pub enum HomeAnswer {
     Refused,
     /// The decision that stands (the first `Finish`).
     Finished(Outcome),
+    /// The records of a range are forgotten.
+    Forgot,
+    /// A stage or decision of a transaction forgotten already: nothing changed. (A correct
+    /// leader appends neither for a transaction it has not seen resolved everywhere.)
+    Forgotten,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -359,6 +486,7 @@ pub struct Record {
 #[derive(Clone, Debug, Default)]
 pub struct Records {
     records: BTreeMap<TxnId, Record>,
+    forgotten: Forgotten,
 }
 
 impl Records {
@@ -369,6 +497,29 @@ impl Records {
     /// guards the invariant.
     pub fn apply(&mut self, command: &HomeCommand) -> HomeAnswer {
         match command {
+            HomeCommand::Stage { txn, .. } | HomeCommand::Finish { txn, .. }
+                if self.forgotten.contains(*txn) =>
+            {
+                HomeAnswer::Forgotten
+            }
+            HomeCommand::Forget { home, from, below } => {
+                assert!(from < below, "a leader forgets a range of numbers");
+                let first = TxnId {
+                    home: *home,
+                    number: *from,
+                };
+                let end = TxnId {
+                    home: *home,
+                    number: *below,
+                };
+                let forgotten: Vec<TxnId> =
+                    self.records.range(first..end).map(|(t, _)| *t).collect();
+                for txn in forgotten {
+                    self.records.remove(&txn);
+                }
+                self.forgotten.add(*home, *from, *below);
+                HomeAnswer::Forgot
+            }
             HomeCommand::Stage { txn, participants } => match self.records.get(txn) {
                 Some(Record {
                     outcome: Some(_), ..
@@ -398,6 +549,25 @@ impl Records {
         self.records.get(&txn)
     }
 
+    /// Every transaction recorded, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (TxnId, &Record)> + '_ {
+        self.records.iter().map(|(txn, record)| (*txn, record))
+    }
+
+    /// Whether `txn` is in a range forgotten: decided and resolved everywhere, its record gone.
+    pub fn is_forgotten(&self, txn: TxnId) -> bool {
+        self.forgotten.contains(txn)
+    }
+
+    /// How many transactions are recorded (forgotten ones are not).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// Encodes the records for a snapshot.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
@@ -410,10 +580,15 @@ impl Records {
                 out.extend_from_slice(&participant.to_le_bytes());
             }
         }
+        self.forgotten.encode(out);
     }
 
-    /// Decodes what [`Records::encode`] wrote.
-    pub(crate) fn decode(reader: &mut Decoder<'_>) -> Result<Records, &'static str> {
+    /// Decodes what [`Records::encode`] wrote. `forgotten`: the snapshot has the forgotten
+    /// ranges (format 9).
+    pub(crate) fn decode(
+        reader: &mut Decoder<'_>,
+        forgotten: bool,
+    ) -> Result<Records, &'static str> {
         let mut records = Records::default();
         for _ in 0..reader.count(TXN_ID_SIZE + 8)? {
             let txn = TxnId::decode(reader)?;
@@ -435,6 +610,9 @@ impl Records {
             if records.records.insert(txn, record).is_some() {
                 return Err("a transaction recorded twice");
             }
+        }
+        if forgotten {
+            records.forgotten = Forgotten::decode(reader)?;
         }
         Ok(records)
     }
@@ -463,6 +641,11 @@ pub enum Message<E> {
     Resolve { txn: TxnId, outcome: Outcome },
     /// Participant → home: what became of the transaction whose intent it holds?
     Ask { txn: TxnId, from: u32 },
+    /// Participant → home: the decision is applied here.
+    ResolveAck { txn: TxnId, from: u32 },
+    /// Home → participant: every transaction of `home` numbered in `from..below` is decided
+    /// and resolved at every participant; forget them.
+    Forget { home: u32, from: u64, below: u64 },
 }
 
 /// What a home's leader asks its driver to do.
@@ -555,6 +738,36 @@ struct Deciding {
     resend_ms: u64,
 }
 
+/// A decision applied, sent to the participants that have not acknowledged it yet.
+struct Resolving {
+    outcome: Outcome,
+    waiting: BTreeSet<u32>,
+    resend_ms: u64,
+}
+
+/// A range of round numbers this leader gives out (`HomeLeader::epoch`), and how far its
+/// transactions are forgotten.
+struct Epoch {
+    /// Above every number begun in it.
+    next: u64,
+    /// Every number below is forgotten (a `Forget` appended and sent).
+    forgotten_below: u64,
+    /// Every participant of its transactions, to tell what is forgotten.
+    participants: BTreeSet<u32>,
+    /// When its last `Forget` went, and how often it is sent again (a lost one would leave
+    /// the participants remembering what they may forget).
+    forget_ms: u64,
+    resends_left: u32,
+}
+
+/// How long a leader lets resolved transactions gather before it forgets them, unless
+/// `FORGET_STEP` of them have.
+pub const FORGET_MS: u64 = 1_000;
+/// How many resolved transactions make a leader forget them at once.
+pub const FORGET_STEP: u64 = 256;
+/// How often a leader sends its last `Forget` of an epoch again.
+const FORGET_RESENDS: u32 = 3;
+
 /// A home leader's transactions in progress, in memory only: a new leader starts with none
 /// and recovers what the participants ask about. A transaction is in at most one of
 /// `coordinating`, `recovering` and `deciding`, and in `unanswered` until its client is told.
@@ -563,8 +776,17 @@ pub struct HomeLeader<E> {
     coordinating: BTreeMap<TxnId, Coordinating<E>>,
     recovering: BTreeMap<TxnId, Recovering>,
     deciding: BTreeMap<TxnId, Deciding>,
+    resolving: BTreeMap<TxnId, Resolving>,
     /// The transactions this leader began whose client has not been answered.
     unanswered: BTreeSet<TxnId>,
+    /// The participants of the transactions this leader began and has not seen resolved
+    /// everywhere (a decision without a stage has no participants in its record).
+    began: BTreeMap<TxnId, Vec<u32>>,
+    /// The ranges it numbers its rounds in, by their first number; the last is current. Key
+    /// 0, once adopted, holds every number below its own (earlier leaders').
+    epochs: BTreeMap<u64, Epoch>,
+    /// Whether it took over what earlier leaders left (`adopt`).
+    adopted: bool,
 }
 
 impl<E: Clone> HomeLeader<E> {
@@ -574,8 +796,29 @@ impl<E: Clone> HomeLeader<E> {
             coordinating: BTreeMap::new(),
             recovering: BTreeMap::new(),
             deciding: BTreeMap::new(),
+            resolving: BTreeMap::new(),
             unanswered: BTreeSet::new(),
+            began: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            adopted: false,
         }
+    }
+
+    /// Numbers the next transactions from `first`, in a range no other leader of this home
+    /// numbers in (an epoch: a log index of this leader's, shifted). Transactions of an epoch
+    /// are forgotten (records and participants' memories) once each is decided and resolved
+    /// at every participant. Without an epoch nothing is forgotten.
+    pub fn epoch(&mut self, first: u64) {
+        let above = self.epochs.values().map(|e| e.next).max().unwrap_or(0);
+        assert!(first >= above, "epochs are numbered upwards");
+        let epoch = Epoch {
+            next: first,
+            forgotten_below: first,
+            participants: BTreeSet::new(),
+            forget_ms: 0,
+            resends_left: 0,
+        };
+        self.epochs.insert(first, epoch);
     }
 
     /// Starts `txn` with its effects per participant (this home may be one of them). Refused,
@@ -598,6 +841,8 @@ impl<E: Clone> HomeLeader<E> {
         let known = self.coordinating.contains_key(&txn)
             || self.recovering.contains_key(&txn)
             || self.deciding.contains_key(&txn)
+            || self.resolving.contains_key(&txn)
+            || self.began.contains_key(&txn)
             || self.unanswered.contains(&txn);
         if known {
             return Err(BeginError::Known { txn });
@@ -622,6 +867,14 @@ impl<E: Clone> HomeLeader<E> {
             written_told: false,
             resend_ms: now_ms + RESEND_MS,
         };
+        if let Some((first, epoch)) = self.epochs.iter_mut().next_back() {
+            if txn.number >= *first {
+                epoch.next = epoch.next.max(txn.number + 1);
+                epoch.participants.extend(coordinating.effects.keys());
+            }
+        }
+        self.began
+            .insert(txn, coordinating.effects.keys().copied().collect());
         self.coordinating.insert(txn, coordinating);
         self.unanswered.insert(txn);
         Ok(())
@@ -648,9 +901,24 @@ impl<E: Clone> HomeLeader<E> {
             | (HomeCommand::Finish { txn, .. }, HomeAnswer::Finished(_)) => {
                 self.finished(*txn, records, actions);
             }
+            (HomeCommand::Forget { .. }, HomeAnswer::Forgot) => {}
+            // A transaction this leader learned of only after it forgot its range (an earlier
+            // leader's, never staged, asked about late): it can never commit, and whoever
+            // holds it asks again and is answered `Aborted`.
+            (
+                HomeCommand::Stage { txn, .. } | HomeCommand::Finish { txn, .. },
+                HomeAnswer::Forgotten,
+            ) => {
+                self.coordinating.remove(txn);
+                self.recovering.remove(txn);
+                self.deciding.remove(txn);
+                self.began.remove(txn);
+                self.answer(*txn, Outcome::Aborted, actions);
+            }
             // An invariant of this partition's own log, not input from outside: home entries
-            // are appended only by this home's leader, and `Records::apply` answers a stage
-            // `Staged` or `Refused` and a finish `Finished`.
+            // are appended only by this home's leader, which forgets only transactions
+            // resolved everywhere, and `Records::apply` answers a stage `Staged` or
+            // `Refused` and a finish `Finished`.
             (command, answer) => unreachable!("{command:?} answered {answer:?}"),
         }
     }
@@ -784,9 +1052,20 @@ impl<E: Clone> HomeLeader<E> {
         self.recovering.remove(&txn);
         self.deciding.remove(&txn);
         self.answer(txn, outcome, actions);
-        for to in &record.participants {
+        let began = self.began.remove(&txn).unwrap_or_default();
+        let waiting: BTreeSet<u32> = record.participants.iter().chain(&began).copied().collect();
+        for to in &waiting {
             let message = Message::Resolve { txn, outcome };
             actions.push(Action::Send { to: *to, message });
+        }
+        if !waiting.is_empty() && !self.resolving.contains_key(&txn) {
+            let resend_ms = 0; // Set by the next tick.
+            let resolving = Resolving {
+                outcome,
+                waiting,
+                resend_ms,
+            };
+            self.resolving.insert(txn, resolving);
         }
     }
 
@@ -829,6 +1108,26 @@ impl<E: Clone> HomeLeader<E> {
                 self.check_home(txn)?;
                 self.prevent_acknowledged(txn, from, has_intent, now_ms, actions)
             }
+            Message::ResolveAck { txn, from } => {
+                self.check_home(txn)?;
+                if let Some(resolving) = self.resolving.get_mut(&txn) {
+                    resolving.waiting.remove(&from);
+                    if resolving.waiting.is_empty() {
+                        self.resolving.remove(&txn);
+                    }
+                }
+                Ok(())
+            }
+            Message::Ask { txn, from } if records.is_forgotten(txn) => {
+                // Forgotten: every participant of a staged transaction resolved it, so one
+                // still holding it holds a transaction never staged, which can never commit
+                // (a late question from one that resolved it ignores the answer).
+                self.check_home(txn)?;
+                let outcome = Outcome::Aborted;
+                let message = Message::Resolve { txn, outcome };
+                actions.push(Action::Send { to: from, message });
+                Ok(())
+            }
             Message::Ask { txn, from } => {
                 self.check_home(txn)?;
                 match records.get(txn).and_then(|r| r.outcome) {
@@ -844,6 +1143,7 @@ impl<E: Clone> HomeLeader<E> {
             Message::Intent { txn, .. }
             | Message::Prevent { txn }
             | Message::Resolve { txn, .. } => Err(Ignored::ForAParticipant { txn }),
+            Message::Forget { home, from, below } => Err(Ignored::Forget { home, from, below }),
         }
     }
 
@@ -965,6 +1265,151 @@ impl<E: Clone> HomeLeader<E> {
             let outcome = deciding.outcome;
             actions.push(Action::Append(HomeCommand::Finish { txn: *txn, outcome }));
         }
+        for (txn, resolving) in &mut self.resolving {
+            if now_ms < resolving.resend_ms {
+                continue;
+            }
+            if resolving.resend_ms != 0 {
+                for to in &resolving.waiting {
+                    let outcome = resolving.outcome;
+                    let message = Message::Resolve { txn: *txn, outcome };
+                    actions.push(Action::Send { to: *to, message });
+                }
+            }
+            resolving.resend_ms = now_ms + RESEND_MS;
+        }
+        self.forget(now_ms, actions);
+    }
+
+    /// Takes over what earlier leaders of this home left, once this leader's term has
+    /// committed (every stage they committed is in `records`): recovers their transactions
+    /// staged and undecided, sends their decisions again until every participant has
+    /// acknowledged them, and then forgets every number below its own epochs. Does this once.
+    pub fn adopt(
+        &mut self,
+        records: &Records,
+        term_committed: bool,
+        now_ms: u64,
+        actions: &mut Vec<Action<E>>,
+    ) {
+        let Some(own) = self.epochs.keys().next().copied() else {
+            return;
+        };
+        if !term_committed || own == 0 || self.adopted {
+            return;
+        }
+        self.adopted = true;
+        let mut participants = BTreeSet::new();
+        let earlier: Vec<(TxnId, Record)> = (records.iter())
+            .filter(|(txn, _)| txn.home == self.home && txn.number < own)
+            .map(|(txn, record)| (txn, record.clone()))
+            .collect();
+        for (txn, record) in earlier {
+            participants.extend(record.participants.iter().copied());
+            match record.outcome {
+                None => self.recover(txn, records, term_committed, now_ms, actions),
+                Some(outcome) if !record.participants.is_empty() => {
+                    let waiting = record.participants.iter().copied().collect();
+                    let resolving = Resolving {
+                        outcome,
+                        waiting,
+                        resend_ms: 0,
+                    };
+                    self.resolving.entry(txn).or_insert(resolving);
+                }
+                Some(_) => {}
+            }
+        }
+        let earlier_epochs = Epoch {
+            next: own,
+            forgotten_below: 0,
+            participants,
+            forget_ms: 0,
+            resends_left: 0,
+        };
+        self.epochs.insert(0, earlier_epochs);
+    }
+
+    /// The lowest number in `from..below` of a transaction this leader has not seen resolved
+    /// everywhere.
+    fn unresolved_in(&self, from: u64, below: u64) -> Option<u64> {
+        let first = TxnId {
+            home: self.home,
+            number: from,
+        };
+        let end = TxnId {
+            home: self.home,
+            number: below,
+        };
+        [
+            self.coordinating
+                .range(first..end)
+                .next()
+                .map(|(t, _)| t.number),
+            self.recovering
+                .range(first..end)
+                .next()
+                .map(|(t, _)| t.number),
+            self.deciding
+                .range(first..end)
+                .next()
+                .map(|(t, _)| t.number),
+            self.resolving
+                .range(first..end)
+                .next()
+                .map(|(t, _)| t.number),
+            self.began.range(first..end).next().map(|(t, _)| t.number),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Forgets, in each epoch, the transactions below the first one not resolved everywhere:
+    /// appends a `Forget` and tells the epoch's participants (in steps of `FORGET_STEP`, or
+    /// after `FORGET_MS`), and sends the last one again a few times.
+    fn forget(&mut self, now_ms: u64, actions: &mut Vec<Action<E>>) {
+        let current = self.epochs.keys().next_back().copied();
+        let firsts: Vec<u64> = self.epochs.keys().copied().collect();
+        for first in firsts {
+            let next = self.epochs[&first].next;
+            let below = self.unresolved_in(first, next).unwrap_or(next);
+            let epoch = self.epochs.get_mut(&first).expect("an epoch");
+            let gathered = below - epoch.forgotten_below;
+            let due = now_ms >= epoch.forget_ms + FORGET_MS;
+            if gathered > 0 && (gathered >= FORGET_STEP || due) {
+                epoch.forgotten_below = below;
+                epoch.resends_left = FORGET_RESENDS;
+            } else if due && epoch.resends_left > 0 {
+                epoch.resends_left -= 1;
+            } else {
+                let done = epoch.forgotten_below == next && epoch.resends_left == 0;
+                if Some(first) != current && done {
+                    self.epochs.remove(&first);
+                }
+                continue;
+            }
+            epoch.forget_ms = now_ms;
+            let below = epoch.forgotten_below;
+            if below == first {
+                continue;
+            }
+            let home = self.home;
+            let forget = HomeCommand::Forget {
+                home,
+                from: first,
+                below,
+            };
+            actions.push(Action::Append(forget));
+            for to in &epoch.participants {
+                let message = Message::Forget {
+                    home,
+                    from: first,
+                    below,
+                };
+                actions.push(Action::Send { to: *to, message });
+            }
+        }
     }
 
     /// This leader learned it was deposed: its memory goes, and every client it began a
@@ -1002,7 +1447,14 @@ pub fn participant_reply<E>(
             };
             Some((txn.home, message))
         }
-        (ParticipantCommand::Resolve { .. }, _) => None,
+        (ParticipantCommand::Resolve { txn, .. }, ParticipantAnswer::Resolved { .. }) => {
+            let message = Message::ResolveAck {
+                txn: *txn,
+                from: participant,
+            };
+            Some((txn.home, message))
+        }
+        (ParticipantCommand::Resolve { .. }, _) | (ParticipantCommand::Forget { .. }, _) => None,
     }
 }
 
@@ -1122,7 +1574,9 @@ mod tests {
                     txn: T,
                     outcome: Outcome::Aborted,
                 };
-                assert_eq!(actions, vec![aborted]);
+                // The decision, applied, goes again to the participants, until each
+                // acknowledges it (then the transaction can be forgotten).
+                assert_eq!(actions, vec![aborted, resolve(0), resolve(1)]);
             }
             // Decided: neither can be asked again.
             let mut actions = Vec::new();
@@ -1440,5 +1894,131 @@ mod tests {
         let mut actions = Vec::new();
         leader.tick(2 * RESEND_MS, &mut actions);
         assert!(!actions.iter().any(|a| matches!(a, Action::Append(_))));
+    }
+
+    /// A transaction is forgotten (its record and the participants' memory of it) only once
+    /// every participant acknowledged its decision; a late message about it then changes
+    /// nothing, and a question about it is answered `Aborted` (only a transaction never
+    /// staged can still be held).
+    #[test]
+    fn a_transaction_is_forgotten_once_every_participant_acknowledged_its_decision() {
+        const FIRST: u64 = 1 << 24;
+        let txn = TxnId {
+            home: 0,
+            number: FIRST,
+        };
+        let (mut leader, mut records) = (HomeLeader::<u64>::new(0), Records::default());
+        leader.epoch(FIRST);
+        let mut actions = Vec::new();
+        let effects = BTreeMap::from([(0, 5), (1, 7)]);
+        leader
+            .begin(txn, effects, Staging::WithIntents, 0, &mut actions)
+            .unwrap();
+        let mut participants = [Participant::default(), Participant::default()];
+        for (p, participant) in participants.iter_mut().enumerate() {
+            let intent = ParticipantCommand::Intent { txn, effects: 1 };
+            assert_eq!(participant.apply(intent), ParticipantAnswer::Written);
+            let ack = Message::IntentAck {
+                txn,
+                from: p as u32,
+                written: true,
+            };
+            receive(&mut leader, &records, ack).0.unwrap();
+        }
+        let stage = HomeCommand::Stage {
+            txn,
+            participants: vec![0, 1],
+        };
+        apply(&mut leader, &mut records, stage);
+        let finish = HomeCommand::Finish {
+            txn,
+            outcome: Outcome::Applied,
+        };
+        apply(&mut leader, &mut records, finish);
+        // Participant 0 resolves and acknowledges; 1 has not yet: nothing is forgotten.
+        let resolve = ParticipantCommand::Resolve {
+            txn,
+            outcome: Outcome::Applied,
+        };
+        let answer = participants[0].apply(resolve.clone());
+        let (to, ack) = participant_reply(0, &resolve, &answer).expect("an acknowledgement");
+        assert_eq!(to, 0);
+        receive(&mut leader, &records, ack).0.unwrap();
+        let mut actions = Vec::new();
+        leader.tick(10 * FORGET_MS, &mut actions);
+        let forgets = |actions: &[Action<u64>]| {
+            (actions.iter())
+                .filter(|a| {
+                    matches!(a, Action::Append(HomeCommand::Forget { .. }))
+                        || matches!(
+                            a,
+                            Action::Send {
+                                message: Message::Forget { .. },
+                                ..
+                            }
+                        )
+                })
+                .count()
+        };
+        assert_eq!(forgets(&actions), 0);
+        // The decision goes again to 1 until it acknowledges.
+        leader.tick(10 * FORGET_MS + RESEND_MS, &mut actions);
+        let resent = Action::Send {
+            to: 1,
+            message: Message::Resolve {
+                txn,
+                outcome: Outcome::Applied,
+            },
+        };
+        assert!(actions.contains(&resent));
+        let answer = participants[1].apply(resolve.clone());
+        let (_, ack) = participant_reply(1, &resolve, &answer).expect("an acknowledgement");
+        receive(&mut leader, &records, ack).0.unwrap();
+        let mut actions = Vec::new();
+        leader.tick(20 * FORGET_MS, &mut actions);
+        let forget = HomeCommand::Forget {
+            home: 0,
+            from: FIRST,
+            below: FIRST + 1,
+        };
+        assert!(actions.contains(&Action::Append(forget.clone())));
+        assert_eq!(forgets(&actions), 3, "{actions:?}");
+        apply(&mut leader, &mut records, forget);
+        assert!(records.get(txn).is_none() && records.is_forgotten(txn));
+        let told = ParticipantCommand::Forget {
+            home: 0,
+            from: FIRST,
+            below: FIRST + 1,
+        };
+        assert_eq!(participants[1].apply(told), ParticipantAnswer::Forgot);
+        assert_eq!(participants[1].closed_count(), 0);
+        // Late copies change nothing: an intent is refused, a decision acknowledged again.
+        let late = ParticipantCommand::Intent { txn, effects: 1 };
+        assert_eq!(participants[1].apply(late), ParticipantAnswer::Refused);
+        let again = participants[1].apply(resolve);
+        assert_eq!(again, ParticipantAnswer::Resolved { apply: None });
+        // A question about it (only a transaction never staged can still be held) is
+        // answered `Aborted`.
+        let ask = Message::Ask { txn, from: 1 };
+        let (received, actions) = receive(&mut leader, &records, ask);
+        received.unwrap();
+        let aborted = Action::Send {
+            to: 1,
+            message: Message::Resolve {
+                txn,
+                outcome: Outcome::Aborted,
+            },
+        };
+        assert_eq!(actions, vec![aborted]);
+        // An empty range is refused.
+        let empty = ParticipantCommand::Forget {
+            home: 0,
+            from: 5,
+            below: 5,
+        };
+        assert!(matches!(
+            participants[0].apply(empty),
+            ParticipantAnswer::Ignored(Ignored::Forget { .. })
+        ));
     }
 }

@@ -30,15 +30,17 @@
 //!        | intents:       held count u64 (0 or 1), held × (txn home u32, txn number u64,
 //!                         kind u32, results count u64, results × 16 bytes, effects), closed
 //!                         count u64, closed × (txn, outcome u32: 0 prevented, 1 applied,
-//!                         2 aborted), then the home's records: count u64, count × (txn,
-//!                         outcome u32 or 0, participants u32, participants × u32), each in
-//!                         transaction order (`intents::IntentState::encode`)
+//!                         2 aborted), forgotten ranges, then the home's records: count u64,
+//!                         count × (txn, outcome u32 or 0, participants u32, participants ×
+//!                         u32), forgotten ranges, each in transaction order; forgotten
+//!                         ranges: count u64, count × (home u32, from u64, below u64)
+//!                         (`intents::IntentState::encode`)
 //! ```
 //! Version 3 snapshots (before the id directory) are read as having an empty one, and
 //! versions 3 and 4 as having no foreign requests; in versions 4 and 5 a lease bucket holding
 //! an id is read as mixed (never leased; none was leased before version 6); before version 7
 //! a foreign request has no sealed reply (its session partition sealed it); before version 8
-//! there are no intents.
+//! there are no intents, and before version 9 no forgotten ranges.
 //! Everything written is in a defined order (no hash-map iteration), so the same history gives
 //! byte-identical snapshots. Id indexes and per-account transfer lists are derived: restore
 //! rebuilds them, then checks every invariant ([`Ledger::validate`]'s checks) and refuses a
@@ -59,8 +61,8 @@ use crate::{Ledger, LedgerConfig, PendingStatus};
 /// directory follows the transaction state. 5: the foreign requests follow the directory. 6: the
 /// directory's lease buckets follow its entries. 7: each foreign request keeps the reply
 /// sealed for it. 8: the rare path's intents, closed transactions and home records follow the
-/// foreign requests.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 8;
+/// foreign requests. 9: the participant's and the home's forgotten ranges follow each.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 9;
 /// The oldest version still read: 3 has no id directory (it is empty).
 const SNAPSHOT_FORMAT_VERSION_OLDEST: u32 = 3;
 const MAGIC: [u8; 8] = *b"KASSALDG";
@@ -221,8 +223,9 @@ impl Ledger {
             reader.offset += read;
         }
         if version >= 8 {
-            let (intents, read) = crate::intents::IntentState::decode(&body[reader.offset..])
-                .map_err(|what| reader.malformed(what))?;
+            let (intents, read) =
+                crate::intents::IntentState::decode(&body[reader.offset..], version >= 9)
+                    .map_err(|what| reader.malformed(what))?;
             ledger.intents = intents;
             reader.offset += read;
         }

@@ -40,6 +40,7 @@ pub async fn ready(State(api): State<Arc<Api>>) -> ApiResult<impl IntoResponse> 
     let placement = api.service.cores.placement().kind.name();
     let (leased, released) = api.service.lease_buckets().await?;
     let (in_shares, coordinated) = api.service.batches_across();
+    let remembered = api.service.transactions_remembered().await?;
     Ok(Json(json!({
         "status": "ready",
         "partitions": partitions,
@@ -48,6 +49,7 @@ pub async fn ready(State(api): State<Arc<Api>>) -> ApiResult<impl IntoResponse> 
         "released_buckets": released,
         "batches_in_shares": in_shares,
         "batches_coordinated": coordinated,
+        "transactions_remembered": remembered,
     })))
 }
 

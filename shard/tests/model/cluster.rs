@@ -75,6 +75,9 @@ pub struct Cluster {
     /// The last round run in shares: each is one transaction of the rare path, numbered at
     /// its record home.
     share_txns: u64,
+    /// Every decision a home's log applied (the home's records forget them once every
+    /// participant resolved them).
+    home_decisions: std::collections::BTreeMap<TxnId, kassa_shard::parallel_commit::Outcome>,
 }
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
@@ -109,6 +112,7 @@ impl Cluster {
             local_runs: 0,
             share_runs: 0,
             share_txns: 0,
+            home_decisions: Default::default(),
         }
     }
 
@@ -460,15 +464,14 @@ impl Cluster {
             if answer.is_some() {
                 return answer;
             }
-            let records = self.partitions[home_partition as usize].home_records();
             let applied = (first_number..self.share_txns)
                 .filter(|number| {
                     let txn = TxnId {
                         home: home_partition,
                         number: *number,
                     };
-                    let decided = records.get(txn).and_then(|r| r.outcome);
-                    decided == Some(kassa_shard::parallel_commit::Outcome::Applied)
+                    let decided = self.home_decisions.get(&txn);
+                    decided == Some(&kassa_shard::parallel_commit::Outcome::Applied)
                 })
                 .count();
             assert!(applied <= 1, "seed {seed}: a batch applied {applied} times");
@@ -574,6 +577,9 @@ impl Cluster {
                     Message::Resolve { txn, outcome } => {
                         ParticipantCommand::Resolve { txn, outcome }
                     }
+                    Message::Forget { home, from, below } => {
+                        ParticipantCommand::Forget { home, from, below }
+                    }
                     message => {
                         assert_eq!(to, home_partition);
                         let records = self.partitions[home_partition as usize].home_records();
@@ -649,8 +655,18 @@ impl Cluster {
 
     /// Applies a rare-path entry to `partition`'s ledger as its log would carry it.
     fn rare(&mut self, partition: u32, entry: RareEntry) -> Reply {
-        let command = round_trip(Command::Rare(Box::new(entry)));
-        self.partitions[partition as usize].apply(command)
+        let command = round_trip(Command::Rare(Box::new(entry.clone())));
+        let reply = self.partitions[partition as usize].apply(command);
+        use kassa_shard::parallel_commit::HomeAnswer;
+        if let (
+            RareEntry::Home(HomeCommand::Finish { txn, .. }),
+            Reply::Home(HomeAnswer::Finished(outcome)),
+        ) = (&entry, &reply)
+        {
+            let before = *self.home_decisions.entry(*txn).or_insert(*outcome);
+            assert_eq!(before, *outcome, "{txn:?} decided twice");
+        }
+        reply
     }
 
     /// While `txn`'s intent holds `partition`: writes are refused and change nothing, another
