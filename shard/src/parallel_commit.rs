@@ -22,10 +22,19 @@
 //!    `Finish(Applied)`. One prevented: it never can, `Finish(Aborted)`. A home with no stage
 //!    at all writes `Finish(Aborted)` first, so that a late stage is refused.
 //!
+//! 4. **Forgetting.** Each participant acknowledges the decision (`ResolveAck`); the home sends
+//!    it again until all did. A leader numbers its transactions in epochs of its own
+//!    ([`HomeLeader::epoch`]) and, in each, forgets every number below the first transaction
+//!    not acknowledged everywhere: it logs `Forget` (the records go) and tells the epoch's
+//!    participants (their closed transactions go). A late intent in a forgotten range is
+//!    refused, and a question about it answered `Aborted`: only a transaction never staged can
+//!    still be held there. A new leader adopts what earlier leaders left
+//!    ([`HomeLeader::adopt`]) and forgets it the same way.
+//!
 //! Retries: the leader sends intents and prevents again every [`RESEND_MS`] until they are
 //! acknowledged, and appends its stage and its decision again every [`RESEND_MS`] until its
 //! log applies them (an append can be lost under the same leader: a dropped proposal). Both
-//! entries are idempotent. A lost `Resolve` is sent again when the participant asks.
+//! entries are idempotent. A decision is sent again until every participant acknowledged it.
 //!
 //! Invariants:
 //! - A participant's intent and a prevent marker for the same transaction exclude each other:
