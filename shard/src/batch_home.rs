@@ -1,6 +1,6 @@
 //! A record home's side of a `create_*` batch that spans partitions under placement by ledger,
 //! as a pure core: the rounds of [`Rounds`] run as transactions of
-//! [`HomeLeader`](crate::parallel_commit::HomeLeader) (`docs/transactions.md`, "Step 4").
+//! [`HomeLeader`] (`docs/transactions.md`, "Step 4").
 //!
 //! The driver gives it a batch with each event's partition; it splits the batch into shares
 //! and begins a round: one transaction whose intents are the shares (with the answers of the
