@@ -38,7 +38,9 @@ use crate::fail_stop::fail_stop;
 use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory, DirectoryHost};
 use crate::id_directory::Transport;
 use crate::id_directory::{DirectoryMessage, Proposer};
-use crate::rare_path::{self, BatchReply, RareMessage, RareState};
+use crate::rare_path::on_core::{
+    self as rare, BatchReply, RareHost, RareMessage, RareState, RareTransport,
+};
 use crate::NodeError;
 use kassa_shard::batch_home::CreateBatch;
 use kassa_shard::directory::{ClaimAnswer, IdKind};
@@ -127,7 +129,7 @@ pub enum CoreRequest {
         command: Command,
         reply: tokio::sync::oneshot::Sender<Result<LocalWrite, NodeError>>,
     },
-    /// A message of the rare path for `partition` (sent through [`CoreQueues::send_rare`]).
+    /// A message of the rare path for `partition` (sent through `RareTransport::send_rare`).
     Rare {
         partition: u32,
         message: Box<RareMessage>,
@@ -332,6 +334,24 @@ impl DirectoryHost for Served {
 
     async fn write(&self, command: Command) -> Result<Reply, NodeError> {
         Served::write(self, self.number, command).await
+    }
+}
+
+impl RareHost for Served {
+    fn number(&self) -> u32 {
+        self.number
+    }
+
+    fn partition(&self) -> &Partition {
+        &self.partition
+    }
+
+    fn rare(&self) -> &RareState {
+        &self.rare
+    }
+
+    async fn write_in(&self, command: Command, term: Option<u64>) -> Result<Reply, NodeError> {
+        Served::write_in(self, self.number, command, term).await
     }
 }
 
@@ -760,11 +780,12 @@ impl CoreQueues {
     }
 }
 
-impl CoreQueues {
+/// The in-process transport of the rare path, as of the directory.
+impl RareTransport for CoreQueues {
     /// Sends a message of the rare path to `partition`'s core, as the directory's are: a full
     /// or closed queue loses it, which the protocol tolerates (the home sends again, and a
     /// participant holding an intent asks).
-    pub(crate) fn send_rare(&self, partition: u32, message: RareMessage) {
+    fn send_rare(&self, partition: u32, message: RareMessage) {
         if partition >= self.partitions() {
             tracing::warn!(
                 partition,
@@ -881,7 +902,7 @@ async fn core_run(
         stop.clone(),
         transport.clone(),
     ));
-    let rare_ticks = monoio::spawn(rare_path::rare_loop(
+    let rare_ticks = monoio::spawn(rare::rare_loop(
         partitions.values().cloned().collect(),
         stop.clone(),
         transport.clone(),
@@ -1044,7 +1065,7 @@ async fn serve(
                 // admission (`Served::write_in` counts it as writing when first polled).
                 admit(&served.lock, None, in_flight).await;
             }
-            rare_path::received(served, transport, *message).await;
+            rare::received(served, transport, *message).await;
         }
         CoreRequest::RunInShares {
             home,
@@ -1054,7 +1075,7 @@ async fn serve(
             reply,
         } => {
             let served = served(home);
-            rare_path::run_at_home(served, transport, now, batch, partitions, reply).await;
+            rare::run_at_home(served, transport, now, batch, partitions, reply).await;
         }
         CoreRequest::ClaimsSettled {
             partition,

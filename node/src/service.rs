@@ -333,7 +333,7 @@ impl Service {
 /// partition's lock until it applied there, and an intent holds its partition's reads until it
 /// resolves. A read of several partitions runs between two of the coordinator's transactions
 /// ([`Transactions::read_whole`]) and again if an intent's effects were stored in one of them
-/// meanwhile ([`Reads::whole`]); read one after the other without that, a reader could see a
+/// meanwhile (`Reads::whole`); read one after the other without that, a reader could see a
 /// batch's events of one ledger and not yet those of another.
 #[derive(Clone)]
 pub struct Reads {

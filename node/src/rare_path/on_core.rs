@@ -1,0 +1,446 @@
+//! The rare path on a partition's core: its record home's leader and its participant (see
+//! the parent module). Generic over the partition it serves ([`RareHost`]) and the way to
+//! other partitions ([`RareTransport`]), so the cores reach it and it reaches nothing of
+//! theirs back.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use kassa_raft::Partition;
+use kassa_shard::batch_home::{participant_message, BatchAction, BatchHome, BatchId, CreateBatch};
+use kassa_shard::intents::{IntentShare, RareEntry, ShareResults};
+use kassa_shard::parallel_commit::{HomeCommand, Message, ParticipantCommand, TxnId};
+use kassa_shard::{Command, Ledger, Reply};
+
+use crate::id_directory::on_core::monotonic_ms;
+use crate::NodeError;
+
+/// A partition as the rare path sees it on its core.
+pub(crate) trait RareHost: 'static {
+    /// The partition's number in the cluster.
+    fn number(&self) -> u32;
+    /// Its Raft group: its status, and reads of its applied ledger.
+    fn partition(&self) -> &Partition;
+    fn rare(&self) -> &RareState;
+    /// Writes `command` through the partition's log in leader term `term` (`None`: whatever
+    /// term leads); a log that can no longer be written stops the process.
+    fn write_in(
+        &self,
+        command: Command,
+        term: Option<u64>,
+    ) -> impl std::future::Future<Output = Result<Reply, NodeError>>;
+}
+
+/// How a partition's core reaches the others: a message lost is sent again by the protocol.
+pub(crate) trait RareTransport: 'static {
+    fn send_rare(&self, partition: u32, message: RareMessage);
+}
+
+/// How often each core runs its homes' timers and looks for intents held long.
+pub const RARE_TICK: Duration = Duration::from_millis(10);
+/// How long a participant holds an intent before it asks the transaction's home what became
+/// of it (and again as long as it holds it): a home restarted, or deposed, recovers it then.
+pub const ASK_AFTER: Duration = Duration::from_millis(250);
+/// Rounds a home leader numbers from one epoch: `epoch << ROUND_BITS | count`. The leader
+/// logs a new epoch when half are used, so its numbers never reach the next epoch's.
+const ROUND_BITS: u32 = 24;
+
+/// A message of the rare path between partitions, with the results an intent's
+/// acknowledgement carries to its home.
+#[derive(Debug)]
+pub struct RareMessage {
+    pub message: Message<IntentShare>,
+    pub results: Option<ShareResults>,
+}
+
+impl RareMessage {
+    /// Whether the message asks its partition to write an intent (under its lock).
+    pub(crate) fn is_intent(&self) -> bool {
+        matches!(self.message, Message::Intent { .. })
+    }
+}
+
+/// Where a home sends a batch's answer: its results in batch order.
+pub(crate) type BatchReply = tokio::sync::oneshot::Sender<Result<ShareResults, NodeError>>;
+
+/// A partition's part in the rare path, on its core: the record home's leader state and the
+/// intent it holds as a participant.
+#[derive(Default)]
+pub(crate) struct RareState {
+    home: RefCell<HomeState>,
+    /// Wakes batches waiting for the home's epoch.
+    epoch_logged: tokio::sync::Notify,
+    /// The intent this partition holds, and when it last asked its home about it.
+    asked: Cell<Option<(TxnId, u64)>>,
+    /// Tasks of the rare path in progress here (log writes), to wait for at shutdown.
+    tasks: Cell<usize>,
+}
+
+#[derive(Default)]
+struct HomeState {
+    led: Option<Led>,
+    logging_epoch: bool,
+    renumbering: bool,
+    batch_next: BatchId,
+    waiting: BTreeMap<BatchId, BatchReply>,
+}
+
+/// The home's leader of one term.
+struct Led {
+    term: u64,
+    home: BatchHome,
+    /// The first round number of its current epoch.
+    epoch_first: u64,
+}
+
+impl RareState {
+    /// Waits until no task of the rare path runs here (shutdown).
+    pub(crate) async fn tasks_done(&self) {
+        while self.tasks.get() > 0 {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Runs `future` as a task counted in `served`'s rare-path tasks.
+fn spawn_counted<H: RareHost>(
+    served: &Rc<H>,
+    future: impl std::future::Future<Output = ()> + 'static,
+) {
+    let tasks = &served.rare().tasks;
+    tasks.set(tasks.get() + 1);
+    let served = served.clone();
+    monoio::spawn(async move {
+        future.await;
+        let tasks = &served.rare().tasks;
+        tasks.set(tasks.get() - 1);
+    });
+}
+
+/// On the home's core: begins `batch` and answers `reply` once it committed.
+pub(crate) async fn run_at_home<H: RareHost, T: RareTransport>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    now: u64,
+    batch: CreateBatch,
+    partitions: Vec<u32>,
+    reply: BatchReply,
+) {
+    if let Err(error) = lead(served, transport).await {
+        let _ = reply.send(Err(error));
+        return;
+    }
+    let mut actions = Vec::new();
+    {
+        let mut state = served.rare().home.borrow_mut();
+        let state = &mut *state;
+        let Some(led) = state.led.as_mut() else {
+            // Deposed while the epoch was logged.
+            let _ = reply.send(Err(outcome_unknown(served.number())));
+            return;
+        };
+        let batch_id = state.batch_next;
+        state.batch_next += 1;
+        let now_ms = monotonic_ms();
+        match (led.home).begin(batch_id, now, &batch, &partitions, now_ms, &mut actions) {
+            Ok(()) => {
+                state.waiting.insert(batch_id, reply);
+            }
+            Err(error) => {
+                let _ = reply.send(Err(NodeError::Transaction(error.to_string())));
+                return;
+            }
+        }
+    }
+    perform(served, transport, actions);
+}
+
+/// Makes sure this partition's home has a leader of the current term, logging its epoch
+/// first. A leader of an earlier term is deposed: its batches are told "outcome unknown".
+async fn lead<H: RareHost, T: RareTransport>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+) -> Result<(), NodeError> {
+    loop {
+        let term = served.partition().status().term;
+        let mut actions = Vec::new();
+        let logged = {
+            let mut state = served.rare().home.borrow_mut();
+            match state.led.take() {
+                Some(led) if led.term == term => {
+                    state.led = Some(led);
+                    return Ok(());
+                }
+                Some(led) => led.home.deposed(&mut actions),
+                None => {}
+            }
+            if state.logging_epoch {
+                Some(served.rare().epoch_logged.notified())
+            } else {
+                state.logging_epoch = true;
+                None
+            }
+        };
+        perform(served, transport, actions);
+        if let Some(logged) = logged {
+            logged.await;
+            continue;
+        }
+        let epoch = log_epoch(served, term).await;
+        let mut state = served.rare().home.borrow_mut();
+        state.logging_epoch = false;
+        served.rare().epoch_logged.notify_waiters();
+        let first = epoch? << ROUND_BITS;
+        state.led = Some(Led {
+            term,
+            home: BatchHome::new(served.number(), first),
+            epoch_first: first,
+        });
+        return Ok(());
+    }
+}
+
+/// Logs an epoch entry in `term`; its applied index is above every entry of earlier leaders.
+async fn log_epoch<H: RareHost>(served: &Rc<H>, term: u64) -> Result<u64, NodeError> {
+    match served.write_in(Command::ClaimEpoch, Some(term)).await? {
+        Reply::ClaimEpoch => {}
+        other => unreachable!("a claim epoch answered {other:?}"),
+    }
+    let applied = served.partition().status().applied_index;
+    Ok(applied.expect("the epoch entry was applied"))
+}
+
+/// Does what the home asked.
+fn perform<H: RareHost, T: RareTransport>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    actions: Vec<BatchAction>,
+) {
+    for action in actions {
+        match action {
+            BatchAction::Send { to, message } => {
+                let message = RareMessage {
+                    message,
+                    results: None,
+                };
+                transport.send_rare(to, message);
+            }
+            BatchAction::Append(command) => {
+                let term = served.rare().home.borrow().led.as_ref().map(|led| led.term);
+                if let Some(term) = term {
+                    let (to, transport) = (served.clone(), transport.clone());
+                    spawn_counted(served, async move {
+                        append(&to, &transport, term, command).await;
+                    });
+                }
+            }
+            BatchAction::Answer { batch, results } => {
+                if crate::fault_injection::injected("abort-after-commit") {
+                    eprintln!("kassa: KASSA_FAULT=abort-after-commit: aborting after a commit");
+                    std::process::abort();
+                }
+                let reply = served.rare().home.borrow_mut().waiting.remove(&batch);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(results));
+                }
+            }
+            BatchAction::Unknown { batch } => {
+                let reply = served.rare().home.borrow_mut().waiting.remove(&batch);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(outcome_unknown(served.number())));
+                }
+            }
+        }
+    }
+}
+
+/// Appends a home entry of leader term `term` and hands the applied entry to that leader.
+/// A failed append is appended again by the home's timers.
+async fn append<H: RareHost, T: RareTransport>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    term: u64,
+    command: HomeCommand,
+) {
+    let entry = Command::Rare(Box::new(RareEntry::Home(command.clone())));
+    let answer = match served.write_in(entry, Some(term)).await {
+        Ok(Reply::Home(answer)) => answer,
+        Ok(other) => unreachable!("a home entry answered {other:?}"),
+        Err(error) => {
+            tracing::debug!(partition = served.number(), %error, "a home entry was not appended");
+            return;
+        }
+    };
+    let mut actions = Vec::new();
+    {
+        let mut state = served.rare().home.borrow_mut();
+        let Some(led) = state.led.as_mut().filter(|led| led.term == term) else {
+            return;
+        };
+        let now_ms = monotonic_ms();
+        served.partition().read(|ledger| {
+            let records = ledger.home_records();
+            led.home
+                .applied(&command, answer, records, now_ms, &mut actions);
+        });
+    }
+    perform(served, transport, actions);
+}
+
+/// A message of the rare path for this partition, from another's core (or its own). An
+/// intent must have been admitted through the partition's lock by the caller, with no await
+/// since: the write counts as admitted from its first poll.
+pub(crate) async fn received<H: RareHost, T: RareTransport>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    rare: RareMessage,
+) {
+    let command = match rare.message {
+        Message::Intent { txn, effects } => ParticipantCommand::Intent { txn, effects },
+        Message::Prevent { txn } => ParticipantCommand::Prevent { txn },
+        Message::Resolve { txn, outcome } => ParticipantCommand::Resolve { txn, outcome },
+        Message::Forget { home, from, below } => ParticipantCommand::Forget { home, from, below },
+        message => return home_received(served, transport, message, rare.results).await,
+    };
+    let entry = Command::Rare(Box::new(RareEntry::Participant(command.clone())));
+    let reply = match served.write_in(entry, None).await {
+        Ok(Reply::Participant(reply)) => reply,
+        Ok(other) => unreachable!("a participant's entry answered {other:?}"),
+        Err(error) => {
+            // The home sends it again, or this partition asks.
+            tracing::debug!(partition = served.number(), %error, "a participant's entry failed");
+            return;
+        }
+    };
+    if let Some((home, message, results)) = participant_message(served.number(), &command, &reply) {
+        transport.send_rare(home, RareMessage { message, results });
+    }
+}
+
+/// A participant's acknowledgement or question, for this partition's home leader.
+async fn home_received<H: RareHost, T: RareTransport>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    message: Message<IntentShare>,
+    results: Option<ShareResults>,
+) {
+    // A question may come to a home with no leader yet (after a restart): one is made, and
+    // recovers the transaction. Acknowledgements are for the leader that sent the intents.
+    if matches!(message, Message::Ask { .. }) && lead(served, transport).await.is_err() {
+        return;
+    }
+    let term = served.partition().status().term;
+    let mut actions = Vec::new();
+    {
+        let mut state = served.rare().home.borrow_mut();
+        let Some(led) = state.led.as_mut().filter(|led| led.term == term) else {
+            return;
+        };
+        let now_ms = monotonic_ms();
+        let received = served.partition().read(|ledger| {
+            let records = ledger.home_records();
+            // The leader's epoch is applied in its term: every earlier entry is too.
+            (led.home).received(message, results, records, true, now_ms, &mut actions)
+        });
+        if let Err(ignored) = received {
+            tracing::debug!(partition = served.number(), %ignored, "a rare-path message ignored");
+        }
+    }
+    perform(served, transport, actions);
+}
+
+/// Every `RARE_TICK`: runs each home's timers (resends, appends again, gives up rounds
+/// waiting too long), deposes a home leader whose term ended, and has each partition holding
+/// an intent longer than `ASK_AFTER` ask its home.
+pub(crate) async fn rare_loop<H: RareHost, T: RareTransport>(
+    partitions: Vec<Rc<H>>,
+    stop: Rc<Cell<bool>>,
+    transport: Rc<T>,
+) {
+    while !stop.get() {
+        monoio::time::sleep(RARE_TICK).await;
+        let now_ms = monotonic_ms();
+        for served in &partitions {
+            tick(served, &transport, now_ms);
+            ask_if_held(served, &transport, now_ms);
+        }
+    }
+    // Batches still waiting cannot be answered by this process.
+    for served in &partitions {
+        let waiting = std::mem::take(&mut served.rare().home.borrow_mut().waiting);
+        for (_, reply) in waiting {
+            let _ = reply.send(Err(outcome_unknown(served.number())));
+        }
+    }
+}
+
+fn tick<H: RareHost, T: RareTransport>(served: &Rc<H>, transport: &Rc<T>, now_ms: u64) {
+    let term = served.partition().status().term;
+    let mut actions = Vec::new();
+    let mut renumber = false;
+    {
+        let mut state = served.rare().home.borrow_mut();
+        let state = &mut *state;
+        match state.led.take() {
+            None => {}
+            Some(led) if led.term != term => led.home.deposed(&mut actions),
+            Some(mut led) => {
+                served.partition().read(|ledger| {
+                    let records = ledger.home_records();
+                    led.home.tick(records, true, now_ms, &mut actions);
+                });
+                let used = led.home.number_next() - led.epoch_first;
+                if used >= 1 << (ROUND_BITS - 1) && !state.renumbering {
+                    state.renumbering = true;
+                    renumber = true;
+                }
+                state.led = Some(led);
+            }
+        }
+    }
+    perform(served, transport, actions);
+    if renumber {
+        let to = served.clone();
+        spawn_counted(served, async move {
+            let epoch = log_epoch(&to, term).await;
+            let mut state = to.rare().home.borrow_mut();
+            state.renumbering = false;
+            if let (Ok(epoch), Some(led)) = (epoch, state.led.as_mut()) {
+                if led.term == term {
+                    led.epoch_first = epoch << ROUND_BITS;
+                    led.home.renumber(led.epoch_first);
+                }
+            }
+        });
+    }
+}
+
+fn ask_if_held<H: RareHost, T: RareTransport>(served: &Rc<H>, transport: &Rc<T>, now_ms: u64) {
+    let holder = served.partition().read(Ledger::holder);
+    let asked = &served.rare().asked;
+    let ask_after = ASK_AFTER.as_millis() as u64;
+    match (holder, asked.get()) {
+        (None, _) => asked.set(None),
+        (Some(txn), Some((held, at))) if held == txn => {
+            if now_ms >= at + ask_after {
+                asked.set(Some((txn, now_ms)));
+                let message = Message::Ask {
+                    txn,
+                    from: served.number(),
+                };
+                let message = RareMessage {
+                    message,
+                    results: None,
+                };
+                transport.send_rare(txn.home, message);
+            }
+        }
+        (Some(txn), _) => asked.set(Some((txn, now_ms))),
+    }
+}
+
+pub(crate) fn outcome_unknown(partition: u32) -> NodeError {
+    NodeError::Partition(kassa_raft::PartitionError::OutcomeUnknown { partition })
+}
