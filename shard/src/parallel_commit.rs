@@ -1384,7 +1384,9 @@ impl<E: Clone> HomeLeader<E> {
             let next = self.epochs[&first].next;
             let below = self.unresolved_in(first, next).unwrap_or(next);
             let epoch = self.epochs.get_mut(&first).expect("an epoch");
-            let gathered = below - epoch.forgotten_below;
+            // A transaction below what is forgotten can still be recovered here: an earlier
+            // leader's, never staged, asked about late (it is answered `Aborted` either way).
+            let gathered = below.saturating_sub(epoch.forgotten_below);
             let due = now_ms >= epoch.forget_ms + FORGET_MS;
             if gathered > 0 && (gathered >= FORGET_STEP || due) {
                 epoch.forgotten_below = below;
