@@ -763,8 +763,9 @@ fn the_id_directory_is_in_the_snapshot_and_a_version_3_snapshot_has_none() {
     // Version 5: the directory's two counts without the lease buckets after each (64 of 13
     // bytes), then the foreign requests' two numbers; version 4 without the foreign requests;
     // version 3 without the directory either. Version 8 added the intents' three counts at
-    // the end.
-    const INTENTS_EMPTY: usize = 3 * 8;
+    // the end, and version 9 a count of forgotten ranges after the participant's and after
+    // the home's.
+    const INTENTS_EMPTY: usize = 5 * 8;
     let empty = snapshot_of(&Ledger::new(config(2)));
     let before_directory = &empty[..empty.len() - 2 * (8 + 64 * 13) - 16 - INTENTS_EMPTY];
     for (version, tail) in [(5u32, 32), (4, 16), (3, 0)] {
@@ -788,9 +789,16 @@ fn the_id_directory_is_in_the_snapshot_and_a_version_3_snapshot_has_none() {
         assert_eq!(snapshot_of(&restored), empty);
         assert_eq!(restored.holder(), None);
     }
-    // Version 8 without its intents is cut short: refused.
+    // Version 8: the three counts, no forgotten ranges.
+    let mut version_8 = before_intents.to_vec();
+    version_8.resize(version_8.len() + 3 * 8, 0);
+    version_8[8..12].copy_from_slice(&8u32.to_le_bytes());
+    reseal(&mut version_8);
+    let restored = Ledger::restore(config(2), &version_8).expect("a version 8 snapshot restores");
+    assert_eq!(snapshot_of(&restored), empty);
+    // Version 9 without its intents is cut short: refused.
     let mut cut = before_intents.to_vec();
     reseal(&mut cut);
     assert!(Ledger::restore(config(2), &cut).is_err());
-    assert_eq!(SNAPSHOT_FORMAT_VERSION, 8);
+    assert_eq!(SNAPSHOT_FORMAT_VERSION, 9);
 }
