@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kassa_shard::directory::{ClaimAnswer, IdKind, CLAIM_IDS_MAX};
+use kassa_shard::directory::IdKind;
 use kassa_shard::{
     ClientAnswer, ClientReply, ClientRequest, Command, Decision, Effects, Ledger, PlacementKind,
     ReadSet, Reply, Scratch,
@@ -35,10 +35,9 @@ use kassa_wire::RequestHeader;
 use kassa_wire::{Account, CreateAccountResult, CreateTransferResult, Transfer};
 use zerocopy::IntoBytes;
 
-use crate::cores::{next_lock_txn, Cores, ReadNames};
+use crate::cores::{next_lock_txn, ClaimedIds, Cores, ReadNames};
 use crate::fail_stop::fail_stop;
 use crate::fault_injection;
-use crate::id_directory::Proposer;
 use crate::join::join_all;
 use crate::NodeError;
 
@@ -662,7 +661,7 @@ async fn run_locked(
     if !readers.is_empty() {
         let mut readers = readers;
         if let Err(error) = unlock_all(cores, &mut readers, lock).await {
-            settle_claims(cores, claimed).await;
+            cores.settle_claims(claimed).await;
             return Err(Undecided(error));
         }
         locked.retain(|partition| participants.contains(partition));
@@ -712,7 +711,7 @@ async fn run_locked(
         std::process::abort();
     }
     if others.is_empty() {
-        settle_claims(cores, claimed).await;
+        cores.settle_claims(claimed).await;
         return Ok(());
     }
     if fault_injection::injected("apply-fails") {
@@ -744,7 +743,7 @@ async fn run_locked(
             }
         }
     }
-    settle_claims(cores, claimed).await;
+    cores.settle_claims(claimed).await;
     // `Done` only spares a restart redelivering (idempotently) what every partition applied:
     // it need not be durable before the clients get their results or the locks go.
     let cores = cores.clone();
@@ -756,15 +755,11 @@ async fn run_locked(
     Ok(())
 }
 
-/// Ids of one kind claimed for one partition by this transaction (`Proposer::Transaction`,
-/// the proposer named for settling them).
-type Claimed = Vec<(u32, Proposer, IdKind, Vec<u128>)>;
-
 /// Under placement by ledger, claims the ids a decision stores (accounts, created transfers,
 /// failed ids) for the partitions that store them. Every partition is locked, so every id is
 /// granted (a claim left by a batch that never ran is resolved by asking its partition); an
 /// id owned elsewhere fails the transaction before its decision, and nothing happened.
-async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, NodeError> {
+async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Vec<ClaimedIds>, NodeError> {
     if cores.placement().kind != PlacementKind::ByLedger {
         return Ok(Vec::new());
     }
@@ -785,55 +780,19 @@ async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Claimed, No
             stored.insert(t.id.0);
         }
     }
-    // One claim carries at most CLAIM_IDS_MAX ids; a group's accounts can be more.
-    let mut chunks: Vec<(u32, IdKind, Vec<u128>)> = Vec::new();
-    for ((partition, kind), ids) in ids {
-        let ids: Vec<u128> = ids.into_iter().collect();
-        for chunk in ids.chunks(CLAIM_IDS_MAX) {
-            chunks.push((partition, kind, chunk.to_vec()));
-        }
-    }
-    let claims = chunks.into_iter().map(|(partition, kind, ids)| async move {
-        let outcome = cores
-            .claim_for_transaction(partition, kind, ids.clone())
-            .await;
-        (partition, kind, ids, outcome)
-    });
-    let mut claimed = Vec::new();
-    let mut refused = None;
-    for (partition, kind, ids, outcome) in join_all(claims).await {
-        match outcome {
-            Ok(outcome) => {
-                let owned = outcome
-                    .answers
-                    .iter()
-                    .find(|(_, a)| **a != ClaimAnswer::Granted);
-                if let Some((id, answer)) = owned {
-                    refused = Some(NodeError::Transaction(format!(
-                        "id {id} could not be claimed for partition {partition}: {answer:?}"
-                    )));
-                }
-                claimed.push((partition, outcome.proposer, kind, ids));
-            }
-            Err(error) => refused = Some(error),
-        }
-    }
-    match refused {
-        None => Ok(claimed),
-        Some(error) => {
-            settle_claims(cores, claimed).await;
-            Err(error)
-        }
-    }
-}
-
-/// The claimed ids are applied (or will never be): no longer proposed.
-async fn settle_claims(cores: &Cores, claimed: Claimed) {
-    for (partition, proposer, kind, ids) in claimed {
-        if let Err(error) = cores.claims_settled(partition, proposer, kind, ids).await {
-            tracing::debug!(partition, %error, "claims not settled (the node is stopping)");
-        }
-    }
+    let claims = (ids.into_iter())
+        .map(|((partition, kind), ids)| (partition, kind, ids.into_iter().collect()))
+        .collect();
+    let answer = cores.claim_all_for_transaction(claims).await;
+    let error = match (answer.failed, answer.refused) {
+        (None, None) => return Ok(answer.claimed),
+        (Some(error), _) => error,
+        (None, Some((partition, id, refusal))) => NodeError::Transaction(format!(
+            "id {id} could not be claimed for partition {partition}: {refusal:?}"
+        )),
+    };
+    cores.settle_claims(answer.claimed).await;
+    Err(error)
 }
 
 /// The replies each session partition gives the transaction's client requests, in order:

@@ -38,12 +38,13 @@ use crate::fail_stop::fail_stop;
 use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory, DirectoryHost};
 use crate::id_directory::Transport;
 use crate::id_directory::{DirectoryMessage, Proposer};
+use crate::join::join_all;
 use crate::rare_path::on_core::{
     self as rare, BatchReply, RareHost, RareMessage, RareState, RareTransport,
 };
 use crate::NodeError;
 use kassa_shard::batch_home::CreateBatch;
-use kassa_shard::directory::{ClaimAnswer, IdKind};
+use kassa_shard::directory::{ClaimAnswer, IdKind, CLAIM_IDS_MAX};
 use kassa_shard::intents::RareEntry;
 use kassa_shard::LocalRun;
 use kassa_wire::{Account, Operation};
@@ -151,6 +152,21 @@ pub enum CoreRequest {
         kind: IdKind,
         ids: Vec<u128>,
     },
+}
+
+/// Ids of one kind claimed for one partition by a transaction, and the proposer that claimed
+/// them (to settle them).
+pub type ClaimedIds = (u32, Proposer, IdKind, Vec<u128>);
+
+/// What [`CoreQueues::claim_all_for_transaction`] did.
+#[derive(Default)]
+pub struct TransactionClaims {
+    /// Every claim made, granted or not.
+    pub claimed: Vec<ClaimedIds>,
+    /// An id not granted: `(partition, id, answer)`.
+    pub refused: Option<(u32, u128, ClaimAnswer)>,
+    /// A claim that failed (its homes did not answer, or the node stops).
+    pub failed: Option<NodeError>,
 }
 
 /// What [`CoreQueues::write_local`] did.
@@ -768,6 +784,51 @@ impl CoreQueues {
         sent.map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Claims ids for a transaction that will store them: each `(partition, kind, ids)` for
+    /// `partition`, in claims of at most `CLAIM_IDS_MAX` ids, all at once. Every claim that was
+    /// made is in the answer, granted or not, to settle ([`CoreQueues::settle_claims`]).
+    pub async fn claim_all_for_transaction(
+        &self,
+        claims: Vec<(u32, IdKind, Vec<u128>)>,
+    ) -> TransactionClaims {
+        let chunks = claims.into_iter().flat_map(|(partition, kind, ids)| {
+            let chunks: Vec<Vec<u128>> = ids.chunks(CLAIM_IDS_MAX).map(<[u128]>::to_vec).collect();
+            chunks.into_iter().map(move |ids| (partition, kind, ids))
+        });
+        let asked = chunks.map(|(partition, kind, ids)| async move {
+            let outcome = self.claim_for_transaction(partition, kind, ids.clone());
+            (partition, kind, ids, outcome.await)
+        });
+        let mut answer = TransactionClaims::default();
+        for (partition, kind, ids, outcome) in join_all(asked).await {
+            match outcome {
+                Ok(outcome) => {
+                    let owned = outcome
+                        .answers
+                        .iter()
+                        .find(|(_, a)| **a != ClaimAnswer::Granted);
+                    if let Some((id, refusal)) = owned {
+                        answer.refused = Some((partition, *id, *refusal));
+                    }
+                    answer
+                        .claimed
+                        .push((partition, outcome.proposer, kind, ids));
+                }
+                Err(error) => answer.failed = Some(error),
+            }
+        }
+        answer
+    }
+
+    /// The ids a transaction claimed are stored, or never will be: no longer proposed.
+    pub async fn settle_claims(&self, claimed: Vec<ClaimedIds>) {
+        for (partition, proposer, kind, ids) in claimed {
+            if let Err(error) = self.claims_settled(partition, proposer, kind, ids).await {
+                tracing::debug!(partition, %error, "claims not settled (the node is stopping)");
+            }
+        }
+    }
+
     /// Runs `run` on core `core`'s thread (from any thread; waits only for room in the queue).
     pub fn run_on(
         &self,
@@ -1033,7 +1094,7 @@ async fn serve(
                 admit(&served.lock, Some(txn), in_flight).await;
                 served.write(partition, command).await
             });
-            let _ = reply.send(crate::join::join_all(writes).await);
+            let _ = reply.send(join_all(writes).await);
         }
         CoreRequest::Unlock { txn, partitions } => {
             for partition in partitions {

@@ -124,6 +124,22 @@ impl Service {
         local_partition(self.cores.placement(), ledgers)
     }
 
+    /// Runs a batch that is not one partition's in shares (placement by ledger), or gives it
+    /// back for the coordinator; counts which (`GET /ready`).
+    async fn in_shares(&self, batch: CreateBatch) -> Result<InShares, NodeError> {
+        let ran = if self.cores.placement().kind == PlacementKind::ByLedger {
+            create_in_shares(&self.cores, realtime_ns(), batch).await?
+        } else {
+            InShares::NotRunnable(batch)
+        };
+        let counter = match ran {
+            InShares::Ran(_) => &self.in_shares,
+            InShares::NotRunnable(_) => &self.coordinated,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(ran)
+    }
+
     /// Create batches across partitions since the node started: run in shares, and run by the
     /// coordinator (`GET /ready`).
     pub fn batches_across(&self) -> (u64, u64) {
@@ -160,18 +176,11 @@ impl Service {
                     other => unreachable!("create_accounts answered {other:?}"),
                 }
             }
-            if self.cores.placement().kind == PlacementKind::ByLedger {
-                let batch = CreateBatch::Accounts(accounts);
-                match create_in_shares(&self.cores, realtime_ns(), batch).await? {
-                    InShares::Ran(results) => {
-                        self.in_shares.fetch_add(1, Ordering::Relaxed);
-                        return rare_path::account_results(results);
-                    }
-                    InShares::NotRunnable(CreateBatch::Accounts(back)) => accounts = back,
-                    InShares::NotRunnable(other) => unreachable!("accounts came back as {other:?}"),
-                }
+            match self.in_shares(CreateBatch::Accounts(accounts)).await? {
+                InShares::Ran(results) => return rare_path::account_results(results),
+                InShares::NotRunnable(CreateBatch::Accounts(back)) => accounts = back,
+                InShares::NotRunnable(other) => unreachable!("accounts came back as {other:?}"),
             }
-            self.coordinated.fetch_add(1, Ordering::Relaxed);
             let transactions = coordinator.transactions();
             return transactions.create_accounts(realtime_ns(), accounts).await;
         }
@@ -208,20 +217,11 @@ impl Service {
                     other => unreachable!("create_transfers answered {other:?}"),
                 }
             }
-            if self.cores.placement().kind == PlacementKind::ByLedger {
-                let batch = CreateBatch::Transfers(transfers);
-                match create_in_shares(&self.cores, realtime_ns(), batch).await? {
-                    InShares::Ran(results) => {
-                        self.in_shares.fetch_add(1, Ordering::Relaxed);
-                        return rare_path::transfer_results(results);
-                    }
-                    InShares::NotRunnable(CreateBatch::Transfers(back)) => transfers = back,
-                    InShares::NotRunnable(other) => {
-                        unreachable!("transfers came back as {other:?}")
-                    }
-                }
+            match self.in_shares(CreateBatch::Transfers(transfers)).await? {
+                InShares::Ran(results) => return rare_path::transfer_results(results),
+                InShares::NotRunnable(CreateBatch::Transfers(back)) => transfers = back,
+                InShares::NotRunnable(other) => unreachable!("transfers came back as {other:?}"),
             }
-            self.coordinated.fetch_add(1, Ordering::Relaxed);
             let transactions = coordinator.transactions();
             return transactions
                 .create_transfers(realtime_ns(), transfers)
@@ -400,11 +400,12 @@ impl Reads {
         self.whole(partitions_read, read).await
     }
 
-    /// Runs `read` of `partitions` so that it sees whole transactions. A read of several
-    /// runs between two of the coordinator's transactions, and again as long as an intent's
-    /// effects were stored in one of them while it read (`Ledger::resolutions`): one partition
-    /// read before a transaction's intent came and another after it resolved would show half
-    /// of it.
+    /// Runs `read` of `partitions` so that it sees whole transactions. `read` gives, with what
+    /// it found, each partition's count of intents stored (`Ledger::resolutions`) as it read
+    /// it, in the order of `partitions`. A read of several runs between two of the
+    /// coordinator's transactions, and again as long as an intent's effects were stored in one
+    /// of them since it was read: one partition read before a transaction's intent came and
+    /// another after it resolved would show half of it.
     async fn whole<R, F>(
         &self,
         partitions: Vec<u32>,
@@ -412,17 +413,16 @@ impl Reads {
     ) -> Result<R, NodeError>
     where
         R: Send + 'static,
-        F: std::future::Future<Output = Result<R, NodeError>> + Send + 'static,
+        F: std::future::Future<Output = Result<(Vec<u64>, R), NodeError>> + Send + 'static,
     {
         if partitions.len() <= 1 {
-            return read().await;
+            return read().await.map(|(_, found)| found);
         }
         let queues = self.queues.clone();
         let validated = async move {
             for _ in 0..WHOLE_READ_ATTEMPTS_MAX {
-                let before = resolutions(&queues, &partitions).await?;
-                let found = read().await?;
-                if resolutions(&queues, &partitions).await? == before {
+                let (counted, found) = read().await?;
+                if resolutions(&queues, &partitions).await? == counted {
                     return Ok(found);
                 }
             }
@@ -508,17 +508,19 @@ impl Reads {
             let (queues, partitions) = (queues.clone(), partitions.clone());
             async move {
                 let reads = (partitions.into_iter())
-                    .map(|partition| read_filtered(&queues, partition, filter, read));
-                let mut records = Vec::new();
+                    .map(|partition| read_counted(&queues, partition, filter, read));
+                let (mut counted, mut records) = (Vec::new(), Vec::new());
                 for found in join_all(reads).await {
-                    records.extend(found?);
+                    let (count, found) = found?;
+                    counted.push(count);
+                    records.extend(found);
                 }
                 records.sort_by_key(timestamp);
                 if filter.flags.contains(QueryFilterFlags::REVERSED) {
                     records.reverse();
                 }
                 records.truncate(filter.limit as usize);
-                Ok(records)
+                Ok((counted, records))
             }
         };
         self.whole(partitions_read, query).await
@@ -536,29 +538,33 @@ async fn resolutions(queues: &CoreQueues, partitions: &[u32]) -> Result<Vec<u64>
 }
 
 /// Finds the ids `by_partition` names for each partition there; the `count` ids' records that
-/// exist, in order.
+/// exist, in order, with each partition's count of intents stored as it was read (in
+/// partition order).
 async fn lookup_in<T: Send + 'static>(
     queues: CoreQueues,
     by_partition: BTreeMap<u32, Vec<(usize, u128)>>,
     count: usize,
     find: fn(&Ledger, u128) -> Option<T>,
-) -> Result<Vec<T>, NodeError> {
+) -> Result<(Vec<u64>, Vec<T>), NodeError> {
     let reads = by_partition.into_iter().map(|(partition, wanted)| {
         queues.read(partition, move |ledger| {
             let found = wanted.iter().map(|(index, id)| (*index, find(ledger, *id)));
-            found.collect::<Vec<_>>()
+            (ledger.resolutions(), found.collect::<Vec<_>>())
         })
     });
     let mut found: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    let mut counted = Vec::new();
     for read in join_all(reads).await {
-        for (index, record) in read? {
+        let (resolutions, read) = read?;
+        counted.push(resolutions);
+        for (index, record) in read {
             // A record is stored in one partition; the others find nothing.
             if record.is_some() {
                 found[index] = record;
             }
         }
     }
-    Ok(found.into_iter().flatten().collect())
+    Ok((counted, found.into_iter().flatten().collect()))
 }
 
 /// Under placement by ledger with several partitions, the partition of the first ledger
@@ -581,10 +587,22 @@ async fn read_filtered<F: Send + 'static, T: Send + 'static>(
     filter: F,
     read: fn(&Ledger, &F, &mut Vec<T>),
 ) -> Result<Vec<T>, NodeError> {
+    let found = read_counted(queues, partition, filter, read).await?;
+    Ok(found.1)
+}
+
+/// [`read_filtered`], with the partition's count of intents stored as it was read
+/// (`Ledger::resolutions`).
+async fn read_counted<F: Send + 'static, T: Send + 'static>(
+    queues: &CoreQueues,
+    partition: u32,
+    filter: F,
+    read: fn(&Ledger, &F, &mut Vec<T>),
+) -> Result<(u64, Vec<T>), NodeError> {
     let found = queues.read(partition, move |ledger| {
         let mut out = Vec::new();
         read(ledger, &filter, &mut out);
-        out
+        (ledger.resolutions(), out)
     });
     found.await
 }

@@ -384,23 +384,19 @@ impl RareEntry {
                 put_u32(out, outcome.to_u32());
                 (TAG_FINISH, 0, 0)
             }
-            RareEntry::Participant(ParticipantCommand::Forget { home, from, below }) => {
+            RareEntry::Participant(ParticipantCommand::Forget { home, from, below })
+            | RareEntry::Home(HomeCommand::Forget { home, from, below }) => {
                 TxnId {
                     home: *home,
                     number: *from,
                 }
                 .encode(out);
                 out.extend_from_slice(&below.to_le_bytes());
-                (TAG_FORGET_PARTICIPANT, 0, 0)
-            }
-            RareEntry::Home(HomeCommand::Forget { home, from, below }) => {
-                TxnId {
-                    home: *home,
-                    number: *from,
-                }
-                .encode(out);
-                out.extend_from_slice(&below.to_le_bytes());
-                (TAG_FORGET_HOME, 0, 0)
+                let tag = match self {
+                    RareEntry::Home(_) => TAG_FORGET_HOME,
+                    RareEntry::Participant(_) => TAG_FORGET_PARTICIPANT,
+                };
+                (tag, 0, 0)
             }
             RareEntry::Home(HomeCommand::Stage { txn, participants }) => {
                 txn.encode(out);

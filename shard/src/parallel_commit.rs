@@ -163,6 +163,19 @@ impl<E> Default for Participant<E> {
     }
 }
 
+/// `home`'s transactions numbered in `from..below`.
+fn txn_range(home: u32, from: u64, below: u64) -> std::ops::Range<TxnId> {
+    TxnId { home, number: from }..TxnId {
+        home,
+        number: below,
+    }
+}
+
+/// The lowest number in `range` of a transaction in `map`.
+fn first_number<V>(map: &BTreeMap<TxnId, V>, range: &std::ops::Range<TxnId>) -> Option<u64> {
+    map.range(range.clone()).next().map(|(txn, _)| txn.number)
+}
+
 /// Ranges of a home's transaction numbers forgotten (every transaction in them decided and
 /// resolved everywhere): `(home, from) → below`. One range per home leader's epoch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -174,6 +187,15 @@ impl Forgotten {
     fn contains(&self, txn: TxnId) -> bool {
         let before = self.0.range(..=(txn.home, txn.number)).next_back();
         before.is_some_and(|((home, _), below)| *home == txn.home && txn.number < *below)
+    }
+
+    /// Forgets `home`'s transactions numbered in `from..below`: drops them from `map` and
+    /// remembers the range.
+    fn forget<V>(&mut self, map: &mut BTreeMap<TxnId, V>, home: u32, from: u64, below: u64) {
+        let range = txn_range(home, from, below);
+        let mut above = map.split_off(&range.start);
+        map.append(&mut above.split_off(&range.end));
+        self.add(home, from, below);
     }
 
     fn add(&mut self, home: u32, from: u64, below: u64) {
@@ -260,19 +282,10 @@ impl<E: Clone> Participant<E> {
     /// never staged (a correct home forgets a staged one only once every participant
     /// resolved it), which its home answers `Aborted` when asked.
     fn forget(&mut self, home: u32, from: u64, below: u64) -> ParticipantAnswer<E> {
-        let first = TxnId { home, number: from };
-        let end = TxnId {
-            home,
-            number: below,
-        };
         if from >= below {
             return ParticipantAnswer::Ignored(Ignored::Forget { home, from, below });
         }
-        let forgotten: Vec<TxnId> = self.closed.range(first..end).map(|(t, _)| *t).collect();
-        for txn in forgotten {
-            self.closed.remove(&txn);
-        }
-        self.forgotten.add(home, from, below);
+        self.forgotten.forget(&mut self.closed, home, from, below);
         ParticipantAnswer::Forgot
     }
 
@@ -513,20 +526,7 @@ impl Records {
             }
             HomeCommand::Forget { home, from, below } => {
                 assert!(from < below, "a leader forgets a range of numbers");
-                let first = TxnId {
-                    home: *home,
-                    number: *from,
-                };
-                let end = TxnId {
-                    home: *home,
-                    number: *below,
-                };
-                let forgotten: Vec<TxnId> =
-                    self.records.range(first..end).map(|(t, _)| *t).collect();
-                for txn in forgotten {
-                    self.records.remove(&txn);
-                }
-                self.forgotten.add(*home, *from, *below);
+                (self.forgotten).forget(&mut self.records, *home, *from, *below);
                 HomeAnswer::Forgot
             }
             HomeCommand::Stage { txn, participants } => match self.records.get(txn) {
@@ -1342,32 +1342,13 @@ impl<E: Clone> HomeLeader<E> {
     /// The lowest number in `from..below` of a transaction this leader has not seen resolved
     /// everywhere.
     fn unresolved_in(&self, from: u64, below: u64) -> Option<u64> {
-        let first = TxnId {
-            home: self.home,
-            number: from,
-        };
-        let end = TxnId {
-            home: self.home,
-            number: below,
-        };
+        let range = txn_range(self.home, from, below);
         [
-            self.coordinating
-                .range(first..end)
-                .next()
-                .map(|(t, _)| t.number),
-            self.recovering
-                .range(first..end)
-                .next()
-                .map(|(t, _)| t.number),
-            self.deciding
-                .range(first..end)
-                .next()
-                .map(|(t, _)| t.number),
-            self.resolving
-                .range(first..end)
-                .next()
-                .map(|(t, _)| t.number),
-            self.began.range(first..end).next().map(|(t, _)| t.number),
+            first_number(&self.coordinating, &range),
+            first_number(&self.recovering, &range),
+            first_number(&self.deciding, &range),
+            first_number(&self.resolving, &range),
+            first_number(&self.began, &range),
         ]
         .into_iter()
         .flatten()

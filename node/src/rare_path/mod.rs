@@ -28,13 +28,12 @@
 use std::collections::BTreeSet;
 
 use kassa_shard::batch_home::CreateBatch;
-use kassa_shard::directory::{ClaimAnswer, IdKind, CLAIM_IDS_MAX};
+use kassa_shard::directory::IdKind;
 use kassa_shard::intents::ShareResults;
 use kassa_shard::shares::ShareEvent;
 use kassa_shard::{ledger_partition, Ledger, LocalRun};
 
-use crate::cores::CoreQueues;
-use crate::id_directory::Proposer;
+use crate::cores::{ClaimedIds, CoreQueues};
 use crate::join::join_all;
 use crate::NodeError;
 
@@ -51,9 +50,6 @@ pub enum InShares {
     /// The batch cannot run in shares; it is given back, unchanged, for the coordinator.
     NotRunnable(CreateBatch),
 }
-
-/// Ids of one kind claimed for one participant (`Proposer::Transaction`).
-type Claimed = Vec<(u32, Proposer, IdKind, Vec<u128>)>;
 
 /// Runs `batch` (placement by ledger, events of several partitions) in shares, or gives it
 /// back when it cannot run so. See the module.
@@ -108,7 +104,7 @@ pub async fn create_in_shares(
     };
     // The ids are stored now, or in an intent still held (which its partition counts as
     // proposed until it resolves), or never will be.
-    settle(queues, claimed).await;
+    queues.settle_claims(claimed).await;
     answered.map(InShares::Ran)
 }
 
@@ -178,44 +174,18 @@ async fn claim(
     queues: &CoreQueues,
     kind: IdKind,
     claims: Vec<(u32, Vec<u128>)>,
-) -> Result<Option<Claimed>, NodeError> {
-    let chunks: Vec<(u32, Vec<u128>)> = (claims.iter())
-        .flat_map(|(partition, ids)| {
-            (ids.chunks(CLAIM_IDS_MAX)).map(move |chunk| (*partition, chunk.to_vec()))
-        })
+) -> Result<Option<Vec<ClaimedIds>>, NodeError> {
+    let claims = (claims.into_iter())
+        .map(|(partition, ids)| (partition, kind, ids))
         .collect();
-    let asked = chunks.into_iter().map(|(partition, ids)| async move {
-        let outcome = queues.claim_for_transaction(partition, kind, ids.clone());
-        (partition, ids, outcome.await)
-    });
-    let mut claimed = Vec::new();
-    let mut granted = true;
-    let mut failed = None;
-    for (partition, ids, outcome) in join_all(asked).await {
-        match outcome {
-            Ok(outcome) => {
-                granted &= outcome.answers.values().all(|a| *a == ClaimAnswer::Granted);
-                claimed.push((partition, outcome.proposer, kind, ids));
-            }
-            Err(error) => failed = Some(error),
-        }
+    let answer = queues.claim_all_for_transaction(claims).await;
+    if answer.failed.is_none() && answer.refused.is_none() {
+        return Ok(Some(answer.claimed));
     }
-    if failed.is_none() && granted {
-        return Ok(Some(claimed));
-    }
-    settle(queues, claimed).await;
-    match failed {
+    queues.settle_claims(answer.claimed).await;
+    match answer.failed {
         Some(error) => Err(error),
         None => Ok(None),
-    }
-}
-
-/// The claimed ids are stored, held by an intent, or never will be: no longer proposed.
-async fn settle(queues: &CoreQueues, claimed: Claimed) {
-    for (partition, proposer, kind, ids) in claimed {
-        if let Err(error) = queues.claims_settled(partition, proposer, kind, ids).await {
-            tracing::debug!(partition, %error, "claims not settled (the node is stopping)");
-        }
     }
 }
 

@@ -377,16 +377,20 @@ pub(crate) async fn rare_loop<H: RareHost, T: RareTransport>(
 }
 
 fn tick<H: RareHost, T: RareTransport>(served: &Rc<H>, transport: &Rc<T>, now_ms: u64) {
-    let term = served.partition().status().term;
     let mut actions = Vec::new();
     let mut renumber = false;
+    let term;
     {
         let mut state = served.rare().home.borrow_mut();
         let state = &mut *state;
-        match state.led.take() {
-            None => {}
-            Some(led) if led.term != term => led.home.deposed(&mut actions),
-            Some(mut led) => {
+        // Most partitions lead no home: nothing to do, not even reading the Raft status.
+        let Some(led) = state.led.take() else {
+            return;
+        };
+        term = served.partition().status().term;
+        match led {
+            led if led.term != term => led.home.deposed(&mut actions),
+            mut led => {
                 served.partition().read(|ledger| {
                     let records = ledger.home_records();
                     led.home.tick(records, true, now_ms, &mut actions);
