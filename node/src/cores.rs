@@ -35,7 +35,9 @@ use kassa_wire::Transfer;
 
 pub use crate::clock::realtime_ns;
 use crate::fail_stop::fail_stop;
-use crate::id_directory::on_core::{self, ClaimOutcome, CoreDirectory, DirectoryHost};
+use crate::id_directory::on_core::{
+    self, monotonic_ms, ClaimOutcome, CoreDirectory, DirectoryHost,
+};
 use crate::id_directory::Transport;
 use crate::id_directory::{DirectoryMessage, Proposer};
 use crate::join::join_all;
@@ -431,6 +433,34 @@ impl Served {
             }
         }
         in_flight.set(in_flight.get() + 1);
+    }
+
+    /// Waits until no intent holds the partition and the intent at `place` is the first
+    /// waiting here, or until `deadline_ms`: whether it may propose now.
+    async fn free_for(&self, place: u64, deadline_ms: u64, in_flight: &Cell<usize>) -> bool {
+        let free =
+            || self.partition.read(Ledger::holder).is_none() && self.rare.busy.is_first(place);
+        if free() {
+            return true;
+        }
+        in_flight.set(in_flight.get() - 1);
+        let free = loop {
+            let resolved = self.resolved.notified();
+            if free() {
+                break true;
+            }
+            let now_ms = monotonic_ms();
+            if now_ms >= deadline_ms {
+                break false;
+            }
+            let left = Duration::from_millis(deadline_ms - now_ms);
+            tokio::select! {
+                _ = resolved => {}
+                _ = monoio::time::sleep(HELD_POLL.min(left)) => {}
+            }
+        };
+        in_flight.set(in_flight.get() + 1);
+        free
     }
 
     /// Writes `command` once no intent holds the partition: admitted through the lock as
@@ -1120,13 +1150,31 @@ async fn serve(
         }
         CoreRequest::Rare { partition, message } => {
             let served = served(partition);
-            if message.is_intent() {
+            let Some(txn) = message.intent_txn() else {
+                rare::received(served, transport, *message).await;
+                return;
+            };
+            // An intent: proposed once no other intent holds the partition and none that
+            // came before waits here (`BusyIntents`), within `BUSY_WAIT`.
+            let Some(place) = served.rare.busy.wait(txn) else {
+                return;
+            };
+            let deadline_ms = monotonic_ms() + rare::BUSY_WAIT.as_millis() as u64;
+            let mut message = *message;
+            while served.free_for(place, deadline_ms, in_flight).await {
                 // Intents are taken under the lock: none can come while a coordinator's
                 // transaction holds the partition. No await from here to the write's
                 // admission (`Served::write_in` counts it as writing when first polled).
                 admit(&served.lock, None, in_flight).await;
+                match rare::received(served, transport, message).await {
+                    // Another intent reached the log first (one resolved by entries this
+                    // node did not propose, or a coordinator's path).
+                    Some(busy) => message = busy,
+                    None => break,
+                }
             }
-            rare::received(served, transport, *message).await;
+            served.rare.busy.done(place);
+            served.resolved.notify_waiters();
         }
         CoreRequest::RunInShares {
             home,

@@ -15,7 +15,7 @@
 //! or read records (a batch, a client request, an expiry pulse, a coordinator's decision) is
 //! refused with [`Reply::Held`](crate::Reply::Held) and changes nothing, and another
 //! transaction's intent is answered [`IntentReply::Busy`]. The node proposes them again after
-//! the resolution. So the intent's effects, computed when it was taken, still fit when they
+//! the resolution (busy intents wait in their partition, in the order they came). So the intent's effects, computed when it was taken, still fit when they
 //! are stored, and nothing newer is stored before its records (today's tables are kept in
 //! timestamp order by appending; record locks come with issue 21's store).
 //!

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kassa_raft::Partition;
 use kassa_shard::batch_home::{participant_message, BatchAction, BatchHome, BatchId, CreateBatch};
-use kassa_shard::intents::{IntentShare, RareEntry, ShareResults};
+use kassa_shard::intents::{IntentReply, IntentShare, ParticipantReply, RareEntry, ShareResults};
 use kassa_shard::parallel_commit::{HomeCommand, Message, ParticipantCommand, TxnId};
 use kassa_shard::{Command, Ledger, Reply};
 
@@ -55,13 +55,6 @@ pub struct RareMessage {
     pub results: Option<ShareResults>,
 }
 
-impl RareMessage {
-    /// Whether the message asks its partition to write an intent (under its lock).
-    pub(crate) fn is_intent(&self) -> bool {
-        matches!(self.message, Message::Intent { .. })
-    }
-}
-
 /// Where a home sends a batch's answer: its results in batch order.
 pub(crate) type BatchReply = tokio::sync::oneshot::Sender<Result<ShareResults, NodeError>>;
 
@@ -74,6 +67,8 @@ pub(crate) struct RareState {
     epoch_logged: tokio::sync::Notify,
     /// The intent this partition holds, and when it last asked its home about it.
     asked: Cell<Option<(TxnId, u64)>>,
+    /// Intents kept out by another's, waiting for the partition's release.
+    pub(crate) busy: BusyIntents,
     /// Tasks of the rare path in progress here (log writes), to wait for at shutdown.
     tasks: Cell<usize>,
 }
@@ -292,17 +287,24 @@ async fn append<H: RareHost, T: RareTransport>(
 /// A message of the rare path for this partition, from another's core (or its own). An
 /// intent must have been admitted through the partition's lock by the caller, with no await
 /// since: the write counts as admitted from its first poll.
+///
+/// An intent another transaction's intent kept out (`IntentReply::Busy`) comes back, for the
+/// caller to propose again once the partition is released ([`BusyIntents`]); the home's
+/// resends would bring it only every `RESEND_MS`.
 pub(crate) async fn received<H: RareHost, T: RareTransport>(
     served: &Rc<H>,
     transport: &Rc<T>,
     rare: RareMessage,
-) {
+) -> Option<RareMessage> {
     let command = match rare.message {
         Message::Intent { txn, effects } => ParticipantCommand::Intent { txn, effects },
         Message::Prevent { txn } => ParticipantCommand::Prevent { txn },
         Message::Resolve { txn, outcome } => ParticipantCommand::Resolve { txn, outcome },
         Message::Forget { home, from, below } => ParticipantCommand::Forget { home, from, below },
-        message => return home_received(served, transport, message, rare.results).await,
+        message => {
+            home_received(served, transport, message, rare.results).await;
+            return None;
+        }
     };
     let entry = Command::Rare(Box::new(RareEntry::Participant(command.clone())));
     let reply = match served.write_in(entry, None).await {
@@ -311,11 +313,84 @@ pub(crate) async fn received<H: RareHost, T: RareTransport>(
         Err(error) => {
             // The home sends it again, or this partition asks.
             tracing::debug!(partition = served.number(), %error, "a participant's entry failed");
-            return;
+            return None;
         }
     };
-    if let Some((home, message, results)) = participant_message(served.number(), &command, &reply) {
-        transport.send_rare(home, RareMessage { message, results });
+    match (command, &reply) {
+        (
+            ParticipantCommand::Intent { txn, effects },
+            ParticipantReply::Intent(IntentReply::Busy { .. }),
+        ) => {
+            let message = Message::Intent { txn, effects };
+            return Some(RareMessage {
+                message,
+                results: None,
+            });
+        }
+        (command, reply) => {
+            if let Some((home, message, results)) =
+                participant_message(served.number(), &command, reply)
+            {
+                transport.send_rare(home, RareMessage { message, results });
+            }
+        }
+    }
+    None
+}
+
+/// The intents a partition waits to propose while another transaction's intent holds it, in
+/// the order they came.
+///
+/// When the holder resolves, only the first waiter proposes, and the others wait for its
+/// proposal. Every home sends its intents to all its participants at once over ordered
+/// queues, so each partition sees a home's transactions in the same order and grants them in
+/// that order: two batches of one home never each take half of the other's partitions (a
+/// deadlock only the home's give-up breaks). A resend of an intent already waiting is dropped
+/// and keeps its place; a wait lasts at most [`BUSY_WAIT`], when the home gives the round up.
+#[derive(Default)]
+pub(crate) struct BusyIntents(RefCell<Waiting>);
+
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    by_arrival: BTreeMap<u64, TxnId>,
+}
+
+/// How long an intent waits here for its partition: as long as its home waits for it
+/// (`batch_home::GIVE_UP_MS`), then the home gives the round up.
+pub const BUSY_WAIT: Duration = Duration::from_millis(kassa_shard::batch_home::GIVE_UP_MS);
+
+impl BusyIntents {
+    /// Queues `txn`: its place, or `None` if it waits already.
+    pub(crate) fn wait(&self, txn: TxnId) -> Option<u64> {
+        let mut waiting = self.0.borrow_mut();
+        if waiting.by_arrival.values().any(|waits| *waits == txn) {
+            return None;
+        }
+        let place = waiting.next;
+        waiting.next += 1;
+        waiting.by_arrival.insert(place, txn);
+        Some(place)
+    }
+
+    /// Whether the intent at `place` is the first waiting.
+    pub(crate) fn is_first(&self, place: u64) -> bool {
+        self.0.borrow().by_arrival.keys().next() == Some(&place)
+    }
+
+    pub(crate) fn done(&self, place: u64) {
+        self.0.borrow_mut().by_arrival.remove(&place);
+    }
+}
+
+impl RareMessage {
+    /// The transaction of an intent: `Some` for a message that asks its partition to write
+    /// one (under its lock).
+    pub(crate) fn intent_txn(&self) -> Option<TxnId> {
+        match &self.message {
+            Message::Intent { txn, .. } => Some(*txn),
+            _ => None,
+        }
     }
 }
 
@@ -447,4 +522,33 @@ fn ask_if_held<H: RareHost, T: RareTransport>(served: &Rc<H>, transport: &Rc<T>,
 
 pub(crate) fn outcome_unknown(partition: u32) -> NodeError {
     NodeError::Partition(kassa_raft::PartitionError::OutcomeUnknown { partition })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn(number: u64) -> TxnId {
+        TxnId { home: 3, number }
+    }
+
+    #[test]
+    fn busy_intents_are_granted_in_the_order_they_came_and_a_resend_keeps_its_place() {
+        let busy = BusyIntents::default();
+        let first = busy.wait(txn(9)).expect("new");
+        let second = busy.wait(txn(2)).expect("new");
+        let third = busy.wait(txn(5)).expect("new");
+        // The home's resend of a waiting intent is dropped: it keeps its place.
+        assert_eq!(busy.wait(txn(2)), None);
+        assert!(busy.is_first(first));
+        assert!(!busy.is_first(second) && !busy.is_first(third));
+        busy.done(first);
+        assert!(busy.is_first(second));
+        // Gone from the queue (proposed, or out of time), it may wait again, last.
+        busy.done(second);
+        let again = busy.wait(txn(2)).expect("waits again");
+        assert!(busy.is_first(third));
+        busy.done(third);
+        assert!(busy.is_first(again));
+    }
 }
