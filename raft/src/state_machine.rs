@@ -17,6 +17,9 @@
 //! atomically, and never by an older snapshot; only then does openraft purge the log it covers.
 //! A snapshot must fit one durable file (`DURABLE_FILE_SIZE_MAX`, 1 GiB: some 8 million
 //! transfers); past that, periodic snapshots are declined (logged as errors) and the log grows.
+//! Whether a snapshot can fit is first told from the ledger's table sizes
+//! (`Ledger::snapshot_size_at_least`), so a ledger past the limit is not copied only to be
+//! declined.
 
 use std::cell::RefCell;
 use std::io;
@@ -237,7 +240,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     /// Declines a periodic snapshot the snapshot file could not hold: the partition goes on
     /// serving, on a log that is no longer purged, instead of stopping on a failed write.
+    /// The ledger's large tables tell first whether it can fit: one that cannot is declined
+    /// without being copied (gigabytes, on the partition's core).
     async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<SnapshotBuilder> {
+        let at_least = self.ledger.borrow().snapshot_size_at_least();
+        if at_least > DURABLE_FILE_SIZE_MAX && !force {
+            let partition = self.partition;
+            tracing::error!(
+                partition,
+                size_at_least = at_least,
+                "snapshot larger than a durable file: not taken"
+            );
+            return None;
+        }
         let builder = self.snapshot_builder();
         let size = codec::snapshot_size(&builder.meta, &builder.ledger) as u64;
         if size > DURABLE_FILE_SIZE_MAX && !force {
