@@ -13,7 +13,9 @@
 //! The accounts are on three ledgers. Half the batches keep to one ledger, the others mix
 //! them: placed by ledger (the default), the first run in their ledger's partition (with
 //! claims, then leases), the others in shares (each ledger's events in its partition, decided
-//! by a record home) or, when a post or void leaves its ledger 0, through the coordinator.
+//! by a record home; a post or void that leaves its ledger 0 in the partition of its pending
+//! transfer), or through the coordinator when a share cannot run alone. Placed by id, every
+//! batch across partitions takes the coordinator.
 //!
 //! Bounded: `KILLS` rounds (`KASSA_CRASH_KILLS` to change), each killed within a second. The
 //! seed is printed; `KASSA_CRASH_SEED` replays the schedule (timing still varies).
@@ -94,8 +96,8 @@ fn record_json(t: &Planned) -> String {
                 t.id, t.debit, t.credit, t.amount, t.ledger
             )
         }
-        // The posts and voids of one batch in four leave their ledger 0 (the coordinator finds
-        // the pending transfer); the others name it, so a batch of them can run in shares.
+        // The posts and voids of one batch in four leave their ledger 0 (the requester finds
+        // the pending transfer's partition); the others name it.
         Kind::Post { pending_id } => format!(
             r#"{{"id":"{}","pending_id":"{pending_id}","amount":"{}","ledger":{},"flags":[{linked}"post_pending_transfer"]}}"#,
             t.id,

@@ -1,9 +1,9 @@
 //! Placement by ledger on the real binary (`kassa format --placement ledger`, 16 partitions, 2
 //! cores), side by side with a node of one partition that runs the same requests: every
 //! result and every record must be what one ledger gives. A batch of one ledger runs in the
-//! ledger's partition alone (its new ids claimed at their homes); a batch that mixes ledgers,
-//! names another ledger's account, reuses an id of another ledger or posts a pending transfer
-//! without naming its ledger takes the global path. Both are in the history below, through
+//! ledger's partition alone (its new ids claimed at their homes); a batch that mixes ledgers
+//! runs in shares (a post or void of ledger 0 in its pending transfer's partition), or takes
+//! the global path when it names another ledger's account or reuses an id of another ledger. Both are in the history below, through
 //! the HTTP API and through the wire protocol (sessions in the batch's partition and not),
 //! across a restart, and under concurrent writers, with every ledger balanced.
 
@@ -484,6 +484,65 @@ fn concurrent_writers_on_many_ledgers_keep_every_ledger_balanced() {
     };
     let forgotten = common::wait_until(std::time::Duration::from_secs(20), || remembered() == 0);
     assert!(forgotten, "{} still remembered", remembered());
+    assert_balanced(&node);
+}
+
+/// A post or void that names no ledger (TigerBeetle's ledger 0: its pending transfer's) runs
+/// in shares in the partition that stores its pending transfer, or that of the batch's event
+/// creating it; one whose pending transfer is nowhere takes the coordinator, which answers
+/// `pending_transfer_not_found`.
+#[test]
+fn posts_and_voids_without_a_ledger_run_in_shares_where_their_pending_transfers_are() {
+    let dir = TempDir::new("ledger-posts");
+    format_by_ledger(&dir.0);
+    let node = Node::start(&dir.0);
+    let a = 1;
+    let b = (2..=LEDGERS)
+        .find(|l| ledger_partition(*l, PARTITIONS) != ledger_partition(a, PARTITIONS))
+        .expect("two ledgers in two partitions");
+    let post = |body: &str| -> Vec<String> {
+        let (status, reply) = node.post("/v1/transfers", body);
+        assert_eq!(status, 200, "{reply}");
+        results(&reply)
+    };
+    let accounts = [
+        account_json(1, a, &[]),
+        account_json(2, a, &[]),
+        account_json(3, b, &[]),
+        account_json(4, b, &[]),
+    ];
+    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    assert!(results(&reply).iter().all(|r| r == "created"), "{reply}");
+    let pending = [
+        transfer_json(100, 1, 2, 10, 0, a, 1, &["pending"]),
+        transfer_json(101, 3, 4, 20, 0, b, 1, &["pending"]),
+    ];
+    assert_eq!(post(&format!("[{}]", pending.join(","))), ["created"; 2]);
+    assert_eq!(batches_across(&node), (2, 0));
+
+    let mixed = [
+        transfer_json(102, 0, 0, u128::MAX, 100, 0, 0, &["post_pending_transfer"]),
+        transfer_json(103, 0, 0, 0, 101, 0, 0, &["void_pending_transfer"]),
+        transfer_json(104, 3, 4, 5, 0, b, 1, &["pending"]),
+        transfer_json(105, 0, 0, u128::MAX, 104, 0, 0, &["post_pending_transfer"]),
+        transfer_json(106, 1, 2, 7, 0, a, 1, &[]),
+    ];
+    assert_eq!(post(&format!("[{}]", mixed.join(","))), ["created"; 5]);
+    assert_eq!(batches_across(&node), (3, 0), "in shares");
+
+    let nowhere = [
+        transfer_json(107, 1, 2, 1, 0, a, 1, &[]),
+        transfer_json(108, 0, 0, u128::MAX, 999, 0, 0, &["post_pending_transfer"]),
+    ];
+    let answered = post(&format!("[{}]", nowhere.join(",")));
+    assert_eq!(answered, ["created", "pending_transfer_not_found"]);
+    assert_eq!(batches_across(&node), (3, 1), "coordinated");
+
+    assert_eq!(posted(&node, 1), (18, 0));
+    assert_eq!(posted(&node, 2), (0, 18));
+    assert_eq!(posted(&node, 3), (5, 0), "101 voided, 104 posted");
+    assert_eq!(posted(&node, 4), (0, 5));
     assert_balanced(&node);
 }
 

@@ -7,7 +7,7 @@
 //!   each event's partition, checks with each participant that its share can run there alone
 //!   and claims the share's new ids for it (as the fast path does for a whole batch), then
 //!   hands the batch to its record home and waits for the answer. A batch that cannot run in
-//!   shares (an event without a ledger, an id in two shares, a share naming records of other
+//!   shares (an event placed nowhere, an id in two shares, a share naming records of other
 //!   partitions, an id held elsewhere) comes back, for the coordinator.
 //! - **the record home** (on the home partition's core): a `BatchHome` per leader term,
 //!   numbering its rounds from an epoch it logs first (`Command::ClaimEpoch`, whose index is
@@ -32,6 +32,7 @@ use kassa_shard::directory::IdKind;
 use kassa_shard::intents::ShareResults;
 use kassa_shard::shares::ShareEvent;
 use kassa_shard::{ledger_partition, Ledger, LocalRun};
+use kassa_wire::{Transfer, TransferId};
 
 use crate::cores::{ClaimedIds, CoreQueues};
 use crate::join::join_all;
@@ -58,7 +59,7 @@ pub async fn create_in_shares(
     now: u64,
     batch: CreateBatch,
 ) -> Result<InShares, NodeError> {
-    let Some(partitions) = event_partitions(&batch, queues.partitions()) else {
+    let Some(partitions) = event_partitions(queues, &batch).await? else {
         return Ok(InShares::NotRunnable(batch));
     };
     let participants: BTreeSet<u32> = partitions.iter().copied().collect();
@@ -108,27 +109,86 @@ pub async fn create_in_shares(
     answered.map(InShares::Ran)
 }
 
-/// Each event's partition: its ledger's. `None` when an event names no ledger (a post or
-/// void of ledger 0 is placed by its pending transfer: the coordinator finds it) or the batch
+/// Each event's partition: its ledger's. A post or void of ledger 0 goes where its pending
+/// transfer is: with an earlier event of the batch creating it, or in the partition that
+/// stores it, asked of every partition (a transfer never moves, so the answer stays true).
+/// `None` when an event names no ledger otherwise (an account, or a transfer that is no post
+/// or void: its own fields fail it), when a pending transfer is nowhere yet, or when the batch
 /// is imported.
-fn event_partitions(batch: &CreateBatch, partitions: u32) -> Option<Vec<u32>> {
-    let ledgers: Vec<u32> = match batch {
-        CreateBatch::Transfers(events) => {
-            if events.first()?.imported() {
-                return None;
-            }
-            events.iter().map(|t| t.ledger).collect()
-        }
+async fn event_partitions(
+    queues: &CoreQueues,
+    batch: &CreateBatch,
+) -> Result<Option<Vec<u32>>, NodeError> {
+    let count = queues.partitions();
+    let events = match batch {
         CreateBatch::Accounts(events) => {
-            if events.first()?.imported() {
-                return None;
-            }
-            events.iter().map(|a| a.ledger).collect()
+            let placed = match events.first() {
+                Some(first) if !first.imported() => (events.iter())
+                    .map(|a| (a.ledger != 0).then(|| ledger_partition(a.ledger, count)))
+                    .collect(),
+                _ => None,
+            };
+            return Ok(placed);
         }
+        CreateBatch::Transfers(events) => events,
     };
-    (ledgers.iter())
-        .map(|ledger| (*ledger != 0).then(|| ledger_partition(*ledger, partitions)))
-        .collect()
+    if events.first().is_none_or(|first| first.imported()) {
+        return Ok(None);
+    }
+    let Some((mut placed, unplaced)) = placed_in_the_batch(events, count) else {
+        return Ok(None);
+    };
+    if !unplaced.is_empty() {
+        let pendings: Vec<u128> = unplaced.iter().map(|(_, pending)| *pending).collect();
+        let found = (0..count).map(|partition| {
+            let pendings = pendings.clone();
+            let read = queues.read(partition, move |ledger| {
+                let stored = |id: &u128| ledger.transfer(TransferId(*id)).is_some();
+                pendings.iter().map(stored).collect::<Vec<bool>>()
+            });
+            async move { (partition, read.await) }
+        });
+        for (partition, stored) in join_all(found).await {
+            for ((index, _), stored) in unplaced.iter().zip(stored?) {
+                if stored {
+                    placed[*index] = Some(partition);
+                }
+            }
+        }
+    }
+    Ok(placed.into_iter().collect())
+}
+
+/// Each event's partition as far as the batch tells it (`None` at a post or void of ledger 0
+/// whose pending transfer no earlier event creates), and those posts and voids with their
+/// pending ids. `None` for an event of ledger 0 that is no post or void.
+#[allow(clippy::type_complexity)]
+fn placed_in_the_batch(
+    events: &[Transfer],
+    count: u32,
+) -> Option<(Vec<Option<u32>>, Vec<(usize, u128)>)> {
+    let mut placed: Vec<Option<u32>> = Vec::with_capacity(events.len());
+    let mut unplaced = Vec::new();
+    for (index, t) in events.iter().enumerate() {
+        if t.ledger != 0 {
+            placed.push(Some(ledger_partition(t.ledger, count)));
+            continue;
+        }
+        let pending = t.pending_id.0;
+        if pending == 0 {
+            return None;
+        }
+        // An id in two partitions' shares sends the batch to the coordinator anyway
+        // (`ids_in_one_share`), so the first earlier event of that id tells.
+        match events[..index].iter().position(|e| e.id.0 == pending) {
+            Some(earlier) => placed.push(placed[earlier]),
+            None => {
+                placed.push(None);
+                unplaced.push((index, pending));
+            }
+        }
+    }
+    Some((placed, unplaced))
 }
 
 /// Whether every id of the batch is in one share only (two partitions creating one id would
@@ -237,40 +297,66 @@ mod tests {
             .expect("a ledger in another partition")
     }
 
+    /// The partitions the batch tells, every event placed.
+    fn placed(events: &[Transfer]) -> Option<Vec<u32>> {
+        let (placed, unplaced) = placed_in_the_batch(events, 16)?;
+        assert!(unplaced.is_empty(), "{unplaced:?}");
+        placed.into_iter().collect()
+    }
+
     #[test]
-    fn a_batch_runs_in_shares_only_with_every_ledger_named_and_each_id_in_one_share() {
+    fn a_batch_runs_in_shares_only_with_every_event_placed_and_each_id_in_one_share() {
         let other = other_ledger();
-        let batch = CreateBatch::Transfers(vec![transfer(1, 1), transfer(2, other)]);
-        let partitions = event_partitions(&batch, 16).expect("every ledger named");
+        let events = vec![transfer(1, 1), transfer(2, other)];
+        let partitions = placed(&events).expect("every ledger named");
         let expected = vec![ledger_partition(1, 16), ledger_partition(other, 16)];
         assert_eq!(partitions, expected);
-        assert!(ids_in_one_share(&batch, &partitions));
+        assert!(ids_in_one_share(
+            &CreateBatch::Transfers(events),
+            &partitions
+        ));
 
-        let unnamed = CreateBatch::Transfers(vec![transfer(1, 1), transfer(2, 0)]);
-        assert_eq!(event_partitions(&unnamed, 16), None);
+        // Ledger 0 on an event that is no post or void: its own fields fail it.
+        assert_eq!(
+            placed_in_the_batch(&[transfer(1, 1), transfer(2, 0)], 16),
+            None
+        );
 
         let twice = CreateBatch::Transfers(vec![transfer(1, 1), transfer(1, other)]);
-        let partitions = event_partitions(&twice, 16).expect("every ledger named");
+        let partitions = vec![ledger_partition(1, 16), ledger_partition(other, 16)];
         assert!(!ids_in_one_share(&twice, &partitions));
 
         // One id twice in one share is that share's own business (`exists`).
         let same = vec![transfer(1, 1), transfer(1, 1), transfer(2, other)];
-        let same = CreateBatch::Transfers(same);
-        let partitions = event_partitions(&same, 16).expect("every ledger named");
-        assert!(ids_in_one_share(&same, &partitions));
+        let partitions = placed(&same).expect("every ledger named");
+        assert!(ids_in_one_share(&CreateBatch::Transfers(same), &partitions));
+    }
 
-        let mut imported = transfer(1, 1);
-        imported.flags.set(TransferFlags::IMPORTED, true);
-        let imported = CreateBatch::Transfers(vec![imported, transfer(2, other)]);
-        assert_eq!(event_partitions(&imported, 16), None);
+    #[test]
+    fn a_post_or_void_of_ledger_0_goes_where_its_pending_transfer_is() {
+        let other = other_ledger();
+        let mut pending = transfer(1, other);
+        pending.flags.set(TransferFlags::PENDING, true);
+        let mut post = transfer(2, 0);
+        post.pending_id = TransferId(1);
+        post.flags.set(TransferFlags::POST_PENDING_TRANSFER, true);
+        let mut void = transfer(3, 0);
+        void.pending_id = TransferId(77);
+        void.flags.set(TransferFlags::VOID_PENDING_TRANSFER, true);
+        // Created earlier in the batch: its partition. Not in the batch: to be asked.
+        let events = [transfer(9, 1), pending, post, void];
+        let (placed, unplaced) = placed_in_the_batch(&events, 16).expect("posts and voids");
+        let (here, there) = (ledger_partition(1, 16), ledger_partition(other, 16));
+        assert_eq!(placed, vec![Some(here), Some(there), Some(there), None]);
+        assert_eq!(unplaced, vec![(3, 77)]);
     }
 
     #[test]
     fn a_share_keeps_its_events_in_batch_order() {
         let other = other_ledger();
         let events = vec![transfer(1, 1), transfer(2, other), transfer(3, 1)];
+        let partitions = placed(&events).expect("every ledger named");
         let batch = CreateBatch::Transfers(events);
-        let partitions = event_partitions(&batch, 16).expect("every ledger named");
         let CreateBatch::Transfers(share) = share_of(&batch, &partitions, partitions[0]) else {
             panic!("a transfers share");
         };
