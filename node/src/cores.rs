@@ -1227,7 +1227,12 @@ async fn write_local(
     command: Command,
     in_flight: &Cell<usize>,
 ) -> Result<LocalWrite, NodeError> {
-    let run = served.partition.read(|ledger| local_run(ledger, &command));
+    let run = served.directory.with_leases(|covers| {
+        let leased = |id| covers(IdKind::Transfer, id);
+        served
+            .partition
+            .read(|ledger| local_run(ledger, &command, leased))
+    });
     let Some((kind, run)) = run else {
         return Ok(LocalWrite::NotLocal(command));
     };
@@ -1276,8 +1281,13 @@ fn leader_changed(partition: u32) -> NodeError {
     })
 }
 
-/// Whether `command` can run in `ledger`'s partition alone, and the ids it must claim.
-fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
+/// Whether `command` can run in `ledger`'s partition alone, and the ids it must claim;
+/// `leased` tells the transfer ids leases cover (`Ledger::local_transfers_leased`).
+fn local_run(
+    ledger: &Ledger,
+    command: &Command,
+    leased: impl Fn(u128) -> bool,
+) -> Option<(IdKind, LocalRun)> {
     match command {
         Command::CreateAccounts { accounts, .. } => Some((
             IdKind::Account,
@@ -1285,7 +1295,7 @@ fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
         )),
         Command::CreateTransfers { transfers, .. } => Some((
             IdKind::Transfer,
-            ledger.local_transfers(transfers.iter().copied())?,
+            ledger.local_transfers_leased(transfers.iter().copied(), leased)?,
         )),
         // A request run here before is answered from here (`ForeignRequests`), whatever the
         // ledger holds now: it must never take another path.
@@ -1302,7 +1312,8 @@ fn local_run(ledger: &Ledger, command: &Command) -> Option<(IdKind, LocalRun)> {
                 }
                 Operation::CreateTransfers => {
                     let transfers = request.records::<Transfer>();
-                    Some((IdKind::Transfer, ledger.local_transfers(transfers)?))
+                    let run = ledger.local_transfers_leased(transfers, leased)?;
+                    Some((IdKind::Transfer, run))
                 }
                 _ => None,
             }

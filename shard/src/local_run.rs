@@ -25,7 +25,8 @@ use crate::{ledger_partition, Ledger, PlacementKind};
 /// A batch that can run in this partition alone.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LocalRun {
-    /// Ids of the batch's events that this partition does not hold, valid (not 0, not
+    /// Ids of the batch's events that this partition does not hold (or, with
+    /// [`Ledger::local_transfers_leased`], that a lease covers), valid (not 0, not
     /// `u128::MAX`), in batch order; an id the batch repeats is listed again (the caller
     /// dedups what it sends, usually little once leases cover the rest). Each must be
     /// claimed for this partition before the batch runs.
@@ -55,6 +56,18 @@ impl Ledger {
     pub fn local_transfers(
         &self,
         transfers: impl IntoIterator<Item = Transfer>,
+    ) -> Option<LocalRun> {
+        self.local_transfers_leased(transfers, |_| false)
+    }
+
+    /// [`Ledger::local_transfers`], where `leased` tells the ids whose bucket is leased to this
+    /// partition: no other partition can hold them, so the batch runs here whether this
+    /// partition holds them or not, and they are listed in the claims without looking them up
+    /// (the leases cover them; the apply looks them up once).
+    pub fn local_transfers_leased(
+        &self,
+        transfers: impl IntoIterator<Item = Transfer>,
+        leased: impl Fn(u128) -> bool,
     ) -> Option<LocalRun> {
         if !self.runs_local_batches() {
             return None;
@@ -92,13 +105,16 @@ impl Ledger {
                 }
                 None => earlier.push(t.id.0),
             }
-            let held = self.transfer_positions.get(t.id.0).is_some()
-                || self.failed_transfer_ids.contains(&t.id.0);
-            if valid(t.id.0) && !held {
+            if valid(t.id.0) && (leased(t.id.0) || !self.holds_transfer_id(t.id.0)) {
                 claims.push(t.id.0);
             }
         }
         Some(LocalRun { claims })
+    }
+
+    /// Whether a transfer is stored here under `id`, or `id` failed here.
+    fn holds_transfer_id(&self, id: u128) -> bool {
+        self.transfer_positions.get(id).is_some() || self.failed_transfer_ids.contains(&id)
     }
 
     /// Batches run locally only under placement by ledger with several partitions (one
@@ -222,5 +238,29 @@ mod tests {
             ..LedgerConfig::default()
         });
         assert_eq!(whole.local_transfers([transfer(1, here, 1, 2)]), None);
+    }
+
+    #[test]
+    fn ids_a_lease_covers_are_claimed_without_being_looked_up() {
+        let here = ledger_of(1);
+        let mut ledger = partition(1, PlacementKind::ByLedger);
+        let mut results = Vec::new();
+        ledger.create_accounts(10, &[account(1, here), account(2, here)], &mut results);
+        let stored = transfer(7, here, 1, 2);
+        let mut created = Vec::new();
+        ledger.create_transfers(20, &[stored], &mut created);
+        assert!(ledger.transfer(TransferId(7)).is_some());
+        let batch = [stored, transfer(8, here, 1, 2)];
+        // Not leased: a stored id needs no claim, a new one does.
+        assert_eq!(
+            ledger.local_transfers(batch).expect("local").claims,
+            vec![8]
+        );
+        // Leased: both are listed (covered by the lease, not claimed), and the batch still
+        // runs here only if its accounts are here.
+        let run = ledger.local_transfers_leased(batch, |_| true);
+        assert_eq!(run.expect("local").claims, vec![7, 8]);
+        let foreign = [transfer(9, here, 1, 99)];
+        assert_eq!(ledger.local_transfers_leased(foreign, |_| true), None);
     }
 }
