@@ -618,6 +618,54 @@ fn a_batch_in_shares_committed_before_a_crash_is_completed_after_the_restart() {
     assert_balanced(&node);
 }
 
+/// What a crash leaves remembered of batches in shares (records decided but not yet
+/// forgotten, and the participants' closed transactions) is forgotten after the restart
+/// without waiting for another batch or question at their home: a partition with records
+/// of earlier leaders makes a home leader, which adopts and forgets them.
+#[test]
+fn what_a_crash_leaves_remembered_is_forgotten_after_the_restart_without_new_batches() {
+    let dir = TempDir::new("ledger-remembered");
+    format_by_ledger(&dir.0);
+    let (first, second) = (1u32, 3u32);
+    assert_ne!(
+        ledger_partition(first, PARTITIONS),
+        ledger_partition(second, PARTITIONS)
+    );
+    let node = Node::start(&dir.0);
+    let remembered = |node: &Node| -> u64 {
+        let (_, ready) = node.get("/ready");
+        ready["transactions_remembered"].as_u64().expect("a count")
+    };
+    let accounts = [
+        account_json(1, first, &[]),
+        account_json(2, first, &[]),
+        account_json(3, second, &[]),
+        account_json(4, second, &[]),
+    ];
+    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    let batch = [
+        transfer_json(10, 1, 2, 70, 0, first, 1, &[]),
+        transfer_json(11, 3, 4, 30, 0, second, 1, &[]),
+    ];
+    let (status, reply) = node.post("/v1/transfers", &format!("[{}]", batch.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(results(&reply), ["created"; 2]);
+    // Forgetting waits up to a second (`FORGET_MS`): the crash comes before.
+    assert!(remembered(&node) > 0);
+    node.kill();
+
+    let node = Node::start(&dir.0);
+    let forgotten = common::wait_until(std::time::Duration::from_secs(20), || {
+        remembered(&node) == 0
+    });
+    assert!(forgotten, "{} still remembered", remembered(&node));
+    assert_eq!(batches_across(&node), (0, 0), "no batch since the restart");
+    assert_eq!(posted(&node, 2), (0, 70));
+    assert_eq!(posted(&node, 4), (0, 30));
+    assert_balanced(&node);
+}
+
 /// A wire client whose session lives in another partition than its ledger gets its reply
 /// as soon as the ledger's partition wrote it; the session records it after. A crash in
 /// between loses that record: after the restart the client's next request (naming the reply

@@ -458,8 +458,23 @@ fn tick<H: RareHost, T: RareTransport>(served: &Rc<H>, transport: &Rc<T>, now_ms
     {
         let mut state = served.rare().home.borrow_mut();
         let state = &mut *state;
-        // Most partitions lead no home: nothing to do, not even reading the Raft status.
+        // Most partitions lead no home: nothing to do, not even reading the Raft status,
+        // unless earlier leaders left records (after a restart, decided transactions not yet
+        // forgotten): a leader is made then, which adopts them and forgets what it may
+        // (`HomeLeader::adopt`), instead of waiting for the next batch or question here.
         let Some(led) = state.led.take() else {
+            let left = !state.logging_epoch
+                && served
+                    .partition()
+                    .read(|ledger| !ledger.home_records().is_empty());
+            if left && served.partition().status().leader {
+                let (to, transport) = (served.clone(), transport.clone());
+                spawn_counted(served, async move {
+                    if let Err(error) = lead(&to, &transport).await {
+                        tracing::debug!(partition = to.number(), %error, "no home leader made");
+                    }
+                });
+            }
             return;
         };
         term = served.partition().status().term;
