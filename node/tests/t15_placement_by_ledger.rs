@@ -478,12 +478,10 @@ fn concurrent_writers_on_many_ledgers_keep_every_ledger_balanced() {
     // the others.
     assert_eq!(batches_across(&node), (31, 0));
     // Once every participant resolved them, the partitions forget them (about a second).
-    let remembered = || -> u64 {
-        let (_, ready) = node.get("/ready");
-        ready["transactions_remembered"].as_u64().expect("a count")
-    };
-    let forgotten = common::wait_until(std::time::Duration::from_secs(20), || remembered() == 0);
-    assert!(forgotten, "{} still remembered", remembered());
+    let forgotten = common::wait_until(std::time::Duration::from_secs(20), || {
+        remembered(&node) == 0
+    });
+    assert!(forgotten, "{} still remembered", remembered(&node));
     assert_balanced(&node);
 }
 
@@ -496,24 +494,12 @@ fn posts_and_voids_without_a_ledger_run_in_shares_where_their_pending_transfers_
     let dir = TempDir::new("ledger-posts");
     format_by_ledger(&dir.0);
     let node = Node::start(&dir.0);
-    let a = 1;
-    let b = (2..=LEDGERS)
-        .find(|l| ledger_partition(*l, PARTITIONS) != ledger_partition(a, PARTITIONS))
-        .expect("two ledgers in two partitions");
+    let (a, b) = two_ledgers(&node);
     let post = |body: &str| -> Vec<String> {
         let (status, reply) = node.post("/v1/transfers", body);
         assert_eq!(status, 200, "{reply}");
         results(&reply)
     };
-    let accounts = [
-        account_json(1, a, &[]),
-        account_json(2, a, &[]),
-        account_json(3, b, &[]),
-        account_json(4, b, &[]),
-    ];
-    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
-    assert_eq!(status, 200, "{reply}");
-    assert!(results(&reply).iter().all(|r| r == "created"), "{reply}");
     let pending = [
         transfer_json(100, 1, 2, 10, 0, a, 1, &["pending"]),
         transfer_json(101, 3, 4, 20, 0, b, 1, &["pending"]),
@@ -546,6 +532,33 @@ fn posts_and_voids_without_a_ledger_run_in_shares_where_their_pending_transfers_
     assert_balanced(&node);
 }
 
+/// `GET /ready`'s count of transactions in shares still remembered (records and closed
+/// transactions, until forgotten).
+fn remembered(node: &Node) -> u64 {
+    let (_, ready) = node.get("/ready");
+    ready["transactions_remembered"].as_u64().expect("a count")
+}
+
+/// Two ledgers placed in different partitions, with accounts 1 and 2 in the first and 3 and 4
+/// in the second (created in one batch, in shares).
+fn two_ledgers(node: &Node) -> (u32, u32) {
+    let (first, second) = (1u32, 3u32);
+    assert_ne!(
+        ledger_partition(first, PARTITIONS),
+        ledger_partition(second, PARTITIONS)
+    );
+    let accounts = [
+        account_json(1, first, &[]),
+        account_json(2, first, &[]),
+        account_json(3, second, &[]),
+        account_json(4, second, &[]),
+    ];
+    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(results(&reply), ["created"; 4]);
+    (first, second)
+}
+
 /// `GET /ready`'s counts of batches across partitions: run in shares, and coordinated.
 fn batches_across(node: &Node) -> (u64, u64) {
     let (status, ready) = node.get("/ready");
@@ -564,21 +577,8 @@ fn batches_across(node: &Node) -> (u64, u64) {
 fn a_batch_in_shares_committed_before_a_crash_is_completed_after_the_restart() {
     let dir = TempDir::new("ledger-global-crash");
     format_by_ledger(&dir.0);
-    let (first, second) = (1u32, 3u32);
-    assert_ne!(
-        ledger_partition(first, PARTITIONS),
-        ledger_partition(second, PARTITIONS)
-    );
     let node = Node::start(&dir.0);
-    let accounts = [
-        account_json(1, first, &[]),
-        account_json(2, first, &[]),
-        account_json(3, second, &[]),
-        account_json(4, second, &[]),
-    ];
-    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
-    assert_eq!(status, 200, "{reply}");
-    assert_eq!(results(&reply), ["created"; 4]);
+    let (first, second) = two_ledgers(&node);
     assert!(node.stop().success());
 
     let env = [("KASSA_FAULT", "abort-after-commit")];
@@ -626,24 +626,8 @@ fn a_batch_in_shares_committed_before_a_crash_is_completed_after_the_restart() {
 fn what_a_crash_leaves_remembered_is_forgotten_after_the_restart_without_new_batches() {
     let dir = TempDir::new("ledger-remembered");
     format_by_ledger(&dir.0);
-    let (first, second) = (1u32, 3u32);
-    assert_ne!(
-        ledger_partition(first, PARTITIONS),
-        ledger_partition(second, PARTITIONS)
-    );
     let node = Node::start(&dir.0);
-    let remembered = |node: &Node| -> u64 {
-        let (_, ready) = node.get("/ready");
-        ready["transactions_remembered"].as_u64().expect("a count")
-    };
-    let accounts = [
-        account_json(1, first, &[]),
-        account_json(2, first, &[]),
-        account_json(3, second, &[]),
-        account_json(4, second, &[]),
-    ];
-    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
-    assert_eq!(status, 200, "{reply}");
+    let (first, second) = two_ledgers(&node);
     let batch = [
         transfer_json(10, 1, 2, 70, 0, first, 1, &[]),
         transfer_json(11, 3, 4, 30, 0, second, 1, &[]),
