@@ -42,7 +42,7 @@ use crate::id_directory::Transport;
 use crate::id_directory::{DirectoryMessage, Proposer};
 use crate::join::join_all;
 use crate::rare_path::on_core::{
-    self as rare, BatchReply, RareHost, RareMessage, RareState, RareTransport,
+    self as rare, BatchReply, IntentOrder, RareHost, RareMessage, RareState, RareTransport, Turn,
 };
 use crate::NodeError;
 use kassa_shard::batch_home::CreateBatch;
@@ -435,32 +435,45 @@ impl Served {
         in_flight.set(in_flight.get() + 1);
     }
 
-    /// Waits until no intent holds the partition and the intent at `place` is the first
-    /// waiting here, or until `deadline_ms`: whether it may propose now.
-    async fn free_for(&self, place: u64, deadline_ms: u64, in_flight: &Cell<usize>) -> bool {
-        let free =
-            || self.partition.read(Ledger::holder).is_none() && self.rare.busy.is_first(place);
-        if free() {
-            return true;
+    /// Waits for the turn of the intent at `place` (of age `order`, here since
+    /// `arrived_ms`): `Propose` once no intent holds the partition and it is first; `Wait`
+    /// once an older transaction has kept it out for `DIE_AFTER` (it gives way); `None` once
+    /// it waited `BUSY_WAIT` (the home sends it again).
+    async fn turn_of(
+        &self,
+        place: u64,
+        order: IntentOrder,
+        arrived_ms: u64,
+        in_flight: &Cell<usize>,
+    ) -> Option<Turn> {
+        let die_ms = arrived_ms + rare::DIE_AFTER.as_millis() as u64;
+        let deadline_ms = arrived_ms + rare::BUSY_WAIT.as_millis() as u64;
+        let turn = || {
+            let holder = self.partition.read(Ledger::holder);
+            self.rare.busy.turn(place, order, holder)
+        };
+        if turn() == Turn::Propose {
+            return Some(Turn::Propose);
         }
         in_flight.set(in_flight.get() - 1);
-        let free = loop {
+        let turn = loop {
             let resolved = self.resolved.notified();
-            if free() {
-                break true;
-            }
             let now_ms = monotonic_ms();
-            if now_ms >= deadline_ms {
-                break false;
+            match turn() {
+                Turn::Propose => break Some(Turn::Propose),
+                wait @ Turn::Wait { behind_older: true } if now_ms >= die_ms => break Some(wait),
+                Turn::Wait { .. } if now_ms >= deadline_ms => break None,
+                _ => {}
             }
-            let left = Duration::from_millis(deadline_ms - now_ms);
+            let next_ms = if now_ms < die_ms { die_ms } else { deadline_ms };
+            let left = Duration::from_millis(next_ms.saturating_sub(now_ms).max(1));
             tokio::select! {
                 _ = resolved => {}
                 _ = monoio::time::sleep(HELD_POLL.min(left)) => {}
             }
         };
         in_flight.set(in_flight.get() + 1);
-        free
+        turn
     }
 
     /// Writes `command` once no intent holds the partition: admitted through the lock as
@@ -1150,18 +1163,28 @@ async fn serve(
         }
         CoreRequest::Rare { partition, message } => {
             let served = served(partition);
-            let Some(txn) = message.intent_txn() else {
+            let Some(order) = message.intent_order() else {
                 rare::received(served, transport, *message).await;
                 return;
             };
             // An intent: proposed once no other intent holds the partition and none that
-            // came before waits here (`BusyIntents`), within `BUSY_WAIT`.
-            let Some(place) = served.rare.busy.wait(txn) else {
+            // came before waits here, or refused if an older transaction keeps it out too
+            // long (`BusyIntents`).
+            let Some(place) = served.rare.busy.wait(order) else {
                 return;
             };
-            let deadline_ms = monotonic_ms() + rare::BUSY_WAIT.as_millis() as u64;
+            let arrived_ms = monotonic_ms();
             let mut message = *message;
-            while served.free_for(place, deadline_ms, in_flight).await {
+            loop {
+                match served.turn_of(place, order, arrived_ms, in_flight).await {
+                    Some(Turn::Propose) => {}
+                    Some(Turn::Wait { .. }) => {
+                        rare::give_way(served, transport, order.1).await;
+                        break;
+                    }
+                    None => break,
+                }
+                served.rare.busy.proposing(order);
                 // Intents are taken under the lock: none can come while a coordinator's
                 // transaction holds the partition. No await from here to the write's
                 // admission (`Served::write_in` counts it as writing when first polled).

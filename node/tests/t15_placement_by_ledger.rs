@@ -429,16 +429,22 @@ fn concurrent_writers_on_many_ledgers_keep_every_ledger_balanced() {
     assert_eq!(status, 200, "{reply}");
     assert!(results(&reply).iter().all(|r| r == "created"));
     let http = node.http;
-    let writers: Vec<_> = (0..LEDGERS + 1)
+    let writers: Vec<_> = (0..LEDGERS + 2)
         .map(|writer| {
             std::thread::spawn(move || {
                 let mut expected: BTreeMap<u128, (u128, u128)> = BTreeMap::new();
                 for round in 0..30u128 {
                     let mut batch = Vec::new();
                     for event in 0..10u128 {
-                        // Writer LEDGERS mixes ledgers in each batch (the global path).
+                        // The last two writers mix ledgers in each batch (in shares), in
+                        // different orders: their batches, homed at different partitions,
+                        // reach shared partitions in different orders, and the younger gives
+                        // way (`BusyIntents`).
+                        let ledgers = u128::from(LEDGERS);
                         let ledger = if writer == LEDGERS {
-                            1 + ((round + event) % u128::from(LEDGERS)) as u32
+                            1 + ((round + event) % ledgers) as u32
+                        } else if writer == LEDGERS + 1 {
+                            1 + ((round + 3 * event + 2) % ledgers) as u32
                         } else {
                             writer + 1
                         };
@@ -474,9 +480,9 @@ fn concurrent_writers_on_many_ledgers_keep_every_ledger_balanced() {
     for (id, (debits, credits)) in expected {
         assert_eq!(posted(&node, id), (debits, credits), "account {id}");
     }
-    // The accounts' batch and the mixing writer's batches ran in shares, concurrently with
+    // The accounts' batch and the mixing writers' batches ran in shares, concurrently with
     // the others.
-    assert_eq!(batches_across(&node), (31, 0));
+    assert_eq!(batches_across(&node), (61, 0));
     // Once every participant resolved them, the partitions forget them (about a second).
     let forgotten = common::wait_until(std::time::Duration::from_secs(20), || {
         remembered(&node) == 0

@@ -339,43 +339,90 @@ pub(crate) async fn received<H: RareHost, T: RareTransport>(
 }
 
 /// The intents a partition waits to propose while another transaction's intent holds it, in
-/// the order they came.
+/// the order they came, and whether one must give way.
 ///
 /// When the holder resolves, only the first waiter proposes, and the others wait for its
 /// proposal. Every home sends its intents to all its participants at once over ordered
-/// queues, so each partition sees a home's transactions in the same order and grants them in
-/// that order: two batches of one home never each take half of the other's partitions (a
-/// deadlock only the home's give-up breaks). A resend of an intent already waiting is dropped
-/// and keeps its place; a wait lasts at most [`BUSY_WAIT`], when the home gives the round up.
+/// queues, so each partition sees one home's rounds in the same order and grants them in
+/// that order: two rounds of one home never each take half of the other's partitions. Rounds
+/// of different homes can still reach two partitions in opposite orders, each holding one
+/// and waiting for the other. So the waits follow age (wait-die): an intent may wait as long
+/// as it likes for younger transactions, but one kept out by an older transaction (the
+/// holder, or a waiter ahead) waits at most [`DIE_AFTER`], then gives way: it is refused here
+/// for good (a `Prevent` written in this partition's log) and its home aborts the round and
+/// runs the batch again, as old as before. Every wait that lasts is an older transaction
+/// waiting for a younger one, so none is part of a cycle for longer than `DIE_AFTER`.
+///
+/// A resend of an intent already waiting is dropped and keeps its place; a wait lasts at most
+/// [`BUSY_WAIT`], when the home gives the round up.
 #[derive(Default)]
 pub(crate) struct BusyIntents(RefCell<Waiting>);
 
 #[derive(Default)]
 struct Waiting {
     next: u64,
-    by_arrival: BTreeMap<u64, TxnId>,
+    by_arrival: BTreeMap<u64, IntentOrder>,
+    /// The last intent proposed here: the holder's age, when it is the holder.
+    proposed: Option<IntentOrder>,
 }
+
+/// An intent's age: its batch's `now` (the same in every round and partition), then its
+/// transaction. Smaller is older.
+pub(crate) type IntentOrder = (u64, TxnId);
 
 /// How long an intent waits here for its partition: as long as its home waits for it
 /// (`batch_home::GIVE_UP_MS`), then the home gives the round up.
 pub const BUSY_WAIT: Duration = Duration::from_millis(kassa_shard::batch_home::GIVE_UP_MS);
 
+/// How long an intent kept out by an older transaction waits before it gives way: long enough
+/// for a holder to resolve (its intent, stage, decision and resolution are a few writes), short
+/// against the home's give-up.
+pub const DIE_AFTER: Duration = Duration::from_millis(20);
+
+/// What a waiting intent may do now (`BusyIntents::may_propose`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Propose: the partition is free and it is first.
+    Propose,
+    /// Wait; `true` if an older transaction keeps it out (it gives way after `DIE_AFTER`).
+    Wait { behind_older: bool },
+}
+
 impl BusyIntents {
-    /// Queues `txn`: its place, or `None` if it waits already.
-    pub(crate) fn wait(&self, txn: TxnId) -> Option<u64> {
+    /// Queues `order`: its place, or `None` if its transaction waits already.
+    pub(crate) fn wait(&self, order: IntentOrder) -> Option<u64> {
         let mut waiting = self.0.borrow_mut();
-        if waiting.by_arrival.values().any(|waits| *waits == txn) {
+        if waiting.by_arrival.values().any(|(_, txn)| *txn == order.1) {
             return None;
         }
         let place = waiting.next;
         waiting.next += 1;
-        waiting.by_arrival.insert(place, txn);
+        waiting.by_arrival.insert(place, order);
         Some(place)
     }
 
-    /// Whether the intent at `place` is the first waiting.
-    pub(crate) fn is_first(&self, place: u64) -> bool {
-        self.0.borrow().by_arrival.keys().next() == Some(&place)
+    /// Whether the intent at `place` (of age `order`) may propose, with `holder` the
+    /// transaction whose intent holds the partition. A holder not proposed here last (one
+    /// held since before a restart) counts as older.
+    pub(crate) fn turn(&self, place: u64, order: IntentOrder, holder: Option<TxnId>) -> Turn {
+        let waiting = self.0.borrow();
+        let first = waiting.by_arrival.keys().next() == Some(&place);
+        if holder.is_none() && first {
+            return Turn::Propose;
+        }
+        let holder_older = holder.is_some_and(|holder| match waiting.proposed {
+            Some(proposed) if proposed.1 == holder => proposed < order,
+            _ => true,
+        });
+        let ahead_older = (waiting.by_arrival.range(..place)).any(|(_, ahead)| *ahead < order);
+        Turn::Wait {
+            behind_older: holder_older || ahead_older,
+        }
+    }
+
+    /// The intent of age `order` is being proposed.
+    pub(crate) fn proposing(&self, order: IntentOrder) {
+        self.0.borrow_mut().proposed = Some(order);
     }
 
     pub(crate) fn done(&self, place: u64) {
@@ -384,14 +431,43 @@ impl BusyIntents {
 }
 
 impl RareMessage {
-    /// The transaction of an intent: `Some` for a message that asks its partition to write
-    /// one (under its lock).
-    pub(crate) fn intent_txn(&self) -> Option<TxnId> {
+    /// An intent's age: `Some` for a message that asks its partition to write an intent
+    /// (under its lock).
+    pub(crate) fn intent_order(&self) -> Option<IntentOrder> {
         match &self.message {
-            Message::Intent { txn, .. } => Some(*txn),
+            Message::Intent { txn, effects } => Some((effects.now, *txn)),
             _ => None,
         }
     }
+}
+
+/// An intent that gives way (`BusyIntents`): refused in this partition for good (a `Prevent`
+/// entry, which a later copy of the intent cannot pass), and its home told it was refused, so
+/// that it aborts the round now rather than at its give-up.
+pub(crate) async fn give_way<H: RareHost, T: RareTransport>(
+    served: &Rc<H>,
+    transport: &Rc<T>,
+    txn: TxnId,
+) {
+    let command = ParticipantCommand::Prevent { txn };
+    let entry = Command::Rare(Box::new(RareEntry::Participant(command)));
+    match served.write_in(entry, None).await {
+        Ok(Reply::Participant(ParticipantReply::Prevent { has_intent: false })) => {}
+        // Held after all (a copy got in first): that copy's answer told the home.
+        Ok(Reply::Participant(ParticipantReply::Prevent { has_intent: true })) => return,
+        Ok(other) => unreachable!("a prevent answered {other:?}"),
+        Err(error) => {
+            tracing::debug!(partition = served.number(), %error, "a participant's entry failed");
+            return;
+        }
+    }
+    let message = Message::IntentAck {
+        txn,
+        from: served.number(),
+        written: false,
+    };
+    let results = None;
+    transport.send_rare(txn.home, RareMessage { message, results });
 }
 
 /// A participant's acknowledgement or question, for this partition's home leader.
@@ -547,23 +623,73 @@ mod tests {
         TxnId { home: 3, number }
     }
 
+    /// An intent of age `now` (smaller is older).
+    fn order(now: u64, number: u64) -> IntentOrder {
+        (now, txn(number))
+    }
+
     #[test]
     fn busy_intents_are_granted_in_the_order_they_came_and_a_resend_keeps_its_place() {
         let busy = BusyIntents::default();
-        let first = busy.wait(txn(9)).expect("new");
-        let second = busy.wait(txn(2)).expect("new");
-        let third = busy.wait(txn(5)).expect("new");
+        let (a, b, c) = (order(30, 9), order(10, 2), order(20, 5));
+        let first = busy.wait(a).expect("new");
+        let second = busy.wait(b).expect("new");
+        let third = busy.wait(c).expect("new");
         // The home's resend of a waiting intent is dropped: it keeps its place.
-        assert_eq!(busy.wait(txn(2)), None);
-        assert!(busy.is_first(first));
-        assert!(!busy.is_first(second) && !busy.is_first(third));
+        assert_eq!(busy.wait((99, txn(2))), None);
+        assert_eq!(busy.turn(first, a, None), Turn::Propose);
+        assert!(matches!(busy.turn(second, b, None), Turn::Wait { .. }));
         busy.done(first);
-        assert!(busy.is_first(second));
+        assert_eq!(busy.turn(second, b, None), Turn::Propose);
+        assert!(matches!(busy.turn(third, c, None), Turn::Wait { .. }));
         // Gone from the queue (proposed, or out of time), it may wait again, last.
         busy.done(second);
-        let again = busy.wait(txn(2)).expect("waits again");
-        assert!(busy.is_first(third));
+        let again = busy.wait(b).expect("waits again");
+        assert_eq!(busy.turn(third, c, None), Turn::Propose);
         busy.done(third);
-        assert!(busy.is_first(again));
+        assert_eq!(busy.turn(again, b, None), Turn::Propose);
+    }
+
+    #[test]
+    fn an_intent_kept_out_by_an_older_transaction_must_give_way_and_one_kept_by_younger_ones_waits()
+    {
+        let busy = BusyIntents::default();
+        let (old, young) = (order(10, 1), order(20, 2));
+        // The holder was proposed here: its age is known.
+        busy.proposing(young);
+        let place = busy.wait(old).expect("new");
+        let behind = |place, order, holder| match busy.turn(place, order, holder) {
+            Turn::Wait { behind_older } => behind_older,
+            Turn::Propose => panic!("the partition is held"),
+        };
+        assert!(
+            !behind(place, old, Some(young.1)),
+            "the old waits for the young"
+        );
+        busy.done(place);
+        busy.proposing(old);
+        let place = busy.wait(young).expect("new");
+        assert!(
+            behind(place, young, Some(old.1)),
+            "the young gives way to the old"
+        );
+        // A holder of unknown age (held since before a restart) counts as older.
+        assert!(behind(place, old, Some(txn(77))));
+        busy.done(place);
+        // An older waiter ahead keeps it out too, even with the partition free.
+        let ahead = busy.wait(old).expect("new");
+        let behind_it = busy.wait(young).expect("new");
+        assert_eq!(busy.turn(ahead, old, None), Turn::Propose);
+        assert_eq!(
+            busy.turn(behind_it, young, None),
+            Turn::Wait { behind_older: true }
+        );
+        let younger_still = busy.wait(order(30, 3)).expect("new");
+        busy.done(ahead);
+        assert_eq!(
+            busy.turn(younger_still, order(30, 3), None),
+            Turn::Wait { behind_older: true },
+            "behind the young one, older than it"
+        );
     }
 }
