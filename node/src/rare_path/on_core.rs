@@ -4,7 +4,7 @@
 //! theirs back.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -362,9 +362,12 @@ pub(crate) struct BusyIntents(RefCell<Waiting>);
 struct Waiting {
     next: u64,
     by_arrival: BTreeMap<u64, IntentOrder>,
-    /// The last intent proposed here: the holder's age, when it is the holder.
-    proposed: Option<IntentOrder>,
+    /// The latest intents proposed here, newest last: the holder's age, when it is one.
+    proposed: VecDeque<IntentOrder>,
 }
+
+/// How many proposed intents' ages a partition remembers (proposals in flight at once).
+const PROPOSED_KEPT: usize = 64;
 
 /// An intent's age: its batch's `now` (the same in every round and partition), then its
 /// transaction. Smaller is older.
@@ -402,17 +405,19 @@ impl BusyIntents {
     }
 
     /// Whether the intent at `place` (of age `order`) may propose, with `holder` the
-    /// transaction whose intent holds the partition. A holder not proposed here last (one
-    /// held since before a restart) counts as older.
+    /// transaction whose intent holds the partition. A holder of unknown age (held since
+    /// before a restart, whose home recovers it without waiting for anything) is waited for.
     pub(crate) fn turn(&self, place: u64, order: IntentOrder, holder: Option<TxnId>) -> Turn {
         let waiting = self.0.borrow();
         let first = waiting.by_arrival.keys().next() == Some(&place);
         if holder.is_none() && first {
             return Turn::Propose;
         }
-        let holder_older = holder.is_some_and(|holder| match waiting.proposed {
-            Some(proposed) if proposed.1 == holder => proposed < order,
-            _ => true,
+        let holder_older = holder.is_some_and(|holder| {
+            let mut proposed = waiting.proposed.iter().rev();
+            proposed
+                .find(|(_, txn)| *txn == holder)
+                .is_some_and(|proposed| *proposed < order)
         });
         let ahead_older = (waiting.by_arrival.range(..place)).any(|(_, ahead)| *ahead < order);
         Turn::Wait {
@@ -422,7 +427,11 @@ impl BusyIntents {
 
     /// The intent of age `order` is being proposed.
     pub(crate) fn proposing(&self, order: IntentOrder) {
-        self.0.borrow_mut().proposed = Some(order);
+        let proposed = &mut self.0.borrow_mut().proposed;
+        if proposed.len() == PROPOSED_KEPT {
+            proposed.pop_front();
+        }
+        proposed.push_back(order);
     }
 
     pub(crate) fn done(&self, place: u64) {
@@ -673,8 +682,9 @@ mod tests {
             behind(place, young, Some(old.1)),
             "the young gives way to the old"
         );
-        // A holder of unknown age (held since before a restart) counts as older.
-        assert!(behind(place, old, Some(txn(77))));
+        // A holder of unknown age (held since before a restart) is waited for: its home
+        // recovers it without waiting for anything.
+        assert!(!behind(place, young, Some(txn(77))));
         busy.done(place);
         // An older waiter ahead keeps it out too, even with the partition free.
         let ahead = busy.wait(old).expect("new");
