@@ -1250,8 +1250,8 @@ async fn write_local(
     command: Command,
     in_flight: &Cell<usize>,
 ) -> Result<LocalWrite, NodeError> {
-    let run = served.directory.with_leases(|covers| {
-        let leased = |id| covers(IdKind::Transfer, id);
+    let run = served.directory.with(|directory| {
+        let leased = |id| directory.lease_covers(IdKind::Transfer, id);
         served
             .partition
             .read(|ledger| local_run(ledger, &command, leased))

@@ -243,28 +243,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// The ledger's large tables tell first whether it can fit: one that cannot is declined
     /// without being copied (gigabytes, on the partition's core).
     async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<SnapshotBuilder> {
-        let at_least = self.ledger.borrow().snapshot_size_at_least();
-        if at_least > DURABLE_FILE_SIZE_MAX && !force {
-            let partition = self.partition;
-            tracing::error!(
-                partition,
-                size_at_least = at_least,
-                "snapshot larger than a durable file: not taken"
-            );
+        let partition = self.partition;
+        let fits = |size: u64| {
+            let fits = force || size <= DURABLE_FILE_SIZE_MAX;
+            if !fits {
+                tracing::error!(
+                    partition,
+                    size,
+                    "snapshot larger than a durable file: not taken"
+                );
+            }
+            fits
+        };
+        if !fits(self.ledger.borrow().snapshot_size_at_least()) {
             return None;
         }
         let builder = self.snapshot_builder();
-        let size = codec::snapshot_size(&builder.meta, &builder.ledger) as u64;
-        if size > DURABLE_FILE_SIZE_MAX && !force {
-            let partition = self.partition;
-            tracing::error!(
-                partition,
-                size,
-                "snapshot larger than a durable file: not taken"
-            );
-            return None;
-        }
-        Some(builder)
+        fits(codec::snapshot_size(&builder.meta, &builder.ledger) as u64).then_some(builder)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountFlags, Transfer, TransferFlags};
 
+use crate::directory::IdKind;
 use crate::{ledger_partition, Ledger, PlacementKind};
 
 /// A batch that can run in this partition alone.
@@ -105,16 +106,11 @@ impl Ledger {
                 }
                 None => earlier.push(t.id.0),
             }
-            if valid(t.id.0) && (leased(t.id.0) || !self.holds_transfer_id(t.id.0)) {
+            if valid(t.id.0) && (leased(t.id.0) || !self.holds(IdKind::Transfer, t.id.0)) {
                 claims.push(t.id.0);
             }
         }
         Some(LocalRun { claims })
-    }
-
-    /// Whether a transfer is stored here under `id`, or `id` failed here.
-    fn holds_transfer_id(&self, id: u128) -> bool {
-        self.transfer_positions.get(id).is_some() || self.failed_transfer_ids.contains(&id)
     }
 
     /// Batches run locally only under placement by ledger with several partitions (one

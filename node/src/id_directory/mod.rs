@@ -335,13 +335,13 @@ impl PartitionDirectory {
         }
     }
 
-    /// Leases this leader holds, for status and tests.
     /// Whether a lease held now covers `id`, so that a batch's pre-check need not look it up
     /// ([`PartitionDirectory::use_leases`] counts it as covered then).
     pub fn lease_covers(&self, kind: IdKind, id: u128) -> bool {
         self.epoch.is_some() && self.leases.covers(kind, id)
     }
 
+    /// Leases this leader holds, for status and tests.
     pub fn leases_held(&self) -> usize {
         self.leases.active()
     }

@@ -74,13 +74,6 @@ impl CoreDirectory {
         }
     }
 
-    /// Runs `f` with what tells whether a lease held now covers an id
-    /// (`PartitionDirectory::lease_covers`).
-    pub(crate) fn with_leases<R>(&self, f: impl FnOnce(&dyn Fn(IdKind, u128) -> bool) -> R) -> R {
-        let state = self.state.borrow();
-        f(&|kind, id| state.lease_covers(kind, id))
-    }
-
     /// The core stops taking requests, so no answer reaches it any more: claims waiting fail
     /// now (with [`NodeError::ShuttingDown`]), new ones fail at once, and nothing new is
     /// appended.

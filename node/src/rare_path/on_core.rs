@@ -382,7 +382,7 @@ pub const BUSY_WAIT: Duration = Duration::from_millis(kassa_shard::batch_home::G
 /// against the home's give-up.
 pub const DIE_AFTER: Duration = Duration::from_millis(20);
 
-/// What a waiting intent may do now (`BusyIntents::may_propose`).
+/// What a waiting intent may do now (`BusyIntents::turn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Turn {
     /// Propose: the partition is free and it is first.
