@@ -138,12 +138,14 @@ pub enum CoreRequest {
         message: Box<RareMessage>,
     },
     /// Run `batch` in shares with `home` as its record home, each event in the partition
-    /// `partitions` names for it (`rare_path`); the answer once a round committed.
+    /// `partitions` names for it (`rare_path`); the answer once a round committed. A wire
+    /// request's batch comes with the request, whose reply its home keeps.
     RunInShares {
         home: u32,
         now: u64,
         batch: CreateBatch,
         partitions: Vec<u32>,
+        request: Option<RequestHeader>,
         reply: BatchReply,
     },
     /// The batch or transaction `proposer` that claimed `ids` of `kind` for `partition` was
@@ -1204,10 +1206,11 @@ async fn serve(
             now,
             batch,
             partitions,
+            request,
             reply,
         } => {
             let served = served(home);
-            rare::run_at_home(served, transport, now, batch, partitions, reply).await;
+            rare::run_at_home(served, transport, now, batch, partitions, request, reply).await;
         }
         CoreRequest::ClaimsSettled {
             partition,
@@ -1221,6 +1224,15 @@ async fn serve(
             reply,
         } => {
             let served = served(partition);
+            // A copy of a wire request running here in shares joins it (`rare_path`).
+            if let Command::Request { request, .. } | Command::ForeignRequest { request, .. } =
+                &command
+            {
+                if let Some(joined) = rare::join_request(served, request.header()).await {
+                    let _ = reply.send(joined.map(|a| LocalWrite::Written(Reply::Foreign(a))));
+                    return;
+                }
+            }
             let mut command = command;
             let written = loop {
                 served.admit_unheld(None, in_flight).await;

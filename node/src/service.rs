@@ -38,10 +38,30 @@ pub struct Service {
     pub reads: Reads,
     /// Runs batches across partitions; `None` with one partition, where every batch is local.
     coordinator: Option<Coordinator>,
-    /// Batches across partitions run in shares (`rare_path`) since the node started.
-    in_shares: AtomicU64,
-    /// Create batches the coordinator ran since the node started.
-    coordinated: AtomicU64,
+    /// Create batches across partitions since the node started, over HTTP and the wire.
+    pub(crate) across: Arc<BatchesAcross>,
+}
+
+/// Create batches across partitions since the node started (`GET /ready`), whichever door
+/// they came in by.
+#[derive(Debug, Default)]
+pub(crate) struct BatchesAcross {
+    /// Run in shares (`rare_path`).
+    pub in_shares: AtomicU64,
+    /// Run by the coordinator.
+    pub coordinated: AtomicU64,
+}
+
+impl BatchesAcross {
+    /// Counts one batch run in shares (`true`) or by the coordinator.
+    pub fn count(&self, in_shares: bool) {
+        let counter = if in_shares {
+            &self.in_shares
+        } else {
+            &self.coordinated
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// How long a stop waits for running transactions.
@@ -83,8 +103,7 @@ impl Service {
             cores,
             reads,
             coordinator,
-            in_shares: AtomicU64::new(0),
-            coordinated: AtomicU64::new(0),
+            across: Arc::new(BatchesAcross::default()),
         })
     }
 
@@ -132,19 +151,15 @@ impl Service {
         } else {
             InShares::NotRunnable(batch)
         };
-        let counter = match ran {
-            InShares::Ran(_) => &self.in_shares,
-            InShares::NotRunnable(_) => &self.coordinated,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.across.count(matches!(ran, InShares::Ran(_)));
         Ok(ran)
     }
 
     /// Create batches across partitions since the node started: run in shares, and run by the
     /// coordinator (`GET /ready`).
     pub fn batches_across(&self) -> (u64, u64) {
-        let in_shares = self.in_shares.load(Ordering::Relaxed);
-        (in_shares, self.coordinated.load(Ordering::Relaxed))
+        let in_shares = self.across.in_shares.load(Ordering::Relaxed);
+        (in_shares, self.across.coordinated.load(Ordering::Relaxed))
     }
 
     /// The coordinator's queue, when there is more than one partition.

@@ -344,20 +344,7 @@ fn verify(node: &Node, sent: &[Sent]) {
 
 #[test]
 fn acknowledged_transfers_survive_sigkill() {
-    let seed: u64 = std::env::var("KASSA_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-        });
-    let kills: u32 = std::env::var("KASSA_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(KILLS);
-    eprintln!("crash test seed {seed} (KASSA_CRASH_SEED to replay), {kills} kills");
+    let (seed, kills) = common::crash_schedule("crash test", KILLS);
     let dir = TempDir::new("crash");
     let mut random = Random(seed | 1);
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -379,13 +366,7 @@ fn acknowledged_transfers_survive_sigkill() {
         let loader =
             std::thread::spawn(move || load(http, next_id, loader_seed, log_loader, stop_loader));
         std::thread::sleep(Duration::from_millis(50 + random.below(900)));
-        let (_, ready) = node.get("/ready");
-        for (count, name) in across
-            .iter_mut()
-            .zip(["batches_in_shares", "batches_coordinated"])
-        {
-            *count += ready[name].as_u64().unwrap_or(0);
-        }
+        common::add_batches_across(&node, &mut across);
         node.kill();
         stop.store(true, Ordering::Relaxed);
         next_id = loader.join().expect("loader");

@@ -338,6 +338,14 @@ fn results_and_records_match_one_partition_over_a_mixed_history_and_a_restart() 
         .find(|c| kassa_node::wire::session_partition(*c, PARTITIONS) != home)
         .expect("a client id");
     let accounts_of_1: Vec<u128> = (1..=ACCOUNTS).filter(|id| ledger_of(*id) == 1).collect();
+    // Odd rounds mix in a ledger of another partition: in shares, homed in ledger 1's.
+    let other = (2..=LEDGERS)
+        .find(|l| ledger_partition(*l, PARTITIONS) != home)
+        .expect("a ledger in another partition");
+    let accounts_of_other: Vec<u128> = (1..=ACCOUNTS)
+        .filter(|id| ledger_of(*id) == other)
+        .collect();
+    let (in_shares_before, coordinated_before) = batches_across(&placed);
     for (client_id, first) in [(client_in, 50_000u128), (client_out, 60_000)] {
         let connect = |node: &Node| {
             let mut config = ClientConfig::new(vec![node.wire], 0);
@@ -349,12 +357,17 @@ fn results_and_records_match_one_partition_over_a_mixed_history_and_a_restart() 
             let transfers: Vec<Transfer> = (0..20u128)
                 .map(|event| {
                     let at = (round * 20 + event) as usize;
+                    let (ledger, accounts) = if round % 2 == 1 && event % 3 == 1 {
+                        (other, &accounts_of_other)
+                    } else {
+                        (1, &accounts_of_1)
+                    };
                     Transfer {
                         id: TransferId(first + round * 20 + event),
-                        debit_account_id: AccountId(accounts_of_1[at % accounts_of_1.len()]),
-                        credit_account_id: AccountId(accounts_of_1[(at + 1) % accounts_of_1.len()]),
+                        debit_account_id: AccountId(accounts[at % accounts.len()]),
+                        credit_account_id: AccountId(accounts[(at + 1) % accounts.len()]),
                         amount: 1 + event,
-                        ledger: 1,
+                        ledger,
                         code: 1,
                         flags: if event == 7 {
                             TransferFlags::PENDING
@@ -384,6 +397,10 @@ fn results_and_records_match_one_partition_over_a_mixed_history_and_a_restart() 
         let actual = strip(to_placed.lookup_accounts(&ids).expect("lookup"));
         assert_eq!(actual, expected);
     }
+    // The mixed rounds (5 per client) ran in shares, none through the coordinator.
+    let (in_shares, coordinated) = batches_across(&placed);
+    assert_eq!(in_shares - in_shares_before, 10);
+    assert_eq!(coordinated, coordinated_before);
     assert_balanced(&placed);
 }
 
@@ -599,12 +616,7 @@ fn a_batch_in_shares_committed_before_a_crash_is_completed_after_the_restart() {
         answered.as_ref().is_err() || answered.as_ref().is_ok_and(|(status, _)| *status == 0),
         "the node answered: {answered:?}"
     );
-    let aborted = |node: &Node| node.stderr_text().contains("aborting after a commit");
-    assert!(common::wait_until(
-        std::time::Duration::from_secs(10),
-        || aborted(&node)
-    ));
-    node.kill();
+    common::kill_once_printed(node, "aborting after a commit");
 
     let node = Node::start(&dir.0);
     for (id, debits, credits) in [(1u128, 70u128, 0u128), (2, 0, 70), (3, 30, 0), (4, 0, 30)] {
@@ -707,12 +719,7 @@ fn a_reply_sent_before_its_session_recorded_it_survives_a_crash() {
         client.send(&request);
         let first = client.expect_reply();
         assert!(created(&first.1));
-        let aborted = |node: &Node| node.stderr_text().contains("abort-before-answer-recorded");
-        assert!(common::wait_until(
-            std::time::Duration::from_secs(10),
-            || aborted(&node)
-        ));
-        node.kill();
+        common::kill_once_printed(node, "abort-before-answer-recorded");
 
         let node = Node::start(&dir.0);
         let mut again = RawClient::connect(node.wire, 0, client_id);
@@ -734,6 +741,101 @@ fn a_reply_sent_before_its_session_recorded_it_survives_a_crash() {
         assert_eq!(reply.request, first.0.request + 1 + u32::from(read_next));
         assert!(created(&body), "the next request runs");
         assert_eq!(posted(&node, 1), (10, 0), "each transfer applied once");
+        assert_balanced(&node);
+    }
+}
+
+/// A wire request whose batch mixes two ledgers of two partitions runs in shares, homed in
+/// its first ledger's partition `L`, whose stage keeps the reply: a crash right after the
+/// batch committed (the client told nothing) leaves the reply in `L`, so the client's retry
+/// after the restart gets the original results (`created`, not `exists`), and another copy
+/// gets that reply byte for byte; nothing is applied twice. For a client whose session lives
+/// in `L` and one whose session lives elsewhere; nothing goes through the coordinator.
+#[test]
+fn a_wire_request_in_shares_committed_before_a_crash_gets_its_own_results_on_retry() {
+    use common::wire::RawClient;
+    use kassa_wire::multi_batch::encode_to_vec;
+    use kassa_wire::{CreateTransferResult, CreateTransferStatus, Operation};
+    use zerocopy::{IntoBytes, TryFromBytes};
+
+    let statuses = |body: &[u8]| -> Vec<CreateTransferStatus> {
+        let decoded =
+            kassa_wire::multi_batch::MultiBatch::decode(body, 16, 8189).expect("one batch");
+        let batch = decoded.batches().next().expect("a batch");
+        let results = <[CreateTransferResult]>::try_ref_from_bytes(batch).expect("results");
+        results.iter().map(|r| r.status).collect()
+    };
+    let transfer = |id: u128, debit: u128, credit: u128, ledger: u32| Transfer {
+        id: TransferId(id),
+        debit_account_id: AccountId(debit),
+        credit_account_id: AccountId(credit),
+        amount: 7,
+        ledger,
+        code: 1,
+        ..Transfer::default()
+    };
+    for session_in_home in [false, true] {
+        let dir = TempDir::new(if session_in_home {
+            "ledger-wire-shares-in"
+        } else {
+            "ledger-wire-shares-out"
+        });
+        format_by_ledger(&dir.0);
+        let env = [("KASSA_FAULT", "abort-after-commit")];
+        let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start with the fault");
+        let (first, second) = (1u32, 3u32);
+        let home = ledger_partition(first, PARTITIONS);
+        // One ledger per batch: each runs in its partition alone, committing nothing in shares.
+        for (ledger, ids) in [(first, [1, 2]), (second, [3, 4])] {
+            let accounts: Vec<String> = ids
+                .iter()
+                .map(|id| account_json(*id, ledger, &[]))
+                .collect();
+            let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+            assert_eq!(status, 200, "{reply}");
+            assert_eq!(results(&reply), ["created"; 2]);
+        }
+        let client_id = (1u128..)
+            .find(|c| {
+                (kassa_node::wire::session_partition(*c, PARTITIONS) == home) == session_in_home
+            })
+            .expect("a client id");
+        let mut client = RawClient::connect(node.wire, 0, client_id);
+        client.register();
+        let batch = [transfer(10, 1, 2, first), transfer(11, 3, 4, second)];
+        let body = encode_to_vec(128, &[batch.as_bytes()]).expect("encodes");
+        let request = client.request_frame(Operation::CreateTransfers.as_u8(), &body);
+        client.send(&request);
+        common::kill_once_printed(node, "abort-after-commit");
+
+        let node = Node::start(&dir.0);
+        let retry = |node: &Node| {
+            let mut again = RawClient::connect(node.wire, 0, client_id);
+            again.session = client.session;
+            again.send(&request);
+            again.expect_reply()
+        };
+        let answered = retry(&node);
+        assert_eq!(
+            statuses(&answered.1),
+            [CreateTransferStatus::Created; 2],
+            "the original results, kept with the stage that committed them"
+        );
+        assert_eq!(retry(&node), answered, "the same reply, byte for byte");
+        assert_eq!(posted(&node, 1), (7, 0), "applied once");
+        assert_eq!(posted(&node, 3), (7, 0), "applied once");
+        // The session goes on from that reply, in shares again.
+        let mut next = RawClient::connect(node.wire, 0, client_id);
+        next.session = client.session;
+        (next.request, next.parent) = (answered.0.request, answered.0.context);
+        let later = [transfer(12, 2, 1, first), transfer(13, 4, 3, second)];
+        let (reply, body) = next.call(Operation::CreateTransfers, &[later.as_bytes()]);
+        assert_eq!(reply.request, answered.0.request + 1);
+        assert_eq!(statuses(&body), [CreateTransferStatus::Created; 2]);
+        let (in_shares, coordinated) = batches_across(&node);
+        assert!(in_shares >= 1, "{in_shares}");
+        assert_eq!(coordinated, 0);
+        assert_eq!(posted(&node, 1), (7, 7));
         assert_balanced(&node);
     }
 }

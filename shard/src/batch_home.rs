@@ -23,18 +23,23 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use kassa_wire::multi_batch::encode_to_vec;
 use kassa_wire::{
     Account, CreateAccountResult, CreateAccountStatus, CreateTransferResult, CreateTransferStatus,
-    Transfer,
+    Operation, RequestHeader, Transfer,
 };
+use zerocopy::IntoBytes;
 
-use crate::intents::{IntentReply, IntentShare, ParticipantReply, ShareOfBatch, ShareResults};
+use crate::intents::{
+    IntentReply, IntentShare, ParticipantReply, RareEntry, ShareOfBatch, ShareResults,
+};
 use crate::limits::BATCH_EVENTS_MAX;
 use crate::parallel_commit::{
     Action, GaveUp, HomeAnswer, HomeCommand, HomeLeader, Ignored, Message, Outcome,
     ParticipantCommand, Records, Staging, TxnId,
 };
 use crate::shares::{split, InTheBatch, Rounds, Share, ShareEvent, ShareStatus};
+use crate::StagedReply;
 
 /// How many rounds of one batch a recovery may abort before its client is told the outcome is
 /// unknown (nothing of it is applied then).
@@ -62,16 +67,16 @@ pub enum BatchAction {
         to: u32,
         message: Message<IntentShare>,
     },
-    Append(HomeCommand),
-    /// The batch committed: its results, in batch order.
+    /// A home entry to append: a [`HomeCommand`], or a wire round's stage with its reply.
+    Append(RareEntry),
+    /// The batch committed: its results, in batch order. For a wire request, the stage
+    /// sealed and kept its reply in the home (`ForeignRequests`).
     Answer {
         batch: BatchId,
         results: ShareResults,
     },
     /// The outcome is unknown to this leader (deposed, or out of attempts).
-    Unknown {
-        batch: BatchId,
-    },
+    Unknown { batch: BatchId },
 }
 
 /// Why [`BatchHome::begin`] refused a batch; nothing was done.
@@ -83,6 +88,8 @@ pub enum BatchError {
     Partitions { events: usize, partitions: usize },
     #[error("batch {0} is running already")]
     Known(BatchId),
+    #[error("a wire request of another operation than its batch's")]
+    Operation,
 }
 
 /// Why a participant's message was ignored; it changed nothing.
@@ -263,6 +270,8 @@ impl Plan {
 struct Running {
     now: u64,
     plan: Plan,
+    /// The wire request the batch is, whose reply its stage commits.
+    request: Option<RequestHeader>,
     /// Rounds a recovery aborted.
     attempts: u32,
 }
@@ -275,6 +284,8 @@ struct Round {
     results: BTreeMap<u32, ShareResults>,
     /// Dropped by the rounds: its abort answers nobody.
     dropped: bool,
+    /// A wire round's reply, once its results stand: its stage carries it.
+    reply: Option<Box<StagedReply>>,
 }
 
 /// A record home leader's batches in progress, in memory only (as its [`HomeLeader`]'s): a new
@@ -303,16 +314,28 @@ impl BatchHome {
         }
     }
 
-    /// Runs `batch`, each event in the partition `partitions` names for it.
+    /// Runs `batch`, each event in the partition `partitions` names for it. The batch of a
+    /// wire request (`request`) has its rounds staged after their intents, and the stage
+    /// carries the reply (the results in a one-batch body), so the entry that commits the
+    /// round also keeps its reply for every copy of the request.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &mut self,
         batch: BatchId,
+        request: Option<RequestHeader>,
         now: u64,
         events: &CreateBatch,
         partitions: &[u32],
         now_ms: u64,
         actions: &mut Vec<BatchAction>,
     ) -> Result<(), BatchError> {
+        let operation = match events {
+            CreateBatch::Transfers(_) => Operation::CreateTransfers,
+            CreateBatch::Accounts(_) => Operation::CreateAccounts,
+        };
+        if request.is_some_and(|request| request.operation != operation.as_u8()) {
+            return Err(BatchError::Operation);
+        }
         let events_len = match events {
             CreateBatch::Transfers(events) => events.len(),
             CreateBatch::Accounts(events) => events.len(),
@@ -335,6 +358,7 @@ impl BatchHome {
         let running = Running {
             now,
             plan,
+            request,
             attempts: 0,
         };
         self.batches.insert(batch, running);
@@ -352,7 +376,10 @@ impl BatchHome {
         };
         self.number_next += 1;
         let intents = running.plan.intents(running.now);
-        let staging = running.plan.staging();
+        let staging = match running.request {
+            Some(_) => Staging::AfterIntents,
+            None => running.plan.staging(),
+        };
         let begun = self.leader.begin(txn, intents, staging, now_ms, core);
         begun.expect("a fresh round of this home with participants");
         let round = Round {
@@ -360,6 +387,7 @@ impl BatchHome {
             begun_ms: now_ms,
             results: BTreeMap::new(),
             dropped: false,
+            reply: None,
         };
         self.rounds.insert(txn, round);
     }
@@ -494,7 +522,7 @@ impl BatchHome {
             let mut more = Vec::new();
             match action {
                 Action::Send { to, message } => actions.push(BatchAction::Send { to, message }),
-                Action::Append(command) => actions.push(BatchAction::Append(command)),
+                Action::Append(command) => actions.push(BatchAction::Append(self.entry(command))),
                 Action::Written { txn } => self.written(txn, now_ms, &mut more, actions),
                 Action::Answer {
                     txn,
@@ -554,6 +582,15 @@ impl BatchHome {
         };
         match running.plan.next(&round.results) {
             Some(true) => {
+                if let Some(request) = running.request {
+                    let results = running.plan.assemble(&round.results);
+                    let results = results.expect("the round's results stand");
+                    round.reply = Some(Box::new(StagedReply {
+                        request,
+                        now: running.now,
+                        body: reply_body(&results),
+                    }));
+                }
                 let staged = self.leader.stage(txn, now_ms, core);
                 staged.expect("the leader told the round written");
             }
@@ -572,6 +609,21 @@ impl BatchHome {
                 aborted.expect("the leader told the round written");
                 self.again(batch, now_ms, core, actions);
             }
+        }
+    }
+
+    /// The entry that appends `command`: a wire round's stage carries its reply.
+    fn entry(&self, command: HomeCommand) -> RareEntry {
+        let HomeCommand::Stage { txn, participants } = command else {
+            return RareEntry::Home(command);
+        };
+        match self.rounds.get(&txn).and_then(|round| round.reply.clone()) {
+            Some(reply) => RareEntry::WireStage {
+                txn,
+                participants,
+                reply,
+            },
+            None => RareEntry::Home(HomeCommand::Stage { txn, participants }),
         }
     }
 
@@ -594,6 +646,20 @@ impl BatchHome {
         }
         self.start_round(batch, now_ms, core);
     }
+}
+
+/// A wire reply's body for one batch's results: the batch in a multi-batch body, as a
+/// partition running the request alone encodes it (`Ledger::execute_batches`).
+fn reply_body(results: &ShareResults) -> Vec<u8> {
+    let (bytes, size) = match results {
+        ShareResults::Transfers(results) => {
+            (results.as_bytes(), Operation::CreateTransfers.result_size())
+        }
+        ShareResults::Accounts(results) => {
+            (results.as_bytes(), Operation::CreateAccounts.result_size())
+        }
+    };
+    encode_to_vec(size, &[bytes]).expect("a batch's results fit one message")
 }
 
 /// A participant leader's part: its log's reply to a rare-path entry made from a home's
@@ -676,7 +742,7 @@ mod tests {
         ];
         let mut actions = Vec::new();
         let batch = CreateBatch::Transfers(events);
-        home.begin(7, 50, &batch, &[1, 2, 1], 0, &mut actions)
+        home.begin(7, None, 50, &batch, &[1, 2, 1], 0, &mut actions)
             .expect("begins");
         (home, actions)
     }
@@ -693,22 +759,68 @@ mod tests {
         }
     }
 
+    /// A wire request's round is staged only after its intents (even without a chain across
+    /// partitions), and its stage carries the reply: the round's results, in batch order, as
+    /// a one-batch body. A request of another operation than its batch's is refused.
+    #[test]
+    fn a_wire_requests_stage_carries_its_reply() {
+        let mut header = RequestHeader::new(0, 9, kassa_wire::header::Release::new(0, 17, 8), 0);
+        let batch = CreateBatch::Transfers(vec![
+            transfer(1, 1, false),
+            transfer(2, 2, false),
+            transfer(3, 1, false),
+        ]);
+        let mut home = BatchHome::new(0, 100);
+        let mut actions = Vec::new();
+        header.operation = Operation::CreateAccounts.as_u8();
+        let refused = home.begin(7, Some(header), 50, &batch, &[1, 2, 1], 0, &mut actions);
+        assert_eq!(refused, Err(BatchError::Operation));
+        header.operation = Operation::CreateTransfers.as_u8();
+        home.begin(7, Some(header), 50, &batch, &[1, 2, 1], 0, &mut actions)
+            .expect("begins");
+        assert!(
+            actions
+                .iter()
+                .all(|a| matches!(a, BatchAction::Send { .. })),
+            "no stage with the intents: {actions:?}"
+        );
+        let records = Records::default();
+        let mut actions = Vec::new();
+        let (first, second) = (created(2), created(1));
+        home.received(ack(1), Some(first), &records, true, 0, &mut actions)
+            .unwrap();
+        home.received(ack(2), Some(second), &records, true, 0, &mut actions)
+            .unwrap();
+        let [BatchAction::Append(RareEntry::WireStage {
+            participants,
+            reply,
+            ..
+        })] = actions.as_slice()
+        else {
+            panic!("a wire stage: {actions:?}");
+        };
+        assert_eq!(participants, &vec![1, 2]);
+        assert_eq!((reply.request, reply.now), (header, 50));
+        assert_eq!(reply.body, reply_body(&created(3)));
+    }
+
     #[test]
     fn batches_that_cannot_run_are_refused() {
         let mut home = BatchHome::new(0, 1);
         let mut actions = Vec::new();
         let empty = CreateBatch::Transfers(Vec::new());
-        let refused = home.begin(1, 50, &empty, &[], 0, &mut actions);
+        let refused = home.begin(1, None, 50, &empty, &[], 0, &mut actions);
         assert_eq!(refused, Err(BatchError::Size(0)));
         let one = CreateBatch::Transfers(vec![transfer(1, 1, false)]);
-        let refused = home.begin(1, 50, &one, &[1, 2], 0, &mut actions);
+        let refused = home.begin(1, None, 50, &one, &[1, 2], 0, &mut actions);
         let mismatch = BatchError::Partitions {
             events: 1,
             partitions: 2,
         };
         assert_eq!(refused, Err(mismatch));
-        home.begin(1, 50, &one, &[1], 0, &mut actions).unwrap();
-        let again = home.begin(1, 50, &one, &[1], 0, &mut actions);
+        home.begin(1, None, 50, &one, &[1], 0, &mut actions)
+            .unwrap();
+        let again = home.begin(1, None, 50, &one, &[1], 0, &mut actions);
         assert_eq!(again, Err(BatchError::Known(1)));
         assert_eq!(home.running(), 1);
     }
@@ -756,7 +868,7 @@ mod tests {
             txn,
             participants: vec![1, 2],
         };
-        assert_eq!(actions, vec![BatchAction::Append(stage)]);
+        assert_eq!(actions, vec![BatchAction::Append(RareEntry::Home(stage))]);
     }
 
     #[test]
@@ -788,7 +900,7 @@ mod tests {
         // it may still commit.
         let (mut home, actions) = begun(false);
         let stage = actions.iter().find_map(|a| match a {
-            BatchAction::Append(stage) => Some(stage.clone()),
+            BatchAction::Append(stage) => stage.home_command(),
             _ => None,
         });
         let stage = stage.expect("staged with its intents");

@@ -35,7 +35,7 @@ use crate::directory::{
 };
 use crate::intents::{
     ParticipantReply, RareEntry, TAG_FINISH, TAG_FORGET_HOME, TAG_FORGET_PARTICIPANT, TAG_INTENT,
-    TAG_PREVENT, TAG_RESOLVE, TAG_STAGE,
+    TAG_PREVENT, TAG_RESOLVE, TAG_STAGE, TAG_WIRE_STAGE,
 };
 use crate::parallel_commit::{HomeAnswer, TxnId};
 use crate::txn::{Decision, Effects};
@@ -405,6 +405,7 @@ impl Command {
             TAG_FINISH,
             TAG_FORGET_PARTICIPANT,
             TAG_FORGET_HOME,
+            TAG_WIRE_STAGE,
         ];
         if rare.contains(&tag) {
             let entry = RareEntry::decode(tag, now, count, body);
@@ -823,6 +824,11 @@ impl Ledger {
                     Reply::Participant(self.apply_participant(command))
                 }
                 RareEntry::Home(command) => Reply::Home(self.apply_home(&command)),
+                RareEntry::WireStage {
+                    txn,
+                    participants,
+                    reply,
+                } => Reply::Home(self.apply_wire_stage(txn, participants, &reply)),
             },
         }
     }

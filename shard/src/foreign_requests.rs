@@ -52,6 +52,17 @@ pub enum ForeignAnswer {
     Dropped(DropReason),
 }
 
+/// The reply a wire request run in shares commits with its round's stage, in its record
+/// home's log (`RareEntry::WireStage`): the request, the clock it ran at and the reply's body.
+/// Applying the stage seals the reply and keeps it here, as a foreign request's, so the
+/// stage that commits the round also answers every copy of the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagedReply {
+    pub request: RequestHeader,
+    pub now: u64,
+    pub body: Vec<u8>,
+}
+
 /// One client's latest request run here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
@@ -91,7 +102,7 @@ impl ForeignRequests {
     }
 
     /// The answer if `header` was run here before; `None` if it is new here.
-    fn known(&self, header: &RequestHeader) -> Option<ForeignAnswer> {
+    pub fn known(&self, header: &RequestHeader) -> Option<ForeignAnswer> {
         let entry = self.by_client.get(&header.client)?;
         if entry.request > header.request {
             Some(ForeignAnswer::Dropped(DropReason::OlderRequest))
@@ -249,6 +260,19 @@ impl Ledger {
             reply: Box::new(reply),
             body,
         }
+    }
+
+    /// Records the reply a wire round's stage commits here, its record home (`StagedReply`):
+    /// sealed here, as [`Ledger::apply_foreign_request`] seals one, so a copy of the request
+    /// that reaches this partition gets it. A stage appended again finds it known already.
+    pub(crate) fn record_staged_reply(&mut self, staged: &StagedReply) {
+        let header = &staged.request;
+        if self.foreign.known(header).is_some() {
+            return;
+        }
+        let op = self.sessions.take_foreign_op(header.session);
+        let reply = seal_reply(header, op, self.timestamp, staged.now, &staged.body);
+        self.foreign.record(header, reply, staged.body.clone());
     }
 
     /// The foreign requests this partition ran.

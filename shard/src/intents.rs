@@ -24,11 +24,12 @@
 //! [`IntentReply::Malformed`] and changes nothing. Decoding checks the encoding; applying
 //! checks the meaning.
 
+use kassa_wire::header::HeaderLayout;
 use kassa_wire::{
     Account, CreateAccountResult, CreateAccountStatus, CreateTransferResult, CreateTransferStatus,
-    Transfer,
+    Operation, RequestHeader, Transfer, HEADER_SIZE, MESSAGE_BODY_SIZE_MAX,
 };
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::decoder::Decoder;
 use crate::limits::{BATCH_EVENTS_MAX, PARTITIONS_MAX};
@@ -37,7 +38,7 @@ use crate::parallel_commit::{
     ParticipantCommand, Records, TxnId, TXN_ID_SIZE,
 };
 use crate::shares::{Forced, InTheBatch, Share, ShareError};
-use crate::{Effects, Ledger, PlacementKind};
+use crate::{Effects, Ledger, PlacementKind, StagedReply};
 
 /// A participant's share of a `create_*` batch, as the home sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,6 +285,43 @@ impl Ledger {
     pub(crate) fn apply_home(&mut self, command: &HomeCommand) -> HomeAnswer {
         self.intents.home.apply(command)
     }
+
+    /// A wire round's stage: applied as a stage; staged, it also seals and keeps the reply
+    /// (refused or forgotten, the round did not commit by it, and nothing is kept).
+    pub(crate) fn apply_wire_stage(
+        &mut self,
+        txn: TxnId,
+        participants: Vec<u32>,
+        reply: &StagedReply,
+    ) -> HomeAnswer {
+        let answer = self.apply_home(&HomeCommand::Stage { txn, participants });
+        if answer == HomeAnswer::Staged {
+            self.record_staged_reply(reply);
+        }
+        answer
+    }
+}
+
+/// A wire stage's request and reply body: a sealed create request, a body that fits a
+/// message.
+fn decode_staged_reply(
+    now: u64,
+    body_size: u32,
+    reader: &mut Decoder,
+) -> Result<StagedReply, &'static str> {
+    let request = RequestHeader::read_from_bytes(reader.take(HEADER_SIZE)?).expect("256 bytes");
+    let creates = [
+        Operation::CreateAccounts.as_u8(),
+        Operation::CreateTransfers.as_u8(),
+    ];
+    if !request.valid_checksum() || !creates.contains(&request.operation) {
+        return Err("a wire stage's request is not a sealed create request");
+    }
+    if body_size as usize > MESSAGE_BODY_SIZE_MAX {
+        return Err("a wire stage's reply is larger than a message");
+    }
+    let body = reader.take(body_size as usize)?.to_vec();
+    Ok(StagedReply { request, now, body })
 }
 
 fn check_share<E>(share: &Share<E>, partition: u32) -> Result<(), IntentError> {
@@ -307,7 +345,9 @@ fn check_share<E>(share: &Share<E>, partition: u32) -> Result<(), IntentError> {
 //   (`u8`, 0 or 1) and `forced` answers (`position u32 | status u32 | found u64`, 0: none);
 // - prevent, resolve and finish: `txn | outcome u32` (0 for a prevent);
 // - stage (`count` participants): `txn | reserved u32`, then `count` participants (`u32`,
-//   strictly ascending).
+//   strictly ascending);
+// - a wire round's stage (`now` the request's clock, `count` participants): `txn | body size
+//   u32`, the participants as a stage's, the request's 256-byte header, then the reply body.
 
 pub(crate) const TAG_INTENT: u8 = 18;
 pub(crate) const TAG_PREVENT: u8 = 19;
@@ -316,6 +356,7 @@ pub(crate) const TAG_STAGE: u8 = 21;
 pub(crate) const TAG_FINISH: u8 = 22;
 pub(crate) const TAG_FORGET_PARTICIPANT: u8 = 23;
 pub(crate) const TAG_FORGET_HOME: u8 = 24;
+pub(crate) const TAG_WIRE_STAGE: u8 = 25;
 
 const KIND_TRANSFERS: u32 = 1;
 const KIND_ACCOUNTS: u32 = 2;
@@ -328,9 +369,30 @@ const OUTCOME_BODY_SIZE: usize = TXN_ID_SIZE + 4;
 pub enum RareEntry {
     Participant(ParticipantCommand<IntentShare>),
     Home(HomeCommand),
+    /// A wire round's stage ([`HomeCommand::Stage`]) with the reply it commits: applied
+    /// `Staged`, the home seals the reply and keeps it (`Ledger::record_staged_reply`).
+    WireStage {
+        txn: TxnId,
+        participants: Vec<u32>,
+        reply: Box<StagedReply>,
+    },
 }
 
 impl RareEntry {
+    /// The home's command this entry is, if it is one (a wire stage is a stage).
+    pub fn home_command(&self) -> Option<HomeCommand> {
+        match self {
+            RareEntry::Participant(_) => None,
+            RareEntry::Home(command) => Some(command.clone()),
+            RareEntry::WireStage {
+                txn, participants, ..
+            } => Some(HomeCommand::Stage {
+                txn: *txn,
+                participants: participants.clone(),
+            }),
+        }
+    }
+
     pub(crate) fn encoded_len(&self) -> usize {
         match self {
             RareEntry::Participant(ParticipantCommand::Intent { effects, .. }) => {
@@ -347,6 +409,11 @@ impl RareEntry {
             RareEntry::Home(HomeCommand::Stage { participants, .. }) => {
                 OUTCOME_BODY_SIZE + 4 * participants.len()
             }
+            RareEntry::WireStage {
+                participants,
+                reply,
+                ..
+            } => OUTCOME_BODY_SIZE + 4 * participants.len() + HEADER_SIZE + reply.body.len(),
             RareEntry::Participant(ParticipantCommand::Forget { .. })
             | RareEntry::Home(HomeCommand::Forget { .. }) => TXN_ID_SIZE + 8,
             _ => OUTCOME_BODY_SIZE,
@@ -393,8 +460,8 @@ impl RareEntry {
                 .encode(out);
                 out.extend_from_slice(&below.to_le_bytes());
                 let tag = match self {
-                    RareEntry::Home(_) => TAG_FORGET_HOME,
                     RareEntry::Participant(_) => TAG_FORGET_PARTICIPANT,
+                    _ => TAG_FORGET_HOME,
                 };
                 (tag, 0, 0)
             }
@@ -405,6 +472,20 @@ impl RareEntry {
                     put_u32(out, *participant);
                 }
                 (TAG_STAGE, 0, participants.len() as u32)
+            }
+            RareEntry::WireStage {
+                txn,
+                participants,
+                reply,
+            } => {
+                txn.encode(out);
+                put_u32(out, reply.body.len() as u32);
+                for participant in participants {
+                    put_u32(out, *participant);
+                }
+                out.extend_from_slice(reply.request.as_bytes());
+                out.extend_from_slice(&reply.body);
+                (TAG_WIRE_STAGE, reply.now, participants.len() as u32)
             }
         }
     }
@@ -419,7 +500,7 @@ impl RareEntry {
     ) -> Result<RareEntry, &'static str> {
         let mut reader = Decoder::new(body);
         let txn = TxnId::decode(&mut reader)?;
-        if tag != TAG_INTENT && now != 0 {
+        if tag != TAG_INTENT && tag != TAG_WIRE_STAGE && now != 0 {
             return Err("a clock in an entry that has none");
         }
         let entry = match tag {
@@ -427,11 +508,12 @@ impl RareEntry {
                 let effects = decode_intent(now, count, &mut reader)?;
                 RareEntry::Participant(ParticipantCommand::Intent { txn, effects })
             }
-            TAG_STAGE => {
+            TAG_STAGE | TAG_WIRE_STAGE => {
                 if count == 0 || count > PARTITIONS_MAX {
                     return Err("a stage of no participants, or more than partitions");
                 }
-                if reader.u32()? != 0 {
+                let body_size = reader.u32()?;
+                if tag == TAG_STAGE && body_size != 0 {
                     return Err("reserved bytes are not zero");
                 }
                 let participants = (0..count)
@@ -440,7 +522,16 @@ impl RareEntry {
                 if !participants.windows(2).all(|w| w[0] < w[1]) {
                     return Err("a stage's participants must be strictly ascending");
                 }
-                RareEntry::Home(HomeCommand::Stage { txn, participants })
+                if tag == TAG_STAGE {
+                    RareEntry::Home(HomeCommand::Stage { txn, participants })
+                } else {
+                    let reply = decode_staged_reply(now, body_size, &mut reader)?;
+                    RareEntry::WireStage {
+                        txn,
+                        participants,
+                        reply: Box::new(reply),
+                    }
+                }
             }
             TAG_FORGET_PARTICIPANT | TAG_FORGET_HOME => {
                 let (home, from, below) = (txn.home, txn.number, reader.u64()?);
@@ -698,7 +789,7 @@ fn decode_results<S, R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Command, Reply};
+    use crate::{Command, ForeignAnswer, Reply};
     use kassa_wire::{AccountId, TransferId};
 
     use crate::test_partitions::{account, ledger_of, partition};
@@ -1006,6 +1097,11 @@ mod tests {
                 from: 1 << 24,
                 below: (1 << 24) + 300,
             }),
+            Command::Rare(Box::new(RareEntry::WireStage {
+                txn: T1,
+                participants: vec![0, 3],
+                reply: Box::new(staged_reply(7, vec![5; 48])),
+            })),
             participant(T1, |txn| ParticipantCommand::Forget {
                 home: txn.home,
                 from: 0,
@@ -1045,6 +1141,66 @@ mod tests {
         let last = bytes.len() - 4;
         bytes[last] = 3;
         assert!(Command::decode(&bytes).is_err(), "outcome 3");
+    }
+
+    /// A wire client's sealed create request, number `request`, and a reply body for it.
+    fn staged_reply(request: u32, body: Vec<u8>) -> StagedReply {
+        let operation = Operation::CreateTransfers;
+        let events = [0u8; 128];
+        let request_body = kassa_wire::multi_batch::encode_to_vec(128, &[&events[..]]);
+        let request_body = request_body.expect("encodes");
+        let release = kassa_wire::header::Release::new(0, 17, 8);
+        let mut header = RequestHeader::new(0, 99, release, operation.as_u8());
+        header.session = 1;
+        header.request = request;
+        header.frame.size = (HEADER_SIZE + request_body.len()) as u32;
+        header.seal(&request_body);
+        StagedReply {
+            request: header,
+            now: 1_700_000_000_000_000_000,
+            body,
+        }
+    }
+
+    /// A wire round's stage keeps its reply, sealed, exactly when it stages the round: a
+    /// stage appended again keeps the first, and one refused (the round finished first)
+    /// keeps nothing.
+    #[test]
+    fn a_wire_stage_keeps_its_reply_only_when_it_stages() {
+        let mut ledger = partition(3, PlacementKind::ByLedger);
+        let wire_stage = |txn, staged: &StagedReply| {
+            Command::Rare(Box::new(RareEntry::WireStage {
+                txn,
+                participants: vec![1, 3],
+                reply: Box::new(staged.clone()),
+            }))
+        };
+        let first = staged_reply(1, vec![1; 32]);
+        let staged = Reply::Home(HomeAnswer::Staged);
+        assert_eq!(ledger.apply(wire_stage(T1, &first)), staged);
+        let kept = ledger.foreign_requests().known(&first.request);
+        let Some(ForeignAnswer::Sealed { reply, body }) = kept.clone() else {
+            panic!("the reply is kept: {kept:?}");
+        };
+        assert_eq!(body, first.body);
+        assert!(reply.valid_checksum() && reply.valid_checksum_body(&body));
+        assert_eq!(reply.request_checksum, first.request.frame.checksum);
+        // Appended again: staged, the reply kept unchanged.
+        assert_eq!(ledger.apply(wire_stage(T1, &first)), staged);
+        assert_eq!(ledger.foreign_requests().known(&first.request), kept);
+        // A later request's stage, refused after its round was aborted: nothing kept.
+        let second = staged_reply(2, vec![2; 32]);
+        let finish = RareEntry::Home(HomeCommand::Finish {
+            txn: T2,
+            outcome: Outcome::Aborted,
+        });
+        ledger.apply(Command::Rare(Box::new(finish)));
+        let refused = Reply::Home(HomeAnswer::Refused);
+        assert_eq!(ledger.apply(wire_stage(T2, &second)), refused);
+        assert_eq!(ledger.foreign_requests().known(&second.request), None);
+        // Kept in the snapshot.
+        let restored = Ledger::restore(ledger.config(), &snapshot(&ledger)).expect("restores");
+        assert_eq!(restored.foreign_requests().known(&first.request), kept);
     }
 
     #[test]

@@ -67,7 +67,7 @@ struct ReadmeExample;
 
 pub use client_requests::seal_reply;
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
-pub use foreign_requests::{ForeignAnswer, ForeignRequests, FOREIGN_REQUESTS_MAX};
+pub use foreign_requests::{ForeignAnswer, ForeignRequests, StagedReply, FOREIGN_REQUESTS_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use local_run::LocalRun;
 pub use partitioning::{ledger_partition, partition_of, Placement, PlacementKind};

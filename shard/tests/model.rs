@@ -124,11 +124,14 @@ fn ledger_matches_reference_model() {
     let lost = model::cluster::LEADERS_LOST.load(std::sync::atomic::Ordering::Relaxed);
     let recovered = model::cluster::SHARE_RECOVERED.load(std::sync::atomic::Ordering::Relaxed);
     let retried = model::cluster::SHARE_RETRIED.load(std::sync::atomic::Ordering::Relaxed);
+    let wire_answered =
+        model::cluster::WIRE_RETRIES_ANSWERED.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "model test: {share_runs} batches ran in shares over several partitions, \
          {again} rounds run again, {changed} batches whose results the rounds changed; \
          {lost} home leaders lost, after which {recovered} batches were applied by a \
-         recovery and {retried} sent again"
+         recovery ({wire_answered} wire requests whose retry got the reply kept) and \
+         {retried} sent again"
     );
     let Some(first) = failures.first() else {
         if single.is_none() && seeds.len() >= 1_000 {
@@ -139,6 +142,10 @@ fn ledger_matches_reference_model() {
             assert!(changed > 0, "no round changed a batch's results");
             assert!(recovered > 0, "no batch applied by a recovery");
             assert!(retried > 0, "no batch sent again after its leader was lost");
+            assert!(
+                wire_answered > 0,
+                "no wire retry answered from the reply kept"
+            );
         }
         return;
     };

@@ -31,8 +31,8 @@ use kassa_shard::batch_home::CreateBatch;
 use kassa_shard::directory::IdKind;
 use kassa_shard::intents::ShareResults;
 use kassa_shard::shares::ShareEvent;
-use kassa_shard::{ledger_partition, Ledger, LocalRun};
-use kassa_wire::{Transfer, TransferId};
+use kassa_shard::{ledger_partition, ForeignAnswer, Ledger, LocalRun};
+use kassa_wire::{RequestHeader, Transfer, TransferId};
 
 use crate::cores::{ClaimedIds, CoreQueues};
 use crate::join::join_all;
@@ -40,7 +40,7 @@ use crate::NodeError;
 
 pub(crate) mod on_core;
 
-use on_core::outcome_unknown;
+use on_core::{outcome_unknown, RoundAnswer};
 pub use on_core::{RareMessage, ASK_AFTER, RARE_TICK};
 
 /// What [`create_in_shares`] did with a batch.
@@ -59,13 +59,68 @@ pub async fn create_in_shares(
     now: u64,
     batch: CreateBatch,
 ) -> Result<InShares, NodeError> {
+    match run_in_shares(queues, now, batch, None).await? {
+        Ok(RoundAnswer::Results(results)) => Ok(InShares::Ran(results)),
+        Ok(RoundAnswer::Request(_)) => Err(NodeError::Transaction(
+            "an HTTP batch answered with a wire reply".into(),
+        )),
+        Err(batch) => Ok(InShares::NotRunnable(batch)),
+    }
+}
+
+/// What [`request_in_shares`] did with a wire request's batch.
+#[derive(Debug)]
+pub enum RequestInShares {
+    /// The request ran in shares (now, or before: a copy): the reply its home sealed and
+    /// kept, or why it was dropped.
+    Answered(ForeignAnswer),
+    /// The batch cannot run in shares; it is given back, unchanged, for the coordinator.
+    NotRunnable(CreateBatch),
+}
+
+/// Runs `batch`, the one batch of the wire create request `request`, in shares with `home`
+/// (the partition of its first ledger, which every copy of the request reaches first) as its
+/// record home, or gives it back when it cannot run so. The round's stage carries the reply,
+/// so the entry that commits the batch also keeps its reply in `home` for every copy of the
+/// request (`docs/transactions.md`, "Wire requests in shares").
+pub async fn request_in_shares(
+    queues: &CoreQueues,
+    now: u64,
+    batch: CreateBatch,
+    home: u32,
+    request: RequestHeader,
+) -> Result<RequestInShares, NodeError> {
+    match run_in_shares(queues, now, batch, Some((home, request))).await? {
+        Ok(RoundAnswer::Request(answer)) => Ok(RequestInShares::Answered(answer)),
+        Ok(RoundAnswer::Results(_)) => Err(NodeError::Transaction(
+            "a wire request answered with an HTTP batch's results".into(),
+        )),
+        Err(batch) => Ok(RequestInShares::NotRunnable(batch)),
+    }
+}
+
+/// Runs `batch` in shares (as the wire request `request` homed in its partition, if given):
+/// its home's answer, or the batch back when it cannot run so.
+async fn run_in_shares(
+    queues: &CoreQueues,
+    now: u64,
+    batch: CreateBatch,
+    request: Option<(u32, RequestHeader)>,
+) -> Result<Result<RoundAnswer, CreateBatch>, NodeError> {
     let Some(partitions) = event_partitions(queues, &batch).await? else {
-        return Ok(InShares::NotRunnable(batch));
+        return Ok(Err(batch));
     };
     let participants: BTreeSet<u32> = partitions.iter().copied().collect();
     if participants.len() < 2 || !ids_in_one_share(&batch, &partitions) {
-        return Ok(InShares::NotRunnable(batch));
+        return Ok(Err(batch));
     }
+    // An HTTP batch's home is its first event's partition; a wire request's is the one its
+    // copies reach first, a participant (its first ledger's).
+    let home = match request {
+        Some((home, _)) if participants.contains(&home) => home,
+        Some(_) => return Ok(Err(batch)),
+        None => partitions[0],
+    };
     let kind = match &batch {
         CreateBatch::Transfers(_) => IdKind::Transfer,
         CreateBatch::Accounts(_) => IdKind::Account,
@@ -84,19 +139,19 @@ pub async fn create_in_shares(
     for (partition, run) in join_all(checks).await {
         match run? {
             Some(run) => claims.push((partition, run.claims)),
-            None => return Ok(InShares::NotRunnable(batch)),
+            None => return Ok(Err(batch)),
         }
     }
     let Some(claimed) = claim(queues, kind, claims).await? else {
-        return Ok(InShares::NotRunnable(batch));
+        return Ok(Err(batch));
     };
-    let home = partitions[0];
     let (reply, answer) = tokio::sync::oneshot::channel();
     let request = crate::cores::CoreRequest::RunInShares {
         home,
         now,
         batch,
         partitions,
+        request: request.map(|(_, request)| request),
         reply,
     };
     let answered = match queues.sender(home).send(request).await {
@@ -106,7 +161,7 @@ pub async fn create_in_shares(
     // The ids are stored now, or in an intent still held (which its partition counts as
     // proposed until it resolves), or never will be.
     queues.settle_claims(claimed).await;
-    answered.map(InShares::Ran)
+    answered.map(Ok)
 }
 
 /// Each event's partition: its ledger's. A post or void of ledger 0 goes where its pending

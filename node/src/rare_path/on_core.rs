@@ -11,8 +11,10 @@ use std::time::Duration;
 use kassa_raft::Partition;
 use kassa_shard::batch_home::{participant_message, BatchAction, BatchHome, BatchId, CreateBatch};
 use kassa_shard::intents::{IntentReply, IntentShare, ParticipantReply, RareEntry, ShareResults};
-use kassa_shard::parallel_commit::{HomeCommand, Message, ParticipantCommand, TxnId};
-use kassa_shard::{Command, Ledger, Reply};
+use kassa_shard::parallel_commit::{Message, ParticipantCommand, TxnId};
+use kassa_shard::sessions::DropReason;
+use kassa_shard::{Command, ForeignAnswer, Ledger, Reply};
+use kassa_wire::RequestHeader;
 
 use crate::id_directory::on_core::monotonic_ms;
 use crate::NodeError;
@@ -55,8 +57,18 @@ pub struct RareMessage {
     pub results: Option<ShareResults>,
 }
 
-/// Where a home sends a batch's answer: its results in batch order.
-pub(crate) type BatchReply = tokio::sync::oneshot::Sender<Result<ShareResults, NodeError>>;
+/// Where a home sends a batch's answer.
+pub(crate) type BatchReply = tokio::sync::oneshot::Sender<Result<RoundAnswer, NodeError>>;
+
+/// A home's answer to a batch that committed.
+#[derive(Debug)]
+pub enum RoundAnswer {
+    /// An HTTP batch's results, in batch order.
+    Results(ShareResults),
+    /// A wire request's reply, sealed and kept here by the stage that committed it (or kept
+    /// before: a copy of a request run here already).
+    Request(ForeignAnswer),
+}
 
 /// A partition's part in the rare path, on its core: the record home's leader state and the
 /// intent it holds as a participant.
@@ -79,7 +91,16 @@ struct HomeState {
     logging_epoch: bool,
     renumbering: bool,
     batch_next: BatchId,
-    waiting: BTreeMap<BatchId, BatchReply>,
+    waiting: BTreeMap<BatchId, Waiter>,
+    /// The wire requests running here, by client: a copy that reaches this partition joins
+    /// its request's batch ([`join_request`]).
+    requests: BTreeMap<u128, BatchId>,
+}
+
+/// Who waits for a batch: its requester, and for a wire request, copies that joined it.
+struct Waiter {
+    replies: Vec<BatchReply>,
+    request: Option<RequestHeader>,
 }
 
 /// The home's leader of one term.
@@ -114,19 +135,29 @@ fn spawn_counted<H: RareHost>(
     });
 }
 
-/// On the home's core: begins `batch` and answers `reply` once it committed.
+/// On the home's core: begins `batch` (the batch of the wire request `request`, if given)
+/// and answers `reply` once it committed. A wire request this partition ran already, or is
+/// running, is not begun again: it gets the reply kept here, or joins the running batch.
 pub(crate) async fn run_at_home<H: RareHost, T: RareTransport>(
     served: &Rc<H>,
     transport: &Rc<T>,
     now: u64,
     batch: CreateBatch,
     partitions: Vec<u32>,
+    request: Option<RequestHeader>,
     reply: BatchReply,
 ) {
     if let Err(error) = lead(served, transport).await {
         let _ = reply.send(Err(error));
         return;
     }
+    let reply = match request {
+        Some(request) => match copy_of_request(served, &request, reply) {
+            Some(reply) => reply,
+            None => return,
+        },
+        None => reply,
+    };
     let mut actions = Vec::new();
     {
         let mut state = served.rare().home.borrow_mut();
@@ -139,17 +170,112 @@ pub(crate) async fn run_at_home<H: RareHost, T: RareTransport>(
         let batch_id = state.batch_next;
         state.batch_next += 1;
         let now_ms = monotonic_ms();
-        match (led.home).begin(batch_id, now, &batch, &partitions, now_ms, &mut actions) {
-            Ok(()) => {
-                state.waiting.insert(batch_id, reply);
-            }
-            Err(error) => {
-                let _ = reply.send(Err(NodeError::Transaction(error.to_string())));
-                return;
-            }
+        let home = &mut led.home;
+        let begun = home.begin(
+            batch_id,
+            request,
+            now,
+            &batch,
+            &partitions,
+            now_ms,
+            &mut actions,
+        );
+        if let Err(error) = begun {
+            let _ = reply.send(Err(NodeError::Transaction(error.to_string())));
+            return;
+        }
+        let waiter = Waiter {
+            replies: vec![reply],
+            request,
+        };
+        state.waiting.insert(batch_id, waiter);
+        if let Some(request) = request {
+            state.requests.insert(request.client, batch_id);
         }
     }
     perform(served, transport, actions);
+}
+
+/// A copy of the wire request `request` that this partition ran already (its reply kept,
+/// `ForeignRequests`) or runs now: answered from the reply kept, or joined to the running
+/// batch (`None`: `reply` is taken care of). `Some(reply)` for a request new here.
+fn copy_of_request<H: RareHost>(
+    served: &Rc<H>,
+    request: &RequestHeader,
+    reply: BatchReply,
+) -> Option<BatchReply> {
+    let known = (served.partition()).read(|ledger| ledger.foreign_requests().known(request));
+    if let Some(answer) = known {
+        let _ = reply.send(Ok(RoundAnswer::Request(answer)));
+        return None;
+    }
+    match joined(served, request) {
+        Joined::Running(mut waiter) => {
+            waiter.push(reply);
+            None
+        }
+        Joined::Collision => {
+            let dropped = ForeignAnswer::Dropped(DropReason::RequestCollision);
+            let _ = reply.send(Ok(RoundAnswer::Request(dropped)));
+            None
+        }
+        Joined::New => Some(reply),
+    }
+}
+
+/// Whether a wire request runs here.
+enum Joined<'a> {
+    /// Its batch runs: the waiters to join.
+    Running(std::cell::RefMut<'a, Vec<BatchReply>>),
+    /// The client's request of that number runs with another checksum.
+    Collision,
+    New,
+}
+
+fn joined<'a, H: RareHost>(served: &'a Rc<H>, request: &RequestHeader) -> Joined<'a> {
+    let state = served.rare().home.borrow_mut();
+    let Some(batch) = state.requests.get(&request.client).copied() else {
+        return Joined::New;
+    };
+    let running = state.waiting.get(&batch).and_then(|waiter| waiter.request);
+    match running {
+        Some(running) if running.request == request.request => {
+            if running.frame.checksum != request.frame.checksum {
+                return Joined::Collision;
+            }
+            Joined::Running(std::cell::RefMut::map(state, |state| {
+                &mut state.waiting.get_mut(&batch).expect("running").replies
+            }))
+        }
+        _ => Joined::New,
+    }
+}
+
+/// On the core of a wire request's first ledger's partition, before anything else runs it
+/// there: if a copy of it runs here as a batch in shares, waits for that batch's answer
+/// (`None` if none runs here).
+pub(crate) async fn join_request<H: RareHost>(
+    served: &Rc<H>,
+    request: &RequestHeader,
+) -> Option<Result<ForeignAnswer, NodeError>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    match joined(served, request) {
+        Joined::Running(mut waiters) => waiters.push(reply),
+        Joined::Collision => {
+            let dropped = ForeignAnswer::Dropped(DropReason::RequestCollision);
+            return Some(Ok(dropped));
+        }
+        Joined::New => return None,
+    }
+    let answered = answer
+        .await
+        .unwrap_or_else(|_| Err(outcome_unknown(served.number())));
+    Some(answered.and_then(|answer| match answer {
+        RoundAnswer::Request(answer) => Ok(answer),
+        RoundAnswer::Results(_) => Err(NodeError::Transaction(
+            "a wire request answered with an HTTP batch's results".into(),
+        )),
+    }))
 }
 
 /// Makes sure this partition's home has a leader of the current term, logging its epoch
@@ -236,18 +362,50 @@ fn perform<H: RareHost, T: RareTransport>(
                     eprintln!("kassa: KASSA_FAULT=abort-after-commit: aborting after a commit");
                     std::process::abort();
                 }
-                let reply = served.rare().home.borrow_mut().waiting.remove(&batch);
-                if let Some(reply) = reply {
-                    let _ = reply.send(Ok(results));
-                }
+                let Some(waiter) = finished(served, batch) else {
+                    continue;
+                };
+                let answer = match &waiter.request {
+                    None => Ok(RoundAnswer::Results(results)),
+                    // The stage that committed the round sealed and kept the reply.
+                    Some(request) => served.partition().read(|ledger| {
+                        match ledger.foreign_requests().known(request) {
+                            Some(answer) => Ok(RoundAnswer::Request(answer)),
+                            None => Err(outcome_unknown(served.number())),
+                        }
+                    }),
+                };
+                answer_all(waiter, || match &answer {
+                    Ok(RoundAnswer::Results(results)) => Ok(RoundAnswer::Results(results.clone())),
+                    Ok(RoundAnswer::Request(answer)) => Ok(RoundAnswer::Request(answer.clone())),
+                    Err(_) => Err(outcome_unknown(served.number())),
+                });
             }
             BatchAction::Unknown { batch } => {
-                let reply = served.rare().home.borrow_mut().waiting.remove(&batch);
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(outcome_unknown(served.number())));
+                if let Some(waiter) = finished(served, batch) {
+                    answer_all(waiter, || Err(outcome_unknown(served.number())));
                 }
             }
         }
+    }
+}
+
+/// The waiters of `batch`, which its home answered; its request no longer runs here.
+fn finished<H: RareHost>(served: &Rc<H>, batch: BatchId) -> Option<Waiter> {
+    let mut state = served.rare().home.borrow_mut();
+    let waiter = state.waiting.remove(&batch)?;
+    if let Some(request) = &waiter.request {
+        if state.requests.get(&request.client) == Some(&batch) {
+            state.requests.remove(&request.client);
+        }
+    }
+    Some(waiter)
+}
+
+/// Sends each of `waiter`'s replies an answer made by `answer`.
+fn answer_all(waiter: Waiter, answer: impl Fn() -> Result<RoundAnswer, NodeError>) {
+    for reply in waiter.replies {
+        let _ = reply.send(answer());
     }
 }
 
@@ -257,9 +415,10 @@ async fn append<H: RareHost, T: RareTransport>(
     served: &Rc<H>,
     transport: &Rc<T>,
     term: u64,
-    command: HomeCommand,
+    entry: RareEntry,
 ) {
-    let entry = Command::Rare(Box::new(RareEntry::Home(command.clone())));
+    let command = entry.home_command().expect("a home appends home entries");
+    let entry = Command::Rare(Box::new(entry));
     let answer = match served.write_in(entry, Some(term)).await {
         Ok(Reply::Home(answer)) => answer,
         Ok(other) => unreachable!("a home entry answered {other:?}"),
@@ -530,8 +689,8 @@ pub(crate) async fn rare_loop<H: RareHost, T: RareTransport>(
     // Batches still waiting cannot be answered by this process.
     for served in &partitions {
         let waiting = std::mem::take(&mut served.rare().home.borrow_mut().waiting);
-        for (_, reply) in waiting {
-            let _ = reply.send(Err(outcome_unknown(served.number())));
+        for (_, waiter) in waiting {
+            answer_all(waiter, || Err(outcome_unknown(served.number())));
         }
     }
 }

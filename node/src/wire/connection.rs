@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kassa_shard::sessions::BATCH_SIZE_LIMIT;
-use kassa_shard::{ClientReply, ClientRequest, Command, ForeignAnswer, PlacementKind, Reply};
+use kassa_shard::{ClientReply, ClientRequest, Command, PlacementKind, Reply};
 use kassa_wire::client_headers::EvictionReason;
 use kassa_wire::{
     build_eviction, build_pong, check_header_framing, validate_client_frame, validate_request,
@@ -35,11 +35,12 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use zerocopy::IntoBytes;
 
-use super::unrecorded::{catch_up_if_behind, check_session, Unrecorded};
+use super::in_shares;
+use super::unrecorded::{answer_foreign, catch_up_if_behind, check_session, Unrecorded};
 use super::{
     peer_warn, session_partition, Context, CLIENT_RELEASE_MAX, CLIENT_RELEASE_MIN, RELEASE,
 };
-use crate::cores::{realtime_ns, LocalWrite};
+use crate::cores::{realtime_ns, CoreQueues, LocalWrite};
 use crate::service::local_partition;
 
 /// Why a connection ends.
@@ -288,13 +289,25 @@ async fn run_by_ledger(
         // so it must have every answer this connection sent, or catch up.
         unrecorded.settle().await;
         catch_up_if_behind(queues, session, request.header()).await;
+        let header = *request.header();
         let command = Command::Request {
             now: realtime_ns(),
             request,
         };
         return match queues.write_local(partition, command).await {
             Ok(LocalWrite::Written(Reply::Client(reply))) => Ok(Some(reply)),
-            Ok(LocalWrite::NotLocal(Command::Request { request, .. })) => Err(request),
+            // A copy of a request running here in shares joined it.
+            Ok(LocalWrite::Written(Reply::Foreign(answer))) => {
+                Ok(answer_foreign(queues, unrecorded, session, header, answer).await)
+            }
+            Ok(LocalWrite::NotLocal(Command::Request { request, .. })) => {
+                // Its batch spans partitions: checked against the session here, then run in
+                // shares (which keeps the reply here, in the foreign requests, for copies).
+                if let Err(answer) = new_to_session(queues, session, &header).await {
+                    return Ok(answer);
+                }
+                in_shares::run(context, unrecorded, session, partition, request).await
+            }
             Ok(other) => unreachable!("a client request answered {other:?}"),
             Err(error) => {
                 tracing::warn!(partition, %error, "wire: request not written; the client will retry");
@@ -305,52 +318,45 @@ async fn run_by_ledger(
     let header = *request.header();
     if !unrecorded.admits(&header) {
         unrecorded.settle().await;
-        match check_session(queues, session, &header).await {
-            Ok(Some(reply)) => return Ok(Some(reply)),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::debug!(%error, "wire: session check failed; the client will retry");
-                return Ok(None);
-            }
+        if let Err(answer) = new_to_session(queues, session, &header).await {
+            return Ok(answer);
         }
     }
     let command = Command::ForeignRequest {
         now: realtime_ns(),
         request,
     };
-    let answer = match queues.write_local(partition, command).await {
-        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Sealed { reply, body }))) => {
-            let given = ClientReply::Reply {
-                header: reply.clone(),
-                body: body.clone(),
-            };
-            unrecorded.record(queues, session, header, reply, body);
-            return Ok(Some(given));
+    match queues.write_local(partition, command).await {
+        Ok(LocalWrite::Written(Reply::Foreign(answer))) => {
+            Ok(answer_foreign(queues, unrecorded, session, header, answer).await)
         }
-        // Run before `L` kept sealed replies (restored from an older snapshot): `S` seals.
-        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Body(body)))) => Command::Answer {
-            now: realtime_ns(),
-            request: Box::new(header),
-            body,
-        },
-        Ok(LocalWrite::Written(Reply::Foreign(ForeignAnswer::Dropped(reason)))) => {
-            return Ok(Some(ClientReply::Dropped(reason)));
+        // Its batch spans partitions: run in shares, homed here; or, if it cannot run so, the
+        // global path, which checks the session itself (`propose` settles first).
+        Ok(LocalWrite::NotLocal(Command::ForeignRequest { request, .. })) => {
+            in_shares::run(context, unrecorded, session, partition, request).await
         }
-        // The global path checks the session itself (`propose` settles first).
-        Ok(LocalWrite::NotLocal(Command::ForeignRequest { request, .. })) => return Err(request),
         Ok(other) => unreachable!("a foreign request answered {other:?}"),
         Err(error) => {
             tracing::warn!(partition, %error, "wire: request not written; the client will retry");
-            return Ok(None);
-        }
-    };
-    unrecorded.settle().await;
-    match queues.write(session, answer).await {
-        Ok(Reply::Client(reply)) => Ok(Some(reply)),
-        Ok(other) => unreachable!("an answer answered {other:?}"),
-        Err(error) => {
-            tracing::warn!(session, %error, "wire: reply not recorded; the client will retry");
             Ok(None)
+        }
+    }
+}
+
+/// `Ok` if `header` is new to its session in `session` (`check_session`); else what to
+/// answer: the session's own answer (a cached reply, a drop), or `None` when the session
+/// could not be asked (the client retries).
+async fn new_to_session(
+    queues: &CoreQueues,
+    session: u32,
+    header: &RequestHeader,
+) -> Result<(), Option<ClientReply>> {
+    match check_session(queues, session, header).await {
+        Ok(None) => Ok(()),
+        Ok(Some(reply)) => Err(Some(reply)),
+        Err(error) => {
+            tracing::debug!(%error, "wire: session check failed; the client will retry");
+            Err(None)
         }
     }
 }
@@ -386,6 +392,12 @@ async fn propose(
         // lock, that is for the transaction running now, and the request would only join
         // the one after the next.
         let client = request.header().client;
+        if matches!(
+            request.operation(),
+            Operation::CreateAccounts | Operation::CreateTransfers
+        ) {
+            context.across.count(false);
+        }
         let ran = super::partitioned::run(context, transactions, partition, request).await;
         return match ran {
             Ok(reply) => Some(reply),

@@ -31,6 +31,7 @@
 //! a few times per peer per window ([`LogLimiter`]).
 
 mod connection;
+mod in_shares;
 mod partitioned;
 mod unrecorded;
 
@@ -45,7 +46,7 @@ use crate::coordinator::Transactions;
 use crate::cores::CoreQueues;
 use crate::log_limit::LogLimiter;
 use crate::partitioning::partition_of;
-use crate::service::{Reads, Service};
+use crate::service::{BatchesAcross, Reads, Service};
 
 /// Bytes that frames whose body is still arriving may hold, over all connections: 256 full
 /// frames at once.
@@ -102,6 +103,8 @@ pub(crate) struct Context {
     pub reads: Reads,
     /// The transaction coordinator, with more than one partition.
     pub transactions: Option<Transactions>,
+    /// Create requests across partitions, run in shares or by the coordinator.
+    pub across: Arc<BatchesAcross>,
     pub limits: WireLimits,
     /// Bytes held by bodies still arriving, over all connections.
     pub incomplete: Arc<IncompleteFrames>,
@@ -185,6 +188,7 @@ pub fn start(
         cluster,
         reads: service.reads.clone(),
         transactions: service.transactions(),
+        across: service.across.clone(),
         limits,
         incomplete: Arc::new(IncompleteFrames::new(INCOMPLETE_FRAMES_BYTES_MAX)),
         log_limiter: Arc::new(Mutex::new(LogLimiter::new())),

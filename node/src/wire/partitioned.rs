@@ -122,7 +122,7 @@ async fn read_batch(
 }
 
 /// Copies a batch's records out of (possibly unaligned) bytes; the length was validated.
-fn records<T: FromBytes + IntoBytes + Copy>(batch: &[u8]) -> Vec<T> {
+pub(super) fn records<T: FromBytes + IntoBytes + Copy>(batch: &[u8]) -> Vec<T> {
     assert_eq!(batch.len() % size_of::<T>(), 0);
     let mut out = T::new_vec_zeroed(batch.len() / size_of::<T>()).expect("batch-sized");
     out.as_mut_bytes().copy_from_slice(batch);

@@ -24,11 +24,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use kassa_shard::sessions::DropReason;
-use kassa_shard::{ClientReply, Command, Reply};
+use kassa_shard::{ClientReply, Command, ForeignAnswer, Reply};
 use kassa_wire::client_headers::{ReplyHeader, RequestHeader};
 use monoio::task::JoinHandle;
 
-use crate::cores::CoreQueues;
+use crate::cores::{realtime_ns, CoreQueues};
 use crate::fault_injection;
 use crate::join::join_all;
 use crate::NodeError;
@@ -127,6 +127,46 @@ impl Unrecorded {
             }
             in_flight.set(in_flight.get() - 1);
         }));
+    }
+}
+
+/// The reply to `request`, whose session lives in `session`, from the answer the ledger's
+/// partition that ran it gave (`ForeignAnswer`): a sealed reply goes to the client at once and
+/// is recorded in the session in the background (`unrecorded`); a body sealed by no one (kept
+/// before replies were sealed) is answered by the session itself. `None` when that write
+/// failed: the client retries.
+pub(super) async fn answer_foreign(
+    queues: &CoreQueues,
+    unrecorded: &mut Unrecorded,
+    session: u32,
+    request: RequestHeader,
+    answer: ForeignAnswer,
+) -> Option<ClientReply> {
+    let answer = match answer {
+        ForeignAnswer::Sealed { reply, body } => {
+            let given = ClientReply::Reply {
+                header: reply.clone(),
+                body: body.clone(),
+            };
+            unrecorded.record(queues, session, request, reply, body);
+            return Some(given);
+        }
+        ForeignAnswer::Dropped(reason) => return Some(ClientReply::Dropped(reason)),
+        // Run before `L` kept sealed replies (restored from an older snapshot): `S` seals.
+        ForeignAnswer::Body(body) => Command::Answer {
+            now: realtime_ns(),
+            request: Box::new(request),
+            body,
+        },
+    };
+    unrecorded.settle().await;
+    match queues.write(session, answer).await {
+        Ok(Reply::Client(reply)) => Some(reply),
+        Ok(other) => unreachable!("an answer answered {other:?}"),
+        Err(error) => {
+            tracing::warn!(session, %error, "wire: reply not recorded; the client will retry");
+            None
+        }
     }
 }
 

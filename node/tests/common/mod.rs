@@ -269,6 +269,48 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     false
 }
 
+/// Waits (up to 10 s) until `node` printed `marker` (a fault it injected aborting it), then
+/// kills what is left of it; panics if it never printed it.
+pub fn kill_once_printed(node: Node, marker: &str) {
+    let printed = wait_until(Duration::from_secs(10), || {
+        node.stderr_text().contains(marker)
+    });
+    assert!(printed, "the node never printed {marker:?}");
+    node.kill();
+}
+
+/// A crash test's schedule, printed: its seed (`KASSA_CRASH_SEED`, else the clock) and how many
+/// kills (`KASSA_CRASH_KILLS`, else `default_kills`).
+pub fn crash_schedule(test: &str, default_kills: u32) -> (u64, u32) {
+    let seed: u64 = std::env::var("KASSA_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+        });
+    let kills: u32 = std::env::var("KASSA_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_kills);
+    eprintln!("{test} seed {seed} (KASSA_CRASH_SEED to replay), {kills} kills");
+    (seed, kills)
+}
+
+/// Adds `node`'s counts of create batches across partitions since it started (`GET /ready`:
+/// run in shares, and by the coordinator) to `across`.
+pub fn add_batches_across(node: &Node, across: &mut [u64; 2]) {
+    let (_, ready) = node.get("/ready");
+    for (count, name) in across
+        .iter_mut()
+        .zip(["batches_in_shares", "batches_coordinated"])
+    {
+        *count += ready[name].as_u64().unwrap_or(0);
+    }
+}
+
 /// An account as JSON.
 pub fn account_json(id: u128, ledger: u32, flags: &[&str]) -> String {
     format!(

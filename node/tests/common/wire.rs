@@ -36,18 +36,21 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(address: SocketAddr, cluster: u128, client: u128) -> RawClient {
-        let stream = TcpStream::connect(address).expect("connect to the wire port");
-        stream
-            .set_read_timeout(Some(ANSWER_TIMEOUT))
-            .expect("read timeout");
-        RawClient {
+        RawClient::connect_checked(address, cluster, client).expect("connect to the wire port")
+    }
+
+    /// Connects, or `None` if nothing listens (a node killed).
+    pub fn connect_checked(address: SocketAddr, cluster: u128, client: u128) -> Option<RawClient> {
+        let stream = TcpStream::connect(address).ok()?;
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
+        Some(RawClient {
             stream,
             cluster,
             client,
             session: 0,
             request: 0,
             parent: 0,
-        }
+        })
     }
 
     /// A sealed register request.
@@ -100,6 +103,25 @@ impl RawClient {
         self.stream.read_exact(&mut body).expect("the frame's body");
         assert!(header.valid_checksum_body(&body));
         Answer::Frame(Box::new(header), body)
+    }
+
+    /// The next frame, `Closed` once the node closed the connection, or `None` if no answer
+    /// came in time or the read failed otherwise.
+    pub fn try_receive(&mut self) -> Option<Answer> {
+        let mut header = [0u8; HEADER_SIZE];
+        match self.stream.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(error) if closed(&error) => return Some(Answer::Closed),
+            Err(_) => return None,
+        }
+        let header = Header::read(&header).expect("256 bytes");
+        assert!(header.valid_checksum(), "the node's frame is sealed");
+        let mut body = vec![0u8; header.frame.size as usize - HEADER_SIZE];
+        if let Err(error) = self.stream.read_exact(&mut body) {
+            return closed(&error).then_some(Answer::Closed);
+        }
+        assert!(header.valid_checksum_body(&body));
+        Some(Answer::Frame(Box::new(header), body))
     }
 
     /// Registers; panics unless the node replies.

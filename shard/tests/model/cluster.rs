@@ -30,16 +30,71 @@ use kassa_shard::{
     ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
     Placement, PlacementKind, Reply, Scratch,
 };
+use kassa_wire::header::{HeaderLayout, Release};
+use kassa_wire::multi_batch::{encode_to_vec, MultiBatch};
 use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, CreateAccountResult,
-    CreateTransferResult, Transfer, BATCH_EVENTS_MAX,
+    CreateTransferResult, Operation, RequestHeader, Transfer, BATCH_EVENTS_MAX,
 };
+use zerocopy::{IntoBytes, TryFromBytes};
 
 use crate::model::check::{check_sums, same};
 use crate::model::harness::{compare_output, Output};
 use crate::model::ops::Op;
 use crate::model::reference::{Model, Phase};
 use crate::model::rng::{mix, Rng};
+
+/// A wire client's create request for `batch`, one batch in its body, client `run` + 1 (one
+/// client per batch, so each request is its client's first).
+fn wire_request(run: u64, now: u64, batch: &CreateBatch) -> RequestHeader {
+    let (operation, events) = match batch {
+        CreateBatch::Transfers(events) => (Operation::CreateTransfers, events.as_bytes()),
+        CreateBatch::Accounts(events) => (Operation::CreateAccounts, events.as_bytes()),
+    };
+    let body = encode_to_vec(operation.event_size(), &[events]).expect("a batch encodes");
+    let client = u128::from(run) + 1;
+    let mut header = RequestHeader::new(0, client, Release::new(0, 17, 8), operation.as_u8());
+    header.session = 1;
+    header.request = 1;
+    header.parent = u128::from(now);
+    header.frame.size = (256 + body.len()) as u32;
+    header.seal(&body);
+    header
+}
+
+/// The results of the reply `home` keeps for `request`, if it keeps one: a reply sealed for
+/// exactly that request, over a one-batch body.
+fn kept_results(
+    home: &Ledger,
+    request: &RequestHeader,
+    batch: &CreateBatch,
+) -> Option<ShareResults> {
+    let (reply, body) = home.foreign_requests().latest_reply(request.client)?;
+    assert!(reply.valid_checksum() && reply.valid_checksum_body(body));
+    assert_eq!(reply.request, request.request);
+    assert_eq!(reply.request_checksum, request.frame.checksum);
+    assert_eq!(reply.operation, request.operation);
+    let events = match batch {
+        CreateBatch::Transfers(events) => events.len(),
+        CreateBatch::Accounts(events) => events.len(),
+    };
+    let decoded = MultiBatch::decode(body, 16, BATCH_EVENTS_MAX).expect("a one-batch body");
+    let batches: Vec<&[u8]> = decoded.batches().collect();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].len(), 16 * events);
+    Some(match batch {
+        CreateBatch::Transfers(_) => ShareResults::Transfers(
+            <[CreateTransferResult]>::try_ref_from_bytes(batches[0])
+                .expect("results")
+                .to_vec(),
+        ),
+        CreateBatch::Accounts(_) => ShareResults::Accounts(
+            <[CreateAccountResult]>::try_ref_from_bytes(batches[0])
+                .expect("results")
+                .to_vec(),
+        ),
+    })
+}
 
 /// Batches run in one partition alone over a whole run (placement by ledger), so the test can
 /// check that the fast path was taken at all.
@@ -56,6 +111,10 @@ pub static SHARE_ROUNDS_CHANGED: std::sync::atomic::AtomicU64 =
 pub static LEADERS_LOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static SHARE_RECOVERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static SHARE_RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Wire requests whose outcome was unknown, applied by a recovery, whose retry got the reply
+/// the home kept.
+pub static WIRE_RETRIES_ANSWERED: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 pub struct Cluster {
     pub count: u32,
@@ -456,11 +515,25 @@ impl Cluster {
     ) -> Option<ShareResults> {
         let seed = mix(self.hash_seed ^ self.share_runs as u64);
         let mut rng = Rng::new(seed);
+        // Half the batches are a wire client's request: their stage carries the reply, which
+        // the home keeps for every copy (the client's retries below).
+        let request = rng
+            .chance(50)
+            .then(|| wire_request(self.share_runs as u64, now, batch));
         for attempt in 0.. {
             let first_number = self.share_txns + 1;
             // The third attempt keeps its leader, so the batch ends.
             let (answer, home_partition) =
-                self.attempt(&mut rng, now, batch, partitions, attempt < 2);
+                self.attempt(&mut rng, now, batch, partitions, request, attempt < 2);
+            let home = &self.partitions[home_partition as usize];
+            let kept = request.and_then(|request| kept_results(home, &request, batch));
+            if let (Some(answer), Some(request)) = (&answer, request) {
+                // The reply kept is the answer, sealed.
+                let kept = kept
+                    .clone()
+                    .expect("a committed wire round keeps its reply");
+                assert_eq!(&kept, answer, "seed {seed}: {request:?} kept other results");
+            }
             if answer.is_some() {
                 return answer;
             }
@@ -475,9 +548,22 @@ impl Cluster {
                 })
                 .count();
             assert!(applied <= 1, "seed {seed}: a batch applied {applied} times");
+            if request.is_some() {
+                // The home keeps a reply exactly when a round of the request committed.
+                assert_eq!(
+                    kept.is_some(),
+                    applied == 1,
+                    "seed {seed}: a reply kept wrongly"
+                );
+            }
             if applied == 1 {
                 SHARE_RECOVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return None;
+                if kept.is_some() {
+                    // A wire client's retry gets the reply the home kept: the results of the
+                    // round that committed, checked against the reference like any answer.
+                    WIRE_RETRIES_ANSWERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                return kept;
             }
             SHARE_RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             assert!(
@@ -501,6 +587,7 @@ impl Cluster {
         now: u64,
         batch: &CreateBatch,
         partitions: &[u32],
+        request: Option<RequestHeader>,
         may_lose_leader: bool,
     ) -> (Option<ShareResults>, u32) {
         let home_partition = partitions[rng.below(partitions.len() as u64) as usize];
@@ -509,9 +596,9 @@ impl Cluster {
         let mut net = Network::default();
         let mut actions = Vec::new();
         let mut now_ms = 0;
-        home.begin(BATCH, now, batch, partitions, now_ms, &mut actions)
+        home.begin(BATCH, request, now, batch, partitions, now_ms, &mut actions)
             .expect("a batch split by ledger begins");
-        let mut home_log: Vec<HomeCommand> = Vec::new();
+        let mut home_log: Vec<RareEntry> = Vec::new();
         let mut answer: Option<ShareResults> = None;
         let mut unknown = false;
         let mut held_since: std::collections::BTreeMap<u32, u64> = Default::default();
@@ -541,14 +628,15 @@ impl Cluster {
                 // leader numbers its rounds above every number used.
                 let next = BatchHome::new(home_partition, home.number_next());
                 std::mem::replace(&mut home, next).deposed(&mut actions);
-                for command in std::mem::take(&mut home_log) {
+                for entry in std::mem::take(&mut home_log) {
                     if rng.chance(50) {
-                        let reply = self.rare(home_partition, RareEntry::Home(command.clone()));
-                        let Reply::Home(applied) = reply else {
-                            panic!("a home entry answered {reply:?}");
-                        };
-                        let records = self.partitions[home_partition as usize].home_records();
-                        home.applied(&command, applied, records, now_ms, &mut actions);
+                        self.apply_home_entry(
+                            &mut home,
+                            home_partition,
+                            entry,
+                            now_ms,
+                            &mut actions,
+                        );
                     }
                 }
                 LEADERS_LOST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -562,13 +650,8 @@ impl Cluster {
             }
             now_ms += 10;
             // The home's log applies what its leader appended.
-            for command in std::mem::take(&mut home_log) {
-                let reply = self.rare(home_partition, RareEntry::Home(command.clone()));
-                let Reply::Home(applied) = reply else {
-                    panic!("a home entry answered {reply:?}");
-                };
-                let records = self.partitions[home_partition as usize].home_records();
-                home.applied(&command, applied, records, now_ms, &mut actions);
+            for entry in std::mem::take(&mut home_log) {
+                self.apply_home_entry(&mut home, home_partition, entry, now_ms, &mut actions);
             }
             for (to, message, results) in net.due(now_ms) {
                 let command = match message {
@@ -627,6 +710,24 @@ impl Cluster {
             SHARE_ROUNDS_AGAIN.fetch_add(again, std::sync::atomic::Ordering::Relaxed);
         }
         (answer, home_partition)
+    }
+
+    /// The home's log applies `entry`, and its leader `home` learns what it answered.
+    fn apply_home_entry(
+        &mut self,
+        home: &mut BatchHome,
+        home_partition: u32,
+        entry: RareEntry,
+        now_ms: u64,
+        actions: &mut Vec<BatchAction>,
+    ) {
+        let command = entry.home_command().expect("a home appends home entries");
+        let reply = self.rare(home_partition, entry);
+        let Reply::Home(applied) = reply else {
+            panic!("a home entry answered {reply:?}");
+        };
+        let records = self.partitions[home_partition as usize].home_records();
+        home.applied(&command, applied, records, now_ms, actions);
     }
 
     /// What the first round's results would be (no chain marked), computed on the
