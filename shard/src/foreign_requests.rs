@@ -265,12 +265,14 @@ impl Ledger {
     /// Records the reply a wire round's stage commits here, its record home (`StagedReply`):
     /// sealed here, as [`Ledger::apply_foreign_request`] seals one, so a copy of the request
     /// that reaches this partition gets it. A stage appended again finds it known already.
+    /// The stage is not admitted through the partition's transaction lock, so it seals with
+    /// an op it does not take (`Sessions::foreign_op_unlocked`).
     pub(crate) fn record_staged_reply(&mut self, staged: &StagedReply) {
         let header = &staged.request;
         if self.foreign.known(header).is_some() {
             return;
         }
-        let op = self.sessions.take_foreign_op(header.session);
+        let op = self.sessions.foreign_op_unlocked(header.session);
         let reply = seal_reply(header, op, self.timestamp, staged.now, &staged.body);
         self.foreign.record(header, reply, staged.body.clone());
     }

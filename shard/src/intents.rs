@@ -1177,7 +1177,11 @@ mod tests {
         };
         let first = staged_reply(1, vec![1; 32]);
         let staged = Reply::Home(HomeAnswer::Staged);
+        let op_next = ledger.sessions().op_next();
         assert_eq!(ledger.apply(wire_stage(T1, &first)), staged);
+        // The stage applies outside the partition's transaction lock: it moves no op a
+        // coordinator's transaction read under the lock to seal its own replies.
+        assert_eq!(ledger.sessions().op_next(), op_next);
         let kept = ledger.foreign_requests().known(&first.request);
         let Some(ForeignAnswer::Sealed { reply, body }) = kept.clone() else {
             panic!("the reply is kept: {kept:?}");

@@ -280,6 +280,14 @@ impl Sessions {
         self.op
     }
 
+    /// The op for a reply sealed here by an entry that may apply while a coordinator's
+    /// transaction holds the partition (a wire round's stage, `record_staged_reply`): the op
+    /// [`Self::take_foreign_op`] would take, without taking it. The coordinator seals its
+    /// replies from the op it read under its lock, so nothing outside the lock may move it.
+    pub(crate) fn foreign_op_unlocked(&self, session: u64) -> u64 {
+        self.op.max(session).saturating_add(1)
+    }
+
     /// Records `reply`, sealed by the partition that ran the request (its op is that
     /// partition's), as its client's latest: the request was admitted as new
     /// ([`Self::admit`]).

@@ -371,7 +371,16 @@ fn perform<H: RareHost, T: RareTransport>(
                     Some(request) => served.partition().read(|ledger| {
                         match ledger.foreign_requests().known(request) {
                             Some(answer) => Ok(RoundAnswer::Request(answer)),
-                            None => Err(outcome_unknown(served.number())),
+                            None => {
+                                // Its stage keeps it: an invariant of this partition's log.
+                                tracing::error!(
+                                    partition = served.number(),
+                                    client = request.client,
+                                    request = request.request,
+                                    "a wire request committed in shares without its reply kept"
+                                );
+                                Err(outcome_unknown(served.number()))
+                            }
                         }
                     }),
                 };
@@ -382,6 +391,11 @@ fn perform<H: RareHost, T: RareTransport>(
                 });
             }
             BatchAction::Unknown { batch } => {
+                tracing::debug!(
+                    partition = served.number(),
+                    batch,
+                    "a batch's outcome is unknown"
+                );
                 if let Some(waiter) = finished(served, batch) {
                     answer_all(waiter, || Err(outcome_unknown(served.number())));
                 }
