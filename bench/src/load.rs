@@ -281,6 +281,7 @@ mod tests {
         let config = PlanConfig {
             accounts: 50,
             ledgers: 1,
+            mix_ledgers: false,
             transfers: 3_001,
             distribution: Distribution::Uniform,
             two_phase_share: 0.3,

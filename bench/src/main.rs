@@ -99,6 +99,11 @@ struct Args {
     /// tenant or currency). Under placement by ledger they spread over the partitions.
     #[arg(long, default_value_t = 1, value_name = "L")]
     ledgers: u32,
+    /// Every batch mixes the ledgers, which take turns transfer by transfer (an application
+    /// batching payments of several tenants or currencies together). Under placement by
+    /// ledger such a batch spans partitions: it runs in shares, or through the coordinator.
+    #[arg(long)]
+    mix_ledgers: bool,
     /// Transfers per mode.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     transfers: u64,
@@ -158,6 +163,9 @@ impl Args {
         }
         if self.ledgers == 0 || self.ledgers > plan::LEDGERS_MAX {
             bail!("--ledgers must be 1 to {}", plan::LEDGERS_MAX);
+        }
+        if self.mix_ledgers && self.ledgers < 2 {
+            bail!("--mix-ledgers needs --ledgers 2 or more");
         }
         if self.accounts < 2 * u64::from(self.ledgers) {
             bail!("--accounts must be at least twice --ledgers (two accounts per ledger)");
@@ -231,6 +239,7 @@ impl Args {
         let config = PlanConfig {
             accounts: self.accounts,
             ledgers: self.ledgers,
+            mix_ledgers: self.mix_ledgers,
             transfers,
             distribution,
             two_phase_share: self.two_phase_share,
@@ -255,9 +264,14 @@ impl Args {
             DistributionArg::Zipf => format!("zipf s={} on credit accounts", self.zipf_s),
         };
         format!(
-            "{} accounts on {} ledger(s) (every 10th debits_must_not_exceed_credits, funded), {} transfers per mode ({} in latency mode), amounts 1–1000, {distribution}, two-phase share {}, seed {}",
+            "{} accounts on {} ledger(s){} (every 10th debits_must_not_exceed_credits, funded), {} transfers per mode ({} in latency mode), amounts 1–1000, {distribution}, two-phase share {}, seed {}",
             self.accounts,
             self.ledgers,
+            if self.mix_ledgers {
+                ", mixed in every batch"
+            } else {
+                ""
+            },
             self.transfers,
             self.latency_transfers.unwrap_or(self.transfers),
             self.two_phase_share,

@@ -10,8 +10,9 @@
 //!
 //! Ledgers: with `ledgers` L, account `index` is on ledger `1 + index % L` (its position there
 //! is `index / L`), and every batch holds transfers of one ledger, the ledgers taking turns
-//! batch by batch: an application that batches per ledger (a tenant, a currency). Batches that
-//! mix ledgers are not generated.
+//! batch by batch: an application that batches per ledger (a tenant, a currency). With
+//! `mix_ledgers`, the ledgers take turns transfer by transfer instead, so every batch mixes
+//! them (under placement by ledger it spans partitions and runs in shares).
 
 use std::collections::VecDeque;
 
@@ -68,6 +69,8 @@ pub struct PlanConfig {
     pub accounts: u64,
     /// Ledgers the accounts are spread over (1..=LEDGERS_MAX; each needs two accounts).
     pub ledgers: u32,
+    /// Every batch mixes the ledgers, which take turns transfer by transfer.
+    pub mix_ledgers: bool,
     pub transfers: u64,
     pub distribution: Distribution,
     /// The share of transfers that are new pending transfers (0.0..=0.5); each is later posted
@@ -178,7 +181,12 @@ pub fn generate(config: &PlanConfig, phase: Phase) -> Plan {
     let mut transfers = Vec::with_capacity(config.transfers as usize);
     for index in 0..config.transfers as usize {
         let id = transfer_id(config.tag, phase, index as u64);
-        let ledger = (index / config.batch_size) as u64 % ledgers;
+        let turn = if config.mix_ledgers {
+            index
+        } else {
+            index / config.batch_size
+        };
+        let ledger = turn as u64 % ledgers;
         let waiting = &mut waiting[ledger as usize];
         let due = waiting.front().is_some_and(|(due, _)| *due <= index);
         let transfer = if due {
@@ -288,6 +296,7 @@ mod tests {
         PlanConfig {
             accounts: 100,
             ledgers: 1,
+            mix_ledgers: false,
             transfers: 5_000,
             distribution: Distribution::Zipf { s: 1.0 },
             two_phase_share: 0.2,
@@ -358,6 +367,16 @@ mod tests {
                 assert_eq!(ledger_of_account(t.credit_account_id), t.ledger);
                 assert_ne!(t.debit_account_id, t.credit_account_id);
             }
+        }
+        // Mixed: the ledgers take turns transfer by transfer, each still on its accounts.
+        config.mix_ledgers = true;
+        let plan = generate(&config, Phase::Throughput);
+        for (index, t) in plan.transfers.iter().enumerate() {
+            if t.pending_id == TransferId(0) {
+                assert_eq!(t.ledger, 1 + (index % 3) as u32, "transfer {index}");
+            }
+            assert_eq!(ledger_of_account(t.debit_account_id), t.ledger);
+            assert_eq!(ledger_of_account(t.credit_account_id), t.ledger);
         }
         let funding = funding(config.tag, config.accounts, config.ledgers);
         assert_eq!(funding.len(), 6, "positions 9 and 19 of each ledger");
