@@ -45,7 +45,7 @@ use crate::rare_path::on_core::{
     self as rare, BatchReply, IntentOrder, RareHost, RareMessage, RareState, RareTransport, Turn,
 };
 use crate::NodeError;
-use kassa_shard::batch_home::CreateBatch;
+use kassa_shard::batch_home::{CreateBatch, WireRequest};
 use kassa_shard::directory::{ClaimAnswer, IdKind, CLAIM_IDS_MAX};
 use kassa_shard::intents::RareEntry;
 use kassa_shard::LocalRun;
@@ -145,7 +145,7 @@ pub enum CoreRequest {
         now: u64,
         batch: CreateBatch,
         partitions: Vec<u32>,
-        request: Option<RequestHeader>,
+        request: Option<WireRequest>,
         reply: BatchReply,
     },
     /// The batch or transaction `proposer` that claimed `ids` of `kind` for `partition` was

@@ -840,6 +840,154 @@ fn a_wire_request_in_shares_committed_before_a_crash_gets_its_own_results_on_ret
     }
 }
 
+/// A wire request of several batches mixing ledgers runs in shares as one batch when that
+/// gives the results of its batches run one after another: its reply, cut into its batches,
+/// has the results a one-partition node gives, with linked chains (held and broken) across
+/// partitions, an id created in one batch and again in the next, and an open chain ending the
+/// last batch. One whose first batch ends in an open chain (which must not run on into the
+/// next) takes the coordinator, with the same results. The records match too.
+#[test]
+fn wire_requests_of_several_batches_run_in_shares_with_one_partitions_results() {
+    use common::wire::RawClient;
+    use kassa_wire::multi_batch::MultiBatch;
+    use kassa_wire::{CreateTransferResult, CreateTransferStatus, Operation};
+    use zerocopy::{IntoBytes, TryFromBytes};
+
+    let (reference_dir, placed_dir) = (TempDir::new("multi-ref"), TempDir::new("multi-placed"));
+    let (reference, placed) = start_pair(&reference_dir, &placed_dir);
+    let (first, second) = (two_ledgers(&reference), two_ledgers(&placed));
+    assert_eq!(first, second);
+    let (first, second) = first;
+    let transfer = |id: u128, debit: u128, credit: u128, ledger: u32, linked: bool| Transfer {
+        id: TransferId(id),
+        debit_account_id: AccountId(debit),
+        credit_account_id: AccountId(credit),
+        amount: 3,
+        ledger,
+        code: 1,
+        flags: if linked {
+            TransferFlags::LINKED
+        } else {
+            TransferFlags::default()
+        },
+        ..Transfer::default()
+    };
+    let statuses = |body: &[u8]| -> Vec<Vec<CreateTransferStatus>> {
+        let decoded = MultiBatch::decode(body, 16, 8189).expect("a reply body");
+        (decoded.batches())
+            .map(|batch| {
+                let results = <[CreateTransferResult]>::try_ref_from_bytes(batch).expect("results");
+                results.iter().map(|r| r.status).collect()
+            })
+            .collect()
+    };
+    let requests: Vec<(Vec<Vec<Transfer>>, bool)> = vec![
+        // Two batches of both ledgers; a chain across partitions that holds.
+        (
+            vec![
+                vec![
+                    transfer(100, 1, 2, first, true),
+                    transfer(101, 3, 4, second, false),
+                ],
+                vec![
+                    transfer(102, 4, 3, second, false),
+                    transfer(103, 2, 1, first, false),
+                ],
+            ],
+            true,
+        ),
+        // An id created in the first batch and again in the second; a chain across partitions
+        // broken by a transfer between one account and itself; an open chain ending the last
+        // batch.
+        (
+            vec![
+                vec![
+                    transfer(110, 1, 2, first, false),
+                    transfer(111, 3, 4, second, false),
+                ],
+                vec![
+                    transfer(110, 1, 2, first, false),
+                    transfer(112, 3, 4, second, true),
+                    transfer(113, 1, 1, first, false),
+                ],
+                vec![
+                    transfer(114, 2, 1, first, false),
+                    transfer(115, 4, 3, second, true),
+                ],
+            ],
+            true,
+        ),
+        // The first batch ends in an open chain: run as one batch, the chain would run on into
+        // the second.
+        (
+            vec![
+                vec![
+                    transfer(120, 1, 2, first, false),
+                    transfer(121, 3, 4, second, true),
+                ],
+                vec![
+                    transfer(122, 4, 3, second, false),
+                    transfer(123, 2, 1, first, false),
+                ],
+            ],
+            false,
+        ),
+    ];
+    let home = ledger_partition(first, PARTITIONS);
+    for session_in_home in [false, true] {
+        let client_id = (1u128..)
+            .map(|c| c + if session_in_home { 1_000 } else { 2_000 })
+            .find(|c| {
+                (kassa_node::wire::session_partition(*c, PARTITIONS) == home) == session_in_home
+            })
+            .expect("a client id");
+        let mut to_reference = RawClient::connect(reference.wire, 0, client_id);
+        let mut to_placed = RawClient::connect(placed.wire, 0, client_id);
+        to_reference.register();
+        to_placed.register();
+        for (index, (batches, in_shares)) in requests.iter().enumerate() {
+            // Fresh ids for the second client.
+            let offset = if session_in_home { 1_000 } else { 0 };
+            let batches: Vec<Vec<Transfer>> = (batches.iter())
+                .map(|batch| {
+                    (batch.iter())
+                        .map(|t| Transfer {
+                            id: TransferId(t.id.0 + offset),
+                            ..*t
+                        })
+                        .collect()
+                })
+                .collect();
+            let slices: Vec<&[u8]> = batches.iter().map(|b| b.as_bytes()).collect();
+            let before = batches_across(&placed);
+            let (_, expected) = to_reference.call(Operation::CreateTransfers, &slices);
+            let (_, actual) = to_placed.call(Operation::CreateTransfers, &slices);
+            assert_eq!(statuses(&actual), statuses(&expected), "request {index}");
+            let after = batches_across(&placed);
+            let ran = if *in_shares {
+                (before.0 + 1, before.1)
+            } else {
+                (before.0, before.1 + 1)
+            };
+            assert_eq!(after, ran, "request {index}: in shares {in_shares}");
+        }
+    }
+    // Over HTTP too: an id twice in one ledger's share is that share's business, claimed once.
+    let before = batches_across(&placed);
+    let twice = transfer_json(130, 1, 2, 1, 0, first, 1, &[]);
+    let other = transfer_json(131, 3, 4, 1, 0, second, 1, &[]);
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &format!("[{twice},{twice},{other}]"),
+    );
+    assert_eq!(answered[0], "created");
+    assert_eq!(batches_across(&placed), (before.0 + 1, before.1));
+    let ids: Vec<u128> = (100..132).chain(1_100..1_124).collect();
+    assert_same_records(&reference, &placed, &ids);
+}
+
 /// `kassa start --placement` formats a new directory with that placement and refuses a
 /// directory formatted with another, changing nothing.
 #[test]

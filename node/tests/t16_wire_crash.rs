@@ -1,6 +1,7 @@
 //! Crash test through the wire protocol: one client, as TigerBeetle's clients behave, sends
 //! create requests (half of one ledger, half mixing three ledgers, so placed by ledger most
-//! run in shares) while the node is killed with SIGKILL at random moments. A request cut off
+//! run in shares; a third of them of two batches) while the node is killed with SIGKILL at
+//! random moments. A request cut off
 //! by a kill is sent again, the same frame, after the restart, until it is answered; only then
 //! does the client send its next request. After the last restart:
 //! - every reply says `created` for every transfer: a retry of a request that committed
@@ -108,11 +109,14 @@ fn send(address: SocketAddr, client: &Client, frame: &[u8]) -> Option<(ReplyHead
     }
 }
 
+/// Every batch's statuses, in order.
 fn statuses(body: &[u8]) -> Vec<CreateTransferStatus> {
     let decoded = MultiBatch::decode(body, 16, 8189).expect("a reply body");
-    let batch = decoded.batches().next().expect("one batch");
-    let results = <[CreateTransferResult]>::try_ref_from_bytes(batch).expect("results");
-    results.iter().map(|r| r.status).collect()
+    let statuses = decoded.batches().flat_map(|batch| {
+        let results = <[CreateTransferResult]>::try_ref_from_bytes(batch).expect("results");
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    });
+    statuses.collect()
 }
 
 /// Takes `reply` to the request in doubt: every transfer created.
@@ -149,7 +153,15 @@ fn load(
         if !retry {
             let mixed = random.below(2) == 0;
             let transfers = plan(&mut random, next_id, mixed);
-            let body = encode_to_vec(128, &[transfers.as_bytes()]).expect("encodes");
+            // Now and then two batches in one request, as a client sends concurrent calls.
+            let cut = if random.below(3) == 0 { 7 } else { 0 };
+            let (head, tail) = transfers.split_at(cut);
+            let batches: Vec<&[u8]> = if cut == 0 {
+                vec![tail.as_bytes()]
+            } else {
+                vec![head.as_bytes(), tail.as_bytes()]
+            };
+            let body = encode_to_vec(128, &batches).expect("encodes");
             let mut raw = RawClient::connect_checked(address, 0, client.id);
             let Some(raw) = raw.as_mut() else {
                 return client;

@@ -90,6 +90,17 @@ pub enum BatchError {
     Known(BatchId),
     #[error("a wire request of another operation than its batch's")]
     Operation,
+    #[error("a wire request's batches hold {batches} events, not the batch's {events}")]
+    Batches { events: usize, batches: usize },
+}
+
+/// The wire request a batch is: its header, and how many of the batch's events each batch of
+/// its body holds, in order (a multi-batch body run as one batch: `wire::in_shares` runs
+/// only those whose batches run alike either way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireRequest {
+    pub header: RequestHeader,
+    pub batches: Vec<u32>,
 }
 
 /// Why a participant's message was ignored; it changed nothing.
@@ -271,7 +282,7 @@ struct Running {
     now: u64,
     plan: Plan,
     /// The wire request the batch is, whose reply its stage commits.
-    request: Option<RequestHeader>,
+    request: Option<WireRequest>,
     /// Rounds a recovery aborted.
     attempts: u32,
 }
@@ -316,13 +327,13 @@ impl BatchHome {
 
     /// Runs `batch`, each event in the partition `partitions` names for it. The batch of a
     /// wire request (`request`) has its rounds staged after their intents, and the stage
-    /// carries the reply (the results in a one-batch body), so the entry that commits the
-    /// round also keeps its reply for every copy of the request.
+    /// carries the reply (the results, cut into the request's batches), so the entry that
+    /// commits the round also keeps its reply for every copy of the request.
     #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &mut self,
         batch: BatchId,
-        request: Option<RequestHeader>,
+        request: Option<WireRequest>,
         now: u64,
         events: &CreateBatch,
         partitions: &[u32],
@@ -333,13 +344,20 @@ impl BatchHome {
             CreateBatch::Transfers(_) => Operation::CreateTransfers,
             CreateBatch::Accounts(_) => Operation::CreateAccounts,
         };
-        if request.is_some_and(|request| request.operation != operation.as_u8()) {
+        if (request.as_ref()).is_some_and(|r| r.header.operation != operation.as_u8()) {
             return Err(BatchError::Operation);
         }
         let events_len = match events {
             CreateBatch::Transfers(events) => events.len(),
             CreateBatch::Accounts(events) => events.len(),
         };
+        if let Some(request) = &request {
+            let batches = request.batches.iter().map(|b| *b as usize).sum();
+            if batches != events_len {
+                let events = events_len;
+                return Err(BatchError::Batches { events, batches });
+            }
+        }
         if events_len == 0 || events_len > BATCH_EVENTS_MAX {
             return Err(BatchError::Size(events_len));
         }
@@ -582,13 +600,13 @@ impl BatchHome {
         };
         match running.plan.next(&round.results) {
             Some(true) => {
-                if let Some(request) = running.request {
+                if let Some(request) = &running.request {
                     let results = running.plan.assemble(&round.results);
                     let results = results.expect("the round's results stand");
                     round.reply = Some(Box::new(StagedReply {
-                        request,
+                        request: request.header,
                         now: running.now,
-                        body: reply_body(&results),
+                        body: reply_body(&results, &request.batches),
                     }));
                 }
                 let staged = self.leader.stage(txn, now_ms, core);
@@ -648,9 +666,9 @@ impl BatchHome {
     }
 }
 
-/// A wire reply's body for one batch's results: the batch in a multi-batch body, as a
-/// partition running the request alone encodes it (`Ledger::execute_batches`).
-fn reply_body(results: &ShareResults) -> Vec<u8> {
+/// A wire reply's body: `results` cut into the request's `batches` (events per batch), as a
+/// partition running the request alone encodes them (`Ledger::execute_batches`).
+fn reply_body(results: &ShareResults, batches: &[u32]) -> Vec<u8> {
     let (bytes, size) = match results {
         ShareResults::Transfers(results) => {
             (results.as_bytes(), Operation::CreateTransfers.result_size())
@@ -659,7 +677,15 @@ fn reply_body(results: &ShareResults) -> Vec<u8> {
             (results.as_bytes(), Operation::CreateAccounts.result_size())
         }
     };
-    encode_to_vec(size, &[bytes]).expect("a batch's results fit one message")
+    let mut slices = Vec::with_capacity(batches.len());
+    let mut rest = bytes;
+    for events in batches {
+        let (batch, after) = rest.split_at(*events as usize * size);
+        slices.push(batch);
+        rest = after;
+    }
+    assert!(rest.is_empty(), "the batches hold every result");
+    encode_to_vec(size, &slices).expect("a request's results fit one message")
 }
 
 /// A participant leader's part: its log's reply to a rare-path entry made from a home's
@@ -760,8 +786,9 @@ mod tests {
     }
 
     /// A wire request's round is staged only after its intents (even without a chain across
-    /// partitions), and its stage carries the reply: the round's results, in batch order, as
-    /// a one-batch body. A request of another operation than its batch's is refused.
+    /// partitions), and its stage carries the reply: the round's results, in batch order, cut
+    /// into the request's batches. A request of another operation than its batch's, or whose
+    /// batches do not hold the batch's events, is refused.
     #[test]
     fn a_wire_requests_stage_carries_its_reply() {
         let mut header = RequestHeader::new(0, 9, kassa_wire::header::Release::new(0, 17, 8), 0);
@@ -772,12 +799,29 @@ mod tests {
         ]);
         let mut home = BatchHome::new(0, 100);
         let mut actions = Vec::new();
+        let request = |header, batches: &[u32]| {
+            Some(WireRequest {
+                header,
+                batches: batches.to_vec(),
+            })
+        };
+        let partitions = [1, 2, 1];
         header.operation = Operation::CreateAccounts.as_u8();
-        let refused = home.begin(7, Some(header), 50, &batch, &[1, 2, 1], 0, &mut actions);
+        let wrong = request(header, &[3]);
+        let refused = home.begin(7, wrong, 50, &batch, &partitions, 0, &mut actions);
         assert_eq!(refused, Err(BatchError::Operation));
         header.operation = Operation::CreateTransfers.as_u8();
-        home.begin(7, Some(header), 50, &batch, &[1, 2, 1], 0, &mut actions)
-            .expect("begins");
+        let short = request(header, &[2]);
+        let refused = home.begin(7, short, 50, &batch, &partitions, 0, &mut actions);
+        let batches = BatchError::Batches {
+            events: 3,
+            batches: 2,
+        };
+        assert_eq!(refused, Err(batches));
+        // Two batches in the request's body: the first two events, then the third.
+        let two = request(header, &[2, 1]);
+        let begun = home.begin(7, two, 50, &batch, &partitions, 0, &mut actions);
+        begun.expect("begins");
         assert!(
             actions
                 .iter()
@@ -801,7 +845,14 @@ mod tests {
         };
         assert_eq!(participants, &vec![1, 2]);
         assert_eq!((reply.request, reply.now), (header, 50));
-        assert_eq!(reply.body, reply_body(&created(3)));
+        assert_eq!(reply.body, reply_body(&created(3), &[2, 1]));
+        let decoded = kassa_wire::multi_batch::MultiBatch::decode(&reply.body, 16, 8189);
+        let lens: Vec<usize> = decoded
+            .expect("a body")
+            .batches()
+            .map(<[u8]>::len)
+            .collect();
+        assert_eq!(lens, [32, 16]);
     }
 
     #[test]

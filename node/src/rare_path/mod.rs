@@ -27,12 +27,12 @@
 
 use std::collections::BTreeSet;
 
-use kassa_shard::batch_home::CreateBatch;
+use kassa_shard::batch_home::{CreateBatch, WireRequest};
 use kassa_shard::directory::IdKind;
 use kassa_shard::intents::ShareResults;
 use kassa_shard::shares::ShareEvent;
 use kassa_shard::{ledger_partition, ForeignAnswer, Ledger, LocalRun};
-use kassa_wire::{RequestHeader, Transfer, TransferId};
+use kassa_wire::{Transfer, TransferId};
 
 use crate::cores::{ClaimedIds, CoreQueues};
 use crate::join::join_all;
@@ -78,17 +78,17 @@ pub enum RequestInShares {
     NotRunnable(CreateBatch),
 }
 
-/// Runs `batch`, the one batch of the wire create request `request`, in shares with `home`
-/// (the partition of its first ledger, which every copy of the request reaches first) as its
-/// record home, or gives it back when it cannot run so. The round's stage carries the reply,
-/// so the entry that commits the batch also keeps its reply in `home` for every copy of the
-/// request (`docs/transactions.md`, "Wire requests in shares").
+/// Runs `batch`, the events of the wire create request `request` (its batches as one), in
+/// shares with `home` (the partition of its first ledger, which every copy of the request
+/// reaches first) as its record home, or gives it back when it cannot run so. The round's
+/// stage carries the reply, so the entry that commits the batch also keeps its reply in
+/// `home` for every copy of the request (`docs/transactions.md`, "Wire requests in shares").
 pub async fn request_in_shares(
     queues: &CoreQueues,
     now: u64,
     batch: CreateBatch,
     home: u32,
-    request: RequestHeader,
+    request: WireRequest,
 ) -> Result<RequestInShares, NodeError> {
     match run_in_shares(queues, now, batch, Some((home, request))).await? {
         Ok(RoundAnswer::Request(answer)) => Ok(RequestInShares::Answered(answer)),
@@ -105,7 +105,7 @@ async fn run_in_shares(
     queues: &CoreQueues,
     now: u64,
     batch: CreateBatch,
-    request: Option<(u32, RequestHeader)>,
+    request: Option<(u32, WireRequest)>,
 ) -> Result<Result<RoundAnswer, CreateBatch>, NodeError> {
     let Some(partitions) = event_partitions(queues, &batch).await? else {
         return Ok(Err(batch));
@@ -116,8 +116,8 @@ async fn run_in_shares(
     }
     // An HTTP batch's home is its first event's partition; a wire request's is the one its
     // copies reach first, a participant (its first ledger's).
-    let home = match request {
-        Some((home, _)) if participants.contains(&home) => home,
+    let home = match &request {
+        Some((home, _)) if participants.contains(home) => *home,
         Some(_) => return Ok(Err(batch)),
         None => partitions[0],
     };
@@ -138,7 +138,14 @@ async fn run_in_shares(
     let mut claims: Vec<(u32, Vec<u128>)> = Vec::new();
     for (partition, run) in join_all(checks).await {
         match run? {
-            Some(run) => claims.push((partition, run.claims)),
+            Some(run) => {
+                // An id twice in one share is that share's own business (`exists`); it is
+                // claimed once.
+                let mut ids = run.claims;
+                ids.sort_unstable();
+                ids.dedup();
+                claims.push((partition, ids));
+            }
             None => return Ok(Err(batch)),
         }
     }

@@ -9,7 +9,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use kassa_raft::Partition;
-use kassa_shard::batch_home::{participant_message, BatchAction, BatchHome, BatchId, CreateBatch};
+use kassa_shard::batch_home::{
+    participant_message, BatchAction, BatchHome, BatchId, CreateBatch, WireRequest,
+};
 use kassa_shard::intents::{IntentReply, IntentShare, ParticipantReply, RareEntry, ShareResults};
 use kassa_shard::parallel_commit::{Message, ParticipantCommand, TxnId};
 use kassa_shard::sessions::DropReason;
@@ -144,15 +146,16 @@ pub(crate) async fn run_at_home<H: RareHost, T: RareTransport>(
     now: u64,
     batch: CreateBatch,
     partitions: Vec<u32>,
-    request: Option<RequestHeader>,
+    request: Option<WireRequest>,
     reply: BatchReply,
 ) {
     if let Err(error) = lead(served, transport).await {
         let _ = reply.send(Err(error));
         return;
     }
-    let reply = match request {
-        Some(request) => match copy_of_request(served, &request, reply) {
+    let header = request.as_ref().map(|request| request.header);
+    let reply = match &header {
+        Some(header) => match copy_of_request(served, header, reply) {
             Some(reply) => reply,
             None => return,
         },
@@ -186,11 +189,11 @@ pub(crate) async fn run_at_home<H: RareHost, T: RareTransport>(
         }
         let waiter = Waiter {
             replies: vec![reply],
-            request,
+            request: header,
         };
         state.waiting.insert(batch_id, waiter);
-        if let Some(request) = request {
-            state.requests.insert(request.client, batch_id);
+        if let Some(header) = header {
+            state.requests.insert(header.client, batch_id);
         }
     }
     perform(served, transport, actions);

@@ -12,13 +12,16 @@
 //! partition records the reply after, in the background (`Unrecorded`), as for a request run
 //! in `L` alone.
 //!
-//! A request of several batches, or one whose batch cannot run in shares, goes to the
-//! coordinator (`partitioned`).
+//! A request of several batches runs as one batch when that gives the same results
+//! ([`as_one_batch`]); its reply is cut into its batches again. One that cannot, or whose
+//! batch cannot run in shares, goes to the coordinator (`partitioned`).
 
-use kassa_shard::batch_home::CreateBatch;
+use kassa_shard::batch_home::{CreateBatch, WireRequest};
+use kassa_shard::shares::ShareEvent;
 use kassa_shard::{ClientReply, ClientRequest};
 use kassa_wire::multi_batch::MultiBatch;
 use kassa_wire::{Account, Operation, Transfer};
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::partitioned::records;
 use super::unrecorded::{answer_foreign, Unrecorded};
@@ -37,12 +40,13 @@ pub(super) async fn run(
     home: u32,
     request: ClientRequest,
 ) -> Result<Option<ClientReply>, ClientRequest> {
-    let Some(batch) = one_batch(&request) else {
+    let Some((batch, batches)) = as_one_batch(&request) else {
         return Err(request);
     };
     let queues = &context.queues;
     let header = *request.header();
-    let answer = match request_in_shares(queues, realtime_ns(), batch, home, header).await {
+    let wire = WireRequest { header, batches };
+    let answer = match request_in_shares(queues, realtime_ns(), batch, home, wire).await {
         Ok(RequestInShares::Answered(answer)) => answer,
         Ok(RequestInShares::NotRunnable(_)) => return Err(request),
         Err(error) => {
@@ -54,24 +58,46 @@ pub(super) async fn run(
     Ok(answer_foreign(queues, unrecorded, session, header, answer).await)
 }
 
-/// The batch of a create request with exactly one batch in its body.
-fn one_batch(request: &ClientRequest) -> Option<CreateBatch> {
-    let operation = request.operation();
-    if !matches!(
-        operation,
-        Operation::CreateAccounts | Operation::CreateTransfers
-    ) {
-        return None;
+/// A create request's events as one batch, with the events each batch of its body holds,
+/// when running them as one batch gives exactly the results of running its batches one
+/// after another, as a partition does (`Ledger::execute_batches`): no event is imported, and
+/// no batch but the last ends in an open linked chain (which would run on into the next
+/// batch). Timestamps agree too: a batch of `n` events written at `now` ends at
+/// `max(last, now) + n`, so batches in a row end where their concatenation ends.
+fn as_one_batch(request: &ClientRequest) -> Option<(CreateBatch, Vec<u32>)> {
+    match request.operation() {
+        Operation::CreateAccounts => {
+            let (events, batches) = events_of::<Account>(request)?;
+            Some((CreateBatch::Accounts(events), batches))
+        }
+        Operation::CreateTransfers => {
+            let (events, batches) = events_of::<Transfer>(request)?;
+            Some((CreateBatch::Transfers(events), batches))
+        }
+        _ => None,
     }
+}
+
+fn events_of<E: ShareEvent + FromBytes + IntoBytes + Copy>(
+    request: &ClientRequest,
+) -> Option<(Vec<E>, Vec<u32>)> {
+    let operation = request.operation();
     let event_max = operation.event_max(kassa_shard::sessions::BATCH_SIZE_LIMIT as usize);
     let decoded = MultiBatch::decode(request.body(), operation.event_size(), event_max).ok()?;
-    let mut batches = decoded.batches();
-    let batch = batches.next()?;
-    if batches.next().is_some() {
-        return None;
+    let mut events: Vec<E> = Vec::new();
+    let mut batches = Vec::new();
+    let mut open_chain = false;
+    for batch in decoded.batches() {
+        if open_chain {
+            return None;
+        }
+        let batch: Vec<E> = records(batch);
+        if batch.iter().any(ShareEvent::imported) {
+            return None;
+        }
+        open_chain = batch.last().is_some_and(ShareEvent::linked);
+        batches.push(batch.len() as u32);
+        events.extend(batch);
     }
-    Some(match operation {
-        Operation::CreateAccounts => CreateBatch::Accounts(records::<Account>(batch)),
-        _ => CreateBatch::Transfers(records::<Transfer>(batch)),
-    })
+    Some((events, batches))
 }

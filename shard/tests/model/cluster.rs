@@ -21,7 +21,9 @@
 //! node's coordinator runs the requests waiting for it: each with its own timestamps, and with
 //! the results separate requests would get.
 
-use kassa_shard::batch_home::{participant_message, BatchAction, BatchHome, CreateBatch};
+use kassa_shard::batch_home::{
+    participant_message, BatchAction, BatchHome, CreateBatch, WireRequest,
+};
 use kassa_shard::directory::IdKind;
 use kassa_shard::intents::{IntentShare, RareEntry, ShareResults};
 use kassa_shard::parallel_commit::{HomeCommand, Message, ParticipantCommand, TxnId};
@@ -44,14 +46,31 @@ use crate::model::ops::Op;
 use crate::model::reference::{Model, Phase};
 use crate::model::rng::{mix, Rng};
 
-/// A wire client's create request for `batch`, one batch in its body, client `run` + 1 (one
-/// client per batch, so each request is its client's first).
-fn wire_request(run: u64, now: u64, batch: &CreateBatch) -> RequestHeader {
-    let (operation, events) = match batch {
-        CreateBatch::Transfers(events) => (Operation::CreateTransfers, events.as_bytes()),
-        CreateBatch::Accounts(events) => (Operation::CreateAccounts, events.as_bytes()),
+/// A wire client's create request for `batch`, its events cut into 1 to 3 batches of its
+/// body (`wire::in_shares` runs such a request as one batch), client `run` + 1 (one client per
+/// batch, so each request is its client's first).
+fn wire_request(rng: &mut Rng, run: u64, now: u64, batch: &CreateBatch) -> WireRequest {
+    let (operation, events, len) = match batch {
+        CreateBatch::Transfers(events) => {
+            (Operation::CreateTransfers, events.as_bytes(), events.len())
+        }
+        CreateBatch::Accounts(events) => {
+            (Operation::CreateAccounts, events.as_bytes(), events.len())
+        }
     };
-    let body = encode_to_vec(operation.event_size(), &[events]).expect("a batch encodes");
+    let mut cuts: Vec<usize> = (0..rng.below(3))
+        .map(|_| rng.below(len as u64) as usize)
+        .collect();
+    cuts.extend([0, len]);
+    cuts.sort_unstable();
+    cuts.dedup();
+    let batches: Vec<u32> = cuts.windows(2).map(|w| (w[1] - w[0]) as u32).collect();
+    let size = operation.event_size();
+    let slices: Vec<&[u8]> = cuts
+        .windows(2)
+        .map(|w| &events[w[0] * size..w[1] * size])
+        .collect();
+    let body = encode_to_vec(size, &slices).expect("a batch encodes");
     let client = u128::from(run) + 1;
     let mut header = RequestHeader::new(0, client, Release::new(0, 17, 8), operation.as_u8());
     header.session = 1;
@@ -59,37 +78,34 @@ fn wire_request(run: u64, now: u64, batch: &CreateBatch) -> RequestHeader {
     header.parent = u128::from(now);
     header.frame.size = (256 + body.len()) as u32;
     header.seal(&body);
-    header
+    WireRequest { header, batches }
 }
 
 /// The results of the reply `home` keeps for `request`, if it keeps one: a reply sealed for
-/// exactly that request, over a one-batch body.
-fn kept_results(
-    home: &Ledger,
-    request: &RequestHeader,
-    batch: &CreateBatch,
-) -> Option<ShareResults> {
-    let (reply, body) = home.foreign_requests().latest_reply(request.client)?;
+/// exactly that request, over a body cut into the request's batches.
+fn kept_results(home: &Ledger, request: &WireRequest, batch: &CreateBatch) -> Option<ShareResults> {
+    let header = &request.header;
+    let (reply, body) = home.foreign_requests().latest_reply(header.client)?;
     assert!(reply.valid_checksum() && reply.valid_checksum_body(body));
-    assert_eq!(reply.request, request.request);
-    assert_eq!(reply.request_checksum, request.frame.checksum);
-    assert_eq!(reply.operation, request.operation);
-    let events = match batch {
-        CreateBatch::Transfers(events) => events.len(),
-        CreateBatch::Accounts(events) => events.len(),
-    };
-    let decoded = MultiBatch::decode(body, 16, BATCH_EVENTS_MAX).expect("a one-batch body");
+    assert_eq!(reply.request, header.request);
+    assert_eq!(reply.request_checksum, header.frame.checksum);
+    assert_eq!(reply.operation, header.operation);
+    let decoded = MultiBatch::decode(body, 16, BATCH_EVENTS_MAX).expect("a body");
     let batches: Vec<&[u8]> = decoded.batches().collect();
-    assert_eq!(batches.len(), 1);
-    assert_eq!(batches[0].len(), 16 * events);
+    let lens: Vec<u32> = batches.iter().map(|b| (b.len() / 16) as u32).collect();
+    assert_eq!(
+        lens, request.batches,
+        "one batch of results per batch of events"
+    );
+    let results = batches.concat();
     Some(match batch {
         CreateBatch::Transfers(_) => ShareResults::Transfers(
-            <[CreateTransferResult]>::try_ref_from_bytes(batches[0])
+            <[CreateTransferResult]>::try_ref_from_bytes(&results)
                 .expect("results")
                 .to_vec(),
         ),
         CreateBatch::Accounts(_) => ShareResults::Accounts(
-            <[CreateAccountResult]>::try_ref_from_bytes(batches[0])
+            <[CreateAccountResult]>::try_ref_from_bytes(&results)
                 .expect("results")
                 .to_vec(),
         ),
@@ -517,17 +533,23 @@ impl Cluster {
         let mut rng = Rng::new(seed);
         // Half the batches are a wire client's request: their stage carries the reply, which
         // the home keeps for every copy (the client's retries below).
-        let request = rng
-            .chance(50)
-            .then(|| wire_request(self.share_runs as u64, now, batch));
+        let run = self.share_runs as u64;
+        let wire = rng.chance(50);
+        let request = wire.then(|| wire_request(&mut rng, run, now, batch));
         for attempt in 0.. {
             let first_number = self.share_txns + 1;
             // The third attempt keeps its leader, so the batch ends.
-            let (answer, home_partition) =
-                self.attempt(&mut rng, now, batch, partitions, request, attempt < 2);
+            let (answer, home_partition) = self.attempt(
+                &mut rng,
+                now,
+                batch,
+                partitions,
+                request.clone(),
+                attempt < 2,
+            );
             let home = &self.partitions[home_partition as usize];
-            let kept = request.and_then(|request| kept_results(home, &request, batch));
-            if let (Some(answer), Some(request)) = (&answer, request) {
+            let kept = (request.as_ref()).and_then(|request| kept_results(home, request, batch));
+            if let (Some(answer), Some(request)) = (&answer, &request) {
                 // The reply kept is the answer, sealed.
                 let kept = kept
                     .clone()
@@ -587,7 +609,7 @@ impl Cluster {
         now: u64,
         batch: &CreateBatch,
         partitions: &[u32],
-        request: Option<RequestHeader>,
+        request: Option<WireRequest>,
         may_lose_leader: bool,
     ) -> (Option<ShareResults>, u32) {
         let home_partition = partitions[rng.below(partitions.len() as u64) as usize];
