@@ -63,7 +63,7 @@ pub struct RareMessage {
 pub(crate) type BatchReply = tokio::sync::oneshot::Sender<Result<RoundAnswer, NodeError>>;
 
 /// A home's answer to a batch that committed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum RoundAnswer {
     /// An HTTP batch's results, in batch order.
     Results(ShareResults),
@@ -212,45 +212,35 @@ fn copy_of_request<H: RareHost>(
         let _ = reply.send(Ok(RoundAnswer::Request(answer)));
         return None;
     }
-    match joined(served, request) {
-        Joined::Running(mut waiter) => {
-            waiter.push(reply);
-            None
-        }
-        Joined::Collision => {
-            let dropped = ForeignAnswer::Dropped(DropReason::RequestCollision);
-            let _ = reply.send(Ok(RoundAnswer::Request(dropped)));
-            None
-        }
-        Joined::New => Some(reply),
-    }
+    join(served, request, reply).err()
 }
 
-/// Whether a wire request runs here.
-enum Joined<'a> {
-    /// Its batch runs: the waiters to join.
-    Running(std::cell::RefMut<'a, Vec<BatchReply>>),
-    /// The client's request of that number runs with another checksum.
-    Collision,
-    New,
-}
-
-fn joined<'a, H: RareHost>(served: &'a Rc<H>, request: &RequestHeader) -> Joined<'a> {
-    let state = served.rare().home.borrow_mut();
+/// Joins `reply` to the batch of `request` running here: it waits for that batch's answer
+/// (or is answered at once, dropped, when the client's request of that number runs with
+/// another checksum). `Err(reply)` if the request does not run here.
+fn join<H: RareHost>(
+    served: &Rc<H>,
+    request: &RequestHeader,
+    reply: BatchReply,
+) -> Result<(), BatchReply> {
+    let mut state = served.rare().home.borrow_mut();
     let Some(batch) = state.requests.get(&request.client).copied() else {
-        return Joined::New;
+        return Err(reply);
     };
-    let running = state.waiting.get(&batch).and_then(|waiter| waiter.request);
-    match running {
+    let Some(waiter) = state.waiting.get_mut(&batch) else {
+        return Err(reply);
+    };
+    match waiter.request {
         Some(running) if running.request == request.request => {
-            if running.frame.checksum != request.frame.checksum {
-                return Joined::Collision;
+            if running.frame.checksum == request.frame.checksum {
+                waiter.replies.push(reply);
+            } else {
+                let dropped = ForeignAnswer::Dropped(DropReason::RequestCollision);
+                let _ = reply.send(Ok(RoundAnswer::Request(dropped)));
             }
-            Joined::Running(std::cell::RefMut::map(state, |state| {
-                &mut state.waiting.get_mut(&batch).expect("running").replies
-            }))
+            Ok(())
         }
-        _ => Joined::New,
+        _ => Err(reply),
     }
 }
 
@@ -262,14 +252,7 @@ pub(crate) async fn join_request<H: RareHost>(
     request: &RequestHeader,
 ) -> Option<Result<ForeignAnswer, NodeError>> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    match joined(served, request) {
-        Joined::Running(mut waiters) => waiters.push(reply),
-        Joined::Collision => {
-            let dropped = ForeignAnswer::Dropped(DropReason::RequestCollision);
-            return Some(Ok(dropped));
-        }
-        Joined::New => return None,
-    }
+    join(served, request, reply).ok()?;
     let answered = answer
         .await
         .unwrap_or_else(|_| Err(outcome_unknown(served.number())));
@@ -369,11 +352,11 @@ fn perform<H: RareHost, T: RareTransport>(
                     continue;
                 };
                 let answer = match &waiter.request {
-                    None => Ok(RoundAnswer::Results(results)),
+                    None => Some(RoundAnswer::Results(results)),
                     // The stage that committed the round sealed and kept the reply.
                     Some(request) => served.partition().read(|ledger| {
                         match ledger.foreign_requests().known(request) {
-                            Some(answer) => Ok(RoundAnswer::Request(answer)),
+                            Some(answer) => Some(RoundAnswer::Request(answer)),
                             None => {
                                 // Its stage keeps it: an invariant of this partition's log.
                                 tracing::error!(
@@ -382,15 +365,13 @@ fn perform<H: RareHost, T: RareTransport>(
                                     request = request.request,
                                     "a wire request committed in shares without its reply kept"
                                 );
-                                Err(outcome_unknown(served.number()))
+                                None
                             }
                         }
                     }),
                 };
-                answer_all(waiter, || match &answer {
-                    Ok(RoundAnswer::Results(results)) => Ok(RoundAnswer::Results(results.clone())),
-                    Ok(RoundAnswer::Request(answer)) => Ok(RoundAnswer::Request(answer.clone())),
-                    Err(_) => Err(outcome_unknown(served.number())),
+                answer_all(waiter, || {
+                    (answer.clone()).ok_or_else(|| outcome_unknown(served.number()))
                 });
             }
             BatchAction::Unknown { batch } => {
