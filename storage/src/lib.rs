@@ -22,6 +22,7 @@ mod frame;
 mod gate;
 mod log;
 mod recovery;
+pub mod run;
 mod state;
 mod truncate;
 mod writer;

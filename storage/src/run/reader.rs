@@ -1,0 +1,274 @@
+//! [`Run`]: an open run (format in `run/mod.rs`). Opening reads and checks the footer, the
+//! index (the first key of every data block) and the filter, and keeps the last two in memory:
+//! 16 bytes per 4 KiB block plus the filter's bits per key. A lookup then costs at most one
+//! aligned 4 KiB read, and none when the filter rules the key out; every block read is
+//! checked (checksum, number, entry count, key order and range) before it answers anything.
+//!
+//! Reads go through io_uring on the core that owns the run; the file is opened read-only with
+//! `O_DIRECT`, so the page cache neither holds a second copy of the run nor decides what stays
+//! in memory: a cache of blocks above this (the store's) does.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use monoio::buf::IoBufMut;
+use monoio::fs::File;
+
+use super::{corrupt, entries_per_block, read_u128, read_u32, Filter, Footer, BLOCK_HEADER_SIZE};
+use crate::aligned::{align_up, AlignedBuffer, BLOCK_SIZE};
+use crate::{files, StorageError};
+
+/// See the module documentation.
+pub struct Run {
+    file: File,
+    path: PathBuf,
+    footer: Footer,
+    /// The first key of every data block, ascending.
+    index: Vec<u128>,
+    filter: Filter,
+}
+
+/// One data block read from a run and checked: its entries, in key order.
+pub struct Block {
+    bytes: AlignedBuffer,
+    entries: usize,
+    value_size: usize,
+}
+
+impl Run {
+    /// Opens the run at `path` and checks everything but its data blocks, which are checked
+    /// as they are read.
+    pub async fn open(path: &Path) -> Result<Run, StorageError> {
+        let file = monoio::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .await
+            .map_err(|error| StorageError::io("open run", path, error))?;
+        let size = files::file_size(&file, path).await?;
+        if size < BLOCK_SIZE as u64 || size % BLOCK_SIZE as u64 != 0 {
+            return Err(corrupt(path, size, "run size is not whole blocks"));
+        }
+        let footer_offset = size - BLOCK_SIZE as u64;
+        let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
+        let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
+        let index = read_index(&file, path, &footer).await?;
+        let filter_bytes = read_region(&file, path, footer.filter_offset, size_of(&footer)).await?;
+        let filter_bytes = &filter_bytes.as_slice()[..footer.filter_size as usize];
+        if crc32c::crc32c(filter_bytes) != footer.filter_crc {
+            return Err(corrupt(path, footer.filter_offset, "run filter checksum"));
+        }
+        let filter = Filter::decode(filter_bytes, footer.filter_seed)
+            .ok_or_else(|| corrupt(path, footer.filter_offset, "run filter size"))?;
+        Ok(Run {
+            file,
+            path: path.to_path_buf(),
+            footer,
+            index,
+            filter,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    pub fn keys(&self) -> u64 {
+        self.footer.keys
+    }
+
+    pub fn value_size(&self) -> usize {
+        self.footer.value_size as usize
+    }
+
+    /// Bytes this run keeps in memory: its index and its filter.
+    pub fn memory_size(&self) -> usize {
+        self.index.len() * 16 + self.filter.size()
+    }
+
+    /// False when the run surely does not hold `key` (no read needed).
+    pub fn may_contain(&self, key: u128) -> bool {
+        self.footer.keys > 0
+            && key >= self.footer.first_key
+            && key <= self.footer.last_key
+            && self.filter.may_contain(key)
+    }
+
+    /// The data block that holds `key` if the run holds it: the last whose first key is not
+    /// above it.
+    pub fn block_of(&self, key: u128) -> Option<u64> {
+        let after = self.index.partition_point(|first| *first <= key);
+        after.checked_sub(1).map(|block| block as u64)
+    }
+
+    /// The value of `key`, reading at most one block.
+    pub async fn get(&self, key: u128) -> Result<Option<Vec<u8>>, StorageError> {
+        if !self.may_contain(key) {
+            return Ok(None);
+        }
+        let Some(number) = self.block_of(key) else {
+            return Ok(None);
+        };
+        let block = self.read_block(number).await?;
+        Ok(block.get(key).map(<[u8]>::to_vec))
+    }
+
+    /// Calls `visit` with every entry whose key is in `from..=to`, in key order, until it
+    /// returns false.
+    pub async fn scan(
+        &self,
+        from: u128,
+        to: u128,
+        mut visit: impl FnMut(u128, &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        if self.footer.keys == 0 || from > to || to < self.footer.first_key {
+            return Ok(());
+        }
+        let mut number = self.block_of(from).unwrap_or(0);
+        while number < self.footer.data_blocks && self.index[number as usize] <= to {
+            let block = self.read_block(number).await?;
+            for at in block.search(from).unwrap_or_else(|at| at)..block.len() {
+                let (key, value) = block.entry(at);
+                if key > to || !visit(key, value) {
+                    return Ok(());
+                }
+            }
+            number += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads data block `number` and checks it.
+    pub async fn read_block(&self, number: u64) -> Result<Block, StorageError> {
+        assert!(number < self.footer.data_blocks, "block {number} of a run");
+        let offset = number * BLOCK_SIZE as u64;
+        let bytes = read_region(&self.file, &self.path, offset, BLOCK_SIZE).await?;
+        self.check_block(number, offset, bytes)
+    }
+
+    fn check_block(
+        &self,
+        number: u64,
+        offset: u64,
+        bytes: AlignedBuffer,
+    ) -> Result<Block, StorageError> {
+        let corrupt = |what| corrupt(&self.path, offset, what);
+        let slice = bytes.as_slice();
+        if crc32c::crc32c(&slice[4..]) != read_u32(slice, 0) {
+            return Err(corrupt("run block checksum mismatch"));
+        }
+        if u64::from_le_bytes(slice[8..16].try_into().expect("eight bytes")) != number {
+            return Err(corrupt("run block read from the wrong place"));
+        }
+        let entries = usize::from(u16::from_le_bytes([slice[4], slice[5]]));
+        if entries == 0 || entries > entries_per_block(self.value_size()) {
+            return Err(corrupt("run block entry count out of range"));
+        }
+        let block = Block {
+            bytes,
+            entries,
+            value_size: self.value_size(),
+        };
+        let next = self.index.get(number as usize + 1).copied();
+        if block.entry(0).0 != self.index[number as usize]
+            || !(1..entries).all(|at| block.entry(at - 1).0 < block.entry(at).0)
+            || next.is_some_and(|next| block.entry(entries - 1).0 >= next)
+            || block.entry(entries - 1).0 > self.footer.last_key
+        {
+            return Err(corrupt("run block keys out of order"));
+        }
+        Ok(block)
+    }
+}
+
+impl Block {
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Entry `at`: its key and value.
+    pub fn entry(&self, at: usize) -> (u128, &[u8]) {
+        assert!(at < self.entries);
+        let start = BLOCK_HEADER_SIZE + at * (16 + self.value_size);
+        let bytes = self.bytes.as_slice();
+        let value = &bytes[start + 16..start + 16 + self.value_size];
+        (read_u128(bytes, start), value)
+    }
+
+    /// Where `key` is (`Ok`) or would go (`Err`), as `slice::binary_search`.
+    pub fn search(&self, key: u128) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.entries);
+        while low < high {
+            let middle = (low + high) / 2;
+            match self.entry(middle).0.cmp(&key) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => return Ok(middle),
+            }
+        }
+        Err(low)
+    }
+
+    pub fn get(&self, key: u128) -> Option<&[u8]> {
+        self.search(key).ok().map(|at| self.entry(at).1)
+    }
+}
+
+/// The filter region's size on disk (whole blocks).
+fn size_of(footer: &Footer) -> usize {
+    align_up(footer.filter_size) as usize
+}
+
+/// The index, checked: its checksum, and keys that ascend within the footer's range.
+async fn read_index(file: &File, path: &Path, footer: &Footer) -> Result<Vec<u128>, StorageError> {
+    let size = align_up(footer.index_size) as usize;
+    let bytes = read_region(file, path, footer.index_offset, size).await?;
+    let bytes = &bytes.as_slice()[..footer.index_size as usize];
+    if crc32c::crc32c(bytes) != footer.index_crc {
+        return Err(corrupt(path, footer.index_offset, "run index checksum"));
+    }
+    let index: Vec<u128> = bytes
+        .chunks_exact(16)
+        .map(|key| read_u128(key, 0))
+        .collect();
+    let ascending = index.windows(2).all(|pair| pair[0] < pair[1]);
+    let bounded = index.first().is_none_or(|&first| first == footer.first_key)
+        && index.last().is_none_or(|&last| last <= footer.last_key);
+    if !ascending || !bounded {
+        return Err(corrupt(path, footer.index_offset, "run index out of order"));
+    }
+    Ok(index)
+}
+
+/// `size` bytes (whole blocks) from `offset`, all of them or an error.
+async fn read_region(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    size: usize,
+) -> Result<AlignedBuffer, StorageError> {
+    debug_assert_eq!(size % BLOCK_SIZE, 0);
+    let mut buffer = AlignedBuffer::new(size.max(BLOCK_SIZE));
+    let mut filled = 0;
+    while filled < size {
+        let (result, slice) = file
+            .read_at(buffer.slice_mut(filled..size), offset + filled as u64)
+            .await;
+        buffer = slice.into_inner();
+        match result {
+            Ok(0) => return Err(files::short("read run", path)),
+            Ok(read) => filled += read,
+            Err(error) => return Err(StorageError::io("read run", path, error)),
+        }
+    }
+    buffer.set_len(size);
+    Ok(buffer)
+}

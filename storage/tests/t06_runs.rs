@@ -1,0 +1,237 @@
+//! Runs: what is written is read back exactly, absent keys are mostly answered by the filter,
+//! the same input gives the same bytes, and damage anywhere is an error naming the file and
+//! offset, never a wrong answer.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+use kassa_storage::run::{Run, RunOptions, RunWriter};
+use kassa_storage::StorageError;
+
+/// `count` distinct pseudo-random keys (sorted) with values of `value_size` bytes.
+fn data(seed: u64, count: usize, value_size: usize) -> BTreeMap<u128, Vec<u8>> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = state;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    };
+    let mut map = BTreeMap::new();
+    while map.len() < count {
+        let key = (u128::from(next()) << 64) | u128::from(next());
+        let value = (0..value_size)
+            .map(|at| (key as usize + at) as u8)
+            .collect();
+        map.insert(key, value);
+    }
+    map
+}
+
+fn options(keys: usize, value_size: usize) -> RunOptions {
+    RunOptions {
+        value_size,
+        keys_expected: keys as u64,
+        filter_bits_per_key: 10,
+        filter_seed: 17,
+    }
+}
+
+async fn write(dir: &Path, name: &str, data: &BTreeMap<u128, Vec<u8>>, value_size: usize) {
+    let mut writer = RunWriter::create(dir, name, options(data.len(), value_size))
+        .await
+        .expect("create");
+    for (key, value) in data {
+        writer.push(*key, value).await.expect("push");
+    }
+    let footer = writer.finish().await.expect("finish");
+    assert_eq!(footer.keys, data.len() as u64);
+}
+
+fn new_dir(name: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    std::fs::create_dir_all(dir.path()).unwrap();
+    dir
+}
+
+#[test]
+fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
+    let dir = new_dir("t06-round-trip");
+    run(async {
+        for value_size in [4, 0, 64] {
+            let name = format!("ids-{value_size}");
+            let data = data(value_size as u64, 50_000, value_size);
+            write(dir.path(), &name, &data, value_size).await;
+            let run = Run::open(&dir.path().join(&name)).await.expect("open");
+            assert_eq!(run.keys(), 50_000);
+            assert_eq!(run.value_size(), value_size);
+            for (key, value) in data.iter().step_by(7) {
+                assert_eq!(run.get(*key).await.expect("get").as_ref(), Some(value));
+            }
+            let absent = self::data(1_000 + value_size as u64, 20_000, 0);
+            let mut passed = 0;
+            for key in absent.keys().filter(|key| !data.contains_key(key)) {
+                passed += usize::from(run.may_contain(*key));
+                assert_eq!(run.get(*key).await.expect("get absent"), None);
+            }
+            assert!(
+                passed < 400,
+                "{passed} of 20,000 absent keys passed the filter"
+            );
+        }
+    });
+}
+
+#[test]
+fn scans_match_the_sorted_map() {
+    let dir = new_dir("t06-scan");
+    run(async {
+        let data = data(5, 10_000, 4);
+        write(dir.path(), "scan", &data, 4).await;
+        let run = Run::open(&dir.path().join("scan")).await.expect("open");
+        let keys: Vec<u128> = data.keys().copied().collect();
+        let bounds = [
+            (0, u128::MAX),
+            (keys[100], keys[2_000]),
+            (keys[100] + 1, keys[2_000] - 1),
+            (keys[9_999], u128::MAX),
+            (0, keys[0]),
+            (keys[500], keys[500]),
+            (keys[500] + 1, keys[501] - 1),
+        ];
+        for (from, to) in bounds {
+            let mut seen = Vec::new();
+            run.scan(from, to, |key, value| {
+                seen.push((key, value.to_vec()));
+                true
+            })
+            .await
+            .expect("scan");
+            let expected: Vec<(u128, Vec<u8>)> = data
+                .range(from..=to)
+                .map(|(key, value)| (*key, value.clone()))
+                .collect();
+            assert_eq!(seen, expected, "{from}..={to}");
+        }
+        let mut first_three = 0;
+        run.scan(0, u128::MAX, |_, _| {
+            first_three += 1;
+            first_three < 3
+        })
+        .await
+        .expect("scan");
+        assert_eq!(first_three, 3, "a scan stops when told");
+    });
+}
+
+#[test]
+fn an_empty_run_holds_nothing_and_the_same_input_gives_the_same_bytes() {
+    let dir = new_dir("t06-empty");
+    run(async {
+        write(dir.path(), "empty", &BTreeMap::new(), 4).await;
+        let run = Run::open(&dir.path().join("empty")).await.expect("open");
+        assert_eq!(run.keys(), 0);
+        assert_eq!(run.get(0).await.expect("get"), None);
+        run.scan(0, u128::MAX, |_, _| panic!("an entry in an empty run"))
+            .await
+            .expect("scan");
+        let data = data(9, 3_000, 4);
+        write(dir.path(), "one", &data, 4).await;
+        write(dir.path(), "two", &data, 4).await;
+    });
+    let one = std::fs::read(dir.path().join("one")).unwrap();
+    let two = std::fs::read(dir.path().join("two")).unwrap();
+    assert_eq!(one, two, "runs are deterministic");
+}
+
+#[test]
+fn a_run_not_finished_is_not_there_and_its_leftover_is_replaced() {
+    let dir = new_dir("t06-unfinished");
+    run(async {
+        let data = data(3, 1_000, 4);
+        let mut writer = RunWriter::create(dir.path(), "ids", options(1_000, 4))
+            .await
+            .expect("create");
+        for (key, value) in data.iter().take(600) {
+            writer.push(*key, value).await.expect("push");
+        }
+        drop(writer);
+        assert!(!dir.path().join("ids").exists(), "no run under its name");
+        assert!(dir.path().join("ids.tmp").exists());
+        write(dir.path(), "ids", &data, 4).await;
+        assert!(!dir.path().join("ids.tmp").exists());
+        let run = Run::open(&dir.path().join("ids")).await.expect("open");
+        assert_eq!(run.keys(), 1_000);
+    });
+}
+
+/// Opens `name` after `damage` changed its bytes, and looks up every key.
+fn after_damage(dir: &Path, name: &str, damage: impl FnOnce(&mut Vec<u8>)) -> StorageError {
+    let path = dir.join(name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    damage(&mut bytes);
+    let damaged = dir.join(format!("{name}-damaged"));
+    std::fs::write(&damaged, &bytes).unwrap();
+    let data = data(11, 2_000, 4);
+    let found: Result<(), StorageError> = run(async {
+        let run = Run::open(&damaged).await?;
+        for key in data.keys() {
+            run.get(*key).await?;
+        }
+        Ok(())
+    });
+    found.expect_err("damage went unnoticed")
+}
+
+fn offset_of(error: &StorageError) -> u64 {
+    match error {
+        StorageError::Corrupt { offset, .. } => *offset,
+        other => panic!("expected corruption, got {other}"),
+    }
+}
+
+#[test]
+fn damage_anywhere_is_corruption_at_its_place() {
+    let dir = new_dir("t06-damage");
+    run(async { write(dir.path(), "ids", &data(11, 2_000, 4), 4).await });
+    let size = std::fs::metadata(dir.path().join("ids")).unwrap().len() as usize;
+    // 2,000 keys at 204 a block: 10 data blocks, then the index, the filter and the footer.
+    assert_eq!(size, (10 + 1 + 1 + 1) * 4096);
+    let in_block = after_damage(dir.path(), "ids", |bytes| bytes[3 * 4096 + 100] ^= 1);
+    assert_eq!(offset_of(&in_block), 3 * 4096);
+    let moved = after_damage(dir.path(), "ids", |bytes| {
+        let first = bytes[..4096].to_vec();
+        bytes[4096..8192].copy_from_slice(&first);
+    });
+    assert_eq!(offset_of(&moved), 4096);
+    assert!(moved.to_string().contains("wrong place"), "{moved}");
+    let index = after_damage(dir.path(), "ids", |bytes| bytes[10 * 4096 + 5] ^= 1);
+    assert_eq!(offset_of(&index), 10 * 4096);
+    let filter = after_damage(dir.path(), "ids", |bytes| bytes[11 * 4096 + 5] ^= 1);
+    assert_eq!(offset_of(&filter), 11 * 4096);
+    let footer = after_damage(dir.path(), "ids", |bytes| bytes[12 * 4096 + 20] ^= 1);
+    assert_eq!(offset_of(&footer), 12 * 4096);
+    let cut = after_damage(dir.path(), "ids", |bytes| bytes.truncate(size - 4096));
+    assert!(matches!(cut, StorageError::Corrupt { .. }), "{cut}");
+    let torn = after_damage(dir.path(), "ids", |bytes| bytes.truncate(size - 100));
+    assert!(matches!(torn, StorageError::Corrupt { .. }), "{torn}");
+    let empty = after_damage(dir.path(), "ids", Vec::clear);
+    assert!(matches!(empty, StorageError::Corrupt { .. }), "{empty}");
+}
+
+#[test]
+#[should_panic(expected = "run keys must ascend")]
+fn keys_out_of_order_are_a_bug() {
+    let dir = new_dir("t06-order");
+    run(async {
+        let mut writer = RunWriter::create(dir.path(), "ids", options(2, 4))
+            .await
+            .expect("create");
+        writer.push(5, &[0; 4]).await.expect("push");
+        writer.push(5, &[0; 4]).await.expect("push");
+    });
+}
