@@ -59,6 +59,7 @@ impl Ledger {
             PendingStatus::Pending
         );
         self.transfer_status[position as usize] = PendingStatus::Expired;
+        self.status_changes.record(position);
 
         let debit = self
             .account_positions

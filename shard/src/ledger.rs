@@ -117,6 +117,9 @@ pub struct Ledger {
     pub(crate) homes: IdHomes,
     /// This partition's part in transactions across partitions (`intents`).
     pub(crate) intents: crate::intents::IntentState,
+    /// Transfers whose status changed since the last durable checkpoint (not state: a
+    /// checkpoint's bookkeeping).
+    pub(crate) status_changes: crate::checkpoint::StatusChanges,
 }
 
 impl Ledger {
@@ -146,6 +149,7 @@ impl Ledger {
             foreign: Default::default(),
             homes: IdHomes::new(config.partition, config.partitions, config.hash_seed),
             intents: Default::default(),
+            status_changes: Default::default(),
         }
     }
 

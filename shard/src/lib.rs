@@ -33,6 +33,7 @@
 
 pub mod batch_home;
 mod changes;
+pub mod checkpoint;
 mod client_requests;
 mod command;
 mod create;
@@ -65,6 +66,10 @@ mod validate;
 #[doc = include_str!("../../README.md")]
 struct ReadmeExample;
 
+pub use checkpoint::{
+    CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace, KeyspaceIncrement,
+    CHECKPOINT_FORMAT_VERSION,
+};
 pub use client_requests::seal_reply;
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use foreign_requests::{ForeignAnswer, ForeignRequests, StagedReply, FOREIGN_REQUESTS_MAX};

@@ -127,6 +127,7 @@ impl Ledger {
             self.undo_expiry_removed((expires_at, r.pending_position));
         }
         self.undo_transfer_status(r.pending_position);
+        self.status_changes.record(r.pending_position);
         self.transfer_status[r.pending_position as usize] = if r.post {
             PendingStatus::Posted
         } else {

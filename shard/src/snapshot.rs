@@ -130,18 +130,7 @@ impl Ledger {
             out.extend_from_slice(chunk.as_bytes());
         }
         out.extend(self.transfer_status.iter().map(|s| *s as u8));
-        let failed: BTreeSet<u128> = self.failed_transfer_ids.iter().copied().collect();
-        put_u64(out, failed.len() as u64);
-        for id in failed {
-            out.extend_from_slice(&id.to_le_bytes());
-        }
-        for expiries in [&self.expiries, &self.cross_expiries] {
-            put_u64(out, expiries.len() as u64);
-            for (expires_at, position) in expiries {
-                put_u64(out, *expires_at);
-                out.extend_from_slice(&position.to_le_bytes());
-            }
-        }
+        self.encode_failed_and_expiries(out);
         let history: Vec<usize> = (0..self.accounts.len())
             .filter(|a| !self.account_history[*a].is_empty())
             .collect();
@@ -155,6 +144,29 @@ impl Ledger {
         for chunk in self.changes.entries.chunks() {
             out.extend_from_slice(chunk.as_bytes());
         }
+        self.encode_tail(out);
+    }
+
+    /// The failed transfer ids (ascending), then the expiries and the cross expiries.
+    pub(crate) fn encode_failed_and_expiries(&self, out: &mut Vec<u8>) {
+        let put_u64 = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_le_bytes());
+        let failed: BTreeSet<u128> = self.failed_transfer_ids.iter().copied().collect();
+        put_u64(out, failed.len() as u64);
+        for id in failed {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        for expiries in [&self.expiries, &self.cross_expiries] {
+            put_u64(out, expiries.len() as u64);
+            for (expires_at, position) in expiries {
+                put_u64(out, *expires_at);
+                out.extend_from_slice(&position.to_le_bytes());
+            }
+        }
+    }
+
+    /// What follows the tables: sessions, transactions, the id directory, foreign requests
+    /// and intents.
+    pub(crate) fn encode_tail(&self, out: &mut Vec<u8>) {
         self.sessions.snapshot(out);
         self.txns.encode(out);
         self.homes.encode(out);
@@ -180,17 +192,7 @@ impl Ledger {
             .map(|b| PendingStatus::from_u8(*b))
             .collect::<Option<Vec<_>>>()
             .ok_or(reader.malformed("unknown two-phase status"))?;
-        for _ in 0..reader.count(16)? {
-            ledger.failed_transfer_ids.insert(reader.u128()?);
-        }
-        for _ in 0..reader.count(12)? {
-            let key = (reader.u64()?, reader.u32()?);
-            ledger.expiries.insert(key);
-        }
-        for _ in 0..reader.count(12)? {
-            let key = (reader.u64()?, reader.u32()?);
-            ledger.cross_expiries.insert(key);
-        }
+        ledger.decode_failed_and_expiries(&mut reader)?;
         ledger.rebuild_indexes()?;
         for _ in 0..reader.count(12)? {
             let account = reader.u32()? as usize;
@@ -207,41 +209,7 @@ impl Ledger {
             entries,
             sequence_next,
         };
-        let (sessions, used) =
-            Sessions::restore(&body[reader.offset..]).map_err(|error| match error {
-                SnapshotError::Malformed { offset, what } => SnapshotError::Malformed {
-                    offset: reader.offset + offset,
-                    what,
-                },
-                other => other,
-            })?;
-        ledger.sessions = sessions;
-        reader.offset += used;
-        let (txns, read) = crate::txn::TxnState::decode(&body[reader.offset..])
-            .map_err(|what| reader.malformed(what))?;
-        ledger.txns = txns;
-        reader.offset += read;
-        if version >= 4 {
-            let read = (ledger.homes.decode(&body[reader.offset..], version >= 6))
-                .map_err(|what| reader.malformed(what))?;
-            reader.offset += read;
-        }
-        if version >= 5 {
-            let (foreign, read) = crate::foreign_requests::ForeignRequests::decode(
-                &body[reader.offset..],
-                version >= 7,
-            )
-            .map_err(|what| reader.malformed(what))?;
-            ledger.foreign = foreign;
-            reader.offset += read;
-        }
-        if version >= 8 {
-            let (intents, read) =
-                crate::intents::IntentState::decode(&body[reader.offset..], version >= 9)
-                    .map_err(|what| reader.malformed(what))?;
-            ledger.intents = intents;
-            reader.offset += read;
-        }
+        ledger.decode_tail(&mut reader, version)?;
         if reader.offset != body.len() {
             return Err(reader.malformed("trailing bytes"));
         }
@@ -249,8 +217,72 @@ impl Ledger {
         Ok(ledger)
     }
 
+    pub(crate) fn decode_failed_and_expiries(
+        &mut self,
+        reader: &mut Reader,
+    ) -> Result<(), SnapshotError> {
+        for _ in 0..reader.count(16)? {
+            self.failed_transfer_ids.insert(reader.u128()?);
+        }
+        for _ in 0..reader.count(12)? {
+            let key = (reader.u64()?, reader.u32()?);
+            self.expiries.insert(key);
+        }
+        for _ in 0..reader.count(12)? {
+            let key = (reader.u64()?, reader.u32()?);
+            self.cross_expiries.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Reads what `encode_tail` wrote, as snapshot format `version` wrote it.
+    pub(crate) fn decode_tail(
+        &mut self,
+        reader: &mut Reader,
+        version: u32,
+    ) -> Result<(), SnapshotError> {
+        let (sessions, used) =
+            Sessions::restore(&reader.bytes[reader.offset..]).map_err(|error| match error {
+                SnapshotError::Malformed { offset, what } => SnapshotError::Malformed {
+                    offset: reader.offset + offset,
+                    what,
+                },
+                other => other,
+            })?;
+        self.sessions = sessions;
+        reader.offset += used;
+        let (txns, read) = crate::txn::TxnState::decode(&reader.bytes[reader.offset..])
+            .map_err(|what| reader.malformed(what))?;
+        self.txns = txns;
+        reader.offset += read;
+        if version >= 4 {
+            let read = (self
+                .homes
+                .decode(&reader.bytes[reader.offset..], version >= 6))
+            .map_err(|what| reader.malformed(what))?;
+            reader.offset += read;
+        }
+        if version >= 5 {
+            let (foreign, read) = crate::foreign_requests::ForeignRequests::decode(
+                &reader.bytes[reader.offset..],
+                version >= 7,
+            )
+            .map_err(|what| reader.malformed(what))?;
+            self.foreign = foreign;
+            reader.offset += read;
+        }
+        if version >= 8 {
+            let (intents, read) =
+                crate::intents::IntentState::decode(&reader.bytes[reader.offset..], version >= 9)
+                    .map_err(|what| reader.malformed(what))?;
+            self.intents = intents;
+            reader.offset += read;
+        }
+        Ok(())
+    }
+
     /// Rebuilds the id indexes and per-account transfer lists from the tables.
-    fn rebuild_indexes(&mut self) -> Result<(), SnapshotError> {
+    pub(crate) fn rebuild_indexes(&mut self) -> Result<(), SnapshotError> {
         let inconsistent = |what: &str| SnapshotError::Inconsistent(what.to_string());
         self.account_transfers = vec![Vec::new(); self.accounts.len()];
         self.account_history = vec![Vec::new(); self.accounts.len()];
@@ -314,20 +346,24 @@ fn snapshot_body(bytes: &[u8]) -> Result<(u32, &[u8]), SnapshotError> {
 }
 
 /// Reads a snapshot body front to back; every read is bounds-checked.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) offset: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn malformed(&self, what: &'static str) -> SnapshotError {
+    pub(crate) fn malformed(&self, what: &'static str) -> SnapshotError {
         SnapshotError::Malformed {
             offset: self.offset,
             what,
         }
     }
 
-    fn take(&mut self, size: usize, what: &'static str) -> Result<&'a [u8], SnapshotError> {
+    pub(crate) fn take(
+        &mut self,
+        size: usize,
+        what: &'static str,
+    ) -> Result<&'a [u8], SnapshotError> {
         let end = self
             .offset
             .checked_add(size)
@@ -338,23 +374,23 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
-    fn u32(&mut self) -> Result<u32, SnapshotError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, SnapshotError> {
         let bytes = self.take(4, "truncated u32")?;
         Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
     }
 
-    fn u64(&mut self) -> Result<u64, SnapshotError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, SnapshotError> {
         let bytes = self.take(8, "truncated u64")?;
         Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
     }
 
-    fn u128(&mut self) -> Result<u128, SnapshotError> {
+    pub(crate) fn u128(&mut self) -> Result<u128, SnapshotError> {
         let bytes = self.take(16, "truncated u128")?;
         Ok(u128::from_le_bytes(bytes.try_into().expect("16 bytes")))
     }
 
     /// A count of items of `item_size` bytes each, checked against the bytes left.
-    fn count(&mut self, item_size: usize) -> Result<usize, SnapshotError> {
+    pub(crate) fn count(&mut self, item_size: usize) -> Result<usize, SnapshotError> {
         let count = self.u64()?;
         let left = (self.bytes.len() - self.offset) as u64;
         if count
@@ -367,7 +403,9 @@ impl<'a> Reader<'a> {
     }
 
     /// A count, then that many fixed-size records.
-    fn records<T: FromBytes + IntoBytes + Copy>(&mut self) -> Result<Vec<T>, SnapshotError> {
+    pub(crate) fn records<T: FromBytes + IntoBytes + Copy>(
+        &mut self,
+    ) -> Result<Vec<T>, SnapshotError> {
         let count = self.count(size_of::<T>())?;
         let bytes = self.take(count * size_of::<T>(), "truncated records")?;
         let mut records = T::new_vec_zeroed(count).map_err(|_| self.malformed("too many"))?;
@@ -376,7 +414,9 @@ impl<'a> Reader<'a> {
     }
 
     /// As `records`, into a table (without a second copy of them all on the way).
-    fn table<T: FromBytes + IntoBytes + Copy>(&mut self) -> Result<Table<T>, SnapshotError> {
+    pub(crate) fn table<T: FromBytes + IntoBytes + Copy>(
+        &mut self,
+    ) -> Result<Table<T>, SnapshotError> {
         let count = self.count(size_of::<T>())?;
         let bytes = self.take(count * size_of::<T>(), "truncated records")?;
         let mut table = Table::new();

@@ -482,6 +482,7 @@ impl Ledger {
                 PendingStatus::Posted | PendingStatus::Voided | PendingStatus::Expired
             ));
             *old = status;
+            self.status_changes.record(position);
             let transfer = &self.transfers[position as usize];
             if let Some(expires_at) = crate::expiry::expires_at(transfer) {
                 self.expiries.remove(&(expires_at, position));

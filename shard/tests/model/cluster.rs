@@ -32,6 +32,7 @@ use kassa_shard::{
     ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
     Placement, PlacementKind, Reply, Scratch,
 };
+use kassa_shard::{CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace};
 use kassa_wire::header::{HeaderLayout, Release};
 use kassa_wire::multi_batch::{encode_to_vec, MultiBatch};
 use kassa_wire::{
@@ -153,6 +154,30 @@ pub struct Cluster {
     /// Every decision a home's log applied (the home's records forget them once every
     /// participant resolved them).
     home_decisions: std::collections::BTreeMap<TxnId, kassa_shard::parallel_commit::Outcome>,
+    /// Per partition, the checkpoints taken so far and the cut of the last one.
+    checkpoints: Vec<(CheckpointCut, Vec<CheckpointIncrement>)>,
+    /// Restores so far: every other one is from the checkpoints, the others from snapshots.
+    restores: u64,
+}
+
+/// A ledger from the runs of `increments`, in order, and the last one's hot state.
+fn restore_checkpoints(
+    config: LedgerConfig,
+    increments: &[CheckpointIncrement],
+) -> Result<Ledger, kassa_shard::SnapshotError> {
+    let hot = &increments.last().expect("a checkpoint").hot;
+    let mut restore = CheckpointRestore::new(config, hot)?;
+    for keyspace in Keyspace::ALL {
+        for increment in increments {
+            let runs = increment.keyspaces.iter();
+            for run in runs.filter(|run| run.keyspace == keyspace) {
+                for (at, key) in run.keys.iter().enumerate() {
+                    restore.push(keyspace, *key, run.value(at))?;
+                }
+            }
+        }
+    }
+    restore.finish().map(|(ledger, _)| ledger)
 }
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
@@ -188,6 +213,8 @@ impl Cluster {
             share_runs: 0,
             share_txns: 0,
             home_decisions: Default::default(),
+            checkpoints: vec![Default::default(); count as usize],
+            restores: 0,
         }
     }
 
@@ -822,6 +849,7 @@ impl Cluster {
             self.partitions[index].participant().intent(txn)
         );
         self.partitions[index] = restored;
+        self.restarted_from_snapshot(index);
     }
 
     /// Applies a decided transaction's effects on `partition`, then again as a redelivery,
@@ -873,6 +901,7 @@ impl Cluster {
         let config = config(decider, self.count, self.hash_seed, self.placement);
         let restored = Ledger::restore(config, &bytes);
         self.partitions[decider as usize] = restored.expect("the decider restores");
+        self.restarted_from_snapshot(decider as usize);
         // What a restart would redeliver is exactly what the coordinator delivers.
         let undelivered = self.partitions[decider as usize].undelivered_decisions();
         if shares.is_empty() {
@@ -890,14 +919,41 @@ impl Cluster {
             .is_empty());
     }
 
-    /// Snapshots every partition and continues on the restored copies (restore checks them).
+    /// A partition restored from a whole snapshot starts a new chain of checkpoints: its
+    /// first is full, as a node's after it installs a snapshot.
+    fn restarted_from_snapshot(&mut self, index: usize) {
+        self.checkpoints[index] = Default::default();
+    }
+
+    /// Snapshots and checkpoints every partition and continues on the restored copies
+    /// (restore checks them): every other time restored from the chain of checkpoints taken
+    /// so far, the other times from the snapshot. Either must give the snapshot's bytes.
     pub fn snapshot_restore(&mut self, hash_seed: u64) {
         let mut bytes = Vec::new();
+        self.restores += 1;
+        let from_checkpoints = self.restores % 2 == 0;
         for (p, ledger) in self.partitions.iter_mut().enumerate() {
+            let (durable, increments) = &mut self.checkpoints[p];
+            let increment = ledger.checkpoint(*durable);
+            ledger.checkpoint_durable(increment.cut);
+            increments.push(increment);
             ledger.snapshot(&mut bytes);
             let config = config(p as u32, self.count, hash_seed, self.placement);
-            let restored = Ledger::restore(config, &bytes);
+            let restored = if from_checkpoints {
+                restore_checkpoints(config, increments)
+            } else {
+                Ledger::restore(config, &bytes)
+            };
             *ledger = restored.unwrap_or_else(|e| panic!("partition {p}: restore: {e}"));
+            let mut again = Vec::new();
+            ledger.snapshot(&mut again);
+            assert!(again == bytes, "partition {p}: the restored ledger differs");
+            // The restored ledger starts a new list of status changes.
+            let last = increments.last().expect("taken").cut;
+            *durable = CheckpointCut {
+                status_changes: 0,
+                ..last
+            };
         }
     }
 

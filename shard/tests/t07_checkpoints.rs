@@ -1,0 +1,224 @@
+//! Checkpoints: a ledger restored from a chain of increments (each checkpoint's keyspaces since
+//! the previous durable one, plus the last hot state) is byte for byte the ledger that took
+//! them, through pending transfers posted, voided and expired across checkpoints, history
+//! accounts, released change events and a checkpoint that never became durable. A missing or
+//! misordered run, or a damaged hot state, is refused.
+
+mod common;
+
+use common::*;
+use kassa_shard::{
+    CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace, Ledger, LedgerConfig,
+    SnapshotError,
+};
+use kassa_wire::{AccountFlags, Transfer, TransferFlags};
+
+const ACCOUNTS: u128 = 8;
+
+fn accounts(ledger: &mut Ledger) {
+    let accounts: Vec<_> = (1..=ACCOUNTS)
+        .map(|id| {
+            let account = account(id, LEDGER, CODE);
+            if id % 3 == 0 {
+                account.with(AccountFlags::HISTORY)
+            } else {
+                account
+            }
+        })
+        .collect();
+    setup_accounts(ledger, 1_000, &accounts);
+}
+
+/// Step `step`'s transfers: single-phase ones, pending ones (some with a timeout), posts and
+/// voids of the previous step's pending ones, and one that fails (an id used before).
+fn step_transfers(step: u128) -> Vec<Transfer> {
+    let base = 1_000 * (step + 1);
+    let mut events = Vec::new();
+    for at in 0..20 {
+        let debit = 1 + (step + at) % ACCOUNTS;
+        let credit = 1 + (step + at + 1 + at % 3) % ACCOUNTS;
+        let mut t = transfer(base + at, debit, credit, 1 + at, LEDGER, CODE);
+        if at % 4 == 0 {
+            t = pending(base + at, debit, credit, 5 + at, (at % 8) as u32);
+        }
+        events.push(t);
+    }
+    if step > 0 {
+        let before = 1_000 * step;
+        events.push(post(base + 100, before, 3));
+        events.push(void(base + 101, before + 4));
+        events.push(transfer(before + 1, 1, 2, 1, LEDGER, CODE));
+    }
+    events
+}
+
+/// Runs the steps, taking a checkpoint after each; returns the increments and each one's
+/// snapshot of the ledger at that moment. Checkpoints listed in `never_durable` are taken
+/// but not made durable, so the next one starts from the same cut.
+fn run_steps(steps: u128, never_durable: &[u128]) -> (Vec<CheckpointIncrement>, Vec<Vec<u8>>) {
+    let mut ledger = new_ledger();
+    accounts(&mut ledger);
+    let mut durable = CheckpointCut::default();
+    let (mut increments, mut snapshots) = (Vec::new(), Vec::new());
+    for step in 0..steps {
+        let now = 10 * NS * (step as u64 + 1);
+        create_transfers(&mut ledger, now, &step_transfers(step));
+        ledger.expire_pending_transfers(now + 3 * NS);
+        if step % 3 == 2 {
+            ledger.release_change_events(ledger.change_sequence_first() + 25);
+        }
+        let increment = ledger.checkpoint(durable);
+        if !never_durable.contains(&step) {
+            ledger.checkpoint_durable(increment.cut);
+            durable = increment.cut;
+        }
+        increments.push(increment);
+        snapshots.push(snapshot_of(&ledger));
+    }
+    assert_balanced(&ledger);
+    (increments, snapshots)
+}
+
+/// Restores from the runs of `increments` (in order) and the last one's hot state.
+fn restore(increments: &[&CheckpointIncrement]) -> Result<Ledger, SnapshotError> {
+    let last = increments.last().expect("an increment");
+    let mut restore = CheckpointRestore::new(LedgerConfig::default(), &last.hot)?;
+    for keyspace in Keyspace::ALL {
+        for increment in increments {
+            let runs = increment.keyspaces.iter();
+            for run in runs.filter(|run| run.keyspace == keyspace) {
+                for (at, key) in run.keys.iter().enumerate() {
+                    restore.push(keyspace, *key, run.value(at))?;
+                }
+            }
+        }
+    }
+    let (ledger, cut) = restore.finish()?;
+    assert_eq!(cut.transfers, last.cut.transfers);
+    assert_eq!(cut.change_sequence, last.cut.change_sequence);
+    Ok(ledger)
+}
+
+#[test]
+fn a_chain_of_increments_restores_the_ledger_byte_for_byte() {
+    let (increments, snapshots) = run_steps(12, &[]);
+    for end in 1..=increments.len() {
+        let chain: Vec<_> = increments[..end].iter().collect();
+        let restored = restore(&chain).expect("restore");
+        assert_eq!(snapshot_of(&restored), snapshots[end - 1], "after {end}");
+    }
+    let statuses = increments.iter().flat_map(|i| &i.keyspaces);
+    let statuses = statuses.filter(|run| run.keyspace == Keyspace::Statuses);
+    assert!(
+        statuses.map(|run| run.keys.len()).sum::<usize>() > 30,
+        "pending, posted, voided and expired statuses were written"
+    );
+    let history = increments[5].keyspaces.iter();
+    assert!(history
+        .filter(|run| run.keyspace == Keyspace::History)
+        .all(|run| !run.keys.is_empty()));
+}
+
+#[test]
+fn increments_hold_only_what_is_new() {
+    let (increments, _) = run_steps(4, &[]);
+    for pair in increments.windows(2) {
+        let transfers = &pair[1].keyspaces[0];
+        assert_eq!(transfers.keyspace, Keyspace::Transfers);
+        let first = *transfers.keys.first().expect("new transfers");
+        assert_eq!(first, u128::from(pair[0].cut.transfers));
+        assert_eq!(
+            transfers.keys.len() as u32,
+            pair[1].cut.transfers - pair[0].cut.transfers
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_that_never_became_durable_is_covered_by_the_next() {
+    let (increments, snapshots) = run_steps(6, &[2, 3]);
+    // Checkpoints 2 and 3 were lost (a crash, a full disk): 4 starts from 1's cut.
+    let chain = [
+        &increments[0],
+        &increments[1],
+        &increments[4],
+        &increments[5],
+    ];
+    let restored = restore(&chain).expect("restore");
+    assert_eq!(snapshot_of(&restored), snapshots[5]);
+    assert_eq!(
+        increments[4].keyspaces[0].keys[0],
+        u128::from(increments[1].cut.transfers)
+    );
+}
+
+#[test]
+fn missing_or_misordered_runs_and_damaged_hot_states_are_refused() {
+    let (increments, _) = run_steps(4, &[]);
+    let all: Vec<_> = increments.iter().collect();
+    let mut missing = all.clone();
+    missing.remove(1);
+    assert!(matches!(
+        restore(&missing),
+        Err(SnapshotError::Inconsistent(_))
+    ));
+
+    let mut out_of_order =
+        CheckpointRestore::new(LedgerConfig::default(), &increments[3].hot).expect("hot");
+    for increment in &increments {
+        let transfers = &increment.keyspaces[0];
+        for (at, key) in transfers.keys.iter().enumerate() {
+            out_of_order
+                .push(Keyspace::Transfers, *key, transfers.value(at))
+                .expect("transfers in order");
+        }
+    }
+    let statuses = &increments[0].keyspaces[1];
+    out_of_order
+        .push(Keyspace::Statuses, statuses.keys[0], statuses.value(0))
+        .expect("statuses after transfers");
+    let transfers = &increments[0].keyspaces[0];
+    let late = out_of_order.push(Keyspace::Transfers, transfers.keys[0], transfers.value(0));
+    assert!(matches!(late, Err(SnapshotError::Inconsistent(_))));
+
+    let mut hot = increments[3].hot.clone();
+    hot[0] ^= 1;
+    assert!(matches!(
+        CheckpointRestore::new(LedgerConfig::default(), &hot),
+        Err(SnapshotError::BadMagic)
+    ));
+    let cut = increments[3].hot.len() - 3;
+    assert!(matches!(
+        CheckpointRestore::new(LedgerConfig::default(), &increments[3].hot[..cut]),
+        Err(SnapshotError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn a_linked_chain_that_fails_leaves_no_status_behind() {
+    let mut ledger = new_ledger();
+    accounts(&mut ledger);
+    create_transfers(&mut ledger, 10 * NS, &[pending(500, 1, 2, 10, 0)]);
+    let first = ledger.checkpoint(CheckpointCut::default());
+    ledger.checkpoint_durable(first.cut);
+    // A post inside a chain that fails: the status change is undone.
+    let chain = [
+        post(501, 500, 10).with(TransferFlags::LINKED),
+        transfer(502, 1, 1, 1, LEDGER, CODE),
+    ];
+    create_transfers(&mut ledger, 20 * NS, &chain);
+    // A pending transfer made and posted inside a chain that fails: both are taken back.
+    let chain = [
+        pending(600, 1, 2, 10, 0).with(TransferFlags::LINKED),
+        post(601, 600, 10).with(TransferFlags::LINKED),
+        transfer(602, 1, 1, 1, LEDGER, CODE),
+    ];
+    create_transfers(&mut ledger, 30 * NS, &chain);
+    let second = ledger.checkpoint(first.cut);
+    let restored = restore(&[&first, &second]).expect("restore");
+    assert_eq!(snapshot_of(&restored), snapshot_of(&ledger));
+    assert_eq!(
+        status_of(&restored, 500),
+        kassa_shard::PendingStatus::Pending
+    );
+}
