@@ -115,8 +115,8 @@ fn a_flipped_byte_mid_segment_is_refused_naming_the_file() {
 }
 
 #[test]
-fn a_missing_snapshot_next_to_a_purged_log_is_refused() {
-    let dir = TempDir::new("no-snapshot");
+fn a_missing_checkpoint_next_to_a_purged_log_is_refused() {
+    let dir = TempDir::new("no-checkpoint");
     let node = Node::try_start(&dir.0, &["--snapshot-entries", "5"]).expect("start");
     let setup = format!("[{},{}]", account_json(1, 1, &[]), account_json(2, 1, &[]));
     assert_eq!(node.post("/v1/accounts", &setup).0, 200);
@@ -128,19 +128,19 @@ fn a_missing_snapshot_next_to_a_purged_log_is_refused() {
         assert_eq!(results(&reply), ["created"]);
     }
     assert!(node.stop().success());
-    // Accounts 1 and 2 live in some partitions: remove the snapshot of any that took one.
+    // Accounts 1 and 2 live in some partitions: remove the checkpoint of any that took one.
     let partitions = std::fs::read_dir(dir.0.join("partitions")).expect("partitions");
-    let snapshot = partitions
-        .map(|entry| entry.expect("entry").path().join("snapshot"))
-        .find(|snapshot| snapshot.exists())
-        .expect("a partition took a snapshot");
-    std::fs::remove_file(&snapshot).expect("remove the snapshot");
+    let checkpoint = partitions
+        .map(|entry| entry.expect("entry").path().join("checkpoint"))
+        .find(|checkpoint| checkpoint.exists())
+        .expect("a partition took a checkpoint");
+    std::fs::remove_file(&checkpoint).expect("remove the checkpoint");
 
     let error = Node::try_start(&dir.0, &[])
         .err()
         .expect("the node must refuse to start");
     assert!(
-        error.contains("snapshot file is missing or older than the purge"),
+        error.contains("checkpoint file is missing or older than the purge"),
         "{error}"
     );
 }

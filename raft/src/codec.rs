@@ -17,6 +17,10 @@
 //! purged file:  "KPUR" | version u32 | log id
 //! snapshot file:"KSNP" | version u32 | last log id | membership log id | membership
 //!               | ledger size u64 | ledger snapshot bytes
+//! checkpoint:   "KCKP" | version u32 | number u64 | last log id | membership log id
+//!               | membership | cut: transfers u64, change sequence u64
+//!               | runs u32, per run: keyspace u8, number u64, keys u64, first key u128,
+//!               last key u128 | hot state size u64 | hot state bytes
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +30,7 @@ use openraft::entry::RaftEntry;
 use openraft::vote::RaftLeaderId;
 use openraft::EmptyNode;
 
+use crate::checkpoint::{CheckpointHead, RunEntry};
 use crate::types::{
     log_id, CommandBytes, Entry, LeaderId, LogId, Membership, Payload, SnapshotMeta,
     StoredMembership, Vote, ENTRY_KIND_BLANK, ENTRY_KIND_MEMBERSHIP, ENTRY_KIND_NORMAL,
@@ -35,6 +40,9 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 const MAGIC_VOTE: [u8; 4] = *b"KVOT";
 const MAGIC_PURGED: [u8; 4] = *b"KPUR";
 const MAGIC_SNAPSHOT: [u8; 4] = *b"KSNP";
+const MAGIC_CHECKPOINT: [u8; 4] = *b"KCKP";
+/// Most runs a checkpoint names.
+pub(crate) const CHECKPOINT_RUNS_MAX: usize = 1 << 20;
 
 /// Most configs in a membership: two while a joint-consensus change is under way.
 pub(crate) const MEMBERSHIP_CONFIGS_MAX: usize = 2;
@@ -94,6 +102,11 @@ impl<'a> Cursor<'a> {
     fn u64(&mut self) -> Result<u64, CodecError> {
         let bytes = self.take(8)?.try_into().expect("8 bytes");
         Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn u128(&mut self) -> Result<u128, CodecError> {
+        let bytes = self.take(16)?.try_into().expect("16 bytes");
+        Ok(u128::from_le_bytes(bytes))
     }
 
     fn count(&mut self, max: usize) -> Result<usize, CodecError> {
@@ -292,45 +305,108 @@ pub(crate) fn decode_purged(bytes: &[u8]) -> Result<LogId, CodecError> {
     Ok(purged)
 }
 
-/// A snapshot file: its meta, then the ledger's snapshot bytes.
+/// A snapshot file of an earlier version: its meta, then the ledger's snapshot bytes.
+#[cfg(test)]
 pub(crate) fn encode_snapshot(meta: &SnapshotMeta, ledger: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ledger.len() + 256);
     put_header(&mut out, MAGIC_SNAPSHOT);
-    put_log_id(&mut out, meta.last_log_id.as_ref());
-    put_log_id(&mut out, meta.last_membership.log_id().as_ref());
-    put_membership(&mut out, meta.last_membership.membership());
+    put_meta(&mut out, meta);
     put_u64(&mut out, ledger.len() as u64);
     out.extend_from_slice(ledger);
     out
 }
 
-/// The size of [`encode_snapshot`]'s output, without building it.
-pub(crate) fn snapshot_size(meta: &SnapshotMeta, ledger: &[u8]) -> usize {
-    let mut head = Vec::new();
-    put_header(&mut head, MAGIC_SNAPSHOT);
-    put_log_id(&mut head, meta.last_log_id.as_ref());
-    put_log_id(&mut head, meta.last_membership.log_id().as_ref());
-    put_membership(&mut head, meta.last_membership.membership());
-    head.len() + 8 + ledger.len()
-}
-
 pub(crate) fn decode_snapshot(mut bytes: Vec<u8>) -> Result<(SnapshotMeta, Vec<u8>), CodecError> {
     let mut cursor = Cursor::new(&bytes);
     cursor.header(MAGIC_SNAPSHOT)?;
-    let last_log_id = take_log_id(&mut cursor)?;
-    let membership_log_id = take_log_id(&mut cursor)?;
-    let membership = take_membership(&mut cursor)?;
+    let meta = take_meta(&mut cursor)?;
     let ledger_size = cursor.u64()?;
     let ledger_offset = cursor.offset;
     if ledger_size != (bytes.len() - ledger_offset) as u64 {
         return Err(cursor.error("ledger size does not match the file"));
     }
-    let meta = SnapshotMeta {
-        last_log_id,
-        last_membership: StoredMembership::new(membership_log_id, membership),
-    };
     bytes.drain(..ledger_offset);
     Ok((meta, bytes))
+}
+
+fn put_meta(out: &mut Vec<u8>, meta: &SnapshotMeta) {
+    put_log_id(out, meta.last_log_id.as_ref());
+    put_log_id(out, meta.last_membership.log_id().as_ref());
+    put_membership(out, meta.last_membership.membership());
+}
+
+fn take_meta(cursor: &mut Cursor<'_>) -> Result<SnapshotMeta, CodecError> {
+    let last_log_id = take_log_id(cursor)?;
+    let membership_log_id = take_log_id(cursor)?;
+    let membership = take_membership(cursor)?;
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership: StoredMembership::new(membership_log_id, membership),
+    })
+}
+
+/// A checkpoint's manifest: what it covers, the runs it names, and the ledger's hot state.
+pub(crate) fn encode_checkpoint(head: &CheckpointHead, hot: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hot.len() + 256 + head.runs.len() * 49);
+    put_header(&mut out, MAGIC_CHECKPOINT);
+    put_u64(&mut out, head.number);
+    put_meta(&mut out, &head.meta);
+    put_u64(&mut out, u64::from(head.cut.transfers));
+    put_u64(&mut out, head.cut.change_sequence);
+    assert!(head.runs.len() <= CHECKPOINT_RUNS_MAX);
+    put_u32(&mut out, head.runs.len() as u32);
+    for run in &head.runs {
+        out.push(run.keyspace as u8);
+        put_u64(&mut out, run.number);
+        put_u64(&mut out, run.keys);
+        out.extend_from_slice(&run.first_key.to_le_bytes());
+        out.extend_from_slice(&run.last_key.to_le_bytes());
+    }
+    put_u64(&mut out, hot.len() as u64);
+    out.extend_from_slice(hot);
+    out
+}
+
+pub(crate) fn decode_checkpoint(
+    mut bytes: Vec<u8>,
+) -> Result<(CheckpointHead, Vec<u8>), CodecError> {
+    let mut cursor = Cursor::new(&bytes);
+    cursor.header(MAGIC_CHECKPOINT)?;
+    let number = cursor.u64()?;
+    let meta = take_meta(&mut cursor)?;
+    let transfers = u32::try_from(cursor.u64()?).map_err(|_| cursor.error("transfer count"))?;
+    let change_sequence = cursor.u64()?;
+    let count = cursor.count(CHECKPOINT_RUNS_MAX)?;
+    let mut runs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let keyspace = kassa_shard::Keyspace::from_u8(cursor.u8()?);
+        let keyspace = keyspace.ok_or_else(|| cursor.error("unknown keyspace"))?;
+        runs.push(RunEntry {
+            keyspace,
+            number: cursor.u64()?,
+            keys: cursor.u64()?,
+            first_key: cursor.u128()?,
+            last_key: cursor.u128()?,
+        });
+    }
+    let hot_size = cursor.u64()?;
+    let hot_offset = cursor.offset;
+    if hot_size != (bytes.len() - hot_offset) as u64 {
+        return Err(cursor.error("hot state size does not match the file"));
+    }
+    let cut = kassa_shard::CheckpointCut {
+        transfers,
+        status_changes: 0,
+        change_sequence,
+    };
+    let head = CheckpointHead {
+        number,
+        meta,
+        cut,
+        runs,
+    };
+    bytes.drain(..hot_offset);
+    Ok((head, bytes))
 }
 
 #[cfg(test)]
@@ -412,12 +488,37 @@ mod tests {
             last_membership: StoredMembership::new(Some(log_id(1, 1)), single_voter()),
         };
         let file = encode_snapshot(&meta, b"ledger");
-        assert_eq!(snapshot_size(&meta, b"ledger"), file.len());
         let (decoded, ledger) = decode_snapshot(file.clone()).expect("decodes");
-        assert_eq!((decoded, ledger.as_slice()), (meta, &b"ledger"[..]));
+        assert_eq!((decoded, ledger.as_slice()), (meta.clone(), &b"ledger"[..]));
         assert!(decode_snapshot(file[..file.len() - 1].to_vec()).is_err());
         let mut version = file;
         version[4] = 2;
         assert!(decode_snapshot(version).is_err());
+
+        let head = CheckpointHead {
+            number: 7,
+            meta,
+            cut: kassa_shard::CheckpointCut {
+                transfers: 1_000,
+                status_changes: 0,
+                change_sequence: 2_001,
+            },
+            runs: vec![RunEntry {
+                keyspace: kassa_shard::Keyspace::History,
+                number: 6,
+                keys: 40,
+                first_key: 3 << 32,
+                last_key: u128::MAX - 1,
+            }],
+        };
+        let file = encode_checkpoint(&head, b"hot state");
+        let (decoded, hot) = decode_checkpoint(file.clone()).expect("decodes");
+        assert_eq!((decoded, hot.as_slice()), (head, &b"hot state"[..]));
+        assert!(decode_checkpoint(file[..file.len() - 1].to_vec()).is_err());
+        let mut keyspace = file;
+        let at = keyspace.len() - 9 - 8 - 49;
+        assert_eq!(keyspace[at], kassa_shard::Keyspace::History as u8);
+        keyspace[at] = 9;
+        assert!(decode_checkpoint(keyspace).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `kassa-raft`: every partition is an openraft group whose log is `kassa-storage`'s
 //! [`kassa_storage::PartitionLog`], whose state machine is `kassa-shard`'s [`Ledger`] and whose
-//! snapshots are the ledger's snapshots. All openraft types stay inside this crate: the node
+//! snapshots are the ledger's checkpoints (a manifest and runs). All openraft types stay inside this crate: the node
 //! sees [`Partition`], [`Command`] and [`Reply`] only.
 //!
 //! A write is acknowledged only once its log entry is committed (fsynced on a quorum: for now
@@ -13,8 +13,9 @@
 //!   `u64` term `kassa-storage` keeps per entry; commands travel as their encoded bytes);
 //! - `log_store`: `RaftLogStorage`/`RaftLogReader` over `PartitionLog` and durable files
 //!   for the vote and the purge point;
-//! - `state_machine`: `RaftStateMachine`/`RaftSnapshotBuilder` over the ledger, snapshots in
-//!   a durable file;
+//! - `state_machine`: `RaftStateMachine`/`RaftSnapshotBuilder` over the ledger, snapshots
+//!   taken as checkpoints;
+//! - `checkpoint`: a checkpoint's files: runs per keyspace and the manifest naming them;
 //! - `codec`: the bytes of everything stored;
 //! - `partition`: [`Partition`], which opens, initializes on first open, waits until the
 //!   whole log is applied, turns writes into `client_write` calls and shuts down;
@@ -25,6 +26,7 @@
 //! opened it. Callers: the node's core threads; the tests in `tests/` (`t01_single_voter`,
 //! `t02_restart` with crashes by SIGKILL of a child process, `t03_snapshot`).
 
+mod checkpoint;
 mod codec;
 #[cfg(test)]
 mod conformance;
@@ -96,8 +98,8 @@ pub enum PartitionError {
         purged: Option<u64>,
     },
     #[error(
-        "partition {partition}: the log was purged through index {purged} but the snapshot \
-         covers only {snapshot:?}: the snapshot file is missing or older than the purge"
+        "partition {partition}: the log was purged through index {purged} but the checkpoint \
+         covers only {snapshot:?}: the checkpoint file is missing or older than the purge"
     )]
     SnapshotBehindPurge {
         partition: u32,

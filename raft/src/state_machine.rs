@@ -1,36 +1,39 @@
 //! openraft's state machine: the partition's [`Ledger`], applied entry by entry, and its
-//! snapshots in the durable file `snapshot`.
+//! checkpoints (`checkpoint.rs`; docs/storage.md).
 //!
 //! The ledger lives in an `Rc<RefCell<Ledger>>` shared with `Partition::read`; every borrow
 //! here is taken and released without an `.await` in between.
 //!
-//! The ledger is in memory only: what survives a restart is the latest snapshot plus the log
-//! after it. [`StateMachine::open`] restores that snapshot itself (so that a damaged file is a
-//! typed error, not an openraft storage error) and reports it as applied; openraft then
-//! re-applies the log after it once the leader commits it. openraft also asks for the current
-//! snapshot at every open, mostly for its meta: that answer names the file
-//! ([`SnapshotData::File`]) instead of reading it again.
+//! What survives a restart is the latest checkpoint plus the log after it.
+//! [`StateMachine::open`] restores that checkpoint itself (so that a damaged file is a typed
+//! error, not an openraft storage error) and reports it as applied; openraft then re-applies
+//! the log after it once the leader commits it. openraft also asks for the current snapshot at
+//! every open, mostly for its meta: that answer names the partition's directory
+//! ([`SnapshotData::File`]) instead of reading the checkpoint again.
 //!
-//! A snapshot is taken when openraft asks (every `snapshot_entries` entries): the ledger is
-//! serialized at once on the core (a consistent view, since applying is synchronous), and the
-//! file is written by openraft's builder task while applying goes on. The file is replaced
-//! atomically, and never by an older snapshot; only then does openraft purge the log it covers.
-//! A snapshot must fit one durable file (`DURABLE_FILE_SIZE_MAX`, 1 GiB: some 8 million
-//! transfers); past that, periodic snapshots are declined (logged as errors) and the log grows.
-//! Whether a snapshot can fit is first told from the ledger's table sizes
-//! (`Ledger::snapshot_size_at_least`), so a ledger past the limit is not copied only to be
-//! declined.
+//! A checkpoint is taken when openraft asks for a snapshot (every `snapshot_entries` entries,
+//! or 512 MiB of log): on the core, at once (a consistent view, since applying is
+//! synchronous), the ledger hands over its hot state and what its keyspaces gained since the
+//! last durable checkpoint; openraft's builder task then writes the runs and the manifest while
+//! applying goes on. Only once the manifest is durable does openraft purge the log it covers.
+//! The hot state must fit one durable file (`DURABLE_FILE_SIZE_MAX`, 1 GiB); the runs have no
+//! such limit, so the log is purged at any size of history.
+//!
+//! A partition written by an earlier version holds a whole-ledger snapshot file (`snapshot`)
+//! instead: it is restored from that, its first checkpoint is full, and the file is deleted
+//! once that checkpoint is durable.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use futures_util::{Stream, StreamExt};
-use kassa_shard::{Ledger, LedgerConfig};
+use kassa_shard::{CheckpointCut, CheckpointIncrement, Ledger, LedgerConfig};
 use kassa_storage::durable_file::{self, DURABLE_FILE_SIZE_MAX};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 
+use crate::checkpoint::{self, CheckpointError, CheckpointHead};
 use crate::codec;
 use crate::types::{
     Applied, CommandBytes, Entry, LogId, Payload, Snapshot, SnapshotData, SnapshotMeta,
@@ -38,7 +41,36 @@ use crate::types::{
 };
 use crate::PartitionError;
 
+/// The whole-ledger snapshot file of earlier versions.
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
+/// Room left in a durable file for the manifest beside the hot state.
+const HOT_STATE_MARGIN: u64 = 64 << 20;
+
+/// What the partition's directory holds durably, shared with the builders.
+#[derive(Default)]
+struct Stored {
+    /// The last durable checkpoint.
+    checkpoint: Option<CheckpointHead>,
+    /// The meta of an earlier version's snapshot file, until the first checkpoint.
+    legacy: Option<SnapshotMeta>,
+}
+
+impl Stored {
+    fn meta(&self) -> Option<&SnapshotMeta> {
+        self.checkpoint
+            .as_ref()
+            .map(|head| &head.meta)
+            .or(self.legacy.as_ref())
+    }
+
+    /// The cut the next checkpoint starts from: nothing is in runs before the first.
+    fn cut(&self) -> CheckpointCut {
+        self.checkpoint
+            .as_ref()
+            .map(|head| head.cut)
+            .unwrap_or_default()
+    }
+}
 
 /// The state machine the Raft core's worker task owns.
 pub(crate) struct StateMachine {
@@ -48,17 +80,23 @@ pub(crate) struct StateMachine {
     ledger: Rc<RefCell<Ledger>>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
-    /// The meta of the snapshot file on disk, shared with the builders.
-    saved: Rc<RefCell<Option<SnapshotMeta>>>,
+    stored: Rc<RefCell<Stored>>,
+    /// Counts the ledgers installed from snapshots: a builder taken from an earlier one
+    /// leaves the new one alone.
+    generation: Rc<Cell<u64>>,
     alive: Rc<()>,
 }
 
-/// A view of the ledger taken when openraft asked for a snapshot, and the file write to come.
+/// A checkpoint's increment, taken when openraft asked for a snapshot, and the writes to come.
 pub(crate) struct SnapshotBuilder {
     dir: PathBuf,
     meta: SnapshotMeta,
-    ledger: Vec<u8>,
-    saved: Rc<RefCell<Option<SnapshotMeta>>>,
+    since: CheckpointCut,
+    increment: CheckpointIncrement,
+    stored: Rc<RefCell<Stored>>,
+    ledger: Rc<RefCell<Ledger>>,
+    generation: Rc<Cell<u64>>,
+    taken_in: u64,
     _alive: Rc<()>,
 }
 
@@ -66,77 +104,59 @@ fn storage_error(error: kassa_storage::StorageError) -> io::Error {
     io::Error::other(error)
 }
 
-/// The last log id the saved snapshot covers.
-fn saved_last_log_id(saved: &RefCell<Option<SnapshotMeta>>) -> Option<LogId> {
-    saved.borrow().as_ref().and_then(|meta| meta.last_log_id)
+fn checkpoint_error(error: CheckpointError) -> io::Error {
+    match error {
+        CheckpointError::Storage(error) => storage_error(error),
+        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
 }
 
-/// Replaces the snapshot file with `meta` and `ledger`, unless it holds a newer one already.
-async fn save_snapshot(
+/// The ledger a directory's checkpoint holds (or its earlier version's snapshot file), with
+/// what is stored there.
+async fn load(
     dir: &Path,
-    saved: &RefCell<Option<SnapshotMeta>>,
-    meta: &SnapshotMeta,
-    ledger: &[u8],
-) -> Result<(), io::Error> {
-    if saved_last_log_id(saved) >= meta.last_log_id {
-        return Ok(());
+    config: LedgerConfig,
+) -> Result<Option<(Ledger, Stored)>, CheckpointError> {
+    if let Some((head, hot)) = checkpoint::read_manifest(dir).await? {
+        let ledger = checkpoint::restore(dir, config, &head, &hot).await?;
+        let stored = Stored {
+            checkpoint: Some(head),
+            legacy: None,
+        };
+        return Ok(Some((ledger, stored)));
     }
-    let file = codec::encode_snapshot(meta, ledger);
-    durable_file::write(dir, SNAPSHOT_FILE, &file)
-        .await
-        .map_err(storage_error)?;
-    // Another write may have finished while this one was under way: keep the newer meta.
-    if saved_last_log_id(saved) < meta.last_log_id {
-        *saved.borrow_mut() = Some(meta.clone());
-    }
-    Ok(())
-}
-
-/// The ledger bytes of a snapshot that was handed out as `meta`.
-async fn ledger_bytes(meta: &SnapshotMeta, data: SnapshotData) -> Result<Vec<u8>, io::Error> {
-    let dir = match data {
-        SnapshotData::Bytes(bytes) => return Ok(bytes),
-        SnapshotData::File(dir) => dir,
+    let Some(bytes) = durable_file::read(dir, SNAPSHOT_FILE).await? else {
+        return Ok(None);
     };
-    let file = durable_file::read(&dir, SNAPSHOT_FILE)
-        .await
-        .map_err(storage_error)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the snapshot file is gone"))?;
-    let (found, ledger) = codec::decode_snapshot(file)?;
-    if &found != meta {
-        return Err(io::Error::other(format!(
-            "the snapshot file holds {found}, not the snapshot {meta} it was handed out as"
-        )));
-    }
-    Ok(ledger)
+    let (meta, bytes) = codec::decode_snapshot(bytes)?;
+    let ledger = Ledger::restore(config, &bytes)?;
+    let stored = Stored {
+        checkpoint: None,
+        legacy: Some(meta),
+    };
+    Ok(Some((ledger, stored)))
 }
 
 impl StateMachine {
-    /// Restores the ledger from the snapshot file in `dir`, or starts an empty one.
+    /// Restores the ledger from the checkpoint in `dir`, or starts an empty one.
     pub(crate) async fn open(
         partition: u32,
         dir: &Path,
         ledger_config: LedgerConfig,
         alive: Rc<()>,
     ) -> Result<StateMachine, PartitionError> {
-        let file = durable_file::read(dir, SNAPSHOT_FILE)
+        let loaded = load(dir, ledger_config)
+            .await
+            .map_err(|error| open_error(partition, error))?;
+        let (ledger, stored) =
+            loaded.unwrap_or_else(|| (Ledger::new(ledger_config), Stored::default()));
+        let removed = checkpoint::remove_unnamed_runs(dir, stored.checkpoint.as_ref())
             .await
             .map_err(|source| PartitionError::Storage { partition, source })?;
-        let (ledger, saved) = match file {
-            None => (Ledger::new(ledger_config), None),
-            Some(bytes) => {
-                let (meta, ledger) =
-                    codec::decode_snapshot(bytes).map_err(|source| PartitionError::Damaged {
-                        partition,
-                        file: SNAPSHOT_FILE,
-                        source,
-                    })?;
-                let ledger = Ledger::restore(ledger_config, &ledger)
-                    .map_err(|source| PartitionError::Snapshot { partition, source })?;
-                (ledger, Some(meta))
-            }
-        };
-        let applied = saved.clone().unwrap_or_default();
+        if removed > 0 {
+            tracing::info!(partition, removed, "runs no checkpoint names were deleted");
+        }
+        let applied = stored.meta().cloned().unwrap_or_default();
         Ok(StateMachine {
             partition,
             dir: dir.to_path_buf(),
@@ -144,33 +164,38 @@ impl StateMachine {
             ledger: Rc::new(RefCell::new(ledger)),
             last_applied: applied.last_log_id,
             last_membership: applied.last_membership,
-            saved: Rc::new(RefCell::new(saved)),
+            stored: Rc::new(RefCell::new(stored)),
+            generation: Rc::new(Cell::new(0)),
             alive,
         })
     }
 
-    /// The ledger, shared with `Partition::read`.
     /// The last log index the restored state covers, if any.
     pub(crate) fn last_applied_index(&self) -> Option<u64> {
         self.last_applied.map(|id| id.index)
     }
 
+    /// The ledger, shared with `Partition::read`.
     pub(crate) fn ledger(&self) -> Rc<RefCell<Ledger>> {
         self.ledger.clone()
     }
 
-    /// A consistent view: the ledger is serialized here, before any further entry applies.
+    /// A consistent view: the increment is taken here, before any further entry applies.
     fn snapshot_builder(&self) -> SnapshotBuilder {
-        let mut ledger = Vec::new();
-        self.ledger.borrow().snapshot(&mut ledger);
+        let since = self.stored.borrow().cut();
+        let increment = self.ledger.borrow().checkpoint(since);
         SnapshotBuilder {
             dir: self.dir.clone(),
             meta: SnapshotMeta {
                 last_log_id: self.last_applied,
                 last_membership: self.last_membership.clone(),
             },
-            ledger,
-            saved: self.saved.clone(),
+            since,
+            increment,
+            stored: self.stored.clone(),
+            ledger: self.ledger.clone(),
+            generation: self.generation.clone(),
+            taken_in: self.generation.get(),
             _alive: self.alive.clone(),
         }
     }
@@ -202,16 +227,99 @@ impl StateMachine {
             }
         }
     }
+
+    /// Makes `ledger`, installed as of `meta`, the partition's state: a full checkpoint of it
+    /// becomes durable first, so the log openraft then purges is never needed again.
+    async fn replace_ledger(&mut self, meta: &SnapshotMeta, ledger: Ledger) -> io::Result<()> {
+        let increment = ledger.checkpoint(CheckpointCut::default());
+        let previous = self.stored.borrow().checkpoint.clone();
+        let head = checkpoint::write(&self.dir, previous.as_ref(), true, meta.clone(), &increment)
+            .await
+            .map_err(storage_error)?;
+        self.generation.set(self.generation.get() + 1);
+        let mut ledger = ledger;
+        ledger.checkpoint_durable(increment.cut);
+        *self.ledger.borrow_mut() = ledger;
+        *self.stored.borrow_mut() = Stored {
+            checkpoint: Some(head),
+            legacy: None,
+        };
+        remove_legacy_snapshot(&self.dir).await?;
+        self.last_applied = meta.last_log_id;
+        self.last_membership = meta.last_membership.clone();
+        Ok(())
+    }
+}
+
+/// What keeps a partition from opening, by what failed.
+fn open_error(partition: u32, error: CheckpointError) -> PartitionError {
+    match error {
+        CheckpointError::Storage(source) => PartitionError::Storage { partition, source },
+        CheckpointError::Manifest(source) => PartitionError::Damaged {
+            partition,
+            file: checkpoint::CHECKPOINT_FILE,
+            source,
+        },
+        CheckpointError::Ledger(source) => PartitionError::Snapshot { partition, source },
+    }
+}
+
+/// Deletes an earlier version's snapshot file once a checkpoint replaced it.
+async fn remove_legacy_snapshot(dir: &Path) -> io::Result<()> {
+    let path = dir.join(SNAPSHOT_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    kassa_storage::run::remove(&path)
+        .await
+        .map_err(storage_error)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
+    /// Writes the checkpoint, unless the ledger it was taken from was replaced meanwhile or a
+    /// newer checkpoint is durable already: the snapshot then is that newer one.
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        save_snapshot(&self.dir, &self.saved, &self.meta, &self.ledger).await?;
+        let previous = self.stored.borrow().checkpoint.clone();
+        let newer = previous
+            .as_ref()
+            .filter(|head| head.meta.last_log_id >= self.meta.last_log_id)
+            .map(|head| head.meta.clone());
+        if self.generation.get() != self.taken_in || newer.is_some() {
+            let meta = newer.or_else(|| self.stored.borrow().meta().cloned());
+            let meta = meta.unwrap_or_else(|| self.meta.clone());
+            return Ok(Snapshot {
+                meta,
+                snapshot: SnapshotData::File(self.dir.clone()),
+            });
+        }
+        assert_eq!(
+            previous.as_ref().map(|head| head.cut).unwrap_or_default(),
+            self.since,
+            "openraft builds one snapshot at a time"
+        );
+        let head = checkpoint::write(
+            &self.dir,
+            previous.as_ref(),
+            false,
+            self.meta.clone(),
+            &self.increment,
+        )
+        .await
+        .map_err(storage_error)?;
+        self.stored.borrow_mut().checkpoint = Some(head);
+        if self.generation.get() == self.taken_in {
+            self.ledger
+                .borrow_mut()
+                .checkpoint_durable(self.increment.cut);
+        }
+        if self.stored.borrow_mut().legacy.take().is_some() {
+            remove_legacy_snapshot(&self.dir).await?;
+        }
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: SnapshotData::Bytes(std::mem::take(&mut self.ledger)),
+            snapshot: SnapshotData::File(self.dir.clone()),
         })
     }
 }
@@ -238,56 +346,159 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    /// Declines a periodic snapshot the snapshot file could not hold: the partition goes on
-    /// serving, on a log that is no longer purged, instead of stopping on a failed write.
-    /// The ledger's large tables tell first whether it can fit: one that cannot is declined
-    /// without being copied (gigabytes, on the partition's core).
+    /// Declines a periodic checkpoint whose hot state a durable file could not hold: the
+    /// partition goes on serving, on a log that is no longer purged, instead of stopping on a
+    /// failed write.
     async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<SnapshotBuilder> {
-        let partition = self.partition;
-        let fits = |size: u64| {
-            let fits = force || size <= DURABLE_FILE_SIZE_MAX;
-            if !fits {
-                tracing::error!(
-                    partition,
-                    size,
-                    "snapshot larger than a durable file: not taken"
-                );
-            }
-            fits
-        };
-        if !fits(self.ledger.borrow().snapshot_size_at_least()) {
+        let builder = self.snapshot_builder();
+        let size = builder.increment.hot.len() as u64;
+        if !force && size > DURABLE_FILE_SIZE_MAX - HOT_STATE_MARGIN {
+            let partition = self.partition;
+            tracing::error!(
+                partition,
+                size,
+                "hot state larger than a durable file: checkpoint not taken"
+            );
             return None;
         }
-        let builder = self.snapshot_builder();
-        fits(codec::snapshot_size(&builder.meta, &builder.ledger) as u64).then_some(builder)
+        Some(builder)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         self.snapshot_builder()
     }
 
-    /// Installs a snapshot from a leader (or, were it newer than the state, from this
-    /// partition's own file): the file is replaced first, then the ledger.
+    /// Installs the checkpoint in a partition's directory: this one's (were it newer than the
+    /// state), or one received into another directory, of which a full checkpoint is made
+    /// durable here first; then the ledger is replaced.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let bytes = ledger_bytes(meta, snapshot).await?;
-        let ledger = Ledger::restore(self.ledger_config, &bytes)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        save_snapshot(&self.dir, &self.saved, meta, &bytes).await?;
-        *self.ledger.borrow_mut() = ledger;
-        self.last_applied = meta.last_log_id;
-        self.last_membership = meta.last_membership.clone();
-        Ok(())
+        let ledger = match snapshot {
+            SnapshotData::File(dir) => {
+                let loaded = load(&dir, self.ledger_config).await;
+                let loaded = loaded.map_err(checkpoint_error)?.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "the checkpoint is gone")
+                })?;
+                let (ledger, stored) = loaded;
+                if stored.meta() != Some(meta) {
+                    return Err(io::Error::other(format!(
+                        "{} holds {:?}, not the snapshot {meta} it was handed out as",
+                        dir.display(),
+                        stored.meta()
+                    )));
+                }
+                if dir == self.dir {
+                    self.generation.set(self.generation.get() + 1);
+                    *self.ledger.borrow_mut() = ledger;
+                    *self.stored.borrow_mut() = stored;
+                    self.last_applied = meta.last_log_id;
+                    self.last_membership = meta.last_membership.clone();
+                    return Ok(());
+                }
+                ledger
+            }
+        };
+        self.replace_ledger(meta, ledger).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let saved = self.saved.borrow().clone();
-        Ok(saved.map(|meta| Snapshot {
+        let meta = self.stored.borrow().meta().cloned();
+        Ok(meta.map(|meta| Snapshot {
             meta,
             snapshot: SnapshotData::File(self.dir.clone()),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::log_id;
+    use kassa_wire::{Account, AccountId, Transfer, TransferId};
+
+    fn ledger_with_transfers() -> Ledger {
+        let mut ledger = Ledger::new(LedgerConfig::default());
+        let accounts: Vec<Account> = (1..=3)
+            .map(|id| Account {
+                id: AccountId(id),
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            })
+            .collect();
+        ledger.create_accounts(1_000, &accounts, &mut Vec::new());
+        let transfers: Vec<Transfer> = (1..=50)
+            .map(|id| Transfer {
+                id: TransferId(id),
+                debit_account_id: AccountId(1 + id % 3),
+                credit_account_id: AccountId(1 + (id + 1) % 3),
+                amount: id,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            })
+            .collect();
+        ledger.create_transfers(2_000, &transfers, &mut Vec::new());
+        assert_eq!(ledger.transfers().len(), 50);
+        ledger
+    }
+
+    fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        ledger.snapshot(&mut bytes);
+        bytes
+    }
+
+    /// A partition an earlier version wrote (a whole snapshot file) opens from that file; its
+    /// first checkpoint is full and replaces the file; it then opens from the checkpoint.
+    #[test]
+    fn an_earlier_versions_snapshot_file_is_replaced_by_the_first_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("kassa-raft-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ledger = ledger_with_transfers();
+        let expected = snapshot_of(&ledger);
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(1, 7)),
+            last_membership: StoredMembership::default(),
+        };
+        let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("io_uring runtime");
+        runtime.block_on(async {
+            let file = codec::encode_snapshot(&meta, &expected);
+            durable_file::write(&dir, SNAPSHOT_FILE, &file)
+                .await
+                .expect("legacy file");
+            let config = LedgerConfig::default();
+            let mut machine = StateMachine::open(0, &dir, config, Rc::new(()))
+                .await
+                .expect("opens from the snapshot file");
+            assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
+            let current = machine.get_current_snapshot().await.expect("current");
+            assert_eq!(current.map(|snapshot| snapshot.meta), Some(meta.clone()));
+
+            let mut builder = machine.get_snapshot_builder().await;
+            assert_eq!(builder.since, CheckpointCut::default(), "the first is full");
+            let built = builder.build_snapshot().await.expect("checkpoint");
+            assert_eq!(built.meta, meta);
+            assert!(
+                !dir.join(SNAPSHOT_FILE).exists(),
+                "the snapshot file is replaced"
+            );
+            assert!(dir.join(checkpoint::CHECKPOINT_FILE).exists());
+            drop(machine);
+
+            let machine = StateMachine::open(0, &dir, config, Rc::new(()))
+                .await
+                .expect("opens from the checkpoint");
+            assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
+            assert_eq!(machine.last_applied_index(), Some(7));
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

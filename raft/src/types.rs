@@ -55,14 +55,13 @@ pub(crate) type StoredMembership = openraft::StoredMembership<CommittedLeaderId,
 pub(crate) type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, u64, EmptyNode>;
 pub(crate) type Snapshot = openraft::Snapshot<CommittedLeaderId, u64, EmptyNode, SnapshotData>;
 
-/// A snapshot's data: the ledger's own snapshot bytes (checksummed by `kassa-shard`), in
-/// memory when just built, or still in the partition's snapshot file. openraft asks for the
-/// current snapshot at every open and mostly looks at its meta only: the file is read when the
-/// data is needed.
+/// A snapshot's data: the checkpoint in a partition's directory (its manifest and runs; a
+/// follower will receive a leader's into a directory of its own). openraft asks for the
+/// current snapshot at every open and mostly looks at its meta only: the checkpoint is read
+/// when the data is needed.
 #[derive(Debug)]
 pub(crate) enum SnapshotData {
-    Bytes(Vec<u8>),
-    /// The snapshot file in this directory, expected to hold the meta it was handed out with.
+    /// The checkpoint in this directory, expected to cover the meta it was handed out with.
     File(PathBuf),
 }
 

@@ -1,7 +1,8 @@
-//! Snapshots: with a small `snapshot_entries`, writes trigger snapshots and log purges; a
-//! partition reopened after a shutdown or a crash (a child process killed with SIGKILL in the
-//! middle of writing, as in `t02_restart`) restores the latest snapshot, replays the log after
-//! it and holds a byte-identical ledger; a damaged snapshot refuses to open.
+//! Snapshots, which are checkpoints (a manifest and runs): with a small `snapshot_entries`,
+//! writes trigger checkpoints and log purges; a partition reopened after a shutdown or a crash
+//! (a child process killed with SIGKILL in the middle of writing, as in `t02_restart`)
+//! restores the latest checkpoint, replays the log after it and holds a byte-identical
+//! ledger; a damaged manifest or run refuses to open, and runs no manifest names are deleted.
 
 mod common;
 
@@ -153,26 +154,53 @@ fn t03_snapshots_restore_after_crash() {
     });
 }
 
-/// Opens the partition in `dir` after `damage` changed its snapshot file's payload.
+/// Opens the partition in `dir` after `damage` changed its checkpoint manifest's payload.
 fn open_damaged(dir: &TempDir, damage: impl FnOnce(&mut Vec<u8>)) -> PartitionError {
     run(async {
-        let file = durable_file::read(dir.path(), "snapshot")
+        let file = durable_file::read(dir.path(), "checkpoint")
             .await
             .expect("read");
-        let mut bytes = file.expect("a snapshot file");
+        let mut bytes = file.expect("a checkpoint");
         damage(&mut bytes);
-        durable_file::write(dir.path(), "snapshot", &bytes)
+        durable_file::write(dir.path(), "checkpoint", &bytes)
             .await
             .expect("write");
         Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
             .await
             .err()
-            .expect("a damaged snapshot must not open")
+            .expect("a damaged checkpoint must not open")
     })
 }
 
+/// The partition's run files, by name.
+fn runs(dir: &TempDir) -> Vec<String> {
+    let entries = std::fs::read_dir(dir.path().join("runs")).expect("runs dir");
+    let mut names: Vec<String> = entries
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn opens_with_its_state(dir: &TempDir) {
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("open");
+        partition.read(|ledger| assert_eq!(ledger.transfers().len() as u128, 60 * BATCH));
+        partition.read(check_ledger);
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
 #[test]
-fn t03_damaged_snapshot_refuses_to_open() {
+fn t03_damaged_checkpoint_refuses_to_open() {
     let dir = TempDir::new("t03-damaged");
     run(async {
         let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
@@ -181,45 +209,76 @@ fn t03_damaged_snapshot_refuses_to_open() {
         write_and_snapshot(&partition).await;
         partition.shutdown().await.expect("shutdown");
     });
-    let original = std::fs::read(dir.path().join("snapshot")).expect("snapshot file");
+    let manifest = dir.path().join("checkpoint");
+    let original = std::fs::read(&manifest).expect("checkpoint file");
+    assert!(
+        !dir.path().join("snapshot").exists(),
+        "no whole snapshot is written"
+    );
 
     // A flipped bit under the storage checksum.
     let mut bytes = original.clone();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
-    std::fs::write(dir.path().join("snapshot"), bytes).expect("damage");
+    std::fs::write(&manifest, bytes).expect("damage");
     let error = run(Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))).err();
     let error = error.expect("a damaged file must not open");
     assert!(matches!(error, PartitionError::Storage { .. }), "{error}");
 
     // Intact file, bad header: this crate's decoder refuses it.
-    std::fs::write(dir.path().join("snapshot"), &original).expect("restore");
+    std::fs::write(&manifest, &original).expect("restore");
     let error = open_damaged(&dir, |bytes| bytes[0] ^= 1);
     assert!(
         matches!(
             error,
             PartitionError::Damaged {
-                file: "snapshot",
+                file: "checkpoint",
                 ..
             }
         ),
         "{error}"
     );
 
-    // Intact file and header, a ledger byte changed: the ledger's checksum refuses it.
-    std::fs::write(dir.path().join("snapshot"), &original).expect("restore");
+    // Intact file and header, a byte of the ledger's hot state changed: its checksum refuses it.
+    std::fs::write(&manifest, &original).expect("restore");
     let error = open_damaged(&dir, |bytes| *bytes.last_mut().expect("bytes") ^= 1);
     assert!(matches!(error, PartitionError::Snapshot { .. }), "{error}");
 
-    // Put back, it opens with the state it had.
-    std::fs::write(dir.path().join("snapshot"), &original).expect("restore");
-    run(async {
-        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
-            .await
-            .expect("open");
-        partition.read(|ledger| assert_eq!(ledger.transfers().len() as u128, 60 * BATCH));
-        partition.shutdown().await.expect("shutdown");
-    });
+    // A run damaged, then missing: the storage layer refuses it, naming the file.
+    std::fs::write(&manifest, &original).expect("restore");
+    let names = runs(&dir);
+    let first = dir.path().join("runs").join(&names[0]);
+    let run_bytes = std::fs::read(&first).expect("run");
+    let mut damaged = run_bytes.clone();
+    damaged[100] ^= 1;
+    std::fs::write(&first, &damaged).expect("damage the run");
+    let error = run(Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))).err();
+    let error = error.expect("a damaged run must not open");
+    assert!(error.to_string().contains(&names[0]), "{error}");
+    std::fs::remove_file(&first).expect("remove the run");
+    let error = run(Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))).err();
+    let error = error.expect("a missing run must not open");
+    assert!(matches!(error, PartitionError::Storage { .. }), "{error}");
+
+    // Put back, with a run nobody names and a temporary file beside: it opens with the state
+    // it had, and the leftovers are deleted.
+    std::fs::write(&first, &run_bytes).expect("put back");
+    let stray = dir
+        .path()
+        .join("runs")
+        .join("transfers-99999999999999999999.run");
+    std::fs::write(&stray, &run_bytes).expect("a stray run");
+    let temporary = dir
+        .path()
+        .join("runs")
+        .join("history-00000000000000000077.run.tmp");
+    std::fs::write(&temporary, b"torn").expect("a temporary file");
+    opens_with_its_state(&dir);
+    assert_eq!(
+        runs(&dir),
+        names,
+        "only the runs the checkpoint names are kept"
+    );
 }
 
 /// The first index of each segment file in the partition's log directory, ascending.

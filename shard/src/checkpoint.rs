@@ -19,7 +19,8 @@
 //! Hot state, format version 1 (little-endian): magic "KASSAHOT" | version u32 | zero u32 |
 //! timestamp u64 | change sequence next u64 | first retained change sequence u64 | transfers
 //! u64 | accounts (count u64, records) | then as in a snapshot: failed ids, expiries, cross
-//! expiries, sessions, transactions, id directory, foreign requests, intents.
+//! expiries, sessions, transactions, id directory, foreign requests, intents | CRC32C u32 of
+//! everything before it.
 
 use kassa_wire::{Account, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
@@ -269,6 +270,8 @@ impl Ledger {
         out.extend_from_slice(self.accounts.as_bytes());
         self.encode_failed_and_expiries(&mut out);
         self.encode_tail(&mut out);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 }
@@ -289,13 +292,17 @@ pub struct CheckpointRestore {
 impl CheckpointRestore {
     /// Starts from the hot state, refusing a damaged one.
     pub fn new(config: LedgerConfig, hot: &[u8]) -> Result<CheckpointRestore, SnapshotError> {
-        let mut reader = Reader {
-            bytes: hot,
-            offset: 0,
-        };
-        if reader.take(8, "truncated hot state")? != HOT_MAGIC {
+        if hot.len() < HOT_MAGIC.len() + 4 || hot[..HOT_MAGIC.len()] != HOT_MAGIC {
             return Err(SnapshotError::BadMagic);
         }
+        let (hot, crc) = hot.split_at(hot.len() - 4);
+        if crc32c::crc32c(hot).to_le_bytes() != crc {
+            return Err(SnapshotError::BodyChecksum);
+        }
+        let mut reader = Reader {
+            bytes: hot,
+            offset: HOT_MAGIC.len(),
+        };
         let version = reader.u32()?;
         if version != CHECKPOINT_FORMAT_VERSION || reader.u32()? != 0 {
             return Err(SnapshotError::UnsupportedVersion {

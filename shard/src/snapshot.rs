@@ -106,19 +106,6 @@ impl Ledger {
         header[28..32].copy_from_slice(&header_checksum.to_le_bytes());
     }
 
-    /// A size no snapshot of this ledger is below, counted from its large tables alone
-    /// (accounts, transfers with their statuses, history, change stream) without encoding
-    /// anything: a snapshot too large to keep is declined without copying the ledger first.
-    pub fn snapshot_size_at_least(&self) -> u64 {
-        let history: usize = self.account_history.iter().map(Vec::len).sum();
-        let bytes = HEADER_SIZE
-            + size_of_val(self.accounts.as_slice())
-            + self.transfers.len() * (size_of::<Transfer>() + 1)
-            + history * size_of::<Balances>()
-            + self.changes.entries.len() * size_of::<ChangeEntry>();
-        bytes as u64
-    }
-
     fn snapshot_body(&self, out: &mut Vec<u8>) {
         let put_u64 = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_le_bytes());
         put_u64(out, self.timestamp);

@@ -190,7 +190,14 @@ fn missing_or_misordered_runs_and_damaged_hot_states_are_refused() {
     let cut = increments[3].hot.len() - 3;
     assert!(matches!(
         CheckpointRestore::new(LedgerConfig::default(), &increments[3].hot[..cut]),
-        Err(SnapshotError::Malformed { .. })
+        Err(SnapshotError::BodyChecksum)
+    ));
+    let mut flipped = increments[3].hot.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    assert!(matches!(
+        CheckpointRestore::new(LedgerConfig::default(), &flipped),
+        Err(SnapshotError::BodyChecksum)
     ));
 }
 

@@ -90,7 +90,8 @@ fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
 fn scans_match_the_sorted_map() {
     let dir = new_dir("t06-scan");
     run(async {
-        let data = data(5, 10_000, 4);
+        // 148 blocks: scans read 64 at a time, so ranges cross those reads.
+        let data = data(5, 30_000, 4);
         write(dir.path(), "scan", &data, 4).await;
         let run = Run::open(&dir.path().join("scan")).await.expect("open");
         let keys: Vec<u128> = data.keys().copied().collect();
@@ -98,7 +99,8 @@ fn scans_match_the_sorted_map() {
             (0, u128::MAX),
             (keys[100], keys[2_000]),
             (keys[100] + 1, keys[2_000] - 1),
-            (keys[9_999], u128::MAX),
+            (keys[29_999], u128::MAX),
+            (keys[12_900], keys[13_200]),
             (0, keys[0]),
             (keys[500], keys[500]),
             (keys[500] + 1, keys[501] - 1),

@@ -38,7 +38,8 @@ pub use writer::{RunOptions, RunWriter};
 use std::path::Path;
 
 use crate::aligned::BLOCK_SIZE;
-use crate::StorageError;
+pub use crate::files::sync_directory;
+use crate::{files, StorageError};
 
 /// The format version this code writes and reads.
 pub const RUN_VERSION: u32 = 1;
@@ -49,6 +50,13 @@ const MAGIC: [u8; 8] = *b"KASSARUN";
 const BLOCK_HEADER_SIZE: usize = 16;
 /// Bytes of the footer covered by its checksum; the checksum follows them.
 const FOOTER_CHECKED_SIZE: usize = 124;
+
+/// Deletes the run at `path` and makes its removal durable.
+pub async fn remove(path: &Path) -> Result<(), StorageError> {
+    files::remove(path).await?;
+    let dir = path.parent().expect("a run lives in a directory");
+    files::sync_directory(dir).await
+}
 
 /// Entries of `value_size` bytes that fit one data block.
 pub fn entries_per_block(value_size: usize) -> usize {

@@ -35,6 +35,16 @@ pub struct Block {
     value_size: usize,
 }
 
+/// Data blocks a scan reads at once.
+const SCAN_BLOCKS: u64 = 64;
+
+/// The checked entries of a block still in a larger read's buffer.
+struct BlockView<'a> {
+    bytes: &'a [u8],
+    entries: usize,
+    value_size: usize,
+}
+
 impl Run {
     /// Opens the run at `path` and checks everything but its data blocks, which are checked
     /// as they are read.
@@ -118,7 +128,7 @@ impl Run {
     }
 
     /// Calls `visit` with every entry whose key is in `from..=to`, in key order, until it
-    /// returns false.
+    /// returns false. Reads up to 64 blocks at a time.
     pub async fn scan(
         &self,
         from: u128,
@@ -129,15 +139,24 @@ impl Run {
             return Ok(());
         }
         let mut number = self.block_of(from).unwrap_or(0);
-        while number < self.footer.data_blocks && self.index[number as usize] <= to {
-            let block = self.read_block(number).await?;
-            for at in block.search(from).unwrap_or_else(|at| at)..block.len() {
-                let (key, value) = block.entry(at);
-                if key > to || !visit(key, value) {
-                    return Ok(());
+        let end = self.index.partition_point(|first| *first <= to) as u64;
+        while number < end {
+            let count = (end - number).min(SCAN_BLOCKS);
+            let offset = number * BLOCK_SIZE as u64;
+            let size = count as usize * BLOCK_SIZE;
+            let bytes = read_region(&self.file, &self.path, offset, size).await?;
+            for (at, block) in bytes.as_slice().chunks_exact(BLOCK_SIZE).enumerate() {
+                let block_number = number + at as u64;
+                let block_offset = block_number * BLOCK_SIZE as u64;
+                let view = self.check_block(block_number, block_offset, block)?;
+                for at in view.search(from).unwrap_or_else(|at| at)..view.entries {
+                    let (key, value) = view.entry(at);
+                    if key > to || !visit(key, value) {
+                        return Ok(());
+                    }
                 }
             }
-            number += 1;
+            number += count;
         }
         Ok(())
     }
@@ -147,64 +166,58 @@ impl Run {
         assert!(number < self.footer.data_blocks, "block {number} of a run");
         let offset = number * BLOCK_SIZE as u64;
         let bytes = read_region(&self.file, &self.path, offset, BLOCK_SIZE).await?;
-        self.check_block(number, offset, bytes)
+        let entries = self.check_block(number, offset, bytes.as_slice())?.entries;
+        Ok(Block {
+            bytes,
+            entries,
+            value_size: self.value_size(),
+        })
     }
 
-    fn check_block(
+    /// The entries of data block `number`, read from `offset`, once every check passed.
+    fn check_block<'a>(
         &self,
         number: u64,
         offset: u64,
-        bytes: AlignedBuffer,
-    ) -> Result<Block, StorageError> {
+        bytes: &'a [u8],
+    ) -> Result<BlockView<'a>, StorageError> {
         let corrupt = |what| corrupt(&self.path, offset, what);
-        let slice = bytes.as_slice();
-        if crc32c::crc32c(&slice[4..]) != read_u32(slice, 0) {
+        if crc32c::crc32c(&bytes[4..]) != read_u32(bytes, 0) {
             return Err(corrupt("run block checksum mismatch"));
         }
-        if u64::from_le_bytes(slice[8..16].try_into().expect("eight bytes")) != number {
+        if u64::from_le_bytes(bytes[8..16].try_into().expect("eight bytes")) != number {
             return Err(corrupt("run block read from the wrong place"));
         }
-        let entries = usize::from(u16::from_le_bytes([slice[4], slice[5]]));
+        let entries = usize::from(u16::from_le_bytes([bytes[4], bytes[5]]));
         if entries == 0 || entries > entries_per_block(self.value_size()) {
             return Err(corrupt("run block entry count out of range"));
         }
-        let block = Block {
+        let view = BlockView {
             bytes,
             entries,
             value_size: self.value_size(),
         };
         let next = self.index.get(number as usize + 1).copied();
-        if block.entry(0).0 != self.index[number as usize]
-            || !(1..entries).all(|at| block.entry(at - 1).0 < block.entry(at).0)
-            || next.is_some_and(|next| block.entry(entries - 1).0 >= next)
-            || block.entry(entries - 1).0 > self.footer.last_key
+        if view.entry(0).0 != self.index[number as usize]
+            || !(1..entries).all(|at| view.entry(at - 1).0 < view.entry(at).0)
+            || next.is_some_and(|next| view.entry(entries - 1).0 >= next)
+            || view.entry(entries - 1).0 > self.footer.last_key
         {
             return Err(corrupt("run block keys out of order"));
         }
-        Ok(block)
+        Ok(view)
     }
 }
 
-impl Block {
-    pub fn len(&self) -> usize {
-        self.entries
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries == 0
-    }
-
-    /// Entry `at`: its key and value.
-    pub fn entry(&self, at: usize) -> (u128, &[u8]) {
+impl<'a> BlockView<'a> {
+    fn entry(&self, at: usize) -> (u128, &'a [u8]) {
         assert!(at < self.entries);
         let start = BLOCK_HEADER_SIZE + at * (16 + self.value_size);
-        let bytes = self.bytes.as_slice();
-        let value = &bytes[start + 16..start + 16 + self.value_size];
-        (read_u128(bytes, start), value)
+        let value = &self.bytes[start + 16..start + 16 + self.value_size];
+        (read_u128(self.bytes, start), value)
     }
 
-    /// Where `key` is (`Ok`) or would go (`Err`), as `slice::binary_search`.
-    pub fn search(&self, key: u128) -> Result<usize, usize> {
+    fn search(&self, key: u128) -> Result<usize, usize> {
         let (mut low, mut high) = (0, self.entries);
         while low < high {
             let middle = (low + high) / 2;
@@ -215,6 +228,34 @@ impl Block {
             }
         }
         Err(low)
+    }
+}
+
+impl Block {
+    fn view(&self) -> BlockView<'_> {
+        BlockView {
+            bytes: self.bytes.as_slice(),
+            entries: self.entries,
+            value_size: self.value_size,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Entry `at`: its key and value.
+    pub fn entry(&self, at: usize) -> (u128, &[u8]) {
+        self.view().entry(at)
+    }
+
+    /// Where `key` is (`Ok`) or would go (`Err`), as `slice::binary_search`.
+    pub fn search(&self, key: u128) -> Result<usize, usize> {
+        self.view().search(key)
     }
 
     pub fn get(&self, key: u128) -> Option<&[u8]> {

@@ -1,0 +1,269 @@
+//! A partition's checkpoints on disk (docs/storage.md): the runs of each keyspace under
+//! `runs/` and the manifest, the durable file `checkpoint`, that names the live ones and holds
+//! the ledger's hot state and the Raft meta the checkpoint covers.
+//!
+//! Order of a checkpoint: every new run is durable (written, fdatasynced, renamed into place,
+//! its directory fsynced) before the manifest naming it replaces the old one; the manifest's
+//! rename is the commit point; only then are runs it no longer names deleted, and only then may
+//! openraft purge the log it covers. A crash at any step leaves the old manifest with every run
+//! it names, plus perhaps runs nobody names, which the next open deletes.
+//!
+//! Run files are `<keyspace>-<checkpoint number, 20 digits>.run`. The state machine
+//! (`state_machine.rs`) calls these on the partition's core.
+
+use std::path::{Path, PathBuf};
+
+use kassa_shard::{
+    CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace, Ledger, LedgerConfig,
+    SnapshotError,
+};
+use kassa_storage::durable_file;
+use kassa_storage::run::{Run, RunOptions, RunWriter};
+use kassa_storage::StorageError;
+
+use crate::codec::{self, CodecError};
+use crate::types::SnapshotMeta;
+
+/// The manifest's durable file name.
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+/// The directory of the runs, inside the partition's.
+pub(crate) const RUNS_DIR: &str = "runs";
+const RUN_SUFFIX: &str = ".run";
+
+/// One run a manifest names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RunEntry {
+    pub(crate) keyspace: Keyspace,
+    /// The checkpoint that wrote it.
+    pub(crate) number: u64,
+    pub(crate) keys: u64,
+    pub(crate) first_key: u128,
+    pub(crate) last_key: u128,
+}
+
+impl RunEntry {
+    pub(crate) fn file_name(&self) -> String {
+        run_file_name(self.keyspace, self.number)
+    }
+}
+
+fn run_file_name(keyspace: Keyspace, number: u64) -> String {
+    format!("{}-{number:020}{RUN_SUFFIX}", keyspace.name())
+}
+
+/// A manifest but its hot state: what a durable checkpoint covers and names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CheckpointHead {
+    /// 1 for a partition's first checkpoint, one more for each after it.
+    pub(crate) number: u64,
+    pub(crate) meta: SnapshotMeta,
+    /// `status_changes` is 0: it counts a ledger's own list, which a restore starts anew.
+    pub(crate) cut: CheckpointCut,
+    /// Live runs, in the order they were written.
+    pub(crate) runs: Vec<RunEntry>,
+}
+
+/// Why a checkpoint could not be read back into a ledger.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckpointError {
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("the manifest is damaged: {0}")]
+    Manifest(#[from] CodecError),
+    #[error("{0}")]
+    Ledger(#[from] SnapshotError),
+}
+
+/// The manifest in `dir`, if a checkpoint was ever made there.
+pub(crate) async fn read_manifest(
+    dir: &Path,
+) -> Result<Option<(CheckpointHead, Vec<u8>)>, CheckpointError> {
+    let Some(bytes) = durable_file::read(dir, CHECKPOINT_FILE).await? else {
+        return Ok(None);
+    };
+    Ok(Some(codec::decode_checkpoint(bytes)?))
+}
+
+/// Rebuilds the ledger a manifest describes from its hot state and its runs.
+pub(crate) async fn restore(
+    dir: &Path,
+    config: LedgerConfig,
+    head: &CheckpointHead,
+    hot: &[u8],
+) -> Result<Ledger, CheckpointError> {
+    let mut restore = CheckpointRestore::new(config, hot)?;
+    let runs = runs_dir(dir);
+    for keyspace in Keyspace::ALL {
+        for entry in head.runs.iter().filter(|run| run.keyspace == keyspace) {
+            let path = runs.join(entry.file_name());
+            let run = Run::open(&path).await?;
+            let footer = run.footer();
+            if footer.keys != entry.keys
+                || run.value_size() != keyspace.value_size()
+                || (footer.first_key, footer.last_key) != (entry.first_key, entry.last_key)
+            {
+                return Err(StorageError::Corrupt {
+                    path,
+                    offset: 0,
+                    what: "run does not match its manifest entry",
+                }
+                .into());
+            }
+            let mut refused = None;
+            run.scan(0, u128::MAX, |key, value| {
+                refused = restore.push(keyspace, key, value).err();
+                refused.is_none()
+            })
+            .await?;
+            if let Some(error) = refused {
+                return Err(error.into());
+            }
+        }
+    }
+    let (ledger, cut) = restore.finish()?;
+    if (cut.transfers, cut.change_sequence) != (head.cut.transfers, head.cut.change_sequence) {
+        return Err(SnapshotError::Inconsistent(
+            "the ledger restored is not the one the manifest covers".to_string(),
+        )
+        .into());
+    }
+    Ok(ledger)
+}
+
+/// Writes a checkpoint: the increment's runs, then the manifest naming them with the runs of
+/// `previous` still live (all of them unless `replace`, which starts a new chain, as after a
+/// whole snapshot was installed), then deletes the runs no longer named. Returns the new head.
+pub(crate) async fn write(
+    dir: &Path,
+    previous: Option<&CheckpointHead>,
+    replace: bool,
+    meta: SnapshotMeta,
+    increment: &CheckpointIncrement,
+) -> Result<CheckpointHead, StorageError> {
+    let number = previous.map_or(1, |head| head.number + 1);
+    let runs = runs_dir(dir);
+    create_dir(&runs).await?;
+    let kept = previous
+        .filter(|_| !replace)
+        .map(|head| head.runs.clone())
+        .unwrap_or_default();
+    let released = increment.changes_released_below;
+    let (mut live, dropped): (Vec<RunEntry>, Vec<RunEntry>) = kept
+        .into_iter()
+        .partition(|run| run.keyspace != Keyspace::Changes || run.last_key >= released.into());
+    for keyspace in &increment.keyspaces {
+        if let Some(entry) = write_run(&runs, number, keyspace).await? {
+            live.push(entry);
+        }
+    }
+    let head = CheckpointHead {
+        number,
+        meta,
+        cut: CheckpointCut {
+            status_changes: 0,
+            ..increment.cut
+        },
+        runs: live,
+    };
+    durable_file::write(
+        dir,
+        CHECKPOINT_FILE,
+        &codec::encode_checkpoint(&head, &increment.hot),
+    )
+    .await?;
+    let mut gone = dropped;
+    if replace {
+        gone.extend(previous.map(|head| head.runs.clone()).unwrap_or_default());
+    }
+    for run in gone {
+        kassa_storage::run::remove(&runs.join(run.file_name())).await?;
+    }
+    Ok(head)
+}
+
+/// Writes one keyspace's increment as a run, if it has entries.
+async fn write_run(
+    runs: &Path,
+    number: u64,
+    increment: &kassa_shard::KeyspaceIncrement,
+) -> Result<Option<RunEntry>, StorageError> {
+    let Some((&first_key, &last_key)) = increment.keys.first().zip(increment.keys.last()) else {
+        return Ok(None);
+    };
+    let keyspace = increment.keyspace;
+    let options = RunOptions {
+        value_size: keyspace.value_size(),
+        keys_expected: increment.keys.len() as u64,
+        // Keys that are positions and sequences are found by range; no filter is needed.
+        filter_bits_per_key: 0,
+        filter_seed: 0,
+    };
+    let name = run_file_name(keyspace, number);
+    let mut writer = RunWriter::create(runs, &name, options).await?;
+    for (at, key) in increment.keys.iter().enumerate() {
+        writer.push(*key, increment.value(at)).await?;
+    }
+    let footer = writer.finish().await?;
+    Ok(Some(RunEntry {
+        keyspace,
+        number,
+        keys: footer.keys,
+        first_key,
+        last_key,
+    }))
+}
+
+/// Deletes the files under `runs/` that `head` does not name (runs of a checkpoint that never
+/// became durable, runs a crash kept from deletion, temporary files).
+pub(crate) async fn remove_unnamed_runs(
+    dir: &Path,
+    head: Option<&CheckpointHead>,
+) -> Result<usize, StorageError> {
+    let runs = runs_dir(dir);
+    let entries = match std::fs::read_dir(&runs) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => {
+            return Err(StorageError::Io {
+                operation: "list runs",
+                path: runs,
+                source: error,
+            })
+        }
+    };
+    let named: Vec<String> = head
+        .map(|head| head.runs.iter().map(RunEntry::file_name).collect())
+        .unwrap_or_default();
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|source| StorageError::Io {
+            operation: "list runs",
+            path: runs.clone(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !named.contains(&name) {
+            kassa_storage::run::remove(&entry.path()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn runs_dir(dir: &Path) -> PathBuf {
+    dir.join(RUNS_DIR)
+}
+
+/// Creates the runs' directory once, durably.
+async fn create_dir(runs: &Path) -> Result<(), StorageError> {
+    if runs.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(runs).map_err(|source| StorageError::Io {
+        operation: "create directory",
+        path: runs.to_path_buf(),
+        source,
+    })?;
+    let parent = runs.parent().expect("runs live in a partition's directory");
+    kassa_storage::run::sync_directory(parent).await
+}
