@@ -11,11 +11,12 @@
 //! Run files are `<keyspace>-<checkpoint number, 20 digits>.run`. The state machine
 //! (`state_machine.rs`) calls these on the partition's core.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use kassa_shard::{
-    CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace, Ledger, LedgerConfig,
-    SnapshotError,
+    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointRestore, Keyspace, KeyspaceIncrement,
+    Ledger, LedgerConfig, SnapshotError,
 };
 use kassa_storage::durable_file;
 use kassa_storage::run::{Run, RunOptions, RunWriter};
@@ -130,16 +131,30 @@ pub(crate) async fn restore(
     Ok(ledger)
 }
 
-/// Writes a checkpoint: the increment's runs, then the manifest naming them with the runs of
-/// `previous` still live (all of them unless `replace`, which starts a new chain, as after a
-/// whole snapshot was installed), then deletes the runs no longer named. Returns the new head.
+/// Entries read from the ledger between two writes of a run.
+const CHUNK_ENTRIES: usize = 8192;
+
+/// What became of a checkpoint's writing.
+pub(crate) enum Written {
+    Durable(CheckpointHead),
+    /// The ledger was replaced while its runs were written (a snapshot was installed): the
+    /// checkpoint no longer describes it. What was written is deleted at the next open.
+    Abandoned,
+}
+
+/// Writes a checkpoint: its runs, read from `ledger` chunk by chunk while `current` says it is
+/// still the ledger the checkpoint was taken from, then the manifest naming them with the runs
+/// of `previous` still live (all of them unless `replace`, which starts a new chain, as after
+/// a snapshot was installed), then deletes the runs no longer named.
 pub(crate) async fn write(
     dir: &Path,
     previous: Option<&CheckpointHead>,
     replace: bool,
     meta: SnapshotMeta,
-    increment: &CheckpointIncrement,
-) -> Result<CheckpointHead, StorageError> {
+    checkpoint: &Checkpoint,
+    ledger: &RefCell<Ledger>,
+    current: impl Fn() -> bool,
+) -> Result<Written, StorageError> {
     let number = previous.map_or(1, |head| head.number + 1);
     let runs = runs_dir(dir);
     create_dir(&runs).await?;
@@ -147,13 +162,20 @@ pub(crate) async fn write(
         .filter(|_| !replace)
         .map(|head| head.runs.clone())
         .unwrap_or_default();
-    let released = increment.changes_released_below;
+    let released = checkpoint.changes_released_below;
     let (mut live, dropped): (Vec<RunEntry>, Vec<RunEntry>) = kept
         .into_iter()
         .partition(|run| run.keyspace != Keyspace::Changes || run.last_key >= released.into());
-    for keyspace in &increment.keyspaces {
-        if let Some(entry) = write_run(&runs, number, keyspace).await? {
-            live.push(entry);
+    for keyspace in Keyspace::ALL {
+        let source = Source {
+            checkpoint,
+            ledger,
+            current: &current,
+        };
+        match write_run(&runs, number, keyspace, source).await? {
+            RunWritten::Entry(entry) => live.push(entry),
+            RunWritten::Empty => {}
+            RunWritten::Abandoned => return Ok(Written::Abandoned),
         }
     }
     let head = CheckpointHead {
@@ -161,16 +183,12 @@ pub(crate) async fn write(
         meta,
         cut: CheckpointCut {
             status_changes: 0,
-            ..increment.cut
+            ..checkpoint.cut
         },
         runs: live,
     };
-    durable_file::write(
-        dir,
-        CHECKPOINT_FILE,
-        &codec::encode_checkpoint(&head, &increment.hot),
-    )
-    .await?;
+    let manifest = codec::encode_checkpoint(&head, &checkpoint.hot);
+    durable_file::write(dir, CHECKPOINT_FILE, &manifest).await?;
     let mut gone = dropped;
     if replace {
         gone.extend(previous.map(|head| head.runs.clone()).unwrap_or_default());
@@ -178,33 +196,68 @@ pub(crate) async fn write(
     for run in gone {
         kassa_storage::run::remove(&runs.join(run.file_name())).await?;
     }
-    Ok(head)
+    Ok(Written::Durable(head))
 }
 
-/// Writes one keyspace's increment as a run, if it has entries.
-async fn write_run(
+/// Where a run's entries come from.
+struct Source<'a, F: Fn() -> bool> {
+    checkpoint: &'a Checkpoint,
+    ledger: &'a RefCell<Ledger>,
+    current: &'a F,
+}
+
+enum RunWritten {
+    Entry(RunEntry),
+    Empty,
+    Abandoned,
+}
+
+/// Writes one keyspace's entries as a run, if it has any. The ledger is borrowed for each
+/// chunk only, never across a write.
+async fn write_run<F: Fn() -> bool>(
     runs: &Path,
     number: u64,
-    increment: &kassa_shard::KeyspaceIncrement,
-) -> Result<Option<RunEntry>, StorageError> {
-    let Some((&first_key, &last_key)) = increment.keys.first().zip(increment.keys.last()) else {
-        return Ok(None);
-    };
-    let keyspace = increment.keyspace;
-    let options = RunOptions {
-        value_size: keyspace.value_size(),
-        keys_expected: increment.keys.len() as u64,
-        // Keys that are positions and sequences are found by range; no filter is needed.
-        filter_bits_per_key: 0,
-        filter_seed: 0,
-    };
-    let name = run_file_name(keyspace, number);
-    let mut writer = RunWriter::create(runs, &name, options).await?;
-    for (at, key) in increment.keys.iter().enumerate() {
-        writer.push(*key, increment.value(at)).await?;
+    keyspace: Keyspace,
+    source: Source<'_, F>,
+) -> Result<RunWritten, StorageError> {
+    let mut chunk = KeyspaceIncrement::new(keyspace);
+    let mut cursor = CheckpointCursor::default();
+    let mut writer: Option<RunWriter> = None;
+    let (mut first_key, mut last_key) = (None, 0);
+    loop {
+        if !(source.current)() {
+            return Ok(RunWritten::Abandoned);
+        }
+        source.ledger.borrow().checkpoint_entries(
+            source.checkpoint,
+            &mut cursor,
+            &mut chunk,
+            CHUNK_ENTRIES,
+        );
+        let Some(&last) = chunk.keys.last() else {
+            break;
+        };
+        first_key = first_key.or(chunk.keys.first().copied());
+        last_key = last;
+        if writer.is_none() {
+            let name = run_file_name(keyspace, number);
+            let options = RunOptions {
+                value_size: keyspace.value_size(),
+                keys_expected: 0,
+                // Keys that are positions and sequences are found by range: no filter.
+                filter_bits_per_key: 0,
+                filter_seed: 0,
+            };
+            writer = Some(RunWriter::create(runs, &name, options).await?);
+        }
+        let run = writer.as_mut().expect("created");
+        run.push_all(&chunk.keys, &chunk.values).await?;
     }
+    let (Some(writer), Some(first_key)) = (writer, first_key) else {
+        return Ok(RunWritten::Empty);
+    };
     let footer = writer.finish().await?;
-    Ok(Some(RunEntry {
+    Ok(RunWritten::Entry(RunEntry {
         keyspace,
         number,
         keys: footer.keys,

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use futures_util::{Stream, StreamExt};
-use kassa_shard::{CheckpointCut, CheckpointIncrement, Ledger, LedgerConfig};
+use kassa_shard::{Checkpoint, CheckpointCut, Ledger, LedgerConfig};
 use kassa_storage::durable_file::{self, DURABLE_FILE_SIZE_MAX};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 
@@ -84,19 +84,25 @@ pub(crate) struct StateMachine {
     /// Counts the ledgers installed from snapshots: a builder taken from an earlier one
     /// leaves the new one alone.
     generation: Rc<Cell<u64>>,
+    /// Held while a checkpoint is written: a builder runs in a task of its own, and an
+    /// install may come meanwhile; their runs and manifests must not interleave.
+    writing: Rc<WriteLock>,
     alive: Rc<()>,
 }
 
-/// A checkpoint's increment, taken when openraft asked for a snapshot, and the writes to come.
+type WriteLock = futures_util::lock::Mutex<()>;
+
+/// A checkpoint, taken when openraft asked for a snapshot, and the writes to come.
 pub(crate) struct SnapshotBuilder {
+    partition: u32,
     dir: PathBuf,
     meta: SnapshotMeta,
-    since: CheckpointCut,
-    increment: CheckpointIncrement,
+    checkpoint: Checkpoint,
     stored: Rc<RefCell<Stored>>,
     ledger: Rc<RefCell<Ledger>>,
     generation: Rc<Cell<u64>>,
     taken_in: u64,
+    writing: Rc<WriteLock>,
     _alive: Rc<()>,
 }
 
@@ -166,6 +172,7 @@ impl StateMachine {
             last_membership: applied.last_membership,
             stored: Rc::new(RefCell::new(stored)),
             generation: Rc::new(Cell::new(0)),
+            writing: Rc::new(WriteLock::new(())),
             alive,
         })
     }
@@ -180,22 +187,23 @@ impl StateMachine {
         self.ledger.clone()
     }
 
-    /// A consistent view: the increment is taken here, before any further entry applies.
+    /// A consistent view: the checkpoint is taken here, before any further entry applies.
     fn snapshot_builder(&self) -> SnapshotBuilder {
         let since = self.stored.borrow().cut();
-        let increment = self.ledger.borrow().checkpoint(since);
+        let checkpoint = self.ledger.borrow().checkpoint(since);
         SnapshotBuilder {
+            partition: self.partition,
             dir: self.dir.clone(),
             meta: SnapshotMeta {
                 last_log_id: self.last_applied,
                 last_membership: self.last_membership.clone(),
             },
-            since,
-            increment,
+            checkpoint,
             stored: self.stored.clone(),
             ledger: self.ledger.clone(),
             generation: self.generation.clone(),
             taken_in: self.generation.get(),
+            writing: self.writing.clone(),
             _alive: self.alive.clone(),
         }
     }
@@ -228,26 +236,37 @@ impl StateMachine {
         }
     }
 
-    /// Makes `ledger`, installed as of `meta`, the partition's state: a full checkpoint of it
-    /// becomes durable first, so the log openraft then purges is never needed again.
+    /// Makes `ledger`, installed as of `meta`, the partition's state, and a full checkpoint
+    /// of it durable before this returns, so the log openraft then purges is never needed
+    /// again. A builder taken from the ledger before abandons its checkpoint.
     async fn replace_ledger(&mut self, meta: &SnapshotMeta, ledger: Ledger) -> io::Result<()> {
-        let increment = ledger.checkpoint(CheckpointCut::default());
-        let previous = self.stored.borrow().checkpoint.clone();
-        let head = checkpoint::write(&self.dir, previous.as_ref(), true, meta.clone(), &increment)
-            .await
-            .map_err(storage_error)?;
         self.generation.set(self.generation.get() + 1);
-        let mut ledger = ledger;
-        ledger.checkpoint_durable(increment.cut);
         *self.ledger.borrow_mut() = ledger;
+        self.last_applied = meta.last_log_id;
+        self.last_membership = meta.last_membership.clone();
+        let _writing = self.writing.lock().await;
+        let checkpoint = self.ledger.borrow().checkpoint(CheckpointCut::default());
+        let previous = self.stored.borrow().checkpoint.clone();
+        let written = checkpoint::write(
+            &self.dir,
+            previous.as_ref(),
+            true,
+            meta.clone(),
+            &checkpoint,
+            &self.ledger,
+            || true,
+        )
+        .await
+        .map_err(storage_error)?;
+        let checkpoint::Written::Durable(head) = written else {
+            unreachable!("nothing replaces the ledger while it is installed");
+        };
+        self.ledger.borrow_mut().checkpoint_durable(checkpoint.cut);
         *self.stored.borrow_mut() = Stored {
             checkpoint: Some(head),
             legacy: None,
         };
-        remove_legacy_snapshot(&self.dir).await?;
-        self.last_applied = meta.last_log_id;
-        self.last_membership = meta.last_membership.clone();
-        Ok(())
+        remove_legacy_snapshot(&self.dir).await
     }
 }
 
@@ -275,44 +294,68 @@ async fn remove_legacy_snapshot(dir: &Path) -> io::Result<()> {
         .map_err(storage_error)
 }
 
+impl SnapshotBuilder {
+    /// The snapshot the directory holds now, for a builder whose checkpoint is not needed.
+    fn current_snapshot(&self) -> Result<Snapshot, io::Error> {
+        let meta = self.stored.borrow().meta().cloned();
+        Ok(Snapshot {
+            meta: meta.unwrap_or_else(|| self.meta.clone()),
+            snapshot: SnapshotData::File(self.dir.clone()),
+        })
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     /// Writes the checkpoint, unless the ledger it was taken from was replaced meanwhile or a
     /// newer checkpoint is durable already: the snapshot then is that newer one.
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let writing = self.writing.clone();
+        let _writing = writing.lock().await;
         let previous = self.stored.borrow().checkpoint.clone();
         let newer = previous
             .as_ref()
-            .filter(|head| head.meta.last_log_id >= self.meta.last_log_id)
-            .map(|head| head.meta.clone());
-        if self.generation.get() != self.taken_in || newer.is_some() {
-            let meta = newer.or_else(|| self.stored.borrow().meta().cloned());
-            let meta = meta.unwrap_or_else(|| self.meta.clone());
-            return Ok(Snapshot {
-                meta,
-                snapshot: SnapshotData::File(self.dir.clone()),
-            });
+            .is_some_and(|head| head.meta.last_log_id >= self.meta.last_log_id);
+        if self.generation.get() != self.taken_in || newer {
+            return self.current_snapshot();
         }
         assert_eq!(
             previous.as_ref().map(|head| head.cut).unwrap_or_default(),
-            self.since,
+            self.checkpoint.since,
             "openraft builds one snapshot at a time"
         );
-        let head = checkpoint::write(
+        let (generation, taken_in) = (self.generation.clone(), self.taken_in);
+        let (partition, cut) = (self.partition, self.checkpoint.cut);
+        let index = self.meta.last_log_id.map(|id| id.index);
+        let transfers = cut.transfers - self.checkpoint.since.transfers;
+        tracing::info!(
+            partition,
+            ?index,
+            transfers,
+            "checkpoint taken: writing its runs"
+        );
+        let written = checkpoint::write(
             &self.dir,
             previous.as_ref(),
             false,
             self.meta.clone(),
-            &self.increment,
+            &self.checkpoint,
+            &self.ledger,
+            || generation.get() == taken_in,
         )
         .await
         .map_err(storage_error)?;
+        let checkpoint::Written::Durable(head) = written else {
+            return self.current_snapshot();
+        };
+        let (number, runs) = (head.number, head.runs.len());
+        tracing::info!(partition, ?index, number, runs, "checkpoint durable");
         self.stored.borrow_mut().checkpoint = Some(head);
         if self.generation.get() == self.taken_in {
             self.ledger
                 .borrow_mut()
-                .checkpoint_durable(self.increment.cut);
+                .checkpoint_durable(self.checkpoint.cut);
         }
         if self.stored.borrow_mut().legacy.take().is_some() {
             remove_legacy_snapshot(&self.dir).await?;
@@ -351,7 +394,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// failed write.
     async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<SnapshotBuilder> {
         let builder = self.snapshot_builder();
-        let size = builder.increment.hot.len() as u64;
+        let size = builder.checkpoint.hot.len() as u64;
         if !force && size > DURABLE_FILE_SIZE_MAX - HOT_STATE_MARGIN {
             let partition = self.partition;
             tracing::error!(
@@ -391,6 +434,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     )));
                 }
                 if dir == self.dir {
+                    let _writing = self.writing.lock().await;
                     self.generation.set(self.generation.get() + 1);
                     *self.ledger.borrow_mut() = ledger;
                     *self.stored.borrow_mut() = stored;
@@ -483,7 +527,11 @@ mod tests {
             assert_eq!(current.map(|snapshot| snapshot.meta), Some(meta.clone()));
 
             let mut builder = machine.get_snapshot_builder().await;
-            assert_eq!(builder.since, CheckpointCut::default(), "the first is full");
+            assert_eq!(
+                builder.checkpoint.since,
+                CheckpointCut::default(),
+                "the first is full"
+            );
             let built = builder.build_snapshot().await.expect("checkpoint");
             assert_eq!(built.meta, meta);
             assert!(

@@ -4,6 +4,11 @@
 //! with [`Ledger::release_change_events`], which is part of the replicated history like any
 //! write. The retained tail is part of the state and of snapshots.
 //!
+//! Released entries leave the state at once (`first` moves), and memory once no checkpoint
+//! still needs them: a checkpoint writes its change entries from the live stream after it was
+//! taken, so entries from the last durable checkpoint's cut on stay in memory until the next
+//! one is durable ([`ChangeStream::keep_from`]).
+//!
 //! The stream stores compact entries that point at the record by position (records never move
 //! and, transfers, never change) plus what the record does not keep: the balances right after
 //! the change and an account's flags as created. Readers get full [`ChangeEvent`]s.
@@ -33,17 +38,77 @@ pub(crate) struct ChangeEntry {
 const _: () = assert!(size_of::<ChangeEntry>() == 144);
 
 pub(crate) struct ChangeStream {
-    /// Retained entries, oldest first; their sequences end at `sequence_next - 1`.
+    /// Entries kept in memory, oldest first; their sequences end at `sequence_next - 1` and
+    /// start at or below `first`.
     pub(crate) entries: Table<ChangeEntry>,
     /// The sequence number the next event gets.
     pub(crate) sequence_next: u64,
+    /// The oldest retained (not released) sequence: the state's tail starts here.
+    first: u64,
+    /// Entries from this sequence on stay in memory even once released: the last durable
+    /// checkpoint's cut, from which the next checkpoint writes them (not state).
+    keep_from: u64,
 }
 
 impl ChangeStream {
     pub(crate) fn new() -> ChangeStream {
+        ChangeStream::with_entries(Table::new(), 1)
+    }
+
+    /// A stream retaining exactly `entries`, the last of which has sequence `sequence_next - 1`.
+    pub(crate) fn with_entries(entries: Table<ChangeEntry>, sequence_next: u64) -> ChangeStream {
+        assert!(entries.len() as u64 <= sequence_next);
         ChangeStream {
-            entries: Table::new(),
-            sequence_next: 1,
+            first: sequence_next - entries.len() as u64,
+            entries,
+            sequence_next,
+            keep_from: 0,
+        }
+    }
+
+    /// The sequence of the first entry kept in memory.
+    fn kept_first(&self) -> u64 {
+        self.sequence_next - self.entries.len() as u64
+    }
+
+    /// The retained entries, oldest first.
+    pub(crate) fn retained(&self) -> impl DoubleEndedIterator<Item = &ChangeEntry> {
+        let start = (self.first - self.kept_first()) as usize;
+        self.entries.range(start, self.entries.len())
+    }
+
+    /// How many entries are retained.
+    pub(crate) fn retained_len(&self) -> usize {
+        (self.sequence_next - self.first) as usize
+    }
+
+    /// The entries of sequences `from..to` still in memory (released ones included), with
+    /// their sequences.
+    pub(crate) fn kept_range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = (u64, &ChangeEntry)> {
+        let kept_first = self.kept_first();
+        let from = from.max(kept_first).min(self.sequence_next);
+        let to = to.clamp(from, self.sequence_next);
+        let start = (from - kept_first) as usize;
+        let end = (to - kept_first) as usize;
+        (from..).zip(self.entries.range(start, end))
+    }
+
+    /// Entries below `sequence` need not stay in memory for checkpoints any more.
+    pub(crate) fn keep_from(&mut self, sequence: u64) {
+        self.keep_from = self.keep_from.max(sequence);
+        self.drop_released();
+    }
+
+    /// Frees the released entries no checkpoint needs.
+    fn drop_released(&mut self) {
+        let below = self.first.min(self.keep_from);
+        let kept_first = self.kept_first();
+        if below > kept_first {
+            self.entries.release_front((below - kept_first) as usize);
         }
     }
 
@@ -90,6 +155,10 @@ impl ChangeStream {
     /// Drops the entries of sequence `sequence_next` and later (a rolled-back chain's).
     pub(crate) fn truncate_to(&mut self, sequence_next: u64) {
         assert!(sequence_next <= self.sequence_next);
+        assert!(
+            self.first <= sequence_next,
+            "a chain's entries are never released"
+        );
         let drop_count = (self.sequence_next - sequence_next) as usize;
         assert!(drop_count <= self.entries.len());
         self.entries.truncate(self.entries.len() - drop_count);
@@ -98,7 +167,7 @@ impl ChangeStream {
 
     /// The sequence number of the oldest retained entry (`sequence_next` when none is).
     pub(crate) fn sequence_first(&self) -> u64 {
-        self.sequence_next - self.entries.len() as u64
+        self.first
     }
 }
 
@@ -116,12 +185,10 @@ impl Ledger {
     /// Appends to `out` up to `limit` retained change events with sequence `>= sequence_from`,
     /// oldest first. Events already released are not returned.
     pub fn change_events(&self, sequence_from: u64, limit: usize, out: &mut Vec<ChangeEvent>) {
-        let first = self.changes.sequence_first();
-        let len = self.changes.entries.len();
-        let start = sequence_from.saturating_sub(first).min(len as u64) as usize;
-        let end = start.saturating_add(limit).min(len);
-        for (offset, entry) in (start..).zip(self.changes.entries.range(start, end)) {
-            out.push(self.change_event(first + offset as u64, entry));
+        let from = sequence_from.max(self.changes.sequence_first());
+        let to = from.saturating_add(limit as u64);
+        for (sequence, entry) in self.changes.kept_range(from, to) {
+            out.push(self.change_event(sequence, entry));
         }
     }
 
@@ -155,12 +222,11 @@ impl Ledger {
     /// done with them. Releasing what is already released, or what does not exist yet, is
     /// allowed and changes nothing beyond the retained tail.
     pub fn release_change_events(&mut self, sequence_through: u64) {
-        let first = self.changes.sequence_first();
-        if sequence_through < first {
-            return;
-        }
-        let release_count = (sequence_through - first + 1) as usize;
-        let release_count = release_count.min(self.changes.entries.len());
-        self.changes.entries.release_front(release_count);
+        let changes = &mut self.changes;
+        let first = sequence_through
+            .saturating_add(1)
+            .min(changes.sequence_next);
+        changes.first = changes.first.max(first);
+        changes.drop_released();
     }
 }

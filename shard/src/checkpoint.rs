@@ -88,7 +88,8 @@ pub struct CheckpointCut {
     pub change_sequence: u64,
 }
 
-/// One keyspace's entries since the cut: keys ascending, values `value_size()` bytes each.
+/// Entries of one keyspace, keys ascending, values `value_size()` bytes each: a chunk of what
+/// a checkpoint writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyspaceIncrement {
     pub keyspace: Keyspace,
@@ -97,7 +98,7 @@ pub struct KeyspaceIncrement {
 }
 
 impl KeyspaceIncrement {
-    fn new(keyspace: Keyspace) -> KeyspaceIncrement {
+    pub fn new(keyspace: Keyspace) -> KeyspaceIncrement {
         KeyspaceIncrement {
             keyspace,
             keys: Vec::new(),
@@ -112,6 +113,11 @@ impl KeyspaceIncrement {
         self.values.extend_from_slice(value);
     }
 
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.values.clear();
+    }
+
     /// Entry `at`'s value.
     pub fn value(&self, at: usize) -> &[u8] {
         let size = self.keyspace.value_size();
@@ -119,17 +125,44 @@ impl KeyspaceIncrement {
     }
 }
 
-/// What one checkpoint writes.
+/// A checkpoint as taken: what it covers and its hot state. Its keyspaces' entries are read
+/// from the live ledger afterwards ([`Ledger::checkpoint_entries`]), chunk by chunk while the
+/// runs are written, instead of being copied when it is taken: transfers and history never
+/// change once stored, the statuses are kept here as they were, and change entries stay in
+/// memory until the checkpoint is durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckpointIncrement {
+pub struct Checkpoint {
+    /// The cut of the last durable checkpoint, where this one starts.
+    pub since: CheckpointCut,
     /// What the checkpoints cover once this one is durable.
     pub cut: CheckpointCut,
     /// The hot state, whole.
     pub hot: Vec<u8>,
-    /// Per keyspace, in `Keyspace::ALL` order, what was written since the previous cut.
-    pub keyspaces: Vec<KeyspaceIncrement>,
     /// Change entries below this sequence are released: runs of changes wholly below it are
     /// no longer needed.
+    pub changes_released_below: u64,
+    /// The statuses to write, as they were when taken, by position.
+    statuses: Vec<(u32, PendingStatus)>,
+    /// Accounts when taken: history is read for those.
+    accounts: usize,
+}
+
+/// Where the writing of one keyspace of a checkpoint stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointCursor {
+    /// The next position, status index, history account or sequence.
+    next: u64,
+    /// In a history account's transfer list, the next index.
+    at: usize,
+}
+
+/// A checkpoint with all of its entries (tests and tools: the node streams them instead).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointIncrement {
+    pub cut: CheckpointCut,
+    pub hot: Vec<u8>,
+    /// Per keyspace, in `Keyspace::ALL` order.
+    pub keyspaces: Vec<KeyspaceIncrement>,
     pub changes_released_below: u64,
 }
 
@@ -171,9 +204,10 @@ impl StatusChanges {
 }
 
 impl Ledger {
-    /// The hot state and, per keyspace, what was written since `since` (the cut of the last
-    /// durable checkpoint).
-    pub fn checkpoint(&self, since: CheckpointCut) -> CheckpointIncrement {
+    /// Takes a checkpoint starting from `since` (the cut of the last durable checkpoint): the
+    /// hot state and what it covers, at once; its entries are read with
+    /// [`Ledger::checkpoint_entries`] from this same ledger until it is durable.
+    pub fn checkpoint(&self, since: CheckpointCut) -> Checkpoint {
         assert!(self.rollback_is_idle(), "checkpoint inside a linked chain");
         let count = Ledger::position_of(self.transfers.len());
         assert!(since.transfers <= count, "a cut beyond the ledger");
@@ -182,35 +216,112 @@ impl Ledger {
             status_changes: self.status_changes.end(),
             change_sequence: self.changes.sequence_next,
         };
-        let keyspaces = vec![
-            self.transfers_since(since.transfers),
-            self.statuses_since(since),
-            self.history_since(since.transfers),
-            self.changes_since(since.change_sequence),
-        ];
-        CheckpointIncrement {
+        Checkpoint {
+            since,
             cut,
             hot: self.encode_hot(),
-            keyspaces,
             changes_released_below: self.changes.sequence_first(),
+            statuses: self.statuses_since(since),
+            accounts: self.accounts.len(),
         }
     }
 
-    /// Forgets the status changes `cut` covers: a checkpoint with that cut is durable.
+    /// Puts in `out` (cleared first) up to `max` more entries of `out.keyspace` that
+    /// `checkpoint` writes, from where `cursor` stands; `out` stays empty once all were given.
+    pub fn checkpoint_entries(
+        &self,
+        checkpoint: &Checkpoint,
+        cursor: &mut CheckpointCursor,
+        out: &mut KeyspaceIncrement,
+        max: usize,
+    ) {
+        assert!(max > 0);
+        out.clear();
+        match out.keyspace {
+            Keyspace::Transfers => {
+                let end = checkpoint.cut.transfers as u64;
+                let start = cursor.next.max(u64::from(checkpoint.since.transfers));
+                let stop = end.min(start + max as u64);
+                let records = self.transfers.range(start as usize, stop as usize);
+                for (position, transfer) in (start..).zip(records) {
+                    out.push(u128::from(position), transfer.as_bytes());
+                }
+                cursor.next = stop;
+            }
+            Keyspace::Statuses => {
+                let start = cursor.next as usize;
+                let taken = &checkpoint.statuses[start.min(checkpoint.statuses.len())..];
+                for (position, status) in taken.iter().take(max) {
+                    out.push(u128::from(*position), &[*status as u8]);
+                }
+                cursor.next += out.keys.len() as u64;
+            }
+            Keyspace::History => self.history_entries(checkpoint, cursor, out, max),
+            Keyspace::Changes => {
+                let start = cursor.next.max(checkpoint.since.change_sequence);
+                let start = start.max(checkpoint.changes_released_below);
+                let stop = checkpoint.cut.change_sequence.min(start + max as u64);
+                let mut next = start;
+                for (sequence, entry) in self.changes.kept_range(start, stop) {
+                    assert_eq!(
+                        sequence, next,
+                        "a checkpoint's change entries stay in memory"
+                    );
+                    out.push(u128::from(sequence), entry.as_bytes());
+                    next += 1;
+                }
+                assert_eq!(
+                    next,
+                    stop.max(start),
+                    "a checkpoint's change entries stay in memory"
+                );
+                cursor.next = next;
+            }
+        }
+    }
+
+    /// Every entry `checkpoint` writes, per keyspace in `Keyspace::ALL` order.
+    pub fn checkpoint_keyspaces(&self, checkpoint: &Checkpoint) -> Vec<KeyspaceIncrement> {
+        Keyspace::ALL
+            .into_iter()
+            .map(|keyspace| {
+                let mut all = KeyspaceIncrement::new(keyspace);
+                let mut chunk = KeyspaceIncrement::new(keyspace);
+                let mut cursor = CheckpointCursor::default();
+                loop {
+                    self.checkpoint_entries(checkpoint, &mut cursor, &mut chunk, 4096);
+                    if chunk.keys.is_empty() {
+                        break all;
+                    }
+                    all.keys.extend_from_slice(&chunk.keys);
+                    all.values.extend_from_slice(&chunk.values);
+                }
+            })
+            .collect()
+    }
+
+    /// A checkpoint with all of its entries, read at once.
+    pub fn checkpoint_increment(&self, since: CheckpointCut) -> CheckpointIncrement {
+        let checkpoint = self.checkpoint(since);
+        let keyspaces = self.checkpoint_keyspaces(&checkpoint);
+        CheckpointIncrement {
+            cut: checkpoint.cut,
+            hot: checkpoint.hot,
+            keyspaces,
+            changes_released_below: checkpoint.changes_released_below,
+        }
+    }
+
+    /// A checkpoint with `cut` is durable: the status changes and released change entries it
+    /// covers are forgotten.
     pub fn checkpoint_durable(&mut self, cut: CheckpointCut) {
         self.status_changes.drop_before(cut.status_changes);
+        self.changes.keep_from(cut.change_sequence);
     }
 
-    fn transfers_since(&self, from: u32) -> KeyspaceIncrement {
-        let mut increment = KeyspaceIncrement::new(Keyspace::Transfers);
-        let from = from as usize;
-        for (position, transfer) in (from..).zip(self.transfers.range(from, self.transfers.len())) {
-            increment.push(position as u128, transfer.as_bytes());
-        }
-        increment
-    }
-
-    fn statuses_since(&self, since: CheckpointCut) -> KeyspaceIncrement {
+    /// The statuses a checkpoint from `since` writes: of the transfers stored since, those
+    /// not `None`, and of older ones, those that changed since.
+    fn statuses_since(&self, since: CheckpointCut) -> Vec<(u32, PendingStatus)> {
         let count = Ledger::position_of(self.transfers.len());
         let changed = self.status_changes.since(since.status_changes).iter();
         // A change of a transfer its linked chain then took back is listed past the end.
@@ -219,41 +330,40 @@ impl Ledger {
         positions.extend(new.filter(|p| self.transfer_status[*p as usize] != PendingStatus::None));
         positions.sort_unstable();
         positions.dedup();
-        let mut increment = KeyspaceIncrement::new(Keyspace::Statuses);
-        for position in positions {
-            let status = self.transfer_status[position as usize];
-            increment.push(u128::from(position), &[status as u8]);
-        }
-        increment
+        let statuses = positions.into_iter();
+        statuses
+            .map(|p| (p, self.transfer_status[p as usize]))
+            .collect()
     }
 
-    fn history_since(&self, from: u32) -> KeyspaceIncrement {
-        let mut increment = KeyspaceIncrement::new(Keyspace::History);
-        for (account, history) in self.account_history.iter().enumerate() {
-            if history.is_empty() {
-                continue;
-            }
-            let listed = &self.account_transfers[account];
-            let start = listed.partition_point(|position| *position < from);
-            for (position, balances) in listed[start..].iter().zip(&history[start..]) {
+    /// History entries of the transfers from the checkpoint's `since` to its cut, by account
+    /// then position: `cursor.next` is the account, `cursor.at` the index in its list.
+    fn history_entries(
+        &self,
+        checkpoint: &Checkpoint,
+        cursor: &mut CheckpointCursor,
+        out: &mut KeyspaceIncrement,
+        max: usize,
+    ) {
+        let (from, to) = (checkpoint.since.transfers, checkpoint.cut.transfers);
+        while (cursor.next as usize) < checkpoint.accounts && out.keys.len() < max {
+            let account = cursor.next as usize;
+            let history = &self.account_history[account];
+            let listed = &self.account_transfers[account][..history.len()];
+            let start = cursor.at.max(listed.partition_point(|p| *p < from));
+            let end = listed.partition_point(|p| *p < to);
+            let take = (end.saturating_sub(start)).min(max - out.keys.len());
+            for (position, balances) in listed[start..start + take].iter().zip(&history[start..]) {
                 let key = ((account as u128) << 32) | u128::from(*position);
-                increment.push(key, balances.as_bytes());
+                out.push(key, balances.as_bytes());
+            }
+            if start + take < end {
+                cursor.at = start + take;
+            } else {
+                cursor.next += 1;
+                cursor.at = 0;
             }
         }
-        increment
-    }
-
-    fn changes_since(&self, from: u64) -> KeyspaceIncrement {
-        let mut increment = KeyspaceIncrement::new(Keyspace::Changes);
-        let first = self.changes.sequence_first();
-        let start = from
-            .saturating_sub(first)
-            .min(self.changes.entries.len() as u64) as usize;
-        let end = self.changes.entries.len();
-        for (offset, entry) in (start..).zip(self.changes.entries.range(start, end)) {
-            increment.push(u128::from(first + offset as u64), entry.as_bytes());
-        }
-        increment
     }
 
     fn encode_hot(&self) -> Vec<u8> {
@@ -324,10 +434,7 @@ impl CheckpointRestore {
         if reader.offset != hot.len() {
             return Err(reader.malformed("trailing bytes"));
         }
-        ledger.changes = ChangeStream {
-            entries: Table::new(),
-            sequence_next: change_first,
-        };
+        ledger.changes = ChangeStream::with_entries(Table::new(), change_first);
         Ok(CheckpointRestore {
             ledger,
             transfers,

@@ -67,8 +67,8 @@ mod validate;
 struct ReadmeExample;
 
 pub use checkpoint::{
-    CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace, KeyspaceIncrement,
-    CHECKPOINT_FORMAT_VERSION,
+    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace,
+    KeyspaceIncrement, CHECKPOINT_FORMAT_VERSION,
 };
 pub use client_requests::seal_reply;
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};

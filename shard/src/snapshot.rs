@@ -127,9 +127,9 @@ impl Ledger {
             put_u64(out, self.account_history[account].len() as u64);
             out.extend_from_slice(self.account_history[account].as_bytes());
         }
-        put_u64(out, self.changes.entries.len() as u64);
-        for chunk in self.changes.entries.chunks() {
-            out.extend_from_slice(chunk.as_bytes());
+        put_u64(out, self.changes.retained_len() as u64);
+        for entry in self.changes.retained() {
+            out.extend_from_slice(entry.as_bytes());
         }
         self.encode_tail(out);
     }
@@ -192,10 +192,7 @@ impl Ledger {
         if entries.len() as u64 >= sequence_next {
             return Err(reader.malformed("more change events than sequence numbers"));
         }
-        ledger.changes = ChangeStream {
-            entries,
-            sequence_next,
-        };
+        ledger.changes = ChangeStream::with_entries(entries, sequence_next);
         ledger.decode_tail(&mut reader, version)?;
         if reader.offset != body.len() {
             return Err(reader.malformed("trailing bytes"));

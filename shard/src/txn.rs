@@ -719,7 +719,7 @@ impl Scratch {
                     .push(id);
             }
         }
-        for change in l.changes.entries.iter() {
+        for change in l.changes.retained() {
             let kind = ChangeKind::from_u8(change.kind).expect("known kind");
             let (id, partition) = if kind == ChangeKind::AccountCreated {
                 let account = &l.accounts[change.position as usize];

@@ -228,7 +228,7 @@ impl Ledger {
     /// Every retained change entry points at a record of its kind. (Imported events carry past
     /// timestamps, so the stream's timestamps need not increase.)
     fn check_changes(&self) -> Result<(), String> {
-        for entry in self.changes.entries.iter() {
+        for entry in self.changes.retained() {
             let position = entry.position as usize;
             let found = match ChangeKind::from_u8(entry.kind) {
                 Some(ChangeKind::AccountCreated) => {

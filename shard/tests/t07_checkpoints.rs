@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use kassa_shard::{
-    CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace, Ledger, LedgerConfig,
-    SnapshotError,
+    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace,
+    KeyspaceIncrement, Ledger, LedgerConfig, SnapshotError,
 };
 use kassa_wire::{AccountFlags, Transfer, TransferFlags};
 
@@ -67,7 +67,7 @@ fn run_steps(steps: u128, never_durable: &[u128]) -> (Vec<CheckpointIncrement>, 
         if step % 3 == 2 {
             ledger.release_change_events(ledger.change_sequence_first() + 25);
         }
-        let increment = ledger.checkpoint(durable);
+        let increment = ledger.checkpoint_increment(durable);
         if !never_durable.contains(&step) {
             ledger.checkpoint_durable(increment.cut);
             durable = increment.cut;
@@ -206,7 +206,7 @@ fn a_linked_chain_that_fails_leaves_no_status_behind() {
     let mut ledger = new_ledger();
     accounts(&mut ledger);
     create_transfers(&mut ledger, 10 * NS, &[pending(500, 1, 2, 10, 0)]);
-    let first = ledger.checkpoint(CheckpointCut::default());
+    let first = ledger.checkpoint_increment(CheckpointCut::default());
     ledger.checkpoint_durable(first.cut);
     // A post inside a chain that fails: the status change is undone.
     let chain = [
@@ -221,11 +221,74 @@ fn a_linked_chain_that_fails_leaves_no_status_behind() {
         transfer(602, 1, 1, 1, LEDGER, CODE),
     ];
     create_transfers(&mut ledger, 30 * NS, &chain);
-    let second = ledger.checkpoint(first.cut);
+    let second = ledger.checkpoint_increment(first.cut);
     let restored = restore(&[&first, &second]).expect("restore");
     assert_eq!(snapshot_of(&restored), snapshot_of(&ledger));
     assert_eq!(
         status_of(&restored, 500),
         kassa_shard::PendingStatus::Pending
     );
+}
+
+/// Reads `checkpoint`'s entries from `ledger` now, `max` at a time.
+fn entries_now(ledger: &Ledger, checkpoint: &Checkpoint, max: usize) -> Vec<KeyspaceIncrement> {
+    let mut all = Vec::new();
+    for keyspace in Keyspace::ALL {
+        let mut run = KeyspaceIncrement::new(keyspace);
+        let mut chunk = KeyspaceIncrement::new(keyspace);
+        let mut cursor = CheckpointCursor::default();
+        loop {
+            ledger.checkpoint_entries(checkpoint, &mut cursor, &mut chunk, max);
+            if chunk.keys.is_empty() {
+                break;
+            }
+            assert!(chunk.keys.len() <= max);
+            run.keys.extend_from_slice(&chunk.keys);
+            run.values.extend_from_slice(&chunk.values);
+        }
+        all.push(run);
+    }
+    all
+}
+
+/// The node writes a checkpoint's runs from the live ledger while it applies more: what it
+/// reads then is what the ledger held when the checkpoint was taken, in chunks of any size.
+#[test]
+fn entries_read_after_more_writes_are_those_of_the_moment_taken() {
+    for max in [1, 3, 64, 100_000] {
+        let mut ledger = new_ledger();
+        accounts(&mut ledger);
+        let mut increments = Vec::new();
+        let mut durable = CheckpointCut::default();
+        let mut expected = Vec::new();
+        for step in 0..6u128 {
+            let now = 10 * NS * (step as u64 + 1);
+            create_transfers(&mut ledger, now, &step_transfers(step));
+            let checkpoint = ledger.checkpoint(durable);
+            expected.push(snapshot_of(&ledger));
+            // Before its entries are read: more transfers, posts and voids of pending ones
+            // the checkpoint holds as pending, expiries, and released change events.
+            create_transfers(&mut ledger, now + NS, &step_transfers(step + 100));
+            ledger.expire_pending_transfers(now + 5 * NS);
+            ledger.release_change_events(ledger.change_sequence_next() - 5);
+            let keyspaces = entries_now(&ledger, &checkpoint, max);
+            ledger.checkpoint_durable(checkpoint.cut);
+            durable = checkpoint.cut;
+            increments.push(CheckpointIncrement {
+                cut: checkpoint.cut,
+                hot: checkpoint.hot,
+                keyspaces,
+                changes_released_below: checkpoint.changes_released_below,
+            });
+        }
+        for end in 1..=increments.len() {
+            let chain: Vec<_> = increments[..end].iter().collect();
+            let restored = restore(&chain).expect("restore");
+            assert_eq!(
+                snapshot_of(&restored),
+                expected[end - 1],
+                "max {max}, after {end}"
+            );
+        }
+    }
 }

@@ -87,6 +87,47 @@ fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
 }
 
 #[test]
+fn a_run_without_a_filter_finds_every_key_and_push_all_writes_what_push_does() {
+    let dir = new_dir("t06-no-filter");
+    run(async {
+        let data = data(21, 9_000, 128);
+        let no_filter = RunOptions {
+            filter_bits_per_key: 0,
+            ..options(data.len(), 128)
+        };
+        let mut writer = RunWriter::create(dir.path(), "one-by-one", no_filter)
+            .await
+            .expect("create");
+        for (key, value) in &data {
+            writer.push(*key, value).await.expect("push");
+        }
+        writer.finish().await.expect("finish");
+        let keys: Vec<u128> = data.keys().copied().collect();
+        let values: Vec<u8> = data.values().flatten().copied().collect();
+        let mut writer = RunWriter::create(dir.path(), "all", no_filter)
+            .await
+            .expect("create");
+        writer
+            .push_all(&keys[..5_000], &values[..5_000 * 128])
+            .await
+            .expect("push_all");
+        writer
+            .push_all(&keys[5_000..], &values[5_000 * 128..])
+            .await
+            .expect("push_all");
+        writer.finish().await.expect("finish");
+        let run = Run::open(&dir.path().join("all")).await.expect("open");
+        for (key, value) in data.iter().step_by(3) {
+            assert_eq!(run.get(*key).await.expect("get").as_ref(), Some(value));
+        }
+        assert_eq!(run.get(keys[10] + 1).await.expect("get"), None);
+    });
+    let one = std::fs::read(dir.path().join("one-by-one")).unwrap();
+    let all = std::fs::read(dir.path().join("all")).unwrap();
+    assert_eq!(one, all);
+}
+
+#[test]
 fn scans_match_the_sorted_map() {
     let dir = new_dir("t06-scan");
     run(async {

@@ -934,7 +934,7 @@ impl Cluster {
         let from_checkpoints = self.restores % 2 == 0;
         for (p, ledger) in self.partitions.iter_mut().enumerate() {
             let (durable, increments) = &mut self.checkpoints[p];
-            let increment = ledger.checkpoint(*durable);
+            let increment = ledger.checkpoint_increment(*durable);
             ledger.checkpoint_durable(increment.cut);
             increments.push(increment);
             ledger.snapshot(&mut bytes);

@@ -47,6 +47,15 @@ impl Filter {
         }
     }
 
+    /// A filter every key passes: for runs read by range, where a filter would cost its
+    /// hashing and rule nothing out.
+    pub fn passing_all(seed: u64) -> Filter {
+        Filter {
+            blocks: vec![[u32::MAX; 8]],
+            seed,
+        }
+    }
+
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -187,6 +196,15 @@ mod tests {
         assert_eq!(Filter::decode(&bytes, 42), Some(filter.clone()));
         assert_eq!(Filter::decode(&bytes[..bytes.len() - 1], 42), None);
         assert_eq!(Filter::decode(&[], 42), None);
+    }
+
+    #[test]
+    fn a_filter_passing_all_passes_every_key() {
+        let filter = Filter::passing_all(3);
+        assert!(keys(4, 1_000)
+            .into_iter()
+            .all(|key| filter.may_contain(key)));
+        assert_eq!(filter.size(), FILTER_BLOCK_SIZE);
     }
 
     #[test]

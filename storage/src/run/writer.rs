@@ -16,8 +16,10 @@ use super::{entries_per_block, Filter, Footer, BLOCK_HEADER_SIZE, RUN_VALUE_SIZE
 use crate::aligned::{AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
 
-/// Bytes the writer gathers before one write.
-pub const WRITE_SIZE: usize = 256 * 1024;
+/// Bytes the writer gathers before one write. Large: a checkpoint's writer shares a busy core
+/// with the partition's other tasks and gets its turn back about once per batch applied, so
+/// the bytes moved per turn bound how fast a checkpoint is written.
+pub const WRITE_SIZE: usize = 8 << 20;
 const TEMPORARY_SUFFIX: &str = ".tmp";
 
 /// How a run is built.
@@ -28,7 +30,8 @@ pub struct RunOptions {
     /// The keys the run will hold, to size its filter (more or fewer only change its rate of
     /// false passes).
     pub keys_expected: u64,
-    /// Filter bits per expected key: 10 lets about 1% of absent keys through.
+    /// Filter bits per expected key: 10 lets about 1% of absent keys through; 0 makes no
+    /// filter (every key passes it), for runs read by key range.
     pub filter_bits_per_key: u32,
     /// The filter's hash seed, stored in the run.
     pub filter_seed: u64,
@@ -42,10 +45,10 @@ pub struct RunWriter {
     file: File,
     options: RunOptions,
     per_block: usize,
-    /// The data block being filled; its header is written when it is sealed.
-    block: Vec<u8>,
+    /// Entries in the data block being filled, which lies in `buffer` right after its sealed
+    /// bytes; its header is written when it is sealed.
     block_entries: usize,
-    /// Sealed bytes not yet written, and where in the file they go.
+    /// Sealed bytes not yet written (its length), and where in the file they go.
     buffer: AlignedBuffer,
     buffer_offset: u64,
     index: Vec<u128>,
@@ -80,16 +83,14 @@ impl RunWriter {
             file,
             options,
             per_block: entries_per_block(options.value_size),
-            block: vec![0; BLOCK_SIZE],
             block_entries: 0,
             buffer: AlignedBuffer::new(WRITE_SIZE),
             buffer_offset: 0,
             index: Vec::new(),
-            filter: Filter::new(
-                options.keys_expected,
-                options.filter_bits_per_key,
-                options.filter_seed,
-            ),
+            filter: match options.filter_bits_per_key {
+                0 => Filter::passing_all(options.filter_seed),
+                bits => Filter::new(options.keys_expected, bits, options.filter_seed),
+            },
             keys: 0,
             first_key: 0,
             last_key: None,
@@ -103,6 +104,28 @@ impl RunWriter {
 
     /// Adds `key` with `value`; `key` must be greater than every key pushed before.
     pub async fn push(&mut self, key: u128, value: &[u8]) -> Result<(), StorageError> {
+        if self.add(key, value) {
+            self.write_buffer().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds `keys` with their `values` (each `value_size` bytes, one after another), as
+    /// `push` one by one.
+    pub async fn push_all(&mut self, keys: &[u128], values: &[u8]) -> Result<(), StorageError> {
+        let size = self.options.value_size;
+        assert_eq!(values.len(), keys.len() * size, "run values' size");
+        for (at, key) in keys.iter().enumerate() {
+            if self.add(*key, &values[at * size..(at + 1) * size]) {
+                self.write_buffer().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts an entry in the open block, sealing the block once full; returns whether the
+    /// buffer is full and must be written.
+    fn add(&mut self, key: u128, value: &[u8]) -> bool {
         assert_eq!(value.len(), self.options.value_size, "run value size");
         if let Some(last) = self.last_key {
             assert!(key > last, "run keys must ascend: {key} after {last}");
@@ -113,23 +136,24 @@ impl RunWriter {
         if self.block_entries == 0 {
             self.index.push(key);
         }
-        let at = BLOCK_HEADER_SIZE + self.block_entries * (16 + value.len());
-        self.block[at..at + 16].copy_from_slice(&key.to_le_bytes());
-        self.block[at + 16..at + 16 + value.len()].copy_from_slice(value);
+        let block = self.buffer.as_slice().len();
+        let at = block + BLOCK_HEADER_SIZE + self.block_entries * (16 + value.len());
+        let bytes = self.buffer.as_mut_slice_full();
+        bytes[at..at + 16].copy_from_slice(&key.to_le_bytes());
+        bytes[at + 16..at + 16 + value.len()].copy_from_slice(value);
         self.block_entries += 1;
         self.keys += 1;
-        self.filter.insert(key);
-        if self.block_entries == self.per_block {
-            self.seal_block().await?;
+        if self.options.filter_bits_per_key > 0 {
+            self.filter.insert(key);
         }
-        Ok(())
+        self.block_entries == self.per_block && self.seal_block()
     }
 
     /// Writes what is left, the index, the filter and the footer; makes the run durable and
     /// puts it in place under its name. Returns its footer.
     pub async fn finish(mut self) -> Result<Footer, StorageError> {
-        if self.block_entries > 0 {
-            self.seal_block().await?;
+        if self.block_entries > 0 && self.seal_block() {
+            self.write_buffer().await?;
         }
         let data_blocks = self.index.len() as u64;
         let mut index = Vec::with_capacity(self.index.len() * 16);
@@ -162,17 +186,22 @@ impl RunWriter {
         Ok(footer)
     }
 
-    /// Writes the header and checksum of the block being filled and queues it.
-    async fn seal_block(&mut self) -> Result<(), StorageError> {
+    /// Writes the header, the zeros after the entries and the checksum of the open block, which
+    /// joins the sealed bytes; returns whether the buffer is full and must be written.
+    fn seal_block(&mut self) -> bool {
         let number = self.index.len() as u64 - 1;
-        self.block[4..6].copy_from_slice(&(self.block_entries as u16).to_le_bytes());
-        self.block[6..8].fill(0);
-        self.block[8..16].copy_from_slice(&number.to_le_bytes());
-        let crc = crc32c::crc32c(&self.block[4..]);
-        self.block[0..4].copy_from_slice(&crc.to_le_bytes());
-        let block = std::mem::replace(&mut self.block, vec![0; BLOCK_SIZE]);
+        let start = self.buffer.as_slice().len();
+        let used = BLOCK_HEADER_SIZE + self.block_entries * (16 + self.options.value_size);
+        let block = &mut self.buffer.as_mut_slice_full()[start..start + BLOCK_SIZE];
+        block[used..].fill(0);
+        block[4..6].copy_from_slice(&(self.block_entries as u16).to_le_bytes());
+        block[6..8].fill(0);
+        block[8..16].copy_from_slice(&number.to_le_bytes());
+        let crc = crc32c::crc32c(&block[4..]);
+        block[0..4].copy_from_slice(&crc.to_le_bytes());
         self.block_entries = 0;
-        self.put_region(&block).await
+        self.buffer.set_len(start + BLOCK_SIZE);
+        self.buffer.as_slice().len() == self.buffer.capacity()
     }
 
     /// Queues `bytes` followed by zeros up to the next block boundary.
