@@ -320,3 +320,109 @@ async fn create_dir(runs: &Path) -> Result<(), StorageError> {
     let parent = runs.parent().expect("runs live in a partition's directory");
     kassa_storage::run::sync_directory(parent).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::log_id;
+    use kassa_wire::{Account, AccountId, Transfer, TransferId};
+
+    fn ledger(transfers: u128) -> Ledger {
+        let mut ledger = Ledger::new(LedgerConfig::default());
+        let accounts: Vec<Account> = (1..=4)
+            .map(|id| Account {
+                id: AccountId(id),
+                ledger: 1,
+                code: 1,
+                flags: kassa_wire::AccountFlags::HISTORY,
+                ..Account::default()
+            })
+            .collect();
+        ledger.create_accounts(1_000, &accounts, &mut Vec::new());
+        for batch in 0..transfers / 1_000 {
+            let events: Vec<Transfer> = (0..1_000)
+                .map(|at| {
+                    let id = 1 + batch * 1_000 + at;
+                    Transfer {
+                        id: TransferId(id),
+                        debit_account_id: AccountId(1 + id % 4),
+                        credit_account_id: AccountId(1 + (id + 1) % 4),
+                        amount: 1,
+                        ledger: 1,
+                        code: 1,
+                        ..Transfer::default()
+                    }
+                })
+                .collect();
+            ledger.create_transfers(2_000 + batch as u64, &events, &mut Vec::new());
+        }
+        ledger
+    }
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(log_id(1, index)),
+            ..SnapshotMeta::default()
+        }
+    }
+
+    fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        ledger.snapshot(&mut bytes);
+        bytes
+    }
+
+    /// A checkpoint abandoned halfway (its ledger was replaced) leaves the previous one whole:
+    /// the partition restores that one, and what the abandoned one wrote is deleted at open.
+    #[test]
+    fn an_abandoned_checkpoint_leaves_the_previous_one_whole() {
+        let dir = std::env::temp_dir().join(format!("kassa-raft-abandon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("io_uring runtime");
+        runtime.block_on(async {
+            let ledger = RefCell::new(ledger(20_000));
+            let expected = snapshot_of(&ledger.borrow());
+            let first = ledger.borrow().checkpoint(CheckpointCut::default());
+            let written = write(&dir, None, false, meta(5), &first, &ledger, || true).await;
+            let Ok(Written::Durable(head)) = written else {
+                panic!("the first checkpoint is durable");
+            };
+            ledger.borrow_mut().checkpoint_durable(first.cut);
+            let more = self::ledger(40_000);
+            *ledger.borrow_mut() = more;
+            let second = ledger.borrow().checkpoint(head.cut);
+            // The ledger is "replaced" after three chunks: the checkpoint stops there.
+            let chunks = std::cell::Cell::new(0);
+            let current = || {
+                chunks.set(chunks.get() + 1);
+                chunks.get() <= 3
+            };
+            let written = write(&dir, Some(&head), false, meta(9), &second, &ledger, current);
+            assert!(matches!(written.await, Ok(Written::Abandoned)));
+            assert!(chunks.get() > 3, "it read chunks before it stopped");
+
+            let (found, hot) = read_manifest(&dir)
+                .await
+                .expect("read")
+                .expect("a manifest");
+            assert_eq!(found, head, "the manifest is the first checkpoint's");
+            let restored = restore(&dir, LedgerConfig::default(), &found, &hot).await;
+            assert_eq!(snapshot_of(&restored.expect("restores")), expected);
+            let removed = remove_unnamed_runs(&dir, Some(&found))
+                .await
+                .expect("remove");
+            assert!(removed > 0, "the abandoned checkpoint's files are deleted");
+            assert_eq!(
+                remove_unnamed_runs(&dir, Some(&found))
+                    .await
+                    .expect("again"),
+                0
+            );
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
