@@ -17,6 +17,9 @@
 //! transfer), or through the coordinator when a share cannot run alone. Placed by id, every
 //! batch across partitions takes the coordinator.
 //!
+//! Every other round the node checkpoints every 20 log entries, so kills land while
+//! checkpoints are written, and the next start restores from them.
+//!
 //! Bounded: `KILLS` rounds (`KASSA_CRASH_KILLS` to change), each killed within a second. The
 //! seed is printed; `KASSA_CRASH_SEED` replays the schedule (timing still varies).
 
@@ -353,7 +356,7 @@ fn acknowledged_transfers_survive_sigkill() {
     // before each kill.
     let mut across = [0u64; 2];
     for round in 0..kills {
-        let node = Node::start(&dir.0);
+        let node = Node::try_start(&dir.0, common::crash_round_flags(round)).expect("kassa start");
         let accounts: Vec<String> = (1..=ACCOUNTS)
             .map(|id| account_json(id, ledger_of(id) as u32, &[]))
             .collect();
@@ -387,7 +390,12 @@ fn acknowledged_transfers_survive_sigkill() {
         "{} batches ran in shares and {} through the coordinator before the kills",
         across[0], across[1]
     );
+    let checkpointed = common::partitions_checkpointed(&dir.0);
+    eprintln!("{checkpointed} partitions hold a checkpoint");
     assert!(acknowledged > 0, "the loader was never acknowledged");
+    if kills > 1 {
+        assert!(checkpointed > 0, "no partition took a checkpoint");
+    }
     if common::test_placement().is_none_or(|placement| placement == "ledger") {
         assert!(across[0] > 0, "no batch ran in shares");
     }

@@ -11,6 +11,9 @@
 //!   nothing acknowledged is lost and nothing is applied twice;
 //! - per ledger, debits equal credits.
 //!
+//! Every other round the node checkpoints every 20 log entries, so kills land while
+//! checkpoints are written, and the next start restores from them.
+//!
 //! Bounded: `KILLS` rounds (`KASSA_CRASH_KILLS` to change), each killed within a second. The
 //! seed is printed; `KASSA_CRASH_SEED` replays the schedule (timing still varies).
 
@@ -191,7 +194,7 @@ fn acknowledged_wire_requests_survive_sigkill_and_retries_get_their_own_results(
     // Requests across partitions run in shares and by the coordinator, counted before kills.
     let mut across = [0u64; 2];
     for round in 0..kills {
-        let node = Node::start(&dir.0);
+        let node = Node::try_start(&dir.0, common::crash_round_flags(round)).expect("kassa start");
         for ledger in 1..=LEDGERS as u32 {
             // One ledger per batch: each runs in its partition alone.
             let accounts: Vec<String> = (1..=ACCOUNTS)
@@ -248,7 +251,12 @@ fn acknowledged_wire_requests_survive_sigkill_and_retries_get_their_own_results(
         across[0],
         across[1]
     );
+    let checkpointed = common::partitions_checkpointed(&dir.0);
+    eprintln!("{checkpointed} partitions hold a checkpoint");
     assert!(!client.answered.is_empty(), "no request was answered");
+    if kills > 1 {
+        assert!(checkpointed > 0, "no partition took a checkpoint");
+    }
     if common::test_placement().is_none_or(|placement| placement == "ledger") {
         assert!(across[0] > 0, "no request ran in shares");
     }

@@ -299,6 +299,28 @@ pub fn crash_schedule(test: &str, default_kills: u32) -> (u64, u32) {
     (seed, kills)
 }
 
+/// The flags of a crash test's start in `round`: every other round checkpoints every 20 log
+/// entries, so that kills land while checkpoints are written and later starts restore from
+/// them; the other rounds run the default.
+pub fn crash_round_flags(round: u32) -> &'static [&'static str] {
+    if round % 2 == 1 {
+        &["--snapshot-entries", "20"]
+    } else {
+        &[]
+    }
+}
+
+/// How many of the data directory's partitions hold a checkpoint.
+pub fn partitions_checkpointed(data_dir: &Path) -> usize {
+    let partitions = std::fs::read_dir(data_dir.join("partitions")).expect("partitions");
+    partitions
+        .filter(|entry| {
+            let path = entry.as_ref().expect("entry").path();
+            path.join("checkpoint").exists()
+        })
+        .count()
+}
+
 /// Adds `node`'s counts of create batches across partitions since it started (`GET /ready`:
 /// run in shares, and by the coordinator) to `across`.
 pub fn add_batches_across(node: &Node, across: &mut [u64; 2]) {
