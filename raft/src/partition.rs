@@ -75,7 +75,17 @@ pub struct Partition {
     alive: Rc<()>,
     /// Command bytes written since this process last asked for a snapshot.
     written_since_snapshot: std::cell::Cell<u64>,
+    /// Entries since the last checkpoint past which a stop takes one first.
+    stop_checkpoint_entries: u64,
 }
+
+/// A stop takes a checkpoint first when this many log bytes were written since the last
+/// (about half a million transfers), or a quarter of `snapshot_entries` entries were applied:
+/// the next start then replays little of the log.
+pub const STOP_CHECKPOINT_LOG_BYTES: u64 = 64 * 1024 * 1024;
+/// The longest a stop waits for that checkpoint; past it the partition stops anyway, and the
+/// next start replays the log as after a crash.
+pub const STOP_CHECKPOINT_WAIT_MS: u64 = 20_000;
 
 /// Log bytes after which a partition snapshots, however few entries they are: entries range
 /// from a few hundred bytes to megabytes (a full cross-partition decision), so a count alone
@@ -219,6 +229,7 @@ impl Partition {
             log,
             alive,
             written_since_snapshot: std::cell::Cell::new(0),
+            stop_checkpoint_entries: (config.snapshot_entries / 4).max(1),
         };
         if let Err(error) = this.start(pristine, last_index).await {
             // Stop what started; the error that stopped the open is the one to report.
@@ -443,6 +454,40 @@ impl Partition {
         }
     }
 
+    /// Takes a checkpoint covering everything applied, when enough log was written since the
+    /// last one (`STOP_CHECKPOINT_LOG_BYTES`, or a quarter of `snapshot_entries`), and waits
+    /// for it at most `STOP_CHECKPOINT_WAIT_MS`. A failure here only costs the next start its
+    /// replay: it is logged, and the stop goes on.
+    async fn checkpoint_before_stop(&self) {
+        let partition = self.partition;
+        let status = self.status();
+        if status.fatal.is_some() {
+            return;
+        }
+        let applied = status.applied_index.unwrap_or(0);
+        let behind = applied.saturating_sub(status.snapshot_index.unwrap_or(0));
+        let written = self.written_since_snapshot.get();
+        if behind < self.stop_checkpoint_entries && written < STOP_CHECKPOINT_LOG_BYTES {
+            return;
+        }
+        if let Err(error) = self.raft.trigger().snapshot().await {
+            tracing::warn!(partition, %error, "no checkpoint before the stop");
+            return;
+        }
+        for _ in 0..STOP_CHECKPOINT_WAIT_MS / 10 {
+            if self.status().snapshot_index >= Some(applied) {
+                tracing::info!(partition, applied, "checkpoint taken before the stop");
+                return;
+            }
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(
+            partition,
+            applied,
+            "the checkpoint before the stop did not finish in time"
+        );
+    }
+
     /// The fault that stopped this partition's Raft core (a log write or sync that failed, a
     /// damaged entry), or `None` while it runs or once it was shut down on request.
     pub fn failure(&self) -> Option<String> {
@@ -456,6 +501,7 @@ impl Partition {
 
     /// Stops the Raft tasks after in-flight writes finish.
     pub async fn shutdown(self) -> Result<(), PartitionError> {
+        self.checkpoint_before_stop().await;
         let Partition {
             partition,
             raft,
