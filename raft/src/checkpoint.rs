@@ -324,6 +324,7 @@ async fn create_dir(runs: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{runtime, snapshot_of, TestDir};
     use crate::types::log_id;
     use kassa_wire::{Account, AccountId, Transfer, TransferId};
 
@@ -366,28 +367,17 @@ mod tests {
         }
     }
 
-    fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        ledger.snapshot(&mut bytes);
-        bytes
-    }
-
     /// A checkpoint abandoned halfway (its ledger was replaced) leaves the previous one whole:
     /// the partition restores that one, and what the abandoned one wrote is deleted at open.
     #[test]
     fn an_abandoned_checkpoint_leaves_the_previous_one_whole() {
-        let dir = std::env::temp_dir().join(format!("kassa-raft-abandon-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("io_uring runtime");
-        runtime.block_on(async {
+        let dir = TestDir::new("abandon");
+        let dir = dir.path();
+        runtime().block_on(async {
             let ledger = RefCell::new(ledger(20_000));
             let expected = snapshot_of(&ledger.borrow());
             let first = ledger.borrow().checkpoint(CheckpointCut::default());
-            let written = write(&dir, None, false, meta(5), &first, &ledger, || true).await;
+            let written = write(dir, None, false, meta(5), &first, &ledger, || true).await;
             let Ok(Written::Durable(head)) = written else {
                 panic!("the first checkpoint is durable");
             };
@@ -401,28 +391,22 @@ mod tests {
                 chunks.set(chunks.get() + 1);
                 chunks.get() <= 3
             };
-            let written = write(&dir, Some(&head), false, meta(9), &second, &ledger, current);
+            let written = write(dir, Some(&head), false, meta(9), &second, &ledger, current);
             assert!(matches!(written.await, Ok(Written::Abandoned)));
             assert!(chunks.get() > 3, "it read chunks before it stopped");
 
-            let (found, hot) = read_manifest(&dir)
-                .await
-                .expect("read")
-                .expect("a manifest");
+            let (found, hot) = read_manifest(dir).await.expect("read").expect("a manifest");
             assert_eq!(found, head, "the manifest is the first checkpoint's");
-            let restored = restore(&dir, LedgerConfig::default(), &found, &hot).await;
+            let restored = restore(dir, LedgerConfig::default(), &found, &hot).await;
             assert_eq!(snapshot_of(&restored.expect("restores")), expected);
-            let removed = remove_unnamed_runs(&dir, Some(&found))
+            let removed = remove_unnamed_runs(dir, Some(&found))
                 .await
                 .expect("remove");
             assert!(removed > 0, "the abandoned checkpoint's files are deleted");
             assert_eq!(
-                remove_unnamed_runs(&dir, Some(&found))
-                    .await
-                    .expect("again"),
+                remove_unnamed_runs(dir, Some(&found)).await.expect("again"),
                 0
             );
         });
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -34,6 +34,8 @@ mod log_store;
 mod network;
 mod partition;
 mod state_machine;
+#[cfg(test)]
+mod test_support;
 mod types;
 
 use std::path::PathBuf;

@@ -460,6 +460,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{runtime, snapshot_of, TestDir};
     use crate::types::log_id;
     use kassa_wire::{Account, AccountId, Transfer, TransferId};
 
@@ -490,36 +491,25 @@ mod tests {
         ledger
     }
 
-    fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        ledger.snapshot(&mut bytes);
-        bytes
-    }
-
     /// A partition an earlier version wrote (a whole snapshot file) opens from that file; its
     /// first checkpoint is full and replaces the file; it then opens from the checkpoint.
     #[test]
     fn an_earlier_versions_snapshot_file_is_replaced_by_the_first_checkpoint() {
-        let dir = std::env::temp_dir().join(format!("kassa-raft-legacy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = TestDir::new("legacy");
+        let dir = dir.path();
         let ledger = ledger_with_transfers();
         let expected = snapshot_of(&ledger);
         let meta = SnapshotMeta {
             last_log_id: Some(log_id(1, 7)),
             last_membership: StoredMembership::default(),
         };
-        let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("io_uring runtime");
-        runtime.block_on(async {
+        runtime().block_on(async {
             let file = codec::encode_snapshot(&meta, &expected);
-            durable_file::write(&dir, SNAPSHOT_FILE, &file)
+            durable_file::write(dir, SNAPSHOT_FILE, &file)
                 .await
                 .expect("legacy file");
             let config = LedgerConfig::default();
-            let mut machine = StateMachine::open(0, &dir, config, Rc::new(()))
+            let mut machine = StateMachine::open(0, dir, config, Rc::new(()))
                 .await
                 .expect("opens from the snapshot file");
             assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
@@ -541,12 +531,11 @@ mod tests {
             assert!(dir.join(checkpoint::CHECKPOINT_FILE).exists());
             drop(machine);
 
-            let machine = StateMachine::open(0, &dir, config, Rc::new(()))
+            let machine = StateMachine::open(0, dir, config, Rc::new(()))
                 .await
                 .expect("opens from the checkpoint");
             assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
             assert_eq!(machine.last_applied_index(), Some(7));
         });
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

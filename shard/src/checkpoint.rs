@@ -453,6 +453,25 @@ impl CheckpointRestore {
         })
     }
 
+    /// A ledger from checkpoints whose entries are all at hand: the runs of `increments`, in
+    /// the order they were taken, and the last one's hot state.
+    pub fn from_increments(
+        config: LedgerConfig,
+        increments: &[&CheckpointIncrement],
+    ) -> Result<(Ledger, CheckpointCut), SnapshotError> {
+        let last = increments.last().expect("at least one checkpoint");
+        let mut restore = CheckpointRestore::new(config, &last.hot)?;
+        for keyspace in Keyspace::ALL {
+            let runs = increments.iter().flat_map(|increment| &increment.keyspaces);
+            for run in runs.filter(|run| run.keyspace == keyspace) {
+                for (at, key) in run.keys.iter().enumerate() {
+                    restore.push(keyspace, *key, run.value(at))?;
+                }
+            }
+        }
+        restore.finish()
+    }
+
     /// Adds one run's entry. Entries of a keyspace come after those of the keyspaces before it.
     pub fn push(
         &mut self,

@@ -82,18 +82,7 @@ fn run_steps(steps: u128, never_durable: &[u128]) -> (Vec<CheckpointIncrement>, 
 /// Restores from the runs of `increments` (in order) and the last one's hot state.
 fn restore(increments: &[&CheckpointIncrement]) -> Result<Ledger, SnapshotError> {
     let last = increments.last().expect("an increment");
-    let mut restore = CheckpointRestore::new(LedgerConfig::default(), &last.hot)?;
-    for keyspace in Keyspace::ALL {
-        for increment in increments {
-            let runs = increment.keyspaces.iter();
-            for run in runs.filter(|run| run.keyspace == keyspace) {
-                for (at, key) in run.keys.iter().enumerate() {
-                    restore.push(keyspace, *key, run.value(at))?;
-                }
-            }
-        }
-    }
-    let (ledger, cut) = restore.finish()?;
+    let (ledger, cut) = CheckpointRestore::from_increments(LedgerConfig::default(), increments)?;
     assert_eq!(cut.transfers, last.cut.transfers);
     assert_eq!(cut.change_sequence, last.cut.change_sequence);
     Ok(ledger)

@@ -32,7 +32,7 @@ use kassa_shard::{
     ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
     Placement, PlacementKind, Reply, Scratch,
 };
-use kassa_shard::{CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace};
+use kassa_shard::{CheckpointCut, CheckpointIncrement, CheckpointRestore};
 use kassa_wire::header::{HeaderLayout, Release};
 use kassa_wire::multi_batch::{encode_to_vec, MultiBatch};
 use kassa_wire::{
@@ -158,26 +158,6 @@ pub struct Cluster {
     checkpoints: Vec<(CheckpointCut, Vec<CheckpointIncrement>)>,
     /// Restores so far: every other one is from the checkpoints, the others from snapshots.
     restores: u64,
-}
-
-/// A ledger from the runs of `increments`, in order, and the last one's hot state.
-fn restore_checkpoints(
-    config: LedgerConfig,
-    increments: &[CheckpointIncrement],
-) -> Result<Ledger, kassa_shard::SnapshotError> {
-    let hot = &increments.last().expect("a checkpoint").hot;
-    let mut restore = CheckpointRestore::new(config, hot)?;
-    for keyspace in Keyspace::ALL {
-        for increment in increments {
-            let runs = increment.keyspaces.iter();
-            for run in runs.filter(|run| run.keyspace == keyspace) {
-                for (at, key) in run.keys.iter().enumerate() {
-                    restore.push(keyspace, *key, run.value(at))?;
-                }
-            }
-        }
-    }
-    restore.finish().map(|(ledger, _)| ledger)
 }
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
@@ -940,7 +920,8 @@ impl Cluster {
             ledger.snapshot(&mut bytes);
             let config = config(p as u32, self.count, hash_seed, self.placement);
             let restored = if from_checkpoints {
-                restore_checkpoints(config, increments)
+                let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
+                CheckpointRestore::from_increments(config, &chain).map(|(ledger, _)| ledger)
             } else {
                 Ledger::restore(config, &bytes)
             };
