@@ -24,45 +24,12 @@ use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
 use crate::types::SnapshotMeta;
+pub(crate) use crate::types::{run_file_name, CheckpointHead, RunEntry};
 
 /// The manifest's durable file name.
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
 /// The directory of the runs, inside the partition's.
 pub(crate) const RUNS_DIR: &str = "runs";
-const RUN_SUFFIX: &str = ".run";
-
-/// One run a manifest names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RunEntry {
-    pub(crate) keyspace: Keyspace,
-    /// The checkpoint that wrote it.
-    pub(crate) number: u64,
-    pub(crate) keys: u64,
-    pub(crate) first_key: u128,
-    pub(crate) last_key: u128,
-}
-
-impl RunEntry {
-    pub(crate) fn file_name(&self) -> String {
-        run_file_name(self.keyspace, self.number)
-    }
-}
-
-fn run_file_name(keyspace: Keyspace, number: u64) -> String {
-    format!("{}-{number:020}{RUN_SUFFIX}", keyspace.name())
-}
-
-/// A manifest but its hot state: what a durable checkpoint covers and names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct CheckpointHead {
-    /// 1 for a partition's first checkpoint, one more for each after it.
-    pub(crate) number: u64,
-    pub(crate) meta: SnapshotMeta,
-    /// `status_changes` is 0: it counts a ledger's own list, which a restore starts anew.
-    pub(crate) cut: CheckpointCut,
-    /// Live runs, in the order they were written.
-    pub(crate) runs: Vec<RunEntry>,
-}
 
 /// Why a checkpoint could not be read back into a ledger.
 #[derive(Debug, thiserror::Error)]

@@ -30,10 +30,10 @@ use openraft::entry::RaftEntry;
 use openraft::vote::RaftLeaderId;
 use openraft::EmptyNode;
 
-use crate::checkpoint::{CheckpointHead, RunEntry};
 use crate::types::{
-    log_id, CommandBytes, Entry, LeaderId, LogId, Membership, Payload, SnapshotMeta,
-    StoredMembership, Vote, ENTRY_KIND_BLANK, ENTRY_KIND_MEMBERSHIP, ENTRY_KIND_NORMAL,
+    log_id, CheckpointHead, CommandBytes, Entry, LeaderId, LogId, Membership, Payload, RunEntry,
+    SnapshotMeta, StoredMembership, Vote, ENTRY_KIND_BLANK, ENTRY_KIND_MEMBERSHIP,
+    ENTRY_KIND_NORMAL,
 };
 
 pub(crate) const FORMAT_VERSION: u32 = 1;

@@ -11,13 +11,15 @@
 //!   is exactly the `u64` term that `kassa-storage` keeps beside each entry.
 //! - Nodes carry no data ([`EmptyNode`]): peers are found by the node layer, not through Raft's
 //!   membership.
+//! - A durable checkpoint is described by a [`CheckpointHead`] naming its [`RunEntry`]s, which
+//!   `checkpoint.rs` writes and `codec.rs` encodes.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use kassa_shard::{Command, CommandDecodeError, Reply};
+use kassa_shard::{CheckpointCut, Command, CommandDecodeError, Keyspace, Reply};
 use openraft::impls::leader_id_std;
 use openraft::vote::RaftLeaderId;
 use openraft::EmptyNode;
@@ -199,4 +201,38 @@ mod tests {
         let stored = CommandBytes::from_payload(bytes.payload().to_vec());
         assert_eq!(stored.take_command(), Ok(command));
     }
+}
+
+/// One run a manifest names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RunEntry {
+    pub(crate) keyspace: Keyspace,
+    /// The checkpoint that wrote it.
+    pub(crate) number: u64,
+    pub(crate) keys: u64,
+    pub(crate) first_key: u128,
+    pub(crate) last_key: u128,
+}
+
+impl RunEntry {
+    pub(crate) fn file_name(&self) -> String {
+        run_file_name(self.keyspace, self.number)
+    }
+}
+
+/// The file name of checkpoint `number`'s run of `keyspace`.
+pub(crate) fn run_file_name(keyspace: Keyspace, number: u64) -> String {
+    format!("{}-{number:020}.run", keyspace.name())
+}
+
+/// A manifest but its hot state: what a durable checkpoint covers and names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CheckpointHead {
+    /// 1 for a partition's first checkpoint, one more for each after it.
+    pub(crate) number: u64,
+    pub(crate) meta: SnapshotMeta,
+    /// `status_changes` is 0: it counts a ledger's own list, which a restore starts anew.
+    pub(crate) cut: CheckpointCut,
+    /// Live runs, in the order they were written.
+    pub(crate) runs: Vec<RunEntry>,
 }
