@@ -1044,6 +1044,7 @@ async fn core_run(
         served.directory.appends_done().await;
         served.rare.tasks_done().await;
     }
+    checkpoint_before_stop(&partitions).await;
     for (partition, opened) in partitions {
         match Rc::try_unwrap(opened) {
             Ok(opened) => {
@@ -1057,6 +1058,34 @@ async fn core_run(
 }
 
 type ServedPartitions = BTreeMap<u32, Rc<Served>>;
+
+/// Asks every partition of the core for its checkpoint before the stop, then waits for them
+/// together (at most `STOP_CHECKPOINT_WAIT_MS` in all), so that a core with many busy
+/// partitions still stops within the node's stop deadline.
+async fn checkpoint_before_stop(partitions: &ServedPartitions) {
+    let mut waiting = Vec::new();
+    for served in partitions.values() {
+        if let Some(applied) = served.partition.begin_stop_checkpoint().await {
+            waiting.push((served, applied));
+        }
+    }
+    let wait_ms = kassa_raft::limits::STOP_CHECKPOINT_WAIT_MS;
+    for _ in 0..wait_ms / 10 {
+        waiting.retain(|(served, applied)| !served.partition.stop_checkpoint_done(*applied));
+        if waiting.is_empty() {
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (served, applied) in waiting {
+        let partition = served.number;
+        tracing::warn!(
+            partition,
+            applied,
+            "the checkpoint before the stop did not finish in time"
+        );
+    }
+}
 
 async fn serve(
     partitions: &ServedPartitions,
