@@ -1,9 +1,12 @@
 //! Stopping with SIGTERM finishes cleanly (exit 0) and a restart finds every acknowledged
-//! write; `kassa format` refuses to format twice and refuses what this build cannot serve.
+//! write; a stop checkpoints first when enough log came since the last checkpoint; `kassa
+//! format` refuses to format twice and refuses what this build cannot serve.
 
 mod common;
 
-use common::{account_json, assert_balanced, results, transfer_json, Node, TempDir};
+use std::time::Duration;
+
+use common::{account_json, assert_balanced, results, transfer_json, wait_until, Node, TempDir};
 
 #[test]
 fn sigterm_exits_zero_and_a_restart_keeps_everything() {
@@ -32,6 +35,51 @@ fn sigterm_exits_zero_and_a_restart_keeps_everything() {
         "idempotency survives a restart"
     );
     assert_balanced(&node);
+}
+
+/// With `--snapshot-entries 400`, 120 entries never reach a periodic checkpoint, but they are
+/// more than a quarter of it: the stop takes one, and the restart finds them all.
+#[test]
+fn a_stop_checkpoints_first_when_enough_log_came_since_the_last() {
+    let dir = TempDir::new("stop-checkpoint");
+    let node = Node::try_start(&dir.0, &["--snapshot-entries", "400"]).expect("start");
+    let setup = format!("[{},{}]", account_json(1, 1, &[]), account_json(2, 1, &[]));
+    assert_eq!(node.post("/v1/accounts", &setup).0, 200);
+    for id in 100..220u128 {
+        let (_, reply) = node.post(
+            "/v1/transfers",
+            &format!("[{}]", transfer_json(id, 1, 2, 1, &[])),
+        );
+        assert_eq!(results(&reply), ["created"]);
+    }
+    assert_eq!(
+        common::partitions_checkpointed(&dir.0),
+        0,
+        "no periodic checkpoint yet"
+    );
+    let stderr = node.stderr.clone();
+    let status = node.stop();
+    assert!(status.success(), "kassa exited with {status}");
+    let said = || {
+        stderr
+            .lock()
+            .expect("stderr")
+            .contains("checkpoint taken before the stop")
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), said),
+        "no checkpoint at the stop"
+    );
+    assert!(
+        common::partitions_checkpointed(&dir.0) >= 1,
+        "ledger 1's partition"
+    );
+
+    let node = Node::start(&dir.0);
+    let (_, account) = node.get("/v1/accounts/1");
+    assert_eq!(account["debits_posted"], "120");
+    assert_balanced(&node);
+    assert!(node.stop().success());
 }
 
 #[test]
