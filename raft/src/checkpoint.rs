@@ -160,8 +160,13 @@ pub(crate) async fn write(
     if replace {
         gone.extend(previous.map(|head| head.runs.clone()).unwrap_or_default());
     }
+    // The checkpoint is durable: a run that cannot be deleted now is only space, and the next
+    // open deletes every run no manifest names.
     for run in gone {
-        kassa_storage::run::remove(&runs.join(run.file_name())).await?;
+        let path = runs.join(run.file_name());
+        if let Err(error) = kassa_storage::run::remove(&path).await {
+            tracing::warn!(%error, "a run no checkpoint names is left for the next open");
+        }
     }
     Ok(Written::Durable(head))
 }

@@ -266,7 +266,11 @@ impl StateMachine {
             checkpoint: Some(head),
             legacy: None,
         };
-        remove_legacy_snapshot(&self.dir).await
+        if let Err(error) = remove_legacy_snapshot(&self.dir).await {
+            let partition = self.partition;
+            tracing::warn!(partition, %error, "the replaced snapshot file is left behind");
+        }
+        Ok(())
     }
 }
 
@@ -358,7 +362,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 .checkpoint_durable(self.checkpoint.cut);
         }
         if self.stored.borrow_mut().legacy.take().is_some() {
-            remove_legacy_snapshot(&self.dir).await?;
+            if let Err(error) = remove_legacy_snapshot(&self.dir).await {
+                let partition = self.partition;
+                tracing::warn!(partition, %error, "the replaced snapshot file is left behind");
+            }
         }
         Ok(Snapshot {
             meta: self.meta.clone(),
