@@ -296,41 +296,8 @@ async fn create_dir(runs: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{runtime, snapshot_of, TestDir};
+    use crate::test_support::{ledger_with_transfers as ledger, runtime, snapshot_of, TestDir};
     use crate::types::log_id;
-    use kassa_wire::{Account, AccountId, Transfer, TransferId};
-
-    fn ledger(transfers: u128) -> Ledger {
-        let mut ledger = Ledger::new(LedgerConfig::default());
-        let accounts: Vec<Account> = (1..=4)
-            .map(|id| Account {
-                id: AccountId(id),
-                ledger: 1,
-                code: 1,
-                flags: kassa_wire::AccountFlags::HISTORY,
-                ..Account::default()
-            })
-            .collect();
-        ledger.create_accounts(1_000, &accounts, &mut Vec::new());
-        for batch in 0..transfers / 1_000 {
-            let events: Vec<Transfer> = (0..1_000)
-                .map(|at| {
-                    let id = 1 + batch * 1_000 + at;
-                    Transfer {
-                        id: TransferId(id),
-                        debit_account_id: AccountId(1 + id % 4),
-                        credit_account_id: AccountId(1 + (id + 1) % 4),
-                        amount: 1,
-                        ledger: 1,
-                        code: 1,
-                        ..Transfer::default()
-                    }
-                })
-                .collect();
-            ledger.create_transfers(2_000 + batch as u64, &events, &mut Vec::new());
-        }
-        ledger
-    }
 
     fn meta(index: u64) -> SnapshotMeta {
         SnapshotMeta {

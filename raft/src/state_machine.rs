@@ -467,36 +467,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{runtime, snapshot_of, TestDir};
+    use crate::test_support::{ledger_with_transfers, runtime, snapshot_of, TestDir};
     use crate::types::log_id;
-    use kassa_wire::{Account, AccountId, Transfer, TransferId};
-
-    fn ledger_with_transfers() -> Ledger {
-        let mut ledger = Ledger::new(LedgerConfig::default());
-        let accounts: Vec<Account> = (1..=3)
-            .map(|id| Account {
-                id: AccountId(id),
-                ledger: 1,
-                code: 1,
-                ..Account::default()
-            })
-            .collect();
-        ledger.create_accounts(1_000, &accounts, &mut Vec::new());
-        let transfers: Vec<Transfer> = (1..=50)
-            .map(|id| Transfer {
-                id: TransferId(id),
-                debit_account_id: AccountId(1 + id % 3),
-                credit_account_id: AccountId(1 + (id + 1) % 3),
-                amount: id,
-                ledger: 1,
-                code: 1,
-                ..Transfer::default()
-            })
-            .collect();
-        ledger.create_transfers(2_000, &transfers, &mut Vec::new());
-        assert_eq!(ledger.transfers().len(), 50);
-        ledger
-    }
 
     /// A partition an earlier version wrote (a whole snapshot file) opens from that file; its
     /// first checkpoint is full and replaces the file; it then opens from the checkpoint.
@@ -504,7 +476,8 @@ mod tests {
     fn an_earlier_versions_snapshot_file_is_replaced_by_the_first_checkpoint() {
         let dir = TestDir::new("legacy");
         let dir = dir.path();
-        let ledger = ledger_with_transfers();
+        let ledger = ledger_with_transfers(50);
+        assert_eq!(ledger.transfers().len(), 50);
         let expected = snapshot_of(&ledger);
         let meta = SnapshotMeta {
             last_log_id: Some(log_id(1, 7)),

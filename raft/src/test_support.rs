@@ -1,9 +1,10 @@
 //! Helpers of this crate's unit tests: a temporary directory removed on drop, an io_uring
-//! runtime, and a ledger's snapshot bytes for comparisons. Test-only.
+//! runtime, a ledger with transfers, and a ledger's snapshot bytes for comparisons. Test-only.
 
 use std::path::{Path, PathBuf};
 
-use kassa_shard::Ledger;
+use kassa_shard::{Ledger, LedgerConfig};
+use kassa_wire::{Account, AccountFlags, AccountId, Transfer, TransferId};
 
 /// A fresh directory under the system's temporary directory, removed on drop.
 pub(crate) struct TestDir(PathBuf);
@@ -40,4 +41,38 @@ pub(crate) fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
     let mut bytes = Vec::new();
     ledger.snapshot(&mut bytes);
     bytes
+}
+
+/// A ledger of four history accounts and `transfers` transfers among them, in batches of up to
+/// 1,000; the same count always gives the same ledger, and more extends fewer.
+pub(crate) fn ledger_with_transfers(transfers: u128) -> Ledger {
+    let mut ledger = Ledger::new(LedgerConfig::default());
+    let accounts: Vec<Account> = (1..=4)
+        .map(|id| Account {
+            id: AccountId(id),
+            ledger: 1,
+            code: 1,
+            flags: AccountFlags::HISTORY,
+            ..Account::default()
+        })
+        .collect();
+    ledger.create_accounts(1_000, &accounts, &mut Vec::new());
+    for (batch, first) in (0..transfers).step_by(1_000).enumerate() {
+        let events: Vec<Transfer> = (first..transfers.min(first + 1_000))
+            .map(|at| {
+                let id = 1 + at;
+                Transfer {
+                    id: TransferId(id),
+                    debit_account_id: AccountId(1 + id % 4),
+                    credit_account_id: AccountId(1 + (id + 1) % 4),
+                    amount: 1,
+                    ledger: 1,
+                    code: 1,
+                    ..Transfer::default()
+                }
+            })
+            .collect();
+        ledger.create_transfers(2_000 + batch as u64, &events, &mut Vec::new());
+    }
+    ledger
 }
