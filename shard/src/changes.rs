@@ -7,15 +7,19 @@
 //! Released entries leave the state at once (`first` moves), and memory once no checkpoint
 //! still needs them: a checkpoint writes its change entries from the live stream after it was
 //! taken, so entries from the last durable checkpoint's cut on stay in memory until the next
-//! one is durable ([`ChangeStream::keep_from`]).
+//! one is durable ([`ChangeStream::keep_from`]). A ledger with a cold store
+//! ([`crate::cold`]) keeps no entry below that cut in memory, released or not: the
+//! checkpoint's runs hold them, and reads of them go to the store.
 //!
 //! The stream stores compact entries that point at the record by position (records never move
 //! and, transfers, never change) plus what the record does not keep: the balances right after
 //! the change and an account's flags as created. Readers get full [`ChangeEvent`]s.
 
 use kassa_wire::{Account, AccountFlags, Balances, ChangeEvent, ChangeKind};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
+use crate::checkpoint::Keyspace;
+use crate::cold::ColdError;
 use crate::table::Table;
 use crate::Ledger;
 
@@ -48,6 +52,9 @@ pub(crate) struct ChangeStream {
     /// Entries from this sequence on stay in memory even once released: the last durable
     /// checkpoint's cut, from which the next checkpoint writes them (not state).
     keep_from: u64,
+    /// Whether entries below `keep_from` leave memory though retained: the ledger's cold
+    /// store holds them (not state).
+    cold: bool,
 }
 
 impl ChangeStream {
@@ -63,17 +70,49 @@ impl ChangeStream {
             entries,
             sequence_next,
             keep_from: 0,
+            cold: false,
         }
     }
 
+    /// A stream retaining `first..sequence_next`, none of it in memory: a checkpoint's runs
+    /// hold it, read through the ledger's cold store.
+    pub(crate) fn all_cold(first: u64, sequence_next: u64) -> ChangeStream {
+        assert!(first <= sequence_next);
+        ChangeStream {
+            entries: Table::new(),
+            sequence_next,
+            first,
+            keep_from: sequence_next,
+            cold: true,
+        }
+    }
+
+    /// From now on entries below the durable cut leave memory: a cold store holds them.
+    pub(crate) fn make_cold(&mut self) {
+        self.cold = true;
+        self.drop_released();
+    }
+
     /// The sequence of the first entry kept in memory.
-    fn kept_first(&self) -> u64 {
+    pub(crate) fn kept_first(&self) -> u64 {
         self.sequence_next - self.entries.len() as u64
     }
 
-    /// The retained entries, oldest first.
+    /// The retained entries, oldest first, when all of them are in memory (a ledger without a
+    /// cold store, or whose retained entries are all newer than its last durable checkpoint).
     pub(crate) fn retained(&self) -> impl DoubleEndedIterator<Item = &ChangeEntry> {
+        assert!(
+            self.kept_first() <= self.first,
+            "retained change entries are in the cold store"
+        );
         let start = (self.first - self.kept_first()) as usize;
+        self.entries.range(start, self.entries.len())
+    }
+
+    /// The retained entries in memory, oldest first (the newest, when older ones are cold).
+    pub(crate) fn retained_in_memory(&self) -> impl DoubleEndedIterator<Item = &ChangeEntry> {
+        let from = self.first.max(self.kept_first());
+        let start = (from - self.kept_first()) as usize;
         self.entries.range(start, self.entries.len())
     }
 
@@ -103,9 +142,14 @@ impl ChangeStream {
         self.drop_released();
     }
 
-    /// Frees the released entries no checkpoint needs.
+    /// Frees the released entries no checkpoint needs, and with a cold store every entry it
+    /// holds.
     fn drop_released(&mut self) {
-        let below = self.first.min(self.keep_from);
+        let below = if self.cold {
+            self.keep_from
+        } else {
+            self.first.min(self.keep_from)
+        };
         let kept_first = self.kept_first();
         if below > kept_first {
             self.entries.release_front((below - kept_first) as usize);
@@ -160,7 +204,10 @@ impl ChangeStream {
             "a chain's entries are never released"
         );
         let drop_count = (self.sequence_next - sequence_next) as usize;
-        assert!(drop_count <= self.entries.len());
+        assert!(
+            drop_count <= self.entries.len(),
+            "a chain's entries are newer than the last durable checkpoint"
+        );
         self.entries.truncate(self.entries.len() - drop_count);
         self.sequence_next = sequence_next;
     }
@@ -182,14 +229,58 @@ impl Ledger {
         self.changes.sequence_first()
     }
 
+    /// Change entries held in memory (the rest of those retained are in the cold store).
+    pub fn change_entries_in_memory(&self) -> usize {
+        self.changes.entries.len()
+    }
+
     /// Appends to `out` up to `limit` retained change events with sequence `>= sequence_from`,
-    /// oldest first. Events already released are not returned.
-    pub fn change_events(&self, sequence_from: u64, limit: usize, out: &mut Vec<ChangeEvent>) {
-        let from = sequence_from.max(self.changes.sequence_first());
-        let to = from.saturating_add(limit as u64);
-        for (sequence, entry) in self.changes.kept_range(from, to) {
+    /// oldest first. Events already released are not returned. Events older than the last
+    /// durable checkpoint are read from the cold store, which may fail.
+    pub fn change_events(
+        &self,
+        sequence_from: u64,
+        limit: usize,
+        out: &mut Vec<ChangeEvent>,
+    ) -> Result<(), ColdError> {
+        let changes = &self.changes;
+        let from = sequence_from.max(changes.sequence_first());
+        let to = from.saturating_add(limit as u64).min(changes.sequence_next);
+        let in_memory = changes.kept_first().max(from);
+        for sequence in from..to.min(in_memory) {
+            let entry = self.cold_change(sequence)?;
+            out.push(self.change_event(sequence, &entry));
+        }
+        for (sequence, entry) in changes.kept_range(in_memory, to) {
             out.push(self.change_event(sequence, entry));
         }
+        Ok(())
+    }
+
+    /// A change entry no longer in memory, from the cold store.
+    pub(crate) fn cold_change(&self, sequence: u64) -> Result<ChangeEntry, ColdError> {
+        let key = u128::from(sequence);
+        let Some(store) = &self.cold else {
+            unreachable!("change entries leave memory only for a cold store")
+        };
+        let mut entry = ChangeEntry::new_zeroed();
+        if store.read(Keyspace::Changes, key, entry.as_mut_bytes())? {
+            Ok(entry)
+        } else {
+            let missing = "missing from the store, though a durable checkpoint covers it";
+            Err(ColdError::new(Keyspace::Changes, key, missing))
+        }
+    }
+
+    /// Every retained change entry, oldest first, the cold ones read from the store.
+    pub(crate) fn retained_changes(&self) -> Result<Vec<ChangeEntry>, ColdError> {
+        let changes = &self.changes;
+        let cold = changes.sequence_first()..changes.kept_first().max(changes.sequence_first());
+        let mut all: Vec<ChangeEntry> = cold
+            .map(|sequence| self.cold_change(sequence))
+            .collect::<Result<_, _>>()?;
+        all.extend(changes.retained_in_memory());
+        Ok(all)
     }
 
     /// The full event an entry stands for.

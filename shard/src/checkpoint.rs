@@ -26,6 +26,9 @@ use kassa_wire::{Account, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
+use std::rc::Rc;
+
+use crate::cold::{ColdError, ColdStore};
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
 use crate::table::Table;
 use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
@@ -234,7 +237,7 @@ impl Ledger {
         cursor: &mut CheckpointCursor,
         out: &mut KeyspaceIncrement,
         max: usize,
-    ) {
+    ) -> Result<(), ColdError> {
         assert!(max > 0);
         out.clear();
         match out.keyspace {
@@ -262,7 +265,14 @@ impl Ledger {
                 let start = start.max(checkpoint.changes_released_below);
                 let stop = checkpoint.cut.change_sequence.min(start + max as u64);
                 let mut next = start;
-                for (sequence, entry) in self.changes.kept_range(start, stop) {
+                // A full checkpoint of a ledger restored from another's reads the entries
+                // older than that one's cut from its cold store.
+                while next < stop.min(self.changes.kept_first()) {
+                    let entry = self.cold_change(next)?;
+                    out.push(u128::from(next), entry.as_bytes());
+                    next += 1;
+                }
+                for (sequence, entry) in self.changes.kept_range(next, stop) {
                     assert_eq!(
                         sequence, next,
                         "a checkpoint's change entries stay in memory"
@@ -278,10 +288,14 @@ impl Ledger {
                 cursor.next = next;
             }
         }
+        Ok(())
     }
 
     /// Every entry `checkpoint` writes, per keyspace in `Keyspace::ALL` order.
-    pub fn checkpoint_keyspaces(&self, checkpoint: &Checkpoint) -> Vec<KeyspaceIncrement> {
+    pub fn checkpoint_keyspaces(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<KeyspaceIncrement>, ColdError> {
         Keyspace::ALL
             .into_iter()
             .map(|keyspace| {
@@ -289,9 +303,9 @@ impl Ledger {
                 let mut chunk = KeyspaceIncrement::new(keyspace);
                 let mut cursor = CheckpointCursor::default();
                 loop {
-                    self.checkpoint_entries(checkpoint, &mut cursor, &mut chunk, 4096);
+                    self.checkpoint_entries(checkpoint, &mut cursor, &mut chunk, 4096)?;
                     if chunk.keys.is_empty() {
-                        break all;
+                        break Ok(all);
                     }
                     all.keys.extend_from_slice(&chunk.keys);
                     all.values.extend_from_slice(&chunk.values);
@@ -301,19 +315,23 @@ impl Ledger {
     }
 
     /// A checkpoint with all of its entries, read at once.
-    pub fn checkpoint_increment(&self, since: CheckpointCut) -> CheckpointIncrement {
+    pub fn checkpoint_increment(
+        &self,
+        since: CheckpointCut,
+    ) -> Result<CheckpointIncrement, ColdError> {
         let checkpoint = self.checkpoint(since);
-        let keyspaces = self.checkpoint_keyspaces(&checkpoint);
-        CheckpointIncrement {
+        let keyspaces = self.checkpoint_keyspaces(&checkpoint)?;
+        Ok(CheckpointIncrement {
             cut: checkpoint.cut,
             hot: checkpoint.hot,
             keyspaces,
             changes_released_below: checkpoint.changes_released_below,
-        }
+        })
     }
 
     /// A checkpoint with `cut` is durable: the status changes and released change entries it
-    /// covers are forgotten.
+    /// covers are forgotten, and with a cold store every change entry it covers leaves memory
+    /// (the store must hold this checkpoint's entries by now).
     pub fn checkpoint_durable(&mut self, cut: CheckpointCut) {
         self.status_changes.drop_before(cut.status_changes);
         self.changes.keep_from(cut.change_sequence);
@@ -397,6 +415,8 @@ pub struct CheckpointRestore {
     phase: Keyspace,
     /// Per history account, how many of its transfers have their balances restored.
     history_restored: Vec<usize>,
+    /// Where the restored ledger reads its change entries (none: they are pushed).
+    cold: Option<Rc<dyn ColdStore>>,
 }
 
 impl CheckpointRestore {
@@ -450,18 +470,34 @@ impl CheckpointRestore {
             change_next,
             phase: Keyspace::Transfers,
             history_restored: Vec::new(),
+            cold: None,
         })
+    }
+
+    /// The restored ledger reads its change entries from `store`, which holds every run's:
+    /// none is pushed, and none is read into memory.
+    pub fn with_cold_store(mut self, store: Rc<dyn ColdStore>) -> CheckpointRestore {
+        self.cold = Some(store);
+        self
     }
 
     /// A ledger from checkpoints whose entries are all at hand: the runs of `increments`, in
     /// the order they were taken, and the last one's hot state.
+    /// With a `cold` store (which holds the increments' entries), change entries stay there.
     pub fn from_increments(
         config: LedgerConfig,
         increments: &[&CheckpointIncrement],
+        cold: Option<Rc<dyn ColdStore>>,
     ) -> Result<(Ledger, CheckpointCut), SnapshotError> {
         let last = increments.last().expect("at least one checkpoint");
         let mut restore = CheckpointRestore::new(config, &last.hot)?;
+        if let Some(store) = cold {
+            restore = restore.with_cold_store(store);
+        }
         for keyspace in Keyspace::ALL {
+            if keyspace == Keyspace::Changes && restore.cold.is_some() {
+                continue;
+            }
             let runs = increments.iter().flat_map(|increment| &increment.keyspaces);
             for run in runs.filter(|run| run.keyspace == keyspace) {
                 for (at, key) in run.keys.iter().enumerate() {
@@ -498,6 +534,19 @@ impl CheckpointRestore {
     pub fn finish(mut self) -> Result<(Ledger, CheckpointCut), SnapshotError> {
         while self.phase < Keyspace::Changes {
             self.end_phase()?;
+        }
+        if let Some(store) = self.cold.take() {
+            self.ledger.changes = ChangeStream::all_cold(self.change_first, self.change_next);
+            self.ledger.cold = Some(store);
+            // The oldest and newest retained entries are there, as the cut says.
+            let retained = self.change_first..self.change_next;
+            for sequence in [retained.start, retained.end.wrapping_sub(1)] {
+                if retained.contains(&sequence) {
+                    self.ledger.cold_change(sequence).map_err(|error| {
+                        SnapshotError::Inconsistent(format!("the change runs: {error}"))
+                    })?;
+                }
+            }
         }
         let ledger = &mut self.ledger;
         if ledger.changes.sequence_next != self.change_next {
@@ -589,6 +638,11 @@ impl CheckpointRestore {
     }
 
     fn push_change(&mut self, key: u128, value: &[u8]) -> Result<(), SnapshotError> {
+        if self.cold.is_some() {
+            return Err(SnapshotError::Inconsistent(
+                "a change entry pushed to a restore that reads them from its store".to_string(),
+            ));
+        }
         if key < u128::from(self.change_first) {
             return Ok(()); // released since that run was written
         }

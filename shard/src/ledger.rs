@@ -12,11 +12,13 @@
 //! - `expiries` orders the pending transfers that have a timeout by `(expires_at, position)`.
 
 use std::collections::{BTreeSet, HashSet};
+use std::rc::Rc;
 
 use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountId, Balances, Transfer, TransferId};
 
 use crate::changes::ChangeStream;
+use crate::cold::ColdStore;
 use crate::directory::{IdHomes, IdKind};
 use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
@@ -120,6 +122,9 @@ pub struct Ledger {
     /// Transfers whose status changed since the last durable checkpoint (not state: a
     /// checkpoint's bookkeeping).
     pub(crate) status_changes: crate::checkpoint::StatusChanges,
+    /// Where entries a durable checkpoint took out of memory are read (not state; none: all
+    /// of them stay in memory).
+    pub(crate) cold: Option<Rc<dyn ColdStore>>,
 }
 
 impl Ledger {
@@ -150,7 +155,17 @@ impl Ledger {
             homes: IdHomes::new(config.partition, config.partitions, config.hash_seed),
             intents: Default::default(),
             status_changes: Default::default(),
+            cold: None,
         }
+    }
+
+    /// From now on, entries a durable checkpoint covers leave memory and are read from
+    /// `store`, which must hold every entry of the checkpoints made durable from now on (and
+    /// of the one this ledger was restored from). Replaces an earlier store, which must hold
+    /// nothing the new one lacks.
+    pub fn attach_cold_store(&mut self, store: Rc<dyn ColdStore>) {
+        self.cold = Some(store);
+        self.changes.make_cold();
     }
 
     /// The wire protocol's client sessions.

@@ -35,6 +35,7 @@ pub mod batch_home;
 mod changes;
 pub mod checkpoint;
 mod client_requests;
+pub mod cold;
 mod command;
 mod create;
 mod create_accounts;
@@ -71,6 +72,7 @@ pub use checkpoint::{
     KeyspaceIncrement, CHECKPOINT_FORMAT_VERSION,
 };
 pub use client_requests::seal_reply;
+pub use cold::{ColdError, ColdStore, MemoryColdStore};
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use foreign_requests::{ForeignAnswer, ForeignRequests, StagedReply, FOREIGN_REQUESTS_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};

@@ -225,10 +225,11 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every retained change entry points at a record of its kind. (Imported events carry past
+    /// Every retained change entry in memory points at a record of its kind (cold ones were
+    /// checked while in memory, and their runs are checksummed). (Imported events carry past
     /// timestamps, so the stream's timestamps need not increase.)
     fn check_changes(&self) -> Result<(), String> {
-        for entry in self.changes.retained() {
+        for entry in self.changes.retained_in_memory() {
             let position = entry.position as usize;
             let found = match ChangeKind::from_u8(entry.kind) {
                 Some(ChangeKind::AccountCreated) => {

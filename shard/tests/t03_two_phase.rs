@@ -219,7 +219,9 @@ fn expiries_run_in_deadline_order_each_at_its_own_timestamp() {
     let now = d51 + 5 * NS;
     assert_eq!(ledger.expire_pending_transfers(now), 3);
     let mut expired = Vec::new();
-    ledger.change_events(sequence, usize::MAX, &mut expired);
+    ledger
+        .change_events(sequence, usize::MAX, &mut expired)
+        .expect("change events");
     let order: Vec<(u128, u64)> = expired
         .iter()
         .map(|e| (e.transfer_record().expect("a transfer").id.0, e.timestamp))

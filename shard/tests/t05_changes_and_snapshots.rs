@@ -219,7 +219,9 @@ fn release_forgets_a_prefix_of_the_stream() {
     );
     let read = |ledger: &Ledger, from: u64, limit: usize| -> Vec<u64> {
         let mut out = Vec::new();
-        ledger.change_events(from, limit, &mut out);
+        ledger
+            .change_events(from, limit, &mut out)
+            .expect("change events");
         out.iter().map(|e| e.sequence).collect()
     };
     assert_eq!(read(&ledger, 2, 2), [2, 3]);

@@ -67,7 +67,7 @@ fn run_steps(steps: u128, never_durable: &[u128]) -> (Vec<CheckpointIncrement>, 
         if step % 3 == 2 {
             ledger.release_change_events(ledger.change_sequence_first() + 25);
         }
-        let increment = ledger.checkpoint_increment(durable);
+        let increment = ledger.checkpoint_increment(durable).expect("in memory");
         if !never_durable.contains(&step) {
             ledger.checkpoint_durable(increment.cut);
             durable = increment.cut;
@@ -82,7 +82,8 @@ fn run_steps(steps: u128, never_durable: &[u128]) -> (Vec<CheckpointIncrement>, 
 /// Restores from the runs of `increments` (in order) and the last one's hot state.
 fn restore(increments: &[&CheckpointIncrement]) -> Result<Ledger, SnapshotError> {
     let last = increments.last().expect("an increment");
-    let (ledger, cut) = CheckpointRestore::from_increments(LedgerConfig::default(), increments)?;
+    let (ledger, cut) =
+        CheckpointRestore::from_increments(LedgerConfig::default(), increments, None)?;
     assert_eq!(cut.transfers, last.cut.transfers);
     assert_eq!(cut.change_sequence, last.cut.change_sequence);
     Ok(ledger)
@@ -195,7 +196,9 @@ fn a_linked_chain_that_fails_leaves_no_status_behind() {
     let mut ledger = new_ledger();
     accounts(&mut ledger);
     create_transfers(&mut ledger, 10 * NS, &[pending(500, 1, 2, 10, 0)]);
-    let first = ledger.checkpoint_increment(CheckpointCut::default());
+    let first = ledger
+        .checkpoint_increment(CheckpointCut::default())
+        .expect("in memory");
     ledger.checkpoint_durable(first.cut);
     // A post inside a chain that fails: the status change is undone.
     let chain = [
@@ -210,7 +213,7 @@ fn a_linked_chain_that_fails_leaves_no_status_behind() {
         transfer(602, 1, 1, 1, LEDGER, CODE),
     ];
     create_transfers(&mut ledger, 30 * NS, &chain);
-    let second = ledger.checkpoint_increment(first.cut);
+    let second = ledger.checkpoint_increment(first.cut).expect("in memory");
     let restored = restore(&[&first, &second]).expect("restore");
     assert_eq!(snapshot_of(&restored), snapshot_of(&ledger));
     assert_eq!(
@@ -227,7 +230,9 @@ fn entries_now(ledger: &Ledger, checkpoint: &Checkpoint, max: usize) -> Vec<Keys
         let mut chunk = KeyspaceIncrement::new(keyspace);
         let mut cursor = CheckpointCursor::default();
         loop {
-            ledger.checkpoint_entries(checkpoint, &mut cursor, &mut chunk, max);
+            ledger
+                .checkpoint_entries(checkpoint, &mut cursor, &mut chunk, max)
+                .expect("in memory");
             if chunk.keys.is_empty() {
                 break;
             }
@@ -280,4 +285,108 @@ fn entries_read_after_more_writes_are_those_of_the_moment_taken() {
             );
         }
     }
+}
+
+/// With a cold store, the change entries a durable checkpoint covers leave memory, released
+/// or not, and every read of them (change events, a whole snapshot, a full checkpoint of the
+/// ledger, a restore that reads none of them) answers as the ledger that kept them all. A
+/// store that lacks an entry is an error, not an answer.
+#[test]
+fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
+    use kassa_shard::{ColdStore, MemoryColdStore};
+    use std::rc::Rc;
+
+    let mut warm = new_ledger();
+    let mut cold = new_ledger();
+    let store = Rc::new(MemoryColdStore::new());
+    cold.attach_cold_store(store.clone());
+    let (mut warm_cut, mut cold_cut) = (CheckpointCut::default(), CheckpointCut::default());
+    let mut increments = Vec::new();
+    for ledger in [&mut warm, &mut cold] {
+        accounts(ledger);
+    }
+    for step in 0..6 {
+        let now = 10 * NS * (step as u64 + 1);
+        for ledger in [&mut warm, &mut cold] {
+            create_transfers(ledger, now, &step_transfers(step));
+            ledger.expire_pending_transfers(now + 3 * NS);
+            if step == 3 {
+                ledger.release_change_events(ledger.change_sequence_first() + 30);
+            }
+        }
+        let increment = cold.checkpoint_increment(cold_cut).expect("reads");
+        store.add(&increment);
+        cold.checkpoint_durable(increment.cut);
+        cold_cut = increment.cut;
+        let warm_increment = warm.checkpoint_increment(warm_cut).expect("in memory");
+        warm.checkpoint_durable(warm_increment.cut);
+        warm_cut = warm_increment.cut;
+        assert_eq!(
+            warm_increment, increment,
+            "step {step}: the same checkpoint"
+        );
+        increments.push(increment);
+
+        assert_eq!(cold.change_entries_in_memory(), 0, "step {step}: all cold");
+        assert!(warm.change_entries_in_memory() > 0);
+        assert_eq!(snapshot_of(&cold), snapshot_of(&warm), "step {step}");
+        for from in [0, 7, cold.change_sequence_first() + 3, 1_000] {
+            for limit in [1, 5, usize::MAX] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                warm.change_events(from, limit, &mut a).expect("in memory");
+                cold.change_events(from, limit, &mut b).expect("cold");
+                assert_eq!(a, b, "step {step}: events from {from}, at most {limit}");
+            }
+        }
+    }
+    // New entries stay in memory until their checkpoint is durable, and read across both.
+    let now = 100 * NS;
+    for ledger in [&mut warm, &mut cold] {
+        create_transfers(ledger, now, &step_transfers(9));
+    }
+    assert!(cold.change_entries_in_memory() > 0);
+    assert_eq!(all_change_events(&cold), all_change_events(&warm));
+
+    // A full checkpoint of the cold ledger (a ledger installed elsewhere) reads them back.
+    let full_cold = cold
+        .checkpoint_increment(CheckpointCut::default())
+        .expect("cold reads");
+    let full_warm = warm
+        .checkpoint_increment(CheckpointCut::default())
+        .expect("in memory");
+    assert_eq!(full_cold, full_warm);
+
+    // A restore with the store reads none of them into memory and answers the same.
+    let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
+    let cold_store: Rc<dyn ColdStore> = store.clone();
+    let (restored, _) =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(cold_store))
+            .expect("restores");
+    assert_eq!(restored.change_entries_in_memory(), 0);
+    let (warm_restored, _) =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &chain, None)
+            .expect("restores");
+    assert_eq!(snapshot_of(&restored), snapshot_of(&warm_restored));
+    assert_eq!(
+        all_change_events(&restored),
+        all_change_events(&warm_restored)
+    );
+
+    // A store without the entries a checkpoint covers is refused at restore, and is an
+    // error at a read.
+    let empty: Rc<dyn ColdStore> = Rc::new(MemoryColdStore::new());
+    let refused =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(empty.clone()));
+    assert!(matches!(refused, Err(SnapshotError::Inconsistent(_))));
+    let mut forgetful = new_ledger();
+    accounts(&mut forgetful);
+    forgetful.attach_cold_store(empty);
+    let increment = forgetful
+        .checkpoint_increment(CheckpointCut::default())
+        .expect("in memory");
+    forgetful.checkpoint_durable(increment.cut);
+    let error = forgetful
+        .change_events(0, 10, &mut Vec::new())
+        .expect_err("the store lacks them");
+    assert_eq!(error.keyspace, "changes");
 }

@@ -308,7 +308,9 @@ pub fn state_of(ledger: &Ledger) -> Fingerprint {
         })
         .collect();
     let mut change_events = Vec::new();
-    ledger.change_events(0, usize::MAX, &mut change_events);
+    ledger
+        .change_events(0, usize::MAX, &mut change_events)
+        .expect("change events");
     let both = AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS;
     let mut account_transfers = Vec::new();
     let mut account_balances = Vec::new();
@@ -414,7 +416,9 @@ pub fn is_closed(ledger: &Ledger, id: u128) -> bool {
 /// Every retained change event, oldest first.
 pub fn all_change_events(ledger: &Ledger) -> Vec<ChangeEvent> {
     let mut events = Vec::new();
-    ledger.change_events(0, usize::MAX, &mut events);
+    ledger
+        .change_events(0, usize::MAX, &mut events)
+        .expect("change events");
     events
 }
 

@@ -109,7 +109,9 @@ pub fn check_state(model: &Model, ledger: &Ledger) {
         "change_sequence_first"
     );
     let mut events = Vec::new();
-    ledger.change_events(0, usize::MAX, &mut events);
+    ledger
+        .change_events(0, usize::MAX, &mut events)
+        .expect("change events");
     same("retained change events", &model.changes, &events);
     ledger.validate();
     check_sums("ledger", ledger.accounts());

@@ -32,13 +32,16 @@ use kassa_shard::{
     ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
     Placement, PlacementKind, Reply, Scratch,
 };
-use kassa_shard::{CheckpointCut, CheckpointIncrement, CheckpointRestore};
+use kassa_shard::{
+    CheckpointCut, CheckpointIncrement, CheckpointRestore, ColdStore, MemoryColdStore,
+};
 use kassa_wire::header::{HeaderLayout, Release};
 use kassa_wire::multi_batch::{encode_to_vec, MultiBatch};
 use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, CreateAccountResult,
     CreateTransferResult, Operation, RequestHeader, Transfer, BATCH_EVENTS_MAX,
 };
+use std::rc::Rc;
 use zerocopy::{IntoBytes, TryFromBytes};
 
 use crate::model::check::{check_sums, same};
@@ -158,6 +161,9 @@ pub struct Cluster {
     checkpoints: Vec<(CheckpointCut, Vec<CheckpointIncrement>)>,
     /// Restores so far: every other one is from the checkpoints, the others from snapshots.
     restores: u64,
+    /// Per partition, the cold store holding its checkpoints' entries: change entries a
+    /// durable checkpoint covers are read from there.
+    stores: Vec<Rc<MemoryColdStore>>,
 }
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
@@ -178,8 +184,15 @@ impl Cluster {
         } else {
             PlacementKind::ById
         };
+        let stores: Vec<Rc<MemoryColdStore>> = (0..count)
+            .map(|_| Rc::new(MemoryColdStore::new()))
+            .collect();
         let partitions = (0..count)
-            .map(|p| Ledger::new(config(p, count, seed, placement)))
+            .map(|p| {
+                let mut ledger = Ledger::new(config(p, count, seed, placement));
+                ledger.attach_cold_store(stores[p as usize].clone());
+                ledger
+            })
             .collect();
         Cluster {
             count,
@@ -195,6 +208,7 @@ impl Cluster {
             home_decisions: Default::default(),
             checkpoints: vec![Default::default(); count as usize],
             restores: 0,
+            stores,
         }
     }
 
@@ -903,6 +917,9 @@ impl Cluster {
     /// first is full, as a node's after it installs a snapshot.
     fn restarted_from_snapshot(&mut self, index: usize) {
         self.checkpoints[index] = Default::default();
+        let store = Rc::new(MemoryColdStore::new());
+        self.partitions[index].attach_cold_store(store.clone());
+        self.stores[index] = store;
     }
 
     /// Snapshots and checkpoints every partition and continues on the restored copies
@@ -914,16 +931,25 @@ impl Cluster {
         let from_checkpoints = self.restores % 2 == 0;
         for (p, ledger) in self.partitions.iter_mut().enumerate() {
             let (durable, increments) = &mut self.checkpoints[p];
-            let increment = ledger.checkpoint_increment(*durable);
+            let increment = ledger.checkpoint_increment(*durable).expect("cold reads");
+            // The store holds a checkpoint's entries before it counts as durable, and the
+            // change entries it covers then leave memory.
+            let store = &self.stores[p];
+            store.add(&increment);
             ledger.checkpoint_durable(increment.cut);
             increments.push(increment);
             ledger.snapshot(&mut bytes);
             let config = config(p as u32, self.count, hash_seed, self.placement);
             let restored = if from_checkpoints {
                 let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
-                CheckpointRestore::from_increments(config, &chain).map(|(ledger, _)| ledger)
+                let cold: Rc<dyn ColdStore> = store.clone();
+                let restored = CheckpointRestore::from_increments(config, &chain, Some(cold));
+                restored.map(|(ledger, _)| ledger)
             } else {
-                Ledger::restore(config, &bytes)
+                Ledger::restore(config, &bytes).map(|mut ledger| {
+                    ledger.attach_cold_store(store.clone());
+                    ledger
+                })
             };
             *ledger = restored.unwrap_or_else(|e| panic!("partition {p}: restore: {e}"));
             let mut again = Vec::new();

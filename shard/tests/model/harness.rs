@@ -219,9 +219,11 @@ fn ledger_read(ledger: &mut Ledger, op: &Op) -> Output {
         }
         Op::QueryAccounts(f) => Output::Accounts(appended(|out| ledger.query_accounts(f, out))),
         Op::QueryTransfers(f) => Output::Transfers(appended(|out| ledger.query_transfers(f, out))),
-        Op::ChangeEvents { from, limit } => {
-            Output::Changes(appended(|out| ledger.change_events(*from, *limit, out)))
-        }
+        Op::ChangeEvents { from, limit } => Output::Changes(appended(|out| {
+            ledger
+                .change_events(*from, *limit, out)
+                .expect("change events")
+        })),
         Op::ReleaseChangeEvents { through } => {
             ledger.release_change_events(*through);
             Output::Nothing

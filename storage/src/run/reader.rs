@@ -8,6 +8,7 @@
 //! `O_DIRECT`, so the page cache neither holds a second copy of the run nor decides what stays
 //! in memory: a cache of blocks above this (the store's) does.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,59 @@ impl Run {
         };
         let block = self.read_block(number).await?;
         Ok(block.get(key).map(<[u8]>::to_vec))
+    }
+
+    /// As [`Run::get`], but the read blocks the calling thread (`pread`) instead of going
+    /// through io_uring: for the rare reads of a path that cannot wait for the core's event
+    /// loop (a synchronous reader of cold entries). Copies the value into `value` (the run's
+    /// value size) and returns whether the run holds `key`.
+    pub fn get_blocking(&self, key: u128, value: &mut [u8]) -> Result<bool, StorageError> {
+        assert_eq!(
+            value.len(),
+            self.value_size(),
+            "a value buffer of the run's size"
+        );
+        if !self.may_contain(key) {
+            return Ok(false);
+        }
+        let Some(number) = self.block_of(key) else {
+            return Ok(false);
+        };
+        let offset = number * BLOCK_SIZE as u64;
+        let mut buffer = AlignedBuffer::new(BLOCK_SIZE);
+        let mut filled = 0;
+        while filled < BLOCK_SIZE {
+            let target = &mut buffer.as_mut_slice_full()[filled..BLOCK_SIZE];
+            // SAFETY: `target` is valid for writes of its length; the descriptor is open for
+            // as long as `self.file` lives, which outlives this call.
+            let read = unsafe {
+                libc::pread(
+                    self.file.as_raw_fd(),
+                    target.as_mut_ptr().cast(),
+                    target.len(),
+                    (offset + filled as u64) as libc::off_t,
+                )
+            };
+            match read {
+                0 => return Err(files::short("read run", &self.path)),
+                read if read > 0 => filled += read as usize,
+                _ => {
+                    let error = std::io::Error::last_os_error();
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(StorageError::io("read run", &self.path, error));
+                    }
+                }
+            }
+        }
+        buffer.set_len(BLOCK_SIZE);
+        let view = self.check_block(number, offset, buffer.as_slice())?;
+        match view.search(key) {
+            Ok(at) => {
+                value.copy_from_slice(view.entry(at).1);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Calls `visit` with every entry whose key is in `from..=to`, in key order, until it
