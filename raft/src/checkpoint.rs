@@ -13,6 +13,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kassa_shard::{
     Checkpoint, CheckpointCursor, CheckpointCut, CheckpointRestore, Keyspace, KeyspaceIncrement,
@@ -23,6 +24,7 @@ use kassa_storage::run::{Run, RunOptions, RunWriter};
 use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
+use crate::cold_runs::ColdRuns;
 use crate::types::SnapshotMeta;
 pub(crate) use crate::types::{run_file_name, CheckpointHead, RunEntry};
 
@@ -52,31 +54,22 @@ pub(crate) async fn read_manifest(
     Ok(Some(codec::decode_checkpoint(bytes)?))
 }
 
-/// Rebuilds the ledger a manifest describes from its hot state and its runs.
+/// Rebuilds the ledger a manifest describes from its hot state and its runs. The entries of
+/// cold keyspaces are not read: the ledger reads them from `cold` when asked.
 pub(crate) async fn restore(
     dir: &Path,
     config: LedgerConfig,
     head: &CheckpointHead,
     hot: &[u8],
+    cold: Arc<ColdRuns>,
 ) -> Result<Ledger, CheckpointError> {
-    let mut restore = CheckpointRestore::new(config, hot)?;
-    let runs = runs_dir(dir);
-    for keyspace in Keyspace::ALL {
+    let mut restore = CheckpointRestore::new(config, hot)?.with_cold_store(cold);
+    for keyspace in Keyspace::ALL
+        .into_iter()
+        .filter(|keyspace| !keyspace.is_cold())
+    {
         for entry in head.runs.iter().filter(|run| run.keyspace == keyspace) {
-            let path = runs.join(entry.file_name());
-            let run = Run::open(&path).await?;
-            let footer = run.footer();
-            if footer.keys != entry.keys
-                || run.value_size() != keyspace.value_size()
-                || (footer.first_key, footer.last_key) != (entry.first_key, entry.last_key)
-            {
-                return Err(StorageError::Corrupt {
-                    path,
-                    offset: 0,
-                    what: "run does not match its manifest entry",
-                }
-                .into());
-            }
+            let run = open_run(dir, entry).await?;
             let mut refused = None;
             run.scan(0, u128::MAX, |key, value| {
                 refused = restore.push(keyspace, key, value).err();
@@ -96,6 +89,24 @@ pub(crate) async fn restore(
         .into());
     }
     Ok(ledger)
+}
+
+/// Opens the run `entry` names in `dir`'s runs and checks that it is that run.
+pub(crate) async fn open_run(dir: &Path, entry: &RunEntry) -> Result<Run, StorageError> {
+    let path = runs_dir(dir).join(entry.file_name());
+    let run = Run::open(&path).await?;
+    let footer = run.footer();
+    if footer.keys != entry.keys
+        || run.value_size() != entry.keyspace.value_size()
+        || (footer.first_key, footer.last_key) != (entry.first_key, entry.last_key)
+    {
+        return Err(StorageError::Corrupt {
+            path,
+            offset: 0,
+            what: "run does not match its manifest entry",
+        });
+    }
+    Ok(run)
 }
 
 /// Entries read from the ledger between two writes of a run.
@@ -200,12 +211,17 @@ async fn write_run<F: Fn() -> bool>(
         if !(source.current)() {
             return Ok(RunWritten::Abandoned);
         }
-        source.ledger.borrow().checkpoint_entries(
+        let read = source.ledger.borrow().checkpoint_entries(
             source.checkpoint,
             &mut cursor,
             &mut chunk,
             CHUNK_ENTRIES,
         );
+        read.map_err(|error| StorageError::Io {
+            operation: "read the cold entries a checkpoint writes",
+            path: runs.to_path_buf(),
+            source: std::io::Error::other(error),
+        })?;
         let Some(&last) = chunk.keys.last() else {
             break;
         };
@@ -336,7 +352,8 @@ mod tests {
 
             let (found, hot) = read_manifest(dir).await.expect("read").expect("a manifest");
             assert_eq!(found, head, "the manifest is the first checkpoint's");
-            let restored = restore(dir, LedgerConfig::default(), &found, &hot).await;
+            let cold = Arc::new(ColdRuns::open(dir, &found).await.expect("cold runs"));
+            let restored = restore(dir, LedgerConfig::default(), &found, &hot, cold).await;
             assert_eq!(snapshot_of(&restored.expect("restores")), expected);
             let removed = remove_unnamed_runs(dir, Some(&found))
                 .await

@@ -28,6 +28,7 @@
 
 mod checkpoint;
 mod codec;
+mod cold_runs;
 #[cfg(test)]
 mod conformance;
 mod log_store;

@@ -27,6 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 use kassa_shard::{Checkpoint, CheckpointCut, Ledger, LedgerConfig};
@@ -35,6 +36,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 
 use crate::checkpoint::{self, CheckpointError, CheckpointHead};
 use crate::codec;
+use crate::cold_runs::ColdRuns;
 use crate::types::{
     Applied, CommandBytes, Entry, LogId, Payload, Snapshot, SnapshotData, SnapshotMeta,
     StoredMembership, TypeConfig,
@@ -53,6 +55,8 @@ struct Stored {
     checkpoint: Option<CheckpointHead>,
     /// The meta of an earlier version's snapshot file, until the first checkpoint.
     legacy: Option<SnapshotMeta>,
+    /// The runs the ledger reads its cold entries from: those `checkpoint` names.
+    cold: Arc<ColdRuns>,
 }
 
 impl Stored {
@@ -124,10 +128,12 @@ async fn load(
     config: LedgerConfig,
 ) -> Result<Option<(Ledger, Stored)>, CheckpointError> {
     if let Some((head, hot)) = checkpoint::read_manifest(dir).await? {
-        let ledger = checkpoint::restore(dir, config, &head, &hot).await?;
+        let cold = Arc::new(ColdRuns::open(dir, &head).await?);
+        let ledger = checkpoint::restore(dir, config, &head, &hot, cold.clone()).await?;
         let stored = Stored {
             checkpoint: Some(head),
             legacy: None,
+            cold,
         };
         return Ok(Some((ledger, stored)));
     }
@@ -135,12 +141,22 @@ async fn load(
         return Ok(None);
     };
     let (meta, bytes) = codec::decode_snapshot(bytes)?;
-    let ledger = Ledger::restore(config, &bytes)?;
+    let mut ledger = Ledger::restore(config, &bytes)?;
     let stored = Stored {
         checkpoint: None,
         legacy: Some(meta),
+        cold: Arc::default(),
     };
+    ledger.attach_cold_store(stored.cold.clone());
     Ok(Some((ledger, stored)))
+}
+
+/// A new partition's empty ledger, whose checkpoints' cold entries will leave memory.
+fn empty(config: LedgerConfig) -> (Ledger, Stored) {
+    let mut ledger = Ledger::new(config);
+    let stored = Stored::default();
+    ledger.attach_cold_store(stored.cold.clone());
+    (ledger, stored)
 }
 
 impl StateMachine {
@@ -154,8 +170,7 @@ impl StateMachine {
         let loaded = load(dir, ledger_config)
             .await
             .map_err(|error| open_error(partition, error))?;
-        let (ledger, stored) =
-            loaded.unwrap_or_else(|| (Ledger::new(ledger_config), Stored::default()));
+        let (ledger, stored) = loaded.unwrap_or_else(|| empty(ledger_config));
         let removed = checkpoint::remove_unnamed_runs(dir, stored.checkpoint.as_ref())
             .await
             .map_err(|source| PartitionError::Storage { partition, source })?;
@@ -261,10 +276,19 @@ impl StateMachine {
         let checkpoint::Written::Durable(head) = written else {
             unreachable!("nothing replaces the ledger while it is installed");
         };
-        self.ledger.borrow_mut().checkpoint_durable(checkpoint.cut);
+        // The ledger read its cold entries from the runs it was installed from; from now on
+        // it reads them from this directory's, which hold all of them.
+        let cold = ColdRuns::open(&self.dir, &head).await;
+        let cold = Arc::new(cold.map_err(storage_error)?);
+        {
+            let mut ledger = self.ledger.borrow_mut();
+            ledger.attach_cold_store(cold.clone());
+            ledger.checkpoint_durable(checkpoint.cut);
+        }
         *self.stored.borrow_mut() = Stored {
             checkpoint: Some(head),
             legacy: None,
+            cold,
         };
         if let Err(error) = remove_legacy_snapshot(&self.dir).await {
             let partition = self.partition;
@@ -355,11 +379,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let (number, runs) = (head.number, head.runs.len());
         tracing::info!(partition, ?index, number, runs, "checkpoint durable");
+        let cold = self.stored.borrow().cold.clone();
+        let followed = cold.follow(&self.dir, &head).await;
         self.stored.borrow_mut().checkpoint = Some(head);
-        if self.generation.get() == self.taken_in {
-            self.ledger
+        match followed {
+            // The ledger's cold entries stay in memory until a later checkpoint's runs open.
+            Err(error) => tracing::error!(
+                partition,
+                %error,
+                "a durable checkpoint's runs do not open: its entries stay in memory"
+            ),
+            Ok(()) if self.generation.get() == self.taken_in => self
+                .ledger
                 .borrow_mut()
-                .checkpoint_durable(self.checkpoint.cut);
+                .checkpoint_durable(self.checkpoint.cut),
+            Ok(()) => {}
         }
         if self.stored.borrow_mut().legacy.take().is_some() {
             if let Err(error) = remove_legacy_snapshot(&self.dir).await {
@@ -516,6 +550,66 @@ mod tests {
                 .expect("opens from the checkpoint");
             assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
             assert_eq!(machine.last_applied_index(), Some(7));
+        });
+    }
+
+    fn change_events(ledger: &Ledger) -> Vec<kassa_wire::ChangeEvent> {
+        let mut events = Vec::new();
+        let read = ledger.change_events(0, usize::MAX, &mut events);
+        read.expect("change events");
+        events
+    }
+
+    /// A checkpoint installed from another directory: the installing partition writes a full
+    /// checkpoint of its own, reading the cold change entries from the other directory's runs,
+    /// and from then on reads them from its own, so the other directory may go.
+    #[test]
+    fn an_install_from_another_directory_reads_its_cold_entries_and_then_its_own() {
+        let (source_dir, target_dir) = (TestDir::new("install-from"), TestDir::new("install-to"));
+        let ledger = ledger_with_transfers(3_000);
+        let expected = snapshot_of(&ledger);
+        let events = change_events(&ledger);
+        assert!(events.len() > 3_000);
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(1, 9)),
+            last_membership: StoredMembership::default(),
+        };
+        let config = LedgerConfig::default();
+        runtime().block_on(async {
+            let file = codec::encode_snapshot(&meta, &expected);
+            durable_file::write(source_dir.path(), SNAPSHOT_FILE, &file)
+                .await
+                .expect("snapshot file");
+            let mut source = StateMachine::open(0, source_dir.path(), config, Rc::new(()))
+                .await
+                .expect("opens");
+            let mut builder = source.get_snapshot_builder().await;
+            builder.build_snapshot().await.expect("checkpoint");
+            assert_eq!(source.ledger.borrow().change_entries_in_memory(), 0);
+            assert_eq!(change_events(&source.ledger.borrow()), events);
+            drop(builder);
+            drop(source);
+
+            let mut target = StateMachine::open(0, target_dir.path(), config, Rc::new(()))
+                .await
+                .expect("opens empty");
+            let data = SnapshotData::File(source_dir.path().to_path_buf());
+            target
+                .install_snapshot(&meta, data)
+                .await
+                .expect("installs");
+            assert_eq!(snapshot_of(&target.ledger.borrow()), expected);
+            assert_eq!(target.ledger.borrow().change_entries_in_memory(), 0);
+            std::fs::remove_dir_all(source_dir.path()).expect("the source goes");
+            assert_eq!(change_events(&target.ledger.borrow()), events);
+            drop(target);
+
+            let target = StateMachine::open(0, target_dir.path(), config, Rc::new(()))
+                .await
+                .expect("reopens");
+            assert_eq!(snapshot_of(&target.ledger.borrow()), expected);
+            assert_eq!(change_events(&target.ledger.borrow()), events);
+            assert_eq!(target.last_applied_index(), Some(9));
         });
     }
 }

@@ -26,7 +26,7 @@ use kassa_wire::{Account, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::cold::{ColdError, ColdStore};
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
@@ -63,6 +63,13 @@ impl Keyspace {
             Keyspace::History => size_of::<Balances>(),
             Keyspace::Changes => size_of::<ChangeEntry>(),
         }
+    }
+
+    /// Whether a ledger with a cold store keeps this keyspace's entries out of memory once a
+    /// durable checkpoint holds them: the store reads them from its runs, and a restore does
+    /// not read them back.
+    pub fn is_cold(self) -> bool {
+        matches!(self, Keyspace::Changes)
     }
 
     /// Its name in file names and messages.
@@ -416,7 +423,7 @@ pub struct CheckpointRestore {
     /// Per history account, how many of its transfers have their balances restored.
     history_restored: Vec<usize>,
     /// Where the restored ledger reads its change entries (none: they are pushed).
-    cold: Option<Rc<dyn ColdStore>>,
+    cold: Option<Arc<dyn ColdStore>>,
 }
 
 impl CheckpointRestore {
@@ -476,7 +483,7 @@ impl CheckpointRestore {
 
     /// The restored ledger reads its change entries from `store`, which holds every run's:
     /// none is pushed, and none is read into memory.
-    pub fn with_cold_store(mut self, store: Rc<dyn ColdStore>) -> CheckpointRestore {
+    pub fn with_cold_store(mut self, store: Arc<dyn ColdStore>) -> CheckpointRestore {
         self.cold = Some(store);
         self
     }
@@ -487,7 +494,7 @@ impl CheckpointRestore {
     pub fn from_increments(
         config: LedgerConfig,
         increments: &[&CheckpointIncrement],
-        cold: Option<Rc<dyn ColdStore>>,
+        cold: Option<Arc<dyn ColdStore>>,
     ) -> Result<(Ledger, CheckpointCut), SnapshotError> {
         let last = increments.last().expect("at least one checkpoint");
         let mut restore = CheckpointRestore::new(config, &last.hot)?;
@@ -495,7 +502,7 @@ impl CheckpointRestore {
             restore = restore.with_cold_store(store);
         }
         for keyspace in Keyspace::ALL {
-            if keyspace == Keyspace::Changes && restore.cold.is_some() {
+            if keyspace.is_cold() && restore.cold.is_some() {
                 continue;
             }
             let runs = increments.iter().flat_map(|increment| &increment.keyspaces);

@@ -9,13 +9,14 @@
 //! not block will prefetch (step 3 of the plan). The simulator and tests keep the runs'
 //! entries in memory ([`MemoryColdStore`]).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use crate::checkpoint::{CheckpointIncrement, Keyspace, KeyspaceIncrement};
 
-/// See the module documentation.
-pub trait ColdStore {
+/// See the module documentation. A store may be shared between threads, as a ledger may
+/// move between them (a coordinator's scratch ledger across its awaits).
+pub trait ColdStore: Send + Sync {
     /// Copies the value stored under `key` in `keyspace` into `value` (the keyspace's value
     /// size); false when no run holds the key. Of runs holding it, the newest answers.
     fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError>;
@@ -45,7 +46,7 @@ impl ColdError {
 /// and the tests' runs.
 #[derive(Debug, Default)]
 pub struct MemoryColdStore {
-    entries: RefCell<BTreeMap<(Keyspace, u128), Vec<u8>>>,
+    entries: Mutex<BTreeMap<(Keyspace, u128), Vec<u8>>>,
 }
 
 impl MemoryColdStore {
@@ -62,7 +63,7 @@ impl MemoryColdStore {
     }
 
     pub fn add_keyspace(&self, increment: &KeyspaceIncrement) {
-        let mut entries = self.entries.borrow_mut();
+        let mut entries = self.entries.lock().expect("not poisoned");
         for (at, key) in increment.keys.iter().enumerate() {
             let value = increment.value(at).to_vec();
             entries.insert((increment.keyspace, *key), value);
@@ -72,7 +73,12 @@ impl MemoryColdStore {
 
 impl ColdStore for MemoryColdStore {
     fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError> {
-        match self.entries.borrow().get(&(keyspace, key)) {
+        match self
+            .entries
+            .lock()
+            .expect("not poisoned")
+            .get(&(keyspace, key))
+        {
             Some(stored) => {
                 value.copy_from_slice(stored);
                 Ok(true)

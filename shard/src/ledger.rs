@@ -12,7 +12,7 @@
 //! - `expiries` orders the pending transfers that have a timeout by `(expires_at, position)`.
 
 use std::collections::{BTreeSet, HashSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountId, Balances, Transfer, TransferId};
@@ -124,7 +124,7 @@ pub struct Ledger {
     pub(crate) status_changes: crate::checkpoint::StatusChanges,
     /// Where entries a durable checkpoint took out of memory are read (not state; none: all
     /// of them stay in memory).
-    pub(crate) cold: Option<Rc<dyn ColdStore>>,
+    pub(crate) cold: Option<Arc<dyn ColdStore>>,
 }
 
 impl Ledger {
@@ -163,7 +163,7 @@ impl Ledger {
     /// `store`, which must hold every entry of the checkpoints made durable from now on (and
     /// of the one this ledger was restored from). Replaces an earlier store, which must hold
     /// nothing the new one lacks.
-    pub fn attach_cold_store(&mut self, store: Rc<dyn ColdStore>) {
+    pub fn attach_cold_store(&mut self, store: Arc<dyn ColdStore>) {
         self.cold = Some(store);
         self.changes.make_cold();
     }

@@ -294,11 +294,11 @@ fn entries_read_after_more_writes_are_those_of_the_moment_taken() {
 #[test]
 fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     use kassa_shard::{ColdStore, MemoryColdStore};
-    use std::rc::Rc;
+    use std::sync::Arc;
 
     let mut warm = new_ledger();
     let mut cold = new_ledger();
-    let store = Rc::new(MemoryColdStore::new());
+    let store = Arc::new(MemoryColdStore::new());
     cold.attach_cold_store(store.clone());
     let (mut warm_cut, mut cold_cut) = (CheckpointCut::default(), CheckpointCut::default());
     let mut increments = Vec::new();
@@ -358,7 +358,7 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
 
     // A restore with the store reads none of them into memory and answers the same.
     let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
-    let cold_store: Rc<dyn ColdStore> = store.clone();
+    let cold_store: Arc<dyn ColdStore> = store.clone();
     let (restored, _) =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(cold_store))
             .expect("restores");
@@ -374,7 +374,7 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
 
     // A store without the entries a checkpoint covers is refused at restore, and is an
     // error at a read.
-    let empty: Rc<dyn ColdStore> = Rc::new(MemoryColdStore::new());
+    let empty: Arc<dyn ColdStore> = Arc::new(MemoryColdStore::new());
     let refused =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(empty.clone()));
     assert!(matches!(refused, Err(SnapshotError::Inconsistent(_))));

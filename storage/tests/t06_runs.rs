@@ -69,18 +69,24 @@ fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
             let run = Run::open(&dir.path().join(&name)).await.expect("open");
             assert_eq!(run.keys(), 50_000);
             assert_eq!(run.value_size(), value_size);
-            let mut blocking = vec![0; value_size];
             for (key, value) in data.iter().step_by(7) {
                 assert_eq!(run.get(*key).await.expect("get").as_ref(), Some(value));
-                assert!(run.get_blocking(*key, &mut blocking).expect("get_blocking"));
-                assert_eq!(&blocking, value, "a blocking read finds what get does");
             }
             let absent = self::data(1_000 + value_size as u64, 20_000, 0);
             let mut passed = 0;
             for key in absent.keys().filter(|key| !data.contains_key(key)) {
                 passed += usize::from(run.may_contain(*key));
                 assert_eq!(run.get(*key).await.expect("get absent"), None);
-                assert!(!run.get_blocking(*key, &mut blocking).expect("absent"));
+            }
+            // The same run read with blocking reads finds the same.
+            let blocking = run.into_blocking().expect("blocking");
+            let mut found = vec![0; value_size];
+            for (key, value) in data.iter().step_by(7) {
+                assert!(blocking.get(*key, &mut found).expect("blocking get"));
+                assert_eq!(&found, value);
+            }
+            for key in absent.keys().filter(|key| !data.contains_key(key)) {
+                assert!(!blocking.get(*key, &mut found).expect("blocking absent"));
             }
             assert!(
                 passed < 400,
@@ -226,16 +232,24 @@ fn after_damage(dir: &Path, name: &str, damage: impl FnOnce(&mut Vec<u8>)) -> St
     let data = data(11, 2_000, 4);
     let found: Result<(), StorageError> = run(async {
         let run = Run::open(&damaged).await?;
-        let mut value = [0; 4];
         for key in data.keys() {
-            let found = run.get(*key).await?;
-            // A blocking read checks every block as `get` does.
-            let found_blocking = run.get_blocking(*key, &mut value)?;
-            assert_eq!(found.is_some(), found_blocking);
+            run.get(*key).await?;
         }
         Ok(())
     });
-    found.expect_err("damage went unnoticed")
+    let error = found.expect_err("damage went unnoticed");
+    // A blocking read checks every block as `get` does: the same error.
+    let blocking: Result<(), StorageError> = run(async {
+        let run = Run::open(&damaged).await?.into_blocking()?;
+        let mut value = [0; 4];
+        for key in data.keys() {
+            run.get(*key, &mut value)?;
+        }
+        Ok(())
+    });
+    let blocking = blocking.expect_err("damage went unnoticed by a blocking read");
+    assert_eq!(blocking.to_string(), error.to_string());
+    error
 }
 
 fn offset_of(error: &StorageError) -> u64 {

@@ -41,7 +41,7 @@ use kassa_wire::{
     Account, AccountFilter, AccountFilterFlags, AccountId, CreateAccountResult,
     CreateTransferResult, Operation, RequestHeader, Transfer, BATCH_EVENTS_MAX,
 };
-use std::rc::Rc;
+use std::sync::Arc;
 use zerocopy::{IntoBytes, TryFromBytes};
 
 use crate::model::check::{check_sums, same};
@@ -163,7 +163,7 @@ pub struct Cluster {
     restores: u64,
     /// Per partition, the cold store holding its checkpoints' entries: change entries a
     /// durable checkpoint covers are read from there.
-    stores: Vec<Rc<MemoryColdStore>>,
+    stores: Vec<Arc<MemoryColdStore>>,
 }
 
 fn config(partition: u32, count: u32, hash_seed: u64, placement: PlacementKind) -> LedgerConfig {
@@ -184,8 +184,8 @@ impl Cluster {
         } else {
             PlacementKind::ById
         };
-        let stores: Vec<Rc<MemoryColdStore>> = (0..count)
-            .map(|_| Rc::new(MemoryColdStore::new()))
+        let stores: Vec<Arc<MemoryColdStore>> = (0..count)
+            .map(|_| Arc::new(MemoryColdStore::new()))
             .collect();
         let partitions = (0..count)
             .map(|p| {
@@ -917,7 +917,7 @@ impl Cluster {
     /// first is full, as a node's after it installs a snapshot.
     fn restarted_from_snapshot(&mut self, index: usize) {
         self.checkpoints[index] = Default::default();
-        let store = Rc::new(MemoryColdStore::new());
+        let store = Arc::new(MemoryColdStore::new());
         self.partitions[index].attach_cold_store(store.clone());
         self.stores[index] = store;
     }
@@ -942,7 +942,7 @@ impl Cluster {
             let config = config(p as u32, self.count, hash_seed, self.placement);
             let restored = if from_checkpoints {
                 let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
-                let cold: Rc<dyn ColdStore> = store.clone();
+                let cold: Arc<dyn ColdStore> = store.clone();
                 let restored = CheckpointRestore::from_increments(config, &chain, Some(cold));
                 restored.map(|(ledger, _)| ledger)
             } else {

@@ -32,7 +32,7 @@ mod reader;
 mod writer;
 
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
-pub use reader::{Block, Run};
+pub use reader::{Block, BlockingRun, Run};
 pub use writer::{RunOptions, RunWriter};
 
 use std::path::Path;

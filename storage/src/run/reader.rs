@@ -8,8 +8,7 @@
 //! `O_DIRECT`, so the page cache neither holds a second copy of the run nor decides what stays
 //! in memory: a cache of blocks above this (the store's) does.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use monoio::buf::IoBufMut;
@@ -22,6 +21,20 @@ use crate::{files, StorageError};
 /// See the module documentation.
 pub struct Run {
     file: File,
+    shape: Shape,
+}
+
+/// An open run read with blocking `pread`s on the calling thread instead of io_uring
+/// ([`Run::into_blocking`]): for a reader that cannot wait for the core's event loop and
+/// reads rarely (a synchronous store of cold entries). Unlike a [`Run`], it may be shared
+/// between threads.
+pub struct BlockingRun {
+    file: std::fs::File,
+    shape: Shape,
+}
+
+/// What an open run keeps in memory, and the checks of its blocks.
+struct Shape {
     path: PathBuf,
     footer: Footer,
     /// The first key of every data block, ascending.
@@ -71,49 +84,60 @@ impl Run {
         }
         let filter = Filter::decode(filter_bytes, footer.filter_seed)
             .ok_or_else(|| corrupt(path, footer.filter_offset, "run filter size"))?;
-        Ok(Run {
-            file,
+        let shape = Shape {
             path: path.to_path_buf(),
             footer,
             index,
             filter,
+        };
+        Ok(Run { file, shape })
+    }
+
+    /// The same run, read with blocking `pread`s from now on (the file is opened again,
+    /// read-only with `O_DIRECT`).
+    pub fn into_blocking(self) -> Result<BlockingRun, StorageError> {
+        let path = &self.shape.path;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .map_err(|error| StorageError::io("open run", path, error))?;
+        Ok(BlockingRun {
+            file,
+            shape: self.shape,
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shape.path
     }
 
     pub fn footer(&self) -> &Footer {
-        &self.footer
+        &self.shape.footer
     }
 
     pub fn keys(&self) -> u64 {
-        self.footer.keys
+        self.shape.footer.keys
     }
 
     pub fn value_size(&self) -> usize {
-        self.footer.value_size as usize
+        self.shape.value_size()
     }
 
     /// Bytes this run keeps in memory: its index and its filter.
     pub fn memory_size(&self) -> usize {
-        self.index.len() * 16 + self.filter.size()
+        self.shape.memory_size()
     }
 
     /// False when the run surely does not hold `key` (no read needed).
     pub fn may_contain(&self, key: u128) -> bool {
-        self.footer.keys > 0
-            && key >= self.footer.first_key
-            && key <= self.footer.last_key
-            && self.filter.may_contain(key)
+        self.shape.may_contain(key)
     }
 
     /// The data block that holds `key` if the run holds it: the last whose first key is not
     /// above it.
     pub fn block_of(&self, key: u128) -> Option<u64> {
-        let after = self.index.partition_point(|first| *first <= key);
-        after.checked_sub(1).map(|block| block as u64)
+        self.shape.block_of(key)
     }
 
     /// The value of `key`, reading at most one block.
@@ -128,59 +152,6 @@ impl Run {
         Ok(block.get(key).map(<[u8]>::to_vec))
     }
 
-    /// As [`Run::get`], but the read blocks the calling thread (`pread`) instead of going
-    /// through io_uring: for the rare reads of a path that cannot wait for the core's event
-    /// loop (a synchronous reader of cold entries). Copies the value into `value` (the run's
-    /// value size) and returns whether the run holds `key`.
-    pub fn get_blocking(&self, key: u128, value: &mut [u8]) -> Result<bool, StorageError> {
-        assert_eq!(
-            value.len(),
-            self.value_size(),
-            "a value buffer of the run's size"
-        );
-        if !self.may_contain(key) {
-            return Ok(false);
-        }
-        let Some(number) = self.block_of(key) else {
-            return Ok(false);
-        };
-        let offset = number * BLOCK_SIZE as u64;
-        let mut buffer = AlignedBuffer::new(BLOCK_SIZE);
-        let mut filled = 0;
-        while filled < BLOCK_SIZE {
-            let target = &mut buffer.as_mut_slice_full()[filled..BLOCK_SIZE];
-            // SAFETY: `target` is valid for writes of its length; the descriptor is open for
-            // as long as `self.file` lives, which outlives this call.
-            let read = unsafe {
-                libc::pread(
-                    self.file.as_raw_fd(),
-                    target.as_mut_ptr().cast(),
-                    target.len(),
-                    (offset + filled as u64) as libc::off_t,
-                )
-            };
-            match read {
-                0 => return Err(files::short("read run", &self.path)),
-                read if read > 0 => filled += read as usize,
-                _ => {
-                    let error = std::io::Error::last_os_error();
-                    if error.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(StorageError::io("read run", &self.path, error));
-                    }
-                }
-            }
-        }
-        buffer.set_len(BLOCK_SIZE);
-        let view = self.check_block(number, offset, buffer.as_slice())?;
-        match view.search(key) {
-            Ok(at) => {
-                value.copy_from_slice(view.entry(at).1);
-                Ok(true)
-            }
-            Err(_) => Ok(false),
-        }
-    }
-
     /// Calls `visit` with every entry whose key is in `from..=to`, in key order, until it
     /// returns false. Reads up to 64 blocks at a time.
     pub async fn scan(
@@ -189,20 +160,21 @@ impl Run {
         to: u128,
         mut visit: impl FnMut(u128, &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        if self.footer.keys == 0 || from > to || to < self.footer.first_key {
+        let shape = &self.shape;
+        if shape.footer.keys == 0 || from > to || to < shape.footer.first_key {
             return Ok(());
         }
         let mut number = self.block_of(from).unwrap_or(0);
-        let end = self.index.partition_point(|first| *first <= to) as u64;
+        let end = shape.index.partition_point(|first| *first <= to) as u64;
         while number < end {
             let count = (end - number).min(SCAN_BLOCKS);
             let offset = number * BLOCK_SIZE as u64;
             let size = count as usize * BLOCK_SIZE;
-            let bytes = read_region(&self.file, &self.path, offset, size).await?;
+            let bytes = read_region(&self.file, &shape.path, offset, size).await?;
             for (at, block) in bytes.as_slice().chunks_exact(BLOCK_SIZE).enumerate() {
                 let block_number = number + at as u64;
                 let block_offset = block_number * BLOCK_SIZE as u64;
-                let view = self.check_block(block_number, block_offset, block)?;
+                let view = shape.check_block(block_number, block_offset, block)?;
                 for at in view.search(from).unwrap_or_else(|at| at)..view.entries {
                     let (key, value) = view.entry(at);
                     if key > to || !visit(key, value) {
@@ -217,15 +189,90 @@ impl Run {
 
     /// Reads data block `number` and checks it.
     pub async fn read_block(&self, number: u64) -> Result<Block, StorageError> {
-        assert!(number < self.footer.data_blocks, "block {number} of a run");
+        let shape = &self.shape;
+        assert!(number < shape.footer.data_blocks, "block {number} of a run");
         let offset = number * BLOCK_SIZE as u64;
-        let bytes = read_region(&self.file, &self.path, offset, BLOCK_SIZE).await?;
-        let entries = self.check_block(number, offset, bytes.as_slice())?.entries;
+        let bytes = read_region(&self.file, &shape.path, offset, BLOCK_SIZE).await?;
+        let entries = shape.check_block(number, offset, bytes.as_slice())?.entries;
         Ok(Block {
             bytes,
             entries,
             value_size: self.value_size(),
         })
+    }
+}
+
+impl BlockingRun {
+    pub fn path(&self) -> &Path {
+        &self.shape.path
+    }
+
+    pub fn footer(&self) -> &Footer {
+        &self.shape.footer
+    }
+
+    pub fn value_size(&self) -> usize {
+        self.shape.value_size()
+    }
+
+    /// Bytes this run keeps in memory: its index and its filter.
+    pub fn memory_size(&self) -> usize {
+        self.shape.memory_size()
+    }
+
+    /// Copies the value of `key` into `value` (the run's value size) and returns whether the
+    /// run holds it, reading at most one block with a blocking `pread`, checked as every block
+    /// read is.
+    pub fn get(&self, key: u128, value: &mut [u8]) -> Result<bool, StorageError> {
+        let shape = &self.shape;
+        assert_eq!(
+            value.len(),
+            shape.value_size(),
+            "a value buffer of the run's size"
+        );
+        if !shape.may_contain(key) {
+            return Ok(false);
+        }
+        let Some(number) = shape.block_of(key) else {
+            return Ok(false);
+        };
+        let offset = number * BLOCK_SIZE as u64;
+        let mut buffer = AlignedBuffer::new(BLOCK_SIZE);
+        let block = &mut buffer.as_mut_slice_full()[..BLOCK_SIZE];
+        self.file
+            .read_exact_at(block, offset)
+            .map_err(|error| StorageError::io("read run", &shape.path, error))?;
+        buffer.set_len(BLOCK_SIZE);
+        let view = shape.check_block(number, offset, buffer.as_slice())?;
+        match view.search(key) {
+            Ok(at) => {
+                value.copy_from_slice(view.entry(at).1);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+impl Shape {
+    fn value_size(&self) -> usize {
+        self.footer.value_size as usize
+    }
+
+    fn memory_size(&self) -> usize {
+        self.index.len() * 16 + self.filter.size()
+    }
+
+    fn may_contain(&self, key: u128) -> bool {
+        self.footer.keys > 0
+            && key >= self.footer.first_key
+            && key <= self.footer.last_key
+            && self.filter.may_contain(key)
+    }
+
+    fn block_of(&self, key: u128) -> Option<u64> {
+        let after = self.index.partition_point(|first| *first <= key);
+        after.checked_sub(1).map(|block| block as u64)
     }
 
     /// The entries of data block `number`, read from `offset`, once every check passed.

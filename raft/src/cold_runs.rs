@@ -1,0 +1,98 @@
+//! A partition's cold store ([`kassa_shard::ColdStore`]): the runs of the keyspaces whose
+//! entries leave the ledger's memory once a durable checkpoint holds them (today the change
+//! stream; docs/storage.md). The runs are opened once, with their indexes and filters in
+//! memory, and followed as checkpoints become durable; a read is one blocking 4 KiB read,
+//! checked as every run block is.
+//!
+//! Nothing on a write's path reads the change stream: its cold reads are a reader's (change
+//! events, a full checkpoint after an install), rare and small, so they block the core rather
+//! than make the ledger wait for the event loop. Keyspaces the apply path reads will be
+//! prefetched before the apply (step 3 of the plan in docs/storage.md).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use kassa_shard::{ColdError, ColdStore, Keyspace};
+use kassa_storage::run::BlockingRun;
+use kassa_storage::StorageError;
+
+use crate::checkpoint;
+use crate::types::{CheckpointHead, RunEntry};
+
+/// See the module documentation.
+#[derive(Default)]
+pub(crate) struct ColdRuns {
+    /// Open runs of cold keyspaces, in the order their checkpoints wrote them.
+    runs: Mutex<Vec<ColdRun>>,
+}
+
+struct ColdRun {
+    entry: RunEntry,
+    run: BlockingRun,
+}
+
+impl ColdRuns {
+    /// The runs of cold keyspaces that `head` names in `dir`, each checked against its entry.
+    pub(crate) async fn open(dir: &Path, head: &CheckpointHead) -> Result<ColdRuns, StorageError> {
+        let cold = ColdRuns::default();
+        cold.follow(dir, head).await?;
+        Ok(cold)
+    }
+
+    /// Follows a newly durable manifest: opens the runs it names that are not open yet and
+    /// closes those it no longer names. The ledger may drop what these runs hold only after
+    /// this returned.
+    pub(crate) async fn follow(
+        &self,
+        dir: &Path,
+        head: &CheckpointHead,
+    ) -> Result<(), StorageError> {
+        let named: Vec<&RunEntry> = head
+            .runs
+            .iter()
+            .filter(|run| run.keyspace.is_cold())
+            .collect();
+        let mut opened = Vec::new();
+        for entry in &named {
+            let open = self.runs().iter().any(|run| run.entry == **entry);
+            if !open {
+                let run = checkpoint::open_run(dir, entry).await?.into_blocking()?;
+                opened.push(ColdRun {
+                    entry: (*entry).clone(),
+                    run,
+                });
+            }
+        }
+        let mut runs = self.runs();
+        runs.retain(|run| named.contains(&&run.entry));
+        runs.extend(opened);
+        runs.sort_by_key(|run| run.entry.number);
+        Ok(())
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, Vec<ColdRun>> {
+        // Only a panic while holding the lock poisons it, and the process then stops.
+        self.runs
+            .lock()
+            .expect("the cold runs' lock is not poisoned")
+    }
+}
+
+impl ColdStore for ColdRuns {
+    fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError> {
+        let runs = self.runs();
+        let covering = runs.iter().rev().filter(|run| {
+            run.entry.keyspace == keyspace
+                && run.entry.first_key <= key
+                && key <= run.entry.last_key
+        });
+        for run in covering {
+            match run.run.get(key, value) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(error) => return Err(ColdError::new(keyspace, key, error.to_string())),
+            }
+        }
+        Ok(false)
+    }
+}
