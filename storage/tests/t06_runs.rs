@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
-use kassa_storage::run::{Run, RunOptions, RunWriter};
+use kassa_storage::run::{BlockCache, CacheStats, Run, RunOptions, RunWriter};
 use kassa_storage::StorageError;
 
 /// `count` distinct pseudo-random keys (sorted) with values of `value_size` bytes.
@@ -81,13 +81,18 @@ fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
             // The same run read with blocking reads finds the same.
             let blocking = run.into_blocking().expect("blocking");
             let mut found = vec![0; value_size];
+            let cache = BlockCache::new(16);
             for (key, value) in data.iter().step_by(7) {
-                assert!(blocking.get(*key, &mut found).expect("blocking get"));
+                assert!(blocking
+                    .get(*key, &mut found, &cache)
+                    .expect("blocking get"));
                 assert_eq!(&found, value);
             }
             for key in absent.keys().filter(|key| !data.contains_key(key)) {
-                assert!(!blocking.get(*key, &mut found).expect("blocking absent"));
+                let found = blocking.get(*key, &mut found, &cache);
+                assert!(!found.expect("blocking absent"));
             }
+            assert!(cache.stats().blocks <= 16);
             assert!(
                 passed < 400,
                 "{passed} of 20,000 absent keys passed the filter"
@@ -242,8 +247,9 @@ fn after_damage(dir: &Path, name: &str, damage: impl FnOnce(&mut Vec<u8>)) -> St
     let blocking: Result<(), StorageError> = run(async {
         let run = Run::open(&damaged).await?.into_blocking()?;
         let mut value = [0; 4];
+        let cache = BlockCache::new(4);
         for key in data.keys() {
-            run.get(*key, &mut value)?;
+            run.get(*key, &mut value, &cache)?;
         }
         Ok(())
     });
@@ -299,4 +305,52 @@ fn keys_out_of_order_are_a_bug() {
         writer.push(5, &[0; 4]).await.expect("push");
         writer.push(5, &[0; 4]).await.expect("push");
     });
+}
+
+/// Blocking reads through a block cache: keys read in order cost one disk read per block, the
+/// cache never holds more than its capacity, a block read again after eviction is read again,
+/// and a cache of capacity 0 reads every time. Answers never depend on the cache.
+#[test]
+fn a_block_cache_reads_each_block_once_for_keys_in_order_and_stays_bounded() {
+    let dir = new_dir("t06-cache");
+    let data = data(21, 20_000, 16);
+    let blocking = run(async {
+        write(dir.path(), "cached", &data, 16).await;
+        let run = Run::open(&dir.path().join("cached")).await.expect("open");
+        run.into_blocking().expect("blocking")
+    });
+    let blocks = blocking.footer().data_blocks;
+    assert!(blocks > 100, "{blocks} blocks");
+    let mut value = [0; 16];
+    let cache = BlockCache::new(8);
+    for (key, expected) in &data {
+        assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+        assert_eq!(&value[..], &expected[..]);
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.misses, blocks, "one read per block");
+    assert_eq!(stats.hits, data.len() as u64 - blocks);
+    assert_eq!(stats.blocks, 8);
+    // Again in order: a scan longer than the cache reads (nearly) every block again.
+    for key in data.keys() {
+        assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+    }
+    let again = cache.stats().misses - blocks;
+    assert!(
+        again >= blocks - 8 && again <= blocks,
+        "{again} of {blocks}"
+    );
+    assert_eq!(cache.stats().blocks, 8);
+    let uncached = BlockCache::new(0);
+    for key in data.keys().take(100) {
+        assert!(blocking.get(*key, &mut value, &uncached).expect("get"));
+    }
+    assert_eq!(
+        uncached.stats(),
+        CacheStats {
+            hits: 0,
+            misses: 100,
+            blocks: 0
+        }
+    );
 }

@@ -27,10 +27,12 @@
 //! value size and filter settings give byte-identical files, so replicas that write the same
 //! state write the same runs.
 
+mod cache;
 mod filter;
 mod reader;
 mod writer;
 
+pub use cache::{BlockCache, CacheStats};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
 pub use reader::{Block, BlockingRun, Run};
 pub use writer::{RunOptions, RunWriter};

@@ -10,10 +10,12 @@
 
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use monoio::buf::IoBufMut;
 use monoio::fs::File;
 
+use super::cache::BlockCache;
 use super::{corrupt, entries_per_block, read_u128, read_u32, Filter, Footer, BLOCK_HEADER_SIZE};
 use crate::aligned::{align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
@@ -31,7 +33,12 @@ pub struct Run {
 pub struct BlockingRun {
     file: std::fs::File,
     shape: Shape,
+    /// Unique in the process: a [`BlockCache`] key.
+    id: u64,
 }
+
+/// The next [`BlockingRun`]'s id.
+static BLOCKING_RUN_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// What an open run keeps in memory, and the checks of its blocks.
 struct Shape {
@@ -105,6 +112,7 @@ impl Run {
         Ok(BlockingRun {
             file,
             shape: self.shape,
+            id: BLOCKING_RUN_IDS.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -222,8 +230,13 @@ impl BlockingRun {
 
     /// Copies the value of `key` into `value` (the run's value size) and returns whether the
     /// run holds it, reading at most one block with a blocking `pread`, checked as every block
-    /// read is.
-    pub fn get(&self, key: u128, value: &mut [u8]) -> Result<bool, StorageError> {
+    /// read is, unless `cache` holds that block.
+    pub fn get(
+        &self,
+        key: u128,
+        value: &mut [u8],
+        cache: &BlockCache,
+    ) -> Result<bool, StorageError> {
         let shape = &self.shape;
         assert_eq!(
             value.len(),
@@ -237,20 +250,29 @@ impl BlockingRun {
             return Ok(false);
         };
         let offset = number * BLOCK_SIZE as u64;
-        let mut buffer = AlignedBuffer::new(BLOCK_SIZE);
-        let block = &mut buffer.as_mut_slice_full()[..BLOCK_SIZE];
-        self.file
-            .read_exact_at(block, offset)
-            .map_err(|error| StorageError::io("read run", &shape.path, error))?;
-        buffer.set_len(BLOCK_SIZE);
-        let view = shape.check_block(number, offset, buffer.as_slice())?;
-        match view.search(key) {
-            Ok(at) => {
-                value.copy_from_slice(view.entry(at).1);
-                Ok(true)
-            }
-            Err(_) => Ok(false),
-        }
+        let read = |block: &mut [u8]| {
+            let mut buffer = AlignedBuffer::new(BLOCK_SIZE);
+            let target = &mut buffer.as_mut_slice_full()[..BLOCK_SIZE];
+            self.file
+                .read_exact_at(target, offset)
+                .map_err(|error| StorageError::io("read run", &shape.path, error))?;
+            buffer.set_len(BLOCK_SIZE);
+            shape.check_block(number, offset, buffer.as_slice())?;
+            block.copy_from_slice(buffer.as_slice());
+            Ok(())
+        };
+        let found = |block: &[u8]| {
+            let view = BlockView {
+                bytes: block,
+                entries: usize::from(u16::from_le_bytes([block[4], block[5]])),
+                value_size: shape.value_size(),
+            };
+            let at = view.search(key).ok()?;
+            value.copy_from_slice(view.entry(at).1);
+            Some(())
+        };
+        let found = cache.with_block(self.id, number, read, found)?;
+        Ok(found.is_some())
     }
 }
 

@@ -1,0 +1,141 @@
+//! [`BlockCache`]: a fixed number of checked 4 KiB run blocks kept in memory, shared by the
+//! blocking readers of one store, evicted by CLOCK (second chance). Reads of neighbouring keys
+//! (a range of change events, an account's history) then cost one disk read per block instead
+//! of one per entry, and memory stays bounded by the capacity whatever is read.
+//!
+//! A block is cached once its checks passed, under its run's id ([`BlockingRun`]'s, never
+//! reused in a process) and its number, so a cached block is never a different run's.
+//!
+//! [`BlockingRun`]: super::BlockingRun
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::aligned::BLOCK_SIZE;
+
+/// See the module documentation.
+pub struct BlockCache {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    capacity: usize,
+    slots: Vec<Slot>,
+    /// (run id, block number) → slot.
+    map: HashMap<(u64, u64), usize>,
+    /// The CLOCK hand: the next slot considered for eviction.
+    hand: usize,
+    hits: u64,
+    misses: u64,
+}
+
+struct Slot {
+    key: (u64, u64),
+    bytes: Box<[u8]>,
+    referenced: bool,
+}
+
+/// What a cache did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Blocks held now, at most the capacity.
+    pub blocks: usize,
+}
+
+impl BlockCache {
+    /// A cache of at most `capacity` blocks (4 KiB each); 0 caches nothing.
+    pub fn new(capacity: usize) -> BlockCache {
+        BlockCache {
+            inner: Mutex::new(Inner {
+                capacity,
+                slots: Vec::new(),
+                map: HashMap::new(),
+                hand: 0,
+                hits: 0,
+                misses: 0,
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        CacheStats {
+            hits: inner.hits,
+            misses: inner.misses,
+            blocks: inner.slots.len(),
+        }
+    }
+
+    /// Calls `found` with block `number` of run `run`: from the cache, or read by `read`
+    /// (which fills and checks the block) and then cached.
+    pub(crate) fn with_block<T, E>(
+        &self,
+        run: u64,
+        number: u64,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+        found: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, E> {
+        let key = (run, number);
+        {
+            let mut inner = self.lock();
+            if let Some(&slot) = inner.map.get(&key) {
+                inner.hits += 1;
+                let slot = &mut inner.slots[slot];
+                slot.referenced = true;
+                return Ok(found(&slot.bytes));
+            }
+            inner.misses += 1;
+        }
+        // Read without the lock: another reader of the same block reads it too, and the
+        // second insert finds it there.
+        let mut bytes = vec![0; BLOCK_SIZE].into_boxed_slice();
+        read(&mut bytes)?;
+        let answer = found(&bytes);
+        self.lock().insert(key, bytes);
+        Ok(answer)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Only a panic while holding the lock poisons it, and the process then stops.
+        self.inner
+            .lock()
+            .expect("the block cache's lock is not poisoned")
+    }
+}
+
+impl Inner {
+    fn insert(&mut self, key: (u64, u64), bytes: Box<[u8]>) {
+        if self.capacity == 0 || self.map.contains_key(&key) {
+            return;
+        }
+        if self.slots.len() < self.capacity {
+            self.map.insert(key, self.slots.len());
+            self.slots.push(Slot {
+                key,
+                bytes,
+                referenced: false,
+            });
+            return;
+        }
+        // CLOCK: a referenced slot gets a second chance; the first one not referenced goes.
+        loop {
+            let slot = &mut self.slots[self.hand];
+            if slot.referenced {
+                slot.referenced = false;
+                self.hand = (self.hand + 1) % self.capacity;
+                continue;
+            }
+            self.map.remove(&slot.key);
+            *slot = Slot {
+                key,
+                bytes,
+                referenced: false,
+            };
+            self.map.insert(key, self.hand);
+            self.hand = (self.hand + 1) % self.capacity;
+            return;
+        }
+    }
+}
