@@ -36,4 +36,11 @@ pub enum NodeError {
     Transaction(String),
     #[error("start: {0}")]
     Start(String),
+    /// A read met an entry of the partition's history it could not read from its runs (an
+    /// I/O error, a damaged block).
+    #[error("partition {partition}: {error}")]
+    ColdRead {
+        partition: u32,
+        error: kassa_shard::ColdError,
+    },
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use kassa_shard::batch_home::CreateBatch;
 use kassa_shard::directory::{Bucket, IdKind};
-use kassa_shard::{ledger_partition, Command, Ledger, Placement, PlacementKind, Reply};
+use kassa_shard::{ledger_partition, ColdError, Command, Ledger, Placement, PlacementKind, Reply};
 use kassa_wire::{
     Account, AccountBalance, AccountFilter, AccountId, CreateAccountResult, CreateTransferResult,
     QueryFilter, QueryFilterFlags, Transfer, TransferId,
@@ -457,8 +457,7 @@ impl Reads {
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<Transfer>, NodeError> {
-        self.read_account(filter, Ledger::get_account_transfers)
-            .await
+        self.read_account(filter, account_transfers).await
     }
 
     pub async fn get_account_balances(
@@ -476,7 +475,7 @@ impl Reads {
     async fn read_account<T: Send + 'static>(
         &self,
         filter: AccountFilter,
-        read: fn(&Ledger, &AccountFilter, &mut Vec<T>),
+        read: LedgerRead<AccountFilter, T>,
     ) -> Result<Vec<T>, NodeError> {
         if self.queues.placement().kind != PlacementKind::ByLedger {
             let partition = partition_of(filter.account_id.0, self.partitions());
@@ -494,12 +493,12 @@ impl Reads {
     }
 
     pub async fn query_accounts(&self, filter: QueryFilter) -> Result<Vec<Account>, NodeError> {
-        self.query_every_partition(filter, Ledger::query_accounts, |a| a.timestamp)
+        self.query_every_partition(filter, query_accounts, |a| a.timestamp)
             .await
     }
 
     pub async fn query_transfers(&self, filter: QueryFilter) -> Result<Vec<Transfer>, NodeError> {
-        self.query_every_partition(filter, Ledger::query_transfers, |t| t.timestamp)
+        self.query_every_partition(filter, query_transfers, |t| t.timestamp)
             .await
     }
 
@@ -508,7 +507,7 @@ impl Reads {
     async fn query_every_partition<T: Send + 'static>(
         &self,
         filter: QueryFilter,
-        read: fn(&Ledger, &QueryFilter, &mut Vec<T>),
+        read: LedgerRead<QueryFilter, T>,
         timestamp: fn(&T) -> u64,
     ) -> Result<Vec<T>, NodeError> {
         let queues = self.queues.clone();
@@ -596,11 +595,33 @@ pub fn local_partition(
 }
 
 /// Runs one of the ledger's filtered reads on `partition`'s core.
+/// A read of a partition's ledger by filter, which may meet an entry of its history that its
+/// runs cannot give.
+type LedgerRead<F, T> = fn(&Ledger, &F, &mut Vec<T>) -> Result<(), ColdError>;
+
+// The reads that hold everything they read in memory today (until transfers go cold too).
+fn account_transfers(l: &Ledger, f: &AccountFilter, out: &mut Vec<Transfer>) -> ColdResult {
+    l.get_account_transfers(f, out);
+    Ok(())
+}
+
+fn query_accounts(l: &Ledger, f: &QueryFilter, out: &mut Vec<Account>) -> ColdResult {
+    l.query_accounts(f, out);
+    Ok(())
+}
+
+fn query_transfers(l: &Ledger, f: &QueryFilter, out: &mut Vec<Transfer>) -> ColdResult {
+    l.query_transfers(f, out);
+    Ok(())
+}
+
+type ColdResult = Result<(), ColdError>;
+
 async fn read_filtered<F: Send + 'static, T: Send + 'static>(
     queues: &CoreQueues,
     partition: u32,
     filter: F,
-    read: fn(&Ledger, &F, &mut Vec<T>),
+    read: LedgerRead<F, T>,
 ) -> Result<Vec<T>, NodeError> {
     let found = read_counted(queues, partition, filter, read).await?;
     Ok(found.1)
@@ -612,14 +633,16 @@ async fn read_counted<F: Send + 'static, T: Send + 'static>(
     queues: &CoreQueues,
     partition: u32,
     filter: F,
-    read: fn(&Ledger, &F, &mut Vec<T>),
+    read: LedgerRead<F, T>,
 ) -> Result<(u64, Vec<T>), NodeError> {
     let found = queues.read(partition, move |ledger| {
         let mut out = Vec::new();
-        read(ledger, &filter, &mut out);
-        (ledger.resolutions(), out)
+        let read = read(ledger, &filter, &mut out);
+        read.map(|()| (ledger.resolutions(), out))
     });
-    found.await
+    found
+        .await?
+        .map_err(|error| NodeError::ColdRead { partition, error })
 }
 
 /// Runs `future` to completion on this thread (start-up work, before any runtime serves).

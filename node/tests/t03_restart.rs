@@ -12,7 +12,11 @@ use common::{account_json, assert_balanced, results, transfer_json, wait_until, 
 fn sigterm_exits_zero_and_a_restart_keeps_everything() {
     let dir = TempDir::new("restart");
     let node = Node::start(&dir.0);
-    let setup = format!("[{},{}]", account_json(1, 1, &[]), account_json(2, 1, &[]));
+    let setup = format!(
+        "[{},{}]",
+        account_json(1, 1, &[]),
+        account_json(2, 1, &["history"])
+    );
     assert_eq!(node.post("/v1/accounts", &setup).0, 200);
     let batch: Vec<String> = (100..200)
         .map(|id| transfer_json(id, 1, 2, 1, &[]))
@@ -43,7 +47,11 @@ fn sigterm_exits_zero_and_a_restart_keeps_everything() {
 fn a_stop_checkpoints_first_when_enough_log_came_since_the_last() {
     let dir = TempDir::new("stop-checkpoint");
     let node = Node::try_start(&dir.0, &["--snapshot-entries", "400"]).expect("start");
-    let setup = format!("[{},{}]", account_json(1, 1, &[]), account_json(2, 1, &[]));
+    let setup = format!(
+        "[{},{}]",
+        account_json(1, 1, &[]),
+        account_json(2, 1, &["history"])
+    );
     assert_eq!(node.post("/v1/accounts", &setup).0, 200);
     for id in 100..220u128 {
         let (_, reply) = node.post(
@@ -78,6 +86,17 @@ fn a_stop_checkpoints_first_when_enough_log_came_since_the_last() {
     let node = Node::start(&dir.0);
     let (_, account) = node.get("/v1/accounts/1");
     assert_eq!(account["debits_posted"], "120");
+    // Account 2's history left memory with the checkpoint: it is read from the runs.
+    let (status, balances) = node.get("/v1/accounts/2/balances?limit=8189");
+    assert_eq!(status, 200);
+    let credits: Vec<String> = balances
+        .as_array()
+        .expect("balances")
+        .iter()
+        .map(|b| b["credits_posted"].as_str().expect("credits").to_string())
+        .collect();
+    let expected: Vec<String> = (1..=120).map(|n: u32| n.to_string()).collect();
+    assert_eq!(credits, expected);
     assert_balanced(&node);
     assert!(node.stop().success());
 }

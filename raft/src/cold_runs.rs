@@ -27,6 +27,9 @@ const CACHE_BLOCKS: usize = 256;
 pub(crate) struct ColdRuns {
     /// Open runs of cold keyspaces, in the order their checkpoints wrote them.
     runs: Mutex<Vec<ColdRun>>,
+    /// The transfer runs the manifest names (not opened): which checkpoint wrote a transfer
+    /// position says which history run holds the entries of that transfer.
+    transfer_runs: Mutex<Vec<RunEntry>>,
     cache: BlockCache,
 }
 
@@ -34,6 +37,7 @@ impl Default for ColdRuns {
     fn default() -> ColdRuns {
         ColdRuns {
             runs: Mutex::default(),
+            transfer_runs: Mutex::default(),
             cache: BlockCache::new(CACHE_BLOCKS),
         }
     }
@@ -80,24 +84,52 @@ impl ColdRuns {
         runs.retain(|run| named.contains(&&run.entry));
         runs.extend(opened);
         runs.sort_by_key(|run| run.entry.number);
+        let transfers = head
+            .runs
+            .iter()
+            .filter(|run| run.keyspace == Keyspace::Transfers);
+        *lock(&self.transfer_runs) = transfers.cloned().collect();
         Ok(())
     }
 
-    fn runs(&self) -> std::sync::MutexGuard<'_, Vec<ColdRun>> {
-        // Only a panic while holding the lock poisons it, and the process then stops.
-        self.runs
-            .lock()
-            .expect("the cold runs' lock is not poisoned")
+    /// The checkpoint that wrote the history entries of the transfer at `position`: the one
+    /// whose transfer run holds that position.
+    fn history_checkpoint(&self, position: u32) -> Option<u64> {
+        let position = u128::from(position);
+        let transfers = lock(&self.transfer_runs);
+        let run = transfers
+            .iter()
+            .find(|run| run.first_key <= position && position <= run.last_key);
+        run.map(|run| run.number)
     }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, Vec<ColdRun>> {
+        lock(&self.runs)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only a panic while holding the lock poisons it, and the process then stops.
+    mutex.lock().expect("the cold runs' lock is not poisoned")
 }
 
 impl ColdStore for ColdRuns {
     fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError> {
+        // History runs each span every account: only the run of the checkpoint that wrote the
+        // transfer can hold its entry, so a read costs one block, not one per run.
+        let checkpoint = match keyspace {
+            Keyspace::History => match self.history_checkpoint(key as u32) {
+                Some(number) => Some(number),
+                None => return Ok(false),
+            },
+            _ => None,
+        };
         let runs = self.runs();
         let covering = runs.iter().rev().filter(|run| {
             run.entry.keyspace == keyspace
                 && run.entry.first_key <= key
                 && key <= run.entry.last_key
+                && checkpoint.is_none_or(|number| run.entry.number == number)
         });
         for run in covering {
             match run.run.get(key, value, &self.cache) {

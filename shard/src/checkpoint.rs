@@ -22,13 +22,14 @@
 //! expiries, sessions, transactions, id directory, foreign requests, intents | CRC32C u32 of
 //! everything before it.
 
-use kassa_wire::{Account, Balances, Transfer};
+use kassa_wire::{Account, AccountFlags, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
 use std::sync::Arc;
 
 use crate::cold::{ColdError, ColdStore};
+use crate::history::{history_key, History};
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
 use crate::table::Table;
 use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
@@ -69,7 +70,7 @@ impl Keyspace {
     /// durable checkpoint holds them: the store reads them from its runs, and a restore does
     /// not read them back.
     pub fn is_cold(self) -> bool {
-        matches!(self, Keyspace::Changes)
+        matches!(self, Keyspace::Changes | Keyspace::History)
     }
 
     /// Its name in file names and messages.
@@ -266,7 +267,7 @@ impl Ledger {
                 }
                 cursor.next += out.keys.len() as u64;
             }
-            Keyspace::History => self.history_entries(checkpoint, cursor, out, max),
+            Keyspace::History => self.history_entries(checkpoint, cursor, out, max)?,
             Keyspace::Changes => {
                 let start = cursor.next.max(checkpoint.since.change_sequence);
                 let start = start.max(checkpoint.changes_released_below);
@@ -342,6 +343,7 @@ impl Ledger {
     pub fn checkpoint_durable(&mut self, cut: CheckpointCut) {
         self.status_changes.drop_before(cut.status_changes);
         self.changes.keep_from(cut.change_sequence);
+        self.history_durable(cut.transfers);
     }
 
     /// The statuses a checkpoint from `since` writes: of the transfers stored since, those
@@ -369,7 +371,7 @@ impl Ledger {
         cursor: &mut CheckpointCursor,
         out: &mut KeyspaceIncrement,
         max: usize,
-    ) {
+    ) -> Result<(), ColdError> {
         let (from, to) = (checkpoint.since.transfers, checkpoint.cut.transfers);
         while (cursor.next as usize) < checkpoint.accounts && out.keys.len() < max {
             let account = cursor.next as usize;
@@ -378,9 +380,11 @@ impl Ledger {
             let start = cursor.at.max(listed.partition_point(|p| *p < from));
             let end = listed.partition_point(|p| *p < to);
             let take = (end.saturating_sub(start)).min(max - out.keys.len());
-            for (position, balances) in listed[start..start + take].iter().zip(&history[start..]) {
-                let key = ((account as u128) << 32) | u128::from(*position);
-                out.push(key, balances.as_bytes());
+            // Entries older than the last durable checkpoint (a full checkpoint of a ledger
+            // installed from elsewhere) come from the cold store.
+            for (index, position) in (start..).zip(&listed[start..start + take]) {
+                let balances = self.history_at(account, index)?;
+                out.push(history_key(account, *position), balances.as_bytes());
             }
             if start + take < end {
                 cursor.at = start + take;
@@ -389,6 +393,7 @@ impl Ledger {
                 cursor.at = 0;
             }
         }
+        Ok(())
     }
 
     fn encode_hot(&self) -> Vec<u8> {
@@ -526,6 +531,9 @@ impl CheckpointRestore {
         if value.len() != keyspace.value_size() || keyspace < self.phase {
             return inconsistent("a run entry out of its keyspace's order or size");
         }
+        if keyspace.is_cold() && self.cold.is_some() {
+            return inconsistent("a cold entry pushed to a restore that reads them from its store");
+        }
         while self.phase < keyspace {
             self.end_phase()?;
         }
@@ -545,6 +553,29 @@ impl CheckpointRestore {
         if let Some(store) = self.cold.take() {
             self.ledger.changes = ChangeStream::all_cold(self.change_first, self.change_next);
             self.ledger.cold = Some(store);
+            // Every history entry is in the store: one per transfer of a history account.
+            let ledger = &mut self.ledger;
+            let lists = ledger.account_transfers.iter();
+            for ((history, listed), account) in ledger
+                .account_history
+                .iter_mut()
+                .zip(lists)
+                .zip(&ledger.accounts)
+            {
+                if account.flags.contains(AccountFlags::HISTORY) {
+                    *history = History::all_cold(listed.len());
+                }
+            }
+            // The newest entry of the last history account with any is there.
+            let newest = (0..ledger.accounts.len())
+                .rev()
+                .find(|a| !ledger.account_history[*a].is_empty());
+            if let Some(account) = newest {
+                let index = ledger.account_history[account].len() - 1;
+                ledger.history_at(account, index).map_err(|error| {
+                    SnapshotError::Inconsistent(format!("the history runs: {error}"))
+                })?;
+            }
             // The oldest and newest retained entries are there, as the cut says.
             let retained = self.change_first..self.change_next;
             for sequence in [retained.start, retained.end.wrapping_sub(1)] {
@@ -645,11 +676,6 @@ impl CheckpointRestore {
     }
 
     fn push_change(&mut self, key: u128, value: &[u8]) -> Result<(), SnapshotError> {
-        if self.cold.is_some() {
-            return Err(SnapshotError::Inconsistent(
-                "a change entry pushed to a restore that reads them from its store".to_string(),
-            ));
-        }
         if key < u128::from(self.change_first) {
             return Ok(()); // released since that run was written
         }

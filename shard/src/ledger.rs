@@ -15,11 +15,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use foldhash::fast::FixedState;
-use kassa_wire::{Account, AccountId, Balances, Transfer, TransferId};
+use kassa_wire::{Account, AccountId, Transfer, TransferId};
 
 use crate::changes::ChangeStream;
 use crate::cold::ColdStore;
 use crate::directory::{IdHomes, IdKind};
+use crate::history::History;
 use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
@@ -92,7 +93,7 @@ pub struct Ledger {
     pub(crate) accounts: Vec<Account>,
     pub(crate) account_positions: IdIndex,
     pub(crate) account_transfers: Vec<Vec<u32>>,
-    pub(crate) account_history: Vec<Vec<Balances>>,
+    pub(crate) account_history: Vec<History>,
     pub(crate) transfers: Table<Transfer>,
     pub(crate) transfer_positions: IdIndex,
     pub(crate) transfer_status: Vec<PendingStatus>,
@@ -269,7 +270,7 @@ impl Ledger {
         self.account_positions.insert(account.id.0, position);
         self.accounts.push(account);
         self.account_transfers.push(Vec::new());
-        self.account_history.push(Vec::new());
+        self.account_history.push(History::default());
         position
     }
 

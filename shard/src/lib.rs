@@ -44,6 +44,7 @@ mod decoder;
 pub mod directory;
 mod expiry;
 mod foreign_requests;
+mod history;
 mod id_index;
 pub mod intents;
 mod ledger;

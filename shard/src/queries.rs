@@ -15,6 +15,7 @@ use kassa_wire::{
     QueryFilter, QueryFilterFlags, Transfer, TransferId, TIMESTAMP_MAX, TIMESTAMP_MIN,
 };
 
+use crate::cold::ColdError;
 use crate::limits::{BATCH_EVENTS_MAX, QUERY_RESULTS_MAX};
 use crate::Ledger;
 
@@ -40,23 +41,31 @@ impl Ledger {
 
     /// Appends the balances of `filter.account_id` right after each of its transfers that
     /// match the filter. Only accounts with the `history` flag keep them; for others, and for
-    /// accounts that do not exist, nothing is returned.
-    pub fn get_account_balances(&self, filter: &AccountFilter, out: &mut Vec<AccountBalance>) {
+    /// accounts that do not exist, nothing is returned. Balances older than the last durable
+    /// checkpoint are read from the cold store, which may fail.
+    pub fn get_account_balances(
+        &self,
+        filter: &AccountFilter,
+        out: &mut Vec<AccountBalance>,
+    ) -> Result<(), ColdError> {
         let Some(account) = self.account(filter.account_id) else {
-            return;
+            return Ok(());
         };
         if !account.flags.contains(AccountFlags::HISTORY) {
-            return;
+            return Ok(());
         }
-        self.account_filter_scan(filter, |ledger, position, index| {
-            let account = ledger
-                .account_positions
-                .get(filter.account_id.0)
-                .expect("indexed") as usize;
-            let balances = &ledger.account_history[account][index];
-            let timestamp = ledger.transfers[position as usize].timestamp;
-            out.push(AccountBalance::new(balances, timestamp));
-        });
+        let account = self
+            .account_positions
+            .get(filter.account_id.0)
+            .expect("indexed") as usize;
+        let mut matches = Vec::new();
+        self.account_filter_scan(filter, |_, position, index| matches.push((position, index)));
+        for (position, index) in matches {
+            let balances = self.history_at(account, index)?;
+            let timestamp = self.transfers[position as usize].timestamp;
+            out.push(AccountBalance::new(&balances, timestamp));
+        }
+        Ok(())
     }
 
     /// Calls `emit(ledger, transfer position, index in the account's list)` for each match.

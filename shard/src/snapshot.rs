@@ -52,6 +52,7 @@ use kassa_wire::{Account, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
+use crate::history::History;
 use crate::sessions::Sessions;
 use crate::table::Table;
 use crate::{Ledger, LedgerConfig, PendingStatus};
@@ -125,7 +126,9 @@ impl Ledger {
         for account in history {
             out.extend_from_slice(&(account as u32).to_le_bytes());
             put_u64(out, self.account_history[account].len() as u64);
-            out.extend_from_slice(self.account_history[account].as_bytes());
+            let all = self.history_all(account);
+            let all = all.unwrap_or_else(|error| panic!("a whole snapshot: {error}"));
+            out.extend_from_slice(all.as_bytes());
         }
         put_u64(out, self.changes.retained_len() as u64);
         // Whole snapshots are the tests' and an earlier version's format: the node writes
@@ -190,7 +193,7 @@ impl Ledger {
             let history = reader.records::<Balances>()?;
             let slot = ledger.account_history.get_mut(account);
             let slot = slot.ok_or(reader.malformed("history of a missing account"))?;
-            *slot = history;
+            *slot = History::in_memory(history);
         }
         let entries = reader.table::<ChangeEntry>()?;
         if entries.len() as u64 >= sequence_next {
@@ -273,7 +276,7 @@ impl Ledger {
     pub(crate) fn rebuild_indexes(&mut self) -> Result<(), SnapshotError> {
         let inconsistent = |what: &str| SnapshotError::Inconsistent(what.to_string());
         self.account_transfers = vec![Vec::new(); self.accounts.len()];
-        self.account_history = vec![Vec::new(); self.accounts.len()];
+        self.account_history = vec![History::default(); self.accounts.len()];
         for (position, account) in self.accounts.iter().enumerate() {
             let position = Ledger::position_of(position);
             if !account.id.is_valid() || self.account_positions.get(account.id.0).is_some() {

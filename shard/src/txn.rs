@@ -665,7 +665,8 @@ impl Scratch {
                 continue;
             }
             let listed = &l.account_transfers[account_position];
-            for (position, balances) in listed.iter().zip(&l.account_history[account_position]) {
+            let history = l.account_history[account_position].all_in_memory();
+            for (position, balances) in listed.iter().zip(history) {
                 let Some(created) = (*position as usize).checked_sub(read_transfers) else {
                     continue;
                 };

@@ -111,7 +111,9 @@ fn account_transfers(ledger: &Ledger, filter: &AccountFilter) -> Vec<u128> {
 
 fn account_balances(ledger: &Ledger, filter: &AccountFilter) -> Vec<AccountBalance> {
     let mut out = Vec::new();
-    ledger.get_account_balances(filter, &mut out);
+    ledger
+        .get_account_balances(filter, &mut out)
+        .expect("in memory");
     out
 }
 

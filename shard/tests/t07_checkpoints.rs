@@ -287,10 +287,31 @@ fn entries_read_after_more_writes_are_those_of_the_moment_taken() {
     }
 }
 
-/// With a cold store, the change entries a durable checkpoint covers leave memory, released
-/// or not, and every read of them (change events, a whole snapshot, a full checkpoint of the
-/// ledger, a restore that reads none of them) answers as the ledger that kept them all. A
-/// store that lacks an entry is an error, not an answer.
+/// Every history account's balances, in full and through a filter that skips some.
+fn balances_of(ledger: &Ledger) -> Vec<Vec<kassa_wire::AccountBalance>> {
+    let mut all = Vec::new();
+    for id in (1..=ACCOUNTS).filter(|id| id % 3 == 0) {
+        use kassa_wire::{AccountFilter, AccountFilterFlags as Flags, AccountId};
+        let both = Flags::DEBITS | Flags::CREDITS;
+        for (min, flags) in [(0, both), (25 * NS, both | Flags::REVERSED)] {
+            let mut filter = AccountFilter::new(AccountId(id), 8_189, flags);
+            filter.timestamp_min = min;
+            let mut out = Vec::new();
+            ledger
+                .get_account_balances(&filter, &mut out)
+                .expect("cold reads");
+            all.push(out);
+        }
+    }
+    assert!(all.iter().any(|balances| !balances.is_empty()));
+    all
+}
+
+/// With a cold store, the change entries and history balances a durable checkpoint covers
+/// leave memory (change entries released or not), and every read of them (change events,
+/// account balances, a whole snapshot, a full checkpoint of the ledger, a restore that reads
+/// none of them) answers as the ledger that kept them all. A store that lacks an entry is an
+/// error, not an answer.
 #[test]
 fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     use kassa_shard::{ColdStore, MemoryColdStore};
@@ -328,8 +349,11 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         increments.push(increment);
 
         assert_eq!(cold.change_entries_in_memory(), 0, "step {step}: all cold");
+        assert_eq!(cold.history_entries_in_memory(), 0, "step {step}: all cold");
         assert!(warm.change_entries_in_memory() > 0);
+        assert!(warm.history_entries_in_memory() > 0);
         assert_eq!(snapshot_of(&cold), snapshot_of(&warm), "step {step}");
+        assert_eq!(balances_of(&cold), balances_of(&warm), "step {step}");
         for from in [0, 7, cold.change_sequence_first() + 3, 1_000] {
             for limit in [1, 5, usize::MAX] {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -345,7 +369,9 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         create_transfers(ledger, now, &step_transfers(9));
     }
     assert!(cold.change_entries_in_memory() > 0);
+    assert!(cold.history_entries_in_memory() > 0);
     assert_eq!(all_change_events(&cold), all_change_events(&warm));
+    assert_eq!(balances_of(&cold), balances_of(&warm));
 
     // A full checkpoint of the cold ledger (a ledger installed elsewhere) reads them back.
     let full_cold = cold
@@ -363,6 +389,7 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(cold_store))
             .expect("restores");
     assert_eq!(restored.change_entries_in_memory(), 0);
+    assert_eq!(restored.history_entries_in_memory(), 0);
     let (warm_restored, _) =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, None)
             .expect("restores");

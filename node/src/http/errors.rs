@@ -108,6 +108,13 @@ impl From<crate::NodeError> for ApiError {
                 "the batch could not run; nothing was applied".to_string(),
             ),
             NodeError::Start(_) => ("unavailable", "the node is not ready".to_string()),
+            NodeError::ColdRead { partition, .. } => (
+                "unavailable",
+                format!(
+                    "partition {partition} cannot read part of its history; the node's log says \
+                     why"
+                ),
+            ),
         };
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
@@ -142,5 +149,17 @@ mod tests {
         assert_eq!(stopping.code, "shutting_down");
         let failed = ApiError::from(NodeError::Transaction("open /srv/x: EIO".into()));
         assert!(!failed.message.contains("/srv"), "{}", failed.message);
+        let cold = kassa_shard::ColdError {
+            keyspace: "history",
+            key: 7,
+            message: "read run /srv/kassa/runs/history-1.run: EIO".into(),
+        };
+        let unread = ApiError::from(NodeError::ColdRead {
+            partition: 5,
+            error: cold,
+        });
+        assert_eq!(unread.code, "unavailable");
+        assert!(unread.message.contains("partition 5"), "{}", unread.message);
+        assert!(!unread.message.contains("/srv"), "{}", unread.message);
     }
 }

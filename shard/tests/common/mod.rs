@@ -320,7 +320,9 @@ pub fn state_of(ledger: &Ledger) -> Fingerprint {
         ledger.get_account_transfers(&filter, &mut transfers);
         account_transfers.push(transfers.iter().map(|t| t.id).collect());
         let mut balances = Vec::new();
-        ledger.get_account_balances(&filter, &mut balances);
+        ledger
+            .get_account_balances(&filter, &mut balances)
+            .expect("cold reads");
         account_balances.push(balances);
     }
     Fingerprint {

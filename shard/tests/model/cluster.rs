@@ -1017,7 +1017,9 @@ impl Cluster {
                 &transfers,
             );
             let mut balances = Vec::new();
-            owner.get_account_balances(&filter, &mut balances);
+            owner
+                .get_account_balances(&filter, &mut balances)
+                .expect("cold reads");
             same(
                 "account balances",
                 &model.get_account_balances(&filter),

@@ -214,9 +214,9 @@ fn ledger_read(ledger: &mut Ledger, op: &Op) -> Output {
         Op::GetAccountTransfers(f) => {
             Output::Transfers(appended(|out| ledger.get_account_transfers(f, out)))
         }
-        Op::GetAccountBalances(f) => {
-            Output::Balances(appended(|out| ledger.get_account_balances(f, out)))
-        }
+        Op::GetAccountBalances(f) => Output::Balances(appended(|out| {
+            ledger.get_account_balances(f, out).expect("cold reads")
+        })),
         Op::QueryAccounts(f) => Output::Accounts(appended(|out| ledger.query_accounts(f, out))),
         Op::QueryTransfers(f) => Output::Transfers(appended(|out| ledger.query_transfers(f, out))),
         Op::ChangeEvents { from, limit } => Output::Changes(appended(|out| {
