@@ -16,7 +16,7 @@
 //! the change and an account's flags as created. Readers get full [`ChangeEvent`]s.
 
 use kassa_wire::{Account, AccountFlags, Balances, ChangeEvent, ChangeKind};
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::checkpoint::Keyspace;
 use crate::cold::ColdError;
@@ -259,17 +259,7 @@ impl Ledger {
 
     /// A change entry no longer in memory, from the cold store.
     pub(crate) fn cold_change(&self, sequence: u64) -> Result<ChangeEntry, ColdError> {
-        let key = u128::from(sequence);
-        let Some(store) = &self.cold else {
-            unreachable!("change entries leave memory only for a cold store")
-        };
-        let mut entry = ChangeEntry::new_zeroed();
-        if store.read(Keyspace::Changes, key, entry.as_mut_bytes())? {
-            Ok(entry)
-        } else {
-            let missing = "missing from the store, though a durable checkpoint covers it";
-            Err(ColdError::new(Keyspace::Changes, key, missing))
-        }
+        self.cold_entry(Keyspace::Changes, u128::from(sequence))
     }
 
     /// Every retained change entry, oldest first, the cold ones read from the store.

@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use zerocopy::{FromBytes, IntoBytes};
+
 use crate::checkpoint::{CheckpointIncrement, Keyspace, KeyspaceIncrement};
 
 /// See the module documentation. A store may be shared between threads, as a ledger may
@@ -38,6 +40,27 @@ impl ColdError {
             keyspace: keyspace.name(),
             key,
             message: message.into(),
+        }
+    }
+}
+
+impl crate::Ledger {
+    /// The entry under `key` in `keyspace`, which a durable checkpoint took out of memory,
+    /// from the cold store.
+    pub(crate) fn cold_entry<T: FromBytes + IntoBytes>(
+        &self,
+        keyspace: Keyspace,
+        key: u128,
+    ) -> Result<T, ColdError> {
+        let Some(store) = &self.cold else {
+            unreachable!("entries leave memory only for a cold store")
+        };
+        let mut entry = T::new_zeroed();
+        if store.read(keyspace, key, entry.as_mut_bytes())? {
+            Ok(entry)
+        } else {
+            let missing = "missing from the store, though a durable checkpoint covers it";
+            Err(ColdError::new(keyspace, key, missing))
         }
     }
 }

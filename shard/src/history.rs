@@ -5,7 +5,6 @@
 //! ([`Keyspace::History`](crate::checkpoint::Keyspace::History)).
 
 use kassa_wire::Balances;
-use zerocopy::{FromZeros, IntoBytes};
 
 use crate::checkpoint::Keyspace;
 use crate::cold::ColdError;
@@ -105,17 +104,7 @@ impl crate::Ledger {
             history.len()
         );
         let position = self.account_transfers[account][index];
-        let key = history_key(account, position);
-        let Some(store) = &self.cold else {
-            unreachable!("history leaves memory only for a cold store")
-        };
-        let mut balances = Balances::new_zeroed();
-        if store.read(Keyspace::History, key, balances.as_mut_bytes())? {
-            Ok(balances)
-        } else {
-            let missing = "missing from the store, though a durable checkpoint covers it";
-            Err(ColdError::new(Keyspace::History, key, missing))
-        }
+        self.cold_entry(Keyspace::History, history_key(account, position))
     }
 
     /// Every entry of account `account`'s history, oldest first.
