@@ -16,15 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kassa_shard::{
-    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointRestore, Keyspace, KeyspaceIncrement,
-    Ledger, LedgerConfig, SnapshotError,
+    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointRestore, ColdStore, Keyspace,
+    KeyspaceIncrement, Ledger, LedgerConfig, SnapshotError,
 };
 use kassa_storage::durable_file;
 use kassa_storage::run::{Run, RunOptions, RunWriter};
 use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
-use crate::cold_runs::ColdRuns;
 use crate::types::SnapshotMeta;
 pub(crate) use crate::types::{run_file_name, CheckpointHead, RunEntry};
 
@@ -61,7 +60,7 @@ pub(crate) async fn restore(
     config: LedgerConfig,
     head: &CheckpointHead,
     hot: &[u8],
-    cold: Arc<ColdRuns>,
+    cold: Arc<dyn ColdStore>,
 ) -> Result<Ledger, CheckpointError> {
     let mut restore = CheckpointRestore::new(config, hot)?.with_cold_store(cold);
     for keyspace in Keyspace::ALL
@@ -352,7 +351,8 @@ mod tests {
 
             let (found, hot) = read_manifest(dir).await.expect("read").expect("a manifest");
             assert_eq!(found, head, "the manifest is the first checkpoint's");
-            let cold = Arc::new(ColdRuns::open(dir, &found).await.expect("cold runs"));
+            let cold = crate::cold_runs::ColdRuns::open(dir, &found).await;
+            let cold = Arc::new(cold.expect("cold runs"));
             let restored = restore(dir, LedgerConfig::default(), &found, &hot, cold).await;
             assert_eq!(snapshot_of(&restored.expect("restores")), expected);
             let removed = remove_unnamed_runs(dir, Some(&found))

@@ -18,8 +18,8 @@
 use kassa_wire::{Account, AccountFlags, Balances, ChangeEvent, ChangeKind};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::checkpoint::Keyspace;
 use crate::cold::ColdError;
+use crate::keyspace::{Keyspace, CHANGE_ENTRY_SIZE};
 use crate::table::Table;
 use crate::Ledger;
 
@@ -39,7 +39,7 @@ pub(crate) struct ChangeEntry {
     pub(crate) account_flags: u16,
 }
 
-const _: () = assert!(size_of::<ChangeEntry>() == 144);
+const _: () = assert!(size_of::<ChangeEntry>() == CHANGE_ENTRY_SIZE);
 
 pub(crate) struct ChangeStream {
     /// Entries kept in memory, oldest first; their sequences end at `sequence_next - 1` and

@@ -26,6 +26,7 @@ use kassa_wire::{Account, AccountFlags, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
+pub use crate::keyspace::Keyspace;
 use std::sync::Arc;
 
 use crate::cold::{ColdError, ColdStore};
@@ -37,56 +38,6 @@ use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
 /// The hot state's format version.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 const HOT_MAGIC: [u8; 8] = *b"KASSAHOT";
-
-/// See the module documentation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Keyspace {
-    Transfers = 1,
-    Statuses = 2,
-    History = 3,
-    Changes = 4,
-}
-
-impl Keyspace {
-    /// In the order a restore takes them.
-    pub const ALL: [Keyspace; 4] = [
-        Keyspace::Transfers,
-        Keyspace::Statuses,
-        Keyspace::History,
-        Keyspace::Changes,
-    ];
-
-    pub fn value_size(self) -> usize {
-        match self {
-            Keyspace::Transfers => size_of::<Transfer>(),
-            Keyspace::Statuses => 1,
-            Keyspace::History => size_of::<Balances>(),
-            Keyspace::Changes => size_of::<ChangeEntry>(),
-        }
-    }
-
-    /// Whether a ledger with a cold store keeps this keyspace's entries out of memory once a
-    /// durable checkpoint holds them: the store reads them from its runs, and a restore does
-    /// not read them back.
-    pub fn is_cold(self) -> bool {
-        matches!(self, Keyspace::Changes | Keyspace::History)
-    }
-
-    /// Its name in file names and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Keyspace::Transfers => "transfers",
-            Keyspace::Statuses => "statuses",
-            Keyspace::History => "history",
-            Keyspace::Changes => "changes",
-        }
-    }
-
-    pub fn from_u8(value: u8) -> Option<Keyspace> {
-        Keyspace::ALL.into_iter().find(|k| *k as u8 == value)
-    }
-}
 
 /// What the checkpoints made durable so far cover.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

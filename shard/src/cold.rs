@@ -1,20 +1,18 @@
 //! Cold entries: what a durable checkpoint took out of the ledger's memory, read back by key
 //! from a [`ColdStore`] (docs/storage.md, "What goes where").
 //!
-//! Today the change stream is cold: once a checkpoint holding a change entry is durable, the
-//! entry leaves memory, and reading it (`Ledger::change_events`, a whole snapshot, a full
+//! Today the change stream and history balances are cold (`Keyspace::is_cold`): once a
+//! checkpoint holding an entry is durable, the entry leaves memory, and reading it
+//! (`Ledger::change_events`, `Ledger::get_account_balances`, a whole snapshot, a full
 //! checkpoint after an install) goes to the store. The ledger stays synchronous: a store
-//! answers at once. The node's store reads its runs with one blocking 4 KiB read per entry;
+//! answers at once. The node's store reads its runs with one blocking 4 KiB read per block;
 //! the entries read this way are those nothing on a write's path needs, and reads that must
 //! not block will prefetch (step 3 of the plan). The simulator and tests keep the runs'
-//! entries in memory ([`MemoryColdStore`]).
-
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+//! entries in memory ([`crate::MemoryColdStore`]).
 
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::checkpoint::{CheckpointIncrement, Keyspace, KeyspaceIncrement};
+use crate::keyspace::Keyspace;
 
 /// See the module documentation. A store may be shared between threads, as a ledger may
 /// move between them (a coordinator's scratch ledger across its awaits).
@@ -61,52 +59,6 @@ impl crate::Ledger {
         } else {
             let missing = "missing from the store, though a durable checkpoint covers it";
             Err(ColdError::new(keyspace, key, missing))
-        }
-    }
-}
-
-/// A store that keeps the entries of the checkpoints it is given in memory: the simulator's
-/// and the tests' runs.
-#[derive(Debug, Default)]
-pub struct MemoryColdStore {
-    entries: Mutex<BTreeMap<(Keyspace, u128), Vec<u8>>>,
-}
-
-impl MemoryColdStore {
-    pub fn new() -> MemoryColdStore {
-        MemoryColdStore::default()
-    }
-
-    /// Adds a checkpoint's entries; a later entry of a key replaces an earlier one, as a newer
-    /// run's does.
-    pub fn add(&self, increment: &CheckpointIncrement) {
-        for keyspace in &increment.keyspaces {
-            self.add_keyspace(keyspace);
-        }
-    }
-
-    pub fn add_keyspace(&self, increment: &KeyspaceIncrement) {
-        let mut entries = self.entries.lock().expect("not poisoned");
-        for (at, key) in increment.keys.iter().enumerate() {
-            let value = increment.value(at).to_vec();
-            entries.insert((increment.keyspace, *key), value);
-        }
-    }
-}
-
-impl ColdStore for MemoryColdStore {
-    fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError> {
-        match self
-            .entries
-            .lock()
-            .expect("not poisoned")
-            .get(&(keyspace, key))
-        {
-            Some(stored) => {
-                value.copy_from_slice(stored);
-                Ok(true)
-            }
-            None => Ok(false),
         }
     }
 }

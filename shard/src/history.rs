@@ -2,12 +2,12 @@
 //! each of its transfers, in the order of its transfer list (`account_transfers`). The newest
 //! are in memory; with a cold store, those a durable checkpoint holds leave memory and are
 //! read from the store under `account position ≪ 32 | transfer position`
-//! ([`Keyspace::History`](crate::checkpoint::Keyspace::History)).
+//! ([`Keyspace::History`]).
 
 use kassa_wire::Balances;
 
-use crate::checkpoint::Keyspace;
 use crate::cold::ColdError;
+use crate::keyspace::Keyspace;
 
 /// See the module documentation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -47,8 +47,10 @@ mod foreign_requests;
 mod history;
 mod id_index;
 pub mod intents;
+mod keyspace;
 mod ledger;
 mod local_run;
+mod memory_cold_store;
 pub mod parallel_commit;
 mod partitioning;
 mod post_or_void;
@@ -73,11 +75,12 @@ pub use checkpoint::{
     KeyspaceIncrement, CHECKPOINT_FORMAT_VERSION,
 };
 pub use client_requests::seal_reply;
-pub use cold::{ColdError, ColdStore, MemoryColdStore};
+pub use cold::{ColdError, ColdStore};
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use foreign_requests::{ForeignAnswer, ForeignRequests, StagedReply, FOREIGN_REQUESTS_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};
 pub use local_run::LocalRun;
+pub use memory_cold_store::MemoryColdStore;
 pub use partitioning::{ledger_partition, partition_of, Placement, PlacementKind};
 pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
