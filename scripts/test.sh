@@ -32,7 +32,10 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "benchmarks, once each in test mode (they must not rot)"
-cargo bench --workspace --benches --locked -- --test
+# Through `cargo test`, so they build with the test profile and share its dependencies with the
+# tests below instead of building the workspace a second time (criterion runs each benchmark
+# once when it is not given `--bench`).
+cargo test --workspace --bench '*' --locked
 
 step "cargo test (every crate; the test profile is optimized)"
 cargo test --workspace --locked
