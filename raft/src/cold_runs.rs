@@ -25,19 +25,24 @@ const CACHE_BLOCKS: usize = 256;
 
 /// See the module documentation.
 pub(crate) struct ColdRuns {
-    /// Open runs of cold keyspaces, in the order their checkpoints wrote them.
-    runs: Mutex<Vec<ColdRun>>,
-    /// The transfer runs the manifest names (not opened): which checkpoint wrote a transfer
-    /// position says which history run holds the entries of that transfer.
-    transfer_runs: Mutex<Vec<RunEntry>>,
+    followed: Mutex<Followed>,
     cache: BlockCache,
+}
+
+/// What the last manifest followed names.
+#[derive(Default)]
+struct Followed {
+    /// Open runs of cold keyspaces, in the order their checkpoints wrote them.
+    runs: Vec<ColdRun>,
+    /// The transfer runs (not opened): which checkpoint wrote a transfer position says which
+    /// history run holds the entries of that transfer.
+    transfer_runs: Vec<RunEntry>,
 }
 
 impl Default for ColdRuns {
     fn default() -> ColdRuns {
         ColdRuns {
-            runs: Mutex::default(),
-            transfer_runs: Mutex::default(),
+            followed: Mutex::default(),
             cache: BlockCache::new(CACHE_BLOCKS),
         }
     }
@@ -71,7 +76,7 @@ impl ColdRuns {
             .collect();
         let mut opened = Vec::new();
         for entry in &named {
-            let open = self.runs().iter().any(|run| run.entry == **entry);
+            let open = self.followed().runs.iter().any(|run| run.entry == **entry);
             if !open {
                 let run = checkpoint::open_run(dir, entry).await?.into_blocking()?;
                 opened.push(ColdRun {
@@ -80,52 +85,49 @@ impl ColdRuns {
                 });
             }
         }
-        let mut runs = self.runs();
-        runs.retain(|run| named.contains(&&run.entry));
-        runs.extend(opened);
-        runs.sort_by_key(|run| run.entry.number);
-        let transfers = head
-            .runs
-            .iter()
-            .filter(|run| run.keyspace == Keyspace::Transfers);
-        *lock(&self.transfer_runs) = transfers.cloned().collect();
+        let mut followed = self.followed();
+        followed.runs.retain(|run| named.contains(&&run.entry));
+        followed.runs.extend(opened);
+        followed.runs.sort_by_key(|run| run.entry.number);
+        let transfers = head.runs.iter();
+        let transfers = transfers.filter(|run| run.keyspace == Keyspace::Transfers);
+        followed.transfer_runs = transfers.cloned().collect();
         Ok(())
     }
 
+    fn followed(&self) -> std::sync::MutexGuard<'_, Followed> {
+        // Only a panic while holding the lock poisons it, and the process then stops.
+        self.followed
+            .lock()
+            .expect("the cold runs' lock is not poisoned")
+    }
+}
+
+impl Followed {
     /// The checkpoint that wrote the history entries of the transfer at `position`: the one
     /// whose transfer run holds that position.
     fn history_checkpoint(&self, position: u32) -> Option<u64> {
         let position = u128::from(position);
-        let transfers = lock(&self.transfer_runs);
-        let run = transfers
-            .iter()
-            .find(|run| run.first_key <= position && position <= run.last_key);
+        let transfers = self.transfer_runs.iter();
+        let mut holding = transfers.filter(|run| run.first_key <= position);
+        let run = holding.find(|run| position <= run.last_key);
         run.map(|run| run.number)
     }
-
-    fn runs(&self) -> std::sync::MutexGuard<'_, Vec<ColdRun>> {
-        lock(&self.runs)
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only a panic while holding the lock poisons it, and the process then stops.
-    mutex.lock().expect("the cold runs' lock is not poisoned")
 }
 
 impl ColdStore for ColdRuns {
     fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError> {
+        let followed = self.followed();
         // History runs each span every account: only the run of the checkpoint that wrote the
         // transfer can hold its entry, so a read costs one block, not one per run.
         let checkpoint = match keyspace {
-            Keyspace::History => match self.history_checkpoint(key as u32) {
+            Keyspace::History => match followed.history_checkpoint(key as u32) {
                 Some(number) => Some(number),
                 None => return Ok(false),
             },
             _ => None,
         };
-        let runs = self.runs();
-        let covering = runs.iter().rev().filter(|run| {
+        let covering = followed.runs.iter().rev().filter(|run| {
             run.entry.keyspace == keyspace
                 && run.entry.first_key <= key
                 && key <= run.entry.last_key

@@ -22,18 +22,19 @@
 //! expiries, sessions, transactions, id directory, foreign requests, intents | CRC32C u32 of
 //! everything before it.
 
+use std::sync::Arc;
+
 use kassa_wire::{Account, AccountFlags, Balances, Transfer};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
-pub use crate::keyspace::Keyspace;
-use std::sync::Arc;
-
 use crate::cold::{ColdError, ColdStore};
 use crate::history::{history_key, History};
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
 use crate::table::Table;
 use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
+
+pub use crate::keyspace::Keyspace;
 
 /// The hot state's format version.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
@@ -378,7 +379,7 @@ pub struct CheckpointRestore {
     phase: Keyspace,
     /// Per history account, how many of its transfers have their balances restored.
     history_restored: Vec<usize>,
-    /// Where the restored ledger reads its change entries (none: they are pushed).
+    /// Where the restored ledger reads its cold entries (none: they are pushed).
     cold: Option<Arc<dyn ColdStore>>,
 }
 
@@ -437,8 +438,8 @@ impl CheckpointRestore {
         })
     }
 
-    /// The restored ledger reads its change entries from `store`, which holds every run's:
-    /// none is pushed, and none is read into memory.
+    /// The restored ledger reads its cold entries (`Keyspace::is_cold`) from `store`, which
+    /// holds every run's: none is pushed, and none is read into memory.
     pub fn with_cold_store(mut self, store: Arc<dyn ColdStore>) -> CheckpointRestore {
         self.cold = Some(store);
         self
@@ -446,7 +447,7 @@ impl CheckpointRestore {
 
     /// A ledger from checkpoints whose entries are all at hand: the runs of `increments`, in
     /// the order they were taken, and the last one's hot state.
-    /// With a `cold` store (which holds the increments' entries), change entries stay there.
+    /// With a `cold` store (which holds the increments' entries), cold entries stay there.
     pub fn from_increments(
         config: LedgerConfig,
         increments: &[&CheckpointIncrement],
@@ -506,21 +507,15 @@ impl CheckpointRestore {
             self.ledger.cold = Some(store);
             // Every history entry is in the store: one per transfer of a history account.
             let ledger = &mut self.ledger;
-            let lists = ledger.account_transfers.iter();
-            for ((history, listed), account) in ledger
-                .account_history
-                .iter_mut()
-                .zip(lists)
-                .zip(&ledger.accounts)
-            {
-                if account.flags.contains(AccountFlags::HISTORY) {
-                    *history = History::all_cold(listed.len());
+            let mut newest = None;
+            for (position, account) in ledger.accounts.iter().enumerate() {
+                let listed = ledger.account_transfers[position].len();
+                if account.flags.contains(AccountFlags::HISTORY) && listed > 0 {
+                    ledger.account_history[position] = History::all_cold(listed);
+                    newest = Some(position);
                 }
             }
             // The newest entry of the last history account with any is there.
-            let newest = (0..ledger.accounts.len())
-                .rev()
-                .find(|a| !ledger.account_history[*a].is_empty());
             if let Some(account) = newest {
                 let index = ledger.account_history[account].len() - 1;
                 ledger.history_at(account, index).map_err(|error| {

@@ -115,6 +115,14 @@ impl crate::Ledger {
             .collect()
     }
 
+    /// History entries held in memory, over all accounts (the rest are in the cold store).
+    pub fn history_entries_in_memory(&self) -> usize {
+        self.account_history
+            .iter()
+            .map(|h| h.len() - h.cold())
+            .sum()
+    }
+
     /// With a cold store, the history entries of transfers below `transfers` (a durable
     /// checkpoint's cut) leave memory.
     pub(crate) fn history_durable(&mut self, transfers: u32) {
@@ -133,14 +141,4 @@ impl crate::Ledger {
 /// A history entry's key: its account's position, then its transfer's.
 pub(crate) fn history_key(account: usize, position: u32) -> u128 {
     ((account as u128) << 32) | u128::from(position)
-}
-
-impl crate::Ledger {
-    /// History entries held in memory, over all accounts (the rest are in the cold store).
-    pub fn history_entries_in_memory(&self) -> usize {
-        self.account_history
-            .iter()
-            .map(|h| h.len() - h.cold())
-            .sum()
-    }
 }

@@ -58,14 +58,20 @@ impl Ledger {
             .account_positions
             .get(filter.account_id.0)
             .expect("indexed") as usize;
-        let mut matches = Vec::new();
-        self.account_filter_scan(filter, |_, position, index| matches.push((position, index)));
-        for (position, index) in matches {
-            let balances = self.history_at(account, index)?;
-            let timestamp = self.transfers[position as usize].timestamp;
-            out.push(AccountBalance::new(&balances, timestamp));
-        }
-        Ok(())
+        let mut failed = None;
+        self.account_filter_scan(filter, |ledger, position, index| {
+            if failed.is_some() {
+                return;
+            }
+            match ledger.history_at(account, index) {
+                Ok(balances) => {
+                    let timestamp = ledger.transfers[position as usize].timestamp;
+                    out.push(AccountBalance::new(&balances, timestamp));
+                }
+                Err(error) => failed = Some(error),
+            }
+        });
+        failed.map_or(Ok(()), Err)
     }
 
     /// Calls `emit(ledger, transfer position, index in the account's list)` for each match.

@@ -211,21 +211,8 @@ impl Run {
 }
 
 impl BlockingRun {
-    pub fn path(&self) -> &Path {
-        &self.shape.path
-    }
-
     pub fn footer(&self) -> &Footer {
         &self.shape.footer
-    }
-
-    pub fn value_size(&self) -> usize {
-        self.shape.value_size()
-    }
-
-    /// Bytes this run keeps in memory: its index and its filter.
-    pub fn memory_size(&self) -> usize {
-        self.shape.memory_size()
     }
 
     /// Copies the value of `key` into `value` (the run's value size) and returns whether the
