@@ -354,3 +354,77 @@ fn a_block_cache_reads_each_block_once_for_keys_in_order_and_stays_bounded() {
         }
     );
 }
+
+/// Prefetch: blocks read ahead through io_uring are held in the cache outside its CLOCK, so
+/// blocking reads of their keys read no disk however many other blocks pass through the
+/// cache meanwhile; a block already cached is held without a read; released, they are gone.
+/// A damaged block is refused by the prefetch as by a read.
+#[test]
+fn prefetched_blocks_are_held_until_released_and_checked() {
+    let dir = new_dir("t06-prefetch");
+    let data = data(22, 20_000, 16);
+    let keys: Vec<u128> = data.keys().copied().collect();
+    let wanted: Vec<u128> = keys.iter().step_by(997).copied().collect();
+    let cache = BlockCache::new(4);
+    let blocking = run(async {
+        write(dir.path(), "prefetched", &data, 16).await;
+        let run = Run::open(&dir.path().join("prefetched"))
+            .await
+            .expect("open");
+        run.into_blocking().expect("blocking")
+    });
+    let blocks: std::collections::BTreeSet<u64> = wanted
+        .iter()
+        .map(|key| blocking.block_for(*key).expect("in the run"))
+        .collect();
+    assert!(blocks.len() > 10);
+    run(async {
+        for block in &blocks {
+            blocking.prefetch(*block, &cache).await.expect("prefetch");
+        }
+    });
+    assert_eq!(cache.held(), blocks.len());
+    // Other reads churn the small cache; the held blocks stay.
+    let mut value = [0; 16];
+    for key in keys.iter().rev().take(2_000) {
+        assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+    }
+    let misses = cache.stats().misses;
+    for key in &wanted {
+        assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+        assert_eq!(&value[..], &data[key][..]);
+    }
+    assert_eq!(cache.stats().misses, misses, "held blocks read no disk");
+    // A key no run holds has no block to prefetch (the filter rules most out).
+    let absent = (0..1_000u128).filter(|k| !data.contains_key(k));
+    let passed = absent.filter(|k| blocking.block_for(*k).is_some()).count();
+    assert!(
+        passed < 100,
+        "{passed} of 1000 absent keys passed the filter"
+    );
+    cache.release_held();
+    assert_eq!(cache.held(), 0);
+    // A block the cache has is held without reading it again.
+    let last = *keys.last().expect("keys");
+    assert!(blocking.get(last, &mut value, &cache).expect("get"));
+    let misses = cache.stats().misses;
+    run(async {
+        let block = blocking.block_for(last).expect("in the run");
+        blocking.prefetch(block, &cache).await.expect("prefetch");
+    });
+    assert_eq!((cache.held(), cache.stats().misses), (1, misses));
+    cache.release_held();
+    // A damaged block fails its prefetch as it fails a read.
+    let path = dir.path().join("prefetched");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[4096 * 3 + 100] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("damage");
+    let damaged = run(async {
+        let run = Run::open(&path).await.expect("open");
+        let damaged = run.into_blocking().expect("blocking");
+        let error = damaged.prefetch(3, &cache).await.expect_err("damaged");
+        format!("{error}")
+    });
+    assert!(damaged.contains("checksum"), "{damaged}");
+    assert_eq!(cache.held(), 0);
+}

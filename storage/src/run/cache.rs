@@ -6,6 +6,11 @@
 //! A block is cached once its checks passed, under its run's id ([`BlockingRun`]'s, never
 //! reused in a process) and its number, so a cached block is never a different run's.
 //!
+//! Blocks *held* ([`BlockCache::hold`]) are outside the CLOCK: read ahead of a reader that
+//! must not wait for the disk (a partition's apply, prefetched through io_uring by
+//! [`BlockingRun::prefetch`]), they stay until [`BlockCache::release_held`], whatever else
+//! is read meanwhile. A read finds them first.
+//!
 //! [`BlockingRun`]: super::BlockingRun
 
 use std::collections::HashMap;
@@ -21,6 +26,8 @@ pub struct BlockCache {
 struct Inner {
     capacity: usize,
     slots: Vec<Slot>,
+    /// Blocks held until released, outside the CLOCK.
+    held: HashMap<(u64, u64), Box<[u8]>>,
     /// (run id, block number) → slot.
     map: HashMap<(u64, u64), usize>,
     /// The CLOCK hand: the next slot considered for eviction.
@@ -51,6 +58,7 @@ impl BlockCache {
             inner: Mutex::new(Inner {
                 capacity,
                 slots: Vec::new(),
+                held: HashMap::new(),
                 map: HashMap::new(),
                 hand: 0,
                 hits: 0,
@@ -80,6 +88,11 @@ impl BlockCache {
         let key = (run, number);
         {
             let mut inner = self.lock();
+            if let Some(bytes) = inner.held.get(&key) {
+                let answer = found(bytes);
+                inner.hits += 1;
+                return Ok(answer);
+            }
             if let Some(&slot) = inner.map.get(&key) {
                 inner.hits += 1;
                 let slot = &mut inner.slots[slot];
@@ -95,6 +108,39 @@ impl BlockCache {
         let answer = found(&bytes);
         self.lock().insert(key, bytes);
         Ok(answer)
+    }
+
+    /// Whether block `number` of run `run` is held or cached: then it is held from now on
+    /// (copied out of the CLOCK) and need not be read.
+    pub(crate) fn hold_if_present(&self, run: u64, number: u64) -> bool {
+        let key = (run, number);
+        let mut inner = self.lock();
+        if inner.held.contains_key(&key) {
+            return true;
+        }
+        let Some(&slot) = inner.map.get(&key) else {
+            return false;
+        };
+        let bytes = inner.slots[slot].bytes.clone();
+        inner.held.insert(key, bytes);
+        true
+    }
+
+    /// Holds a checked block until [`BlockCache::release_held`].
+    pub(crate) fn hold(&self, run: u64, number: u64, bytes: Box<[u8]>) {
+        assert_eq!(bytes.len(), BLOCK_SIZE);
+        self.lock().held.insert((run, number), bytes);
+    }
+
+    /// Blocks held now.
+    pub fn held(&self) -> usize {
+        self.lock().held.len()
+    }
+
+    /// Releases every held block (they are not cached: what a prefetch read is rarely read
+    /// again soon).
+    pub fn release_held(&self) {
+        self.lock().held.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

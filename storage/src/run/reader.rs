@@ -215,6 +215,35 @@ impl BlockingRun {
         &self.shape.footer
     }
 
+    /// The data block a `get` of `key` reads: none when the key is outside the run or its
+    /// filter rules it out.
+    pub fn block_for(&self, key: u128) -> Option<u64> {
+        let shape = &self.shape;
+        if !shape.may_contain(key) {
+            return None;
+        }
+        shape.block_of(key)
+    }
+
+    /// Reads data block `number` through the calling thread's io_uring (a monoio runtime)
+    /// unless `cache` has it, checks it, and holds it in `cache` until
+    /// [`BlockCache::release_held`]: a later blocking `get` of a key in that block then reads
+    /// no disk. The file is opened again (`dup`) for the read.
+    pub async fn prefetch(&self, number: u64, cache: &BlockCache) -> Result<(), StorageError> {
+        let shape = &self.shape;
+        assert!(number < shape.footer.data_blocks, "block {number} of a run");
+        if cache.hold_if_present(self.id, number) {
+            return Ok(());
+        }
+        let io = |error| StorageError::io("read run", &shape.path, error);
+        let file = File::from_std(self.file.try_clone().map_err(io)?).map_err(io)?;
+        let offset = number * BLOCK_SIZE as u64;
+        let bytes = read_region(&file, &shape.path, offset, BLOCK_SIZE).await?;
+        shape.check_block(number, offset, bytes.as_slice())?;
+        cache.hold(self.id, number, bytes.as_slice().into());
+        Ok(())
+    }
+
     /// Copies the value of `key` into `value` (the run's value size) and returns whether the
     /// run holds it, reading at most one block with a blocking `pread`, checked as every block
     /// read is, unless `cache` holds that block.
