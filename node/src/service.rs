@@ -366,7 +366,7 @@ impl Reads {
     pub async fn lookup_accounts(&self, ids: Vec<AccountId>) -> Result<Vec<Account>, NodeError> {
         let found = self
             .lookup(ids.iter().map(|id| id.0).collect(), |ledger, id| {
-                ledger.account(AccountId(id)).copied()
+                Ok(ledger.account(AccountId(id)).copied())
             })
             .await?;
         Ok(found)
@@ -376,7 +376,7 @@ impl Reads {
     pub async fn lookup_transfers(&self, ids: Vec<TransferId>) -> Result<Vec<Transfer>, NodeError> {
         let found = self
             .lookup(ids.iter().map(|id| id.0).collect(), |ledger, id| {
-                ledger.transfer(TransferId(id)).copied()
+                ledger.transfer(TransferId(id))
             })
             .await?;
         Ok(found)
@@ -386,7 +386,7 @@ impl Reads {
     async fn lookup<T: Send + 'static>(
         &self,
         ids: Vec<u128>,
-        find: fn(&Ledger, u128) -> Option<T>,
+        find: LedgerLookup<T>,
     ) -> Result<Vec<T>, NodeError> {
         let mut by_partition: BTreeMap<u32, Vec<(usize, u128)>> = BTreeMap::new();
         let by_ledger = self.queues.placement().kind == PlacementKind::ByLedger;
@@ -457,7 +457,8 @@ impl Reads {
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<Transfer>, NodeError> {
-        self.read_account(filter, account_transfers).await
+        self.read_account(filter, Ledger::get_account_transfers)
+            .await
     }
 
     pub async fn get_account_balances(
@@ -498,7 +499,7 @@ impl Reads {
     }
 
     pub async fn query_transfers(&self, filter: QueryFilter) -> Result<Vec<Transfer>, NodeError> {
-        self.query_every_partition(filter, query_transfers, |t| t.timestamp)
+        self.query_every_partition(filter, Ledger::query_transfers, |t| t.timestamp)
             .await
     }
 
@@ -558,13 +559,20 @@ async fn lookup_in<T: Send + 'static>(
     queues: CoreQueues,
     by_partition: BTreeMap<u32, Vec<(usize, u128)>>,
     count: usize,
-    find: fn(&Ledger, u128) -> Option<T>,
+    find: LedgerLookup<T>,
 ) -> Result<(Vec<u64>, Vec<T>), NodeError> {
     let reads = by_partition.into_iter().map(|(partition, wanted)| {
-        queues.read(partition, move |ledger| {
-            let found = wanted.iter().map(|(index, id)| (*index, find(ledger, *id)));
-            (ledger.resolutions(), found.collect::<Vec<_>>())
-        })
+        let read = queues.read(partition, move |ledger| {
+            let found = wanted
+                .iter()
+                .map(|(index, id)| Ok((*index, find(ledger, *id)?)));
+            let found: Result<Vec<_>, ColdError> = found.collect();
+            found.map(|found| (ledger.resolutions(), found))
+        });
+        async move {
+            let read = read.await?;
+            read.map_err(|error| NodeError::ColdRead { partition, error })
+        }
     });
     let mut found: Vec<Option<T>> = (0..count).map(|_| None).collect();
     let mut counted = Vec::new();
@@ -594,29 +602,20 @@ pub fn local_partition(
     Some(ledger_partition(ledger, placement.partitions))
 }
 
-/// Runs one of the ledger's filtered reads on `partition`'s core.
+/// A lookup of one id in a partition's ledger, which may meet a record its runs cannot give.
+type LedgerLookup<T> = fn(&Ledger, u128) -> Result<Option<T>, ColdError>;
+
 /// A read of a partition's ledger by filter, which may meet an entry of its history that its
 /// runs cannot give.
 type LedgerRead<F, T> = fn(&Ledger, &F, &mut Vec<T>) -> Result<(), ColdError>;
 
-// The reads that hold everything they read in memory today (until transfers go cold too).
-fn account_transfers(l: &Ledger, f: &AccountFilter, out: &mut Vec<Transfer>) -> ColdResult {
-    l.get_account_transfers(f, out);
-    Ok(())
-}
-
-fn query_accounts(l: &Ledger, f: &QueryFilter, out: &mut Vec<Account>) -> ColdResult {
+// Accounts stay in memory: their query cannot fail.
+fn query_accounts(l: &Ledger, f: &QueryFilter, out: &mut Vec<Account>) -> Result<(), ColdError> {
     l.query_accounts(f, out);
     Ok(())
 }
 
-fn query_transfers(l: &Ledger, f: &QueryFilter, out: &mut Vec<Transfer>) -> ColdResult {
-    l.query_transfers(f, out);
-    Ok(())
-}
-
-type ColdResult = Result<(), ColdError>;
-
+/// Runs one of the ledger's filtered reads on `partition`'s core.
 async fn read_filtered<F: Send + 'static, T: Send + 'static>(
     queues: &CoreQueues,
     partition: u32,

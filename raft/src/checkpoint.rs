@@ -54,7 +54,9 @@ pub(crate) async fn read_manifest(
 }
 
 /// Rebuilds the ledger a manifest describes from its hot state and its runs. The entries of
-/// cold keyspaces are not read: the ledger reads them from `cold` when asked.
+/// cold keyspaces are not read (but for the transfers, from which the id index and the
+/// accounts' transfer lists are rebuilt, and of which the pending ones stay in memory): the
+/// ledger reads them from `cold` when asked.
 pub(crate) async fn restore(
     dir: &Path,
     config: LedgerConfig,
@@ -65,7 +67,7 @@ pub(crate) async fn restore(
     let mut restore = CheckpointRestore::new(config, hot)?.with_cold_store(cold);
     for keyspace in Keyspace::ALL
         .into_iter()
-        .filter(|keyspace| !keyspace.is_cold())
+        .filter(|keyspace| keyspace.read_at_restore())
     {
         for entry in head.runs.iter().filter(|run| run.keyspace == keyspace) {
             let run = open_run(dir, entry).await?;

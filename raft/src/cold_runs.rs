@@ -1,19 +1,22 @@
 //! A partition's cold store ([`kassa_shard::ColdStore`]): the runs of the keyspaces whose
-//! entries leave the ledger's memory once a durable checkpoint holds them (today the change
-//! stream; docs/storage.md). The runs are opened once, with their indexes and filters in
-//! memory, and followed as checkpoints become durable; a read is one blocking 4 KiB read,
-//! checked as every run block is, unless the partition's small block cache holds the block.
+//! entries leave the ledger's memory once a durable checkpoint holds them (transfers, the
+//! change stream, history balances; docs/storage.md). The runs are opened once, with their
+//! indexes and filters in memory, and followed as checkpoints become durable; a read is one
+//! blocking 4 KiB read, checked as every run block is, unless the partition's small block
+//! cache holds the block.
 //!
-//! Nothing on a write's path reads the change stream: its cold reads are a reader's (change
-//! events, a full checkpoint after an install), rare and small, so they block the core rather
-//! than make the ledger wait for the event loop. Keyspaces the apply path reads will be
-//! prefetched before the apply (step 3 of the plan in docs/storage.md).
+//! Most cold reads are a reader's (lookups, queries, change events, a full checkpoint after
+//! an install). The apply path reads a cold transfer only for a retry of an old id or a post
+//! or void of a pending transfer resolved before it went cold; those block the core for now,
+//! and will be prefetched before the apply (step 3 of the plan in docs/storage.md).
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use futures_util::future::join_all;
 use kassa_shard::{ColdError, ColdStore, Keyspace};
-use kassa_storage::run::{BlockCache, BlockingRun};
+use kassa_storage::run::{BlockCache, BlockingRun, CacheStats};
 use kassa_storage::StorageError;
 
 use crate::checkpoint;
@@ -22,6 +25,9 @@ use crate::types::{CheckpointHead, RunEntry};
 /// Blocks of cold runs a partition keeps in memory (1 MiB): a range of change events read
 /// in order costs one disk read per block (28 entries), not one per entry.
 const CACHE_BLOCKS: usize = 256;
+
+/// Blocks a prefetch reads at once (each read opens the run's file again for io_uring).
+const PREFETCH_READS_AT_ONCE: usize = 64;
 
 /// See the module documentation.
 pub(crate) struct ColdRuns {
@@ -50,7 +56,7 @@ impl Default for ColdRuns {
 
 struct ColdRun {
     entry: RunEntry,
-    run: BlockingRun,
+    run: Arc<BlockingRun>,
 }
 
 impl ColdRuns {
@@ -81,7 +87,7 @@ impl ColdRuns {
                 let run = checkpoint::open_run(dir, entry).await?.into_blocking()?;
                 opened.push(ColdRun {
                     entry: (*entry).clone(),
-                    run,
+                    run: Arc::new(run),
                 });
             }
         }
@@ -95,6 +101,51 @@ impl ColdRuns {
         Ok(())
     }
 
+    /// Reads ahead, through the core's io_uring, the blocks holding `wanted` (what an entry
+    /// about to apply may read, `Ledger::cold_reads`) and holds them until
+    /// [`ColdRuns::release_prefetched`]: the apply then reads them without blocking. Returns
+    /// how many blocks were read or found cached. A failed read is returned; the apply's own
+    /// read of that entry then fails the same way.
+    pub(crate) async fn prefetch(
+        &self,
+        wanted: &[(Keyspace, u128)],
+    ) -> Result<usize, StorageError> {
+        let mut blocks: Vec<(Arc<BlockingRun>, u64)> = Vec::new();
+        {
+            let followed = self.followed();
+            let mut seen = HashSet::new();
+            for (keyspace, key) in wanted {
+                for run in followed.covering(*keyspace, *key) {
+                    let Some(block) = run.run.block_for(*key) else {
+                        continue;
+                    };
+                    if seen.insert((Arc::as_ptr(&run.run), block)) {
+                        blocks.push((run.run.clone(), block));
+                    }
+                }
+            }
+        }
+        for chunk in blocks.chunks(PREFETCH_READS_AT_ONCE) {
+            let reads = chunk
+                .iter()
+                .map(|(run, block)| run.prefetch(*block, &self.cache));
+            for read in join_all(reads).await {
+                read?;
+            }
+        }
+        Ok(blocks.len())
+    }
+
+    /// The blocks prefetched for the entry just applied are no longer needed.
+    pub(crate) fn release_prefetched(&self) {
+        self.cache.release_held();
+    }
+
+    /// What the partition's block cache did so far: a miss is a blocking read.
+    pub(crate) fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
     fn followed(&self) -> std::sync::MutexGuard<'_, Followed> {
         // Only a panic while holding the lock poisons it, and the process then stops.
         self.followed
@@ -104,6 +155,22 @@ impl ColdRuns {
 }
 
 impl Followed {
+    /// The runs that may hold `key` of `keyspace`, newest first. History runs each span every
+    /// account: only the run of the checkpoint that wrote the transfer can hold its entry, so
+    /// a read costs one block, not one per run.
+    fn covering(&self, keyspace: Keyspace, key: u128) -> impl Iterator<Item = &ColdRun> {
+        let checkpoint = match keyspace {
+            Keyspace::History => Some(self.history_checkpoint(key as u32)),
+            _ => None,
+        };
+        self.runs.iter().rev().filter(move |run| {
+            run.entry.keyspace == keyspace
+                && run.entry.first_key <= key
+                && key <= run.entry.last_key
+                && checkpoint.is_none_or(|number| number == Some(run.entry.number))
+        })
+    }
+
     /// The checkpoint that wrote the history entries of the transfer at `position`: the one
     /// whose transfer run holds that position.
     fn history_checkpoint(&self, position: u32) -> Option<u64> {
@@ -118,22 +185,7 @@ impl Followed {
 impl ColdStore for ColdRuns {
     fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError> {
         let followed = self.followed();
-        // History runs each span every account: only the run of the checkpoint that wrote the
-        // transfer can hold its entry, so a read costs one block, not one per run.
-        let checkpoint = match keyspace {
-            Keyspace::History => match followed.history_checkpoint(key as u32) {
-                Some(number) => Some(number),
-                None => return Ok(false),
-            },
-            _ => None,
-        };
-        let covering = followed.runs.iter().rev().filter(|run| {
-            run.entry.keyspace == keyspace
-                && run.entry.first_key <= key
-                && key <= run.entry.last_key
-                && checkpoint.is_none_or(|number| run.entry.number == number)
-        });
-        for run in covering {
+        for run in followed.covering(keyspace, key) {
             match run.run.get(key, value, &self.cache) {
                 Ok(true) => return Ok(true),
                 Ok(false) => {}

@@ -69,6 +69,7 @@ pub struct Partition {
     partition: u32,
     raft: Raft<TypeConfig, StateMachine>,
     ledger: Rc<RefCell<Ledger>>,
+    cold_apply: Rc<crate::state_machine::ColdApplyStats>,
     /// The log, also held by openraft's log store and readers; closed on shutdown.
     log: Rc<LogShared>,
     /// Cloned into the state machine and its snapshot builders.
@@ -112,6 +113,10 @@ pub struct PartitionStatus {
     pub snapshot_index: Option<u64>,
     /// Entries up to this index are purged from the log.
     pub purged_index: Option<u64>,
+    /// Run blocks read ahead of applies, so that they read cold transfers without blocking.
+    pub cold_prefetched_blocks: u64,
+    /// Run blocks applies read with a blocking read (nothing prefetched them).
+    pub cold_blocking_reads: u64,
 }
 
 fn raft_config(partition: u32, snapshot_entries: u64) -> Result<Arc<Config>, PartitionError> {
@@ -209,6 +214,7 @@ impl Partition {
         let state_machine =
             StateMachine::open(partition, &config.dir, config.ledger, alive.clone()).await?;
         let ledger = state_machine.ledger();
+        let cold_apply = state_machine.cold_apply_stats();
         // Entries the log no longer has must be in the snapshot, or the state would silently
         // lack them (openraft itself would only assert).
         if let Some(purged) = log_store.purged_index() {
@@ -228,6 +234,7 @@ impl Partition {
             partition,
             raft,
             ledger,
+            cold_apply,
             log,
             alive,
             written_since_snapshot: std::cell::Cell::new(0),
@@ -453,6 +460,8 @@ impl Partition {
             applied_term: metrics.last_applied.map(|id| id.leader_id.term),
             snapshot_index: metrics.snapshot.map(|id| id.index),
             purged_index: metrics.purged.map(|id| id.index),
+            cold_prefetched_blocks: self.cold_apply.prefetched_blocks.get(),
+            cold_blocking_reads: self.cold_apply.blocking_reads.get(),
         }
     }
 

@@ -92,6 +92,18 @@ pub(crate) struct StateMachine {
     /// install may come meanwhile; their runs and manifests must not interleave.
     writing: Rc<WriteLock>,
     alive: Rc<()>,
+    cold_apply: Rc<ColdApplyStats>,
+}
+
+/// What applying entries did with cold entries, since the partition opened.
+#[derive(Debug, Default)]
+pub(crate) struct ColdApplyStats {
+    /// Run blocks read ahead of an apply (or found cached and held for it).
+    pub(crate) prefetched_blocks: Cell<u64>,
+    /// Blocks an apply read with a blocking read: what no prefetch listed (an account's
+    /// transfers or a query inside a wire request, an imported event's timestamp check), or
+    /// what a checkpoint made cold between the prefetch and the apply.
+    pub(crate) blocking_reads: Cell<u64>,
 }
 
 type WriteLock = futures_util::lock::Mutex<()>;
@@ -189,7 +201,13 @@ impl StateMachine {
             generation: Rc::new(Cell::new(0)),
             writing: Rc::new(WriteLock::new(())),
             alive,
+            cold_apply: Rc::default(),
         })
+    }
+
+    /// What applying entries did with cold entries, shared with `Partition::status`.
+    pub(crate) fn cold_apply_stats(&self) -> Rc<ColdApplyStats> {
+        self.cold_apply.clone()
     }
 
     /// The last log index the restored state covers, if any.
@@ -223,7 +241,7 @@ impl StateMachine {
         }
     }
 
-    fn apply_entry(&mut self, entry: Entry) -> Applied {
+    async fn apply_entry(&mut self, entry: Entry) -> Applied {
         let log_id = entry.log_id;
         assert!(
             Some(log_id) > self.last_applied,
@@ -232,7 +250,7 @@ impl StateMachine {
         self.last_applied = Some(log_id);
         match entry.payload {
             Payload::Blank => Applied::Nothing,
-            Payload::Normal(command) => self.apply_command(&command, log_id),
+            Payload::Normal(command) => self.apply_command(&command, log_id).await,
             Payload::Membership(membership) => {
                 self.last_membership = StoredMembership::new(Some(log_id), membership);
                 Applied::Nothing
@@ -240,15 +258,53 @@ impl StateMachine {
         }
     }
 
-    fn apply_command(&mut self, command: &CommandBytes, log_id: LogId) -> Applied {
+    /// Applies a command, having read ahead the cold entries it may read
+    /// (`Ledger::cold_reads`) so that the apply does not block the core on the disk.
+    async fn apply_command(&mut self, command: &CommandBytes, log_id: LogId) -> Applied {
         match command.take_command() {
-            Ok(command) => Applied::Reply(self.ledger.borrow_mut().apply(command)),
+            Ok(command) => {
+                let cold = self.prefetch(&command).await;
+                let misses = cold.cache_stats().misses;
+                let reply = self.ledger.borrow_mut().apply(command);
+                let blocking = cold.cache_stats().misses - misses;
+                cold.release_prefetched();
+                let stats = &self.cold_apply;
+                stats
+                    .blocking_reads
+                    .set(stats.blocking_reads.get() + blocking);
+                Applied::Reply(reply)
+            }
             Err(error) => {
                 let (partition, index) = (self.partition, log_id.index);
                 tracing::warn!(partition, index, %error, "log entry is not a command");
                 Applied::Rejected(error)
             }
         }
+    }
+
+    /// Reads ahead what applying `command` may read from the cold runs; returns the runs the
+    /// ledger reads from. A failed read is logged: the apply's own read then fails the same
+    /// way and stops the partition.
+    async fn prefetch(&self, command: &kassa_shard::Command) -> Arc<ColdRuns> {
+        let cold = self.stored.borrow().cold.clone();
+        let mut wanted = Vec::new();
+        self.ledger.borrow().cold_reads(command, &mut wanted);
+        if wanted.is_empty() {
+            return cold;
+        }
+        match cold.prefetch(&wanted).await {
+            Ok(blocks) => {
+                let stats = &self.cold_apply;
+                stats
+                    .prefetched_blocks
+                    .set(stats.prefetched_blocks.get() + blocks as u64);
+            }
+            Err(error) => {
+                let partition = self.partition;
+                tracing::error!(partition, %error, "a prefetch of cold entries failed");
+            }
+        }
+        cold
     }
 
     /// Makes `ledger`, installed as of `meta`, the partition's state, and a full checkpoint
@@ -422,7 +478,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            let applied = self.apply_entry(entry);
+            let applied = self.apply_entry(entry).await;
             if let Some(responder) = responder {
                 responder.send(applied);
             }

@@ -10,7 +10,10 @@ use common::*;
 use kassa_raft::{LogOptions, Partition, PartitionError, PartitionStatus};
 use kassa_shard::Ledger;
 use kassa_storage::durable_file;
-use kassa_wire::ChangeEvent;
+use kassa_wire::{
+    AccountFilter, AccountFilterFlags, AccountId, ChangeEvent, CreateTransferStatus, Transfer,
+    TransferId,
+};
 
 const ACCOUNTS: u128 = 12;
 const BATCH: u128 = 10;
@@ -73,6 +76,27 @@ fn change_events(ledger: &Ledger) -> (usize, Vec<ChangeEvent>) {
     (ledger.change_entries_in_memory(), events)
 }
 
+/// The transfers the ledger keeps in memory, and every transfer looked up by id and read
+/// through the first account's transfers (the older ones from the runs).
+fn transfers_read(ledger: &Ledger) -> (usize, Vec<Transfer>, Vec<Transfer>) {
+    let ids: Vec<TransferId> = (1..=ledger.transfers().len() as u128 + 5)
+        .map(TransferId)
+        .collect();
+    let mut found = Vec::new();
+    for chunk in ids.chunks(8_189) {
+        ledger
+            .lookup_transfers(chunk, &mut found)
+            .expect("cold reads");
+    }
+    let both = AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS;
+    let filter = AccountFilter::new(AccountId(1), 8_189, both);
+    let mut listed = Vec::new();
+    ledger
+        .get_account_transfers(&filter, &mut listed)
+        .expect("cold reads");
+    (ledger.transfers_in_memory(), found, listed)
+}
+
 #[test]
 fn t03_snapshots_purge_and_restore_after_shutdown() {
     let dir = TempDir::new("t03-shutdown");
@@ -89,9 +113,19 @@ fn t03_snapshots_purge_and_restore_after_shutdown() {
             "{in_memory} of {} change entries in memory",
             events.len()
         );
+        // So did the transfers; lookups and an account's transfers read the rest from runs.
+        let (in_memory, transfers, listed) = partition.read(transfers_read);
+        assert_eq!(transfers.len() as u128, 60 * BATCH);
+        assert!(!listed.is_empty());
+        assert!(
+            in_memory < transfers.len() / 4,
+            "{in_memory} of {} transfers in memory",
+            transfers.len()
+        );
         partition.shutdown().await.expect("shutdown");
-        (result, events)
+        (result, (events, transfers, listed))
     });
+    let (events, transfers, listed) = events;
     assert!(status.snapshot_index >= Some(40), "{status:?}");
     run(async {
         let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
@@ -117,12 +151,37 @@ fn t03_snapshots_purge_and_restore_after_shutdown() {
             in_memory as u64 <= replayed * BATCH as u64,
             "{in_memory} in memory"
         );
+        let (in_memory, reread, relisted) = partition.read(transfers_read);
+        assert_eq!((reread, relisted), (transfers, listed));
+        assert!(
+            in_memory as u64 <= replayed * BATCH as u64,
+            "{in_memory} transfers in memory"
+        );
         write_batches(&partition, 60, 15).await;
         wait_snapshot(&partition, reopened.snapshot_index.expect("snapshot") + 10).await;
         partition.read(|ledger| {
             check_ledger(ledger);
             assert_eq!(ledger.transfers().len() as u128, 75 * BATCH);
         });
+        partition.shutdown().await.expect("shutdown");
+    });
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("reopen");
+        // Retries of the first batches' ids, which are only in the runs now, answer `exists`:
+        // the transfers they compare with were read ahead of the apply, none while it ran
+        // (before any other read of them, so that no cache holds them).
+        let retry = create_transfers(1_000, 1, 3 * BATCH, ACCOUNTS);
+        let reply = partition.write(retry).await.expect("retries");
+        let statuses = transfer_statuses(&reply);
+        assert!(
+            statuses.iter().all(|s| *s == CreateTransferStatus::Exists),
+            "{statuses:?}"
+        );
+        let cold = partition.status();
+        assert!(cold.cold_prefetched_blocks > 0, "{cold:?}");
+        assert_eq!(cold.cold_blocking_reads, 0, "{cold:?}");
         partition.shutdown().await.expect("shutdown");
     });
 }

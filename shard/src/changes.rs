@@ -249,10 +249,10 @@ impl Ledger {
         let in_memory = changes.kept_first().max(from);
         for sequence in from..to.min(in_memory) {
             let entry = self.cold_change(sequence)?;
-            out.push(self.change_event(sequence, &entry));
+            out.push(self.change_event(sequence, &entry)?);
         }
         for (sequence, entry) in changes.kept_range(in_memory, to) {
-            out.push(self.change_event(sequence, entry));
+            out.push(self.change_event(sequence, entry)?);
         }
         Ok(())
     }
@@ -273,9 +273,14 @@ impl Ledger {
         Ok(all)
     }
 
-    /// The full event an entry stands for.
-    pub(crate) fn change_event(&self, sequence: u64, entry: &ChangeEntry) -> ChangeEvent {
-        match ChangeKind::from_u8(entry.kind) {
+    /// The full event an entry stands for (a transfer's read from the cold store if it is
+    /// older than the last durable checkpoint).
+    pub(crate) fn change_event(
+        &self,
+        sequence: u64,
+        entry: &ChangeEntry,
+    ) -> Result<ChangeEvent, ColdError> {
+        Ok(match ChangeKind::from_u8(entry.kind) {
             Some(ChangeKind::AccountCreated) => {
                 let account = Account {
                     debits_pending: 0,
@@ -291,12 +296,12 @@ impl Ledger {
                 kind,
                 sequence,
                 entry.timestamp,
-                &self.transfers[entry.position as usize],
+                &self.transfer_at(entry.position)?,
                 entry.debit_account,
                 entry.credit_account,
             ),
             None => unreachable!("change entries hold known kinds"),
-        }
+        })
     }
 
     /// Forgets the change events up to and including `sequence_through`: their consumers are

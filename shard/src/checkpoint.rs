@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use kassa_wire::{Account, AccountFlags, Balances, Transfer};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
 use crate::cold::{ColdError, ColdStore};
@@ -204,12 +204,19 @@ impl Ledger {
             Keyspace::Transfers => {
                 let end = checkpoint.cut.transfers as u64;
                 let start = cursor.next.max(u64::from(checkpoint.since.transfers));
-                let stop = end.min(start + max as u64);
-                let records = self.transfers.range(start as usize, stop as usize);
-                for (position, transfer) in (start..).zip(records) {
+                let stop = end.min(start + max as u64) as u32;
+                let mut next = start as u32;
+                // A full checkpoint of a ledger restored from another's reads the transfers
+                // older than that one's cut from its cold store.
+                while next < stop.min(self.transfers.cold_below()) {
+                    out.push(u128::from(next), self.transfer_at(next)?.as_bytes());
+                    next += 1;
+                }
+                let records = self.transfers.hot_range(next, stop.max(next));
+                for (position, transfer) in (next..).zip(records) {
                     out.push(u128::from(position), transfer.as_bytes());
                 }
-                cursor.next = stop;
+                cursor.next = u64::from(stop.max(next));
             }
             Keyspace::Statuses => {
                 let start = cursor.next as usize;
@@ -290,12 +297,17 @@ impl Ledger {
     }
 
     /// A checkpoint with `cut` is durable: the status changes and released change entries it
-    /// covers are forgotten, and with a cold store every change entry it covers leaves memory
-    /// (the store must hold this checkpoint's entries by now).
+    /// covers are forgotten, and with a cold store every entry of a cold keyspace it covers
+    /// leaves memory (the store must hold this checkpoint's entries by now), but for the
+    /// transfers still pending.
     pub fn checkpoint_durable(&mut self, cut: CheckpointCut) {
         self.status_changes.drop_before(cut.status_changes);
         self.changes.keep_from(cut.change_sequence);
         self.history_durable(cut.transfers);
+        if self.cold.is_some() {
+            self.transfers
+                .make_cold_below(cut.transfers, &self.transfer_status);
+        }
     }
 
     /// The statuses a checkpoint from `since` writes: of the transfers stored since, those
@@ -426,6 +438,7 @@ impl CheckpointRestore {
         if reader.offset != hot.len() {
             return Err(reader.malformed("trailing bytes"));
         }
+        ledger.index_accounts()?;
         ledger.changes = ChangeStream::with_entries(Table::new(), change_first);
         Ok(CheckpointRestore {
             ledger,
@@ -459,7 +472,7 @@ impl CheckpointRestore {
             restore = restore.with_cold_store(store);
         }
         for keyspace in Keyspace::ALL {
-            if keyspace.is_cold() && restore.cold.is_some() {
+            if !keyspace.read_at_restore() && restore.cold.is_some() {
                 continue;
             }
             let runs = increments.iter().flat_map(|increment| &increment.keyspaces);
@@ -483,7 +496,7 @@ impl CheckpointRestore {
         if value.len() != keyspace.value_size() || keyspace < self.phase {
             return inconsistent("a run entry out of its keyspace's order or size");
         }
-        if keyspace.is_cold() && self.cold.is_some() {
+        if !keyspace.read_at_restore() && self.cold.is_some() {
             return inconsistent("a cold entry pushed to a restore that reads them from its store");
         }
         while self.phase < keyspace {
@@ -557,11 +570,13 @@ impl CheckpointRestore {
                     ));
                 }
                 self.ledger.transfer_status = vec![PendingStatus::None; self.transfers as usize];
-                self.ledger.rebuild_indexes()?;
                 self.history_restored = vec![0; self.ledger.accounts.len()];
                 self.phase = Keyspace::Statuses;
             }
-            Keyspace::Statuses => self.phase = Keyspace::History,
+            Keyspace::Statuses => {
+                self.pin_pending()?;
+                self.phase = Keyspace::History;
+            }
             Keyspace::History => self.phase = Keyspace::Changes,
             Keyspace::Changes => unreachable!("the last keyspace has no next"),
         }
@@ -569,13 +584,58 @@ impl CheckpointRestore {
     }
 
     fn push_transfer(&mut self, key: u128, value: &[u8]) -> Result<(), SnapshotError> {
-        let transfers = &mut self.ledger.transfers;
-        if key != transfers.len() as u128 || key >= u128::from(self.transfers) {
+        let transfers = &self.ledger.transfers;
+        let transfer = Transfer::read_from_bytes(value).expect("a transfer's bytes");
+        let newest = transfers.newest_timestamp();
+        if key != transfers.len() as u128
+            || key >= u128::from(self.transfers)
+            || newest.is_some_and(|newest| newest >= transfer.timestamp)
+        {
             return Err(SnapshotError::Inconsistent(
-                "transfer runs out of position order".to_string(),
+                "transfer runs out of position or timestamp order".to_string(),
             ));
         }
-        transfers.push(Transfer::read_from_bytes(value).expect("a transfer's bytes"));
+        self.ledger.index_transfer(key as u32, &transfer)?;
+        // With a cold store the transfers stay there, but for the pending ones (`pin_pending`).
+        if self.cold.is_some() {
+            self.ledger.transfers.push_cold(&transfer);
+        } else {
+            self.ledger.transfers.push(transfer);
+        }
+        Ok(())
+    }
+
+    /// With a cold store, once the statuses are read: the transfers still pending come back
+    /// into memory, read from the store.
+    fn pin_pending(&mut self) -> Result<(), SnapshotError> {
+        let Some(store) = &self.cold else {
+            return Ok(());
+        };
+        let ledger = &mut self.ledger;
+        for (position, status) in ledger.transfer_status.iter().enumerate() {
+            if *status != PendingStatus::Pending {
+                continue;
+            }
+            let mut transfer = Transfer::new_zeroed();
+            let read = store.read(
+                Keyspace::Transfers,
+                position as u128,
+                transfer.as_mut_bytes(),
+            );
+            match read {
+                Ok(true) => ledger.transfers.pin(position as u32, transfer),
+                Ok(false) => {
+                    return Err(SnapshotError::Inconsistent(format!(
+                        "the transfer runs lack pending transfer {position}"
+                    )))
+                }
+                Err(error) => {
+                    return Err(SnapshotError::Inconsistent(format!(
+                        "the transfer runs: {error}"
+                    )))
+                }
+            }
+        }
         Ok(())
     }
 

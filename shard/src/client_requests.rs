@@ -156,20 +156,17 @@ impl Ledger {
             }
             Operation::LookupTransfers => {
                 let mut found = Vec::new();
-                self.lookup_transfers(&records::<TransferId>(batch), &mut found);
+                applied_read(self.lookup_transfers(&records::<TransferId>(batch), &mut found));
                 found.as_bytes().to_vec()
             }
             Operation::GetAccountTransfers => {
                 let mut found = Vec::new();
-                self.get_account_transfers(&one::<AccountFilter>(batch), &mut found);
+                applied_read(self.get_account_transfers(&one::<AccountFilter>(batch), &mut found));
                 found.as_bytes().to_vec()
             }
             Operation::GetAccountBalances => {
                 let mut found = Vec::new();
-                // Applied through the log, its reply cached in the session: a read that fails
-                // cannot become an answer that replicas agree on, so the partition stops.
-                let read = self.get_account_balances(&one::<AccountFilter>(batch), &mut found);
-                read.unwrap_or_else(|error| panic!("a wire request's cold read: {error}"));
+                applied_read(self.get_account_balances(&one::<AccountFilter>(batch), &mut found));
                 found.as_bytes().to_vec()
             }
             Operation::QueryAccounts => {
@@ -179,15 +176,21 @@ impl Ledger {
             }
             Operation::QueryTransfers => {
                 let mut found = Vec::new();
-                self.query_transfers(&one::<QueryFilter>(batch), &mut found);
+                applied_read(self.query_transfers(&one::<QueryFilter>(batch), &mut found));
                 found.as_bytes().to_vec()
             }
         }
     }
 }
 
+/// A read of a wire request: applied through the log, its reply cached in the session, so a
+/// cold read that fails cannot become an answer replicas agree on, and the partition stops.
+fn applied_read(read: Result<(), crate::ColdError>) {
+    read.unwrap_or_else(|error| panic!("a wire request's cold read: {error}"));
+}
+
 /// Copies a batch's records out of (possibly unaligned) bytes; the length was validated.
-fn records<T: FromBytes + IntoBytes + Copy>(batch: &[u8]) -> Vec<T> {
+pub(crate) fn records<T: FromBytes + IntoBytes + Copy>(batch: &[u8]) -> Vec<T> {
     assert_eq!(batch.len() % size_of::<T>(), 0);
     let mut out = T::new_vec_zeroed(batch.len() / size_of::<T>()).expect("batch-sized");
     out.as_mut_bytes().copy_from_slice(batch);

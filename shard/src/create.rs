@@ -205,35 +205,18 @@ fn precheck_import<Op: CreateOperation>(
     (event_timestamp >= timestamp_end).then_some(Op::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE)
 }
 
-/// Records that carry a timestamp.
-pub(crate) trait HasTimestamp {
-    fn timestamp(&self) -> u64;
-}
-
-impl HasTimestamp for kassa_wire::Account {
-    fn timestamp(&self) -> u64 {
-        self.timestamp
-    }
-}
-
-impl HasTimestamp for kassa_wire::Transfer {
-    fn timestamp(&self) -> u64 {
-        self.timestamp
-    }
-}
-
 impl Ledger {
     /// Whether an imported event's timestamp is not after the newest record of its own kind,
     /// or is taken by a record of the other kind.
     pub(crate) fn imported_timestamp_regresses(
         &self,
         timestamp: u64,
-        newest_of_kind: Option<&impl HasTimestamp>,
+        newest_of_kind: Option<u64>,
         floor: u64,
     ) -> bool {
         if timestamp <= floor
             || self.import_taken.contains(&timestamp)
-            || newest_of_kind.is_some_and(|newest| timestamp <= newest.timestamp())
+            || newest_of_kind.is_some_and(|newest| timestamp <= newest)
         {
             return true;
         }
@@ -241,10 +224,13 @@ impl Ledger {
             .accounts
             .binary_search_by_key(&timestamp, |a| a.timestamp)
             .is_ok();
-        account
-            || self
-                .transfers
-                .binary_search_by_key(&timestamp, |t| t.timestamp)
-                .is_ok()
+        if account {
+            return true;
+        }
+        // An applied event's read: a cold read that fails stops the partition.
+        let transfer = self.transfer_at_timestamp(timestamp);
+        let transfer =
+            transfer.unwrap_or_else(|error| panic!("an applied event's cold read: {error}"));
+        transfer.is_some()
     }
 }

@@ -115,7 +115,7 @@ impl Ledger {
             assert!(a.timestamp > 0);
             if self.imported_timestamp_regresses(
                 a.timestamp,
-                self.accounts.last(),
+                self.accounts.last().map(|a| a.timestamp),
                 self.import_floor_accounts,
             ) {
                 return Err(Status::ImportedEventTimestampMustNotRegress);

@@ -92,7 +92,7 @@ impl Ledger {
             return Err(Status::IdMustNotBeIntMax);
         }
         if let Some(position) = self.transfer_positions.get(t.id.0) {
-            return self.transfer_exists(t, &self.transfers[position as usize]);
+            return self.transfer_exists(t, &self.transfer_applied(position));
         }
         if self.failed_transfer_ids.contains(&t.id.0) {
             return Err(Status::IdAlreadyFailed);
@@ -189,7 +189,7 @@ impl Ledger {
     ) -> Result<u64, Status> {
         if self.imported_timestamp_regresses(
             t.timestamp,
-            self.transfers.last(),
+            self.transfers.newest_timestamp(),
             self.import_floor_transfers,
         ) {
             return Err(Status::ImportedEventTimestampMustNotRegress);
@@ -221,10 +221,6 @@ impl Ledger {
         debit: u32,
         credit: u32,
     ) {
-        assert!(self
-            .transfers
-            .last()
-            .is_none_or(|last| last.timestamp < transfer.timestamp));
         let position = Ledger::position_of(self.transfers.len());
         self.transfer_positions.insert(transfer.id.0, position);
         self.transfers.push(transfer);
@@ -265,10 +261,9 @@ impl Ledger {
         if t.flags.contains(TransferFlags::POST_PENDING_TRANSFER)
             || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
         {
-            let pending = self
-                .transfer(t.pending_id)
-                .expect("a post or void names its pending");
-            return crate::post_or_void::post_or_void_exists(t, e, pending);
+            let pending = self.transfer_positions.get(t.pending_id.0);
+            let pending = self.transfer_applied(pending.expect("a post or void names its pending"));
+            return crate::post_or_void::post_or_void_exists(t, e, &pending);
         }
         if t.debit_account_id != e.debit_account_id {
             return Err(Status::ExistsWithDifferentDebitAccountId);

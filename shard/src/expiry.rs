@@ -53,7 +53,7 @@ impl Ledger {
         assert!(expires_at <= timestamp);
         let removed = self.expiries.remove(&(expires_at, position));
         assert!(removed);
-        let pending = self.transfers[position as usize];
+        let pending = self.transfer_applied(position);
         assert_eq!(
             self.transfer_status[position as usize],
             PendingStatus::Pending

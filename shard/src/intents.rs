@@ -258,7 +258,7 @@ impl Ledger {
                     // A post or void of ledger 0 goes with its pending transfer, stored here
                     // or created earlier in the share.
                     let pending_here = t.ledger == 0
-                        && (self.transfer(t.pending_id).is_some()
+                        && (self.contains_transfer(t.pending_id)
                             || share.events[..index].iter().any(|e| e.id == t.pending_id));
                     if !pending_here {
                         for stored in placement.transfer_partitions(t) {
@@ -879,7 +879,7 @@ mod tests {
             .iter()
             .all(|r| r.status == CreateTransferStatus::Created));
         // Nothing is stored yet.
-        assert!(ledger.transfer(TransferId(7)).is_none());
+        assert!(!ledger.contains_transfer(TransferId(7)));
         assert_eq!(ledger.holder(), Some(T1));
         // Taken again (a resend): the same results.
         let again = IntentReply::Written {
@@ -920,7 +920,10 @@ mod tests {
             ledger.apply(resolve(T1, Outcome::Applied)),
             Reply::Participant(applied)
         );
-        let stored = ledger.transfer(TransferId(8)).expect("stored");
+        let stored = ledger
+            .transfer(TransferId(8))
+            .expect("in memory")
+            .expect("stored");
         assert_eq!(stored.timestamp, 104);
         assert_eq!(ledger.account(AccountId(1)).unwrap().debits_posted, 10);
         let once = ParticipantReply::Resolved { applied: false };
@@ -974,8 +977,8 @@ mod tests {
             ledger.apply(intent(T2, 1, vec![transfer(8, here)])),
             refused
         );
-        assert!(ledger.transfer(TransferId(7)).is_none());
-        assert!(ledger.transfer(TransferId(8)).is_none());
+        assert!(!ledger.contains_transfer(TransferId(7)));
+        assert!(!ledger.contains_transfer(TransferId(8)));
         // Only the closed transactions were added to the state.
         let config = ledger.config();
         let restored = Ledger::restore(config, &snapshot(&ledger)).expect("restores");

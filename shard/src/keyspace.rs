@@ -44,7 +44,18 @@ impl Keyspace {
     /// durable checkpoint holds them: the store reads them from its runs, and a restore does
     /// not read them back.
     pub fn is_cold(self) -> bool {
-        matches!(self, Keyspace::Changes | Keyspace::History)
+        matches!(
+            self,
+            Keyspace::Transfers | Keyspace::Changes | Keyspace::History
+        )
+    }
+
+    /// Whether a restore reads this keyspace's runs even with a cold store: the keyspaces
+    /// that are not cold, and the transfers, from which the id index and the accounts'
+    /// transfer lists are rebuilt (until those have runs of their own) and the transfers
+    /// still pending are found.
+    pub fn read_at_restore(self) -> bool {
+        !self.is_cold() || self == Keyspace::Transfers
     }
 
     /// Its name in file names and messages.

@@ -1,9 +1,10 @@
 //! The [`Ledger`]'s state and its small shared helpers.
 //!
 //! Storage layout, chosen for the hot path of `create_transfers`:
-//! - `accounts` and `transfers` are vectors in strictly increasing timestamp order (imported
-//!   events must postdate everything stored, so appends keep the order); a record's index in its
-//!   vector is its *position* (`u32`);
+//! - `accounts` (a vector) and `transfers` (a [`TransferTable`]: with a cold store, the older
+//!   transfers are on disk) are in strictly increasing timestamp order (imported events must
+//!   postdate everything stored, so appends keep the order); a record's index in its table is
+//!   its *position* (`u32`);
 //! - `account_positions` / `transfer_positions` map ids to positions ([`IdIndex`]: keyed by
 //!   configuration, never by the OS, and no output depends on their order);
 //! - `account_transfers[a]` lists the positions of account `a`'s transfers, ascending, and
@@ -15,7 +16,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use foldhash::fast::FixedState;
-use kassa_wire::{Account, AccountId, Transfer, TransferId};
+use kassa_wire::{Account, AccountId, TransferId};
 
 use crate::changes::ChangeStream;
 use crate::cold::ColdStore;
@@ -25,7 +26,7 @@ use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
 use crate::sessions::Sessions;
-use crate::table::Table;
+use crate::transfer_table::TransferTable;
 
 /// Configuration of a ledger. Apart from `partition` and `partitions`, which say what the
 /// ledger holds, it does not change the ledger's results, only how it is built.
@@ -94,7 +95,7 @@ pub struct Ledger {
     pub(crate) account_positions: IdIndex,
     pub(crate) account_transfers: Vec<Vec<u32>>,
     pub(crate) account_history: Vec<History>,
-    pub(crate) transfers: Table<Transfer>,
+    pub(crate) transfers: TransferTable,
     pub(crate) transfer_positions: IdIndex,
     pub(crate) transfer_status: Vec<PendingStatus>,
     /// Ids of transfers that failed with a transient status: they can never be used again.
@@ -139,7 +140,7 @@ impl Ledger {
             account_positions: IdIndex::with_capacity(config.accounts_capacity, config.hash_seed),
             account_transfers: Vec::with_capacity(config.accounts_capacity),
             account_history: Vec::with_capacity(config.accounts_capacity),
-            transfers: Table::new(),
+            transfers: TransferTable::default(),
             transfer_positions: IdIndex::with_capacity(config.transfers_capacity, config.hash_seed),
             transfer_status: Vec::with_capacity(config.transfers_capacity),
             failed_transfer_ids: HashSet::with_hasher(state),
@@ -205,19 +206,14 @@ impl Ledger {
         &self.accounts
     }
 
-    /// All transfers, oldest first.
-    pub fn transfers(&self) -> &Table<Transfer> {
+    /// The transfers, by position (the older ones possibly in the cold store).
+    pub fn transfers(&self) -> &TransferTable {
         &self.transfers
     }
 
     pub fn account(&self, id: AccountId) -> Option<&Account> {
         let position = self.account_positions.get(id.0)?;
         Some(&self.accounts[position as usize])
-    }
-
-    pub fn transfer(&self, id: TransferId) -> Option<&Transfer> {
-        let position = self.transfer_positions.get(id.0)?;
-        Some(&self.transfers[position as usize])
     }
 
     /// The two-phase status of a transfer, if it exists.

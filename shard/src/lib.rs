@@ -36,6 +36,7 @@ mod changes;
 pub mod checkpoint;
 mod client_requests;
 pub mod cold;
+mod cold_reads;
 mod command;
 mod create;
 mod create_accounts;
@@ -62,6 +63,7 @@ mod snapshot;
 mod table;
 #[cfg(test)]
 mod test_partitions;
+mod transfer_table;
 mod txn;
 mod validate;
 
@@ -85,6 +87,7 @@ pub use partitioning::{ledger_partition, partition_of, Placement, PlacementKind}
 pub use sessions::{ClientReply, ClientRequest, ClientRequestError, Sessions, CLIENT_SESSIONS_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
 pub use table::Table;
+pub use transfer_table::TransferTable;
 pub use txn::{ClientAnswer, Created, CreatedBalances, Decision, Effects, ReadSet, Scratch};
 
 /// Limits of the state machine, named once.

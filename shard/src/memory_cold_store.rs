@@ -2,6 +2,7 @@
 //! checkpoints it is given in memory, for the simulator and tests.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::checkpoint::{CheckpointIncrement, KeyspaceIncrement};
@@ -13,6 +14,11 @@ use crate::keyspace::Keyspace;
 #[derive(Debug, Default)]
 pub struct MemoryColdStore {
     entries: Mutex<BTreeMap<(Keyspace, u128), Vec<u8>>>,
+    /// Entries read, per keyspace (`Keyspace as usize`): a test can check that its reads
+    /// went to the store at all.
+    reads: [AtomicU64; 5],
+    /// The keys read since the last `take_keys_read`, in order.
+    keys_read: Mutex<Vec<(Keyspace, u128)>>,
 }
 
 impl MemoryColdStore {
@@ -26,6 +32,17 @@ impl MemoryColdStore {
         for keyspace in &increment.keyspaces {
             self.add_keyspace(keyspace);
         }
+    }
+
+    /// Entries of `keyspace` read so far.
+    pub fn reads(&self, keyspace: Keyspace) -> u64 {
+        self.reads[keyspace as usize].load(Ordering::Relaxed)
+    }
+
+    /// The keys read since the last call, in the order read: a test checks that an apply
+    /// read only what [`crate::Ledger::cold_reads`] listed for it.
+    pub fn take_keys_read(&self) -> Vec<(Keyspace, u128)> {
+        std::mem::take(&mut *self.keys_read.lock().expect("not poisoned"))
     }
 
     pub fn add_keyspace(&self, increment: &KeyspaceIncrement) {
@@ -47,6 +64,9 @@ impl ColdStore for MemoryColdStore {
         {
             Some(stored) => {
                 value.copy_from_slice(stored);
+                self.reads[keyspace as usize].fetch_add(1, Ordering::Relaxed);
+                let mut keys_read = self.keys_read.lock().expect("not poisoned");
+                keys_read.push((keyspace, key));
                 Ok(true)
             }
             None => Ok(false),

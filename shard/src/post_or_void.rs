@@ -42,7 +42,7 @@ impl Ledger {
         let void = t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
         let pending_position = self.transfer_positions.get(t.pending_id.0);
         let pending_position = pending_position.ok_or(Status::PendingTransferNotFound)?;
-        let p = self.transfers[pending_position as usize];
+        let p = self.transfer_applied(pending_position);
         // Imported events carry their own past timestamps, so only a live event is surely
         // later than the pending transfer by its batch position.
         let imported = t.flags.contains(TransferFlags::IMPORTED);
@@ -76,7 +76,7 @@ impl Ledger {
         let timestamp = if imported {
             if self.imported_timestamp_regresses(
                 t.timestamp,
-                self.transfers.last(),
+                self.transfers.newest_timestamp(),
                 self.import_floor_transfers,
             ) {
                 return Err(Status::ImportedEventTimestampMustNotRegress);

@@ -26,17 +26,31 @@ impl Ledger {
         out.extend(ids.iter().filter_map(|id| self.account(*id)));
     }
 
-    /// Appends the transfers that exist, in the order of `ids`.
-    pub fn lookup_transfers(&self, ids: &[TransferId], out: &mut Vec<Transfer>) {
+    /// Appends the transfers that exist, in the order of `ids`. Transfers older than the last
+    /// durable checkpoint are read from the cold store, which may fail.
+    pub fn lookup_transfers(
+        &self,
+        ids: &[TransferId],
+        out: &mut Vec<Transfer>,
+    ) -> Result<(), ColdError> {
         assert!(ids.len() <= BATCH_EVENTS_MAX);
-        out.extend(ids.iter().filter_map(|id| self.transfer(*id)));
+        for id in ids {
+            out.extend(self.transfer(*id)?);
+        }
+        Ok(())
     }
 
-    /// Appends the transfers of `filter.account_id` that match the filter.
-    pub fn get_account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
-        self.account_filter_scan(filter, |ledger, position, _| {
-            out.push(ledger.transfers[position as usize]);
-        });
+    /// Appends the transfers of `filter.account_id` that match the filter (cold ones read
+    /// from the store, which may fail).
+    pub fn get_account_transfers(
+        &self,
+        filter: &AccountFilter,
+        out: &mut Vec<Transfer>,
+    ) -> Result<(), ColdError> {
+        self.account_filter_scan(filter, |_, _, transfer| {
+            out.push(*transfer);
+            Ok(())
+        })
     }
 
     /// Appends the balances of `filter.account_id` right after each of its transfers that
@@ -58,43 +72,35 @@ impl Ledger {
             .account_positions
             .get(filter.account_id.0)
             .expect("indexed") as usize;
-        let mut failed = None;
-        self.account_filter_scan(filter, |ledger, position, index| {
-            if failed.is_some() {
-                return;
-            }
-            match ledger.history_at(account, index) {
-                Ok(balances) => {
-                    let timestamp = ledger.transfers[position as usize].timestamp;
-                    out.push(AccountBalance::new(&balances, timestamp));
-                }
-                Err(error) => failed = Some(error),
-            }
-        });
-        failed.map_or(Ok(()), Err)
+        self.account_filter_scan(filter, |ledger, index, transfer| {
+            let balances = ledger.history_at(account, index)?;
+            out.push(AccountBalance::new(&balances, transfer.timestamp));
+            Ok(())
+        })
     }
 
-    /// Calls `emit(ledger, transfer position, index in the account's list)` for each match.
+    /// Calls `emit(ledger, index in the account's list, transfer)` for each match, stopping
+    /// at the first error (of a cold read, or of `emit`).
     fn account_filter_scan(
         &self,
         filter: &AccountFilter,
-        mut emit: impl FnMut(&Ledger, u32, usize),
-    ) {
+        mut emit: impl FnMut(&Ledger, usize, &Transfer) -> Result<(), ColdError>,
+    ) -> Result<(), ColdError> {
         if !account_filter_valid(filter) {
-            return;
+            return Ok(());
         }
         let Some(account) = self.account_positions.get(filter.account_id.0) else {
-            return;
+            return Ok(());
         };
         let list = &self.account_transfers[account as usize];
         let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
-        let start = list.partition_point(|p| self.transfers[*p as usize].timestamp < min);
-        let end = list.partition_point(|p| self.transfers[*p as usize].timestamp <= max);
+        let timestamp = |index: usize| self.transfer_at(list[index]).map(|t| t.timestamp);
+        let start = try_partition_point(list.len(), |index| Ok(timestamp(index)? < min))?;
+        let end = try_partition_point(list.len(), |index| Ok(timestamp(index)? <= max))?;
         let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
         let debits = filter.flags.contains(AccountFilterFlags::DEBITS);
         let credits = filter.flags.contains(AccountFilterFlags::CREDITS);
-        let matches = |index: &usize| {
-            let t = &self.transfers[list[*index] as usize];
+        let matches = |t: &Transfer| {
             ((debits && t.debit_account_id == filter.account_id)
                 || (credits && t.credit_account_id == filter.account_id))
                 && (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
@@ -103,15 +109,24 @@ impl Ledger {
                 && (filter.code == 0 || t.code == filter.code)
         };
         let range = start..end.max(start);
-        if filter.flags.contains(AccountFilterFlags::REVERSED) {
-            for index in range.rev().filter(matches).take(limit) {
-                emit(self, list[index], index);
+        let indexes: Box<dyn Iterator<Item = usize>> =
+            if filter.flags.contains(AccountFilterFlags::REVERSED) {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            };
+        let mut emitted = 0;
+        for index in indexes {
+            if emitted == limit {
+                break;
             }
-        } else {
-            for index in range.filter(matches).take(limit) {
-                emit(self, list[index], index);
+            let transfer = self.transfer_at(list[index])?;
+            if matches(&transfer) {
+                emit(self, index, &transfer)?;
+                emitted += 1;
             }
         }
+        Ok(())
     }
 
     /// Appends the accounts that match the filter.
@@ -131,27 +146,62 @@ impl Ledger {
     }
 
     /// Appends the transfers that match the filter. A partition answers for the transfers
-    /// homed in it only, so that the union over partitions has each transfer once.
-    pub fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
+    /// homed in it only, so that the union over partitions has each transfer once. Cold
+    /// transfers are read from the store, which may fail.
+    pub fn query_transfers(
+        &self,
+        filter: &QueryFilter,
+        out: &mut Vec<Transfer>,
+    ) -> Result<(), ColdError> {
         if !query_filter_valid(filter) {
-            return;
+            return Ok(());
         }
-        let matches = |t: &&Transfer| {
+        let matches = |t: &Transfer| {
             self.owns(t.id.0)
                 && query_fields_match(filter, (t.user_data_128, t.user_data_64, t.user_data_32))
                 && (filter.ledger == 0 || t.ledger == filter.ledger)
                 && (filter.code == 0 || t.code == filter.code)
         };
-        let range = timestamp_positions(filter, |before| {
-            self.transfers.partition_point(|t| before(t.timestamp))
-        });
-        extend_limited(
-            out,
-            self.transfers.range(range.start, range.end),
-            filter,
-            matches,
-        );
+        let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
+        let start = self.transfer_partition_point(|timestamp| timestamp < min)?;
+        let end = self.transfer_partition_point(|timestamp| timestamp <= max)?;
+        let positions = Ledger::position_of(start)..Ledger::position_of(end.max(start));
+        let positions: Box<dyn Iterator<Item = u32>> =
+            if filter.flags.contains(QueryFilterFlags::REVERSED) {
+                Box::new(positions.rev())
+            } else {
+                Box::new(positions)
+            };
+        let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
+        let taken = out.len();
+        for position in positions {
+            if out.len() - taken == limit {
+                break;
+            }
+            let transfer = self.transfer_at(position)?;
+            if matches(&transfer) {
+                out.push(transfer);
+            }
+        }
+        Ok(())
     }
+}
+
+/// As `slice::partition_point` over `0..len`, for a predicate whose evaluation may fail.
+fn try_partition_point<E>(
+    len: usize,
+    mut before: impl FnMut(usize) -> Result<bool, E>,
+) -> Result<usize, E> {
+    let (mut low, mut high) = (0, len);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(middle)? {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(low)
 }
 
 fn query_fields_match(filter: &QueryFilter, (u128_, u64_, u32_): (u128, u64, u32)) -> bool {

@@ -239,7 +239,8 @@ impl Ledger {
             transfers.push(t.id.0);
             if t.pending_id.0 != 0 {
                 transfers.push(t.pending_id.0);
-                if let Some(pending) = self.transfer(t.pending_id) {
+                let position = self.transfer_positions.get(t.pending_id.0);
+                if let Some(pending) = position.map(|p| self.transfer_applied(p)) {
                     accounts.extend([pending.debit_account_id.0, pending.credit_account_id.0]);
                 }
             }

@@ -55,6 +55,7 @@ use crate::changes::{ChangeEntry, ChangeStream};
 use crate::history::History;
 use crate::sessions::Sessions;
 use crate::table::Table;
+use crate::transfer_table::TransferTable;
 use crate::{Ledger, LedgerConfig, PendingStatus};
 
 /// 2: the cross-partition transaction state and the wire protocol's session table follow the
@@ -114,9 +115,9 @@ impl Ledger {
         put_u64(out, self.accounts.len() as u64);
         out.extend_from_slice(self.accounts.as_bytes());
         put_u64(out, self.transfers.len() as u64);
-        for chunk in self.transfers.chunks() {
-            out.extend_from_slice(chunk.as_bytes());
-        }
+        let transfers = self.all_transfers();
+        let transfers = transfers.unwrap_or_else(|error| panic!("a whole snapshot: {error}"));
+        out.extend_from_slice(transfers.as_bytes());
         out.extend(self.transfer_status.iter().map(|s| *s as u8));
         self.encode_failed_and_expiries(out);
         let history: Vec<usize> = (0..self.accounts.len())
@@ -179,7 +180,7 @@ impl Ledger {
         ledger.timestamp = reader.u64()?;
         let sequence_next = reader.u64()?;
         ledger.accounts = reader.records::<Account>()?;
-        ledger.transfers = reader.table::<Transfer>()?;
+        ledger.transfers = TransferTable::in_memory(reader.table::<Transfer>()?);
         ledger.transfer_status = reader
             .take(ledger.transfers.len(), "transfer statuses")?
             .iter()
@@ -272,33 +273,52 @@ impl Ledger {
         Ok(())
     }
 
-    /// Rebuilds the id indexes and per-account transfer lists from the tables.
+    /// Rebuilds the id indexes and per-account transfer lists from the tables (all in memory).
     pub(crate) fn rebuild_indexes(&mut self) -> Result<(), SnapshotError> {
-        let inconsistent = |what: &str| SnapshotError::Inconsistent(what.to_string());
+        self.index_accounts()?;
+        assert_eq!(self.transfers.cold_below(), 0);
+        let transfers = std::mem::take(&mut self.transfers);
+        let indexed = transfers
+            .iter_in_memory()
+            .try_for_each(|(position, transfer)| self.index_transfer(position, transfer));
+        self.transfers = transfers;
+        indexed
+    }
+
+    /// Indexes the accounts by id, with empty transfer lists and histories.
+    pub(crate) fn index_accounts(&mut self) -> Result<(), SnapshotError> {
         self.account_transfers = vec![Vec::new(); self.accounts.len()];
         self.account_history = vec![History::default(); self.accounts.len()];
         for (position, account) in self.accounts.iter().enumerate() {
             let position = Ledger::position_of(position);
             if !account.id.is_valid() || self.account_positions.get(account.id.0).is_some() {
-                return Err(inconsistent("invalid or duplicate account id"));
+                return Err(SnapshotError::Inconsistent(
+                    "invalid or duplicate account id".to_string(),
+                ));
             }
             self.account_positions.insert(account.id.0, position);
         }
-        for (position, transfer) in self.transfers.iter().enumerate() {
-            let position = Ledger::position_of(position);
-            if !transfer.id.is_valid() || self.transfer_positions.get(transfer.id.0).is_some() {
-                return Err(inconsistent("invalid or duplicate transfer id"));
-            }
-            self.transfer_positions.insert(transfer.id.0, position);
-            for id in [transfer.debit_account_id, transfer.credit_account_id] {
-                match self.account_positions.get(id.0) {
-                    Some(account) => self.account_transfers[account as usize].push(position),
-                    None if self.owns(id.0) => {
-                        return Err(inconsistent("transfer of missing account"));
-                    }
-                    // The account lives in another partition.
-                    None => {}
-                }
+        Ok(())
+    }
+
+    /// Indexes a transfer by id and lists it with its accounts: the transfers come in
+    /// position order, after `index_accounts`.
+    pub(crate) fn index_transfer(
+        &mut self,
+        position: u32,
+        transfer: &Transfer,
+    ) -> Result<(), SnapshotError> {
+        let inconsistent = |what: &str| Err(SnapshotError::Inconsistent(what.to_string()));
+        if !transfer.id.is_valid() || self.transfer_positions.get(transfer.id.0).is_some() {
+            return inconsistent("invalid or duplicate transfer id");
+        }
+        self.transfer_positions.insert(transfer.id.0, position);
+        for id in [transfer.debit_account_id, transfer.credit_account_id] {
+            match self.account_positions.get(id.0) {
+                Some(account) => self.account_transfers[account as usize].push(position),
+                None if self.owns(id.0) => return inconsistent("transfer of missing account"),
+                // The account lives in another partition.
+                None => {}
             }
         }
         Ok(())

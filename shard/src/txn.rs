@@ -307,7 +307,7 @@ impl Ledger {
             timestamp: self.timestamp,
             op_next: self.sessions.op_next(),
             newest_account: self.accounts.last().map_or(0, |a| a.timestamp),
-            newest_transfer: self.transfers.last().map_or(0, |t| t.timestamp),
+            newest_transfer: self.transfers.newest_timestamp().unwrap_or(0),
             ..ReadSet::default()
         };
         let sorted = |ids: &[u128]| {
@@ -323,9 +323,11 @@ impl Ledger {
         }
         for id in sorted(transfer_ids).into_iter().filter(|id| self.owns(*id)) {
             if let Some(position) = self.transfer_positions.get(id) {
-                let position = position as usize;
-                let record = (self.transfers[position], self.transfer_status[position]);
-                read.transfers.push(record);
+                // A transaction's reads decide its results, which must be the same on every
+                // replica: a cold read that fails stops the partition, as in an apply.
+                let transfer = self.transfer_applied(position);
+                read.transfers
+                    .push((transfer, self.transfer_status[position as usize]));
             } else if self.failed_transfer_ids.contains(&id) {
                 read.failed_ids.push(id);
             }
@@ -337,10 +339,10 @@ impl Ledger {
             let account = self
                 .accounts
                 .binary_search_by_key(&timestamp, |a| a.timestamp);
-            let transfer = self
-                .transfers
-                .binary_search_by_key(&timestamp, |t| t.timestamp);
-            if account.is_ok() || transfer.is_ok() {
+            let transfer = self.transfer_at_timestamp(timestamp);
+            let transfer =
+                transfer.unwrap_or_else(|error| panic!("an applied event's cold read: {error}"));
+            if account.is_ok() || transfer.is_some() {
                 read.taken_timestamps.push(timestamp);
             }
         }
@@ -353,7 +355,7 @@ impl Ledger {
         let time = self.timestamp.max(now);
         let due = self.cross_expiries.iter().take_while(|(at, _)| *at <= time);
         due.take(limit)
-            .map(|(_, position)| self.transfers[*position as usize])
+            .map(|(_, position)| self.transfer_applied(*position))
             .collect()
     }
 
@@ -369,9 +371,7 @@ impl Ledger {
         due.extend(due_in(&self.cross_expiries));
         due.sort_unstable();
         due.truncate(limit);
-        due.iter()
-            .map(|(_, p)| self.transfers[*p as usize])
-            .collect()
+        due.iter().map(|(_, p)| self.transfer_applied(*p)).collect()
     }
 
     /// Decisions taken here whose effects may not have reached every partition yet, by
@@ -483,8 +483,8 @@ impl Ledger {
             ));
             *old = status;
             self.status_changes.record(position);
-            let transfer = &self.transfers[position as usize];
-            if let Some(expires_at) = crate::expiry::expires_at(transfer) {
+            let transfer = self.transfer_applied(position);
+            if let Some(expires_at) = crate::expiry::expires_at(&transfer) {
                 self.expiries.remove(&(expires_at, position));
                 self.cross_expiries.remove(&(expires_at, position));
             }
@@ -538,10 +538,6 @@ impl Ledger {
     fn store_transfer(&mut self, t: &Transfer, status: PendingStatus, after: (Balances, Balances)) {
         let t = *t;
         assert!(self.transfer_positions.get(t.id.0).is_none());
-        assert!(self
-            .transfers
-            .last()
-            .is_none_or(|last| last.timestamp < t.timestamp));
         let position = Ledger::position_of(self.transfers.len());
         self.transfer_positions.insert(t.id.0, position);
         self.transfers.push(t);
@@ -670,7 +666,7 @@ impl Scratch {
                 let Some(created) = (*position as usize).checked_sub(read_transfers) else {
                     continue;
                 };
-                let transfer = &l.transfers[*position as usize];
+                let transfer = l.transfers.held(*position as usize);
                 let slot = after[created].get_or_insert_default();
                 if transfer.debit_account_id == account.id {
                     slot.0 = *balances;
@@ -686,11 +682,10 @@ impl Scratch {
         };
         let new = l
             .transfers
-            .iter()
-            .zip(&l.transfer_status)
-            .skip(read_transfers);
-        for ((t, status), after) in new.zip(after) {
-            created.push(*t, *status as u8, after);
+            .iter_in_memory()
+            .map(|(position, t)| (t, l.transfer_status[position as usize]));
+        for ((t, status), after) in new.skip(read_transfers).zip(after) {
+            created.push(*t, status as u8, after);
             for partition in placement.transfer_partitions(t) {
                 part_of(&mut out, partition, timestamp);
             }
@@ -698,7 +693,7 @@ impl Scratch {
         for position in 0..read_transfers {
             let status = l.transfer_status[position];
             if status != self.read_statuses[position] {
-                let t = &l.transfers[position];
+                let t = l.transfers.held(position);
                 let change = StatusChange {
                     id: t.id.0,
                     status: status as u8,
@@ -726,7 +721,7 @@ impl Scratch {
                 let account = &l.accounts[change.position as usize];
                 (account.id.0, placement.account(account))
             } else {
-                let t = &l.transfers[change.position as usize];
+                let t = l.transfers.held(change.position as usize);
                 let home = match placement.kind {
                     PlacementKind::ById => partition_of(t.id.0, partitions),
                     PlacementKind::ByLedger => crate::ledger_partition(t.ledger, partitions),

@@ -104,20 +104,35 @@ impl Ledger {
         {
             return Err("transfer indexes are not the size of the transfer table".into());
         }
+        // With a cold store, the transfers below `cold_below` are checked only if they are
+        // still pending (and so in memory): the others were checked while in memory, and their
+        // runs are checksummed. Every pending one must be in memory.
+        let cold_below = self.transfers.cold_below();
+        let statuses = &self.transfer_status[..cold_below as usize];
+        for (position, status) in statuses.iter().enumerate() {
+            // One resolved since it went cold stays until the next durable checkpoint.
+            let in_memory = self.transfers.get_in_memory(position as u32).is_some();
+            if *status == PendingStatus::Pending && !in_memory {
+                return Err(format!(
+                    "cold transfer {position} is pending but not in memory"
+                ));
+            }
+        }
         let mut account_transfers = vec![Vec::new(); self.accounts.len()];
         let mut expiries = BTreeSet::new();
         let mut cross_expiries = BTreeSet::new();
-        for (position, t) in self.transfers.iter().enumerate() {
-            let position = position as u32;
+        let mut newest: Option<u64> = None;
+        for (position, t) in self.transfers.iter_in_memory() {
             if self.transfer_positions.get(t.id.0) != Some(position) {
                 return Err(format!("transfer {} is not indexed at {position}", t.id));
             }
             if t.timestamp == 0 || t.timestamp > self.timestamp {
                 return Err(format!("transfer {} has a bad timestamp", t.id));
             }
-            if position > 0 && self.transfers[position as usize - 1].timestamp >= t.timestamp {
+            if newest.is_some_and(|newest| newest >= t.timestamp) {
                 return Err(format!("transfer {} is out of timestamp order", t.id));
             }
+            newest = Some(t.timestamp);
             // A partition holds the transfers homed here and those touching its accounts; a
             // side whose account lives elsewhere is not indexed here.
             let mut local = [None, None];
@@ -130,7 +145,14 @@ impl Ledger {
                     if self.accounts[account as usize].timestamp >= t.timestamp {
                         return Err(format!("transfer {} predates its account", t.id));
                     }
-                    account_transfers[account as usize].push(position);
+                    let listed = &self.account_transfers[account as usize];
+                    if position < cold_below {
+                        if listed.binary_search(&position).is_err() {
+                            return Err(format!("transfer {} is not in its account's list", t.id));
+                        }
+                    } else {
+                        account_transfers[account as usize].push(position);
+                    }
                 }
             }
             if local == [None, None] && !self.owns(t.id.0) {
@@ -159,8 +181,12 @@ impl Ledger {
                 }
             }
         }
-        if account_transfers != self.account_transfers {
-            return Err("an account's transfer list is out of step".into());
+        // Of each account's list, the part from `cold_below` on (all of it without a store).
+        let lists = self.account_transfers.iter().zip(&account_transfers);
+        for (listed, found) in lists {
+            if listed[listed.partition_point(|p| *p < cold_below)..] != found[..] {
+                return Err("an account's transfer list is out of step".into());
+            }
         }
         if expiries != self.expiries || cross_expiries != self.cross_expiries {
             return Err("the expiry queue is out of step with pending transfers".into());
@@ -205,8 +231,9 @@ impl Ledger {
             }
         }
         let mut pending = vec![(0u128, 0u128); self.accounts.len()];
-        for (t, status) in self.transfers.iter().zip(&self.transfer_status) {
-            if *status == PendingStatus::Pending {
+        // Every pending transfer is in memory (`check_transfers`).
+        for (position, t) in self.transfers.iter_in_memory() {
+            if self.transfer_status[position as usize] == PendingStatus::Pending {
                 if let Some(debit) = self.account_positions.get(t.debit_account_id.0) {
                     let debit = &mut pending[debit as usize].0;
                     *debit = debit.wrapping_add(t.amount);
@@ -237,8 +264,11 @@ impl Ledger {
                     account.is_some_and(|a| a.timestamp == entry.timestamp)
                 }
                 Some(ChangeKind::TransferCreated) => {
-                    let transfer = self.transfers.get(position);
-                    transfer.is_some_and(|t| t.timestamp == entry.timestamp)
+                    match self.transfers.get_in_memory(entry.position) {
+                        Some(t) => t.timestamp == entry.timestamp,
+                        // A cold transfer was checked while it was in memory.
+                        None => entry.position < self.transfers.cold_below(),
+                    }
                 }
                 Some(ChangeKind::PendingTransferExpired) => {
                     self.transfer_status.get(position) == Some(&PendingStatus::Expired)

@@ -133,8 +133,11 @@ fn ledger_matches_reference_model() {
          recovery ({wire_answered} wire requests whose retry got the reply kept) and \
          {retried} sent again"
     );
+    let cold_reads = model::cluster::COLD_TRANSFER_READS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("model test: {cold_reads} transfers read from cold stores");
     let Some(first) = failures.first() else {
         if single.is_none() && seeds.len() >= 1_000 {
+            assert!(cold_reads > 0, "no transfer was read from a cold store");
             // Batches that mix ledgers over partitions, and chains across them that break
             // where the first round's results were not one partition's.
             assert!(share_runs > 0, "no batch ran in shares");

@@ -105,7 +105,9 @@ fn account_ids(accounts: &[Account]) -> Vec<u128> {
 
 fn account_transfers(ledger: &Ledger, filter: &AccountFilter) -> Vec<u128> {
     let mut out = Vec::new();
-    ledger.get_account_transfers(filter, &mut out);
+    ledger
+        .get_account_transfers(filter, &mut out)
+        .expect("cold reads");
     transfer_ids(&out)
 }
 
@@ -125,7 +127,9 @@ fn query_accounts(ledger: &Ledger, filter: &QueryFilter) -> Vec<u128> {
 
 fn query_transfers(ledger: &Ledger, filter: &QueryFilter) -> Vec<u128> {
     let mut out = Vec::new();
-    ledger.query_transfers(filter, &mut out);
+    ledger
+        .query_transfers(filter, &mut out)
+        .expect("cold reads");
     transfer_ids(&out)
 }
 
@@ -151,7 +155,7 @@ fn lookups_skip_missing_ids_and_keep_order() {
     assert_eq!(out[0], account_of(&ledger, 3));
     let ids = [18, 11, 99, 0, 15, 18].map(TransferId);
     let mut out = Vec::new();
-    ledger.lookup_transfers(&ids, &mut out);
+    ledger.lookup_transfers(&ids, &mut out).expect("cold reads");
     assert_eq!(transfer_ids(&out), [18, 11, 15, 18]);
     assert_eq!(out[1], transfer_of(&ledger, 11));
     let mut out = Vec::new();
@@ -166,7 +170,9 @@ fn a_burnt_transfer_id_is_not_found() {
     assert!(results[0].status.is_transient());
     assert!(ledger.transfer_id_failed(TransferId(30)));
     let mut out = Vec::new();
-    ledger.lookup_transfers(&[TransferId(30), TransferId(11)], &mut out);
+    ledger
+        .lookup_transfers(&[TransferId(30), TransferId(11)], &mut out)
+        .expect("cold reads");
     assert_eq!(transfer_ids(&out), [11]);
 }
 
@@ -359,7 +365,9 @@ fn invalid_account_filters_return_nothing() {
 fn results_are_appended() {
     let ledger = fixture();
     let mut out = vec![transfer_of(&ledger, 15)];
-    ledger.get_account_transfers(&filter(3, CREDITS), &mut out);
+    ledger
+        .get_account_transfers(&filter(3, CREDITS), &mut out)
+        .expect("cold reads");
     assert_eq!(transfer_ids(&out), [15, 13, 16]);
 }
 

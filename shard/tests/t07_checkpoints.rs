@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use kassa_shard::{
-    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointIncrement, CheckpointRestore, Keyspace,
-    KeyspaceIncrement, Ledger, LedgerConfig, SnapshotError,
+    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointIncrement, CheckpointRestore, Command,
+    Keyspace, KeyspaceIncrement, Ledger, LedgerConfig, PendingStatus, Reply, SnapshotError,
 };
 use kassa_wire::{AccountFlags, Transfer, TransferFlags};
 
@@ -307,13 +307,78 @@ fn balances_of(ledger: &Ledger) -> Vec<Vec<kassa_wire::AccountBalance>> {
     all
 }
 
-/// With a cold store, the change entries and history balances a durable checkpoint covers
-/// leave memory (change entries released or not), and every read of them (change events,
-/// account balances, a whole snapshot, a full checkpoint of the ledger, a restore that reads
-/// none of them) answers as the ledger that kept them all. A store that lacks an entry is an
-/// error, not an answer.
+/// Every read of transfers a client can make, over a range of filters: lookups of every id
+/// used, each account's transfers (by timestamp range, reversed, limited) and queries by
+/// timestamp range.
+fn transfer_reads_of(ledger: &Ledger) -> Vec<Vec<Transfer>> {
+    use kassa_wire::{
+        AccountFilter, AccountFilterFlags as Flags, AccountId, QueryFilter, QueryFilterFlags,
+        TransferId,
+    };
+    let mut all = Vec::new();
+    let ids: Vec<TransferId> = (1_000..11_000).step_by(1).map(TransferId).collect();
+    for chunk in ids.chunks(8_189) {
+        let mut out = Vec::new();
+        ledger
+            .lookup_transfers(chunk, &mut out)
+            .expect("cold reads");
+        all.push(out);
+    }
+    let both = Flags::DEBITS | Flags::CREDITS;
+    let ranges = [
+        (0, 0),
+        (25 * NS, 0),
+        (0, 35 * NS),
+        (31 * NS, 52 * NS),
+        (61 * NS, 0),
+    ];
+    for id in 1..=ACCOUNTS {
+        for (min, max) in ranges {
+            for (limit, flags) in [(8_189, both), (3, Flags::CREDITS | Flags::REVERSED)] {
+                let mut filter = AccountFilter::new(AccountId(id), limit, flags);
+                (filter.timestamp_min, filter.timestamp_max) = (min, max);
+                let mut out = Vec::new();
+                ledger
+                    .get_account_transfers(&filter, &mut out)
+                    .expect("cold reads");
+                all.push(out);
+            }
+        }
+    }
+    for (min, max) in ranges {
+        for (limit, flags) in [
+            (8_189, QueryFilterFlags::default()),
+            (7, QueryFilterFlags::REVERSED),
+        ] {
+            let mut filter = QueryFilter::new(limit, flags);
+            (filter.timestamp_min, filter.timestamp_max) = (min, max);
+            let mut out = Vec::new();
+            ledger
+                .query_transfers(&filter, &mut out)
+                .expect("cold reads");
+            all.push(out);
+        }
+    }
+    assert!(all.iter().any(|transfers| !transfers.is_empty()));
+    all
+}
+
+/// Transfers whose two-phase status is pending.
+fn pending_count(ledger: &Ledger) -> usize {
+    let all = ledger.all_transfers().expect("cold reads");
+    let pending = |t: &&Transfer| ledger.pending_status(t.id) == Some(PendingStatus::Pending);
+    all.iter().filter(pending).count()
+}
+
+/// With a cold store, the transfers, change entries and history balances a durable checkpoint
+/// covers leave memory (change entries released or not; transfers unless still pending), and
+/// every read of them (lookups, an account's transfers, queries by timestamp, retries of old
+/// ids, posts and voids of pending transfers that went cold, change events, account
+/// balances, a whole snapshot, a full checkpoint of the ledger, a restore that reads none of
+/// them) answers as the ledger that kept them all. A store that lacks an entry is an error,
+/// not an answer.
 #[test]
-fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
+fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     use kassa_shard::{ColdStore, MemoryColdStore};
     use std::sync::Arc;
 
@@ -326,10 +391,28 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     for ledger in [&mut warm, &mut cold] {
         accounts(ledger);
     }
+    let mut prefetched = 0;
     for step in 0..6 {
         let now = 10 * NS * (step as u64 + 1);
+        // Applying the step reads from the store exactly the cold transfers `cold_reads`
+        // listed ahead of it (retries of old ids, posts and voids of old pending transfers).
+        let transfers = step_transfers(step);
+        let command = Command::CreateTransfers { now, transfers };
+        let mut listed = Vec::new();
+        cold.cold_reads(&command, &mut listed);
+        store.take_keys_read();
+        let Reply::CreateTransfers(results) = cold.apply(command.clone()) else {
+            panic!("create_transfers answers with results");
+        };
+        let read: std::collections::BTreeSet<_> = store.take_keys_read().into_iter().collect();
+        let listed: std::collections::BTreeSet<_> = listed.into_iter().collect();
+        assert_eq!(read, listed, "step {step}: the cold reads listed ahead");
+        prefetched += listed.len();
+        let Command::CreateTransfers { transfers, .. } = command else {
+            unreachable!()
+        };
+        assert_eq!(create_transfers(&mut warm, now, &transfers), results);
         for ledger in [&mut warm, &mut cold] {
-            create_transfers(ledger, now, &step_transfers(step));
             ledger.expire_pending_transfers(now + 3 * NS);
             if step == 3 {
                 ledger.release_change_events(ledger.change_sequence_first() + 30);
@@ -352,8 +435,21 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         assert_eq!(cold.history_entries_in_memory(), 0, "step {step}: all cold");
         assert!(warm.change_entries_in_memory() > 0);
         assert!(warm.history_entries_in_memory() > 0);
+        let pending = pending_count(&cold);
+        assert!(pending > 0, "step {step}: some transfers stay pending");
+        assert_eq!(
+            cold.transfers_in_memory(),
+            pending,
+            "step {step}: only the pending transfers stay in memory"
+        );
+        assert_eq!(warm.transfers_in_memory(), warm.transfers().len());
         assert_eq!(snapshot_of(&cold), snapshot_of(&warm), "step {step}");
         assert_eq!(balances_of(&cold), balances_of(&warm), "step {step}");
+        assert_eq!(
+            transfer_reads_of(&cold),
+            transfer_reads_of(&warm),
+            "step {step}"
+        );
         for from in [0, 7, cold.change_sequence_first() + 3, 1_000] {
             for limit in [1, 5, usize::MAX] {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -363,6 +459,10 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
             }
         }
     }
+    assert!(
+        prefetched >= 5,
+        "{prefetched} cold transfers read by applies"
+    );
     // New entries stay in memory until their checkpoint is durable, and read across both.
     let now = 100 * NS;
     for ledger in [&mut warm, &mut cold] {
@@ -370,8 +470,10 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     }
     assert!(cold.change_entries_in_memory() > 0);
     assert!(cold.history_entries_in_memory() > 0);
+    assert!(cold.transfers_in_memory() > pending_count(&cold));
     assert_eq!(all_change_events(&cold), all_change_events(&warm));
     assert_eq!(balances_of(&cold), balances_of(&warm));
+    assert_eq!(transfer_reads_of(&cold), transfer_reads_of(&warm));
 
     // A full checkpoint of the cold ledger (a ledger installed elsewhere) reads them back.
     let full_cold = cold
@@ -390,6 +492,7 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
             .expect("restores");
     assert_eq!(restored.change_entries_in_memory(), 0);
     assert_eq!(restored.history_entries_in_memory(), 0);
+    assert_eq!(restored.transfers_in_memory(), pending_count(&restored));
     let (warm_restored, _) =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, None)
             .expect("restores");
@@ -397,6 +500,10 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert_eq!(
         all_change_events(&restored),
         all_change_events(&warm_restored)
+    );
+    assert_eq!(
+        transfer_reads_of(&restored),
+        transfer_reads_of(&warm_restored)
     );
 
     // A store without the entries a checkpoint covers is refused at restore, and is an
@@ -416,4 +523,70 @@ fn change_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         .change_events(0, 10, &mut Vec::new())
         .expect_err("the store lacks them");
     assert_eq!(error.keyspace, "changes");
+}
+
+/// Searches by timestamp over cold transfers go through the samples kept in memory (one per
+/// 32 positions) and then the store: over a few thousand transfers, every boundary of every
+/// range lands where the ledger that kept them all puts it, including ranges inside one
+/// sample's span, at its edges and beyond both ends.
+#[test]
+fn timestamp_searches_over_cold_transfers_match_the_ledger_that_kept_them() {
+    use kassa_shard::{ColdStore, MemoryColdStore};
+    use kassa_wire::{QueryFilter, QueryFilterFlags};
+    use std::sync::Arc;
+
+    let mut warm = new_ledger();
+    let mut cold = new_ledger();
+    let store = Arc::new(MemoryColdStore::new());
+    cold.attach_cold_store(store.clone() as Arc<dyn ColdStore>);
+    for ledger in [&mut warm, &mut cold] {
+        accounts(ledger);
+    }
+    let mut cut = CheckpointCut::default();
+    // 3 batches of 1,000 transfers, 1 ns apart within a batch, 1 ms between batches; the
+    // first two go cold, the third stays in memory.
+    for batch in 0..3u128 {
+        let events: Vec<Transfer> = (0..1_000)
+            .map(|at| {
+                let debit = 1 + at % ACCOUNTS;
+                let credit = 1 + (at + 1) % ACCOUNTS;
+                transfer(20_000 + batch * 1_000 + at, debit, credit, 1, LEDGER, CODE)
+            })
+            .collect();
+        let now = (batch as u64 + 2) * 1_000_000;
+        for ledger in [&mut warm, &mut cold] {
+            create_transfers(ledger, now, &events);
+        }
+        if batch < 2 {
+            let increment = cold.checkpoint_increment(cut).expect("reads");
+            store.add(&increment);
+            cold.checkpoint_durable(increment.cut);
+            cut = increment.cut;
+        }
+    }
+    assert_eq!(cold.transfers().cold_below(), 2_000);
+    assert_eq!(cold.transfers_in_memory(), 1_000);
+    let all = warm.all_transfers().expect("in memory");
+    let mut bounds: Vec<u64> = vec![1, u64::MAX >> 1];
+    for position in [
+        0, 1, 31, 32, 33, 63, 64, 999, 1_000, 1_001, 1_999, 2_000, 2_001, 2_999,
+    ] {
+        let timestamp = all[position].timestamp;
+        bounds.extend([timestamp - 1, timestamp, timestamp + 1]);
+    }
+    for &min in &bounds {
+        for &max in &bounds {
+            if max < min {
+                continue;
+            }
+            for flags in [QueryFilterFlags::default(), QueryFilterFlags::REVERSED] {
+                let mut filter = QueryFilter::new(8_189, flags);
+                (filter.timestamp_min, filter.timestamp_max) = (min, max);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                warm.query_transfers(&filter, &mut a).expect("in memory");
+                cold.query_transfers(&filter, &mut b).expect("cold reads");
+                assert_eq!(a, b, "timestamps {min}..={max}");
+            }
+        }
+    }
 }

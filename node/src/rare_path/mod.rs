@@ -205,7 +205,7 @@ async fn event_partitions(
         let found = (0..count).map(|partition| {
             let pendings = pendings.clone();
             let read = queues.read(partition, move |ledger| {
-                let stored = |id: &u128| ledger.transfer(TransferId(*id)).is_some();
+                let stored = |id: &u128| ledger.contains_transfer(TransferId(*id));
                 pendings.iter().map(stored).collect::<Vec<bool>>()
             });
             async move { (partition, read.await) }

@@ -245,6 +245,7 @@ pub fn expect_transfer(
         CreateTransferStatus::Created => {
             let stored = ledger
                 .transfer(event.id)
+                .expect("cold reads")
                 .expect("a created transfer is stored");
             assert_eq!(
                 result.timestamp, stored.timestamp,
@@ -254,6 +255,7 @@ pub fn expect_transfer(
         CreateTransferStatus::Exists => {
             let stored = ledger
                 .transfer(event.id)
+                .expect("cold reads")
                 .expect("an existing transfer is stored");
             assert_eq!(
                 result.timestamp, stored.timestamp,
@@ -295,8 +297,8 @@ pub struct Fingerprint {
 }
 
 pub fn state_of(ledger: &Ledger) -> Fingerprint {
-    let pending_statuses = ledger
-        .transfers()
+    let transfers = ledger.all_transfers().expect("cold reads");
+    let pending_statuses = transfers
         .iter()
         .map(|t| {
             (
@@ -317,7 +319,9 @@ pub fn state_of(ledger: &Ledger) -> Fingerprint {
     for a in ledger.accounts() {
         let filter = AccountFilter::new(a.id, u32::MAX, both);
         let mut transfers = Vec::new();
-        ledger.get_account_transfers(&filter, &mut transfers);
+        ledger
+            .get_account_transfers(&filter, &mut transfers)
+            .expect("cold reads");
         account_transfers.push(transfers.iter().map(|t| t.id).collect());
         let mut balances = Vec::new();
         ledger
@@ -327,7 +331,7 @@ pub fn state_of(ledger: &Ledger) -> Fingerprint {
     }
     Fingerprint {
         accounts: ledger.accounts().to_vec(),
-        transfers: ledger.transfers().to_vec(),
+        transfers,
         pending_statuses,
         change_sequence_next: ledger.change_sequence_next(),
         change_sequence_first: ledger.change_sequence_first(),
@@ -389,8 +393,9 @@ pub fn account_of(ledger: &Ledger, id: u128) -> Account {
 }
 
 pub fn transfer_of(ledger: &Ledger, id: u128) -> Transfer {
-    *ledger
+    ledger
         .transfer(TransferId(id))
+        .expect("cold reads")
         .unwrap_or_else(|| panic!("transfer {id} exists"))
 }
 

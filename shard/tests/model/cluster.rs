@@ -135,6 +135,22 @@ pub static SHARE_RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::Atom
 /// the home kept.
 pub static WIRE_RETRIES_ANSWERED: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
+/// Transfers read from the partitions' cold stores (lookups, posts, voids and retries of
+/// transfers a durable checkpoint took out of memory).
+pub static COLD_TRANSFER_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for store in &self.stores {
+            count_cold_reads(store);
+        }
+    }
+}
+
+fn count_cold_reads(store: &MemoryColdStore) {
+    let reads = store.reads(kassa_shard::Keyspace::Transfers);
+    COLD_TRANSFER_READS.fetch_add(reads, std::sync::atomic::Ordering::Relaxed);
+}
 
 pub struct Cluster {
     pub count: u32,
@@ -353,7 +369,7 @@ impl Cluster {
         let holder_of_pending = || match op {
             Op::CreateTransfers { events, .. } => events.iter().find_map(|t| {
                 let id = kassa_wire::TransferId(t.pending_id.0);
-                (0..self.count).find(|p| self.partitions[*p as usize].transfer(id).is_some())
+                (0..self.count).find(|p| self.partitions[*p as usize].contains_transfer(id))
             }),
             _ => None,
         };
@@ -493,7 +509,7 @@ impl Cluster {
                     None => {
                         let id = kassa_wire::TransferId(t.pending_id.0);
                         (0..self.count)
-                            .find(|p| self.partitions[*p as usize].transfer(id).is_some())?
+                            .find(|p| self.partitions[*p as usize].contains_transfer(id))?
                     }
                 }
             } else {
@@ -919,6 +935,7 @@ impl Cluster {
         self.checkpoints[index] = Default::default();
         let store = Arc::new(MemoryColdStore::new());
         self.partitions[index].attach_cold_store(store.clone());
+        count_cold_reads(&self.stores[index]);
         self.stores[index] = store;
     }
 
@@ -981,7 +998,8 @@ impl Cluster {
         check_sums("cluster", &accounts);
         let mut homed: Vec<(Transfer, PendingStatus)> = Vec::new();
         for ledger in &self.partitions {
-            for t in ledger.transfers().iter().filter(|t| ledger.owns(t.id.0)) {
+            let transfers = ledger.all_transfers().expect("cold reads");
+            for t in transfers.iter().filter(|t| ledger.owns(t.id.0)) {
                 let status = ledger.pending_status(t.id).expect("stored");
                 homed.push((*t, status));
             }
@@ -1010,7 +1028,9 @@ impl Cluster {
             let owner = &self.partitions[placement.account(account) as usize];
             let filter = all_of(account.id);
             let mut transfers = Vec::new();
-            owner.get_account_transfers(&filter, &mut transfers);
+            owner
+                .get_account_transfers(&filter, &mut transfers)
+                .expect("cold reads");
             same(
                 "account transfers",
                 &model.get_account_transfers(&filter),

@@ -209,16 +209,20 @@ fn ledger_read(ledger: &mut Ledger, op: &Op) -> Output {
         }
         Op::LookupTransfers(ids) => {
             let ids: Vec<TransferId> = ids.iter().map(|id| TransferId(*id)).collect();
-            Output::Transfers(appended(|out| ledger.lookup_transfers(&ids, out)))
+            Output::Transfers(appended(|out| {
+                ledger.lookup_transfers(&ids, out).expect("cold reads")
+            }))
         }
-        Op::GetAccountTransfers(f) => {
-            Output::Transfers(appended(|out| ledger.get_account_transfers(f, out)))
-        }
+        Op::GetAccountTransfers(f) => Output::Transfers(appended(|out| {
+            ledger.get_account_transfers(f, out).expect("cold reads")
+        })),
         Op::GetAccountBalances(f) => Output::Balances(appended(|out| {
             ledger.get_account_balances(f, out).expect("cold reads")
         })),
         Op::QueryAccounts(f) => Output::Accounts(appended(|out| ledger.query_accounts(f, out))),
-        Op::QueryTransfers(f) => Output::Transfers(appended(|out| ledger.query_transfers(f, out))),
+        Op::QueryTransfers(f) => Output::Transfers(appended(|out| {
+            ledger.query_transfers(f, out).expect("cold reads")
+        })),
         Op::ChangeEvents { from, limit } => Output::Changes(appended(|out| {
             ledger
                 .change_events(*from, *limit, out)

@@ -1,0 +1,315 @@
+//! [`TransferTable`]: a partition's transfers by position. With a cold store attached, the
+//! transfers a durable checkpoint holds leave memory (docs/storage.md, "The cold store") and
+//! are read back from the store by position; the newer ones, and the older ones still
+//! pending, stay in memory.
+//!
+//! - Positions `cold_below..len` are in memory, in a [`Table`] (appended at the back, released
+//!   from the front at `checkpoint_durable`).
+//! - Positions below `cold_below` are in the store, except the transfers still pending when
+//!   they went cold (*pinned*): posts, voids and expiries read those, and must never wait
+//!   for the disk. A pinned transfer resolved since leaves memory at the next durable
+//!   checkpoint.
+//! - Transfers are in timestamp order, so a search by timestamp is a search by position: the
+//!   cold ones keep the timestamp of every [`SAMPLE_EVERY`]th position in memory (a quarter
+//!   of a byte per transfer), which narrows a search to at most that many positions, read
+//!   from the store (two blocks at most).
+
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
+use kassa_wire::{Transfer, TransferId};
+
+use crate::cold::ColdError;
+use crate::keyspace::Keyspace;
+use crate::table::Table;
+use crate::{Ledger, PendingStatus};
+
+/// Cold positions whose timestamp stays in memory: every this many.
+pub(crate) const SAMPLE_EVERY: u32 = 32;
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct TransferTable {
+    /// Positions below this are cold: in the store, unless pinned.
+    cold_below: u32,
+    /// The transfers at positions `cold_below..`.
+    hot: Table<Transfer>,
+    /// Cold positions whose transfer was pending when it went cold (or at a restore).
+    pinned: HashMap<u32, Transfer, FixedState>,
+    /// The timestamps of the cold positions that are multiples of `SAMPLE_EVERY`.
+    samples: Vec<u64>,
+    /// The newest cold transfer's timestamp (0 when none is cold).
+    cold_newest: u64,
+}
+
+impl TransferTable {
+    /// Transfers all in memory (a whole snapshot's; `Ledger::check` checks their order).
+    pub(crate) fn in_memory(hot: Table<Transfer>) -> TransferTable {
+        TransferTable {
+            hot,
+            ..TransferTable::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cold_below as usize + self.hot.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Positions below this are in the cold store, unless pinned.
+    pub fn cold_below(&self) -> u32 {
+        self.cold_below
+    }
+
+    /// Transfers in memory: those from `cold_below` on, and the pinned ones.
+    pub fn count_in_memory(&self) -> usize {
+        self.hot.len() + self.pinned.len()
+    }
+
+    /// The newest transfer's timestamp.
+    pub fn newest_timestamp(&self) -> Option<u64> {
+        match self.hot.last() {
+            Some(last) => Some(last.timestamp),
+            None if self.cold_below > 0 => Some(self.cold_newest),
+            None => None,
+        }
+    }
+
+    /// The transfer at `position` if it is in memory.
+    pub(crate) fn get_in_memory(&self, position: u32) -> Option<&Transfer> {
+        match position.checked_sub(self.cold_below) {
+            Some(hot) => self.hot.get(hot as usize),
+            None => self.pinned.get(&position),
+        }
+    }
+
+    /// The transfer at `position` of a ledger that keeps all of them in memory (no cold
+    /// store: a scratch ledger).
+    pub(crate) fn held(&self, position: usize) -> &Transfer {
+        assert_eq!(self.cold_below, 0, "a ledger without a cold store");
+        &self.hot[position]
+    }
+
+    /// Every transfer in memory with its position: the pinned ones, then from `cold_below` on.
+    pub(crate) fn iter_in_memory(&self) -> impl Iterator<Item = (u32, &Transfer)> {
+        let mut pinned: Vec<(u32, &Transfer)> = self.pinned.iter().map(|(p, t)| (*p, t)).collect();
+        pinned.sort_unstable_by_key(|(position, _)| *position);
+        let hot = (self.cold_below..).zip(self.hot.iter());
+        pinned.into_iter().chain(hot)
+    }
+
+    /// The in-memory transfers at `start..end`, all from `cold_below` on.
+    pub(crate) fn hot_range(
+        &self,
+        start: u32,
+        end: u32,
+    ) -> impl DoubleEndedIterator<Item = &Transfer> + ExactSizeIterator {
+        assert!(self.cold_below <= start, "hot_range of cold positions");
+        let base = self.cold_below;
+        self.hot
+            .range((start - base) as usize, (end - base) as usize)
+    }
+
+    pub(crate) fn push(&mut self, transfer: Transfer) {
+        assert!(self
+            .newest_timestamp()
+            .is_none_or(|newest| newest < transfer.timestamp));
+        Ledger::position_of(self.len());
+        self.hot.push(transfer);
+    }
+
+    /// Removes the newest transfer, which is in memory (a linked chain only takes back what
+    /// it stored, after the last durable checkpoint).
+    pub(crate) fn pop(&mut self) -> Option<Transfer> {
+        assert!(
+            !self.hot.is_empty() || self.cold_below == 0,
+            "a transfer taken back below the durable cut"
+        );
+        self.hot.pop()
+    }
+
+    /// The transfers below `cut` leave memory (a durable checkpoint holds them), except those
+    /// whose status in `statuses` is pending; pinned ones no longer pending leave too.
+    pub(crate) fn make_cold_below(&mut self, cut: u32, statuses: &[PendingStatus]) {
+        assert!(cut as usize <= self.len(), "a cut beyond the transfers");
+        self.pinned
+            .retain(|position, _| statuses[*position as usize] == PendingStatus::Pending);
+        let Some(moved) = cut.checked_sub(self.cold_below) else {
+            return;
+        };
+        for (position, offset) in (self.cold_below..cut).zip(0..) {
+            let transfer = self.hot[offset];
+            self.samples_note(position, &transfer);
+            if statuses[position as usize] == PendingStatus::Pending {
+                self.pinned.insert(position, transfer);
+            }
+        }
+        self.hot.release_front(moved as usize);
+        self.cold_below = cut;
+    }
+
+    /// At a restore: the transfer at `position` (the next) is cold.
+    pub(crate) fn push_cold(&mut self, transfer: &Transfer) {
+        assert!(self.hot.is_empty(), "cold transfers come before hot ones");
+        assert!(self.cold_below == 0 || self.cold_newest < transfer.timestamp);
+        let position = self.cold_below;
+        self.samples_note(position, transfer);
+        self.cold_below = position
+            .checked_add(1)
+            .expect("a partition holds at most u32::MAX - 1 records");
+    }
+
+    /// At a restore: a cold transfer still pending stays in memory.
+    pub(crate) fn pin(&mut self, position: u32, transfer: Transfer) {
+        assert!(position < self.cold_below);
+        self.pinned.insert(position, transfer);
+    }
+
+    fn samples_note(&mut self, position: u32, transfer: &Transfer) {
+        if position % SAMPLE_EVERY == 0 {
+            assert_eq!(self.samples.len(), (position / SAMPLE_EVERY) as usize);
+            self.samples.push(transfer.timestamp);
+        }
+        self.cold_newest = transfer.timestamp;
+    }
+}
+
+impl Ledger {
+    /// The transfer at `position`, from memory or the cold store.
+    pub(crate) fn transfer_at(&self, position: u32) -> Result<Transfer, ColdError> {
+        match self.transfers.get_in_memory(position) {
+            Some(transfer) => Ok(*transfer),
+            None => self.cold_entry(Keyspace::Transfers, u128::from(position)),
+        }
+    }
+
+    /// The transfer at `position` for an event being applied. A cold read that fails stops
+    /// the partition: the event's result must be the same on every replica, and this one
+    /// cannot know it (a damaged run; replication will repair it from a peer).
+    pub(crate) fn transfer_applied(&self, position: u32) -> Transfer {
+        self.transfer_at(position)
+            .unwrap_or_else(|error| panic!("an applied event's cold read: {error}"))
+    }
+
+    /// The transfer of `id`, if it exists; an older one is read from the cold store.
+    pub fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, ColdError> {
+        match self.transfer_positions.get(id.0) {
+            Some(position) => self.transfer_at(position).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a transfer of `id` is stored here (no read of the store).
+    pub fn contains_transfer(&self, id: TransferId) -> bool {
+        self.transfer_positions.get(id.0).is_some()
+    }
+
+    /// Every transfer, oldest first, the cold ones read from the store (tests and whole
+    /// snapshots).
+    pub fn all_transfers(&self) -> Result<Vec<Transfer>, ColdError> {
+        let count = Ledger::position_of(self.transfers.len());
+        (0..count).map(|p| self.transfer_at(p)).collect()
+    }
+
+    /// The first position whose transfer's timestamp does not satisfy `before`, for a
+    /// `before` that holds for all timestamps up to some point (as `slice::partition_point`).
+    /// Cold transfers are searched through the samples, then at most `SAMPLE_EVERY` reads.
+    pub(crate) fn transfer_partition_point(
+        &self,
+        before: impl Fn(u64) -> bool,
+    ) -> Result<usize, ColdError> {
+        let table = &self.transfers;
+        let cold = table.cold_below;
+        let hot_first = table.hot.get(0).map(|t| t.timestamp);
+        if cold == 0 || hot_first.is_some_and(&before) {
+            let hot = table.hot.partition_point(|t| before(t.timestamp));
+            return Ok(cold as usize + hot);
+        }
+        // The point is at or below `cold`: samples[..i] satisfy `before`.
+        let sampled = table.samples.partition_point(|t| before(*t));
+        if sampled == 0 {
+            return Ok(0);
+        }
+        // Positions up to the last satisfying sample satisfy it; the next sample does not.
+        let mut low = (sampled as u32 - 1) * SAMPLE_EVERY + 1;
+        let mut high = (sampled as u32 * SAMPLE_EVERY).min(cold);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if before(self.transfer_at(middle)?.timestamp) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low as usize)
+    }
+
+    /// The position of the transfer with `timestamp`, if any.
+    pub(crate) fn transfer_at_timestamp(&self, timestamp: u64) -> Result<Option<u32>, ColdError> {
+        let position = self.transfer_partition_point(|t| t < timestamp)?;
+        if position == self.transfers.len() {
+            return Ok(None);
+        }
+        let position = Ledger::position_of(position);
+        let found = self.transfer_at(position)?.timestamp == timestamp;
+        Ok(found.then_some(position))
+    }
+
+    /// Transfers held in memory (the newest, and older ones still pending): with a cold store
+    /// only those since the last durable checkpoint and the open pending ones.
+    pub fn transfers_in_memory(&self) -> usize {
+        self.transfers.count_in_memory()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(position: u32) -> Transfer {
+        Transfer {
+            id: TransferId(u128::from(position) + 1),
+            timestamp: 10 + 3 * u64::from(position),
+            ..Transfer::default()
+        }
+    }
+
+    #[test]
+    fn cold_transfers_keep_samples_and_pins_and_release_the_rest() {
+        let mut table = TransferTable::default();
+        let mut statuses = Vec::new();
+        for position in 0..100 {
+            table.push(transfer(position));
+            let pending = position % 7 == 0;
+            statuses.push(if pending {
+                PendingStatus::Pending
+            } else {
+                PendingStatus::None
+            });
+        }
+        table.make_cold_below(70, &statuses);
+        assert_eq!(table.len(), 100);
+        assert_eq!(table.cold_below(), 70);
+        assert_eq!(table.samples, vec![10, 10 + 3 * 32, 10 + 3 * 64]);
+        assert_eq!(table.cold_newest, transfer(69).timestamp);
+        assert_eq!(table.pinned.len(), 10); // 0, 7, ..., 63
+        assert_eq!(table.get_in_memory(63), Some(&transfer(63)));
+        assert_eq!(table.get_in_memory(64), None);
+        assert_eq!(table.get_in_memory(70), Some(&transfer(70)));
+        assert_eq!(table.count_in_memory(), 30 + 10);
+        statuses[7] = PendingStatus::Posted;
+        table.make_cold_below(100, &statuses);
+        assert!(table.get_in_memory(7).is_none());
+        assert_eq!(table.pinned.len(), 9 + 5); // 70, 77, ..., 98 join
+        assert_eq!(table.newest_timestamp(), Some(transfer(99).timestamp));
+        table.push(transfer(100));
+        assert_eq!(table.pop(), Some(transfer(100)));
+        assert_eq!(
+            table.iter_in_memory().map(|(p, _)| p).collect::<Vec<_>>(),
+            [0, 14, 21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 91, 98]
+        );
+    }
+}
