@@ -97,6 +97,28 @@ fn a_stop_checkpoints_first_when_enough_log_came_since_the_last() {
         .collect();
     let expected: Vec<String> = (1..=120).map(|n: u32| n.to_string()).collect();
     assert_eq!(credits, expected);
+    // So did the transfers: a lookup, the account's transfers, a query and a retry of an
+    // old id (answered `exists` by comparing with the stored one) read them from the runs.
+    let (status, transfer) = node.get("/v1/transfers/150");
+    assert_eq!((status, transfer["id"].as_str()), (200, Some("150")));
+    let (status, listed) = node.get("/v1/accounts/1/transfers?limit=8189");
+    assert_eq!(status, 200);
+    let ids: Vec<String> = listed
+        .as_array()
+        .expect("transfers")
+        .iter()
+        .map(|t| t["id"].as_str().expect("id").to_string())
+        .collect();
+    let expected: Vec<String> = (100..220u128).map(|id| id.to_string()).collect();
+    assert_eq!(ids, expected);
+    let (status, found) = node.post("/v1/transfers/query", r#"{"ledger":1,"limit":8189}"#);
+    assert_eq!(status, 200);
+    assert_eq!(found.as_array().map(Vec::len), Some(120));
+    let (_, reply) = node.post(
+        "/v1/transfers",
+        &format!("[{}]", transfer_json(100, 1, 2, 1, &[])),
+    );
+    assert_eq!(results(&reply), ["exists"]);
     assert_balanced(&node);
     assert!(node.stop().success());
 }
