@@ -529,9 +529,13 @@ async fn lock_read_all(
                     for (index, known) in partition_read.sessions {
                         reads.sessions[index] = Some(known);
                     }
-                    reads
-                        .records
-                        .insert(partition_read.partition, partition_read.records);
+                    let partition = partition_read.partition;
+                    match partition_read.records {
+                        Ok(records) => {
+                            reads.records.insert(partition, records);
+                        }
+                        Err(error) => failed = Some(NodeError::ColdRead { partition, error }),
+                    }
                 }
             }
             Err(error) => failed = Some(error),
@@ -1059,7 +1063,9 @@ mod tests {
             })
             .collect();
         let transfer_ids: Vec<u128> = pending.iter().chain(&posts).map(|t| t.id.0).collect();
-        let read = ledger.read_set(&ids, &transfer_ids, &[]);
+        let read = ledger
+            .read_set(&ids, &transfer_ids, &[])
+            .expect("in memory");
         let mut scratch = Scratch::new(
             kassa_shard::Placement::new(kassa_shard::PlacementKind::ById, 16),
             &[read],

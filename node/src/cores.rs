@@ -237,7 +237,9 @@ impl ReadNames {
 /// requests whose sessions it holds (by index in `ReadNames::sessions`; `None`: new).
 pub struct PartitionRead {
     pub partition: u32,
-    pub records: ReadSet,
+    /// What the transaction reads here; older transfers come from the cold store, whose
+    /// failure fails the transaction (its reads are not replicated, its decision is).
+    pub records: Result<ReadSet, kassa_shard::ColdError>,
     pub sessions: Vec<(usize, Option<ClientReply>)>,
 }
 

@@ -6,15 +6,15 @@
 //! cache holds the block.
 //!
 //! Most cold reads are a reader's (lookups, queries, change events, a full checkpoint after
-//! an install). The apply path reads a cold transfer only for a retry of an old id or a post
-//! or void of a pending transfer resolved before it went cold; those block the core for now,
-//! and will be prefetched before the apply (step 3 of the plan in docs/storage.md).
+//! an install), which block the core on what the cache lacks. The apply path reads a cold
+//! transfer for a retry of an old id or a post or void of a pending transfer resolved before
+//! it went cold: the state machine reads those blocks ahead through io_uring
+//! ([`ColdRuns::prefetch`]) and the apply finds them held in the cache.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::join_all;
 use kassa_shard::{ColdError, ColdStore, Keyspace};
 use kassa_storage::run::{BlockCache, BlockingRun, CacheStats};
 use kassa_storage::StorageError;
@@ -25,9 +25,6 @@ use crate::types::{CheckpointHead, RunEntry};
 /// Blocks of cold runs a partition keeps in memory (1 MiB): a range of change events read
 /// in order costs one disk read per block (28 entries), not one per entry.
 const CACHE_BLOCKS: usize = 256;
-
-/// Blocks a prefetch reads at once (each read opens the run's file again for io_uring).
-const PREFETCH_READS_AT_ONCE: usize = 64;
 
 /// See the module documentation.
 pub(crate) struct ColdRuns {
@@ -40,7 +37,7 @@ pub(crate) struct ColdRuns {
 struct Followed {
     /// Open runs of cold keyspaces, in the order their checkpoints wrote them.
     runs: Vec<ColdRun>,
-    /// The transfer runs (not opened): which checkpoint wrote a transfer position says which
+    /// The transfer runs' entries: which checkpoint wrote a transfer position says which
     /// history run holds the entries of that transfer.
     transfer_runs: Vec<RunEntry>,
 }
@@ -110,7 +107,8 @@ impl ColdRuns {
         &self,
         wanted: &[(Keyspace, u128)],
     ) -> Result<usize, StorageError> {
-        let mut blocks: Vec<(Arc<BlockingRun>, u64)> = Vec::new();
+        // Per run, the blocks to read, in the order first wanted.
+        let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
         {
             let followed = self.followed();
             let mut seen = HashSet::new();
@@ -119,21 +117,20 @@ impl ColdRuns {
                     let Some(block) = run.run.block_for(*key) else {
                         continue;
                     };
-                    if seen.insert((Arc::as_ptr(&run.run), block)) {
-                        blocks.push((run.run.clone(), block));
+                    if !seen.insert((Arc::as_ptr(&run.run), block)) {
+                        continue;
+                    }
+                    match by_run.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &run.run)) {
+                        Some((_, blocks)) => blocks.push(block),
+                        None => by_run.push((run.run.clone(), vec![block])),
                     }
                 }
             }
         }
-        for chunk in blocks.chunks(PREFETCH_READS_AT_ONCE) {
-            let reads = chunk
-                .iter()
-                .map(|(run, block)| run.prefetch(*block, &self.cache));
-            for read in join_all(reads).await {
-                read?;
-            }
+        for (run, blocks) in &by_run {
+            run.prefetch(blocks, &self.cache).await?;
         }
-        Ok(blocks.len())
+        Ok(by_run.iter().map(|(_, blocks)| blocks.len()).sum())
     }
 
     /// The blocks prefetched for the entry just applied are no longer needed.

@@ -617,15 +617,16 @@ mod tests {
     }
 
     /// A checkpoint installed from another directory: the installing partition writes a full
-    /// checkpoint of its own, reading the cold change entries from the other directory's runs,
-    /// and from then on reads them from its own, so the other directory may go.
+    /// checkpoint of its own, reading the cold transfers and change entries from the other
+    /// directory's runs (more than one chunk of the writer's), and from then on reads them
+    /// from its own, so the other directory may go.
     #[test]
     fn an_install_from_another_directory_reads_its_cold_entries_and_then_its_own() {
         let (source_dir, target_dir) = (TestDir::new("install-from"), TestDir::new("install-to"));
-        let ledger = ledger_with_transfers(3_000);
+        let ledger = ledger_with_transfers(20_000);
         let expected = snapshot_of(&ledger);
         let events = change_events(&ledger);
-        assert!(events.len() > 3_000);
+        assert!(events.len() > 20_000);
         let meta = SnapshotMeta {
             last_log_id: Some(log_id(1, 9)),
             last_membership: StoredMembership::default(),
@@ -656,6 +657,7 @@ mod tests {
                 .expect("installs");
             assert_eq!(snapshot_of(&target.ledger.borrow()), expected);
             assert_eq!(target.ledger.borrow().change_entries_in_memory(), 0);
+            assert_eq!(target.ledger.borrow().transfers_in_memory(), 0);
             std::fs::remove_dir_all(source_dir.path()).expect("the source goes");
             assert_eq!(change_events(&target.ledger.borrow()), events);
             drop(target);

@@ -212,9 +212,11 @@ impl Ledger {
                     out.push(u128::from(next), self.transfer_at(next)?.as_bytes());
                     next += 1;
                 }
-                let records = self.transfers.hot_range(next, stop.max(next));
-                for (position, transfer) in (next..).zip(records) {
-                    out.push(u128::from(position), transfer.as_bytes());
+                if next < stop {
+                    let records = self.transfers.hot_range(next, stop);
+                    for (position, transfer) in (next..).zip(records) {
+                        out.push(u128::from(position), transfer.as_bytes());
+                    }
                 }
                 cursor.next = u64::from(stop.max(next));
             }

@@ -190,7 +190,7 @@ fn applied_read(read: Result<(), crate::ColdError>) {
 }
 
 /// Copies a batch's records out of (possibly unaligned) bytes; the length was validated.
-pub(crate) fn records<T: FromBytes + IntoBytes + Copy>(batch: &[u8]) -> Vec<T> {
+fn records<T: FromBytes + IntoBytes + Copy>(batch: &[u8]) -> Vec<T> {
     assert_eq!(batch.len() % size_of::<T>(), 0);
     let mut out = T::new_vec_zeroed(batch.len() / size_of::<T>()).expect("batch-sized");
     out.as_mut_bytes().copy_from_slice(batch);
@@ -308,6 +308,95 @@ mod tests {
             ClientReply::Reply { header, .. } => **header,
             other => panic!("expected a reply, got {other:?}"),
         }
+    }
+
+    /// A wire request's `create_transfers` and `lookup_transfers` batches list the cold
+    /// transfers their ids and pending ids name, read straight from the events' bytes, as a
+    /// node batch of the same transfers does; new ids and transfers in memory list nothing.
+    #[test]
+    fn a_wire_requests_cold_reads_are_the_transfers_its_ids_name() {
+        use crate::checkpoint::CheckpointCut;
+        use crate::keyspace::Keyspace;
+        use kassa_wire::TransferFlags;
+        use std::sync::Arc;
+        use zerocopy::IntoBytes;
+
+        let mut ledger = Ledger::new(Default::default());
+        let store = Arc::new(crate::MemoryColdStore::new());
+        ledger.attach_cold_store(store.clone());
+        ledger.create_accounts(NOW, &[account(1), account(2)], &mut Vec::new());
+        let transfer = |id: u128, flags: TransferFlags, pending_id: u128| Transfer {
+            id: TransferId(id),
+            debit_account_id: AccountId(1),
+            credit_account_id: AccountId(2),
+            amount: if pending_id == 0 { 5 } else { 0 },
+            pending_id: TransferId(pending_id),
+            ledger: 1,
+            code: 1,
+            flags,
+            ..Transfer::default()
+        };
+        let pending = TransferFlags::PENDING;
+        let old = [
+            transfer(10, TransferFlags::default(), 0),
+            transfer(11, pending, 0),
+            transfer(12, pending, 0),
+        ];
+        ledger.create_transfers(NOW + 1, &old, &mut Vec::new());
+        // Pending 12 is posted before the checkpoint: it goes cold; 11 stays pending, pinned.
+        let post = transfer(13, TransferFlags::POST_PENDING_TRANSFER, 12);
+        ledger.create_transfers(NOW + 2, &[post], &mut Vec::new());
+        let increment = ledger
+            .checkpoint_increment(CheckpointCut::default())
+            .expect("in memory");
+        store.add(&increment);
+        ledger.checkpoint_durable(increment.cut);
+        ledger.create_transfers(NOW + 3, &[transfer(14, pending, 0)], &mut Vec::new());
+
+        let events = [
+            transfer(10, TransferFlags::default(), 0), // a retry of a cold transfer
+            transfer(20, TransferFlags::POST_PENDING_TRANSFER, 12), // a resolved, cold pending
+            transfer(21, TransferFlags::POST_PENDING_TRANSFER, 11), // pinned: in memory
+            transfer(22, TransferFlags::VOID_PENDING_TRANSFER, 14), // hot
+            transfer(23, TransferFlags::default(), 0), // new
+        ];
+        let cold = |positions: &[u128]| -> Vec<(Keyspace, u128)> {
+            positions
+                .iter()
+                .map(|p| (Keyspace::Transfers, *p))
+                .collect()
+        };
+        let mut listed = Vec::new();
+        let command = Command::CreateTransfers {
+            now: NOW + 4,
+            transfers: events.to_vec(),
+        };
+        ledger.cold_reads(&command, &mut listed);
+        assert_eq!(listed, cold(&[0, 2]));
+        let mut client = Client::new(7);
+        client.session = 1; // a request carries its session (the listing does not look)
+        let request = client.request(Operation::CreateTransfers, &[events.as_bytes()]);
+        let mut from_wire = Vec::new();
+        let command = Command::Request {
+            now: NOW + 4,
+            request,
+        };
+        ledger.cold_reads(&command, &mut from_wire);
+        assert_eq!(from_wire, listed);
+        let ids = [
+            TransferId(13),
+            TransferId(99),
+            TransferId(11),
+            TransferId(10),
+        ];
+        let request = client.request(Operation::LookupTransfers, &[ids.as_bytes()]);
+        let mut lookups = Vec::new();
+        let command = Command::ForeignRequest {
+            now: NOW + 4,
+            request,
+        };
+        ledger.cold_reads(&command, &mut lookups);
+        assert_eq!(lookups, cold(&[3, 0]));
     }
 
     /// Under placement by ledger a request runs in its ledger's partition `L` while its

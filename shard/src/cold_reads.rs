@@ -11,12 +11,15 @@
 //! blocking, and counts.
 
 use kassa_wire::multi_batch::MultiBatch;
-use kassa_wire::{Operation, Transfer, TransferId};
+use kassa_wire::{Operation, Transfer};
 
-use crate::client_requests::records;
 use crate::keyspace::Keyspace;
 use crate::sessions::{ClientRequest, BATCH_SIZE_LIMIT};
 use crate::{Command, Ledger};
+
+/// Id index slots prefetched ahead of the one looked up (as `txn.rs` does): enough to overlap
+/// the cache misses, few enough that the slots are still in cache when the apply follows.
+const PREFETCH_AHEAD: usize = 16;
 
 impl Ledger {
     /// Appends to `out` the cold entries applying `command` may read (see the module
@@ -26,7 +29,10 @@ impl Ledger {
             return;
         }
         match command {
-            Command::CreateTransfers { transfers, .. } => self.cold_reads_of(transfers, out),
+            Command::CreateTransfers { transfers, .. } => {
+                let ids = transfers.iter().map(|t| (t.id.0, t.pending_id.0));
+                self.cold_reads_of(ids.collect(), out);
+            }
             Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
                 self.cold_reads_of_request(request, out)
             }
@@ -34,19 +40,22 @@ impl Ledger {
         }
     }
 
-    fn cold_reads_of(&self, transfers: &[Transfer], out: &mut Vec<(Keyspace, u128)>) {
-        // As the batch loop does: the id lookups' cache misses overlap, and the apply that
-        // follows finds the same slots in cache.
-        for t in transfers {
-            self.transfer_positions.prefetch(t.id.0);
-            if t.pending_id.0 != 0 {
-                self.transfer_positions.prefetch(t.pending_id.0);
+    /// For each `(id, pending id)` (0: none), the cold transfers they name.
+    fn cold_reads_of(&self, ids: Vec<(u128, u128)>, out: &mut Vec<(Keyspace, u128)>) {
+        let prefetch = |at: usize| {
+            if let Some((id, pending_id)) = ids.get(at) {
+                self.transfer_positions.prefetch(*id);
+                if *pending_id != 0 {
+                    self.transfer_positions.prefetch(*pending_id);
+                }
             }
-        }
-        for t in transfers {
-            self.cold_transfer(t.id, out);
-            if t.pending_id.0 != 0 {
-                self.cold_transfer(t.pending_id, out);
+        };
+        (0..PREFETCH_AHEAD).for_each(prefetch);
+        for (at, (id, pending_id)) in ids.iter().enumerate() {
+            prefetch(at + PREFETCH_AHEAD);
+            self.cold_transfer(*id, out);
+            if *pending_id != 0 {
+                self.cold_transfer(*pending_id, out);
             }
         }
     }
@@ -64,20 +73,27 @@ impl Ledger {
         else {
             return; // validated when the request was built: not reached
         };
+        // The ids straight from the events' bytes (little-endian, possibly unaligned).
+        let id_at = |event: &[u8], offset: usize| {
+            let bytes = event[offset..offset + 16].try_into().expect("16 bytes");
+            u128::from_le_bytes(bytes)
+        };
+        let mut ids = Vec::new();
         for batch in batches.batches() {
+            let events = batch.chunks_exact(operation.event_size());
             if operation == Operation::CreateTransfers {
-                self.cold_reads_of(&records::<Transfer>(batch), out);
+                let pending = std::mem::offset_of!(Transfer, pending_id);
+                ids.extend(events.map(|event| (id_at(event, 0), id_at(event, pending))));
             } else {
-                for id in records::<TransferId>(batch) {
-                    self.cold_transfer(id, out);
-                }
+                ids.extend(events.map(|event| (id_at(event, 0), 0)));
             }
         }
+        self.cold_reads_of(ids, out);
     }
 
     /// The transfer of `id`, if it is stored and cold.
-    fn cold_transfer(&self, id: TransferId, out: &mut Vec<(Keyspace, u128)>) {
-        if let Some(position) = self.transfer_positions.get(id.0) {
+    fn cold_transfer(&self, id: u128, out: &mut Vec<(Keyspace, u128)>) {
+        if let Some(position) = self.transfer_positions.get(id) {
             if self.transfers.get_in_memory(position).is_none() {
                 out.push((Keyspace::Transfers, u128::from(position)));
             }

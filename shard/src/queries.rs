@@ -95,8 +95,17 @@ impl Ledger {
         let list = &self.account_transfers[account as usize];
         let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
         let timestamp = |index: usize| self.transfer_at(list[index]).map(|t| t.timestamp);
-        let start = try_partition_point(list.len(), |index| Ok(timestamp(index)? < min))?;
-        let end = try_partition_point(list.len(), |index| Ok(timestamp(index)? <= max))?;
+        // An unbounded side needs no search (over cold transfers, a search reads them).
+        let start = if min == TIMESTAMP_MIN {
+            0
+        } else {
+            try_partition_point(list.len(), |index| Ok(timestamp(index)? < min))?
+        };
+        let end = if max == TIMESTAMP_MAX {
+            list.len()
+        } else {
+            try_partition_point(list.len(), |index| Ok(timestamp(index)? <= max))?
+        };
         let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
         let debits = filter.flags.contains(AccountFilterFlags::DEBITS);
         let credits = filter.flags.contains(AccountFilterFlags::CREDITS);
@@ -163,8 +172,16 @@ impl Ledger {
                 && (filter.code == 0 || t.code == filter.code)
         };
         let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
-        let start = self.transfer_partition_point(|timestamp| timestamp < min)?;
-        let end = self.transfer_partition_point(|timestamp| timestamp <= max)?;
+        let start = if min == TIMESTAMP_MIN {
+            0
+        } else {
+            self.transfer_partition_point(|timestamp| timestamp < min)?
+        };
+        let end = if max == TIMESTAMP_MAX {
+            self.transfers.len()
+        } else {
+            self.transfer_partition_point(|timestamp| timestamp <= max)?
+        };
         let positions = Ledger::position_of(start)..Ledger::position_of(end.max(start));
         let positions: Box<dyn Iterator<Item = u32>> =
             if filter.flags.contains(QueryFilterFlags::REVERSED) {

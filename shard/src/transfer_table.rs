@@ -121,6 +121,17 @@ impl TransferTable {
         self.hot.push(transfer);
     }
 
+    /// A scratch ledger's copy of a transfer read from one of several partitions: timestamps
+    /// are unique within a partition only, so two read from different ones may be equal (they
+    /// are sorted). No order check; the scratch ledger's own transfers come after them all.
+    pub(crate) fn push_read(&mut self, transfer: Transfer) {
+        assert!(self
+            .newest_timestamp()
+            .is_none_or(|newest| newest <= transfer.timestamp));
+        Ledger::position_of(self.len());
+        self.hot.push(transfer);
+    }
+
     /// Removes the newest transfer, which is in memory (a linked chain only takes back what
     /// it stored, after the last durable checkpoint).
     pub(crate) fn pop(&mut self) -> Option<Transfer> {
@@ -249,6 +260,9 @@ impl Ledger {
 
     /// The position of the transfer with `timestamp`, if any.
     pub(crate) fn transfer_at_timestamp(&self, timestamp: u64) -> Result<Option<u32>, ColdError> {
+        if timestamp == 0 {
+            return Ok(None); // no record has it (a live event's, in an intent)
+        }
         let position = self.transfer_partition_point(|t| t < timestamp)?;
         if position == self.transfers.len() {
             return Ok(None);
@@ -268,6 +282,28 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Timestamps are unique within a partition only: a transaction reading transfers of two
+    /// partitions may read two with the same one (imported with it), and its scratch ledger
+    /// takes both.
+    #[test]
+    fn a_scratch_ledger_takes_transfers_of_two_partitions_that_share_a_timestamp() {
+        let read = |id: u128| crate::ReadSet {
+            timestamp: 100,
+            transfers: vec![(
+                Transfer {
+                    id: TransferId(id),
+                    timestamp: 50,
+                    ..Transfer::default()
+                },
+                PendingStatus::None,
+            )],
+            ..crate::ReadSet::default()
+        };
+        let placement = crate::Placement::new(crate::PlacementKind::ById, 2);
+        let mut scratch = crate::Scratch::new(placement, &[read(1), read(2)]);
+        assert_eq!(scratch.ledger().transfers().len(), 2);
+    }
 
     fn transfer(position: u32) -> Transfer {
         Transfer {

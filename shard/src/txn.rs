@@ -18,6 +18,7 @@ use kassa_wire::{Account, AccountFlags, Balances, ChangeKind, Transfer};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::changes::ChangeEntry;
+use crate::cold::ColdError;
 use crate::decoder::Decoder;
 use crate::sessions::ClientReply;
 use crate::{partition_of, Ledger, LedgerConfig, PendingStatus, Placement, PlacementKind};
@@ -296,13 +297,15 @@ pub(crate) struct TxnState {
 
 impl Ledger {
     /// The records a batch naming `account_ids` and `transfer_ids` can read from this
-    /// partition: the accounts it owns and the transfers and failed ids homed here.
+    /// partition: the accounts it owns and the transfers and failed ids homed here. Older
+    /// transfers are read from the cold store, which may fail: a transaction's reads are not
+    /// replicated (its decision is), so the transaction fails instead.
     pub fn read_set(
         &self,
         account_ids: &[u128],
         transfer_ids: &[u128],
         timestamps: &[u64],
-    ) -> ReadSet {
+    ) -> Result<ReadSet, ColdError> {
         let mut read = ReadSet {
             timestamp: self.timestamp,
             op_next: self.sessions.op_next(),
@@ -323,9 +326,7 @@ impl Ledger {
         }
         for id in sorted(transfer_ids).into_iter().filter(|id| self.owns(*id)) {
             if let Some(position) = self.transfer_positions.get(id) {
-                // A transaction's reads decide its results, which must be the same on every
-                // replica: a cold read that fails stops the partition, as in an apply.
-                let transfer = self.transfer_applied(position);
+                let transfer = self.transfer_at(position)?;
                 read.transfers
                     .push((transfer, self.transfer_status[position as usize]));
             } else if self.failed_transfer_ids.contains(&id) {
@@ -339,14 +340,12 @@ impl Ledger {
             let account = self
                 .accounts
                 .binary_search_by_key(&timestamp, |a| a.timestamp);
-            let transfer = self.transfer_at_timestamp(timestamp);
-            let transfer =
-                transfer.unwrap_or_else(|error| panic!("an applied event's cold read: {error}"));
+            let transfer = self.transfer_at_timestamp(timestamp)?;
             if account.is_ok() || transfer.is_some() {
                 read.taken_timestamps.push(timestamp);
             }
         }
-        read
+        Ok(read)
     }
 
     /// Pending transfers homed here, crossing partitions, whose time is up at `now`: each is
@@ -600,7 +599,8 @@ impl Scratch {
         for (transfer, status) in &transfers {
             let position = Ledger::position_of(ledger.transfers.len());
             ledger.transfer_positions.insert(transfer.id.0, position);
-            ledger.transfers.push(*transfer);
+            // Transfers read from several partitions may share a timestamp, as accounts may.
+            ledger.transfers.push_read(*transfer);
             ledger.transfer_status.push(*status);
             if *status == PendingStatus::Pending {
                 if let Some(expires_at) = crate::expiry::expires_at(transfer) {

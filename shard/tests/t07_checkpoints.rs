@@ -232,7 +232,7 @@ fn entries_now(ledger: &Ledger, checkpoint: &Checkpoint, max: usize) -> Vec<Keys
         loop {
             ledger
                 .checkpoint_entries(checkpoint, &mut cursor, &mut chunk, max)
-                .expect("in memory");
+                .expect("in memory or in the store");
             if chunk.keys.is_empty() {
                 break;
             }
@@ -505,6 +505,32 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         transfer_reads_of(&restored),
         transfer_reads_of(&warm_restored)
     );
+    // A full checkpoint of the restored ledger (all of it cold: what a node writes after an
+    // install) read in chunks of every size, across the edge between cold and hot positions.
+    cold = restored;
+    let full = warm_restored.checkpoint(CheckpointCut::default());
+    let expected = entries_now(&warm_restored, &full, 4096);
+    create_transfers(&mut cold, 200 * NS, &step_transfers(11));
+    let taken = cold.checkpoint(CheckpointCut::default());
+    for max in [1, 7, 64, 4096] {
+        let read = entries_now(&cold, &taken, max);
+        let transfers = &read[0];
+        assert_eq!(transfers.keyspace, Keyspace::Transfers);
+        assert_eq!(
+            transfers.keys[..expected[0].keys.len()],
+            expected[0].keys[..],
+            "chunks of {max}"
+        );
+        assert_eq!(
+            transfers.values[..expected[0].values.len()],
+            expected[0].values[..],
+            "chunks of {max}"
+        );
+        assert!(
+            transfers.keys.len() > expected[0].keys.len(),
+            "hot ones follow"
+        );
+    }
 
     // A store without the entries a checkpoint covers is refused at restore, and is an
     // error at a read.

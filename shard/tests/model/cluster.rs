@@ -885,7 +885,10 @@ impl Cluster {
         let reads = self.partitions.iter();
         let timestamps = &self.timestamps;
         reads
-            .map(|p| p.read_set(accounts, transfers, timestamps))
+            .map(|p| {
+                p.read_set(accounts, transfers, timestamps)
+                    .expect("cold reads")
+            })
             .collect()
     }
 

@@ -34,7 +34,7 @@ mod writer;
 
 pub use cache::{BlockCache, CacheStats};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
-pub use reader::{Block, BlockingRun, Run};
+pub use reader::{Block, BlockingRun, Run, PREFETCH_READS_AT_ONCE};
 pub use writer::{RunOptions, RunWriter};
 
 use std::path::Path;

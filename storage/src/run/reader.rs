@@ -56,6 +56,9 @@ pub struct Block {
     value_size: usize,
 }
 
+/// Block reads a prefetch keeps in flight at once.
+pub const PREFETCH_READS_AT_ONCE: usize = 64;
+
 /// Data blocks a scan reads at once.
 const SCAN_BLOCKS: u64 = 64;
 
@@ -225,22 +228,42 @@ impl BlockingRun {
         shape.block_of(key)
     }
 
-    /// Reads data block `number` through the calling thread's io_uring (a monoio runtime)
-    /// unless `cache` has it, checks it, and holds it in `cache` until
-    /// [`BlockCache::release_held`]: a later blocking `get` of a key in that block then reads
-    /// no disk. The file is opened again (`dup`) for the read.
-    pub async fn prefetch(&self, number: u64, cache: &BlockCache) -> Result<(), StorageError> {
+    /// Reads data blocks `numbers` through the calling thread's io_uring (a monoio runtime),
+    /// [`PREFETCH_READS_AT_ONCE`] in flight at a time, but for those `cache` has; checks each
+    /// and holds it in `cache` until [`BlockCache::release_held`]: a later blocking `get` of
+    /// a key in those blocks then reads no disk. The file is opened again (`dup`) once for
+    /// the reads. Stops at the first read that fails.
+    pub async fn prefetch(&self, numbers: &[u64], cache: &BlockCache) -> Result<(), StorageError> {
         let shape = &self.shape;
-        assert!(number < shape.footer.data_blocks, "block {number} of a run");
-        if cache.hold_if_present(self.id, number) {
+        let wanted: Vec<u64> = numbers
+            .iter()
+            .copied()
+            .filter(|number| {
+                assert!(
+                    *number < shape.footer.data_blocks,
+                    "block {number} of a run"
+                );
+                !cache.hold_if_present(self.id, *number)
+            })
+            .collect();
+        if wanted.is_empty() {
             return Ok(());
         }
         let io = |error| StorageError::io("read run", &shape.path, error);
         let file = File::from_std(self.file.try_clone().map_err(io)?).map_err(io)?;
-        let offset = number * BLOCK_SIZE as u64;
-        let bytes = read_region(&file, &shape.path, offset, BLOCK_SIZE).await?;
-        shape.check_block(number, offset, bytes.as_slice())?;
-        cache.hold(self.id, number, bytes.as_slice().into());
+        for chunk in wanted.chunks(PREFETCH_READS_AT_ONCE) {
+            let file = &file;
+            let reads = chunk.iter().map(|&number| async move {
+                let offset = number * BLOCK_SIZE as u64;
+                let bytes = read_region(file, &shape.path, offset, BLOCK_SIZE).await?;
+                shape.check_block(number, offset, bytes.as_slice())?;
+                cache.hold(self.id, number, bytes.as_slice().into());
+                Ok::<(), StorageError>(())
+            });
+            for read in futures_util::future::join_all(reads).await {
+                read?;
+            }
+        }
         Ok(())
     }
 
