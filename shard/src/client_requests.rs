@@ -156,17 +156,23 @@ impl Ledger {
             }
             Operation::LookupTransfers => {
                 let mut found = Vec::new();
-                applied_read(self.lookup_transfers(&records::<TransferId>(batch), &mut found));
+                crate::cold::applied(
+                    self.lookup_transfers(&records::<TransferId>(batch), &mut found),
+                );
                 found.as_bytes().to_vec()
             }
             Operation::GetAccountTransfers => {
                 let mut found = Vec::new();
-                applied_read(self.get_account_transfers(&one::<AccountFilter>(batch), &mut found));
+                crate::cold::applied(
+                    self.get_account_transfers(&one::<AccountFilter>(batch), &mut found),
+                );
                 found.as_bytes().to_vec()
             }
             Operation::GetAccountBalances => {
                 let mut found = Vec::new();
-                applied_read(self.get_account_balances(&one::<AccountFilter>(batch), &mut found));
+                crate::cold::applied(
+                    self.get_account_balances(&one::<AccountFilter>(batch), &mut found),
+                );
                 found.as_bytes().to_vec()
             }
             Operation::QueryAccounts => {
@@ -176,17 +182,11 @@ impl Ledger {
             }
             Operation::QueryTransfers => {
                 let mut found = Vec::new();
-                applied_read(self.query_transfers(&one::<QueryFilter>(batch), &mut found));
+                crate::cold::applied(self.query_transfers(&one::<QueryFilter>(batch), &mut found));
                 found.as_bytes().to_vec()
             }
         }
     }
-}
-
-/// A read of a wire request: applied through the log, its reply cached in the session, so a
-/// cold read that fails cannot become an answer replicas agree on, and the partition stops.
-fn applied_read(read: Result<(), crate::ColdError>) {
-    read.unwrap_or_else(|error| panic!("a wire request's cold read: {error}"));
 }
 
 /// Copies a batch's records out of (possibly unaligned) bytes; the length was validated.

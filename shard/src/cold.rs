@@ -43,6 +43,13 @@ impl ColdError {
     }
 }
 
+/// A cold read made while applying a log entry (an event, a wire request's read, a share's
+/// read set): its result must be the same on every replica, and this one cannot know it (a
+/// damaged run; replication will repair it from a peer), so a failure stops the partition.
+pub(crate) fn applied<T>(read: Result<T, ColdError>) -> T {
+    read.unwrap_or_else(|error| panic!("an applied entry's cold read: {error}"))
+}
+
 impl crate::Ledger {
     /// The entry under `key` in `keyspace`, which a durable checkpoint took out of memory,
     /// from the cold store.

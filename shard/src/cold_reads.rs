@@ -30,8 +30,8 @@ impl Ledger {
         }
         match command {
             Command::CreateTransfers { transfers, .. } => {
-                let ids = transfers.iter().map(|t| (t.id.0, t.pending_id.0));
-                self.cold_reads_of(ids.collect(), out);
+                let ids = |at: usize| (transfers[at].id.0, transfers[at].pending_id.0);
+                self.cold_reads_of(transfers.len(), ids, out);
             }
             Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
                 self.cold_reads_of_request(request, out)
@@ -40,22 +40,30 @@ impl Ledger {
         }
     }
 
-    /// For each `(id, pending id)` (0: none), the cold transfers they name.
-    fn cold_reads_of(&self, ids: Vec<(u128, u128)>, out: &mut Vec<(Keyspace, u128)>) {
+    /// For each of `count` events, `ids(at)` = `(id, pending id)` (0: none): the cold
+    /// transfers they name.
+    fn cold_reads_of(
+        &self,
+        count: usize,
+        ids: impl Fn(usize) -> (u128, u128),
+        out: &mut Vec<(Keyspace, u128)>,
+    ) {
         let prefetch = |at: usize| {
-            if let Some((id, pending_id)) = ids.get(at) {
-                self.transfer_positions.prefetch(*id);
-                if *pending_id != 0 {
-                    self.transfer_positions.prefetch(*pending_id);
+            if at < count {
+                let (id, pending_id) = ids(at);
+                self.transfer_positions.prefetch(id);
+                if pending_id != 0 {
+                    self.transfer_positions.prefetch(pending_id);
                 }
             }
         };
         (0..PREFETCH_AHEAD).for_each(prefetch);
-        for (at, (id, pending_id)) in ids.iter().enumerate() {
+        for at in 0..count {
             prefetch(at + PREFETCH_AHEAD);
-            self.cold_transfer(*id, out);
-            if *pending_id != 0 {
-                self.cold_transfer(*pending_id, out);
+            let (id, pending_id) = ids(at);
+            self.cold_transfer(id, out);
+            if pending_id != 0 {
+                self.cold_transfer(pending_id, out);
             }
         }
     }
@@ -78,17 +86,19 @@ impl Ledger {
             let bytes = event[offset..offset + 16].try_into().expect("16 bytes");
             u128::from_le_bytes(bytes)
         };
-        let mut ids = Vec::new();
+        let size = operation.event_size();
+        let pending = (operation == Operation::CreateTransfers)
+            .then_some(std::mem::offset_of!(Transfer, pending_id));
         for batch in batches.batches() {
-            let events = batch.chunks_exact(operation.event_size());
-            if operation == Operation::CreateTransfers {
-                let pending = std::mem::offset_of!(Transfer, pending_id);
-                ids.extend(events.map(|event| (id_at(event, 0), id_at(event, pending))));
-            } else {
-                ids.extend(events.map(|event| (id_at(event, 0), 0)));
-            }
+            let ids = |at: usize| {
+                let event = &batch[at * size..(at + 1) * size];
+                (
+                    id_at(event, 0),
+                    pending.map_or(0, |offset| id_at(event, offset)),
+                )
+            };
+            self.cold_reads_of(batch.len() / size, ids, out);
         }
-        self.cold_reads_of(ids, out);
     }
 
     /// The transfer of `id`, if it is stored and cold.

@@ -227,10 +227,6 @@ impl Ledger {
         if account {
             return true;
         }
-        // An applied event's read: a cold read that fails stops the partition.
-        let transfer = self.transfer_at_timestamp(timestamp);
-        let transfer =
-            transfer.unwrap_or_else(|error| panic!("an applied event's cold read: {error}"));
-        transfer.is_some()
+        crate::cold::applied(self.transfer_at_timestamp(timestamp)).is_some()
     }
 }

@@ -247,8 +247,7 @@ impl Ledger {
         }
         let timestamps: Vec<u64> = share.events.iter().map(|t| t.timestamp).collect();
         let read = self.read_set(&accounts, &transfers, &timestamps);
-        // Inside an apply: a cold read that fails stops the partition.
-        let read = read.unwrap_or_else(|error| panic!("an applied event's cold read: {error}"));
+        let read = crate::cold::applied(read);
         self.intent_on(read, |scratch, results| {
             scratch.create_transfers_share(now, share, batch, results)
         })
@@ -265,8 +264,7 @@ impl Ledger {
         let accounts: Vec<u128> = share.events.iter().map(|a| a.id.0).collect();
         let timestamps: Vec<u64> = share.events.iter().map(|a| a.timestamp).collect();
         let read = self.read_set(&accounts, &[], &timestamps);
-        // Inside an apply: a cold read that fails stops the partition.
-        let read = read.unwrap_or_else(|error| panic!("an applied event's cold read: {error}"));
+        let read = crate::cold::applied(read);
         self.intent_on(read, |scratch, results| {
             scratch.create_accounts_share(now, share, batch, results)
         })

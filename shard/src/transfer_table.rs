@@ -117,8 +117,7 @@ impl TransferTable {
         assert!(self
             .newest_timestamp()
             .is_none_or(|newest| newest < transfer.timestamp));
-        Ledger::position_of(self.len());
-        self.hot.push(transfer);
+        self.append(transfer);
     }
 
     /// A scratch ledger's copy of a transfer read from one of several partitions: timestamps
@@ -128,6 +127,10 @@ impl TransferTable {
         assert!(self
             .newest_timestamp()
             .is_none_or(|newest| newest <= transfer.timestamp));
+        self.append(transfer);
+    }
+
+    fn append(&mut self, transfer: Transfer) {
         Ledger::position_of(self.len());
         self.hot.push(transfer);
     }
@@ -197,12 +200,9 @@ impl Ledger {
         }
     }
 
-    /// The transfer at `position` for an event being applied. A cold read that fails stops
-    /// the partition: the event's result must be the same on every replica, and this one
-    /// cannot know it (a damaged run; replication will repair it from a peer).
+    /// The transfer at `position` for an event being applied (`cold::applied`).
     pub(crate) fn transfer_applied(&self, position: u32) -> Transfer {
-        self.transfer_at(position)
-            .unwrap_or_else(|error| panic!("an applied event's cold read: {error}"))
+        crate::cold::applied(self.transfer_at(position))
     }
 
     /// The transfer of `id`, if it exists; an older one is read from the cold store.
