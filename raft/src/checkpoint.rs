@@ -54,9 +54,11 @@ pub(crate) async fn read_manifest(
 }
 
 /// Rebuilds the ledger a manifest describes from its hot state and its runs. The entries of
-/// cold keyspaces are not read (but for the transfers, from which the id index and the
-/// accounts' transfer lists are rebuilt, and of which the pending ones stay in memory): the
-/// ledger reads them from `cold` when asked.
+/// cold keyspaces are not read (but for the transfers, from which the accounts' transfer
+/// lists are rebuilt, and of which the pending ones stay in memory): the ledger reads them
+/// from `cold` when asked. Transfer ids stay in their runs when those hold every transfer's
+/// (a directory written before ids had runs has its ids indexed in memory, and its next
+/// checkpoint writes them all).
 pub(crate) async fn restore(
     dir: &Path,
     config: LedgerConfig,
@@ -64,7 +66,14 @@ pub(crate) async fn restore(
     hot: &[u8],
     cold: Arc<dyn ColdStore>,
 ) -> Result<Ledger, CheckpointError> {
-    let mut restore = CheckpointRestore::new(config, hot)?.with_cold_store(cold);
+    let ids = head
+        .runs
+        .iter()
+        .filter(|run| run.keyspace == Keyspace::TransferIds);
+    let ids = ids.map(|run| run.keys).sum();
+    let mut restore = CheckpointRestore::new(config, hot)?
+        .with_cold_store(cold)
+        .with_id_runs_holding(ids);
     for keyspace in Keyspace::ALL
         .into_iter()
         .filter(|keyspace| keyspace.read_at_restore())
@@ -183,6 +192,10 @@ pub(crate) async fn write(
     Ok(Written::Durable(head))
 }
 
+/// The seed of id runs' filters: fixed, so that replicas holding the same ids write the same
+/// runs.
+const ID_FILTER_SEED: u64 = 0x6b61_7373_615f_6964;
+
 /// Where a run's entries come from.
 struct Source<'a, F: Fn() -> bool> {
     checkpoint: &'a Checkpoint,
@@ -230,12 +243,16 @@ async fn write_run<F: Fn() -> bool>(
         last_key = last;
         if writer.is_none() {
             let name = run_file_name(keyspace, number);
+            // Keys that are positions and sequences are found by range: no filter. Ids are
+            // looked up, most of them absent (every new id is).
             let options = RunOptions {
                 value_size: keyspace.value_size(),
-                keys_expected: 0,
-                // Keys that are positions and sequences are found by range: no filter.
-                filter_bits_per_key: 0,
-                filter_seed: 0,
+                keys_expected: match keyspace {
+                    Keyspace::TransferIds => source.checkpoint.transfer_ids(),
+                    _ => 0,
+                },
+                filter_bits_per_key: keyspace.filter_bits_per_key(),
+                filter_seed: ID_FILTER_SEED,
             };
             writer = Some(RunWriter::create(runs, &name, options).await?);
         }
@@ -332,7 +349,7 @@ mod tests {
         runtime().block_on(async {
             let ledger = RefCell::new(ledger(20_000));
             let expected = snapshot_of(&ledger.borrow());
-            let first = ledger.borrow().checkpoint(CheckpointCut::default());
+            let first = ledger.borrow_mut().checkpoint(CheckpointCut::default());
             let written = write(dir, None, false, meta(5), &first, &ledger, || true).await;
             let Ok(Written::Durable(head)) = written else {
                 panic!("the first checkpoint is durable");
@@ -340,7 +357,7 @@ mod tests {
             ledger.borrow_mut().checkpoint_durable(first.cut);
             let more = self::ledger(40_000);
             *ledger.borrow_mut() = more;
-            let second = ledger.borrow().checkpoint(head.cut);
+            let second = ledger.borrow_mut().checkpoint(head.cut);
             // The ledger is "replaced" after three chunks: the checkpoint stops there.
             let chunks = std::cell::Cell::new(0);
             let current = || {

@@ -1,12 +1,13 @@
 //! A partition's cold store ([`kassa_shard::ColdStore`]): the runs of the keyspaces whose
-//! entries leave the ledger's memory once a durable checkpoint holds them (transfers, the
-//! change stream, history balances; docs/storage.md). The runs are opened once, with their
+//! entries leave the ledger's memory once a durable checkpoint holds them (transfers, their
+//! ids, the change stream, history balances; docs/storage.md). The runs are opened once, with their
 //! indexes and filters in memory, and followed as checkpoints become durable; a read is one
 //! blocking 4 KiB read, checked as every run block is, unless the partition's small block
 //! cache holds the block.
 //!
 //! Most cold reads are a reader's (lookups, queries, change events, a full checkpoint after
-//! an install), which block the core on what the cache lacks. The apply path reads a cold
+//! an install), which block the core on what the cache lacks. The apply path looks up every
+//! new id in the id runs (their filters answer most without a read), and reads a cold
 //! transfer for a retry of an old id or a post or void of a pending transfer resolved before
 //! it went cold: the state machine reads those blocks ahead through io_uring
 //! ([`ColdRuns::prefetch`]) and the apply finds them held in the cache.
@@ -35,7 +36,8 @@ pub(crate) struct ColdRuns {
 /// What the last manifest followed names.
 #[derive(Default)]
 struct Followed {
-    /// Open runs of cold keyspaces, in the order their checkpoints wrote them.
+    /// Open runs of cold keyspaces, by keyspace, then in the order their checkpoints wrote
+    /// them.
     runs: Vec<ColdRun>,
     /// The transfer runs' entries: which checkpoint wrote a transfer position says which
     /// history run holds the entries of that transfer.
@@ -91,7 +93,9 @@ impl ColdRuns {
         let mut followed = self.followed();
         followed.runs.retain(|run| named.contains(&&run.entry));
         followed.runs.extend(opened);
-        followed.runs.sort_by_key(|run| run.entry.number);
+        followed
+            .runs
+            .sort_by_key(|run| (run.entry.keyspace, run.entry.number));
         let transfers = head.runs.iter();
         let transfers = transfers.filter(|run| run.keyspace == Keyspace::Transfers);
         followed.transfer_runs = transfers.cloned().collect();
@@ -160,9 +164,14 @@ impl Followed {
             Keyspace::History => Some(self.history_checkpoint(key as u32)),
             _ => None,
         };
-        self.runs.iter().rev().filter(move |run| {
-            run.entry.keyspace == keyspace
-                && run.entry.first_key <= key
+        let start = self
+            .runs
+            .partition_point(|run| run.entry.keyspace < keyspace);
+        let end = self
+            .runs
+            .partition_point(|run| run.entry.keyspace <= keyspace);
+        self.runs[start..end].iter().rev().filter(move |run| {
+            run.entry.first_key <= key
                 && key <= run.entry.last_key
                 && checkpoint.is_none_or(|number| number == Some(run.entry.number))
         })

@@ -30,7 +30,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use kassa_shard::{Checkpoint, CheckpointCut, Ledger, LedgerConfig};
+use kassa_shard::{Checkpoint, CheckpointCut, ColdReads, Ledger, LedgerConfig};
 use kassa_storage::durable_file::{self, DURABLE_FILE_SIZE_MAX};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 
@@ -223,7 +223,7 @@ impl StateMachine {
     /// A consistent view: the checkpoint is taken here, before any further entry applies.
     fn snapshot_builder(&self) -> SnapshotBuilder {
         let since = self.stored.borrow().cut();
-        let checkpoint = self.ledger.borrow().checkpoint(since);
+        let checkpoint = self.ledger.borrow_mut().checkpoint(since);
         SnapshotBuilder {
             partition: self.partition,
             dir: self.dir.clone(),
@@ -288,20 +288,25 @@ impl StateMachine {
     async fn prefetch(&self, command: &kassa_shard::Command) -> Arc<ColdRuns> {
         let cold = self.stored.borrow().cold.clone();
         let mut wanted = Vec::new();
-        self.ledger.borrow().cold_reads(command, &mut wanted);
-        if wanted.is_empty() {
-            return cold;
-        }
-        match cold.prefetch(&wanted).await {
-            Ok(blocks) => {
-                let stats = &self.cold_apply;
-                stats
-                    .prefetched_blocks
-                    .set(stats.prefetched_blocks.get() + blocks as u64);
+        // The ids first; then, their blocks held, the transfers at the positions they name.
+        for round in [ColdReads::Ids, ColdReads::Transfers] {
+            wanted.clear();
+            self.ledger.borrow().cold_reads(command, round, &mut wanted);
+            if wanted.is_empty() {
+                continue;
             }
-            Err(error) => {
-                let partition = self.partition;
-                tracing::error!(partition, %error, "a prefetch of cold entries failed");
+            match cold.prefetch(&wanted).await {
+                Ok(blocks) => {
+                    let stats = &self.cold_apply;
+                    stats
+                        .prefetched_blocks
+                        .set(stats.prefetched_blocks.get() + blocks as u64);
+                }
+                Err(error) => {
+                    let partition = self.partition;
+                    tracing::error!(partition, %error, "a prefetch of cold entries failed");
+                    break;
+                }
             }
         }
         cold
@@ -316,7 +321,10 @@ impl StateMachine {
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let _writing = self.writing.lock().await;
-        let checkpoint = self.ledger.borrow().checkpoint(CheckpointCut::default());
+        let checkpoint = self
+            .ledger
+            .borrow_mut()
+            .checkpoint(CheckpointCut::default());
         let previous = self.stored.borrow().checkpoint.clone();
         let written = checkpoint::write(
             &self.dir,

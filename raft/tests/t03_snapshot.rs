@@ -169,6 +169,13 @@ fn t03_snapshots_purge_and_restore_after_shutdown() {
         let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
             .await
             .expect("reopen");
+        // The ids the checkpoint holds stay in its id runs: memory holds the replayed ones.
+        let (ids, replayed) = partition.read(|ledger| {
+            let replayed = ledger.transfers().len() - ledger.transfers().cold_below() as usize;
+            (ledger.transfer_ids_in_memory(), replayed)
+        });
+        assert_eq!(ids, replayed, "ids in memory");
+        assert!(replayed < 10 * BATCH as usize, "{replayed} replayed");
         // Retries of the first batches' ids, which are only in the runs now, answer `exists`:
         // the transfers they compare with were read ahead of the apply, none while it ran
         // (before any other read of them, so that no cache holds them).
@@ -182,6 +189,10 @@ fn t03_snapshots_purge_and_restore_after_shutdown() {
         let cold = partition.status();
         assert!(cold.cold_prefetched_blocks > 0, "{cold:?}");
         assert_eq!(cold.cold_blocking_reads, 0, "{cold:?}");
+        // New ids are looked up in the id runs too, and read nothing while applied.
+        write_batches(&partition, 75, 3).await;
+        assert_eq!(partition.status().cold_blocking_reads, 0);
+        partition.read(check_ledger);
         partition.shutdown().await.expect("shutdown");
     });
 }

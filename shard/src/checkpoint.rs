@@ -15,6 +15,9 @@
 //!   right after that transfer, for history accounts, for the transfers of the increment.
 //! - [`Keyspace::Changes`]: sequence → the 144-byte change entry, from the cut on; runs wholly
 //!   below the released sequence are no longer needed.
+//! - [`Keyspace::TransferIds`]: transfer id → position (4 bytes), for the transfers of the
+//!   increment (from the oldest whose id no durable run holds), sorted by id when the first
+//!   chunk is asked for.
 //!
 //! Hot state, format version 1 (little-endian): magic "KASSAHOT" | version u32 | zero u32 |
 //! timestamp u64 | change sequence next u64 | first retained change sequence u64 | transfers
@@ -22,6 +25,7 @@
 //! expiries, sessions, transactions, id directory, foreign requests, intents | CRC32C u32 of
 //! everything before it.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use kassa_wire::{Account, AccountFlags, Balances, Transfer};
@@ -32,6 +36,7 @@ use crate::cold::{ColdError, ColdStore};
 use crate::history::{history_key, History};
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
 use crate::table::Table;
+use crate::transfer_ids::IdGenerations;
 use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
 
 pub use crate::keyspace::Keyspace;
@@ -108,6 +113,18 @@ pub struct Checkpoint {
     statuses: Vec<(u32, PendingStatus)>,
     /// Accounts when taken: history is read for those.
     accounts: usize,
+    /// Transfers from this position on have their ids written by this checkpoint.
+    ids_from: u32,
+    /// The ids to write, `(id, position)` ascending: sorted when first asked for, emptied once
+    /// all were given.
+    ids: RefCell<Vec<(u128, u32)>>,
+}
+
+impl Checkpoint {
+    /// How many transfer ids it writes (a run's filter is sized for them).
+    pub fn transfer_ids(&self) -> u64 {
+        u64::from(self.cut.transfers - self.ids_from)
+    }
 }
 
 /// Where the writing of one keyspace of a checkpoint stands.
@@ -169,8 +186,9 @@ impl StatusChanges {
 impl Ledger {
     /// Takes a checkpoint starting from `since` (the cut of the last durable checkpoint): the
     /// hot state and what it covers, at once; its entries are read with
-    /// [`Ledger::checkpoint_entries`] from this same ledger until it is durable.
-    pub fn checkpoint(&self, since: CheckpointCut) -> Checkpoint {
+    /// [`Ledger::checkpoint_entries`] from this same ledger until it is durable. The ids
+    /// stored from now on go to a new generation, which this checkpoint does not cover.
+    pub fn checkpoint(&mut self, since: CheckpointCut) -> Checkpoint {
         assert!(self.rollback_is_idle(), "checkpoint inside a linked chain");
         let count = Ledger::position_of(self.transfers.len());
         assert!(since.transfers <= count, "a cut beyond the ledger");
@@ -179,6 +197,7 @@ impl Ledger {
             status_changes: self.status_changes.end(),
             change_sequence: self.changes.sequence_next,
         };
+        self.transfer_positions.seal(count);
         Checkpoint {
             since,
             cut,
@@ -186,6 +205,8 @@ impl Ledger {
             changes_released_below: self.changes.sequence_first(),
             statuses: self.statuses_since(since),
             accounts: self.accounts.len(),
+            ids_from: self.ids_durable_below.min(since.transfers),
+            ids: RefCell::default(),
         }
     }
 
@@ -229,6 +250,7 @@ impl Ledger {
                 cursor.next += out.keys.len() as u64;
             }
             Keyspace::History => self.history_entries(checkpoint, cursor, out, max)?,
+            Keyspace::TransferIds => self.id_entries(checkpoint, cursor, out, max)?,
             Keyspace::Changes => {
                 let start = cursor.next.max(checkpoint.since.change_sequence);
                 let start = start.max(checkpoint.changes_released_below);
@@ -260,6 +282,42 @@ impl Ledger {
         Ok(())
     }
 
+    /// The transfer ids `checkpoint` writes, by id: `cursor.at` is 1 once they are sorted,
+    /// `cursor.next` the next index among them.
+    fn id_entries(
+        &self,
+        checkpoint: &Checkpoint,
+        cursor: &mut CheckpointCursor,
+        out: &mut KeyspaceIncrement,
+        max: usize,
+    ) -> Result<(), ColdError> {
+        let mut ids = checkpoint.ids.borrow_mut();
+        if cursor.at == 0 {
+            ids.clear();
+            let positions = checkpoint.ids_from..checkpoint.cut.transfers;
+            ids.reserve_exact(positions.len());
+            for position in positions {
+                let id = match self.transfers.get_in_memory(position) {
+                    Some(transfer) => transfer.id.0,
+                    None => self.transfer_at(position)?.id.0,
+                };
+                ids.push((id, position));
+            }
+            ids.sort_unstable();
+            cursor.at = 1;
+        }
+        let start = (cursor.next as usize).min(ids.len());
+        let end = ids.len().min(start + max);
+        for (id, position) in &ids[start..end] {
+            out.push(*id, &position.to_le_bytes());
+        }
+        cursor.next = end as u64;
+        if end == ids.len() {
+            *ids = Vec::new();
+        }
+        Ok(())
+    }
+
     /// Every entry `checkpoint` writes, per keyspace in `Keyspace::ALL` order.
     pub fn checkpoint_keyspaces(
         &self,
@@ -285,7 +343,7 @@ impl Ledger {
 
     /// A checkpoint with all of its entries, read at once.
     pub fn checkpoint_increment(
-        &self,
+        &mut self,
         since: CheckpointCut,
     ) -> Result<CheckpointIncrement, ColdError> {
         let checkpoint = self.checkpoint(since);
@@ -306,9 +364,11 @@ impl Ledger {
         self.status_changes.drop_before(cut.status_changes);
         self.changes.keep_from(cut.change_sequence);
         self.history_durable(cut.transfers);
+        self.ids_durable_below = self.ids_durable_below.max(cut.transfers);
         if self.cold.is_some() {
             self.transfers
                 .make_cold_below(cut.transfers, &self.transfer_status);
+            self.transfer_positions.drop_below(cut.transfers);
         }
     }
 
@@ -395,6 +455,13 @@ pub struct CheckpointRestore {
     history_restored: Vec<usize>,
     /// Where the restored ledger reads its cold entries (none: they are pushed).
     cold: Option<Arc<dyn ColdStore>>,
+    /// Whether the store's id runs hold every transfer's id: the ids then stay there. Runs
+    /// written before ids had runs of their own hold none: the ids are indexed in memory
+    /// from the transfers, and the next checkpoint writes them all.
+    cold_ids: bool,
+    /// Transfer ids pushed (without a store): when they cover every transfer, the runs hold
+    /// every id.
+    ids_pushed: u64,
 }
 
 impl CheckpointRestore {
@@ -425,14 +492,7 @@ impl CheckpointRestore {
         if change_first > change_next || transfers >= crate::limits::RECORDS_MAX as u64 {
             return Err(reader.malformed("change sequences or transfer count out of range"));
         }
-        // Sized for the transfers to come: an id index doubling its way there would zero and
-        // rehash twice the memory it ends with (a third of a restart's time, in `perf`).
-        let sized = LedgerConfig {
-            transfers_capacity: config.transfers_capacity.max(transfers as usize),
-            ..config
-        };
-        let mut ledger = Ledger::new(sized);
-        ledger.config = config;
+        let mut ledger = Ledger::new(config);
         ledger.timestamp = timestamp;
         ledger.accounts = reader.records::<Account>()?;
         ledger.decode_failed_and_expiries(&mut reader)?;
@@ -450,6 +510,8 @@ impl CheckpointRestore {
             phase: Keyspace::Transfers,
             history_restored: Vec::new(),
             cold: None,
+            cold_ids: false,
+            ids_pushed: 0,
         })
     }
 
@@ -457,6 +519,13 @@ impl CheckpointRestore {
     /// holds every run's: none is pushed, and none is read into memory.
     pub fn with_cold_store(mut self, store: Arc<dyn ColdStore>) -> CheckpointRestore {
         self.cold = Some(store);
+        self
+    }
+
+    /// With a cold store whose id runs hold `ids` keys: when those are every transfer's id,
+    /// the ids stay in the store (no index of them is built in memory).
+    pub fn with_id_runs_holding(mut self, ids: u64) -> CheckpointRestore {
+        self.cold_ids = self.cold.is_some() && ids == self.transfers;
         self
     }
 
@@ -471,7 +540,10 @@ impl CheckpointRestore {
         let last = increments.last().expect("at least one checkpoint");
         let mut restore = CheckpointRestore::new(config, &last.hot)?;
         if let Some(store) = cold {
-            restore = restore.with_cold_store(store);
+            let ids = increments.iter().flat_map(|increment| &increment.keyspaces);
+            let ids = ids.filter(|run| run.keyspace == Keyspace::TransferIds);
+            let ids = ids.map(|run| run.keys.len() as u64).sum();
+            restore = restore.with_cold_store(store).with_id_runs_holding(ids);
         }
         for keyspace in Keyspace::ALL {
             if !keyspace.read_at_restore() && restore.cold.is_some() {
@@ -509,14 +581,16 @@ impl CheckpointRestore {
             Keyspace::Statuses => self.push_status(key, value),
             Keyspace::History => self.push_history(key, value),
             Keyspace::Changes => self.push_change(key, value),
+            Keyspace::TransferIds => self.push_transfer_id(key, value),
         }
     }
 
     /// The ledger, once every run was read; checked whole, as a restored snapshot is.
     pub fn finish(mut self) -> Result<(Ledger, CheckpointCut), SnapshotError> {
-        while self.phase < Keyspace::Changes {
+        while self.phase < Keyspace::TransferIds {
             self.end_phase()?;
         }
+
         if let Some(store) = self.cold.take() {
             self.ledger.changes = ChangeStream::all_cold(self.change_first, self.change_next);
             self.ledger.cold = Some(store);
@@ -547,6 +621,22 @@ impl CheckpointRestore {
                 }
             }
         }
+        let count = Ledger::position_of(self.ledger.transfers.len());
+        if self.cold_ids {
+            // The newest transfer's id is in the id runs, at its position.
+            if let Some(newest) = count.checked_sub(1) {
+                let id = self.ledger.transfer_at(newest).map(|t| t.id.0);
+                let found = id.and_then(|id| self.ledger.cold_transfer_position(id));
+                if found != Ok(Some(newest)) {
+                    return Err(SnapshotError::Inconsistent(format!(
+                        "the id runs do not find the newest transfer: {found:?}"
+                    )));
+                }
+            }
+            self.ledger.ids_durable_below = count;
+        } else if self.ids_pushed == u64::from(count) {
+            self.ledger.ids_durable_below = count;
+        }
         let ledger = &mut self.ledger;
         if ledger.changes.sequence_next != self.change_next {
             return Err(SnapshotError::Inconsistent(
@@ -572,6 +662,15 @@ impl CheckpointRestore {
                     ));
                 }
                 self.ledger.transfer_status = vec![PendingStatus::None; self.transfers as usize];
+                if self.cold_ids {
+                    // The ids are in the store's runs: memory holds the ones to come.
+                    let (capacity, seed) = (
+                        self.ledger.config.transfers_capacity,
+                        self.ledger.config.hash_seed,
+                    );
+                    let first = self.transfers as u32;
+                    self.ledger.transfer_positions = IdGenerations::new(first, capacity, seed);
+                }
                 self.history_restored = vec![0; self.ledger.accounts.len()];
                 self.phase = Keyspace::Statuses;
             }
@@ -580,7 +679,8 @@ impl CheckpointRestore {
                 self.phase = Keyspace::History;
             }
             Keyspace::History => self.phase = Keyspace::Changes,
-            Keyspace::Changes => unreachable!("the last keyspace has no next"),
+            Keyspace::Changes => self.phase = Keyspace::TransferIds,
+            Keyspace::TransferIds => unreachable!("the last keyspace has no next"),
         }
         Ok(())
     }
@@ -597,7 +697,22 @@ impl CheckpointRestore {
                 "transfer runs out of position or timestamp order".to_string(),
             ));
         }
-        self.ledger.index_transfer(key as u32, &transfer)?;
+        if self.cold_ids {
+            self.ledger.list_transfer(key as u32, &transfer)?;
+        } else {
+            if key == 0 {
+                // Sized for the transfers to come: an id index doubling its way there would
+                // zero and rehash twice the memory it ends with (a third of a restart's time).
+                let capacity = self
+                    .ledger
+                    .config
+                    .transfers_capacity
+                    .max(self.transfers as usize);
+                let seed = self.ledger.config.hash_seed;
+                self.ledger.transfer_positions = IdGenerations::new(0, capacity, seed);
+            }
+            self.ledger.index_transfer(key as u32, &transfer)?;
+        }
         // With a cold store the transfers stay there, but for the pending ones (`pin_pending`).
         if self.cold.is_some() {
             self.ledger.transfers.push_cold(&transfer);
@@ -680,6 +795,18 @@ impl CheckpointRestore {
         let balances = Balances::read_from_bytes(value).expect("balances' bytes");
         ledger.account_history[account].push(balances);
         *restored += 1;
+        Ok(())
+    }
+
+    /// An id run's entry, read only without a store: it must name the transfer indexed there.
+    fn push_transfer_id(&mut self, key: u128, value: &[u8]) -> Result<(), SnapshotError> {
+        let position = u32::from_le_bytes(value.try_into().expect("4 bytes"));
+        if self.ledger.transfer_positions.get(key) != Some(position) {
+            return Err(SnapshotError::Inconsistent(format!(
+                "an id run names transfer {key} at {position}, which holds another"
+            )));
+        }
+        self.ids_pushed += 1;
         Ok(())
     }
 

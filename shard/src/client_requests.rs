@@ -310,9 +310,10 @@ mod tests {
         }
     }
 
-    /// A wire request's `create_transfers` and `lookup_transfers` batches list the cold
-    /// transfers their ids and pending ids name, read straight from the events' bytes, as a
-    /// node batch of the same transfers does; new ids and transfers in memory list nothing.
+    /// A wire request's `create_transfers` and `lookup_transfers` batches list the ids not in
+    /// memory and the cold transfers their ids and pending ids name, read straight from the
+    /// events' bytes, as a node batch of the same transfers does; ids and transfers in memory
+    /// list nothing.
     #[test]
     fn a_wire_requests_cold_reads_are_the_transfers_its_ids_name() {
         use crate::checkpoint::CheckpointCut;
@@ -366,23 +367,33 @@ mod tests {
                 .map(|p| (Keyspace::Transfers, *p))
                 .collect()
         };
-        let mut listed = Vec::new();
+        let cold_ids = |ids: &[u128]| -> Vec<(Keyspace, u128)> {
+            ids.iter().map(|id| (Keyspace::TransferIds, *id)).collect()
+        };
+        // Both rounds: the ids not in memory (all but 14's, which came after the checkpoint),
+        // then the cold transfers of those found.
+        let list = |command: &Command| {
+            let mut listed = Vec::new();
+            ledger.cold_reads(command, crate::ColdReads::Ids, &mut listed);
+            let first = listed.len();
+            ledger.cold_reads(command, crate::ColdReads::Transfers, &mut listed);
+            (listed[..first].to_vec(), listed[first..].to_vec())
+        };
         let command = Command::CreateTransfers {
             now: NOW + 4,
             transfers: events.to_vec(),
         };
-        ledger.cold_reads(&command, &mut listed);
-        assert_eq!(listed, cold(&[0, 2]));
+        let listed = list(&command);
+        assert_eq!(listed.0, cold_ids(&[10, 20, 12, 21, 11, 22, 23]));
+        assert_eq!(listed.1, cold(&[0, 2]));
         let mut client = Client::new(7);
         client.session = 1; // a request carries its session (the listing does not look)
         let request = client.request(Operation::CreateTransfers, &[events.as_bytes()]);
-        let mut from_wire = Vec::new();
         let command = Command::Request {
             now: NOW + 4,
             request,
         };
-        ledger.cold_reads(&command, &mut from_wire);
-        assert_eq!(from_wire, listed);
+        assert_eq!(list(&command), listed);
         let ids = [
             TransferId(13),
             TransferId(99),
@@ -390,13 +401,11 @@ mod tests {
             TransferId(10),
         ];
         let request = client.request(Operation::LookupTransfers, &[ids.as_bytes()]);
-        let mut lookups = Vec::new();
         let command = Command::ForeignRequest {
             now: NOW + 4,
             request,
         };
-        ledger.cold_reads(&command, &mut lookups);
-        assert_eq!(lookups, cold(&[3, 0]));
+        assert_eq!(list(&command), (cold_ids(&[13, 99, 11, 10]), cold(&[3, 0])));
     }
 
     /// Under placement by ledger a request runs in its ledger's partition `L` while its

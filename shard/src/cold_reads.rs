@@ -9,6 +9,11 @@
 //! wire request's `lookup_transfers`. What it leaves out (an account's transfers or a query
 //! inside a wire request, an imported event's timestamp check) the store reads when asked,
 //! blocking, and counts.
+//!
+//! It comes in two rounds ([`ColdReads`]): an id older than the last durable checkpoint is
+//! in the id runs, so the first round lists the ids not in memory (the store reads the
+//! blocks their runs' filters let through), and the second, once those blocks are held, the
+//! cold transfers at the positions found.
 
 use kassa_wire::multi_batch::MultiBatch;
 use kassa_wire::{Operation, Transfer};
@@ -21,20 +26,33 @@ use crate::{Command, Ledger};
 /// the cache misses, few enough that the slots are still in cache when the apply follows.
 const PREFETCH_AHEAD: usize = 16;
 
+/// A round of [`Ledger::cold_reads`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColdReads {
+    /// The ids not in memory, and the cold transfers of ids in memory.
+    Ids,
+    /// The cold transfers of ids found in the id runs (whose blocks the first round read).
+    Transfers,
+}
+
 impl Ledger {
-    /// Appends to `out` the cold entries applying `command` may read (see the module
-    /// documentation), as `(keyspace, key)`; nothing when everything it reads is in memory.
-    pub fn cold_reads(&self, command: &Command, out: &mut Vec<(Keyspace, u128)>) {
+    /// Appends to `out` the cold entries applying `command` may read in `round` (see the
+    /// module documentation), as `(keyspace, key)`; nothing when everything it reads is in
+    /// memory.
+    pub fn cold_reads(&self, command: &Command, round: ColdReads, out: &mut Vec<(Keyspace, u128)>) {
         if self.cold.is_none() || self.transfers.cold_below() == 0 {
             return;
+        }
+        if round == ColdReads::Transfers && self.transfer_positions.first() == 0 {
+            return; // no id is cold: the first round found them all
         }
         match command {
             Command::CreateTransfers { transfers, .. } => {
                 let ids = |at: usize| (transfers[at].id.0, transfers[at].pending_id.0);
-                self.cold_reads_of(transfers.len(), ids, out);
+                self.cold_reads_of(transfers.len(), ids, round, out);
             }
             Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
-                self.cold_reads_of_request(request, out)
+                self.cold_reads_of_request(request, round, out)
             }
             _ => {}
         }
@@ -46,6 +64,7 @@ impl Ledger {
         &self,
         count: usize,
         ids: impl Fn(usize) -> (u128, u128),
+        round: ColdReads,
         out: &mut Vec<(Keyspace, u128)>,
     ) {
         let prefetch = |at: usize| {
@@ -61,14 +80,19 @@ impl Ledger {
         for at in 0..count {
             prefetch(at + PREFETCH_AHEAD);
             let (id, pending_id) = ids(at);
-            self.cold_transfer(id, out);
+            self.cold_transfer(id, round, out);
             if pending_id != 0 {
-                self.cold_transfer(pending_id, out);
+                self.cold_transfer(pending_id, round, out);
             }
         }
     }
 
-    fn cold_reads_of_request(&self, request: &ClientRequest, out: &mut Vec<(Keyspace, u128)>) {
+    fn cold_reads_of_request(
+        &self,
+        request: &ClientRequest,
+        round: ColdReads,
+        out: &mut Vec<(Keyspace, u128)>,
+    ) {
         let operation = request.operation();
         if !matches!(
             operation,
@@ -97,13 +121,29 @@ impl Ledger {
                     pending.map_or(0, |offset| id_at(event, offset)),
                 )
             };
-            self.cold_reads_of(batch.len() / size, ids, out);
+            self.cold_reads_of(batch.len() / size, ids, round, out);
         }
     }
 
-    /// The transfer of `id`, if it is stored and cold.
-    fn cold_transfer(&self, id: u128, out: &mut Vec<(Keyspace, u128)>) {
-        if let Some(position) = self.transfer_positions.get(id) {
+    /// What finding the transfer of `id` reads from the store in `round`: its id in the id
+    /// runs, if not in memory; its transfer, if cold.
+    fn cold_transfer(&self, id: u128, round: ColdReads, out: &mut Vec<(Keyspace, u128)>) {
+        let in_memory = self.transfer_positions.get(id);
+        let position = match round {
+            ColdReads::Ids if in_memory.is_none() => {
+                if id != 0 && self.transfer_positions.first() > 0 {
+                    out.push((Keyspace::TransferIds, id));
+                }
+                return;
+            }
+            ColdReads::Ids => in_memory,
+            // A failed read is left to the apply, which fails the same way.
+            ColdReads::Transfers if in_memory.is_none() => {
+                self.cold_transfer_position(id).ok().flatten()
+            }
+            ColdReads::Transfers => return,
+        };
+        if let Some(position) = position {
             if self.transfers.get_in_memory(position).is_none() {
                 out.push((Keyspace::Transfers, u128::from(position)));
             }

@@ -91,7 +91,7 @@ impl Ledger {
         if t.id.0 == ID_INT_MAX {
             return Err(Status::IdMustNotBeIntMax);
         }
-        if let Some(position) = self.transfer_positions.get(t.id.0) {
+        if let Some(position) = self.transfer_position_applied(t.id.0) {
             return self.transfer_exists(t, &self.transfer_applied(position));
         }
         if self.failed_transfer_ids.contains(&t.id.0) {
@@ -261,7 +261,7 @@ impl Ledger {
         if t.flags.contains(TransferFlags::POST_PENDING_TRANSFER)
             || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
         {
-            let pending = self.transfer_positions.get(t.pending_id.0);
+            let pending = self.transfer_position_applied(t.pending_id.0);
             let pending = self.transfer_applied(pending.expect("a post or void names its pending"));
             return crate::post_or_void::post_or_void_exists(t, e, &pending);
         }

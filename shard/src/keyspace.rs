@@ -6,6 +6,9 @@
 //! - [`Keyspace::History`]: account position ≪ 32 | transfer position → the 64-byte balances
 //!   right after that transfer, for history accounts.
 //! - [`Keyspace::Changes`]: sequence → the 144-byte change entry.
+//! - [`Keyspace::TransferIds`]: transfer id → its position (4 bytes), for the transfers of
+//!   one checkpoint interval; its runs have filters, so that most ids never used are answered
+//!   without reading the disk.
 
 use kassa_wire::{Balances, Transfer};
 
@@ -20,15 +23,17 @@ pub enum Keyspace {
     Statuses = 2,
     History = 3,
     Changes = 4,
+    TransferIds = 5,
 }
 
 impl Keyspace {
     /// In the order a restore takes them.
-    pub const ALL: [Keyspace; 4] = [
+    pub const ALL: [Keyspace; 5] = [
         Keyspace::Transfers,
         Keyspace::Statuses,
         Keyspace::History,
         Keyspace::Changes,
+        Keyspace::TransferIds,
     ];
 
     pub fn value_size(self) -> usize {
@@ -37,6 +42,17 @@ impl Keyspace {
             Keyspace::Statuses => 1,
             Keyspace::History => size_of::<Balances>(),
             Keyspace::Changes => CHANGE_ENTRY_SIZE,
+            Keyspace::TransferIds => 4,
+        }
+    }
+
+    /// Filter bits per key of this keyspace's runs: 10 (about 1% of absent keys pass) for
+    /// keyspaces looked up by keys that may be absent; 0 (no filter) for those read by
+    /// positions, sequences and ranges, which the run's key range answers.
+    pub fn filter_bits_per_key(self) -> u32 {
+        match self {
+            Keyspace::TransferIds => 10,
+            _ => 0,
         }
     }
 
@@ -46,14 +62,14 @@ impl Keyspace {
     pub fn is_cold(self) -> bool {
         matches!(
             self,
-            Keyspace::Transfers | Keyspace::Changes | Keyspace::History
+            Keyspace::Transfers | Keyspace::Changes | Keyspace::History | Keyspace::TransferIds
         )
     }
 
     /// Whether a restore reads this keyspace's runs even with a cold store: the keyspaces
-    /// that are not cold, and the transfers, from which the id index and the accounts'
-    /// transfer lists are rebuilt (until those have runs of their own) and the transfers
-    /// still pending are found.
+    /// that are not cold, and the transfers, from which the accounts' transfer lists are
+    /// rebuilt (until those have runs of their own) and the transfers still pending are
+    /// found.
     pub fn read_at_restore(self) -> bool {
         !self.is_cold() || self == Keyspace::Transfers
     }
@@ -65,6 +81,7 @@ impl Keyspace {
             Keyspace::Statuses => "statuses",
             Keyspace::History => "history",
             Keyspace::Changes => "changes",
+            Keyspace::TransferIds => "transfer-ids",
         }
     }
 

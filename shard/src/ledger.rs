@@ -6,7 +6,9 @@
 //!   postdate everything stored, so appends keep the order); a record's index in its table is
 //!   its *position* (`u32`);
 //! - `account_positions` / `transfer_positions` map ids to positions ([`IdIndex`]: keyed by
-//!   configuration, never by the OS, and no output depends on their order);
+//!   configuration, never by the OS, and no output depends on their order); with a cold
+//!   store, only the ids since the last durable checkpoint are in memory
+//!   ([`IdGenerations`]), the older ones in runs;
 //! - `account_transfers[a]` lists the positions of account `a`'s transfers, ascending, and
 //!   `account_history[a]` (accounts with `history` only) the balances right after each of them;
 //! - `transfer_status[t]` is the two-phase status of transfer `t`;
@@ -19,13 +21,14 @@ use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountId, TransferId};
 
 use crate::changes::ChangeStream;
-use crate::cold::ColdStore;
+use crate::cold::{ColdError, ColdStore};
 use crate::directory::{IdHomes, IdKind};
 use crate::history::History;
 use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
 use crate::sessions::Sessions;
+use crate::transfer_ids::IdGenerations;
 use crate::transfer_table::TransferTable;
 
 /// Configuration of a ledger. Apart from `partition` and `partitions`, which say what the
@@ -96,7 +99,7 @@ pub struct Ledger {
     pub(crate) account_transfers: Vec<Vec<u32>>,
     pub(crate) account_history: Vec<History>,
     pub(crate) transfers: TransferTable,
-    pub(crate) transfer_positions: IdIndex,
+    pub(crate) transfer_positions: IdGenerations,
     pub(crate) transfer_status: Vec<PendingStatus>,
     /// Ids of transfers that failed with a transient status: they can never be used again.
     pub(crate) failed_transfer_ids: IdSet,
@@ -127,6 +130,9 @@ pub struct Ledger {
     /// Where entries a durable checkpoint took out of memory are read (not state; none: all
     /// of them stay in memory).
     pub(crate) cold: Option<Arc<dyn ColdStore>>,
+    /// Transfers at positions below this have their ids in the runs of durable checkpoints
+    /// (not state: a checkpoint's bookkeeping). The next checkpoint writes the ids from here.
+    pub(crate) ids_durable_below: u32,
 }
 
 impl Ledger {
@@ -141,7 +147,7 @@ impl Ledger {
             account_transfers: Vec::with_capacity(config.accounts_capacity),
             account_history: Vec::with_capacity(config.accounts_capacity),
             transfers: TransferTable::default(),
-            transfer_positions: IdIndex::with_capacity(config.transfers_capacity, config.hash_seed),
+            transfer_positions: IdGenerations::new(0, config.transfers_capacity, config.hash_seed),
             transfer_status: Vec::with_capacity(config.transfers_capacity),
             failed_transfer_ids: HashSet::with_hasher(state),
             expiries: BTreeSet::new(),
@@ -158,6 +164,7 @@ impl Ledger {
             intents: Default::default(),
             status_changes: Default::default(),
             cold: None,
+            ids_durable_below: 0,
         }
     }
 
@@ -182,12 +189,15 @@ impl Ledger {
 
     /// Whether this partition holds `id` of `kind` for good: a record, or (for a transfer) the
     /// id of an event that failed with a transient status, which can never be used again. A
-    /// holder's answer to its id home ([`crate::directory::holder_verdict`]).
+    /// holder's answer to its id home ([`crate::directory::holder_verdict`]). An old
+    /// transfer id is looked up in the cold store; a failed read stops the partition, as one
+    /// inside an apply does: a wrong "not held" would let an id be stored twice.
     pub fn holds(&self, kind: IdKind, id: u128) -> bool {
         match kind {
             IdKind::Account => self.account_positions.get(id).is_some(),
             IdKind::Transfer => {
-                self.transfer_positions.get(id).is_some() || self.failed_transfer_ids.contains(&id)
+                self.failed_transfer_ids.contains(&id)
+                    || self.transfer_position_applied(id).is_some()
             }
         }
     }
@@ -217,9 +227,9 @@ impl Ledger {
     }
 
     /// The two-phase status of a transfer, if it exists.
-    pub fn pending_status(&self, id: TransferId) -> Option<PendingStatus> {
-        let position = self.transfer_positions.get(id.0)?;
-        Some(self.transfer_status[position as usize])
+    pub fn pending_status(&self, id: TransferId) -> Result<Option<PendingStatus>, ColdError> {
+        let position = self.transfer_position(id.0)?;
+        Ok(position.map(|position| self.transfer_status[position as usize]))
     }
 
     /// Whether the transfer id failed with a transient status and can never be used again.

@@ -63,6 +63,7 @@ mod snapshot;
 mod table;
 #[cfg(test)]
 mod test_partitions;
+mod transfer_ids;
 mod transfer_table;
 mod txn;
 mod validate;
@@ -78,6 +79,7 @@ pub use checkpoint::{
 };
 pub use client_requests::seal_reply;
 pub use cold::{ColdError, ColdStore};
+pub use cold_reads::ColdReads;
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use foreign_requests::{ForeignAnswer, ForeignRequests, StagedReply, FOREIGN_REQUESTS_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};

@@ -90,7 +90,7 @@ impl Ledger {
                 }
             }
             let pending = t.pending_id.0;
-            if pending != 0 && self.transfer_positions.get(pending).is_none() {
+            if pending != 0 && self.transfer_position_applied(pending).is_none() {
                 let set = earlier_set.get_or_insert_with(|| {
                     let mut set = Ids::with_capacity_and_hasher(earlier.len(), seeded());
                     set.extend(earlier.iter().copied());
@@ -245,7 +245,7 @@ mod tests {
         let stored = transfer(7, here, 1, 2);
         let mut created = Vec::new();
         ledger.create_transfers(20, &[stored], &mut created);
-        assert!(ledger.contains_transfer(TransferId(7)));
+        assert!(ledger.contains_transfer(TransferId(7)).unwrap());
         let batch = [stored, transfer(8, here, 1, 2)];
         // Not leased: a stored id needs no claim, a new one does.
         assert_eq!(

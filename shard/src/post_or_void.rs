@@ -40,7 +40,7 @@ impl Ledger {
     /// The checks that read the pending transfer and its accounts, in TigerBeetle's order.
     fn post_or_void_check(&self, timestamp_event: u64, t: &Transfer) -> Result<Resolution, Status> {
         let void = t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
-        let pending_position = self.transfer_positions.get(t.pending_id.0);
+        let pending_position = self.transfer_position_applied(t.pending_id.0);
         let pending_position = pending_position.ok_or(Status::PendingTransferNotFound)?;
         let p = self.transfer_applied(pending_position);
         // Imported events carry their own past timestamps, so only a live event is surely

@@ -239,7 +239,7 @@ impl Ledger {
             transfers.push(t.id.0);
             if t.pending_id.0 != 0 {
                 transfers.push(t.pending_id.0);
-                let position = self.transfer_positions.get(t.pending_id.0);
+                let position = self.transfer_position_applied(t.pending_id.0);
                 if let Some(pending) = position.map(|p| self.transfer_applied(p)) {
                     accounts.extend([pending.debit_account_id.0, pending.credit_account_id.0]);
                 }

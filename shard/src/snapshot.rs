@@ -308,11 +308,22 @@ impl Ledger {
         position: u32,
         transfer: &Transfer,
     ) -> Result<(), SnapshotError> {
-        let inconsistent = |what: &str| Err(SnapshotError::Inconsistent(what.to_string()));
         if !transfer.id.is_valid() || self.transfer_positions.get(transfer.id.0).is_some() {
-            return inconsistent("invalid or duplicate transfer id");
+            let what = "invalid or duplicate transfer id".to_string();
+            return Err(SnapshotError::Inconsistent(what));
         }
         self.transfer_positions.insert(transfer.id.0, position);
+        self.list_transfer(position, transfer)
+    }
+
+    /// Lists a transfer with its accounts (its id is indexed elsewhere): the transfers come
+    /// in position order, after `index_accounts`.
+    pub(crate) fn list_transfer(
+        &mut self,
+        position: u32,
+        transfer: &Transfer,
+    ) -> Result<(), SnapshotError> {
+        let inconsistent = |what: &str| Err(SnapshotError::Inconsistent(what.to_string()));
         for id in [transfer.debit_account_id, transfer.credit_account_id] {
             match self.account_positions.get(id.0) {
                 Some(account) => self.account_transfers[account as usize].push(position),

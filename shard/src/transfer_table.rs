@@ -207,15 +207,22 @@ impl Ledger {
 
     /// The transfer of `id`, if it exists; an older one is read from the cold store.
     pub fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, ColdError> {
-        match self.transfer_positions.get(id.0) {
+        match self.transfer_position(id.0)? {
             Some(position) => self.transfer_at(position).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Whether a transfer of `id` is stored here (no read of the store).
-    pub fn contains_transfer(&self, id: TransferId) -> bool {
-        self.transfer_positions.get(id.0).is_some()
+    /// Transfer ids in memory: those stored since the last durable checkpoint (all of them
+    /// without a cold store).
+    pub fn transfer_ids_in_memory(&self) -> usize {
+        self.transfer_positions.len()
+    }
+
+    /// Whether a transfer of `id` is stored here (an old id is looked up in the store's id
+    /// runs, which read no disk for most ids never used).
+    pub fn contains_transfer(&self, id: TransferId) -> Result<bool, ColdError> {
+        Ok(self.transfer_position(id.0)?.is_some())
     }
 
     /// Every transfer, oldest first, the cold ones read from the store (tests and whole

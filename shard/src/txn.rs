@@ -325,7 +325,7 @@ impl Ledger {
             }
         }
         for id in sorted(transfer_ids).into_iter().filter(|id| self.owns(*id)) {
-            if let Some(position) = self.transfer_positions.get(id) {
+            if let Some(position) = self.transfer_position(id)? {
                 let transfer = self.transfer_at(position)?;
                 read.transfers
                     .push((transfer, self.transfer_status[position as usize]));
@@ -472,7 +472,8 @@ impl Ledger {
             self.store_transfer(transfer, status, after);
         }
         for change in &effects.statuses {
-            let position = self.transfer_positions.get(change.id).expect("stored here");
+            let position = self.transfer_position_applied(change.id);
+            let position = position.expect("stored here");
             let status = PendingStatus::from_u8(change.status).expect("decoded");
             let old = &mut self.transfer_status[position as usize];
             assert_eq!(*old, PendingStatus::Pending);
@@ -518,7 +519,7 @@ impl Ledger {
             let position = if kind == ChangeKind::AccountCreated {
                 self.account_positions.get(change.id)
             } else {
-                self.transfer_positions.get(change.id)
+                self.transfer_position_applied(change.id)
             };
             self.changes.push_entry(ChangeEntry {
                 debit_account: change.debit_after,
@@ -536,7 +537,7 @@ impl Ledger {
 
     fn store_transfer(&mut self, t: &Transfer, status: PendingStatus, after: (Balances, Balances)) {
         let t = *t;
-        assert!(self.transfer_positions.get(t.id.0).is_none());
+        assert!(self.transfer_position_applied(t.id.0).is_none());
         let position = Ledger::position_of(self.transfers.len());
         self.transfer_positions.insert(t.id.0, position);
         self.transfers.push(t);

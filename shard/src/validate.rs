@@ -99,8 +99,11 @@ impl Ledger {
     }
 
     fn check_transfers(&self) -> Result<(), String> {
-        if self.transfer_positions.len() != self.transfers.len()
+        // Ids of positions below the generations' first are in the id runs only.
+        let ids_first = self.transfer_positions.first();
+        if self.transfer_positions.len() + ids_first as usize != self.transfers.len()
             || self.transfer_status.len() != self.transfers.len()
+            || ids_first > self.ids_durable_below
         {
             return Err("transfer indexes are not the size of the transfer table".into());
         }
@@ -123,7 +126,7 @@ impl Ledger {
         let mut cross_expiries = BTreeSet::new();
         let mut newest: Option<u64> = None;
         for (position, t) in self.transfers.iter_in_memory() {
-            if self.transfer_positions.get(t.id.0) != Some(position) {
+            if position >= ids_first && self.transfer_positions.get(t.id.0) != Some(position) {
                 return Err(format!("transfer {} is not indexed at {position}", t.id));
             }
             if t.timestamp == 0 || t.timestamp > self.timestamp {

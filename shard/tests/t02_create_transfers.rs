@@ -241,7 +241,7 @@ fn linked_event_failed() -> Status {
     let expected = [Status::LinkedEventFailed, Status::LedgerMustNotBeZero];
     expect_batch_fails(&mut ledger, T1, &events, &expected);
     assert!(
-        !ledger.contains_transfer(TransferId(50)),
+        !ledger.contains_transfer(TransferId(50)).unwrap(),
         "the chain was rolled back"
     );
     Status::LinkedEventFailed

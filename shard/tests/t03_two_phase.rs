@@ -445,7 +445,7 @@ fn a_rolled_back_chain_leaves_the_pending_transfer_pending() {
     assert_state_unchanged(&before, &ledger);
     assert_eq!(status_of(&ledger, 51), PendingStatus::Pending);
     assert_eq!(balances_of(&ledger, 1), (100, 0, 0, 0));
-    assert!(!ledger.contains_transfer(TransferId(60)));
+    assert!(!ledger.contains_transfer(TransferId(60)).unwrap());
     assert_balanced(&ledger);
     // Its deadline still stands, and the post's id is free.
     assert!(ledger.pulse_needed(deadline));

@@ -377,7 +377,10 @@ fn the_history_covers_every_part_of_the_state() {
     assert_eq!(status_of(&ledger, 22), PendingStatus::Pending);
     assert_eq!(status_of(&ledger, 23), PendingStatus::Voided);
     assert!(is_closed(&ledger, 4));
-    assert!(!ledger.contains_transfer(TransferId(25)), "rolled back");
+    assert!(
+        !ledger.contains_transfer(TransferId(25)).unwrap(),
+        "rolled back"
+    );
     assert_eq!(ledger.change_sequence_first(), 4);
     assert!(
         ledger.transfer_id_failed(TransferId(32)),

@@ -67,7 +67,7 @@ fn post_of_a_pending_imported_in_the_same_batch() {
     assert_eq!(results[1].timestamp, now + 10);
     assert_eq!(
         ledger.pending_status(TransferId(100)),
-        Some(PendingStatus::Posted)
+        Ok(Some(PendingStatus::Posted))
     );
     let debit = ledger.account(AccountId(1)).expect("account 1");
     assert_eq!((debit.debits_pending, debit.debits_posted), (0, 30));

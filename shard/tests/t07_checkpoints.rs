@@ -8,8 +8,9 @@ mod common;
 
 use common::*;
 use kassa_shard::{
-    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointIncrement, CheckpointRestore, Command,
-    Keyspace, KeyspaceIncrement, Ledger, LedgerConfig, PendingStatus, Reply, SnapshotError,
+    Checkpoint, CheckpointCursor, CheckpointCut, CheckpointIncrement, CheckpointRestore, ColdReads,
+    Command, Keyspace, KeyspaceIncrement, Ledger, LedgerConfig, PendingStatus, Reply,
+    SnapshotError,
 };
 use kassa_wire::{AccountFlags, Transfer, TransferFlags};
 
@@ -366,7 +367,7 @@ fn transfer_reads_of(ledger: &Ledger) -> Vec<Vec<Transfer>> {
 /// Transfers whose two-phase status is pending.
 fn pending_count(ledger: &Ledger) -> usize {
     let all = ledger.all_transfers().expect("cold reads");
-    let pending = |t: &&Transfer| ledger.pending_status(t.id) == Some(PendingStatus::Pending);
+    let pending = |t: &&Transfer| ledger.pending_status(t.id) == Ok(Some(PendingStatus::Pending));
     all.iter().filter(pending).count()
 }
 
@@ -394,20 +395,38 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     let mut prefetched = 0;
     for step in 0..6 {
         let now = 10 * NS * (step as u64 + 1);
-        // Applying the step reads from the store exactly the cold transfers `cold_reads`
-        // listed ahead of it (retries of old ids, posts and voids of old pending transfers).
+        // Applying the step reads from the store only what `cold_reads` listed ahead of it,
+        // in its two rounds: the ids not in memory (most of them new: listed, not found),
+        // then exactly the cold transfers they and the ids in memory name (retries of old
+        // ids, posts and voids of old pending transfers).
         let transfers = step_transfers(step);
         let command = Command::CreateTransfers { now, transfers };
         let mut listed = Vec::new();
-        cold.cold_reads(&command, &mut listed);
+        cold.cold_reads(&command, ColdReads::Ids, &mut listed);
+        cold.cold_reads(&command, ColdReads::Transfers, &mut listed);
         store.take_keys_read();
         let Reply::CreateTransfers(results) = cold.apply(command.clone()) else {
             panic!("create_transfers answers with results");
         };
         let read: std::collections::BTreeSet<_> = store.take_keys_read().into_iter().collect();
         let listed: std::collections::BTreeSet<_> = listed.into_iter().collect();
-        assert_eq!(read, listed, "step {step}: the cold reads listed ahead");
-        prefetched += listed.len();
+        assert!(
+            read.is_subset(&listed),
+            "step {step}: the cold reads listed ahead"
+        );
+        let transfers_of = |set: &std::collections::BTreeSet<(Keyspace, u128)>| {
+            let set = set.iter().filter(|(k, _)| *k == Keyspace::Transfers);
+            set.copied().collect::<Vec<_>>()
+        };
+        assert_eq!(transfers_of(&read), transfers_of(&listed), "step {step}");
+        if step > 0 {
+            let ids = read.iter().filter(|(k, _)| *k == Keyspace::TransferIds);
+            assert!(
+                ids.count() > 0,
+                "step {step}: old ids are found in the id runs"
+            );
+        }
+        prefetched += transfers_of(&listed).len();
         let Command::CreateTransfers { transfers, .. } = command else {
             unreachable!()
         };
@@ -443,6 +462,8 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
             "step {step}: only the pending transfers stay in memory"
         );
         assert_eq!(warm.transfers_in_memory(), warm.transfers().len());
+        assert_eq!(cold.transfer_ids_in_memory(), 0, "step {step}: ids in runs");
+        assert_eq!(warm.transfer_ids_in_memory(), warm.transfers().len());
         assert_eq!(snapshot_of(&cold), snapshot_of(&warm), "step {step}");
         assert_eq!(balances_of(&cold), balances_of(&warm), "step {step}");
         assert_eq!(
@@ -471,6 +492,9 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert!(cold.change_entries_in_memory() > 0);
     assert!(cold.history_entries_in_memory() > 0);
     assert!(cold.transfers_in_memory() > pending_count(&cold));
+    let stored_since = cold.transfers().len() - cold_cut.transfers as usize;
+    assert_eq!(cold.transfer_ids_in_memory(), stored_since);
+    assert!(stored_since > 0);
     assert_eq!(all_change_events(&cold), all_change_events(&warm));
     assert_eq!(balances_of(&cold), balances_of(&warm));
     assert_eq!(transfer_reads_of(&cold), transfer_reads_of(&warm));
@@ -493,7 +517,8 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert_eq!(restored.change_entries_in_memory(), 0);
     assert_eq!(restored.history_entries_in_memory(), 0);
     assert_eq!(restored.transfers_in_memory(), pending_count(&restored));
-    let (warm_restored, _) =
+    assert_eq!(restored.transfer_ids_in_memory(), 0);
+    let (mut warm_restored, _) =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, None)
             .expect("restores");
     assert_eq!(snapshot_of(&restored), snapshot_of(&warm_restored));
@@ -531,6 +556,41 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
             "hot ones follow"
         );
     }
+
+    // Runs written before ids had runs of their own: a restore indexes the ids in memory from
+    // the transfers, and the next checkpoint writes every id.
+    let without_ids: Vec<CheckpointIncrement> = increments
+        .iter()
+        .map(|increment| CheckpointIncrement {
+            keyspaces: (increment.keyspaces.iter())
+                .filter(|run| run.keyspace != Keyspace::TransferIds)
+                .cloned()
+                .collect(),
+            ..increment.clone()
+        })
+        .collect();
+    let old_store = Arc::new(MemoryColdStore::new());
+    without_ids
+        .iter()
+        .for_each(|increment| old_store.add(increment));
+    let old_chain: Vec<&CheckpointIncrement> = without_ids.iter().collect();
+    let old_store_dyn: Arc<dyn ColdStore> = old_store.clone();
+    let (mut old, old_cut) = CheckpointRestore::from_increments(
+        LedgerConfig::default(),
+        &old_chain,
+        Some(old_store_dyn),
+    )
+    .expect("restores");
+    assert_eq!(old.transfer_ids_in_memory(), old.transfers().len());
+    assert_eq!(transfer_reads_of(&old), transfer_reads_of(&warm_restored));
+    let next = old.checkpoint_increment(old_cut).expect("reads");
+    let ids = &next.keyspaces[Keyspace::ALL.len() - 1];
+    assert_eq!(ids.keyspace, Keyspace::TransferIds);
+    assert_eq!(ids.keys.len(), old.transfers().len(), "every id, once");
+    old_store.add(&next);
+    old.checkpoint_durable(next.cut);
+    assert_eq!(old.transfer_ids_in_memory(), 0);
+    assert_eq!(transfer_reads_of(&old), transfer_reads_of(&warm_restored));
 
     // A store without the entries a checkpoint covers is refused at restore, and is an
     // error at a read.

@@ -206,12 +206,16 @@ async fn event_partitions(
             let pendings = pendings.clone();
             let read = queues.read(partition, move |ledger| {
                 let stored = |id: &u128| ledger.contains_transfer(TransferId(*id));
-                pendings.iter().map(stored).collect::<Vec<bool>>()
+                pendings
+                    .iter()
+                    .map(stored)
+                    .collect::<Result<Vec<bool>, _>>()
             });
             async move { (partition, read.await) }
         });
         for (partition, stored) in join_all(found).await {
-            for ((index, _), stored) in unplaced.iter().zip(stored?) {
+            let stored = stored?.map_err(|error| NodeError::ColdRead { partition, error })?;
+            for ((index, _), stored) in unplaced.iter().zip(stored) {
                 if stored {
                     placed[*index] = Some(partition);
                 }

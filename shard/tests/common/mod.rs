@@ -305,6 +305,7 @@ pub fn state_of(ledger: &Ledger) -> Fingerprint {
                 t.id,
                 ledger
                     .pending_status(t.id)
+                    .expect("cold reads")
                     .expect("a stored transfer has a status"),
             )
         })
@@ -402,6 +403,7 @@ pub fn transfer_of(ledger: &Ledger, id: u128) -> Transfer {
 pub fn status_of(ledger: &Ledger, id: u128) -> PendingStatus {
     ledger
         .pending_status(TransferId(id))
+        .expect("cold reads")
         .unwrap_or_else(|| panic!("transfer {id} exists"))
 }
 

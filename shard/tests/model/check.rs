@@ -86,7 +86,7 @@ pub fn check_state(model: &Model, ledger: &Ledger) {
         let id = stored.record.id;
         let expected = Some(pending_status(stored.phase));
         assert_eq!(
-            ledger.pending_status(id),
+            ledger.pending_status(id).expect("cold reads"),
             expected,
             "two-phase status of transfer {id}"
         );

@@ -369,7 +369,11 @@ impl Cluster {
         let holder_of_pending = || match op {
             Op::CreateTransfers { events, .. } => events.iter().find_map(|t| {
                 let id = kassa_wire::TransferId(t.pending_id.0);
-                (0..self.count).find(|p| self.partitions[*p as usize].contains_transfer(id))
+                (0..self.count).find(|p| {
+                    self.partitions[*p as usize]
+                        .contains_transfer(id)
+                        .expect("in memory or the store")
+                })
             }),
             _ => None,
         };
@@ -508,8 +512,11 @@ impl Cluster {
                     Some((_, partition)) => *partition,
                     None => {
                         let id = kassa_wire::TransferId(t.pending_id.0);
-                        (0..self.count)
-                            .find(|p| self.partitions[*p as usize].contains_transfer(id))?
+                        (0..self.count).find(|p| {
+                            self.partitions[*p as usize]
+                                .contains_transfer(id)
+                                .expect("in memory or the store")
+                        })?
                     }
                 }
             } else {
@@ -1003,7 +1010,8 @@ impl Cluster {
         for ledger in &self.partitions {
             let transfers = ledger.all_transfers().expect("cold reads");
             for t in transfers.iter().filter(|t| ledger.owns(t.id.0)) {
-                let status = ledger.pending_status(t.id).expect("stored");
+                let status = ledger.pending_status(t.id).expect("cold reads");
+                let status = status.expect("stored");
                 homed.push((*t, status));
             }
         }

@@ -1,0 +1,198 @@
+//! Transfer ids: the map from a transfer's id to its position (docs/storage.md, "Cold ids").
+//!
+//! The ids of transfers stored since the last durable checkpoint are in memory, in
+//! [`IdGenerations`]: one [`IdIndex`] per checkpoint interval. Each checkpoint writes the ids
+//! of its interval, sorted, into a run of [`Keyspace::TransferIds`] with a filter; once it is
+//! durable and a cold store is attached, the generations it covers are dropped whole (no
+//! slot-by-slot deletion of millions of ids), and those ids are found in the runs. A lookup
+//! probes the generations in memory, then the store, whose runs' filters answer most ids that
+//! were never used without reading the disk. A ledger without a cold store keeps every
+//! generation.
+
+use std::collections::VecDeque;
+
+use crate::cold::ColdError;
+use crate::id_index::IdIndex;
+use crate::keyspace::Keyspace;
+use crate::Ledger;
+
+/// See the module documentation.
+pub(crate) struct IdGenerations {
+    /// Oldest first; the last is the open one, where ids are inserted. Never empty.
+    generations: VecDeque<Generation>,
+    seed: u64,
+}
+
+struct Generation {
+    /// The first position this generation may hold; it holds ids of positions from here to
+    /// the next generation's `first`.
+    first: u32,
+    index: IdIndex,
+}
+
+impl IdGenerations {
+    /// One open generation for positions from `first` on, with room for `capacity` ids.
+    pub(crate) fn new(first: u32, capacity: usize, seed: u64) -> IdGenerations {
+        let open = Generation {
+            first,
+            index: IdIndex::with_capacity(capacity, seed),
+        };
+        IdGenerations {
+            generations: VecDeque::from([open]),
+            seed,
+        }
+    }
+
+    /// The first position whose id is in memory: ids of positions below it are in runs only.
+    pub(crate) fn first(&self) -> u32 {
+        self.generations.front().expect("never empty").first
+    }
+
+    /// Ids in memory.
+    pub(crate) fn len(&self) -> usize {
+        self.generations.iter().map(|g| g.index.len()).sum()
+    }
+
+    /// Generations in memory (the open one included).
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        self.generations.len()
+    }
+
+    /// Asks the CPU to bring into cache the slots `id` would be found at.
+    #[inline]
+    pub(crate) fn prefetch(&self, id: u128) {
+        for generation in &self.generations {
+            generation.index.prefetch(id);
+        }
+    }
+
+    /// Where `id` is, if its position is at or past [`IdGenerations::first`].
+    #[inline]
+    pub(crate) fn get(&self, id: u128) -> Option<u32> {
+        self.generations
+            .iter()
+            .rev()
+            .find_map(|generation| generation.index.get(id))
+    }
+
+    /// Indexes `id` at `position`, which must be in the open generation's range; `id` must
+    /// not be indexed yet.
+    pub(crate) fn insert(&mut self, id: u128, position: u32) {
+        let open = self.generations.back_mut().expect("never empty");
+        assert!(position >= open.first, "an id older than its generation");
+        open.index.insert(id, position);
+    }
+
+    /// Removes `id` (a linked chain's rollback of the transfers it stored), returning its
+    /// position.
+    pub(crate) fn remove(&mut self, id: u128) -> Option<u32> {
+        let generations = self.generations.iter_mut().rev();
+        generations.into_iter().find_map(|g| g.index.remove(id))
+    }
+
+    /// A checkpoint was taken at `cut` (the transfers it covers): later ids go to a new
+    /// generation, which a later durable checkpoint drops on its own. An empty open
+    /// generation is reused.
+    pub(crate) fn seal(&mut self, cut: u32) {
+        let open = self.generations.back_mut().expect("never empty");
+        assert!(cut >= open.first, "a checkpoint's cut behind the ids");
+        if open.index.len() == 0 {
+            open.first = cut;
+            return;
+        }
+        let capacity = open.index.len();
+        self.generations.push_back(Generation {
+            first: cut,
+            index: IdIndex::with_capacity(capacity, self.seed),
+        });
+    }
+
+    /// The ids of positions below `cut` are in durable runs: the generations wholly below it
+    /// leave memory.
+    pub(crate) fn drop_below(&mut self, cut: u32) {
+        while self.generations.len() > 1 && self.generations[1].first <= cut {
+            self.generations.pop_front();
+        }
+        let only = self.generations.len() == 1;
+        let oldest = self.generations.front_mut().expect("never empty");
+        if only && oldest.index.len() == 0 && oldest.first < cut {
+            oldest.first = cut;
+        }
+    }
+}
+
+impl Ledger {
+    /// The position of the transfer of `id`, if one is stored here: from memory, or for an
+    /// id older than the last durable checkpoint, from the cold store (which reads no disk
+    /// for most ids that were never used: its runs' filters rule them out).
+    pub(crate) fn transfer_position(&self, id: u128) -> Result<Option<u32>, ColdError> {
+        if let Some(position) = self.transfer_positions.get(id) {
+            return Ok(Some(position));
+        }
+        self.cold_transfer_position(id)
+    }
+
+    /// The position of the transfer of `id`, for an event being applied (`cold::applied`).
+    pub(crate) fn transfer_position_applied(&self, id: u128) -> Option<u32> {
+        crate::cold::applied(self.transfer_position(id))
+    }
+
+    /// The position of `id` in the cold store's id runs, for an id not in memory.
+    pub(crate) fn cold_transfer_position(&self, id: u128) -> Result<Option<u32>, ColdError> {
+        let Some(store) = &self.cold else {
+            return Ok(None);
+        };
+        if id == 0 || self.transfer_positions.first() == 0 {
+            return Ok(None);
+        }
+        let mut value = [0u8; 4];
+        if !store.read(Keyspace::TransferIds, id, &mut value)? {
+            return Ok(None);
+        }
+        let position = u32::from_le_bytes(value);
+        if position >= self.transfer_positions.first() {
+            let message = format!("an id run names position {position}, which is not cold");
+            return Err(ColdError::new(Keyspace::TransferIds, id, message));
+        }
+        Ok(Some(position))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_are_sealed_at_cuts_and_dropped_whole() {
+        let mut ids = IdGenerations::new(0, 0, 7);
+        for position in 0..10u32 {
+            ids.insert(1000 + u128::from(position), position);
+        }
+        ids.seal(10);
+        for position in 10..25u32 {
+            ids.insert(1000 + u128::from(position), position);
+        }
+        assert_eq!((ids.count(), ids.len(), ids.first()), (2, 25, 0));
+        assert_eq!(ids.get(1003), Some(3));
+        assert_eq!(ids.get(1020), Some(20));
+        // A cut inside the open generation drops nothing of it.
+        ids.drop_below(5);
+        assert_eq!((ids.count(), ids.first()), (2, 0));
+        ids.drop_below(10);
+        assert_eq!((ids.count(), ids.len(), ids.first()), (1, 15, 10));
+        assert_eq!(ids.get(1003), None);
+        assert_eq!(ids.remove(1024), Some(24));
+        // Sealing an empty open generation moves it instead of adding one.
+        ids.seal(24);
+        ids.seal(24);
+        assert_eq!(ids.count(), 2);
+        ids.drop_below(24);
+        assert_eq!((ids.count(), ids.len(), ids.first()), (1, 0, 24));
+        // An empty oldest generation follows the cut.
+        ids.drop_below(30);
+        assert_eq!(ids.first(), 30);
+        ids.insert(2000, 30);
+        assert_eq!(ids.get(2000), Some(30));
+    }
+}
