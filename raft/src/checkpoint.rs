@@ -54,11 +54,10 @@ pub(crate) async fn read_manifest(
 }
 
 /// Rebuilds the ledger a manifest describes from its hot state and its runs. The entries of
-/// cold keyspaces are not read (but for the transfers, from which the accounts' transfer
-/// lists are rebuilt, and of which the pending ones stay in memory): the ledger reads them
-/// from `cold` when asked. Transfer ids stay in their runs when those hold every transfer's
-/// (a directory written before ids had runs has its ids indexed in memory, and its next
-/// checkpoint writes them all).
+/// cold keyspaces are not read (the transfers still pending are read back from the store):
+/// the ledger reads them from `cold` when asked. A directory written before ids and account
+/// lists had runs of their own (checkpoint format 1) has its transfer runs read, to rebuild
+/// both in memory; its next checkpoint writes them all.
 pub(crate) async fn restore(
     dir: &Path,
     config: LedgerConfig,
@@ -66,18 +65,11 @@ pub(crate) async fn restore(
     hot: &[u8],
     cold: Arc<dyn ColdStore>,
 ) -> Result<Ledger, CheckpointError> {
-    let ids = head
-        .runs
-        .iter()
-        .filter(|run| run.keyspace == Keyspace::TransferIds);
-    let ids = ids.map(|run| run.keys).sum();
-    let mut restore = CheckpointRestore::new(config, hot)?
-        .with_cold_store(cold)
-        .with_id_runs_holding(ids);
-    for keyspace in Keyspace::ALL
-        .into_iter()
-        .filter(|keyspace| keyspace.read_at_restore())
-    {
+    let mut restore = CheckpointRestore::new(config, hot)?.with_cold_store(cold);
+    for keyspace in Keyspace::ALL {
+        if !restore.reads(keyspace) {
+            continue;
+        }
         for entry in head.runs.iter().filter(|run| run.keyspace == keyspace) {
             let run = open_run(dir, entry).await?;
             let mut refused = None;

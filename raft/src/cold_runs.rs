@@ -200,4 +200,46 @@ impl ColdStore for ColdRuns {
         }
         Ok(false)
     }
+
+    fn scan(
+        &self,
+        keyspace: Keyspace,
+        keys: std::ops::Range<u128>,
+        reversed: bool,
+        visit: &mut dyn FnMut(u128, &[u8]) -> bool,
+    ) -> Result<(), ColdError> {
+        if keys.start >= keys.end {
+            return Ok(());
+        }
+        // The runs, out of the lock: `visit` may read through this store.
+        let runs: Vec<Arc<BlockingRun>> = {
+            let followed = self.followed();
+            let start = followed
+                .runs
+                .partition_point(|run| run.entry.keyspace < keyspace);
+            let end = followed
+                .runs
+                .partition_point(|run| run.entry.keyspace <= keyspace);
+            let runs = followed.runs[start..end].iter();
+            let overlapping = runs
+                .filter(|run| run.entry.first_key < keys.end && keys.start <= run.entry.last_key);
+            overlapping.map(|run| run.run.clone()).collect()
+        };
+        let mut ordered: Box<dyn Iterator<Item = &Arc<BlockingRun>>> = match reversed {
+            false => Box::new(runs.iter()),
+            true => Box::new(runs.iter().rev()),
+        };
+        ordered
+            .try_for_each(
+                |run| match run.scan_range(keys.clone(), reversed, &self.cache, visit) {
+                    Ok(false) => Ok(()),
+                    Ok(true) => Err(None),
+                    Err(error) => Err(Some(error)),
+                },
+            )
+            .or_else(|stopped| match stopped {
+                None => Ok(()),
+                Some(error) => Err(ColdError::new(keyspace, keys.start, error.to_string())),
+            })
+    }
 }

@@ -169,12 +169,15 @@ fn t03_snapshots_purge_and_restore_after_shutdown() {
         let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
             .await
             .expect("reopen");
-        // The ids the checkpoint holds stay in its id runs: memory holds the replayed ones.
-        let (ids, replayed) = partition.read(|ledger| {
+        // The ids and account lists the checkpoint holds stay in its runs: memory holds the
+        // replayed ones (two list entries per transfer: its two accounts).
+        let (ids, listed, replayed) = partition.read(|ledger| {
             let replayed = ledger.transfers().len() - ledger.transfers().cold_below() as usize;
-            (ledger.transfer_ids_in_memory(), replayed)
+            let listed = ledger.account_transfers_in_memory();
+            (ledger.transfer_ids_in_memory(), listed, replayed)
         });
         assert_eq!(ids, replayed, "ids in memory");
+        assert_eq!(listed, 2 * replayed, "account list entries in memory");
         assert!(replayed < 10 * BATCH as usize, "{replayed} replayed");
         // Retries of the first batches' ids, which are only in the runs now, answer `exists`:
         // the transfers they compare with were read ahead of the apply, none while it ran

@@ -19,7 +19,18 @@
 //!   increment (from the oldest whose id no durable run holds), sorted by id when the first
 //!   chunk is asked for.
 //!
-//! Hot state, format version 1 (little-endian): magic "KASSAHOT" | version u32 | zero u32 |
+//! - [`Keyspace::AccountTransfers`]: account position ≪ 32 | transfer position, no value,
+//!   for the transfers of the increment (from the oldest no durable run lists).
+//! - [`Keyspace::TransferSamples`]: position → timestamp (8 bytes), for the positions of the
+//!   increment that are multiples of 32.
+//!
+//! The last three from format version 2 on: a checkpoint of version 1 had no runs of them,
+//! and its restore reads every transfer run to rebuild them in memory; the next checkpoint
+//! then writes the ids and lists whole. A restore of version 2 with a cold store reads no
+//! transfer, id or list run: restart time no longer grows with history.
+//!
+//! Hot state, format version 2 (1 is read too; the same layout, little-endian): magic
+//! "KASSAHOT" | version u32 | zero u32 |
 //! timestamp u64 | change sequence next u64 | first retained change sequence u64 | transfers
 //! u64 | accounts (count u64, records) | then as in a snapshot: failed ids, expiries, cross
 //! expiries, sessions, transactions, id directory, foreign requests, intents | CRC32C u32 of
@@ -33,16 +44,20 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::changes::{ChangeEntry, ChangeStream};
 use crate::cold::{ColdError, ColdStore};
-use crate::history::{history_key, History};
+use crate::history::history_key;
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
 use crate::table::Table;
 use crate::transfer_ids::IdGenerations;
+use crate::transfer_table::{TransferTable, SAMPLE_EVERY};
 use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
 
 pub use crate::keyspace::Keyspace;
 
 /// The hot state's format version.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+/// The first version whose checkpoints have runs of the accounts' transfer lists and of the
+/// transfers' timestamp samples.
+const LISTS_VERSION: u32 = 2;
 const HOT_MAGIC: [u8; 8] = *b"KASSAHOT";
 
 /// What the checkpoints made durable so far cover.
@@ -115,6 +130,8 @@ pub struct Checkpoint {
     accounts: usize,
     /// Transfers from this position on have their ids written by this checkpoint.
     ids_from: u32,
+    /// Transfers from this position on are written in their accounts' lists.
+    lists_from: u32,
     /// The ids to write, `(id, position)` ascending: sorted when first asked for, emptied once
     /// all were given.
     ids: RefCell<Vec<(u128, u32)>>,
@@ -206,6 +223,7 @@ impl Ledger {
             statuses: self.statuses_since(since),
             accounts: self.accounts.len(),
             ids_from: self.ids_durable_below.min(since.transfers),
+            lists_from: self.lists_durable_below.min(since.transfers),
             ids: RefCell::default(),
         }
     }
@@ -249,8 +267,31 @@ impl Ledger {
                 }
                 cursor.next += out.keys.len() as u64;
             }
-            Keyspace::History => self.history_entries(checkpoint, cursor, out, max)?,
+            Keyspace::History => {
+                let positions = checkpoint.since.transfers..checkpoint.cut.transfers;
+                self.account_entries(checkpoint, positions, true, cursor, out, max)?
+            }
             Keyspace::TransferIds => self.id_entries(checkpoint, cursor, out, max)?,
+            Keyspace::AccountTransfers => {
+                let positions = checkpoint.lists_from..checkpoint.cut.transfers;
+                self.account_entries(checkpoint, positions, false, cursor, out, max)?
+            }
+            Keyspace::TransferSamples => {
+                let every = u64::from(SAMPLE_EVERY);
+                let since = u64::from(checkpoint.since.transfers).next_multiple_of(every);
+                let mut next = cursor.next.max(since);
+                let end = u64::from(checkpoint.cut.transfers);
+                while next < end && out.keys.len() < max {
+                    let position = next as u32;
+                    let timestamp = match self.transfers.sample_at(position) {
+                        Some(timestamp) => timestamp,
+                        None => self.transfer_at(position)?.timestamp,
+                    };
+                    out.push(u128::from(position), &timestamp.to_le_bytes());
+                    next += every;
+                }
+                cursor.next = next;
+            }
             Keyspace::Changes => {
                 let start = cursor.next.max(checkpoint.since.change_sequence);
                 let start = start.max(checkpoint.changes_released_below);
@@ -363,8 +404,9 @@ impl Ledger {
     pub fn checkpoint_durable(&mut self, cut: CheckpointCut) {
         self.status_changes.drop_before(cut.status_changes);
         self.changes.keep_from(cut.change_sequence);
-        self.history_durable(cut.transfers);
         self.ids_durable_below = self.ids_durable_below.max(cut.transfers);
+        self.lists_durable_below = self.lists_durable_below.max(cut.transfers);
+        self.account_transfers_durable(cut.transfers);
         if self.cold.is_some() {
             self.transfers
                 .make_cold_below(cut.transfers, &self.transfer_status);
@@ -389,32 +431,43 @@ impl Ledger {
             .collect()
     }
 
-    /// History entries of the transfers from the checkpoint's `since` to its cut, by account
-    /// then position: `cursor.next` is the account, `cursor.at` the index in its list.
-    fn history_entries(
+    /// Per account then position, the accounts' transfers in `positions` (no value), or
+    /// with `history` the balances after them, of the history accounts: `cursor.next` is the
+    /// account, `cursor.at` the position to go on from (0: the range's start).
+    fn account_entries(
         &self,
         checkpoint: &Checkpoint,
+        positions: std::ops::Range<u32>,
+        history: bool,
         cursor: &mut CheckpointCursor,
         out: &mut KeyspaceIncrement,
         max: usize,
     ) -> Result<(), ColdError> {
-        let (from, to) = (checkpoint.since.transfers, checkpoint.cut.transfers);
         while (cursor.next as usize) < checkpoint.accounts && out.keys.len() < max {
             let account = cursor.next as usize;
-            let history = &self.account_history[account];
-            let listed = &self.account_transfers[account][..history.len()];
-            let start = cursor.at.max(listed.partition_point(|p| *p < from));
-            let end = listed.partition_point(|p| *p < to);
-            let take = (end.saturating_sub(start)).min(max - out.keys.len());
+            if history && !self.accounts[account].flags.contains(AccountFlags::HISTORY) {
+                cursor.next += 1;
+                continue;
+            }
+            let from = positions.start.max(cursor.at as u32);
+            let mut full = false;
             // Entries older than the last durable checkpoint (a full checkpoint of a ledger
             // installed from elsewhere) come from the cold store.
-            for (index, position) in (start..).zip(&listed[start..start + take]) {
-                let balances = self.history_at(account, index)?;
-                out.push(history_key(account, *position), balances.as_bytes());
-            }
-            if start + take < end {
-                cursor.at = start + take;
-            } else {
+            self.account_transfers_in(account, from..positions.end, false, |listed| {
+                if out.keys.len() == max {
+                    full = true;
+                    cursor.at = listed.position as usize;
+                    return Ok(false);
+                }
+                let key = history_key(account, listed.position);
+                if history {
+                    out.push(key, self.history_at(account, listed)?.as_bytes());
+                } else {
+                    out.push(key, &[]);
+                }
+                Ok(true)
+            })?;
+            if !full {
                 cursor.next += 1;
                 cursor.at = 0;
             }
@@ -455,13 +508,12 @@ pub struct CheckpointRestore {
     history_restored: Vec<usize>,
     /// Where the restored ledger reads its cold entries (none: they are pushed).
     cold: Option<Arc<dyn ColdStore>>,
-    /// Whether the store's id runs hold every transfer's id: the ids then stay there. Runs
-    /// written before ids had runs of their own hold none: the ids are indexed in memory
-    /// from the transfers, and the next checkpoint writes them all.
-    cold_ids: bool,
     /// Transfer ids pushed (without a store): when they cover every transfer, the runs hold
     /// every id.
     ids_pushed: u64,
+    /// The hot state's format version: from `LISTS_VERSION` on, the runs hold the accounts'
+    /// transfer lists.
+    version: u32,
 }
 
 impl CheckpointRestore {
@@ -479,7 +531,7 @@ impl CheckpointRestore {
             offset: HOT_MAGIC.len(),
         };
         let version = reader.u32()?;
-        if version != CHECKPOINT_FORMAT_VERSION || reader.u32()? != 0 {
+        if !(1..=CHECKPOINT_FORMAT_VERSION).contains(&version) || reader.u32()? != 0 {
             return Err(SnapshotError::UnsupportedVersion {
                 found: version,
                 supported: CHECKPOINT_FORMAT_VERSION,
@@ -510,8 +562,8 @@ impl CheckpointRestore {
             phase: Keyspace::Transfers,
             history_restored: Vec::new(),
             cold: None,
-            cold_ids: false,
             ids_pushed: 0,
+            version,
         })
     }
 
@@ -519,13 +571,6 @@ impl CheckpointRestore {
     /// holds every run's: none is pushed, and none is read into memory.
     pub fn with_cold_store(mut self, store: Arc<dyn ColdStore>) -> CheckpointRestore {
         self.cold = Some(store);
-        self
-    }
-
-    /// With a cold store whose id runs hold `ids` keys: when those are every transfer's id,
-    /// the ids stay in the store (no index of them is built in memory).
-    pub fn with_id_runs_holding(mut self, ids: u64) -> CheckpointRestore {
-        self.cold_ids = self.cold.is_some() && ids == self.transfers;
         self
     }
 
@@ -540,13 +585,10 @@ impl CheckpointRestore {
         let last = increments.last().expect("at least one checkpoint");
         let mut restore = CheckpointRestore::new(config, &last.hot)?;
         if let Some(store) = cold {
-            let ids = increments.iter().flat_map(|increment| &increment.keyspaces);
-            let ids = ids.filter(|run| run.keyspace == Keyspace::TransferIds);
-            let ids = ids.map(|run| run.keys.len() as u64).sum();
-            restore = restore.with_cold_store(store).with_id_runs_holding(ids);
+            restore = restore.with_cold_store(store);
         }
         for keyspace in Keyspace::ALL {
-            if !keyspace.read_at_restore() && restore.cold.is_some() {
+            if !restore.reads(keyspace) {
                 continue;
             }
             let runs = increments.iter().flat_map(|increment| &increment.keyspaces);
@@ -570,7 +612,7 @@ impl CheckpointRestore {
         if value.len() != keyspace.value_size() || keyspace < self.phase {
             return inconsistent("a run entry out of its keyspace's order or size");
         }
-        if !keyspace.read_at_restore() && self.cold.is_some() {
+        if !self.reads(keyspace) {
             return inconsistent("a cold entry pushed to a restore that reads them from its store");
         }
         while self.phase < keyspace {
@@ -582,33 +624,63 @@ impl CheckpointRestore {
             Keyspace::History => self.push_history(key, value),
             Keyspace::Changes => self.push_change(key, value),
             Keyspace::TransferIds => self.push_transfer_id(key, value),
+            Keyspace::AccountTransfers => self.push_account_transfer(key),
+            Keyspace::TransferSamples => self.push_sample(key, value),
         }
+    }
+
+    /// Whether this restore reads the runs of `keyspace`: with a cold store, the cold
+    /// keyspaces stay there, and so do the transfers unless the runs predate the samples and
+    /// lists (the ids and lists are then rebuilt from the transfers).
+    pub fn reads(&self, keyspace: Keyspace) -> bool {
+        match keyspace {
+            Keyspace::Transfers => !self.cold_lists(),
+            _ => self.cold.is_none() || !keyspace.is_cold(),
+        }
+    }
+
+    /// Whether the accounts' transfer lists (and the transfers) stay in the store's runs.
+    fn cold_lists(&self) -> bool {
+        self.cold.is_some() && self.version >= LISTS_VERSION
     }
 
     /// The ledger, once every run was read; checked whole, as a restored snapshot is.
     pub fn finish(mut self) -> Result<(Ledger, CheckpointCut), SnapshotError> {
-        while self.phase < Keyspace::TransferIds {
+        while self.phase < Keyspace::TransferSamples {
             self.end_phase()?;
+        }
+        let (cold_lists, read_transfers) = (self.cold_lists(), self.reads(Keyspace::Transfers));
+        let count = Ledger::position_of(self.ledger.transfers.len());
+        if self.version >= LISTS_VERSION {
+            self.ledger.lists_durable_below = count;
+        }
+        if cold_lists {
+            self.ledger.lists_cold_below = count;
         }
 
         if let Some(store) = self.cold.take() {
             self.ledger.changes = ChangeStream::all_cold(self.change_first, self.change_next);
             self.ledger.cold = Some(store);
-            // Every history entry is in the store: one per transfer of a history account.
-            let ledger = &mut self.ledger;
-            let mut newest = None;
-            for (position, account) in ledger.accounts.iter().enumerate() {
-                let listed = ledger.account_transfers[position].len();
-                if account.flags.contains(AccountFlags::HISTORY) && listed > 0 {
-                    ledger.account_history[position] = History::all_cold(listed);
-                    newest = Some(position);
+            // The transfers are all in the store, and their samples were read.
+            if !read_transfers {
+                let newest = count
+                    .checked_sub(1)
+                    .map(|newest| self.ledger.transfer_at(newest));
+                let newest = newest.transpose().map_err(|error| {
+                    SnapshotError::Inconsistent(format!("the transfer runs: {error}"))
+                })?;
+                let newest = newest.map_or(0, |transfer| transfer.timestamp);
+                if !self.ledger.transfers.samples_done(newest) {
+                    return Err(SnapshotError::Inconsistent(
+                        "the timestamp samples do not cover the transfers".to_string(),
+                    ));
                 }
             }
-            // The newest entry of the last history account with any is there.
-            if let Some(account) = newest {
-                let index = ledger.account_history[account].len() - 1;
-                ledger.history_at(account, index).map_err(|error| {
-                    SnapshotError::Inconsistent(format!("the history runs: {error}"))
+            // Every history entry is in the store (none in memory), and so are the accounts'
+            // transfers unless the runs predate their runs: the newest transfer's are there.
+            if let Some(newest) = count.checked_sub(1) {
+                self.ledger.check_newest_listed(newest).map_err(|error| {
+                    SnapshotError::Inconsistent(format!("the account runs: {error}"))
                 })?;
             }
             // The oldest and newest retained entries are there, as the cut says.
@@ -621,8 +693,7 @@ impl CheckpointRestore {
                 }
             }
         }
-        let count = Ledger::position_of(self.ledger.transfers.len());
-        if self.cold_ids {
+        if cold_lists {
             // The newest transfer's id is in the id runs, at its position.
             if let Some(newest) = count.checked_sub(1) {
                 let id = self.ledger.transfer_at(newest).map(|t| t.id.0);
@@ -656,13 +727,17 @@ impl CheckpointRestore {
     fn end_phase(&mut self) -> Result<(), SnapshotError> {
         match self.phase {
             Keyspace::Transfers => {
+                if !self.reads(Keyspace::Transfers) {
+                    let count = Ledger::position_of(self.transfers as usize);
+                    self.ledger.transfers = TransferTable::all_cold(count);
+                }
                 if self.ledger.transfers.len() as u64 != self.transfers {
                     return Err(SnapshotError::Inconsistent(
                         "the transfer runs do not hold every transfer".to_string(),
                     ));
                 }
                 self.ledger.transfer_status = vec![PendingStatus::None; self.transfers as usize];
-                if self.cold_ids {
+                if self.cold_lists() {
                     // The ids are in the store's runs: memory holds the ones to come.
                     let (capacity, seed) = (
                         self.ledger.config.transfers_capacity,
@@ -680,7 +755,9 @@ impl CheckpointRestore {
             }
             Keyspace::History => self.phase = Keyspace::Changes,
             Keyspace::Changes => self.phase = Keyspace::TransferIds,
-            Keyspace::TransferIds => unreachable!("the last keyspace has no next"),
+            Keyspace::TransferIds => self.phase = Keyspace::AccountTransfers,
+            Keyspace::AccountTransfers => self.phase = Keyspace::TransferSamples,
+            Keyspace::TransferSamples => unreachable!("the last keyspace has no next"),
         }
         Ok(())
     }
@@ -697,22 +774,15 @@ impl CheckpointRestore {
                 "transfer runs out of position or timestamp order".to_string(),
             ));
         }
-        if self.cold_ids {
-            self.ledger.list_transfer(key as u32, &transfer)?;
-        } else {
-            if key == 0 {
-                // Sized for the transfers to come: an id index doubling its way there would
-                // zero and rehash twice the memory it ends with (a third of a restart's time).
-                let capacity = self
-                    .ledger
-                    .config
-                    .transfers_capacity
-                    .max(self.transfers as usize);
-                let seed = self.ledger.config.hash_seed;
-                self.ledger.transfer_positions = IdGenerations::new(0, capacity, seed);
-            }
-            self.ledger.index_transfer(key as u32, &transfer)?;
+        // Read only to rebuild the ids and lists (without a store, or from format 1).
+        if key == 0 {
+            // Sized for the transfers to come: an id index doubling its way there would zero
+            // and rehash twice the memory it ends with (a third of a restart's time).
+            let capacity = (self.ledger.config.transfers_capacity).max(self.transfers as usize);
+            let seed = self.ledger.config.hash_seed;
+            self.ledger.transfer_positions = IdGenerations::new(0, capacity, seed);
         }
+        self.ledger.index_transfer(key as u32, &transfer)?;
         // With a cold store the transfers stay there, but for the pending ones (`pin_pending`).
         if self.cold.is_some() {
             self.ledger.transfers.push_cold(&transfer);
@@ -807,6 +877,41 @@ impl CheckpointRestore {
             )));
         }
         self.ids_pushed += 1;
+        Ok(())
+    }
+
+    /// An account list's entry, read only without a store: the list rebuilt from the
+    /// transfers must hold it.
+    fn push_account_transfer(&mut self, key: u128) -> Result<(), SnapshotError> {
+        let (account, position) = ((key >> 32) as usize, key as u32);
+        let listed = self.ledger.account_transfers.get(account);
+        if key >> 64 != 0 || listed.is_none_or(|list| list.binary_search(&position).is_err()) {
+            return Err(SnapshotError::Inconsistent(format!(
+                "an account run lists transfer {position} for account {account}, which has no such transfer"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A timestamp sample: the next of a restore that reads no transfer, or one to check
+    /// against the transfers read.
+    fn push_sample(&mut self, key: u128, value: &[u8]) -> Result<(), SnapshotError> {
+        let timestamp = u64::from_le_bytes(value.try_into().expect("8 bytes"));
+        let read_transfers = self.reads(Keyspace::Transfers);
+        let transfers = &mut self.ledger.transfers;
+        let in_place = u32::try_from(key).is_ok_and(|position| {
+            if !read_transfers {
+                return transfers.push_sample(position, timestamp);
+            }
+            let read = transfers.sample_at(position);
+            let read = read.or_else(|| transfers.get_in_memory(position).map(|t| t.timestamp));
+            position % SAMPLE_EVERY == 0 && read == Some(timestamp)
+        });
+        if !in_place {
+            return Err(SnapshotError::Inconsistent(format!(
+                "a timestamp sample of position {key} out of place or order"
+            )));
+        }
         Ok(())
     }
 

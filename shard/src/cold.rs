@@ -21,6 +21,19 @@ pub trait ColdStore: Send + Sync {
     /// Copies the value stored under `key` in `keyspace` into `value` (the keyspace's value
     /// size); false when no run holds the key. Of runs holding it, the newest answers.
     fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError>;
+
+    /// Calls `visit(key, value)` for the entries of `keyspace` with keys in `keys`,
+    /// ascending, or descending when `reversed`, until it returns false. For keyspaces whose
+    /// runs hold disjoint keys within `keys`, in the order the runs were written: an
+    /// account's transfers and history balances, of which each checkpoint's run holds the
+    /// positions since the one before.
+    fn scan(
+        &self,
+        keyspace: Keyspace,
+        keys: std::ops::Range<u128>,
+        reversed: bool,
+        visit: &mut dyn FnMut(u128, &[u8]) -> bool,
+    ) -> Result<(), ColdError>;
 }
 
 /// A cold entry that could not be read: the store failed (an I/O error, a damaged run), or

@@ -9,6 +9,11 @@
 //! - [`Keyspace::TransferIds`]: transfer id → its position (4 bytes), for the transfers of
 //!   one checkpoint interval; its runs have filters, so that most ids never used are answered
 //!   without reading the disk.
+//! - [`Keyspace::AccountTransfers`]: account position ≪ 32 | transfer position, no value:
+//!   the accounts' transfer lists.
+//! - [`Keyspace::TransferSamples`]: position (a multiple of 32) → the transfer's timestamp
+//!   (8 bytes): what a restore needs of the transfers to search them by timestamp, so that
+//!   it reads no transfer run.
 
 use kassa_wire::{Balances, Transfer};
 
@@ -24,16 +29,20 @@ pub enum Keyspace {
     History = 3,
     Changes = 4,
     TransferIds = 5,
+    AccountTransfers = 6,
+    TransferSamples = 7,
 }
 
 impl Keyspace {
     /// In the order a restore takes them.
-    pub const ALL: [Keyspace; 5] = [
+    pub const ALL: [Keyspace; 7] = [
         Keyspace::Transfers,
         Keyspace::Statuses,
         Keyspace::History,
         Keyspace::Changes,
         Keyspace::TransferIds,
+        Keyspace::AccountTransfers,
+        Keyspace::TransferSamples,
     ];
 
     pub fn value_size(self) -> usize {
@@ -43,6 +52,8 @@ impl Keyspace {
             Keyspace::History => size_of::<Balances>(),
             Keyspace::Changes => CHANGE_ENTRY_SIZE,
             Keyspace::TransferIds => 4,
+            Keyspace::AccountTransfers => 0,
+            Keyspace::TransferSamples => 8,
         }
     }
 
@@ -62,16 +73,12 @@ impl Keyspace {
     pub fn is_cold(self) -> bool {
         matches!(
             self,
-            Keyspace::Transfers | Keyspace::Changes | Keyspace::History | Keyspace::TransferIds
+            Keyspace::Transfers
+                | Keyspace::Changes
+                | Keyspace::History
+                | Keyspace::TransferIds
+                | Keyspace::AccountTransfers
         )
-    }
-
-    /// Whether a restore reads this keyspace's runs even with a cold store: the keyspaces
-    /// that are not cold, and the transfers, from which the accounts' transfer lists are
-    /// rebuilt (until those have runs of their own) and the transfers still pending are
-    /// found.
-    pub fn read_at_restore(self) -> bool {
-        !self.is_cold() || self == Keyspace::Transfers
     }
 
     /// Its name in file names and messages.
@@ -82,6 +89,8 @@ impl Keyspace {
             Keyspace::History => "history",
             Keyspace::Changes => "changes",
             Keyspace::TransferIds => "transfer-ids",
+            Keyspace::AccountTransfers => "account-transfers",
+            Keyspace::TransferSamples => "transfer-samples",
         }
     }
 

@@ -10,7 +10,8 @@
 //!   store, only the ids since the last durable checkpoint are in memory
 //!   ([`IdGenerations`]), the older ones in runs;
 //! - `account_transfers[a]` lists the positions of account `a`'s transfers, ascending, and
-//!   `account_history[a]` (accounts with `history` only) the balances right after each of them;
+//!   `account_history[a]` (accounts with `history` only) the balances right after each of them
+//!   (with a cold store, only the newer ones: `history.rs`);
 //! - `transfer_status[t]` is the two-phase status of transfer `t`;
 //! - `expiries` orders the pending transfers that have a timeout by `(expires_at, position)`.
 
@@ -133,6 +134,11 @@ pub struct Ledger {
     /// Transfers at positions below this have their ids in the runs of durable checkpoints
     /// (not state: a checkpoint's bookkeeping). The next checkpoint writes the ids from here.
     pub(crate) ids_durable_below: u32,
+    /// Likewise for the accounts' transfer lists.
+    pub(crate) lists_durable_below: u32,
+    /// The accounts' transfers at positions below this are in the cold store only (0
+    /// without one).
+    pub(crate) lists_cold_below: u32,
 }
 
 impl Ledger {
@@ -165,6 +171,8 @@ impl Ledger {
             status_changes: Default::default(),
             cold: None,
             ids_durable_below: 0,
+            lists_durable_below: 0,
+            lists_cold_below: 0,
         }
     }
 

@@ -16,7 +16,7 @@ pub struct MemoryColdStore {
     entries: Mutex<BTreeMap<(Keyspace, u128), Vec<u8>>>,
     /// Entries read, per keyspace (`Keyspace as usize`): a test can check that its reads
     /// went to the store at all.
-    reads: [AtomicU64; 6],
+    reads: [AtomicU64; 8], // by `Keyspace as usize`
     /// The keys read since the last `take_keys_read`, in order.
     keys_read: Mutex<Vec<(Keyspace, u128)>>,
 }
@@ -71,5 +71,33 @@ impl ColdStore for MemoryColdStore {
             }
             None => Ok(false),
         }
+    }
+
+    fn scan(
+        &self,
+        keyspace: Keyspace,
+        keys: std::ops::Range<u128>,
+        reversed: bool,
+        visit: &mut dyn FnMut(u128, &[u8]) -> bool,
+    ) -> Result<(), ColdError> {
+        if keys.start >= keys.end {
+            return Ok(());
+        }
+        // Copied out first: `visit` may read this store.
+        let entries: Vec<(u128, Vec<u8>)> = {
+            let entries = self.entries.lock().expect("not poisoned");
+            let range = entries.range((keyspace, keys.start)..(keyspace, keys.end));
+            range
+                .map(|((_, key), value)| (*key, value.clone()))
+                .collect()
+        };
+        let count = entries.len() as u64;
+        self.reads[keyspace as usize].fetch_add(count, Ordering::Relaxed);
+        let mut entries: Box<dyn Iterator<Item = _>> = match reversed {
+            false => Box::new(entries.into_iter()),
+            true => Box::new(entries.into_iter().rev()),
+        };
+        entries.try_for_each(|(key, value)| visit(key, &value).then_some(()));
+        Ok(())
     }
 }

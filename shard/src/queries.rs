@@ -5,8 +5,9 @@
 //! chosen) returns no results, as TigerBeetle does. Every query returns at most
 //! `min(limit, QUERY_RESULTS_MAX)` results, in timestamp order or reversed.
 //!
-//! Cost: an account's transfers come from its own position list, binary-searched to the
-//! timestamp range. `query_accounts` and `query_transfers` scan the records in timestamp order
+//! Cost: an account's transfers come from its own position list (the older positions
+//! scanned from the cold store's account-transfer runs), over the positions of the timestamp
+//! range (transfers are in timestamp order). `query_accounts` and `query_transfers` scan the records in timestamp order
 //! from the range's start, so a selective filter over a long history reads many records; field
 //! indexes belong with the cold-history store.
 
@@ -16,6 +17,7 @@ use kassa_wire::{
 };
 
 use crate::cold::ColdError;
+use crate::history::Listed;
 use crate::limits::{BATCH_EVENTS_MAX, QUERY_RESULTS_MAX};
 use crate::Ledger;
 
@@ -47,7 +49,7 @@ impl Ledger {
         filter: &AccountFilter,
         out: &mut Vec<Transfer>,
     ) -> Result<(), ColdError> {
-        self.account_filter_scan(filter, |_, _, transfer| {
+        self.account_filter_scan(filter, |_, _, _, transfer| {
             out.push(*transfer);
             Ok(())
         })
@@ -68,23 +70,19 @@ impl Ledger {
         if !account.flags.contains(AccountFlags::HISTORY) {
             return Ok(());
         }
-        let account = self
-            .account_positions
-            .get(filter.account_id.0)
-            .expect("indexed") as usize;
-        self.account_filter_scan(filter, |ledger, index, transfer| {
-            let balances = ledger.history_at(account, index)?;
+        self.account_filter_scan(filter, |ledger, account, listed, transfer| {
+            let balances = ledger.history_at(account, listed)?;
             out.push(AccountBalance::new(&balances, transfer.timestamp));
             Ok(())
         })
     }
 
-    /// Calls `emit(ledger, index in the account's list, transfer)` for each match, stopping
-    /// at the first error (of a cold read, or of `emit`).
+    /// Calls `emit(ledger, account position, where the transfer is listed, transfer)` for
+    /// each match, stopping at the first error (of a cold read, or of `emit`).
     fn account_filter_scan(
         &self,
         filter: &AccountFilter,
-        mut emit: impl FnMut(&Ledger, usize, &Transfer) -> Result<(), ColdError>,
+        mut emit: impl FnMut(&Ledger, usize, Listed, &Transfer) -> Result<(), ColdError>,
     ) -> Result<(), ColdError> {
         if !account_filter_valid(filter) {
             return Ok(());
@@ -92,20 +90,9 @@ impl Ledger {
         let Some(account) = self.account_positions.get(filter.account_id.0) else {
             return Ok(());
         };
-        let list = &self.account_transfers[account as usize];
-        let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
-        let timestamp = |index: usize| self.transfer_at(list[index]).map(|t| t.timestamp);
-        // An unbounded side needs no search (over cold transfers, a search reads them).
-        let start = if min == TIMESTAMP_MIN {
-            0
-        } else {
-            try_partition_point(list.len(), |index| Ok(timestamp(index)? < min))?
-        };
-        let end = if max == TIMESTAMP_MAX {
-            list.len()
-        } else {
-            try_partition_point(list.len(), |index| Ok(timestamp(index)? <= max))?
-        };
+        let account = account as usize;
+        let positions =
+            self.transfer_positions_between(filter.timestamp_min, filter.timestamp_max)?;
         let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
         let debits = filter.flags.contains(AccountFilterFlags::DEBITS);
         let credits = filter.flags.contains(AccountFilterFlags::CREDITS);
@@ -117,25 +104,37 @@ impl Ledger {
                 && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
                 && (filter.code == 0 || t.code == filter.code)
         };
-        let range = start..end.max(start);
-        let indexes: Box<dyn Iterator<Item = usize>> =
-            if filter.flags.contains(AccountFilterFlags::REVERSED) {
-                Box::new(range.rev())
-            } else {
-                Box::new(range)
-            };
+        let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
         let mut emitted = 0;
-        for index in indexes {
-            if emitted == limit {
-                break;
-            }
-            let transfer = self.transfer_at(list[index])?;
+        self.account_transfers_in(account, positions, reversed, |listed| {
+            let transfer = self.transfer_at(listed.position)?;
             if matches(&transfer) {
-                emit(self, index, &transfer)?;
+                emit(self, account, listed, &transfer)?;
                 emitted += 1;
             }
-        }
-        Ok(())
+            Ok(emitted < limit)
+        })
+    }
+
+    /// The positions of the transfers whose timestamps are within the bounds (0: unbounded;
+    /// an unbounded side needs no search, which over cold transfers reads them).
+    fn transfer_positions_between(
+        &self,
+        timestamp_min: u64,
+        timestamp_max: u64,
+    ) -> Result<std::ops::Range<u32>, ColdError> {
+        let (min, max) = timestamp_range(timestamp_min, timestamp_max);
+        let start = if min == TIMESTAMP_MIN {
+            0
+        } else {
+            self.transfer_partition_point(|timestamp| timestamp < min)?
+        };
+        let end = if max == TIMESTAMP_MAX {
+            self.transfers.len()
+        } else {
+            self.transfer_partition_point(|timestamp| timestamp <= max)?
+        };
+        Ok(Ledger::position_of(start)..Ledger::position_of(end.max(start)))
     }
 
     /// Appends the accounts that match the filter.
@@ -171,18 +170,8 @@ impl Ledger {
                 && (filter.ledger == 0 || t.ledger == filter.ledger)
                 && (filter.code == 0 || t.code == filter.code)
         };
-        let (min, max) = timestamp_range(filter.timestamp_min, filter.timestamp_max);
-        let start = if min == TIMESTAMP_MIN {
-            0
-        } else {
-            self.transfer_partition_point(|timestamp| timestamp < min)?
-        };
-        let end = if max == TIMESTAMP_MAX {
-            self.transfers.len()
-        } else {
-            self.transfer_partition_point(|timestamp| timestamp <= max)?
-        };
-        let positions = Ledger::position_of(start)..Ledger::position_of(end.max(start));
+        let positions =
+            self.transfer_positions_between(filter.timestamp_min, filter.timestamp_max)?;
         let positions: Box<dyn Iterator<Item = u32>> =
             if filter.flags.contains(QueryFilterFlags::REVERSED) {
                 Box::new(positions.rev())
@@ -202,23 +191,6 @@ impl Ledger {
         }
         Ok(())
     }
-}
-
-/// As `slice::partition_point` over `0..len`, for a predicate whose evaluation may fail.
-fn try_partition_point<E>(
-    len: usize,
-    mut before: impl FnMut(usize) -> Result<bool, E>,
-) -> Result<usize, E> {
-    let (mut low, mut high) = (0, len);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        if before(middle)? {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
-    Ok(low)
 }
 
 fn query_fields_match(filter: &QueryFilter, (u128_, u64_, u32_): (u128, u64, u32)) -> bool {

@@ -120,15 +120,21 @@ impl Ledger {
         out.extend_from_slice(transfers.as_bytes());
         out.extend(self.transfer_status.iter().map(|s| *s as u8));
         self.encode_failed_and_expiries(out);
-        let history: Vec<usize> = (0..self.accounts.len())
-            .filter(|a| !self.account_history[*a].is_empty())
-            .collect();
+        let history = (0..self.accounts.len())
+            .filter(|a| (self.accounts[*a].flags).contains(kassa_wire::AccountFlags::HISTORY))
+            .map(|a| (a, self.history_all(a)))
+            .map(|(a, all)| {
+                (
+                    a,
+                    all.unwrap_or_else(|error| panic!("a whole snapshot: {error}")),
+                )
+            })
+            .filter(|(_, all)| !all.is_empty())
+            .collect::<Vec<_>>();
         put_u64(out, history.len() as u64);
-        for account in history {
+        for (account, all) in history {
             out.extend_from_slice(&(account as u32).to_le_bytes());
-            put_u64(out, self.account_history[account].len() as u64);
-            let all = self.history_all(account);
-            let all = all.unwrap_or_else(|error| panic!("a whole snapshot: {error}"));
+            put_u64(out, all.len() as u64);
             out.extend_from_slice(all.as_bytes());
         }
         put_u64(out, self.changes.retained_len() as u64);
@@ -308,12 +314,22 @@ impl Ledger {
         position: u32,
         transfer: &Transfer,
     ) -> Result<(), SnapshotError> {
+        self.index_transfer_id(position, transfer)?;
+        self.list_transfer(position, transfer)
+    }
+
+    /// Indexes a transfer by id, refusing an invalid or duplicate one.
+    pub(crate) fn index_transfer_id(
+        &mut self,
+        position: u32,
+        transfer: &Transfer,
+    ) -> Result<(), SnapshotError> {
         if !transfer.id.is_valid() || self.transfer_positions.get(transfer.id.0).is_some() {
             let what = "invalid or duplicate transfer id".to_string();
             return Err(SnapshotError::Inconsistent(what));
         }
         self.transfer_positions.insert(transfer.id.0, position);
-        self.list_transfer(position, transfer)
+        Ok(())
     }
 
     /// Lists a transfer with its accounts (its id is indexed elsewhere): the transfers come

@@ -176,6 +176,46 @@ impl TransferTable {
             .expect("a partition holds at most u32::MAX - 1 records");
     }
 
+    /// At a restore that reads no transfer: positions `0..count` are all cold, their samples
+    /// to come ([`TransferTable::push_sample`]).
+    pub(crate) fn all_cold(count: u32) -> TransferTable {
+        TransferTable {
+            cold_below: count,
+            ..TransferTable::default()
+        }
+    }
+
+    /// At a restore that reads no transfer: the next sample, the timestamp at position
+    /// `samples × SAMPLE_EVERY`; false when it is out of place or order.
+    pub(crate) fn push_sample(&mut self, position: u32, timestamp: u64) -> bool {
+        let next = self.samples.len() as u64 * u64::from(SAMPLE_EVERY);
+        let ascending = self.samples.last().is_none_or(|last| *last < timestamp);
+        if u64::from(position) != next || position >= self.cold_below || !ascending {
+            return false;
+        }
+        self.samples.push(timestamp);
+        true
+    }
+
+    /// At a restore that reads no transfer: every sample is there, and `newest` is the
+    /// newest cold transfer's timestamp.
+    pub(crate) fn samples_done(&mut self, newest: u64) -> bool {
+        let expected = self.cold_below.div_ceil(SAMPLE_EVERY) as usize;
+        let after_samples = self.samples.last().is_none_or(|last| *last <= newest);
+        self.cold_newest = newest;
+        self.samples.len() == expected && after_samples
+    }
+
+    /// The timestamp sampled at cold position `position` (a multiple of `SAMPLE_EVERY`).
+    pub(crate) fn sample_at(&self, position: u32) -> Option<u64> {
+        if position % SAMPLE_EVERY != 0 || position >= self.cold_below {
+            return None;
+        }
+        self.samples
+            .get((position / SAMPLE_EVERY) as usize)
+            .copied()
+    }
+
     /// At a restore: a cold transfer still pending stays in memory.
     pub(crate) fn pin(&mut self, position: u32, transfer: Transfer) {
         assert!(position < self.cold_below);

@@ -662,7 +662,7 @@ impl Scratch {
                 continue;
             }
             let listed = &l.account_transfers[account_position];
-            let history = l.account_history[account_position].all_in_memory();
+            let history = l.account_history[account_position].all_in_memory(listed.len());
             for (position, balances) in listed.iter().zip(history) {
                 let Some(created) = (*position as usize).checked_sub(read_transfers) else {
                     continue;

@@ -463,6 +463,12 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         );
         assert_eq!(warm.transfers_in_memory(), warm.transfers().len());
         assert_eq!(cold.transfer_ids_in_memory(), 0, "step {step}: ids in runs");
+        assert_eq!(
+            cold.account_transfers_in_memory(),
+            0,
+            "step {step}: lists in runs"
+        );
+        assert!(warm.account_transfers_in_memory() >= warm.transfers().len());
         assert_eq!(warm.transfer_ids_in_memory(), warm.transfers().len());
         assert_eq!(snapshot_of(&cold), snapshot_of(&warm), "step {step}");
         assert_eq!(balances_of(&cold), balances_of(&warm), "step {step}");
@@ -511,13 +517,22 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     // A restore with the store reads none of them into memory and answers the same.
     let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
     let cold_store: Arc<dyn ColdStore> = store.clone();
+    let read_before = store.reads(Keyspace::Transfers);
     let (restored, _) =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(cold_store))
             .expect("restores");
+    // It read no transfer run: the store gave back the pending ones and the newest, once
+    // for the samples and once for each check (its accounts' lists, its id).
+    let read = store.reads(Keyspace::Transfers) - read_before;
+    assert!(
+        read as usize <= pending_count(&restored) + 3,
+        "{read} transfers read"
+    );
     assert_eq!(restored.change_entries_in_memory(), 0);
     assert_eq!(restored.history_entries_in_memory(), 0);
     assert_eq!(restored.transfers_in_memory(), pending_count(&restored));
     assert_eq!(restored.transfer_ids_in_memory(), 0);
+    assert_eq!(restored.account_transfers_in_memory(), 0);
     let (mut warm_restored, _) =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, None)
             .expect("restores");
@@ -557,40 +572,65 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         );
     }
 
-    // Runs written before ids had runs of their own: a restore indexes the ids in memory from
-    // the transfers, and the next checkpoint writes every id.
-    let without_ids: Vec<CheckpointIncrement> = increments
+    // Checkpoints of format version 1 had no runs of ids and account lists: a restore
+    // indexes both in memory from the transfers, and the next checkpoint writes them whole.
+    let version_1: Vec<CheckpointIncrement> = increments
         .iter()
-        .map(|increment| CheckpointIncrement {
-            keyspaces: (increment.keyspaces.iter())
-                .filter(|run| run.keyspace != Keyspace::TransferIds)
+        .map(|increment| {
+            let mut hot = increment.hot.clone();
+            hot[8..12].copy_from_slice(&1u32.to_le_bytes());
+            let body = hot.len() - 4;
+            let crc = crc32c::crc32c(&hot[..body]);
+            hot[body..].copy_from_slice(&crc.to_le_bytes());
+            let keyspaces = (increment.keyspaces.iter())
+                .filter(|run| {
+                    !matches!(
+                        run.keyspace,
+                        Keyspace::TransferIds | Keyspace::AccountTransfers
+                    )
+                })
                 .cloned()
-                .collect(),
-            ..increment.clone()
+                .collect();
+            CheckpointIncrement {
+                hot,
+                keyspaces,
+                ..increment.clone()
+            }
         })
         .collect();
     let old_store = Arc::new(MemoryColdStore::new());
-    without_ids
-        .iter()
-        .for_each(|increment| old_store.add(increment));
-    let old_chain: Vec<&CheckpointIncrement> = without_ids.iter().collect();
+    (version_1.iter()).for_each(|increment| old_store.add(increment));
+    let old_chain: Vec<&CheckpointIncrement> = version_1.iter().collect();
     let old_store_dyn: Arc<dyn ColdStore> = old_store.clone();
-    let (mut old, old_cut) = CheckpointRestore::from_increments(
+    let restored = CheckpointRestore::from_increments(
         LedgerConfig::default(),
         &old_chain,
         Some(old_store_dyn),
-    )
-    .expect("restores");
-    assert_eq!(old.transfer_ids_in_memory(), old.transfers().len());
+    );
+    let (mut old, old_cut) = restored.expect("restores");
+    let count = old.transfers().len();
+    assert_eq!(old.transfer_ids_in_memory(), count);
+    assert!(old.account_transfers_in_memory() >= count);
     assert_eq!(transfer_reads_of(&old), transfer_reads_of(&warm_restored));
+    assert_eq!(balances_of(&old), balances_of(&warm_restored));
     let next = old.checkpoint_increment(old_cut).expect("reads");
-    let ids = &next.keyspaces[Keyspace::ALL.len() - 1];
-    assert_eq!(ids.keyspace, Keyspace::TransferIds);
-    assert_eq!(ids.keys.len(), old.transfers().len(), "every id, once");
+    let written = |keyspace: Keyspace| {
+        let run = next.keyspaces.iter().find(|run| run.keyspace == keyspace);
+        run.expect("every keyspace").keys.len()
+    };
+    assert_eq!(written(Keyspace::TransferIds), count, "every id, once");
+    assert_eq!(
+        written(Keyspace::AccountTransfers),
+        old.account_transfers_in_memory(),
+        "every account's transfers, once"
+    );
     old_store.add(&next);
     old.checkpoint_durable(next.cut);
     assert_eq!(old.transfer_ids_in_memory(), 0);
+    assert_eq!(old.account_transfers_in_memory(), 0);
+    assert_eq!(old.history_entries_in_memory(), 0);
     assert_eq!(transfer_reads_of(&old), transfer_reads_of(&warm_restored));
+    assert_eq!(balances_of(&old), balances_of(&warm_restored));
 
     // A store without the entries a checkpoint covers is refused at restore, and is an
     // error at a read.

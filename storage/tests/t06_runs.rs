@@ -183,6 +183,43 @@ fn scans_match_the_sorted_map() {
         .await
         .expect("scan");
         assert_eq!(first_three, 3, "a scan stops when told");
+
+        // The blocking scan of a key range (end excluded), both ways, through a small cache.
+        let blocking = run.into_blocking().expect("blocking");
+        let cache = BlockCache::new(4);
+        for (from, to) in bounds {
+            let to = to.saturating_add(1);
+            for reversed in [false, true] {
+                let mut seen = Vec::new();
+                let stopped = blocking.scan_range(from..to, reversed, &cache, &mut |key, value| {
+                    seen.push((key, value.to_vec()));
+                    true
+                });
+                assert!(!stopped.expect("scan"));
+                let mut expected: Vec<(u128, Vec<u8>)> = data
+                    .range(from..to)
+                    .map(|(key, value)| (*key, value.clone()))
+                    .collect();
+                if reversed {
+                    expected.reverse();
+                }
+                assert_eq!(seen, expected, "{from}..{to}, reversed {reversed}");
+            }
+        }
+        let mut last_three = Vec::new();
+        let stopped = blocking.scan_range(0..u128::MAX, true, &cache, &mut |key, _| {
+            last_three.push(key);
+            last_three.len() < 3
+        });
+        assert!(stopped.expect("scan"), "a scan stops when told");
+        assert_eq!(
+            last_three,
+            keys[keys.len() - 3..]
+                .iter()
+                .rev()
+                .copied()
+                .collect::<Vec<_>>()
+        );
     });
 }
 

@@ -288,6 +288,88 @@ impl BlockingRun {
         let Some(number) = shape.block_of(key) else {
             return Ok(false);
         };
+        let found = |view: BlockView<'_>| {
+            let at = view.search(key).ok()?;
+            value.copy_from_slice(view.entry(at).1);
+            Some(())
+        };
+        let found = self.with_block(number, cache, found)?;
+        Ok(found.is_some())
+    }
+
+    /// Calls `visit(key, value)` for the run's entries with keys in `keys`, ascending, or
+    /// descending when `reversed`, until it returns false; returns whether it did. Reads
+    /// one block at a time with a blocking `pread`, checked, unless `cache` holds it. `visit`
+    /// runs outside the cache's lock, so it may read this run or others.
+    pub fn scan_range(
+        &self,
+        keys: std::ops::Range<u128>,
+        reversed: bool,
+        cache: &BlockCache,
+        visit: &mut dyn FnMut(u128, &[u8]) -> bool,
+    ) -> Result<bool, StorageError> {
+        let (from, to) = (keys.start, keys.end);
+        let footer = &self.shape.footer;
+        if footer.keys == 0 || from >= to || from > footer.last_key || to <= footer.first_key {
+            return Ok(false);
+        }
+        let first = self.shape.block_of(from.max(footer.first_key));
+        let last = self.shape.block_of((to - 1).min(footer.last_key));
+        let (Some(first), Some(last)) = (first, last) else {
+            unreachable!("keys within the run's range have a block");
+        };
+        let size = self.shape.value_size();
+        let mut keys: Vec<u128> = Vec::new();
+        let mut values: Vec<u8> = Vec::new();
+        let mut visit_block = |number: u64| -> Result<bool, StorageError> {
+            keys.clear();
+            values.clear();
+            self.with_block(number, cache, |view| {
+                for at in 0..view.entries {
+                    let (key, value) = view.entry(at);
+                    if key >= from && key < to {
+                        keys.push(key);
+                        values.extend_from_slice(value);
+                    }
+                }
+            })?;
+            let mut entries = keys.iter().enumerate();
+            let mut next = || match reversed {
+                false => entries.next(),
+                true => entries.next_back(),
+            };
+            while let Some((at, key)) = next() {
+                if !visit(*key, &values[at * size..(at + 1) * size]) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        if reversed {
+            for number in (first..=last).rev() {
+                if visit_block(number)? {
+                    return Ok(true);
+                }
+            }
+        } else {
+            for number in first..=last {
+                if visit_block(number)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Calls `found` with data block `number`, from `cache` or read with a blocking `pread`
+    /// and checked (then cached).
+    fn with_block<T>(
+        &self,
+        number: u64,
+        cache: &BlockCache,
+        found: impl FnOnce(BlockView<'_>) -> T,
+    ) -> Result<T, StorageError> {
+        let shape = &self.shape;
         let offset = number * BLOCK_SIZE as u64;
         let read = |block: &mut [u8]| {
             let mut buffer = AlignedBuffer::new(BLOCK_SIZE);
@@ -301,17 +383,13 @@ impl BlockingRun {
             Ok(())
         };
         let found = |block: &[u8]| {
-            let view = BlockView {
+            found(BlockView {
                 bytes: block,
                 entries: usize::from(u16::from_le_bytes([block[4], block[5]])),
                 value_size: shape.value_size(),
-            };
-            let at = view.search(key).ok()?;
-            value.copy_from_slice(view.entry(at).1);
-            Some(())
+            })
         };
-        let found = cache.with_block(self.id, number, read, found)?;
-        Ok(found.is_some())
+        cache.with_block(self.id, number, read, found)
     }
 }
 
