@@ -288,7 +288,8 @@ impl StateMachine {
     async fn prefetch(&self, command: &kassa_shard::Command) -> Arc<ColdRuns> {
         let cold = self.stored.borrow().cold.clone();
         let mut wanted = Vec::new();
-        // The ids first; then, their blocks held, the transfers at the positions they name.
+        // The ids first; then, their blocks held, the transfers at the positions they name:
+        // none when no id run's filter let an id through (every new id, mostly).
         for round in [ColdReads::Ids, ColdReads::Transfers] {
             wanted.clear();
             self.ledger.borrow().cold_reads(command, round, &mut wanted);
@@ -296,6 +297,7 @@ impl StateMachine {
                 continue;
             }
             match cold.prefetch(&wanted).await {
+                Ok(0) => break,
                 Ok(blocks) => {
                     let stats = &self.cold_apply;
                     stats
