@@ -188,6 +188,25 @@ pub(crate) async fn write(
 /// runs.
 const ID_FILTER_SEED: u64 = 0x6b61_7373_615f_6964;
 
+/// Gives the core's other tasks their turn once.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        context.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 /// Where a run's entries come from.
 struct Source<'a, F: Fn() -> bool> {
     checkpoint: &'a Checkpoint,
@@ -223,13 +242,18 @@ async fn write_run<F: Fn() -> bool>(
             &mut chunk,
             CHUNK_ENTRIES,
         );
-        read.map_err(|error| StorageError::Io {
+        let more = read.map_err(|error| StorageError::Io {
             operation: "read the cold entries a checkpoint writes",
             path: runs.to_path_buf(),
             source: std::io::Error::other(error),
         })?;
         let Some(&last) = chunk.keys.last() else {
-            break;
+            if !more {
+                break;
+            }
+            // Work without entries (ids being sorted): the applies get their turn.
+            YieldNow(false).await;
+            continue;
         };
         first_key = first_key.or(chunk.keys.first().copied());
         last_key = last;

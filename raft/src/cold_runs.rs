@@ -201,6 +201,16 @@ impl ColdStore for ColdRuns {
         Ok(false)
     }
 
+    fn key_range(&self, keyspace: Keyspace) -> Option<(u128, u128)> {
+        let followed = self.followed();
+        let runs = followed
+            .runs
+            .iter()
+            .filter(|run| run.entry.keyspace == keyspace);
+        runs.map(|run| (run.entry.first_key, run.entry.last_key))
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+    }
+
     fn scan(
         &self,
         keyspace: Keyspace,

@@ -37,6 +37,8 @@
 //! everything before it.
 
 use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use kassa_wire::{Account, AccountFlags, Balances, Transfer};
@@ -132,9 +134,8 @@ pub struct Checkpoint {
     ids_from: u32,
     /// Transfers from this position on are written in their accounts' lists.
     lists_from: u32,
-    /// The ids to write, `(id, position)` ascending: sorted when first asked for, emptied once
-    /// all were given.
-    ids: RefCell<Vec<(u128, u32)>>,
+    /// The ids to write: sorted a chunk per call, then merged; emptied once all were given.
+    ids: RefCell<IdSort>,
 }
 
 impl Checkpoint {
@@ -143,6 +144,30 @@ impl Checkpoint {
         u64::from(self.cut.transfers - self.ids_from)
     }
 }
+
+/// A checkpoint's transfer ids on their way into id order: sorted [`ID_SORT_CHUNK`] at a time
+/// (a few milliseconds of the core each, so that applies go on between them), then merged.
+#[derive(Clone, Debug, Default)]
+struct IdSort {
+    /// Sorted chunks of `(id, position)`.
+    chunks: Vec<Vec<(u128, u32)>>,
+    /// The smallest entry not yet given of each chunk that has one, with its chunk.
+    heads: BinaryHeap<Reverse<((u128, u32), usize)>>,
+    /// Per chunk, the index of its next entry after the one in `heads`.
+    next: Vec<usize>,
+}
+
+/// A work buffer, not part of what a checkpoint is: any two are equal.
+impl PartialEq for IdSort {
+    fn eq(&self, _: &IdSort) -> bool {
+        true
+    }
+}
+
+impl Eq for IdSort {}
+
+/// Ids sorted per call of [`Ledger::checkpoint_entries`].
+const ID_SORT_CHUNK: u32 = 1 << 16;
 
 /// Where the writing of one keyspace of a checkpoint stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -229,14 +254,15 @@ impl Ledger {
     }
 
     /// Puts in `out` (cleared first) up to `max` more entries of `out.keyspace` that
-    /// `checkpoint` writes, from where `cursor` stands; `out` stays empty once all were given.
+    /// `checkpoint` writes, from where `cursor` stands; returns whether more may follow
+    /// (`out` may then be empty: the ids are sorted a chunk per call before any is given).
     pub fn checkpoint_entries(
         &self,
         checkpoint: &Checkpoint,
         cursor: &mut CheckpointCursor,
         out: &mut KeyspaceIncrement,
         max: usize,
-    ) -> Result<(), ColdError> {
+    ) -> Result<bool, ColdError> {
         assert!(max > 0);
         out.clear();
         match out.keyspace {
@@ -271,7 +297,7 @@ impl Ledger {
                 let positions = checkpoint.since.transfers..checkpoint.cut.transfers;
                 self.account_entries(checkpoint, positions, true, cursor, out, max)?
             }
-            Keyspace::TransferIds => self.id_entries(checkpoint, cursor, out, max)?,
+            Keyspace::TransferIds => return self.id_entries(checkpoint, cursor, out, max),
             Keyspace::AccountTransfers => {
                 let positions = checkpoint.lists_from..checkpoint.cut.transfers;
                 self.account_entries(checkpoint, positions, false, cursor, out, max)?
@@ -320,43 +346,62 @@ impl Ledger {
                 cursor.next = next;
             }
         }
-        Ok(())
+        Ok(!out.keys.is_empty())
     }
 
-    /// The transfer ids `checkpoint` writes, by id: `cursor.at` is 1 once they are sorted,
-    /// `cursor.next` the next index among them.
+    /// The transfer ids `checkpoint` writes, by id. While `cursor.at` is 0, each call sorts
+    /// the ids of the next [`ID_SORT_CHUNK`] positions from `cursor.next` and gives none;
+    /// then they are merged, up to `max` per call. Returns whether more may follow.
     fn id_entries(
         &self,
         checkpoint: &Checkpoint,
         cursor: &mut CheckpointCursor,
         out: &mut KeyspaceIncrement,
         max: usize,
-    ) -> Result<(), ColdError> {
-        let mut ids = checkpoint.ids.borrow_mut();
+    ) -> Result<bool, ColdError> {
+        let mut sort = checkpoint.ids.borrow_mut();
+        let sort = &mut *sort;
         if cursor.at == 0 {
-            ids.clear();
-            let positions = checkpoint.ids_from..checkpoint.cut.transfers;
-            ids.reserve_exact(positions.len());
-            for position in positions {
-                let id = match self.transfers.get_in_memory(position) {
-                    Some(transfer) => transfer.id.0,
-                    None => self.transfer_at(position)?.id.0,
-                };
-                ids.push((id, position));
+            if cursor.next == 0 {
+                *sort = IdSort::default();
             }
-            ids.sort_unstable();
+            let end = checkpoint.cut.transfers;
+            let start = (checkpoint.ids_from as u64).max(cursor.next) as u32;
+            let stop = end.min(start.saturating_add(ID_SORT_CHUNK));
+            if start < stop {
+                let mut chunk = Vec::with_capacity((stop - start) as usize);
+                for position in start..stop {
+                    let id = match self.transfers.get_in_memory(position) {
+                        Some(transfer) => transfer.id.0,
+                        None => self.transfer_at(position)?.id.0,
+                    };
+                    chunk.push((id, position));
+                }
+                chunk.sort_unstable();
+                sort.chunks.push(chunk);
+                cursor.next = u64::from(stop);
+            }
+            if stop < end {
+                return Ok(true);
+            }
+            for (at, chunk) in sort.chunks.iter().enumerate() {
+                sort.heads.push(Reverse((chunk[0], at)));
+            }
+            sort.next = vec![1; sort.chunks.len()];
             cursor.at = 1;
         }
-        let start = (cursor.next as usize).min(ids.len());
-        let end = ids.len().min(start + max);
-        for (id, position) in &ids[start..end] {
-            out.push(*id, &position.to_le_bytes());
+        while out.keys.len() < max {
+            let Some(Reverse(((id, position), at))) = sort.heads.pop() else {
+                *sort = IdSort::default(); // all given: the memory goes
+                return Ok(false);
+            };
+            out.push(id, &position.to_le_bytes());
+            if let Some(entry) = sort.chunks[at].get(sort.next[at]) {
+                sort.heads.push(Reverse((*entry, at)));
+                sort.next[at] += 1;
+            }
         }
-        cursor.next = end as u64;
-        if end == ids.len() {
-            *ids = Vec::new();
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// Every entry `checkpoint` writes, per keyspace in `Keyspace::ALL` order.
@@ -371,12 +416,13 @@ impl Ledger {
                 let mut chunk = KeyspaceIncrement::new(keyspace);
                 let mut cursor = CheckpointCursor::default();
                 loop {
-                    self.checkpoint_entries(checkpoint, &mut cursor, &mut chunk, 4096)?;
-                    if chunk.keys.is_empty() {
-                        break Ok(all);
-                    }
+                    let more =
+                        self.checkpoint_entries(checkpoint, &mut cursor, &mut chunk, 4096)?;
                     all.keys.extend_from_slice(&chunk.keys);
                     all.values.extend_from_slice(&chunk.values);
+                    if !more {
+                        break Ok(all);
+                    }
                 }
             })
             .collect()
@@ -737,14 +783,17 @@ impl CheckpointRestore {
                     ));
                 }
                 self.ledger.transfer_status = vec![PendingStatus::None; self.transfers as usize];
-                if self.cold_lists() {
+                if let Some(store) = self.cold.as_ref().filter(|_| self.cold_lists()) {
                     // The ids are in the store's runs: memory holds the ones to come.
+                    let range = store.key_range(Keyspace::TransferIds);
                     let (capacity, seed) = (
                         self.ledger.config.transfers_capacity,
                         self.ledger.config.hash_seed,
                     );
                     let first = self.transfers as u32;
-                    self.ledger.transfer_positions = IdGenerations::new(first, capacity, seed);
+                    let mut ids = IdGenerations::new(first, capacity, seed);
+                    ids.set_cold_range(range);
+                    self.ledger.transfer_positions = ids;
                 }
                 self.history_restored = vec![0; self.ledger.accounts.len()];
                 self.phase = Keyspace::Statuses;

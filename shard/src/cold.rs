@@ -22,6 +22,10 @@ pub trait ColdStore: Send + Sync {
     /// size); false when no run holds the key. Of runs holding it, the newest answers.
     fn read(&self, keyspace: Keyspace, key: u128, value: &mut [u8]) -> Result<bool, ColdError>;
 
+    /// The smallest and largest key of `keyspace` the store holds (none: it holds none), from
+    /// memory.
+    fn key_range(&self, keyspace: Keyspace) -> Option<(u128, u128)>;
+
     /// Calls `visit(key, value)` for the entries of `keyspace` with keys in `keys`,
     /// ascending, or descending when `reversed`, until it returns false. For keyspaces whose
     /// runs hold disjoint keys within `keys`, in the order the runs were written: an

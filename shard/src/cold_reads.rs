@@ -43,7 +43,7 @@ impl Ledger {
         if self.cold.is_none() || self.transfers.cold_below() == 0 {
             return;
         }
-        if round == ColdReads::Transfers && self.transfer_positions.first() == 0 {
+        if round == ColdReads::Transfers && !self.transfer_positions.any_cold() {
             return; // no id is cold: the first round found them all
         }
         match command {
@@ -131,7 +131,7 @@ impl Ledger {
         let in_memory = self.transfer_positions.get(id);
         let position = match round {
             ColdReads::Ids if in_memory.is_none() => {
-                if id != 0 && self.transfer_positions.first() > 0 {
+                if id != 0 && self.transfer_positions.may_be_cold(id) {
                     out.push((Keyspace::TransferIds, id));
                 }
                 return;

@@ -11,8 +11,9 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
+use zerocopy::FromZeros;
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromZeros)]
 #[repr(C, align(32))]
 struct Slot {
     id: u128,
@@ -39,7 +40,7 @@ impl IdIndex {
             .max(SLOTS_MIN)
             .next_power_of_two();
         IdIndex {
-            slots: vec![Slot::default(); slots_count],
+            slots: zeroed_slots(slots_count),
             mask: slots_count - 1,
             len: 0,
             hasher: FixedState::with_seed(seed),
@@ -146,13 +147,21 @@ impl IdIndex {
 
     fn grow(&mut self) {
         let slots_count = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); slots_count]);
+        let old = std::mem::replace(&mut self.slots, zeroed_slots(slots_count));
         self.mask = slots_count - 1;
         self.len = 0;
         for slot in old.into_iter().filter(|slot| slot.id != 0) {
             self.insert(slot.id, slot.position);
         }
     }
+}
+
+/// `count` empty slots, allocated zeroed: the pages of a large table are zeroed by the kernel
+/// as they are first touched, instead of all at once (a new checkpoint interval's generation
+/// of millions of slots would otherwise stall the core for tens of milliseconds).
+fn zeroed_slots(count: usize) -> Vec<Slot> {
+    let slots = <[Slot]>::new_box_zeroed_with_elems(count);
+    slots.expect("the id index's allocation").into_vec()
 }
 
 #[cfg(test)]

@@ -73,6 +73,14 @@ impl ColdStore for MemoryColdStore {
         }
     }
 
+    fn key_range(&self, keyspace: Keyspace) -> Option<(u128, u128)> {
+        let entries = self.entries.lock().expect("not poisoned");
+        let mut keys = entries.range((keyspace, 0)..=(keyspace, u128::MAX));
+        let first = keys.next().map(|((_, key), _)| *key)?;
+        let last = keys.next_back().map_or(first, |((_, key), _)| *key);
+        Some((first, last))
+    }
+
     fn scan(
         &self,
         keyspace: Keyspace,

@@ -21,6 +21,10 @@ pub(crate) struct IdGenerations {
     /// Oldest first; the last is the open one, where ids are inserted. Never empty.
     generations: VecDeque<Generation>,
     seed: u64,
+    /// The smallest and largest id in the runs (none: no id is cold): an id outside needs no
+    /// look at the store. Ids that grow with time (as TigerBeetle recommends) are all
+    /// outside, so a new one costs no filter probe.
+    cold_range: Option<(u128, u128)>,
 }
 
 struct Generation {
@@ -28,6 +32,16 @@ struct Generation {
     /// the next generation's `first`.
     first: u32,
     index: IdIndex,
+    /// The smallest and largest id inserted (a rollback does not narrow it).
+    range: Option<(u128, u128)>,
+}
+
+fn widen(range: Option<(u128, u128)>, other: Option<(u128, u128)>) -> Option<(u128, u128)> {
+    match (range, other) {
+        (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+        (range, None) => range,
+        (None, other) => other,
+    }
 }
 
 impl IdGenerations {
@@ -36,11 +50,30 @@ impl IdGenerations {
         let open = Generation {
             first,
             index: IdIndex::with_capacity(capacity, seed),
+            range: None,
         };
         IdGenerations {
             generations: VecDeque::from([open]),
             seed,
+            cold_range: None,
         }
+    }
+
+    /// Whether the runs may hold `id`: it is within the range of the cold ids.
+    #[inline]
+    pub(crate) fn may_be_cold(&self, id: u128) -> bool {
+        self.cold_range
+            .is_some_and(|(low, high)| low <= id && id <= high)
+    }
+
+    /// Whether any id is cold.
+    pub(crate) fn any_cold(&self) -> bool {
+        self.cold_range.is_some()
+    }
+
+    /// At a restore: the runs hold ids from `low` to `high`.
+    pub(crate) fn set_cold_range(&mut self, range: Option<(u128, u128)>) {
+        self.cold_range = range;
     }
 
     /// The first position whose id is in memory: ids of positions below it are in runs only.
@@ -82,6 +115,7 @@ impl IdGenerations {
         let open = self.generations.back_mut().expect("never empty");
         assert!(position >= open.first, "an id older than its generation");
         open.index.insert(id, position);
+        open.range = widen(open.range, Some((id, id)));
     }
 
     /// Removes `id` (a linked chain's rollback of the transfers it stored), returning its
@@ -105,6 +139,7 @@ impl IdGenerations {
         self.generations.push_back(Generation {
             first: cut,
             index: IdIndex::with_capacity(capacity, self.seed),
+            range: None,
         });
     }
 
@@ -112,7 +147,8 @@ impl IdGenerations {
     /// leave memory.
     pub(crate) fn drop_below(&mut self, cut: u32) {
         while self.generations.len() > 1 && self.generations[1].first <= cut {
-            self.generations.pop_front();
+            let dropped = self.generations.pop_front().expect("two or more");
+            self.cold_range = widen(self.cold_range, dropped.range);
         }
         let only = self.generations.len() == 1;
         let oldest = self.generations.front_mut().expect("never empty");
@@ -143,7 +179,7 @@ impl Ledger {
         let Some(store) = &self.cold else {
             return Ok(None);
         };
-        if id == 0 || self.transfer_positions.first() == 0 {
+        if id == 0 || !self.transfer_positions.may_be_cold(id) {
             return Ok(None);
         }
         let mut value = [0u8; 4];
@@ -182,6 +218,8 @@ mod tests {
         ids.drop_below(10);
         assert_eq!((ids.count(), ids.len(), ids.first()), (1, 15, 10));
         assert_eq!(ids.get(1003), None);
+        assert!(ids.may_be_cold(1000) && ids.may_be_cold(1009));
+        assert!(!ids.may_be_cold(999) && !ids.may_be_cold(1010));
         assert_eq!(ids.remove(1024), Some(24));
         // Sealing an empty open generation moves it instead of adding one.
         ids.seal(24);

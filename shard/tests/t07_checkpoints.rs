@@ -231,15 +231,15 @@ fn entries_now(ledger: &Ledger, checkpoint: &Checkpoint, max: usize) -> Vec<Keys
         let mut chunk = KeyspaceIncrement::new(keyspace);
         let mut cursor = CheckpointCursor::default();
         loop {
-            ledger
+            let more = ledger
                 .checkpoint_entries(checkpoint, &mut cursor, &mut chunk, max)
                 .expect("in memory or in the store");
-            if chunk.keys.is_empty() {
-                break;
-            }
             assert!(chunk.keys.len() <= max);
             run.keys.extend_from_slice(&chunk.keys);
             run.values.extend_from_slice(&chunk.values);
+            if !more {
+                break;
+            }
         }
         all.push(run);
     }
@@ -713,6 +713,53 @@ fn timestamp_searches_over_cold_transfers_match_the_ledger_that_kept_them() {
                 cold.query_transfers(&filter, &mut b).expect("cold reads");
                 assert_eq!(a, b, "timestamps {min}..={max}");
             }
+        }
+    }
+}
+
+/// A checkpoint's ids are sorted a chunk of 65,536 positions per call, then merged: over
+/// three chunks of ids in no order, in calls of every size, the id run is every transfer's
+/// id once, ascending, each with its position.
+#[test]
+fn a_checkpoints_ids_are_sorted_in_chunks_and_merged() {
+    let mut ledger = new_ledger();
+    accounts(&mut ledger);
+    let count: u128 = 150_000;
+    // Ids scattered over the u128 range, so that id order is not position order.
+    let id_of = |at: u128| at.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) | 1;
+    let events: Vec<Transfer> = (0..count)
+        .map(|at| {
+            transfer(
+                id_of(at),
+                1 + at % ACCOUNTS,
+                1 + (at + 1) % ACCOUNTS,
+                1,
+                LEDGER,
+                CODE,
+            )
+        })
+        .collect();
+    for (batch, chunk) in events.chunks(8_189).enumerate() {
+        create_transfers(&mut ledger, NS * (batch as u64 + 1), chunk);
+    }
+    assert_eq!(ledger.transfers().len() as u128, count);
+    let checkpoint = ledger.checkpoint(CheckpointCut::default());
+    let positions: std::collections::HashMap<u128, u32> =
+        (0..count).map(|at| (id_of(at), at as u32)).collect();
+    for max in [1_000, 8_192, 200_000] {
+        let read = entries_now(&ledger, &checkpoint, max);
+        let ids = read
+            .iter()
+            .find(|run| run.keyspace == Keyspace::TransferIds);
+        let ids = ids.expect("an id run");
+        assert_eq!(ids.keys.len() as u128, count, "calls of {max}");
+        assert!(
+            ids.keys.windows(2).all(|pair| pair[0] < pair[1]),
+            "ascending"
+        );
+        for (at, id) in ids.keys.iter().enumerate() {
+            let position = u32::from_le_bytes(ids.value(at).try_into().expect("4 bytes"));
+            assert_eq!(positions.get(id), Some(&position));
         }
     }
 }
