@@ -239,14 +239,25 @@ impl ColdStore for ColdRuns {
             false => Box::new(runs.iter()),
             true => Box::new(runs.iter().rev()),
         };
+        // Runs of one keyspace hold disjoint keys in the order written; a key out of that
+        // order (runs of the same entries twice) is skipped, never given twice.
+        let mut last: Option<u128> = None;
+        let mut in_order = |key: u128, value: &[u8]| {
+            let after = last.is_none_or(|last| if reversed { key < last } else { key > last });
+            if !after {
+                return true;
+            }
+            last = Some(key);
+            visit(key, value)
+        };
         ordered
-            .try_for_each(
-                |run| match run.scan_range(keys.clone(), reversed, &self.cache, visit) {
+            .try_for_each(|run| {
+                match run.scan_range(keys.clone(), reversed, &self.cache, &mut in_order) {
                     Ok(false) => Ok(()),
                     Ok(true) => Err(None),
                     Err(error) => Err(Some(error)),
-                },
-            )
+                }
+            })
             .or_else(|stopped| match stopped {
                 None => Ok(()),
                 Some(error) => Err(ColdError::new(keyspace, keys.start, error.to_string())),

@@ -448,6 +448,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let cold = self.stored.borrow().cold.clone();
         let followed = cold.follow(&self.dir, &head).await;
         self.stored.borrow_mut().checkpoint = Some(head);
+        if self.generation.get() == self.taken_in {
+            // Durable, read or not: the next checkpoint starts its runs from here.
+            let cut = self.checkpoint.cut;
+            self.ledger.borrow_mut().checkpoint_written(cut);
+        }
         match followed {
             // The ledger's cold entries stay in memory until a later checkpoint's runs open.
             Err(error) => tracing::error!(

@@ -16,17 +16,16 @@
 //! - [`Keyspace::Changes`]: sequence → the 144-byte change entry, from the cut on; runs wholly
 //!   below the released sequence are no longer needed.
 //! - [`Keyspace::TransferIds`]: transfer id → position (4 bytes), for the transfers of the
-//!   increment (from the oldest whose id no durable run holds), sorted by id when the first
-//!   chunk is asked for.
-//!
+//!   increment (from the oldest whose id no durable run holds), sorted by id 65,536 at a
+//!   time, then merged.
 //! - [`Keyspace::AccountTransfers`]: account position ≪ 32 | transfer position, no value,
 //!   for the transfers of the increment (from the oldest no durable run lists).
 //! - [`Keyspace::TransferSamples`]: position → timestamp (8 bytes), for the positions of the
-//!   increment that are multiples of 32.
+//!   increment (from the same point as the lists) that are multiples of 32.
 //!
 //! The last three from format version 2 on: a checkpoint of version 1 had no runs of them,
 //! and its restore reads every transfer run to rebuild them in memory; the next checkpoint
-//! then writes the ids and lists whole. A restore of version 2 with a cold store reads no
+//! then writes all three whole. A restore of version 2 with a cold store reads no
 //! transfer, id or list run: restart time no longer grows with history.
 //!
 //! Hot state, format version 2 (1 is read too; the same layout, little-endian): magic
@@ -172,9 +171,10 @@ const ID_SORT_CHUNK: u32 = 1 << 16;
 /// Where the writing of one keyspace of a checkpoint stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CheckpointCursor {
-    /// The next position, status index, history account or sequence.
+    /// The next position, status index, account, sequence or (ids) position to sort.
     next: u64,
-    /// In a history account's transfer list, the next index.
+    /// For an account's entries, the position to go on from (0: its range's start); for
+    /// ids, 1 once all are sorted and they are being merged.
     at: usize,
 }
 
@@ -239,7 +239,9 @@ impl Ledger {
             status_changes: self.status_changes.end(),
             change_sequence: self.changes.sequence_next,
         };
-        self.transfer_positions.seal(count);
+        if self.cold.is_some() {
+            self.transfer_positions.seal(count);
+        }
         Checkpoint {
             since,
             cut,
@@ -303,8 +305,10 @@ impl Ledger {
                 self.account_entries(checkpoint, positions, false, cursor, out, max)?
             }
             Keyspace::TransferSamples => {
+                // From where the lists start: a checkpoint after a restore of format 1,
+                // which had no sample runs, writes them all.
                 let every = u64::from(SAMPLE_EVERY);
-                let since = u64::from(checkpoint.since.transfers).next_multiple_of(every);
+                let since = u64::from(checkpoint.lists_from).next_multiple_of(every);
                 let mut next = cursor.next.max(since);
                 let end = u64::from(checkpoint.cut.transfers);
                 while next < end && out.keys.len() < max {
@@ -450,14 +454,21 @@ impl Ledger {
     pub fn checkpoint_durable(&mut self, cut: CheckpointCut) {
         self.status_changes.drop_before(cut.status_changes);
         self.changes.keep_from(cut.change_sequence);
-        self.ids_durable_below = self.ids_durable_below.max(cut.transfers);
-        self.lists_durable_below = self.lists_durable_below.max(cut.transfers);
+        self.checkpoint_written(cut);
         self.account_transfers_durable(cut.transfers);
         if self.cold.is_some() {
             self.transfers
                 .make_cold_below(cut.transfers, &self.transfer_status);
             self.transfer_positions.drop_below(cut.transfers);
         }
+    }
+
+    /// A checkpoint with `cut` is durable, whether or not its runs could be opened for reads
+    /// yet: the next checkpoint writes the ids and account lists from its cut on (runs of
+    /// the same entries twice would break an account's scan, which reads runs in order).
+    pub fn checkpoint_written(&mut self, cut: CheckpointCut) {
+        self.ids_durable_below = self.ids_durable_below.max(cut.transfers);
+        self.lists_durable_below = self.lists_durable_below.max(cut.transfers);
     }
 
     /// The statuses a checkpoint from `since` writes: of the transfers stored since, those

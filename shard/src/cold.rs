@@ -1,14 +1,15 @@
 //! Cold entries: what a durable checkpoint took out of the ledger's memory, read back by key
 //! from a [`ColdStore`] (docs/storage.md, "What goes where").
 //!
-//! Today transfers, the change stream and history balances are cold (`Keyspace::is_cold`):
-//! once a checkpoint holding an entry is durable, the entry leaves memory (a transfer only
-//! once it is no longer pending), and reading it (a lookup, an account's transfers or
-//! balances, a query, change events, a whole snapshot, a full checkpoint after an install,
-//! and inside an apply an `exists` check of an old id or a post or void of a resolved
-//! pending transfer) goes to the store. The ledger stays synchronous: a store answers at
-//! once. The node's store reads its runs with one blocking 4 KiB read per block; reads inside
-//! an apply will be prefetched before it (step 3 of the plan). The simulator and tests keep
+//! Transfers, their ids, the accounts' transfer lists, history balances and the change
+//! stream are cold (`Keyspace::is_cold`): once a checkpoint holding an entry is durable, the
+//! entry leaves memory (a transfer only once it is no longer pending), and reading it (a
+//! lookup, an account's transfers or balances, a query, change events, a whole snapshot, a
+//! full checkpoint after an install, and inside an apply the `exists` check of an id, a post
+//! or void of a resolved pending transfer) goes to the store, by key or by key range. The
+//! ledger stays synchronous: a store answers at once. The node's store reads its runs with
+//! one blocking 4 KiB read per block; the state machine prefetches what an apply reads
+//! (`cold_reads.rs`). The simulator and tests keep
 //! the runs' entries in memory ([`crate::MemoryColdStore`]).
 
 use zerocopy::{FromBytes, IntoBytes};

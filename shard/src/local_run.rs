@@ -20,7 +20,6 @@ use std::collections::HashSet;
 use foldhash::fast::FixedState;
 use kassa_wire::{Account, AccountFlags, Transfer, TransferFlags};
 
-use crate::directory::IdKind;
 use crate::{ledger_partition, Ledger, PlacementKind};
 
 /// A batch that can run in this partition alone.
@@ -90,7 +89,9 @@ impl Ledger {
                 }
             }
             let pending = t.pending_id.0;
-            if pending != 0 && self.transfer_position_applied(pending).is_none() {
+            // A failed cold read: the batch takes the path that does not run it here.
+            let stored = |id| self.transfer_position(id).ok().map(|found| found.is_some());
+            if pending != 0 && !stored(pending)? {
                 let set = earlier_set.get_or_insert_with(|| {
                     let mut set = Ids::with_capacity_and_hasher(earlier.len(), seeded());
                     set.extend(earlier.iter().copied());
@@ -106,7 +107,8 @@ impl Ledger {
                 }
                 None => earlier.push(t.id.0),
             }
-            if valid(t.id.0) && (leased(t.id.0) || !self.holds(IdKind::Transfer, t.id.0)) {
+            let held = |id| Some(self.failed_transfer_ids.contains(&id) || stored(id)?);
+            if valid(t.id.0) && (leased(t.id.0) || !held(t.id.0)?) {
                 claims.push(t.id.0);
             }
         }

@@ -16,6 +16,10 @@ use crate::id_index::IdIndex;
 use crate::keyspace::Keyspace;
 use crate::Ledger;
 
+/// Generations at most: the open one and two sealed (a checkpoint being written, and one
+/// durable whose runs are not followed yet).
+const GENERATIONS_MAX: usize = 3;
+
 /// See the module documentation.
 pub(crate) struct IdGenerations {
     /// Oldest first; the last is the open one, where ids are inserted. Never empty.
@@ -129,10 +133,17 @@ impl IdGenerations {
     /// generation, which a later durable checkpoint drops on its own. An empty open
     /// generation is reused.
     pub(crate) fn seal(&mut self, cut: u32) {
+        let count = self.generations.len();
         let open = self.generations.back_mut().expect("never empty");
         assert!(cut >= open.first, "a checkpoint's cut behind the ids");
         if open.index.len() == 0 {
             open.first = cut;
+            return;
+        }
+        if count >= GENERATIONS_MAX {
+            // Checkpoints taken but not made durable (a failed write, a declined one): the
+            // open generation goes on and is dropped at a later cut past its end, so that
+            // a lookup never probes more than this many.
             return;
         }
         let capacity = open.index.len();
@@ -232,5 +243,18 @@ mod tests {
         assert_eq!(ids.first(), 30);
         ids.insert(2000, 30);
         assert_eq!(ids.get(2000), Some(30));
+        // Checkpoints never made durable add at most two sealed generations.
+        for cut in 31..40 {
+            ids.insert(2000 + u128::from(cut), cut);
+            ids.seal(cut + 1);
+        }
+        assert_eq!(ids.count(), GENERATIONS_MAX);
+        assert_eq!(ids.get(2039), Some(39));
+        // The open one went on from 33: it stays until a later checkpoint seals past it.
+        ids.drop_below(40);
+        assert_eq!((ids.count(), ids.len(), ids.first()), (1, 7, 33));
+        ids.seal(40);
+        ids.drop_below(40);
+        assert_eq!((ids.count(), ids.len(), ids.first()), (1, 0, 40));
     }
 }

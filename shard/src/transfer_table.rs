@@ -189,6 +189,10 @@ impl TransferTable {
     /// `samples × SAMPLE_EVERY`; false when it is out of place or order.
     pub(crate) fn push_sample(&mut self, position: u32, timestamp: u64) -> bool {
         let next = self.samples.len() as u64 * u64::from(SAMPLE_EVERY);
+        if u64::from(position) < next {
+            // A sample written again (by a checkpoint after a restore of format 1).
+            return self.sample_at(position) == Some(timestamp);
+        }
         let ascending = self.samples.last().is_none_or(|last| *last < timestamp);
         if u64::from(position) != next || position >= self.cold_below || !ascending {
             return false;

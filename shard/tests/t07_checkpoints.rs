@@ -586,7 +586,9 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
                 .filter(|run| {
                     !matches!(
                         run.keyspace,
-                        Keyspace::TransferIds | Keyspace::AccountTransfers
+                        Keyspace::TransferIds
+                            | Keyspace::AccountTransfers
+                            | Keyspace::TransferSamples
                     )
                 })
                 .cloned()
@@ -624,6 +626,11 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         old.account_transfers_in_memory(),
         "every account's transfers, once"
     );
+    assert_eq!(
+        written(Keyspace::TransferSamples),
+        count.div_ceil(32),
+        "every sample"
+    );
     old_store.add(&next);
     old.checkpoint_durable(next.cut);
     assert_eq!(old.transfer_ids_in_memory(), 0);
@@ -631,6 +638,17 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert_eq!(old.history_entries_in_memory(), 0);
     assert_eq!(transfer_reads_of(&old), transfer_reads_of(&warm_restored));
     assert_eq!(balances_of(&old), balances_of(&warm_restored));
+    // The upgraded chain restores as format 2: no transfer run read, nothing in memory.
+    let mut upgraded = old_chain.clone();
+    upgraded.push(&next);
+    let old_store_dyn: Arc<dyn ColdStore> = old_store.clone();
+    let restored =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &upgraded, Some(old_store_dyn));
+    let (again, _) = restored.expect("the upgraded chain restores");
+    assert_eq!(again.transfer_ids_in_memory(), 0);
+    assert_eq!(again.account_transfers_in_memory(), 0);
+    assert_eq!(transfer_reads_of(&again), transfer_reads_of(&warm_restored));
+    assert_eq!(balances_of(&again), balances_of(&warm_restored));
 
     // A store without the entries a checkpoint covers is refused at restore, and is an
     // error at a read.
