@@ -67,8 +67,13 @@ impl Ledger {
         round: ColdReads,
         out: &mut Vec<(Keyspace, u128)>,
     ) {
+        // Ids in memory name cold transfers only when a generation reaches below the cold
+        // transfers (one kept past its cut, a restore of format 1); otherwise only an id in
+        // the cold ids' range can, and the index need not be probed for the others (every
+        // new id, when ids grow with time).
+        let probe = self.transfer_positions.first() < self.transfers.cold_below();
         let prefetch = |at: usize| {
-            if at < count {
+            if probe && at < count {
                 let (id, pending_id) = ids(at);
                 self.transfer_positions.prefetch(id);
                 if pending_id != 0 {
@@ -80,9 +85,9 @@ impl Ledger {
         for at in 0..count {
             prefetch(at + PREFETCH_AHEAD);
             let (id, pending_id) = ids(at);
-            self.cold_transfer(id, round, out);
+            self.cold_transfer(id, round, probe, out);
             if pending_id != 0 {
-                self.cold_transfer(pending_id, round, out);
+                self.cold_transfer(pending_id, round, probe, out);
             }
         }
     }
@@ -127,11 +132,21 @@ impl Ledger {
 
     /// What finding the transfer of `id` reads from the store in `round`: its id in the id
     /// runs, if not in memory; its transfer, if cold.
-    fn cold_transfer(&self, id: u128, round: ColdReads, out: &mut Vec<(Keyspace, u128)>) {
+    fn cold_transfer(
+        &self,
+        id: u128,
+        round: ColdReads,
+        probe: bool,
+        out: &mut Vec<(Keyspace, u128)>,
+    ) {
+        let may_be_cold = id != 0 && self.transfer_positions.may_be_cold(id);
+        if !probe && !may_be_cold {
+            return; // new, or in memory with a transfer in memory
+        }
         let in_memory = self.transfer_positions.get(id);
         let position = match round {
             ColdReads::Ids if in_memory.is_none() => {
-                if id != 0 && self.transfer_positions.may_be_cold(id) {
+                if may_be_cold {
                     out.push((Keyspace::TransferIds, id));
                 }
                 return;
