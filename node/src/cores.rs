@@ -1072,10 +1072,15 @@ async fn checkpoint_before_stop(partitions: &ServedPartitions) {
         }
     }
     let wait_ms = kassa_raft::limits::STOP_CHECKPOINT_WAIT_MS;
-    for _ in 0..wait_ms / 10 {
+    for waited in 0..wait_ms / 10 {
         waiting.retain(|(served, applied)| !served.partition.stop_checkpoint_done(*applied));
         if waiting.is_empty() {
             return;
+        }
+        if waited % 10 == 9 {
+            for (served, _) in &waiting {
+                served.partition.renew_stop_checkpoint().await;
+            }
         }
         monoio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -472,9 +472,12 @@ impl Partition {
         let Some(applied) = self.begin_stop_checkpoint().await else {
             return;
         };
-        for _ in 0..STOP_CHECKPOINT_WAIT_MS / 10 {
+        for waited in 0..STOP_CHECKPOINT_WAIT_MS / 10 {
             if self.stop_checkpoint_done(applied) {
                 return;
+            }
+            if waited % 10 == 9 {
+                self.renew_stop_checkpoint().await;
             }
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -511,6 +514,16 @@ impl Partition {
             return None;
         }
         Some(applied)
+    }
+
+    /// Asks again for the checkpoint before the stop: a request made while another
+    /// checkpoint was being written is dropped, and that one may not cover everything
+    /// applied. Called every 100 ms of the wait.
+    pub async fn renew_stop_checkpoint(&self) {
+        if let Err(error) = self.raft.trigger().snapshot().await {
+            let partition = self.partition;
+            tracing::warn!(partition, %error, "no checkpoint before the stop");
+        }
     }
 
     /// Whether a checkpoint covers `applied` (logged once it does).
