@@ -164,17 +164,22 @@ impl Followed {
             Keyspace::History => Some(self.history_checkpoint(key as u32)),
             _ => None,
         };
+        self.of_keyspace(keyspace).iter().rev().filter(move |run| {
+            run.entry.first_key <= key
+                && key <= run.entry.last_key
+                && checkpoint.is_none_or(|number| number == Some(run.entry.number))
+        })
+    }
+
+    /// The runs of `keyspace`, in the order written.
+    fn of_keyspace(&self, keyspace: Keyspace) -> &[ColdRun] {
         let start = self
             .runs
             .partition_point(|run| run.entry.keyspace < keyspace);
         let end = self
             .runs
             .partition_point(|run| run.entry.keyspace <= keyspace);
-        self.runs[start..end].iter().rev().filter(move |run| {
-            run.entry.first_key <= key
-                && key <= run.entry.last_key
-                && checkpoint.is_none_or(|number| number == Some(run.entry.number))
-        })
+        &self.runs[start..end]
     }
 
     /// The checkpoint that wrote the history entries of the transfer at `position`: the one
@@ -203,10 +208,7 @@ impl ColdStore for ColdRuns {
 
     fn key_range(&self, keyspace: Keyspace) -> Option<(u128, u128)> {
         let followed = self.followed();
-        let runs = followed
-            .runs
-            .iter()
-            .filter(|run| run.entry.keyspace == keyspace);
+        let runs = followed.of_keyspace(keyspace).iter();
         runs.map(|run| (run.entry.first_key, run.entry.last_key))
             .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
     }
@@ -224,20 +226,10 @@ impl ColdStore for ColdRuns {
         // The runs, out of the lock: `visit` may read through this store.
         let runs: Vec<Arc<BlockingRun>> = {
             let followed = self.followed();
-            let start = followed
-                .runs
-                .partition_point(|run| run.entry.keyspace < keyspace);
-            let end = followed
-                .runs
-                .partition_point(|run| run.entry.keyspace <= keyspace);
-            let runs = followed.runs[start..end].iter();
+            let runs = followed.of_keyspace(keyspace).iter();
             let overlapping = runs
                 .filter(|run| run.entry.first_key < keys.end && keys.start <= run.entry.last_key);
             overlapping.map(|run| run.run.clone()).collect()
-        };
-        let mut ordered: Box<dyn Iterator<Item = &Arc<BlockingRun>>> = match reversed {
-            false => Box::new(runs.iter()),
-            true => Box::new(runs.iter().rev()),
         };
         // Runs of one keyspace hold disjoint keys in the order written; a key out of that
         // order (runs of the same entries twice) is skipped, never given twice.
@@ -250,17 +242,17 @@ impl ColdStore for ColdRuns {
             last = Some(key);
             visit(key, value)
         };
-        ordered
-            .try_for_each(|run| {
-                match run.scan_range(keys.clone(), reversed, &self.cache, &mut in_order) {
-                    Ok(false) => Ok(()),
-                    Ok(true) => Err(None),
-                    Err(error) => Err(Some(error)),
+        for at in 0..runs.len() {
+            let run = &runs[if reversed { runs.len() - 1 - at } else { at }];
+            let stopped = run.scan_range(keys.clone(), reversed, &self.cache, &mut in_order);
+            match stopped {
+                Ok(false) => {}
+                Ok(true) => break,
+                Err(error) => {
+                    return Err(ColdError::new(keyspace, keys.start, error.to_string()));
                 }
-            })
-            .or_else(|stopped| match stopped {
-                None => Ok(()),
-                Some(error) => Err(ColdError::new(keyspace, keys.start, error.to_string())),
-            })
+            }
+        }
+        Ok(())
     }
 }

@@ -565,9 +565,6 @@ pub struct CheckpointRestore {
     history_restored: Vec<usize>,
     /// Where the restored ledger reads its cold entries (none: they are pushed).
     cold: Option<Arc<dyn ColdStore>>,
-    /// Transfer ids pushed (without a store): when they cover every transfer, the runs hold
-    /// every id.
-    ids_pushed: u64,
     /// The hot state's format version: from `LISTS_VERSION` on, the runs hold the accounts'
     /// transfer lists.
     version: u32,
@@ -619,7 +616,6 @@ impl CheckpointRestore {
             phase: Keyspace::Transfers,
             history_restored: Vec::new(),
             cold: None,
-            ids_pushed: 0,
             version,
         })
     }
@@ -708,7 +704,10 @@ impl CheckpointRestore {
         }
         let (cold_lists, read_transfers) = (self.cold_lists(), self.reads(Keyspace::Transfers));
         let count = Ledger::position_of(self.ledger.transfers.len());
+        // From format 2 on, the runs hold every id and list entry: the next checkpoint
+        // writes them from here.
         if self.version >= LISTS_VERSION {
+            self.ledger.ids_durable_below = count;
             self.ledger.lists_durable_below = count;
         }
         if cold_lists {
@@ -761,9 +760,6 @@ impl CheckpointRestore {
                     )));
                 }
             }
-            self.ledger.ids_durable_below = count;
-        } else if self.ids_pushed == u64::from(count) {
-            self.ledger.ids_durable_below = count;
         }
         let ledger = &mut self.ledger;
         if ledger.changes.sequence_next != self.change_next {
@@ -936,7 +932,6 @@ impl CheckpointRestore {
                 "an id run names transfer {key} at {position}, which holds another"
             )));
         }
-        self.ids_pushed += 1;
         Ok(())
     }
 
