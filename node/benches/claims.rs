@@ -50,6 +50,8 @@ fn main() {
         placement: kassa_shard::PlacementKind::ById,
         cores,
         snapshot_entries: 1 << 20,
+        cache_blocks: kassa_raft::CACHE_BLOCKS_DEFAULT,
+        memory: kassa_raft::MemoryBudget::unbounded(),
         hash_seed: 7,
         pulses: Arc::new(AtomicBool::new(false)),
         cross_expiries,

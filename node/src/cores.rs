@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kassa_raft::{Partition, PartitionConfig, PartitionStatus};
+use kassa_raft::{MemoryBudget, Partition, PartitionConfig, PartitionMetrics, PartitionStatus};
 use kassa_shard::{
     partition_of, ClientReply, Command, Ledger, LedgerConfig, Placement, PlacementKind, ReadSet,
     Reply,
@@ -86,6 +86,11 @@ pub enum CoreRequest {
     Status {
         partition: u32,
         reply: StatusSender,
+    },
+    /// What the partition holds and did, for `/metrics`.
+    Metrics {
+        partition: u32,
+        reply: tokio::sync::oneshot::Sender<PartitionMetrics>,
     },
     /// Lock these partitions of this core for `txn` (ascending; a partition `txn` holds
     /// already is kept), then read from each what a batch naming `names` can read.
@@ -531,6 +536,10 @@ pub struct CoreSetup {
     pub placement: PlacementKind,
     pub cores: usize,
     pub snapshot_entries: u64,
+    /// Blocks (4 KiB) of cold runs each partition caches.
+    pub cache_blocks: usize,
+    /// The bound on the partitions' memtables, shared by all of them (`--memory`).
+    pub memory: Arc<MemoryBudget>,
     pub hash_seed: u64,
     /// Set once the node has finished recovering transactions: pulses wait for it.
     pub pulses: Arc<AtomicBool>,
@@ -730,6 +739,15 @@ impl CoreQueues {
     pub async fn status(&self, partition: u32) -> Result<PartitionStatus, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();
         let request = CoreRequest::Status { partition, reply };
+        let sent = self.sender(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// What `partition` holds and did: its status, memtable, runs and cache.
+    pub async fn metrics(&self, partition: u32) -> Result<PartitionMetrics, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = CoreRequest::Metrics { partition, reply };
         let sent = self.sender(partition).send(request).await;
         sent.map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)
@@ -979,6 +997,8 @@ async fn core_run(
                 ..LedgerConfig::default()
             },
             snapshot_entries: setup.snapshot_entries,
+            cache_blocks: setup.cache_blocks,
+            memory: setup.memory.clone(),
         };
         match Partition::open(config).await {
             Ok(opened) => {
@@ -1125,6 +1145,9 @@ async fn serve(
         }
         CoreRequest::Status { partition, reply } => {
             let _ = reply.send(served(partition).partition.status());
+        }
+        CoreRequest::Metrics { partition, reply } => {
+            let _ = reply.send(served(partition).partition.metrics());
         }
         CoreRequest::LockRead {
             txn,
@@ -1405,7 +1428,8 @@ async fn admit(lock: &PartitionLock, txn: Option<u64>, in_flight: &Cell<usize>) 
 
 /// Expires pending transfers whose time is up: a partition's own through its log (under its
 /// lock, so no transaction reads it meanwhile), those crossing partitions by handing them to
-/// the node's transaction coordinator.
+/// the node's transaction coordinator. Also checkpoints a partition when the node is past its
+/// memtable limit though no write came to ask.
 async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: CoreSetup) {
     while !stop.get() {
         monoio::time::sleep(PULSE_INTERVAL).await;
@@ -1415,6 +1439,7 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
         for (partition, served) in &partitions {
             // A fault in the background (a snapshot, a purge) stops the node too.
             served.stop_if_failed(*partition);
+            served.partition.check_memory().await;
             let now = realtime_ns();
             let local = served.partition.read(|ledger| ledger.pulse_needed(now));
             if local {

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use kassa_node::config::{Config, PARTITIONS_DEFAULT, PLACEMENT_DEFAULT};
+use kassa_node::config::{ByteSize, Config, PARTITIONS_DEFAULT, PLACEMENT_DEFAULT};
 use kassa_node::cores::CoreSetup;
 use kassa_node::descriptors;
 use kassa_node::http::{self, Api};
 use kassa_node::meta::{self, ClusterMeta};
 use kassa_node::service::Service;
+use kassa_raft::MemoryBudget;
 use kassa_shard::PlacementKind;
 
 #[derive(Parser)]
@@ -65,6 +66,15 @@ struct StartArgs {
     /// [default: 100000].
     #[arg(long, value_name = "N")]
     snapshot_entries: Option<u64>,
+    /// The bound on what grows with the ledgers' history: each partition checkpoints once
+    /// the node's memtables pass their share of it, and the cold-block caches take an eighth.
+    /// Bytes or a size such as 4GiB, 512MiB; at least 64MiB [default: 4GiB].
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<ByteSize>,
+    /// Bytes of cold run blocks cached, over all partitions; 0 for an eighth of --memory
+    /// [default: 0].
+    #[arg(long, value_name = "SIZE")]
+    cache_bytes: Option<ByteSize>,
     /// HTTP connections served at once; one more is answered 503 and closed [default: 4096].
     #[arg(long, value_name = "N")]
     http_connections_max: Option<usize>,
@@ -178,6 +188,8 @@ fn config_of(args: StartArgs) -> anyhow::Result<Config> {
     config.wire_address = args.wire_address.unwrap_or(config.wire_address);
     config.cores = args.cores.unwrap_or(config.cores);
     config.snapshot_entries = args.snapshot_entries.unwrap_or(config.snapshot_entries);
+    config.memory = args.memory.unwrap_or(config.memory);
+    config.cache_bytes = args.cache_bytes.unwrap_or(config.cache_bytes);
     let set = |flag: Option<u64>, setting: &mut u64| *setting = flag.unwrap_or(*setting);
     set(args.http_idle_timeout_ms, &mut config.http_idle_timeout_ms);
     set(
@@ -235,12 +247,16 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         }
     };
     fit_descriptors(&mut config, meta.partitions, cores_count)?;
+    let memory = config.memory_plan(meta.partitions)?;
+    let budget = MemoryBudget::new(memory.memtable_limit, meta.partitions);
     let setup = CoreSetup {
         data_dir: config.data_dir.clone(),
         partitions: meta.partitions,
         placement: meta.placement_kind(),
         cores: cores_count,
         snapshot_entries: config.snapshot_entries,
+        cache_blocks: memory.cache_blocks,
+        memory: budget.clone(),
         hash_seed: std::process::id() as u64 ^ kassa_node::cores::realtime_ns(),
         pulses: Default::default(),
         cross_expiries: async_channel::bounded(1).0,
@@ -270,6 +286,11 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     let api = Arc::new(Api {
         service,
         limits: http_limits,
+        memory: http::metrics::NodeMemory {
+            data_dir: config.data_dir.clone(),
+            plan: memory,
+            budget,
+        },
     });
     let served = runtime.block_on(async {
         let listener = http::bind(config.http_address).await?;

@@ -386,7 +386,7 @@ mod tests {
 
             let (found, hot) = read_manifest(dir).await.expect("read").expect("a manifest");
             assert_eq!(found, head, "the manifest is the first checkpoint's");
-            let cold = crate::cold_runs::ColdRuns::open(dir, &found).await;
+            let cold = crate::cold_runs::ColdRuns::open(dir, &found, 16).await;
             let cold = Arc::new(cold.expect("cold runs"));
             let restored = restore(dir, LedgerConfig::default(), &found, &hot, cold).await;
             assert_eq!(snapshot_of(&restored.expect("restores")), expected);

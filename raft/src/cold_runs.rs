@@ -23,9 +23,10 @@ use kassa_storage::StorageError;
 use crate::checkpoint;
 use crate::types::{CheckpointHead, RunEntry};
 
-/// Blocks of cold runs a partition keeps in memory (1 MiB): a range of change events read
-/// in order costs one disk read per block (28 entries), not one per entry.
-const CACHE_BLOCKS: usize = 256;
+/// Blocks of cold runs a partition keeps in memory when not told otherwise (1 MiB): a range
+/// of change events read in order costs one disk read per block (28 entries), not one per
+/// entry.
+pub const CACHE_BLOCKS_DEFAULT: usize = 256;
 
 /// See the module documentation.
 pub(crate) struct ColdRuns {
@@ -46,11 +47,18 @@ struct Followed {
 
 impl Default for ColdRuns {
     fn default() -> ColdRuns {
-        ColdRuns {
-            followed: Mutex::default(),
-            cache: BlockCache::new(CACHE_BLOCKS),
-        }
+        ColdRuns::new(CACHE_BLOCKS_DEFAULT)
     }
+}
+
+/// The open runs of one cold keyspace ([`ColdRuns::run_stats`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStats {
+    pub keyspace: Keyspace,
+    pub runs: u64,
+    pub keys: u64,
+    /// Their indexes and filters in memory.
+    pub memory_bytes: u64,
 }
 
 struct ColdRun {
@@ -59,9 +67,22 @@ struct ColdRun {
 }
 
 impl ColdRuns {
-    /// The runs of cold keyspaces that `head` names in `dir`, each checked against its entry.
-    pub(crate) async fn open(dir: &Path, head: &CheckpointHead) -> Result<ColdRuns, StorageError> {
-        let cold = ColdRuns::default();
+    /// No runs yet, with a cache of `cache_blocks` blocks.
+    pub(crate) fn new(cache_blocks: usize) -> ColdRuns {
+        ColdRuns {
+            followed: Mutex::default(),
+            cache: BlockCache::new(cache_blocks),
+        }
+    }
+
+    /// The runs of cold keyspaces that `head` names in `dir`, each checked against its entry,
+    /// with a cache of `cache_blocks` blocks.
+    pub(crate) async fn open(
+        dir: &Path,
+        head: &CheckpointHead,
+        cache_blocks: usize,
+    ) -> Result<ColdRuns, StorageError> {
+        let cold = ColdRuns::new(cache_blocks);
         cold.follow(dir, head).await?;
         Ok(cold)
     }
@@ -145,6 +166,29 @@ impl ColdRuns {
     /// What the partition's block cache did so far: a miss is a blocking read.
     pub(crate) fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    /// The runs open now, by keyspace: their count, keys, and the bytes of their indexes and
+    /// filters in memory.
+    pub(crate) fn run_stats(&self) -> Vec<RunStats> {
+        let followed = self.followed();
+        let mut stats: Vec<RunStats> = Vec::new();
+        for run in &followed.runs {
+            let keyspace = run.entry.keyspace;
+            if stats.last().is_none_or(|last| last.keyspace != keyspace) {
+                stats.push(RunStats {
+                    keyspace,
+                    runs: 0,
+                    keys: 0,
+                    memory_bytes: 0,
+                });
+            }
+            let last = stats.last_mut().expect("pushed");
+            last.runs += 1;
+            last.keys += run.entry.keys;
+            last.memory_bytes += run.run.memory_size() as u64;
+        }
+        stats
     }
 
     fn followed(&self) -> std::sync::MutexGuard<'_, Followed> {

@@ -47,9 +47,16 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
         let (store, _) = LogStore::open(0, &dir, LogOptions::default())
             .await
             .map_err(build_error)?;
-        let state_machine = StateMachine::open(0, &dir, LedgerConfig::default(), alive)
-            .await
-            .map_err(build_error)?;
+        let state_machine = StateMachine::open(
+            0,
+            &dir,
+            LedgerConfig::default(),
+            crate::CACHE_BLOCKS_DEFAULT,
+            crate::memory::MemtableGauge::unbounded(),
+            alive,
+        )
+        .await
+        .map_err(build_error)?;
         Ok((Guard(dir), store, state_machine))
     }
 }

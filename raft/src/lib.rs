@@ -24,7 +24,10 @@
 //!
 //! Everything is `!Send`: a partition lives on the monoio thread (with timers enabled) that
 //! opened it. Callers: the node's core threads; the tests in `tests/` (`t01_single_voter`,
-//! `t02_restart` with crashes by SIGKILL of a child process, `t03_snapshot`).
+//! `t02_restart` with crashes by SIGKILL of a child process, `t03_snapshot`, `t04_memory`).
+//!
+//! `memory`: the node's bound on its partitions' memtables ([`MemoryBudget`]), past which a
+//! partition asks for a checkpoint.
 
 mod checkpoint;
 mod codec;
@@ -32,6 +35,7 @@ mod cold_runs;
 #[cfg(test)]
 mod conformance;
 mod log_store;
+mod memory;
 mod network;
 mod partition;
 mod state_machine;
@@ -40,11 +44,14 @@ mod test_support;
 mod types;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use codec::CodecError;
+pub use cold_runs::CACHE_BLOCKS_DEFAULT;
 pub use kassa_shard::{Command, CommandDecodeError, Ledger, LedgerConfig, Reply, SnapshotError};
 pub use kassa_storage::LogOptions;
-pub use partition::{Partition, PartitionStatus};
+pub use memory::{checkpoint_for_memory, MemoryBudget};
+pub use partition::{KeyspaceStatus, Partition, PartitionMetrics, PartitionStatus, StoreStatus};
 
 /// The named limits and timings of a partition's Raft group.
 pub mod limits {
@@ -65,6 +72,11 @@ pub struct PartitionConfig {
     pub ledger: LedgerConfig,
     /// Take a snapshot (and purge the log before it) after this many applied entries.
     pub snapshot_entries: u64,
+    /// Blocks (4 KiB each) of cold runs the partition keeps in its cache.
+    pub cache_blocks: usize,
+    /// The node's bound on its partitions' memtables, which this one shares: past it, the
+    /// partition checkpoints (`memory`).
+    pub memory: Arc<MemoryBudget>,
 }
 
 /// Why a partition could not open or serve.

@@ -36,8 +36,9 @@ use openraft::raft::ClientWriteResponse;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 
 use crate::log_store::{LogShared, LogStore};
+use crate::memory::MemtableGauge;
 use crate::network::NoPeers;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{StateMachine, StoreView};
 use crate::types::{Applied, CommandBytes, CommittedLeaderId, Proposed, TypeConfig, NODE_ID};
 use crate::{Command, Ledger, PartitionConfig, PartitionError, Reply};
 
@@ -74,6 +75,16 @@ pub struct Partition {
     log: Rc<LogShared>,
     /// Cloned into the state machine and its snapshot builders.
     alive: Rc<()>,
+    /// What the partition's directory holds, for its metrics.
+    store: StoreView,
+    /// The memtable's share of the node's memory budget.
+    memtable: Rc<MemtableGauge>,
+    /// The memtable gauge's count of freeings when the last checkpoint for memory was asked
+    /// for: none is asked again until a durable checkpoint freed the memtable since (one
+    /// being written frees it when durable; one that frees nothing is not asked again).
+    memory_asked_at: std::cell::Cell<Option<u64>>,
+    /// Checkpoints asked for because the node was past its memory budget.
+    memory_checkpoint_asks: std::cell::Cell<u64>,
     /// Command bytes written since this process last asked for a snapshot.
     written_since_snapshot: std::cell::Cell<u64>,
     /// Entries since the last checkpoint past which a stop takes one first.
@@ -117,6 +128,50 @@ pub struct PartitionStatus {
     pub cold_prefetched_blocks: u64,
     /// Run blocks applies read with a blocking read (nothing prefetched them).
     pub cold_blocking_reads: u64,
+}
+
+/// What a partition holds and did ([`Partition::metrics`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionMetrics {
+    pub status: PartitionStatus,
+    pub store: StoreStatus,
+    /// What its memory holds until the next durable checkpoint (`memory`).
+    pub memtable_bytes: u64,
+    /// Transfers stored, in memory or cold.
+    pub transfers: u64,
+    /// Transfers in memory: those since the last durable checkpoint, and the pending ones.
+    pub transfers_in_memory: u64,
+    pub accounts: u64,
+    /// Checkpoints asked for because the node was past its memory budget (openraft drops an
+    /// ask made while a checkpoint is being written; that one frees the memtable too).
+    pub memory_checkpoint_asks: u64,
+    /// A fault stopped the partition (not a shutdown on request).
+    pub failed: bool,
+}
+
+/// What a partition's directory holds: the last durable checkpoint's runs, and the cache of
+/// cold blocks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// The last durable checkpoint's number (1 for the first).
+    pub checkpoint: Option<u64>,
+    /// The runs it names, by keyspace.
+    pub keyspaces: Vec<KeyspaceStatus>,
+    pub cache: kassa_storage::run::CacheStats,
+}
+
+/// The runs of one keyspace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyspaceStatus {
+    /// The keyspace's name, as in its runs' file names.
+    pub keyspace: &'static str,
+    pub runs: u64,
+    pub keys: u64,
+    /// Their indexes and filters in memory (cold keyspaces' runs are open; others are read
+    /// only at a restore).
+    pub memory_bytes: u64,
+    /// Their file names in the partition's directory.
+    pub files: Vec<String>,
 }
 
 fn raft_config(partition: u32, snapshot_entries: u64) -> Result<Arc<Config>, PartitionError> {
@@ -203,6 +258,7 @@ impl Partition {
             },
         })?;
         let alive = Rc::new(());
+        let memtable = Rc::new(MemtableGauge::new(config.memory.clone()));
         let (log_store, recovery) = LogStore::open(partition, &config.dir, log_options).await?;
         if let Some(torn) = &recovery.torn_tail {
             let (path, offset) = (torn.path.display(), torn.offset);
@@ -211,10 +267,18 @@ impl Partition {
         let log = log_store.shared();
         let pristine = log_store.is_pristine();
         let last_index = log_store.last_index();
-        let state_machine =
-            StateMachine::open(partition, &config.dir, config.ledger, alive.clone()).await?;
+        let state_machine = StateMachine::open(
+            partition,
+            &config.dir,
+            config.ledger,
+            config.cache_blocks,
+            memtable.clone(),
+            alive.clone(),
+        )
+        .await?;
         let ledger = state_machine.ledger();
         let cold_apply = state_machine.cold_apply_stats();
+        let store = state_machine.store_view();
         // Entries the log no longer has must be in the snapshot, or the state would silently
         // lack them (openraft itself would only assert).
         if let Some(purged) = log_store.purged_index() {
@@ -237,6 +301,10 @@ impl Partition {
             cold_apply,
             log,
             alive,
+            store,
+            memtable,
+            memory_asked_at: std::cell::Cell::new(None),
+            memory_checkpoint_asks: std::cell::Cell::new(0),
             written_since_snapshot: std::cell::Cell::new(0),
             stop_checkpoint_entries: (config.snapshot_entries / 4).max(1),
         };
@@ -340,6 +408,7 @@ impl Partition {
             let error = match written {
                 Ok(response) => {
                     self.count_written(size).await;
+                    self.check_memory().await;
                     return self.reply(response.data);
                 }
                 Err(error) => error,
@@ -424,6 +493,33 @@ impl Partition {
         }
     }
 
+    /// Publishes the memtable's size to the node's budget; past it, and holding at least an
+    /// even share, asks openraft for a checkpoint (`memory`), once per time a durable
+    /// checkpoint freed the memtable. Called after each write, and by the node on every
+    /// core's pulse, so that a node left idle just past its limit gets under it too.
+    pub async fn check_memory(&self) {
+        let bytes = self.ledger.borrow().memtable_bytes();
+        if !self.memtable.publish_and_check(bytes) {
+            return;
+        }
+        let freed = self.memtable.freed();
+        if self.memory_asked_at.get() == Some(freed) {
+            return;
+        }
+        self.memory_asked_at.set(Some(freed));
+        let asks = &self.memory_checkpoint_asks;
+        asks.set(asks.get() + 1);
+        let partition = self.partition;
+        tracing::info!(
+            partition,
+            bytes,
+            "past the node's memory budget: checkpoint asked"
+        );
+        if let Err(error) = self.raft.trigger().snapshot().await {
+            tracing::warn!(partition, %error, "could not ask for a snapshot");
+        }
+    }
+
     fn reply(&self, applied: Applied) -> Result<Reply, PartitionError> {
         let partition = self.partition;
         match applied {
@@ -462,6 +558,32 @@ impl Partition {
             purged_index: metrics.purged.map(|id| id.index),
             cold_prefetched_blocks: self.cold_apply.prefetched_blocks.get(),
             cold_blocking_reads: self.cold_apply.blocking_reads.get(),
+        }
+    }
+
+    /// What the partition holds and did, for the node's `/metrics`: its status, memtable,
+    /// runs and cache.
+    pub fn metrics(&self) -> PartitionMetrics {
+        let (memtable_bytes, transfers, transfers_in_memory, accounts) = {
+            let ledger = self.ledger.borrow();
+            let transfers = ledger.transfers();
+            (
+                ledger.memtable_bytes(),
+                transfers.len() as u64,
+                transfers.count_in_memory() as u64,
+                ledger.accounts().len() as u64,
+            )
+        };
+        self.memtable.publish(memtable_bytes);
+        PartitionMetrics {
+            status: self.status(),
+            store: self.store.status(),
+            memtable_bytes,
+            transfers,
+            transfers_in_memory,
+            accounts,
+            memory_checkpoint_asks: self.memory_checkpoint_asks.get(),
+            failed: self.failure().is_some(),
         }
     }
 

@@ -37,6 +37,8 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use crate::checkpoint::{self, CheckpointError, CheckpointHead};
 use crate::codec;
 use crate::cold_runs::ColdRuns;
+use crate::memory::MemtableGauge;
+use crate::partition::{KeyspaceStatus, StoreStatus};
 use crate::types::{
     Applied, CommandBytes, Entry, LogId, Payload, Snapshot, SnapshotData, SnapshotMeta,
     StoredMembership, TypeConfig,
@@ -76,6 +78,46 @@ impl Stored {
     }
 }
 
+/// What a partition's directory holds durably, seen from its `Partition`.
+pub(crate) struct StoreView(Rc<RefCell<Stored>>);
+
+impl StoreView {
+    /// The last durable checkpoint's runs by keyspace, and the cold runs' cache.
+    pub(crate) fn status(&self) -> StoreStatus {
+        let stored = self.0.borrow();
+        let mut keyspaces: Vec<KeyspaceStatus> = Vec::new();
+        let runs = stored.checkpoint.iter().flat_map(|head| head.runs.iter());
+        for run in runs {
+            let name = run.keyspace.name();
+            let at = match keyspaces.iter().position(|status| status.keyspace == name) {
+                Some(at) => at,
+                None => {
+                    keyspaces.push(KeyspaceStatus {
+                        keyspace: name,
+                        ..KeyspaceStatus::default()
+                    });
+                    keyspaces.len() - 1
+                }
+            };
+            let status = &mut keyspaces[at];
+            status.runs += 1;
+            status.keys += run.keys;
+            status.files.push(run.file_name());
+        }
+        for open in stored.cold.run_stats() {
+            let name = open.keyspace.name();
+            if let Some(status) = keyspaces.iter_mut().find(|status| status.keyspace == name) {
+                status.memory_bytes = open.memory_bytes;
+            }
+        }
+        StoreStatus {
+            checkpoint: stored.checkpoint.as_ref().map(|head| head.number),
+            keyspaces,
+            cache: stored.cold.cache_stats(),
+        }
+    }
+}
+
 /// The state machine the Raft core's worker task owns.
 pub(crate) struct StateMachine {
     partition: u32,
@@ -93,6 +135,10 @@ pub(crate) struct StateMachine {
     writing: Rc<WriteLock>,
     alive: Rc<()>,
     cold_apply: Rc<ColdApplyStats>,
+    /// Blocks of the cold runs' cache (a new cache comes with the runs of an install).
+    cache_blocks: usize,
+    /// The memtable's share of the node's memory budget, published as checkpoints free it.
+    memtable: Rc<MemtableGauge>,
 }
 
 /// What applying entries did with cold entries, since the partition opened.
@@ -119,6 +165,7 @@ pub(crate) struct SnapshotBuilder {
     generation: Rc<Cell<u64>>,
     taken_in: u64,
     writing: Rc<WriteLock>,
+    memtable: Rc<MemtableGauge>,
     _alive: Rc<()>,
 }
 
@@ -138,9 +185,10 @@ fn checkpoint_error(error: CheckpointError) -> io::Error {
 async fn load(
     dir: &Path,
     config: LedgerConfig,
+    cache_blocks: usize,
 ) -> Result<Option<(Ledger, Stored)>, CheckpointError> {
     if let Some((head, hot)) = checkpoint::read_manifest(dir).await? {
-        let cold = Arc::new(ColdRuns::open(dir, &head).await?);
+        let cold = Arc::new(ColdRuns::open(dir, &head, cache_blocks).await?);
         let ledger = checkpoint::restore(dir, config, &head, &hot, cold.clone()).await?;
         let stored = Stored {
             checkpoint: Some(head),
@@ -157,16 +205,19 @@ async fn load(
     let stored = Stored {
         checkpoint: None,
         legacy: Some(meta),
-        cold: Arc::default(),
+        cold: Arc::new(ColdRuns::new(cache_blocks)),
     };
     ledger.attach_cold_store(stored.cold.clone());
     Ok(Some((ledger, stored)))
 }
 
 /// A new partition's empty ledger, whose checkpoints' cold entries will leave memory.
-fn empty(config: LedgerConfig) -> (Ledger, Stored) {
+fn empty(config: LedgerConfig, cache_blocks: usize) -> (Ledger, Stored) {
     let mut ledger = Ledger::new(config);
-    let stored = Stored::default();
+    let stored = Stored {
+        cold: Arc::new(ColdRuns::new(cache_blocks)),
+        ..Stored::default()
+    };
     ledger.attach_cold_store(stored.cold.clone());
     (ledger, stored)
 }
@@ -177,12 +228,15 @@ impl StateMachine {
         partition: u32,
         dir: &Path,
         ledger_config: LedgerConfig,
+        cache_blocks: usize,
+        memtable: Rc<MemtableGauge>,
         alive: Rc<()>,
     ) -> Result<StateMachine, PartitionError> {
-        let loaded = load(dir, ledger_config)
+        let loaded = load(dir, ledger_config, cache_blocks)
             .await
             .map_err(|error| open_error(partition, error))?;
-        let (ledger, stored) = loaded.unwrap_or_else(|| empty(ledger_config));
+        let (ledger, stored) = loaded.unwrap_or_else(|| empty(ledger_config, cache_blocks));
+        memtable.publish(ledger.memtable_bytes());
         let removed = checkpoint::remove_unnamed_runs(dir, stored.checkpoint.as_ref())
             .await
             .map_err(|source| PartitionError::Storage { partition, source })?;
@@ -202,6 +256,8 @@ impl StateMachine {
             writing: Rc::new(WriteLock::new(())),
             alive,
             cold_apply: Rc::default(),
+            cache_blocks,
+            memtable,
         })
     }
 
@@ -218,6 +274,11 @@ impl StateMachine {
     /// The ledger, shared with `Partition::read`.
     pub(crate) fn ledger(&self) -> Rc<RefCell<Ledger>> {
         self.ledger.clone()
+    }
+
+    /// What the partition's directory holds, for `Partition::status`.
+    pub(crate) fn store_view(&self) -> StoreView {
+        StoreView(self.stored.clone())
     }
 
     /// A consistent view: the checkpoint is taken here, before any further entry applies.
@@ -237,6 +298,7 @@ impl StateMachine {
             generation: self.generation.clone(),
             taken_in: self.generation.get(),
             writing: self.writing.clone(),
+            memtable: self.memtable.clone(),
             _alive: self.alive.clone(),
         }
     }
@@ -344,12 +406,13 @@ impl StateMachine {
         };
         // The ledger read its cold entries from the runs it was installed from; from now on
         // it reads them from this directory's, which hold all of them.
-        let cold = ColdRuns::open(&self.dir, &head).await;
+        let cold = ColdRuns::open(&self.dir, &head, self.cache_blocks).await;
         let cold = Arc::new(cold.map_err(storage_error)?);
         {
             let mut ledger = self.ledger.borrow_mut();
             ledger.attach_cold_store(cold.clone());
             ledger.checkpoint_durable(checkpoint.cut);
+            self.memtable.publish_freed(ledger.memtable_bytes());
         }
         *self.stored.borrow_mut() = Stored {
             checkpoint: Some(head),
@@ -460,10 +523,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 %error,
                 "a durable checkpoint's runs do not open: its entries stay in memory"
             ),
-            Ok(()) if self.generation.get() == self.taken_in => self
-                .ledger
-                .borrow_mut()
-                .checkpoint_durable(self.checkpoint.cut),
+            Ok(()) if self.generation.get() == self.taken_in => {
+                let mut ledger = self.ledger.borrow_mut();
+                ledger.checkpoint_durable(self.checkpoint.cut);
+                self.memtable.publish_freed(ledger.memtable_bytes());
+            }
             Ok(()) => {}
         }
         if self.stored.borrow_mut().legacy.take().is_some() {
@@ -533,7 +597,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let ledger = match snapshot {
             SnapshotData::File(dir) => {
-                let loaded = load(&dir, self.ledger_config).await;
+                let loaded = load(&dir, self.ledger_config, self.cache_blocks).await;
                 let loaded = loaded.map_err(checkpoint_error)?.ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotFound, "the checkpoint is gone")
                 })?;
@@ -548,6 +612,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 if dir == self.dir {
                     let _writing = self.writing.lock().await;
                     self.generation.set(self.generation.get() + 1);
+                    self.memtable.publish_freed(ledger.memtable_bytes());
                     *self.ledger.borrow_mut() = ledger;
                     *self.stored.borrow_mut() = stored;
                     self.last_applied = meta.last_log_id;
@@ -575,6 +640,8 @@ mod tests {
     use crate::test_support::{ledger_with_transfers, runtime, snapshot_of, TestDir};
     use crate::types::log_id;
 
+    const CACHE: usize = crate::CACHE_BLOCKS_DEFAULT;
+
     /// A partition an earlier version wrote (a whole snapshot file) opens from that file; its
     /// first checkpoint is full and replaces the file; it then opens from the checkpoint.
     #[test]
@@ -594,9 +661,16 @@ mod tests {
                 .await
                 .expect("legacy file");
             let config = LedgerConfig::default();
-            let mut machine = StateMachine::open(0, dir, config, Rc::new(()))
-                .await
-                .expect("opens from the snapshot file");
+            let mut machine = StateMachine::open(
+                0,
+                dir,
+                config,
+                CACHE,
+                MemtableGauge::unbounded(),
+                Rc::new(()),
+            )
+            .await
+            .expect("opens from the snapshot file");
             assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
             let current = machine.get_current_snapshot().await.expect("current");
             assert_eq!(current.map(|snapshot| snapshot.meta), Some(meta.clone()));
@@ -616,9 +690,16 @@ mod tests {
             assert!(dir.join(checkpoint::CHECKPOINT_FILE).exists());
             drop(machine);
 
-            let machine = StateMachine::open(0, dir, config, Rc::new(()))
-                .await
-                .expect("opens from the checkpoint");
+            let machine = StateMachine::open(
+                0,
+                dir,
+                config,
+                CACHE,
+                MemtableGauge::unbounded(),
+                Rc::new(()),
+            )
+            .await
+            .expect("opens from the checkpoint");
             assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
             assert_eq!(machine.last_applied_index(), Some(7));
         });
@@ -652,9 +733,16 @@ mod tests {
             durable_file::write(source_dir.path(), SNAPSHOT_FILE, &file)
                 .await
                 .expect("snapshot file");
-            let mut source = StateMachine::open(0, source_dir.path(), config, Rc::new(()))
-                .await
-                .expect("opens");
+            let mut source = StateMachine::open(
+                0,
+                source_dir.path(),
+                config,
+                CACHE,
+                MemtableGauge::unbounded(),
+                Rc::new(()),
+            )
+            .await
+            .expect("opens");
             let mut builder = source.get_snapshot_builder().await;
             builder.build_snapshot().await.expect("checkpoint");
             assert_eq!(source.ledger.borrow().change_entries_in_memory(), 0);
@@ -662,9 +750,16 @@ mod tests {
             drop(builder);
             drop(source);
 
-            let mut target = StateMachine::open(0, target_dir.path(), config, Rc::new(()))
-                .await
-                .expect("opens empty");
+            let mut target = StateMachine::open(
+                0,
+                target_dir.path(),
+                config,
+                CACHE,
+                MemtableGauge::unbounded(),
+                Rc::new(()),
+            )
+            .await
+            .expect("opens empty");
             let data = SnapshotData::File(source_dir.path().to_path_buf());
             target
                 .install_snapshot(&meta, data)
@@ -677,9 +772,16 @@ mod tests {
             assert_eq!(change_events(&target.ledger.borrow()), events);
             drop(target);
 
-            let target = StateMachine::open(0, target_dir.path(), config, Rc::new(()))
-                .await
-                .expect("reopens");
+            let target = StateMachine::open(
+                0,
+                target_dir.path(),
+                config,
+                CACHE,
+                MemtableGauge::unbounded(),
+                Rc::new(()),
+            )
+            .await
+            .expect("reopens");
             assert_eq!(snapshot_of(&target.ledger.borrow()), expected);
             assert_eq!(change_events(&target.ledger.borrow()), events);
             assert_eq!(target.last_applied_index(), Some(9));

@@ -51,6 +51,14 @@ impl IdIndex {
         self.len
     }
 
+    /// Bytes of its table the process has touched: the slots are allocated zeroed (pages
+    /// the kernel maps on first write), so each id inserted touches at most one page.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        const PAGE: u64 = 4096;
+        let table = (self.slots.len() * size_of::<Slot>()) as u64;
+        table.min(self.len as u64 * PAGE)
+    }
+
     fn home(&self, id: u128) -> usize {
         self.hasher.hash_one(id) as usize & self.mask
     }

@@ -51,6 +51,7 @@ pub mod intents;
 mod keyspace;
 mod ledger;
 mod local_run;
+mod memory;
 mod memory_cold_store;
 pub mod parallel_commit;
 mod partitioning;

@@ -70,6 +70,14 @@ impl IdGenerations {
             .is_some_and(|(low, high)| low <= id && id <= high)
     }
 
+    /// Bytes of the generations' tables in memory (see [`IdIndex::resident_bytes`]).
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        let generations = self.generations.iter();
+        generations
+            .map(|generation| generation.index.resident_bytes())
+            .sum()
+    }
+
     /// Whether any id is cold.
     pub(crate) fn any_cold(&self) -> bool {
         self.cold_range.is_some()

@@ -69,6 +69,12 @@ impl TransferTable {
         self.hot.len() + self.pinned.len()
     }
 
+    /// Transfers from `cold_below` on: those the next durable checkpoint takes out of memory
+    /// (the pinned ones stay while pending).
+    pub fn count_hot(&self) -> usize {
+        self.hot.len()
+    }
+
     /// The newest transfer's timestamp.
     pub fn newest_timestamp(&self) -> Option<u64> {
         match self.hot.last() {

@@ -12,7 +12,7 @@ use kassa_shard::{
     Command, Keyspace, KeyspaceIncrement, Ledger, LedgerConfig, PendingStatus, Reply,
     SnapshotError,
 };
-use kassa_wire::{AccountFlags, Transfer, TransferFlags};
+use kassa_wire::{AccountFlags, CreateTransferStatus, Transfer, TransferFlags};
 
 const ACCOUNTS: u128 = 8;
 
@@ -431,6 +431,14 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
             unreachable!()
         };
         assert_eq!(create_transfers(&mut warm, now, &transfers), results);
+        let created = results
+            .iter()
+            .filter(|r| r.status == CreateTransferStatus::Created);
+        let created = created.count() as u64;
+        assert!(
+            cold.memtable_bytes() >= created * 128,
+            "step {step}: the new transfers are in the memtable"
+        );
         for ledger in [&mut warm, &mut cold] {
             ledger.expire_pending_transfers(now + 3 * NS);
             if step == 3 {
@@ -463,6 +471,15 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         );
         assert_eq!(warm.transfers_in_memory(), warm.transfers().len());
         assert_eq!(cold.transfer_ids_in_memory(), 0, "step {step}: ids in runs");
+        assert_eq!(
+            cold.memtable_bytes(),
+            0,
+            "step {step}: a durable checkpoint empties the memtable; pinned pending transfers are not in it"
+        );
+        assert!(
+            warm.memtable_bytes() > 0,
+            "without a store nothing leaves memory"
+        );
         assert_eq!(
             cold.account_transfers_in_memory(),
             0,

@@ -387,7 +387,8 @@ fn a_block_cache_reads_each_block_once_for_keys_in_order_and_stays_bounded() {
         CacheStats {
             hits: 0,
             misses: 100,
-            blocks: 0
+            blocks: 0,
+            capacity: 0,
         }
     );
 }

@@ -5,6 +5,7 @@
 mod errors;
 mod handlers;
 pub mod json;
+pub mod metrics;
 mod request_body;
 mod server;
 
@@ -28,6 +29,8 @@ pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 pub struct Api {
     pub service: Service,
     pub limits: HttpLimits,
+    /// How the node spends its memory bound, for `/metrics`.
+    pub memory: metrics::NodeMemory,
 }
 
 /// The API's routes.
@@ -36,6 +39,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
         .route("/openapi.json", get(handlers::openapi))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/accounts", post(handlers::create_accounts))
         .route("/v1/transfers", post(handlers::create_transfers))
         .route("/v1/accounts/query", post(handlers::query_accounts))

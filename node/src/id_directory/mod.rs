@@ -1398,6 +1398,8 @@ mod tests {
             placement: kassa_shard::PlacementKind::ById,
             cores: 2,
             snapshot_entries: 1_000,
+            cache_blocks: kassa_raft::CACHE_BLOCKS_DEFAULT,
+            memory: kassa_raft::MemoryBudget::unbounded(),
             hash_seed: 1,
             pulses: Arc::new(AtomicBool::new(false)),
             cross_expiries,

@@ -68,6 +68,8 @@ pub fn config(dir: &Path, snapshot_entries: u64) -> PartitionConfig {
         dir: dir.to_path_buf(),
         ledger: LedgerConfig::default(),
         snapshot_entries,
+        cache_blocks: kassa_raft::CACHE_BLOCKS_DEFAULT,
+        memory: kassa_raft::MemoryBudget::unbounded(),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Blocks held now, at most the capacity.
     pub blocks: usize,
+    /// Most blocks it holds (blocks held for a reader come on top).
+    pub capacity: usize,
 }
 
 impl BlockCache {
@@ -73,6 +75,7 @@ impl BlockCache {
             hits: inner.hits,
             misses: inner.misses,
             blocks: inner.slots.len(),
+            capacity: inner.capacity,
         }
     }
 

@@ -218,6 +218,11 @@ impl BlockingRun {
         &self.shape.footer
     }
 
+    /// Bytes this run keeps in memory: its index and its filter.
+    pub fn memory_size(&self) -> usize {
+        self.shape.memory_size()
+    }
+
     /// The data block a `get` of `key` reads: none when the key is outside the run or its
     /// filter rules it out.
     pub fn block_for(&self, key: u128) -> Option<u64> {

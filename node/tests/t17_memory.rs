@@ -1,0 +1,330 @@
+//! The memory bound and `/metrics`: `--memory` and `--cache-bytes` are checked at start; past
+//! the memtable limit a partition checkpoints though neither its entry count nor its log
+//! size asks for one; `/metrics` is well-formed Prometheus text that counts what was written,
+//! the checkpoints, the runs and the cold reads; a restart keeps everything.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{
+    account_json, assert_balanced, request_raw, results, transfer_json, wait_until, Node, TempDir,
+};
+
+/// Transfers written: at about 300 bytes each in memory, twice the memtable limit of a
+/// 64 MiB node (21 MiB).
+const TRANSFERS: u128 = 12 * 8189;
+const ACCOUNTS: u128 = 64;
+
+/// A scrape: each sample's value by its name and labels (`name{labels}`).
+fn scrape(node: &Node) -> BTreeMap<String, u64> {
+    let (status, text) = request_raw(node.http, "GET", "/metrics", None).expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    parse(&text)
+}
+
+/// Parses Prometheus' text format strictly: every sample's family has a HELP and a TYPE
+/// before it, every value is an integer.
+fn parse(text: &str) -> BTreeMap<String, u64> {
+    let mut samples = BTreeMap::new();
+    let mut described: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("a HELP has a text");
+            assert!(!help.is_empty(), "{line}");
+            described.push(name.to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("a TYPE has a kind");
+            assert_eq!(described.last().map(String::as_str), Some(name), "{line}");
+            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{line}");
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let name = series.split('{').next().expect("a name");
+        assert!(
+            name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{line}"
+        );
+        assert_eq!(described.last().map(String::as_str), Some(name), "{line}");
+        let value: u64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "{line}"
+        );
+    }
+    samples
+}
+
+/// The sum of a family's samples over its labels.
+fn total(samples: &BTreeMap<String, u64>, name: &str) -> u64 {
+    let prefix = format!("{name}{{");
+    samples
+        .iter()
+        .filter(|(series, _)| series.starts_with(&prefix) || *series == name)
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// Records stored over all partitions: each once when placed by ledger; placed by id, a
+/// transfer is also stored in its accounts' partitions (some after its batch was answered),
+/// and an account in its transfers'.
+fn assert_stored(stored: u64, written: u64) {
+    match common::test_placement().as_deref() {
+        None | Some("ledger") => assert_eq!(stored, written),
+        Some(_) => assert!(stored >= written, "{stored} stored of {written}"),
+    }
+}
+
+/// Creates `ACCOUNTS` accounts in ledger 1 and `TRANSFERS` transfers between them, in full
+/// batches over HTTP.
+fn write_load(node: &Node) {
+    let accounts: Vec<String> = (1..=ACCOUNTS).map(|id| account_json(id, 1, &[])).collect();
+    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    let mut id = 1_000u128;
+    while id < 1_000 + TRANSFERS {
+        let end = (id + 8189).min(1_000 + TRANSFERS);
+        let batch: Vec<String> = (id..end)
+            .map(|id| transfer_json(id, id % ACCOUNTS + 1, (id + 1) % ACCOUNTS + 1, 1, &[]))
+            .collect();
+        let (status, reply) = node.post("/v1/transfers", &format!("[{}]", batch.join(",")));
+        assert_eq!(status, 200, "{reply}");
+        assert!(results(&reply).iter().all(|r| r == "created"), "{reply}");
+        id = end;
+    }
+}
+
+/// The same load on the default bound (4 GiB) asks for no checkpoint: the bound is what made
+/// the 64 MiB node checkpoint.
+#[test]
+fn under_the_limit_nothing_checkpoints_for_memory() {
+    let dir = TempDir::new("memory-quiet");
+    let node = Node::try_start(&dir.0, &[]).expect("start");
+    write_load(&node);
+    let after = scrape(&node);
+    assert_eq!(after["kassa_memory_limit_bytes"], 4 << 30);
+    assert!(after["kassa_memtable_bytes"] > 0);
+    assert!(after["kassa_memtable_bytes"] < after["kassa_memtable_limit_bytes"]);
+    assert_eq!(
+        total(&after, "kassa_partition_memory_checkpoint_asks_total"),
+        0
+    );
+    assert_eq!(total(&after, "kassa_partition_checkpoint_number"), 0);
+    assert_balanced(&node);
+}
+
+/// A node past its limit through a partition holding less than an even share checkpoints
+/// the one that holds more, with no client write to it: ledger 1's partition fills to just
+/// under the limit, then a smaller batch in another partition (less than an even share, so
+/// it asks for nothing, of ids whose directory home is elsewhere) passes it. What asks for
+/// ledger 1's partition is the cores' pulse, or the id directory's own entries there,
+/// whichever comes first (raft `t04_memory` checks the idle partition's check alone).
+#[test]
+fn past_the_limit_through_a_small_partition_the_large_one_checkpoints() {
+    let dir = TempDir::new("memory-pulse");
+    let flags = ["--memory", "96MiB", "--placement", "ledger"];
+    let node = Node::try_start(&dir.0, &flags).expect("start");
+    let partitions = 16;
+    let filled = kassa_shard::ledger_partition(1, partitions);
+    let other = (2..100)
+        .find(|ledger| kassa_shard::ledger_partition(*ledger, partitions) != filled)
+        .expect("a ledger of another partition");
+    let mut accounts: Vec<String> = (1..=ACCOUNTS).map(|id| account_json(id, 1, &[])).collect();
+    accounts.push(account_json(ACCOUNTS + 1, other, &[]));
+    accounts.push(account_json(ACCOUNTS + 2, other, &[]));
+    let (status, reply) = node.post("/v1/accounts", &format!("[{}]", accounts.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    let transfers = |ids: &[u128], ledger: u32| -> String {
+        let events: Vec<String> = ids
+            .iter()
+            .map(|&id| {
+                let (debit, credit) = match ledger {
+                    1 => (id % ACCOUNTS + 1, (id + 1) % ACCOUNTS + 1),
+                    _ => (ACCOUNTS + 1, ACCOUNTS + 2),
+                };
+                transfer_json(id, debit, credit, 1, &[])
+                    .replace("\"ledger\":1", &format!("\"ledger\":{ledger}"))
+            })
+            .collect();
+        format!("[{}]", events.join(","))
+    };
+    let of = |samples: &BTreeMap<String, u64>, name: &str, partition: u32| -> u64 {
+        samples[&format!("{name}{{partition=\"{partition}\"}}")]
+    };
+    let limit = scrape(&node)["kassa_memtable_limit_bytes"];
+    let (mut id, mut used, mut step) = (1_000u128, 0u64, 0u64);
+    // Until one more batch of ledger 1 would pass the limit (the last batch's growth is the
+    // next one's: no id table of the partition doubles near this size).
+    while used + step < limit {
+        let ids: Vec<u128> = (id..id + 500).collect();
+        let (status, reply) = node.post("/v1/transfers", &transfers(&ids, 1));
+        assert_eq!(status, 200, "{reply}");
+        id += 500;
+        let now = scrape(&node)["kassa_memtable_bytes"];
+        step = now - used;
+        used = now;
+    }
+    let before = scrape(&node);
+    assert_eq!(
+        total(&before, "kassa_partition_memory_checkpoint_asks_total"),
+        0,
+        "filled to just under the limit ({used} of {limit})"
+    );
+    // Ids whose id-directory home is not ledger 1's partition, so that claiming them writes
+    // nothing there.
+    let mut ids = (id..).filter(|id| kassa_shard::partition_of(*id, partitions) != filled);
+    let others: Vec<u128> = ids.by_ref().take(2_500).collect();
+    let (status, reply) = node.post("/v1/transfers", &transfers(&others, other));
+    assert_eq!(status, 200, "{reply}");
+    assert!(results(&reply).iter().all(|r| r == "created"), "{reply}");
+    let other_partition = kassa_shard::ledger_partition(other, partitions);
+    let past = scrape(&node);
+    let share = past["kassa_memtable_bytes"] / u64::from(partitions);
+    assert!(
+        past["kassa_memtable_bytes"] > limit,
+        "the last batch passes the limit"
+    );
+    assert!(of(&past, "kassa_partition_memtable_bytes", other_partition) < share);
+    let checkpointed = || {
+        let now = scrape(&node);
+        of(&now, "kassa_partition_memory_checkpoint_asks_total", filled) == 1
+            && of(&now, "kassa_partition_checkpoint_number", filled) >= 1
+            && now["kassa_memtable_bytes"] <= limit
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), checkpointed),
+        "the pulse did not checkpoint partition {filled}: {:?}",
+        scrape(&node)
+    );
+    let after = scrape(&node);
+    assert_eq!(
+        of(
+            &after,
+            "kassa_partition_memory_checkpoint_asks_total",
+            other_partition
+        ),
+        0,
+        "the partition under an even share asked nothing"
+    );
+    assert_balanced(&node);
+}
+
+#[test]
+fn bad_memory_settings_are_refused_at_start() {
+    let dir = TempDir::new("memory-refused");
+    let refused = Node::try_start(&dir.0, &["--memory", "1MiB"]).err();
+    let refused = refused.expect("1 MiB is refused");
+    assert!(
+        refused.contains("memory = 1MiB: must be 64MiB to 16TiB"),
+        "{refused}"
+    );
+    let refused = Node::try_start(&dir.0, &["--memory", "64MiB", "--cache-bytes", "40MiB"]);
+    let refused = refused
+        .err()
+        .expect("a cache over half the memory is refused");
+    assert!(
+        refused.contains("cache_bytes = 40MiB: must be at most half of memory (64MiB)"),
+        "{refused}"
+    );
+    let refused = Node::try_start(&dir.0, &["--memory", "4GB"]).err();
+    let refused = refused.expect("a size without a binary unit is refused");
+    assert!(refused.contains("is not a size"), "{refused}");
+}
+
+#[test]
+fn past_the_memtable_limit_partitions_checkpoint_and_metrics_show_it() {
+    let dir = TempDir::new("memory-bound");
+    let node = Node::try_start(&dir.0, &["--memory", "64MiB"]).expect("start");
+    let before = scrape(&node);
+    assert_eq!(before["kassa_memory_limit_bytes"], 64 << 20);
+    assert_eq!(before["kassa_memtable_limit_bytes"], (56 << 20) / 8 * 3);
+    assert_eq!(before["kassa_cache_limit_bytes"], 8 << 20);
+    assert_eq!(
+        total(&before, "kassa_partition_leader"),
+        16,
+        "every partition leads"
+    );
+    assert_eq!(total(&before, "kassa_partition_failed"), 0);
+    assert_eq!(total(&before, "kassa_partition_transfers"), 0);
+    assert_eq!(total(&before, "kassa_cache_capacity_blocks"), 2048);
+    assert!(before["kassa_resident_bytes"] > 0);
+
+    write_load(&node);
+
+    // The default snapshot_entries (100,000 entries) and the 512 MiB of log that also ask
+    // for a checkpoint are far off: only the memory bound can have asked.
+    let after = scrape(&node);
+    let stored = total(&after, "kassa_partition_transfers");
+    assert_stored(stored, TRANSFERS as u64);
+    assert_stored(total(&after, "kassa_partition_accounts"), ACCOUNTS as u64);
+    assert!(
+        total(&after, "kassa_partition_memory_checkpoint_asks_total") >= 1,
+        "no checkpoint for memory"
+    );
+    let durable = || {
+        let now = scrape(&node);
+        total(&now, "kassa_partition_checkpoint_number") >= 1
+            && now["kassa_memtable_bytes"] <= now["kassa_memtable_limit_bytes"]
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), durable),
+        "the memtables never fell under their limit: {:?}",
+        scrape(&node)
+    );
+    let checkpointed = scrape(&node);
+    assert!(
+        total(&checkpointed, "kassa_partition_transfers_in_memory") < TRANSFERS as u64,
+        "a durable checkpoint took transfers out of memory"
+    );
+    for keyspace in ["transfers", "transfer-ids", "account-transfers"] {
+        let runs = format!("keyspace=\"{keyspace}\"");
+        let of = |name: &str| -> u64 {
+            let series = checkpointed.iter();
+            let ours = series.filter(|(s, _)| s.starts_with(name) && s.contains(&runs));
+            ours.map(|(_, value)| value).sum()
+        };
+        assert!(of("kassa_store_runs{") >= 1, "no {keyspace} run");
+        assert!(of("kassa_store_keys{") >= 1, "no {keyspace} key");
+        assert!(of("kassa_store_bytes{") >= 4096, "no {keyspace} bytes");
+        assert!(of("kassa_store_memory_bytes{") > 0, "no {keyspace} index");
+    }
+    assert!(total(&checkpointed, "kassa_partition_disk_bytes") > 0);
+
+    // The first transfers are cold now: reading them goes through the cache of cold blocks.
+    let reads = |samples: &BTreeMap<String, u64>| {
+        total(samples, "kassa_cache_hits_total") + total(samples, "kassa_cache_misses_total")
+    };
+    for id in 1_000..1_010u128 {
+        let (status, transfer) = node.get(&format!("/v1/transfers/{id}"));
+        assert_eq!(status, 200, "{transfer}");
+        assert_eq!(transfer["amount"], "1");
+    }
+    let read = scrape(&node);
+    assert!(
+        reads(&read) > reads(&checkpointed),
+        "no cold read was counted"
+    );
+    assert_balanced(&node);
+
+    let status = node.stop();
+    assert!(status.success(), "kassa exited with {status}");
+    let node = Node::try_start(&dir.0, &["--memory", "64MiB"]).expect("restart");
+    let restarted = scrape(&node);
+    let kept = total(&restarted, "kassa_partition_transfers");
+    assert_stored(kept, stored);
+    let (_, reply) = node.post(
+        "/v1/transfers",
+        &format!(
+            "[{}]",
+            transfer_json(1_000, 1_000 % ACCOUNTS + 1, 1_001 % ACCOUNTS + 1, 1, &[])
+        ),
+    );
+    assert_eq!(results(&reply), ["exists"], "a cold id is still known");
+    assert_balanced(&node);
+}

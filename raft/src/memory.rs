@@ -1,0 +1,161 @@
+//! A node's bound on its partitions' memtables (docs/storage.md, "Memory bound").
+//!
+//! What a ledger holds in memory grows with every transfer until a durable checkpoint takes
+//! it out ([`kassa_shard::Ledger::memtable_bytes`]). The partitions of a node (on every core)
+//! publish their memtable's size into one [`MemoryBudget`]; past its limit, a partition that
+//! holds at least an even share of what is used asks for a checkpoint after its next write or
+//! on the node's pulse ([`checkpoint_for_memory`], the pure decision), once per time its
+//! memtable was freed. The largest memtable always holds an even
+//! share, so a node whose load sits in one partition (placement by ledger) checkpoints that
+//! one, and an even load checkpoints each partition at about its share.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    /// Memtable bytes over all partitions past which they checkpoint; 0 bounds nothing.
+    limit: u64,
+    /// Partitions sharing it: an even share of `used` is `used / partitions`.
+    partitions: u32,
+    /// The sum of what the partitions last published.
+    used: AtomicU64,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` memtable bytes shared by `partitions` partitions.
+    pub fn new(limit: u64, partitions: u32) -> Arc<MemoryBudget> {
+        assert!(partitions > 0);
+        Arc::new(MemoryBudget {
+            limit,
+            partitions,
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// A budget that never asks for a checkpoint (tests, tools): memtables are bounded by
+    /// the log alone.
+    pub fn unbounded() -> Arc<MemoryBudget> {
+        MemoryBudget::new(0, 1)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The memtable bytes the partitions hold, as last published.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether a partition holding `own` memtable bytes should checkpoint, when the node's
+/// `partitions` hold `used` bytes against `limit`: the node is past a limit, and this
+/// partition holds at least an even share.
+pub fn checkpoint_for_memory(own: u64, used: u64, limit: u64, partitions: u32) -> bool {
+    limit > 0 && used > limit && own > 0 && own.saturating_mul(u64::from(partitions)) >= used
+}
+
+/// One partition's part of the budget: what it published last, taken back when it closes.
+#[derive(Debug)]
+pub(crate) struct MemtableGauge {
+    budget: Arc<MemoryBudget>,
+    published: Cell<u64>,
+    /// Times a durable checkpoint (or an install) freed the memtable: a partition asks for a
+    /// checkpoint for memory once per freeing, so that a checkpoint that frees nothing (its
+    /// runs failed to open) is not followed by another and another.
+    freed: Cell<u64>,
+}
+
+impl MemtableGauge {
+    pub(crate) fn new(budget: Arc<MemoryBudget>) -> MemtableGauge {
+        MemtableGauge {
+            budget,
+            published: Cell::new(0),
+            freed: Cell::new(0),
+        }
+    }
+
+    /// A durable checkpoint (or an install) took the memtable out of memory; it holds `bytes`
+    /// now.
+    pub(crate) fn publish_freed(&self, bytes: u64) {
+        self.freed.set(self.freed.get() + 1);
+        self.publish(bytes);
+    }
+
+    /// How many times the memtable was freed so far.
+    pub(crate) fn freed(&self) -> u64 {
+        self.freed.get()
+    }
+
+    /// A gauge of a budget of its own that bounds nothing (tests of one state machine).
+    #[cfg(test)]
+    pub(crate) fn unbounded() -> std::rc::Rc<MemtableGauge> {
+        std::rc::Rc::new(MemtableGauge::new(MemoryBudget::unbounded()))
+    }
+
+    /// The partition's memtable now holds `bytes`.
+    pub(crate) fn publish(&self, bytes: u64) {
+        let before = self.published.replace(bytes);
+        let used = &self.budget.used;
+        if bytes >= before {
+            used.fetch_add(bytes - before, Ordering::Relaxed);
+        } else {
+            used.fetch_sub(before - bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes `bytes`, and says whether the partition should checkpoint for memory.
+    pub(crate) fn publish_and_check(&self, bytes: u64) -> bool {
+        self.publish(bytes);
+        let budget = &self.budget;
+        checkpoint_for_memory(bytes, budget.used(), budget.limit, budget.partitions)
+    }
+}
+
+impl Drop for MemtableGauge {
+    fn drop(&mut self) {
+        self.publish(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_past_the_limit_and_only_a_partition_with_an_even_share() {
+        // Under the limit, nobody checkpoints.
+        assert!(!checkpoint_for_memory(900, 900, 1000, 4));
+        assert!(!checkpoint_for_memory(1000, 1000, 1000, 4));
+        // Past it, the largest does; one below an even share does not.
+        assert!(checkpoint_for_memory(700, 1001, 1000, 4));
+        assert!(!checkpoint_for_memory(200, 1001, 1000, 4));
+        assert!(checkpoint_for_memory(300, 1200, 1000, 4));
+        // An empty memtable has nothing to checkpoint; no limit bounds nothing.
+        assert!(!checkpoint_for_memory(0, 5000, 1000, 1));
+        assert!(!checkpoint_for_memory(5000, 5000, 0, 1));
+    }
+
+    #[test]
+    fn gauges_sum_into_the_budget_and_leave_it_when_dropped() {
+        let budget = MemoryBudget::new(1000, 2);
+        let first = MemtableGauge::new(budget.clone());
+        let second = MemtableGauge::new(budget.clone());
+        assert!(!first.publish_and_check(600), "600 used, under the limit");
+        assert!(
+            !second.publish_and_check(500),
+            "1100 used: 500 is under an even share (550)"
+        );
+        assert!(first.publish_and_check(600), "600 is over it");
+        assert_eq!(budget.used(), 1100);
+        first.publish(100);
+        assert_eq!(budget.used(), 600);
+        drop(second);
+        assert_eq!(budget.used(), 100);
+        drop(first);
+        assert_eq!(budget.used(), 0);
+    }
+}

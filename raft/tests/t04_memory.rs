@@ -1,0 +1,101 @@
+//! The memory bound at the partition (`MemoryBudget`, docs/storage.md "Memory bound"): two
+//! partitions share a budget; a write that passes its limit from a partition holding less
+//! than an even share asks for nothing, and the idle partition holding more checkpoints when
+//! checked (as the node's pulse checks every partition) and frees its memtable; the budget
+//! is empty once both are shut down.
+
+mod common;
+
+use common::*;
+use kassa_raft::{MemoryBudget, Partition, PartitionConfig};
+
+const ACCOUNTS: u128 = 12;
+/// Memtable bytes the two partitions share: a few thousand transfers.
+const LIMIT: u64 = 1 << 20;
+
+#[test]
+fn an_idle_partition_over_its_share_checkpoints_when_checked_and_shutdown_empties_the_budget() {
+    let (first_dir, second_dir) = (TempDir::new("memory-first"), TempDir::new("memory-second"));
+    run(async {
+        let budget = MemoryBudget::new(LIMIT, 2);
+        let open = |dir, partition| {
+            let config = PartitionConfig {
+                partition,
+                memory: budget.clone(),
+                ..config(dir, 1_000_000)
+            };
+            Partition::open(config)
+        };
+        let first = open(first_dir.path(), 1).await.expect("open the first");
+        let second = open(second_dir.path(), 2).await.expect("open the second");
+        for partition in [&first, &second] {
+            let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
+            assert_all_created(&reply.expect("accounts"));
+        }
+
+        // The first fills until one more batch would pass the limit.
+        let (mut n, mut used, mut step) = (1u64, 0u64, 0u64);
+        while used + step < LIMIT {
+            let command = create_transfers(n, 1 + u128::from(n) * 100, 100, ACCOUNTS);
+            assert_all_created(&first.write(command).await.expect("transfers"));
+            n += 1;
+            step = budget.used() - used;
+            used = budget.used();
+        }
+        assert_eq!(first.metrics().memory_checkpoint_asks, 0, "under the limit");
+
+        // A smaller batch in the second passes the limit; under an even share, it asks
+        // for nothing.
+        let command = create_transfers(n, 1, 300, ACCOUNTS);
+        assert_all_created(&second.write(command).await.expect("transfers"));
+        let (first_bytes, second_bytes) = (
+            first.metrics().memtable_bytes,
+            second.metrics().memtable_bytes,
+        );
+        assert!(budget.used() > LIMIT, "{} used", budget.used());
+        assert!(
+            second_bytes * 2 < budget.used(),
+            "{second_bytes} is under an even share"
+        );
+        assert_eq!(second.metrics().memory_checkpoint_asks, 0);
+        assert_eq!(
+            first.metrics().memory_checkpoint_asks,
+            0,
+            "no write came to it"
+        );
+        assert_eq!(first.status().snapshot_index, None);
+
+        // Checked with no write (the node's pulse), the first asks once and its checkpoint
+        // frees its memtable; checked again meanwhile, it does not ask again.
+        first.check_memory().await;
+        first.check_memory().await;
+        assert_eq!(first.metrics().memory_checkpoint_asks, 1);
+        wait_status(&first, "a checkpoint", |status| {
+            status.snapshot_index.is_some()
+        })
+        .await;
+        for _ in 0..STATUS_POLLS_MAX {
+            if first.metrics().memtable_bytes < first_bytes {
+                break;
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(first.metrics().memtable_bytes, 0, "the checkpoint freed it");
+        assert_eq!(budget.used(), second_bytes);
+        first.check_memory().await;
+        assert_eq!(
+            first.metrics().memory_checkpoint_asks,
+            1,
+            "under the limit again"
+        );
+
+        first.shutdown().await.expect("shut down the first");
+        assert_eq!(budget.used(), second_bytes);
+        second.shutdown().await.expect("shut down the second");
+        assert_eq!(
+            budget.used(),
+            0,
+            "closed partitions hold nothing of the budget"
+        );
+    });
+}
