@@ -168,10 +168,12 @@ impl Config {
     }
 
     /// How `memory` is spent on a node of `partitions` partitions: an eighth (or
-    /// `cache_bytes`) on caches of cold blocks, split evenly; of the rest, three eighths for
-    /// the memtables, which may be held twice while a checkpoint is written (the one being
-    /// written, the next filling); the remainder is for accounts, indexes and filters,
-    /// connections and the runtime.
+    /// `cache_bytes`) on caches of cold blocks, split evenly; of the rest, a quarter for the
+    /// memtables. The rest of the rest is their slack and everything else: a memtable is held
+    /// about twice while its checkpoint is written (the one being written, the next filling),
+    /// the allocator keeps some of what checkpoints free, and a node holds about 300 MB
+    /// before any record (BENCHMARKS.md, "A memory bound"); then accounts, indexes and
+    /// filters, and connections.
     pub fn memory_plan(&self, partitions: u32) -> Result<MemoryPlan, ConfigError> {
         let memory = self.memory.0;
         if !(MEMORY_MIN..=MEMORY_MAX).contains(&memory) {
@@ -201,7 +203,7 @@ impl Config {
         Ok(MemoryPlan {
             memory,
             cache_blocks: cache_blocks as usize,
-            memtable_limit: (memory - cache) / 8 * 3,
+            memtable_limit: (memory - cache) / 4,
         })
     }
 
@@ -380,7 +382,7 @@ mod tests {
         let plan = Config::default().memory_plan(16).expect("the default plan");
         assert_eq!(plan.memory, 4 << 30);
         assert_eq!(plan.cache_blocks, (512 << 20) / 4096 / 16);
-        assert_eq!(plan.memtable_limit, (3584u64 << 20) / 8 * 3);
+        assert_eq!(plan.memtable_limit, (3584u64 << 20) / 4);
         let config = Config {
             memory: ByteSize(64 << 20),
             cache_bytes: ByteSize(32 << 20),
@@ -394,11 +396,7 @@ mod tests {
         };
         let plan = tiny.memory_plan(256).expect("16 blocks each");
         assert_eq!(plan.cache_blocks, CACHE_BLOCKS_MIN);
-        assert_eq!(
-            plan.memtable_limit,
-            (48 << 20) / 8 * 3,
-            "the caches' real size"
-        );
+        assert_eq!(plan.memtable_limit, (48 << 20) / 4, "the caches' real size");
         let refused = tiny
             .memory_plan(1024)
             .expect_err("1024 caches of 16 blocks: 64 MiB");

@@ -12,8 +12,8 @@ use common::{
     account_json, assert_balanced, request_raw, results, transfer_json, wait_until, Node, TempDir,
 };
 
-/// Transfers written: at about 300 bytes each in memory, twice the memtable limit of a
-/// 64 MiB node (21 MiB).
+/// Transfers written: at about 300 bytes each in memory, more than twice the memtable limit
+/// of a 64 MiB node (14 MiB).
 const TRANSFERS: u128 = 12 * 8189;
 const ACCOUNTS: u128 = 64;
 
@@ -243,7 +243,7 @@ fn past_the_memtable_limit_partitions_checkpoint_and_metrics_show_it() {
     let node = Node::try_start(&dir.0, &["--memory", "64MiB"]).expect("start");
     let before = scrape(&node);
     assert_eq!(before["kassa_memory_limit_bytes"], 64 << 20);
-    assert_eq!(before["kassa_memtable_limit_bytes"], (56 << 20) / 8 * 3);
+    assert_eq!(before["kassa_memtable_limit_bytes"], (56 << 20) / 4);
     assert_eq!(before["kassa_cache_limit_bytes"], 8 << 20);
     assert_eq!(
         total(&before, "kassa_partition_leader"),
