@@ -36,6 +36,7 @@ mod cold_runs;
 mod conformance;
 mod log_store;
 mod memory;
+mod metrics;
 mod network;
 mod partition;
 mod state_machine;
@@ -51,7 +52,8 @@ pub use cold_runs::CACHE_BLOCKS_DEFAULT;
 pub use kassa_shard::{Command, CommandDecodeError, Ledger, LedgerConfig, Reply, SnapshotError};
 pub use kassa_storage::LogOptions;
 pub use memory::{checkpoint_for_memory, MemoryBudget};
-pub use partition::{KeyspaceStatus, Partition, PartitionMetrics, PartitionStatus, StoreStatus};
+pub use metrics::{KeyspaceStatus, PartitionMetrics, PartitionStatus, StoreStatus};
+pub use partition::Partition;
 
 /// The named limits and timings of a partition's Raft group.
 pub mod limits {

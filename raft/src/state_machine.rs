@@ -38,7 +38,7 @@ use crate::checkpoint::{self, CheckpointError, CheckpointHead};
 use crate::codec;
 use crate::cold_runs::ColdRuns;
 use crate::memory::MemtableGauge;
-use crate::partition::{KeyspaceStatus, StoreStatus};
+use crate::metrics::{KeyspaceStatus, StoreStatus};
 use crate::types::{
     Applied, CommandBytes, Entry, LogId, Payload, Snapshot, SnapshotData, SnapshotMeta,
     StoredMembership, TypeConfig,
@@ -640,7 +640,22 @@ mod tests {
     use crate::test_support::{ledger_with_transfers, runtime, snapshot_of, TestDir};
     use crate::types::log_id;
 
-    const CACHE: usize = crate::CACHE_BLOCKS_DEFAULT;
+    /// A state machine of partition 0 in `dir`, with the default cache and no memory bound.
+    async fn open_machine(
+        dir: &Path,
+        config: LedgerConfig,
+    ) -> Result<StateMachine, PartitionError> {
+        let cache = crate::CACHE_BLOCKS_DEFAULT;
+        StateMachine::open(
+            0,
+            dir,
+            config,
+            cache,
+            MemtableGauge::unbounded(),
+            Rc::new(()),
+        )
+        .await
+    }
 
     /// A partition an earlier version wrote (a whole snapshot file) opens from that file; its
     /// first checkpoint is full and replaces the file; it then opens from the checkpoint.
@@ -661,16 +676,9 @@ mod tests {
                 .await
                 .expect("legacy file");
             let config = LedgerConfig::default();
-            let mut machine = StateMachine::open(
-                0,
-                dir,
-                config,
-                CACHE,
-                MemtableGauge::unbounded(),
-                Rc::new(()),
-            )
-            .await
-            .expect("opens from the snapshot file");
+            let mut machine = open_machine(dir, config)
+                .await
+                .expect("opens from the snapshot file");
             assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
             let current = machine.get_current_snapshot().await.expect("current");
             assert_eq!(current.map(|snapshot| snapshot.meta), Some(meta.clone()));
@@ -690,16 +698,9 @@ mod tests {
             assert!(dir.join(checkpoint::CHECKPOINT_FILE).exists());
             drop(machine);
 
-            let machine = StateMachine::open(
-                0,
-                dir,
-                config,
-                CACHE,
-                MemtableGauge::unbounded(),
-                Rc::new(()),
-            )
-            .await
-            .expect("opens from the checkpoint");
+            let machine = open_machine(dir, config)
+                .await
+                .expect("opens from the checkpoint");
             assert_eq!(snapshot_of(&machine.ledger.borrow()), expected);
             assert_eq!(machine.last_applied_index(), Some(7));
         });
@@ -733,16 +734,9 @@ mod tests {
             durable_file::write(source_dir.path(), SNAPSHOT_FILE, &file)
                 .await
                 .expect("snapshot file");
-            let mut source = StateMachine::open(
-                0,
-                source_dir.path(),
-                config,
-                CACHE,
-                MemtableGauge::unbounded(),
-                Rc::new(()),
-            )
-            .await
-            .expect("opens");
+            let mut source = open_machine(source_dir.path(), config)
+                .await
+                .expect("opens");
             let mut builder = source.get_snapshot_builder().await;
             builder.build_snapshot().await.expect("checkpoint");
             assert_eq!(source.ledger.borrow().change_entries_in_memory(), 0);
@@ -750,16 +744,9 @@ mod tests {
             drop(builder);
             drop(source);
 
-            let mut target = StateMachine::open(
-                0,
-                target_dir.path(),
-                config,
-                CACHE,
-                MemtableGauge::unbounded(),
-                Rc::new(()),
-            )
-            .await
-            .expect("opens empty");
+            let mut target = open_machine(target_dir.path(), config)
+                .await
+                .expect("opens empty");
             let data = SnapshotData::File(source_dir.path().to_path_buf());
             target
                 .install_snapshot(&meta, data)
@@ -772,16 +759,9 @@ mod tests {
             assert_eq!(change_events(&target.ledger.borrow()), events);
             drop(target);
 
-            let target = StateMachine::open(
-                0,
-                target_dir.path(),
-                config,
-                CACHE,
-                MemtableGauge::unbounded(),
-                Rc::new(()),
-            )
-            .await
-            .expect("reopens");
+            let target = open_machine(target_dir.path(), config)
+                .await
+                .expect("reopens");
             assert_eq!(snapshot_of(&target.ledger.borrow()), expected);
             assert_eq!(change_events(&target.ledger.borrow()), events);
             assert_eq!(target.last_applied_index(), Some(9));
