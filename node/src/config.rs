@@ -171,7 +171,7 @@ impl Config {
     /// `cache_bytes`) on caches of cold blocks, split evenly; of the rest, a quarter for the
     /// memtables. The rest of the rest is their slack and everything else: a memtable is held
     /// about twice while its checkpoint is written (the one being written, the next filling),
-    /// the allocator keeps some of what checkpoints free, and a node holds about 300 MB
+    /// the allocator keeps some of what checkpoints free, and a node holds about 110 MB
     /// before any record (BENCHMARKS.md, "A memory bound"); then accounts, indexes and
     /// filters, and connections.
     pub fn memory_plan(&self, partitions: u32) -> Result<MemoryPlan, ConfigError> {
