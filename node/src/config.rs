@@ -257,7 +257,10 @@ impl std::str::FromStr for ByteSize {
             .unwrap_or(text.len());
         let (number, unit) = text.split_at(digits);
         let bad = || {
-            format!("{text:?} is not a size: a number of bytes, or one with KiB, MiB, GiB or TiB")
+            format!(
+                "{text:?} is not a size: a whole number of bytes, with B, KiB, MiB, GiB or \
+                 TiB (or K, M, G, T) if any"
+            )
         };
         let number: u64 = number.parse().map_err(|_| bad())?;
         let shift = match unit.trim().to_ascii_lowercase().as_str() {

@@ -234,7 +234,10 @@ fn bad_memory_settings_are_refused_at_start() {
     );
     let refused = Node::try_start(&dir.0, &["--memory", "4GB"]).err();
     let refused = refused.expect("a size without a binary unit is refused");
-    assert!(refused.contains("is not a size"), "{refused}");
+    assert!(
+        refused.contains("\"4GB\" is not a size: a whole number of bytes, with B, KiB"),
+        "{refused}"
+    );
 }
 
 #[test]
