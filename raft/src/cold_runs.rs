@@ -51,16 +51,6 @@ impl Default for ColdRuns {
     }
 }
 
-/// The open runs of one cold keyspace ([`ColdRuns::run_stats`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunStats {
-    pub keyspace: Keyspace,
-    pub runs: u64,
-    pub keys: u64,
-    /// Their indexes and filters in memory.
-    pub memory_bytes: u64,
-}
-
 struct ColdRun {
     entry: RunEntry,
     run: Arc<BlockingRun>,
@@ -168,27 +158,11 @@ impl ColdRuns {
         self.cache.stats()
     }
 
-    /// The runs open now, by keyspace: their count, keys, and the bytes of their indexes and
-    /// filters in memory.
-    pub(crate) fn run_stats(&self) -> Vec<RunStats> {
+    /// Bytes of the indexes and filters in memory of `keyspace`'s open runs.
+    pub(crate) fn memory_bytes(&self, keyspace: Keyspace) -> u64 {
         let followed = self.followed();
-        let mut stats: Vec<RunStats> = Vec::new();
-        for run in &followed.runs {
-            let keyspace = run.entry.keyspace;
-            if stats.last().is_none_or(|last| last.keyspace != keyspace) {
-                stats.push(RunStats {
-                    keyspace,
-                    runs: 0,
-                    keys: 0,
-                    memory_bytes: 0,
-                });
-            }
-            let last = stats.last_mut().expect("pushed");
-            last.runs += 1;
-            last.keys += run.entry.keys;
-            last.memory_bytes += run.run.memory_size() as u64;
-        }
-        stats
+        let runs = followed.of_keyspace(keyspace).iter();
+        runs.map(|run| run.run.memory_size() as u64).sum()
     }
 
     fn followed(&self) -> std::sync::MutexGuard<'_, Followed> {

@@ -94,6 +94,7 @@ impl StoreView {
                 None => {
                     keyspaces.push(KeyspaceStatus {
                         keyspace: name,
+                        memory_bytes: stored.cold.memory_bytes(run.keyspace),
                         ..KeyspaceStatus::default()
                     });
                     keyspaces.len() - 1
@@ -103,12 +104,6 @@ impl StoreView {
             status.runs += 1;
             status.keys += run.keys;
             status.files.push(run.file_name());
-        }
-        for open in stored.cold.run_stats() {
-            let name = open.keyspace.name();
-            if let Some(status) = keyspaces.iter_mut().find(|status| status.keyspace == name) {
-                status.memory_bytes = open.memory_bytes;
-            }
         }
         StoreStatus {
             checkpoint: stored.checkpoint.as_ref().map(|head| head.number),
