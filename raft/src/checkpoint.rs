@@ -274,6 +274,9 @@ async fn write_run<F: Fn() -> bool>(
         }
         let run = writer.as_mut().expect("created");
         run.push_all(&chunk.keys, &chunk.values).await?;
+        // A run's buffer holds many chunks: the applies get their turn after each, not only
+        // when a buffer goes to the disk (a core otherwise stalled for tens of milliseconds).
+        YieldNow(false).await;
     }
     let (Some(writer), Some(first_key)) = (writer, first_key) else {
         return Ok(RunWritten::Empty);

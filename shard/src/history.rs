@@ -204,9 +204,13 @@ impl crate::Ledger {
             }
             let without_history = list.len() - history.recent.len();
             let dropped = cold.saturating_sub(without_history);
-            // New vectors, so that the memory of the entries dropped is freed.
-            *list = list[cold..].to_vec();
-            history.recent = history.recent[dropped..].to_vec();
+            // In place, then shrunk to twice what is left: the allocator shrinks a block
+            // where it lies, so no fresh memory is touched for each of many accounts, and an
+            // account gone quiet gives its room back over a few checkpoints.
+            list.drain(..cold);
+            list.shrink_to(list.len() * 2);
+            history.recent.drain(..dropped);
+            history.recent.shrink_to(history.recent.len() * 2);
         }
         self.lists_cold_below = transfers;
     }

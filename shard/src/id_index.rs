@@ -8,7 +8,10 @@
 //! and marks an empty slot. The hash is keyed with the ledger's seed; results never depend on
 //! the table's order.
 
+use std::alloc::{self, Layout};
 use std::hash::BuildHasher;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 
 use foldhash::fast::FixedState;
 use zerocopy::FromZeros;
@@ -26,7 +29,7 @@ const _: () = assert!(size_of::<Slot>() == 32);
 const SLOTS_MIN: usize = 16;
 
 pub(crate) struct IdIndex {
-    slots: Vec<Slot>,
+    slots: ZeroedSlots,
     /// `slots.len() - 1`; `slots.len()` is a power of two.
     mask: usize,
     len: usize,
@@ -40,7 +43,7 @@ impl IdIndex {
             .max(SLOTS_MIN)
             .next_power_of_two();
         IdIndex {
-            slots: zeroed_slots(slots_count),
+            slots: ZeroedSlots::new(slots_count),
             mask: slots_count - 1,
             len: 0,
             hasher: FixedState::with_seed(seed),
@@ -97,10 +100,20 @@ impl IdIndex {
         }
     }
 
+    /// Slots in the table (twice the ids it holds before it grows, or more).
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the next insert grows the table (rehashing every id into one twice as large).
+    pub(crate) fn is_full(&self) -> bool {
+        (self.len + 1) * 2 > self.slots.len()
+    }
+
     /// Indexes `id` at `position`; `id` must not be indexed yet.
     pub(crate) fn insert(&mut self, id: u128, position: u32) {
         assert!(id != 0);
-        if (self.len + 1) * 2 > self.slots.len() {
+        if self.is_full() {
             self.grow();
         }
         let mut index = self.home(id);
@@ -155,22 +168,90 @@ impl IdIndex {
 
     fn grow(&mut self) {
         let slots_count = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, zeroed_slots(slots_count));
+        let old = std::mem::replace(&mut self.slots, ZeroedSlots::new(slots_count));
         self.mask = slots_count - 1;
         self.len = 0;
-        for slot in old.into_iter().filter(|slot| slot.id != 0) {
+        for slot in old.iter().filter(|slot| slot.id != 0) {
             self.insert(slot.id, slot.position);
         }
     }
 }
 
-/// `count` empty slots, allocated zeroed: the pages of a large table are zeroed by the kernel
-/// as they are first touched, instead of all at once (a new checkpoint interval's generation
-/// of millions of slots would otherwise stall the core for tens of milliseconds).
-fn zeroed_slots(count: usize) -> Vec<Slot> {
-    let slots = <[Slot]>::new_box_zeroed_with_elems(count);
-    slots.expect("the id index's allocation").into_vec()
+/// A table of empty slots, allocated zeroed so that the pages of a large one are zeroed by
+/// the kernel as they are first touched, not all at once: a new checkpoint interval's
+/// generation of millions of slots would otherwise stall its core for as long as it takes to
+/// write hundreds of megabytes, and make them resident before a single id lands there.
+///
+/// The allocator gives zeroed memory without writing it (fresh pages of its own) only for an
+/// alignment it provides by itself, which is less than a slot's 32 bytes (the slot's own
+/// alignment keeps two slots to a cache line). So the table is allocated with 16-byte
+/// alignment and half a slot more, and starts at the first 32-byte boundary inside.
+struct ZeroedSlots {
+    /// The first slot, at a 32-byte boundary inside the allocation.
+    slots: NonNull<Slot>,
+    len: usize,
+    allocation: NonNull<u8>,
+    layout: Layout,
 }
+
+/// The alignment the allocator gives zeroed memory at without writing it.
+const ALLOCATION_ALIGN: usize = 16;
+
+impl ZeroedSlots {
+    fn new(len: usize) -> ZeroedSlots {
+        assert!(len > 0);
+        let size = len
+            .checked_mul(size_of::<Slot>())
+            .and_then(|size| size.checked_add(align_of::<Slot>() - ALLOCATION_ALIGN))
+            .expect("an id index's size fits in memory");
+        let layout = Layout::from_size_align(size, ALLOCATION_ALIGN).expect("a valid layout");
+        // SAFETY: the layout's size is not zero.
+        let allocation = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(allocation) = NonNull::new(allocation) else {
+            alloc::handle_alloc_error(layout);
+        };
+        let offset = allocation.as_ptr().align_offset(align_of::<Slot>());
+        assert!(offset <= align_of::<Slot>() - ALLOCATION_ALIGN);
+        // SAFETY: `offset` leaves room for `len` slots inside the allocation (its size has
+        // the extra bytes an alignment of 16 can need to reach 32).
+        let slots = unsafe { allocation.add(offset) }.cast::<Slot>();
+        ZeroedSlots {
+            slots,
+            len,
+            allocation,
+            layout,
+        }
+    }
+}
+
+impl Deref for ZeroedSlots {
+    type Target = [Slot];
+
+    fn deref(&self) -> &[Slot] {
+        // SAFETY: `slots` is aligned, points to `len` slots inside the allocation this owns,
+        // and all-zero bytes are a valid (empty) slot.
+        unsafe { std::slice::from_raw_parts(self.slots.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for ZeroedSlots {
+    fn deref_mut(&mut self) -> &mut [Slot] {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.slots.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for ZeroedSlots {
+    fn drop(&mut self) {
+        // SAFETY: the allocation came from `alloc_zeroed` with exactly this layout.
+        unsafe { alloc::dealloc(self.allocation.as_ptr(), self.layout) }
+    }
+}
+
+// SAFETY: the table owns its allocation outright, like a `Vec<Slot>`, and `Slot` is plain data.
+unsafe impl Send for ZeroedSlots {}
+// SAFETY: shared access only reads, as through a `&[Slot]`.
+unsafe impl Sync for ZeroedSlots {}
 
 #[cfg(test)]
 mod tests {
@@ -198,5 +279,32 @@ mod tests {
         for id in 1..=4096u128 {
             assert_eq!(index.get(id), model.get(&id).copied(), "id {id}");
         }
+    }
+
+    /// Pages of this process in memory, from `/proc/self/statm`.
+    fn resident_pages() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+        let resident = statm.split_whitespace().nth(1).expect("a resident field");
+        resident.parse().expect("a page count")
+    }
+
+    #[test]
+    fn a_large_table_is_aligned_zero_and_not_resident_until_used() {
+        const SLOTS: usize = 1 << 24; // 512 MiB
+        let before = resident_pages();
+        let mut index = IdIndex::with_capacity(SLOTS / 2, 7);
+        assert_eq!(index.slots.len(), SLOTS);
+        assert_eq!(index.slots.as_ptr().align_offset(align_of::<Slot>()), 0);
+        for id in 1..=1000u128 {
+            index.insert(id, id as u32);
+        }
+        let grown = resident_pages().saturating_sub(before) * 4096;
+        // 1,000 ids touch at most 1,000 pages; the table's other 127,000 stay unmapped.
+        // (Other tests of this binary may allocate meanwhile, hence the wide margin.)
+        assert!(grown < 128 << 20, "{grown} bytes became resident");
+        assert!((1..=1000u128).all(|id| index.get(id) == Some(id as u32)));
+        assert_eq!(index.get(1001), None);
+        let slot = &index.slots[SLOTS - 1];
+        assert!(slot.id == 0 || slot.position <= 1000);
     }
 }

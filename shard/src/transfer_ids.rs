@@ -16,9 +16,18 @@ use crate::id_index::IdIndex;
 use crate::keyspace::Keyspace;
 use crate::Ledger;
 
-/// Generations at most: the open one and two sealed (a checkpoint being written, and one
-/// durable whose runs are not followed yet).
+/// Generations opened at checkpoints at most: the open one and two sealed (a checkpoint
+/// being written, and one durable whose runs are not followed yet).
 const GENERATIONS_MAX: usize = 3;
+
+/// Generations opened because the open one was full, at most, besides those.
+const SPLITS_MAX: usize = 10;
+
+/// A full open generation of this many slots or more is not grown but followed by a new one
+/// twice its size: growing rehashes every id into a new table, whose pages the kernel maps
+/// one by one on first touch, and at millions of ids that stalled the core for hundreds of
+/// milliseconds inside one batch. A smaller one grows in place (a millisecond or two).
+const SPLIT_SLOTS_MIN: usize = 1 << 16;
 
 /// See the module documentation.
 pub(crate) struct IdGenerations {
@@ -29,6 +38,9 @@ pub(crate) struct IdGenerations {
     /// look at the store. Ids that grow with time (as TigerBeetle recommends) are all
     /// outside, so a new one costs no filter probe.
     cold_range: Option<(u128, u128)>,
+    /// Ids inserted since the last checkpoint was taken: the next interval's first table is
+    /// made this large, so that a steady load needs no split.
+    since_seal: usize,
 }
 
 struct Generation {
@@ -38,6 +50,8 @@ struct Generation {
     index: IdIndex,
     /// The smallest and largest id inserted (a rollback does not narrow it).
     range: Option<(u128, u128)>,
+    /// Opened at a checkpoint's cut, not because the one before was full.
+    at_cut: bool,
 }
 
 fn widen(range: Option<(u128, u128)>, other: Option<(u128, u128)>) -> Option<(u128, u128)> {
@@ -55,11 +69,13 @@ impl IdGenerations {
             first,
             index: IdIndex::with_capacity(capacity, seed),
             range: None,
+            at_cut: true,
         };
         IdGenerations {
             generations: VecDeque::from([open]),
             seed,
             cold_range: None,
+            since_seal: 0,
         }
     }
 
@@ -124,10 +140,27 @@ impl IdGenerations {
     /// Indexes `id` at `position`, which must be in the open generation's range; `id` must
     /// not be indexed yet.
     pub(crate) fn insert(&mut self, id: u128, position: u32) {
+        let count = self.generations.len();
         let open = self.generations.back_mut().expect("never empty");
         assert!(position >= open.first, "an id older than its generation");
+        let split = open.index.is_full()
+            && open.index.slots() >= SPLIT_SLOTS_MIN
+            && count < GENERATIONS_MAX + SPLITS_MAX;
+        if split {
+            // Twice the slots, as growing would give; the full one keeps its ids until a
+            // durable checkpoint covers its positions.
+            let slots = open.index.slots();
+            self.generations.push_back(Generation {
+                first: position,
+                index: IdIndex::with_capacity(slots, self.seed),
+                range: None,
+                at_cut: false,
+            });
+        }
+        let open = self.generations.back_mut().expect("never empty");
         open.index.insert(id, position);
         open.range = widen(open.range, Some((id, id)));
+        self.since_seal += 1;
     }
 
     /// Removes `id` (a linked chain's rollback of the transfers it stored), returning its
@@ -141,24 +174,27 @@ impl IdGenerations {
     /// generation, which a later durable checkpoint drops on its own. An empty open
     /// generation is reused.
     pub(crate) fn seal(&mut self, cut: u32) {
-        let count = self.generations.len();
+        let since_seal = std::mem::take(&mut self.since_seal);
+        let sealed = self.generations.iter().skip(1).filter(|g| g.at_cut).count();
         let open = self.generations.back_mut().expect("never empty");
         assert!(cut >= open.first, "a checkpoint's cut behind the ids");
         if open.index.len() == 0 {
             open.first = cut;
+            open.at_cut = true;
             return;
         }
-        if count >= GENERATIONS_MAX {
+        if sealed + 1 >= GENERATIONS_MAX {
             // Checkpoints taken but not made durable (a failed write, a declined one): the
             // open generation goes on and is dropped at a later cut past its end, so that
-            // a lookup never probes more than this many.
+            // a lookup never probes more than this many (and the splits).
             return;
         }
-        let capacity = open.index.len();
+        let capacity = since_seal.max(open.index.len());
         self.generations.push_back(Generation {
             first: cut,
             index: IdIndex::with_capacity(capacity, self.seed),
             range: None,
+            at_cut: true,
         });
     }
 
@@ -264,5 +300,39 @@ mod tests {
         ids.seal(40);
         ids.drop_below(40);
         assert_eq!((ids.count(), ids.len(), ids.first()), (1, 0, 40));
+    }
+
+    #[test]
+    fn a_full_large_generation_is_followed_by_a_new_one_not_grown() {
+        let mut ids = IdGenerations::new(0, 0, 7);
+        let count = (SPLIT_SLOTS_MIN * 3) as u32;
+        for position in 0..count {
+            ids.insert(5000 + u128::from(position), position);
+        }
+        // Grown in place up to SPLIT_SLOTS_MIN slots (half of them ids), then split twice:
+        // tables of 2^16, 2^17 and 2^18 slots.
+        assert_eq!(ids.count(), 3);
+        assert_eq!(ids.len(), count as usize);
+        let firsts: Vec<u32> = ids.generations.iter().map(|g| g.first).collect();
+        let half = (SPLIT_SLOTS_MIN / 2) as u32;
+        assert_eq!(firsts, [0, half, half + SPLIT_SLOTS_MIN as u32]);
+        assert!((0..count).all(|p| ids.get(5000 + u128::from(p)) == Some(p)));
+        assert_eq!(ids.get(5000 + u128::from(count)), None);
+        // A checkpoint's cut seals; its next table is as large as the whole interval.
+        ids.seal(count);
+        let open = ids.generations.back().expect("open");
+        assert!(open.at_cut && open.index.slots() >= 2 * count as usize);
+        // The splits count as one interval: two more checkpoints never made durable are
+        // still sealed (ids of the intervals between them go to their own tables).
+        ids.insert(1, count);
+        ids.seal(count + 1);
+        ids.insert(2, count + 1);
+        ids.seal(count + 2);
+        assert_eq!(ids.count(), 5);
+        // A durable cut drops the split generations below it with the rest.
+        ids.drop_below(count);
+        assert_eq!((ids.count(), ids.len(), ids.first()), (2, 2, count));
+        assert!(ids.may_be_cold(5000) && ids.may_be_cold(5000 + u128::from(count - 1)));
+        assert_eq!(ids.get(1), Some(count));
     }
 }

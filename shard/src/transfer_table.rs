@@ -160,12 +160,26 @@ impl TransferTable {
         let Some(moved) = cut.checked_sub(self.cold_below) else {
             return;
         };
-        for (position, offset) in (self.cold_below..cut).zip(0..) {
-            let transfer = self.hot[offset];
+        // Only the sampled transfers, the newest and the pending ones are read: reading
+        // each of millions of 128-byte records stalled the core for tens of milliseconds.
+        let from = self.cold_below;
+        let sampled = from.next_multiple_of(SAMPLE_EVERY);
+        for position in (sampled..cut).step_by(SAMPLE_EVERY as usize) {
+            let transfer = self.hot[(position - from) as usize];
             self.samples_note(position, &transfer);
-            if statuses[position as usize] == PendingStatus::Pending {
-                self.pinned.insert(position, transfer);
-            }
+        }
+        if moved > 0 {
+            let newest = self.hot[(moved - 1) as usize];
+            self.cold_newest = newest.timestamp;
+        }
+        let moving = &statuses[from as usize..cut as usize];
+        for (offset, _) in moving
+            .iter()
+            .enumerate()
+            .filter(|(_, status)| **status == PendingStatus::Pending)
+        {
+            let position = from + offset as u32;
+            self.pinned.insert(position, self.hot[offset]);
         }
         self.hot.release_front(moved as usize);
         self.cold_below = cut;
