@@ -71,47 +71,10 @@ measure() { # system
     --transfer-count="${N:-10000000}" 2>&1 | grep -E "load accepted|batch latency p99"
   stop
   start "$1"
-  "$python" - "$samples" "$work/ids" <<'PY'
-import random, sys
-import tigerbeetle as tb
-samples, path = int(sys.argv[1]), sys.argv[2]
-with tb.ClientSync(cluster_id=0, replica_addresses="3102") as client:
-    def query(minimum=0, limit=1, flags=tb.QueryFilterFlags.NONE):
-        return client.query_transfers(tb.QueryFilter(
-            user_data_128=0, user_data_64=0, user_data_32=0, ledger=0, code=0,
-            timestamp_min=minimum, timestamp_max=0, limit=limit, flags=flags))
-    first = query()[0].timestamp
-    last = query(flags=tb.QueryFilterFlags.REVERSED)[0].timestamp
-    rng = random.Random(21)
-    ids = set()
-    while len(ids) < samples:
-        ids.add(rng.choice(query(rng.randint(first, last), limit=200)).id)
-with open(path, "w") as out:
-    out.write("\n".join(str(i) for i in ids))
-PY
+  "$python" "$root/scripts/lookups.py" sample "$samples" "$work/ids"
   stop
   start "$1"
-  "$python" - "$1" "$work/ids" <<'PY'
-import random, sys, time
-import tigerbeetle as tb
-system, ids = sys.argv[1], [int(line) for line in open(sys.argv[2])]
-random.Random(22).shuffle(ids)
-def percentiles(name, micros):
-    micros.sort()
-    at = lambda q: micros[min(len(micros) - 1, int(q * len(micros)))]
-    print(f"{system}: {name}: {len(micros)} lookups  p50 {at(0.50):.0f} us  "
-          f"p99 {at(0.99):.0f} us  max {micros[-1]:.0f} us")
-with tb.ClientSync(cluster_id=0, replica_addresses="3102") as client:
-    client.lookup_transfers([0])  # the session's registration, not timed
-    for name in ["cold (first read of each)", "again"]:
-        micros = []
-        for transfer_id in ids:
-            began = time.perf_counter_ns()
-            found = client.lookup_transfers([transfer_id])
-            micros.append((time.perf_counter_ns() - began) / 1000)
-            assert len(found) == 1 and found[0].id == transfer_id, transfer_id
-        percentiles(name, micros)
-PY
+  "$python" "$root/scripts/lookups.py" time "$1" "$work/ids"
   stop
 }
 
