@@ -20,13 +20,16 @@ use crate::Ledger;
 /// being written, and one durable whose runs are not followed yet).
 const GENERATIONS_MAX: usize = 3;
 
-/// Generations opened because the open one was full, at most, besides those.
+/// Generations opened because the open one was full: none is opened once this many
+/// generations (of either kind) are in memory; the open one then grows in place.
 const SPLITS_MAX: usize = 10;
 
 /// A full open generation of this many slots or more is not grown but followed by a new one
 /// twice its size: growing rehashes every id into a new table, whose pages the kernel maps
 /// one by one on first touch, and at millions of ids that stalled the core for hundreds of
-/// milliseconds inside one batch. A smaller one grows in place (a millisecond or two).
+/// milliseconds inside one batch. A smaller one grows in place (a millisecond or two; the
+/// allocator may hand a table under 32 MiB out of its heap and zero it there, which costs
+/// as much).
 const SPLIT_SLOTS_MIN: usize = 1 << 16;
 
 /// See the module documentation.
@@ -167,7 +170,21 @@ impl IdGenerations {
     /// position.
     pub(crate) fn remove(&mut self, id: u128) -> Option<u32> {
         let generations = self.generations.iter_mut().rev();
-        generations.into_iter().find_map(|g| g.index.remove(id))
+        let removed = generations.into_iter().find_map(|g| g.index.remove(id));
+        if removed.is_some() {
+            self.since_seal = self.since_seal.saturating_sub(1);
+        }
+        // A rollback takes back the newest positions, which are then used again: a
+        // generation split off at one of them and left empty goes, or the next id (at a
+        // position below its first) would have no generation to go to.
+        while self.generations.len() > 1 {
+            let open = self.generations.back().expect("never empty");
+            if open.at_cut || open.index.len() > 0 {
+                break;
+            }
+            self.generations.pop_back();
+        }
+        removed
     }
 
     /// A checkpoint was taken at `cut` (the transfers it covers): later ids go to a new
@@ -334,5 +351,27 @@ mod tests {
         assert_eq!((ids.count(), ids.len(), ids.first()), (2, 2, count));
         assert!(ids.may_be_cold(5000) && ids.may_be_cold(5000 + u128::from(count - 1)));
         assert_eq!(ids.get(1), Some(count));
+    }
+
+    #[test]
+    fn a_rollback_across_a_split_leaves_the_positions_to_the_generation_before() {
+        let mut ids = IdGenerations::new(0, 0, 7);
+        let split_at = (SPLIT_SLOTS_MIN / 2) as u32;
+        // A linked chain opened at position `chain` and ran past the split.
+        let chain = split_at - 10;
+        for position in 0..split_at + 20 {
+            ids.insert(9000 + u128::from(position), position);
+        }
+        assert_eq!(ids.count(), 2);
+        for position in (chain..split_at + 20).rev() {
+            assert_eq!(ids.remove(9000 + u128::from(position)), Some(position));
+        }
+        assert_eq!((ids.count(), ids.len()), (1, chain as usize));
+        // The positions taken back are used again, and a checkpoint may cut there.
+        ids.insert(1, chain);
+        ids.seal(chain + 1);
+        ids.insert(2, chain + 1);
+        assert_eq!((ids.get(1), ids.get(2)), (Some(chain), Some(chain + 1)));
+        assert_eq!(ids.get(9000 + u128::from(chain)), None);
     }
 }
