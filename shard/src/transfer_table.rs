@@ -163,8 +163,10 @@ impl TransferTable {
         // Only the sampled transfers, the newest and the pending ones are read: reading
         // each of millions of 128-byte records stalled the core for tens of milliseconds.
         let from = self.cold_below;
-        let sampled = from.next_multiple_of(SAMPLE_EVERY);
-        for position in (sampled..cut).step_by(SAMPLE_EVERY as usize) {
+        // In u64: the next multiple of a position near u32::MAX does not fit a u32.
+        let sampled = u64::from(from).next_multiple_of(u64::from(SAMPLE_EVERY));
+        for position in (sampled..u64::from(cut)).step_by(SAMPLE_EVERY as usize) {
+            let position = position as u32; // below `cut`
             let transfer = self.hot[(position - from) as usize];
             self.samples_note(position, &transfer);
         }
