@@ -41,9 +41,6 @@ pub(crate) struct IdGenerations {
     /// look at the store. Ids that grow with time (as TigerBeetle recommends) are all
     /// outside, so a new one costs no filter probe.
     cold_range: Option<(u128, u128)>,
-    /// Ids inserted since the last checkpoint was taken: the next interval's first table is
-    /// made this large, so that a steady load needs no split.
-    since_seal: usize,
 }
 
 struct Generation {
@@ -78,7 +75,6 @@ impl IdGenerations {
             generations: VecDeque::from([open]),
             seed,
             cold_range: None,
-            since_seal: 0,
         }
     }
 
@@ -163,7 +159,6 @@ impl IdGenerations {
         let open = self.generations.back_mut().expect("never empty");
         open.index.insert(id, position);
         open.range = widen(open.range, Some((id, id)));
-        self.since_seal += 1;
     }
 
     /// Removes `id` (a linked chain's rollback of the transfers it stored), returning its
@@ -171,9 +166,6 @@ impl IdGenerations {
     pub(crate) fn remove(&mut self, id: u128) -> Option<u32> {
         let generations = self.generations.iter_mut().rev();
         let removed = generations.into_iter().find_map(|g| g.index.remove(id));
-        if removed.is_some() {
-            self.since_seal = self.since_seal.saturating_sub(1);
-        }
         // A rollback takes back the newest positions, which are then used again: a
         // generation split off at one of them and left empty goes, or the next id (at a
         // position below its first) would have no generation to go to.
@@ -191,7 +183,9 @@ impl IdGenerations {
     /// generation, which a later durable checkpoint drops on its own. An empty open
     /// generation is reused.
     pub(crate) fn seal(&mut self, cut: u32) {
-        let since_seal = std::mem::take(&mut self.since_seal);
+        // The next interval's first table is as large as this whole interval, so that a
+        // steady load needs no split.
+        let capacity = self.interval_ids();
         let sealed = self.generations.iter().skip(1).filter(|g| g.at_cut).count();
         let open = self.generations.back_mut().expect("never empty");
         assert!(cut >= open.first, "a checkpoint's cut behind the ids");
@@ -206,13 +200,26 @@ impl IdGenerations {
             // a lookup never probes more than this many (and the splits).
             return;
         }
-        let capacity = since_seal.max(open.index.len());
         self.generations.push_back(Generation {
             first: cut,
             index: IdIndex::with_capacity(capacity, self.seed),
             range: None,
             at_cut: true,
         });
+    }
+
+    /// Ids in the generations opened since the last one opened at a cut, that one included:
+    /// those of the current checkpoint interval (and of the one before, if its seal was
+    /// declined).
+    fn interval_ids(&self) -> usize {
+        let mut ids = 0;
+        for generation in self.generations.iter().rev() {
+            ids += generation.index.len();
+            if generation.at_cut {
+                break;
+            }
+        }
+        ids
     }
 
     /// The ids of positions below `cut` are in durable runs: the generations wholly below it
