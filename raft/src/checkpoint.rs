@@ -24,6 +24,7 @@ use kassa_storage::run::{Run, RunOptions, RunWriter};
 use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
+use crate::merge::{self, RunMerge};
 use crate::types::SnapshotMeta;
 pub(crate) use crate::types::{run_file_name, CheckpointHead, RunEntry};
 
@@ -96,7 +97,17 @@ pub(crate) async fn restore(
 /// Opens the run `entry` names in `dir`'s runs and checks that it is that run.
 pub(crate) async fn open_run(dir: &Path, entry: &RunEntry) -> Result<Run, StorageError> {
     let path = runs_dir(dir).join(entry.file_name());
-    let run = Run::open(&path).await?;
+    checked(Run::open(&path).await?, entry, path)
+}
+
+/// [`open_run`] without the run's filter: a merge's input, read whole in key order.
+async fn open_merge_input(dir: &Path, entry: &RunEntry) -> Result<Run, StorageError> {
+    let path = runs_dir(dir).join(entry.file_name());
+    checked(Run::open_unfiltered(&path).await?, entry, path)
+}
+
+/// `run`, if it is the one `entry` describes.
+fn checked(run: Run, entry: &RunEntry, path: PathBuf) -> Result<Run, StorageError> {
     let footer = run.footer();
     if footer.keys != entry.keys
         || run.value_size() != entry.keyspace.value_size()
@@ -143,16 +154,47 @@ pub(crate) async fn write(
         .map(|head| head.runs.clone())
         .unwrap_or_default();
     let released = checkpoint.changes_released_below;
-    let (mut live, dropped): (Vec<RunEntry>, Vec<RunEntry>) = kept
+    let (mut live, mut dropped): (Vec<RunEntry>, Vec<RunEntry>) = kept
         .into_iter()
         .partition(|run| run.keyspace != Keyspace::Changes || run.last_key >= released.into());
+    // The id runs this checkpoint's own merges into it (`merge.rs`): they leave the manifest
+    // and are deleted with the runs it no longer names.
+    let id_runs: Vec<usize> = (0..live.len())
+        .filter(|at| live[*at].keyspace == Keyspace::TransferIds)
+        .collect();
+    let id_keys: Vec<u64> = id_runs.iter().map(|at| live[*at].keys).collect();
+    let merged: Vec<usize> = merge::merge_plan(&id_keys, checkpoint.transfer_ids())
+        .into_iter()
+        .map(|at| id_runs[at])
+        .collect();
+    let mut absorbed = Vec::with_capacity(merged.len());
+    for at in merged.into_iter().rev() {
+        absorbed.push(live.remove(at));
+    }
+    absorbed.reverse();
     for keyspace in Keyspace::ALL {
         let source = Source {
             checkpoint,
             ledger,
             current: &current,
         };
-        match write_run(&runs, number, keyspace, source).await? {
+        let written = match keyspace {
+            Keyspace::TransferIds if !absorbed.is_empty() => {
+                match write_merged(dir, &runs, number, source, &absorbed).await {
+                    Ok(written) => written,
+                    Err(error) => {
+                        // A damaged block of an absorbed run fails its readers as before,
+                        // but must not fail every checkpoint from now on.
+                        tracing::warn!(%error, "id runs not merged: the checkpoint writes its own");
+                        live.append(&mut absorbed);
+                        live.sort_by_key(|run| run.number);
+                        write_run(&runs, number, keyspace, source, None).await?
+                    }
+                }
+            }
+            _ => write_run(&runs, number, keyspace, source, None).await?,
+        };
+        match written {
             RunWritten::Entry(entry) => live.push(entry),
             RunWritten::Empty => {}
             RunWritten::Abandoned => return Ok(Written::Abandoned),
@@ -167,6 +209,15 @@ pub(crate) async fn write(
         },
         runs: live,
     };
+    if !absorbed.is_empty() {
+        tracing::info!(
+            checkpoint = number,
+            runs = absorbed.len(),
+            keys = absorbed.iter().map(|run| run.keys).sum::<u64>(),
+            "id runs merged into the checkpoint's"
+        );
+    }
+    dropped.extend(absorbed);
     let manifest = codec::encode_checkpoint(&head, &checkpoint.hot);
     durable_file::write(dir, CHECKPOINT_FILE, &manifest).await?;
     let mut gone = dropped;
@@ -189,7 +240,13 @@ pub(crate) async fn write(
 const ID_FILTER_SEED: u64 = 0x6b61_7373_615f_6964;
 
 /// Gives the core's other tasks their turn once.
-struct YieldNow(bool);
+pub(crate) struct YieldNow(bool);
+
+impl YieldNow {
+    pub(crate) fn new() -> YieldNow {
+        YieldNow(false)
+    }
+}
 
 impl std::future::Future for YieldNow {
     type Output = ();
@@ -214,24 +271,66 @@ struct Source<'a, F: Fn() -> bool> {
     current: &'a F,
 }
 
+impl<F: Fn() -> bool> Clone for Source<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F: Fn() -> bool> Copy for Source<'_, F> {}
+
+/// Writes the checkpoint's id run merged with the `absorbed` runs.
+async fn write_merged<F: Fn() -> bool>(
+    dir: &Path,
+    runs: &Path,
+    number: u64,
+    source: Source<'_, F>,
+    absorbed: &[RunEntry],
+) -> Result<RunWritten, StorageError> {
+    let mut inputs = Vec::with_capacity(absorbed.len());
+    for entry in absorbed {
+        inputs.push(open_merge_input(dir, entry).await?);
+    }
+    let keyspace = Keyspace::TransferIds;
+    let merge = RunMerge::new(inputs, keyspace.value_size());
+    write_run(runs, number, keyspace, source, Some(merge)).await
+}
+
 enum RunWritten {
     Entry(RunEntry),
     Empty,
     Abandoned,
 }
 
-/// Writes one keyspace's entries as a run, if it has any. The ledger is borrowed for each
-/// chunk only, never across a write.
+/// Writes one keyspace's entries as a run, if it has any, merged with the entries of the runs
+/// `merge` reads (id runs a checkpoint absorbs). The ledger is borrowed for each chunk only,
+/// never across a write.
 async fn write_run<F: Fn() -> bool>(
     runs: &Path,
     number: u64,
     keyspace: Keyspace,
     source: Source<'_, F>,
+    mut merge: Option<RunMerge>,
 ) -> Result<RunWritten, StorageError> {
     let mut chunk = KeyspaceIncrement::new(keyspace);
     let mut cursor = CheckpointCursor::default();
     let mut writer: Option<RunWriter> = None;
     let (mut first_key, mut last_key) = (None, 0);
+    let create = |merged: u64| {
+        let name = run_file_name(keyspace, number);
+        // Keys that are positions and sequences are found by range: no filter. Ids are
+        // looked up, most of them absent (every new id is).
+        let options = RunOptions {
+            value_size: keyspace.value_size(),
+            keys_expected: match keyspace {
+                Keyspace::TransferIds => source.checkpoint.transfer_ids() + merged,
+                _ => 0,
+            },
+            filter_bits_per_key: keyspace.filter_bits_per_key(),
+            filter_seed: ID_FILTER_SEED,
+        };
+        async move { RunWriter::create(runs, &name, options).await }
+    };
     loop {
         if !(source.current)() {
             return Ok(RunWritten::Abandoned);
@@ -252,31 +351,43 @@ async fn write_run<F: Fn() -> bool>(
                 break;
             }
             // Work without entries (ids being sorted): the applies get their turn.
-            YieldNow(false).await;
+            YieldNow::new().await;
             continue;
         };
-        first_key = first_key.or(chunk.keys.first().copied());
-        last_key = last;
         if writer.is_none() {
-            let name = run_file_name(keyspace, number);
-            // Keys that are positions and sequences are found by range: no filter. Ids are
-            // looked up, most of them absent (every new id is).
-            let options = RunOptions {
-                value_size: keyspace.value_size(),
-                keys_expected: match keyspace {
-                    Keyspace::TransferIds => source.checkpoint.transfer_ids(),
-                    _ => 0,
-                },
-                filter_bits_per_key: keyspace.filter_bits_per_key(),
-                filter_seed: ID_FILTER_SEED,
-            };
-            writer = Some(RunWriter::create(runs, &name, options).await?);
+            let merged = merge.as_ref().map_or(0, RunMerge::keys);
+            writer = Some(create(merged).await?);
         }
         let run = writer.as_mut().expect("created");
-        run.push_all(&chunk.keys, &chunk.values).await?;
-        // A run's buffer holds many chunks: the applies get their turn after each, not only
-        // when a buffer goes to the disk (a core otherwise stalled for tens of milliseconds).
-        YieldNow(false).await;
+        match merge.as_mut() {
+            Some(merge) => {
+                if !merge
+                    .push(run, &chunk.keys, &chunk.values, false, source.current)
+                    .await?
+                {
+                    return Ok(RunWritten::Abandoned);
+                }
+            }
+            None => {
+                first_key = first_key.or(chunk.keys.first().copied());
+                last_key = last;
+                run.push_all(&chunk.keys, &chunk.values).await?;
+                // A run's buffer holds many chunks: the applies get their turn after each,
+                // not only when a buffer goes to the disk (a core otherwise stalled for tens
+                // of milliseconds).
+                YieldNow::new().await;
+            }
+        }
+    }
+    if let Some(merge) = merge.as_mut() {
+        if writer.is_none() {
+            writer = Some(create(merge.keys()).await?);
+        }
+        let run = writer.as_mut().expect("created");
+        if !merge.push(run, &[], &[], true, source.current).await? {
+            return Ok(RunWritten::Abandoned);
+        }
+        (first_key, last_key) = (merge.first_key, merge.last_key);
     }
     let (Some(writer), Some(first_key)) = (writer, first_key) else {
         return Ok(RunWritten::Empty);
@@ -357,6 +468,203 @@ mod tests {
             last_log_id: Some(log_id(1, index)),
             ..SnapshotMeta::default()
         }
+    }
+
+    /// Appends `count` transfers whose ids are scattered over the id space (a permutation of
+    /// their numbers), so that every checkpoint's id run spans the others'.
+    fn add_scattered_transfers(ledger: &mut Ledger, from: u64, count: u64) {
+        if from == 0 {
+            let accounts: Vec<kassa_wire::Account> = (1..=4)
+                .map(|id| kassa_wire::Account {
+                    id: kassa_wire::AccountId(id),
+                    ledger: 1,
+                    code: 1,
+                    ..kassa_wire::Account::default()
+                })
+                .collect();
+            ledger.create_accounts(1_000, &accounts, &mut Vec::new());
+        }
+        let events: Vec<kassa_wire::Transfer> = (from..from + count)
+            .map(|at| kassa_wire::Transfer {
+                id: kassa_wire::TransferId(scattered_id(at)),
+                debit_account_id: kassa_wire::AccountId(1 + u128::from(at % 4)),
+                credit_account_id: kassa_wire::AccountId(1 + u128::from((at + 1) % 4)),
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..kassa_wire::Transfer::default()
+            })
+            .collect();
+        for (batch, events) in events.chunks(1_000).enumerate() {
+            let mut results = Vec::new();
+            let timestamp = 10_000 + 2 * (from + 1_000 * batch as u64);
+            ledger.create_transfers(timestamp, events, &mut results);
+            let created = results
+                .iter()
+                .filter(|result| result.status == kassa_wire::CreateTransferStatus::Created);
+            assert_eq!(created.count(), events.len(), "transfers created");
+        }
+    }
+
+    fn scattered_id(at: u64) -> u128 {
+        1 + u128::from(at.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// Id runs merge as checkpoints add them (`merge.rs`): the fourth run of a tier takes the
+    /// three before it into its own, the manifest names the merged run only, the absorbed
+    /// files are deleted, and every id is read back from the runs at its position; a restore
+    /// gives the ledger written. A merging checkpoint abandoned halfway changes nothing.
+    #[test]
+    fn id_runs_merge_into_the_checkpoint_that_completes_a_tier() {
+        let dir = TestDir::new("merge");
+        let dir = dir.path();
+        runtime().block_on(async {
+            let ledger = RefCell::new(Ledger::new(LedgerConfig::default()));
+            let mut head: Option<CheckpointHead> = None;
+            // 74 blocks per run: a merge reads each input in more than one piece.
+            let per_checkpoint = 15_000;
+            let mut id_runs = Vec::new();
+            for number in 0..6u64 {
+                add_scattered_transfers(
+                    &mut ledger.borrow_mut(),
+                    number * per_checkpoint,
+                    per_checkpoint,
+                );
+                let cut = head.as_ref().map(|head| head.cut).unwrap_or_default();
+                let checkpoint = ledger.borrow_mut().checkpoint(cut);
+                let previous = head.as_ref();
+                if number == 3 {
+                    // The merging checkpoint abandoned once its merged run is being written: the
+                    // manifest still names the three runs, whose files are all there.
+                    let merging = || {
+                        let files = std::fs::read_dir(runs_dir(dir)).expect("runs");
+                        files.flatten().any(|file| {
+                            let name = file.file_name().to_string_lossy().into_owned();
+                            name.starts_with("transfer-ids") && name.ends_with(".tmp")
+                        })
+                    };
+                    let current = || !merging();
+                    let written = write(
+                        dir,
+                        previous,
+                        false,
+                        meta(13),
+                        &checkpoint,
+                        &ledger,
+                        current,
+                    );
+                    assert!(matches!(written.await, Ok(Written::Abandoned)));
+                    let (found, _) = read_manifest(dir).await.expect("read").expect("a manifest");
+                    assert_eq!(
+                        Some(&found),
+                        previous,
+                        "the manifest is the last durable one"
+                    );
+                    for run in &found.runs {
+                        assert!(runs_dir(dir).join(run.file_name()).exists(), "{run:?}");
+                    }
+                    let removed = remove_unnamed_runs(dir, Some(&found))
+                        .await
+                        .expect("remove");
+                    assert!(removed > 0, "the abandoned checkpoint's files are deleted");
+                }
+                let written = write(
+                    dir,
+                    previous,
+                    false,
+                    meta(10 + number),
+                    &checkpoint,
+                    &ledger,
+                    || true,
+                );
+                let Ok(Written::Durable(written)) = written.await else {
+                    panic!("checkpoint {number} is durable");
+                };
+                ledger.borrow_mut().checkpoint_durable(checkpoint.cut);
+                let ids: Vec<u64> = written
+                    .runs
+                    .iter()
+                    .filter(|run| run.keyspace == Keyspace::TransferIds)
+                    .map(|run| run.keys)
+                    .collect();
+                id_runs.push(ids);
+                head = Some(written);
+            }
+            let m = per_checkpoint;
+            let expected: Vec<Vec<u64>> = vec![
+                vec![m],
+                vec![m, m],
+                vec![m, m, m],
+                vec![4 * m],
+                vec![4 * m, m],
+                vec![4 * m, m, m],
+            ];
+            assert_eq!(id_runs, expected, "id runs' keys after each checkpoint");
+            let head = head.expect("checkpoints");
+            let files = std::fs::read_dir(runs_dir(dir)).expect("runs").count();
+            assert_eq!(files, head.runs.len(), "only the runs named are on disk");
+
+            let cold = crate::cold_runs::ColdRuns::open(dir, &head, 16).await;
+            let cold = cold.expect("cold runs");
+            for at in 0..6 * m {
+                let mut value = [0u8; 4];
+                let id = scattered_id(at);
+                let found = cold.read(Keyspace::TransferIds, id, &mut value);
+                assert_eq!(found, Ok(true), "id of transfer {at} in the runs");
+                assert_eq!(
+                    u32::from_le_bytes(value),
+                    at as u32,
+                    "transfer {at}'s position"
+                );
+            }
+            let mut value = [0u8; 4];
+            let absent = cold.read(Keyspace::TransferIds, scattered_id(6 * m), &mut value);
+            assert_eq!(absent, Ok(false));
+
+            let (found, hot) = read_manifest(dir).await.expect("read").expect("a manifest");
+            assert_eq!(found, head);
+            let expected = snapshot_of(&ledger.borrow());
+            let restored = restore(dir, LedgerConfig::default(), &found, &hot, Arc::new(cold));
+            assert_eq!(snapshot_of(&restored.await.expect("restores")), expected);
+
+            // A damaged block in a run the next checkpoint would absorb: it writes its own run
+            // unmerged, and the damaged run stays named (its readers fail as before).
+            let damaged = head
+                .runs
+                .iter()
+                .rfind(|run| run.keyspace == Keyspace::TransferIds);
+            let damaged = runs_dir(dir).join(damaged.expect("an id run").file_name());
+            let mut bytes = std::fs::read(&damaged).expect("read run");
+            bytes[100] ^= 1;
+            std::fs::write(&damaged, bytes).expect("damage run");
+            add_scattered_transfers(&mut ledger.borrow_mut(), 6 * m, m);
+            let checkpoint = ledger.borrow_mut().checkpoint(head.cut);
+            let written = write(
+                dir,
+                Some(&head),
+                false,
+                meta(20),
+                &checkpoint,
+                &ledger,
+                || true,
+            );
+            let Ok(Written::Durable(written)) = written.await else {
+                panic!("the checkpoint is durable without its merge");
+            };
+            let ids: Vec<u64> = written
+                .runs
+                .iter()
+                .filter(|run| run.keyspace == Keyspace::TransferIds)
+                .map(|run| run.keys)
+                .collect();
+            assert_eq!(ids, [4 * m, m, m, m], "the runs stay unmerged");
+            let numbers: Vec<u64> = written.runs.iter().map(|run| run.number).collect();
+            assert!(
+                numbers.is_sorted(),
+                "runs in the order written: {numbers:?}"
+            );
+            assert!(damaged.exists(), "the damaged run is still there");
+        });
     }
 
     /// A checkpoint abandoned halfway (its ledger was replaced) leaves the previous one whole:

@@ -36,6 +36,7 @@ mod cold_runs;
 mod conformance;
 mod log_store;
 mod memory;
+mod merge;
 mod metrics;
 mod network;
 mod partition;

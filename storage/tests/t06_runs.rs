@@ -184,6 +184,23 @@ fn scans_match_the_sorted_map() {
         .expect("scan");
         assert_eq!(first_three, 3, "a scan stops when told");
 
+        // A merge's reads: every entry in key order, 64 blocks at a time, then nothing.
+        let (mut keys_read, mut values_read) = (Vec::new(), Vec::new());
+        let mut next = 0;
+        loop {
+            let read = run.read_entries(next, &mut keys_read, &mut values_read);
+            let read = read.await.expect("read entries");
+            if read == 0 {
+                break;
+            }
+            assert!(read <= 64, "{read} blocks at once");
+            next += read;
+        }
+        assert_eq!(next, run.footer().data_blocks);
+        assert_eq!(keys_read, keys);
+        let values: Vec<u8> = data.values().flatten().copied().collect();
+        assert_eq!(values_read, values);
+
         // The blocking scan of a key range (end excluded), both ways, through a small cache.
         let blocking = run.into_blocking().expect("blocking");
         let cache = BlockCache::new(4);
@@ -280,6 +297,17 @@ fn after_damage(dir: &Path, name: &str, damage: impl FnOnce(&mut Vec<u8>)) -> St
         Ok(())
     });
     let error = found.expect_err("damage went unnoticed");
+    // A merge's reads of the data blocks check them as `get` does.
+    let merged: Result<(), StorageError> = run(async {
+        let run = Run::open(&damaged).await?;
+        let (mut keys, mut values, mut next) = (Vec::new(), Vec::new(), 0);
+        while next < run.footer().data_blocks {
+            next += run.read_entries(next, &mut keys, &mut values).await?;
+        }
+        Ok(())
+    });
+    let merged = merged.expect_err("damage went unnoticed by a merge's reads");
+    assert_eq!(merged.to_string(), error.to_string());
     // A blocking read checks every block as `get` does: the same error.
     let blocking: Result<(), StorageError> = run(async {
         let run = Run::open(&damaged).await?.into_blocking()?;

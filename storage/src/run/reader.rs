@@ -73,6 +73,17 @@ impl Run {
     /// Opens the run at `path` and checks everything but its data blocks, which are checked
     /// as they are read.
     pub async fn open(path: &Path) -> Result<Run, StorageError> {
+        Run::open_with(path, true).await
+    }
+
+    /// Opens the run at `path` as [`Run::open`] does but for its filter, which it neither
+    /// reads nor keeps (every key passes): for a reader of whole runs in key order, such as a
+    /// merge, that never looks a key up.
+    pub async fn open_unfiltered(path: &Path) -> Result<Run, StorageError> {
+        Run::open_with(path, false).await
+    }
+
+    async fn open_with(path: &Path, with_filter: bool) -> Result<Run, StorageError> {
         let file = monoio::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
@@ -87,6 +98,17 @@ impl Run {
         let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
         let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
         let index = read_index(&file, path, &footer).await?;
+        if !with_filter {
+            let filter = Filter::passing_all(footer.filter_seed);
+            let path = path.to_path_buf();
+            let shape = Shape {
+                path,
+                footer,
+                index,
+                filter,
+            };
+            return Ok(Run { file, shape });
+        }
         let filter_bytes = read_region(&file, path, footer.filter_offset, size_of(&footer)).await?;
         let filter_bytes = &filter_bytes.as_slice()[..footer.filter_size as usize];
         if crc32c::crc32c(filter_bytes) != footer.filter_crc {
@@ -196,6 +218,39 @@ impl Run {
             number += count;
         }
         Ok(())
+    }
+
+    /// Appends to `keys` and `values` the entries of the data blocks from `first` on, up to 64
+    /// blocks in one read, each checked; returns how many blocks it read (0 from the end on).
+    /// A merge reads its input runs this way, in key order, a bounded piece at a time.
+    pub async fn read_entries(
+        &self,
+        first: u64,
+        keys: &mut Vec<u128>,
+        values: &mut Vec<u8>,
+    ) -> Result<u64, StorageError> {
+        let shape = &self.shape;
+        let count = shape
+            .footer
+            .data_blocks
+            .saturating_sub(first)
+            .min(SCAN_BLOCKS);
+        if count == 0 {
+            return Ok(0);
+        }
+        let offset = first * BLOCK_SIZE as u64;
+        let size = count as usize * BLOCK_SIZE;
+        let bytes = read_region(&self.file, &shape.path, offset, size).await?;
+        for (at, block) in bytes.as_slice().chunks_exact(BLOCK_SIZE).enumerate() {
+            let number = first + at as u64;
+            let view = shape.check_block(number, number * BLOCK_SIZE as u64, block)?;
+            for at in 0..view.entries {
+                let (key, value) = view.entry(at);
+                keys.push(key);
+                values.extend_from_slice(value);
+            }
+        }
+        Ok(count)
     }
 
     /// Reads data block `number` and checks it.
