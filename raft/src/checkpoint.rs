@@ -506,6 +506,13 @@ mod tests {
         }
     }
 
+    /// The keys of each id run `head` names, in the order written.
+    fn id_run_keys(head: &CheckpointHead) -> Vec<u64> {
+        let runs = head.runs.iter();
+        let ids = runs.filter(|run| run.keyspace == Keyspace::TransferIds);
+        ids.map(|run| run.keys).collect()
+    }
+
     fn scattered_id(at: u64) -> u128 {
         1 + u128::from(at.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
@@ -581,13 +588,7 @@ mod tests {
                     panic!("checkpoint {number} is durable");
                 };
                 ledger.borrow_mut().checkpoint_durable(checkpoint.cut);
-                let ids: Vec<u64> = written
-                    .runs
-                    .iter()
-                    .filter(|run| run.keyspace == Keyspace::TransferIds)
-                    .map(|run| run.keys)
-                    .collect();
-                id_runs.push(ids);
+                id_runs.push(id_run_keys(&written));
                 head = Some(written);
             }
             let m = per_checkpoint;
@@ -651,13 +652,11 @@ mod tests {
             let Ok(Written::Durable(written)) = written.await else {
                 panic!("the checkpoint is durable without its merge");
             };
-            let ids: Vec<u64> = written
-                .runs
-                .iter()
-                .filter(|run| run.keyspace == Keyspace::TransferIds)
-                .map(|run| run.keys)
-                .collect();
-            assert_eq!(ids, [4 * m, m, m, m], "the runs stay unmerged");
+            assert_eq!(
+                id_run_keys(&written),
+                [4 * m, m, m, m],
+                "the runs stay unmerged"
+            );
             let numbers: Vec<u64> = written.runs.iter().map(|run| run.number).collect();
             assert!(
                 numbers.is_sorted(),
