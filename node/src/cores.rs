@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kassa_raft::{MemoryBudget, Partition, PartitionConfig, PartitionMetrics, PartitionStatus};
+use kassa_raft::{
+    FilteredRead, MemoryBudget, Partition, PartitionConfig, PartitionMetrics, PartitionStatus,
+};
 use kassa_shard::{
     partition_of, ClientReply, Command, Ledger, LedgerConfig, Placement, PlacementKind, ReadSet,
     Reply,
@@ -81,6 +83,9 @@ pub enum CoreRequest {
     Read {
         partition: u32,
         txn: Option<u64>,
+        /// What the read reads by filter, read ahead of it from the cold runs so that it does
+        /// not block the core (`Partition::prefetch_read`).
+        prefetch: Option<FilteredRead>,
         read: ReadFn,
     },
     Status {
@@ -712,11 +717,33 @@ impl CoreQueues {
         self.read_in(partition, None, read).await
     }
 
+    /// Reads by filter (`filtered`, which `read` runs): what it reads from the cold runs is
+    /// read ahead on the partition's core through io_uring first, so the read blocks no core
+    /// on the disk.
+    pub async fn read_filtered<R: Send + 'static>(
+        &self,
+        partition: u32,
+        filtered: FilteredRead,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        self.send_read(partition, None, Some(filtered), read).await
+    }
+
     /// Reads as part of transaction `txn` (which may hold the partition's lock).
     pub async fn read_in<R: Send + 'static>(
         &self,
         partition: u32,
         txn: Option<u64>,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        self.send_read(partition, txn, None, read).await
+    }
+
+    async fn send_read<R: Send + 'static>(
+        &self,
+        partition: u32,
+        txn: Option<u64>,
+        prefetch: Option<FilteredRead>,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();
@@ -726,6 +753,7 @@ impl CoreQueues {
         let request = CoreRequest::Read {
             partition,
             txn,
+            prefetch,
             read,
         };
         self.sender(partition)
@@ -1137,11 +1165,18 @@ async fn serve(
         CoreRequest::Read {
             partition,
             txn,
+            prefetch,
             read,
         } => {
             let served = served(partition);
+            // Before the admission: no transaction's intents may come between it and the read.
+            let held = match &prefetch {
+                Some(filtered) => Some(served.partition.prefetch_read(filtered).await),
+                None => None,
+            };
             served.admit_unheld(txn, in_flight).await;
             served.partition.read(read);
+            drop(held);
         }
         CoreRequest::Status { partition, reply } => {
             let _ = reply.send(served(partition).partition.status());

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use kassa_shard::batch_home::CreateBatch;
 use kassa_shard::directory::{Bucket, IdKind};
-use kassa_shard::{ledger_partition, ColdError, Command, Ledger, Placement, PlacementKind, Reply};
+use kassa_shard::{
+    ledger_partition, ColdError, Command, FilteredRead, Ledger, Placement, PlacementKind, Reply,
+};
 use kassa_wire::{
     Account, AccountBalance, AccountFilter, AccountId, CreateAccountResult, CreateTransferResult,
     QueryFilter, QueryFilterFlags, Transfer, TransferId,
@@ -457,7 +459,8 @@ impl Reads {
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<Transfer>, NodeError> {
-        self.read_account(filter, Ledger::get_account_transfers)
+        let filtered = FilteredRead::AccountTransfers(filter);
+        self.read_account(filter, filtered, Ledger::get_account_transfers)
             .await
     }
 
@@ -465,7 +468,8 @@ impl Reads {
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<AccountBalance>, NodeError> {
-        self.read_account(filter, Ledger::get_account_balances)
+        let filtered = FilteredRead::AccountBalances(filter);
+        self.read_account(filter, filtered, Ledger::get_account_balances)
             .await
     }
 
@@ -476,14 +480,15 @@ impl Reads {
     async fn read_account<T: Send + 'static>(
         &self,
         filter: AccountFilter,
+        filtered: FilteredRead,
         read: LedgerRead<AccountFilter, T>,
     ) -> Result<Vec<T>, NodeError> {
         if self.queues.placement().kind != PlacementKind::ByLedger {
             let partition = partition_of(filter.account_id.0, self.partitions());
-            return read_filtered(&self.queues, partition, filter, read).await;
+            return read_filtered(&self.queues, partition, filter, Some(filtered), read).await;
         }
         let reads = (0..self.partitions())
-            .map(|partition| read_filtered(&self.queues, partition, filter, read));
+            .map(|partition| read_filtered(&self.queues, partition, filter, Some(filtered), read));
         for found in join_all(reads).await {
             let found = found?;
             if !found.is_empty() {
@@ -494,12 +499,13 @@ impl Reads {
     }
 
     pub async fn query_accounts(&self, filter: QueryFilter) -> Result<Vec<Account>, NodeError> {
-        self.query_every_partition(filter, query_accounts, |a| a.timestamp)
+        self.query_every_partition(filter, None, query_accounts, |a| a.timestamp)
             .await
     }
 
     pub async fn query_transfers(&self, filter: QueryFilter) -> Result<Vec<Transfer>, NodeError> {
-        self.query_every_partition(filter, Ledger::query_transfers, |t| t.timestamp)
+        let filtered = Some(FilteredRead::Transfers(filter));
+        self.query_every_partition(filter, filtered, Ledger::query_transfers, |t| t.timestamp)
             .await
     }
 
@@ -508,6 +514,7 @@ impl Reads {
     async fn query_every_partition<T: Send + 'static>(
         &self,
         filter: QueryFilter,
+        filtered: Option<FilteredRead>,
         read: LedgerRead<QueryFilter, T>,
         timestamp: fn(&T) -> u64,
     ) -> Result<Vec<T>, NodeError> {
@@ -523,7 +530,7 @@ impl Reads {
             let (queues, partitions) = (queues.clone(), partitions.clone());
             async move {
                 let reads = (partitions.into_iter())
-                    .map(|partition| read_counted(&queues, partition, filter, read));
+                    .map(|partition| read_counted(&queues, partition, filter, filtered, read));
                 let (mut counted, mut records) = (Vec::new(), Vec::new());
                 for found in join_all(reads).await {
                     let (count, found) = found?;
@@ -620,9 +627,10 @@ async fn read_filtered<F: Send + 'static, T: Send + 'static>(
     queues: &CoreQueues,
     partition: u32,
     filter: F,
+    filtered: Option<FilteredRead>,
     read: LedgerRead<F, T>,
 ) -> Result<Vec<T>, NodeError> {
-    let found = read_counted(queues, partition, filter, read).await?;
+    let found = read_counted(queues, partition, filter, filtered, read).await?;
     Ok(found.1)
 }
 
@@ -632,16 +640,20 @@ async fn read_counted<F: Send + 'static, T: Send + 'static>(
     queues: &CoreQueues,
     partition: u32,
     filter: F,
+    filtered: Option<FilteredRead>,
     read: LedgerRead<F, T>,
 ) -> Result<(u64, Vec<T>), NodeError> {
-    let found = queues.read(partition, move |ledger| {
+    let read = move |ledger: &Ledger| {
         let mut out = Vec::new();
         let read = read(ledger, &filter, &mut out);
         read.map(|()| (ledger.resolutions(), out))
-    });
-    found
-        .await?
-        .map_err(|error| NodeError::ColdRead { partition, error })
+    };
+    // What it reads by filter is read ahead, so that the partition's core does not wait.
+    let found = match filtered {
+        Some(filtered) => queues.read_filtered(partition, filtered, read).await,
+        None => queues.read(partition, read).await,
+    };
+    found?.map_err(|error| NodeError::ColdRead { partition, error })
 }
 
 /// Runs `future` to completion on this thread (start-up work, before any runtime serves).

@@ -8,9 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::wire::RawClient;
 use common::{
     account_json, assert_balanced, request_raw, results, transfer_json, wait_until, Node, TempDir,
 };
+use kassa_wire::multi_batch::MultiBatch;
+use kassa_wire::{AccountFilter, AccountFilterFlags, AccountId, Operation};
+use zerocopy::{FromZeros, IntoBytes};
 
 /// Transfers written: at about 300 bytes each in memory, more than twice the memtable limit
 /// of a 64 MiB node (14 MiB).
@@ -329,5 +333,37 @@ fn past_the_memtable_limit_partitions_checkpoint_and_metrics_show_it() {
         ),
     );
     assert_eq!(results(&reply), ["exists"], "a cold id is still known");
+
+    // An account's transfers over the wire, almost all of them cold: what the request reads
+    // (the account's cold list, then the transfers it names) is read ahead of the apply
+    // through io_uring, so the apply reads no block blocking the partition's core.
+    let before = scrape(&node);
+    let mut client = RawClient::connect(node.wire, 0, 4242);
+    client.register();
+    let mut filter = AccountFilter::new_zeroed();
+    filter.account_id = AccountId(1);
+    filter.limit = 8189;
+    filter.flags = AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS;
+    let (_, body) = client.call(Operation::GetAccountTransfers, &[filter.as_bytes()]);
+    let batches = MultiBatch::decode(&body, 128, 8189).expect("a multi-batch reply");
+    let listed: usize = batches.batches().map(|batch| batch.len() / 128).sum();
+    let expected = 2 * TRANSFERS / ACCOUNTS;
+    assert!(
+        listed as u128 >= expected - 2,
+        "{listed} of account 1's transfers"
+    );
+    let after = scrape(&node);
+    // A read of the cache that finds nothing is a blocking read: there is none.
+    let misses = "kassa_cache_misses_total";
+    assert_eq!(
+        total(&after, misses),
+        total(&before, misses),
+        "reads blocked the core"
+    );
+    let prefetched = "kassa_cold_prefetched_blocks_total";
+    assert!(
+        total(&after, prefetched) > total(&before, prefetched) + listed as u64 / 64,
+        "the account's transfers were read ahead"
+    );
     assert_balanced(&node);
 }

@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use kassa_shard::{ColdError, ColdStore, Keyspace};
-use kassa_storage::run::{BlockCache, BlockingRun, CacheStats};
+use kassa_shard::{ColdError, ColdRange, ColdStore, Keyspace};
+use kassa_storage::run::{entries_per_block, BlockCache, BlockingRun, CacheStats, Holds};
 use kassa_storage::StorageError;
 
 use crate::checkpoint;
@@ -114,13 +114,14 @@ impl ColdRuns {
     }
 
     /// Reads ahead, through the core's io_uring, the blocks holding `wanted` (what an entry
-    /// about to apply may read, `Ledger::cold_reads`) and holds them until
+    /// about to apply may read, `Ledger::cold_reads`) and holds them for `holds` until
     /// [`ColdRuns::release_prefetched`]: the apply then reads them without blocking. Returns
     /// how many blocks were read or found cached. A failed read is returned; the apply's own
     /// read of that entry then fails the same way.
     pub(crate) async fn prefetch(
         &self,
         wanted: &[(Keyspace, u128)],
+        holds: &mut Holds,
     ) -> Result<usize, StorageError> {
         // Per run, the blocks to read, in the order first wanted.
         let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
@@ -143,14 +144,71 @@ impl ColdRuns {
             }
         }
         for (run, blocks) in &by_run {
-            run.prefetch(blocks, &self.cache).await?;
+            run.prefetch(blocks, &self.cache, holds).await?;
         }
         Ok(by_run.iter().map(|(_, blocks)| blocks.len()).sum())
     }
 
-    /// The blocks prefetched for the entry just applied are no longer needed.
-    pub(crate) fn release_prefetched(&self) {
-        self.cache.release_held();
+    /// Reads ahead, as [`ColdRuns::prefetch`] does, the blocks of each run that hold the
+    /// first `entries` entries of a range (the last, when reversed), in the order a scan of
+    /// the range visits the runs; returns how many blocks were read or found cached. A run's
+    /// blocks inside the range are taken as full of it, but for the first and last.
+    pub(crate) async fn prefetch_ranges(
+        &self,
+        ranges: &[ColdRange],
+        holds: &mut Holds,
+    ) -> Result<usize, StorageError> {
+        let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
+        {
+            let followed = self.followed();
+            for range in ranges {
+                let (start, end) = (range.keys.start, range.keys.end);
+                if start >= end {
+                    continue;
+                }
+                let per_block = entries_per_block(range.keyspace.value_size()) as u64;
+                let mut entries = range.entries as u64;
+                let runs = followed.of_keyspace(range.keyspace).iter();
+                let runs =
+                    runs.filter(|run| run.entry.first_key < end && start <= run.entry.last_key);
+                let runs: Box<dyn Iterator<Item = &ColdRun>> = match range.reversed {
+                    false => Box::new(runs),
+                    true => Box::new(runs.rev()),
+                };
+                for run in runs {
+                    if entries == 0 {
+                        break;
+                    }
+                    let first = run.run.block_of(start.max(run.entry.first_key));
+                    let last = run.run.block_of((end - 1).min(run.entry.last_key));
+                    let (Some(first), Some(last)) = (first, last) else {
+                        continue;
+                    };
+                    let wanted = (last - first + 1).min(entries.div_ceil(per_block) + 1);
+                    let blocks: Vec<u64> = match range.reversed {
+                        false => (first..first + wanted).collect(),
+                        true => (last + 1 - wanted..=last).collect(),
+                    };
+                    entries = entries.saturating_sub(wanted.saturating_sub(2) * per_block + 1);
+                    match by_run.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &run.run)) {
+                        Some((_, listed)) => listed.extend(blocks),
+                        None => by_run.push((run.run.clone(), blocks)),
+                    }
+                }
+            }
+        }
+        for (run, blocks) in &mut by_run {
+            blocks.sort_unstable();
+            blocks.dedup();
+            run.prefetch(blocks, &self.cache, holds).await?;
+        }
+        Ok(by_run.iter().map(|(_, blocks)| blocks.len()).sum())
+    }
+
+    /// The blocks prefetched for a reader (an entry just applied, a read done) are no longer
+    /// needed by it.
+    pub(crate) fn release_prefetched(&self, holds: Holds) {
+        self.cache.release(holds);
     }
 
     /// What the partition's block cache did so far: a miss is a blocking read.

@@ -50,11 +50,14 @@ use std::sync::Arc;
 
 pub use codec::CodecError;
 pub use cold_runs::CACHE_BLOCKS_DEFAULT;
-pub use kassa_shard::{Command, CommandDecodeError, Ledger, LedgerConfig, Reply, SnapshotError};
+pub use kassa_shard::{
+    Command, CommandDecodeError, FilteredRead, Ledger, LedgerConfig, Reply, SnapshotError,
+};
 pub use kassa_storage::LogOptions;
 pub use memory::{checkpoint_for_memory, MemoryBudget};
 pub use metrics::{KeyspaceStatus, PartitionMetrics, PartitionStatus, StoreStatus};
 pub use partition::Partition;
+pub use state_machine::ColdHolds;
 
 /// The named limits and timings of a partition's Raft group.
 pub mod limits {

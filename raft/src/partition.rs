@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_shard::limits::BATCH_EVENTS_MAX;
+use kassa_shard::FilteredRead;
 use kassa_storage::LogOptions;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, Fatal, ForwardReason, RaftError};
@@ -39,7 +40,7 @@ use crate::log_store::{LogShared, LogStore};
 use crate::memory::MemtableGauge;
 use crate::metrics::{PartitionMetrics, PartitionStatus};
 use crate::network::NoPeers;
-use crate::state_machine::{StateMachine, StoreView};
+use crate::state_machine::{prefetch_rounds, ColdHolds, StateMachine, StoreView};
 use crate::types::{Applied, CommandBytes, CommittedLeaderId, Proposed, TypeConfig, NODE_ID};
 use crate::{Command, Ledger, PartitionConfig, PartitionError, Reply};
 
@@ -463,6 +464,22 @@ impl Partition {
                 what: "a command's entry was applied as a blank entry".to_string(),
             }),
         }
+    }
+
+    /// Reads ahead, through the core's io_uring and without blocking it, what a client's
+    /// filtered read (`read`) will read from the cold runs: the account's cold list, then the
+    /// transfers and balances it names. Call it before [`Partition::read`] runs the read; the
+    /// blocks stay in the partition's cache until the holds returned are dropped. Whatever it
+    /// missed (a checkpoint made more cold meanwhile, a filter rejecting most of what it
+    /// scans) the read reads blocking, as without it.
+    pub async fn prefetch_read(&self, read: &FilteredRead) -> ColdHolds {
+        let cold = self.store.cold();
+        let mut ranges = Vec::new();
+        self.ledger.borrow().cold_ranges_of_read(read, &mut ranges);
+        let list =
+            |ledger: &Ledger, round, out: &mut Vec<_>| ledger.cold_reads_of_read(read, round, out);
+        let reads = (&*self.ledger, ranges, false, list);
+        prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 
     /// Runs `read` on the applied ledger state. On this single voter, that state includes

@@ -30,8 +30,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use kassa_shard::{Checkpoint, CheckpointCut, ColdReads, Ledger, LedgerConfig};
+use kassa_shard::{
+    Checkpoint, CheckpointCut, ColdRange, ColdReads, Keyspace, Ledger, LedgerConfig,
+};
 use kassa_storage::durable_file::{self, DURABLE_FILE_SIZE_MAX};
+use kassa_storage::run::Holds;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 
 use crate::checkpoint::{self, CheckpointError, CheckpointHead};
@@ -82,6 +85,11 @@ impl Stored {
 pub(crate) struct StoreView(Rc<RefCell<Stored>>);
 
 impl StoreView {
+    /// The runs the ledger reads its cold entries from now.
+    pub(crate) fn cold(&self) -> Arc<ColdRuns> {
+        self.0.borrow().cold.clone()
+    }
+
     /// The last durable checkpoint's runs by keyspace, and the cold runs' cache.
     pub(crate) fn status(&self) -> StoreStatus {
         let stored = self.0.borrow();
@@ -111,6 +119,73 @@ impl StoreView {
             cache: stored.cold.cache_stats(),
         }
     }
+}
+
+/// Blocks read ahead for one reader (an apply, a client's read), held in the partition's
+/// cache until this is dropped.
+pub struct ColdHolds {
+    cold: Arc<ColdRuns>,
+    holds: Holds,
+}
+
+impl Drop for ColdHolds {
+    fn drop(&mut self) {
+        self.cold
+            .release_prefetched(std::mem::take(&mut self.holds));
+    }
+}
+
+/// What a reader of the ledger reads ahead: the ledger, the key ranges of the first round,
+/// whether a first round that read nothing ends it (ids: none passed a filter), and the
+/// listing of each round.
+type Reads<'a, L> = (&'a RefCell<Ledger>, Vec<ColdRange>, bool, L);
+
+/// Reads ahead, in [`ColdReads`]' two rounds, what `list` names (and the first round's
+/// ranges) through the core's io_uring; counts the blocks in `stats`. A failed read is
+/// logged: the reader's own read then fails the same way.
+pub(crate) async fn prefetch_rounds<L>(
+    partition: u32,
+    cold: Arc<ColdRuns>,
+    stats: &ColdApplyStats,
+    (ledger, mut ranges, stop_early, list): Reads<'_, L>,
+) -> ColdHolds
+where
+    L: Fn(&Ledger, ColdReads, &mut Vec<(Keyspace, u128)>),
+{
+    let mut holds = Holds::new();
+    let mut wanted = Vec::new();
+    // The ids (and a query's lists) first; then, their blocks held, the transfers at the
+    // positions they name: none when no id run's filter let an id through (every new id,
+    // mostly).
+    for round in [ColdReads::Ids, ColdReads::Transfers] {
+        wanted.clear();
+        list(&ledger.borrow(), round, &mut wanted);
+        let ranges = match round {
+            ColdReads::Ids => std::mem::take(&mut ranges),
+            ColdReads::Transfers => Vec::new(),
+        };
+        if wanted.is_empty() && ranges.is_empty() {
+            continue;
+        }
+        let read = match cold.prefetch(&wanted, &mut holds).await {
+            Ok(blocks) => {
+                (cold.prefetch_ranges(&ranges, &mut holds).await).map(|more| blocks + more)
+            }
+            Err(error) => Err(error),
+        };
+        match read {
+            Ok(0) if stop_early => break,
+            Ok(blocks) => {
+                let prefetched = &stats.prefetched_blocks;
+                prefetched.set(prefetched.get() + blocks as u64);
+            }
+            Err(error) => {
+                tracing::error!(partition, %error, "a prefetch of cold entries failed");
+                break;
+            }
+        }
+    }
+    ColdHolds { cold, holds }
 }
 
 /// The state machine the Raft core's worker task owns.
@@ -320,11 +395,11 @@ impl StateMachine {
     async fn apply_command(&mut self, command: &CommandBytes, log_id: LogId) -> Applied {
         match command.take_command() {
             Ok(command) => {
-                let cold = self.prefetch(&command).await;
-                let misses = cold.cache_stats().misses;
+                let held = self.prefetch(&command).await;
+                let misses = held.cold.cache_stats().misses;
                 let reply = self.ledger.borrow_mut().apply(command);
-                let blocking = cold.cache_stats().misses - misses;
-                cold.release_prefetched();
+                let blocking = held.cold.cache_stats().misses - misses;
+                drop(held);
                 let stats = &self.cold_apply;
                 stats
                     .blocking_reads
@@ -339,36 +414,18 @@ impl StateMachine {
         }
     }
 
-    /// Reads ahead what applying `command` may read from the cold runs; returns the runs the
-    /// ledger reads from. A failed read is logged: the apply's own read then fails the same
-    /// way and stops the partition.
-    async fn prefetch(&self, command: &kassa_shard::Command) -> Arc<ColdRuns> {
+    /// Reads ahead what applying `command` may read from the cold runs; returns the blocks
+    /// held for it. A failed read is logged: the apply's own read then fails the same way and
+    /// stops the partition.
+    async fn prefetch(&self, command: &kassa_shard::Command) -> ColdHolds {
         let cold = self.stored.borrow().cold.clone();
-        let mut wanted = Vec::new();
-        // The ids first; then, their blocks held, the transfers at the positions they name:
-        // none when no id run's filter let an id through (every new id, mostly).
-        for round in [ColdReads::Ids, ColdReads::Transfers] {
-            wanted.clear();
-            self.ledger.borrow().cold_reads(command, round, &mut wanted);
-            if wanted.is_empty() {
-                continue;
-            }
-            match cold.prefetch(&wanted).await {
-                Ok(0) => break,
-                Ok(blocks) => {
-                    let stats = &self.cold_apply;
-                    stats
-                        .prefetched_blocks
-                        .set(stats.prefetched_blocks.get() + blocks as u64);
-                }
-                Err(error) => {
-                    let partition = self.partition;
-                    tracing::error!(partition, %error, "a prefetch of cold entries failed");
-                    break;
-                }
-            }
-        }
-        cold
+        let mut ranges = Vec::new();
+        self.ledger.borrow().cold_ranges(command, &mut ranges);
+        let list =
+            |ledger: &Ledger, round, out: &mut Vec<_>| ledger.cold_reads(command, round, out);
+        let stop_early = !command.reads_by_filter();
+        let reads = (&*self.ledger, ranges, stop_early, list);
+        prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 
     /// Makes `ledger`, installed as of `meta`, the partition's state, and a full checkpoint

@@ -409,6 +409,142 @@ mod tests {
         assert_eq!(list(&command), (cold_ids(&[13, 11, 10]), cold(&[3, 0])));
     }
 
+    /// A wire request reading by filter (an account's transfers or balances, a query of
+    /// transfers) over cold transfers: its first round lists the account's cold list as a key
+    /// range and the transfers its timestamp bounds' searches read, its second the cold
+    /// transfers and balances at the positions it visits; applying it then reads from the
+    /// store only what was listed.
+    #[test]
+    fn a_wire_query_reads_only_what_its_listing_named() {
+        use crate::checkpoint::CheckpointCut;
+        use crate::history::history_key;
+        use crate::keyspace::Keyspace;
+        use crate::ColdRange;
+        use kassa_wire::{
+            AccountFilter, AccountFilterFlags, AccountFlags, QueryFilter, QueryFilterFlags,
+        };
+        use std::sync::Arc;
+        use zerocopy::{FromZeros, IntoBytes};
+
+        let mut ledger = Ledger::new(Default::default());
+        let store = Arc::new(crate::MemoryColdStore::new());
+        ledger.attach_cold_store(store.clone());
+        let accounts: Vec<Account> = (1..=3)
+            .map(|id| Account {
+                flags: AccountFlags::HISTORY,
+                ..account(id)
+            })
+            .collect();
+        ledger.create_accounts(NOW, &accounts, &mut Vec::new());
+        // 300 transfers among three accounts, 250 of them cold after the checkpoint.
+        let transfers: Vec<Transfer> = (0..300u128)
+            .map(|at| Transfer {
+                id: TransferId(100 + at),
+                debit_account_id: AccountId(1 + at % 3),
+                credit_account_id: AccountId(1 + (at + 1) % 3),
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                user_data_32: (at % 2) as u32,
+                ..Transfer::default()
+            })
+            .collect();
+        ledger.create_transfers(NOW + 1_000, &transfers[..250], &mut Vec::new());
+        let increment = ledger
+            .checkpoint_increment(CheckpointCut::default())
+            .expect("in memory");
+        store.add(&increment);
+        ledger.checkpoint_durable(increment.cut);
+        ledger.create_transfers(NOW + 10_000, &transfers[250..], &mut Vec::new());
+        let timestamp = |at: u128| {
+            ledger
+                .transfer(TransferId(100 + at))
+                .unwrap()
+                .unwrap()
+                .timestamp
+        };
+        let (early, late) = (timestamp(40), timestamp(200));
+
+        let mut client = Client::new(7);
+        client.send(&mut ledger, &client.register());
+        let account_filter = |limit: u32, flags: AccountFilterFlags, bounds: (u64, u64)| {
+            let mut filter = AccountFilter::new_zeroed();
+            filter.account_id = AccountId(1);
+            filter.limit = limit;
+            filter.flags = flags;
+            (filter.timestamp_min, filter.timestamp_max) = bounds;
+            filter
+        };
+        let both = AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS;
+        let reversed = both | AccountFilterFlags::REVERSED;
+        let mut query = QueryFilter::new_zeroed();
+        query.limit = 30;
+        (query.timestamp_min, query.timestamp_max) = (early, late);
+        let mut query_reversed = query;
+        query_reversed.flags = QueryFilterFlags::REVERSED;
+        query_reversed.user_data_32 = 1;
+        let requests = [
+            (
+                Operation::GetAccountTransfers,
+                account_filter(20, both, (0, 0)).as_bytes().to_vec(),
+            ),
+            (
+                Operation::GetAccountTransfers,
+                account_filter(20, reversed, (early, late))
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            (
+                Operation::GetAccountTransfers,
+                account_filter(8_000, both, (early, 0)).as_bytes().to_vec(),
+            ),
+            (
+                Operation::GetAccountBalances,
+                account_filter(15, both, (early, late)).as_bytes().to_vec(),
+            ),
+            (Operation::QueryTransfers, query.as_bytes().to_vec()),
+            (
+                Operation::QueryTransfers,
+                query_reversed.as_bytes().to_vec(),
+            ),
+        ];
+        for (operation, filter) in requests {
+            let request = client.request(operation, &[&filter]);
+            let command = Command::Request {
+                now: NOW + 20_000,
+                request: request.clone(),
+            };
+            let (mut listed, mut ranges) = (Vec::new(), Vec::new());
+            ledger.cold_ranges(&command, &mut ranges);
+            ledger.cold_reads(&command, crate::ColdReads::Ids, &mut listed);
+            ledger.cold_reads(&command, crate::ColdReads::Transfers, &mut listed);
+            store.take_keys_read();
+            let reply = client.send(&mut ledger, &request);
+            let read = store.take_keys_read();
+            assert!(!read.is_empty(), "{operation:?} reads cold entries");
+            for key in &read {
+                assert!(
+                    listed.contains(key),
+                    "{operation:?}: {key:?} read, not listed"
+                );
+            }
+            let ClientReply::Reply { body, .. } = reply else {
+                panic!("{operation:?} answers");
+            };
+            assert!(!body.is_empty(), "{operation:?} finds something");
+            let expected_ranges = match operation {
+                Operation::QueryTransfers => 0,
+                _ => 1,
+            };
+            assert_eq!(ranges.len(), expected_ranges, "{operation:?}: {ranges:?}");
+            for ColdRange { keyspace, keys, .. } in &ranges {
+                // The account's whole cold list within the bounds (widened to samples).
+                assert_eq!(*keyspace, Keyspace::AccountTransfers);
+                assert!(keys.start >= history_key(0, 0) && keys.end <= history_key(0, 250));
+            }
+        }
+    }
+
     /// Under placement by ledger a request runs in its ledger's partition `L` while its
     /// session lives in `S`: `S` checks it, `L` runs it once and seals its reply (copies get
     /// the same reply, even after a snapshot), `S` caches that reply as it is. Older copies

@@ -6,25 +6,52 @@
 //! The list may hold more than the apply reads (a retry answered from its session's cache
 //! reads nothing), never less for the cases listed: a transfer event's own id and its pending
 //! id, in a node's batch or in a wire request's `create_transfers` batches, and the ids of a
-//! wire request's `lookup_transfers`. What it leaves out (an account's transfers or a query
-//! inside a wire request, an imported event's timestamp check) the store reads when asked,
-//! blocking, and counts.
+//! wire request's `lookup_transfers`. For a wire request's `get_account_transfers`,
+//! `get_account_balances` and `query_transfers` it lists what a read of up to twice the
+//! filter's limit reads (a filter that rejects more than half of what it scans reads the rest
+//! blocking). What it leaves out (an imported event's timestamp check) the store reads when
+//! asked, blocking, and counts.
 //!
 //! It comes in two rounds ([`ColdReads`]): an id older than the last durable checkpoint is
 //! in the id runs, so the first round lists the ids not in memory (the store reads the
 //! blocks their runs' filters let through), and the second, once those blocks are held, the
-//! cold transfers at the positions found.
+//! cold transfers at the positions found. A query's first round lists the cold transfers its
+//! timestamp bounds' searches read and, for an account's transfers, the key range of its
+//! cold list ([`ColdRange`], from [`Ledger::cold_ranges`]); its second, the cold transfers
+//! (and history balances) at the positions the read visits, found through the held blocks.
 
 use kassa_wire::multi_batch::MultiBatch;
-use kassa_wire::{Operation, Transfer};
+use kassa_wire::{
+    AccountFilter, AccountFilterFlags, AccountFlags, Operation, QueryFilter, QueryFilterFlags,
+    Transfer,
+};
+use zerocopy::FromBytes;
 
+use crate::history::history_key;
 use crate::keyspace::Keyspace;
+use crate::limits::QUERY_RESULTS_MAX;
+use crate::queries::{account_filter_valid, query_filter_valid};
 use crate::sessions::{ClientRequest, BATCH_SIZE_LIMIT};
 use crate::{Command, Ledger};
 
 /// Id index slots prefetched ahead of the one looked up (as `txn.rs` does): enough to overlap
 /// the cache misses, few enough that the slots are still in cache when the apply follows.
 const PREFETCH_AHEAD: usize = 16;
+
+/// Positions a query's listing visits per result it may return: a filter that rejects more
+/// than half of what it scans reads the rest blocking.
+const QUERY_READS_PER_RESULT: usize = 2;
+
+/// A key range of a keyspace that a command may read in order from one end, up to `entries`
+/// entries (an account's cold transfer list): the store reads ahead, in each run the range
+/// overlaps, the blocks holding its first `entries` entries (the last, when `reversed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColdRange {
+    pub keyspace: Keyspace,
+    pub keys: std::ops::Range<u128>,
+    pub reversed: bool,
+    pub entries: usize,
+}
 
 /// A round of [`Ledger::cold_reads`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,11 +70,11 @@ impl Ledger {
         if self.cold.is_none() || self.transfers.cold_below() == 0 {
             return;
         }
-        if round == ColdReads::Transfers && !self.transfer_positions.any_cold() {
-            return; // no id is cold: the first round found them all
-        }
         match command {
             Command::CreateTransfers { transfers, .. } => {
+                if round == ColdReads::Transfers && !self.transfer_positions.any_cold() {
+                    return; // no id is cold: the first round found them all
+                }
                 let ids = |at: usize| (transfers[at].id.0, transfers[at].pending_id.0);
                 self.cold_reads_of(transfers.len(), ids, round, out);
             }
@@ -92,6 +119,128 @@ impl Ledger {
         }
     }
 
+    /// The key ranges a command's reads scan in order (an account's cold transfer list, for
+    /// a wire request's `get_account_transfers` and `get_account_balances`), to be read ahead
+    /// with the first round of [`Ledger::cold_reads`].
+    pub fn cold_ranges(&self, command: &Command, out: &mut Vec<ColdRange>) {
+        if let Command::Request { request, .. } | Command::ForeignRequest { request, .. } = command
+        {
+            for read in filtered_reads(request) {
+                self.cold_ranges_of_read(&read, out);
+            }
+        }
+    }
+
+    /// The key ranges `read` scans in order (an account's cold transfer list), to be read
+    /// ahead with the first round of [`Ledger::cold_reads_of_read`]. Widened to the samples
+    /// around its timestamp bounds, so that finding them reads nothing.
+    pub fn cold_ranges_of_read(&self, read: &FilteredRead, out: &mut Vec<ColdRange>) {
+        if self.cold.is_none() || self.lists_cold_below == 0 {
+            return;
+        }
+        let (FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter)) = read
+        else {
+            return;
+        };
+        let Some((account, limit)) = self.account_filter_listed(filter) else {
+            return;
+        };
+        let (positions, _) =
+            self.transfer_positions_around(filter.timestamp_min, filter.timestamp_max);
+        let end = positions.end.min(self.lists_cold_below);
+        if positions.start >= end {
+            return;
+        }
+        out.push(ColdRange {
+            keyspace: Keyspace::AccountTransfers,
+            keys: history_key(account, positions.start)..history_key(account, end),
+            reversed: filter.flags.contains(AccountFilterFlags::REVERSED),
+            entries: limit * QUERY_READS_PER_RESULT,
+        });
+    }
+
+    /// The account a valid filter lists the transfers of, if here, and its limit.
+    fn account_filter_listed(&self, filter: &AccountFilter) -> Option<(usize, usize)> {
+        if !account_filter_valid(filter) {
+            return None;
+        }
+        let account = self.account_positions.get(filter.account_id.0)? as usize;
+        Some((account, (filter.limit as usize).min(QUERY_RESULTS_MAX)))
+    }
+
+    /// What `read` reads from the store in `round`: first the cold transfers its timestamp
+    /// bounds' searches read (with [`Ledger::cold_ranges_of_read`]'s ranges), then, those
+    /// held, the cold entries at the positions it visits (up to twice its limit).
+    pub fn cold_reads_of_read(
+        &self,
+        read: &FilteredRead,
+        round: ColdReads,
+        out: &mut Vec<(Keyspace, u128)>,
+    ) {
+        if self.cold.is_none() || self.transfers.cold_below() == 0 {
+            return;
+        }
+        let cold = |position: u32| self.transfers.get_in_memory(position).is_none();
+        let push_cold = |out: &mut Vec<(Keyspace, u128)>, position: u32| {
+            if cold(position) {
+                out.push((Keyspace::Transfers, u128::from(position)));
+            }
+        };
+        let (min, max) = read.timestamps();
+        if round == ColdReads::Ids {
+            if read.valid() {
+                let (_, windows) = self.transfer_positions_around(min, max);
+                for position in windows.into_iter().flatten() {
+                    push_cold(out, position);
+                }
+            }
+            return;
+        }
+        let filter = match read {
+            FilteredRead::Transfers(filter) => {
+                if !query_filter_valid(filter) {
+                    return;
+                }
+                let Ok(positions) = self.transfer_positions_between(min, max) else {
+                    return; // the read fails the same way
+                };
+                let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
+                let visits = limit * QUERY_READS_PER_RESULT;
+                let positions: Box<dyn Iterator<Item = u32>> =
+                    match filter.flags.contains(QueryFilterFlags::REVERSED) {
+                        true => Box::new(positions.rev()),
+                        false => Box::new(positions),
+                    };
+                for position in positions.take(visits) {
+                    push_cold(out, position);
+                }
+                return;
+            }
+            FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter) => {
+                filter
+            }
+        };
+        let Some((account, limit)) = self.account_filter_listed(filter) else {
+            return;
+        };
+        let Ok(positions) = self.transfer_positions_between(min, max) else {
+            return;
+        };
+        let history = matches!(read, FilteredRead::AccountBalances(_))
+            && (self.accounts[account].flags).contains(AccountFlags::HISTORY);
+        let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
+        let mut visits = limit * QUERY_READS_PER_RESULT;
+        // A failed read of the list is left to the read, which fails the same way.
+        let _ = self.account_transfers_in(account, positions, reversed, |listed| {
+            push_cold(out, listed.position);
+            if history && self.history_in_memory(account, listed).is_none() {
+                out.push((Keyspace::History, history_key(account, listed.position)));
+            }
+            visits -= 1;
+            Ok(visits > 0)
+        });
+    }
+
     fn cold_reads_of_request(
         &self,
         request: &ClientRequest,
@@ -99,11 +248,20 @@ impl Ledger {
         out: &mut Vec<(Keyspace, u128)>,
     ) {
         let operation = request.operation();
+        if command_reads_by_filter(operation) {
+            for read in filtered_reads(request) {
+                self.cold_reads_of_read(&read, round, out);
+            }
+            return;
+        }
         if !matches!(
             operation,
             Operation::CreateTransfers | Operation::LookupTransfers
         ) {
             return;
+        }
+        if round == ColdReads::Transfers && !self.transfer_positions.any_cold() {
+            return; // no id is cold: the first round found them all
         }
         let event_max = operation.event_max(BATCH_SIZE_LIMIT as usize);
         let Ok(batches) = MultiBatch::decode(request.body(), operation.event_size(), event_max)
@@ -164,4 +322,79 @@ impl Ledger {
             }
         }
     }
+}
+
+impl Command {
+    /// Whether this is a wire request that reads by filter: the second round of its cold
+    /// reads lists transfers whatever the first found.
+    pub fn reads_by_filter(&self) -> bool {
+        match self {
+            Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
+                command_reads_by_filter(request.operation())
+            }
+            _ => false,
+        }
+    }
+}
+
+fn command_reads_by_filter(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::GetAccountTransfers | Operation::GetAccountBalances | Operation::QueryTransfers
+    )
+}
+
+/// A read of a client's by filter, which reads cold entries in order: what
+/// [`Ledger::cold_reads_of_read`] lists the reads of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilteredRead {
+    AccountTransfers(AccountFilter),
+    AccountBalances(AccountFilter),
+    Transfers(QueryFilter),
+}
+
+impl FilteredRead {
+    fn timestamps(&self) -> (u64, u64) {
+        match self {
+            FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter) => {
+                (filter.timestamp_min, filter.timestamp_max)
+            }
+            FilteredRead::Transfers(filter) => (filter.timestamp_min, filter.timestamp_max),
+        }
+    }
+
+    fn valid(&self) -> bool {
+        match self {
+            FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter) => {
+                account_filter_valid(filter)
+            }
+            FilteredRead::Transfers(filter) => query_filter_valid(filter),
+        }
+    }
+}
+
+/// The filtered reads of a query request, one per batch (validated when the request was
+/// built, so a batch that does not decode is not reached and is skipped); none for others.
+fn filtered_reads(request: &ClientRequest) -> Vec<FilteredRead> {
+    let operation = request.operation();
+    if !command_reads_by_filter(operation) {
+        return Vec::new();
+    }
+    let event_max = operation.event_max(BATCH_SIZE_LIMIT as usize);
+    let Ok(batches) = MultiBatch::decode(request.body(), operation.event_size(), event_max) else {
+        return Vec::new();
+    };
+    let batches = batches.batches();
+    let read = |batch: &[u8]| match operation {
+        Operation::GetAccountTransfers => AccountFilter::read_from_bytes(batch)
+            .ok()
+            .map(FilteredRead::AccountTransfers),
+        Operation::GetAccountBalances => AccountFilter::read_from_bytes(batch)
+            .ok()
+            .map(FilteredRead::AccountBalances),
+        _ => QueryFilter::read_from_bytes(batch)
+            .ok()
+            .map(FilteredRead::Transfers),
+    };
+    batches.filter_map(read).collect()
 }

@@ -136,13 +136,18 @@ impl crate::Ledger {
     /// Account `account`'s balances right after its transfer `listed`: from memory or the
     /// cold store.
     pub(crate) fn history_at(&self, account: usize, listed: Listed) -> Result<Balances, ColdError> {
-        let list = &self.account_transfers[account];
-        let history = &self.account_history[account];
-        let offset = list.len() - history.len();
-        if let Some(at) = listed.index.and_then(|index| index.checked_sub(offset)) {
-            return Ok(history.recent[at]);
+        match self.history_in_memory(account, listed) {
+            Some(at) => Ok(self.account_history[account].recent[at]),
+            None => self.cold_entry(Keyspace::History, history_key(account, listed.position)),
         }
-        self.cold_entry(Keyspace::History, history_key(account, listed.position))
+    }
+
+    /// Where account `account`'s balances after `listed` are in memory, if they are (else
+    /// [`Ledger::history_at`] reads them from the store).
+    pub(crate) fn history_in_memory(&self, account: usize, listed: Listed) -> Option<usize> {
+        let list = &self.account_transfers[account];
+        let offset = list.len() - self.account_history[account].len();
+        listed.index.and_then(|index| index.checked_sub(offset))
     }
 
     /// Every entry of account `account`'s history, oldest first.

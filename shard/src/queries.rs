@@ -118,7 +118,7 @@ impl Ledger {
 
     /// The positions of the transfers whose timestamps are within the bounds (0: unbounded;
     /// an unbounded side needs no search, which over cold transfers reads them).
-    fn transfer_positions_between(
+    pub(crate) fn transfer_positions_between(
         &self,
         timestamp_min: u64,
         timestamp_max: u64,
@@ -135,6 +135,36 @@ impl Ledger {
             self.transfer_partition_point(|timestamp| timestamp <= max)?
         };
         Ok(Ledger::position_of(start)..Ledger::position_of(end.max(start)))
+    }
+
+    /// What [`Ledger::transfer_positions_between`] reads, without reading: a range of
+    /// positions holding the one it finds (its bounds widened to the samples around them),
+    /// and the cold positions its searches may read (at most `SAMPLE_EVERY` per bound).
+    pub(crate) fn transfer_positions_around(
+        &self,
+        timestamp_min: u64,
+        timestamp_max: u64,
+    ) -> (std::ops::Range<u32>, [std::ops::Range<u32>; 2]) {
+        let (min, max) = timestamp_range(timestamp_min, timestamp_max);
+        let count = Ledger::position_of(self.transfers.len());
+        let search = |bounded: bool, before: &dyn Fn(u64) -> bool| match bounded {
+            false => Ok(0),
+            true => self.transfer_partition_search(before),
+        };
+        let start = search(min != TIMESTAMP_MIN, &|timestamp| timestamp < min);
+        let end = match max == TIMESTAMP_MAX {
+            true => Ok(count as usize),
+            false => search(true, &|timestamp| timestamp <= max),
+        };
+        let reads = |found: &Result<usize, std::ops::Range<u32>>| match found {
+            Ok(_) => 0..0,
+            Err(window) => window.clone(),
+        };
+        let windows = [reads(&start), reads(&end)];
+        let first = start.unwrap_or_else(|window| window.start as usize);
+        let last = end.unwrap_or_else(|window| window.end as usize);
+        let first = Ledger::position_of(first);
+        (first..Ledger::position_of(last).max(first), windows)
     }
 
     /// Appends the accounts that match the filter.
@@ -248,7 +278,7 @@ fn timestamp_bounds_valid(timestamp_min: u64, timestamp_max: u64) -> bool {
         && (timestamp_max == 0 || timestamp_min <= timestamp_max)
 }
 
-fn account_filter_valid(filter: &AccountFilter) -> bool {
+pub(crate) fn account_filter_valid(filter: &AccountFilter) -> bool {
     filter.account_id.is_valid()
         && timestamp_bounds_valid(filter.timestamp_min, filter.timestamp_max)
         && filter.limit != 0
@@ -258,7 +288,7 @@ fn account_filter_valid(filter: &AccountFilter) -> bool {
         && filter.reserved.iter().all(|b| *b == 0)
 }
 
-fn query_filter_valid(filter: &QueryFilter) -> bool {
+pub(crate) fn query_filter_valid(filter: &QueryFilter) -> bool {
     timestamp_bounds_valid(filter.timestamp_min, filter.timestamp_max)
         && filter.limit != 0
         && filter.flags.0 & QueryFilterFlags::RESERVED_MASK == 0

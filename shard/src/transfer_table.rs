@@ -305,6 +305,28 @@ impl Ledger {
         &self,
         before: impl Fn(u64) -> bool,
     ) -> Result<usize, ColdError> {
+        let (mut low, mut high) = match self.transfer_partition_search(&before) {
+            Ok(point) => return Ok(point),
+            Err(window) => (window.start, window.end),
+        };
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if before(self.transfer_at(middle)?.timestamp) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low as usize)
+    }
+
+    /// [`Ledger::transfer_partition_point`] as far as memory answers it: the point, or the
+    /// cold positions (fewer than `SAMPLE_EVERY`, between two samples) its search reads to
+    /// find it there.
+    pub(crate) fn transfer_partition_search(
+        &self,
+        before: impl Fn(u64) -> bool,
+    ) -> Result<usize, std::ops::Range<u32>> {
         let table = &self.transfers;
         let cold = table.cold_below;
         let hot_first = table.hot.get(0).map(|t| t.timestamp);
@@ -318,17 +340,9 @@ impl Ledger {
             return Ok(0);
         }
         // Positions up to the last satisfying sample satisfy it; the next sample does not.
-        let mut low = (sampled as u32 - 1) * SAMPLE_EVERY + 1;
-        let mut high = (sampled as u32 * SAMPLE_EVERY).min(cold);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if before(self.transfer_at(middle)?.timestamp) {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        Ok(low as usize)
+        let low = (sampled as u32 - 1) * SAMPLE_EVERY + 1;
+        let high = (sampled as u32 * SAMPLE_EVERY).min(cold);
+        Err(low..high)
     }
 
     /// The position of the transfer with `timestamp`, if any.

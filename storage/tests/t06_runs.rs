@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
-use kassa_storage::run::{BlockCache, CacheStats, Run, RunOptions, RunWriter};
+use kassa_storage::run::{BlockCache, CacheStats, Holds, Run, RunOptions, RunWriter};
 use kassa_storage::StorageError;
 
 /// `count` distinct pseudo-random keys (sorted) with values of `value_size` bytes.
@@ -445,11 +445,14 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
         .collect();
     assert!(blocks.len() > 64, "{} blocks", blocks.len());
     let blocks: Vec<u64> = blocks.into_iter().collect();
+    let mut holds = Holds::new();
     run(async {
         // More than one round of reads in flight (64 at once).
-        blocking.prefetch(&blocks, &cache).await.expect("prefetch");
+        let prefetched = blocking.prefetch(&blocks, &cache, &mut holds);
+        prefetched.await.expect("prefetch");
     });
     assert_eq!(cache.held(), blocks.len());
+    assert_eq!(holds.len(), blocks.len());
     // Other reads churn the small cache; the held blocks stay.
     let mut value = [0; 16];
     for key in keys.iter().rev().take(2_000) {
@@ -468,28 +471,52 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
         passed < 100,
         "{passed} of 1000 absent keys passed the filter"
     );
-    cache.release_held();
+    // A second reader holding some of the same blocks keeps them past the first's release.
+    let mut overlapping = Holds::new();
+    run(async {
+        let prefetched = blocking.prefetch(&blocks[..10], &cache, &mut overlapping);
+        prefetched.await.expect("prefetch");
+    });
+    assert_eq!(
+        cache.stats().misses,
+        misses,
+        "blocks held are not read again"
+    );
+    cache.release(holds);
+    assert_eq!(cache.held(), 10, "the second reader's blocks stay");
+    for key in wanted
+        .iter()
+        .filter(|key| blocks[..10].contains(&blocking.block_for(**key).unwrap()))
+    {
+        assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+    }
+    assert_eq!(cache.stats().misses, misses, "and read no disk");
+    cache.release(overlapping);
     assert_eq!(cache.held(), 0);
     // A block the cache has is held without reading it again.
     let last = *keys.last().expect("keys");
     assert!(blocking.get(last, &mut value, &cache).expect("get"));
     let misses = cache.stats().misses;
+    let mut holds = Holds::new();
     run(async {
         let block = blocking.block_for(last).expect("in the run");
-        blocking.prefetch(&[block], &cache).await.expect("prefetch");
+        let blocks = [block];
+        let prefetched = blocking.prefetch(&blocks, &cache, &mut holds);
+        prefetched.await.expect("prefetch");
     });
     assert_eq!((cache.held(), cache.stats().misses), (1, misses));
-    cache.release_held();
+    cache.release(holds);
     // A damaged block fails its prefetch as it fails a read.
     let path = dir.path().join("prefetched");
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[4096 * 3 + 100] ^= 0x40;
     std::fs::write(&path, &bytes).expect("damage");
+    let mut holds = Holds::new();
     let damaged = run(async {
         let run = Run::open(&path).await.expect("open");
         let damaged = run.into_blocking().expect("blocking");
         let error = damaged
-            .prefetch(&[1, 3], &cache)
+            .prefetch(&[1, 3], &cache, &mut holds)
             .await
             .expect_err("damaged");
         format!("{error}")
@@ -497,6 +524,6 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     assert!(damaged.contains("checksum"), "{damaged}");
     // The sound block read with it is held, the damaged one never, until the release.
     assert_eq!(cache.held(), 1);
-    cache.release_held();
+    cache.release(holds);
     assert_eq!(cache.held(), 0);
 }

@@ -7,9 +7,11 @@
 //! reused in a process) and its number, so a cached block is never a different run's.
 //!
 //! Blocks *held* ([`BlockCache::hold`]) are outside the CLOCK: read ahead of a reader that
-//! must not wait for the disk (a partition's apply, prefetched through io_uring by
-//! [`BlockingRun::prefetch`]), they stay until [`BlockCache::release_held`], whatever else
-//! is read meanwhile. A read finds them first.
+//! must not wait for the disk (a partition's apply or a client's read, prefetched through
+//! io_uring by [`BlockingRun::prefetch`]), they stay until that reader releases its
+//! [`Holds`] ([`BlockCache::release`]), whatever else is read meanwhile. Holds are counted,
+//! so readers whose prefetches overlap (an apply and a read of the same partition, each
+//! awaiting its own) keep each other's blocks. A read finds them first.
 //!
 //! [`BlockingRun`]: super::BlockingRun
 
@@ -26,8 +28,8 @@ pub struct BlockCache {
 struct Inner {
     capacity: usize,
     slots: Vec<Slot>,
-    /// Blocks held until released, outside the CLOCK.
-    held: HashMap<(u64, u64), Box<[u8]>>,
+    /// Blocks held until released, outside the CLOCK, with their count of holders.
+    held: HashMap<(u64, u64), Held>,
     /// (run id, block number) → slot.
     map: HashMap<(u64, u64), usize>,
     /// The CLOCK hand: the next slot considered for eviction.
@@ -36,10 +38,32 @@ struct Inner {
     misses: u64,
 }
 
+/// A held block and how many readers hold it.
+type Held = (Box<[u8]>, u32);
+
 struct Slot {
     key: (u64, u64),
     bytes: Box<[u8]>,
     referenced: bool,
+}
+
+/// The blocks one reader holds in a [`BlockCache`], released together.
+#[derive(Debug, Default)]
+pub struct Holds(Vec<(u64, u64)>);
+
+impl Holds {
+    pub fn new() -> Holds {
+        Holds::default()
+    }
+
+    /// Blocks held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// What a cache did so far.
@@ -91,7 +115,7 @@ impl BlockCache {
         let key = (run, number);
         {
             let mut inner = self.lock();
-            if let Some(bytes) = inner.held.get(&key) {
+            if let Some((bytes, _)) = inner.held.get(&key) {
                 let answer = found(bytes);
                 inner.hits += 1;
                 return Ok(answer);
@@ -113,37 +137,52 @@ impl BlockCache {
         Ok(answer)
     }
 
-    /// Whether block `number` of run `run` is held or cached: then it is held from now on
-    /// (copied out of the CLOCK) and need not be read.
-    pub(crate) fn hold_if_present(&self, run: u64, number: u64) -> bool {
+    /// Whether block `number` of run `run` is held or cached: then `holds` holds it from
+    /// now on (copied out of the CLOCK) and it need not be read.
+    pub(crate) fn hold_if_present(&self, run: u64, number: u64, holds: &mut Holds) -> bool {
         let key = (run, number);
         let mut inner = self.lock();
-        if inner.held.contains_key(&key) {
+        if let Some((_, count)) = inner.held.get_mut(&key) {
+            *count += 1;
+            holds.0.push(key);
             return true;
         }
         let Some(&slot) = inner.map.get(&key) else {
             return false;
         };
         let bytes = inner.slots[slot].bytes.clone();
-        inner.held.insert(key, bytes);
+        inner.held.insert(key, (bytes, 1));
+        holds.0.push(key);
         true
     }
 
-    /// Holds a checked block until [`BlockCache::release_held`].
-    pub(crate) fn hold(&self, run: u64, number: u64, bytes: Box<[u8]>) {
+    /// `holds` holds a checked block until released.
+    pub(crate) fn hold(&self, run: u64, number: u64, bytes: Box<[u8]>, holds: &mut Holds) {
         assert_eq!(bytes.len(), BLOCK_SIZE);
-        self.lock().held.insert((run, number), bytes);
+        let key = (run, number);
+        let mut inner = self.lock();
+        inner.held.entry(key).or_insert((bytes, 0)).1 += 1;
+        holds.0.push(key);
     }
 
-    /// Blocks held now.
+    /// Blocks held now, by any reader.
     pub fn held(&self) -> usize {
         self.lock().held.len()
     }
 
-    /// Releases every held block (they are not cached: what a prefetch read is rarely read
-    /// again soon).
-    pub fn release_held(&self) {
-        self.lock().held.clear();
+    /// Releases what `holds` holds; a block no other reader holds leaves memory (it is not
+    /// cached: what a prefetch read is rarely read again soon).
+    pub fn release(&self, holds: Holds) {
+        let mut inner = self.lock();
+        for key in holds.0 {
+            let Some((_, count)) = inner.held.get_mut(&key) else {
+                unreachable!("a block held is in the cache until released");
+            };
+            *count -= 1;
+            if *count == 0 {
+                inner.held.remove(&key);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -32,7 +32,7 @@ mod filter;
 mod reader;
 mod writer;
 
-pub use cache::{BlockCache, CacheStats};
+pub use cache::{BlockCache, CacheStats, Holds};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
 pub use reader::{Block, BlockingRun, Run, PREFETCH_READS_AT_ONCE};
 pub use writer::{RunOptions, RunWriter};

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use monoio::buf::IoBufMut;
 use monoio::fs::File;
 
-use super::cache::BlockCache;
+use super::cache::{BlockCache, Holds};
 use super::{corrupt, entries_per_block, read_u128, read_u32, Filter, Footer, BLOCK_HEADER_SIZE};
 use crate::aligned::{align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
@@ -278,6 +278,12 @@ impl BlockingRun {
         self.shape.memory_size()
     }
 
+    /// The data block that holds `key` if the run holds it: the last whose first key is not
+    /// above it (none below the run's first key).
+    pub fn block_of(&self, key: u128) -> Option<u64> {
+        self.shape.block_of(key)
+    }
+
     /// The data block a `get` of `key` reads: none when the key is outside the run or its
     /// filter rules it out.
     pub fn block_for(&self, key: u128) -> Option<u64> {
@@ -290,10 +296,15 @@ impl BlockingRun {
 
     /// Reads data blocks `numbers` through the calling thread's io_uring (a monoio runtime),
     /// [`PREFETCH_READS_AT_ONCE`] in flight at a time, but for those `cache` has; checks each
-    /// and holds it in `cache` until [`BlockCache::release_held`]: a later blocking `get` of
-    /// a key in those blocks then reads no disk. The file is opened again (`dup`) once for
-    /// the reads. Stops at the first read that fails.
-    pub async fn prefetch(&self, numbers: &[u64], cache: &BlockCache) -> Result<(), StorageError> {
+    /// and holds it in `cache` for `holds` until released ([`BlockCache::release`]): a later
+    /// blocking `get` of a key in those blocks then reads no disk. The file is opened again
+    /// (`dup`) once for the reads. Stops at the first read that fails.
+    pub async fn prefetch(
+        &self,
+        numbers: &[u64],
+        cache: &BlockCache,
+        holds: &mut Holds,
+    ) -> Result<(), StorageError> {
         let shape = &self.shape;
         let wanted: Vec<u64> = numbers
             .iter()
@@ -303,7 +314,7 @@ impl BlockingRun {
                     *number < shape.footer.data_blocks,
                     "block {number} of a run"
                 );
-                !cache.hold_if_present(self.id, *number)
+                !cache.hold_if_present(self.id, *number, holds)
             })
             .collect();
         if wanted.is_empty() {
@@ -317,11 +328,11 @@ impl BlockingRun {
                 let offset = number * BLOCK_SIZE as u64;
                 let bytes = read_region(file, &shape.path, offset, BLOCK_SIZE).await?;
                 shape.check_block(number, offset, bytes.as_slice())?;
-                cache.hold(self.id, number, bytes.as_slice().into());
-                Ok::<(), StorageError>(())
+                Ok::<_, StorageError>((number, bytes))
             });
             for read in futures_util::future::join_all(reads).await {
-                read?;
+                let (number, bytes) = read?;
+                cache.hold(self.id, number, bytes.as_slice().into(), holds);
             }
         }
         Ok(())
