@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_raft::{
-    FilteredRead, MemoryBudget, Partition, PartitionConfig, PartitionMetrics, PartitionStatus,
+    ClientRead, MemoryBudget, Partition, PartitionConfig, PartitionMetrics, PartitionStatus,
 };
 use kassa_shard::{
     partition_of, ClientReply, Command, Ledger, LedgerConfig, Placement, PlacementKind, ReadSet,
@@ -85,7 +85,7 @@ pub enum CoreRequest {
         txn: Option<u64>,
         /// What the read reads by filter, read ahead of it from the cold runs so that it does
         /// not block the core (`Partition::prefetch_read`).
-        prefetch: Option<FilteredRead>,
+        prefetch: Option<ClientRead>,
         read: ReadFn,
     },
     Status {
@@ -720,10 +720,10 @@ impl CoreQueues {
     /// Reads by filter (`filtered`, which `read` runs): what it reads from the cold runs is
     /// read ahead on the partition's core through io_uring first, so the read blocks no core
     /// on the disk.
-    pub async fn read_filtered<R: Send + 'static>(
+    pub async fn read_prefetched<R: Send + 'static>(
         &self,
         partition: u32,
-        filtered: FilteredRead,
+        filtered: ClientRead,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
         self.send_read(partition, None, Some(filtered), read).await
@@ -743,7 +743,7 @@ impl CoreQueues {
         &self,
         partition: u32,
         txn: Option<u64>,
-        prefetch: Option<FilteredRead>,
+        prefetch: Option<ClientRead>,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();

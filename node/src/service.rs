@@ -20,7 +20,7 @@ use std::time::Duration;
 use kassa_shard::batch_home::CreateBatch;
 use kassa_shard::directory::{Bucket, IdKind};
 use kassa_shard::{
-    ledger_partition, ColdError, Command, FilteredRead, Ledger, Placement, PlacementKind, Reply,
+    ledger_partition, ClientRead, ColdError, Command, Ledger, Placement, PlacementKind, Reply,
 };
 use kassa_wire::{
     Account, AccountBalance, AccountFilter, AccountId, CreateAccountResult, CreateTransferResult,
@@ -367,27 +367,30 @@ impl Reads {
     /// The accounts among `ids` that exist, in the order of `ids`: one read per partition.
     pub async fn lookup_accounts(&self, ids: Vec<AccountId>) -> Result<Vec<Account>, NodeError> {
         let found = self
-            .lookup(ids.iter().map(|id| id.0).collect(), |ledger, id| {
+            .lookup(ids.iter().map(|id| id.0).collect(), false, |ledger, id| {
                 Ok(ledger.account(AccountId(id)).copied())
             })
             .await?;
         Ok(found)
     }
 
-    /// The transfers among `ids` that exist, in the order of `ids`: each from its id's home.
+    /// The transfers among `ids` that exist, in the order of `ids`: each from its id's home,
+    /// the cold ones read ahead of the lookup so that it blocks no core.
     pub async fn lookup_transfers(&self, ids: Vec<TransferId>) -> Result<Vec<Transfer>, NodeError> {
         let found = self
-            .lookup(ids.iter().map(|id| id.0).collect(), |ledger, id| {
+            .lookup(ids.iter().map(|id| id.0).collect(), true, |ledger, id| {
                 ledger.transfer(TransferId(id))
             })
             .await?;
         Ok(found)
     }
 
-    /// Looks every id up in its partition; the records found, in the order of `ids`.
+    /// Looks every id up in its partition; the records found, in the order of `ids`. With
+    /// `transfers`, what the lookups read from the cold runs is read ahead first.
     async fn lookup<T: Send + 'static>(
         &self,
         ids: Vec<u128>,
+        transfers: bool,
         find: LedgerLookup<T>,
     ) -> Result<Vec<T>, NodeError> {
         let mut by_partition: BTreeMap<u32, Vec<(usize, u128)>> = BTreeMap::new();
@@ -412,7 +415,7 @@ impl Reads {
         let count = ids.len();
         let read = move || {
             let (queues, by_partition) = (queues.clone(), by_partition.clone());
-            lookup_in(queues, by_partition, count, find)
+            lookup_in(queues, by_partition, count, transfers, find)
         };
         self.whole(partitions_read, read).await
     }
@@ -459,7 +462,7 @@ impl Reads {
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<Transfer>, NodeError> {
-        let filtered = FilteredRead::AccountTransfers(filter);
+        let filtered = ClientRead::AccountTransfers(filter);
         self.read_account(filter, filtered, Ledger::get_account_transfers)
             .await
     }
@@ -468,7 +471,7 @@ impl Reads {
         &self,
         filter: AccountFilter,
     ) -> Result<Vec<AccountBalance>, NodeError> {
-        let filtered = FilteredRead::AccountBalances(filter);
+        let filtered = ClientRead::AccountBalances(filter);
         self.read_account(filter, filtered, Ledger::get_account_balances)
             .await
     }
@@ -480,15 +483,22 @@ impl Reads {
     async fn read_account<T: Send + 'static>(
         &self,
         filter: AccountFilter,
-        filtered: FilteredRead,
+        filtered: ClientRead,
         read: LedgerRead<AccountFilter, T>,
     ) -> Result<Vec<T>, NodeError> {
         if self.queues.placement().kind != PlacementKind::ByLedger {
             let partition = partition_of(filter.account_id.0, self.partitions());
             return read_filtered(&self.queues, partition, filter, Some(filtered), read).await;
         }
-        let reads = (0..self.partitions())
-            .map(|partition| read_filtered(&self.queues, partition, filter, Some(filtered), read));
+        let reads = (0..self.partitions()).map(|partition| {
+            read_filtered(
+                &self.queues,
+                partition,
+                filter,
+                Some(filtered.clone()),
+                read,
+            )
+        });
         for found in join_all(reads).await {
             let found = found?;
             if !found.is_empty() {
@@ -504,7 +514,7 @@ impl Reads {
     }
 
     pub async fn query_transfers(&self, filter: QueryFilter) -> Result<Vec<Transfer>, NodeError> {
-        let filtered = Some(FilteredRead::Transfers(filter));
+        let filtered = Some(ClientRead::QueryTransfers(filter));
         self.query_every_partition(filter, filtered, Ledger::query_transfers, |t| t.timestamp)
             .await
     }
@@ -514,7 +524,7 @@ impl Reads {
     async fn query_every_partition<T: Send + 'static>(
         &self,
         filter: QueryFilter,
-        filtered: Option<FilteredRead>,
+        filtered: Option<ClientRead>,
         read: LedgerRead<QueryFilter, T>,
         timestamp: fn(&T) -> u64,
     ) -> Result<Vec<T>, NodeError> {
@@ -528,9 +538,11 @@ impl Reads {
         let partitions_read = partitions.clone();
         let query = move || {
             let (queues, partitions) = (queues.clone(), partitions.clone());
+            let filtered = filtered.clone();
             async move {
-                let reads = (partitions.into_iter())
-                    .map(|partition| read_counted(&queues, partition, filter, filtered, read));
+                let reads = (partitions.into_iter()).map(|partition| {
+                    read_counted(&queues, partition, filter, filtered.clone(), read)
+                });
                 let (mut counted, mut records) = (Vec::new(), Vec::new());
                 for found in join_all(reads).await {
                     let (count, found) = found?;
@@ -566,18 +578,27 @@ async fn lookup_in<T: Send + 'static>(
     queues: CoreQueues,
     by_partition: BTreeMap<u32, Vec<(usize, u128)>>,
     count: usize,
+    transfers: bool,
     find: LedgerLookup<T>,
 ) -> Result<(Vec<u64>, Vec<T>), NodeError> {
     let reads = by_partition.into_iter().map(|(partition, wanted)| {
-        let read = queues.read(partition, move |ledger| {
+        let ids: Arc<[u128]> = wanted.iter().map(|(_, id)| *id).collect();
+        let read = move |ledger: &Ledger| {
             let found = wanted
                 .iter()
                 .map(|(index, id)| Ok((*index, find(ledger, *id)?)));
             let found: Result<Vec<_>, ColdError> = found.collect();
             found.map(|found| (ledger.resolutions(), found))
-        });
+        };
+        let queues = queues.clone();
         async move {
-            let read = read.await?;
+            let read = match transfers {
+                true => {
+                    let lookup = ClientRead::LookupTransfers(ids);
+                    queues.read_prefetched(partition, lookup, read).await?
+                }
+                false => queues.read(partition, read).await?,
+            };
             read.map_err(|error| NodeError::ColdRead { partition, error })
         }
     });
@@ -627,7 +648,7 @@ async fn read_filtered<F: Send + 'static, T: Send + 'static>(
     queues: &CoreQueues,
     partition: u32,
     filter: F,
-    filtered: Option<FilteredRead>,
+    filtered: Option<ClientRead>,
     read: LedgerRead<F, T>,
 ) -> Result<Vec<T>, NodeError> {
     let found = read_counted(queues, partition, filter, filtered, read).await?;
@@ -640,7 +661,7 @@ async fn read_counted<F: Send + 'static, T: Send + 'static>(
     queues: &CoreQueues,
     partition: u32,
     filter: F,
-    filtered: Option<FilteredRead>,
+    filtered: Option<ClientRead>,
     read: LedgerRead<F, T>,
 ) -> Result<(u64, Vec<T>), NodeError> {
     let read = move |ledger: &Ledger| {
@@ -650,7 +671,7 @@ async fn read_counted<F: Send + 'static, T: Send + 'static>(
     };
     // What it reads by filter is read ahead, so that the partition's core does not wait.
     let found = match filtered {
-        Some(filtered) => queues.read_filtered(partition, filtered, read).await,
+        Some(filtered) => queues.read_prefetched(partition, filtered, read).await,
         None => queues.read(partition, read).await,
     };
     found?.map_err(|error| NodeError::ColdRead { partition, error })

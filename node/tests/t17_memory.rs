@@ -365,5 +365,19 @@ fn past_the_memtable_limit_partitions_checkpoint_and_metrics_show_it() {
         total(&after, prefetched) > total(&before, prefetched) + listed as u64 / 64,
         "the account's transfers were read ahead"
     );
+    // So are lookups of cold transfers by id.
+    let before = after;
+    for id in 2_000..2_010u128 {
+        let (status, transfer) = node.get(&format!("/v1/transfers/{id}"));
+        assert_eq!(status, 200, "{transfer}");
+        assert_eq!(transfer["amount"], "1");
+    }
+    let after = scrape(&node);
+    assert_eq!(
+        total(&after, misses),
+        total(&before, misses),
+        "lookups blocked the core"
+    );
+    assert!(total(&after, prefetched) > total(&before, prefetched));
     assert_balanced(&node);
 }

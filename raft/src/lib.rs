@@ -51,7 +51,7 @@ use std::sync::Arc;
 pub use codec::CodecError;
 pub use cold_runs::CACHE_BLOCKS_DEFAULT;
 pub use kassa_shard::{
-    Command, CommandDecodeError, FilteredRead, Ledger, LedgerConfig, Reply, SnapshotError,
+    ClientRead, Command, CommandDecodeError, Ledger, LedgerConfig, Reply, SnapshotError,
 };
 pub use kassa_storage::LogOptions;
 pub use memory::{checkpoint_for_memory, MemoryBudget};

@@ -20,7 +20,8 @@ pub struct PartitionStatus {
     pub snapshot_index: Option<u64>,
     /// Entries up to this index are purged from the log.
     pub purged_index: Option<u64>,
-    /// Run blocks read ahead of applies, so that they read cold transfers without blocking.
+    /// Run blocks read ahead of applies and of clients' reads by filter, so that they read
+    /// cold entries without blocking.
     pub cold_prefetched_blocks: u64,
     /// Run blocks applies read with a blocking read (nothing prefetched them).
     pub cold_blocking_reads: u64,

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_shard::limits::BATCH_EVENTS_MAX;
-use kassa_shard::FilteredRead;
+use kassa_shard::ClientRead;
 use kassa_storage::LogOptions;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, Fatal, ForwardReason, RaftError};
@@ -472,7 +472,7 @@ impl Partition {
     /// blocks stay in the partition's cache until the holds returned are dropped. Whatever it
     /// missed (a checkpoint made more cold meanwhile, a filter rejecting most of what it
     /// scans) the read reads blocking, as without it.
-    pub async fn prefetch_read(&self, read: &FilteredRead) -> ColdHolds {
+    pub async fn prefetch_read(&self, read: &ClientRead) -> ColdHolds {
         let cold = self.store.cold();
         let mut ranges = Vec::new();
         self.ledger.borrow().cold_ranges_of_read(read, &mut ranges);

@@ -134,11 +134,11 @@ impl Ledger {
     /// The key ranges `read` scans in order (an account's cold transfer list), to be read
     /// ahead with the first round of [`Ledger::cold_reads_of_read`]. Widened to the samples
     /// around its timestamp bounds, so that finding them reads nothing.
-    pub fn cold_ranges_of_read(&self, read: &FilteredRead, out: &mut Vec<ColdRange>) {
+    pub fn cold_ranges_of_read(&self, read: &ClientRead, out: &mut Vec<ColdRange>) {
         if self.cold.is_none() || self.lists_cold_below == 0 {
             return;
         }
-        let (FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter)) = read
+        let (ClientRead::AccountTransfers(filter) | ClientRead::AccountBalances(filter)) = read
         else {
             return;
         };
@@ -168,12 +168,13 @@ impl Ledger {
         Some((account, (filter.limit as usize).min(QUERY_RESULTS_MAX)))
     }
 
-    /// What `read` reads from the store in `round`: first the cold transfers its timestamp
-    /// bounds' searches read (with [`Ledger::cold_ranges_of_read`]'s ranges), then, those
-    /// held, the cold entries at the positions it visits (up to twice its limit).
+    /// What `read` reads from the store in `round`. A lookup: its ids not in memory, then
+    /// their cold transfers. A read by filter: first the cold transfers its timestamp bounds'
+    /// searches read (with [`Ledger::cold_ranges_of_read`]'s ranges), then, those held, the
+    /// cold entries at the positions it visits (up to twice its limit).
     pub fn cold_reads_of_read(
         &self,
-        read: &FilteredRead,
+        read: &ClientRead,
         round: ColdReads,
         out: &mut Vec<(Keyspace, u128)>,
     ) {
@@ -186,18 +187,24 @@ impl Ledger {
                 out.push((Keyspace::Transfers, u128::from(position)));
             }
         };
-        let (min, max) = read.timestamps();
+        if let ClientRead::LookupTransfers(ids) = read {
+            if round == ColdReads::Transfers && !self.transfer_positions.any_cold() {
+                return; // no id is cold: the first round found them all
+            }
+            return self.cold_reads_of(ids.len(), |at| (ids[at], 0), round, out);
+        }
+        let Some((min, max)) = read.bounds() else {
+            return;
+        };
         if round == ColdReads::Ids {
-            if read.valid() {
-                let (_, windows) = self.transfer_positions_around(min, max);
-                for position in windows.into_iter().flatten() {
-                    push_cold(out, position);
-                }
+            let (_, windows) = self.transfer_positions_around(min, max);
+            for position in windows.into_iter().flatten() {
+                push_cold(out, position);
             }
             return;
         }
         let filter = match read {
-            FilteredRead::Transfers(filter) => {
+            ClientRead::QueryTransfers(filter) => {
                 if !query_filter_valid(filter) {
                     return;
                 }
@@ -216,9 +223,8 @@ impl Ledger {
                 }
                 return;
             }
-            FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter) => {
-                filter
-            }
+            ClientRead::AccountTransfers(filter) | ClientRead::AccountBalances(filter) => filter,
+            ClientRead::LookupTransfers(_) => unreachable!("listed above"),
         };
         let Some((account, limit)) = self.account_filter_listed(filter) else {
             return;
@@ -226,7 +232,7 @@ impl Ledger {
         let Ok(positions) = self.transfer_positions_between(min, max) else {
             return;
         };
-        let history = matches!(read, FilteredRead::AccountBalances(_))
+        let history = matches!(read, ClientRead::AccountBalances(_))
             && (self.accounts[account].flags).contains(AccountFlags::HISTORY);
         let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
         let mut visits = limit * QUERY_READS_PER_RESULT;
@@ -344,38 +350,37 @@ fn command_reads_by_filter(operation: Operation) -> bool {
     )
 }
 
-/// A read of a client's by filter, which reads cold entries in order: what
+/// A client's read of a partition that may read cold entries: what
 /// [`Ledger::cold_reads_of_read`] lists the reads of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FilteredRead {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRead {
     AccountTransfers(AccountFilter),
     AccountBalances(AccountFilter),
-    Transfers(QueryFilter),
+    QueryTransfers(QueryFilter),
+    /// Transfers looked up by id.
+    LookupTransfers(std::sync::Arc<[u128]>),
 }
 
-impl FilteredRead {
-    fn timestamps(&self) -> (u64, u64) {
+impl ClientRead {
+    /// The timestamp bounds of a read by filter, if valid.
+    fn bounds(&self) -> Option<(u64, u64)> {
         match self {
-            FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter) => {
-                (filter.timestamp_min, filter.timestamp_max)
+            ClientRead::AccountTransfers(filter) | ClientRead::AccountBalances(filter) => {
+                let valid = account_filter_valid(filter);
+                valid.then_some((filter.timestamp_min, filter.timestamp_max))
             }
-            FilteredRead::Transfers(filter) => (filter.timestamp_min, filter.timestamp_max),
-        }
-    }
-
-    fn valid(&self) -> bool {
-        match self {
-            FilteredRead::AccountTransfers(filter) | FilteredRead::AccountBalances(filter) => {
-                account_filter_valid(filter)
+            ClientRead::QueryTransfers(filter) => {
+                let valid = query_filter_valid(filter);
+                valid.then_some((filter.timestamp_min, filter.timestamp_max))
             }
-            FilteredRead::Transfers(filter) => query_filter_valid(filter),
+            ClientRead::LookupTransfers(_) => None,
         }
     }
 }
 
 /// The filtered reads of a query request, one per batch (validated when the request was
 /// built, so a batch that does not decode is not reached and is skipped); none for others.
-fn filtered_reads(request: &ClientRequest) -> Vec<FilteredRead> {
+fn filtered_reads(request: &ClientRequest) -> Vec<ClientRead> {
     let operation = request.operation();
     if !command_reads_by_filter(operation) {
         return Vec::new();
@@ -388,13 +393,13 @@ fn filtered_reads(request: &ClientRequest) -> Vec<FilteredRead> {
     let read = |batch: &[u8]| match operation {
         Operation::GetAccountTransfers => AccountFilter::read_from_bytes(batch)
             .ok()
-            .map(FilteredRead::AccountTransfers),
+            .map(ClientRead::AccountTransfers),
         Operation::GetAccountBalances => AccountFilter::read_from_bytes(batch)
             .ok()
-            .map(FilteredRead::AccountBalances),
+            .map(ClientRead::AccountBalances),
         _ => QueryFilter::read_from_bytes(batch)
             .ok()
-            .map(FilteredRead::Transfers),
+            .map(ClientRead::QueryTransfers),
     };
     batches.filter_map(read).collect()
 }

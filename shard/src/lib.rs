@@ -80,7 +80,7 @@ pub use checkpoint::{
 };
 pub use client_requests::seal_reply;
 pub use cold::{ColdError, ColdStore};
-pub use cold_reads::{ColdRange, ColdReads, FilteredRead};
+pub use cold_reads::{ClientRead, ColdRange, ColdReads};
 pub use command::{Command, CommandDecodeError, Reply, NOW_MAX};
 pub use foreign_requests::{ForeignAnswer, ForeignRequests, StagedReply, FOREIGN_REQUESTS_MAX};
 pub use ledger::{Ledger, LedgerConfig, PendingStatus};

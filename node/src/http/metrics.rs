@@ -236,7 +236,7 @@ const PER_PARTITION: [PerPartition; 17] = [
     (
         "kassa_cold_prefetched_blocks_total",
         COUNTER,
-        "Cold run blocks read ahead of applies through io_uring.",
+        "Cold run blocks read ahead of applies and client reads through io_uring.",
         |m| m.status.cold_prefetched_blocks,
     ),
     (
