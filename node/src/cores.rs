@@ -1169,12 +1169,19 @@ async fn serve(
             read,
         } => {
             let served = served(partition);
-            // Before the admission: no transaction's intents may come between it and the read.
+            served.admit_unheld(txn, in_flight).await;
+            // Read ahead once admitted (so that reads waiting for a transaction hold no
+            // blocks), then admitted again: no transaction's intents may come between the
+            // admission and the read, and the second returns at once unless one came during
+            // the read-ahead.
             let held = match &prefetch {
-                Some(filtered) => Some(served.partition.prefetch_read(filtered).await),
+                Some(filtered) => {
+                    let held = served.partition.prefetch_read(filtered).await;
+                    served.admit_unheld(txn, in_flight).await;
+                    Some(held)
+                }
                 None => None,
             };
-            served.admit_unheld(txn, in_flight).await;
             served.partition.read(read);
             drop(held);
         }

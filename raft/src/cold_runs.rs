@@ -118,10 +118,13 @@ impl ColdRuns {
     /// [`ColdRuns::release_prefetched`]: the apply then reads them without blocking. Returns
     /// how many blocks were read or found cached. A failed read is returned; the apply's own
     /// read of that entry then fails the same way.
+    /// At most `held_max` blocks are held in the cache at once, by every reader: what does
+    /// not fit is read when asked, blocking.
     pub(crate) async fn prefetch(
         &self,
         wanted: &[(Keyspace, u128)],
         holds: &mut Holds,
+        held_max: usize,
     ) -> Result<usize, StorageError> {
         // Per run, the blocks to read, in the order first wanted.
         let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
@@ -143,6 +146,22 @@ impl ColdRuns {
                 }
             }
         }
+        self.read_ahead(by_run, holds, held_max).await
+    }
+
+    /// Reads `by_run`'s blocks ahead for `holds`, as many as fit under `held_max` blocks
+    /// held in all; returns how many were read or found cached.
+    async fn read_ahead(
+        &self,
+        mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)>,
+        holds: &mut Holds,
+        held_max: usize,
+    ) -> Result<usize, StorageError> {
+        let mut room = held_max.saturating_sub(self.cache.held());
+        for (_, blocks) in &mut by_run {
+            blocks.truncate(room);
+            room -= blocks.len();
+        }
         for (run, blocks) in &by_run {
             run.prefetch(blocks, &self.cache, holds).await?;
         }
@@ -153,10 +172,13 @@ impl ColdRuns {
     /// first `entries` entries of a range (the last, when reversed), in the order a scan of
     /// the range visits the runs; returns how many blocks were read or found cached. A run's
     /// blocks inside the range are taken as full of it, but for the first and last.
+    /// An account list's runs whose checkpoint stored none of the range's positions are
+    /// skipped (each such run spans every account, but holds the positions of its interval).
     pub(crate) async fn prefetch_ranges(
         &self,
         ranges: &[ColdRange],
         holds: &mut Holds,
+        held_max: usize,
     ) -> Result<usize, StorageError> {
         let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
         {
@@ -168,9 +190,23 @@ impl ColdRuns {
                 }
                 let per_block = entries_per_block(range.keyspace.value_size()) as u64;
                 let mut entries = range.entries as u64;
+                // The positions of an account list's range: the low half of its keys.
+                let positions = u128::from(start as u32)..=u128::from((end - 1) as u32);
+                let interval = |number: u64| {
+                    let transfers = followed.transfer_runs.iter();
+                    let mut of = transfers.filter(|run| run.number == number);
+                    of.next().map(|run| run.first_key..=run.last_key)
+                };
+                let holds_positions = |run: &&ColdRun| match range.keyspace {
+                    Keyspace::AccountTransfers => interval(run.entry.number).is_none_or(|held| {
+                        held.start() <= positions.end() && positions.start() <= held.end()
+                    }),
+                    _ => true,
+                };
                 let runs = followed.of_keyspace(range.keyspace).iter();
-                let runs =
-                    runs.filter(|run| run.entry.first_key < end && start <= run.entry.last_key);
+                let runs = runs
+                    .filter(|run| run.entry.first_key < end && start <= run.entry.last_key)
+                    .filter(holds_positions);
                 let runs: Box<dyn Iterator<Item = &ColdRun>> = match range.reversed {
                     false => Box::new(runs),
                     true => Box::new(runs.rev()),
@@ -197,12 +233,16 @@ impl ColdRuns {
                 }
             }
         }
-        for (run, blocks) in &mut by_run {
+        for (_, blocks) in &mut by_run {
             blocks.sort_unstable();
             blocks.dedup();
-            run.prefetch(blocks, &self.cache, holds).await?;
         }
-        Ok(by_run.iter().map(|(_, blocks)| blocks.len()).sum())
+        self.read_ahead(by_run, holds, held_max).await
+    }
+
+    /// Most blocks the cache holds for readers, beyond its capacity.
+    pub(crate) fn cache_capacity(&self) -> usize {
+        self.cache.stats().capacity
     }
 
     /// The blocks prefetched for a reader (an entry just applied, a read done) are no longer

@@ -93,6 +93,10 @@ pub struct Partition {
     stop_checkpoint_entries: u64,
 }
 
+/// Blocks clients' reads of a partition may hold read ahead at once, at the least (more when
+/// its block cache holds more): 16 MiB, a read of a few thousand scattered transfers.
+pub const READ_HELD_BLOCKS_MIN: usize = 4096;
+
 /// A stop takes a checkpoint first when this many log bytes were written since the last
 /// (about half a million transfers), or a quarter of `snapshot_entries` entries were applied:
 /// the next start then replays little of the log.
@@ -478,7 +482,10 @@ impl Partition {
         self.ledger.borrow().cold_ranges_of_read(read, &mut ranges);
         let list =
             |ledger: &Ledger, round, out: &mut Vec<_>| ledger.cold_reads_of_read(read, round, out);
-        let reads = (&*self.ledger, ranges, false, list);
+        // Clients' reads come many at once: what they hold is bounded by the cache's capacity
+        // (at least enough for one large read); what does not fit is read blocking.
+        let held_max = cold.cache_capacity().max(READ_HELD_BLOCKS_MIN);
+        let reads = (&*self.ledger, ranges, false, held_max, list);
         prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 

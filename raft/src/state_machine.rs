@@ -136,9 +136,9 @@ impl Drop for ColdHolds {
 }
 
 /// What a reader of the ledger reads ahead: the ledger, the key ranges of the first round,
-/// whether a first round that read nothing ends it (ids: none passed a filter), and the
-/// listing of each round.
-type Reads<'a, L> = (&'a RefCell<Ledger>, Vec<ColdRange>, bool, L);
+/// whether a first round that read nothing ends it (ids: none passed a filter), the most
+/// blocks the cache may hold for all readers, and the listing of each round.
+type Reads<'a, L> = (&'a RefCell<Ledger>, Vec<ColdRange>, bool, usize, L);
 
 /// Reads ahead, in [`ColdReads`]' two rounds, what `list` names (and the first round's
 /// ranges) through the core's io_uring; counts the blocks in `stats`. A failed read is
@@ -147,12 +147,17 @@ pub(crate) async fn prefetch_rounds<L>(
     partition: u32,
     cold: Arc<ColdRuns>,
     stats: &ColdApplyStats,
-    (ledger, mut ranges, stop_early, list): Reads<'_, L>,
+    (ledger, mut ranges, stop_early, held_max, list): Reads<'_, L>,
 ) -> ColdHolds
 where
     L: Fn(&Ledger, ColdReads, &mut Vec<(Keyspace, u128)>),
 {
-    let mut holds = Holds::new();
+    // Held from the start: dropped midway (the reader gone), it releases what it holds.
+    let mut held = ColdHolds {
+        cold,
+        holds: Holds::new(),
+    };
+    let (cold, holds) = (held.cold.clone(), &mut held.holds);
     let mut wanted = Vec::new();
     // The ids (and a query's lists) first; then, their blocks held, the transfers at the
     // positions they name: none when no id run's filter let an id through (every new id,
@@ -167,9 +172,10 @@ where
         if wanted.is_empty() && ranges.is_empty() {
             continue;
         }
-        let read = match cold.prefetch(&wanted, &mut holds).await {
+        let read = match cold.prefetch(&wanted, holds, held_max).await {
             Ok(blocks) => {
-                (cold.prefetch_ranges(&ranges, &mut holds).await).map(|more| blocks + more)
+                let more = cold.prefetch_ranges(&ranges, holds, held_max).await;
+                more.map(|more| blocks + more)
             }
             Err(error) => Err(error),
         };
@@ -185,7 +191,7 @@ where
             }
         }
     }
-    ColdHolds { cold, holds }
+    held
 }
 
 /// The state machine the Raft core's worker task owns.
@@ -424,7 +430,8 @@ impl StateMachine {
         let list =
             |ledger: &Ledger, round, out: &mut Vec<_>| ledger.cold_reads(command, round, out);
         let stop_early = !command.reads_by_filter();
-        let reads = (&*self.ledger, ranges, stop_early, list);
+        // An apply runs alone in its partition, its reads bounded by its batch.
+        let reads = (&*self.ledger, ranges, stop_early, usize::MAX, list);
         prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 

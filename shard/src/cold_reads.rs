@@ -142,7 +142,7 @@ impl Ledger {
         else {
             return;
         };
-        let Some((account, limit)) = self.account_filter_listed(filter) else {
+        let Some((account, limit)) = self.account_filter_listed(read, filter) else {
             return;
         };
         let (positions, _) =
@@ -159,12 +159,21 @@ impl Ledger {
         });
     }
 
-    /// The account a valid filter lists the transfers of, if here, and its limit.
-    fn account_filter_listed(&self, filter: &AccountFilter) -> Option<(usize, usize)> {
+    /// The account a valid filter of `read` lists the transfers of, if here and read (an
+    /// account's balances are read only when it keeps them), and its limit.
+    fn account_filter_listed(
+        &self,
+        read: &ClientRead,
+        filter: &AccountFilter,
+    ) -> Option<(usize, usize)> {
         if !account_filter_valid(filter) {
             return None;
         }
         let account = self.account_positions.get(filter.account_id.0)? as usize;
+        let history = self.accounts[account].flags.contains(AccountFlags::HISTORY);
+        if matches!(read, ClientRead::AccountBalances(_)) && !history {
+            return None;
+        }
         Some((account, (filter.limit as usize).min(QUERY_RESULTS_MAX)))
     }
 
@@ -226,14 +235,13 @@ impl Ledger {
             ClientRead::AccountTransfers(filter) | ClientRead::AccountBalances(filter) => filter,
             ClientRead::LookupTransfers(_) => unreachable!("listed above"),
         };
-        let Some((account, limit)) = self.account_filter_listed(filter) else {
+        let Some((account, limit)) = self.account_filter_listed(read, filter) else {
             return;
         };
         let Ok(positions) = self.transfer_positions_between(min, max) else {
             return;
         };
-        let history = matches!(read, ClientRead::AccountBalances(_))
-            && (self.accounts[account].flags).contains(AccountFlags::HISTORY);
+        let history = matches!(read, ClientRead::AccountBalances(_));
         let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
         let mut visits = limit * QUERY_READS_PER_RESULT;
         // A failed read of the list is left to the read, which fails the same way.

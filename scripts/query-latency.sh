@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Kassa binaries one after another under TigerBeetle's own benchmark client, each on a fresh
+# default node (16 partitions): the load's throughput and batch p99, then the benchmark's
+# closing queries (100 `get_account_transfers`, most of them over cold transfers at 10M) and
+# their latency, and from `/metrics` the reads of cold blocks that blocked a core (cache
+# misses) and the blocks read ahead through io_uring, summed over partitions.
+#
+# usage: scripts/query-latency.sh TIGERBEETLE TRANSFERS KASSA [KASSA...]
+# Ports 3102 and 18102 on loopback must be free. Benchmarks are benchmarks: compare binaries
+# within one run, never across runs, and never assert on these numbers in a test.
+set -u
+if [ $# -lt 3 ]; then
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+fi
+tigerbeetle=$1; transfers=$2; shift 2
+work=$(mktemp -d)
+node=""
+cleanup() {
+  if [ -n "$node" ]; then kill "$node" 2>/dev/null; wait "$node" 2>/dev/null; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+metric() { # name: its sum over partitions
+  curl -sf 127.0.0.1:18102/metrics | awk -v name="$1" '$1 ~ "^"name {s+=$2} END{print s+0}'
+}
+
+for kassa in "$@"; do
+  rm -rf "$work/data"
+  "$kassa" format --data-dir "$work/data" --partitions 16 >/dev/null || exit 1
+  "$kassa" start --data-dir "$work/data" --wire-address 127.0.0.1:3102 \
+    --http-address 127.0.0.1:18102 >"$work/node.log" 2>&1 &
+  node=$!
+  for _ in $(seq 600); do
+    curl -sf 127.0.0.1:18102/ready >/dev/null && break
+    sleep 0.05
+  done
+  result=$("$tigerbeetle" benchmark --addresses=3102 --account-count=10000 \
+    --transfer-count="$transfers" 2>&1 |
+    awk '/load accepted/{t=$4} /batch latency p99/{p=$5} /queries in/{q=$4}
+         /query latency p50/{q50=$5} /query latency p99/{q99=$5} /query latency p100/{qmax=$5}
+         END{printf "%9s tx/s  batch p99 %4s ms  queries %5s s  query p50 %4s ms  p99 %4s ms  max %4s ms",
+             t, p, q, q50, q99, qmax}')
+  echo "$kassa: $result  blocking reads $(metric kassa_cache_misses_total)  read ahead $(metric kassa_cold_prefetched_blocks_total)"
+  kill "$node"; wait "$node" 2>/dev/null
+  node=""
+done
