@@ -27,6 +27,7 @@ use crate::codec::{self, CodecError};
 use crate::merge::{self, RunMerge};
 use crate::types::SnapshotMeta;
 pub(crate) use crate::types::{run_file_name, CheckpointHead, RunEntry};
+use crate::yield_now::YieldNow;
 
 /// The manifest's durable file name.
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
@@ -238,31 +239,6 @@ pub(crate) async fn write(
 /// The seed of id runs' filters: fixed, so that replicas holding the same ids write the same
 /// runs.
 const ID_FILTER_SEED: u64 = 0x6b61_7373_615f_6964;
-
-/// Gives the core's other tasks their turn once.
-pub(crate) struct YieldNow(bool);
-
-impl YieldNow {
-    pub(crate) fn new() -> YieldNow {
-        YieldNow(false)
-    }
-}
-
-impl std::future::Future for YieldNow {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        context.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
 
 /// Where a run's entries come from.
 struct Source<'a, F: Fn() -> bool> {

@@ -16,6 +16,9 @@
 //! - `state_machine`: `RaftStateMachine`/`RaftSnapshotBuilder` over the ledger, snapshots
 //!   taken as checkpoints;
 //! - `checkpoint`: a checkpoint's files: runs per keyspace and the manifest naming them;
+//! - `merge`: the tiers in which a checkpoint merges id runs into its own, and the merge;
+//! - `cold_runs`: the runs the ledger reads its cold entries from, and their read-ahead;
+//! - `yield_now`: a turn for the core's other tasks during long work on it;
 //! - `codec`: the bytes of everything stored;
 //! - `partition`: [`Partition`], which opens, initializes on first open, waits until the
 //!   whole log is applied, turns writes into `client_write` calls and shuts down;
@@ -44,6 +47,7 @@ mod state_machine;
 #[cfg(test)]
 mod test_support;
 mod types;
+mod yield_now;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -24,6 +24,8 @@
 use kassa_storage::run::{Run, RunWriter};
 use kassa_storage::StorageError;
 
+use crate::yield_now::YieldNow;
+
 /// Runs of a tier that a merge makes one: four, so that a merged run is at least four times
 /// its inputs' tier floor and the next tier's member.
 pub(crate) const FAN_IN: usize = 4;
@@ -201,7 +203,7 @@ impl RunMerge {
             }
             if self.keys.len() == MERGE_CHUNK_ENTRIES {
                 self.flush(writer).await?;
-                crate::checkpoint::YieldNow::new().await;
+                YieldNow::new().await;
                 if !current() {
                     return Ok(false);
                 }
