@@ -139,10 +139,7 @@ impl ColdRuns {
                     if !seen.insert((Arc::as_ptr(&run.run), block)) {
                         continue;
                     }
-                    match by_run.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &run.run)) {
-                        Some((_, blocks)) => blocks.push(block),
-                        None => by_run.push((run.run.clone(), vec![block])),
-                    }
+                    add_blocks(&mut by_run, &run.run, [block]);
                 }
             }
         }
@@ -226,10 +223,7 @@ impl ColdRuns {
                         true => (last + 1 - wanted..=last).collect(),
                     };
                     entries = entries.saturating_sub(wanted.saturating_sub(2) * per_block + 1);
-                    match by_run.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &run.run)) {
-                        Some((_, listed)) => listed.extend(blocks),
-                        None => by_run.push((run.run.clone(), blocks)),
-                    }
+                    add_blocks(&mut by_run, &run.run, blocks);
                 }
             }
         }
@@ -268,6 +262,21 @@ impl ColdRuns {
         self.followed
             .lock()
             .expect("the cold runs' lock is not poisoned")
+    }
+}
+
+/// Adds `blocks` of `run` to the blocks to read, per run.
+fn add_blocks(
+    by_run: &mut Vec<(Arc<BlockingRun>, Vec<u64>)>,
+    run: &Arc<BlockingRun>,
+    blocks: impl IntoIterator<Item = u64>,
+) {
+    match by_run
+        .iter_mut()
+        .find(|(listed, _)| Arc::ptr_eq(listed, run))
+    {
+        Some((_, listed)) => listed.extend(blocks),
+        None => by_run.push((run.clone(), blocks.into_iter().collect())),
     }
 }
 

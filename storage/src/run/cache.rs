@@ -173,6 +173,9 @@ impl BlockCache {
     /// Releases what `holds` holds; a block no other reader holds leaves memory (it is not
     /// cached: what a prefetch read is rarely read again soon).
     pub fn release(&self, holds: Holds) {
+        if holds.is_empty() {
+            return; // most applies read nothing cold: no lock taken
+        }
         let mut inner = self.lock();
         for key in holds.0 {
             let Some((_, count)) = inner.held.get_mut(&key) else {
