@@ -527,3 +527,100 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     cache.release(holds);
     assert_eq!(cache.held(), 0);
 }
+
+/// A run whose keys are every integer from its first to its last (a checkpoint's transfers by
+/// position) keeps no index in memory: its blocks' places are computed. It answers exactly as
+/// a run of the same keys with an index does, and a block that lost an entry (checksum still
+/// right) is corruption, which the keys alone would not show.
+#[test]
+fn a_dense_run_keeps_no_index_and_answers_as_an_indexed_one() {
+    let dir = new_dir("t06-dense");
+    let value_size = 128;
+    // 28 entries a block: 36 blocks, the last of them not full.
+    let first = 5_000_u128;
+    let dense: BTreeMap<u128, Vec<u8>> = (first..first + 1_000)
+        .map(|key| (key, vec![key as u8; value_size]))
+        .collect();
+    // The same keys but one, moved past the end: the run keeps an index.
+    let mut gapped = dense.clone();
+    gapped.remove(&(first + 500));
+    gapped.insert(first + 1_000, vec![7; value_size]);
+    let options = |keys| RunOptions {
+        value_size,
+        keys_expected: keys,
+        filter_bits_per_key: 0,
+        filter_seed: 3,
+    };
+    run(async {
+        for (name, data) in [("dense", &dense), ("gapped", &gapped)] {
+            let mut writer = RunWriter::create(dir.path(), name, options(data.len() as u64))
+                .await
+                .expect("create");
+            for (key, value) in data {
+                writer.push(*key, value).await.expect("push");
+            }
+            writer.finish().await.expect("finish");
+        }
+        let dense_run = Run::open(&dir.path().join("dense")).await.expect("open");
+        let gapped_run = Run::open(&dir.path().join("gapped")).await.expect("open");
+        assert_eq!(dense_run.footer().data_blocks, 36);
+        let index_bytes = 36 * 16;
+        assert_eq!(
+            gapped_run.memory_size(),
+            dense_run.memory_size() + index_bytes
+        );
+        for key in first - 2..first + 1_003 {
+            let found = dense_run.get(key).await.expect("get");
+            assert_eq!(found.as_ref(), dense.get(&key), "key {key}");
+            let found = gapped_run.get(key).await.expect("get");
+            assert_eq!(found.as_ref(), gapped.get(&key), "key {key}");
+        }
+        for (from, to) in [
+            (0, u128::MAX),
+            (first + 27, first + 28),
+            (first + 990, u128::MAX),
+        ] {
+            let mut seen = Vec::new();
+            let collect = |key, value: &[u8]| {
+                seen.push((key, value.to_vec()));
+                true
+            };
+            dense_run.scan(from, to, collect).await.expect("scan");
+            let expected: Vec<_> = dense
+                .range(from..=to)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            assert_eq!(seen, expected, "scan {from}..={to}");
+        }
+        let blocking = dense_run.into_blocking().expect("blocking");
+        let cache = BlockCache::new(4);
+        let mut seen = Vec::new();
+        let mut visit = |key, _: &[u8]| {
+            seen.push(key);
+            true
+        };
+        let keys = first + 30..first + 100;
+        blocking
+            .scan_range(keys.clone(), true, &cache, &mut visit)
+            .expect("scan range");
+        assert_eq!(seen, keys.rev().collect::<Vec<_>>());
+    });
+    // Block 3 loses its last entry; its checksum is made right again.
+    let path = dir.path().join("dense");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let block = &mut bytes[3 * 4096..4 * 4096];
+    let entries = u16::from_le_bytes([block[4], block[5]]);
+    assert_eq!(entries, 28);
+    block[4..6].copy_from_slice(&(entries - 1).to_le_bytes());
+    let end = 16 + 27 * (16 + value_size);
+    block[end..].fill(0);
+    let crc = crc32c::crc32c(&block[4..]);
+    block[..4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let lost: Result<_, StorageError> = run(async {
+        let run = Run::open(&path).await?;
+        run.get(first + 3 * 28).await
+    });
+    let lost = lost.expect_err("a lost entry went unnoticed");
+    assert_eq!(offset_of(&lost), 3 * 4096);
+}

@@ -1,6 +1,9 @@
 //! [`Run`]: an open run (format in `run/mod.rs`). Opening reads and checks the footer, the
 //! index (the first key of every data block) and the filter, and keeps the last two in memory:
-//! 16 bytes per 4 KiB block plus the filter's bits per key. A lookup then costs at most one
+//! 16 bytes per 4 KiB block plus the filter's bits per key. A dense run, whose keys are every
+//! integer from its first to its last (a checkpoint's transfers by position, the change stream
+//! by sequence), needs no index: where each block starts follows from the keys per block, so
+//! its index is neither read nor kept ([`Index::Dense`]). A lookup then costs at most one
 //! aligned 4 KiB read, and none when the filter rules the key out; every block read is
 //! checked (checksum, number, entry count, key order and range) before it answers anything.
 //!
@@ -44,9 +47,101 @@ static BLOCKING_RUN_IDS: AtomicU64 = AtomicU64::new(1);
 struct Shape {
     path: PathBuf,
     footer: Footer,
-    /// The first key of every data block, ascending.
-    index: Vec<u128>,
+    index: Index,
     filter: Filter,
+}
+
+/// Where each data block's keys start.
+enum Index {
+    /// The first key of every data block, ascending, as the file's index lists them.
+    Listed(Vec<u128>),
+    /// The run's keys are every integer from `first` on, `per_block` to a block but for the
+    /// last: block `b` starts at `first + b × per_block`.
+    Dense {
+        first: u128,
+        per_block: u64,
+        keys: u64,
+        blocks: u64,
+    },
+}
+
+impl Index {
+    /// The computed index of a run whose footer says its keys are dense and fill its blocks
+    /// as the writer fills them; none otherwise.
+    fn dense(footer: &Footer) -> Option<Index> {
+        let per_block = entries_per_block(footer.value_size as usize) as u64;
+        let span = footer.last_key.checked_sub(footer.first_key)?;
+        let dense = footer.keys > 0
+            && span == u128::from(footer.keys - 1)
+            && footer.data_blocks == footer.keys.div_ceil(per_block);
+        dense.then_some(Index::Dense {
+            first: footer.first_key,
+            per_block,
+            keys: footer.keys,
+            blocks: footer.data_blocks,
+        })
+    }
+
+    /// The first key of block `number`, if the run has that block.
+    fn first_key(&self, number: u64) -> Option<u128> {
+        match self {
+            Index::Listed(firsts) => firsts.get(usize::try_from(number).ok()?).copied(),
+            Index::Dense {
+                first,
+                per_block,
+                blocks,
+                ..
+            } => (number < *blocks).then(|| first + u128::from(number * per_block)),
+        }
+    }
+
+    /// The blocks whose first key is not above `key`: the block holding `key`, if any, is
+    /// the last of them.
+    fn blocks_from_up_to(&self, key: u128) -> u64 {
+        match self {
+            Index::Listed(firsts) => firsts.partition_point(|first| *first <= key) as u64,
+            Index::Dense {
+                first,
+                per_block,
+                blocks,
+                ..
+            } => match key.checked_sub(*first) {
+                None => 0,
+                Some(offset) => {
+                    let block = offset / u128::from(*per_block);
+                    u64::try_from(block).map_or(*blocks, |block| (block + 1).min(*blocks))
+                }
+            },
+        }
+    }
+
+    /// The entries block `number` must hold, when the index says (a dense run's).
+    fn entries_of(&self, number: u64) -> Option<usize> {
+        match self {
+            Index::Listed(_) => None,
+            Index::Dense {
+                per_block,
+                keys,
+                blocks,
+                ..
+            } => {
+                let before = number * per_block;
+                let entries = if number + 1 < *blocks {
+                    *per_block
+                } else {
+                    keys - before
+                };
+                Some(entries as usize)
+            }
+        }
+    }
+
+    fn memory_size(&self) -> usize {
+        match self {
+            Index::Listed(firsts) => firsts.len() * 16,
+            Index::Dense { .. } => 0,
+        }
+    }
 }
 
 /// One data block read from a run and checked: its entries, in key order.
@@ -97,7 +192,10 @@ impl Run {
         let footer_offset = size - BLOCK_SIZE as u64;
         let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
         let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
-        let index = read_index(&file, path, &footer).await?;
+        let index = match Index::dense(&footer) {
+            Some(index) => index,
+            None => Index::Listed(read_index(&file, path, &footer).await?),
+        };
         if !with_filter {
             let filter = Filter::passing_all(footer.filter_seed);
             let path = path.to_path_buf();
@@ -198,7 +296,7 @@ impl Run {
             return Ok(());
         }
         let mut number = self.block_of(from).unwrap_or(0);
-        let end = shape.index.partition_point(|first| *first <= to) as u64;
+        let end = shape.index.blocks_from_up_to(to);
         while number < end {
             let count = (end - number).min(SCAN_BLOCKS);
             let offset = number * BLOCK_SIZE as u64;
@@ -470,7 +568,7 @@ impl Shape {
     }
 
     fn memory_size(&self) -> usize {
-        self.index.len() * 16 + self.filter.size()
+        self.index.memory_size() + self.filter.size()
     }
 
     fn may_contain(&self, key: u128) -> bool {
@@ -481,8 +579,8 @@ impl Shape {
     }
 
     fn block_of(&self, key: u128) -> Option<u64> {
-        let after = self.index.partition_point(|first| *first <= key);
-        after.checked_sub(1).map(|block| block as u64)
+        let after = self.index.blocks_from_up_to(key);
+        after.checked_sub(1)
     }
 
     /// The entries of data block `number`, read from `offset`, once every check passed.
@@ -500,7 +598,13 @@ impl Shape {
             return Err(corrupt("run block read from the wrong place"));
         }
         let entries = usize::from(u16::from_le_bytes([bytes[4], bytes[5]]));
-        if entries == 0 || entries > entries_per_block(self.value_size()) {
+        if entries == 0
+            || entries > entries_per_block(self.value_size())
+            || self
+                .index
+                .entries_of(number)
+                .is_some_and(|dense| entries != dense)
+        {
             return Err(corrupt("run block entry count out of range"));
         }
         let view = BlockView {
@@ -508,8 +612,9 @@ impl Shape {
             entries,
             value_size: self.value_size(),
         };
-        let next = self.index.get(number as usize + 1).copied();
-        if view.entry(0).0 != self.index[number as usize]
+        let next = self.index.first_key(number + 1);
+        let first = self.index.first_key(number).expect("a block of the run");
+        if view.entry(0).0 != first
             || !(1..entries).all(|at| view.entry(at - 1).0 < view.entry(at).0)
             || next.is_some_and(|next| view.entry(entries - 1).0 >= next)
             || view.entry(entries - 1).0 > self.footer.last_key
