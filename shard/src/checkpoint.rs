@@ -47,6 +47,7 @@ use crate::changes::{ChangeEntry, ChangeStream};
 use crate::cold::{ColdError, ColdStore};
 use crate::history::history_key;
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
+use crate::statuses::TransferStatuses;
 use crate::table::Table;
 use crate::transfer_ids::IdGenerations;
 use crate::transfer_table::{TransferTable, SAMPLE_EVERY};
@@ -478,14 +479,12 @@ impl Ledger {
         let changed = self.status_changes.since(since.status_changes).iter();
         // A change of a transfer its linked chain then took back is listed past the end.
         let mut positions: Vec<u32> = changed.copied().filter(|p| *p < count).collect();
-        let new = since.transfers..count;
-        positions.extend(new.filter(|p| self.transfer_status[*p as usize] != PendingStatus::None));
+        let stored = self.transfer_status.not_none_from(since.transfers);
+        positions.extend(stored.map(|(position, _)| position));
         positions.sort_unstable();
         positions.dedup();
         let statuses = positions.into_iter();
-        statuses
-            .map(|p| (p, self.transfer_status[p as usize]))
-            .collect()
+        statuses.map(|p| (p, self.transfer_status.get(p))).collect()
     }
 
     /// Per account then position, the accounts' transfers in `positions` (no value), or
@@ -789,7 +788,7 @@ impl CheckpointRestore {
                         "the transfer runs do not hold every transfer".to_string(),
                     ));
                 }
-                self.ledger.transfer_status = vec![PendingStatus::None; self.transfers as usize];
+                self.ledger.transfer_status = TransferStatuses::with_len(self.transfers as usize);
                 if let Some(store) = self.cold.as_ref().filter(|_| self.cold_lists()) {
                     // The ids are in the store's runs: memory holds the ones to come.
                     let range = store.key_range(Keyspace::TransferIds);
@@ -855,10 +854,12 @@ impl CheckpointRestore {
             return Ok(());
         };
         let ledger = &mut self.ledger;
-        for (position, status) in ledger.transfer_status.iter().enumerate() {
-            if *status != PendingStatus::Pending {
-                continue;
-            }
+        let pending = ledger.transfer_status.not_none();
+        let pending: Vec<u32> = pending
+            .filter(|(_, status)| *status == PendingStatus::Pending)
+            .map(|(position, _)| position)
+            .collect();
+        for position in pending {
             let mut transfer = Transfer::new_zeroed();
             let read = store.read(
                 Keyspace::Transfers,
@@ -866,7 +867,7 @@ impl CheckpointRestore {
                 transfer.as_mut_bytes(),
             );
             match read {
-                Ok(true) => ledger.transfers.pin(position as u32, transfer),
+                Ok(true) => ledger.transfers.pin(position, transfer),
                 Ok(false) => {
                     return Err(SnapshotError::Inconsistent(format!(
                         "the transfer runs lack pending transfer {position}"
@@ -884,12 +885,13 @@ impl CheckpointRestore {
 
     fn push_status(&mut self, key: u128, value: &[u8]) -> Result<(), SnapshotError> {
         let status = PendingStatus::from_u8(value[0]);
-        let slot = usize::try_from(key)
+        let statuses = &mut self.ledger.transfer_status;
+        let position = u32::try_from(key)
             .ok()
-            .and_then(|position| self.ledger.transfer_status.get_mut(position));
-        match (slot, status) {
-            (Some(slot), Some(status)) => {
-                *slot = status;
+            .filter(|position| (*position as usize) < statuses.len());
+        match (position, status) {
+            (Some(position), Some(status)) => {
+                statuses.set(position, status);
                 Ok(())
             }
             _ => Err(SnapshotError::Inconsistent(

@@ -54,11 +54,8 @@ impl Ledger {
         let removed = self.expiries.remove(&(expires_at, position));
         assert!(removed);
         let pending = self.transfer_applied(position);
-        assert_eq!(
-            self.transfer_status[position as usize],
-            PendingStatus::Pending
-        );
-        self.transfer_status[position as usize] = PendingStatus::Expired;
+        assert_eq!(self.transfer_status.get(position), PendingStatus::Pending);
+        self.transfer_status.set(position, PendingStatus::Expired);
         self.status_changes.record(position);
 
         let debit = self

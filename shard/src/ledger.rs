@@ -12,7 +12,7 @@
 //! - `account_transfers[a]` lists the positions of account `a`'s transfers, ascending, and
 //!   `account_history[a]` (accounts with `history` only) the balances right after each of them
 //!   (with a cold store, only the newer ones: `history.rs`);
-//! - `transfer_status[t]` is the two-phase status of transfer `t`;
+//! - `transfer_status.get(t)` is the two-phase status of transfer `t`;
 //! - `expiries` orders the pending transfers that have a timeout by `(expires_at, position)`.
 
 use std::collections::{BTreeSet, HashSet};
@@ -101,7 +101,7 @@ pub struct Ledger {
     pub(crate) account_history: Vec<History>,
     pub(crate) transfers: TransferTable,
     pub(crate) transfer_positions: IdGenerations,
-    pub(crate) transfer_status: Vec<PendingStatus>,
+    pub(crate) transfer_status: crate::statuses::TransferStatuses,
     /// Ids of transfers that failed with a transient status: they can never be used again.
     pub(crate) failed_transfer_ids: IdSet,
     pub(crate) expiries: BTreeSet<(u64, u32)>,
@@ -154,7 +154,7 @@ impl Ledger {
             account_history: Vec::with_capacity(config.accounts_capacity),
             transfers: TransferTable::default(),
             transfer_positions: IdGenerations::new(0, config.transfers_capacity, config.hash_seed),
-            transfer_status: Vec::with_capacity(config.transfers_capacity),
+            transfer_status: Default::default(),
             failed_transfer_ids: HashSet::with_hasher(state),
             expiries: BTreeSet::new(),
             cross_expiries: BTreeSet::new(),
@@ -237,7 +237,7 @@ impl Ledger {
     /// The two-phase status of a transfer, if it exists.
     pub fn pending_status(&self, id: TransferId) -> Result<Option<PendingStatus>, ColdError> {
         let position = self.transfer_position(id.0)?;
-        Ok(position.map(|position| self.transfer_status[position as usize]))
+        Ok(position.map(|position| self.transfer_status.get(position)))
     }
 
     /// Whether the transfer id failed with a transient status and can never be used again.

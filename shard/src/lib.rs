@@ -61,6 +61,7 @@ mod rollback;
 pub mod sessions;
 pub mod shares;
 mod snapshot;
+mod statuses;
 mod table;
 #[cfg(test)]
 mod test_partitions;

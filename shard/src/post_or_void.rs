@@ -62,7 +62,7 @@ impl Ledger {
         if void && amount < p.amount {
             return Err(Status::PendingTransferHasDifferentAmount);
         }
-        match self.transfer_status[pending_position as usize] {
+        match self.transfer_status.get(pending_position) {
             PendingStatus::Pending => {}
             PendingStatus::Posted => return Err(Status::PendingTransferAlreadyPosted),
             PendingStatus::Voided => return Err(Status::PendingTransferAlreadyVoided),
@@ -128,11 +128,12 @@ impl Ledger {
         }
         self.undo_transfer_status(r.pending_position);
         self.status_changes.record(r.pending_position);
-        self.transfer_status[r.pending_position as usize] = if r.post {
+        let resolved = if r.post {
             PendingStatus::Posted
         } else {
             PendingStatus::Voided
         };
+        self.transfer_status.set(r.pending_position, resolved);
         let sides = [
             (r.debit, TransferFlags::CLOSING_DEBIT),
             (r.credit, TransferFlags::CLOSING_CREDIT),

@@ -73,7 +73,7 @@ impl Ledger {
             match undo {
                 Undo::Account { position, before } => self.accounts[position as usize] = before,
                 Undo::TransferStatus { position, before } => {
-                    self.transfer_status[position as usize] = before;
+                    self.transfer_status.set(position, before);
                 }
                 Undo::ExpiryRemoved { key } => {
                     let inserted = self.expiries.insert(key);
@@ -103,7 +103,7 @@ impl Ledger {
 
     pub(crate) fn undo_transfer_status(&mut self, position: u32) {
         if self.rollback.mark.is_some() {
-            let before = self.transfer_status[position as usize];
+            let before = self.transfer_status.get(position);
             self.rollback
                 .undo
                 .push(Undo::TransferStatus { position, before });

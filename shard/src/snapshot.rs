@@ -54,6 +54,7 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::changes::{ChangeEntry, ChangeStream};
 use crate::history::History;
 use crate::sessions::Sessions;
+use crate::statuses::TransferStatuses;
 use crate::table::Table;
 use crate::transfer_table::TransferTable;
 use crate::{Ledger, LedgerConfig, PendingStatus};
@@ -118,7 +119,7 @@ impl Ledger {
         let transfers = self.all_transfers();
         let transfers = transfers.unwrap_or_else(|error| panic!("a whole snapshot: {error}"));
         out.extend_from_slice(transfers.as_bytes());
-        out.extend(self.transfer_status.iter().map(|s| *s as u8));
+        self.transfer_status.encode(out);
         self.encode_failed_and_expiries(out);
         let history = (0..self.accounts.len())
             .filter(|a| (self.accounts[*a].flags).contains(kassa_wire::AccountFlags::HISTORY))
@@ -191,7 +192,7 @@ impl Ledger {
             .take(ledger.transfers.len(), "transfer statuses")?
             .iter()
             .map(|b| PendingStatus::from_u8(*b))
-            .collect::<Option<Vec<_>>>()
+            .collect::<Option<TransferStatuses>>()
             .ok_or(reader.malformed("unknown two-phase status"))?;
         ledger.decode_failed_and_expiries(&mut reader)?;
         ledger.rebuild_indexes()?;

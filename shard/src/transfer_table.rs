@@ -21,6 +21,7 @@ use kassa_wire::{Transfer, TransferId};
 
 use crate::cold::ColdError;
 use crate::keyspace::Keyspace;
+use crate::statuses::TransferStatuses;
 use crate::table::Table;
 use crate::{Ledger, PendingStatus};
 
@@ -153,10 +154,10 @@ impl TransferTable {
 
     /// The transfers below `cut` leave memory (a durable checkpoint holds them), except those
     /// whose status in `statuses` is pending; pinned ones no longer pending leave too.
-    pub(crate) fn make_cold_below(&mut self, cut: u32, statuses: &[PendingStatus]) {
+    pub(crate) fn make_cold_below(&mut self, cut: u32, statuses: &TransferStatuses) {
         assert!(cut as usize <= self.len(), "a cut beyond the transfers");
         self.pinned
-            .retain(|position, _| statuses[*position as usize] == PendingStatus::Pending);
+            .retain(|position, _| statuses.get(*position) == PendingStatus::Pending);
         let Some(moved) = cut.checked_sub(self.cold_below) else {
             return;
         };
@@ -174,14 +175,11 @@ impl TransferTable {
             let newest = self.hot[(moved - 1) as usize];
             self.cold_newest = newest.timestamp;
         }
-        let moving = &statuses[from as usize..cut as usize];
-        for (offset, _) in moving
-            .iter()
-            .enumerate()
-            .filter(|(_, status)| **status == PendingStatus::Pending)
-        {
-            let position = from + offset as u32;
-            self.pinned.insert(position, self.hot[offset]);
+        let moving = statuses.not_none_from(from);
+        let moving = moving.take_while(|(position, _)| *position < cut);
+        for (position, _) in moving.filter(|(_, status)| *status == PendingStatus::Pending) {
+            self.pinned
+                .insert(position, self.hot[(position - from) as usize]);
         }
         self.hot.release_front(moved as usize);
         self.cold_below = cut;
@@ -403,7 +401,7 @@ mod tests {
     #[test]
     fn cold_transfers_keep_samples_and_pins_and_release_the_rest() {
         let mut table = TransferTable::default();
-        let mut statuses = Vec::new();
+        let mut statuses = TransferStatuses::default();
         for position in 0..100 {
             table.push(transfer(position));
             let pending = position % 7 == 0;
@@ -423,7 +421,7 @@ mod tests {
         assert_eq!(table.get_in_memory(64), None);
         assert_eq!(table.get_in_memory(70), Some(&transfer(70)));
         assert_eq!(table.count_in_memory(), 30 + 10);
-        statuses[7] = PendingStatus::Posted;
+        statuses.set(7, PendingStatus::Posted);
         table.make_cold_below(100, &statuses);
         assert!(table.get_in_memory(7).is_none());
         assert_eq!(table.pinned.len(), 9 + 5); // 70, 77, ..., 98 join

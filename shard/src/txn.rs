@@ -328,7 +328,7 @@ impl Ledger {
             if let Some(position) = self.transfer_position(id)? {
                 let transfer = self.transfer_at(position)?;
                 read.transfers
-                    .push((transfer, self.transfer_status[position as usize]));
+                    .push((transfer, self.transfer_status.get(position)));
             } else if self.failed_transfer_ids.contains(&id) {
                 read.failed_ids.push(id);
             }
@@ -475,13 +475,12 @@ impl Ledger {
             let position = self.transfer_position_applied(change.id);
             let position = position.expect("stored here");
             let status = PendingStatus::from_u8(change.status).expect("decoded");
-            let old = &mut self.transfer_status[position as usize];
-            assert_eq!(*old, PendingStatus::Pending);
             assert!(matches!(
                 status,
                 PendingStatus::Posted | PendingStatus::Voided | PendingStatus::Expired
             ));
-            *old = status;
+            let old = self.transfer_status.set(position, status);
+            assert_eq!(old, PendingStatus::Pending);
             self.status_changes.record(position);
             let transfer = self.transfer_applied(position);
             if let Some(expires_at) = crate::expiry::expires_at(&transfer) {
@@ -573,7 +572,7 @@ pub struct Scratch {
     ledger: Ledger,
     placement: Placement,
     read_accounts: Vec<Account>,
-    read_statuses: Vec<PendingStatus>,
+    read_statuses: crate::statuses::TransferStatuses,
     /// The failed ids read, ascending.
     read_failed: Vec<u128>,
 }
@@ -684,7 +683,7 @@ impl Scratch {
         let new = l
             .transfers
             .iter_in_memory()
-            .map(|(position, t)| (t, l.transfer_status[position as usize]));
+            .map(|(position, t)| (t, l.transfer_status.get(position)));
         for ((t, status), after) in new.skip(read_transfers).zip(after) {
             created.push(*t, status as u8, after);
             for partition in placement.transfer_partitions(t) {
@@ -692,8 +691,8 @@ impl Scratch {
             }
         }
         for position in 0..read_transfers {
-            let status = l.transfer_status[position];
-            if status != self.read_statuses[position] {
+            let status = l.transfer_status.get(position as u32);
+            if status != self.read_statuses.get(position as u32) {
                 let t = l.transfers.held(position);
                 let change = StatusChange {
                     id: t.id.0,

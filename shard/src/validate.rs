@@ -114,11 +114,11 @@ impl Ledger {
         // still pending (and so in memory): the others were checked while in memory, and their
         // runs are checksummed. Every pending one must be in memory.
         let cold_below = self.transfers.cold_below();
-        let statuses = &self.transfer_status[..cold_below as usize];
-        for (position, status) in statuses.iter().enumerate() {
+        let statuses = self.transfer_status.not_none();
+        for (position, status) in statuses.take_while(|(position, _)| *position < cold_below) {
             // One resolved since it went cold stays until the next durable checkpoint.
-            let in_memory = self.transfers.get_in_memory(position as u32).is_some();
-            if *status == PendingStatus::Pending && !in_memory {
+            let in_memory = self.transfers.get_in_memory(position).is_some();
+            if status == PendingStatus::Pending && !in_memory {
                 return Err(format!(
                     "cold transfer {position} is pending but not in memory"
                 ));
@@ -169,7 +169,7 @@ impl Ledger {
             if t.debit_account_id == t.credit_account_id {
                 return Err(format!("transfer {} has bad accounts", t.id));
             }
-            let status = self.transfer_status[position as usize];
+            let status = self.transfer_status.get(position);
             let pending = t.flags.contains(TransferFlags::PENDING);
             if pending == (status == PendingStatus::None) {
                 return Err(format!("transfer {} has two-phase status {status:?}", t.id));
@@ -241,7 +241,7 @@ impl Ledger {
         let mut pending = vec![(0u128, 0u128); self.accounts.len()];
         // Every pending transfer is in memory (`check_transfers`).
         for (position, t) in self.transfers.iter_in_memory() {
-            if self.transfer_status[position as usize] == PendingStatus::Pending {
+            if self.transfer_status.get(position) == PendingStatus::Pending {
                 if let Some(debit) = self.account_positions.get(t.debit_account_id.0) {
                     let debit = &mut pending[debit as usize].0;
                     *debit = debit.wrapping_add(t.amount);
@@ -279,7 +279,7 @@ impl Ledger {
                     }
                 }
                 Some(ChangeKind::PendingTransferExpired) => {
-                    self.transfer_status.get(position) == Some(&PendingStatus::Expired)
+                    self.transfer_status.find(position) == Some(PendingStatus::Expired)
                 }
                 None => false,
             };
