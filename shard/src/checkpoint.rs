@@ -480,6 +480,7 @@ impl Ledger {
         // A change of a transfer its linked chain then took back is listed past the end.
         let mut positions: Vec<u32> = changed.copied().filter(|p| *p < count).collect();
         let stored = self.transfer_status.not_none_from(since.transfers);
+        let stored = stored.take_while(|(position, _)| *position < count);
         positions.extend(stored.map(|(position, _)| position));
         positions.sort_unstable();
         positions.dedup();

@@ -7,7 +7,8 @@ const CHUNK: usize = 4096;
 
 /// The two-phase status of every transfer, by position. Most transfers are not pending
 /// ([`PendingStatus::None`]), so positions are kept in chunks of 4,096 and a chunk takes
-/// memory only once one of its transfers is pending: a ledger without two-phase transfers
+/// memory only once one of its transfers is two-phase (pending, or a pending one since
+/// posted, voided or expired), and keeps it: a ledger without two-phase transfers
 /// keeps 8 bytes per 4,096 transfers, not one byte per transfer, and a restore or a check
 /// visits only the chunks that hold statuses. A ledger of two-phase transfers keeps about
 /// one byte per transfer, as a plain array would.
@@ -72,6 +73,7 @@ impl TransferStatuses {
 
     /// The status of the next transfer.
     pub(crate) fn push(&mut self, status: PendingStatus) {
+        assert!(self.len < u32::MAX as usize, "a position beyond u32");
         if self.len % CHUNK == 0 {
             self.chunks.push(None);
         }
@@ -204,22 +206,54 @@ mod tests {
             .map(|(position, status)| (position as u32, *status))
             .collect();
         assert_eq!(listed, expected);
-        let from = (plain.len() / 2) as u32;
-        let later: Vec<_> = chunked.not_none_from(from).collect();
-        let expected_later: Vec<_> = expected
-            .iter()
-            .filter(|(p, _)| *p >= from)
-            .copied()
-            .collect();
-        assert_eq!(later, expected_later);
+        let len = plain.len() as u32;
+        let chunk = CHUNK as u32;
+        for from in [
+            0,
+            1,
+            chunk - 1,
+            chunk,
+            chunk + 1,
+            len / 2,
+            len - 1,
+            len,
+            len + 1,
+            u32::MAX,
+        ] {
+            let later: Vec<_> = chunked.not_none_from(from).collect();
+            let expected_later: Vec<_> = expected
+                .iter()
+                .filter(|(p, _)| *p >= from)
+                .copied()
+                .collect();
+            assert_eq!(later, expected_later, "from {from}");
+        }
+        // Only chunks that saw a status other than `None` hold memory.
+        let held = plain
+            .chunks(CHUNK)
+            .filter(|c| c.iter().any(|s| *s != PendingStatus::None));
+        let pointers = chunked.chunks.capacity() * 8;
+        assert!(chunked.memory_size() <= (held.count() + 1) * CHUNK + pointers);
         let mut bytes = Vec::new();
         chunked.encode(&mut bytes);
         assert_eq!(bytes, plain.iter().map(|s| *s as u8).collect::<Vec<_>>());
         let rebuilt: TransferStatuses = plain.iter().copied().collect();
         assert_eq!(rebuilt.not_none().collect::<Vec<_>>(), expected);
-        // The first 20,000 positions saw no pending push; most of their chunks hold nothing.
-        let none = TransferStatuses::with_len(1_000_000);
-        assert!(none.memory_size() < 2_000, "{}", none.memory_size());
-        assert_eq!(none.not_none().count(), 0);
+        let mut restored = TransferStatuses::with_len(1_000_000);
+        assert!(restored.memory_size() < 2_000, "{}", restored.memory_size());
+        assert_eq!(restored.not_none().count(), 0);
+        // A restore sets the statuses its runs name, then the log's transfers follow.
+        restored.set(999_999, PendingStatus::Posted);
+        restored.push(PendingStatus::None);
+        restored.push(PendingStatus::Pending);
+        let listed: Vec<_> = restored.not_none().collect();
+        assert_eq!(
+            listed,
+            [
+                (999_999, PendingStatus::Posted),
+                (1_000_001, PendingStatus::Pending)
+            ]
+        );
+        assert_eq!(restored.get(1_000_000), PendingStatus::None);
     }
 }

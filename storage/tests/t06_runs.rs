@@ -605,6 +605,41 @@ fn a_dense_run_keeps_no_index_and_answers_as_an_indexed_one() {
             .expect("scan range");
         assert_eq!(seen, keys.rev().collect::<Vec<_>>());
     });
+    // One key, one full block, five full blocks, and keys that end at the top of the key
+    // space: each read whole in key order as a merge reads it, and key by key.
+    run(async {
+        let shapes = [(1_u128, 0_u128), (28, 9), (140, u128::MAX - 139)];
+        for (count, first) in shapes {
+            let name = format!("dense-{count}");
+            let mut writer = RunWriter::create(dir.path(), &name, options(count as u64))
+                .await
+                .expect("create");
+            for key in first..=first + (count - 1) {
+                writer.push(key, &[key as u8; 128]).await.expect("push");
+            }
+            writer.finish().await.expect("finish");
+            let run = Run::open(&dir.path().join(&name)).await.expect("open");
+            assert_eq!(run.footer().data_blocks, count.div_ceil(28) as u64);
+            let (mut keys, mut values, mut next) = (Vec::new(), Vec::new(), 0);
+            while next < run.footer().data_blocks {
+                next += run
+                    .read_entries(next, &mut keys, &mut values)
+                    .await
+                    .expect("read");
+            }
+            let expected: Vec<u128> = (first..=first + (count - 1)).collect();
+            assert_eq!(keys, expected);
+            for key in [first, first + count / 2, first + (count - 1)] {
+                assert_eq!(run.get(key).await.expect("get"), Some(vec![key as u8; 128]));
+            }
+            if first > 0 {
+                assert_eq!(run.get(first - 1).await.expect("get below"), None);
+            }
+            if let Some(above) = (first + (count - 1)).checked_add(1) {
+                assert_eq!(run.get(above).await.expect("get above"), None);
+            }
+        }
+    });
     // Block 3 loses its last entry; its checksum is made right again.
     let path = dir.path().join("dense");
     let mut bytes = std::fs::read(&path).unwrap();

@@ -21,7 +21,10 @@
 //! blocks. The footer's offsets must describe exactly the file's size, and every checksum,
 //! count and key order is checked before it is used: a damaged run is
 //! [`StorageError::Corrupt`] naming the file and offset, never a wrong answer. A block carries
-//! its own number, so a block read from the wrong place is caught too.
+//! its own number, so a block read from the wrong place is caught too. A dense run (keys every
+//! integer from the first to the last) is read without its index, whose contents follow from
+//! the footer: damage to that region goes unnoticed because nothing reads it, and every data
+//! block is still checked against the index it implies.
 //!
 //! Runs hold no clock, no randomness and no state beyond their file: the same keys, values,
 //! value size and filter settings give byte-identical files, so replicas that write the same
