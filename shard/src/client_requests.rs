@@ -543,6 +543,25 @@ mod tests {
                 assert!(keys.start >= history_key(0, 0) && keys.end <= history_key(0, 250));
             }
         }
+        // A reversed read whose limit the account's transfers in memory fill (33 of the 50
+        // after the checkpoint, twice the limit of 5 being 10) reads ahead nothing, and reads
+        // nothing from the store.
+        let filter = account_filter(5, reversed, (0, 0));
+        let request = client.request(Operation::GetAccountTransfers, &[filter.as_bytes()]);
+        let command = Command::Request {
+            now: NOW + 20_000,
+            request: request.clone(),
+        };
+        let mut ranges = Vec::new();
+        ledger.cold_ranges(&command, &mut ranges);
+        assert_eq!(ranges, []);
+        store.take_keys_read();
+        let ClientReply::Reply { body, .. } = client.send(&mut ledger, &request) else {
+            panic!("a reversed read answers");
+        };
+        let batches = MultiBatch::decode(&body, 128, 8189).expect("a multi-batch reply");
+        assert_eq!(batches.element_count(0), Some(5));
+        assert_eq!(store.take_keys_read(), []);
     }
 
     /// Under placement by ledger a request runs in its ledger's partition `L` while its

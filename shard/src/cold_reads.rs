@@ -151,11 +151,25 @@ impl Ledger {
         if positions.start >= end {
             return;
         }
+        let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
+        let mut entries = limit * QUERY_READS_PER_RESULT;
+        if reversed {
+            // A reversed read visits the account's list in memory first: what it finds there
+            // is not read ahead from the store.
+            let listed = &self.account_transfers[account];
+            let from = positions.start.max(self.lists_cold_below);
+            let in_memory = listed.partition_point(|p| *p < positions.end)
+                - listed.partition_point(|p| *p < from);
+            if in_memory >= entries {
+                return;
+            }
+            entries -= in_memory;
+        }
         out.push(ColdRange {
             keyspace: Keyspace::AccountTransfers,
             keys: history_key(account, positions.start)..history_key(account, end),
-            reversed: filter.flags.contains(AccountFilterFlags::REVERSED),
-            entries: limit * QUERY_READS_PER_RESULT,
+            reversed,
+            entries,
         });
     }
 
