@@ -20,7 +20,7 @@ use kassa_shard::{
     KeyspaceIncrement, Ledger, LedgerConfig, SnapshotError,
 };
 use kassa_storage::durable_file;
-use kassa_storage::run::{Run, RunOptions, RunWriter};
+use kassa_storage::run::{BlockingRun, Footer, Run, RunOptions, RunWriter};
 use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
@@ -101,6 +101,18 @@ pub(crate) async fn open_run(dir: &Path, entry: &RunEntry) -> Result<Run, Storag
     checked(Run::open(&path).await?, entry, path)
 }
 
+/// Opens the run `entry` names in `dir`'s runs for blocking reads, its index and filter read
+/// a page at a time when first needed ([`BlockingRun::open`]), and checks that it is that run.
+pub(crate) async fn open_cold_run(
+    dir: &Path,
+    entry: &RunEntry,
+) -> Result<BlockingRun, StorageError> {
+    let path = runs_dir(dir).join(entry.file_name());
+    let run = BlockingRun::open(&path).await?;
+    check_footer(run.footer(), entry, path)?;
+    Ok(run)
+}
+
 /// [`open_run`] without the run's filter: a merge's input, read whole in key order.
 async fn open_merge_input(dir: &Path, entry: &RunEntry) -> Result<Run, StorageError> {
     let path = runs_dir(dir).join(entry.file_name());
@@ -109,9 +121,14 @@ async fn open_merge_input(dir: &Path, entry: &RunEntry) -> Result<Run, StorageEr
 
 /// `run`, if it is the one `entry` describes.
 fn checked(run: Run, entry: &RunEntry, path: PathBuf) -> Result<Run, StorageError> {
-    let footer = run.footer();
+    check_footer(run.footer(), entry, path)?;
+    Ok(run)
+}
+
+/// Whether a run's `footer` is that of the run `entry` describes.
+fn check_footer(footer: &Footer, entry: &RunEntry, path: PathBuf) -> Result<(), StorageError> {
     if footer.keys != entry.keys
-        || run.value_size() != entry.keyspace.value_size()
+        || footer.value_size as usize != entry.keyspace.value_size()
         || (footer.first_key, footer.last_key) != (entry.first_key, entry.last_key)
     {
         return Err(StorageError::Corrupt {
@@ -120,7 +137,7 @@ fn checked(run: Run, entry: &RunEntry, path: PathBuf) -> Result<Run, StorageErro
             what: "run does not match its manifest entry",
         });
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Entries read from the ledger between two writes of a run.

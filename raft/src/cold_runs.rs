@@ -1,23 +1,24 @@
 //! A partition's cold store ([`kassa_shard::ColdStore`]): the runs of the keyspaces whose
 //! entries leave the ledger's memory once a durable checkpoint holds them (transfers, their
-//! ids, the change stream, history balances; docs/storage.md). The runs are opened once, with their
-//! indexes and filters in memory, and followed as checkpoints become durable; a read is one
-//! blocking 4 KiB read, checked as every run block is, unless the partition's small block
-//! cache holds the block.
+//! ids, the change stream, history balances; docs/storage.md). The runs are opened once, with
+//! their page tables (their indexes and filters are read a page at a time when first needed,
+//! and kept), and followed as checkpoints become durable; a read is one blocking 4 KiB read,
+//! checked as every run block is, unless the partition's small block cache holds the block.
 //!
 //! Most cold reads are a reader's (lookups, queries, change events, a full checkpoint after
 //! an install), which block the core on what the cache lacks. The apply path looks up every
 //! new id in the id runs (their filters answer most without a read), and reads a cold
 //! transfer for a retry of an old id or a post or void of a pending transfer resolved before
-//! it went cold: the state machine reads those blocks ahead through io_uring
-//! ([`ColdRuns::prefetch`]) and the apply finds them held in the cache.
+//! it went cold: the state machine reads those blocks ahead through io_uring, with the filter
+//! and index pages that find them ([`ColdRuns::prefetch`]), and the apply finds them held in
+//! the cache.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use kassa_shard::{ColdError, ColdRange, ColdStore, Keyspace};
-use kassa_storage::run::{entries_per_block, BlockCache, BlockingRun, CacheStats, Holds};
+use kassa_storage::run::{entries_per_block, BlockCache, BlockingRun, CacheStats, Holds, Page};
 use kassa_storage::StorageError;
 
 use crate::checkpoint;
@@ -43,6 +44,8 @@ struct Followed {
     /// The transfer runs' entries: which checkpoint wrote a transfer position says which
     /// history run holds the entries of that transfer.
     transfer_runs: Vec<RunEntry>,
+    /// Pages of indexes and filters read blocking by runs no longer followed.
+    closed_page_reads: u64,
 }
 
 impl Default for ColdRuns {
@@ -94,7 +97,7 @@ impl ColdRuns {
         for entry in &named {
             let open = self.followed().runs.iter().any(|run| run.entry == **entry);
             if !open {
-                let run = checkpoint::open_run(dir, entry).await?.into_blocking()?;
+                let run = checkpoint::open_cold_run(dir, entry).await?;
                 opened.push(ColdRun {
                     entry: (*entry).clone(),
                     run: Arc::new(run),
@@ -102,6 +105,12 @@ impl ColdRuns {
             }
         }
         let mut followed = self.followed();
+        let closed = followed
+            .runs
+            .iter()
+            .filter(|run| !named.contains(&&run.entry));
+        let closed_page_reads: u64 = closed.map(|run| run.run.pages_read_blocking() as u64).sum();
+        followed.closed_page_reads += closed_page_reads;
         followed.runs.retain(|run| named.contains(&&run.entry));
         followed.runs.extend(opened);
         followed
@@ -115,8 +124,9 @@ impl ColdRuns {
 
     /// Reads ahead, through the core's io_uring, the blocks holding `wanted` (what an entry
     /// about to apply may read, `Ledger::cold_reads`) and holds them for `holds` until
-    /// [`ColdRuns::release_prefetched`]: the apply then reads them without blocking. Returns
-    /// how many blocks were read or found cached. A failed read is returned; the apply's own
+    /// [`ColdRuns::release_prefetched`]: the apply then reads them without blocking. The
+    /// filter and index pages that find those blocks are read first. Returns how many blocks
+    /// were read or found cached, and pages read. A failed read is returned; the apply's own
     /// read of that entry then fails the same way.
     /// At most `held_max` blocks are held in the cache at once, by every reader: what does
     /// not fit is read when asked, blocking.
@@ -126,6 +136,24 @@ impl ColdRuns {
         holds: &mut Holds,
         held_max: usize,
     ) -> Result<usize, StorageError> {
+        // The pages of filters and indexes the lookups read first: the filters', then the
+        // indexes' of the keys that pass.
+        let mut pages = 0;
+        for _ in 0..2 {
+            let mut by_run: Vec<(Arc<BlockingRun>, Vec<Page>)> = Vec::new();
+            {
+                let followed = self.followed();
+                for (keyspace, key) in wanted {
+                    for run in followed.covering(*keyspace, *key) {
+                        add_blocks(&mut by_run, &run.run, run.run.page_missing(*key));
+                    }
+                }
+            }
+            match load_pages(by_run).await? {
+                0 => break,
+                loaded => pages += loaded,
+            }
+        }
         // Per run, the blocks to read, in the order first wanted.
         let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
         {
@@ -133,7 +161,7 @@ impl ColdRuns {
             let mut seen = HashSet::new();
             for (keyspace, key) in wanted {
                 for run in followed.covering(*keyspace, *key) {
-                    let Some(block) = run.run.block_for(*key) else {
+                    let Some(block) = run.run.block_for(*key)? else {
                         continue;
                     };
                     if !seen.insert((Arc::as_ptr(&run.run), block)) {
@@ -143,7 +171,7 @@ impl ColdRuns {
                 }
             }
         }
-        self.read_ahead(by_run, holds, held_max).await
+        Ok(pages + self.read_ahead(by_run, holds, held_max).await?)
     }
 
     /// Reads `by_run`'s blocks ahead for `holds`, as many as fit under `held_max` blocks
@@ -177,6 +205,29 @@ impl ColdRuns {
         holds: &mut Holds,
         held_max: usize,
     ) -> Result<usize, StorageError> {
+        // The index pages that find the ranges' bounds in each run, read first.
+        let mut pages: Vec<(Arc<BlockingRun>, Vec<Page>)> = Vec::new();
+        {
+            let followed = self.followed();
+            for range in ranges
+                .iter()
+                .filter(|range| range.keys.start < range.keys.end)
+            {
+                let (start, end) = (range.keys.start, range.keys.end);
+                let runs = followed.of_keyspace(range.keyspace).iter();
+                for run in
+                    runs.filter(|run| run.entry.first_key < end && start <= run.entry.last_key)
+                {
+                    let bounds = [
+                        start.max(run.entry.first_key),
+                        (end - 1).min(run.entry.last_key),
+                    ];
+                    let missing = bounds.map(|key| run.run.index_page_missing(key));
+                    add_blocks(&mut pages, &run.run, missing.into_iter().flatten());
+                }
+            }
+        }
+        let pages = load_pages(pages).await?;
         let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
         {
             let followed = self.followed();
@@ -212,8 +263,8 @@ impl ColdRuns {
                     if entries == 0 {
                         break;
                     }
-                    let first = run.run.block_of(start.max(run.entry.first_key));
-                    let last = run.run.block_of((end - 1).min(run.entry.last_key));
+                    let first = run.run.block_of(start.max(run.entry.first_key))?;
+                    let last = run.run.block_of((end - 1).min(run.entry.last_key))?;
                     let (Some(first), Some(last)) = (first, last) else {
                         continue;
                     };
@@ -231,7 +282,7 @@ impl ColdRuns {
             blocks.sort_unstable();
             blocks.dedup();
         }
-        self.read_ahead(by_run, holds, held_max).await
+        Ok(pages + self.read_ahead(by_run, holds, held_max).await?)
     }
 
     /// Most blocks the cache holds for readers, beyond its capacity.
@@ -245,9 +296,17 @@ impl ColdRuns {
         self.cache.release(holds);
     }
 
-    /// What the partition's block cache did so far: a miss is a blocking read.
+    /// What the partition's block cache did so far: a miss is a blocking read, of a block the
+    /// cache lacked or of a page of a run's index or filter not read ahead.
     pub(crate) fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
+        let mut stats = self.cache.stats();
+        let followed = self.followed();
+        let open = followed
+            .runs
+            .iter()
+            .map(|run| run.run.pages_read_blocking() as u64);
+        stats.misses += followed.closed_page_reads + open.sum::<u64>();
+        stats
     }
 
     /// Bytes of the indexes and filters in memory of `keyspace`'s open runs.
@@ -266,10 +325,22 @@ impl ColdRuns {
 }
 
 /// Adds `blocks` of `run` to the blocks to read, per run.
-fn add_blocks(
-    by_run: &mut Vec<(Arc<BlockingRun>, Vec<u64>)>,
+/// Reads `by_run`'s pages ahead; returns how many.
+async fn load_pages(by_run: Vec<(Arc<BlockingRun>, Vec<Page>)>) -> Result<usize, StorageError> {
+    let mut count = 0;
+    for (run, mut pages) in by_run {
+        pages.sort_unstable();
+        pages.dedup();
+        count += pages.len();
+        run.load_pages(&pages).await?;
+    }
+    Ok(count)
+}
+
+fn add_blocks<T>(
+    by_run: &mut Vec<(Arc<BlockingRun>, Vec<T>)>,
     run: &Arc<BlockingRun>,
-    blocks: impl IntoIterator<Item = u64>,
+    blocks: impl IntoIterator<Item = T>,
 ) {
     match by_run
         .iter_mut()

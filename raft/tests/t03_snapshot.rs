@@ -97,6 +97,93 @@ fn transfers_read(ledger: &Ledger) -> (usize, Vec<Transfer>, Vec<Transfer>) {
     (ledger.transfers_in_memory(), found, listed)
 }
 
+/// `count` transfers with ids scattered over the id space (ids `n`, `n + 1`, ... hashed),
+/// as command `n`.
+fn scattered_transfers(n: u64, first: u64, count: u64) -> kassa_shard::Command {
+    let transfers = (first..first + count)
+        .map(|at| {
+            let id = u128::from(at.wrapping_mul(0x9e37_79b9_7f4a_7c15)) << 32 | 1;
+            let debit = 1 + u128::from(at) % ACCOUNTS;
+            transfer(id, debit, 1 + debit % ACCOUNTS, 1)
+        })
+        .collect();
+    kassa_shard::Command::CreateTransfers {
+        now: now(n),
+        transfers,
+    }
+}
+
+/// The id runs' keys and bytes in memory.
+fn id_runs(partition: &Partition) -> (u64, u64) {
+    let store = partition.metrics().store;
+    let ids = store
+        .keyspaces
+        .iter()
+        .find(|k| k.keyspace == "transfer-ids");
+    let ids = ids.expect("id runs");
+    (ids.keys, ids.memory_bytes)
+}
+
+/// Id runs of tens of thousands of scattered ids have filters (and, once merged, indexes) of
+/// many pages. A reopened partition reads none of those pages; a batch of new ids then reads
+/// the pages its lookups need ahead of its apply, through io_uring, so that the apply blocks
+/// on no read, and retries of old ids do the same.
+#[test]
+fn t03_a_restart_reads_no_index_or_filter_page_and_applies_read_them_ahead() {
+    let dir = TempDir::new("t03-pages");
+    const IDS: u64 = 8_000;
+    let status = run(async {
+        let partition = Partition::open(config(dir.path(), 3)).await.expect("open");
+        let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
+        assert_all_created(&reply.expect("accounts"));
+        for n in 1..=12 {
+            let command = scattered_transfers(n, n * IDS, IDS);
+            assert_all_created(&partition.write(command).await.expect("transfers"));
+        }
+        let status = wait_snapshot(&partition, 12).await;
+        partition.shutdown().await.expect("shutdown");
+        status
+    });
+    run(async {
+        let partition = Partition::open(config(dir.path(), 3))
+            .await
+            .expect("reopen");
+        assert!(partition.status().snapshot_index >= status.snapshot_index);
+        let (keys, opened) = id_runs(&partition);
+        // 96,000 ids at 10 bits: 120 KB of filters, none of them read; what is in memory is
+        // the indexes of one page, read whole (16 bytes per block of 204 ids), and the page
+        // tables.
+        let filters = keys * 10 / 8;
+        assert!(filters > 100_000, "{filters} bytes of id filters");
+        assert!(
+            opened * 5 < filters,
+            "{opened} bytes at open, {filters} before"
+        );
+        // No read blocks, in the apply or before it: every page and block is read ahead.
+        let blocking = || partition.metrics().store.cache.misses;
+        let before = blocking();
+        let command = scattered_transfers(13, 13 * IDS, IDS);
+        assert_all_created(&partition.write(command).await.expect("new ids"));
+        let after = partition.status();
+        assert!(after.cold_prefetched_blocks > 0, "{after:?}");
+        assert_eq!(after.cold_blocking_reads, 0, "{after:?}");
+        assert_eq!(blocking(), before);
+        let (_, loaded) = id_runs(&partition);
+        assert!(
+            loaded > opened + filters / 2,
+            "{loaded} bytes after, {opened} at open"
+        );
+        let retry = scattered_transfers(14, 2 * IDS, IDS);
+        let reply = partition.write(retry).await.expect("retries");
+        let statuses = transfer_statuses(&reply);
+        assert!(statuses.iter().all(|s| *s == CreateTransferStatus::Exists));
+        assert_eq!(partition.status().cold_blocking_reads, 0);
+        assert_eq!(blocking(), before);
+        partition.read(check_ledger);
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
 #[test]
 fn t03_snapshots_purge_and_restore_after_shutdown() {
     let dir = TempDir::new("t03-shutdown");

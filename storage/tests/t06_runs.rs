@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
-use kassa_storage::run::{BlockCache, CacheStats, Holds, Run, RunOptions, RunWriter};
+use kassa_storage::run::{
+    BlockCache, BlockingRun, CacheStats, Holds, Page, Run, RunOptions, RunWriter,
+};
 use kassa_storage::StorageError;
 
 /// `count` distinct pseudo-random keys (sorted) with values of `value_size` bytes.
@@ -78,8 +80,13 @@ fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
                 passed += usize::from(run.may_contain(*key));
                 assert_eq!(run.get(*key).await.expect("get absent"), None);
             }
-            // The same run read with blocking reads finds the same.
-            let blocking = run.into_blocking().expect("blocking");
+            // The same run read with blocking reads finds the same, its filter (and, with 64-
+            // byte values, its index: 981 blocks) read a page at a time.
+            let blocking = BlockingRun::open(&dir.path().join(&name))
+                .await
+                .expect("open blocking");
+            let opened = blocking.memory_size();
+            assert!(opened < run.memory_size() / 4, "{opened} bytes at open");
             let mut found = vec![0; value_size];
             let cache = BlockCache::new(16);
             for (key, value) in data.iter().step_by(7) {
@@ -93,6 +100,9 @@ fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
                 assert!(!found.expect("blocking absent"));
             }
             assert!(cache.stats().blocks <= 16);
+            assert!(blocking.memory_size() > opened);
+            // At most all of both, each padded to whole pages.
+            assert!(blocking.memory_size() <= run.memory_size() + opened + 2 * 4096);
             assert!(
                 passed < 400,
                 "{passed} of 20,000 absent keys passed the filter"
@@ -310,7 +320,7 @@ fn after_damage(dir: &Path, name: &str, damage: impl FnOnce(&mut Vec<u8>)) -> St
     assert_eq!(merged.to_string(), error.to_string());
     // A blocking read checks every block as `get` does: the same error.
     let blocking: Result<(), StorageError> = run(async {
-        let run = Run::open(&damaged).await?.into_blocking()?;
+        let run = BlockingRun::open(&damaged).await?;
         let mut value = [0; 4];
         let cache = BlockCache::new(4);
         for key in data.keys() {
@@ -335,8 +345,9 @@ fn damage_anywhere_is_corruption_at_its_place() {
     let dir = new_dir("t06-damage");
     run(async { write(dir.path(), "ids", &data(11, 2_000, 4), 4).await });
     let size = std::fs::metadata(dir.path().join("ids")).unwrap().len() as usize;
-    // 2,000 keys at 204 a block: 10 data blocks, then the index, the filter and the footer.
-    assert_eq!(size, (10 + 1 + 1 + 1) * 4096);
+    // 2,000 keys at 204 a block: 10 data blocks, then the index, the filter, the page table
+    // and the footer.
+    assert_eq!(size, (10 + 1 + 1 + 1 + 1) * 4096);
     let in_block = after_damage(dir.path(), "ids", |bytes| bytes[3 * 4096 + 100] ^= 1);
     assert_eq!(offset_of(&in_block), 3 * 4096);
     let moved = after_damage(dir.path(), "ids", |bytes| {
@@ -349,8 +360,10 @@ fn damage_anywhere_is_corruption_at_its_place() {
     assert_eq!(offset_of(&index), 10 * 4096);
     let filter = after_damage(dir.path(), "ids", |bytes| bytes[11 * 4096 + 5] ^= 1);
     assert_eq!(offset_of(&filter), 11 * 4096);
-    let footer = after_damage(dir.path(), "ids", |bytes| bytes[12 * 4096 + 20] ^= 1);
-    assert_eq!(offset_of(&footer), 12 * 4096);
+    let table = after_damage(dir.path(), "ids", |bytes| bytes[12 * 4096 + 5] ^= 1);
+    assert_eq!(offset_of(&table), 12 * 4096);
+    let footer = after_damage(dir.path(), "ids", |bytes| bytes[13 * 4096 + 20] ^= 1);
+    assert_eq!(offset_of(&footer), 13 * 4096);
     let cut = after_damage(dir.path(), "ids", |bytes| bytes.truncate(size - 4096));
     assert!(matches!(cut, StorageError::Corrupt { .. }), "{cut}");
     let torn = after_damage(dir.path(), "ids", |bytes| bytes.truncate(size - 100));
@@ -441,7 +454,7 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     });
     let blocks: std::collections::BTreeSet<u64> = wanted
         .iter()
-        .map(|key| blocking.block_for(*key).expect("in the run"))
+        .map(|key| blocking.block_for(*key).expect("read").expect("in the run"))
         .collect();
     assert!(blocks.len() > 64, "{} blocks", blocks.len());
     let blocks: Vec<u64> = blocks.into_iter().collect();
@@ -466,7 +479,9 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     assert_eq!(cache.stats().misses, misses, "held blocks read no disk");
     // A key no run holds has no block to prefetch (the filter rules most out).
     let absent = (0..1_000u128).filter(|k| !data.contains_key(k));
-    let passed = absent.filter(|k| blocking.block_for(*k).is_some()).count();
+    let passed = absent
+        .filter(|k| blocking.block_for(*k).expect("read").is_some())
+        .count();
     assert!(
         passed < 100,
         "{passed} of 1000 absent keys passed the filter"
@@ -486,7 +501,7 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     assert_eq!(cache.held(), 10, "the second reader's blocks stay");
     for key in wanted
         .iter()
-        .filter(|key| blocks[..10].contains(&blocking.block_for(**key).unwrap()))
+        .filter(|key| blocks[..10].contains(&blocking.block_for(**key).unwrap().unwrap()))
     {
         assert!(blocking.get(*key, &mut value, &cache).expect("get"));
     }
@@ -499,7 +514,7 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     let misses = cache.stats().misses;
     let mut holds = Holds::new();
     run(async {
-        let block = blocking.block_for(last).expect("in the run");
+        let block = blocking.block_for(last).expect("read").expect("in the run");
         let blocks = [block];
         let prefetched = blocking.prefetch(&blocks, &cache, &mut holds);
         prefetched.await.expect("prefetch");
@@ -658,4 +673,81 @@ fn a_dense_run_keeps_no_index_and_answers_as_an_indexed_one() {
     });
     let lost = lost.expect_err("a lost entry went unnoticed");
     assert_eq!(offset_of(&lost), 3 * 4096);
+}
+
+/// A run of more than one page of index and of filter, opened for blocking reads, reads them
+/// a page at a time: pages read ahead (`page_missing`, `load_pages`) leave nothing for its
+/// lookups to read but data blocks, and a damaged page is corruption at that page's offset,
+/// found by the lookup that reads it, while lookups elsewhere still answer.
+#[test]
+fn index_and_filter_pages_are_read_when_needed_and_checked() {
+    let dir = new_dir("t06-pages");
+    let value_size = 64;
+    // 51 entries a block: 1,961 blocks, so 8 index pages; 100,000 keys at 10 bits, 31 filter
+    // pages.
+    let data = data(21, 100_000, value_size);
+    let path = dir.path().join("pages");
+    run(async { write(dir.path(), "pages", &data, value_size).await });
+    let footer = run(async { *Run::open(&path).await.expect("open").footer() });
+    assert_eq!((footer.index_pages(), footer.filter_pages()), (8, 31));
+    let keys: Vec<u128> = data.keys().copied().step_by(997).collect();
+    run(async {
+        let blocking = BlockingRun::open(&path).await.expect("open");
+        let mut rounds = 0;
+        loop {
+            let mut pages: Vec<Page> = keys
+                .iter()
+                .filter_map(|k| blocking.page_missing(*k))
+                .collect();
+            if pages.is_empty() {
+                break;
+            }
+            pages.sort_unstable_by_key(|page| format!("{page:?}"));
+            pages.dedup();
+            blocking.load_pages(&pages).await.expect("load pages");
+            rounds += 1;
+        }
+        assert_eq!(rounds, 2, "the filter's pages, then the index's");
+        let loaded = blocking.memory_size();
+        let cache = BlockCache::new(0);
+        let mut value = vec![0; value_size];
+        for key in &keys {
+            assert!(blocking.block_for(*key).expect("block").is_some());
+            assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+            assert_eq!(&value, &data[key]);
+        }
+        assert_eq!(
+            blocking.memory_size(),
+            loaded,
+            "no page read after the read-ahead"
+        );
+    });
+    // Index page 3 and filter page 7 are damaged.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let index_page = footer.index_offset + 3 * 4096;
+    let filter_page = footer.filter_offset + 7 * 4096;
+    bytes[index_page as usize + 100] ^= 1;
+    bytes[filter_page as usize + 100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    run(async {
+        let blocking = BlockingRun::open(&path).await.expect("the table is intact");
+        let cache = BlockCache::new(0);
+        let mut value = vec![0; value_size];
+        let (mut index_damage, mut filter_damage, mut answered) = (0, 0, 0);
+        for key in data.keys().step_by(13) {
+            match blocking.get(*key, &mut value, &cache) {
+                Ok(found) => {
+                    assert!(found);
+                    answered += 1;
+                }
+                Err(error) if offset_of(&error) == index_page => index_damage += 1,
+                Err(error) if offset_of(&error) == filter_page => filter_damage += 1,
+                Err(error) => panic!("{error}"),
+            }
+        }
+        assert!(index_damage > 0 && filter_damage > 0 && answered > 0);
+        // Read whole, the same damage is the index's checksum.
+        let whole = Run::open(&path).await.err().expect("damage found");
+        assert_eq!(offset_of(&whole), footer.index_offset);
+    });
 }

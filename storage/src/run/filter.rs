@@ -91,9 +91,33 @@ impl Filter {
     }
 
     fn block_of(&self, hash: u64) -> usize {
-        (((hash >> 32) * self.blocks.len() as u64) >> 32) as usize
+        block_of(hash, self.blocks.len() as u64) as usize
     }
+}
 
+/// Where `key` falls in a filter of `blocks` blocks seeded `seed`: the block, and the hash
+/// that [`block_passes`] tests it with. For a filter read a page at a time.
+pub(super) fn probe(seed: u64, blocks: u64, key: u128) -> (u64, u64) {
+    let hash = hash(seed, key);
+    (block_of(hash, blocks), hash)
+}
+
+/// Whether a key of `hash` may be in the filter whose block (as [`Filter::encode`] wrote it)
+/// is `bytes`.
+pub(super) fn block_passes(bytes: &[u8], hash: u64) -> bool {
+    assert_eq!(bytes.len(), FILTER_BLOCK_SIZE);
+    let words = bytes.chunks_exact(4);
+    words.zip(SALTS).all(|(word, salt)| {
+        let word = u32::from_le_bytes(word.try_into().expect("four bytes"));
+        word & bit(hash, salt) != 0
+    })
+}
+
+fn block_of(hash: u64, blocks: u64) -> u64 {
+    ((hash >> 32) * blocks) >> 32
+}
+
+impl Filter {
     /// The blocks as little-endian bytes, `size()` of them.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(self.size());

@@ -4,19 +4,27 @@
 //! lookups and key ranges with one 4 KiB read per block, and answers most keys it does not
 //! hold from its in-memory [`Filter`] without reading the disk.
 //!
-//! # File format (version 1, integers little-endian)
+//! # File format (version 2, integers little-endian)
 //! ```text
 //! data blocks  B × 4096 bytes, keys ascending across the whole file:
 //!              crc32c u32 (of bytes 4..4096) | entries u16 (≥ 1) | reserved u16 (0)
 //!              | block number u64 | entries × (key u128, value) | zeros
 //! index        B × first key u128 of each data block, zero-padded to a 4096 multiple
 //! filter       the split-block Bloom filter's words, zero-padded to a 4096 multiple
+//! page table   for each 4096-byte page of the index: its first key u128 and crc32c u32
+//!              (of the whole page); then for each page of the filter: its crc32c u32;
+//!              zero-padded to a 4096 multiple (version 2 only)
 //! footer       one 4096-byte block: magic "KASSARUN" | version u32 | value size u32
 //!              | keys u64 | data blocks u64 | index offset u64 | index size u64
 //!              | filter offset u64 | filter size u64 | filter seed u64 | index crc32c u32
-//!              | filter crc32c u32 | first key u128 | last key u128 | reserved (zero)
+//!              | filter crc32c u32 | first key u128 | last key u128
+//!              | page table crc32c u32 (version 2; zero in version 1) | reserved (zero)
 //!              | footer crc32c u32 (of the footer's bytes before it, at offset 124) | zeros
 //! ```
+//! The page table lets a reader keep neither the index nor the filter in memory: it reads
+//! a page of either when a lookup needs it, checked against the table, which is 20 bytes per
+//! 256 data blocks plus 4 bytes per 4096 bytes of filter (`paged.rs`). A version 1 run
+//! (no page table) is still read, with its index and filter read whole.
 //! Every region starts on a 4096-byte boundary, so the file is read with `O_DIRECT` in whole
 //! blocks. The footer's offsets must describe exactly the file's size, and every checksum,
 //! count and key order is checked before it is used: a damaged run is
@@ -32,12 +40,13 @@
 
 mod cache;
 mod filter;
+mod paged;
 mod reader;
 mod writer;
 
 pub use cache::{BlockCache, CacheStats, Holds};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
-pub use reader::{Block, BlockingRun, Run, PREFETCH_READS_AT_ONCE};
+pub use reader::{Block, BlockingRun, Page, Run, PREFETCH_READS_AT_ONCE};
 pub use writer::{RunOptions, RunWriter};
 
 use std::path::Path;
@@ -46,13 +55,14 @@ use crate::aligned::BLOCK_SIZE;
 pub use crate::files::sync_directory;
 use crate::{files, StorageError};
 
-/// The format version this code writes and reads.
-pub const RUN_VERSION: u32 = 1;
+/// The format version this code writes; it reads this one and version 1.
+pub const RUN_VERSION: u32 = 2;
 /// The largest value a run holds; a data block holds at least three entries.
 pub const RUN_VALUE_SIZE_MAX: usize = 1024;
 const MAGIC: [u8; 8] = *b"KASSARUN";
 /// Bytes before a data block's first entry.
 const BLOCK_HEADER_SIZE: usize = 16;
+use paged::INDEX_PAGE_ENTRY_SIZE;
 /// Bytes of the footer covered by its checksum; the checksum follows them.
 const FOOTER_CHECKED_SIZE: usize = 124;
 
@@ -72,6 +82,7 @@ pub fn entries_per_block(value_size: usize) -> usize {
 /// What a run's footer says of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footer {
+    pub version: u32,
     pub value_size: u32,
     pub keys: u64,
     pub data_blocks: u64,
@@ -85,13 +96,38 @@ pub struct Footer {
     /// The smallest and largest key (both 0 in a run of no keys).
     pub first_key: u128,
     pub last_key: u128,
+    /// The page table's checksum (version 2; 0 in version 1).
+    pub pages_crc: u32,
 }
 
 impl Footer {
+    /// 4096-byte pages of the index region.
+    pub fn index_pages(&self) -> u64 {
+        self.index_size.div_ceil(BLOCK_SIZE as u64)
+    }
+
+    /// 4096-byte pages of the filter region.
+    pub fn filter_pages(&self) -> u64 {
+        self.filter_size.div_ceil(BLOCK_SIZE as u64)
+    }
+
+    /// Where the page table starts: right after the filter.
+    pub fn pages_offset(&self) -> u64 {
+        self.filter_offset + align(self.filter_size)
+    }
+
+    /// Bytes of the page table (none in version 1).
+    pub fn pages_size(&self) -> u64 {
+        match self.version {
+            1 => 0,
+            _ => self.index_pages() * INDEX_PAGE_ENTRY_SIZE + self.filter_pages() * 4,
+        }
+    }
+
     fn encode(&self) -> [u8; BLOCK_SIZE] {
         let mut out = [0u8; BLOCK_SIZE];
         out[0..8].copy_from_slice(&MAGIC);
-        out[8..12].copy_from_slice(&RUN_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.version.to_le_bytes());
         out[12..16].copy_from_slice(&self.value_size.to_le_bytes());
         let words = [
             self.keys,
@@ -109,6 +145,7 @@ impl Footer {
         out[76..80].copy_from_slice(&self.filter_crc.to_le_bytes());
         out[80..96].copy_from_slice(&self.first_key.to_le_bytes());
         out[96..112].copy_from_slice(&self.last_key.to_le_bytes());
+        out[112..116].copy_from_slice(&self.pages_crc.to_le_bytes());
         let crc = crc32c::crc32c(&out[..FOOTER_CHECKED_SIZE]);
         out[FOOTER_CHECKED_SIZE..FOOTER_CHECKED_SIZE + 4].copy_from_slice(&crc.to_le_bytes());
         out
@@ -125,11 +162,20 @@ impl Footer {
         if read_u32(block, FOOTER_CHECKED_SIZE) != crc {
             return Err(corrupt("run footer checksum mismatch"));
         }
-        if read_u32(block, 8) != RUN_VERSION {
+        let version = read_u32(block, 8);
+        if !(1..=RUN_VERSION).contains(&version) {
             return Err(corrupt("unknown run format version"));
+        }
+        if block[116..FOOTER_CHECKED_SIZE]
+            .iter()
+            .any(|byte| *byte != 0)
+            || (version == 1 && read_u32(block, 112) != 0)
+        {
+            return Err(corrupt("run footer's reserved bytes are not zero"));
         }
         let word = |at: usize| read_u64(block, 16 + at * 8);
         let footer = Footer {
+            version,
             value_size: read_u32(block, 12),
             keys: word(0),
             data_blocks: word(1),
@@ -142,6 +188,7 @@ impl Footer {
             filter_crc: read_u32(block, 76),
             first_key: read_u128(block, 80),
             last_key: read_u128(block, 96),
+            pages_crc: read_u32(block, 112),
         };
         footer.check(size).map_err(corrupt)?;
         Ok(footer)
@@ -169,7 +216,8 @@ impl Footer {
         {
             return Err("run filter does not follow its index");
         }
-        if filter_end.and_then(|end| end.checked_add(BLOCK_SIZE as u64)) != Some(size) {
+        let pages_end = filter_end.and_then(|end| end.checked_add(align(self.pages_size())));
+        if pages_end.and_then(|end| end.checked_add(BLOCK_SIZE as u64)) != Some(size) {
             return Err("run footer does not describe the file's size");
         }
         if self.keys > 0 && self.first_key > self.last_key {
@@ -210,6 +258,7 @@ mod tests {
 
     fn footer() -> Footer {
         Footer {
+            version: RUN_VERSION,
             value_size: 4,
             keys: 300,
             data_blocks: 2,
@@ -222,13 +271,15 @@ mod tests {
             filter_crc: 2,
             first_key: 5,
             last_key: 1 << 100,
+            pages_crc: 3,
         }
     }
 
     #[test]
     fn footer_round_trips_and_every_byte_is_checked() {
         let path = Path::new("run-test");
-        let size = 5 * 4096;
+        // Data, index, filter, page table, footer.
+        let size = 6 * 4096;
         let bytes = footer().encode();
         assert_eq!(Footer::decode(path, 0, &bytes, size).unwrap(), footer());
         for at in 0..FOOTER_CHECKED_SIZE + 4 {
@@ -244,8 +295,9 @@ mod tests {
 
     #[test]
     fn inconsistent_footers_are_refused() {
-        let size = 5 * 4096;
-        let cases: [fn(&mut Footer); 6] = [
+        let size = 6 * 4096;
+        let cases: [fn(&mut Footer); 7] = [
+            |f| f.version = 1,
             |f| f.data_blocks = 1,
             |f| f.index_size = 16,
             |f| f.filter_offset += 4096,

@@ -7,6 +7,10 @@
 //! aligned 4 KiB read, and none when the filter rules the key out; every block read is
 //! checked (checksum, number, entry count, key order and range) before it answers anything.
 //!
+//! A [`BlockingRun`] opened by [`BlockingRun::open`] keeps neither: it reads the page table of
+//! a version 2 run and reads a page of its index or filter when a lookup first needs it
+//! (`paged.rs`), or ahead of it ([`BlockingRun::load_pages`]).
+//!
 //! Reads go through io_uring on the core that owns the run; the file is opened read-only with
 //! `O_DIRECT`, so the page cache neither holds a second copy of the run nor decides what stays
 //! in memory: a cache of blocks above this (the store's) does.
@@ -19,6 +23,8 @@ use monoio::buf::IoBufMut;
 use monoio::fs::File;
 
 use super::cache::{BlockCache, Holds};
+use super::filter::{self, FILTER_BLOCK_SIZE};
+use super::paged::{PageTable, PagedRegion, INDEX_PAGE_KEYS};
 use super::{corrupt, entries_per_block, read_u128, read_u32, Filter, Footer, BLOCK_HEADER_SIZE};
 use crate::aligned::{align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
@@ -48,7 +54,7 @@ struct Shape {
     path: PathBuf,
     footer: Footer,
     index: Index,
-    filter: Filter,
+    filter: RunFilter,
 }
 
 /// Where each data block's keys start.
@@ -61,6 +67,13 @@ enum Index {
         first: u128,
         per_block: u64,
         keys: u64,
+        blocks: u64,
+    },
+    /// The file's index read a page (256 blocks' first keys) at a time, when first needed;
+    /// `firsts` holds each page's first key, from the page table.
+    Paged {
+        firsts: Vec<u128>,
+        region: PagedRegion,
         blocks: u64,
     },
 }
@@ -83,22 +96,31 @@ impl Index {
     }
 
     /// The first key of block `number`, if the run has that block.
-    fn first_key(&self, number: u64) -> Option<u128> {
-        match self {
-            Index::Listed(firsts) => firsts.get(usize::try_from(number).ok()?).copied(),
+    fn first_key(&self, number: u64) -> Result<Option<u128>, StorageError> {
+        Ok(match self {
+            Index::Listed(firsts) => usize::try_from(number)
+                .ok()
+                .and_then(|number| firsts.get(number).copied()),
             Index::Dense {
                 first,
                 per_block,
                 blocks,
                 ..
             } => (number < *blocks).then(|| first + u128::from(number * per_block)),
-        }
+            Index::Paged { region, blocks, .. } => {
+                if number >= *blocks {
+                    return Ok(None);
+                }
+                let page = region.page(number / INDEX_PAGE_KEYS)?;
+                Some(read_u128(page, (number % INDEX_PAGE_KEYS) as usize * 16))
+            }
+        })
     }
 
     /// The blocks whose first key is not above `key`: the block holding `key`, if any, is
     /// the last of them.
-    fn blocks_from_up_to(&self, key: u128) -> u64 {
-        match self {
+    fn blocks_from_up_to(&self, key: u128) -> Result<u64, StorageError> {
+        Ok(match self {
             Index::Listed(firsts) => firsts.partition_point(|first| *first <= key) as u64,
             Index::Dense {
                 first,
@@ -112,13 +134,35 @@ impl Index {
                     u64::try_from(block).map_or(*blocks, |block| (block + 1).min(*blocks))
                 }
             },
-        }
+            Index::Paged {
+                firsts,
+                region,
+                blocks,
+            } => {
+                let Some(page) = Index::page_of(firsts, key) else {
+                    return Ok(0);
+                };
+                let listed = (blocks - page * INDEX_PAGE_KEYS).min(INDEX_PAGE_KEYS) as usize;
+                let bytes = region.page(page)?;
+                let entries = bytes[..listed * 16].chunks_exact(16);
+                let below = entries
+                    .take_while(|entry| read_u128(entry, 0) <= key)
+                    .count();
+                page * INDEX_PAGE_KEYS + below as u64
+            }
+        })
+    }
+
+    /// The page of a paged index that lists the block holding `key`, if any.
+    fn page_of(firsts: &[u128], key: u128) -> Option<u64> {
+        let pages = firsts.partition_point(|first| *first <= key);
+        pages.checked_sub(1).map(|page| page as u64)
     }
 
     /// The entries block `number` must hold, when the index says (a dense run's).
     fn entries_of(&self, number: u64) -> Option<usize> {
         match self {
-            Index::Listed(_) => None,
+            Index::Listed(_) | Index::Paged { .. } => None,
             Index::Dense {
                 per_block,
                 keys,
@@ -140,8 +184,78 @@ impl Index {
         match self {
             Index::Listed(firsts) => firsts.len() * 16,
             Index::Dense { .. } => 0,
+            Index::Paged { firsts, region, .. } => firsts.len() * 16 + region.memory_size(),
         }
     }
+}
+
+/// A run's filter: in memory whole, or read a page at a time when first needed.
+enum RunFilter {
+    Resident(Filter),
+    Paged {
+        seed: u64,
+        /// Its 32-byte blocks.
+        blocks: u64,
+        region: PagedRegion,
+    },
+}
+
+impl RunFilter {
+    fn may_contain(&self, key: u128) -> Result<bool, StorageError> {
+        match self {
+            RunFilter::Resident(filter) => Ok(filter.may_contain(key)),
+            RunFilter::Paged {
+                seed,
+                blocks,
+                region,
+            } => {
+                let (block, hash) = filter::probe(*seed, *blocks, key);
+                let (page, at) = RunFilter::place(block);
+                let bytes = region.page(page)?;
+                Ok(filter::block_passes(
+                    &bytes[at..at + FILTER_BLOCK_SIZE],
+                    hash,
+                ))
+            }
+        }
+    }
+
+    /// The page of a paged filter that `key`'s probe reads, if it is not loaded.
+    fn page_missing(&self, key: u128) -> Option<u64> {
+        let RunFilter::Paged {
+            seed,
+            blocks,
+            region,
+        } = self
+        else {
+            return None;
+        };
+        let (page, _) = RunFilter::place(filter::probe(*seed, *blocks, key).0);
+        (!region.is_loaded(page)).then_some(page)
+    }
+
+    /// The page and the offset in it of filter block `block`.
+    fn place(block: u64) -> (u64, usize) {
+        let offset = block * FILTER_BLOCK_SIZE as u64;
+        (
+            offset / BLOCK_SIZE as u64,
+            (offset % BLOCK_SIZE as u64) as usize,
+        )
+    }
+
+    fn memory_size(&self) -> usize {
+        match self {
+            RunFilter::Resident(filter) => filter.size(),
+            RunFilter::Paged { region, .. } => region.memory_size(),
+        }
+    }
+}
+
+/// A page of a run's index or filter, to read ahead ([`BlockingRun::load_pages`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Page {
+    Index(u64),
+    Filter(u64),
 }
 
 /// One data block read from a run and checked: its entries, in key order.
@@ -192,12 +306,16 @@ impl Run {
         let footer_offset = size - BLOCK_SIZE as u64;
         let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
         let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
+        if footer.version >= 2 {
+            // Not used with the index and filter in memory, but checked all the same.
+            read_page_table(&file, path, &footer).await?;
+        }
         let index = match Index::dense(&footer) {
             Some(index) => index,
             None => Index::Listed(read_index(&file, path, &footer).await?),
         };
         if !with_filter {
-            let filter = Filter::passing_all(footer.filter_seed);
+            let filter = RunFilter::Resident(Filter::passing_all(footer.filter_seed));
             let path = path.to_path_buf();
             let shape = Shape {
                 path,
@@ -207,13 +325,7 @@ impl Run {
             };
             return Ok(Run { file, shape });
         }
-        let filter_bytes = read_region(&file, path, footer.filter_offset, size_of(&footer)).await?;
-        let filter_bytes = &filter_bytes.as_slice()[..footer.filter_size as usize];
-        if crc32c::crc32c(filter_bytes) != footer.filter_crc {
-            return Err(corrupt(path, footer.filter_offset, "run filter checksum"));
-        }
-        let filter = Filter::decode(filter_bytes, footer.filter_seed)
-            .ok_or_else(|| corrupt(path, footer.filter_offset, "run filter size"))?;
+        let filter = RunFilter::Resident(read_filter(&file, path, &footer).await?);
         let shape = Shape {
             path: path.to_path_buf(),
             footer,
@@ -226,12 +338,7 @@ impl Run {
     /// The same run, read with blocking `pread`s from now on (the file is opened again,
     /// read-only with `O_DIRECT`).
     pub fn into_blocking(self) -> Result<BlockingRun, StorageError> {
-        let path = &self.shape.path;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .map_err(|error| StorageError::io("open run", path, error))?;
+        let file = open_blocking(&self.shape.path)?;
         Ok(BlockingRun {
             file,
             shape: self.shape,
@@ -262,13 +369,13 @@ impl Run {
 
     /// False when the run surely does not hold `key` (no read needed).
     pub fn may_contain(&self, key: u128) -> bool {
-        self.shape.may_contain(key)
+        self.shape.may_contain(key).expect(IN_MEMORY)
     }
 
     /// The data block that holds `key` if the run holds it: the last whose first key is not
     /// above it.
     pub fn block_of(&self, key: u128) -> Option<u64> {
-        self.shape.block_of(key)
+        self.shape.block_of(key).expect(IN_MEMORY)
     }
 
     /// The value of `key`, reading at most one block.
@@ -296,7 +403,7 @@ impl Run {
             return Ok(());
         }
         let mut number = self.block_of(from).unwrap_or(0);
-        let end = shape.index.blocks_from_up_to(to);
+        let end = shape.index.blocks_from_up_to(to).expect(IN_MEMORY);
         while number < end {
             let count = (end - number).min(SCAN_BLOCKS);
             let offset = number * BLOCK_SIZE as u64;
@@ -367,29 +474,168 @@ impl Run {
 }
 
 impl BlockingRun {
+    /// Opens the run at `path` for blocking reads, reading its footer and, in a run of
+    /// format version 2, its page table: its index and filter are read a page at a time when
+    /// a lookup first needs them (but for an index or filter of one page, read at once, and a
+    /// dense run's index, which is computed). A version 1 run is opened as [`Run::open`]
+    /// opens it, its index and filter read whole.
+    pub async fn open(path: &Path) -> Result<BlockingRun, StorageError> {
+        let file = monoio::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .await
+            .map_err(|error| StorageError::io("open run", path, error))?;
+        let size = files::file_size(&file, path).await?;
+        if size < BLOCK_SIZE as u64 || size % BLOCK_SIZE as u64 != 0 {
+            return Err(corrupt(path, size, "run size is not whole blocks"));
+        }
+        let footer_offset = size - BLOCK_SIZE as u64;
+        let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
+        let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
+        if footer.version == 1 {
+            return Run::open(path).await?.into_blocking();
+        }
+        let table = read_page_table(&file, path, &footer).await?;
+        let std_file = open_blocking(path)?;
+        let region = |offset, crcs, what| -> Result<PagedRegion, StorageError> {
+            let file = std_file
+                .try_clone()
+                .map_err(|error| StorageError::io("open run", path, error))?;
+            Ok(PagedRegion::new(file, path, offset, crcs, what))
+        };
+        let index = match Index::dense(&footer) {
+            Some(index) => index,
+            None if footer.index_pages() <= 1 => {
+                Index::Listed(read_index(&file, path, &footer).await?)
+            }
+            None => Index::Paged {
+                firsts: table.index_firsts,
+                region: region(footer.index_offset, table.index_crcs, "run index page")?,
+                blocks: footer.data_blocks,
+            },
+        };
+        let filter = if footer.filter_pages() <= 1 {
+            RunFilter::Resident(read_filter(&file, path, &footer).await?)
+        } else {
+            RunFilter::Paged {
+                seed: footer.filter_seed,
+                blocks: footer.filter_size / FILTER_BLOCK_SIZE as u64,
+                region: region(footer.filter_offset, table.filter_crcs, "run filter page")?,
+            }
+        };
+        Ok(BlockingRun {
+            file: std_file,
+            shape: Shape {
+                path: path.to_path_buf(),
+                footer,
+                index,
+                filter,
+            },
+            id: BLOCKING_RUN_IDS.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
     pub fn footer(&self) -> &Footer {
         &self.shape.footer
     }
 
-    /// Bytes this run keeps in memory: its index and its filter.
+    /// Bytes this run keeps in memory: its index and filter, or the pages of them read so far
+    /// and its page table.
     pub fn memory_size(&self) -> usize {
         self.shape.memory_size()
     }
 
     /// The data block that holds `key` if the run holds it: the last whose first key is not
-    /// above it (none below the run's first key).
-    pub fn block_of(&self, key: u128) -> Option<u64> {
+    /// above it (none below the run's first key). May read a page of the index.
+    pub fn block_of(&self, key: u128) -> Result<Option<u64>, StorageError> {
         self.shape.block_of(key)
     }
 
     /// The data block a `get` of `key` reads: none when the key is outside the run or its
-    /// filter rules it out.
-    pub fn block_for(&self, key: u128) -> Option<u64> {
+    /// filter rules it out. May read a page of the filter and one of the index.
+    pub fn block_for(&self, key: u128) -> Result<Option<u64>, StorageError> {
         let shape = &self.shape;
-        if !shape.may_contain(key) {
-            return None;
+        if !shape.may_contain(key)? {
+            return Ok(None);
         }
         shape.block_of(key)
+    }
+
+    /// Pages of the index and filter read with a blocking `pread` so far (not read ahead).
+    pub fn pages_read_blocking(&self) -> usize {
+        let index = match &self.shape.index {
+            Index::Paged { region, .. } => region.blocking_reads(),
+            _ => 0,
+        };
+        let filter = match &self.shape.filter {
+            RunFilter::Paged { region, .. } => region.blocking_reads(),
+            RunFilter::Resident(_) => 0,
+        };
+        index + filter
+    }
+
+    /// The next page of the filter or index not yet in memory that [`BlockingRun::block_for`]
+    /// of `key` would read, if any. A reader that must not block reads it ahead
+    /// ([`BlockingRun::load_pages`]) and asks again: after at most two rounds (the filter's
+    /// page, then the index's) there is none.
+    pub fn page_missing(&self, key: u128) -> Option<Page> {
+        let shape = &self.shape;
+        if !shape.in_range(key) {
+            return None;
+        }
+        if let Some(page) = shape.filter.page_missing(key) {
+            return Some(Page::Filter(page));
+        }
+        match shape.filter.may_contain(key) {
+            Ok(true) => self.index_page_missing(key),
+            // A failed read is the lookup's to report, when it reads the page itself.
+            Ok(false) | Err(_) => None,
+        }
+    }
+
+    /// The page of the index not yet in memory that [`BlockingRun::block_of`] of `key`
+    /// would read, if any.
+    pub fn index_page_missing(&self, key: u128) -> Option<Page> {
+        let Index::Paged { firsts, region, .. } = &self.shape.index else {
+            return None;
+        };
+        let page = Index::page_of(firsts, key)?;
+        (!region.is_loaded(page)).then_some(Page::Index(page))
+    }
+
+    /// Reads `pages` through the calling thread's io_uring (a monoio runtime),
+    /// [`PREFETCH_READS_AT_ONCE`] in flight at a time, checks each against the page table
+    /// and keeps it: lookups that need them then read no disk for them.
+    pub async fn load_pages(&self, pages: &[Page]) -> Result<(), StorageError> {
+        let shape = &self.shape;
+        let region_of = |page: Page| match (page, &shape.index, &shape.filter) {
+            (Page::Index(number), Index::Paged { region, .. }, _)
+            | (Page::Filter(number), _, RunFilter::Paged { region, .. }) => (region, number),
+            _ => unreachable!("{page:?} of a run that does not page it"),
+        };
+        let wanted: Vec<(&PagedRegion, u64)> = pages
+            .iter()
+            .map(|page| region_of(*page))
+            .filter(|(region, number)| !region.is_loaded(*number))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let io = |error| StorageError::io("read run", &shape.path, error);
+        let file = File::from_std(self.file.try_clone().map_err(io)?).map_err(io)?;
+        for chunk in wanted.chunks(PREFETCH_READS_AT_ONCE) {
+            let file = &file;
+            let reads = chunk.iter().map(|&(region, number)| async move {
+                let offset = region.offset_of(number);
+                let bytes = read_region(file, &shape.path, offset, BLOCK_SIZE).await?;
+                region.install(number, bytes.as_slice()).map(|_| ())
+            });
+            for read in futures_util::future::join_all(reads).await {
+                read?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads data blocks `numbers` through the calling thread's io_uring (a monoio runtime),
@@ -451,10 +697,10 @@ impl BlockingRun {
             shape.value_size(),
             "a value buffer of the run's size"
         );
-        if !shape.may_contain(key) {
+        if !shape.may_contain(key)? {
             return Ok(false);
         }
-        let Some(number) = shape.block_of(key) else {
+        let Some(number) = shape.block_of(key)? else {
             return Ok(false);
         };
         let found = |view: BlockView<'_>| {
@@ -482,8 +728,8 @@ impl BlockingRun {
         if footer.keys == 0 || from >= to || from > footer.last_key || to <= footer.first_key {
             return Ok(false);
         }
-        let first = self.shape.block_of(from.max(footer.first_key));
-        let last = self.shape.block_of((to - 1).min(footer.last_key));
+        let first = self.shape.block_of(from.max(footer.first_key))?;
+        let last = self.shape.block_of((to - 1).min(footer.last_key))?;
         let (Some(first), Some(last)) = (first, last) else {
             unreachable!("keys within the run's range have a block");
         };
@@ -568,19 +814,20 @@ impl Shape {
     }
 
     fn memory_size(&self) -> usize {
-        self.index.memory_size() + self.filter.size()
+        self.index.memory_size() + self.filter.memory_size()
     }
 
-    fn may_contain(&self, key: u128) -> bool {
-        self.footer.keys > 0
-            && key >= self.footer.first_key
-            && key <= self.footer.last_key
-            && self.filter.may_contain(key)
+    fn in_range(&self, key: u128) -> bool {
+        self.footer.keys > 0 && key >= self.footer.first_key && key <= self.footer.last_key
     }
 
-    fn block_of(&self, key: u128) -> Option<u64> {
-        let after = self.index.blocks_from_up_to(key);
-        after.checked_sub(1)
+    fn may_contain(&self, key: u128) -> Result<bool, StorageError> {
+        Ok(self.in_range(key) && self.filter.may_contain(key)?)
+    }
+
+    fn block_of(&self, key: u128) -> Result<Option<u64>, StorageError> {
+        let after = self.index.blocks_from_up_to(key)?;
+        Ok(after.checked_sub(1))
     }
 
     /// The entries of data block `number`, read from `offset`, once every check passed.
@@ -612,8 +859,8 @@ impl Shape {
             entries,
             value_size: self.value_size(),
         };
-        let next = self.index.first_key(number + 1);
-        let first = self.index.first_key(number).expect("a block of the run");
+        let next = self.index.first_key(number + 1)?;
+        let first = self.index.first_key(number)?.expect("a block of the run");
         if view.entry(0).0 != first
             || !(1..entries).all(|at| view.entry(at - 1).0 < view.entry(at).0)
             || next.is_some_and(|next| view.entry(entries - 1).0 >= next)
@@ -679,9 +926,45 @@ impl Block {
     }
 }
 
+/// A run's file opened again for blocking reads, read-only with `O_DIRECT`.
+fn open_blocking(path: &Path) -> Result<std::fs::File, StorageError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map_err(|error| StorageError::io("open run", path, error))
+}
+
+/// What a [`Run`] read through io_uring keeps: its index and filter whole, never paged.
+const IN_MEMORY: &str = "a run opened with io_uring keeps its index and filter in memory";
+
 /// The filter region's size on disk (whole blocks).
 fn size_of(footer: &Footer) -> usize {
     align_up(footer.filter_size) as usize
+}
+
+/// The page table of a run of format version 2, checked.
+async fn read_page_table(
+    file: &File,
+    path: &Path,
+    footer: &Footer,
+) -> Result<PageTable, StorageError> {
+    let offset = footer.pages_offset();
+    let size = footer.pages_size() as usize;
+    let bytes = read_region(file, path, offset, align_up(size as u64) as usize).await?;
+    PageTable::decode(&bytes.as_slice()[..size], footer)
+        .ok_or_else(|| corrupt(path, offset, "run page table"))
+}
+
+/// The filter, checked against its checksum.
+async fn read_filter(file: &File, path: &Path, footer: &Footer) -> Result<Filter, StorageError> {
+    let bytes = read_region(file, path, footer.filter_offset, size_of(footer)).await?;
+    let bytes = &bytes.as_slice()[..footer.filter_size as usize];
+    if crc32c::crc32c(bytes) != footer.filter_crc {
+        return Err(corrupt(path, footer.filter_offset, "run filter checksum"));
+    }
+    Filter::decode(bytes, footer.filter_seed)
+        .ok_or_else(|| corrupt(path, footer.filter_offset, "run filter size"))
 }
 
 /// The index, checked: its checksum, and keys that ascend within the footer's range.

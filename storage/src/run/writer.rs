@@ -1,7 +1,7 @@
 //! [`RunWriter`]: writes a run (format in `run/mod.rs`) from keys given in ascending order.
 //!
 //! The run is written to `<name>.tmp` with `O_DIRECT` through one aligned buffer, in writes of
-//! up to [`WRITE_SIZE`] bytes; [`RunWriter::finish`] adds the index, the filter and the footer,
+//! up to [`WRITE_SIZE`] bytes; [`RunWriter::finish`] adds the index, the filter, the page table and the footer,
 //! makes the file durable (`fdatasync`), renames it to `<name>` and fsyncs the directory. So a
 //! crash leaves either no run under `name` or the whole run; a leftover temporary file is
 //! replaced by the next writer of that name. Keys out of order or a value of the wrong size
@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use monoio::fs::File;
 
-use super::{entries_per_block, Filter, Footer, BLOCK_HEADER_SIZE, RUN_VALUE_SIZE_MAX};
+use super::paged::PageTable;
+use super::{
+    entries_per_block, Filter, Footer, BLOCK_HEADER_SIZE, RUN_VALUE_SIZE_MAX, RUN_VERSION,
+};
 use crate::aligned::{AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
 
@@ -162,11 +165,19 @@ impl RunWriter {
         }
         let mut filter = Vec::new();
         self.filter.encode(&mut filter);
+        let padded = |region: &[u8]| {
+            let mut padded = region.to_vec();
+            padded.resize(region.len().div_ceil(BLOCK_SIZE) * BLOCK_SIZE, 0);
+            padded
+        };
+        let pages = PageTable::of(&self.index, &padded(&index), &padded(&filter)).encode();
         let index_offset = data_blocks * BLOCK_SIZE as u64;
         self.put_region(&index).await?;
         let filter_offset = self.buffer_offset + self.buffer.as_slice().len() as u64;
         self.put_region(&filter).await?;
+        self.put_region(&pages).await?;
         let footer = Footer {
+            version: RUN_VERSION,
             value_size: self.options.value_size as u32,
             keys: self.keys,
             data_blocks,
@@ -179,6 +190,7 @@ impl RunWriter {
             filter_crc: crc32c::crc32c(&filter),
             first_key: self.first_key,
             last_key: self.last_key.unwrap_or(0),
+            pages_crc: crc32c::crc32c(&pages),
         };
         self.put_region(&footer.encode()).await?;
         self.write_buffer().await?;

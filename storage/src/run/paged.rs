@@ -1,0 +1,180 @@
+//! A run's index and filter read a page at a time (format version 2, `run/mod.rs`): the
+//! [`PageTable`] stored in the run says each page's checksum (and each index page's first
+//! key), and a [`PagedRegion`] reads a page when a lookup first needs it, checks it against
+//! the table and keeps it. So opening a run reads its footer and page table only, and memory
+//! holds the pages used, not the whole index and filter of every run.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use super::{corrupt, read_u128, read_u32, Footer};
+use crate::aligned::{AlignedBuffer, BLOCK_SIZE};
+use crate::StorageError;
+
+/// Bytes of an index page's entry in the page table: its first key and its checksum.
+pub(super) const INDEX_PAGE_ENTRY_SIZE: u64 = 20;
+/// Data blocks whose first keys one index page lists.
+pub(super) const INDEX_PAGE_KEYS: u64 = (BLOCK_SIZE / 16) as u64;
+
+/// See the module documentation.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct PageTable {
+    /// The first key of each index page (of the data block it lists first).
+    pub(super) index_firsts: Vec<u128>,
+    pub(super) index_crcs: Vec<u32>,
+    pub(super) filter_crcs: Vec<u32>,
+}
+
+impl PageTable {
+    /// The table of the index `firsts` (one key per data block) and of the filter region
+    /// `filter`, each as the file holds it: zero-padded to whole pages.
+    pub(super) fn of(firsts: &[u128], index: &[u8], filter: &[u8]) -> PageTable {
+        assert!(index.len() % BLOCK_SIZE == 0 && filter.len() % BLOCK_SIZE == 0);
+        let crcs = |region: &[u8]| {
+            region
+                .chunks_exact(BLOCK_SIZE)
+                .map(crc32c::crc32c)
+                .collect()
+        };
+        PageTable {
+            index_firsts: firsts
+                .iter()
+                .step_by(INDEX_PAGE_KEYS as usize)
+                .copied()
+                .collect(),
+            index_crcs: crcs(index),
+            filter_crcs: crcs(filter),
+        }
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (first, crc) in self.index_firsts.iter().zip(&self.index_crcs) {
+            out.extend_from_slice(&first.to_le_bytes());
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
+        for crc in &self.filter_crcs {
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
+        out
+    }
+
+    /// The table in `bytes` (the region's, without its padding) of a run with `footer`, if
+    /// its checksum and size are the footer's and its first keys ascend within the run's.
+    pub(super) fn decode(bytes: &[u8], footer: &Footer) -> Option<PageTable> {
+        let index_pages = usize::try_from(footer.index_pages()).ok()?;
+        let filter_pages = usize::try_from(footer.filter_pages()).ok()?;
+        if bytes.len() as u64 != footer.pages_size() || crc32c::crc32c(bytes) != footer.pages_crc {
+            return None;
+        }
+        let entry = INDEX_PAGE_ENTRY_SIZE as usize;
+        let (index, filter) = bytes.split_at(index_pages * entry);
+        let table = PageTable {
+            index_firsts: index.chunks_exact(entry).map(|e| read_u128(e, 0)).collect(),
+            index_crcs: index.chunks_exact(entry).map(|e| read_u32(e, 16)).collect(),
+            filter_crcs: filter.chunks_exact(4).map(|e| read_u32(e, 0)).collect(),
+        };
+        let firsts = &table.index_firsts;
+        let ordered = firsts.windows(2).all(|pair| pair[0] < pair[1])
+            && firsts
+                .first()
+                .is_none_or(|first| *first == footer.first_key)
+            && firsts.last().is_none_or(|last| *last <= footer.last_key);
+        (ordered && table.filter_crcs.len() == filter_pages).then_some(table)
+    }
+}
+
+/// A region of a run (its index or its filter) read a page at a time: see the module
+/// documentation. Shared by the threads that read the run; a page two of them load at once is
+/// read twice and kept once.
+pub(super) struct PagedRegion {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Where the region starts in the file.
+    offset: u64,
+    crcs: Vec<u32>,
+    pages: Box<[OnceLock<Box<[u8]>>]>,
+    loaded: AtomicUsize,
+    /// Pages read by [`PagedRegion::page`] (blocking), not ahead.
+    blocking_reads: AtomicUsize,
+    what: &'static str,
+}
+
+impl PagedRegion {
+    /// The region of `file` (opened with `O_DIRECT`) from `offset` whose pages have `crcs`.
+    pub(super) fn new(
+        file: std::fs::File,
+        path: &Path,
+        offset: u64,
+        crcs: Vec<u32>,
+        what: &'static str,
+    ) -> PagedRegion {
+        PagedRegion {
+            file,
+            path: path.to_path_buf(),
+            offset,
+            pages: (0..crcs.len()).map(|_| OnceLock::new()).collect(),
+            crcs,
+            loaded: AtomicUsize::new(0),
+            blocking_reads: AtomicUsize::new(0),
+            what,
+        }
+    }
+
+    /// Where page `number` is in the file.
+    pub(super) fn offset_of(&self, number: u64) -> u64 {
+        self.offset + number * BLOCK_SIZE as u64
+    }
+
+    pub(super) fn is_loaded(&self, number: u64) -> bool {
+        self.pages[number as usize].get().is_some()
+    }
+
+    /// Page `number`, read with a blocking `pread` and checked unless it is loaded already.
+    pub(super) fn page(&self, number: u64) -> Result<&[u8], StorageError> {
+        if let Some(page) = self.pages[number as usize].get() {
+            return Ok(page);
+        }
+        self.blocking_reads.fetch_add(1, Ordering::Relaxed);
+        let offset = self.offset_of(number);
+        let mut buffer = AlignedBuffer::new(BLOCK_SIZE);
+        let target = &mut buffer.as_mut_slice_full()[..BLOCK_SIZE];
+        self.file
+            .read_exact_at(target, offset)
+            .map_err(|error| StorageError::io("read run", &self.path, error))?;
+        buffer.set_len(BLOCK_SIZE);
+        self.install(number, buffer.as_slice())
+    }
+
+    /// Keeps `bytes` as page `number` once they match its checksum (a page read ahead);
+    /// returns the page kept.
+    pub(super) fn install(&self, number: u64, bytes: &[u8]) -> Result<&[u8], StorageError> {
+        assert_eq!(bytes.len(), BLOCK_SIZE);
+        if crc32c::crc32c(bytes) != self.crcs[number as usize] {
+            return Err(corrupt(&self.path, self.offset_of(number), self.what));
+        }
+        let slot = &self.pages[number as usize];
+        let mut kept = false;
+        let page = slot.get_or_init(|| {
+            kept = true;
+            bytes.into()
+        });
+        if kept {
+            self.loaded.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(page)
+    }
+
+    /// Pages read with a blocking `pread` so far.
+    pub(super) fn blocking_reads(&self) -> usize {
+        self.blocking_reads.load(Ordering::Relaxed)
+    }
+
+    /// Bytes in memory: the pages loaded, their table and the slots.
+    pub(super) fn memory_size(&self) -> usize {
+        let loaded = self.loaded.load(Ordering::Relaxed);
+        loaded * BLOCK_SIZE + self.crcs.len() * (4 + size_of::<OnceLock<Box<[u8]>>>())
+    }
+}
