@@ -18,7 +18,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use kassa_shard::{ColdError, ColdRange, ColdStore, Keyspace};
-use kassa_storage::run::{entries_per_block, BlockCache, BlockingRun, CacheStats, Holds, Page};
+use kassa_storage::run::{
+    entries_per_block, BlockCache, BlockingRun, CacheStats, Holds, Located, Page,
+};
 use kassa_storage::StorageError;
 
 use crate::checkpoint;
@@ -136,41 +138,29 @@ impl ColdRuns {
         holds: &mut Holds,
         held_max: usize,
     ) -> Result<usize, StorageError> {
-        // The pages of filters and indexes the lookups read first: the filters', then the
-        // indexes' of the keys that pass.
-        let mut pages = 0;
-        for _ in 0..2 {
-            let mut by_run: Vec<(Arc<BlockingRun>, Vec<Page>)> = Vec::new();
-            {
-                let followed = self.followed();
-                for (keyspace, key) in wanted {
-                    for run in followed.covering(*keyspace, *key) {
-                        add_blocks(&mut by_run, &run.run, run.run.page_missing(*key));
-                    }
-                }
-            }
-            match load_pages(by_run).await? {
-                0 => break,
-                loaded => pages += loaded,
-            }
-        }
-        // Per run, the blocks to read, in the order first wanted.
-        let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
+        // Where each key's lookup reads in each run that may hold it, from the filter and
+        // index pages in memory. A key whose page is missing is located again once its page
+        // is read ahead: at most twice (the filter's page, then the index's).
+        let mut lookups = Lookups::default();
         {
             let followed = self.followed();
-            let mut seen = HashSet::new();
             for (keyspace, key) in wanted {
                 for run in followed.covering(*keyspace, *key) {
-                    let Some(block) = run.run.block_for(*key)? else {
-                        continue;
-                    };
-                    if !seen.insert((Arc::as_ptr(&run.run), block)) {
-                        continue;
-                    }
-                    add_blocks(&mut by_run, &run.run, [block]);
+                    lookups.locate(&run.run, *key);
                 }
             }
         }
+        let mut pages = 0;
+        for _ in 0..2 {
+            if lookups.missing.is_empty() {
+                break;
+            }
+            pages += load_pages(std::mem::take(&mut lookups.pages)).await?;
+            for (run, key) in std::mem::take(&mut lookups.missing) {
+                lookups.locate(&run, key);
+            }
+        }
+        let by_run = lookups.blocks;
         Ok(pages + self.read_ahead(by_run, holds, held_max).await?)
     }
 
@@ -325,6 +315,33 @@ impl ColdRuns {
 }
 
 /// Adds `blocks` of `run` to the blocks to read, per run.
+/// What a prefetch's lookups read: per run, the blocks, in the order first wanted, and the
+/// pages of filters and indexes still to read, with the lookups that wait for them.
+#[derive(Default)]
+struct Lookups {
+    blocks: Vec<(Arc<BlockingRun>, Vec<u64>)>,
+    seen: HashSet<(*const BlockingRun, u64)>,
+    pages: Vec<(Arc<BlockingRun>, Vec<Page>)>,
+    missing: Vec<(Arc<BlockingRun>, u128)>,
+}
+
+impl Lookups {
+    fn locate(&mut self, run: &Arc<BlockingRun>, key: u128) {
+        match run.locate(key) {
+            Located::Absent => {}
+            Located::Block(block) => {
+                if self.seen.insert((Arc::as_ptr(run), block)) {
+                    add_blocks(&mut self.blocks, run, [block]);
+                }
+            }
+            Located::Missing(page) => {
+                add_blocks(&mut self.pages, run, [page]);
+                self.missing.push((run.clone(), key));
+            }
+        }
+    }
+}
+
 /// Reads `by_run`'s pages ahead; returns how many.
 async fn load_pages(by_run: Vec<(Arc<BlockingRun>, Vec<Page>)>) -> Result<usize, StorageError> {
     let mut count = 0;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::*;
 use kassa_storage::run::{
-    BlockCache, BlockingRun, CacheStats, Holds, Page, Run, RunOptions, RunWriter,
+    BlockCache, BlockingRun, CacheStats, Holds, Located, Page, Run, RunOptions, RunWriter,
 };
 use kassa_storage::StorageError;
 
@@ -676,7 +676,7 @@ fn a_dense_run_keeps_no_index_and_answers_as_an_indexed_one() {
 }
 
 /// A run of more than one page of index and of filter, opened for blocking reads, reads them
-/// a page at a time: pages read ahead (`page_missing`, `load_pages`) leave nothing for its
+/// a page at a time: pages read ahead (`locate`, `load_pages`) leave nothing for its
 /// lookups to read but data blocks, and a damaged page is corruption at that page's offset,
 /// found by the lookup that reads it, while lookups elsewhere still answer.
 #[test]
@@ -697,12 +697,16 @@ fn index_and_filter_pages_are_read_when_needed_and_checked() {
         loop {
             let mut pages: Vec<Page> = keys
                 .iter()
-                .filter_map(|k| blocking.page_missing(*k))
+                .filter_map(|key| match blocking.locate(*key) {
+                    Located::Missing(page) => Some(page),
+                    Located::Block(_) => None,
+                    Located::Absent => panic!("key {key} is in the run"),
+                })
                 .collect();
             if pages.is_empty() {
                 break;
             }
-            pages.sort_unstable_by_key(|page| format!("{page:?}"));
+            pages.sort_unstable();
             pages.dedup();
             blocking.load_pages(&pages).await.expect("load pages");
             rounds += 1;
@@ -712,7 +716,8 @@ fn index_and_filter_pages_are_read_when_needed_and_checked() {
         let cache = BlockCache::new(0);
         let mut value = vec![0; value_size];
         for key in &keys {
-            assert!(blocking.block_for(*key).expect("block").is_some());
+            let block = blocking.block_for(*key).expect("block");
+            assert_eq!(Located::Block(block.expect("held")), blocking.locate(*key));
             assert!(blocking.get(*key, &mut value, &cache).expect("get"));
             assert_eq!(&value, &data[key]);
         }

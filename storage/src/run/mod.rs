@@ -46,7 +46,7 @@ mod writer;
 
 pub use cache::{BlockCache, CacheStats, Holds};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
-pub use reader::{Block, BlockingRun, Page, Run, PREFETCH_READS_AT_ONCE};
+pub use reader::{Block, BlockingRun, Located, Page, Run, PREFETCH_READS_AT_ONCE};
 pub use writer::{RunOptions, RunWriter};
 
 use std::path::Path;

@@ -129,7 +129,12 @@ impl PagedRegion {
     }
 
     pub(super) fn is_loaded(&self, number: u64) -> bool {
-        self.pages[number as usize].get().is_some()
+        self.loaded(number).is_some()
+    }
+
+    /// Page `number`, if it was read.
+    pub(super) fn loaded(&self, number: u64) -> Option<&[u8]> {
+        self.pages[number as usize].get().map(|page| &page[..])
     }
 
     /// Page `number`, read with a blocking `pread` and checked unless it is loaded already.

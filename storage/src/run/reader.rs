@@ -142,15 +142,24 @@ impl Index {
                 let Some(page) = Index::page_of(firsts, key) else {
                     return Ok(0);
                 };
-                let listed = (blocks - page * INDEX_PAGE_KEYS).min(INDEX_PAGE_KEYS) as usize;
-                let bytes = region.page(page)?;
-                let entries = bytes[..listed * 16].chunks_exact(16);
-                let below = entries
-                    .take_while(|entry| read_u128(entry, 0) <= key)
-                    .count();
-                page * INDEX_PAGE_KEYS + below as u64
+                Index::blocks_up_to_in_page(region.page(page)?, page, *blocks, key)
             }
         })
+    }
+
+    /// [`Index::blocks_from_up_to`] of `key` in a paged index, from the page (`bytes`) that
+    /// lists the block holding it.
+    fn blocks_up_to_in_page(bytes: &[u8], page: u64, blocks: u64, key: u128) -> u64 {
+        let listed = (blocks - page * INDEX_PAGE_KEYS).min(INDEX_PAGE_KEYS) as usize;
+        let (mut low, mut high) = (0, listed);
+        while low < high {
+            let middle = (low + high) / 2;
+            match read_u128(bytes, middle * 16) <= key {
+                true => low = middle + 1,
+                false => high = middle,
+            }
+        }
+        page * INDEX_PAGE_KEYS + low as u64
     }
 
     /// The page of a paged index that lists the block holding `key`, if any.
@@ -220,20 +229,6 @@ impl RunFilter {
         }
     }
 
-    /// The page of a paged filter that `key`'s probe reads, if it is not loaded.
-    fn page_missing(&self, key: u128) -> Option<u64> {
-        let RunFilter::Paged {
-            seed,
-            blocks,
-            region,
-        } = self
-        else {
-            return None;
-        };
-        let (page, _) = RunFilter::place(filter::probe(*seed, *blocks, key).0);
-        (!region.is_loaded(page)).then_some(page)
-    }
-
     /// The page and the offset in it of filter block `block`.
     fn place(block: u64) -> (u64, usize) {
         let offset = block * FILTER_BLOCK_SIZE as u64;
@@ -249,6 +244,14 @@ impl RunFilter {
             RunFilter::Paged { region, .. } => region.memory_size(),
         }
     }
+}
+
+/// Where a lookup of a key reads ([`BlockingRun::locate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Located {
+    Absent,
+    Missing(Page),
+    Block(u64),
 }
 
 /// A page of a run's index or filter, to read ahead ([`BlockingRun::load_pages`]).
@@ -575,22 +578,53 @@ impl BlockingRun {
         index + filter
     }
 
-    /// The next page of the filter or index not yet in memory that [`BlockingRun::block_for`]
-    /// of `key` would read, if any. A reader that must not block reads it ahead
+    /// Where a `get` of `key` would read, from what is in memory only: nothing (the key is
+    /// outside the run or its filter rules it out), a page of the filter or index not read
+    /// yet, or a data block. A reader that must not block reads the missing page ahead
     /// ([`BlockingRun::load_pages`]) and asks again: after at most two rounds (the filter's
-    /// page, then the index's) there is none.
-    pub fn page_missing(&self, key: u128) -> Option<Page> {
+    /// page, then the index's) it has the block.
+    pub fn locate(&self, key: u128) -> Located {
         let shape = &self.shape;
         if !shape.in_range(key) {
-            return None;
+            return Located::Absent;
         }
-        if let Some(page) = shape.filter.page_missing(key) {
-            return Some(Page::Filter(page));
+        match &shape.filter {
+            RunFilter::Resident(filter) if !filter.may_contain(key) => return Located::Absent,
+            RunFilter::Resident(_) => {}
+            RunFilter::Paged {
+                seed,
+                blocks,
+                region,
+            } => {
+                let (block, hash) = filter::probe(*seed, *blocks, key);
+                let (page, at) = RunFilter::place(block);
+                let Some(bytes) = region.loaded(page) else {
+                    return Located::Missing(Page::Filter(page));
+                };
+                if !filter::block_passes(&bytes[at..at + FILTER_BLOCK_SIZE], hash) {
+                    return Located::Absent;
+                }
+            }
         }
-        match shape.filter.may_contain(key) {
-            Ok(true) => self.index_page_missing(key),
-            // A failed read is the lookup's to report, when it reads the page itself.
-            Ok(false) | Err(_) => None,
+        let after = match &shape.index {
+            Index::Paged {
+                firsts,
+                region,
+                blocks,
+            } => {
+                let Some(page) = Index::page_of(firsts, key) else {
+                    return Located::Absent;
+                };
+                let Some(bytes) = region.loaded(page) else {
+                    return Located::Missing(Page::Index(page));
+                };
+                Index::blocks_up_to_in_page(bytes, page, *blocks, key)
+            }
+            index => index.blocks_from_up_to(key).expect("an index in memory"),
+        };
+        match after.checked_sub(1) {
+            Some(block) => Located::Block(block),
+            None => Located::Absent,
         }
     }
 
