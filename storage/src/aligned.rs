@@ -86,6 +86,23 @@ impl AlignedBuffer {
         unsafe { std::slice::from_raw_parts(self.pointer.as_ptr(), self.len) }
     }
 
+    /// All `capacity` bytes as 64-bit words (native endian) that threads read and write
+    /// atomically through a shared reference: for a buffer filled piece by piece by whichever
+    /// reader gets there first. A buffer used so must not also be read with
+    /// [`AlignedBuffer::as_slice`] or handed to io_uring.
+    pub fn as_atomic_words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: the pointer is valid for `capacity` initialized bytes, a multiple of 8, and
+        // aligned to a block (so to 8); `AtomicU64` has the size, alignment and bit validity of
+        // `u64`, so any initialized bytes are valid words. Writes through the atomics are not
+        // data races; the borrow of `self` keeps the allocation alive and excludes `&mut`.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.pointer.as_ptr().cast::<std::sync::atomic::AtomicU64>(),
+                self.capacity / 8,
+            )
+        }
+    }
+
     /// All `capacity` bytes, whatever the length.
     pub fn as_mut_slice_full(&mut self) -> &mut [u8] {
         // SAFETY: the pointer is valid for `capacity` initialized bytes, and `&mut self`

@@ -10,6 +10,8 @@
 //! the one written. Everything is deterministic: the same keys, size and seed give the same
 //! bytes.
 
+use super::paged::PageWords;
+
 /// Bytes of one block: eight 32-bit words.
 pub const FILTER_BLOCK_SIZE: usize = 32;
 
@@ -103,13 +105,12 @@ pub(super) fn probe(seed: u64, blocks: u64, key: u128) -> (u64, u64) {
 }
 
 /// Whether a key of `hash` may be in the filter whose block (as [`Filter::encode`] wrote it)
-/// is `bytes`.
-pub(super) fn block_passes(bytes: &[u8], hash: u64) -> bool {
-    assert_eq!(bytes.len(), FILTER_BLOCK_SIZE);
-    let words = bytes.chunks_exact(4);
-    words.zip(SALTS).all(|(word, salt)| {
-        let word = u32::from_le_bytes(word.try_into().expect("four bytes"));
-        word & bit(hash, salt) != 0
+/// starts at 64-bit word `first` of `page`.
+pub(super) fn block_passes(page: &PageWords<'_>, first: usize, hash: u64) -> bool {
+    (0..FILTER_BLOCK_SIZE / 8).all(|at| {
+        let pair = page.word(first + at);
+        let (low, high) = (pair as u32, (pair >> 32) as u32);
+        low & bit(hash, SALTS[2 * at]) != 0 && high & bit(hash, SALTS[2 * at + 1]) != 0
     })
 }
 

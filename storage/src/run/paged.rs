@@ -6,8 +6,7 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::{corrupt, read_u128, read_u32, Footer};
 use crate::aligned::{AlignedBuffer, BLOCK_SIZE};
@@ -87,19 +86,61 @@ impl PageTable {
 }
 
 /// A region of a run (its index or its filter) read a page at a time: see the module
-/// documentation. Shared by the threads that read the run; a page two of them load at once is
-/// read twice and kept once.
+/// documentation. Shared by the threads that read the run. The pages live in one buffer of the
+/// region's size whose memory the kernel maps on first write (`AlignedBuffer`), so memory holds
+/// the pages read and a probe costs what a probe of a filter in memory costs: a check of the
+/// page's state, then the word. The first reader of a page writes it; a reader that finds it
+/// being written answers from its own copy.
 pub(super) struct PagedRegion {
     file: std::fs::File,
     path: PathBuf,
     /// Where the region starts in the file.
     offset: u64,
     crcs: Vec<u32>,
-    pages: Box<[OnceLock<Box<[u8]>>]>,
+    words: RegionWords,
+    /// Per page: [`EMPTY`], [`WRITING`] or [`READY`].
+    states: Box<[AtomicU8]>,
     loaded: AtomicUsize,
     /// Pages read by [`PagedRegion::page`] (blocking), not ahead.
     blocking_reads: AtomicUsize,
     what: &'static str,
+}
+
+/// A region's pages: a buffer read and written only as atomic words.
+struct RegionWords(AlignedBuffer);
+
+// SAFETY: the buffer is owned (moving it between threads moves the allocation's ownership),
+// and it is only ever accessed through `as_atomic_words`, whose atomic loads and stores may
+// come from any thread at once; nothing reads it as plain bytes or hands it to io_uring.
+unsafe impl Send for RegionWords {}
+// SAFETY: as for `Send`: shared access is atomic words only.
+unsafe impl Sync for RegionWords {}
+
+const EMPTY: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+/// 64-bit words in a page.
+const PAGE_WORDS: usize = BLOCK_SIZE / 8;
+
+/// A page's words (as the file holds them, little-endian), in the region or a reader's copy.
+pub(super) enum PageWords<'a> {
+    Shared(&'a [AtomicU64]),
+    Own(Vec<u64>),
+}
+
+impl PageWords<'_> {
+    /// Word `at` of the page.
+    pub(super) fn word(&self, at: usize) -> u64 {
+        match self {
+            PageWords::Shared(words) => u64::from_le(words[at].load(Ordering::Relaxed)),
+            PageWords::Own(words) => words[at],
+        }
+    }
+
+    /// The 16-byte little-endian integer at entry `at` (bytes `16 × at` on).
+    pub(super) fn u128_at(&self, at: usize) -> u128 {
+        u128::from(self.word(2 * at)) | u128::from(self.word(2 * at + 1)) << 64
+    }
 }
 
 impl PagedRegion {
@@ -115,7 +156,8 @@ impl PagedRegion {
             file,
             path: path.to_path_buf(),
             offset,
-            pages: (0..crcs.len()).map(|_| OnceLock::new()).collect(),
+            words: RegionWords(AlignedBuffer::new(crcs.len() * BLOCK_SIZE)),
+            states: (0..crcs.len()).map(|_| AtomicU8::new(EMPTY)).collect(),
             crcs,
             loaded: AtomicUsize::new(0),
             blocking_reads: AtomicUsize::new(0),
@@ -133,13 +175,19 @@ impl PagedRegion {
     }
 
     /// Page `number`, if it was read.
-    pub(super) fn loaded(&self, number: u64) -> Option<&[u8]> {
-        self.pages[number as usize].get().map(|page| &page[..])
+    pub(super) fn loaded(&self, number: u64) -> Option<PageWords<'_>> {
+        let ready = self.states[number as usize].load(Ordering::Acquire) == READY;
+        ready.then(|| PageWords::Shared(self.page_words(number)))
+    }
+
+    fn page_words(&self, number: u64) -> &[AtomicU64] {
+        let start = number as usize * PAGE_WORDS;
+        &self.words.0.as_atomic_words()[start..start + PAGE_WORDS]
     }
 
     /// Page `number`, read with a blocking `pread` and checked unless it is loaded already.
-    pub(super) fn page(&self, number: u64) -> Result<&[u8], StorageError> {
-        if let Some(page) = self.pages[number as usize].get() {
+    pub(super) fn page(&self, number: u64) -> Result<PageWords<'_>, StorageError> {
+        if let Some(page) = self.loaded(number) {
             return Ok(page);
         }
         self.blocking_reads.fetch_add(1, Ordering::Relaxed);
@@ -154,22 +202,28 @@ impl PagedRegion {
     }
 
     /// Keeps `bytes` as page `number` once they match its checksum (a page read ahead);
-    /// returns the page kept.
-    pub(super) fn install(&self, number: u64, bytes: &[u8]) -> Result<&[u8], StorageError> {
+    /// returns the page.
+    pub(super) fn install(&self, number: u64, bytes: &[u8]) -> Result<PageWords<'_>, StorageError> {
         assert_eq!(bytes.len(), BLOCK_SIZE);
         if crc32c::crc32c(bytes) != self.crcs[number as usize] {
             return Err(corrupt(&self.path, self.offset_of(number), self.what));
         }
-        let slot = &self.pages[number as usize];
-        let mut kept = false;
-        let page = slot.get_or_init(|| {
-            kept = true;
-            bytes.into()
-        });
-        if kept {
-            self.loaded.fetch_add(1, Ordering::Relaxed);
+        let words = bytes
+            .chunks_exact(8)
+            .map(|word| u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        let state = &self.states[number as usize];
+        let claimed = state.compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Acquire);
+        if claimed.is_err() {
+            // Another reader writes it or wrote it: answer from these bytes.
+            return Ok(PageWords::Own(words.collect()));
         }
-        Ok(page)
+        let page = self.page_words(number);
+        for (slot, word) in page.iter().zip(words) {
+            slot.store(word.to_le(), Ordering::Relaxed);
+        }
+        state.store(READY, Ordering::Release);
+        self.loaded.fetch_add(1, Ordering::Relaxed);
+        Ok(PageWords::Shared(page))
     }
 
     /// Pages read with a blocking `pread` so far.
@@ -177,9 +231,9 @@ impl PagedRegion {
         self.blocking_reads.load(Ordering::Relaxed)
     }
 
-    /// Bytes in memory: the pages loaded, their table and the slots.
+    /// Bytes in memory: the pages read, their table and their states.
     pub(super) fn memory_size(&self) -> usize {
         let loaded = self.loaded.load(Ordering::Relaxed);
-        loaded * BLOCK_SIZE + self.crcs.len() * (4 + size_of::<OnceLock<Box<[u8]>>>())
+        loaded * BLOCK_SIZE + self.crcs.len() * 5
     }
 }

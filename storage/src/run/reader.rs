@@ -24,7 +24,7 @@ use monoio::fs::File;
 
 use super::cache::{BlockCache, Holds};
 use super::filter::{self, FILTER_BLOCK_SIZE};
-use super::paged::{PageTable, PagedRegion, INDEX_PAGE_KEYS};
+use super::paged::{PageTable, PageWords, PagedRegion, INDEX_PAGE_KEYS};
 use super::{corrupt, entries_per_block, read_u128, read_u32, Filter, Footer, BLOCK_HEADER_SIZE};
 use crate::aligned::{align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
@@ -112,7 +112,7 @@ impl Index {
                     return Ok(None);
                 }
                 let page = region.page(number / INDEX_PAGE_KEYS)?;
-                Some(read_u128(page, (number % INDEX_PAGE_KEYS) as usize * 16))
+                Some(page.u128_at((number % INDEX_PAGE_KEYS) as usize))
             }
         })
     }
@@ -142,19 +142,19 @@ impl Index {
                 let Some(page) = Index::page_of(firsts, key) else {
                     return Ok(0);
                 };
-                Index::blocks_up_to_in_page(region.page(page)?, page, *blocks, key)
+                Index::blocks_up_to_in_page(&region.page(page)?, page, *blocks, key)
             }
         })
     }
 
     /// [`Index::blocks_from_up_to`] of `key` in a paged index, from the page (`bytes`) that
     /// lists the block holding it.
-    fn blocks_up_to_in_page(bytes: &[u8], page: u64, blocks: u64, key: u128) -> u64 {
+    fn blocks_up_to_in_page(words: &PageWords<'_>, page: u64, blocks: u64, key: u128) -> u64 {
         let listed = (blocks - page * INDEX_PAGE_KEYS).min(INDEX_PAGE_KEYS) as usize;
         let (mut low, mut high) = (0, listed);
         while low < high {
             let middle = (low + high) / 2;
-            match read_u128(bytes, middle * 16) <= key {
+            match words.u128_at(middle) <= key {
                 true => low = middle + 1,
                 false => high = middle,
             }
@@ -220,11 +220,7 @@ impl RunFilter {
             } => {
                 let (block, hash) = filter::probe(*seed, *blocks, key);
                 let (page, at) = RunFilter::place(block);
-                let bytes = region.page(page)?;
-                Ok(filter::block_passes(
-                    &bytes[at..at + FILTER_BLOCK_SIZE],
-                    hash,
-                ))
+                Ok(filter::block_passes(&region.page(page)?, at / 8, hash))
             }
         }
     }
@@ -601,7 +597,7 @@ impl BlockingRun {
                 let Some(bytes) = region.loaded(page) else {
                     return Located::Missing(Page::Filter(page));
                 };
-                if !filter::block_passes(&bytes[at..at + FILTER_BLOCK_SIZE], hash) {
+                if !filter::block_passes(&bytes, at / 8, hash) {
                     return Located::Absent;
                 }
             }
@@ -618,7 +614,7 @@ impl BlockingRun {
                 let Some(bytes) = region.loaded(page) else {
                     return Located::Missing(Page::Index(page));
                 };
-                Index::blocks_up_to_in_page(bytes, page, *blocks, key)
+                Index::blocks_up_to_in_page(&bytes, page, *blocks, key)
             }
             index => index.blocks_from_up_to(key).expect("an index in memory"),
         };
