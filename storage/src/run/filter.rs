@@ -10,6 +10,8 @@
 //! the one written. Everything is deterministic: the same keys, size and seed give the same
 //! bytes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::paged::PageWords;
 
 /// Bytes of one block: eight 32-bit words.
@@ -112,6 +114,19 @@ pub(super) fn block_passes(page: &PageWords<'_>, first: usize, hash: u64) -> boo
         let (low, high) = (pair as u32, (pair >> 32) as u32);
         low & bit(hash, SALTS[2 * at]) != 0 && high & bit(hash, SALTS[2 * at + 1]) != 0
     })
+}
+
+/// [`block_passes`] of a block in memory: its four 64-bit words (little-endian), all loaded
+/// before any is tested.
+#[inline]
+pub(super) fn block_passes_words(block: &[AtomicU64], hash: u64) -> bool {
+    let words: [u64; 4] = std::array::from_fn(|at| u64::from_le(block[at].load(Ordering::Relaxed)));
+    let mut passes = true;
+    for (at, pair) in words.iter().enumerate() {
+        passes &= (*pair as u32) & bit(hash, SALTS[2 * at]) != 0;
+        passes &= ((*pair >> 32) as u32) & bit(hash, SALTS[2 * at + 1]) != 0;
+    }
+    passes
 }
 
 fn block_of(hash: u64, blocks: u64) -> u64 {

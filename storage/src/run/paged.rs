@@ -176,10 +176,17 @@ impl PagedRegion {
 
     /// Page `number`, if it was read.
     pub(super) fn loaded(&self, number: u64) -> Option<PageWords<'_>> {
-        let ready = self.states[number as usize].load(Ordering::Acquire) == READY;
-        ready.then(|| PageWords::Shared(self.page_words(number)))
+        self.ready_words(number).map(PageWords::Shared)
     }
 
+    /// The words of page `number` (little-endian), if it was read: the probe's fast path.
+    #[inline]
+    pub(super) fn ready_words(&self, number: u64) -> Option<&[AtomicU64]> {
+        let ready = self.states[number as usize].load(Ordering::Acquire) == READY;
+        ready.then(|| self.page_words(number))
+    }
+
+    #[inline]
     fn page_words(&self, number: u64) -> &[AtomicU64] {
         let start = number as usize * PAGE_WORDS;
         &self.words.0.as_atomic_words()[start..start + PAGE_WORDS]

@@ -220,6 +220,9 @@ impl RunFilter {
             } => {
                 let (block, hash) = filter::probe(*seed, *blocks, key);
                 let (page, at) = RunFilter::place(block);
+                if let Some(words) = region.ready_words(page) {
+                    return Ok(filter::block_passes_words(&words[at / 8..at / 8 + 4], hash));
+                }
                 Ok(filter::block_passes(&region.page(page)?, at / 8, hash))
             }
         }
@@ -594,10 +597,10 @@ impl BlockingRun {
             } => {
                 let (block, hash) = filter::probe(*seed, *blocks, key);
                 let (page, at) = RunFilter::place(block);
-                let Some(bytes) = region.loaded(page) else {
+                let Some(words) = region.ready_words(page) else {
                     return Located::Missing(Page::Filter(page));
                 };
-                if !filter::block_passes(&bytes, at / 8, hash) {
+                if !filter::block_passes_words(&words[at / 8..at / 8 + 4], hash) {
                     return Located::Absent;
                 }
             }
