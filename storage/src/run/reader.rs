@@ -295,19 +295,7 @@ impl Run {
     }
 
     async fn open_with(path: &Path, with_filter: bool) -> Result<Run, StorageError> {
-        let file = monoio::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .await
-            .map_err(|error| StorageError::io("open run", path, error))?;
-        let size = files::file_size(&file, path).await?;
-        if size < BLOCK_SIZE as u64 || size % BLOCK_SIZE as u64 != 0 {
-            return Err(corrupt(path, size, "run size is not whole blocks"));
-        }
-        let footer_offset = size - BLOCK_SIZE as u64;
-        let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
-        let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
+        let (file, footer) = open_file(path).await?;
         if footer.version >= 2 {
             // Not used with the index and filter in memory, but checked all the same.
             read_page_table(&file, path, &footer).await?;
@@ -482,19 +470,7 @@ impl BlockingRun {
     /// dense run's index, which is computed). A version 1 run is opened as [`Run::open`]
     /// opens it, its index and filter read whole.
     pub async fn open(path: &Path) -> Result<BlockingRun, StorageError> {
-        let file = monoio::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .await
-            .map_err(|error| StorageError::io("open run", path, error))?;
-        let size = files::file_size(&file, path).await?;
-        if size < BLOCK_SIZE as u64 || size % BLOCK_SIZE as u64 != 0 {
-            return Err(corrupt(path, size, "run size is not whole blocks"));
-        }
-        let footer_offset = size - BLOCK_SIZE as u64;
-        let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
-        let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
+        let (file, footer) = open_file(path).await?;
         if footer.version == 1 {
             return Run::open(path).await?.into_blocking();
         }
@@ -957,6 +933,24 @@ impl Block {
     pub fn get(&self, key: u128) -> Option<&[u8]> {
         self.search(key).ok().map(|at| self.entry(at).1)
     }
+}
+
+/// The run at `path` opened read-only with `O_DIRECT`, and its footer, checked.
+async fn open_file(path: &Path) -> Result<(File, Footer), StorageError> {
+    let file = monoio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .await
+        .map_err(|error| StorageError::io("open run", path, error))?;
+    let size = files::file_size(&file, path).await?;
+    if size < BLOCK_SIZE as u64 || size % BLOCK_SIZE as u64 != 0 {
+        return Err(corrupt(path, size, "run size is not whole blocks"));
+    }
+    let footer_offset = size - BLOCK_SIZE as u64;
+    let footer_block = read_region(&file, path, footer_offset, BLOCK_SIZE).await?;
+    let footer = Footer::decode(path, footer_offset, footer_block.as_slice(), size)?;
+    Ok((file, footer))
 }
 
 /// A run's file opened again for blocking reads, read-only with `O_DIRECT`.
