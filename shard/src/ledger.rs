@@ -29,6 +29,7 @@ use crate::id_index::IdIndex;
 use crate::limits::RECORDS_MAX;
 use crate::rollback::Rollback;
 use crate::sessions::Sessions;
+use crate::statuses::PendingStatus;
 use crate::transfer_ids::IdGenerations;
 use crate::transfer_table::TransferTable;
 
@@ -59,32 +60,6 @@ impl LedgerConfig {
     /// The cluster's placement.
     pub fn placement(&self) -> crate::Placement {
         crate::Placement::new(self.placement, self.partitions)
-    }
-}
-
-/// Where a transfer stands in the two-phase protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum PendingStatus {
-    /// Not a pending transfer (single-phase, or a post or void).
-    None = 0,
-    /// Pending: its amount is reserved.
-    Pending = 1,
-    Posted = 2,
-    Voided = 3,
-    Expired = 4,
-}
-
-impl PendingStatus {
-    pub(crate) fn from_u8(value: u8) -> Option<PendingStatus> {
-        match value {
-            0 => Some(PendingStatus::None),
-            1 => Some(PendingStatus::Pending),
-            2 => Some(PendingStatus::Posted),
-            3 => Some(PendingStatus::Voided),
-            4 => Some(PendingStatus::Expired),
-            _ => None,
-        }
     }
 }
 

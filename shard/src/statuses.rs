@@ -1,6 +1,31 @@
-//! The two-phase status of every transfer of a partition, by position ([`TransferStatuses`]).
+//! The two-phase status of a transfer ([`PendingStatus`]) and of every transfer of a partition,
+//! by position ([`TransferStatuses`]).
 
-use crate::ledger::PendingStatus;
+/// Where a transfer stands in the two-phase protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PendingStatus {
+    /// Not a pending transfer (single-phase, or a post or void).
+    None = 0,
+    /// Pending: its amount is reserved.
+    Pending = 1,
+    Posted = 2,
+    Voided = 3,
+    Expired = 4,
+}
+
+impl PendingStatus {
+    pub(crate) fn from_u8(value: u8) -> Option<PendingStatus> {
+        match value {
+            0 => Some(PendingStatus::None),
+            1 => Some(PendingStatus::Pending),
+            2 => Some(PendingStatus::Posted),
+            3 => Some(PendingStatus::Voided),
+            4 => Some(PendingStatus::Expired),
+            _ => None,
+        }
+    }
+}
 
 /// Positions one chunk covers.
 const CHUNK: usize = 4096;
