@@ -208,12 +208,11 @@ impl ColdRuns {
                 for run in
                     runs.filter(|run| run.entry.first_key < end && start <= run.entry.last_key)
                 {
-                    let bounds = [
+                    let (from, to) = (
                         start.max(run.entry.first_key),
                         (end - 1).min(run.entry.last_key),
-                    ];
-                    let missing = bounds.map(|key| run.run.index_page_missing(key));
-                    add_blocks(&mut pages, &run.run, missing.into_iter().flatten());
+                    );
+                    add_blocks(&mut pages, &run.run, run.run.index_pages_missing(from, to));
                 }
             }
         }

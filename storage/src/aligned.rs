@@ -88,13 +88,18 @@ impl AlignedBuffer {
 
     /// All `capacity` bytes as 64-bit words (native endian) that threads read and write
     /// atomically through a shared reference: for a buffer filled piece by piece by whichever
-    /// reader gets there first. A buffer used so must not also be read with
-    /// [`AlignedBuffer::as_slice`] or handed to io_uring.
-    pub fn as_atomic_words(&self) -> &[std::sync::atomic::AtomicU64] {
+    /// reader gets there first.
+    ///
+    /// # Safety
+    /// While any view this returns is alive or in use by another thread, the buffer must not
+    /// be read as bytes ([`AlignedBuffer::as_slice`]) nor handed to io_uring: a store through
+    /// the view would change memory behind a shared byte slice.
+    pub unsafe fn as_atomic_words(&self) -> &[std::sync::atomic::AtomicU64] {
         // SAFETY: the pointer is valid for `capacity` initialized bytes, a multiple of 8, and
         // aligned to a block (so to 8); `AtomicU64` has the size, alignment and bit validity of
         // `u64`, so any initialized bytes are valid words. Writes through the atomics are not
-        // data races; the borrow of `self` keeps the allocation alive and excludes `&mut`.
+        // data races; the borrow of `self` keeps the allocation alive and excludes `&mut`, and
+        // the caller keeps byte views away (see `# Safety`).
         unsafe {
             std::slice::from_raw_parts(
                 self.pointer.as_ptr().cast::<std::sync::atomic::AtomicU64>(),

@@ -726,6 +726,18 @@ fn index_and_filter_pages_are_read_when_needed_and_checked() {
             loaded,
             "no page read after the read-ahead"
         );
+        assert_eq!(blocking.pages_read_blocking(), 0);
+        // The last block of an index page is checked against the next page's first key,
+        // which the page table holds: reading it ahead reads one index page, and its lookup
+        // none.
+        let fresh = BlockingRun::open(&path).await.expect("open");
+        let sorted: Vec<u128> = data.keys().copied().collect();
+        let key = sorted[255 * 51 + 7]; // in block 255, the last index page 0 lists
+        while let Located::Missing(page) = fresh.locate(key) {
+            fresh.load_pages(&[page]).await.expect("load");
+        }
+        assert!(fresh.get(key, &mut value, &cache).expect("get"));
+        assert_eq!(fresh.pages_read_blocking(), 0);
     });
     // Index page 3 and filter page 7 are damaged.
     let mut bytes = std::fs::read(&path).unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use super::{corrupt, read_u128, read_u32, Footer};
-use crate::aligned::{AlignedBuffer, BLOCK_SIZE};
+use crate::aligned::{AlignedBuffer, BLOCK_SIZE, MAPPED_SIZE_MIN};
 use crate::StorageError;
 
 /// Bytes of an index page's entry in the page table: its first key and its checksum.
@@ -100,10 +100,37 @@ pub(super) struct PagedRegion {
     words: RegionWords,
     /// Per page: [`EMPTY`], [`WRITING`] or [`READY`].
     states: Box<[AtomicU8]>,
+    /// For an index region: what each page must agree with.
+    index: Option<IndexShape>,
     loaded: AtomicUsize,
     /// Pages read by [`PagedRegion::page`] (blocking), not ahead.
     blocking_reads: AtomicUsize,
     what: &'static str,
+}
+
+/// What an index region's pages must agree with: the page table's first keys, the run's data
+/// blocks and last key.
+pub(super) struct IndexShape {
+    pub(super) firsts: Vec<u128>,
+    pub(super) blocks: u64,
+    pub(super) last_key: u128,
+}
+
+impl IndexShape {
+    /// Whether index page `number` (`bytes`) lists first keys that ascend from the table's
+    /// first key of the page to below the next page's (and the run's last key).
+    fn agrees(&self, number: u64, bytes: &[u8]) -> bool {
+        let listed = (self.blocks - number * INDEX_PAGE_KEYS).min(INDEX_PAGE_KEYS) as usize;
+        let keys = bytes[..listed * 16]
+            .chunks_exact(16)
+            .map(|key| read_u128(key, 0));
+        let keys: Vec<u128> = keys.collect();
+        let next = self.firsts.get(number as usize + 1).copied();
+        keys.first() == self.firsts.get(number as usize)
+            && keys.windows(2).all(|pair| pair[0] < pair[1])
+            && keys.last().is_some_and(|last| *last <= self.last_key)
+            && next.is_none_or(|next| keys.last().is_some_and(|last| *last < next))
+    }
 }
 
 /// A region's pages: a buffer read and written only as atomic words.
@@ -150,15 +177,21 @@ impl PagedRegion {
         path: &Path,
         offset: u64,
         crcs: Vec<u32>,
+        index: Option<IndexShape>,
         what: &'static str,
     ) -> PagedRegion {
         PagedRegion {
             file,
             path: path.to_path_buf(),
             offset,
-            words: RegionWords(AlignedBuffer::new(crcs.len() * BLOCK_SIZE)),
+            // Always mapped, so that memory holds only the pages written: the heap would zero a
+            // smaller aligned buffer by writing it whole.
+            words: RegionWords(AlignedBuffer::new(
+                (crcs.len() * BLOCK_SIZE).max(MAPPED_SIZE_MIN),
+            )),
             states: (0..crcs.len()).map(|_| AtomicU8::new(EMPTY)).collect(),
             crcs,
+            index,
             loaded: AtomicUsize::new(0),
             blocking_reads: AtomicUsize::new(0),
             what,
@@ -189,7 +222,9 @@ impl PagedRegion {
     #[inline]
     fn page_words(&self, number: u64) -> &[AtomicU64] {
         let start = number as usize * PAGE_WORDS;
-        &self.words.0.as_atomic_words()[start..start + PAGE_WORDS]
+        // SAFETY: a region's buffer is only ever used through this view (`RegionWords`).
+        let words = unsafe { self.words.0.as_atomic_words() };
+        &words[start..start + PAGE_WORDS]
     }
 
     /// Page `number`, read with a blocking `pread` and checked unless it is loaded already.
@@ -212,7 +247,11 @@ impl PagedRegion {
     /// returns the page.
     pub(super) fn install(&self, number: u64, bytes: &[u8]) -> Result<PageWords<'_>, StorageError> {
         assert_eq!(bytes.len(), BLOCK_SIZE);
-        if crc32c::crc32c(bytes) != self.crcs[number as usize] {
+        let agrees = self
+            .index
+            .as_ref()
+            .is_none_or(|index| index.agrees(number, bytes));
+        if crc32c::crc32c(bytes) != self.crcs[number as usize] || !agrees {
             return Err(corrupt(&self.path, self.offset_of(number), self.what));
         }
         let words = bytes

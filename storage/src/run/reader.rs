@@ -24,7 +24,7 @@ use monoio::fs::File;
 
 use super::cache::{BlockCache, Holds};
 use super::filter::{self, FILTER_BLOCK_SIZE};
-use super::paged::{PageTable, PageWords, PagedRegion, INDEX_PAGE_KEYS};
+use super::paged::{IndexShape, PageTable, PageWords, PagedRegion, INDEX_PAGE_KEYS};
 use super::{corrupt, entries_per_block, read_u128, read_u32, Filter, Footer, BLOCK_HEADER_SIZE};
 use crate::aligned::{align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
@@ -107,9 +107,18 @@ impl Index {
                 blocks,
                 ..
             } => (number < *blocks).then(|| first + u128::from(number * per_block)),
-            Index::Paged { region, blocks, .. } => {
+            Index::Paged {
+                firsts,
+                region,
+                blocks,
+            } => {
                 if number >= *blocks {
                     return Ok(None);
+                }
+                if number % INDEX_PAGE_KEYS == 0 {
+                    // A page's first key is in the page table: checking the last block of a
+                    // page against the next one's first key reads no page.
+                    return Ok(Some(firsts[(number / INDEX_PAGE_KEYS) as usize]));
                 }
                 let page = region.page(number / INDEX_PAGE_KEYS)?;
                 Some(page.u128_at((number % INDEX_PAGE_KEYS) as usize))
@@ -476,22 +485,30 @@ impl BlockingRun {
         }
         let table = read_page_table(&file, path, &footer).await?;
         let std_file = open_blocking(path)?;
-        let region = |offset, crcs, what| -> Result<PagedRegion, StorageError> {
+        let region = |offset, crcs, index, what| -> Result<PagedRegion, StorageError> {
             let file = std_file
                 .try_clone()
                 .map_err(|error| StorageError::io("open run", path, error))?;
-            Ok(PagedRegion::new(file, path, offset, crcs, what))
+            Ok(PagedRegion::new(file, path, offset, crcs, index, what))
         };
         let index = match Index::dense(&footer) {
             Some(index) => index,
             None if footer.index_pages() <= 1 => {
                 Index::Listed(read_index(&file, path, &footer).await?)
             }
-            None => Index::Paged {
-                firsts: table.index_firsts,
-                region: region(footer.index_offset, table.index_crcs, "run index page")?,
-                blocks: footer.data_blocks,
-            },
+            None => {
+                let shape = IndexShape {
+                    firsts: table.index_firsts.clone(),
+                    blocks: footer.data_blocks,
+                    last_key: footer.last_key,
+                };
+                let what = "run index page";
+                Index::Paged {
+                    firsts: table.index_firsts,
+                    region: region(footer.index_offset, table.index_crcs, Some(shape), what)?,
+                    blocks: footer.data_blocks,
+                }
+            }
         };
         let filter = if footer.filter_pages() <= 1 {
             RunFilter::Resident(read_filter(&file, path, &footer).await?)
@@ -499,7 +516,12 @@ impl BlockingRun {
             RunFilter::Paged {
                 seed: footer.filter_seed,
                 blocks: footer.filter_size / FILTER_BLOCK_SIZE as u64,
-                region: region(footer.filter_offset, table.filter_crcs, "run filter page")?,
+                region: region(
+                    footer.filter_offset,
+                    table.filter_crcs,
+                    None,
+                    "run filter page",
+                )?,
             }
         };
         Ok(BlockingRun {
@@ -603,14 +625,17 @@ impl BlockingRun {
         }
     }
 
-    /// The page of the index not yet in memory that [`BlockingRun::block_of`] of `key`
-    /// would read, if any.
-    pub fn index_page_missing(&self, key: u128) -> Option<Page> {
+    /// The pages of the index not yet in memory that list the blocks holding keys `from..=to`.
+    pub fn index_pages_missing(&self, from: u128, to: u128) -> Vec<Page> {
         let Index::Paged { firsts, region, .. } = &self.shape.index else {
-            return None;
+            return Vec::new();
         };
-        let page = Index::page_of(firsts, key)?;
-        (!region.is_loaded(page)).then_some(Page::Index(page))
+        let first = Index::page_of(firsts, from).unwrap_or(0);
+        let Some(last) = Index::page_of(firsts, to) else {
+            return Vec::new();
+        };
+        let pages = (first..=last).filter(|page| !region.is_loaded(*page));
+        pages.map(Page::Index).collect()
     }
 
     /// Reads `pages` through the calling thread's io_uring (a monoio runtime),
