@@ -10,10 +10,6 @@
 //! the one written. Everything is deterministic: the same keys, size and seed give the same
 //! bytes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use super::paged::PageWords;
-
 /// Bytes of one block: eight 32-bit words.
 pub const FILTER_BLOCK_SIZE: usize = 32;
 
@@ -107,22 +103,11 @@ pub(super) fn probe(seed: u64, blocks: u64, key: u128) -> (u64, u64) {
 }
 
 /// Whether a key of `hash` may be in the filter whose block (as [`Filter::encode`] wrote it)
-/// starts at 64-bit word `first` of `page`.
-pub(super) fn block_passes(page: &PageWords<'_>, first: usize, hash: u64) -> bool {
-    (0..FILTER_BLOCK_SIZE / 8).all(|at| {
-        let pair = page.word(first + at);
-        let (low, high) = (pair as u32, (pair >> 32) as u32);
-        low & bit(hash, SALTS[2 * at]) != 0 && high & bit(hash, SALTS[2 * at + 1]) != 0
-    })
-}
-
-/// [`block_passes`] of a block in memory: its four 64-bit words (little-endian), all loaded
-/// before any is tested.
+/// is the four little-endian 64-bit words `block`, read as numbers.
 #[inline]
-pub(super) fn block_passes_words(block: &[AtomicU64], hash: u64) -> bool {
-    let words: [u64; 4] = std::array::from_fn(|at| u64::from_le(block[at].load(Ordering::Relaxed)));
+pub(super) fn block_passes(block: [u64; 4], hash: u64) -> bool {
     let mut passes = true;
-    for (at, pair) in words.iter().enumerate() {
+    for (at, pair) in block.iter().enumerate() {
         passes &= (*pair as u32) & bit(hash, SALTS[2 * at]) != 0;
         passes &= ((*pair >> 32) as u32) & bit(hash, SALTS[2 * at + 1]) != 0;
     }

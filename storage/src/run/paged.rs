@@ -164,6 +164,11 @@ impl PageWords<'_> {
         }
     }
 
+    /// The `N` words from word `first` on.
+    pub(super) fn block<const N: usize>(&self, first: usize) -> [u64; N] {
+        std::array::from_fn(|at| self.word(first + at))
+    }
+
     /// The 16-byte little-endian integer at entry `at` (bytes `16 × at` on).
     pub(super) fn u128_at(&self, at: usize) -> u128 {
         u128::from(self.word(2 * at)) | u128::from(self.word(2 * at + 1)) << 64
@@ -212,11 +217,25 @@ impl PagedRegion {
         self.ready_words(number).map(PageWords::Shared)
     }
 
-    /// The words of page `number` (little-endian), if it was read: the probe's fast path.
+    /// The words of page `number`, if it was read.
     #[inline]
-    pub(super) fn ready_words(&self, number: u64) -> Option<&[AtomicU64]> {
+    fn ready_words(&self, number: u64) -> Option<&[AtomicU64]> {
         let ready = self.states[number as usize].load(Ordering::Acquire) == READY;
         ready.then(|| self.page_words(number))
+    }
+
+    /// The `N` words of page `number` from word `first` on, as numbers, if it was read: a
+    /// probe's path, all words loaded before any is used.
+    #[inline]
+    pub(super) fn ready_block<const N: usize>(
+        &self,
+        number: u64,
+        first: usize,
+    ) -> Option<[u64; N]> {
+        let words = self.ready_words(number)?;
+        Some(std::array::from_fn(|at| {
+            u64::from_le(words[first + at].load(Ordering::Relaxed))
+        }))
     }
 
     #[inline]

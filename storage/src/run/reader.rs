@@ -129,6 +129,20 @@ impl Index {
     /// The blocks whose first key is not above `key`: the block holding `key`, if any, is
     /// the last of them.
     fn blocks_from_up_to(&self, key: u128) -> Result<u64, StorageError> {
+        match (self.blocks_in_memory(key), self) {
+            (Ok(blocks), _) => Ok(blocks),
+            (Err(page), Index::Paged { region, blocks, .. }) => Ok(Index::blocks_up_to_in_page(
+                &region.page(page)?,
+                page,
+                *blocks,
+                key,
+            )),
+            (Err(_), _) => unreachable!("only a paged index misses a page"),
+        }
+    }
+
+    /// [`Index::blocks_from_up_to`] from the pages in memory; the page it needs otherwise.
+    fn blocks_in_memory(&self, key: u128) -> Result<u64, u64> {
         Ok(match self {
             Index::Listed(firsts) => firsts.partition_point(|first| *first <= key) as u64,
             Index::Dense {
@@ -151,7 +165,8 @@ impl Index {
                 let Some(page) = Index::page_of(firsts, key) else {
                     return Ok(0);
                 };
-                Index::blocks_up_to_in_page(&region.page(page)?, page, *blocks, key)
+                let words = region.loaded(page).ok_or(page)?;
+                Index::blocks_up_to_in_page(&words, page, *blocks, key)
             }
         })
     }
@@ -220,6 +235,19 @@ enum RunFilter {
 
 impl RunFilter {
     fn may_contain(&self, key: u128) -> Result<bool, StorageError> {
+        match (self.passes_in_memory(key), self) {
+            (Ok(passes), _) => Ok(passes),
+            (Err(probe), RunFilter::Paged { region, .. }) => {
+                let page = region.page(probe.page)?;
+                Ok(filter::block_passes(page.block(probe.first), probe.hash))
+            }
+            (Err(_), RunFilter::Resident(_)) => unreachable!("a filter in memory misses no page"),
+        }
+    }
+
+    /// Whether `key` may be in the run, from the filter's pages in memory; the probe whose
+    /// page is not read yet otherwise.
+    fn passes_in_memory(&self, key: u128) -> Result<bool, FilterProbe> {
         match self {
             RunFilter::Resident(filter) => Ok(filter.may_contain(key)),
             RunFilter::Paged {
@@ -229,10 +257,13 @@ impl RunFilter {
             } => {
                 let (block, hash) = filter::probe(*seed, *blocks, key);
                 let (page, at) = RunFilter::place(block);
-                if let Some(words) = region.ready_words(page) {
-                    return Ok(filter::block_passes_words(&words[at / 8..at / 8 + 4], hash));
-                }
-                Ok(filter::block_passes(&region.page(page)?, at / 8, hash))
+                let probe = FilterProbe {
+                    page,
+                    first: at / 8,
+                    hash,
+                };
+                let words = region.ready_block(page, probe.first).ok_or(probe)?;
+                Ok(filter::block_passes(words, hash))
             }
         }
     }
@@ -252,6 +283,13 @@ impl RunFilter {
             RunFilter::Paged { region, .. } => region.memory_size(),
         }
     }
+}
+
+/// A probe of a paged filter: the page, the block's first word in it, the key's hash.
+struct FilterProbe {
+    page: u64,
+    first: usize,
+    hash: u64,
 }
 
 /// Where a lookup of a key reads ([`BlockingRun::locate`]).
@@ -585,39 +623,14 @@ impl BlockingRun {
         if !shape.in_range(key) {
             return Located::Absent;
         }
-        match &shape.filter {
-            RunFilter::Resident(filter) if !filter.may_contain(key) => return Located::Absent,
-            RunFilter::Resident(_) => {}
-            RunFilter::Paged {
-                seed,
-                blocks,
-                region,
-            } => {
-                let (block, hash) = filter::probe(*seed, *blocks, key);
-                let (page, at) = RunFilter::place(block);
-                let Some(words) = region.ready_words(page) else {
-                    return Located::Missing(Page::Filter(page));
-                };
-                if !filter::block_passes_words(&words[at / 8..at / 8 + 4], hash) {
-                    return Located::Absent;
-                }
-            }
+        match shape.filter.passes_in_memory(key) {
+            Ok(true) => {}
+            Ok(false) => return Located::Absent,
+            Err(probe) => return Located::Missing(Page::Filter(probe.page)),
         }
-        let after = match &shape.index {
-            Index::Paged {
-                firsts,
-                region,
-                blocks,
-            } => {
-                let Some(page) = Index::page_of(firsts, key) else {
-                    return Located::Absent;
-                };
-                let Some(bytes) = region.loaded(page) else {
-                    return Located::Missing(Page::Index(page));
-                };
-                Index::blocks_up_to_in_page(&bytes, page, *blocks, key)
-            }
-            index => index.blocks_from_up_to(key).expect("an index in memory"),
+        let after = match shape.index.blocks_in_memory(key) {
+            Ok(after) => after,
+            Err(page) => return Located::Missing(Page::Index(page)),
         };
         match after.checked_sub(1) {
             Some(block) => Located::Block(block),
@@ -653,20 +666,39 @@ impl BlockingRun {
             .map(|page| region_of(*page))
             .filter(|(region, number)| !region.is_loaded(*number))
             .collect();
-        if wanted.is_empty() {
+        let offsets: Vec<u64> = wanted
+            .iter()
+            .map(|(region, n)| region.offset_of(*n))
+            .collect();
+        self.read_at_once(&offsets, |at, bytes| {
+            let (region, number) = wanted[at];
+            region.install(number, bytes).map(|_| ())
+        })
+        .await
+    }
+
+    /// Reads the 4 KiB blocks at `offsets` through the calling thread's io_uring,
+    /// [`PREFETCH_READS_AT_ONCE`] in flight at a time, on the file opened again (`dup`), and
+    /// hands each to `take` with its place in `offsets`, in order; stops at the first read or
+    /// `take` that fails.
+    async fn read_at_once(
+        &self,
+        offsets: &[u64],
+        mut take: impl FnMut(usize, &[u8]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        if offsets.is_empty() {
             return Ok(());
         }
-        let io = |error| StorageError::io("read run", &shape.path, error);
+        let path = &self.shape.path;
+        let io = |error| StorageError::io("read run", path, error);
         let file = File::from_std(self.file.try_clone().map_err(io)?).map_err(io)?;
-        for chunk in wanted.chunks(PREFETCH_READS_AT_ONCE) {
-            let file = &file;
-            let reads = chunk.iter().map(|&(region, number)| async move {
-                let offset = region.offset_of(number);
-                let bytes = read_region(file, &shape.path, offset, BLOCK_SIZE).await?;
-                region.install(number, bytes.as_slice()).map(|_| ())
-            });
-            for read in futures_util::future::join_all(reads).await {
-                read?;
+        for (chunk, offsets) in offsets.chunks(PREFETCH_READS_AT_ONCE).enumerate() {
+            let reads = offsets
+                .iter()
+                .map(|offset| read_region(&file, path, *offset, BLOCK_SIZE));
+            let reads = futures_util::future::join_all(reads).await;
+            for (at, read) in reads.into_iter().enumerate() {
+                take(chunk * PREFETCH_READS_AT_ONCE + at, read?.as_slice())?;
             }
         }
         Ok(())
@@ -695,25 +727,14 @@ impl BlockingRun {
                 !cache.hold_if_present(self.id, *number, holds)
             })
             .collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let io = |error| StorageError::io("read run", &shape.path, error);
-        let file = File::from_std(self.file.try_clone().map_err(io)?).map_err(io)?;
-        for chunk in wanted.chunks(PREFETCH_READS_AT_ONCE) {
-            let file = &file;
-            let reads = chunk.iter().map(|&number| async move {
-                let offset = number * BLOCK_SIZE as u64;
-                let bytes = read_region(file, &shape.path, offset, BLOCK_SIZE).await?;
-                shape.check_block(number, offset, bytes.as_slice())?;
-                Ok::<_, StorageError>((number, bytes))
-            });
-            for read in futures_util::future::join_all(reads).await {
-                let (number, bytes) = read?;
-                cache.hold(self.id, number, bytes.as_slice().into(), holds);
-            }
-        }
-        Ok(())
+        let offsets: Vec<u64> = wanted.iter().map(|n| n * BLOCK_SIZE as u64).collect();
+        self.read_at_once(&offsets, |at, bytes| {
+            let number = wanted[at];
+            shape.check_block(number, offsets[at], bytes)?;
+            cache.hold(self.id, number, bytes.into(), holds);
+            Ok(())
+        })
+        .await
     }
 
     /// Copies the value of `key` into `value` (the run's value size) and returns whether the
