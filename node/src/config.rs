@@ -51,6 +51,9 @@ pub struct Config {
     pub memory: ByteSize,
     /// Bytes of cold run blocks cached, over all partitions; 0: an eighth of `memory`.
     pub cache_bytes: ByteSize,
+    /// Bytes of the runs' index and filter pages kept in memory, over all partitions; past
+    /// it, pages are read through the caches of cold blocks. 0: an eighth of `memory`.
+    pub pages_bytes: ByteSize,
     /// HTTP connections served at once; one more is answered 503 and closed.
     pub http_connections_max: usize,
     /// How long an HTTP connection may wait between requests (or before its first).
@@ -82,6 +85,7 @@ impl Default for Config {
             snapshot_entries: 100_000,
             memory: ByteSize(MEMORY_DEFAULT),
             cache_bytes: ByteSize(0),
+            pages_bytes: ByteSize(0),
             http_connections_max: 4096,
             http_idle_timeout_ms: 60_000,
             http_header_timeout_ms: 10_000,
@@ -113,6 +117,17 @@ pub enum ConfigError {
     Memory(ByteSize),
     #[error("cache_bytes = {cache}: must be at most half of memory ({memory})")]
     CacheBytes { cache: ByteSize, memory: ByteSize },
+    #[error("pages_bytes = {pages}: must be at most half of memory ({memory})")]
+    PagesBytes { pages: ByteSize, memory: ByteSize },
+    #[error(
+        "caches of {cache} and pages of {pages} together take more than three quarters of \
+         memory ({memory})"
+    )]
+    CacheAndPages {
+        cache: ByteSize,
+        pages: ByteSize,
+        memory: ByteSize,
+    },
     #[error(
         "memory = {memory} is too small for {partitions} partitions: their caches alone take \
          {cache} (at least {CACHE_BLOCKS_MIN} blocks of 4KiB each), more than half of it"
@@ -169,11 +184,11 @@ impl Config {
 
     /// How `memory` is spent on a node of `partitions` partitions: an eighth (or
     /// `cache_bytes`) on caches of cold blocks, split evenly; of the rest, a quarter for the
-    /// memtables. The rest of the rest is their slack and everything else: a memtable is held
+    /// memtables. An eighth (or `pages_bytes`) bounds the runs' index and filter pages kept,
+    /// node-wide. The rest is the memtables' slack and everything else: a memtable is held
     /// about twice while its checkpoint is written (the one being written, the next filling),
     /// the allocator keeps some of what checkpoints free, and a node holds about 110 MB
-    /// before any record (BENCHMARKS.md, "A memory bound"); then accounts, indexes and
-    /// filters, and connections.
+    /// before any record (BENCHMARKS.md, "A memory bound"); then accounts and connections.
     pub fn memory_plan(&self, partitions: u32) -> Result<MemoryPlan, ConfigError> {
         let memory = self.memory.0;
         if !(MEMORY_MIN..=MEMORY_MAX).contains(&memory) {
@@ -189,6 +204,23 @@ impl Config {
                 })
             }
         };
+        let pages = match self.pages_bytes.0 {
+            0 => memory / 8,
+            pages if pages <= memory / 2 => pages,
+            _ => {
+                return Err(ConfigError::PagesBytes {
+                    pages: self.pages_bytes,
+                    memory: self.memory,
+                })
+            }
+        };
+        if cache.saturating_add(pages) > memory / 4 * 3 {
+            return Err(ConfigError::CacheAndPages {
+                cache: ByteSize(cache),
+                pages: ByteSize(pages),
+                memory: self.memory,
+            });
+        }
         let partitions = u64::from(partitions.max(1));
         let cache_blocks = (cache / CACHE_BLOCK_SIZE / partitions).max(CACHE_BLOCKS_MIN as u64);
         // Each partition caches at least `CACHE_BLOCKS_MIN` blocks, whatever the share.
@@ -204,6 +236,7 @@ impl Config {
             memory,
             cache_blocks: cache_blocks as usize,
             memtable_limit: (memory - cache) / 4,
+            pages_limit: pages,
         })
     }
 
@@ -240,6 +273,8 @@ pub struct MemoryPlan {
     pub cache_blocks: usize,
     /// Memtable bytes over all partitions past which they checkpoint.
     pub memtable_limit: u64,
+    /// Bytes of index and filter pages the runs of all partitions keep.
+    pub pages_limit: u64,
 }
 
 /// A size in bytes, written as a number of bytes or with a binary unit: `"4096B"`, `"4GiB"`,
@@ -365,8 +400,10 @@ mod tests {
         assert_eq!(ByteSize(4 << 30).to_string(), "4GiB");
         assert_eq!(ByteSize(1000).to_string(), "1000B");
         let config: Config =
-            toml::from_str("memory = \"1GiB\"\ncache_bytes = 1048576\n").expect("valid");
+            toml::from_str("memory = \"1GiB\"\ncache_bytes = 1048576\npages_bytes = \"2MiB\"\n")
+                .expect("valid");
         assert_eq!((config.memory.0, config.cache_bytes.0), (1 << 30, 1 << 20));
+        assert_eq!(config.pages_bytes.0, 2 << 20);
         assert!(toml::from_str::<Config>("memory = \"lots\"").is_err());
         let negative = toml::from_str::<Config>("memory = -1").expect_err("negative");
         assert!(
@@ -386,6 +423,32 @@ mod tests {
         assert_eq!(plan.memory, 4 << 30);
         assert_eq!(plan.cache_blocks, (512 << 20) / 4096 / 16);
         assert_eq!(plan.memtable_limit, (3584u64 << 20) / 4);
+        assert_eq!(plan.pages_limit, 512 << 20);
+        let pages = Config {
+            pages_bytes: ByteSize(1 << 20),
+            ..Config::default()
+        };
+        assert_eq!(pages.memory_plan(16).expect("1 MiB").pages_limit, 1 << 20);
+        let too_many_pages = Config {
+            pages_bytes: ByteSize(3 << 30),
+            ..Config::default()
+        };
+        let refused = too_many_pages.memory_plan(1).expect_err("over half");
+        assert_eq!(
+            refused.to_string(),
+            "pages_bytes = 3GiB: must be at most half of memory (4GiB)"
+        );
+        let both = Config {
+            cache_bytes: ByteSize(2 << 30),
+            pages_bytes: ByteSize(2 << 30),
+            ..Config::default()
+        };
+        let refused = both.memory_plan(1).expect_err("all of it");
+        assert_eq!(
+            refused.to_string(),
+            "caches of 2GiB and pages of 2GiB together take more than three quarters of \
+             memory (4GiB)"
+        );
         let config = Config {
             memory: ByteSize(64 << 20),
             cache_bytes: ByteSize(32 << 20),

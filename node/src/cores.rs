@@ -1336,6 +1336,14 @@ async fn serve(
             }
             let mut command = command;
             let written = loop {
+                // The check in `write_local` looks the batch's ids up in the ledger, cold ones
+                // in the runs: they are read ahead, so that it blocks the core on no read, and
+                // held until the batch is applied, whose own read-ahead then finds them.
+                let local = served.partition.read(Ledger::runs_local_batches);
+                let _held = match local {
+                    true => Some(served.partition.prefetch_ids(&command).await),
+                    false => None,
+                };
                 served.admit_unheld(None, in_flight).await;
                 // Counted as writing from the check to the write: a transaction that locks the
                 // partition meanwhile waits for it, so the check still holds when it is written.

@@ -17,6 +17,7 @@ use kassa_node::meta::{self, ClusterMeta};
 use kassa_node::service::Service;
 use kassa_raft::MemoryBudget;
 use kassa_shard::PlacementKind;
+use kassa_storage::run::PageBudget;
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +76,11 @@ struct StartArgs {
     /// [default: 0].
     #[arg(long, value_name = "SIZE")]
     cache_bytes: Option<ByteSize>,
+    /// Bytes of the runs' index and filter pages kept in memory, over all partitions; past
+    /// it, pages are read through the cold-block caches. 0 for an eighth of --memory
+    /// [default: 0].
+    #[arg(long, value_name = "SIZE")]
+    pages_bytes: Option<ByteSize>,
     /// HTTP connections served at once; one more is answered 503 and closed [default: 4096].
     #[arg(long, value_name = "N")]
     http_connections_max: Option<usize>,
@@ -190,6 +196,7 @@ fn config_of(args: StartArgs) -> anyhow::Result<Config> {
     config.snapshot_entries = args.snapshot_entries.unwrap_or(config.snapshot_entries);
     config.memory = args.memory.unwrap_or(config.memory);
     config.cache_bytes = args.cache_bytes.unwrap_or(config.cache_bytes);
+    config.pages_bytes = args.pages_bytes.unwrap_or(config.pages_bytes);
     let set = |flag: Option<u64>, setting: &mut u64| *setting = flag.unwrap_or(*setting);
     set(args.http_idle_timeout_ms, &mut config.http_idle_timeout_ms);
     set(
@@ -248,7 +255,12 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     };
     fit_descriptors(&mut config, meta.partitions, cores_count)?;
     let memory = config.memory_plan(meta.partitions)?;
-    let budget = MemoryBudget::new(memory.memtable_limit, meta.partitions);
+    let pages = usize::try_from(memory.pages_limit).unwrap_or(usize::MAX);
+    let budget = MemoryBudget::new(
+        memory.memtable_limit,
+        PageBudget::new(pages),
+        meta.partitions,
+    );
     let setup = CoreSetup {
         data_dir: config.data_dir.clone(),
         partitions: meta.partitions,

@@ -20,7 +20,7 @@ use kassa_shard::{
     KeyspaceIncrement, Ledger, LedgerConfig, SnapshotError,
 };
 use kassa_storage::durable_file;
-use kassa_storage::run::{BlockingRun, Footer, Run, RunOptions, RunWriter};
+use kassa_storage::run::{BlockingRun, Footer, PageBudget, Run, RunOptions, RunWriter};
 use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
@@ -102,13 +102,15 @@ pub(crate) async fn open_run(dir: &Path, entry: &RunEntry) -> Result<Run, Storag
 }
 
 /// Opens the run `entry` names in `dir`'s runs for blocking reads, its index and filter read
-/// a page at a time when first needed ([`BlockingRun::open`]), and checks that it is that run.
+/// a page at a time when first needed and kept within `pages` ([`BlockingRun::open`]), and
+/// checks that it is that run.
 pub(crate) async fn open_cold_run(
     dir: &Path,
     entry: &RunEntry,
+    pages: &Arc<PageBudget>,
 ) -> Result<BlockingRun, StorageError> {
     let path = runs_dir(dir).join(entry.file_name());
-    let run = BlockingRun::open(&path).await?;
+    let run = BlockingRun::open(&path, pages).await?;
     check_footer(run.footer(), entry, path)?;
     Ok(run)
 }
@@ -598,7 +600,8 @@ mod tests {
             let files = std::fs::read_dir(runs_dir(dir)).expect("runs").count();
             assert_eq!(files, head.runs.len(), "only the runs named are on disk");
 
-            let cold = crate::cold_runs::ColdRuns::open(dir, &head, 16).await;
+            let cold =
+                crate::cold_runs::ColdRuns::open(dir, &head, 16, PageBudget::unbounded()).await;
             let cold = cold.expect("cold runs");
             for at in 0..6 * m {
                 let mut value = [0u8; 4];
@@ -689,7 +692,8 @@ mod tests {
 
             let (found, hot) = read_manifest(dir).await.expect("read").expect("a manifest");
             assert_eq!(found, head, "the manifest is the first checkpoint's");
-            let cold = crate::cold_runs::ColdRuns::open(dir, &found, 16).await;
+            let cold =
+                crate::cold_runs::ColdRuns::open(dir, &found, 16, PageBudget::unbounded()).await;
             let cold = Arc::new(cold.expect("cold runs"));
             let restored = restore(dir, LedgerConfig::default(), &found, &hot, cold).await;
             assert_eq!(snapshot_of(&restored.expect("restores")), expected);

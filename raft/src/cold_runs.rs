@@ -2,7 +2,7 @@
 //! entries leave the ledger's memory once a durable checkpoint holds them (transfers, their
 //! ids, the change stream, history balances; docs/storage.md). The runs are opened once, with
 //! their page tables (their indexes and filters are read a page at a time when first needed,
-//! and kept), and followed as checkpoints become durable; a read is one blocking 4 KiB read,
+//! and kept while the node's page budget has room, else cached as blocks are), and followed as checkpoints become durable; a read is one blocking 4 KiB read,
 //! checked as every run block is, unless the partition's small block cache holds the block.
 //!
 //! Most cold reads are a reader's (lookups, queries, change events, a full checkpoint after
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use kassa_shard::{ColdError, ColdRange, ColdStore, Keyspace};
 use kassa_storage::run::{
-    entries_per_block, BlockCache, BlockingRun, CacheStats, Holds, Located, Page,
+    entries_per_block, BlockCache, BlockingRun, CacheStats, Holds, Located, Page, PageBudget,
 };
 use kassa_storage::StorageError;
 
@@ -35,6 +35,8 @@ pub const CACHE_BLOCKS_DEFAULT: usize = 256;
 pub(crate) struct ColdRuns {
     followed: Mutex<Followed>,
     cache: BlockCache,
+    /// The node's bound on the index and filter pages its runs keep.
+    pages: Arc<PageBudget>,
 }
 
 /// What the last manifest followed names.
@@ -52,7 +54,7 @@ struct Followed {
 
 impl Default for ColdRuns {
     fn default() -> ColdRuns {
-        ColdRuns::new(CACHE_BLOCKS_DEFAULT)
+        ColdRuns::new(CACHE_BLOCKS_DEFAULT, PageBudget::unbounded())
     }
 }
 
@@ -62,22 +64,25 @@ struct ColdRun {
 }
 
 impl ColdRuns {
-    /// No runs yet, with a cache of `cache_blocks` blocks.
-    pub(crate) fn new(cache_blocks: usize) -> ColdRuns {
+    /// No runs yet, with a cache of `cache_blocks` blocks; the runs' pages kept in memory
+    /// take their bytes from `pages`.
+    pub(crate) fn new(cache_blocks: usize, pages: Arc<PageBudget>) -> ColdRuns {
         ColdRuns {
             followed: Mutex::default(),
             cache: BlockCache::new(cache_blocks),
+            pages,
         }
     }
 
     /// The runs of cold keyspaces that `head` names in `dir`, each checked against its entry,
-    /// with a cache of `cache_blocks` blocks.
+    /// as [`ColdRuns::new`] makes them.
     pub(crate) async fn open(
         dir: &Path,
         head: &CheckpointHead,
         cache_blocks: usize,
+        pages: Arc<PageBudget>,
     ) -> Result<ColdRuns, StorageError> {
-        let cold = ColdRuns::new(cache_blocks);
+        let cold = ColdRuns::new(cache_blocks, pages);
         cold.follow(dir, head).await?;
         Ok(cold)
     }
@@ -99,7 +104,7 @@ impl ColdRuns {
         for entry in &named {
             let open = self.followed().runs.iter().any(|run| run.entry == **entry);
             if !open {
-                let run = checkpoint::open_cold_run(dir, entry).await?;
+                let run = checkpoint::open_cold_run(dir, entry, &self.pages).await?;
                 opened.push(ColdRun {
                     entry: (*entry).clone(),
                     run: Arc::new(run),
@@ -146,7 +151,7 @@ impl ColdRuns {
             let followed = self.followed();
             for (keyspace, key) in wanted {
                 for run in followed.covering(*keyspace, *key) {
-                    lookups.locate(&run.run, *key);
+                    lookups.locate(&run.run, *key, &self.cache, holds);
                 }
             }
         }
@@ -155,9 +160,10 @@ impl ColdRuns {
             if lookups.missing.is_empty() {
                 break;
             }
-            pages += load_pages(std::mem::take(&mut lookups.pages)).await?;
+            let missing = std::mem::take(&mut lookups.pages);
+            pages += load_pages(missing, &self.cache, holds).await?;
             for (run, key) in std::mem::take(&mut lookups.missing) {
-                lookups.locate(&run, key);
+                lookups.locate(&run, key, &self.cache, holds);
             }
         }
         let by_run = lookups.blocks;
@@ -216,7 +222,7 @@ impl ColdRuns {
                 }
             }
         }
-        let pages = load_pages(pages).await?;
+        let pages = load_pages(pages, &self.cache, holds).await?;
         let mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)> = Vec::new();
         {
             let followed = self.followed();
@@ -252,8 +258,12 @@ impl ColdRuns {
                     if entries == 0 {
                         break;
                     }
-                    let first = run.run.block_of(start.max(run.entry.first_key))?;
-                    let last = run.run.block_of((end - 1).min(run.entry.last_key))?;
+                    let first = run
+                        .run
+                        .block_of(start.max(run.entry.first_key), &self.cache)?;
+                    let last = run
+                        .run
+                        .block_of((end - 1).min(run.entry.last_key), &self.cache)?;
                     let (Some(first), Some(last)) = (first, last) else {
                         continue;
                     };
@@ -325,8 +335,8 @@ struct Lookups {
 }
 
 impl Lookups {
-    fn locate(&mut self, run: &Arc<BlockingRun>, key: u128) {
-        match run.locate(key) {
+    fn locate(&mut self, run: &Arc<BlockingRun>, key: u128, cache: &BlockCache, holds: &mut Holds) {
+        match run.locate(key, cache, holds) {
             Located::Absent => {}
             Located::Block(block) => {
                 if self.seen.insert((Arc::as_ptr(run), block)) {
@@ -341,14 +351,19 @@ impl Lookups {
     }
 }
 
-/// Reads `by_run`'s pages ahead; returns how many.
-async fn load_pages(by_run: Vec<(Arc<BlockingRun>, Vec<Page>)>) -> Result<usize, StorageError> {
+/// Reads `by_run`'s pages ahead (those past the page budget held in `cache` for `holds`);
+/// returns how many.
+async fn load_pages(
+    by_run: Vec<(Arc<BlockingRun>, Vec<Page>)>,
+    cache: &BlockCache,
+    holds: &mut Holds,
+) -> Result<usize, StorageError> {
     let mut count = 0;
     for (run, mut pages) in by_run {
         pages.sort_unstable();
         pages.dedup();
         count += pages.len();
-        run.load_pages(&pages).await?;
+        run.load_pages(&pages, cache, holds).await?;
     }
     Ok(count)
 }

@@ -1,4 +1,6 @@
-//! A node's bound on its partitions' memtables (docs/storage.md, "Memory bound").
+//! A node's bound on its partitions' memtables (docs/storage.md, "Memory bound"), and the
+//! node's bound on the index and filter pages its runs keep ([`PageBudget`]), which every
+//! partition's runs share.
 //!
 //! What a ledger holds in memory grows with every transfer until a durable checkpoint takes
 //! it out ([`kassa_shard::Ledger::memtable_bytes`]). The partitions of a node (on every core)
@@ -13,6 +15,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use kassa_storage::run::PageBudget;
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct MemoryBudget {
@@ -22,23 +26,32 @@ pub struct MemoryBudget {
     partitions: u32,
     /// The sum of what the partitions last published.
     used: AtomicU64,
+    /// The index and filter pages the partitions' runs keep.
+    pages: Arc<PageBudget>,
 }
 
 impl MemoryBudget {
-    /// A budget of `limit` memtable bytes shared by `partitions` partitions.
-    pub fn new(limit: u64, partitions: u32) -> Arc<MemoryBudget> {
+    /// A budget of `limit` memtable bytes shared by `partitions` partitions, whose runs keep
+    /// at most `pages` bytes of index and filter pages.
+    pub fn new(limit: u64, pages: Arc<PageBudget>, partitions: u32) -> Arc<MemoryBudget> {
         assert!(partitions > 0);
         Arc::new(MemoryBudget {
             limit,
             partitions,
             used: AtomicU64::new(0),
+            pages,
         })
     }
 
     /// A budget that never asks for a checkpoint (tests, tools): memtables are bounded by
-    /// the log alone.
+    /// the log alone, and runs keep every page they read.
     pub fn unbounded() -> Arc<MemoryBudget> {
-        MemoryBudget::new(0, 1)
+        MemoryBudget::new(0, PageBudget::unbounded(), 1)
+    }
+
+    /// The index and filter pages the partitions' runs keep.
+    pub fn pages(&self) -> &Arc<PageBudget> {
+        &self.pages
     }
 
     pub fn limit(&self) -> u64 {
@@ -83,6 +96,11 @@ impl MemtableGauge {
     pub(crate) fn publish_freed(&self, bytes: u64) {
         self.freed.set(self.freed.get() + 1);
         self.publish(bytes);
+    }
+
+    /// The node's budget.
+    pub(crate) fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
     /// How many times the memtable was freed so far.
@@ -141,7 +159,7 @@ mod tests {
 
     #[test]
     fn gauges_sum_into_the_budget_and_leave_it_when_dropped() {
-        let budget = MemoryBudget::new(1000, 2);
+        let budget = MemoryBudget::new(1000, PageBudget::unbounded(), 2);
         let first = MemtableGauge::new(budget.clone());
         let second = MemtableGauge::new(budget.clone());
         assert!(!first.publish_and_check(600), "600 used, under the limit");

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kassa_shard::limits::BATCH_EVENTS_MAX;
-use kassa_shard::ClientRead;
+use kassa_shard::{ClientRead, ColdReads};
 use kassa_storage::LogOptions;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, Fatal, ForwardReason, RaftError};
@@ -486,6 +486,23 @@ impl Partition {
         // (at least enough for one large read); what does not fit is read blocking.
         let held_max = cold.cache_capacity().max(READ_HELD_BLOCKS_MIN);
         let reads = (&*self.ledger, ranges, false, held_max, list);
+        prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
+    }
+
+    /// Reads ahead, as [`Partition::prefetch_read`] does, the id runs' pages and blocks that
+    /// a check of `command`'s ids against the ledger reads (`Ledger::local_transfers_leased`,
+    /// before a batch is written here alone), and the cold transfers of its ids still in
+    /// memory: the check then reads no disk, and while the holds returned are kept the
+    /// apply's own read-ahead finds them held.
+    pub async fn prefetch_ids(&self, command: &Command) -> ColdHolds {
+        let cold = self.store.cold();
+        let list = |ledger: &Ledger, round, out: &mut Vec<_>| {
+            if round == ColdReads::Ids {
+                ledger.cold_reads(command, round, out);
+            }
+        };
+        let held_max = cold.cache_capacity().max(READ_HELD_BLOCKS_MIN);
+        let reads = (&*self.ledger, Vec::new(), true, held_max, list);
         prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 

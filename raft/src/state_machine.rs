@@ -34,7 +34,8 @@ use kassa_shard::{
     Checkpoint, CheckpointCut, ColdRange, ColdReads, Keyspace, Ledger, LedgerConfig,
 };
 use kassa_storage::durable_file::{self, DURABLE_FILE_SIZE_MAX};
-use kassa_storage::run::Holds;
+use kassa_storage::run::{Holds, PageBudget};
+use kassa_storage::StorageError;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 
 use crate::checkpoint::{self, CheckpointError, CheckpointHead};
@@ -211,10 +212,27 @@ pub(crate) struct StateMachine {
     writing: Rc<WriteLock>,
     alive: Rc<()>,
     cold_apply: Rc<ColdApplyStats>,
-    /// Blocks of the cold runs' cache (a new cache comes with the runs of an install).
-    cache_blocks: usize,
+    /// How the cold runs are opened (a new cache comes with the runs of an install).
+    cold: ColdConfig,
     /// The memtable's share of the node's memory budget, published as checkpoints free it.
     memtable: Rc<MemtableGauge>,
+}
+
+/// How a partition's cold runs are opened: the blocks of their cache, and the node's bound on
+/// the index and filter pages runs keep.
+struct ColdConfig {
+    cache_blocks: usize,
+    pages: Arc<PageBudget>,
+}
+
+impl ColdConfig {
+    fn empty(&self) -> ColdRuns {
+        ColdRuns::new(self.cache_blocks, self.pages.clone())
+    }
+
+    async fn open(&self, dir: &Path, head: &CheckpointHead) -> Result<ColdRuns, StorageError> {
+        ColdRuns::open(dir, head, self.cache_blocks, self.pages.clone()).await
+    }
 }
 
 /// What applying entries did with cold entries, since the partition opened.
@@ -261,10 +279,10 @@ fn checkpoint_error(error: CheckpointError) -> io::Error {
 async fn load(
     dir: &Path,
     config: LedgerConfig,
-    cache_blocks: usize,
+    cold: &ColdConfig,
 ) -> Result<Option<(Ledger, Stored)>, CheckpointError> {
     if let Some((head, hot)) = checkpoint::read_manifest(dir).await? {
-        let cold = Arc::new(ColdRuns::open(dir, &head, cache_blocks).await?);
+        let cold = Arc::new(cold.open(dir, &head).await?);
         let ledger = checkpoint::restore(dir, config, &head, &hot, cold.clone()).await?;
         let stored = Stored {
             checkpoint: Some(head),
@@ -281,17 +299,17 @@ async fn load(
     let stored = Stored {
         checkpoint: None,
         legacy: Some(meta),
-        cold: Arc::new(ColdRuns::new(cache_blocks)),
+        cold: Arc::new(cold.empty()),
     };
     ledger.attach_cold_store(stored.cold.clone());
     Ok(Some((ledger, stored)))
 }
 
 /// A new partition's empty ledger, whose checkpoints' cold entries will leave memory.
-fn empty(config: LedgerConfig, cache_blocks: usize) -> (Ledger, Stored) {
+fn empty(config: LedgerConfig, cold: &ColdConfig) -> (Ledger, Stored) {
     let mut ledger = Ledger::new(config);
     let stored = Stored {
-        cold: Arc::new(ColdRuns::new(cache_blocks)),
+        cold: Arc::new(cold.empty()),
         ..Stored::default()
     };
     ledger.attach_cold_store(stored.cold.clone());
@@ -308,10 +326,14 @@ impl StateMachine {
         memtable: Rc<MemtableGauge>,
         alive: Rc<()>,
     ) -> Result<StateMachine, PartitionError> {
-        let loaded = load(dir, ledger_config, cache_blocks)
+        let cold = ColdConfig {
+            cache_blocks,
+            pages: memtable.budget().pages().clone(),
+        };
+        let loaded = load(dir, ledger_config, &cold)
             .await
             .map_err(|error| open_error(partition, error))?;
-        let (ledger, stored) = loaded.unwrap_or_else(|| empty(ledger_config, cache_blocks));
+        let (ledger, stored) = loaded.unwrap_or_else(|| empty(ledger_config, &cold));
         memtable.publish(ledger.memtable_bytes());
         let removed = checkpoint::remove_unnamed_runs(dir, stored.checkpoint.as_ref())
             .await
@@ -332,7 +354,7 @@ impl StateMachine {
             writing: Rc::new(WriteLock::new(())),
             alive,
             cold_apply: Rc::default(),
-            cache_blocks,
+            cold,
             memtable,
         })
     }
@@ -465,7 +487,7 @@ impl StateMachine {
         };
         // The ledger read its cold entries from the runs it was installed from; from now on
         // it reads them from this directory's, which hold all of them.
-        let cold = ColdRuns::open(&self.dir, &head, self.cache_blocks).await;
+        let cold = self.cold.open(&self.dir, &head).await;
         let cold = Arc::new(cold.map_err(storage_error)?);
         {
             let mut ledger = self.ledger.borrow_mut();
@@ -656,7 +678,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let ledger = match snapshot {
             SnapshotData::File(dir) => {
-                let loaded = load(&dir, self.ledger_config, self.cache_blocks).await;
+                let loaded = load(&dir, self.ledger_config, &self.cold).await;
                 let loaded = loaded.map_err(checkpoint_error)?.ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotFound, "the checkpoint is gone")
                 })?;

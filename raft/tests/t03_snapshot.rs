@@ -7,9 +7,14 @@
 mod common;
 
 use common::*;
-use kassa_raft::{LogOptions, Partition, PartitionError, PartitionStatus};
+use std::sync::Arc;
+
+use kassa_raft::{
+    LogOptions, MemoryBudget, Partition, PartitionConfig, PartitionError, PartitionStatus,
+};
 use kassa_shard::Ledger;
 use kassa_storage::durable_file;
+use kassa_storage::run::PageBudget;
 use kassa_wire::{
     AccountFilter, AccountFilterFlags, AccountId, ChangeEvent, CreateTransferStatus, Transfer,
     TransferId,
@@ -130,10 +135,27 @@ fn id_runs(partition: &Partition) -> (u64, u64) {
 /// on no read, and retries of old ids do the same.
 #[test]
 fn t03_a_restart_reads_no_index_or_filter_page_and_applies_read_them_ahead() {
-    let dir = TempDir::new("t03-pages");
+    applies_read_pages_ahead("t03-pages", PageBudget::unbounded());
+}
+
+/// The same past a page budget of 8 pages: the runs keep 8 pages, the rest are read ahead
+/// and held in the partition's block cache for the apply, which still blocks on no read and
+/// answers the same.
+#[test]
+fn t03_past_the_page_budget_applies_still_read_pages_ahead_and_memory_keeps_to_it() {
+    applies_read_pages_ahead("t03-page-budget", PageBudget::new(8 * 4096));
+}
+
+/// A partition whose runs' pages take from `pages`: see the tests above.
+fn applies_read_pages_ahead(name: &str, pages: Arc<PageBudget>) {
+    let dir = TempDir::new(name);
     const IDS: u64 = 8_000;
+    let config = |dir: &std::path::Path| PartitionConfig {
+        memory: MemoryBudget::new(0, pages.clone(), 1),
+        ..config(dir, 3)
+    };
     let status = run(async {
-        let partition = Partition::open(config(dir.path(), 3)).await.expect("open");
+        let partition = Partition::open(config(dir.path())).await.expect("open");
         let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
         assert_all_created(&reply.expect("accounts"));
         for n in 1..=12 {
@@ -145,9 +167,7 @@ fn t03_a_restart_reads_no_index_or_filter_page_and_applies_read_them_ahead() {
         status
     });
     run(async {
-        let partition = Partition::open(config(dir.path(), 3))
-            .await
-            .expect("reopen");
+        let partition = Partition::open(config(dir.path())).await.expect("reopen");
         assert!(partition.status().snapshot_index >= status.snapshot_index);
         let (keys, opened) = id_runs(&partition);
         // 96,000 ids at 10 bits: 120 KB of filters, none of them read; what is in memory is
@@ -169,10 +189,16 @@ fn t03_a_restart_reads_no_index_or_filter_page_and_applies_read_them_ahead() {
         assert_eq!(after.cold_blocking_reads, 0, "{after:?}");
         assert_eq!(blocking(), before);
         let (_, loaded) = id_runs(&partition);
-        assert!(
-            loaded > opened + filters / 2,
-            "{loaded} bytes after, {opened} at open"
-        );
+        match pages.limit() {
+            usize::MAX => assert!(
+                loaded > opened + filters / 2,
+                "{loaded} bytes after, {opened} at open"
+            ),
+            limit => {
+                assert_eq!(pages.used(), limit, "the budget is filled, not passed");
+                assert!(loaded <= opened + limit as u64, "{loaded} bytes after");
+            }
+        }
         let retry = scattered_transfers(14, 2 * IDS, IDS);
         let reply = partition.write(retry).await.expect("retries");
         let statuses = transfer_statuses(&reply);
@@ -182,6 +208,7 @@ fn t03_a_restart_reads_no_index_or_filter_page_and_applies_read_them_ahead() {
         partition.read(check_ledger);
         partition.shutdown().await.expect("shutdown");
     });
+    assert_eq!(pages.used(), 0, "closed runs give their pages back");
 }
 
 #[test]

@@ -17,7 +17,7 @@ const LIMIT: u64 = 1 << 20;
 fn an_idle_partition_over_its_share_checkpoints_when_checked_and_shutdown_empties_the_budget() {
     let (first_dir, second_dir) = (TempDir::new("memory-first"), TempDir::new("memory-second"));
     run(async {
-        let budget = MemoryBudget::new(LIMIT, 2);
+        let budget = MemoryBudget::new(LIMIT, kassa_storage::run::PageBudget::unbounded(), 2);
         let open = |dir, partition| {
             let config = PartitionConfig {
                 partition,

@@ -117,7 +117,7 @@ impl Ledger {
 
     /// Batches run locally only under placement by ledger with several partitions (one
     /// partition runs every batch itself).
-    fn runs_local_batches(&self) -> bool {
+    pub fn runs_local_batches(&self) -> bool {
         self.config.placement == PlacementKind::ByLedger && !self.is_whole()
     }
 

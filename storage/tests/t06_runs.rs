@@ -9,7 +9,8 @@ use std::path::Path;
 
 use common::*;
 use kassa_storage::run::{
-    BlockCache, BlockingRun, CacheStats, Holds, Located, Page, Run, RunOptions, RunWriter,
+    BlockCache, BlockingRun, CacheStats, Holds, Located, Page, PageBudget, Run, RunOptions,
+    RunWriter,
 };
 use kassa_storage::StorageError;
 
@@ -82,7 +83,7 @@ fn every_key_reads_back_and_absent_keys_rarely_cost_a_read() {
             }
             // The same run read with blocking reads finds the same, its filter (and, with 64-
             // byte values, its index: 981 blocks) read a page at a time.
-            let blocking = BlockingRun::open(&dir.path().join(&name))
+            let blocking = BlockingRun::open(&dir.path().join(&name), &PageBudget::unbounded())
                 .await
                 .expect("open blocking");
             let opened = blocking.memory_size();
@@ -320,7 +321,7 @@ fn after_damage(dir: &Path, name: &str, damage: impl FnOnce(&mut Vec<u8>)) -> St
     assert_eq!(merged.to_string(), error.to_string());
     // A blocking read checks every block as `get` does: the same error.
     let blocking: Result<(), StorageError> = run(async {
-        let run = BlockingRun::open(&damaged).await?;
+        let run = BlockingRun::open(&damaged, &PageBudget::unbounded()).await?;
         let mut value = [0; 4];
         let cache = BlockCache::new(4);
         for key in data.keys() {
@@ -454,7 +455,12 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     });
     let blocks: std::collections::BTreeSet<u64> = wanted
         .iter()
-        .map(|key| blocking.block_for(*key).expect("read").expect("in the run"))
+        .map(|key| {
+            blocking
+                .block_for(*key, &cache)
+                .expect("read")
+                .expect("in the run")
+        })
         .collect();
     assert!(blocks.len() > 64, "{} blocks", blocks.len());
     let blocks: Vec<u64> = blocks.into_iter().collect();
@@ -480,7 +486,7 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     // A key no run holds has no block to prefetch (the filter rules most out).
     let absent = (0..1_000u128).filter(|k| !data.contains_key(k));
     let passed = absent
-        .filter(|k| blocking.block_for(*k).expect("read").is_some())
+        .filter(|k| blocking.block_for(*k, &cache).expect("read").is_some())
         .count();
     assert!(
         passed < 100,
@@ -501,7 +507,7 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     assert_eq!(cache.held(), 10, "the second reader's blocks stay");
     for key in wanted
         .iter()
-        .filter(|key| blocks[..10].contains(&blocking.block_for(**key).unwrap().unwrap()))
+        .filter(|key| blocks[..10].contains(&blocking.block_for(**key, &cache).unwrap().unwrap()))
     {
         assert!(blocking.get(*key, &mut value, &cache).expect("get"));
     }
@@ -514,7 +520,10 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     let misses = cache.stats().misses;
     let mut holds = Holds::new();
     run(async {
-        let block = blocking.block_for(last).expect("read").expect("in the run");
+        let block = blocking
+            .block_for(last, &cache)
+            .expect("read")
+            .expect("in the run");
         let blocks = [block];
         let prefetched = blocking.prefetch(&blocks, &cache, &mut holds);
         prefetched.await.expect("prefetch");
@@ -675,6 +684,131 @@ fn a_dense_run_keeps_no_index_and_answers_as_an_indexed_one() {
     assert_eq!(offset_of(&lost), 3 * 4096);
 }
 
+/// Reads ahead, as a partition's prefetch does, the pages `run`'s lookups of `keys` need:
+/// `locate`, then `load_pages` of the pages missing, until none is; returns the rounds.
+async fn read_pages_ahead(
+    run: &BlockingRun,
+    keys: &[u128],
+    cache: &BlockCache,
+    holds: &mut Holds,
+) -> usize {
+    let mut rounds = 0;
+    loop {
+        let mut pages: Vec<Page> = keys
+            .iter()
+            .filter_map(|key| match run.locate(*key, cache, holds) {
+                Located::Missing(page) => Some(page),
+                Located::Block(_) => None,
+                Located::Absent => panic!("key {key} is in the run"),
+            })
+            .collect();
+        if pages.is_empty() {
+            return rounds;
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        run.load_pages(&pages, cache, holds)
+            .await
+            .expect("load pages");
+        rounds += 1;
+    }
+}
+
+/// Index and filter pages past a page budget: runs sharing a budget of 10 pages keep 10,
+/// whatever they read. A page read ahead past it is held in the reader's cache, so the
+/// lookups it was read for still read no disk; a page read blocking past it is cached as a
+/// block is. Every answer stays right, and a run closed gives its pages back.
+#[test]
+fn pages_past_the_budget_are_held_or_cached_and_the_budget_is_never_passed() {
+    let dir = new_dir("t06-budget");
+    let value_size = 64;
+    // 8 index pages and 31 filter pages (as in the test below).
+    let data = data(21, 100_000, value_size);
+    let path = dir.path().join("budget");
+    run(async { write(dir.path(), "budget", &data, value_size).await });
+    let budget = PageBudget::new(10 * 4096);
+    let keys: Vec<u128> = data.keys().copied().step_by(997).collect();
+    let absent: Vec<u128> = (0..2_000u128).filter(|k| !data.contains_key(k)).collect();
+    let mut value = vec![0; value_size];
+    run(async {
+        let first = BlockingRun::open(&path, &budget).await.expect("open");
+        let cache = BlockCache::new(8);
+        let mut holds = Holds::new();
+        let rounds = read_pages_ahead(&first, &keys, &cache, &mut holds).await;
+        assert_eq!(
+            rounds, 2,
+            "the filter's pages, then the index's, as without a bound"
+        );
+        assert_eq!(budget.used(), 10 * 4096, "the budget is filled, not passed");
+        assert!(
+            holds.len() >= 20,
+            "{} pages held past the budget",
+            holds.len()
+        );
+        // Every lookup read ahead reads no disk: its pages are kept or held.
+        let misses = cache.stats().misses;
+        for key in &keys {
+            assert!(first.get(*key, &mut value, &cache).expect("get"));
+            assert_eq!(&value, &data[key]);
+        }
+        assert_eq!(first.pages_read_blocking(), 0);
+        assert_eq!(
+            cache.stats().misses,
+            misses + keys.len() as u64,
+            "data blocks only"
+        );
+        // Released, the held pages are gone: lookups read them blocking, through the cache
+        // (8 blocks), and still answer right, present or absent.
+        cache.release(holds);
+        assert_eq!(cache.held(), 0);
+        for key in data.keys().step_by(101) {
+            assert!(first.get(*key, &mut value, &cache).expect("get"));
+            assert_eq!(&value, &data[key]);
+        }
+        for key in &absent {
+            assert!(!first.get(*key, &mut value, &cache).expect("absent"));
+        }
+        assert!(first.pages_read_blocking() > 0);
+        assert_eq!(budget.used(), 10 * 4096);
+        assert_eq!(cache.held_pages(), 0);
+        // A page a read-ahead finds in the CLOCK is held for it: reads churning the cache
+        // meanwhile do not make its reader read the page again.
+        let key = *data.keys().last().expect("keys");
+        assert!(first.get(key, &mut value, &cache).expect("get"));
+        let mut holds = Holds::new();
+        let located = first.locate(key, &cache, &mut holds);
+        assert!(matches!(located, Located::Block(_)), "{located:?}");
+        assert!(cache.held_pages() >= 1, "the key's pages are held");
+        assert_eq!(cache.held(), 0, "held pages are not counted as blocks");
+        for key in data.keys().step_by(37) {
+            assert!(first.get(*key, &mut value, &cache).expect("get"));
+        }
+        let read = first.pages_read_blocking();
+        assert!(first.get(key, &mut value, &cache).expect("get"));
+        assert_eq!(first.pages_read_blocking(), read, "no page read again");
+        cache.release(holds);
+        assert_eq!(cache.held_pages(), 0);
+        // A second run on the full budget keeps no page, and answers the same.
+        let second = BlockingRun::open(&path, &budget).await.expect("open");
+        let table = second.memory_size();
+        for key in data.keys().step_by(211) {
+            assert!(second.get(*key, &mut value, &cache).expect("get"));
+            assert_eq!(&value, &data[key]);
+        }
+        assert_eq!(second.memory_size(), table, "nothing kept past the budget");
+        // Closing the first gives its pages back; the second keeps pages again.
+        drop(first);
+        assert_eq!(budget.used(), 0);
+        for key in data.keys().step_by(211) {
+            assert!(second.get(*key, &mut value, &cache).expect("get"));
+        }
+        assert_eq!(budget.used(), 10 * 4096);
+        assert_eq!(second.memory_size(), table + 10 * 4096);
+        drop(second);
+        assert_eq!(budget.used(), 0);
+    });
+}
+
 /// A run of more than one page of index and of filter, opened for blocking reads, reads them
 /// a page at a time: pages read ahead (`locate`, `load_pages`) leave nothing for its
 /// lookups to read but data blocks, and a damaged page is corruption at that page's offset,
@@ -692,32 +826,20 @@ fn index_and_filter_pages_are_read_when_needed_and_checked() {
     assert_eq!((footer.index_pages(), footer.filter_pages()), (8, 31));
     let keys: Vec<u128> = data.keys().copied().step_by(997).collect();
     run(async {
-        let blocking = BlockingRun::open(&path).await.expect("open");
-        let mut rounds = 0;
-        loop {
-            let mut pages: Vec<Page> = keys
-                .iter()
-                .filter_map(|key| match blocking.locate(*key) {
-                    Located::Missing(page) => Some(page),
-                    Located::Block(_) => None,
-                    Located::Absent => panic!("key {key} is in the run"),
-                })
-                .collect();
-            if pages.is_empty() {
-                break;
-            }
-            pages.sort_unstable();
-            pages.dedup();
-            blocking.load_pages(&pages).await.expect("load pages");
-            rounds += 1;
-        }
-        assert_eq!(rounds, 2, "the filter's pages, then the index's");
-        let loaded = blocking.memory_size();
+        let blocking = BlockingRun::open(&path, &PageBudget::unbounded())
+            .await
+            .expect("open");
         let cache = BlockCache::new(0);
+        let mut holds = Holds::new();
+        let rounds = read_pages_ahead(&blocking, &keys, &cache, &mut holds).await;
+        assert_eq!(rounds, 2, "the filter's pages, then the index's");
+        assert!(holds.is_empty(), "an unbounded budget keeps every page");
+        let loaded = blocking.memory_size();
         let mut value = vec![0; value_size];
         for key in &keys {
-            let block = blocking.block_for(*key).expect("block");
-            assert_eq!(Located::Block(block.expect("held")), blocking.locate(*key));
+            let block = blocking.block_for(*key, &cache).expect("block");
+            let located = blocking.locate(*key, &cache, &mut holds);
+            assert_eq!(Located::Block(block.expect("held")), located);
             assert!(blocking.get(*key, &mut value, &cache).expect("get"));
             assert_eq!(&value, &data[key]);
         }
@@ -730,11 +852,15 @@ fn index_and_filter_pages_are_read_when_needed_and_checked() {
         // The last block of an index page is checked against the next page's first key,
         // which the page table holds: reading it ahead reads one index page, and its lookup
         // none.
-        let fresh = BlockingRun::open(&path).await.expect("open");
+        let fresh = BlockingRun::open(&path, &PageBudget::unbounded())
+            .await
+            .expect("open");
         let sorted: Vec<u128> = data.keys().copied().collect();
         let key = sorted[255 * 51 + 7]; // in block 255, the last index page 0 lists
-        while let Located::Missing(page) = fresh.locate(key) {
-            fresh.load_pages(&[page]).await.expect("load");
+        while let Located::Missing(page) = fresh.locate(key, &cache, &mut holds) {
+            let pages = [page];
+            let loaded = fresh.load_pages(&pages, &cache, &mut holds);
+            loaded.await.expect("load");
         }
         assert!(fresh.get(key, &mut value, &cache).expect("get"));
         assert_eq!(fresh.pages_read_blocking(), 0);
@@ -747,7 +873,9 @@ fn index_and_filter_pages_are_read_when_needed_and_checked() {
     bytes[filter_page as usize + 100] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
     run(async {
-        let blocking = BlockingRun::open(&path).await.expect("the table is intact");
+        let blocking = BlockingRun::open(&path, &PageBudget::unbounded())
+            .await
+            .expect("the table is intact");
         let cache = BlockCache::new(0);
         let mut value = vec![0; value_size];
         let (mut index_damage, mut filter_damage, mut answered) = (0, 0, 0);

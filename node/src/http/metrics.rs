@@ -277,6 +277,17 @@ fn render(
             "Bytes the partitions' caches of cold run blocks may hold, together.",
             memory.plan.cache_blocks as u64 * CACHE_BLOCK_SIZE * partitions.len() as u64,
         ),
+        (
+            "kassa_run_pages_limit_bytes",
+            "Bytes of index and filter pages the partitions' runs may keep, together; past it, \
+             pages are read through the caches of cold run blocks.",
+            memory.budget.pages().limit() as u64,
+        ),
+        (
+            "kassa_run_pages_bytes",
+            "Bytes of index and filter pages the partitions' runs keep.",
+            memory.budget.pages().used() as u64,
+        ),
     ];
     for (name, help, value) in node {
         out.family(name, "gauge", help);

@@ -11,11 +11,17 @@
 //! io_uring by [`BlockingRun::prefetch`]), they stay until that reader releases its
 //! [`Holds`] ([`BlockCache::release`]), whatever else is read meanwhile. Holds are counted,
 //! so readers whose prefetches overlap (an apply and a read of the same partition, each
-//! awaiting its own) keep each other's blocks. A read finds them first.
+//! awaiting its own) keep each other's blocks; a reader holds a block once however often it
+//! asks. A read finds them first.
+//!
+//! Pages of runs' indexes and filters past the node's page budget are cached and held here
+//! too (`paged.rs`), under their place in the file as data blocks are. Held pages are counted
+//! apart ([`BlockCache::held`] is data blocks only): a reader's read-ahead of blocks is
+//! bounded by the blocks held, and the pages that find those blocks must not crowd them out.
 //!
 //! [`BlockingRun`]: super::BlockingRun
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::aligned::BLOCK_SIZE;
@@ -30,6 +36,8 @@ struct Inner {
     slots: Vec<Slot>,
     /// Blocks held until released, outside the CLOCK, with their count of holders.
     held: HashMap<(u64, u64), Held>,
+    /// Of those, pages of indexes and filters.
+    held_pages: usize,
     /// (run id, block number) → slot.
     map: HashMap<(u64, u64), usize>,
     /// The CLOCK hand: the next slot considered for eviction.
@@ -38,8 +46,15 @@ struct Inner {
     misses: u64,
 }
 
-/// A held block and how many readers hold it.
-type Held = (Box<[u8]>, u32);
+/// A held block, how many readers hold it, and what it is.
+type Held = (Box<[u8]>, u32, HeldKind);
+
+/// What a held block is: a run's data block, or a page of its index or filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeldKind {
+    Block,
+    Page,
+}
 
 struct Slot {
     key: (u64, u64),
@@ -49,7 +64,7 @@ struct Slot {
 
 /// The blocks one reader holds in a [`BlockCache`], released together.
 #[derive(Debug, Default)]
-pub struct Holds(Vec<(u64, u64)>);
+pub struct Holds(HashSet<(u64, u64)>);
 
 impl Holds {
     pub fn new() -> Holds {
@@ -85,6 +100,7 @@ impl BlockCache {
                 capacity,
                 slots: Vec::new(),
                 held: HashMap::new(),
+                held_pages: 0,
                 map: HashMap::new(),
                 hand: 0,
                 hits: 0,
@@ -115,7 +131,7 @@ impl BlockCache {
         let key = (run, number);
         {
             let mut inner = self.lock();
-            if let Some((bytes, _)) = inner.held.get(&key) {
+            if let Some((bytes, ..)) = inner.held.get(&key) {
                 let answer = found(bytes);
                 inner.hits += 1;
                 return Ok(answer);
@@ -137,37 +153,110 @@ impl BlockCache {
         Ok(answer)
     }
 
-    /// Whether block `number` of run `run` is held or cached: then `holds` holds it from
-    /// now on (copied out of the CLOCK) and it need not be read.
-    pub(crate) fn hold_if_present(&self, run: u64, number: u64, holds: &mut Holds) -> bool {
+    /// Calls `found` with block `number` of run `run` if it is held or cached (counted as a
+    /// hit); none otherwise, and no miss is counted: the caller reads it (and counts that)
+    /// and may [`BlockCache::insert`] it.
+    pub(crate) fn with_present<T>(
+        &self,
+        run: u64,
+        number: u64,
+        found: impl FnOnce(&[u8]) -> T,
+    ) -> Option<T> {
         let key = (run, number);
         let mut inner = self.lock();
-        if let Some((_, count)) = inner.held.get_mut(&key) {
-            *count += 1;
-            holds.0.push(key);
-            return true;
+        if let Some((bytes, ..)) = inner.held.get(&key) {
+            let answer = found(bytes);
+            inner.hits += 1;
+            return Some(answer);
         }
-        let Some(&slot) = inner.map.get(&key) else {
-            return false;
-        };
-        let bytes = inner.slots[slot].bytes.clone();
-        inner.held.insert(key, (bytes, 1));
-        holds.0.push(key);
-        true
+        let slot = *inner.map.get(&key)?;
+        inner.hits += 1;
+        let slot = &mut inner.slots[slot];
+        slot.referenced = true;
+        Some(found(&slot.bytes))
     }
 
-    /// `holds` holds a checked block until released.
-    pub(crate) fn hold(&self, run: u64, number: u64, bytes: Box<[u8]>, holds: &mut Holds) {
+    /// Caches block `number` of run `run`, checked, unless it is cached already.
+    pub(crate) fn insert(&self, run: u64, number: u64, bytes: Box<[u8]>) {
+        assert_eq!(bytes.len(), BLOCK_SIZE);
+        self.lock().insert((run, number), bytes);
+    }
+
+    /// Whether block `number` of run `run` (a `kind`) is held or cached: then `holds` holds
+    /// it from now on (copied out of the CLOCK) and it need not be read.
+    pub(crate) fn hold_if_present(
+        &self,
+        run: u64,
+        number: u64,
+        kind: HeldKind,
+        holds: &mut Holds,
+    ) -> bool {
+        self.with_held(run, number, kind, holds, |_| ()).is_some()
+    }
+
+    /// Calls `found` with block `number` of run `run` (a `kind`) if it is held or cached
+    /// (a hit): then `holds` holds it from now on. None otherwise.
+    pub(crate) fn with_held<T>(
+        &self,
+        run: u64,
+        number: u64,
+        kind: HeldKind,
+        holds: &mut Holds,
+        found: impl FnOnce(&[u8]) -> T,
+    ) -> Option<T> {
+        let key = (run, number);
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if let Some((bytes, count, _)) = inner.held.get_mut(&key) {
+            if holds.0.insert(key) {
+                *count += 1;
+            }
+            inner.hits += 1;
+            return Some(found(bytes));
+        }
+        let slot = *inner.map.get(&key)?;
+        let bytes = inner.slots[slot].bytes.clone();
+        let answer = found(&bytes);
+        inner.hits += 1;
+        inner.hold_new(key, bytes, kind);
+        holds.0.insert(key);
+        Some(answer)
+    }
+
+    /// `holds` holds a checked block (a `kind`) until released.
+    pub(crate) fn hold(
+        &self,
+        run: u64,
+        number: u64,
+        bytes: Box<[u8]>,
+        kind: HeldKind,
+        holds: &mut Holds,
+    ) {
         assert_eq!(bytes.len(), BLOCK_SIZE);
         let key = (run, number);
         let mut inner = self.lock();
-        inner.held.entry(key).or_insert((bytes, 0)).1 += 1;
-        holds.0.push(key);
+        match inner.held.get_mut(&key) {
+            Some((_, count, _)) => {
+                if holds.0.insert(key) {
+                    *count += 1;
+                }
+            }
+            None => {
+                inner.hold_new(key, bytes, kind);
+                holds.0.insert(key);
+            }
+        }
     }
 
-    /// Blocks held now, by any reader.
+    /// Data blocks held now, by any reader (held pages are not counted).
     pub fn held(&self) -> usize {
-        self.lock().held.len()
+        let inner = self.lock();
+        inner.held.len() - inner.held_pages
+    }
+
+    /// Pages of indexes and filters held now, by any reader.
+    pub fn held_pages(&self) -> usize {
+        self.lock().held_pages
     }
 
     /// Releases what `holds` holds; a block no other reader holds leaves memory (it is not
@@ -178,11 +267,14 @@ impl BlockCache {
         }
         let mut inner = self.lock();
         for key in holds.0 {
-            let Some((_, count)) = inner.held.get_mut(&key) else {
+            let Some((_, count, kind)) = inner.held.get_mut(&key) else {
                 unreachable!("a block held is in the cache until released");
             };
             *count -= 1;
             if *count == 0 {
+                if *kind == HeldKind::Page {
+                    inner.held_pages -= 1;
+                }
                 inner.held.remove(&key);
             }
         }
@@ -197,6 +289,15 @@ impl BlockCache {
 }
 
 impl Inner {
+    /// Holds `bytes` as `key` for one reader; `key` is not held yet.
+    fn hold_new(&mut self, key: (u64, u64), bytes: Box<[u8]>, kind: HeldKind) {
+        let before = self.held.insert(key, (bytes, 1, kind));
+        assert!(before.is_none(), "a block held once");
+        if kind == HeldKind::Page {
+            self.held_pages += 1;
+        }
+    }
+
     fn insert(&mut self, key: (u64, u64), bytes: Box<[u8]>) {
         if self.capacity == 0 || self.map.contains_key(&key) {
             return;

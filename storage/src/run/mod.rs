@@ -46,6 +46,7 @@ mod writer;
 
 pub use cache::{BlockCache, CacheStats, Holds};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
+pub use paged::PageBudget;
 pub use reader::{Block, BlockingRun, Located, Page, Run, PREFETCH_READS_AT_ONCE};
 pub use writer::{RunOptions, RunWriter};
 

@@ -3,11 +3,18 @@
 //! key), and a [`PagedRegion`] reads a page when a lookup first needs it, checks it against
 //! the table and keeps it. So opening a run reads its footer and page table only, and memory
 //! holds the pages used, not the whole index and filter of every run.
+//!
+//! The pages kept are bounded by a [`PageBudget`], shared by every run of a node: a page the
+//! budget has no room for is not kept by its region, and its reader keeps it in its block
+//! cache instead, evicted there as blocks are (`reader.rs`). Kept pages stay until their run
+//! closes, which gives their bytes back.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use super::cache::BlockCache;
 use super::{corrupt, read_u128, read_u32, Footer};
 use crate::aligned::{AlignedBuffer, BLOCK_SIZE, MAPPED_SIZE_MIN};
 use crate::StorageError;
@@ -16,6 +23,57 @@ use crate::StorageError;
 pub(super) const INDEX_PAGE_ENTRY_SIZE: u64 = 20;
 /// Data blocks whose first keys one index page lists.
 pub(super) const INDEX_PAGE_KEYS: u64 = (BLOCK_SIZE / 16) as u64;
+
+/// The bytes of index and filter pages that the runs sharing it may keep in memory: see the
+/// module documentation.
+#[derive(Debug)]
+pub struct PageBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl PageBudget {
+    /// A budget of `limit` bytes (whole pages of 4 KiB count; 0 keeps none).
+    pub fn new(limit: usize) -> Arc<PageBudget> {
+        Arc::new(PageBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// A budget that keeps every page read (tests, tools).
+    pub fn unbounded() -> Arc<PageBudget> {
+        PageBudget::new(usize::MAX)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes of the pages kept now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes a page's bytes if they fit.
+    fn claim(&self) -> bool {
+        let fits = |used: usize| {
+            let after = used.checked_add(BLOCK_SIZE)?;
+            (after <= self.limit).then_some(after)
+        };
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, fits)
+            .is_ok()
+    }
+
+    fn give_back(&self, pages: usize) {
+        let before = self.used.fetch_sub(pages * BLOCK_SIZE, Ordering::Relaxed);
+        assert!(
+            before >= pages * BLOCK_SIZE,
+            "a budget gives back what it gave"
+        );
+    }
+}
 
 /// See the module documentation.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -90,7 +148,7 @@ impl PageTable {
 /// region's size whose memory the kernel maps on first write (`AlignedBuffer`), so memory holds
 /// the pages read and a probe costs what a probe of a filter in memory costs: a check of the
 /// page's state, then the word. The first reader of a page writes it; a reader that finds it
-/// being written answers from its own copy.
+/// being written answers from its own copy. A page is kept only if the budget has room for it.
 pub(super) struct PagedRegion {
     file: std::fs::File,
     path: PathBuf,
@@ -102,6 +160,8 @@ pub(super) struct PagedRegion {
     states: Box<[AtomicU8]>,
     /// For an index region: what each page must agree with.
     index: Option<IndexShape>,
+    budget: Arc<PageBudget>,
+    /// Pages kept: what the region took of the budget.
     loaded: AtomicUsize,
     /// Pages read by [`PagedRegion::page`] (blocking), not ahead.
     blocking_reads: AtomicUsize,
@@ -153,6 +213,8 @@ const PAGE_WORDS: usize = BLOCK_SIZE / 8;
 pub(super) enum PageWords<'a> {
     Shared(&'a [AtomicU64]),
     Own(Vec<u64>),
+    /// The page's bytes, as a block cache holds them.
+    Bytes(&'a [u8]),
 }
 
 impl PageWords<'_> {
@@ -161,6 +223,9 @@ impl PageWords<'_> {
         match self {
             PageWords::Shared(words) => u64::from_le(words[at].load(Ordering::Relaxed)),
             PageWords::Own(words) => words[at],
+            PageWords::Bytes(bytes) => {
+                u64::from_le_bytes(bytes[at * 8..at * 8 + 8].try_into().expect("eight bytes"))
+            }
         }
     }
 
@@ -176,13 +241,15 @@ impl PageWords<'_> {
 }
 
 impl PagedRegion {
-    /// The region of `file` (opened with `O_DIRECT`) from `offset` whose pages have `crcs`.
+    /// The region of `file` (opened with `O_DIRECT`) from `offset` whose pages have `crcs`,
+    /// keeping pages while `budget` has room.
     pub(super) fn new(
         file: std::fs::File,
         path: &Path,
         offset: u64,
         crcs: Vec<u32>,
         index: Option<IndexShape>,
+        budget: Arc<PageBudget>,
         what: &'static str,
     ) -> PagedRegion {
         PagedRegion {
@@ -197,6 +264,7 @@ impl PagedRegion {
             states: (0..crcs.len()).map(|_| AtomicU8::new(EMPTY)).collect(),
             crcs,
             index,
+            budget,
             loaded: AtomicUsize::new(0),
             blocking_reads: AtomicUsize::new(0),
             what,
@@ -246,10 +314,21 @@ impl PagedRegion {
         &words[start..start + PAGE_WORDS]
     }
 
-    /// Page `number`, read with a blocking `pread` and checked unless it is loaded already.
-    pub(super) fn page(&self, number: u64) -> Result<PageWords<'_>, StorageError> {
+    /// Page `number`: kept, found in `spill` (a page past the budget), or read with a
+    /// blocking `pread` and checked, then kept if the budget has room, or else cached in
+    /// `spill`. `spill` is the reader's block cache with the file's id in it.
+    pub(super) fn page(
+        &self,
+        number: u64,
+        spill: (&BlockCache, u64),
+    ) -> Result<PageWords<'_>, StorageError> {
         if let Some(page) = self.loaded(number) {
             return Ok(page);
+        }
+        let (cache, run) = spill;
+        let block = self.block_number(number);
+        if let Some(words) = cache.with_present(run, block, words_of) {
+            return Ok(PageWords::Own(words));
         }
         self.blocking_reads.fetch_add(1, Ordering::Relaxed);
         let offset = self.offset_of(number);
@@ -259,12 +338,27 @@ impl PagedRegion {
             .read_exact_at(target, offset)
             .map_err(|error| StorageError::io("read run", &self.path, error))?;
         buffer.set_len(BLOCK_SIZE);
-        self.install(number, buffer.as_slice())
+        match self.install(number, buffer.as_slice())? {
+            Some(page) => Ok(page),
+            None => {
+                cache.insert(run, block, buffer.as_slice().into());
+                Ok(PageWords::Own(words_of(buffer.as_slice())))
+            }
+        }
     }
 
-    /// Keeps `bytes` as page `number` once they match its checksum (a page read ahead);
-    /// returns the page.
-    pub(super) fn install(&self, number: u64, bytes: &[u8]) -> Result<PageWords<'_>, StorageError> {
+    /// Page `number`'s place in the file in blocks: its key in a block cache.
+    pub(super) fn block_number(&self, number: u64) -> u64 {
+        self.offset_of(number) / BLOCK_SIZE as u64
+    }
+
+    /// Checks `bytes` as page `number` (a page read ahead) and keeps them if the budget has
+    /// room; returns the page, or none when the budget had no room and the caller keeps it.
+    pub(super) fn install(
+        &self,
+        number: u64,
+        bytes: &[u8],
+    ) -> Result<Option<PageWords<'_>>, StorageError> {
         assert_eq!(bytes.len(), BLOCK_SIZE);
         let agrees = self
             .index
@@ -273,22 +367,23 @@ impl PagedRegion {
         if crc32c::crc32c(bytes) != self.crcs[number as usize] || !agrees {
             return Err(corrupt(&self.path, self.offset_of(number), self.what));
         }
-        let words = bytes
-            .chunks_exact(8)
-            .map(|word| u64::from_le_bytes(word.try_into().expect("eight bytes")));
         let state = &self.states[number as usize];
         let claimed = state.compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Acquire);
         if claimed.is_err() {
             // Another reader writes it or wrote it: answer from these bytes.
-            return Ok(PageWords::Own(words.collect()));
+            return Ok(Some(PageWords::Own(words_of(bytes))));
+        }
+        if !self.budget.claim() {
+            state.store(EMPTY, Ordering::Release);
+            return Ok(None);
         }
         let page = self.page_words(number);
-        for (slot, word) in page.iter().zip(words) {
+        for (slot, word) in page.iter().zip(words_of(bytes)) {
             slot.store(word.to_le(), Ordering::Relaxed);
         }
         state.store(READY, Ordering::Release);
         self.loaded.fetch_add(1, Ordering::Relaxed);
-        Ok(PageWords::Shared(page))
+        Ok(Some(PageWords::Shared(page)))
     }
 
     /// Pages read with a blocking `pread` so far.
@@ -296,9 +391,23 @@ impl PagedRegion {
         self.blocking_reads.load(Ordering::Relaxed)
     }
 
-    /// Bytes in memory: the pages read, their table and their states.
+    /// Bytes in memory: the pages kept, their table and their states.
     pub(super) fn memory_size(&self) -> usize {
         let loaded = self.loaded.load(Ordering::Relaxed);
         loaded * BLOCK_SIZE + self.crcs.len() * 5
     }
+}
+
+impl Drop for PagedRegion {
+    fn drop(&mut self) {
+        self.budget.give_back(*self.loaded.get_mut());
+    }
+}
+
+/// A page's bytes as its words (little-endian, as the file holds them).
+pub(super) fn words_of(bytes: &[u8]) -> Vec<u64> {
+    let words = bytes.chunks_exact(8);
+    words
+        .map(|word| u64::from_le_bytes(word.try_into().expect("eight bytes")))
+        .collect()
 }

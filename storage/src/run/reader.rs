@@ -18,13 +18,14 @@
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use monoio::buf::IoBufMut;
 use monoio::fs::File;
 
-use super::cache::{BlockCache, Holds};
+use super::cache::{BlockCache, HeldKind, Holds};
 use super::filter::{self, FILTER_BLOCK_SIZE};
-use super::paged::{IndexShape, PageTable, PageWords, PagedRegion, INDEX_PAGE_KEYS};
+use super::paged::{IndexShape, PageBudget, PageTable, PageWords, PagedRegion, INDEX_PAGE_KEYS};
 use super::{corrupt, entries_per_block, read_u128, read_u32, Filter, Footer, BLOCK_HEADER_SIZE};
 use crate::aligned::{align_up, AlignedBuffer, BLOCK_SIZE};
 use crate::{files, StorageError};
@@ -78,6 +79,30 @@ enum Index {
     },
 }
 
+/// Where a paged run's reader finds and keeps the pages of its index and filter that the page
+/// budget had no room for: its block cache, and the run's id in it. None for a run whose
+/// index and filter are in memory whole ([`Run`]).
+type Spill<'a> = Option<(&'a BlockCache, u64)>;
+
+/// Why a [`Spill`] is there.
+const PAGED: &str = "a paged run is read with its block cache";
+
+/// Calls `found` with page `block` (its place in the file) from `spill`'s cache, if there:
+/// held for `holds` from now on when a reader reading ahead gives them, so that the page it
+/// located a key with stays until it is done.
+fn spilled<T>(
+    spill: Spill<'_>,
+    holds: Option<&mut Holds>,
+    block: u64,
+    found: impl FnOnce(&[u8]) -> T,
+) -> Option<T> {
+    let (cache, run) = spill?;
+    match holds {
+        Some(holds) => cache.with_held(run, block, HeldKind::Page, holds, found),
+        None => cache.with_present(run, block, found),
+    }
+}
+
 impl Index {
     /// The computed index of a run whose footer says its keys are dense and fill its blocks
     /// as the writer fills them; none otherwise.
@@ -96,7 +121,7 @@ impl Index {
     }
 
     /// The first key of block `number`, if the run has that block.
-    fn first_key(&self, number: u64) -> Result<Option<u128>, StorageError> {
+    fn first_key(&self, number: u64, spill: Spill<'_>) -> Result<Option<u128>, StorageError> {
         Ok(match self {
             Index::Listed(firsts) => usize::try_from(number)
                 .ok()
@@ -120,7 +145,7 @@ impl Index {
                     // page against the next one's first key reads no page.
                     return Ok(Some(firsts[(number / INDEX_PAGE_KEYS) as usize]));
                 }
-                let page = region.page(number / INDEX_PAGE_KEYS)?;
+                let page = region.page(number / INDEX_PAGE_KEYS, spill.expect(PAGED))?;
                 Some(page.u128_at((number % INDEX_PAGE_KEYS) as usize))
             }
         })
@@ -128,11 +153,11 @@ impl Index {
 
     /// The blocks whose first key is not above `key`: the block holding `key`, if any, is
     /// the last of them.
-    fn blocks_from_up_to(&self, key: u128) -> Result<u64, StorageError> {
-        match (self.blocks_in_memory(key), self) {
+    fn blocks_from_up_to(&self, key: u128, spill: Spill<'_>) -> Result<u64, StorageError> {
+        match (self.blocks_in_memory(key, spill, None), self) {
             (Ok(blocks), _) => Ok(blocks),
             (Err(page), Index::Paged { region, blocks, .. }) => Ok(Index::blocks_up_to_in_page(
-                &region.page(page)?,
+                &region.page(page, spill.expect(PAGED))?,
                 page,
                 *blocks,
                 key,
@@ -141,8 +166,14 @@ impl Index {
         }
     }
 
-    /// [`Index::blocks_from_up_to`] from the pages in memory; the page it needs otherwise.
-    fn blocks_in_memory(&self, key: u128) -> Result<u64, u64> {
+    /// [`Index::blocks_from_up_to`] from the pages in memory (kept, or in `spill`, then held
+    /// for `holds` if given); the page it needs otherwise.
+    fn blocks_in_memory(
+        &self,
+        key: u128,
+        spill: Spill<'_>,
+        holds: Option<&mut Holds>,
+    ) -> Result<u64, u64> {
         Ok(match self {
             Index::Listed(firsts) => firsts.partition_point(|first| *first <= key) as u64,
             Index::Dense {
@@ -165,8 +196,13 @@ impl Index {
                 let Some(page) = Index::page_of(firsts, key) else {
                     return Ok(0);
                 };
-                let words = region.loaded(page).ok_or(page)?;
-                Index::blocks_up_to_in_page(&words, page, *blocks, key)
+                if let Some(words) = region.loaded(page) {
+                    return Ok(Index::blocks_up_to_in_page(&words, page, *blocks, key));
+                }
+                let in_page = |bytes: &[u8]| {
+                    Index::blocks_up_to_in_page(&PageWords::Bytes(bytes), page, *blocks, key)
+                };
+                spilled(spill, holds, region.block_number(page), in_page).ok_or(page)?
             }
         })
     }
@@ -234,20 +270,26 @@ enum RunFilter {
 }
 
 impl RunFilter {
-    fn may_contain(&self, key: u128) -> Result<bool, StorageError> {
-        match (self.passes_in_memory(key), self) {
+    fn may_contain(&self, key: u128, spill: Spill<'_>) -> Result<bool, StorageError> {
+        match (self.passes_in_memory(key, spill, None), self) {
             (Ok(passes), _) => Ok(passes),
             (Err(probe), RunFilter::Paged { region, .. }) => {
-                let page = region.page(probe.page)?;
+                let page = region.page(probe.page, spill.expect(PAGED))?;
                 Ok(filter::block_passes(page.block(probe.first), probe.hash))
             }
             (Err(_), RunFilter::Resident(_)) => unreachable!("a filter in memory misses no page"),
         }
     }
 
-    /// Whether `key` may be in the run, from the filter's pages in memory; the probe whose
-    /// page is not read yet otherwise.
-    fn passes_in_memory(&self, key: u128) -> Result<bool, FilterProbe> {
+    /// Whether `key` may be in the run, from the filter's pages in memory (kept, or in
+    /// `spill`, then held for `holds` if given); the probe whose page is not read yet
+    /// otherwise.
+    fn passes_in_memory(
+        &self,
+        key: u128,
+        spill: Spill<'_>,
+        holds: Option<&mut Holds>,
+    ) -> Result<bool, FilterProbe> {
         match self {
             RunFilter::Resident(filter) => Ok(filter.may_contain(key)),
             RunFilter::Paged {
@@ -262,8 +304,13 @@ impl RunFilter {
                     first: at / 8,
                     hash,
                 };
-                let words = region.ready_block(page, probe.first).ok_or(probe)?;
-                Ok(filter::block_passes(words, hash))
+                if let Some(words) = region.ready_block(page, probe.first) {
+                    return Ok(filter::block_passes(words, hash));
+                }
+                let passes = |bytes: &[u8]| {
+                    filter::block_passes(PageWords::Bytes(bytes).block(probe.first), hash)
+                };
+                spilled(spill, holds, region.block_number(page), passes).ok_or(probe)
             }
         }
     }
@@ -406,13 +453,13 @@ impl Run {
 
     /// False when the run surely does not hold `key` (no read needed).
     pub fn may_contain(&self, key: u128) -> bool {
-        self.shape.may_contain(key).expect(IN_MEMORY)
+        self.shape.may_contain(key, None).expect(IN_MEMORY)
     }
 
     /// The data block that holds `key` if the run holds it: the last whose first key is not
     /// above it.
     pub fn block_of(&self, key: u128) -> Option<u64> {
-        self.shape.block_of(key).expect(IN_MEMORY)
+        self.shape.block_of(key, None).expect(IN_MEMORY)
     }
 
     /// The value of `key`, reading at most one block.
@@ -440,7 +487,7 @@ impl Run {
             return Ok(());
         }
         let mut number = self.block_of(from).unwrap_or(0);
-        let end = shape.index.blocks_from_up_to(to).expect(IN_MEMORY);
+        let end = shape.index.blocks_from_up_to(to, None).expect(IN_MEMORY);
         while number < end {
             let count = (end - number).min(SCAN_BLOCKS);
             let offset = number * BLOCK_SIZE as u64;
@@ -449,7 +496,7 @@ impl Run {
             for (at, block) in bytes.as_slice().chunks_exact(BLOCK_SIZE).enumerate() {
                 let block_number = number + at as u64;
                 let block_offset = block_number * BLOCK_SIZE as u64;
-                let view = shape.check_block(block_number, block_offset, block)?;
+                let view = shape.check_block(block_number, block_offset, block, None)?;
                 for at in view.search(from).unwrap_or_else(|at| at)..view.entries {
                     let (key, value) = view.entry(at);
                     if key > to || !visit(key, value) {
@@ -485,7 +532,7 @@ impl Run {
         let bytes = read_region(&self.file, &shape.path, offset, size).await?;
         for (at, block) in bytes.as_slice().chunks_exact(BLOCK_SIZE).enumerate() {
             let number = first + at as u64;
-            let view = shape.check_block(number, number * BLOCK_SIZE as u64, block)?;
+            let view = shape.check_block(number, number * BLOCK_SIZE as u64, block, None)?;
             for at in 0..view.entries {
                 let (key, value) = view.entry(at);
                 keys.push(key);
@@ -501,7 +548,9 @@ impl Run {
         assert!(number < shape.footer.data_blocks, "block {number} of a run");
         let offset = number * BLOCK_SIZE as u64;
         let bytes = read_region(&self.file, &shape.path, offset, BLOCK_SIZE).await?;
-        let entries = shape.check_block(number, offset, bytes.as_slice())?.entries;
+        let entries = shape
+            .check_block(number, offset, bytes.as_slice(), None)?
+            .entries;
         Ok(Block {
             bytes,
             entries,
@@ -514,9 +563,10 @@ impl BlockingRun {
     /// Opens the run at `path` for blocking reads, reading its footer and, in a run of
     /// format version 2, its page table: its index and filter are read a page at a time when
     /// a lookup first needs them (but for an index or filter of one page, read at once, and a
-    /// dense run's index, which is computed). A version 1 run is opened as [`Run::open`]
-    /// opens it, its index and filter read whole.
-    pub async fn open(path: &Path) -> Result<BlockingRun, StorageError> {
+    /// dense run's index, which is computed). The pages it keeps take their bytes from
+    /// `budget` until it closes; a page past the budget is kept in its reader's block cache.
+    /// A version 1 run is opened as [`Run::open`] opens it, its index and filter read whole.
+    pub async fn open(path: &Path, budget: &Arc<PageBudget>) -> Result<BlockingRun, StorageError> {
         let (file, footer) = open_file(path).await?;
         if footer.version == 1 {
             return Run::open(path).await?.into_blocking();
@@ -527,7 +577,10 @@ impl BlockingRun {
             let file = std_file
                 .try_clone()
                 .map_err(|error| StorageError::io("open run", path, error))?;
-            Ok(PagedRegion::new(file, path, offset, crcs, index, what))
+            let budget = budget.clone();
+            Ok(PagedRegion::new(
+                file, path, offset, crcs, index, budget, what,
+            ))
         };
         let index = match Index::dense(&footer) {
             Some(index) => index,
@@ -585,19 +638,25 @@ impl BlockingRun {
     }
 
     /// The data block that holds `key` if the run holds it: the last whose first key is not
-    /// above it (none below the run's first key). May read a page of the index.
-    pub fn block_of(&self, key: u128) -> Result<Option<u64>, StorageError> {
-        self.shape.block_of(key)
+    /// above it (none below the run's first key). May read a page of the index (kept, or
+    /// cached in `cache` past the page budget).
+    pub fn block_of(&self, key: u128, cache: &BlockCache) -> Result<Option<u64>, StorageError> {
+        self.shape.block_of(key, self.spill(cache))
     }
 
     /// The data block a `get` of `key` reads: none when the key is outside the run or its
     /// filter rules it out. May read a page of the filter and one of the index.
-    pub fn block_for(&self, key: u128) -> Result<Option<u64>, StorageError> {
+    pub fn block_for(&self, key: u128, cache: &BlockCache) -> Result<Option<u64>, StorageError> {
         let shape = &self.shape;
-        if !shape.may_contain(key)? {
+        if !shape.may_contain(key, self.spill(cache))? {
             return Ok(None);
         }
-        shape.block_of(key)
+        shape.block_of(key, self.spill(cache))
+    }
+
+    /// Where this run's pages past the page budget are found and kept: `cache`.
+    fn spill<'a>(&self, cache: &'a BlockCache) -> Spill<'a> {
+        Some((cache, self.id))
     }
 
     /// Pages of the index and filter read with a blocking `pread` so far (not read ahead).
@@ -613,22 +672,30 @@ impl BlockingRun {
         index + filter
     }
 
-    /// Where a `get` of `key` would read, from what is in memory only: nothing (the key is
-    /// outside the run or its filter rules it out), a page of the filter or index not read
-    /// yet, or a data block. A reader that must not block reads the missing page ahead
-    /// ([`BlockingRun::load_pages`]) and asks again: after at most two rounds (the filter's
-    /// page, then the index's) it has the block.
-    pub fn locate(&self, key: u128) -> Located {
+    /// Where a `get` of `key` would read, from what is in memory only (the pages kept, and
+    /// those `cache` has, held for `holds` from then on): nothing (the key is outside the run
+    /// or its filter rules it out), a page of the filter or index not read yet, or a data
+    /// block. A reader that must not block reads the missing page ahead
+    /// ([`BlockingRun::load_pages`], which holds a page past the budget in `cache`) and asks
+    /// again: after at most two rounds (the filter's page, then the index's) it has the
+    /// block.
+    pub fn locate(&self, key: u128, cache: &BlockCache, holds: &mut Holds) -> Located {
         let shape = &self.shape;
         if !shape.in_range(key) {
             return Located::Absent;
         }
-        match shape.filter.passes_in_memory(key) {
+        match shape
+            .filter
+            .passes_in_memory(key, self.spill(cache), Some(&mut *holds))
+        {
             Ok(true) => {}
             Ok(false) => return Located::Absent,
             Err(probe) => return Located::Missing(Page::Filter(probe.page)),
         }
-        let after = match shape.index.blocks_in_memory(key) {
+        let after = match shape
+            .index
+            .blocks_in_memory(key, self.spill(cache), Some(holds))
+        {
             Ok(after) => after,
             Err(page) => return Located::Missing(Page::Index(page)),
         };
@@ -652,9 +719,16 @@ impl BlockingRun {
     }
 
     /// Reads `pages` through the calling thread's io_uring (a monoio runtime),
-    /// [`PREFETCH_READS_AT_ONCE`] in flight at a time, checks each against the page table
-    /// and keeps it: lookups that need them then read no disk for them.
-    pub async fn load_pages(&self, pages: &[Page]) -> Result<(), StorageError> {
+    /// [`PREFETCH_READS_AT_ONCE`] in flight at a time, but for those kept or in `cache`;
+    /// checks each against the page table and keeps it, or, past the page budget, holds it
+    /// in `cache` for `holds` until released: lookups that need them then read no disk for
+    /// them.
+    pub async fn load_pages(
+        &self,
+        pages: &[Page],
+        cache: &BlockCache,
+        holds: &mut Holds,
+    ) -> Result<(), StorageError> {
         let shape = &self.shape;
         let region_of = |page: Page| match (page, &shape.index, &shape.filter) {
             (Page::Index(number), Index::Paged { region, .. }, _)
@@ -665,6 +739,10 @@ impl BlockingRun {
             .iter()
             .map(|page| region_of(*page))
             .filter(|(region, number)| !region.is_loaded(*number))
+            .filter(|(region, number)| {
+                let block = region.block_number(*number);
+                !cache.hold_if_present(self.id, block, HeldKind::Page, holds)
+            })
             .collect();
         let offsets: Vec<u64> = wanted
             .iter()
@@ -672,7 +750,14 @@ impl BlockingRun {
             .collect();
         self.read_at_once(&offsets, |at, bytes| {
             let (region, number) = wanted[at];
-            region.install(number, bytes).map(|_| ())
+            // Not kept: past the budget, or another thread was writing it then (and may not
+            // keep it either).
+            let kept = region.install(number, bytes)?.is_some() && region.is_loaded(number);
+            if !kept {
+                let block = region.block_number(number);
+                cache.hold(self.id, block, bytes.into(), HeldKind::Page, holds);
+            }
+            Ok(())
         })
         .await
     }
@@ -724,14 +809,14 @@ impl BlockingRun {
                     *number < shape.footer.data_blocks,
                     "block {number} of a run"
                 );
-                !cache.hold_if_present(self.id, *number, holds)
+                !cache.hold_if_present(self.id, *number, HeldKind::Block, holds)
             })
             .collect();
         let offsets: Vec<u64> = wanted.iter().map(|n| n * BLOCK_SIZE as u64).collect();
         self.read_at_once(&offsets, |at, bytes| {
             let number = wanted[at];
-            shape.check_block(number, offsets[at], bytes)?;
-            cache.hold(self.id, number, bytes.into(), holds);
+            shape.check_block(number, offsets[at], bytes, self.spill(cache))?;
+            cache.hold(self.id, number, bytes.into(), HeldKind::Block, holds);
             Ok(())
         })
         .await
@@ -752,10 +837,10 @@ impl BlockingRun {
             shape.value_size(),
             "a value buffer of the run's size"
         );
-        if !shape.may_contain(key)? {
+        if !shape.may_contain(key, self.spill(cache))? {
             return Ok(false);
         }
-        let Some(number) = shape.block_of(key)? else {
+        let Some(number) = shape.block_of(key, self.spill(cache))? else {
             return Ok(false);
         };
         let found = |view: BlockView<'_>| {
@@ -783,8 +868,12 @@ impl BlockingRun {
         if footer.keys == 0 || from >= to || from > footer.last_key || to <= footer.first_key {
             return Ok(false);
         }
-        let first = self.shape.block_of(from.max(footer.first_key))?;
-        let last = self.shape.block_of((to - 1).min(footer.last_key))?;
+        let first = self
+            .shape
+            .block_of(from.max(footer.first_key), self.spill(cache))?;
+        let last = self
+            .shape
+            .block_of((to - 1).min(footer.last_key), self.spill(cache))?;
         let (Some(first), Some(last)) = (first, last) else {
             unreachable!("keys within the run's range have a block");
         };
@@ -848,7 +937,7 @@ impl BlockingRun {
                 .read_exact_at(target, offset)
                 .map_err(|error| StorageError::io("read run", &shape.path, error))?;
             buffer.set_len(BLOCK_SIZE);
-            shape.check_block(number, offset, buffer.as_slice())?;
+            shape.check_block(number, offset, buffer.as_slice(), self.spill(cache))?;
             block.copy_from_slice(buffer.as_slice());
             Ok(())
         };
@@ -876,12 +965,12 @@ impl Shape {
         self.footer.keys > 0 && key >= self.footer.first_key && key <= self.footer.last_key
     }
 
-    fn may_contain(&self, key: u128) -> Result<bool, StorageError> {
-        Ok(self.in_range(key) && self.filter.may_contain(key)?)
+    fn may_contain(&self, key: u128, spill: Spill<'_>) -> Result<bool, StorageError> {
+        Ok(self.in_range(key) && self.filter.may_contain(key, spill)?)
     }
 
-    fn block_of(&self, key: u128) -> Result<Option<u64>, StorageError> {
-        let after = self.index.blocks_from_up_to(key)?;
+    fn block_of(&self, key: u128, spill: Spill<'_>) -> Result<Option<u64>, StorageError> {
+        let after = self.index.blocks_from_up_to(key, spill)?;
         Ok(after.checked_sub(1))
     }
 
@@ -891,6 +980,7 @@ impl Shape {
         number: u64,
         offset: u64,
         bytes: &'a [u8],
+        spill: Spill<'_>,
     ) -> Result<BlockView<'a>, StorageError> {
         let corrupt = |what| corrupt(&self.path, offset, what);
         if crc32c::crc32c(&bytes[4..]) != read_u32(bytes, 0) {
@@ -914,8 +1004,11 @@ impl Shape {
             entries,
             value_size: self.value_size(),
         };
-        let next = self.index.first_key(number + 1)?;
-        let first = self.index.first_key(number)?.expect("a block of the run");
+        let next = self.index.first_key(number + 1, spill)?;
+        let first = self
+            .index
+            .first_key(number, spill)?
+            .expect("a block of the run");
         if view.entry(0).0 != first
             || !(1..entries).all(|at| view.entry(at - 1).0 < view.entry(at).0)
             || next.is_some_and(|next| view.entry(entries - 1).0 >= next)
