@@ -210,10 +210,7 @@ impl ColdRuns {
                 .filter(|range| range.keys.start < range.keys.end)
             {
                 let (start, end) = (range.keys.start, range.keys.end);
-                let runs = followed.of_keyspace(range.keyspace).iter();
-                for run in
-                    runs.filter(|run| run.entry.first_key < end && start <= run.entry.last_key)
-                {
+                for run in followed.holding_range(range) {
                     let (from, to) = (
                         start.max(run.entry.first_key),
                         (end - 1).min(run.entry.last_key),
@@ -233,23 +230,7 @@ impl ColdRuns {
                 }
                 let per_block = entries_per_block(range.keyspace.value_size()) as u64;
                 let mut entries = range.entries as u64;
-                // The positions of an account list's range: the low half of its keys.
-                let positions = u128::from(start as u32)..=u128::from((end - 1) as u32);
-                let interval = |number: u64| {
-                    let transfers = followed.transfer_runs.iter();
-                    let mut of = transfers.filter(|run| run.number == number);
-                    of.next().map(|run| run.first_key..=run.last_key)
-                };
-                let holds_positions = |run: &&ColdRun| match range.keyspace {
-                    Keyspace::AccountTransfers => interval(run.entry.number).is_none_or(|held| {
-                        held.start() <= positions.end() && positions.start() <= held.end()
-                    }),
-                    _ => true,
-                };
-                let runs = followed.of_keyspace(range.keyspace).iter();
-                let runs = runs
-                    .filter(|run| run.entry.first_key < end && start <= run.entry.last_key)
-                    .filter(holds_positions);
+                let runs = followed.holding_range(range);
                 let runs: Box<dyn Iterator<Item = &ColdRun>> = match range.reversed {
                     false => Box::new(runs),
                     true => Box::new(runs.rev()),
@@ -383,6 +364,31 @@ fn add_blocks<T>(
 }
 
 impl Followed {
+    /// The runs that may hold keys of `range` (not empty), in the order written. An account
+    /// list's runs whose checkpoint stored none of the range's positions are left out.
+    fn holding_range<'a>(
+        &'a self,
+        range: &'a ColdRange,
+    ) -> impl DoubleEndedIterator<Item = &'a ColdRun> + 'a {
+        let (start, end) = (range.keys.start, range.keys.end);
+        // The positions of an account list's range: the low half of its keys.
+        let positions = u128::from(start as u32)..=u128::from((end - 1) as u32);
+        let interval = move |number: u64| {
+            let transfers = self.transfer_runs.iter();
+            let mut of = transfers.filter(move |run| run.number == number);
+            of.next().map(|run| run.first_key..=run.last_key)
+        };
+        let holds_positions = move |run: &&ColdRun| match range.keyspace {
+            Keyspace::AccountTransfers => interval(run.entry.number).is_none_or(|held| {
+                held.start() <= positions.end() && positions.start() <= held.end()
+            }),
+            _ => true,
+        };
+        let runs = self.of_keyspace(range.keyspace).iter();
+        runs.filter(move |run| run.entry.first_key < end && start <= run.entry.last_key)
+            .filter(holds_positions)
+    }
+
     /// The runs that may hold `key` of `keyspace`, newest first. History runs each span every
     /// account: only the run of the checkpoint that wrote the transfer can hold its entry, so
     /// a read costs one block, not one per run.

@@ -788,6 +788,19 @@ fn pages_past_the_budget_are_held_or_cached_and_the_budget_is_never_passed() {
         assert_eq!(first.pages_read_blocking(), read, "no page read again");
         cache.release(holds);
         assert_eq!(cache.held_pages(), 0);
+        // Released, held pages go into the CLOCK: the next reader's lookups find them there.
+        let roomy = BlockCache::new(64);
+        let mut holds = Holds::new();
+        read_pages_ahead(&first, &keys, &roomy, &mut holds).await;
+        assert!(roomy.held_pages() >= 20);
+        roomy.release(holds);
+        assert_eq!(roomy.held_pages(), 0);
+        let mut holds = Holds::new();
+        for key in &keys {
+            let located = first.locate(*key, &roomy, &mut holds);
+            assert!(matches!(located, Located::Block(_)), "{located:?}");
+        }
+        roomy.release(holds);
         // A second run on the full budget keeps no page, and answers the same.
         let second = BlockingRun::open(&path, &budget).await.expect("open");
         let table = second.memory_size();

@@ -18,6 +18,8 @@
 //! too (`paged.rs`), under their place in the file as data blocks are. Held pages are counted
 //! apart ([`BlockCache::held`] is data blocks only): a reader's read-ahead of blocks is
 //! bounded by the blocks held, and the pages that find those blocks must not crowd them out.
+//! Released, a page goes into the CLOCK, unlike a data block: the next batch of new ids
+//! probes the same filter pages.
 //!
 //! [`BlockingRun`]: super::BlockingRun
 
@@ -259,8 +261,9 @@ impl BlockCache {
         self.lock().held_pages
     }
 
-    /// Releases what `holds` holds; a block no other reader holds leaves memory (it is not
-    /// cached: what a prefetch read is rarely read again soon).
+    /// Releases what `holds` holds; a data block no other reader holds leaves memory (it is
+    /// not cached: what a prefetch read is rarely read again soon), a page goes into the
+    /// CLOCK (the next batch probes the same filter pages).
     pub fn release(&self, holds: Holds) {
         if holds.is_empty() {
             return; // most applies read nothing cold: no lock taken
@@ -272,10 +275,15 @@ impl BlockCache {
             };
             *count -= 1;
             if *count == 0 {
-                if *kind == HeldKind::Page {
+                let kind = *kind;
+                let Some((bytes, ..)) = inner.held.remove(&key) else {
+                    unreachable!("found above");
+                };
+                if kind == HeldKind::Page {
+                    // The next batch's lookups probe the same filter pages: cached.
                     inner.held_pages -= 1;
+                    inner.insert(key, bytes);
                 }
-                inner.held.remove(&key);
             }
         }
     }
