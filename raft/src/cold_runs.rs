@@ -2,8 +2,9 @@
 //! entries leave the ledger's memory once a durable checkpoint holds them (transfers, their
 //! ids, the change stream, history balances; docs/storage.md). The runs are opened once, with
 //! their page tables (their indexes and filters are read a page at a time when first needed,
-//! and kept while the node's page budget has room, else cached as blocks are), and followed as checkpoints become durable; a read is one blocking 4 KiB read,
-//! checked as every run block is, unless the partition's small block cache holds the block.
+//! and kept while the node's page budget has room, else cached as blocks are), and followed
+//! as checkpoints become durable; a read is one blocking 4 KiB read, checked as every run
+//! block is, unless the partition's small block cache holds the block.
 //!
 //! Most cold reads are a reader's (lookups, queries, change events, a full checkpoint after
 //! an install), which block the core on what the cache lacks. The apply path looks up every

@@ -23,6 +23,7 @@
 //!
 //! [`BlockingRun`]: super::BlockingRun
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -270,20 +271,18 @@ impl BlockCache {
         }
         let mut inner = self.lock();
         for key in holds.0 {
-            let Some((_, count, kind)) = inner.held.get_mut(&key) else {
+            let Entry::Occupied(mut held) = inner.held.entry(key) else {
                 unreachable!("a block held is in the cache until released");
             };
-            *count -= 1;
-            if *count == 0 {
-                let kind = *kind;
-                let Some((bytes, ..)) = inner.held.remove(&key) else {
-                    unreachable!("found above");
-                };
-                if kind == HeldKind::Page {
-                    // The next batch's lookups probe the same filter pages: cached.
-                    inner.held_pages -= 1;
-                    inner.insert(key, bytes);
-                }
+            held.get_mut().1 -= 1;
+            if held.get().1 > 0 {
+                continue;
+            }
+            let (bytes, _, kind) = held.remove();
+            if kind == HeldKind::Page {
+                // The next batch's lookups probe the same filter pages: cached.
+                inner.held_pages -= 1;
+                inner.insert(key, bytes);
             }
         }
     }
