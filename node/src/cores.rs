@@ -1197,6 +1197,21 @@ async fn serve(
             names,
             reply,
         } => {
+            // The cold transfers the reads name are read ahead through io_uring, before any
+            // lock is taken (so that no lock waits on the disk), and held until they are
+            // read: `Ledger::read_set` then blocks the core on no read. Whatever a checkpoint
+            // made cold meanwhile it reads blocking, as without the read-ahead.
+            let mut held = Vec::with_capacity(partitions.len());
+            for partition in &partitions {
+                let Some(ids) = names.ids.get(partition) else {
+                    continue;
+                };
+                if !ids.transfers.is_empty() {
+                    let lookup = ClientRead::LookupTransfers(ids.transfers.as_slice().into());
+                    let partition = &served(*partition).partition;
+                    held.push(partition.prefetch_read(&lookup).await);
+                }
+            }
             let mut reads = Vec::with_capacity(partitions.len());
             for partition in partitions {
                 let served = served(partition);
@@ -1227,6 +1242,7 @@ async fn serve(
                 });
                 reads.push(read);
             }
+            drop(held);
             if let Err(reads) = reply.send(reads) {
                 // Nobody waits for the locks any more (the node is stopping).
                 for read in reads {
