@@ -5,12 +5,13 @@
 //!
 //! The list may hold more than the apply reads (a retry answered from its session's cache
 //! reads nothing), never less for the cases listed: a transfer event's own id and its pending
-//! id, in a node's batch or in a wire request's `create_transfers` batches, and the ids of a
-//! wire request's `lookup_transfers`. For a wire request's `get_account_transfers`,
-//! `get_account_balances` and `query_transfers` it lists what a read of up to twice the
-//! filter's limit reads (a filter that rejects more than half of what it scans reads the rest
-//! blocking). What it leaves out (an imported event's timestamp check) the store reads when
-//! asked, blocking, and counts.
+//! id, in a node's batch, in a wire request's `create_transfers` batches and in a
+//! participant's intent of a `create_transfers` share, and the ids of a wire request's
+//! `lookup_transfers`. For a wire request's `get_account_transfers`, `get_account_balances`
+//! and `query_transfers` it lists what a read of up to twice the filter's limit reads (a
+//! filter that rejects more than half of what it scans reads the rest blocking). What it
+//! leaves out (an imported event's timestamp check) the store reads when asked, blocking,
+//! and counts.
 //!
 //! It comes in two rounds ([`ColdReads`]): an id older than the last durable checkpoint is
 //! in the id runs, so the first round lists the ids not in memory (the store reads the
@@ -80,6 +81,17 @@ impl Ledger {
             }
             Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
                 self.cold_reads_of_request(request, round, out)
+            }
+            Command::Rare(entry) => {
+                // A participant's intent runs its share on the records its transfers name.
+                let Some(transfers) = entry.intent_transfers() else {
+                    return;
+                };
+                if round == ColdReads::Transfers && !self.transfer_positions.any_cold() {
+                    return;
+                }
+                let ids = |at: usize| (transfers[at].id.0, transfers[at].pending_id.0);
+                self.cold_reads_of(transfers.len(), ids, round, out);
             }
             _ => {}
         }

@@ -379,6 +379,20 @@ pub enum RareEntry {
 }
 
 impl RareEntry {
+    /// The transfers of this entry's share, if it is an intent of a `create_transfers` batch:
+    /// applied, it reads the records they name (`Ledger::create_transfers_intent`).
+    pub(crate) fn intent_transfers(&self) -> Option<&[Transfer]> {
+        match self {
+            RareEntry::Participant(ParticipantCommand::Intent { effects, .. }) => {
+                match &effects.share {
+                    ShareOfBatch::Transfers { share, .. } => Some(&share.events),
+                    ShareOfBatch::Accounts { .. } => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// The home's command this entry is, if it is one (a wire stage is a stage).
     pub fn home_command(&self) -> Option<HomeCommand> {
         match self {
@@ -859,6 +873,71 @@ mod tests {
         let mut bytes = Vec::new();
         ledger.snapshot(&mut bytes);
         bytes
+    }
+
+    /// An intent's share reads the records its transfers name, cold ones from the store:
+    /// `Ledger::cold_reads` lists them, so that the node reads them ahead of the apply and
+    /// the apply blocks on no read.
+    #[test]
+    fn an_intents_cold_reads_are_listed_ahead_of_it() {
+        use crate::checkpoint::CheckpointCut;
+        use crate::cold_reads::ColdReads;
+        use crate::keyspace::Keyspace;
+        use kassa_wire::TransferFlags;
+        use std::collections::BTreeSet;
+
+        let (mut ledger, here) = funded();
+        let store = std::sync::Arc::new(crate::MemoryColdStore::new());
+        ledger.attach_cold_store(store.clone());
+        let pending = Transfer {
+            flags: TransferFlags::PENDING,
+            ..transfer(11, here)
+        };
+        let transfers = vec![transfer(10, here), pending];
+        let Reply::CreateTransfers(results) =
+            ledger.apply(Command::CreateTransfers { now: 20, transfers })
+        else {
+            panic!("transfers answered something else");
+        };
+        assert!(results
+            .iter()
+            .all(|r| r.status == CreateTransferStatus::Created));
+        let increment = ledger
+            .checkpoint_increment(CheckpointCut::default())
+            .expect("in memory");
+        store.add(&increment);
+        ledger.checkpoint_durable(increment.cut);
+
+        // A retry of a cold transfer, and a post of a pending one whose id is in the runs.
+        let post = Transfer {
+            pending_id: TransferId(11),
+            flags: TransferFlags::POST_PENDING_TRANSFER,
+            ..transfer(21, here)
+        };
+        let take = intent(T1, 1, vec![transfer(10, here), post]);
+        let mut listed = Vec::new();
+        ledger.cold_reads(&take, ColdReads::Ids, &mut listed);
+        ledger.cold_reads(&take, ColdReads::Transfers, &mut listed);
+        store.take_keys_read();
+        let Reply::Participant(ParticipantReply::Intent(IntentReply::Written {
+            results: Some(ShareResults::Transfers(results)),
+        })) = ledger.apply(take)
+        else {
+            panic!("the intent is taken");
+        };
+        let statuses: Vec<_> = results.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [CreateTransferStatus::Exists, CreateTransferStatus::Created]
+        );
+        let read: BTreeSet<_> = store.take_keys_read().into_iter().collect();
+        let listed: BTreeSet<_> = listed.into_iter().collect();
+        assert!(
+            read.iter()
+                .any(|(keyspace, _)| *keyspace == Keyspace::Transfers),
+            "the retry reads its cold transfer: {read:?}"
+        );
+        assert!(read.is_subset(&listed), "read {read:?}, listed {listed:?}");
     }
 
     #[test]
