@@ -822,6 +822,77 @@ fn pages_past_the_budget_are_held_or_cached_and_the_budget_is_never_passed() {
     });
 }
 
+/// Pages held past the budget are bounded per cache: past the bound, a page read ahead goes
+/// into the CLOCK, and one found there is used but not held. With a CLOCK large enough the
+/// lookups still read no page; with a small one they read some again, and answer the same.
+#[test]
+fn held_pages_stay_under_their_bound_and_the_rest_go_to_the_clock() {
+    let dir = new_dir("t06-held-pages");
+    let value_size = 64;
+    // 8 index pages and 31 filter pages, of which the budget keeps 10 (as above).
+    let data = data(21, 100_000, value_size);
+    let path = dir.path().join("held");
+    run(async { write(dir.path(), "held", &data, value_size).await });
+    let budget = PageBudget::new(10 * 4096);
+    let keys: Vec<u128> = data.keys().copied().step_by(997).collect();
+    let absent: Vec<u128> = (0..2_000u128).filter(|k| !data.contains_key(k)).collect();
+    let mut value = vec![0; value_size];
+    run(async {
+        let run = BlockingRun::open(&path, &budget).await.expect("open");
+        let roomy = BlockCache::with_held_pages_max(64, 5);
+        let mut holds = Holds::new();
+        read_pages_ahead(&run, &keys, &roomy, &mut holds).await;
+        assert_eq!(budget.used(), 10 * 4096);
+        assert_eq!(roomy.held_pages(), 5, "held up to the bound");
+        assert_eq!(holds.len(), 5);
+        assert!(
+            roomy.stats().blocks >= 15,
+            "the other pages read ahead are in the CLOCK: {:?}",
+            roomy.stats()
+        );
+        for key in &keys {
+            assert!(run.get(*key, &mut value, &roomy).expect("get"));
+            assert_eq!(&value, &data[key]);
+        }
+        assert_eq!(run.pages_read_blocking(), 0, "every page was found");
+        roomy.release(holds);
+        assert_eq!(roomy.held_pages(), 0);
+
+        // A CLOCK of 4 blocks: one round of read-ahead holds 5 pages and caches 4 at most.
+        let small = BlockCache::with_held_pages_max(4, 5);
+        let mut holds = Holds::new();
+        let mut pages: Vec<Page> = keys
+            .iter()
+            .filter_map(|key| match run.locate(*key, &small, &mut holds) {
+                Located::Missing(page) => Some(page),
+                _ => None,
+            })
+            .collect();
+        pages.sort_unstable();
+        pages.dedup();
+        assert!(pages.len() > 9, "{} pages to read", pages.len());
+        run.load_pages(&pages, &small, &mut holds)
+            .await
+            .expect("load pages");
+        assert_eq!(small.held_pages(), 5);
+        assert!(small.stats().blocks <= 4);
+        for key in &keys {
+            assert!(run.get(*key, &mut value, &small).expect("get"));
+            assert_eq!(&value, &data[key]);
+        }
+        for key in &absent {
+            assert!(!run.get(*key, &mut value, &small).expect("absent"));
+        }
+        assert!(
+            run.pages_read_blocking() > 0,
+            "evicted pages are read again"
+        );
+        assert!(small.held_pages() <= 5 && small.stats().blocks <= 4);
+        small.release(holds);
+        assert_eq!(small.held_pages(), 0);
+    });
+}
+
 /// A run of more than one page of index and of filter, opened for blocking reads, reads them
 /// a page at a time: pages read ahead (`locate`, `load_pages`) leave nothing for its
 /// lookups to read but data blocks, and a damaged page is corruption at that page's offset,

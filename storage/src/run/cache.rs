@@ -19,7 +19,11 @@
 //! apart ([`BlockCache::held`] is data blocks only): a reader's read-ahead of blocks is
 //! bounded by the blocks held, and the pages that find those blocks must not crowd them out.
 //! Released, a page goes into the CLOCK, unlike a data block: the next batch of new ids
-//! probes the same filter pages.
+//! probes the same filter pages. Held pages are bounded ([`HELD_PAGES_MIN`], or the capacity
+//! when larger): past that, a page read ahead goes into the CLOCK instead, and one found
+//! there is used but not held, so a batch of ids scattered over many runs' filters holds no
+//! more than the bound, whatever the size of the filters. Such a page may be evicted before
+//! its lookup, which then reads it again, blocking: a cost in time, not in memory.
 //!
 //! [`BlockingRun`]: super::BlockingRun
 
@@ -28,6 +32,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::aligned::BLOCK_SIZE;
+
+/// The fewest pages of indexes and filters a cache holds for its readers at once, however
+/// small its capacity (16 MiB: a batch's read-ahead of one run's filter pages).
+pub const HELD_PAGES_MIN: usize = 4096;
 
 /// See the module documentation.
 pub struct BlockCache {
@@ -41,6 +49,8 @@ struct Inner {
     held: HashMap<(u64, u64), Held>,
     /// Of those, pages of indexes and filters.
     held_pages: usize,
+    /// Most pages held at once.
+    held_pages_max: usize,
     /// (run id, block number) → slot.
     map: HashMap<(u64, u64), usize>,
     /// The CLOCK hand: the next slot considered for eviction.
@@ -96,14 +106,22 @@ pub struct CacheStats {
 }
 
 impl BlockCache {
-    /// A cache of at most `capacity` blocks (4 KiB each); 0 caches nothing.
+    /// A cache of at most `capacity` blocks (4 KiB each); 0 caches nothing. It holds at most
+    /// `capacity` pages for readers ([`HELD_PAGES_MIN`] when that is more).
     pub fn new(capacity: usize) -> BlockCache {
+        BlockCache::with_held_pages_max(capacity, capacity.max(HELD_PAGES_MIN))
+    }
+
+    /// A cache of at most `capacity` blocks that holds at most `held_pages_max` pages for
+    /// readers.
+    pub fn with_held_pages_max(capacity: usize, held_pages_max: usize) -> BlockCache {
         BlockCache {
             inner: Mutex::new(Inner {
                 capacity,
                 slots: Vec::new(),
                 held: HashMap::new(),
                 held_pages: 0,
+                held_pages_max,
                 map: HashMap::new(),
                 hand: 0,
                 hits: 0,
@@ -186,7 +204,8 @@ impl BlockCache {
     }
 
     /// Whether block `number` of run `run` (a `kind`) is held or cached: then `holds` holds
-    /// it from now on (copied out of the CLOCK) and it need not be read.
+    /// it from now on (copied out of the CLOCK; a page only while held pages are under their
+    /// bound) and it need not be read.
     pub(crate) fn hold_if_present(
         &self,
         run: u64,
@@ -198,7 +217,8 @@ impl BlockCache {
     }
 
     /// Calls `found` with block `number` of run `run` (a `kind`) if it is held or cached
-    /// (a hit): then `holds` holds it from now on. None otherwise.
+    /// (a hit): then `holds` holds it from now on, but for a page in the CLOCK when held
+    /// pages are at their bound (it stays in the CLOCK). None otherwise.
     pub(crate) fn with_held<T>(
         &self,
         run: u64,
@@ -218,15 +238,21 @@ impl BlockCache {
             return Some(found(bytes));
         }
         let slot = *inner.map.get(&key)?;
+        inner.hits += 1;
+        if kind == HeldKind::Page && inner.held_pages >= inner.held_pages_max {
+            let slot = &mut inner.slots[slot];
+            slot.referenced = true;
+            return Some(found(&slot.bytes));
+        }
         let bytes = inner.slots[slot].bytes.clone();
         let answer = found(&bytes);
-        inner.hits += 1;
         inner.hold_new(key, bytes, kind);
         holds.0.insert(key);
         Some(answer)
     }
 
-    /// `holds` holds a checked block (a `kind`) until released.
+    /// `holds` holds a checked block (a `kind`) until released; a page not held yet, when
+    /// held pages are at their bound, goes into the CLOCK instead.
     pub(crate) fn hold(
         &self,
         run: u64,
@@ -238,11 +264,15 @@ impl BlockCache {
         assert_eq!(bytes.len(), BLOCK_SIZE);
         let key = (run, number);
         let mut inner = self.lock();
+        let at_bound = kind == HeldKind::Page && inner.held_pages >= inner.held_pages_max;
         match inner.held.get_mut(&key) {
             Some((_, count, _)) => {
                 if holds.0.insert(key) {
                     *count += 1;
                 }
+            }
+            None if at_bound => {
+                inner.insert(key, bytes);
             }
             None => {
                 inner.hold_new(key, bytes, kind);

@@ -44,7 +44,7 @@ mod paged;
 mod reader;
 mod writer;
 
-pub use cache::{BlockCache, CacheStats, Holds};
+pub use cache::{BlockCache, CacheStats, Holds, HELD_PAGES_MIN};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
 pub use paged::PageBudget;
 pub use reader::{Block, BlockingRun, Located, Page, Run, PREFETCH_READS_AT_ONCE};
