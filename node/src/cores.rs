@@ -1355,7 +1355,7 @@ async fn serve(
                 // The check in `write_local` looks the batch's ids up in the ledger, cold ones
                 // in the runs: they are read ahead, so that it blocks the core on no read, and
                 // held until the batch is applied, whose own read-ahead then finds them.
-                let local = served.partition.read(Ledger::runs_local_batches);
+                let local = served.partition.read(|ledger| checks_ids(ledger, &command));
                 let _held = match local {
                     true => Some(served.partition.prefetch_ids(&command).await),
                     false => None,
@@ -1479,6 +1479,30 @@ fn local_run(
             }
         }
         _ => None,
+    }
+}
+
+/// Whether [`local_run`] may read `command`'s transfer ids from `ledger`'s cold runs: not
+/// when nothing is cold, nor when a check of what is in memory sends the batch elsewhere
+/// first (imported events, a ledger or an account of another partition).
+fn checks_ids(ledger: &Ledger, command: &Command) -> bool {
+    if ledger.transfers().cold_below() == 0 {
+        return false; // nothing cold: the check reads no disk
+    }
+    match command {
+        Command::CreateTransfers { transfers, .. } => {
+            ledger.local_transfers_may_run(transfers.iter().copied())
+        }
+        Command::ForeignRequest { request, .. }
+            if ledger.foreign_requests().knows(request.header()) =>
+        {
+            false
+        }
+        Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
+            request.operation() == Operation::CreateTransfers
+                && ledger.local_transfers_may_run(request.records::<Transfer>())
+        }
+        _ => false,
     }
 }
 

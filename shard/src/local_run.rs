@@ -80,13 +80,8 @@ impl Ledger {
         let mut earlier_set: Option<Ids> = None;
         let mut claims = Vec::with_capacity(transfers.size_hint().0);
         for t in transfers {
-            if t.flags.contains(TransferFlags::IMPORTED) || !self.places_ledger_here(t.ledger) {
+            if !self.transfer_may_run_here(&t) {
                 return None;
-            }
-            for account in [t.debit_account_id.0, t.credit_account_id.0] {
-                if account != 0 && self.account_positions.get(account).is_none() {
-                    return None;
-                }
             }
             let pending = t.pending_id.0;
             // A failed cold read: the batch takes the path that does not run it here.
@@ -113,6 +108,25 @@ impl Ledger {
             }
         }
         Some(LocalRun { claims })
+    }
+
+    /// Whether no event of `transfers` keeps them from running here alone for what this
+    /// partition knows in memory (imported, a ledger or an account elsewhere): the part of
+    /// [`Ledger::local_transfers_leased`] that reads no cold id. A batch it refuses, that
+    /// one refuses too, so the caller need not read its ids ahead.
+    pub fn local_transfers_may_run(&self, transfers: impl IntoIterator<Item = Transfer>) -> bool {
+        self.runs_local_batches()
+            && transfers
+                .into_iter()
+                .all(|t| self.transfer_may_run_here(&t))
+    }
+
+    fn transfer_may_run_here(&self, t: &Transfer) -> bool {
+        if t.flags.contains(TransferFlags::IMPORTED) || !self.places_ledger_here(t.ledger) {
+            return false;
+        }
+        let accounts = [t.debit_account_id.0, t.credit_account_id.0];
+        (accounts.iter()).all(|a| *a == 0 || self.account_positions.get(*a).is_some())
     }
 
     /// Batches run locally only under placement by ledger with several partitions (one
@@ -236,6 +250,31 @@ mod tests {
             ..LedgerConfig::default()
         });
         assert_eq!(whole.local_transfers([transfer(1, here, 1, 2)]), None);
+        assert!(!whole.local_transfers_may_run([transfer(1, here, 1, 2)]));
+    }
+
+    /// The check of what is in memory refuses what `local_transfers` refuses for it, and
+    /// lets through what it may run, whatever the ids.
+    #[test]
+    fn the_check_in_memory_refuses_as_the_whole_check_does() {
+        let (here, elsewhere) = (ledger_of(1), ledger_of(2));
+        let mut ledger = partition(1, PlacementKind::ByLedger);
+        let mut results = Vec::new();
+        ledger.create_accounts(10, &[account(1, here), account(2, here)], &mut results);
+        let mut imported = transfer(7, here, 1, 2);
+        imported.flags = TransferFlags::IMPORTED;
+        let refused = [
+            transfer(7, here, 1, 9),
+            transfer(7, elsewhere, 1, 2),
+            imported,
+        ];
+        for t in refused {
+            assert!(!ledger.local_transfers_may_run([transfer(6, here, 1, 2), t]));
+            assert_eq!(ledger.local_transfers([t]), None);
+        }
+        let batch = [transfer(7, here, 1, 2), transfer(8, 0, 0, 0)];
+        assert!(ledger.local_transfers_may_run(batch));
+        assert!(ledger.local_transfers([batch[0]]).is_some());
     }
 
     #[test]
