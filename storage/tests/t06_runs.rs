@@ -714,22 +714,53 @@ async fn read_pages_ahead(
     }
 }
 
+const PAGED_VALUE_SIZE: usize = 64;
+
+/// A run of 8 index pages and 31 filter pages (as in the test of paged reads below), a page
+/// budget of 10 pages, keys to read ahead (every 997th) and keys it does not hold.
+struct PagedRun {
+    _dir: TempDir,
+    data: BTreeMap<u128, Vec<u8>>,
+    path: std::path::PathBuf,
+    budget: std::sync::Arc<PageBudget>,
+    keys: Vec<u128>,
+    absent: Vec<u128>,
+}
+
+impl PagedRun {
+    fn new(name: &str) -> PagedRun {
+        let dir = new_dir(&format!("t06-{name}"));
+        let data = data(21, 100_000, PAGED_VALUE_SIZE);
+        let path = dir.path().join(name);
+        run(async { write(dir.path(), name, &data, PAGED_VALUE_SIZE).await });
+        let keys: Vec<u128> = data.keys().copied().step_by(997).collect();
+        let absent: Vec<u128> = (0..2_000u128).filter(|k| !data.contains_key(k)).collect();
+        PagedRun {
+            _dir: dir,
+            data,
+            path,
+            budget: PageBudget::new(10 * 4096),
+            keys,
+            absent,
+        }
+    }
+}
+
 /// Index and filter pages past a page budget: runs sharing a budget of 10 pages keep 10,
 /// whatever they read. A page read ahead past it is held in the reader's cache, so the
 /// lookups it was read for still read no disk; a page read blocking past it is cached as a
 /// block is. Every answer stays right, and a run closed gives its pages back.
 #[test]
 fn pages_past_the_budget_are_held_or_cached_and_the_budget_is_never_passed() {
-    let dir = new_dir("t06-budget");
-    let value_size = 64;
-    // 8 index pages and 31 filter pages (as in the test below).
-    let data = data(21, 100_000, value_size);
-    let path = dir.path().join("budget");
-    run(async { write(dir.path(), "budget", &data, value_size).await });
-    let budget = PageBudget::new(10 * 4096);
-    let keys: Vec<u128> = data.keys().copied().step_by(997).collect();
-    let absent: Vec<u128> = (0..2_000u128).filter(|k| !data.contains_key(k)).collect();
-    let mut value = vec![0; value_size];
+    let PagedRun {
+        _dir,
+        data,
+        path,
+        budget,
+        keys,
+        absent,
+    } = PagedRun::new("budget");
+    let mut value = vec![0; PAGED_VALUE_SIZE];
     run(async {
         let first = BlockingRun::open(&path, &budget).await.expect("open");
         let cache = BlockCache::new(8);
@@ -827,16 +858,15 @@ fn pages_past_the_budget_are_held_or_cached_and_the_budget_is_never_passed() {
 /// lookups still read no page; with a small one they read some again, and answer the same.
 #[test]
 fn held_pages_stay_under_their_bound_and_the_rest_go_to_the_clock() {
-    let dir = new_dir("t06-held-pages");
-    let value_size = 64;
-    // 8 index pages and 31 filter pages, of which the budget keeps 10 (as above).
-    let data = data(21, 100_000, value_size);
-    let path = dir.path().join("held");
-    run(async { write(dir.path(), "held", &data, value_size).await });
-    let budget = PageBudget::new(10 * 4096);
-    let keys: Vec<u128> = data.keys().copied().step_by(997).collect();
-    let absent: Vec<u128> = (0..2_000u128).filter(|k| !data.contains_key(k)).collect();
-    let mut value = vec![0; value_size];
+    let PagedRun {
+        _dir,
+        data,
+        path,
+        budget,
+        keys,
+        absent,
+    } = PagedRun::new("held-pages");
+    let mut value = vec![0; PAGED_VALUE_SIZE];
     run(async {
         let run = BlockingRun::open(&path, &budget).await.expect("open");
         let roomy = BlockCache::with_held_pages_max(64, 5);
