@@ -1197,10 +1197,13 @@ async fn serve(
             names,
             reply,
         } => {
-            // The cold transfers the reads name are read ahead through io_uring, before any
-            // lock is taken (so that no lock waits on the disk), and held until they are
-            // read: `Ledger::read_set` then blocks the core on no read. Whatever a checkpoint
-            // made cold meanwhile it reads blocking, as without the read-ahead.
+            // The cold transfers the reads name are read ahead through io_uring, before this
+            // core's locks are taken (so that they do not wait on the disk; a second round of
+            // a transaction, or another core's, may hold some meanwhile), and held until they
+            // are read: `Ledger::read_set` then blocks the core on no read. Whatever a
+            // checkpoint made cold meanwhile it reads blocking, as without the read-ahead.
+            // They are held while the locks are waited for, counted against the room of
+            // clients' reads (`held_max`).
             let mut held = Vec::with_capacity(partitions.len());
             for partition in &partitions {
                 let Some(ids) = names.ids.get(partition) else {
@@ -1455,7 +1458,7 @@ fn local_run(
         )),
         Command::CreateTransfers { transfers, .. } => Some((
             IdKind::Transfer,
-            ledger.local_transfers_leased(transfers.iter().copied(), leased)?,
+            local_transfers(ledger, || transfers.iter().copied(), leased)?,
         )),
         // A request run here before is answered from here (`ForeignRequests`), whatever the
         // ledger holds now: it must never take another path.
@@ -1471,8 +1474,8 @@ fn local_run(
                     Some((IdKind::Account, ledger.local_accounts(accounts)?))
                 }
                 Operation::CreateTransfers => {
-                    let transfers = request.records::<Transfer>();
-                    let run = ledger.local_transfers_leased(transfers, leased)?;
+                    let transfers = || request.records::<Transfer>();
+                    let run = local_transfers(ledger, transfers, leased)?;
                     Some((IdKind::Transfer, run))
                 }
                 _ => None,
@@ -1480,6 +1483,20 @@ fn local_run(
         }
         _ => None,
     }
+}
+
+/// `Ledger::local_transfers_leased` of `transfers()`, after the check of what is in memory
+/// alone when some transfer is cold: a batch that check refuses reads no cold id (and
+/// [`checks_ids`] read none ahead for it), even when its refused event comes late.
+fn local_transfers<I: Iterator<Item = Transfer>>(
+    ledger: &Ledger,
+    transfers: impl Fn() -> I,
+    leased: impl Fn(u128) -> bool,
+) -> Option<LocalRun> {
+    if ledger.transfers().cold_below() > 0 && !ledger.local_transfers_may_run(transfers()) {
+        return None;
+    }
+    ledger.local_transfers_leased(transfers(), leased)
 }
 
 /// Whether [`local_run`] may read `command`'s transfer ids from `ledger`'s cold runs: not

@@ -447,6 +447,31 @@ fn past_the_page_budget_every_id_stays_known_and_applies_do_not_block() {
     );
     let prefetched = "kassa_cold_prefetched_blocks_total";
     assert!(total(&after, prefetched) > total(&before, prefetched));
+    // Retries followed by an event naming an account the partition does not hold: the
+    // batch cannot run in one partition alone, and finding that out reads none of its cold
+    // ids blocking either.
+    let mut batch: Vec<String> = (1_000..3_000u128)
+        .map(|n| {
+            transfer_json(
+                scattered(n),
+                n % ACCOUNTS + 1,
+                (n + 1) % ACCOUNTS + 1,
+                1,
+                &[],
+            )
+        })
+        .collect();
+    batch.push(transfer_json(scattered(1) + 1, 1, ACCOUNTS + 100, 1, &[]));
+    let (status, reply) = node.post("/v1/transfers", &format!("[{}]", batch.join(",")));
+    assert_eq!(status, 200, "{reply}");
+    let answers = results(&reply);
+    assert!(answers[..2_000].iter().all(|r| r == "exists"), "{reply}");
+    assert_ne!(answers[2_000], "created", "{reply}");
+    assert_eq!(
+        total(&scrape(&node), misses),
+        total(&after, misses),
+        "a batch sent to the transactions' path blocked on a read"
+    );
     // New ids among the old ones are created: their filter probes, most of them of pages
     // not kept, pass or fail right. (They make the memtable checkpoint, which may make ids
     // cold between a batch's read-ahead and its apply: no count of blocking reads here.)

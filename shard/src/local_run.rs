@@ -113,7 +113,9 @@ impl Ledger {
     /// Whether no event of `transfers` keeps them from running here alone for what this
     /// partition knows in memory (imported, a ledger or an account elsewhere): the part of
     /// [`Ledger::local_transfers_leased`] that reads no cold id. A batch it refuses, that
-    /// one refuses too, so the caller need not read its ids ahead.
+    /// one refuses too, but only once it reaches the refused event, having looked up the
+    /// ids of the events before it: a caller that reads no id ahead for a refused batch
+    /// calls this first.
     pub fn local_transfers_may_run(&self, transfers: impl IntoIterator<Item = Transfer>) -> bool {
         self.runs_local_batches()
             && transfers
