@@ -3,7 +3,8 @@
 # real node: Python `tigerbeetle` (PyPI, in a virtualenv) and Node.js `tigerbeetle-node` (npm),
 # both 0.17, into target/test-clients (or $KASSA_TEST_CLIENTS); and `schemathesis` (PyPI, in the
 # same virtualenv), which node/tests/t14_fuzz_http.rs runs against the HTTP API. Idempotent: a second run with
-# the same versions installed does nothing. Installs python3-venv, nodejs and npm with apt-get
+# the same versions installed does nothing. Every Python package is pinned in
+# scripts/test-clients-constraints.txt. Installs python3-venv, nodejs and npm with apt-get
 # when they are missing (CI runs as root on a fresh Debian-like machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,15 +27,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 venv="$dir/venv"
+constraints="scripts/test-clients-constraints.txt"
 if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('tigerbeetle') != '$PYTHON_CLIENT_VERSION')" >/dev/null 2>&1; then
     echo "installing tigerbeetle==$PYTHON_CLIENT_VERSION (PyPI)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "tigerbeetle==$PYTHON_CLIENT_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -c "$constraints" "tigerbeetle==$PYTHON_CLIENT_VERSION"
 fi
 
 if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" >/dev/null 2>&1; then
     echo "installing schemathesis==$SCHEMATHESIS_VERSION (PyPI)"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -c "$constraints" "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 npm_dir="$dir/npm"

@@ -58,7 +58,9 @@ pub use kassa_shard::{
     ClientRead, Command, CommandDecodeError, Ledger, LedgerConfig, Reply, SnapshotError,
 };
 pub use kassa_storage::LogOptions;
-pub use memory::{checkpoint_for_memory, MemoryBudget};
+pub use memory::{
+    checkpoint_for_memory, writes_wait_for_memory, MemoryBudget, MEMTABLE_WAIT_FACTOR,
+};
 pub use metrics::{KeyspaceStatus, PartitionMetrics, PartitionStatus, StoreStatus};
 pub use partition::Partition;
 pub use state_machine::ColdHolds;

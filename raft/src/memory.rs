@@ -64,6 +64,18 @@ impl MemoryBudget {
     }
 }
 
+/// How many times the memtable limit the node's memtables may hold before writes wait: one
+/// memtable being written by its checkpoint, the next filling meanwhile.
+pub const MEMTABLE_WAIT_FACTOR: u64 = 2;
+
+/// Whether a write should wait for a durable checkpoint to free memory, the node's memtables
+/// holding `used` bytes against `limit`: past [`MEMTABLE_WAIT_FACTOR`] times the limit, the
+/// checkpoints asked for do not keep up with the writes (a disk slower than the load), and
+/// the load must slow to what the disk takes rather than grow memory without bound.
+pub fn writes_wait_for_memory(used: u64, limit: u64) -> bool {
+    limit > 0 && used > limit.saturating_mul(MEMTABLE_WAIT_FACTOR)
+}
+
 /// Whether a partition holding `own` memtable bytes should checkpoint, when the node's
 /// `partitions` hold `used` bytes against `limit`: the node is past a limit, and this
 /// partition holds at least an even share.
@@ -155,6 +167,17 @@ mod tests {
         // An empty memtable has nothing to checkpoint; no limit bounds nothing.
         assert!(!checkpoint_for_memory(0, 5000, 1000, 1));
         assert!(!checkpoint_for_memory(5000, 5000, 0, 1));
+    }
+
+    #[test]
+    fn writes_wait_only_past_twice_the_limit() {
+        assert!(!writes_wait_for_memory(1500, 1000));
+        assert!(!writes_wait_for_memory(2000, 1000));
+        assert!(writes_wait_for_memory(2001, 1000));
+        assert!(
+            !writes_wait_for_memory(u64::MAX, 0),
+            "no limit bounds nothing"
+        );
     }
 
     #[test]

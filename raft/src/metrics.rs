@@ -42,6 +42,9 @@ pub struct PartitionMetrics {
     /// Checkpoints asked for because the node was past its memory budget (openraft drops an
     /// ask made while a checkpoint is being written; that one frees the memtable too).
     pub memory_checkpoint_asks: u64,
+    /// Writes that waited for a checkpoint to free memory: the node's memtables held more
+    /// than twice their limit (the disk did not keep up with the load).
+    pub memory_waits: u64,
     /// A fault stopped the partition (not a shutdown on request).
     pub failed: bool,
 }

@@ -37,7 +37,7 @@ use openraft::raft::ClientWriteResponse;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 
 use crate::log_store::{LogShared, LogStore};
-use crate::memory::MemtableGauge;
+use crate::memory::{writes_wait_for_memory, MemtableGauge};
 use crate::metrics::{PartitionMetrics, PartitionStatus};
 use crate::network::NoPeers;
 use crate::state_machine::{prefetch_rounds, ColdHolds, StateMachine, StoreView};
@@ -58,6 +58,10 @@ pub const WRITE_ATTEMPTS_MAX: u32 = 64;
 pub const WRITE_RETRY_DELAY_MS: u64 = 4;
 /// How long `shutdown` waits for openraft's tasks to let go of the log, polling each ms.
 pub const SHUTDOWN_WAIT_MS_MAX: u64 = 5_000;
+/// How long a write waits for a checkpoint to free memory before it goes on anyway.
+pub const MEMORY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How often a waiting write looks at the node's memtables again.
+pub const MEMORY_WAIT_POLL_MS: u64 = 1;
 
 const _: () = assert!(HEARTBEAT_INTERVAL_MS >= 100);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS < ELECTION_TIMEOUT_MIN_MS);
@@ -87,6 +91,8 @@ pub struct Partition {
     memory_asked_at: std::cell::Cell<Option<u64>>,
     /// Checkpoints asked for because the node was past its memory budget.
     memory_checkpoint_asks: std::cell::Cell<u64>,
+    /// Writes that waited for a checkpoint to free memory (`writes_wait_for_memory`).
+    memory_waits: std::cell::Cell<u64>,
     /// Command bytes written since this process last asked for a snapshot.
     written_since_snapshot: std::cell::Cell<u64>,
     /// Entries since the last checkpoint past which a stop takes one first.
@@ -243,6 +249,7 @@ impl Partition {
             memtable,
             memory_asked_at: std::cell::Cell::new(None),
             memory_checkpoint_asks: std::cell::Cell::new(0),
+            memory_waits: std::cell::Cell::new(0),
             written_since_snapshot: std::cell::Cell::new(0),
             stop_checkpoint_entries: (config.snapshot_entries / 4).max(1),
         };
@@ -335,6 +342,7 @@ impl Partition {
                 events_max: BATCH_EVENTS_MAX,
             });
         }
+        self.wait_for_memory().await;
         let proposed: Proposed = Rc::new(RefCell::new(Some(command)));
         for attempt in 1..=WRITE_ATTEMPTS_MAX {
             let bytes = CommandBytes::propose(&proposed);
@@ -428,6 +436,36 @@ impl Partition {
         self.written_since_snapshot.set(0);
         if let Err(error) = self.raft.trigger().snapshot().await {
             tracing::warn!(partition = self.partition, %error, "could not ask for a snapshot");
+        }
+    }
+
+    /// Waits while the node's memtables hold more than `writes_wait_for_memory` allows, until
+    /// durable checkpoints free memory: a load the disk cannot take slows to what it takes
+    /// instead of growing memory without bound. Asks for this partition's checkpoint while
+    /// it waits (as `check_memory` does). Waited `MEMORY_WAIT_MAX` (a checkpoint that cannot
+    /// finish, a full disk), the write goes on, logged: the bound gives way, not the writes.
+    async fn wait_for_memory(&self) {
+        let budget = self.memtable.budget();
+        if !writes_wait_for_memory(budget.used(), budget.limit()) {
+            return;
+        }
+        self.memory_waits.set(self.memory_waits.get() + 1);
+        let began = std::time::Instant::now();
+        while writes_wait_for_memory(budget.used(), budget.limit()) {
+            if self.raft.metrics().borrow_watched().running_state.is_err() {
+                return; // stopped or failed: the write fails on its own
+            }
+            if began.elapsed() >= MEMORY_WAIT_MAX {
+                tracing::warn!(
+                    partition = self.partition,
+                    used = budget.used(),
+                    limit = budget.limit(),
+                    "past the memtable limit and no checkpoint freed memory: writing anyway"
+                );
+                return;
+            }
+            self.check_memory().await;
+            monoio::time::sleep(Duration::from_millis(MEMORY_WAIT_POLL_MS)).await;
         }
     }
 
@@ -557,6 +595,7 @@ impl Partition {
             transfers_in_memory,
             accounts,
             memory_checkpoint_asks: self.memory_checkpoint_asks.get(),
+            memory_waits: self.memory_waits.get(),
             failed: self.failure().is_some(),
         }
     }

@@ -2,7 +2,8 @@
 //! partitions share a budget; a write that passes its limit from a partition holding less
 //! than an even share asks for nothing, and the idle partition holding more checkpoints when
 //! checked (as the node's pulse checks every partition) and frees its memtable; the budget
-//! is empty once both are shut down.
+//! is empty once both are shut down. Past twice the limit, a write waits for a checkpoint
+//! to free memory before it is appended.
 
 mod common;
 
@@ -97,5 +98,40 @@ fn an_idle_partition_over_its_share_checkpoints_when_checked_and_shutdown_emptie
             0,
             "closed partitions hold nothing of the budget"
         );
+    });
+}
+
+/// A write that finds the node's memtables past twice their limit (a load faster than the
+/// disk: the checkpoint asked for is not durable yet) waits until a checkpoint frees
+/// memory, then is written: memory stays bounded and nothing is refused.
+#[test]
+fn past_twice_the_limit_a_write_waits_for_a_checkpoint_to_free_memory() {
+    const SMALL: u64 = 64 << 10;
+    let dir = TempDir::new("memory-wait");
+    run(async {
+        let budget = MemoryBudget::new(SMALL, kassa_storage::run::PageBudget::unbounded(), 1);
+        let config = PartitionConfig {
+            memory: budget.clone(),
+            ..config(dir.path(), 1_000_000)
+        };
+        let partition = Partition::open(config).await.expect("open");
+        let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
+        assert_all_created(&reply.expect("accounts"));
+        // One batch takes the memtables past twice the limit: it found them under it.
+        let batch = create_transfers(1, 1, 2_000, ACCOUNTS);
+        assert_all_created(&partition.write(batch).await.expect("a batch"));
+        assert!(budget.used() > 2 * SMALL, "{} used", budget.used());
+        assert_eq!(partition.metrics().memory_waits, 0);
+        assert_eq!(partition.metrics().memory_checkpoint_asks, 1);
+        // The next waits for the checkpoint asked for (nothing else ran since: one thread),
+        // and is written once it freed the memtable.
+        let next = create_transfers(2, 100_000, 10, ACCOUNTS);
+        assert_all_created(&partition.write(next).await.expect("the next batch"));
+        assert_eq!(partition.metrics().memory_waits, 1);
+        assert!(partition.status().snapshot_index.is_some());
+        assert!(budget.used() <= 2 * SMALL, "{} used", budget.used());
+        let transfers = partition.metrics().transfers;
+        assert_eq!(transfers, 2_010, "every transfer written, none lost");
+        partition.shutdown().await.expect("shut down");
     });
 }

@@ -145,7 +145,7 @@ type PerPartition = (
 const GAUGE: &str = "gauge";
 const COUNTER: &str = "counter";
 
-const PER_PARTITION: [PerPartition; 17] = [
+const PER_PARTITION: [PerPartition; 18] = [
     (
         "kassa_partition_leader",
         GAUGE,
@@ -208,6 +208,12 @@ const PER_PARTITION: [PerPartition; 17] = [
         COUNTER,
         "Checkpoints asked for because the node was past its memtable limit.",
         |m| m.memory_checkpoint_asks,
+    ),
+    (
+        "kassa_partition_memory_waits_total",
+        COUNTER,
+        "Writes that waited for a checkpoint because the node's memtables held more than twice their limit.",
+        |m| m.memory_waits,
     ),
     (
         "kassa_cache_hits_total",
