@@ -28,6 +28,11 @@ pub struct MemoryBudget {
     used: AtomicU64,
     /// The index and filter pages the partitions' runs keep.
     pages: Arc<PageBudget>,
+    /// Times a durable checkpoint (or an install) freed a partition's memtable.
+    freeings: AtomicU64,
+    /// `freeings` when a write last gave up waiting for memory (`u64::MAX`: none did):
+    /// until a checkpoint frees memory again, writes do not wait.
+    gave_up_at: AtomicU64,
 }
 
 impl MemoryBudget {
@@ -40,6 +45,8 @@ impl MemoryBudget {
             partitions,
             used: AtomicU64::new(0),
             pages,
+            freeings: AtomicU64::new(0),
+            gave_up_at: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -61,6 +68,18 @@ impl MemoryBudget {
     /// The memtable bytes the partitions hold, as last published.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether a write gave up waiting for memory since a checkpoint last freed some: then
+    /// no write waits until one does (nothing may free memory: each would wait in vain).
+    pub(crate) fn gave_up(&self) -> bool {
+        self.gave_up_at.load(Ordering::Relaxed) == self.freeings.load(Ordering::Relaxed)
+    }
+
+    /// A write waited as long as it may, and no checkpoint freed memory meanwhile.
+    pub(crate) fn give_up(&self) {
+        let freeings = self.freeings.load(Ordering::Relaxed);
+        self.gave_up_at.store(freeings, Ordering::Relaxed);
     }
 }
 
@@ -108,6 +127,7 @@ impl MemtableGauge {
     pub(crate) fn publish_freed(&self, bytes: u64) {
         self.freed.set(self.freed.get() + 1);
         self.publish(bytes);
+        self.budget.freeings.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The node's budget.
@@ -167,6 +187,20 @@ mod tests {
         // An empty memtable has nothing to checkpoint; no limit bounds nothing.
         assert!(!checkpoint_for_memory(0, 5000, 1000, 1));
         assert!(!checkpoint_for_memory(5000, 5000, 0, 1));
+    }
+
+    #[test]
+    fn writes_stop_waiting_once_one_gave_up_until_memory_is_freed() {
+        let budget = MemoryBudget::new(1000, PageBudget::unbounded(), 1);
+        let gauge = MemtableGauge::new(budget.clone());
+        assert!(!budget.gave_up());
+        budget.give_up();
+        assert!(budget.gave_up());
+        gauge.publish_freed(0);
+        assert!(
+            !budget.gave_up(),
+            "a checkpoint freed memory: writes wait again"
+        );
     }
 
     #[test]

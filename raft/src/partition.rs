@@ -58,10 +58,11 @@ pub const WRITE_ATTEMPTS_MAX: u32 = 64;
 pub const WRITE_RETRY_DELAY_MS: u64 = 4;
 /// How long `shutdown` waits for openraft's tasks to let go of the log, polling each ms.
 pub const SHUTDOWN_WAIT_MS_MAX: u64 = 5_000;
-/// How long a write waits for a checkpoint to free memory before it goes on anyway.
-pub const MEMORY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How long a write waits for a checkpoint to free memory before it goes on anyway (and,
+/// until a checkpoint frees some, every other write with it).
+pub const MEMORY_WAIT_MAX: Duration = Duration::from_secs(10);
 /// How often a waiting write looks at the node's memtables again.
-pub const MEMORY_WAIT_POLL_MS: u64 = 1;
+pub const MEMORY_WAIT_POLL_MS: u64 = 10;
 
 const _: () = assert!(HEARTBEAT_INTERVAL_MS >= 100);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS < ELECTION_TIMEOUT_MIN_MS);
@@ -342,7 +343,7 @@ impl Partition {
                 events_max: BATCH_EVENTS_MAX,
             });
         }
-        self.wait_for_memory().await;
+        self.wait_for_memory(&command).await;
         let proposed: Proposed = Rc::new(RefCell::new(Some(command)));
         for attempt in 1..=WRITE_ATTEMPTS_MAX {
             let bytes = CommandBytes::propose(&proposed);
@@ -439,14 +440,28 @@ impl Partition {
         }
     }
 
-    /// Waits while the node's memtables hold more than `writes_wait_for_memory` allows, until
-    /// durable checkpoints free memory: a load the disk cannot take slows to what it takes
-    /// instead of growing memory without bound. Asks for this partition's checkpoint while
-    /// it waits (as `check_memory` does). Waited `MEMORY_WAIT_MAX` (a checkpoint that cannot
-    /// finish, a full disk), the write goes on, logged: the bound gives way, not the writes.
-    async fn wait_for_memory(&self) {
+    /// Waits, if `command` is a client's write, while the node's memtables hold more than
+    /// `writes_wait_for_memory` allows, until durable checkpoints free memory: a load the
+    /// disk cannot take slows to what it takes instead of growing memory without bound.
+    /// Asks for this partition's checkpoint while it waits (as `check_memory` does).
+    /// Entries of the node's own (expiries, transactions' decisions, the id directory's)
+    /// never wait: they free memory, or hold locks others wait for. Waited
+    /// `MEMORY_WAIT_MAX` (a checkpoint declined, or slower than that), the write goes on,
+    /// logged, and no write waits again until a checkpoint frees memory: the bound gives
+    /// way, not the writes.
+    async fn wait_for_memory(&self, command: &Command) {
+        let client_write = matches!(
+            command,
+            Command::CreateAccounts { .. }
+                | Command::CreateTransfers { .. }
+                | Command::Request { .. }
+                | Command::ForeignRequest { .. }
+        );
         let budget = self.memtable.budget();
-        if !writes_wait_for_memory(budget.used(), budget.limit()) {
+        if !client_write
+            || !writes_wait_for_memory(budget.used(), budget.limit())
+            || budget.gave_up()
+        {
             return;
         }
         self.memory_waits.set(self.memory_waits.get() + 1);
@@ -455,12 +470,17 @@ impl Partition {
             if self.raft.metrics().borrow_watched().running_state.is_err() {
                 return; // stopped or failed: the write fails on its own
             }
+            if budget.gave_up() {
+                return; // another write waited in vain meanwhile
+            }
             if began.elapsed() >= MEMORY_WAIT_MAX {
+                budget.give_up();
                 tracing::warn!(
                     partition = self.partition,
                     used = budget.used(),
                     limit = budget.limit(),
-                    "past the memtable limit and no checkpoint freed memory: writing anyway"
+                    "past the memtable limit and no checkpoint freed memory: writing on \
+                     until one does"
                 );
                 return;
             }
