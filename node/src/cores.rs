@@ -1209,9 +1209,11 @@ async fn serve(
                 let Some(ids) = names.ids.get(partition) else {
                     continue;
                 };
-                if !ids.transfers.is_empty() {
+                let partition = &served(*partition).partition;
+                // Nothing cold (most transactions): no copy of the ids, no read-ahead.
+                let cold = partition.read(|ledger| ledger.transfers().cold_below() > 0);
+                if cold && !ids.transfers.is_empty() {
                     let lookup = ClientRead::LookupTransfers(ids.transfers.as_slice().into());
-                    let partition = &served(*partition).partition;
                     held.push(partition.prefetch_read(&lookup).await);
                 }
             }
