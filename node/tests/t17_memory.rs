@@ -123,6 +123,7 @@ fn under_the_limit_nothing_checkpoints_for_memory() {
     assert_eq!(after["kassa_memory_limit_bytes"], 4 << 30);
     assert!(after["kassa_memtable_bytes"] > 0);
     assert!(after["kassa_memtable_bytes"] < after["kassa_memtable_limit_bytes"]);
+    assert_eq!(after["kassa_checkpoints_writing"], 0, "none was asked for");
     assert_eq!(
         total(&after, "kassa_partition_memory_checkpoint_asks_total"),
         0

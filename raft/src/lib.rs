@@ -59,7 +59,8 @@ pub use kassa_shard::{
 };
 pub use kassa_storage::LogOptions;
 pub use memory::{
-    checkpoint_for_memory, writes_wait_for_memory, MemoryBudget, MEMTABLE_WAIT_FACTOR,
+    checkpoint_for_memory, memory_wait, writes_wait_for_memory, MemoryBudget, MemoryWait,
+    MEMTABLE_WAIT_FACTOR,
 };
 pub use metrics::{KeyspaceStatus, PartitionMetrics, PartitionStatus, StoreStatus};
 pub use partition::Partition;

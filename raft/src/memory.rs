@@ -33,6 +33,9 @@ pub struct MemoryBudget {
     /// `freeings` when a write last gave up waiting for memory (`u64::MAX`: none did):
     /// until a checkpoint frees memory again, writes do not wait.
     gave_up_at: AtomicU64,
+    /// Checkpoints being written now, over all partitions ([`CheckpointWriting`]): while
+    /// one is, memory is on its way to being freed, and waiting writes do not give up.
+    checkpoints_writing: AtomicU64,
 }
 
 impl MemoryBudget {
@@ -47,6 +50,7 @@ impl MemoryBudget {
             pages,
             freeings: AtomicU64::new(0),
             gave_up_at: AtomicU64::new(u64::MAX),
+            checkpoints_writing: AtomicU64::new(0),
         })
     }
 
@@ -81,6 +85,36 @@ impl MemoryBudget {
         let freeings = self.freeings.load(Ordering::Relaxed);
         self.gave_up_at.store(freeings, Ordering::Relaxed);
     }
+
+    /// How many checkpoints the partitions are writing now.
+    pub fn checkpoints_writing(&self) -> u64 {
+        self.checkpoints_writing.load(Ordering::Relaxed)
+    }
+
+    /// Counts a checkpoint as being written until the returned guard drops (durable,
+    /// abandoned or failed).
+    pub(crate) fn checkpoint_writing(self: &Arc<Self>) -> CheckpointWriting {
+        self.checkpoints_writing.fetch_add(1, Ordering::Relaxed);
+        CheckpointWriting {
+            budget: self.clone(),
+        }
+    }
+}
+
+/// A checkpoint being written, counted in its [`MemoryBudget`] while it lives.
+#[derive(Debug)]
+pub(crate) struct CheckpointWriting {
+    budget: Arc<MemoryBudget>,
+}
+
+impl Drop for CheckpointWriting {
+    fn drop(&mut self) {
+        let before = self
+            .budget
+            .checkpoints_writing
+            .fetch_sub(1, Ordering::Relaxed);
+        assert!(before > 0, "a checkpoint counted out twice");
+    }
 }
 
 /// How many times the memtable limit the node's memtables may hold before writes wait: one
@@ -93,6 +127,39 @@ pub const MEMTABLE_WAIT_FACTOR: u64 = 2;
 /// the load must slow to what the disk takes rather than grow memory without bound.
 pub fn writes_wait_for_memory(used: u64, limit: u64) -> bool {
     limit > 0 && used > limit.saturating_mul(MEMTABLE_WAIT_FACTOR)
+}
+
+/// What a write waiting for memory does next ([`memory_wait`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryWait {
+    /// Memory is under the bound, or another write gave up: write now.
+    Write,
+    /// Look again after a pause.
+    Wait,
+    /// Waited too long with no checkpoint being written: write now, and let the others too.
+    GiveUp,
+}
+
+/// The pure decision of a write waiting for memory: the node's memtables hold `used` bytes
+/// against `limit`; `gave_up` says whether a write gave up since memory was last freed; and
+/// for `quiet` no checkpoint has been written (the time since one was last seen being
+/// written, or since the wait began). A write gives up only after `quiet_max` with no
+/// checkpoint being written: a checkpoint being written will free memory, however long its
+/// merges take, while a checkpoint declined or failed would keep writes waiting forever.
+pub fn memory_wait(
+    used: u64,
+    limit: u64,
+    gave_up: bool,
+    quiet: std::time::Duration,
+    quiet_max: std::time::Duration,
+) -> MemoryWait {
+    if gave_up || !writes_wait_for_memory(used, limit) {
+        MemoryWait::Write
+    } else if quiet >= quiet_max {
+        MemoryWait::GiveUp
+    } else {
+        MemoryWait::Wait
+    }
 }
 
 /// Whether a partition holding `own` memtable bytes should checkpoint, when the node's
@@ -201,6 +268,35 @@ mod tests {
             !budget.gave_up(),
             "a checkpoint freed memory: writes wait again"
         );
+    }
+
+    #[test]
+    fn a_wait_gives_up_only_after_a_quiet_spell_with_no_checkpoint_written() {
+        let second = std::time::Duration::from_secs(1);
+        let max = 10 * second;
+        assert_eq!(memory_wait(2000, 1000, false, max, max), MemoryWait::Write);
+        assert_eq!(
+            memory_wait(2001, 1000, false, 9 * second, max),
+            MemoryWait::Wait
+        );
+        assert_eq!(memory_wait(2001, 1000, false, max, max), MemoryWait::GiveUp);
+        assert_eq!(
+            memory_wait(2001, 1000, true, std::time::Duration::ZERO, max),
+            MemoryWait::Write,
+            "another write gave up: this one does not wait"
+        );
+    }
+
+    #[test]
+    fn checkpoints_are_counted_while_being_written() {
+        let budget = MemoryBudget::new(1000, PageBudget::unbounded(), 2);
+        let first = budget.checkpoint_writing();
+        let second = budget.checkpoint_writing();
+        assert_eq!(budget.checkpoints_writing(), 2);
+        drop(first);
+        assert_eq!(budget.checkpoints_writing(), 1);
+        drop(second);
+        assert_eq!(budget.checkpoints_writing(), 0);
     }
 
     #[test]

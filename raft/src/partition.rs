@@ -37,7 +37,7 @@ use openraft::raft::ClientWriteResponse;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 
 use crate::log_store::{LogShared, LogStore};
-use crate::memory::{writes_wait_for_memory, MemtableGauge};
+use crate::memory::{memory_wait, MemoryWait, MemtableGauge};
 use crate::metrics::{PartitionMetrics, PartitionStatus};
 use crate::network::NoPeers;
 use crate::state_machine::{prefetch_rounds, ColdHolds, StateMachine, StoreView};
@@ -58,8 +58,8 @@ pub const WRITE_ATTEMPTS_MAX: u32 = 64;
 pub const WRITE_RETRY_DELAY_MS: u64 = 4;
 /// How long `shutdown` waits for openraft's tasks to let go of the log, polling each ms.
 pub const SHUTDOWN_WAIT_MS_MAX: u64 = 5_000;
-/// How long a write waits for a checkpoint to free memory before it goes on anyway (and,
-/// until a checkpoint frees some, every other write with it).
+/// How long a write waits for memory with no checkpoint being written before it goes on
+/// anyway (and, until a checkpoint frees some, every other write with it).
 pub const MEMORY_WAIT_MAX: Duration = Duration::from_secs(10);
 /// How often a waiting write looks at the node's memtables again.
 pub const MEMORY_WAIT_POLL_MS: u64 = 10;
@@ -445,10 +445,11 @@ impl Partition {
     /// disk cannot take slows to what it takes instead of growing memory without bound.
     /// Asks for this partition's checkpoint while it waits (as `check_memory` does).
     /// Entries of the node's own (expiries, transactions' decisions, the id directory's)
-    /// never wait: they free memory, or hold locks others wait for. Waited
-    /// `MEMORY_WAIT_MAX` (a checkpoint declined, or slower than that), the write goes on,
-    /// logged, and no write waits again until a checkpoint frees memory: the bound gives
-    /// way, not the writes.
+    /// never wait: they free memory, or hold locks others wait for. A checkpoint being
+    /// written anywhere in the node keeps the write waiting, however long its merges take.
+    /// After `MEMORY_WAIT_MAX` with none being written (declined, or failed), the write goes
+    /// on, logged, and no write waits again until a checkpoint frees memory: the bound gives
+    /// way, not the writes (`memory_wait`, the pure decision).
     async fn wait_for_memory(&self, command: &Command) {
         let client_write = matches!(
             command,
@@ -458,31 +459,41 @@ impl Partition {
                 | Command::ForeignRequest { .. }
         );
         let budget = self.memtable.budget();
-        if !client_write
-            || !writes_wait_for_memory(budget.used(), budget.limit())
-            || budget.gave_up()
-        {
+        let step = |quiet| {
+            memory_wait(
+                budget.used(),
+                budget.limit(),
+                budget.gave_up(),
+                quiet,
+                MEMORY_WAIT_MAX,
+            )
+        };
+        if !client_write || step(Duration::ZERO) == MemoryWait::Write {
             return;
         }
         self.memory_waits.set(self.memory_waits.get() + 1);
-        let began = std::time::Instant::now();
-        while writes_wait_for_memory(budget.used(), budget.limit()) {
+        let mut quiet_since = std::time::Instant::now();
+        loop {
             if self.raft.metrics().borrow_watched().running_state.is_err() {
                 return; // stopped or failed: the write fails on its own
             }
-            if budget.gave_up() {
-                return; // another write waited in vain meanwhile
+            if budget.checkpoints_writing() > 0 {
+                quiet_since = std::time::Instant::now();
             }
-            if began.elapsed() >= MEMORY_WAIT_MAX {
-                budget.give_up();
-                tracing::warn!(
-                    partition = self.partition,
-                    used = budget.used(),
-                    limit = budget.limit(),
-                    "past the memtable limit and no checkpoint freed memory: writing on \
-                     until one does"
-                );
-                return;
+            match step(quiet_since.elapsed()) {
+                MemoryWait::Write => return,
+                MemoryWait::Wait => {}
+                MemoryWait::GiveUp => {
+                    budget.give_up();
+                    tracing::warn!(
+                        partition = self.partition,
+                        used = budget.used(),
+                        limit = budget.limit(),
+                        "past the memtable limit and no checkpoint being written: writing \
+                         on until one frees memory"
+                    );
+                    return;
+                }
             }
             self.check_memory().await;
             monoio::time::sleep(Duration::from_millis(MEMORY_WAIT_POLL_MS)).await;

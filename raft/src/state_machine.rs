@@ -573,6 +573,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             transfers,
             "checkpoint taken: writing its runs"
         );
+        // Writes waiting for memory wait on while this is counted (`Partition::wait_for_memory`).
+        let counted = self.memtable.budget().checkpoint_writing();
         let written = checkpoint::write(
             &self.dir,
             previous.as_ref(),
@@ -588,6 +590,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             return self.current_snapshot();
         };
         let (number, runs) = (head.number, head.runs.len());
+        // Counted out once its memtable is freed below, not before: between the two, a
+        // waiting write must not find no checkpoint written and memory still unfreed.
         tracing::info!(partition, ?index, number, runs, "checkpoint durable");
         let cold = self.stored.borrow().cold.clone();
         let followed = cold.follow(&self.dir, &head).await;
@@ -611,6 +615,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             }
             Ok(()) => {}
         }
+        drop(counted);
         if self.stored.borrow_mut().legacy.take().is_some() {
             if let Err(error) = remove_legacy_snapshot(&self.dir).await {
                 let partition = self.partition;

@@ -279,6 +279,12 @@ fn render(
             memory.budget.used(),
         ),
         (
+            "kassa_checkpoints_writing",
+            "Checkpoints the partitions are writing now: writes waiting for memory wait on \
+             while one is.",
+            memory.budget.checkpoints_writing(),
+        ),
+        (
             "kassa_cache_limit_bytes",
             "Bytes the partitions' caches of cold run blocks may hold, together.",
             memory.plan.cache_blocks as u64 * CACHE_BLOCK_SIZE * partitions.len() as u64,
