@@ -58,6 +58,11 @@ pub const CORE_QUEUE_MAX: usize = 4096;
 /// Requests a core works on at once. Past this it stops taking requests from its queue, so the
 /// queue fills and senders wait: memory stays bounded under overload.
 pub const CORE_IN_FLIGHT_MAX: usize = 1024;
+/// Operators' requests (`/metrics`, `/ready`, status) a core's own queue holds before
+/// senders wait. They have a queue of their own, answered ahead of the requests' queue and
+/// never counted in flight: a core whose requests wait (for memory, for the disk) still
+/// shows what it is doing.
+pub const CORE_CONTROL_QUEUE_MAX: usize = 256;
 /// How often a core at `CORE_IN_FLIGHT_MAX` looks again for a free slot.
 const IN_FLIGHT_POLL: Duration = Duration::from_micros(200);
 /// How often a request waiting for a partition's intent to resolve looks again, besides being
@@ -69,6 +74,21 @@ pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
 
 type ReadFn = Box<dyn FnOnce(&Ledger) + Send>;
 type StatusSender = tokio::sync::oneshot::Sender<PartitionStatus>;
+
+/// An operator's request of a partition, answered from memory at once through the core's
+/// control queue (`CORE_CONTROL_QUEUE_MAX`), ahead of its requests.
+pub(crate) enum ControlRequest {
+    /// The partition's Raft status.
+    Status { partition: u32, reply: StatusSender },
+    /// What the partition holds and did, for `/metrics`.
+    Metrics {
+        partition: u32,
+        reply: tokio::sync::oneshot::Sender<PartitionMetrics>,
+    },
+    /// A read of the ledger's memory as it is now, not admitted through the partition's
+    /// lock (a transaction may hold it): counts for `/ready`.
+    Inspect { partition: u32, read: ReadFn },
+}
 
 /// Work for one partition, sent to the core that owns it. `txn` names the cross-partition
 /// transaction a request belongs to: while a transaction holds a partition's lock, requests
@@ -88,15 +108,6 @@ pub enum CoreRequest {
         prefetch: Option<ClientRead>,
         read: ReadFn,
     },
-    Status {
-        partition: u32,
-        reply: StatusSender,
-    },
-    /// What the partition holds and did, for `/metrics`.
-    Metrics {
-        partition: u32,
-        reply: tokio::sync::oneshot::Sender<PartitionMetrics>,
-    },
     /// Lock these partitions of this core for `txn` (ascending; a partition `txn` holds
     /// already is kept), then read from each what a batch naming `names` can read.
     LockRead {
@@ -113,10 +124,7 @@ pub enum CoreRequest {
         reply: tokio::sync::oneshot::Sender<Vec<Result<Reply, NodeError>>>,
     },
     /// Release the locks `txn` holds on these partitions.
-    Unlock {
-        txn: u64,
-        partitions: Vec<u32>,
-    },
+    Unlock { txn: u64, partitions: Vec<u32> },
     /// Run a task on the core's thread: it may spawn monoio tasks there (the wire port's
     /// connections).
     Run(RunFn),
@@ -566,13 +574,18 @@ impl Cores {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..setup.cores)
             .map(|_| async_channel::bounded(CORE_QUEUE_MAX))
             .unzip();
+        let (controls, control_receivers): (Vec<_>, Vec<_>) = (0..setup.cores)
+            .map(|_| async_channel::bounded(CORE_CONTROL_QUEUE_MAX))
+            .unzip();
         let queues = CoreQueues {
             senders,
+            controls,
             partitions: setup.partitions,
             placement: Placement::new(setup.placement, setup.partitions),
         };
         let mut threads = Vec::new();
-        for (core, receiver) in receivers.into_iter().enumerate() {
+        let receivers = receivers.into_iter().zip(control_receivers);
+        for (core, receiver) in receivers.enumerate() {
             let (setup, ready_sender) = (setup.clone(), ready_sender.clone());
             // The core's transport to every partition's leader, its own included.
             let transport = queues.clone();
@@ -610,6 +623,9 @@ impl Cores {
         for sender in &self.queues.senders {
             sender.close();
         }
+        for control in &self.queues.controls {
+            control.close();
+        }
         for thread in self.threads {
             let _ = thread.join();
         }
@@ -623,6 +639,8 @@ impl Cores {
 #[derive(Clone)]
 pub struct CoreQueues {
     senders: Vec<async_channel::Sender<CoreRequest>>,
+    /// Each core's queue of operators' requests.
+    controls: Vec<async_channel::Sender<ControlRequest>>,
     partitions: u32,
     placement: Placement,
 }
@@ -656,6 +674,11 @@ impl CoreQueues {
     pub(crate) fn sender(&self, partition: u32) -> &async_channel::Sender<CoreRequest> {
         assert!(partition < self.partitions);
         &self.senders[partition as usize % self.senders.len()]
+    }
+
+    fn control(&self, partition: u32) -> &async_channel::Sender<ControlRequest> {
+        assert!(partition < self.partitions);
+        &self.controls[self.core_of(partition)]
     }
 
     /// Writes `command` through `partition`'s log and returns the ledger's reply.
@@ -766,8 +789,8 @@ impl CoreQueues {
     /// The Raft status of `partition`: leadership, log and apply progress, fatal errors.
     pub async fn status(&self, partition: u32) -> Result<PartitionStatus, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();
-        let request = CoreRequest::Status { partition, reply };
-        let sent = self.sender(partition).send(request).await;
+        let request = ControlRequest::Status { partition, reply };
+        let sent = self.control(partition).send(request).await;
         sent.map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)
     }
@@ -775,8 +798,26 @@ impl CoreQueues {
     /// What `partition` holds and did: its status, memtable, runs and cache.
     pub async fn metrics(&self, partition: u32) -> Result<PartitionMetrics, NodeError> {
         let (reply, receive) = tokio::sync::oneshot::channel();
-        let request = CoreRequest::Metrics { partition, reply };
-        let sent = self.sender(partition).send(request).await;
+        let request = ControlRequest::Metrics { partition, reply };
+        let sent = self.control(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Reads `partition`'s ledger from memory through the control queue: answered ahead of
+    /// the partition's requests and without waiting for its lock, so it may see a
+    /// transaction's intents in place. For operators' counts (`/ready`), never for clients.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        partition: u32,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let read: ReadFn = Box::new(move |ledger| {
+            let _ = reply.send(read(ledger));
+        });
+        let request = ControlRequest::Inspect { partition, read };
+        let sent = self.control(partition).send(request).await;
         sent.map_err(|_| NodeError::ShuttingDown)?;
         receive.await.map_err(|_| NodeError::ShuttingDown)
     }
@@ -986,7 +1027,7 @@ type Ready = std::sync::mpsc::Sender<Result<(), String>>;
 fn core_main(
     core: usize,
     setup: CoreSetup,
-    receiver: async_channel::Receiver<CoreRequest>,
+    receiver: CoreReceivers,
     transport: CoreQueues,
     ready: Ready,
 ) {
@@ -1004,10 +1045,42 @@ fn core_main(
     runtime.block_on(core_run(core, setup, receiver, transport, ready));
 }
 
+/// A core's two queues: its requests, and operators' requests answered ahead of them.
+type CoreReceivers = (
+    async_channel::Receiver<CoreRequest>,
+    async_channel::Receiver<ControlRequest>,
+);
+
+/// The next request once a slot is free (`CORE_IN_FLIGHT_MAX`); `None` once the queue is
+/// closed and empty. Cancel-safe: a request is taken from the queue only when returned.
+async fn next_request(
+    receiver: &async_channel::Receiver<CoreRequest>,
+    in_flight: &Cell<usize>,
+) -> Option<CoreRequest> {
+    while in_flight.get() >= CORE_IN_FLIGHT_MAX {
+        monoio::time::sleep(IN_FLIGHT_POLL).await;
+    }
+    receiver.recv().await.ok()
+}
+
+/// Answers an operator's request from the partition's memory.
+fn answer_control(partitions: &ServedPartitions, request: ControlRequest) {
+    let served = |partition: u32| partitions.get(&partition).expect("routed to its core");
+    match request {
+        ControlRequest::Status { partition, reply } => {
+            let _ = reply.send(served(partition).partition.status());
+        }
+        ControlRequest::Metrics { partition, reply } => {
+            let _ = reply.send(served(partition).partition.metrics());
+        }
+        ControlRequest::Inspect { partition, read } => served(partition).partition.read(read),
+    }
+}
+
 async fn core_run(
     core: usize,
     setup: CoreSetup,
-    receiver: async_channel::Receiver<CoreRequest>,
+    (receiver, control): CoreReceivers,
     transport: CoreQueues,
     ready: Ready,
 ) {
@@ -1051,6 +1124,13 @@ async fn core_run(
     }
     let _ = ready.send(Ok(()));
     let in_flight = Rc::new(Cell::new(0usize));
+    if crate::fault_injection::injected("fill-in-flight") {
+        monoio::spawn(fill_in_flight(
+            core,
+            in_flight.clone(),
+            setup.data_dir.clone(),
+        ));
+    }
     let stop = Rc::new(Cell::new(false));
     let pulses = monoio::spawn(pulse_loop(partitions.clone(), stop.clone(), setup));
     let ticks = monoio::spawn(on_core::directory_loop(
@@ -1063,11 +1143,24 @@ async fn core_run(
         stop.clone(),
         transport.clone(),
     ));
+    // Closed with the requests' queue; answered while it drains.
+    let mut control = Some(control);
     loop {
-        while in_flight.get() >= CORE_IN_FLIGHT_MAX {
-            monoio::time::sleep(IN_FLIGHT_POLL).await;
-        }
-        let Ok(request) = receiver.recv().await else {
+        let next = match &control {
+            Some(queue) => tokio::select! {
+                biased;
+                asked = queue.recv() => {
+                    match asked {
+                        Ok(asked) => answer_control(&partitions, asked),
+                        Err(_) => control = None,
+                    }
+                    continue;
+                }
+                request = next_request(&receiver, &in_flight) => request,
+            },
+            None => next_request(&receiver, &in_flight).await,
+        };
+        let Some(request) = next else {
             break;
         };
         in_flight.set(in_flight.get() + 1);
@@ -1184,12 +1277,6 @@ async fn serve(
             };
             served.partition.read(read);
             drop(held);
-        }
-        CoreRequest::Status { partition, reply } => {
-            let _ = reply.send(served(partition).partition.status());
-        }
-        CoreRequest::Metrics { partition, reply } => {
-            let _ = reply.send(served(partition).partition.metrics());
         }
         CoreRequest::LockRead {
             txn,
@@ -1577,6 +1664,25 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
 /// whose home, that same partition, never began it: as if the home's leader had died right
 /// after sending it. Nothing here resolves it. The rare path's recovery must: the partition
 /// asks its home after `rare_path::ASK_AFTER`, and the home, finding no stage, aborts it.
+/// `KASSA_FAULT=fill-in-flight`: once the file `fill-in-flight` appears in the data
+/// directory, every slot of the core is taken, as by requests all waiting (for memory, for
+/// the disk), and the core says so with the file `in-flight-filled-<core>`, until the file
+/// `release-in-flight` appears.
+async fn fill_in_flight(core: usize, in_flight: Rc<Cell<usize>>, data_dir: std::path::PathBuf) {
+    let appeared = |name: &str| data_dir.join(name).exists();
+    while !appeared("fill-in-flight") {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    in_flight.set(in_flight.get() + CORE_IN_FLIGHT_MAX);
+    if let Err(error) = std::fs::write(data_dir.join(format!("in-flight-filled-{core}")), b"") {
+        tracing::error!(%error, "fill-in-flight: could not say so");
+    }
+    while !appeared("release-in-flight") {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    in_flight.set(in_flight.get() - CORE_IN_FLIGHT_MAX);
+}
+
 async fn hold_partition(partitions: &ServedPartitions, count: u32) {
     use kassa_shard::intents::{IntentShare, ShareOfBatch};
     use kassa_shard::parallel_commit::{ParticipantCommand, TxnId};

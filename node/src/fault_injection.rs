@@ -11,7 +11,10 @@
 //! transaction its home never began, from before the node is ready, for the rare path's
 //! recovery to release (`cores::hold_partition`); `abort-after-commit` aborts the process
 //! when a batch run in shares has committed (its stage and every intent durable), before
-//! its client is answered or any participant told (`rare_path`).
+//! its client is answered or any participant told (`rare_path`); `fill-in-flight` takes
+//! every core's in-flight slots, as requests all waiting would, from when the file
+//! `fill-in-flight` appears in the data directory until `release-in-flight` does
+//! (`cores::fill_in_flight`).
 
 /// Whether `KASSA_FAULT` names `fault`; always `false` without the `fault-injection` feature.
 #[cfg(feature = "fault-injection")]

@@ -308,7 +308,7 @@ impl Service {
         for partition in 0..self.partitions() {
             remembered += self
                 .cores
-                .read(partition, |ledger| {
+                .inspect(partition, |ledger| {
                     let closed = ledger.participant().closed_count();
                     (ledger.home_records().len() + closed) as u64
                 })
@@ -324,7 +324,7 @@ impl Service {
         for partition in 0..self.partitions() {
             let (l, r) = self
                 .cores
-                .read(partition, |ledger| {
+                .inspect(partition, |ledger| {
                     let homes = ledger.id_homes();
                     let buckets = IdKind::ALL
                         .iter()

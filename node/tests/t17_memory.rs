@@ -112,6 +112,48 @@ fn write_transfers(node: &Node, id: impl Fn(u128) -> u128, result: &str) {
     }
 }
 
+/// A core whose in-flight slots are all taken (its requests all waiting, as for memory past
+/// twice the memtable limit) still answers `/metrics` and `/ready`: operators' requests have
+/// a queue of their own, answered ahead. A client's write queued meanwhile waits for a slot,
+/// and is written once the slots are free. `KASSA_FAULT=fill-in-flight` takes every core's
+/// slots from when the file `fill-in-flight` appears until `release-in-flight` does.
+#[test]
+fn a_core_whose_requests_all_wait_still_answers_metrics_and_ready() {
+    let dir = TempDir::new("in-flight-full");
+    let env = [("KASSA_FAULT", "fill-in-flight")];
+    let node = Node::try_start_with_env(&dir.0, &[], &env).expect("start");
+    std::fs::write(dir.0.join("fill-in-flight"), b"").expect("fill");
+    let filled = wait_until(Duration::from_secs(30), || {
+        (0..2).all(|core| dir.0.join(format!("in-flight-filled-{core}")).exists())
+    });
+    assert!(filled, "both cores' slots taken");
+    let http = node.http;
+    let accounts: Vec<String> = (1..=ACCOUNTS).map(|id| account_json(id, 1, &[])).collect();
+    let body = format!("[{}]", accounts.join(","));
+    let write = std::thread::spawn(move || {
+        request_raw(http, "POST", "/v1/accounts", Some(body.as_bytes()))
+    });
+    // Without their own queue these wait behind the write (the HTTP client's 30 s timeout).
+    let samples = scrape(&node);
+    assert!(samples.contains_key("kassa_memtable_bytes"), "{samples:?}");
+    let (status, ready) = node.get("/ready");
+    assert_eq!(status, 200, "{ready}");
+    assert!(
+        !write.is_finished(),
+        "the write waits for a slot while every slot is taken"
+    );
+    std::fs::write(dir.0.join("release-in-flight"), b"").expect("release");
+    let (status, reply) = write
+        .join()
+        .expect("the writer")
+        .expect("POST /v1/accounts");
+    assert_eq!(status, 200, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).expect("JSON");
+    assert!(results(&reply).iter().all(|r| r == "created"), "{reply}");
+    assert!(scrape(&node)["kassa_memtable_bytes"] > 0);
+    assert_balanced(&node);
+}
+
 /// The same load on the default bound (4 GiB) asks for no checkpoint: the bound is what made
 /// the 64 MiB node checkpoint.
 #[test]
