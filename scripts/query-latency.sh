@@ -6,11 +6,12 @@
 # misses) and the blocks read ahead through io_uring, summed over partitions.
 #
 # usage: scripts/query-latency.sh TIGERBEETLE TRANSFERS KASSA [KASSA...]
+#   KASSA_FLAGS="--memory 2GiB" adds flags to every `kassa start`
 # Ports 3102 and 18102 on loopback must be free. Benchmarks are benchmarks: compare binaries
 # within one run, never across runs, and never assert on these numbers in a test.
 set -u
 if [ $# -lt 3 ]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 tigerbeetle=$1; transfers=$2; shift 2
@@ -29,8 +30,9 @@ metric() { # name: its sum over partitions
 for kassa in "$@"; do
   rm -rf "$work/data"
   "$kassa" format --data-dir "$work/data" --partitions 16 >/dev/null || exit 1
+  # shellcheck disable=SC2086 # the flags are words
   "$kassa" start --data-dir "$work/data" --wire-address 127.0.0.1:3102 \
-    --http-address 127.0.0.1:18102 >"$work/node.log" 2>&1 &
+    --http-address 127.0.0.1:18102 ${KASSA_FLAGS:-} >"$work/node.log" 2>&1 &
   node=$!
   for _ in $(seq 600); do
     curl -sf 127.0.0.1:18102/ready >/dev/null && break

@@ -172,7 +172,10 @@ impl ColdRuns {
     }
 
     /// Reads `by_run`'s blocks ahead for `holds`, as many as fit under `held_max` blocks
-    /// held in all; returns how many were read or found cached.
+    /// held in all, and up to the cache's capacity more into its CLOCK, unheld (a large
+    /// read: its blocking reads then find them there, unless others' reads evicted them);
+    /// returns how many were read or found cached. What is left is read when asked,
+    /// blocking.
     async fn read_ahead(
         &self,
         mut by_run: Vec<(Arc<BlockingRun>, Vec<u64>)>,
@@ -180,14 +183,26 @@ impl ColdRuns {
         held_max: usize,
     ) -> Result<usize, StorageError> {
         let mut room = held_max.saturating_sub(self.cache.held());
-        for (_, blocks) in &mut by_run {
-            blocks.truncate(room);
+        let mut clock_room = self.cache_capacity();
+        let mut unheld = Vec::new();
+        for (run, blocks) in &mut by_run {
+            let rest = blocks.split_off(blocks.len().min(room));
             room -= blocks.len();
+            let cached = rest.len().min(clock_room);
+            clock_room -= cached;
+            if cached > 0 {
+                unheld.push((run.clone(), rest[..cached].to_vec()));
+            }
         }
         for (run, blocks) in &by_run {
             run.prefetch(blocks, &self.cache, holds).await?;
         }
-        Ok(by_run.iter().map(|(_, blocks)| blocks.len()).sum())
+        for (run, blocks) in &unheld {
+            run.prefetch_unheld(blocks, &self.cache).await?;
+        }
+        let held: usize = by_run.iter().map(|(_, blocks)| blocks.len()).sum();
+        let cached: usize = unheld.iter().map(|(_, blocks)| blocks.len()).sum();
+        Ok(held + cached)
     }
 
     /// Reads ahead, as [`ColdRuns::prefetch`] does, the blocks of each run that hold the

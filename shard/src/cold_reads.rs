@@ -206,7 +206,8 @@ impl Ledger {
     /// What `read` reads from the store in `round`. A lookup: its ids not in memory, then
     /// their cold transfers. A read by filter: first the cold transfers its timestamp bounds'
     /// searches read (with [`Ledger::cold_ranges_of_read`]'s ranges), then, those held, the
-    /// cold entries at the positions it visits (up to twice its limit).
+    /// cold entries at the positions it visits (up to twice its limit; its limit when every
+    /// listed transfer matches).
     pub fn cold_reads_of_read(
         &self,
         read: &ClientRead,
@@ -269,7 +270,18 @@ impl Ledger {
         };
         let history = matches!(read, ClientRead::AccountBalances(_));
         let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
-        let mut visits = limit * QUERY_READS_PER_RESULT;
+        // A filter on both sides and nothing else takes every listed transfer: its first
+        // `limit` are what it returns.
+        let takes_all = filter.flags.contains(AccountFilterFlags::DEBITS)
+            && filter.flags.contains(AccountFilterFlags::CREDITS)
+            && filter.user_data_128 == 0
+            && filter.user_data_64 == 0
+            && filter.user_data_32 == 0
+            && filter.code == 0;
+        let mut visits = match takes_all {
+            true => limit,
+            false => limit * QUERY_READS_PER_RESULT,
+        };
         // A failed read of the list is left to the read, which fails the same way.
         let _ = self.account_transfers_in(account, positions, reversed, |listed| {
             push_cold(out, listed.position);

@@ -203,6 +203,25 @@ impl BlockCache {
         self.lock().insert((run, number), bytes);
     }
 
+    /// Caches block `number` of run `run`, checked and read ahead of a reader that could not
+    /// hold it, as referenced: up to the capacity of blocks so inserted at once, the CLOCK
+    /// evicts every other block before any of them.
+    pub(crate) fn insert_read_ahead(&self, run: u64, number: u64, bytes: Box<[u8]>) {
+        assert_eq!(bytes.len(), BLOCK_SIZE);
+        let mut inner = self.lock();
+        inner.insert((run, number), bytes);
+        if let Some(&slot) = inner.map.get(&(run, number)) {
+            inner.slots[slot].referenced = true;
+        }
+    }
+
+    /// Whether block `number` of run `run` is held or cached (no hit counted).
+    pub(crate) fn contains(&self, run: u64, number: u64) -> bool {
+        let inner = self.lock();
+        let key = (run, number);
+        inner.held.contains_key(&key) || inner.map.contains_key(&key)
+    }
+
     /// Whether block `number` of run `run` (a `kind`) is held or cached: then `holds` holds
     /// it from now on (copied out of the CLOCK; a page only while held pages are under their
     /// bound) and it need not be read.

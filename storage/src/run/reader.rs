@@ -822,6 +822,37 @@ impl BlockingRun {
         .await
     }
 
+    /// Reads data blocks `numbers` as [`BlockingRun::prefetch`] does, but for those `cache`
+    /// holds or caches, into the cache's CLOCK rather than held
+    /// ([`BlockCache::insert_read_ahead`]): for a reader past its bound on held blocks, whose
+    /// later blocking `get`s find them there unless other readers evicted them meanwhile.
+    pub async fn prefetch_unheld(
+        &self,
+        numbers: &[u64],
+        cache: &BlockCache,
+    ) -> Result<(), StorageError> {
+        let shape = &self.shape;
+        let wanted: Vec<u64> = numbers
+            .iter()
+            .copied()
+            .filter(|number| {
+                assert!(
+                    *number < shape.footer.data_blocks,
+                    "block {number} of a run"
+                );
+                !cache.contains(self.id, *number)
+            })
+            .collect();
+        let offsets: Vec<u64> = wanted.iter().map(|n| n * BLOCK_SIZE as u64).collect();
+        self.read_at_once(&offsets, |at, bytes| {
+            let number = wanted[at];
+            shape.check_block(number, offsets[at], bytes, self.spill(cache))?;
+            cache.insert_read_ahead(self.id, number, bytes.into());
+            Ok(())
+        })
+        .await
+    }
+
     /// Copies the value of `key` into `value` (the run's value size) and returns whether the
     /// run holds it, reading at most one block with a blocking `pread`, checked as every block
     /// read is, unless `cache` holds that block.
