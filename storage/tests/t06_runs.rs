@@ -552,6 +552,80 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
     assert_eq!(cache.held(), 0);
 }
 
+/// Blocks read ahead unheld (a reader past its bound on held blocks) go into the CLOCK
+/// marked referenced: up to the cache's capacity of them at once, the CLOCK evicts every
+/// other block first, so the reader's lookups then read no disk. A damaged block is refused
+/// as by a read, and nothing is held.
+#[test]
+fn blocks_read_ahead_unheld_stay_in_the_clock_ahead_of_others() {
+    let dir = new_dir("t06-unheld");
+    let data = data(23, 20_000, 16);
+    let keys: Vec<u128> = data.keys().copied().collect();
+    let cache = BlockCache::new(32);
+    let blocking = run(async {
+        write(dir.path(), "unheld", &data, 16).await;
+        let run = Run::open(&dir.path().join("unheld")).await.expect("open");
+        run.into_blocking().expect("blocking")
+    });
+    let block_of = |key: &u128| {
+        blocking
+            .block_for(*key, &cache)
+            .expect("read")
+            .expect("in the run")
+    };
+    // The CLOCK full of other blocks, every other one referenced (read again): a CLOCK
+    // hand that clears them on its first lap comes back to what it inserted first.
+    let mut value = [0; 16];
+    let others: Vec<u128> = keys.iter().rev().step_by(200).take(32).copied().collect();
+    for key in others.iter().chain(others.iter().step_by(2)) {
+        assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+    }
+    assert_eq!(cache.stats().blocks, 32);
+    // 32 blocks from the front of the run, read ahead unheld.
+    let wanted: Vec<u128> = keys.iter().step_by(200).take(32).copied().collect();
+    let blocks: std::collections::BTreeSet<u64> = wanted.iter().map(block_of).collect();
+    assert_eq!(blocks.len(), 32, "one key per block");
+    let blocks: Vec<u64> = blocks.into_iter().collect();
+    run(async {
+        let unheld = blocking.prefetch_unheld(&blocks, &cache);
+        unheld.await.expect("prefetch unheld");
+    });
+    assert_eq!(cache.held(), 0, "nothing is held");
+    let misses = cache.stats().misses;
+    for key in &wanted {
+        assert!(blocking.get(*key, &mut value, &cache).expect("get"));
+        assert_eq!(&value[..], &data[key][..]);
+    }
+    assert_eq!(
+        cache.stats().misses,
+        misses,
+        "every block read ahead unheld is found: the CLOCK evicted the others first"
+    );
+    // Found in the cache, a block is not read again.
+    run(async {
+        let unheld = blocking.prefetch_unheld(&blocks[..4], &cache);
+        unheld.await.expect("prefetch unheld");
+    });
+    assert_eq!(cache.stats().misses, misses);
+    // A damaged block fails as a read does.
+    let path = dir.path().join("unheld");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[4096 * 3 + 100] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("damage");
+    let damaged = run(async {
+        let run = Run::open(&path).await.expect("open");
+        let damaged = run.into_blocking().expect("blocking");
+        let fresh = BlockCache::new(8);
+        let error = damaged
+            .prefetch_unheld(&[3], &fresh)
+            .await
+            .expect_err("damaged");
+        assert_eq!((fresh.held(), fresh.stats().blocks), (0, 0));
+        format!("{error}")
+    });
+    assert!(damaged.contains("checksum"), "{damaged}");
+}
+
 /// A run whose keys are every integer from its first to its last (a checkpoint's transfers by
 /// position) keeps no index in memory: its blocks' places are computed. It answers exactly as
 /// a run of the same keys with an index does, and a block that lost an entry (checksum still
