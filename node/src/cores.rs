@@ -1174,8 +1174,11 @@ async fn core_run(
     }
     stop.set(true);
     // Answers to claims came through the queue, which is closed now: claims waiting fail.
+    // Writes waiting for memory go on: the stop waits for what was taken, not for
+    // checkpoints.
     for served in partitions.values() {
         served.directory.close();
+        served.partition.stop_waiting_for_memory();
     }
     pulses.await;
     ticks.await;

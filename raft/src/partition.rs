@@ -94,6 +94,9 @@ pub struct Partition {
     memory_checkpoint_asks: std::cell::Cell<u64>,
     /// Writes that waited for a checkpoint to free memory (`writes_wait_for_memory`).
     memory_waits: std::cell::Cell<u64>,
+    /// Set when the node stops: writes waiting for memory go on at once, so that the stop
+    /// does not wait for a checkpoint's merges.
+    stopping: std::cell::Cell<bool>,
     /// Command bytes written since this process last asked for a snapshot.
     written_since_snapshot: std::cell::Cell<u64>,
     /// Entries since the last checkpoint past which a stop takes one first.
@@ -251,6 +254,7 @@ impl Partition {
             memory_asked_at: std::cell::Cell::new(None),
             memory_checkpoint_asks: std::cell::Cell::new(0),
             memory_waits: std::cell::Cell::new(0),
+            stopping: std::cell::Cell::new(false),
             written_since_snapshot: std::cell::Cell::new(0),
             stop_checkpoint_entries: (config.snapshot_entries / 4).max(1),
         };
@@ -477,6 +481,9 @@ impl Partition {
             if self.raft.metrics().borrow_watched().running_state.is_err() {
                 return; // stopped or failed: the write fails on its own
             }
+            if self.stopping.get() {
+                return; // the node stops: what it took is written, then it stops
+            }
             if budget.checkpoints_writing() > 0 {
                 quiet_since = std::time::Instant::now();
             }
@@ -498,6 +505,13 @@ impl Partition {
             self.check_memory().await;
             monoio::time::sleep(Duration::from_millis(MEMORY_WAIT_POLL_MS)).await;
         }
+    }
+
+    /// The node stops taking requests: the writes it took and that wait for memory are
+    /// written now, whatever the memtables hold, so that the stop does not wait for
+    /// checkpoints (which may take tens of seconds when they merge runs).
+    pub fn stop_waiting_for_memory(&self) {
+        self.stopping.set(true);
     }
 
     /// Publishes the memtable's size to the node's budget; past it, and holding at least an
