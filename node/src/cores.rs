@@ -564,6 +564,8 @@ pub struct CoreSetup {
 pub struct Cores {
     queues: CoreQueues,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The node's memory budget: a stop lets the writes waiting for it go on.
+    memory: Arc<MemoryBudget>,
 }
 
 impl Cores {
@@ -571,6 +573,7 @@ impl Cores {
     /// partition that failed to open.
     pub fn start(setup: CoreSetup) -> Result<Cores, NodeError> {
         let (ready_sender, ready) = std::sync::mpsc::channel();
+        let memory = setup.memory.clone();
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..setup.cores)
             .map(|_| async_channel::bounded(CORE_QUEUE_MAX))
             .unzip();
@@ -595,13 +598,22 @@ impl Cores {
             match thread {
                 Ok(thread) => threads.push(thread),
                 Err(error) => {
-                    Cores { queues, threads }.shutdown();
+                    Cores {
+                        queues,
+                        threads,
+                        memory,
+                    }
+                    .shutdown();
                     return Err(NodeError::Start(format!("spawning core {core}: {error}")));
                 }
             }
         }
         drop(ready_sender);
-        let cores = Cores { queues, threads };
+        let cores = Cores {
+            queues,
+            threads,
+            memory,
+        };
         for _ in 0..setup.cores {
             match ready.recv() {
                 Ok(Ok(())) => {}
@@ -619,12 +631,17 @@ impl Cores {
     }
 
     /// Stops taking requests, lets every core finish what it took, and joins the threads.
+    /// Writes waiting for memory go on at once: the stop waits for what was taken, not for
+    /// checkpoints.
     pub fn shutdown(self) {
-        for sender in &self.queues.senders {
-            sender.close();
-        }
+        self.memory.stop_waiting();
+        // Operators' queues first: a core leaves its loop once its requests' queue is closed
+        // and empty, and what would be left in its control queue would wait forever.
         for control in &self.queues.controls {
             control.close();
+        }
+        for sender in &self.queues.senders {
+            sender.close();
         }
         for thread in self.threads {
             let _ = thread.join();
@@ -1174,11 +1191,8 @@ async fn core_run(
     }
     stop.set(true);
     // Answers to claims came through the queue, which is closed now: claims waiting fail.
-    // Writes waiting for memory go on: the stop waits for what was taken, not for
-    // checkpoints.
     for served in partitions.values() {
         served.directory.close();
-        served.partition.stop_waiting_for_memory();
     }
     pulses.await;
     ticks.await;

@@ -172,8 +172,9 @@ impl ColdRuns {
     }
 
     /// Reads `by_run`'s blocks ahead for `holds`, as many as fit under `held_max` blocks
-    /// held in all, and up to the cache's capacity more into its CLOCK, unheld (a large
-    /// read: its blocking reads then find them there, unless others' reads evicted them);
+    /// held in all, and up to the cache's capacity more into its CLOCK, unheld, counted over
+    /// all of `holds`' rounds (a large read: its blocking reads then find them there, unless
+    /// others' reads evicted them);
     /// returns how many were read or found cached. What is left is read when asked,
     /// blocking.
     async fn read_ahead(
@@ -183,7 +184,8 @@ impl ColdRuns {
         held_max: usize,
     ) -> Result<usize, StorageError> {
         let mut room = held_max.saturating_sub(self.cache.held());
-        let mut clock_room = self.cache_capacity();
+        // One reader's blocks in the CLOCK, over all its rounds, stay within its capacity.
+        let mut clock_room = self.cache_capacity().saturating_sub(holds.unheld());
         let mut unheld = Vec::new();
         for (run, blocks) in &mut by_run {
             let rest = blocks.split_off(blocks.len().min(room));
@@ -198,7 +200,7 @@ impl ColdRuns {
             run.prefetch(blocks, &self.cache, holds).await?;
         }
         for (run, blocks) in &unheld {
-            run.prefetch_unheld(blocks, &self.cache).await?;
+            run.prefetch_unheld(blocks, &self.cache, holds).await?;
         }
         let held: usize = by_run.iter().map(|(_, blocks)| blocks.len()).sum();
         let cached: usize = unheld.iter().map(|(_, blocks)| blocks.len()).sum();

@@ -36,6 +36,9 @@ pub struct MemoryBudget {
     /// Checkpoints being written now, over all partitions ([`CheckpointWriting`]): while
     /// one is, memory is on its way to being freed, and waiting writes do not give up.
     checkpoints_writing: AtomicU64,
+    /// Set when the node stops taking requests: writes waiting for memory go on at once,
+    /// so that the stop does not wait for a checkpoint's merges.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryBudget {
@@ -51,6 +54,7 @@ impl MemoryBudget {
             freeings: AtomicU64::new(0),
             gave_up_at: AtomicU64::new(u64::MAX),
             checkpoints_writing: AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -84,6 +88,17 @@ impl MemoryBudget {
     pub(crate) fn give_up(&self) {
         let freeings = self.freeings.load(Ordering::Relaxed);
         self.gave_up_at.store(freeings, Ordering::Relaxed);
+    }
+
+    /// The node stops taking requests: the writes it took that wait for memory are written
+    /// now, whatever the memtables hold.
+    pub fn stop_waiting(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the node stops ([`MemoryBudget::stop_waiting`]).
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// How many checkpoints the partitions are writing now.
@@ -136,26 +151,28 @@ pub enum MemoryWait {
     Write,
     /// Look again after a pause.
     Wait,
-    /// Waited too long with no checkpoint being written: write now, and let the others too.
+    /// Waited too long with no checkpoint being written, or too long at all: write now, and
+    /// let the others too.
     GiveUp,
 }
 
 /// The pure decision of a write waiting for memory: the node's memtables hold `used` bytes
-/// against `limit`; `gave_up` says whether a write gave up since memory was last freed; and
-/// for `quiet` no checkpoint has been written (the time since one was last seen being
-/// written, or since the wait began). A write gives up only after `quiet_max` with no
-/// checkpoint being written: a checkpoint being written will free memory, however long its
-/// merges take, while a checkpoint declined or failed would keep writes waiting forever.
+/// against `limit`; `gave_up` says whether a write gave up since memory was last freed (or
+/// the node stops); for `quiet` no checkpoint has been written (the time since one was last
+/// seen being written, or since the wait began); the write `waited` so far. A write gives up
+/// after `quiet_max` with no checkpoint being written (one declined or failed would keep
+/// writes waiting forever), or after `waited_max` in all (one that hangs): a checkpoint
+/// being written will free memory, however long its merges take, up to that.
 pub fn memory_wait(
     used: u64,
     limit: u64,
     gave_up: bool,
-    quiet: std::time::Duration,
-    quiet_max: std::time::Duration,
+    (quiet, quiet_max): (std::time::Duration, std::time::Duration),
+    (waited, waited_max): (std::time::Duration, std::time::Duration),
 ) -> MemoryWait {
     if gave_up || !writes_wait_for_memory(used, limit) {
         MemoryWait::Write
-    } else if quiet >= quiet_max {
+    } else if quiet >= quiet_max || waited >= waited_max {
         MemoryWait::GiveUp
     } else {
         MemoryWait::Wait
@@ -273,15 +290,30 @@ mod tests {
     #[test]
     fn a_wait_gives_up_only_after_a_quiet_spell_with_no_checkpoint_written() {
         let second = std::time::Duration::from_secs(1);
-        let max = 10 * second;
-        assert_eq!(memory_wait(2000, 1000, false, max, max), MemoryWait::Write);
+        let (max, hard) = (10 * second, 120 * second);
+        let wait = |used, gave_up, quiet, waited| {
+            memory_wait(used, 1000, gave_up, (quiet, max), (waited, hard))
+        };
+        assert_eq!(wait(2000, false, max, max), MemoryWait::Write);
+        assert_eq!(wait(2001, false, 9 * second, 9 * second), MemoryWait::Wait);
         assert_eq!(
-            memory_wait(2001, 1000, false, 9 * second, max),
-            MemoryWait::Wait
+            wait(2001, false, 9 * second, 100 * second),
+            MemoryWait::Wait,
+            "a checkpoint being written: waits on past the quiet bound"
         );
-        assert_eq!(memory_wait(2001, 1000, false, max, max), MemoryWait::GiveUp);
+        assert_eq!(wait(2001, false, max, max), MemoryWait::GiveUp);
         assert_eq!(
-            memory_wait(2001, 1000, true, std::time::Duration::ZERO, max),
+            wait(2001, false, second, hard),
+            MemoryWait::GiveUp,
+            "but not past the hard bound"
+        );
+        assert_eq!(
+            wait(
+                2001,
+                true,
+                std::time::Duration::ZERO,
+                std::time::Duration::ZERO
+            ),
             MemoryWait::Write,
             "another write gave up: this one does not wait"
         );

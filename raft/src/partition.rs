@@ -61,6 +61,9 @@ pub const SHUTDOWN_WAIT_MS_MAX: u64 = 5_000;
 /// How long a write waits for memory with no checkpoint being written before it goes on
 /// anyway (and, until a checkpoint frees some, every other write with it).
 pub const MEMORY_WAIT_MAX: Duration = Duration::from_secs(10);
+/// How long a write waits for memory at most, checkpoints being written or not (one that
+/// hangs must not stop every write).
+pub const MEMORY_WAIT_HARD_MAX: Duration = Duration::from_secs(120);
 /// How often a waiting write looks at the node's memtables again.
 pub const MEMORY_WAIT_POLL_MS: u64 = 10;
 
@@ -94,9 +97,6 @@ pub struct Partition {
     memory_checkpoint_asks: std::cell::Cell<u64>,
     /// Writes that waited for a checkpoint to free memory (`writes_wait_for_memory`).
     memory_waits: std::cell::Cell<u64>,
-    /// Set when the node stops: writes waiting for memory go on at once, so that the stop
-    /// does not wait for a checkpoint's merges.
-    stopping: std::cell::Cell<bool>,
     /// Command bytes written since this process last asked for a snapshot.
     written_since_snapshot: std::cell::Cell<u64>,
     /// Entries since the last checkpoint past which a stop takes one first.
@@ -254,7 +254,6 @@ impl Partition {
             memory_asked_at: std::cell::Cell::new(None),
             memory_checkpoint_asks: std::cell::Cell::new(0),
             memory_waits: std::cell::Cell::new(0),
-            stopping: std::cell::Cell::new(false),
             written_since_snapshot: std::cell::Cell::new(0),
             stop_checkpoint_entries: (config.snapshot_entries / 4).max(1),
         };
@@ -450,10 +449,12 @@ impl Partition {
     /// Asks for this partition's checkpoint while it waits (as `check_memory` does).
     /// Entries of the node's own (expiries, transactions' decisions, the id directory's)
     /// never wait: they free memory, or hold locks others wait for. A checkpoint being
-    /// written anywhere in the node keeps the write waiting, however long its merges take.
-    /// After `MEMORY_WAIT_MAX` with none being written (declined, or failed), the write goes
-    /// on, logged, and no write waits again until a checkpoint frees memory: the bound gives
-    /// way, not the writes (`memory_wait`, the pure decision).
+    /// written anywhere in the node keeps the write waiting while its merges take, up to
+    /// `MEMORY_WAIT_HARD_MAX`. After `MEMORY_WAIT_MAX` with none being written (declined, or
+    /// failed), or that hard bound, the write goes on, logged, and no write waits again until
+    /// a checkpoint frees memory: the bound gives way, not the writes (`memory_wait`, the
+    /// pure decision). A node that stops lets them all go on at once
+    /// (`MemoryBudget::stop_waiting`).
     async fn wait_for_memory(&self, command: &Command) {
         let client_write = matches!(
             command,
@@ -463,31 +464,29 @@ impl Partition {
                 | Command::ForeignRequest { .. }
         );
         let budget = self.memtable.budget();
-        let step = |quiet| {
+        let step = |quiet, waited| {
             memory_wait(
                 budget.used(),
                 budget.limit(),
-                budget.gave_up(),
-                quiet,
-                MEMORY_WAIT_MAX,
+                budget.gave_up() || budget.stopping(),
+                (quiet, MEMORY_WAIT_MAX),
+                (waited, MEMORY_WAIT_HARD_MAX),
             )
         };
-        if !client_write || step(Duration::ZERO) == MemoryWait::Write {
+        if !client_write || step(Duration::ZERO, Duration::ZERO) == MemoryWait::Write {
             return;
         }
         self.memory_waits.set(self.memory_waits.get() + 1);
-        let mut quiet_since = std::time::Instant::now();
+        let began = std::time::Instant::now();
+        let mut quiet_since = began;
         loop {
             if self.raft.metrics().borrow_watched().running_state.is_err() {
                 return; // stopped or failed: the write fails on its own
             }
-            if self.stopping.get() {
-                return; // the node stops: what it took is written, then it stops
-            }
             if budget.checkpoints_writing() > 0 {
                 quiet_since = std::time::Instant::now();
             }
-            match step(quiet_since.elapsed()) {
+            match step(quiet_since.elapsed(), began.elapsed()) {
                 MemoryWait::Write => return,
                 MemoryWait::Wait => {}
                 MemoryWait::GiveUp => {
@@ -496,8 +495,8 @@ impl Partition {
                         partition = self.partition,
                         used = budget.used(),
                         limit = budget.limit(),
-                        "past the memtable limit and no checkpoint being written: writing \
-                         on until one frees memory"
+                        "past the memtable limit and no checkpoint being written (or none \
+                         freed memory for two minutes): writing on until one frees memory"
                     );
                     return;
                 }
@@ -505,13 +504,6 @@ impl Partition {
             self.check_memory().await;
             monoio::time::sleep(Duration::from_millis(MEMORY_WAIT_POLL_MS)).await;
         }
-    }
-
-    /// The node stops taking requests: the writes it took and that wait for memory are
-    /// written now, whatever the memtables hold, so that the stop does not wait for
-    /// checkpoints (which may take tens of seconds when they merge runs).
-    pub fn stop_waiting_for_memory(&self) {
-        self.stopping.set(true);
     }
 
     /// Publishes the memtable's size to the node's budget; past it, and holding at least an

@@ -553,9 +553,10 @@ fn prefetched_blocks_are_held_until_released_and_checked() {
 }
 
 /// Blocks read ahead unheld (a reader past its bound on held blocks) go into the CLOCK
-/// marked referenced: up to the cache's capacity of them at once, the CLOCK evicts every
-/// other block first, so the reader's lookups then read no disk. A damaged block is refused
-/// as by a read, and nothing is held.
+/// marked referenced: up to the cache's capacity of them at once, the CLOCK evicts the
+/// blocks before them first, so the reader's lookups then read no disk. One another reader
+/// holds is copied into the CLOCK. A damaged block is refused as by a read, and nothing is
+/// held.
 #[test]
 fn blocks_read_ahead_unheld_stay_in_the_clock_ahead_of_others() {
     let dir = new_dir("t06-unheld");
@@ -586,11 +587,17 @@ fn blocks_read_ahead_unheld_stay_in_the_clock_ahead_of_others() {
     let blocks: std::collections::BTreeSet<u64> = wanted.iter().map(block_of).collect();
     assert_eq!(blocks.len(), 32, "one key per block");
     let blocks: Vec<u64> = blocks.into_iter().collect();
+    let mut holds = Holds::new();
     run(async {
-        let unheld = blocking.prefetch_unheld(&blocks, &cache);
+        let unheld = blocking.prefetch_unheld(&blocks, &cache, &mut holds);
         unheld.await.expect("prefetch unheld");
     });
     assert_eq!(cache.held(), 0, "nothing is held");
+    assert_eq!(
+        (holds.len(), holds.unheld()),
+        (0, 32),
+        "32 counted for the reader"
+    );
     let misses = cache.stats().misses;
     for key in &wanted {
         assert!(blocking.get(*key, &mut value, &cache).expect("get"));
@@ -601,12 +608,25 @@ fn blocks_read_ahead_unheld_stay_in_the_clock_ahead_of_others() {
         misses,
         "every block read ahead unheld is found: the CLOCK evicted the others first"
     );
-    // Found in the cache, a block is not read again.
+    // A block another reader holds is copied into the CLOCK for this one: released by the
+    // other (a held block then leaves memory), it is still found.
+    let small = BlockCache::new(8);
+    let (mut first, mut second) = (Holds::new(), Holds::new());
     run(async {
-        let unheld = blocking.prefetch_unheld(&blocks[..4], &cache);
+        let held = blocking.prefetch(&blocks[..2], &small, &mut first);
+        held.await.expect("prefetch");
+        let unheld = blocking.prefetch_unheld(&blocks[..2], &small, &mut second);
         unheld.await.expect("prefetch unheld");
     });
-    assert_eq!(cache.stats().misses, misses);
+    assert_eq!((small.held(), small.stats().blocks), (2, 2));
+    assert_eq!(second.unheld(), 2, "found, and counted");
+    small.release(first);
+    let misses = small.stats().misses;
+    for key in &wanted[..2] {
+        assert!(blocking.get(*key, &mut value, &small).expect("get"));
+        assert_eq!(&value[..], &data[key][..]);
+    }
+    assert_eq!(small.stats().misses, misses, "read no disk");
     // A damaged block fails as a read does.
     let path = dir.path().join("unheld");
     let mut bytes = std::fs::read(&path).expect("read");
@@ -617,7 +637,7 @@ fn blocks_read_ahead_unheld_stay_in_the_clock_ahead_of_others() {
         let damaged = run.into_blocking().expect("blocking");
         let fresh = BlockCache::new(8);
         let error = damaged
-            .prefetch_unheld(&[3], &fresh)
+            .prefetch_unheld(&[3], &fresh, &mut Holds::new())
             .await
             .expect_err("damaged");
         assert_eq!((fresh.held(), fresh.stats().blocks), (0, 0));

@@ -77,7 +77,12 @@ struct Slot {
 
 /// The blocks one reader holds in a [`BlockCache`], released together.
 #[derive(Debug, Default)]
-pub struct Holds(HashSet<(u64, u64)>);
+pub struct Holds {
+    held: HashSet<(u64, u64)>,
+    /// Blocks read ahead for this reader into the CLOCK, unheld ([`BlockCache::insert_read_ahead`]):
+    /// one reader's read-ahead past its held bound takes at most the cache's capacity.
+    unheld: usize,
+}
 
 impl Holds {
     pub fn new() -> Holds {
@@ -86,11 +91,16 @@ impl Holds {
 
     /// Blocks held.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.held.len()
+    }
+
+    /// Blocks read ahead for this reader into the CLOCK, unheld, so far.
+    pub fn unheld(&self) -> usize {
+        self.unheld
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.held.is_empty()
     }
 }
 
@@ -203,23 +213,42 @@ impl BlockCache {
         self.lock().insert((run, number), bytes);
     }
 
-    /// Caches block `number` of run `run`, checked and read ahead of a reader that could not
-    /// hold it, as referenced: up to the capacity of blocks so inserted at once, the CLOCK
-    /// evicts every other block before any of them.
-    pub(crate) fn insert_read_ahead(&self, run: u64, number: u64, bytes: Box<[u8]>) {
+    /// Caches block `number` of run `run`, checked and read ahead for `holds`' reader past
+    /// its bound on held blocks, as referenced: up to the capacity of blocks so inserted at
+    /// once, the CLOCK evicts every other block before any of them.
+    pub(crate) fn insert_read_ahead(
+        &self,
+        run: u64,
+        number: u64,
+        bytes: Box<[u8]>,
+        holds: &mut Holds,
+    ) {
         assert_eq!(bytes.len(), BLOCK_SIZE);
         let mut inner = self.lock();
-        inner.insert((run, number), bytes);
-        if let Some(&slot) = inner.map.get(&(run, number)) {
-            inner.slots[slot].referenced = true;
-        }
+        inner.insert_referenced((run, number), bytes);
+        holds.unheld += 1;
     }
 
-    /// Whether block `number` of run `run` is held or cached (no hit counted).
-    pub(crate) fn contains(&self, run: u64, number: u64) -> bool {
-        let inner = self.lock();
+    /// Whether block `number` of run `run` is held or cached, as
+    /// [`BlockCache::insert_read_ahead`] would leave it: a cached block is marked referenced,
+    /// and one another reader holds is copied into the CLOCK too (released, a held block
+    /// leaves memory). No hit is counted.
+    pub(crate) fn read_ahead_if_present(&self, run: u64, number: u64, holds: &mut Holds) -> bool {
         let key = (run, number);
-        inner.held.contains_key(&key) || inner.map.contains_key(&key)
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if let Some(&slot) = inner.map.get(&key) {
+            inner.slots[slot].referenced = true;
+            holds.unheld += 1;
+            return true;
+        }
+        let Some((bytes, ..)) = inner.held.get(&key) else {
+            return false;
+        };
+        let bytes = bytes.clone();
+        inner.insert_referenced(key, bytes);
+        holds.unheld += 1;
+        true
     }
 
     /// Whether block `number` of run `run` (a `kind`) is held or cached: then `holds` holds
@@ -250,7 +279,7 @@ impl BlockCache {
         let mut inner = self.lock();
         let inner = &mut *inner;
         if let Some((bytes, count, _)) = inner.held.get_mut(&key) {
-            if holds.0.insert(key) {
+            if holds.held.insert(key) {
                 *count += 1;
             }
             inner.hits += 1;
@@ -266,7 +295,7 @@ impl BlockCache {
         let bytes = inner.slots[slot].bytes.clone();
         let answer = found(&bytes);
         inner.hold_new(key, bytes, kind);
-        holds.0.insert(key);
+        holds.held.insert(key);
         Some(answer)
     }
 
@@ -286,7 +315,7 @@ impl BlockCache {
         let at_bound = kind == HeldKind::Page && inner.held_pages >= inner.held_pages_max;
         match inner.held.get_mut(&key) {
             Some((_, count, _)) => {
-                if holds.0.insert(key) {
+                if holds.held.insert(key) {
                     *count += 1;
                 }
             }
@@ -295,7 +324,7 @@ impl BlockCache {
             }
             None => {
                 inner.hold_new(key, bytes, kind);
-                holds.0.insert(key);
+                holds.held.insert(key);
             }
         }
     }
@@ -319,7 +348,7 @@ impl BlockCache {
             return; // most applies read nothing cold: no lock taken
         }
         let mut inner = self.lock();
-        for key in holds.0 {
+        for key in holds.held {
             let Entry::Occupied(mut held) = inner.held.entry(key) else {
                 unreachable!("a block held is in the cache until released");
             };
@@ -351,6 +380,14 @@ impl Inner {
         assert!(before.is_none(), "a block held once");
         if kind == HeldKind::Page {
             self.held_pages += 1;
+        }
+    }
+
+    /// [`Inner::insert`], the slot marked referenced.
+    fn insert_referenced(&mut self, key: (u64, u64), bytes: Box<[u8]>) {
+        self.insert(key, bytes);
+        if let Some(&slot) = self.map.get(&key) {
+            self.slots[slot].referenced = true;
         }
     }
 

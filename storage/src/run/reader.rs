@@ -823,13 +823,15 @@ impl BlockingRun {
     }
 
     /// Reads data blocks `numbers` as [`BlockingRun::prefetch`] does, but for those `cache`
-    /// holds or caches, into the cache's CLOCK rather than held
-    /// ([`BlockCache::insert_read_ahead`]): for a reader past its bound on held blocks, whose
-    /// later blocking `get`s find them there unless other readers evicted them meanwhile.
+    /// holds or caches, into the cache's CLOCK rather than held, for `holds`' reader past its
+    /// bound on held blocks ([`BlockCache::insert_read_ahead`]; those found are marked as
+    /// if so read, [`BlockCache::read_ahead_if_present`]): its later blocking `get`s find
+    /// them there unless other readers evicted them meanwhile.
     pub async fn prefetch_unheld(
         &self,
         numbers: &[u64],
         cache: &BlockCache,
+        holds: &mut Holds,
     ) -> Result<(), StorageError> {
         let shape = &self.shape;
         let wanted: Vec<u64> = numbers
@@ -840,14 +842,14 @@ impl BlockingRun {
                     *number < shape.footer.data_blocks,
                     "block {number} of a run"
                 );
-                !cache.contains(self.id, *number)
+                !cache.read_ahead_if_present(self.id, *number, holds)
             })
             .collect();
         let offsets: Vec<u64> = wanted.iter().map(|n| n * BLOCK_SIZE as u64).collect();
         self.read_at_once(&offsets, |at, bytes| {
             let number = wanted[at];
             shape.check_block(number, offsets[at], bytes, self.spill(cache))?;
-            cache.insert_read_ahead(self.id, number, bytes.into());
+            cache.insert_read_ahead(self.id, number, bytes.into(), holds);
             Ok(())
         })
         .await
