@@ -135,3 +135,35 @@ fn past_twice_the_limit_a_write_waits_for_a_checkpoint_to_free_memory() {
         partition.shutdown().await.expect("shut down");
     });
 }
+
+/// A node that stops lets writes waiting for memory go on at once
+/// (`MemoryBudget::stop_waiting`): the stop waits for what it took, not for checkpoints. The
+/// same state as the test above, where the next write waits: stopping, it does not.
+#[test]
+fn a_stopping_node_lets_writes_past_twice_the_limit_go_on() {
+    const SMALL: u64 = 64 << 10;
+    let dir = TempDir::new("memory-wait-stop");
+    run(async {
+        let budget = MemoryBudget::new(SMALL, kassa_storage::run::PageBudget::unbounded(), 1);
+        let config = PartitionConfig {
+            memory: budget.clone(),
+            ..config(dir.path(), 1_000_000)
+        };
+        let partition = Partition::open(config).await.expect("open");
+        let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
+        assert_all_created(&reply.expect("accounts"));
+        let batch = create_transfers(1, 1, 2_000, ACCOUNTS);
+        assert_all_created(&partition.write(batch).await.expect("a batch"));
+        assert!(budget.used() > 2 * SMALL, "{} used", budget.used());
+        budget.stop_waiting();
+        let next = create_transfers(2, 100_000, 10, ACCOUNTS);
+        assert_all_created(&partition.write(next).await.expect("the next batch"));
+        assert_eq!(partition.metrics().memory_waits, 0, "it did not wait");
+        assert_eq!(
+            partition.metrics().transfers,
+            2_010,
+            "every transfer written"
+        );
+        partition.shutdown().await.expect("shut down");
+    });
+}
