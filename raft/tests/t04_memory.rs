@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use kassa_raft::{MemoryBudget, Partition, PartitionConfig};
+use std::sync::Arc;
 
 const ACCOUNTS: u128 = 12;
 /// Memtable bytes the two partitions share: a few thousand transfers.
@@ -101,26 +102,34 @@ fn an_idle_partition_over_its_share_checkpoints_when_checked_and_shutdown_emptie
     });
 }
 
+/// A memtable limit small enough for one batch to pass twice it.
+const SMALL: u64 = 64 << 10;
+
+/// A partition in `dir` whose node's memtables one batch took past twice `SMALL`, and their
+/// budget: the batch found them under it, and its checkpoint was asked for.
+async fn past_twice_the_limit(dir: &std::path::Path) -> (Partition, Arc<MemoryBudget>) {
+    let budget = MemoryBudget::new(SMALL, kassa_storage::run::PageBudget::unbounded(), 1);
+    let config = PartitionConfig {
+        memory: budget.clone(),
+        ..config(dir, 1_000_000)
+    };
+    let partition = Partition::open(config).await.expect("open");
+    let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
+    assert_all_created(&reply.expect("accounts"));
+    let batch = create_transfers(1, 1, 2_000, ACCOUNTS);
+    assert_all_created(&partition.write(batch).await.expect("a batch"));
+    assert!(budget.used() > 2 * SMALL, "{} used", budget.used());
+    (partition, budget)
+}
+
 /// A write that finds the node's memtables past twice their limit (a load faster than the
 /// disk: the checkpoint asked for is not durable yet) waits until a checkpoint frees
 /// memory, then is written: memory stays bounded and nothing is refused.
 #[test]
 fn past_twice_the_limit_a_write_waits_for_a_checkpoint_to_free_memory() {
-    const SMALL: u64 = 64 << 10;
     let dir = TempDir::new("memory-wait");
     run(async {
-        let budget = MemoryBudget::new(SMALL, kassa_storage::run::PageBudget::unbounded(), 1);
-        let config = PartitionConfig {
-            memory: budget.clone(),
-            ..config(dir.path(), 1_000_000)
-        };
-        let partition = Partition::open(config).await.expect("open");
-        let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
-        assert_all_created(&reply.expect("accounts"));
-        // One batch takes the memtables past twice the limit: it found them under it.
-        let batch = create_transfers(1, 1, 2_000, ACCOUNTS);
-        assert_all_created(&partition.write(batch).await.expect("a batch"));
-        assert!(budget.used() > 2 * SMALL, "{} used", budget.used());
+        let (partition, budget) = past_twice_the_limit(dir.path()).await;
         assert_eq!(partition.metrics().memory_waits, 0);
         assert_eq!(partition.metrics().memory_checkpoint_asks, 1);
         // The next waits for the checkpoint asked for (nothing else ran since: one thread),
@@ -141,20 +150,9 @@ fn past_twice_the_limit_a_write_waits_for_a_checkpoint_to_free_memory() {
 /// same state as the test above, where the next write waits: stopping, it does not.
 #[test]
 fn a_stopping_node_lets_writes_past_twice_the_limit_go_on() {
-    const SMALL: u64 = 64 << 10;
     let dir = TempDir::new("memory-wait-stop");
     run(async {
-        let budget = MemoryBudget::new(SMALL, kassa_storage::run::PageBudget::unbounded(), 1);
-        let config = PartitionConfig {
-            memory: budget.clone(),
-            ..config(dir.path(), 1_000_000)
-        };
-        let partition = Partition::open(config).await.expect("open");
-        let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
-        assert_all_created(&reply.expect("accounts"));
-        let batch = create_transfers(1, 1, 2_000, ACCOUNTS);
-        assert_all_created(&partition.write(batch).await.expect("a batch"));
-        assert!(budget.used() > 2 * SMALL, "{} used", budget.used());
+        let (partition, budget) = past_twice_the_limit(dir.path()).await;
         budget.stop_waiting();
         let next = create_transfers(2, 100_000, 10, ACCOUNTS);
         assert_all_created(&partition.write(next).await.expect("the next batch"));

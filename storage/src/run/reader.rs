@@ -559,6 +559,15 @@ impl Run {
     }
 }
 
+/// How [`BlockingRun::read_ahead`] keeps the blocks it reads for a reader.
+#[derive(Clone, Copy)]
+enum ReadAhead {
+    /// Held until released ([`BlockCache::hold`]).
+    Held,
+    /// In the CLOCK, marked referenced ([`BlockCache::insert_read_ahead`]).
+    Unheld,
+}
+
 impl BlockingRun {
     /// Opens the run at `path` for blocking reads, reading its footer and, in a run of
     /// format version 2, its page table: its index and filter are read a page at a time when
@@ -800,26 +809,8 @@ impl BlockingRun {
         cache: &BlockCache,
         holds: &mut Holds,
     ) -> Result<(), StorageError> {
-        let shape = &self.shape;
-        let wanted: Vec<u64> = numbers
-            .iter()
-            .copied()
-            .filter(|number| {
-                assert!(
-                    *number < shape.footer.data_blocks,
-                    "block {number} of a run"
-                );
-                !cache.hold_if_present(self.id, *number, HeldKind::Block, holds)
-            })
-            .collect();
-        let offsets: Vec<u64> = wanted.iter().map(|n| n * BLOCK_SIZE as u64).collect();
-        self.read_at_once(&offsets, |at, bytes| {
-            let number = wanted[at];
-            shape.check_block(number, offsets[at], bytes, self.spill(cache))?;
-            cache.hold(self.id, number, bytes.into(), HeldKind::Block, holds);
-            Ok(())
-        })
-        .await
+        self.read_ahead(numbers, cache, holds, ReadAhead::Held)
+            .await
     }
 
     /// Reads data blocks `numbers` as [`BlockingRun::prefetch`] does, but for those `cache`
@@ -833,23 +824,41 @@ impl BlockingRun {
         cache: &BlockCache,
         holds: &mut Holds,
     ) -> Result<(), StorageError> {
+        self.read_ahead(numbers, cache, holds, ReadAhead::Unheld)
+            .await
+    }
+
+    /// Reads data blocks `numbers` ahead for `holds`, held or unheld as `how` says, but for
+    /// those `cache` has.
+    async fn read_ahead(
+        &self,
+        numbers: &[u64],
+        cache: &BlockCache,
+        holds: &mut Holds,
+        how: ReadAhead,
+    ) -> Result<(), StorageError> {
         let shape = &self.shape;
-        let wanted: Vec<u64> = numbers
-            .iter()
-            .copied()
-            .filter(|number| {
-                assert!(
-                    *number < shape.footer.data_blocks,
-                    "block {number} of a run"
-                );
-                !cache.read_ahead_if_present(self.id, *number, holds)
-            })
-            .collect();
+        let mut wanted = Vec::with_capacity(numbers.len());
+        for &number in numbers {
+            assert!(number < shape.footer.data_blocks, "block {number} of a run");
+            let present = match how {
+                ReadAhead::Held => cache.hold_if_present(self.id, number, HeldKind::Block, holds),
+                ReadAhead::Unheld => cache.read_ahead_if_present(self.id, number, holds),
+            };
+            if !present {
+                wanted.push(number);
+            }
+        }
         let offsets: Vec<u64> = wanted.iter().map(|n| n * BLOCK_SIZE as u64).collect();
         self.read_at_once(&offsets, |at, bytes| {
             let number = wanted[at];
             shape.check_block(number, offsets[at], bytes, self.spill(cache))?;
-            cache.insert_read_ahead(self.id, number, bytes.into(), holds);
+            match how {
+                ReadAhead::Held => {
+                    cache.hold(self.id, number, bytes.into(), HeldKind::Block, holds)
+                }
+                ReadAhead::Unheld => cache.insert_read_ahead(self.id, number, bytes.into(), holds),
+            }
             Ok(())
         })
         .await
