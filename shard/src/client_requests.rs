@@ -544,26 +544,29 @@ mod tests {
             }
         }
         // A filter that takes every listed transfer (both sides, no user data, no code) lists
-        // its limit of cold transfers, the first it returns; one with a code, twice that.
-        let listed_transfers = |filter: AccountFilter| {
+        // its limit of cold transfers, the first it returns, and reads ahead as many list
+        // entries; one with a code, or of one side, twice that.
+        let listed = |filter: AccountFilter| {
             let request = client.request(Operation::GetAccountTransfers, &[filter.as_bytes()]);
             let command = Command::Request {
                 now: NOW + 20_000,
                 request,
             };
-            let mut listed = Vec::new();
+            let (mut listed, mut ranges) = (Vec::new(), Vec::new());
             ledger.cold_reads(&command, crate::ColdReads::Transfers, &mut listed);
+            ledger.cold_ranges(&command, &mut ranges);
             let transfers = listed
                 .iter()
                 .filter(|(keyspace, _)| *keyspace == Keyspace::Transfers);
-            transfers.count()
+            let entries: Vec<usize> = ranges.iter().map(|range| range.entries).collect();
+            (transfers.count(), entries)
         };
-        assert_eq!(listed_transfers(account_filter(20, both, (0, 0))), 20);
+        assert_eq!(listed(account_filter(20, both, (0, 0))), (20, vec![20]));
         let mut coded = account_filter(20, both, (0, 0));
         coded.code = 1;
-        assert_eq!(listed_transfers(coded), 40);
+        assert_eq!(listed(coded), (40, vec![40]));
         let debits = account_filter(20, AccountFilterFlags::DEBITS, (0, 0));
-        assert_eq!(listed_transfers(debits), 40, "one side: twice the limit");
+        assert_eq!(listed(debits), (40, vec![40]), "one side: twice the limit");
         // A reversed read whose limit the account's transfers in memory fill (33 of the 50
         // after the checkpoint, twice the limit of 5 being 10) reads ahead nothing, and reads
         // nothing from the store.

@@ -154,7 +154,7 @@ impl Ledger {
         else {
             return;
         };
-        let Some((account, limit)) = self.account_filter_listed(read, filter) else {
+        let Some((account, visits)) = self.account_filter_listed(read, filter) else {
             return;
         };
         let (positions, _) =
@@ -164,7 +164,7 @@ impl Ledger {
             return;
         }
         let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
-        let mut entries = limit * QUERY_READS_PER_RESULT;
+        let mut entries = visits;
         if reversed {
             // A reversed read visits the account's list in memory first: what it finds there
             // is not read ahead from the store.
@@ -186,7 +186,9 @@ impl Ledger {
     }
 
     /// The account a valid filter of `read` lists the transfers of, if here and read (an
-    /// account's balances are read only when it keeps them), and its limit.
+    /// account's balances are read only when it keeps them), and how many of its listed
+    /// transfers the read visits at most: its limit when it takes every one (both sides, no
+    /// user data, no code: its first `limit` are what it returns), twice that otherwise.
     fn account_filter_listed(
         &self,
         read: &ClientRead,
@@ -200,7 +202,18 @@ impl Ledger {
         if matches!(read, ClientRead::AccountBalances(_)) && !history {
             return None;
         }
-        Some((account, (filter.limit as usize).min(QUERY_RESULTS_MAX)))
+        let limit = (filter.limit as usize).min(QUERY_RESULTS_MAX);
+        let takes_all = filter.flags.contains(AccountFilterFlags::DEBITS)
+            && filter.flags.contains(AccountFilterFlags::CREDITS)
+            && filter.user_data_128 == 0
+            && filter.user_data_64 == 0
+            && filter.user_data_32 == 0
+            && filter.code == 0;
+        let visits = match takes_all {
+            true => limit,
+            false => limit * QUERY_READS_PER_RESULT,
+        };
+        Some((account, visits))
     }
 
     /// What `read` reads from the store in `round`. A lookup: its ids not in memory, then
@@ -262,7 +275,7 @@ impl Ledger {
             ClientRead::AccountTransfers(filter) | ClientRead::AccountBalances(filter) => filter,
             ClientRead::LookupTransfers(_) => unreachable!("listed above"),
         };
-        let Some((account, limit)) = self.account_filter_listed(read, filter) else {
+        let Some((account, mut visits)) = self.account_filter_listed(read, filter) else {
             return;
         };
         let Ok(positions) = self.transfer_positions_between(min, max) else {
@@ -270,18 +283,6 @@ impl Ledger {
         };
         let history = matches!(read, ClientRead::AccountBalances(_));
         let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
-        // A filter on both sides and nothing else takes every listed transfer: its first
-        // `limit` are what it returns.
-        let takes_all = filter.flags.contains(AccountFilterFlags::DEBITS)
-            && filter.flags.contains(AccountFilterFlags::CREDITS)
-            && filter.user_data_128 == 0
-            && filter.user_data_64 == 0
-            && filter.user_data_32 == 0
-            && filter.code == 0;
-        let mut visits = match takes_all {
-            true => limit,
-            false => limit * QUERY_READS_PER_RESULT,
-        };
         // A failed read of the list is left to the read, which fails the same way.
         let _ = self.account_transfers_in(account, positions, reversed, |listed| {
             push_cold(out, listed.position);
