@@ -75,6 +75,17 @@ pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
 type ReadFn = Box<dyn FnOnce(&Ledger) + Send>;
 type StatusSender = tokio::sync::oneshot::Sender<PartitionStatus>;
 
+/// `read` boxed to run on a partition's core, and where its answer comes back.
+fn boxed_read<R: Send + 'static>(
+    read: impl FnOnce(&Ledger) -> R + Send + 'static,
+) -> (ReadFn, tokio::sync::oneshot::Receiver<R>) {
+    let (reply, receive) = tokio::sync::oneshot::channel();
+    let read: ReadFn = Box::new(move |ledger| {
+        let _ = reply.send(read(ledger));
+    });
+    (read, receive)
+}
+
 /// An operator's request of a partition, answered from memory at once through the core's
 /// control queue (`CORE_CONTROL_QUEUE_MAX`), ahead of its requests.
 pub(crate) enum ControlRequest {
@@ -786,10 +797,7 @@ impl CoreQueues {
         prefetch: Option<ClientRead>,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
-        let (reply, receive) = tokio::sync::oneshot::channel();
-        let read: ReadFn = Box::new(move |ledger| {
-            let _ = reply.send(read(ledger));
-        });
+        let (read, receive) = boxed_read(read);
         let request = CoreRequest::Read {
             partition,
             txn,
@@ -829,10 +837,7 @@ impl CoreQueues {
         partition: u32,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
-        let (reply, receive) = tokio::sync::oneshot::channel();
-        let read: ReadFn = Box::new(move |ledger| {
-            let _ = reply.send(read(ledger));
-        });
+        let (read, receive) = boxed_read(read);
         let request = ControlRequest::Inspect { partition, read };
         let sent = self.control(partition).send(request).await;
         sent.map_err(|_| NodeError::ShuttingDown)?;
@@ -1676,11 +1681,6 @@ async fn pulse_loop(partitions: ServedPartitions, stop: Rc<Cell<bool>>, setup: C
     }
 }
 
-/// Fault injection (`KASSA_FAULT=hold-partition`): from before the node is ready, the
-/// partition of ledger 1 holds the intent of a transaction (a share creating one account)
-/// whose home, that same partition, never began it: as if the home's leader had died right
-/// after sending it. Nothing here resolves it. The rare path's recovery must: the partition
-/// asks its home after `rare_path::ASK_AFTER`, and the home, finding no stage, aborts it.
 /// `KASSA_FAULT=fill-in-flight`: once the file `fill-in-flight` appears in the data
 /// directory, every slot of the core is taken, as by requests all waiting (for memory, for
 /// the disk), and the core says so with the file `in-flight-filled-<core>`, until the file
@@ -1700,6 +1700,11 @@ async fn fill_in_flight(core: usize, in_flight: Rc<Cell<usize>>, data_dir: std::
     in_flight.set(in_flight.get() - CORE_IN_FLIGHT_MAX);
 }
 
+/// Fault injection (`KASSA_FAULT=hold-partition`): from before the node is ready, the
+/// partition of ledger 1 holds the intent of a transaction (a share creating one account)
+/// whose home, that same partition, never began it: as if the home's leader had died right
+/// after sending it. Nothing here resolves it. The rare path's recovery must: the partition
+/// asks its home after `rare_path::ASK_AFTER`, and the home, finding no stage, aborts it.
 async fn hold_partition(partitions: &ServedPartitions, count: u32) {
     use kassa_shard::intents::{IntentShare, ShareOfBatch};
     use kassa_shard::parallel_commit::{ParticipantCommand, TxnId};

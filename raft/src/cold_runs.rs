@@ -188,12 +188,12 @@ impl ColdRuns {
         let mut clock_room = self.cache_capacity().saturating_sub(holds.unheld());
         let mut unheld = Vec::new();
         for (run, blocks) in &mut by_run {
-            let rest = blocks.split_off(blocks.len().min(room));
+            let mut rest = blocks.split_off(blocks.len().min(room));
             room -= blocks.len();
-            let cached = rest.len().min(clock_room);
-            clock_room -= cached;
-            if cached > 0 {
-                unheld.push((run.clone(), rest[..cached].to_vec()));
+            rest.truncate(clock_room);
+            clock_room -= rest.len();
+            if !rest.is_empty() {
+                unheld.push((run.clone(), rest));
             }
         }
         for (run, blocks) in &by_run {

@@ -215,7 +215,7 @@ impl BlockCache {
 
     /// Caches block `number` of run `run`, checked and read ahead for `holds`' reader past
     /// its bound on held blocks, as referenced: up to the capacity of blocks so inserted at
-    /// once, the CLOCK evicts every other block before any of them.
+    /// once, the CLOCK evicts the blocks cached before them first.
     pub(crate) fn insert_read_ahead(
         &self,
         run: u64,
