@@ -174,9 +174,15 @@ pub(crate) async fn write(
         .map(|head| head.runs.clone())
         .unwrap_or_default();
     let released = checkpoint.changes_released_below;
-    let (mut live, mut dropped): (Vec<RunEntry>, Vec<RunEntry>) = kept
-        .into_iter()
-        .partition(|run| run.keyspace != Keyspace::Changes || run.last_key >= released.into());
+    // Format 2's timestamp samples leave with the first checkpoint after its restore, which
+    // writes the timestamp runs whole (`Keyspace::TransferTimestamps`).
+    let needed = |run: &RunEntry| match run.keyspace {
+        Keyspace::Changes => run.last_key >= released.into(),
+        Keyspace::TransferSamples => false,
+        _ => true,
+    };
+    let (mut live, mut dropped): (Vec<RunEntry>, Vec<RunEntry>) =
+        kept.into_iter().partition(needed);
     // The id runs this checkpoint's own merges into it (`merge.rs`): they leave the manifest
     // and are deleted with the runs it no longer names.
     let id_runs: Vec<usize> = (0..live.len())

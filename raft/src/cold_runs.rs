@@ -402,8 +402,19 @@ impl Followed {
             }),
             _ => true,
         };
+        // The timestamp runs hold disjoint keys in the order written: the newest key below
+        // a seek's end (reversed, one entry) is in the newest run starting below it.
+        let floor = match (range.keyspace, range.reversed, range.entries) {
+            (Keyspace::TransferTimestamps, true, 1) => {
+                let runs = self.of_keyspace(range.keyspace).iter();
+                let below = runs.filter(|run| run.entry.first_key < end);
+                below.map(|run| run.entry.first_key).max().unwrap_or(0)
+            }
+            _ => 0,
+        };
         let runs = self.of_keyspace(range.keyspace).iter();
         runs.filter(move |run| run.entry.first_key < end && start <= run.entry.last_key)
+            .filter(move |run| floor <= run.entry.first_key)
             .filter(holds_positions)
     }
 

@@ -553,14 +553,14 @@ impl Partition {
     /// scans) the read reads blocking, as without it.
     pub async fn prefetch_read(&self, read: &ClientRead) -> ColdHolds {
         let cold = self.store.cold();
-        let mut ranges = Vec::new();
-        self.ledger.borrow().cold_ranges_of_read(read, &mut ranges);
-        let list =
-            |ledger: &Ledger, round, out: &mut Vec<_>| ledger.cold_reads_of_read(read, round, out);
+        let list = |ledger: &Ledger, round, out: &mut Vec<_>, ranges: &mut Vec<_>| {
+            ledger.cold_ranges_of_read(read, round, ranges);
+            ledger.cold_reads_of_read(read, round, out);
+        };
         // Clients' reads come many at once: what they hold is bounded by the cache's capacity
         // (at least enough for one large read); what does not fit is read blocking.
         let held_max = cold.cache_capacity().max(READ_HELD_BLOCKS_MIN);
-        let reads = (&*self.ledger, ranges, false, held_max, list);
+        let reads = (&*self.ledger, false, held_max, list);
         prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 
@@ -571,13 +571,13 @@ impl Partition {
     /// apply's own read-ahead finds them held.
     pub async fn prefetch_ids(&self, command: &Command) -> ColdHolds {
         let cold = self.store.cold();
-        let list = |ledger: &Ledger, round, out: &mut Vec<_>| {
+        let list = |ledger: &Ledger, round, out: &mut Vec<_>, _: &mut Vec<_>| {
             if round == ColdReads::Ids {
                 ledger.cold_reads(command, round, out);
             }
         };
         let held_max = cold.cache_capacity().max(READ_HELD_BLOCKS_MIN);
-        let reads = (&*self.ledger, Vec::new(), true, held_max, list);
+        let reads = (&*self.ledger, true, held_max, list);
         prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 

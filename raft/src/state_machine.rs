@@ -136,22 +136,22 @@ impl Drop for ColdHolds {
     }
 }
 
-/// What a reader of the ledger reads ahead: the ledger, the key ranges of the first round,
-/// whether a first round that read nothing ends it (ids: none passed a filter), the most
-/// blocks the cache may hold for all readers, and the listing of each round.
-type Reads<'a, L> = (&'a RefCell<Ledger>, Vec<ColdRange>, bool, usize, L);
+/// What a reader of the ledger reads ahead: the ledger, whether a round of ids that read
+/// nothing ends it (none passed a filter), the most blocks the cache may hold for all
+/// readers, and the listing of each round: its entries and its key ranges.
+type Reads<'a, L> = (&'a RefCell<Ledger>, bool, usize, L);
 
-/// Reads ahead, in [`ColdReads`]' two rounds, what `list` names (and the first round's
-/// ranges) through the core's io_uring; counts the blocks in `stats`. A failed read is
-/// logged: the reader's own read then fails the same way.
+/// Reads ahead, in [`ColdReads`]' rounds, what `list` names (entries and key ranges) through
+/// the core's io_uring, each round listed once the one before is held; counts the blocks in
+/// `stats`. A failed read is logged: the reader's own read then fails the same way.
 pub(crate) async fn prefetch_rounds<L>(
     partition: u32,
     cold: Arc<ColdRuns>,
     stats: &ColdApplyStats,
-    (ledger, mut ranges, stop_early, held_max, list): Reads<'_, L>,
+    (ledger, stop_early, held_max, list): Reads<'_, L>,
 ) -> ColdHolds
 where
-    L: Fn(&Ledger, ColdReads, &mut Vec<(Keyspace, u128)>),
+    L: Fn(&Ledger, ColdReads, &mut Vec<(Keyspace, u128)>, &mut Vec<ColdRange>),
 {
     // Held from the start: dropped midway (the reader gone), it releases what it holds.
     let mut held = ColdHolds {
@@ -159,17 +159,14 @@ where
         holds: Holds::new(),
     };
     let (cold, holds) = (held.cold.clone(), &mut held.holds);
-    let mut wanted = Vec::new();
-    // The ids (and a query's lists) first; then, their blocks held, the transfers at the
-    // positions they name: none when no id run's filter let an id through (every new id,
-    // mostly).
-    for round in [ColdReads::Ids, ColdReads::Transfers] {
+    let (mut wanted, mut ranges) = (Vec::new(), Vec::new());
+    // A read's timestamp samples first; then the ids (and a read's lists); then, their
+    // blocks held, the transfers at the positions they name: none when no id run's filter
+    // let an id through (every new id, mostly).
+    for round in [ColdReads::Timestamps, ColdReads::Ids, ColdReads::Transfers] {
         wanted.clear();
-        list(&ledger.borrow(), round, &mut wanted);
-        let ranges = match round {
-            ColdReads::Ids => std::mem::take(&mut ranges),
-            ColdReads::Transfers => Vec::new(),
-        };
+        ranges.clear();
+        list(&ledger.borrow(), round, &mut wanted, &mut ranges);
         if wanted.is_empty() && ranges.is_empty() {
             continue;
         }
@@ -181,7 +178,7 @@ where
             Err(error) => Err(error),
         };
         match read {
-            Ok(0) if stop_early => break,
+            Ok(0) if stop_early && round == ColdReads::Ids => break,
             Ok(blocks) => {
                 let prefetched = &stats.prefetched_blocks;
                 prefetched.set(prefetched.get() + blocks as u64);
@@ -447,13 +444,13 @@ impl StateMachine {
     /// stops the partition.
     async fn prefetch(&self, command: &kassa_shard::Command) -> ColdHolds {
         let cold = self.stored.borrow().cold.clone();
-        let mut ranges = Vec::new();
-        self.ledger.borrow().cold_ranges(command, &mut ranges);
-        let list =
-            |ledger: &Ledger, round, out: &mut Vec<_>| ledger.cold_reads(command, round, out);
+        let list = |ledger: &Ledger, round, out: &mut Vec<_>, ranges: &mut Vec<_>| {
+            ledger.cold_ranges(command, round, ranges);
+            ledger.cold_reads(command, round, out);
+        };
         let stop_early = !command.reads_by_filter();
         // An apply runs alone in its partition, its reads bounded by its batch.
-        let reads = (&*self.ledger, ranges, stop_early, usize::MAX, list);
+        let reads = (&*self.ledger, stop_early, usize::MAX, list);
         prefetch_rounds(self.partition, cold, &self.cold_apply, reads).await
     }
 

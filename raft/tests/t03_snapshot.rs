@@ -12,12 +12,12 @@ use std::sync::Arc;
 use kassa_raft::{
     LogOptions, MemoryBudget, Partition, PartitionConfig, PartitionError, PartitionStatus,
 };
-use kassa_shard::Ledger;
+use kassa_shard::{ClientRead, Ledger};
 use kassa_storage::durable_file;
 use kassa_storage::run::PageBudget;
 use kassa_wire::{
-    AccountFilter, AccountFilterFlags, AccountId, ChangeEvent, CreateTransferStatus, Transfer,
-    TransferId,
+    AccountFilter, AccountFilterFlags, AccountId, ChangeEvent, CreateTransferStatus, QueryFilter,
+    QueryFilterFlags, Transfer, TransferId,
 };
 
 const ACCOUNTS: u128 = 12;
@@ -310,6 +310,95 @@ fn t03_snapshots_purge_and_restore_after_shutdown() {
         write_batches(&partition, 75, 3).await;
         assert_eq!(partition.status().cold_blocking_reads, 0);
         partition.read(check_ledger);
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
+/// Reads bounded by timestamp, over the transfers a query or an account lists.
+fn bounded_reads(transfers: &[Transfer]) -> Vec<ClientRead> {
+    let at = |position: usize| transfers[position].timestamp;
+    let bounds = [
+        (at(5), 0),
+        (at(37), at(300)),
+        (at(31), at(33)),
+        (0, at(64)),
+        (at(100) + 1, at(101) - 1),
+        (at(299), at(transfers.len() - 1)),
+    ];
+    let mut reads = Vec::new();
+    for (min, max) in bounds {
+        for reversed in [false, true] {
+            let mut query = QueryFilter::new(20, QueryFilterFlags::default());
+            if reversed {
+                query.flags = QueryFilterFlags::REVERSED;
+            }
+            (query.timestamp_min, query.timestamp_max) = (min, max);
+            reads.push(ClientRead::QueryTransfers(query));
+            let both = AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS;
+            let flags = match reversed {
+                true => both | AccountFilterFlags::REVERSED,
+                false => both,
+            };
+            let mut filter = AccountFilter::new(AccountId(1), 20, flags);
+            (filter.timestamp_min, filter.timestamp_max) = (min, max);
+            reads.push(ClientRead::AccountTransfers(filter));
+        }
+    }
+    reads
+}
+
+fn answer(ledger: &Ledger, read: &ClientRead) -> Vec<Transfer> {
+    let mut out = Vec::new();
+    match read {
+        ClientRead::QueryTransfers(filter) => ledger.query_transfers(filter, &mut out),
+        ClientRead::AccountTransfers(filter) => ledger.get_account_transfers(filter, &mut out),
+        _ => unreachable!("reads by filter"),
+    }
+    .expect("cold reads");
+    out
+}
+
+/// Reads bounded by timestamp over cold transfers seek the timestamp samples in the runs
+/// (one run per checkpoint, none of them in memory). Right after a restart, with nothing
+/// cached, `prefetch_read` reads the samples ahead, then the transfers they point to: the
+/// read itself reads nothing blocking, and answers as before the restart.
+#[test]
+fn t03_reads_bounded_by_timestamp_read_their_samples_ahead_after_a_restart() {
+    let dir = TempDir::new("t03-timestamps");
+    let (reads, expected) = run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("open");
+        write_and_snapshot(&partition).await;
+        let reads = partition.read(|ledger| {
+            assert!(ledger.transfers().cold_below() > 300, "mostly cold");
+            bounded_reads(&ledger.all_transfers().expect("cold reads"))
+        });
+        let expected: Vec<Vec<Transfer>> = (reads.iter())
+            .map(|read| partition.read(|ledger| answer(ledger, read)))
+            .collect();
+        let found = expected.iter().filter(|found| !found.is_empty()).count();
+        assert!(
+            found >= expected.len() / 2,
+            "{found} of {} reads find transfers",
+            expected.len()
+        );
+        partition.shutdown().await.expect("shutdown");
+        (reads, expected)
+    });
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("reopen");
+        for (read, expected) in reads.iter().zip(&expected) {
+            let misses = partition.metrics().store.cache.misses;
+            let held = partition.prefetch_read(read).await;
+            let found = partition.read(|ledger| answer(ledger, read));
+            drop(held);
+            assert_eq!(&found, expected, "{read:?}");
+            let blocking = partition.metrics().store.cache.misses - misses;
+            assert_eq!(blocking, 0, "{read:?}: blocking reads");
+        }
         partition.shutdown().await.expect("shutdown");
     });
 }

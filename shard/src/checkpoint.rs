@@ -20,15 +20,19 @@
 //!   time, then merged.
 //! - [`Keyspace::AccountTransfers`]: account position ≪ 32 | transfer position, no value,
 //!   for the transfers of the increment (from the oldest no durable run lists).
-//! - [`Keyspace::TransferSamples`]: position → timestamp (8 bytes), for the positions of the
-//!   increment (from the same point as the lists) that are multiples of 32.
+//! - [`Keyspace::TransferSamples`]: position → timestamp (8 bytes), for the positions that
+//!   are multiples of 32: written by format version 2 only, read by its restore into memory.
+//! - [`Keyspace::TransferTimestamps`]: timestamp → position (4 bytes), for the positions of
+//!   the increment (from the oldest no durable run samples) that are multiples of 32.
 //!
-//! The last three from format version 2 on: a checkpoint of version 1 had no runs of them,
-//! and its restore reads every transfer run to rebuild them in memory; the next checkpoint
-//! then writes all three whole. A restore of version 2 with a cold store reads no
-//! transfer, id or list run: restart time no longer grows with history.
+//! Ids, lists and samples from format version 2 on: a checkpoint of version 1 had no runs of
+//! them, and its restore reads every transfer run to rebuild them in memory; the next
+//! checkpoint then writes all three whole. A restore of version 2 with a cold store reads no
+//! transfer, id or list run, but its samples (into memory); the next checkpoint writes the
+//! timestamps whole, and leaves the sample runs. A restore of version 3 with a cold store
+//! reads none of them: restart time and memory no longer grow with history.
 //!
-//! Hot state, format version 2 (1 is read too; the same layout, little-endian): magic
+//! Hot state, format version 3 (1 and 2 are read too; the same layout, little-endian): magic
 //! "KASSAHOT" | version u32 | zero u32 |
 //! timestamp u64 | change sequence next u64 | first retained change sequence u64 | transfers
 //! u64 | accounts (count u64, records) | then as in a snapshot: failed ids, expiries, cross
@@ -56,10 +60,13 @@ use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
 pub use crate::keyspace::Keyspace;
 
 /// The hot state's format version.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
 /// The first version whose checkpoints have runs of the accounts' transfer lists and of the
 /// transfers' timestamp samples.
 const LISTS_VERSION: u32 = 2;
+/// The first version whose checkpoints keep the timestamp samples in runs keyed by timestamp
+/// ([`Keyspace::TransferTimestamps`]), none in memory.
+const TIMESTAMPS_VERSION: u32 = 3;
 const HOT_MAGIC: [u8; 8] = *b"KASSAHOT";
 
 /// What the checkpoints made durable so far cover.
@@ -134,6 +141,8 @@ pub struct Checkpoint {
     ids_from: u32,
     /// Transfers from this position on are written in their accounts' lists.
     lists_from: u32,
+    /// Transfers from this position on have their timestamp samples written.
+    timestamps_from: u32,
     /// The ids to write: sorted a chunk per call, then merged; emptied once all were given.
     ids: RefCell<IdSort>,
 }
@@ -252,6 +261,7 @@ impl Ledger {
             accounts: self.accounts.len(),
             ids_from: self.ids_durable_below.min(since.transfers),
             lists_from: self.lists_durable_below.min(since.transfers),
+            timestamps_from: self.timestamps_durable_below.min(since.transfers),
             ids: RefCell::default(),
         }
     }
@@ -305,11 +315,13 @@ impl Ledger {
                 let positions = checkpoint.lists_from..checkpoint.cut.transfers;
                 self.account_entries(checkpoint, positions, false, cursor, out, max)?
             }
-            Keyspace::TransferSamples => {
-                // From where the lists start: a checkpoint after a restore of format 1,
-                // which had no sample runs, writes them all.
+            Keyspace::TransferSamples => {} // format 2's: `TransferTimestamps` replaces them
+            Keyspace::TransferTimestamps => {
+                // From where no durable run samples: a checkpoint after a restore of format
+                // 1 or 2, which had no timestamp runs, writes them all (from the samples in
+                // memory), as does a full one.
                 let every = u64::from(SAMPLE_EVERY);
-                let since = u64::from(checkpoint.lists_from).next_multiple_of(every);
+                let since = u64::from(checkpoint.timestamps_from).next_multiple_of(every);
                 let mut next = cursor.next.max(since);
                 let end = u64::from(checkpoint.cut.transfers);
                 while next < end && out.keys.len() < max {
@@ -318,7 +330,7 @@ impl Ledger {
                         Some(timestamp) => timestamp,
                         None => self.transfer_at(position)?.timestamp,
                     };
-                    out.push(u128::from(position), &timestamp.to_le_bytes());
+                    out.push(u128::from(timestamp), &position.to_le_bytes());
                     next += every;
                 }
                 cursor.next = next;
@@ -470,6 +482,7 @@ impl Ledger {
     pub fn checkpoint_written(&mut self, cut: CheckpointCut) {
         self.ids_durable_below = self.ids_durable_below.max(cut.transfers);
         self.lists_durable_below = self.lists_durable_below.max(cut.transfers);
+        self.timestamps_durable_below = self.timestamps_durable_below.max(cut.transfers);
     }
 
     /// The statuses a checkpoint from `since` writes: of the transfers stored since, those
@@ -599,6 +612,9 @@ impl CheckpointRestore {
             return Err(reader.malformed("change sequences or transfer count out of range"));
         }
         let mut ledger = Ledger::new(config);
+        if version < TIMESTAMPS_VERSION {
+            ledger.transfers.keep_samples_in_memory();
+        }
         ledger.timestamp = timestamp;
         ledger.accounts = reader.records::<Account>()?;
         ledger.decode_failed_and_expiries(&mut reader)?;
@@ -679,6 +695,7 @@ impl CheckpointRestore {
             Keyspace::TransferIds => self.push_transfer_id(key, value),
             Keyspace::AccountTransfers => self.push_account_transfer(key),
             Keyspace::TransferSamples => self.push_sample(key, value),
+            Keyspace::TransferTimestamps => self.push_timestamp(key, value),
         }
     }
 
@@ -688,6 +705,7 @@ impl CheckpointRestore {
     pub fn reads(&self, keyspace: Keyspace) -> bool {
         match keyspace {
             Keyspace::Transfers => !self.cold_lists(),
+            Keyspace::TransferSamples => self.version < TIMESTAMPS_VERSION,
             _ => self.cold.is_none() || !keyspace.is_cold(),
         }
     }
@@ -699,7 +717,7 @@ impl CheckpointRestore {
 
     /// The ledger, once every run was read; checked whole, as a restored snapshot is.
     pub fn finish(mut self) -> Result<(Ledger, CheckpointCut), SnapshotError> {
-        while self.phase < Keyspace::TransferSamples {
+        while self.phase < Keyspace::TransferTimestamps {
             self.end_phase()?;
         }
         let (cold_lists, read_transfers) = (self.cold_lists(), self.reads(Keyspace::Transfers));
@@ -709,6 +727,9 @@ impl CheckpointRestore {
         if self.version >= LISTS_VERSION {
             self.ledger.ids_durable_below = count;
             self.ledger.lists_durable_below = count;
+        }
+        if self.version >= TIMESTAMPS_VERSION {
+            self.ledger.timestamps_durable_below = count;
         }
         if cold_lists {
             self.ledger.lists_cold_below = count;
@@ -730,6 +751,11 @@ impl CheckpointRestore {
                     return Err(SnapshotError::Inconsistent(
                         "the timestamp samples do not cover the transfers".to_string(),
                     ));
+                }
+                if let Some(newest) = count.checked_sub(1) {
+                    self.ledger.check_newest_sampled(newest).map_err(|error| {
+                        SnapshotError::Inconsistent(format!("the timestamp runs: {error}"))
+                    })?;
                 }
             }
             // Every history entry is in the store (none in memory), and so are the accounts'
@@ -782,7 +808,8 @@ impl CheckpointRestore {
             Keyspace::Transfers => {
                 if !self.reads(Keyspace::Transfers) {
                     let count = Ledger::position_of(self.transfers as usize);
-                    self.ledger.transfers = TransferTable::all_cold(count);
+                    let in_memory = self.version < TIMESTAMPS_VERSION;
+                    self.ledger.transfers = TransferTable::all_cold(count, in_memory);
                 }
                 if self.ledger.transfers.len() as u64 != self.transfers {
                     return Err(SnapshotError::Inconsistent(
@@ -813,7 +840,8 @@ impl CheckpointRestore {
             Keyspace::Changes => self.phase = Keyspace::TransferIds,
             Keyspace::TransferIds => self.phase = Keyspace::AccountTransfers,
             Keyspace::AccountTransfers => self.phase = Keyspace::TransferSamples,
-            Keyspace::TransferSamples => unreachable!("the last keyspace has no next"),
+            Keyspace::TransferSamples => self.phase = Keyspace::TransferTimestamps,
+            Keyspace::TransferTimestamps => unreachable!("the last keyspace has no next"),
         }
         Ok(())
     }
@@ -968,6 +996,19 @@ impl CheckpointRestore {
         if !in_place {
             return Err(SnapshotError::Inconsistent(format!(
                 "a timestamp sample of position {key} out of place or order"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A timestamp run's entry, read only without a store: the transfer read at its position
+    /// has its timestamp.
+    fn push_timestamp(&mut self, key: u128, value: &[u8]) -> Result<(), SnapshotError> {
+        let position = u32::from_le_bytes(value.try_into().expect("4 bytes"));
+        let read = self.ledger.transfers.get_in_memory(position);
+        if position % SAMPLE_EVERY != 0 || read.map(|t| u128::from(t.timestamp)) != Some(key) {
+            return Err(SnapshotError::Inconsistent(format!(
+                "a timestamp run samples position {position} at {key}, which holds another"
             )));
         }
         Ok(())

@@ -483,39 +483,53 @@ mod tests {
         let mut query_reversed = query;
         query_reversed.flags = QueryFilterFlags::REVERSED;
         query_reversed.user_data_32 = 1;
+        // With the number of timestamp bounds each seeks in the store (both are cold).
         let requests = [
             (
                 Operation::GetAccountTransfers,
                 account_filter(20, both, (0, 0)).as_bytes().to_vec(),
+                0,
             ),
             (
                 Operation::GetAccountTransfers,
                 account_filter(20, reversed, (early, late))
                     .as_bytes()
                     .to_vec(),
+                2,
             ),
             (
                 Operation::GetAccountTransfers,
                 account_filter(8_000, both, (early, 0)).as_bytes().to_vec(),
+                1,
             ),
             (
                 Operation::GetAccountBalances,
                 account_filter(15, both, (early, late)).as_bytes().to_vec(),
+                2,
             ),
-            (Operation::QueryTransfers, query.as_bytes().to_vec()),
+            (Operation::QueryTransfers, query.as_bytes().to_vec(), 2),
             (
                 Operation::QueryTransfers,
                 query_reversed.as_bytes().to_vec(),
+                2,
             ),
         ];
-        for (operation, filter) in requests {
+        for (operation, filter, seeks_expected) in requests {
             let request = client.request(operation, &[&filter]);
             let command = Command::Request {
                 now: NOW + 20_000,
                 request: request.clone(),
             };
-            let (mut listed, mut ranges) = (Vec::new(), Vec::new());
-            ledger.cold_ranges(&command, &mut ranges);
+            let (mut listed, mut seeks, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+            ledger.cold_ranges(&command, crate::ColdReads::Timestamps, &mut seeks);
+            ledger.cold_reads(&command, crate::ColdReads::Timestamps, &mut listed);
+            assert_eq!(listed, [], "{operation:?}: the first round seeks only");
+            assert_eq!(seeks.len(), seeks_expected, "{operation:?}: {seeks:?}");
+            for seek in &seeks {
+                assert_eq!(seek.keyspace, Keyspace::TransferTimestamps);
+                assert!(seek.reversed && seek.entries == 1, "{seek:?}");
+            }
+            ledger.cold_ranges(&command, crate::ColdReads::Ids, &mut ranges);
             ledger.cold_reads(&command, crate::ColdReads::Ids, &mut listed);
             ledger.cold_reads(&command, crate::ColdReads::Transfers, &mut listed);
             store.take_keys_read();
@@ -554,7 +568,7 @@ mod tests {
             };
             let (mut listed, mut ranges) = (Vec::new(), Vec::new());
             ledger.cold_reads(&command, crate::ColdReads::Transfers, &mut listed);
-            ledger.cold_ranges(&command, &mut ranges);
+            ledger.cold_ranges(&command, crate::ColdReads::Ids, &mut ranges);
             let transfers = listed
                 .iter()
                 .filter(|(keyspace, _)| *keyspace == Keyspace::Transfers);
@@ -577,7 +591,8 @@ mod tests {
             request: request.clone(),
         };
         let mut ranges = Vec::new();
-        ledger.cold_ranges(&command, &mut ranges);
+        ledger.cold_ranges(&command, crate::ColdReads::Timestamps, &mut ranges);
+        ledger.cold_ranges(&command, crate::ColdReads::Ids, &mut ranges);
         assert_eq!(ranges, []);
         store.take_keys_read();
         let ClientReply::Reply { body, .. } = client.send(&mut ledger, &request) else {

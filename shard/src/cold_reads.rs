@@ -13,13 +13,15 @@
 //! leaves out (an imported event's timestamp check) the store reads when asked, blocking,
 //! and counts.
 //!
-//! It comes in two rounds ([`ColdReads`]): an id older than the last durable checkpoint is
-//! in the id runs, so the first round lists the ids not in memory (the store reads the
-//! blocks their runs' filters let through), and the second, once those blocks are held, the
-//! cold transfers at the positions found. A query's first round lists the cold transfers its
-//! timestamp bounds' searches read and, for an account's transfers, the key range of its
-//! cold list ([`ColdRange`], from [`Ledger::cold_ranges`]); its second, the cold transfers
-//! (and history balances) at the positions the read visits, found through the held blocks.
+//! It comes in rounds ([`ColdReads`]): an id older than the last durable checkpoint is in the
+//! id runs, so the round `Ids` lists the ids not in memory (the store reads the blocks their
+//! runs' filters let through), and the round `Transfers`, once those blocks are held, the
+//! cold transfers at the positions found. A read by filter with timestamp bounds first
+//! seeks the timestamp samples in the store (the round `Timestamps`: a [`ColdRange`] per
+//! bound, from [`Ledger::cold_ranges`]); its round `Ids` then lists, through the held
+//! samples, the cold transfers its bounds' searches read and, for an account's transfers,
+//! the key range of its cold list; its round `Transfers`, the cold transfers (and history
+//! balances) at the positions the read visits, found through the held blocks.
 
 use kassa_wire::multi_batch::MultiBatch;
 use kassa_wire::{
@@ -54,9 +56,11 @@ pub struct ColdRange {
     pub entries: usize,
 }
 
-/// A round of [`Ledger::cold_reads`].
+/// A round of [`Ledger::cold_reads`] and [`Ledger::cold_ranges`], in the order they come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColdReads {
+    /// The timestamp samples a read by filter's bounds seek (ranges only).
+    Timestamps,
     /// The ids not in memory, and the cold transfers of ids in memory.
     Ids,
     /// The cold transfers of ids found in the id runs (whose blocks the first round read).
@@ -70,6 +74,9 @@ impl Ledger {
     pub fn cold_reads(&self, command: &Command, round: ColdReads, out: &mut Vec<(Keyspace, u128)>) {
         if self.cold.is_none() || self.transfers.cold_below() == 0 {
             return;
+        }
+        if round == ColdReads::Timestamps {
+            return; // seeks only (`cold_ranges`)
         }
         match command {
             Command::CreateTransfers { transfers, .. } => {
@@ -131,22 +138,37 @@ impl Ledger {
         }
     }
 
-    /// The key ranges a command's reads scan in order (an account's cold transfer list, for
-    /// a wire request's `get_account_transfers` and `get_account_balances`), to be read ahead
-    /// with the first round of [`Ledger::cold_reads`].
-    pub fn cold_ranges(&self, command: &Command, out: &mut Vec<ColdRange>) {
+    /// The key ranges a command's reads by filter read in order in `round`, to be read ahead
+    /// with that round of [`Ledger::cold_reads`]: the samples its timestamp bounds seek, then
+    /// an account's cold transfer list (for a wire request's `get_account_transfers` and
+    /// `get_account_balances`).
+    pub fn cold_ranges(&self, command: &Command, round: ColdReads, out: &mut Vec<ColdRange>) {
         if let Command::Request { request, .. } | Command::ForeignRequest { request, .. } = command
         {
-            for read in filtered_reads(request) {
-                self.cold_ranges_of_read(&read, out);
+            if command_reads_by_filter(request.operation()) {
+                for read in filtered_reads(request) {
+                    self.cold_ranges_of_read(&read, round, out);
+                }
             }
         }
     }
 
-    /// The key ranges `read` scans in order (an account's cold transfer list), to be read
-    /// ahead with the first round of [`Ledger::cold_reads_of_read`]. Widened to the samples
-    /// around its timestamp bounds, so that finding them reads nothing.
-    pub fn cold_ranges_of_read(&self, read: &ClientRead, out: &mut Vec<ColdRange>) {
+    /// The key ranges `read` reads in order in `round`, to be read ahead with that round of
+    /// [`Ledger::cold_reads_of_read`]: in the round `Timestamps`, the samples in the store its
+    /// timestamp bounds' searches seek (the newest below each bound); in the round `Ids`, an
+    /// account's cold transfer list, widened to the samples around its timestamp bounds, so
+    /// that finding them reads nothing.
+    pub fn cold_ranges_of_read(
+        &self,
+        read: &ClientRead,
+        round: ColdReads,
+        out: &mut Vec<ColdRange>,
+    ) {
+        match round {
+            ColdReads::Timestamps => return self.cold_seeks_of_read(read, out),
+            ColdReads::Ids => {}
+            ColdReads::Transfers => return,
+        }
         if self.cold.is_none() || self.lists_cold_below == 0 {
             return;
         }
@@ -157,8 +179,10 @@ impl Ledger {
         let Some((account, visits)) = self.account_filter_listed(read, filter) else {
             return;
         };
-        let (positions, _) =
-            self.transfer_positions_around(filter.timestamp_min, filter.timestamp_max);
+        let around = self.transfer_positions_around(filter.timestamp_min, filter.timestamp_max);
+        let Ok((positions, _)) = around else {
+            return; // the read fails the same way
+        };
         let end = positions.end.min(self.lists_cold_below);
         if positions.start >= end {
             return;
@@ -183,6 +207,28 @@ impl Ledger {
             reversed,
             entries,
         });
+    }
+
+    /// The seeks of the timestamp samples in the store that `read`'s bounds make (none when
+    /// memory answers them, or the samples are in memory).
+    fn cold_seeks_of_read(&self, read: &ClientRead, out: &mut Vec<ColdRange>) {
+        if self.cold.is_none() || self.transfers.samples_in_memory() {
+            return;
+        }
+        let Some((min, max)) = read.bounds() else {
+            return;
+        };
+        for before in Ledger::timestamp_searches(min, max).into_iter().flatten() {
+            if self.transfers_searched_in_memory(before) {
+                continue;
+            }
+            out.push(ColdRange {
+                keyspace: Keyspace::TransferTimestamps,
+                keys: 0..u128::from(before),
+                reversed: true,
+                entries: 1,
+            });
+        }
     }
 
     /// The account a valid filter of `read` lists the transfers of, if here and read (an
@@ -230,6 +276,9 @@ impl Ledger {
         if self.cold.is_none() || self.transfers.cold_below() == 0 {
             return;
         }
+        if round == ColdReads::Timestamps {
+            return; // seeks only (`cold_ranges_of_read`)
+        }
         let cold = |position: u32| self.transfers.get_in_memory(position).is_none();
         let push_cold = |out: &mut Vec<(Keyspace, u128)>, position: u32| {
             if cold(position) {
@@ -246,7 +295,9 @@ impl Ledger {
             return;
         };
         if round == ColdReads::Ids {
-            let (_, windows) = self.transfer_positions_around(min, max);
+            let Ok((_, windows)) = self.transfer_positions_around(min, max) else {
+                return; // the read fails the same way
+            };
             for position in windows.into_iter().flatten() {
                 push_cold(out, position);
             }
@@ -367,7 +418,7 @@ impl Ledger {
             ColdReads::Transfers if in_memory.is_none() => {
                 self.cold_transfer_position(id).ok().flatten()
             }
-            ColdReads::Transfers => return,
+            ColdReads::Transfers | ColdReads::Timestamps => return,
         };
         if let Some(position) = position {
             if self.transfers.get_in_memory(position).is_none() {

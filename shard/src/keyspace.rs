@@ -12,8 +12,13 @@
 //! - [`Keyspace::AccountTransfers`]: account position ≪ 32 | transfer position, no value:
 //!   the accounts' transfer lists.
 //! - [`Keyspace::TransferSamples`]: position (a multiple of 32) → the transfer's timestamp
-//!   (8 bytes): what a restore needs of the transfers to search them by timestamp, so that
-//!   it reads no transfer run.
+//!   (8 bytes). Written by checkpoints of format 2 only, whose restore reads them into
+//!   memory; the first checkpoint after it writes [`Keyspace::TransferTimestamps`] whole and
+//!   leaves these runs.
+//! - [`Keyspace::TransferTimestamps`]: the timestamp of the transfer at every position that
+//!   is a multiple of 32 → that position (4 bytes): a search of the cold transfers by
+//!   timestamp seeks it (one index page and one block), then reads at most 32 transfers.
+//!   Nothing of it stays in memory, so memory does not grow with history.
 
 use kassa_wire::{Balances, Transfer};
 
@@ -31,11 +36,12 @@ pub enum Keyspace {
     TransferIds = 5,
     AccountTransfers = 6,
     TransferSamples = 7,
+    TransferTimestamps = 8,
 }
 
 impl Keyspace {
     /// In the order a restore takes them.
-    pub const ALL: [Keyspace; 7] = [
+    pub const ALL: [Keyspace; 8] = [
         Keyspace::Transfers,
         Keyspace::Statuses,
         Keyspace::History,
@@ -43,6 +49,7 @@ impl Keyspace {
         Keyspace::TransferIds,
         Keyspace::AccountTransfers,
         Keyspace::TransferSamples,
+        Keyspace::TransferTimestamps,
     ];
 
     pub fn value_size(self) -> usize {
@@ -54,6 +61,7 @@ impl Keyspace {
             Keyspace::TransferIds => 4,
             Keyspace::AccountTransfers => 0,
             Keyspace::TransferSamples => 8,
+            Keyspace::TransferTimestamps => 4,
         }
     }
 
@@ -78,6 +86,7 @@ impl Keyspace {
                 | Keyspace::History
                 | Keyspace::TransferIds
                 | Keyspace::AccountTransfers
+                | Keyspace::TransferTimestamps
         )
     }
 
@@ -91,6 +100,7 @@ impl Keyspace {
             Keyspace::TransferIds => "transfer-ids",
             Keyspace::AccountTransfers => "account-transfers",
             Keyspace::TransferSamples => "transfer-samples",
+            Keyspace::TransferTimestamps => "transfer-timestamps",
         }
     }
 

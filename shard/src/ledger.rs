@@ -111,6 +111,8 @@ pub struct Ledger {
     pub(crate) ids_durable_below: u32,
     /// Likewise for the accounts' transfer lists.
     pub(crate) lists_durable_below: u32,
+    /// Likewise for the transfers' timestamp samples.
+    pub(crate) timestamps_durable_below: u32,
     /// The accounts' transfers at positions below this are in the cold store only (0
     /// without one).
     pub(crate) lists_cold_below: u32,
@@ -147,6 +149,7 @@ impl Ledger {
             cold: None,
             ids_durable_below: 0,
             lists_durable_below: 0,
+            timestamps_durable_below: 0,
             lists_cold_below: 0,
         }
     }

@@ -16,7 +16,7 @@ pub struct MemoryColdStore {
     entries: Mutex<BTreeMap<(Keyspace, u128), Vec<u8>>>,
     /// Entries read, per keyspace (`Keyspace as usize`): a test can check that its reads
     /// went to the store at all.
-    reads: [AtomicU64; 8], // by `Keyspace as usize`
+    reads: [AtomicU64; 9], // by `Keyspace as usize`
     /// The keys read since the last `take_keys_read`, in order.
     keys_read: Mutex<Vec<(Keyspace, u128)>>,
 }

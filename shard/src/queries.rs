@@ -19,6 +19,7 @@ use kassa_wire::{
 use crate::cold::ColdError;
 use crate::history::Listed;
 use crate::limits::{BATCH_EVENTS_MAX, QUERY_RESULTS_MAX};
+use crate::transfer_table::TimestampSearch;
 use crate::Ledger;
 
 impl Ledger {
@@ -127,44 +128,56 @@ impl Ledger {
         let start = if min == TIMESTAMP_MIN {
             0
         } else {
-            self.transfer_partition_point(|timestamp| timestamp < min)?
+            self.transfer_partition_point(min)?
         };
-        let end = if max == TIMESTAMP_MAX {
-            self.transfers.len()
-        } else {
-            self.transfer_partition_point(|timestamp| timestamp <= max)?
+        let end = match past(max) {
+            None => self.transfers.len(),
+            Some(past) => self.transfer_partition_point(past)?,
         };
         Ok(Ledger::position_of(start)..Ledger::position_of(end.max(start)))
     }
 
-    /// What [`Ledger::transfer_positions_between`] reads, without reading: a range of
+    /// What [`Ledger::transfer_positions_between`] reads, reading no transfer: a range of
     /// positions holding the one it finds (its bounds widened to the samples around them),
-    /// and the cold positions its searches may read (at most `SAMPLE_EVERY` per bound).
+    /// and the cold positions its searches may read (at most `SAMPLE_EVERY` per bound). The
+    /// samples in the store are sought (their blocks are read ahead first, in the round
+    /// [`crate::ColdReads::Timestamps`]).
     pub(crate) fn transfer_positions_around(
         &self,
         timestamp_min: u64,
         timestamp_max: u64,
-    ) -> (std::ops::Range<u32>, [std::ops::Range<u32>; 2]) {
+    ) -> Result<(std::ops::Range<u32>, [std::ops::Range<u32>; 2]), ColdError> {
         let (min, max) = timestamp_range(timestamp_min, timestamp_max);
         let count = Ledger::position_of(self.transfers.len());
-        let search = |bounded: bool, before: &dyn Fn(u64) -> bool| match bounded {
-            false => Ok(0),
-            true => self.transfer_partition_search(before),
+        let start = match min == TIMESTAMP_MIN {
+            true => TimestampSearch::Found(0),
+            false => self.transfer_partition_search(min)?,
         };
-        let start = search(min != TIMESTAMP_MIN, &|timestamp| timestamp < min);
-        let end = match max == TIMESTAMP_MAX {
-            true => Ok(count as usize),
-            false => search(true, &|timestamp| timestamp <= max),
+        let end = match past(max) {
+            None => TimestampSearch::Found(count as usize),
+            Some(past) => self.transfer_partition_search(past)?,
         };
-        let reads = |found: &Result<usize, std::ops::Range<u32>>| match found {
-            Ok(_) => 0..0,
-            Err(window) => window.clone(),
+        let reads = |found: &TimestampSearch| match found {
+            TimestampSearch::Found(_) => 0..0,
+            TimestampSearch::Window(window) => window.clone(),
         };
         let windows = [reads(&start), reads(&end)];
-        let first = start.unwrap_or_else(|window| window.start as usize);
-        let last = end.unwrap_or_else(|window| window.end as usize);
-        let first = Ledger::position_of(first);
-        (first..Ledger::position_of(last).max(first), windows)
+        let first = match start {
+            TimestampSearch::Found(point) => Ledger::position_of(point),
+            TimestampSearch::Window(window) => window.start,
+        };
+        let last = match end {
+            TimestampSearch::Found(point) => Ledger::position_of(point),
+            TimestampSearch::Window(window) => window.end,
+        };
+        Ok((first..last.max(first), windows))
+    }
+
+    /// The timestamps whose search [`Ledger::transfer_positions_between`] makes for these
+    /// bounds: the transfers below each are before the range's bounds (0..2 of them).
+    pub(crate) fn timestamp_searches(timestamp_min: u64, timestamp_max: u64) -> [Option<u64>; 2] {
+        let (min, max) = timestamp_range(timestamp_min, timestamp_max);
+        [(min != TIMESTAMP_MIN).then_some(min), past(max)]
     }
 
     /// Appends the accounts that match the filter.
@@ -269,6 +282,12 @@ fn timestamp_range(timestamp_min: u64, timestamp_max: u64) -> (u64, u64) {
         timestamp_max
     };
     (min, max)
+}
+
+/// The timestamp just past an upper bound, below which the transfers within it are (none:
+/// unbounded, every transfer is).
+fn past(max: u64) -> Option<u64> {
+    (max < TIMESTAMP_MAX).then(|| max + 1)
 }
 
 fn timestamp_bounds_valid(timestamp_min: u64, timestamp_max: u64) -> bool {

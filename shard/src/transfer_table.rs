@@ -9,10 +9,13 @@
 //!   they went cold (*pinned*): posts, voids and expiries read those, and must never wait
 //!   for the disk. A pinned transfer resolved since leaves memory at the next durable
 //!   checkpoint.
-//! - Transfers are in timestamp order, so a search by timestamp is a search by position: the
-//!   cold ones keep the timestamp of every [`SAMPLE_EVERY`]th position in memory (a quarter
-//!   of a byte per transfer), which narrows a search to at most that many positions, read
-//!   from the store (two blocks at most).
+//! - Transfers are in timestamp order, so a search by timestamp is a search by position. The
+//!   store keeps the timestamp of every [`SAMPLE_EVERY`]th cold position, keyed by timestamp
+//!   ([`Keyspace::TransferTimestamps`]): a search seeks there (an index page and a block),
+//!   which narrows it to at most that many positions, read from the store (two blocks at
+//!   most). Nothing of it stays in memory. A ledger restored from a checkpoint of format 1
+//!   or 2, whose runs have no such keyspace, keeps those samples in memory instead, until
+//!   its next restart.
 
 use std::collections::HashMap;
 
@@ -28,6 +31,17 @@ use crate::{Ledger, PendingStatus};
 /// Cold positions whose timestamp stays in memory: every this many.
 pub(crate) const SAMPLE_EVERY: u32 = 32;
 
+/// What memory and the timestamp samples say of a search of the transfers by timestamp
+/// ([`Ledger::transfer_partition_search`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TimestampSearch {
+    /// The point itself.
+    Found(usize),
+    /// Cold positions (fewer than `SAMPLE_EVERY`) to read: the point is among them, or just
+    /// past the last.
+    Window(std::ops::Range<u32>),
+}
+
 /// See the module documentation.
 #[derive(Default)]
 pub struct TransferTable {
@@ -37,8 +51,9 @@ pub struct TransferTable {
     hot: Table<Transfer>,
     /// Cold positions whose transfer was pending when it went cold (or at a restore).
     pinned: HashMap<u32, Transfer, FixedState>,
-    /// The timestamps of the cold positions that are multiples of `SAMPLE_EVERY`.
-    samples: Vec<u64>,
+    /// The timestamps of the cold positions that are multiples of `SAMPLE_EVERY`, in memory
+    /// only for a ledger restored from a checkpoint of format 1 or 2; none: in the store.
+    samples: Option<Vec<u64>>,
     /// The newest cold transfer's timestamp (0 when none is cold).
     cold_newest: u64,
 }
@@ -164,12 +179,14 @@ impl TransferTable {
         // Only the sampled transfers, the newest and the pending ones are read: reading
         // each of millions of 128-byte records stalled the core for tens of milliseconds.
         let from = self.cold_below;
-        // In u64: the next multiple of a position near u32::MAX does not fit a u32.
-        let sampled = u64::from(from).next_multiple_of(u64::from(SAMPLE_EVERY));
-        for position in (sampled..u64::from(cut)).step_by(SAMPLE_EVERY as usize) {
-            let position = position as u32; // below `cut`
-            let transfer = self.hot[(position - from) as usize];
-            self.samples_note(position, &transfer);
+        if self.samples.is_some() {
+            // In u64: the next multiple of a position near u32::MAX does not fit a u32.
+            let sampled = u64::from(from).next_multiple_of(u64::from(SAMPLE_EVERY));
+            for position in (sampled..u64::from(cut)).step_by(SAMPLE_EVERY as usize) {
+                let position = position as u32; // below `cut`
+                let transfer = self.hot[(position - from) as usize];
+                self.samples_note(position, &transfer);
+            }
         }
         if moved > 0 {
             let newest = self.hot[(moved - 1) as usize];
@@ -185,9 +202,28 @@ impl TransferTable {
         self.cold_below = cut;
     }
 
-    /// At a restore: the transfer at `position` (the next) is cold.
+    /// At a restore of a checkpoint of format 1 or 2: the cold transfers' timestamp samples
+    /// are kept in memory, as the store has none of them.
+    pub(crate) fn keep_samples_in_memory(&mut self) {
+        assert!(
+            self.is_empty(),
+            "samples kept in memory from the first transfer"
+        );
+        self.samples = Some(Vec::new());
+    }
+
+    /// Whether the cold transfers' timestamp samples are in memory, not in the store.
+    pub(crate) fn samples_in_memory(&self) -> bool {
+        self.samples.is_some()
+    }
+
+    /// At a restore of format 1: the transfer at `position` (the next) is cold.
     pub(crate) fn push_cold(&mut self, transfer: &Transfer) {
         assert!(self.hot.is_empty(), "cold transfers come before hot ones");
+        assert!(
+            self.samples.is_some(),
+            "a restore that reads transfers keeps samples"
+        );
         assert!(self.cold_below == 0 || self.cold_newest < transfer.timestamp);
         let position = self.cold_below;
         self.samples_note(position, transfer);
@@ -197,10 +233,12 @@ impl TransferTable {
     }
 
     /// At a restore that reads no transfer: positions `0..count` are all cold, their samples
-    /// to come ([`TransferTable::push_sample`]).
-    pub(crate) fn all_cold(count: u32) -> TransferTable {
+    /// in the store, or in memory (`samples_in_memory`, format 2) to come
+    /// ([`TransferTable::push_sample`]).
+    pub(crate) fn all_cold(count: u32, samples_in_memory: bool) -> TransferTable {
         TransferTable {
             cold_below: count,
+            samples: samples_in_memory.then(Vec::new),
             ..TransferTable::default()
         }
     }
@@ -208,36 +246,43 @@ impl TransferTable {
     /// At a restore that reads no transfer: the next sample, the timestamp at position
     /// `samples × SAMPLE_EVERY`; false when it is out of place or order.
     pub(crate) fn push_sample(&mut self, position: u32, timestamp: u64) -> bool {
-        let next = self.samples.len() as u64 * u64::from(SAMPLE_EVERY);
+        let cold_below = self.cold_below;
+        let Some(samples) = &self.samples else {
+            return false;
+        };
+        let next = samples.len() as u64 * u64::from(SAMPLE_EVERY);
         if u64::from(position) < next {
             // A sample written again (by a checkpoint after a restore of format 1).
             return self.sample_at(position) == Some(timestamp);
         }
-        let ascending = self.samples.last().is_none_or(|last| *last < timestamp);
-        if u64::from(position) != next || position >= self.cold_below || !ascending {
+        let ascending = samples.last().is_none_or(|last| *last < timestamp);
+        if u64::from(position) != next || position >= cold_below || !ascending {
             return false;
         }
-        self.samples.push(timestamp);
+        self.samples.as_mut().expect("checked").push(timestamp);
         true
     }
 
     /// At a restore that reads no transfer: every sample is there, and `newest` is the
     /// newest cold transfer's timestamp.
     pub(crate) fn samples_done(&mut self, newest: u64) -> bool {
-        let expected = self.cold_below.div_ceil(SAMPLE_EVERY) as usize;
-        let after_samples = self.samples.last().is_none_or(|last| *last <= newest);
         self.cold_newest = newest;
-        self.samples.len() == expected && after_samples
+        let Some(samples) = &self.samples else {
+            return true; // in the store (`CheckpointRestore::finish` checks the newest)
+        };
+        let expected = self.cold_below.div_ceil(SAMPLE_EVERY) as usize;
+        let after_samples = samples.last().is_none_or(|last| *last <= newest);
+        samples.len() == expected && after_samples
     }
 
-    /// The timestamp sampled at cold position `position` (a multiple of `SAMPLE_EVERY`).
+    /// The timestamp sampled at cold position `position` (a multiple of `SAMPLE_EVERY`), if
+    /// samples are kept in memory.
     pub(crate) fn sample_at(&self, position: u32) -> Option<u64> {
         if position % SAMPLE_EVERY != 0 || position >= self.cold_below {
             return None;
         }
-        self.samples
-            .get((position / SAMPLE_EVERY) as usize)
-            .copied()
+        let samples = self.samples.as_ref()?;
+        samples.get((position / SAMPLE_EVERY) as usize).copied()
     }
 
     /// At a restore: a cold transfer still pending stays in memory.
@@ -247,9 +292,13 @@ impl TransferTable {
     }
 
     fn samples_note(&mut self, position: u32, transfer: &Transfer) {
-        if position % SAMPLE_EVERY == 0 {
-            assert_eq!(self.samples.len(), (position / SAMPLE_EVERY) as usize);
-            self.samples.push(transfer.timestamp);
+        if let Some(samples) = self
+            .samples
+            .as_mut()
+            .filter(|_| position % SAMPLE_EVERY == 0)
+        {
+            assert_eq!(samples.len(), (position / SAMPLE_EVERY) as usize);
+            samples.push(transfer.timestamp);
         }
         self.cold_newest = transfer.timestamp;
     }
@@ -296,20 +345,17 @@ impl Ledger {
         (0..count).map(|p| self.transfer_at(p)).collect()
     }
 
-    /// The first position whose transfer's timestamp does not satisfy `before`, for a
-    /// `before` that holds for all timestamps up to some point (as `slice::partition_point`).
-    /// Cold transfers are searched through the samples, then at most `SAMPLE_EVERY` reads.
-    pub(crate) fn transfer_partition_point(
-        &self,
-        before: impl Fn(u64) -> bool,
-    ) -> Result<usize, ColdError> {
-        let (mut low, mut high) = match self.transfer_partition_search(&before) {
-            Ok(point) => return Ok(point),
-            Err(window) => (window.start, window.end),
+    /// The first position whose transfer's timestamp is not below `before` (as
+    /// `slice::partition_point`). Cold transfers are searched through the samples, then at
+    /// most `SAMPLE_EVERY` reads.
+    pub(crate) fn transfer_partition_point(&self, before: u64) -> Result<usize, ColdError> {
+        let (mut low, mut high) = match self.transfer_partition_search(before)? {
+            TimestampSearch::Found(point) => return Ok(point),
+            TimestampSearch::Window(window) => (window.start, window.end),
         };
         while low < high {
             let middle = low + (high - low) / 2;
-            if before(self.transfer_at(middle)?.timestamp) {
+            if self.transfer_at(middle)?.timestamp < before {
                 low = middle + 1;
             } else {
                 high = middle;
@@ -318,29 +364,93 @@ impl Ledger {
         Ok(low as usize)
     }
 
-    /// [`Ledger::transfer_partition_point`] as far as memory answers it: the point, or the
-    /// cold positions (fewer than `SAMPLE_EVERY`, between two samples) its search reads to
-    /// find it there.
+    /// [`Ledger::transfer_partition_point`] as far as memory and the samples answer it: the
+    /// point, or the cold positions (fewer than `SAMPLE_EVERY`, between two samples) its
+    /// search reads to find it there. Samples in the store are sought there: an index page
+    /// and a block of the newest run holding one below `before`.
     pub(crate) fn transfer_partition_search(
         &self,
-        before: impl Fn(u64) -> bool,
-    ) -> Result<usize, std::ops::Range<u32>> {
+        before: u64,
+    ) -> Result<TimestampSearch, ColdError> {
         let table = &self.transfers;
         let cold = table.cold_below;
         let hot_first = table.hot.get(0).map(|t| t.timestamp);
-        if cold == 0 || hot_first.is_some_and(&before) {
-            let hot = table.hot.partition_point(|t| before(t.timestamp));
-            return Ok(cold as usize + hot);
+        if cold == 0 || hot_first.is_some_and(|first| first < before) {
+            let hot = table.hot.partition_point(|t| t.timestamp < before);
+            return Ok(TimestampSearch::Found(cold as usize + hot));
         }
-        // The point is at or below `cold`: samples[..i] satisfy `before`.
-        let sampled = table.samples.partition_point(|t| before(*t));
-        if sampled == 0 {
-            return Ok(0);
+        // The point is at or below `cold`: the last sample below `before`, if any.
+        let sampled = match &table.samples {
+            Some(samples) => match samples.partition_point(|t| *t < before) {
+                0 => None,
+                sampled => Some((sampled as u32 - 1) * SAMPLE_EVERY),
+            },
+            None => self.cold_sample_below(before)?,
+        };
+        let Some(sampled) = sampled else {
+            return Ok(TimestampSearch::Found(0));
+        };
+        // Positions up to that sample are below `before`; the next sample is not.
+        let low = sampled + 1;
+        let high = sampled.saturating_add(SAMPLE_EVERY).min(cold);
+        Ok(TimestampSearch::Window(low..high))
+    }
+
+    /// Whether memory answers a search for `before` (`transfer_partition_search` seeks no
+    /// sample in the store): no transfer is cold, samples are in memory, or the point is
+    /// among the transfers in memory.
+    pub(crate) fn transfers_searched_in_memory(&self, before: u64) -> bool {
+        let table = &self.transfers;
+        let hot_first = table.hot.get(0).map(|t| t.timestamp);
+        table.cold_below == 0
+            || table.samples.is_some()
+            || hot_first.is_some_and(|first| first < before)
+    }
+
+    /// A restore's check of its store: a search finds the newest cold transfer (at
+    /// `newest`) through the samples in the store (none to check when they are in memory).
+    pub(crate) fn check_newest_sampled(&self, newest: u32) -> Result<(), ColdError> {
+        if self.transfers.samples_in_memory() {
+            return Ok(());
         }
-        // Positions up to the last satisfying sample satisfy it; the next sample does not.
-        let low = (sampled as u32 - 1) * SAMPLE_EVERY + 1;
-        let high = (sampled as u32 * SAMPLE_EVERY).min(cold);
-        Err(low..high)
+        let sampled = newest / SAMPLE_EVERY * SAMPLE_EVERY;
+        let timestamp = self.transfer_at(sampled)?.timestamp;
+        match self.cold_sample_below(timestamp + 1)? {
+            Some(found) if found == sampled => Ok(()),
+            found => Err(ColdError::new(
+                Keyspace::TransferTimestamps,
+                u128::from(timestamp),
+                format!("finds {found:?}, not the newest sample, at position {sampled}"),
+            )),
+        }
+    }
+
+    /// The position of the newest sample in the store whose timestamp is below `before`.
+    fn cold_sample_below(&self, before: u64) -> Result<Option<u32>, ColdError> {
+        let Some(store) = &self.cold else {
+            unreachable!("samples leave memory only for a cold store")
+        };
+        let keyspace = Keyspace::TransferTimestamps;
+        let mut found = None;
+        store.scan(keyspace, 0..u128::from(before), true, &mut |key, value| {
+            found = Some((key, <[u8; 4]>::try_from(value).map(u32::from_le_bytes)));
+            false
+        })?;
+        let Some((key, position)) = found else {
+            return Ok(None);
+        };
+        match position {
+            Ok(position)
+                if position % SAMPLE_EVERY == 0 && position < self.transfers.cold_below =>
+            {
+                Ok(Some(position))
+            }
+            _ => Err(ColdError::new(
+                keyspace,
+                key,
+                "a sample out of place: not a cold position that is a multiple of 32",
+            )),
+        }
     }
 
     /// The position of the transfer with `timestamp`, if any.
@@ -348,7 +458,7 @@ impl Ledger {
         if timestamp == 0 {
             return Ok(None); // no record has it (a live event's, in an intent)
         }
-        let position = self.transfer_partition_point(|t| t < timestamp)?;
+        let position = self.transfer_partition_point(timestamp)?;
         if position == self.transfers.len() {
             return Ok(None);
         }
@@ -399,8 +509,10 @@ mod tests {
     }
 
     #[test]
-    fn cold_transfers_keep_samples_and_pins_and_release_the_rest() {
+    fn cold_transfers_keep_pins_and_samples_of_an_old_format_and_release_the_rest() {
         let mut table = TransferTable::default();
+        let mut samples_in_store = TransferTable::default();
+        table.keep_samples_in_memory();
         let mut statuses = TransferStatuses::default();
         for position in 0..100 {
             table.push(transfer(position));
@@ -411,10 +523,16 @@ mod tests {
                 PendingStatus::None
             });
         }
+        for position in 0..100 {
+            samples_in_store.push(transfer(position));
+        }
         table.make_cold_below(70, &statuses);
+        samples_in_store.make_cold_below(70, &statuses);
         assert_eq!(table.len(), 100);
         assert_eq!(table.cold_below(), 70);
-        assert_eq!(table.samples, vec![10, 10 + 3 * 32, 10 + 3 * 64]);
+        assert_eq!(table.samples, Some(vec![10, 10 + 3 * 32, 10 + 3 * 64]));
+        assert_eq!(samples_in_store.samples, None);
+        assert_eq!(samples_in_store.sample_at(32), None);
         assert_eq!(table.cold_newest, transfer(69).timestamp);
         assert_eq!(table.pinned.len(), 10); // 0, 7, ..., 63
         assert_eq!(table.get_in_memory(63), Some(&transfer(63)));

@@ -539,10 +539,11 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(cold_store))
             .expect("restores");
     // It read no transfer run: the store gave back the pending ones and the newest, once
-    // for the samples and once for each check (its accounts' lists, its id).
+    // for the samples and once for each check (its accounts' lists, its id), and the newest
+    // sampled one, to check that a search finds it.
     let read = store.reads(Keyspace::Transfers) - read_before;
     assert!(
-        read as usize <= pending_count(&restored) + 3,
+        read as usize <= pending_count(&restored) + 4,
         "{read} transfers read"
     );
     assert_eq!(restored.change_entries_in_memory(), 0);
@@ -594,11 +595,6 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     let version_1: Vec<CheckpointIncrement> = increments
         .iter()
         .map(|increment| {
-            let mut hot = increment.hot.clone();
-            hot[8..12].copy_from_slice(&1u32.to_le_bytes());
-            let body = hot.len() - 4;
-            let crc = crc32c::crc32c(&hot[..body]);
-            hot[body..].copy_from_slice(&crc.to_le_bytes());
             let keyspaces = (increment.keyspaces.iter())
                 .filter(|run| {
                     !matches!(
@@ -610,11 +606,7 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
                 })
                 .cloned()
                 .collect();
-            CheckpointIncrement {
-                hot,
-                keyspaces,
-                ..increment.clone()
-            }
+            as_version(increment, 1, keyspaces)
         })
         .collect();
     let old_store = Arc::new(MemoryColdStore::new());
@@ -644,10 +636,11 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
         "every account's transfers, once"
     );
     assert_eq!(
-        written(Keyspace::TransferSamples),
+        written(Keyspace::TransferTimestamps),
         count.div_ceil(32),
         "every sample"
     );
+    assert_eq!(written(Keyspace::TransferSamples), 0, "format 2's, no more");
     old_store.add(&next);
     old.checkpoint_durable(next.cut);
     assert_eq!(old.transfer_ids_in_memory(), 0);
@@ -665,6 +658,78 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert_eq!(again.transfer_ids_in_memory(), 0);
     assert_eq!(again.account_transfers_in_memory(), 0);
     assert_eq!(transfer_reads_of(&again), transfer_reads_of(&warm_restored));
+    assert_eq!(balances_of(&again), balances_of(&warm_restored));
+
+    // Checkpoints of format version 2 kept the timestamp samples by position, and their
+    // restore reads them into memory; the next checkpoint writes them whole keyed by
+    // timestamp, and a restore of that one reads none of them.
+    let samples = |increment: &CheckpointIncrement| {
+        let timestamps = increment.keyspaces.iter();
+        let mut timestamps = timestamps.filter(|run| run.keyspace == Keyspace::TransferTimestamps);
+        let timestamps = timestamps.next().expect("every keyspace");
+        let mut samples = KeyspaceIncrement::new(Keyspace::TransferSamples);
+        for (at, timestamp) in timestamps.keys.iter().enumerate() {
+            let position = u32::from_le_bytes(timestamps.value(at).try_into().expect("4 bytes"));
+            samples.keys.push(u128::from(position));
+            samples
+                .values
+                .extend_from_slice(&(*timestamp as u64).to_le_bytes());
+        }
+        samples
+    };
+    let version_2: Vec<CheckpointIncrement> = increments
+        .iter()
+        .map(|increment| {
+            let keyspaces = (increment.keyspaces.iter())
+                .map(|run| match run.keyspace {
+                    Keyspace::TransferSamples => samples(increment),
+                    Keyspace::TransferTimestamps => KeyspaceIncrement::new(run.keyspace),
+                    _ => run.clone(),
+                })
+                .collect();
+            as_version(increment, 2, keyspaces)
+        })
+        .collect();
+    let store_2 = Arc::new(MemoryColdStore::new());
+    (version_2.iter()).for_each(|increment| store_2.add(increment));
+    let chain_2: Vec<&CheckpointIncrement> = version_2.iter().collect();
+    let store_2_dyn: Arc<dyn ColdStore> = store_2.clone();
+    let restored =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &chain_2, Some(store_2_dyn));
+    let (mut from_2, cut_2) = restored.expect("format 2 restores");
+    assert_eq!(from_2.transfer_ids_in_memory(), 0);
+    assert_eq!(
+        transfer_reads_of(&from_2),
+        transfer_reads_of(&warm_restored)
+    );
+    let before = store_2.reads(Keyspace::TransferTimestamps);
+    let next_2 = from_2.checkpoint_increment(cut_2).expect("reads");
+    assert_eq!(
+        store_2.reads(Keyspace::TransferTimestamps),
+        before,
+        "searched through the samples in memory"
+    );
+    let written = |keyspace: Keyspace| {
+        let run = next_2.keyspaces.iter().find(|run| run.keyspace == keyspace);
+        run.expect("every keyspace").keys.len()
+    };
+    let count = from_2.transfers().len();
+    assert_eq!(written(Keyspace::TransferTimestamps), count.div_ceil(32));
+    assert_eq!(written(Keyspace::TransferSamples), 0);
+    store_2.add(&next_2);
+    from_2.checkpoint_durable(next_2.cut);
+    let mut upgraded_2 = chain_2.clone();
+    upgraded_2.push(&next_2);
+    let store_2_dyn: Arc<dyn ColdStore> = store_2.clone();
+    let restored =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &upgraded_2, Some(store_2_dyn));
+    let (again, _) = restored.expect("the upgraded chain restores");
+    let before = store_2.reads(Keyspace::TransferTimestamps);
+    assert_eq!(transfer_reads_of(&again), transfer_reads_of(&warm_restored));
+    assert!(
+        store_2.reads(Keyspace::TransferTimestamps) > before,
+        "searched through the samples in the store"
+    );
     assert_eq!(balances_of(&again), balances_of(&warm_restored));
 
     // A store without the entries a checkpoint covers is refused at restore, and is an
@@ -686,10 +751,30 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert_eq!(error.keyspace, "changes");
 }
 
-/// Searches by timestamp over cold transfers go through the samples kept in memory (one per
-/// 32 positions) and then the store: over a few thousand transfers, every boundary of every
-/// range lands where the ledger that kept them all puts it, including ranges inside one
-/// sample's span, at its edges and beyond both ends.
+/// `increment` as a checkpoint of an older format `version` would have written it, with
+/// `keyspaces` for its runs.
+fn as_version(
+    increment: &CheckpointIncrement,
+    version: u32,
+    keyspaces: Vec<KeyspaceIncrement>,
+) -> CheckpointIncrement {
+    let mut hot = increment.hot.clone();
+    hot[8..12].copy_from_slice(&version.to_le_bytes());
+    let body = hot.len() - 4;
+    let crc = crc32c::crc32c(&hot[..body]);
+    hot[body..].copy_from_slice(&crc.to_le_bytes());
+    CheckpointIncrement {
+        hot,
+        keyspaces,
+        ..increment.clone()
+    }
+}
+
+/// Searches by timestamp over cold transfers seek the samples in the store (one per 32
+/// positions, keyed by timestamp) and then read the transfers: over a few thousand transfers
+/// in two checkpoints' runs, every boundary of every range lands where the ledger that kept
+/// them all puts it, including ranges inside one sample's span, at its edges, across the
+/// runs' edge and beyond both ends.
 #[test]
 fn timestamp_searches_over_cold_transfers_match_the_ledger_that_kept_them() {
     use kassa_shard::{ColdStore, MemoryColdStore};
@@ -750,6 +835,10 @@ fn timestamp_searches_over_cold_transfers_match_the_ledger_that_kept_them() {
             }
         }
     }
+    assert!(
+        store.reads(Keyspace::TransferTimestamps) > 0,
+        "sought in the store"
+    );
 }
 
 /// A checkpoint's ids are sorted a chunk of 65,536 positions per call, then merged: over
