@@ -219,7 +219,10 @@ impl ColdRuns {
         holds: &mut Holds,
         held_max: usize,
     ) -> Result<usize, StorageError> {
-        // The index pages that find the ranges' bounds in each run, read first.
+        // The index pages that find the ranges' bounds in each run, read first. A seek of
+        // the timestamp samples needs only those of its two ends (its scan walks the blocks
+        // between without the index; the run's first key needs none); an account's list,
+        // read over positions that may differ a little from its range's, all between.
         let mut pages: Vec<(Arc<BlockingRun>, Vec<Page>)> = Vec::new();
         {
             let followed = self.followed();
@@ -233,7 +236,18 @@ impl ColdRuns {
                         start.max(run.entry.first_key),
                         (end - 1).min(run.entry.last_key),
                     );
-                    add_blocks(&mut pages, &run.run, run.run.index_pages_missing(from, to));
+                    let missing = match range.keyspace {
+                        Keyspace::TransferTimestamps => {
+                            let mut ends = run.run.index_pages_missing(to, to);
+                            if from != run.entry.first_key {
+                                ends.extend(run.run.index_pages_missing(from, from));
+                                ends.dedup();
+                            }
+                            ends
+                        }
+                        _ => run.run.index_pages_missing(from, to),
+                    };
+                    add_blocks(&mut pages, &run.run, missing);
                 }
             }
         }
@@ -403,12 +417,13 @@ impl Followed {
             _ => true,
         };
         // The timestamp runs hold disjoint keys in the order written: the newest key below
-        // a seek's end (reversed, one entry) is in the newest run starting below it.
+        // a seek's end (reversed, one entry) is in the newest run starting below it, the
+        // first a reversed scan visits.
         let floor = match (range.keyspace, range.reversed, range.entries) {
             (Keyspace::TransferTimestamps, true, 1) => {
-                let runs = self.of_keyspace(range.keyspace).iter();
-                let below = runs.filter(|run| run.entry.first_key < end);
-                below.map(|run| run.entry.first_key).max().unwrap_or(0)
+                let mut runs = self.of_keyspace(range.keyspace).iter().rev();
+                let newest = runs.find(|run| run.entry.first_key < end);
+                newest.map_or(0, |run| run.entry.first_key)
             }
             _ => 0,
         };

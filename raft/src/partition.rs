@@ -546,8 +546,9 @@ impl Partition {
     }
 
     /// Reads ahead, through the core's io_uring and without blocking it, what a client's
-    /// filtered read (`read`) will read from the cold runs: the account's cold list, then the
-    /// transfers and balances it names. Call it before [`Partition::read`] runs the read; the
+    /// filtered read (`read`) will read from the cold runs: the timestamp samples its bounds
+    /// seek, then the account's cold list and the transfers its bounds' searches read, then
+    /// the transfers and balances it names. Call it before [`Partition::read`] runs the read; the
     /// blocks stay in the partition's cache until the holds returned are dropped. Whatever it
     /// missed (a checkpoint made more cold meanwhile, a filter rejecting most of what it
     /// scans) the read reads blocking, as without it.

@@ -347,6 +347,39 @@ fn bounded_reads(transfers: &[Transfer]) -> Vec<ClientRead> {
     reads
 }
 
+/// What `read` returns, by a walk over every transfer (`transfers`, oldest first).
+fn answer_by_walk(transfers: &[Transfer], read: &ClientRead) -> Vec<Transfer> {
+    let within = |t: &&Transfer, min: u64, max: u64| {
+        (min == 0 || t.timestamp >= min) && (max == 0 || t.timestamp <= max)
+    };
+    let (mut found, reversed): (Vec<Transfer>, bool) = match read {
+        ClientRead::QueryTransfers(filter) => (
+            (transfers.iter())
+                .filter(|t| within(t, filter.timestamp_min, filter.timestamp_max))
+                .copied()
+                .collect(),
+            filter.flags.contains(QueryFilterFlags::REVERSED),
+        ),
+        ClientRead::AccountTransfers(filter) => (
+            (transfers.iter())
+                .filter(|t| within(t, filter.timestamp_min, filter.timestamp_max))
+                .filter(|t| {
+                    t.debit_account_id == filter.account_id
+                        || t.credit_account_id == filter.account_id
+                })
+                .copied()
+                .collect(),
+            filter.flags.contains(AccountFilterFlags::REVERSED),
+        ),
+        _ => unreachable!("reads by filter"),
+    };
+    if reversed {
+        found.reverse();
+    }
+    found.truncate(20);
+    found
+}
+
 fn answer(ledger: &Ledger, read: &ClientRead) -> Vec<Transfer> {
     let mut out = Vec::new();
     match read {
@@ -370,13 +403,18 @@ fn t03_reads_bounded_by_timestamp_read_their_samples_ahead_after_a_restart() {
             .await
             .expect("open");
         write_and_snapshot(&partition).await;
-        let reads = partition.read(|ledger| {
+        let all = partition.read(|ledger| {
             assert!(ledger.transfers().cold_below() > 300, "mostly cold");
-            bounded_reads(&ledger.all_transfers().expect("cold reads"))
+            ledger.all_transfers().expect("cold reads")
         });
+        let reads = bounded_reads(&all);
         let expected: Vec<Vec<Transfer>> = (reads.iter())
-            .map(|read| partition.read(|ledger| answer(ledger, read)))
+            .map(|read| answer_by_walk(&all, read))
             .collect();
+        for (read, expected) in reads.iter().zip(&expected) {
+            let found = partition.read(|ledger| answer(ledger, read));
+            assert_eq!(&found, expected, "{read:?} before the restart");
+        }
         let found = expected.iter().filter(|found| !found.is_empty()).count();
         assert!(
             found >= expected.len() / 2,

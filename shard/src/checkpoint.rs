@@ -148,6 +148,11 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Transfers from this position on have their timestamp samples written by it.
+    pub fn timestamps_from(&self) -> u32 {
+        self.timestamps_from
+    }
+
     /// How many transfer ids it writes (a run's filter is sized for them).
     pub fn transfer_ids(&self) -> u64 {
         u64::from(self.cut.transfers - self.ids_from)
@@ -186,6 +191,8 @@ pub struct CheckpointCursor {
     /// For an account's entries, the position to go on from (0: its range's start); for
     /// ids, 1 once all are sorted and they are being merged.
     at: usize,
+    /// For the timestamp samples of cold positions, the key to go on from in the store.
+    key: u128,
 }
 
 /// A checkpoint with all of its entries (tests and tools: the node streams them instead).
@@ -319,11 +326,15 @@ impl Ledger {
             Keyspace::TransferTimestamps => {
                 // From where no durable run samples: a checkpoint after a restore of format
                 // 1 or 2, which had no timestamp runs, writes them all (from the samples in
-                // memory), as does a full one.
+                // memory), as does a full one (those of cold positions from the store's).
                 let every = u64::from(SAMPLE_EVERY);
                 let since = u64::from(checkpoint.timestamps_from).next_multiple_of(every);
                 let mut next = cursor.next.max(since);
                 let end = u64::from(checkpoint.cut.transfers);
+                let cold = u64::from(self.transfers.cold_below());
+                if next < end.min(cold) && !self.transfers.samples_in_memory() {
+                    next = self.cold_samples(cursor, next, end.min(cold), out, max)?;
+                }
                 while next < end && out.keys.len() < max {
                     let position = next as u32;
                     let timestamp = match self.transfers.sample_at(position) {
@@ -364,6 +375,49 @@ impl Ledger {
             }
         }
         Ok(!out.keys.is_empty())
+    }
+
+    /// Puts in `out` the samples of cold positions from `next` (a multiple of 32) to `stop`,
+    /// up to `max` entries in all, from the store's timestamp runs, scanned from
+    /// `cursor.key`; returns the position it stopped at.
+    fn cold_samples(
+        &self,
+        cursor: &mut CheckpointCursor,
+        mut next: u64,
+        stop: u64,
+        out: &mut KeyspaceIncrement,
+        max: usize,
+    ) -> Result<u64, ColdError> {
+        let Some(store) = &self.cold else {
+            unreachable!("samples leave memory only for a cold store")
+        };
+        let keyspace = Keyspace::TransferTimestamps;
+        let mut out_of_place = None;
+        let keys = cursor.key..u128::MAX;
+        store.scan(keyspace, keys, false, &mut |key, value| {
+            let position =
+                <[u8; 4]>::try_from(value).map(|bytes| u64::from(u32::from_le_bytes(bytes)));
+            match position {
+                Ok(position) if position < next => return true, // written before
+                Ok(position) if position == next => {}
+                _ => {
+                    out_of_place = Some(key);
+                    return false;
+                }
+            }
+            out.push(key, value);
+            cursor.key = key + 1;
+            next += u64::from(SAMPLE_EVERY);
+            next < stop && out.keys.len() < max
+        })?;
+        if let Some(key) = out_of_place {
+            return Err(ColdError::new(keyspace, key, "a sample out of place"));
+        }
+        if next < stop && out.keys.len() < max {
+            let missing = "the timestamp runs lack the sample of a cold position";
+            return Err(ColdError::new(keyspace, u128::from(next), missing));
+        }
+        Ok(next)
     }
 
     /// The transfer ids `checkpoint` writes, by id. While `cursor.at` is 0, each call sorts

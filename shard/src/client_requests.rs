@@ -410,10 +410,10 @@ mod tests {
     }
 
     /// A wire request reading by filter (an account's transfers or balances, a query of
-    /// transfers) over cold transfers: its first round lists the account's cold list as a key
-    /// range and the transfers its timestamp bounds' searches read, its second the cold
-    /// transfers and balances at the positions it visits; applying it then reads from the
-    /// store only what was listed.
+    /// transfers) over cold transfers: its first round seeks the timestamp samples of its
+    /// bounds, its second lists the account's cold list as a key range and the transfers its
+    /// timestamp bounds' searches read, its third the cold transfers and balances at the
+    /// positions it visits; applying it then reads from the store only what was listed.
     #[test]
     fn a_wire_query_reads_only_what_its_listing_named() {
         use crate::checkpoint::CheckpointCut;

@@ -63,7 +63,7 @@ pub enum ColdReads {
     Timestamps,
     /// The ids not in memory, and the cold transfers of ids in memory.
     Ids,
-    /// The cold transfers of ids found in the id runs (whose blocks the first round read).
+    /// The cold transfers of ids found in the id runs (whose blocks the round `Ids` read).
     Transfers,
 }
 
@@ -263,10 +263,11 @@ impl Ledger {
     }
 
     /// What `read` reads from the store in `round`. A lookup: its ids not in memory, then
-    /// their cold transfers. A read by filter: first the cold transfers its timestamp bounds'
-    /// searches read (with [`Ledger::cold_ranges_of_read`]'s ranges), then, those held, the
-    /// cold entries at the positions it visits (up to twice its limit; its limit when every
-    /// listed transfer matches).
+    /// their cold transfers. A read by filter: nothing in the round `Timestamps` (its seeks
+    /// are [`Ledger::cold_ranges_of_read`]'s), then the cold transfers its timestamp bounds'
+    /// searches read (with that function's ranges), then, those held, the cold entries at
+    /// the positions it visits (up to twice its limit; its limit when every listed transfer
+    /// matches).
     pub fn cold_reads_of_read(
         &self,
         read: &ClientRead,
@@ -429,8 +430,8 @@ impl Ledger {
 }
 
 impl Command {
-    /// Whether this is a wire request that reads by filter: the second round of its cold
-    /// reads lists transfers whatever the first found.
+    /// Whether this is a wire request that reads by filter: the round `Transfers` of its cold
+    /// reads lists transfers whatever the round `Ids` found.
     pub fn reads_by_filter(&self) -> bool {
         match self {
             Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {

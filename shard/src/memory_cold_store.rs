@@ -9,6 +9,9 @@ use crate::checkpoint::{CheckpointIncrement, KeyspaceIncrement};
 use crate::cold::{ColdError, ColdStore};
 use crate::keyspace::Keyspace;
 
+/// Entries a scan copies out of the store at a time.
+const SCAN_CHUNK: usize = 64;
+
 /// A store that keeps the entries of the checkpoints it is given in memory: the simulator's
 /// and the tests' runs.
 #[derive(Debug, Default)]
@@ -91,21 +94,32 @@ impl ColdStore for MemoryColdStore {
         if keys.start >= keys.end {
             return Ok(());
         }
-        // Copied out first: `visit` may read this store.
-        let entries: Vec<(u128, Vec<u8>)> = {
-            let entries = self.entries.lock().expect("not poisoned");
-            let range = entries.range((keyspace, keys.start)..(keyspace, keys.end));
-            range
-                .map(|((_, key), value)| (*key, value.clone()))
-                .collect()
-        };
-        let count = entries.len() as u64;
-        self.reads[keyspace as usize].fetch_add(count, Ordering::Relaxed);
-        let mut entries: Box<dyn Iterator<Item = _>> = match reversed {
-            false => Box::new(entries.into_iter()),
-            true => Box::new(entries.into_iter().rev()),
-        };
-        entries.try_for_each(|(key, value)| visit(key, &value).then_some(()));
-        Ok(())
+        // Copied out a few at a time, the lock released for `visit` (which may read this
+        // store): a seek that stops at its first entry copies a few, not the whole range.
+        let mut bound = keys;
+        loop {
+            let chunk: Vec<(u128, Vec<u8>)> = {
+                let entries = self.entries.lock().expect("not poisoned");
+                let range = entries.range((keyspace, bound.start)..(keyspace, bound.end));
+                let copy = |((_, key), value): (&(Keyspace, u128), &Vec<u8>)| (*key, value.clone());
+                match reversed {
+                    false => range.take(SCAN_CHUNK).map(copy).collect(),
+                    true => range.rev().take(SCAN_CHUNK).map(copy).collect(),
+                }
+            };
+            let Some((last, _)) = chunk.last() else {
+                return Ok(());
+            };
+            match reversed {
+                false => bound.start = last + 1,
+                true => bound.end = *last,
+            }
+            for (key, value) in &chunk {
+                self.reads[keyspace as usize].fetch_add(1, Ordering::Relaxed);
+                if !visit(*key, value) {
+                    return Ok(());
+                }
+            }
+        }
     }
 }

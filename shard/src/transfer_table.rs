@@ -28,7 +28,7 @@ use crate::statuses::TransferStatuses;
 use crate::table::Table;
 use crate::{Ledger, PendingStatus};
 
-/// Cold positions whose timestamp stays in memory: every this many.
+/// Cold positions whose timestamp is sampled (in the store's timestamp runs): every this many.
 pub(crate) const SAMPLE_EVERY: u32 = 32;
 
 /// What memory and the timestamp samples say of a search of the transfers by timestamp

@@ -1012,6 +1012,9 @@ impl Shape {
     }
 
     fn block_of(&self, key: u128, spill: Spill<'_>) -> Result<Option<u64>, StorageError> {
+        if self.footer.keys > 0 && key == self.footer.first_key {
+            return Ok(Some(0)); // no index page needed: a scan from the run's start
+        }
         let after = self.index.blocks_from_up_to(key, spill)?;
         Ok(after.checked_sub(1))
     }
