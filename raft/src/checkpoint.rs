@@ -176,7 +176,9 @@ pub(crate) async fn write(
     let released = checkpoint.changes_released_below;
     // Format 2's timestamp samples leave with the first checkpoint after its restore, which
     // writes the timestamp runs whole (`Keyspace::TransferTimestamps`).
-    let samples_kept = kept.iter().any(|run| run.keyspace == Keyspace::TransferSamples);
+    let samples_kept = kept
+        .iter()
+        .any(|run| run.keyspace == Keyspace::TransferSamples);
     assert!(
         !samples_kept || checkpoint.timestamps_from() == 0,
         "format 2's samples leave only with every timestamp sample written"

@@ -17,7 +17,7 @@ use kassa_storage::durable_file;
 use kassa_storage::run::PageBudget;
 use kassa_wire::{
     AccountFilter, AccountFilterFlags, AccountId, ChangeEvent, CreateTransferStatus, QueryFilter,
-    QueryFilterFlags, Transfer, TransferId,
+    QueryFilterFlags, Transfer, TransferFlags, TransferId,
 };
 
 const ACCOUNTS: u128 = 12;
@@ -310,6 +310,150 @@ fn t03_snapshots_purge_and_restore_after_shutdown() {
         write_batches(&partition, 75, 3).await;
         assert_eq!(partition.status().cold_blocking_reads, 0);
         partition.read(check_ledger);
+        partition.shutdown().await.expect("shutdown");
+    });
+}
+
+/// Two-phase transfers: `count` pending ones from `first` on (with `flags` PENDING), or with
+/// `resolving` the posts and voids of them (`pending_id` set, ids past them).
+fn two_phase(
+    n: u64,
+    ids: std::ops::Range<u128>,
+    resolve: Option<TransferFlags>,
+) -> kassa_shard::Command {
+    let transfers = ids
+        .map(|id| match resolve {
+            None => Transfer {
+                flags: TransferFlags::PENDING,
+                ..transfer(id, 1 + id % ACCOUNTS, 1 + (id + 1) % ACCOUNTS, 5)
+            },
+            Some(flags) => Transfer {
+                pending_id: TransferId(id),
+                flags,
+                ..transfer(id + 1_000_000, 0, 0, 5)
+            },
+        })
+        .collect();
+    kassa_shard::Command::CreateTransfers {
+        now: now(n),
+        transfers,
+    }
+}
+
+/// The resolution of pending transfer `id` (from 1,000,000 on): posted (even), voided (one in
+/// four) or left pending.
+fn resolution(id: u128) -> Option<TransferFlags> {
+    match id % 4 {
+        0 | 2 => Some(TransferFlags::POST_PENDING_TRANSFER),
+        1 => Some(TransferFlags::VOID_PENDING_TRANSFER),
+        _ => None,
+    }
+}
+
+/// Every ledger invariant, and debits = credits, posted and pending.
+fn check_two_phase_ledger(ledger: &Ledger) {
+    ledger.validate();
+    let sum = |of: fn(&kassa_wire::Account) -> u128| ledger.accounts().iter().map(of).sum::<u128>();
+    assert_eq!(sum(|a| a.debits_posted), sum(|a| a.credits_posted));
+    assert_eq!(sum(|a| a.debits_pending), sum(|a| a.credits_pending));
+    assert!(sum(|a| a.debits_pending) > 0, "some still pending");
+}
+
+/// Resolved two-phase statuses leave memory once a durable checkpoint holds them (4,096
+/// positions at a time), and a restart keeps only the pending ones. A late post or void of a
+/// resolved transfer then reads its status from the status runs, read ahead of the apply (no
+/// blocking read), and answers as the ledger did before.
+#[test]
+fn t03_resolved_statuses_are_read_from_their_runs_after_a_restart() {
+    const FIRST: u128 = 1_000_000;
+    const PENDING: u128 = 6_000;
+    let dir = TempDir::new("t03-statuses");
+    let held_before = run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("open");
+        let reply = partition.write(create_accounts(0, 1..=ACCOUNTS)).await;
+        assert_all_created(&reply.expect("accounts"));
+        let mut n = 1;
+        for from in (FIRST..FIRST + PENDING).step_by(1_000) {
+            let reply = partition
+                .write(two_phase(n, from..from + 1_000, None))
+                .await;
+            assert_all_created(&reply.expect("pending"));
+            n += 1;
+        }
+        for flags in [
+            TransferFlags::POST_PENDING_TRANSFER,
+            TransferFlags::VOID_PENDING_TRANSFER,
+        ] {
+            for from in (FIRST..FIRST + PENDING).step_by(1_000) {
+                let mut command = two_phase(n, from..from + 1_000, Some(flags));
+                let kassa_shard::Command::CreateTransfers { transfers, .. } = &mut command else {
+                    unreachable!("transfers")
+                };
+                transfers.retain(|t| resolution(t.pending_id.0) == Some(flags));
+                let reply = partition.write(command).await;
+                assert_all_created(&reply.expect("resolved"));
+                n += 1;
+            }
+        }
+        write_batches(&partition, 1, 20).await;
+        let last = partition.status().last_log_index.expect("log");
+        wait_snapshot(
+            &partition,
+            last - last % SNAPSHOT_ENTRIES - SNAPSHOT_ENTRIES,
+        )
+        .await;
+        let held = partition.read(|ledger| {
+            check_two_phase_ledger(ledger);
+            ledger.transfer_statuses_in_memory()
+        });
+        partition.shutdown().await.expect("shutdown");
+        held
+    });
+    run(async {
+        let partition = Partition::open(config(dir.path(), SNAPSHOT_ENTRIES))
+            .await
+            .expect("reopen");
+        // The pending quarter and the chunk the last checkpoint's cut falls in.
+        let held = partition.read(|ledger| ledger.transfer_statuses_in_memory());
+        assert!(
+            held <= PENDING as usize / 4 + 4_096,
+            "{held} statuses in memory"
+        );
+        assert!(
+            held <= held_before,
+            "{held} after a restart, {held_before} before"
+        );
+        let before = partition.status();
+        let mut late = two_phase(
+            1_000,
+            FIRST..FIRST + 8,
+            Some(TransferFlags::POST_PENDING_TRANSFER),
+        );
+        let kassa_shard::Command::CreateTransfers { transfers, .. } = &mut late else {
+            unreachable!("transfers")
+        };
+        transfers.iter_mut().for_each(|t| t.id.0 += 5_000_000); // ids never used
+        let reply = partition.write(late).await.expect("late posts");
+        let statuses = transfer_statuses(&reply);
+        let expected: Vec<CreateTransferStatus> = (FIRST..FIRST + 8)
+            .map(|id| match resolution(id) {
+                Some(TransferFlags::POST_PENDING_TRANSFER) => {
+                    CreateTransferStatus::PendingTransferAlreadyPosted
+                }
+                Some(_) => CreateTransferStatus::PendingTransferAlreadyVoided,
+                None => CreateTransferStatus::Created,
+            })
+            .collect();
+        assert_eq!(statuses, expected);
+        let after = partition.status();
+        assert_eq!(
+            after.cold_blocking_reads, before.cold_blocking_reads,
+            "{after:?}"
+        );
+        assert!(after.cold_prefetched_blocks > before.cold_prefetched_blocks);
+        partition.read(check_two_phase_ledger);
         partition.shutdown().await.expect("shutdown");
     });
 }

@@ -133,8 +133,12 @@ pub struct Checkpoint {
     /// Change entries below this sequence are released: runs of changes wholly below it are
     /// no longer needed.
     pub changes_released_below: u64,
-    /// The statuses to write, as they were when taken, by position.
+    /// The statuses to write, as they were when taken, by position: those in memory.
     statuses: Vec<(u32, PendingStatus)>,
+    /// Positions whose statuses it writes from the store, but for those in `statuses` (a
+    /// full checkpoint of a ledger whose resolved statuses left memory): none of them can
+    /// change, as only a pending status changes, and those are in memory.
+    statuses_stored: std::ops::Range<u32>,
     /// Accounts when taken: history is read for those.
     accounts: usize,
     /// Transfers from this position on have their ids written by this checkpoint.
@@ -265,6 +269,10 @@ impl Ledger {
             hot: self.encode_hot(),
             changes_released_below: self.changes.sequence_first(),
             statuses: self.statuses_since(since),
+            statuses_stored: {
+                let released = self.transfer_status.released_below();
+                since.transfers.min(released)..released
+            },
             accounts: self.accounts.len(),
             ids_from: self.ids_durable_below.min(since.transfers),
             lists_from: self.lists_durable_below.min(since.transfers),
@@ -306,12 +314,48 @@ impl Ledger {
                 cursor.next = u64::from(stop.max(next));
             }
             Keyspace::Statuses => {
-                let start = cursor.next as usize;
-                let taken = &checkpoint.statuses[start.min(checkpoint.statuses.len())..];
-                for (position, status) in taken.iter().take(max) {
-                    out.push(u128::from(*position), &[*status as u8]);
+                // Those in memory below the stored range, then the stored range (`max`
+                // positions a call, from `cursor.key` on), then those in memory past it;
+                // `cursor.next` counts those given from memory.
+                let (stored, listed) = (&checkpoint.statuses_stored, &checkpoint.statuses);
+                let below = listed.partition_point(|(p, _)| *p < stored.start);
+                let past = listed.partition_point(|(p, _)| *p < stored.end);
+                let mut given = cursor.next as usize;
+                let give = |out: &mut KeyspaceIncrement, from: usize, to: usize| {
+                    let room = max - out.keys.len().min(max);
+                    let taken = &listed[from.min(to)..to];
+                    for (position, status) in taken.iter().take(room) {
+                        out.push(u128::from(*position), &[*status as u8]);
+                    }
+                    taken.len().min(room)
+                };
+                if given < below {
+                    given += give(out, given, below);
+                    cursor.next = given as u64;
+                    if given < below {
+                        return Ok(true);
+                    }
                 }
-                cursor.next += out.keys.len() as u64;
+                let mut position = u64::from(stored.start).max(cursor.key as u64);
+                let stop = u64::from(stored.end).min(position + max as u64);
+                while position < stop {
+                    let at = position as u32;
+                    let status = match listed.binary_search_by_key(&at, |(p, _)| *p) {
+                        Ok(found) => listed[found].1,
+                        Err(_) => self.transfer_status_at(at)?,
+                    };
+                    if status != PendingStatus::None {
+                        out.push(u128::from(at), &[status as u8]);
+                    }
+                    position += 1;
+                }
+                cursor.key = u128::from(position);
+                if position < u64::from(stored.end) {
+                    return Ok(true);
+                }
+                let from = past + (given - below);
+                given += give(out, from, listed.len());
+                cursor.next = given as u64;
             }
             Keyspace::History => {
                 let positions = checkpoint.since.transfers..checkpoint.cut.transfers;
@@ -527,6 +571,10 @@ impl Ledger {
             self.transfers
                 .make_cold_below(cut.transfers, &self.transfer_status);
             self.transfer_positions.drop_below(cut.transfers);
+            // The statuses changed since this checkpoint stay, until the next one.
+            let changed: std::collections::HashSet<u32> =
+                self.status_changes.positions.iter().copied().collect();
+            (self.transfer_status).release_below(cut.transfers, |p| changed.contains(&p));
         }
     }
 
@@ -760,6 +808,8 @@ impl CheckpointRestore {
         match keyspace {
             Keyspace::Transfers => !self.cold_lists(),
             Keyspace::TransferSamples => self.version < TIMESTAMPS_VERSION,
+            // Read whole, to find the pending transfers; the resolved ones then leave.
+            Keyspace::Statuses => true,
             _ => self.cold.is_none() || !keyspace.is_cold(),
         }
     }
@@ -792,6 +842,8 @@ impl CheckpointRestore {
         if let Some(store) = self.cold.take() {
             self.ledger.changes = ChangeStream::all_cold(self.change_first, self.change_next);
             self.ledger.cold = Some(store);
+            // The statuses are in the store's runs: only the pending ones stay in memory.
+            self.ledger.transfer_status.release_below(count, |_| false);
             // The transfers are all in the store, and their samples were read.
             if !read_transfers {
                 let newest = count

@@ -131,9 +131,9 @@ impl Ledger {
         for at in 0..count {
             prefetch(at + PREFETCH_AHEAD);
             let (id, pending_id) = ids(at);
-            self.cold_transfer(id, round, probe, out);
+            self.cold_transfer(id, round, probe, false, out);
             if pending_id != 0 {
-                self.cold_transfer(pending_id, round, probe, out);
+                self.cold_transfer(pending_id, round, probe, true, out);
             }
         }
     }
@@ -394,12 +394,14 @@ impl Ledger {
     }
 
     /// What finding the transfer of `id` reads from the store in `round`: its id in the id
-    /// runs, if not in memory; its transfer, if cold.
+    /// runs, if not in memory; its transfer, if cold; and with `status` (a pending id's: a
+    /// post or void reads it), its status, if in the store only.
     fn cold_transfer(
         &self,
         id: u128,
         round: ColdReads,
         probe: bool,
+        status: bool,
         out: &mut Vec<(Keyspace, u128)>,
     ) {
         let may_be_cold = id != 0 && self.transfer_positions.may_be_cold(id);
@@ -424,6 +426,9 @@ impl Ledger {
         if let Some(position) = position {
             if self.transfers.get_in_memory(position).is_none() {
                 out.push((Keyspace::Transfers, u128::from(position)));
+            }
+            if status && self.transfer_status.find(position as usize).is_none() {
+                out.push((Keyspace::Statuses, u128::from(position)));
             }
         }
     }

@@ -2,7 +2,8 @@
 //! holds fixed-size values under 128-bit keys, written by checkpoints into runs.
 //! - [`Keyspace::Transfers`]: position → the 128-byte transfer.
 //! - [`Keyspace::Statuses`]: position → the two-phase status (1 byte); a later run's entry
-//!   replaces an earlier one's.
+//!   replaces an earlier one's. Its runs have filters: a status is read by position, and
+//!   most positions have none.
 //! - [`Keyspace::History`]: account position ≪ 32 | transfer position → the 64-byte balances
 //!   right after that transfer, for history accounts.
 //! - [`Keyspace::Changes`]: sequence → the 144-byte change entry.
@@ -70,18 +71,19 @@ impl Keyspace {
     /// positions, sequences and ranges, which the run's key range answers.
     pub fn filter_bits_per_key(self) -> u32 {
         match self {
-            Keyspace::TransferIds => 10,
+            Keyspace::TransferIds | Keyspace::Statuses => 10,
             _ => 0,
         }
     }
 
     /// Whether a ledger with a cold store keeps this keyspace's entries out of memory once a
     /// durable checkpoint holds them: the store reads them from its runs, and a restore does
-    /// not read them back.
+    /// not read them back (but the statuses, to find the pending transfers).
     pub fn is_cold(self) -> bool {
         matches!(
             self,
             Keyspace::Transfers
+                | Keyspace::Statuses
                 | Keyspace::Changes
                 | Keyspace::History
                 | Keyspace::TransferIds

@@ -215,7 +215,8 @@ impl Ledger {
     /// The two-phase status of a transfer, if it exists.
     pub fn pending_status(&self, id: TransferId) -> Result<Option<PendingStatus>, ColdError> {
         let position = self.transfer_position(id.0)?;
-        Ok(position.map(|position| self.transfer_status.get(position)))
+        let status = position.map(|position| self.transfer_status_at(position));
+        status.transpose()
     }
 
     /// Whether the transfer id failed with a transient status and can never be used again.

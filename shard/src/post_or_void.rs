@@ -62,7 +62,7 @@ impl Ledger {
         if void && amount < p.amount {
             return Err(Status::PendingTransferHasDifferentAmount);
         }
-        match self.transfer_status.get(pending_position) {
+        match crate::cold::applied(self.transfer_status_at(pending_position)) {
             PendingStatus::Pending => {}
             PendingStatus::Posted => return Err(Status::PendingTransferAlreadyPosted),
             PendingStatus::Voided => return Err(Status::PendingTransferAlreadyVoided),

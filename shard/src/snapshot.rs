@@ -119,7 +119,8 @@ impl Ledger {
         let transfers = self.all_transfers();
         let transfers = transfers.unwrap_or_else(|error| panic!("a whole snapshot: {error}"));
         out.extend_from_slice(transfers.as_bytes());
-        self.transfer_status.encode(out);
+        let statuses = self.encode_statuses(out);
+        statuses.unwrap_or_else(|error| panic!("a whole snapshot: {error}"));
         self.encode_failed_and_expiries(out);
         let history = (0..self.accounts.len())
             .filter(|a| (self.accounts[*a].flags).contains(kassa_wire::AccountFlags::HISTORY))

@@ -1,6 +1,13 @@
 //! The two-phase status of a transfer ([`PendingStatus`]) and of every transfer of a partition,
 //! by position ([`TransferStatuses`]).
 
+use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::FixedState;
+
+use crate::cold::ColdError;
+use crate::keyspace::Keyspace;
+
 /// Where a transfer stands in the two-phase protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -35,15 +42,28 @@ const CHUNK: usize = 4096;
 /// memory only once one of its transfers is two-phase (pending, or a pending one since
 /// posted, voided or expired), and keeps it: a ledger without two-phase transfers
 /// keeps 8 bytes per 4,096 transfers, not one byte per transfer, and a restore or a check
-/// visits only the chunks that hold statuses. A ledger of two-phase transfers keeps about
-/// one byte per transfer, as a plain array would.
+/// visits only the chunks that hold statuses.
 ///
-/// Invariants: `chunks.len() == len.div_ceil(CHUNK)`, and every position at or past `len`
-/// in the last chunk is `None`.
+/// With a cold store the chunks wholly below a durable checkpoint's cut are released
+/// ([`TransferStatuses::release_below`]): their statuses are in the store's status runs,
+/// and memory keeps only those of the transfers still pending and those changed since that
+/// checkpoint (`cold`). A resolved status is read from the store when asked
+/// (`Ledger::transfer_status_at`), so memory does not grow with two-phase history.
+///
+/// Invariants: `released + chunks.len() == len.div_ceil(CHUNK)`, every position at or past
+/// `len` in the last chunk is `None`, and `cold` holds positions below `released * CHUNK`
+/// only.
 #[derive(Clone, Default)]
 pub(crate) struct TransferStatuses {
     len: usize,
-    chunks: Vec<Option<Box<[PendingStatus; CHUNK]>>>,
+    /// Chunks released from the front: their positions' statuses are in the store, but for
+    /// those in `cold`.
+    released: usize,
+    /// The chunks from `released` on.
+    chunks: VecDeque<Option<Box<[PendingStatus; CHUNK]>>>,
+    /// Statuses of released positions kept in memory: pending, or changed since the last
+    /// durable checkpoint.
+    cold: HashMap<u32, PendingStatus, FixedState>,
 }
 
 impl TransferStatuses {
@@ -51,7 +71,8 @@ impl TransferStatuses {
     pub(crate) fn with_len(len: usize) -> TransferStatuses {
         TransferStatuses {
             len,
-            chunks: vec![None; len.div_ceil(CHUNK)],
+            chunks: std::iter::repeat_n(None, len.div_ceil(CHUNK)).collect(),
+            ..TransferStatuses::default()
         }
     }
 
@@ -59,89 +80,151 @@ impl TransferStatuses {
         self.len
     }
 
-    /// The status of the transfer at `position`, which must exist.
-    pub(crate) fn get(&self, position: u32) -> PendingStatus {
+    /// Positions below this may have their status in the store only.
+    pub(crate) fn released_below(&self) -> u32 {
+        (self.released * CHUNK).min(self.len) as u32
+    }
+
+    /// The status of the transfer at `position`, which must exist, if memory holds it (none:
+    /// a resolved one, or none at all, in the store).
+    pub(crate) fn in_memory(&self, position: u32) -> Option<PendingStatus> {
         let position = position as usize;
         assert!(
             position < self.len,
             "the status of transfer {position} of {}",
             self.len
         );
-        match &self.chunks[position / CHUNK] {
-            Some(chunk) => chunk[position % CHUNK],
-            None => PendingStatus::None,
+        match (position / CHUNK).checked_sub(self.released) {
+            Some(chunk) => Some(match &self.chunks[chunk] {
+                Some(chunk) => chunk[position % CHUNK],
+                None => PendingStatus::None,
+            }),
+            None => self.cold.get(&(position as u32)).copied(),
         }
     }
 
-    /// The status of the transfer at `position`, if it exists.
-    pub(crate) fn find(&self, position: usize) -> Option<PendingStatus> {
-        let position = u32::try_from(position).ok()?;
-        (self.len > position as usize).then(|| self.get(position))
+    /// The status of the transfer at `position`, which must exist and have its status in
+    /// memory (a transfer since the last durable checkpoint, a pending one, or one changed
+    /// since).
+    pub(crate) fn get(&self, position: u32) -> PendingStatus {
+        let status = self.in_memory(position);
+        status.unwrap_or_else(|| panic!("the status of transfer {position} is in the store"))
     }
 
-    /// Sets the status of the transfer at `position`, which must exist; returns the one it
-    /// replaces.
+    /// The status of the transfer at `position`, if it exists and memory holds it.
+    pub(crate) fn find(&self, position: usize) -> Option<PendingStatus> {
+        let position = u32::try_from(position).ok()?;
+        (self.len > position as usize)
+            .then(|| self.in_memory(position))
+            .flatten()
+    }
+
+    /// Sets the status of the transfer at `position`, which must exist and have its status
+    /// in memory; returns the one it replaces.
     pub(crate) fn set(&mut self, position: u32, status: PendingStatus) -> PendingStatus {
-        let position = position as usize;
-        assert!(
-            position < self.len,
-            "the status of transfer {position} of {}",
-            self.len
-        );
-        let slot = &mut self.chunks[position / CHUNK];
+        let at = position as usize;
+        assert!(at < self.len, "the status of transfer {at} of {}", self.len);
+        let Some(chunk) = (at / CHUNK).checked_sub(self.released) else {
+            let held = self.cold.get_mut(&position);
+            let held = held.unwrap_or_else(|| panic!("a change of stored status {position}"));
+            return std::mem::replace(held, status);
+        };
+        let slot = &mut self.chunks[chunk];
         if slot.is_none() && status == PendingStatus::None {
             return PendingStatus::None;
         }
         let chunk = slot.get_or_insert_with(|| Box::new([PendingStatus::None; CHUNK]));
-        std::mem::replace(&mut chunk[position % CHUNK], status)
+        std::mem::replace(&mut chunk[at % CHUNK], status)
     }
 
     /// The status of the next transfer.
     pub(crate) fn push(&mut self, status: PendingStatus) {
         assert!(self.len < u32::MAX as usize, "a position beyond u32");
         if self.len % CHUNK == 0 {
-            self.chunks.push(None);
+            self.chunks.push_back(None);
         }
         self.len += 1;
         self.set((self.len - 1) as u32, status);
     }
 
-    /// Removes the newest transfer's status.
+    /// Removes the newest transfer's status (never a released one).
     pub(crate) fn pop(&mut self) -> Option<PendingStatus> {
         let position = self.len.checked_sub(1)?;
+        assert!(
+            position >= self.released * CHUNK,
+            "a released status taken back"
+        );
         let status = self.set(position as u32, PendingStatus::None);
         self.len = position;
         if position % CHUNK == 0 {
-            self.chunks.pop();
+            self.chunks.pop_back();
         }
         Some(status)
     }
 
-    /// The transfers from `from` on whose status is not `None`, with it, ascending.
+    /// A durable checkpoint holds the statuses below `cut`: the chunks wholly below it leave
+    /// memory, but for the statuses still pending and those for which `changed` holds
+    /// (changed since that checkpoint), which stay in `cold`; statuses kept there before
+    /// stay on the same terms.
+    pub(crate) fn release_below(&mut self, cut: u32, changed: impl Fn(u32) -> bool) {
+        assert!(cut as usize <= self.len, "a cut beyond the transfers");
+        let keep = |position: u32, status: PendingStatus| {
+            status == PendingStatus::Pending || changed(position)
+        };
+        self.cold
+            .retain(|position, status| keep(*position, *status));
+        while self.released < cut as usize / CHUNK {
+            let base = self.released * CHUNK;
+            if let Some(chunk) = self.chunks.pop_front().flatten() {
+                for (at, status) in chunk.iter().enumerate() {
+                    let position = (base + at) as u32;
+                    if keep(position, *status) {
+                        self.cold.insert(position, *status);
+                    }
+                }
+            }
+            self.released += 1;
+        }
+    }
+
+    /// The transfers from `from` on whose status is in memory and not `None`, with it,
+    /// ascending.
     pub(crate) fn not_none_from(
         &self,
         from: u32,
     ) -> impl Iterator<Item = (u32, PendingStatus)> + '_ {
-        let first = from as usize / CHUNK;
+        let mut cold: Vec<(u32, PendingStatus)> = (self.cold.iter())
+            .filter(|(position, status)| **position >= from && **status != PendingStatus::None)
+            .map(|(position, status)| (*position, *status))
+            .collect();
+        cold.sort_unstable_by_key(|(position, _)| *position);
+        let first = (from as usize / CHUNK).saturating_sub(self.released);
         let chunks = self.chunks.iter().enumerate().skip(first);
         let held = chunks.filter_map(|(number, chunk)| Some((number, chunk.as_ref()?)));
-        held.flat_map(move |(number, chunk)| {
+        let released = self.released;
+        let chunked = held.flat_map(move |(number, chunk)| {
             let statuses = chunk.iter().enumerate();
             statuses.filter_map(move |(at, status)| {
-                let position = (number * CHUNK + at) as u32;
+                let position = ((released + number) * CHUNK + at) as u32;
                 let wanted = *status != PendingStatus::None && position >= from;
                 wanted.then_some((position, *status))
             })
-        })
+        });
+        cold.into_iter().chain(chunked)
     }
 
-    /// The transfers whose status is not `None`, with it, ascending.
+    /// The transfers whose status is in memory and not `None`, with it, ascending.
     pub(crate) fn not_none(&self) -> impl Iterator<Item = (u32, PendingStatus)> + '_ {
         self.not_none_from(0)
     }
 
-    /// Appends every transfer's status as one byte, by position.
+    /// Appends every transfer's status as one byte, by position, all of them in memory (the
+    /// released ones come from `Ledger::encode_statuses`).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        assert_eq!(
+            self.released, 0,
+            "released statuses are read from the store"
+        );
         for (number, chunk) in self.chunks.iter().enumerate() {
             let count = (self.len - number * CHUNK).min(CHUNK);
             match chunk {
@@ -151,11 +234,57 @@ impl TransferStatuses {
         }
     }
 
+    /// Positions whose status memory holds: the chunks held, and the released ones kept.
+    pub(crate) fn held(&self) -> usize {
+        let chunks = self.chunks.iter().filter(|chunk| chunk.is_some()).count();
+        chunks * CHUNK + self.cold.len()
+    }
+
     /// Bytes held in memory.
     #[cfg(test)]
     fn memory_size(&self) -> usize {
         let held = self.chunks.iter().filter(|chunk| chunk.is_some()).count();
         self.chunks.capacity() * size_of::<Option<Box<[PendingStatus; CHUNK]>>>() + held * CHUNK
+    }
+}
+
+impl crate::Ledger {
+    /// Transfer statuses held in memory (4,096 per chunk of positions that has a two-phase
+    /// transfer, and one per pending or recently changed transfer older than those chunks).
+    pub fn transfer_statuses_in_memory(&self) -> usize {
+        self.transfer_status.held()
+    }
+
+    /// The two-phase status of the transfer at `position`, which must exist: from memory, or
+    /// from the store's status runs for a resolved one (none there: not two-phase).
+    pub(crate) fn transfer_status_at(&self, position: u32) -> Result<PendingStatus, ColdError> {
+        if let Some(status) = self.transfer_status.in_memory(position) {
+            return Ok(status);
+        }
+        let Some(store) = &self.cold else {
+            unreachable!("statuses leave memory only for a cold store")
+        };
+        let (keyspace, key) = (Keyspace::Statuses, u128::from(position));
+        let mut value = [0u8];
+        if !store.read(keyspace, key, &mut value)? {
+            return Ok(PendingStatus::None);
+        }
+        let status = PendingStatus::from_u8(value[0]);
+        status.ok_or_else(|| ColdError::new(keyspace, key, "an unknown status"))
+    }
+
+    /// Appends every transfer's status as one byte, by position (a whole snapshot), the
+    /// released ones read from the store.
+    pub(crate) fn encode_statuses(&self, out: &mut Vec<u8>) -> Result<(), ColdError> {
+        let statuses = &self.transfer_status;
+        if statuses.released == 0 {
+            statuses.encode(out);
+            return Ok(());
+        }
+        for position in 0..statuses.len as u32 {
+            out.push(self.transfer_status_at(position)? as u8);
+        }
+        Ok(())
     }
 }
 
@@ -264,6 +393,43 @@ mod tests {
         assert_eq!(bytes, plain.iter().map(|s| *s as u8).collect::<Vec<_>>());
         let rebuilt: TransferStatuses = plain.iter().copied().collect();
         assert_eq!(rebuilt.not_none().collect::<Vec<_>>(), expected);
+
+        // Released below a cut: the pending statuses stay, and those `changed` names; the
+        // rest leave memory, whole chunks at a time; the chunk the cut falls in stays whole.
+        let mut released = rebuilt.clone();
+        let cut = (2 * CHUNK + 100).min(plain.len()) as u32;
+        let changed = |position: u32| position % 10 == 0;
+        released.release_below(cut, changed);
+        assert_eq!(released.released_below(), (cut / chunk) * chunk);
+        for (position, status) in plain.iter().enumerate() {
+            let position = position as u32;
+            let kept = position >= released.released_below()
+                || *status == PendingStatus::Pending
+                || changed(position);
+            let expected = kept.then_some(*status);
+            assert_eq!(released.in_memory(position), expected, "{position}");
+        }
+        let kept: Vec<_> = released.not_none().collect();
+        let expected_kept: Vec<_> = (expected.iter())
+            .filter(|(position, _)| released.in_memory(*position).is_some())
+            .copied()
+            .collect();
+        assert_eq!(kept, expected_kept);
+        assert!(released.held() < rebuilt.held());
+        // Once the changes are durable too, only the pending ones stay; a pending one still
+        // changes in memory.
+        released.release_below(cut, |_| false);
+        let pending = released.cold.keys().copied().collect::<Vec<_>>();
+        assert!(pending
+            .iter()
+            .all(|p| plain[*p as usize] == PendingStatus::Pending));
+        if let Some(first) = pending.first() {
+            assert_eq!(
+                released.set(*first, PendingStatus::Posted),
+                PendingStatus::Pending
+            );
+            assert_eq!(released.get(*first), PendingStatus::Posted);
+        }
         let mut restored = TransferStatuses::with_len(1_000_000);
         assert!(restored.memory_size() < 2_000, "{}", restored.memory_size());
         assert_eq!(restored.not_none().count(), 0);

@@ -171,8 +171,8 @@ impl TransferTable {
     /// whose status in `statuses` is pending; pinned ones no longer pending leave too.
     pub(crate) fn make_cold_below(&mut self, cut: u32, statuses: &TransferStatuses) {
         assert!(cut as usize <= self.len(), "a cut beyond the transfers");
-        self.pinned
-            .retain(|position, _| statuses.get(*position) == PendingStatus::Pending);
+        let pending = |position: u32| statuses.in_memory(position) == Some(PendingStatus::Pending);
+        self.pinned.retain(|position, _| pending(*position));
         let Some(moved) = cut.checked_sub(self.cold_below) else {
             return;
         };

@@ -523,13 +523,7 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert_eq!(transfer_reads_of(&cold), transfer_reads_of(&warm));
 
     // A full checkpoint of the cold ledger (a ledger installed elsewhere) reads them back.
-    let full_cold = cold
-        .checkpoint_increment(CheckpointCut::default())
-        .expect("cold reads");
-    let full_warm = warm
-        .checkpoint_increment(CheckpointCut::default())
-        .expect("in memory");
-    assert_eq!(full_cold, full_warm);
+    assert_full_checkpoints_equal(&mut cold, &mut warm);
 
     // A restore with the store reads none of them into memory and answers the same.
     let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
@@ -763,6 +757,18 @@ fn cold_entries_leave_memory_for_the_cold_store_and_read_back_the_same() {
     assert_eq!(error.keyspace, "changes");
 }
 
+/// A full checkpoint of `cold` (a ledger installed elsewhere: its cold entries read back from
+/// its store) is the one of `warm`, which kept them all.
+fn assert_full_checkpoints_equal(cold: &mut Ledger, warm: &mut Ledger) {
+    let full_cold = cold
+        .checkpoint_increment(CheckpointCut::default())
+        .expect("cold reads");
+    let full_warm = warm
+        .checkpoint_increment(CheckpointCut::default())
+        .expect("in memory");
+    assert_eq!(full_cold, full_warm);
+}
+
 /// `increment` as a checkpoint of an older format `version` would have written it, with
 /// `keyspaces` for its runs.
 fn as_version(
@@ -898,4 +904,131 @@ fn a_checkpoints_ids_are_sorted_in_chunks_and_merged() {
             assert_eq!(positions.get(id), Some(&position));
         }
     }
+}
+
+/// With a cold store, the statuses of resolved two-phase transfers leave memory once a
+/// durable checkpoint holds them (4,096 positions at a time); the pending ones stay. Posts
+/// and voids that come too late read the resolved status from the store, listed ahead of the
+/// apply, and answer as the ledger that kept them all; so do status lookups, a whole
+/// snapshot, a full checkpoint and a restore, which keeps only the pending ones.
+#[test]
+fn resolved_statuses_leave_memory_and_read_back_from_the_store() {
+    use kassa_shard::{ColdStore, MemoryColdStore};
+    use std::sync::Arc;
+
+    const ROUND: u128 = 5_000;
+    let mut warm = new_ledger();
+    let mut cold = new_ledger();
+    let store = Arc::new(MemoryColdStore::new());
+    cold.attach_cold_store(store.clone());
+    for ledger in [&mut warm, &mut cold] {
+        accounts(ledger);
+    }
+    let pending_id = |round: u128, at: u128| 1 + round * 100_000 + at;
+    let resolved_id = |round: u128, at: u128| 50_001 + round * 100_000 + at;
+    let mut cut = CheckpointCut::default();
+    let mut increments = Vec::new();
+    // Each round stores pending transfers, and posts (even ones) or voids (one in four) those
+    // of the round before; the rest stay pending.
+    for round in 0..4 {
+        let mut events: Vec<Transfer> = (0..ROUND)
+            .map(|at| pending(pending_id(round, at), 1 + at % 4, 5 + at % 4, 10, 0))
+            .collect();
+        if round > 0 {
+            for at in 0..ROUND {
+                let (id, of) = (resolved_id(round, at), pending_id(round - 1, at));
+                match at % 4 {
+                    0 | 2 => events.push(post(id, of, 10)),
+                    1 => events.push(void(id, of)),
+                    _ => {}
+                }
+            }
+        }
+        let now = 10 * NS * (round as u64 + 1);
+        for (chunk, events) in events.chunks(8_000).enumerate() {
+            let now = now + chunk as u64 * NS;
+            let statuses =
+                |ledger: &mut Ledger| transfer_statuses(&create_transfers(ledger, now, events));
+            assert_eq!(statuses(&mut warm), statuses(&mut cold), "round {round}");
+        }
+        let increment = cold.checkpoint_increment(cut).expect("reads");
+        store.add(&increment);
+        cold.checkpoint_durable(increment.cut);
+        cut = increment.cut;
+        increments.push(increment);
+    }
+    assert_balanced(&cold);
+    let (held_warm, held_cold) = (
+        warm.transfer_statuses_in_memory(),
+        cold.transfer_statuses_in_memory(),
+    );
+    assert!(
+        held_cold < held_warm / 2,
+        "{held_cold} of {held_warm} statuses in memory"
+    );
+
+    // Late posts and voids of round 0's transfers: resolved ones read their status from the
+    // store, listed ahead; pending ones (in memory) go through.
+    let now = 100 * NS;
+    let late: Vec<Transfer> = (0..40)
+        .map(|at| match at % 4 {
+            0 => post(900_000 + at, pending_id(0, at), 10),
+            1 => post(900_000 + at, pending_id(0, at), 10),
+            2 => void(900_000 + at, pending_id(0, at)),
+            _ => post(900_000 + at, pending_id(0, at), 10),
+        })
+        .collect();
+    let command = Command::CreateTransfers {
+        now,
+        transfers: late.clone(),
+    };
+    let mut listed = Vec::new();
+    cold.cold_reads(&command, ColdReads::Ids, &mut listed);
+    cold.cold_reads(&command, ColdReads::Transfers, &mut listed);
+    store.take_keys_read();
+    let Reply::CreateTransfers(results) = cold.apply(command) else {
+        panic!("create_transfers answers with results");
+    };
+    let read: std::collections::BTreeSet<_> = store.take_keys_read().into_iter().collect();
+    let listed: std::collections::BTreeSet<_> = listed.into_iter().collect();
+    assert!(read.is_subset(&listed), "the cold reads listed ahead");
+    let statuses_read = read
+        .iter()
+        .filter(|(k, _)| *k == Keyspace::Statuses)
+        .count();
+    assert!(
+        statuses_read >= 20,
+        "{statuses_read} statuses read from the store"
+    );
+    let expected = transfer_statuses(&create_transfers(&mut warm, now, &late));
+    assert_eq!(transfer_statuses(&results), expected);
+    assert!(expected.contains(&CreateTransferStatus::PendingTransferAlreadyPosted));
+    assert!(expected.contains(&CreateTransferStatus::PendingTransferAlreadyVoided));
+    assert!(expected.contains(&CreateTransferStatus::Created));
+    for round in 0..4 {
+        for at in (0..ROUND).step_by(97) {
+            let id = kassa_wire::TransferId(pending_id(round, at));
+            assert_eq!(cold.pending_status(id), warm.pending_status(id), "{id:?}");
+        }
+    }
+    assert_balanced(&cold);
+
+    // A full checkpoint writes every status, those of released positions from the store.
+    assert_full_checkpoints_equal(&mut cold, &mut warm);
+
+    // A restore reads the status runs, keeps the pending ones, and answers the same.
+    let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
+    let cold_store: Arc<dyn ColdStore> = store.clone();
+    let (restored, _) =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(cold_store))
+            .expect("restores");
+    let (warm_restored, _) =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &chain, None)
+            .expect("restores");
+    let held = restored.transfer_statuses_in_memory();
+    assert!(
+        held <= pending_count(&restored) + 4_096,
+        "{held} statuses in memory"
+    );
+    assert_eq!(snapshot_of(&restored), snapshot_of(&warm_restored));
 }
