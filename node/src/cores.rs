@@ -1309,8 +1309,10 @@ async fn serve(
             // The cold transfers the reads name are read ahead through io_uring, before this
             // core's locks are taken (so that they do not wait on the disk; a second round of
             // a transaction, or another core's, may hold some meanwhile), and held until they
-            // are read: `Ledger::read_set` then blocks the core on no read. Whatever a
-            // checkpoint made cold meanwhile it reads blocking, as without the read-ahead.
+            // are read: `Ledger::read_set` then blocks the core on no read, but for the status
+            // of a pending transfer resolved before a durable checkpoint (a late post or void
+            // across partitions), which is not listed. Whatever a checkpoint made cold
+            // meanwhile it reads blocking, as without the read-ahead.
             // They are held while the locks are waited for, counted against the room of
             // clients' reads (`held_max`).
             let mut held = Vec::with_capacity(partitions.len());

@@ -327,11 +327,13 @@ async fn write_run<F: Fn() -> bool>(
     let create = |merged: u64| {
         let name = run_file_name(keyspace, number);
         // Keys that are positions and sequences are found by range: no filter. Ids are
-        // looked up, most of them absent (every new id is).
+        // looked up, most of them absent (every new id is), and so are statuses (most
+        // positions have none).
         let options = RunOptions {
             value_size: keyspace.value_size(),
             keys_expected: match keyspace {
                 Keyspace::TransferIds => source.checkpoint.transfer_ids() + merged,
+                Keyspace::Statuses => source.checkpoint.statuses_at_most(),
                 _ => 0,
             },
             filter_bits_per_key: keyspace.filter_bits_per_key(),

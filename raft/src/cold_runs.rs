@@ -1,6 +1,7 @@
 //! A partition's cold store ([`kassa_shard::ColdStore`]): the runs of the keyspaces whose
 //! entries leave the ledger's memory once a durable checkpoint holds them (transfers, their
-//! ids, the change stream, history balances; docs/storage.md). The runs are opened once, with
+//! ids, the accounts' lists, the timestamp samples, the change stream, history balances and
+//! resolved two-phase statuses; docs/storage.md). The runs are opened once, with
 //! their page tables (their indexes and filters are read a page at a time when first needed,
 //! and kept while the node's page budget has room, else cached as blocks are), and followed
 //! as checkpoints become durable; a read is one blocking 4 KiB read, checked as every run
@@ -497,6 +498,11 @@ impl ColdStore for ColdRuns {
         reversed: bool,
         visit: &mut dyn FnMut(u128, &[u8]) -> bool,
     ) -> Result<(), ColdError> {
+        debug_assert_ne!(
+            keyspace,
+            Keyspace::Statuses,
+            "status runs overlap (a later one overrides): read them by key"
+        );
         if keys.start >= keys.end {
             return Ok(());
         }

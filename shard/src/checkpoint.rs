@@ -157,6 +157,12 @@ impl Checkpoint {
         self.timestamps_from
     }
 
+    /// At most how many statuses it writes (a run's filter is sized for them).
+    pub fn statuses_at_most(&self) -> u64 {
+        self.statuses.len() as u64
+            + u64::from(self.statuses_stored.end - self.statuses_stored.start)
+    }
+
     /// How many transfer ids it writes (a run's filter is sized for them).
     pub fn transfer_ids(&self) -> u64 {
         u64::from(self.cut.transfers - self.ids_from)
@@ -332,13 +338,13 @@ impl Ledger {
                 if given < below {
                     given += give(out, given, below);
                     cursor.next = given as u64;
-                    if given < below {
+                    if given < below || out.keys.len() >= max {
                         return Ok(true);
                     }
                 }
                 let mut position = u64::from(stored.start).max(cursor.key as u64);
                 let stop = u64::from(stored.end).min(position + max as u64);
-                while position < stop {
+                while position < stop && out.keys.len() < max {
                     let at = position as u32;
                     let status = match listed.binary_search_by_key(&at, |(p, _)| *p) {
                         Ok(found) => listed[found].1,
@@ -922,7 +928,13 @@ impl CheckpointRestore {
                         "the transfer runs do not hold every transfer".to_string(),
                     ));
                 }
-                self.ledger.transfer_status = TransferStatuses::with_len(self.transfers as usize);
+                // With a store, the statuses of all but the last chunk of positions are
+                // released from the start: memory keeps only the pending ones of them.
+                let count = self.transfers as usize;
+                self.ledger.transfer_status = match self.cold {
+                    Some(_) => TransferStatuses::restoring_released(count),
+                    None => TransferStatuses::with_len(count),
+                };
                 if let Some(store) = self.cold.as_ref().filter(|_| self.cold_lists()) {
                     // The ids are in the store's runs: memory holds the ones to come.
                     let range = store.key_range(Keyspace::TransferIds);
@@ -1026,7 +1038,7 @@ impl CheckpointRestore {
             .filter(|position| (*position as usize) < statuses.len());
         match (position, status) {
             (Some(position), Some(status)) => {
-                statuses.set(position, status);
+                statuses.restore(position, status);
                 Ok(())
             }
             _ => Err(SnapshotError::Inconsistent(

@@ -12,7 +12,9 @@
 //! - `account_transfers[a]` lists the positions of account `a`'s transfers, ascending, and
 //!   `account_history[a]` (accounts with `history` only) the balances right after each of them
 //!   (with a cold store, only the newer ones: `history.rs`);
-//! - `transfer_status.get(t)` is the two-phase status of transfer `t`;
+//! - `transfer_status` holds the two-phase status of transfer `t`, or with a cold store,
+//!   once resolved and a durable checkpoint holds it, the store does
+//!   (`Ledger::transfer_status_at`);
 //! - `expiries` orders the pending transfers that have a timeout by `(expires_at, position)`.
 
 use std::collections::{BTreeSet, HashSet};
@@ -214,9 +216,14 @@ impl Ledger {
 
     /// The two-phase status of a transfer, if it exists.
     pub fn pending_status(&self, id: TransferId) -> Result<Option<PendingStatus>, ColdError> {
-        let position = self.transfer_position(id.0)?;
-        let status = position.map(|position| self.transfer_status_at(position));
-        status.transpose()
+        let Some(position) = self.transfer_position(id.0)? else {
+            return Ok(None);
+        };
+        if let Some(status) = self.transfer_status.in_memory(position) {
+            return Ok(Some(status));
+        }
+        let transfer = self.transfer_at(position)?;
+        self.status_of(position, &transfer).map(Some)
     }
 
     /// Whether the transfer id failed with a transient status and can never be used again.

@@ -76,6 +76,31 @@ impl TransferStatuses {
         }
     }
 
+    /// At a restore with a cold store: `len` transfers whose statuses are in the store's
+    /// runs; those below the last chunk start released, and as the runs are read
+    /// ([`TransferStatuses::restore`]) memory keeps only their pending ones.
+    pub(crate) fn restoring_released(len: usize) -> TransferStatuses {
+        let released = len / CHUNK;
+        TransferStatuses {
+            len,
+            released,
+            chunks: std::iter::repeat_n(None, len.div_ceil(CHUNK) - released).collect(),
+            ..TransferStatuses::default()
+        }
+    }
+
+    /// At a restore: the status a run names for `position`, which must exist (a later run's
+    /// replaces an earlier one's). Of a released position, only a pending one is kept.
+    pub(crate) fn restore(&mut self, position: u32, status: PendingStatus) {
+        if (position as usize / CHUNK) >= self.released {
+            self.set(position, status);
+        } else if status == PendingStatus::Pending {
+            self.cold.insert(position, status);
+        } else {
+            self.cold.remove(&position);
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -273,6 +298,23 @@ impl crate::Ledger {
         status.ok_or_else(|| ColdError::new(keyspace, key, "an unknown status"))
     }
 
+    /// The status of `transfer`, at `position`: from memory, none without reading the store
+    /// for one not pending (only a transfer with the `PENDING` flag has one), or from the
+    /// store.
+    pub(crate) fn status_of(
+        &self,
+        position: u32,
+        transfer: &kassa_wire::Transfer,
+    ) -> Result<PendingStatus, ColdError> {
+        if let Some(status) = self.transfer_status.in_memory(position) {
+            return Ok(status);
+        }
+        if !transfer.flags.contains(kassa_wire::TransferFlags::PENDING) {
+            return Ok(PendingStatus::None);
+        }
+        self.transfer_status_at(position)
+    }
+
     /// Appends every transfer's status as one byte, by position (a whole snapshot), the
     /// released ones read from the store.
     pub(crate) fn encode_statuses(&self, out: &mut Vec<u8>) -> Result<(), ColdError> {
@@ -416,6 +458,25 @@ mod tests {
             .collect();
         assert_eq!(kept, expected_kept);
         assert!(released.held() < rebuilt.held());
+        // A restore with a store keeps, below the last chunk, only the pending statuses its
+        // runs name, the later runs' replacing the earlier ones'.
+        let mut restoring = TransferStatuses::restoring_released(plain.len());
+        for (position, status) in plain.iter().enumerate() {
+            if *status != PendingStatus::None {
+                restoring.restore(position as u32, PendingStatus::Pending);
+                restoring.restore(position as u32, *status);
+            }
+        }
+        for (position, status) in plain.iter().enumerate() {
+            let position = position as u32;
+            let kept = position >= restoring.released_below() || *status == PendingStatus::Pending;
+            assert_eq!(
+                restoring.in_memory(position),
+                kept.then_some(*status),
+                "{position}"
+            );
+        }
+        assert!(restoring.held() < rebuilt.held());
         // Once the changes are durable too, only the pending ones stay; a pending one still
         // changes in memory.
         released.release_below(cut, |_| false);

@@ -328,7 +328,7 @@ impl Ledger {
             if let Some(position) = self.transfer_position(id)? {
                 let transfer = self.transfer_at(position)?;
                 read.transfers
-                    .push((transfer, self.transfer_status_at(position)?));
+                    .push((transfer, self.status_of(position, &transfer)?));
             } else if self.failed_transfer_ids.contains(&id) {
                 read.failed_ids.push(id);
             }
