@@ -7,11 +7,13 @@
 #
 # usage: scripts/query-latency.sh TIGERBEETLE TRANSFERS KASSA [KASSA...]
 #   KASSA_FLAGS="--memory 2GiB" adds flags to every `kassa start`
+#   TIMESTAMP_QUERIES=200 then times that many `POST /v1/transfers/query` with timestamp
+#   bounds (limit 100, each a thousandth of the history, spread over it), one at a time
 # Ports 3102 and 18102 on loopback must be free. Benchmarks are benchmarks: compare binaries
 # within one run, never across runs, and never assert on these numbers in a test.
 set -u
 if [ $# -lt 3 ]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 tigerbeetle=$1; transfers=$2; shift 2
@@ -45,6 +47,23 @@ for kassa in "$@"; do
          END{printf "%9s tx/s  batch p99 %4s ms  queries %5s s  query p50 %4s ms  p99 %4s ms  max %4s ms",
              t, p, q, q50, q99, qmax}')
   echo "$kassa: $result  blocking reads $(metric kassa_cache_misses_total)  read ahead $(metric kassa_cold_prefetched_blocks_total)"
+  if [ "${TIMESTAMP_QUERIES:-0}" -gt 0 ]; then
+    timestamp() { # body: the timestamp of the first transfer the query returns
+      curl -sf -X POST 127.0.0.1:18102/v1/transfers/query -d "$1" |
+        grep -o '"timestamp":"[0-9]*"' | head -1 | grep -o '[0-9][0-9]*'
+    }
+    first=$(timestamp '{"limit":1}'); last=$(timestamp '{"limit":1,"reversed":true}')
+    step=$(( (last - first) / TIMESTAMP_QUERIES )); span=$(( (last - first) / 1000 ))
+    misses=$(metric kassa_cache_misses_total)
+    for i in $(seq 0 $((TIMESTAMP_QUERIES - 1))); do
+      min=$((first + i * step)); max=$((min + span))
+      curl -sf -o /dev/null -w '%{time_total}\n' -X POST 127.0.0.1:18102/v1/transfers/query \
+        -d "{\"timestamp_min\":\"$min\",\"timestamp_max\":\"$max\",\"limit\":100}"
+    done | sort -n | awk '{t[NR] = $1 * 1000}
+      END{printf "  timestamp queries %d  p50 %.2f ms  p99 %.2f ms  max %.2f ms",
+          NR, t[int(NR * 0.5)], t[int(NR * 0.99)], t[NR]}'
+    echo "  blocking reads $(( $(metric kassa_cache_misses_total) - misses ))"
+  fi
   kill "$node"; wait "$node" 2>/dev/null
   node=""
 done
