@@ -237,8 +237,8 @@ impl ColdRuns {
                         start.max(run.entry.first_key),
                         (end - 1).min(run.entry.last_key),
                     );
-                    let missing = match range.keyspace {
-                        Keyspace::TransferTimestamps => {
+                    let missing = match seeks_newest(range) {
+                        true => {
                             let mut ends = run.run.index_pages_missing(to, to);
                             if from != run.entry.first_key {
                                 ends.extend(run.run.index_pages_missing(from, from));
@@ -246,7 +246,7 @@ impl ColdRuns {
                             }
                             ends
                         }
-                        _ => run.run.index_pages_missing(from, to),
+                        false => run.run.index_pages_missing(from, to),
                     };
                     add_blocks(&mut pages, &run.run, missing);
                 }
@@ -396,6 +396,13 @@ fn add_blocks<T>(
     }
 }
 
+/// Whether `range` is a seek of the timestamp samples (the newest below its end: reversed, one
+/// entry), whose runs hold disjoint keys in the order written: the newest run starting below
+/// its end holds it, and a scan of it needs the index pages of its ends only.
+fn seeks_newest(range: &ColdRange) -> bool {
+    range.keyspace == Keyspace::TransferTimestamps && range.reversed && range.entries == 1
+}
+
 impl Followed {
     /// The runs that may hold keys of `range` (not empty), in the order written. An account
     /// list's runs whose checkpoint stored none of the range's positions are left out.
@@ -420,13 +427,13 @@ impl Followed {
         // The timestamp runs hold disjoint keys in the order written: the newest key below
         // a seek's end (reversed, one entry) is in the newest run starting below it, the
         // first a reversed scan visits.
-        let floor = match (range.keyspace, range.reversed, range.entries) {
-            (Keyspace::TransferTimestamps, true, 1) => {
+        let floor = match seeks_newest(range) {
+            true => {
                 let mut runs = self.of_keyspace(range.keyspace).iter().rev();
                 let newest = runs.find(|run| run.entry.first_key < end);
                 newest.map_or(0, |run| run.entry.first_key)
             }
-            _ => 0,
+            false => 0,
         };
         let runs = self.of_keyspace(range.keyspace).iter();
         runs.filter(move |run| run.entry.first_key < end && start <= run.entry.last_key)

@@ -276,8 +276,11 @@ impl Ledger {
             changes_released_below: self.changes.sequence_first(),
             statuses: self.statuses_since(since),
             statuses_stored: {
+                // Only a full checkpoint starts below the released statuses: it writes them
+                // all, from 0. An incremental one starts at the last durable cut, past them.
                 let released = self.transfer_status.released_below();
-                since.transfers.min(released)..released
+                let full = since.transfers < released;
+                0..(if full { released } else { 0 })
             },
             accounts: self.accounts.len(),
             ids_from: self.ids_durable_below.min(since.transfers),
@@ -320,28 +323,9 @@ impl Ledger {
                 cursor.next = u64::from(stop.max(next));
             }
             Keyspace::Statuses => {
-                // Those in memory below the stored range, then the stored range (`max`
-                // positions a call, from `cursor.key` on), then those in memory past it;
-                // `cursor.next` counts those given from memory.
+                // The stored range (from 0, `max` positions a call, from `cursor.key` on),
+                // then those in memory past it (`cursor.next` of them given so far).
                 let (stored, listed) = (&checkpoint.statuses_stored, &checkpoint.statuses);
-                let below = listed.partition_point(|(p, _)| *p < stored.start);
-                let past = listed.partition_point(|(p, _)| *p < stored.end);
-                let mut given = cursor.next as usize;
-                let give = |out: &mut KeyspaceIncrement, from: usize, to: usize| {
-                    let room = max - out.keys.len().min(max);
-                    let taken = &listed[from.min(to)..to];
-                    for (position, status) in taken.iter().take(room) {
-                        out.push(u128::from(*position), &[*status as u8]);
-                    }
-                    taken.len().min(room)
-                };
-                if given < below {
-                    given += give(out, given, below);
-                    cursor.next = given as u64;
-                    if given < below || out.keys.len() >= max {
-                        return Ok(true);
-                    }
-                }
                 let mut position = u64::from(stored.start).max(cursor.key as u64);
                 let stop = u64::from(stored.end).min(position + max as u64);
                 while position < stop && out.keys.len() < max {
@@ -359,9 +343,13 @@ impl Ledger {
                 if position < u64::from(stored.end) {
                     return Ok(true);
                 }
-                let from = past + (given - below);
-                given += give(out, from, listed.len());
-                cursor.next = given as u64;
+                let past = listed.partition_point(|(p, _)| *p < stored.end);
+                let room = max - out.keys.len().min(max);
+                let taken = &listed[(past + cursor.next as usize).min(listed.len())..];
+                for (position, status) in taken.iter().take(room) {
+                    out.push(u128::from(*position), &[*status as u8]);
+                }
+                cursor.next += taken.len().min(room) as u64;
             }
             Keyspace::History => {
                 let positions = checkpoint.since.transfers..checkpoint.cut.transfers;
@@ -848,8 +836,6 @@ impl CheckpointRestore {
         if let Some(store) = self.cold.take() {
             self.ledger.changes = ChangeStream::all_cold(self.change_first, self.change_next);
             self.ledger.cold = Some(store);
-            // The statuses are in the store's runs: only the pending ones stay in memory.
-            self.ledger.transfer_status.release_below(count, |_| false);
             // The transfers are all in the store, and their samples were read.
             if !read_transfers {
                 let newest = count

@@ -124,15 +124,14 @@ impl Ledger {
         timestamp_min: u64,
         timestamp_max: u64,
     ) -> Result<std::ops::Range<u32>, ColdError> {
-        let (min, max) = timestamp_range(timestamp_min, timestamp_max);
-        let start = if min == TIMESTAMP_MIN {
-            0
-        } else {
-            self.transfer_partition_point(min)?
+        let [start, end] = Ledger::timestamp_searches(timestamp_min, timestamp_max);
+        let start = match start {
+            None => 0,
+            Some(before) => self.transfer_partition_point(before)?,
         };
-        let end = match past(max) {
+        let end = match end {
             None => self.transfers.len(),
-            Some(past) => self.transfer_partition_point(past)?,
+            Some(before) => self.transfer_partition_point(before)?,
         };
         Ok(Ledger::position_of(start)..Ledger::position_of(end.max(start)))
     }
@@ -147,15 +146,14 @@ impl Ledger {
         timestamp_min: u64,
         timestamp_max: u64,
     ) -> Result<(std::ops::Range<u32>, [std::ops::Range<u32>; 2]), ColdError> {
-        let (min, max) = timestamp_range(timestamp_min, timestamp_max);
-        let count = Ledger::position_of(self.transfers.len());
-        let start = match min == TIMESTAMP_MIN {
-            true => TimestampSearch::Found(0),
-            false => self.transfer_partition_search(min)?,
+        let [start, end] = Ledger::timestamp_searches(timestamp_min, timestamp_max);
+        let start = match start {
+            None => TimestampSearch::Found(0),
+            Some(before) => self.transfer_partition_search(before)?,
         };
-        let end = match past(max) {
-            None => TimestampSearch::Found(count as usize),
-            Some(past) => self.transfer_partition_search(past)?,
+        let end = match end {
+            None => TimestampSearch::Found(self.transfers.len()),
+            Some(before) => self.transfer_partition_search(before)?,
         };
         let reads = |found: &TimestampSearch| match found {
             TimestampSearch::Found(_) => 0..0,

@@ -69,9 +69,15 @@ pub(crate) struct TransferStatuses {
 impl TransferStatuses {
     /// `len` transfers, none of them pending.
     pub(crate) fn with_len(len: usize) -> TransferStatuses {
+        TransferStatuses::released_up_to(len, 0)
+    }
+
+    /// `len` transfers, none of them pending, the first `released` chunks released.
+    fn released_up_to(len: usize, released: usize) -> TransferStatuses {
         TransferStatuses {
             len,
-            chunks: std::iter::repeat_n(None, len.div_ceil(CHUNK)).collect(),
+            released,
+            chunks: std::iter::repeat_n(None, len.div_ceil(CHUNK) - released).collect(),
             ..TransferStatuses::default()
         }
     }
@@ -80,13 +86,7 @@ impl TransferStatuses {
     /// runs; those below the last chunk start released, and as the runs are read
     /// ([`TransferStatuses::restore`]) memory keeps only their pending ones.
     pub(crate) fn restoring_released(len: usize) -> TransferStatuses {
-        let released = len / CHUNK;
-        TransferStatuses {
-            len,
-            released,
-            chunks: std::iter::repeat_n(None, len.div_ceil(CHUNK) - released).collect(),
-            ..TransferStatuses::default()
-        }
+        TransferStatuses::released_up_to(len, len / CHUNK)
     }
 
     /// At a restore: the status a run names for `position`, which must exist (a later run's
@@ -298,17 +298,13 @@ impl crate::Ledger {
         status.ok_or_else(|| ColdError::new(keyspace, key, "an unknown status"))
     }
 
-    /// The status of `transfer`, at `position`: from memory, none without reading the store
-    /// for one not pending (only a transfer with the `PENDING` flag has one), or from the
-    /// store.
+    /// The status of `transfer`, at `position`: none for one without the `PENDING` flag
+    /// (only those have one), else from memory or the store.
     pub(crate) fn status_of(
         &self,
         position: u32,
         transfer: &kassa_wire::Transfer,
     ) -> Result<PendingStatus, ColdError> {
-        if let Some(status) = self.transfer_status.in_memory(position) {
-            return Ok(status);
-        }
         if !transfer.flags.contains(kassa_wire::TransferFlags::PENDING) {
             return Ok(PendingStatus::None);
         }
