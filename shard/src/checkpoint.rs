@@ -30,14 +30,17 @@
 //! checkpoint then writes all three whole. A restore of version 2 with a cold store reads no
 //! transfer, id or list run, but its samples (into memory); the next checkpoint writes the
 //! timestamps whole, and leaves the sample runs. A restore of version 3 with a cold store
-//! reads none of them: restart time and memory no longer grow with history.
+//! reads none of them, but the status runs, whole, to find the pending transfers. A restore
+//! of version 4 with a cold store reads no status run either: its hot state lists the
+//! statuses memory keeps (the pending ones, and those of the last chunk of positions), so
+//! restart time and memory no longer grow with history.
 //!
-//! Hot state, format version 3 (1 and 2 are read too; the same layout, little-endian): magic
-//! "KASSAHOT" | version u32 | zero u32 |
-//! timestamp u64 | change sequence next u64 | first retained change sequence u64 | transfers
-//! u64 | accounts (count u64, records) | then as in a snapshot: failed ids, expiries, cross
-//! expiries, sessions, transactions, id directory, foreign requests, intents | CRC32C u32 of
-//! everything before it.
+//! Hot state, format version 4 (1 to 3 are read too; little-endian): magic "KASSAHOT" |
+//! version u32 | zero u32 | timestamp u64 | change sequence next u64 | first retained change
+//! sequence u64 | transfers u64 | held statuses, from version 4 only (count u64, then position
+//! u32 and status u8 each, positions ascending) | accounts (count u64, records) | then as in a
+//! snapshot: failed ids, expiries, cross expiries, sessions, transactions, id directory,
+//! foreign requests, intents | CRC32C u32 of everything before it.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -60,13 +63,17 @@ use crate::{Ledger, LedgerConfig, PendingStatus, SnapshotError};
 pub use crate::keyspace::Keyspace;
 
 /// The hot state's format version.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 4;
 /// The first version whose checkpoints have runs of the accounts' transfer lists and of the
 /// transfers' timestamp samples.
 const LISTS_VERSION: u32 = 2;
 /// The first version whose checkpoints keep the timestamp samples in runs keyed by timestamp
 /// ([`Keyspace::TransferTimestamps`]), none in memory.
 const TIMESTAMPS_VERSION: u32 = 3;
+/// The first version whose hot state lists the statuses a restore keeps in memory (the
+/// pending transfers', and those of the last, partial chunk of positions), so that a restore
+/// with a cold store reads no status run.
+const STATUSES_VERSION: u32 = 4;
 const HOT_MAGIC: [u8; 8] = *b"KASSAHOT";
 
 /// What the checkpoints made durable so far cover.
@@ -651,6 +658,12 @@ impl Ledger {
         put_u64(&mut out, self.changes.sequence_next);
         put_u64(&mut out, self.changes.sequence_first());
         put_u64(&mut out, self.transfers.len() as u64);
+        let held = self.transfer_status.restored_in_memory();
+        put_u64(&mut out, held.len() as u64);
+        for (position, status) in held {
+            out.extend_from_slice(&position.to_le_bytes());
+            out.push(status as u8);
+        }
         put_u64(&mut out, self.accounts.len() as u64);
         out.extend_from_slice(self.accounts.as_bytes());
         self.encode_failed_and_expiries(&mut out);
@@ -677,6 +690,10 @@ pub struct CheckpointRestore {
     /// The hot state's format version: from `LISTS_VERSION` on, the runs hold the accounts'
     /// transfer lists.
     version: u32,
+    /// From `STATUSES_VERSION` on: the statuses the hot state lists (the pending ones, and
+    /// those of the last, partial chunk), ascending. With a cold store they replace the status
+    /// runs; without one the runs are read and must agree.
+    held_statuses: Option<Vec<(u32, PendingStatus)>>,
 }
 
 impl CheckpointRestore {
@@ -707,6 +724,11 @@ impl CheckpointRestore {
         if change_first > change_next || transfers >= crate::limits::RECORDS_MAX as u64 {
             return Err(reader.malformed("change sequences or transfer count out of range"));
         }
+        let held_statuses = if version >= STATUSES_VERSION {
+            Some(decode_held_statuses(&mut reader, transfers)?)
+        } else {
+            None
+        };
         let mut ledger = Ledger::new(config);
         if version < TIMESTAMPS_VERSION {
             ledger.transfers.keep_samples_in_memory();
@@ -729,6 +751,7 @@ impl CheckpointRestore {
             history_restored: Vec::new(),
             cold: None,
             version,
+            held_statuses,
         })
     }
 
@@ -802,8 +825,9 @@ impl CheckpointRestore {
         match keyspace {
             Keyspace::Transfers => !self.cold_lists(),
             Keyspace::TransferSamples => self.version < TIMESTAMPS_VERSION,
-            // Read whole, to find the pending transfers; the resolved ones then leave.
-            Keyspace::Statuses => true,
+            // Up to format 3, read whole to find the pending transfers (the resolved ones
+            // then leave); from format 4 the hot state lists those.
+            Keyspace::Statuses => self.cold.is_none() || self.held_statuses.is_none(),
             _ => self.cold.is_none() || !keyspace.is_cold(),
         }
     }
@@ -937,6 +961,7 @@ impl CheckpointRestore {
                 self.phase = Keyspace::Statuses;
             }
             Keyspace::Statuses => {
+                self.hold_statuses()?;
                 self.pin_pending()?;
                 self.phase = Keyspace::History;
             }
@@ -976,6 +1001,26 @@ impl CheckpointRestore {
             self.ledger.transfers.push_cold(&transfer);
         } else {
             self.ledger.transfers.push(transfer);
+        }
+        Ok(())
+    }
+
+    /// From format 4, once the statuses' phase is over: with a cold store, the statuses the hot
+    /// state lists are the ones memory holds (no status run was read); without one, the
+    /// runs were read whole, and what memory would hold of them must be what the list says.
+    fn hold_statuses(&mut self) -> Result<(), SnapshotError> {
+        let Some(held) = self.held_statuses.take() else {
+            return Ok(());
+        };
+        let statuses = &mut self.ledger.transfer_status;
+        if self.cold.is_some() {
+            for (position, status) in held {
+                statuses.restore(position, status);
+            }
+        } else if statuses.restored_in_memory() != held {
+            return Err(SnapshotError::Inconsistent(
+                "the status runs differ from the statuses the hot state lists".to_string(),
+            ));
         }
         Ok(())
     }
@@ -1132,4 +1177,27 @@ impl CheckpointRestore {
         changes.push_entry(entry);
         Ok(())
     }
+}
+
+/// The statuses a format 4 hot state lists: count u64, then position u32 and status u8 each,
+/// positions ascending and below `transfers`, none of them `None`.
+fn decode_held_statuses(
+    reader: &mut Reader,
+    transfers: u64,
+) -> Result<Vec<(u32, PendingStatus)>, SnapshotError> {
+    let count = reader.count(5)?;
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let position = reader.u32()?;
+        let status = reader.take(1, "truncated status")?[0];
+        let status = PendingStatus::from_u8(status).filter(|s| *s != PendingStatus::None);
+        let ascending = held.last().is_none_or(|(last, _)| *last < position);
+        match status {
+            Some(status) if ascending && u64::from(position) < transfers => {
+                held.push((position, status))
+            }
+            _ => return Err(reader.malformed("a held status out of order or unknown")),
+        }
+    }
+    Ok(held)
 }

@@ -238,6 +238,17 @@ impl TransferStatuses {
         cold.into_iter().chain(chunked)
     }
 
+    /// What a restore keeps in memory, ascending: the pending statuses, and those of the last,
+    /// partial chunk that are not `None` (a checkpoint's hot state lists them from format 4,
+    /// so that its restore reads no status run). All of them are in memory.
+    pub(crate) fn restored_in_memory(&self) -> Vec<(u32, PendingStatus)> {
+        let last_chunk = (self.len / CHUNK * CHUNK) as u32;
+        let held = self.not_none().filter(|(position, status)| {
+            *status == PendingStatus::Pending || *position >= last_chunk
+        });
+        held.collect()
+    }
+
     /// The transfers whose status is in memory and not `None`, with it, ascending.
     pub(crate) fn not_none(&self) -> impl Iterator<Item = (u32, PendingStatus)> + '_ {
         self.not_none_from(0)

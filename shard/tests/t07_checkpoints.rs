@@ -778,6 +778,12 @@ fn as_version(
 ) -> CheckpointIncrement {
     let mut hot = increment.hot.clone();
     hot[8..12].copy_from_slice(&version.to_le_bytes());
+    if version < 4 {
+        // Before format 4 the hot state listed no statuses: they came after the header's
+        // 48 bytes, a count and 5 bytes each.
+        let count = u64::from_le_bytes(hot[48..56].try_into().expect("8 bytes"));
+        hot.drain(48..56 + 5 * count as usize);
+    }
     let body = hot.len() - 4;
     let crc = crc32c::crc32c(&hot[..body]);
     hot[body..].copy_from_slice(&crc.to_le_bytes());
@@ -1016,12 +1022,33 @@ fn resolved_statuses_leave_memory_and_read_back_from_the_store() {
     // A full checkpoint writes every status, those of released positions from the store.
     assert_full_checkpoints_equal(&mut cold, &mut warm);
 
-    // A restore reads the status runs, keeps the pending ones, and answers the same.
+    // A restore reads no status run: the hot state lists the pending statuses (and the last
+    // chunk's); memory keeps only those, and the ledger answers the same. The chain handed
+    // over has no status run at all (the store has them).
     let chain: Vec<&CheckpointIncrement> = increments.iter().collect();
+    let without_statuses: Vec<CheckpointIncrement> = (increments.iter())
+        .map(|increment| {
+            let mut increment = increment.clone();
+            increment
+                .keyspaces
+                .retain(|run| run.keyspace != Keyspace::Statuses);
+            increment
+        })
+        .collect();
+    let without_statuses: Vec<&CheckpointIncrement> = without_statuses.iter().collect();
     let cold_store: Arc<dyn ColdStore> = store.clone();
-    let (restored, _) =
-        CheckpointRestore::from_increments(LedgerConfig::default(), &chain, Some(cold_store))
-            .expect("restores");
+    let statuses_read = store.reads(Keyspace::Statuses);
+    let (restored, _) = CheckpointRestore::from_increments(
+        LedgerConfig::default(),
+        &without_statuses,
+        Some(cold_store),
+    )
+    .expect("restores");
+    assert_eq!(
+        store.reads(Keyspace::Statuses),
+        statuses_read,
+        "no status read"
+    );
     let (warm_restored, _) =
         CheckpointRestore::from_increments(LedgerConfig::default(), &chain, None)
             .expect("restores");
@@ -1031,4 +1058,33 @@ fn resolved_statuses_leave_memory_and_read_back_from_the_store() {
         "{held} statuses in memory"
     );
     assert_eq!(snapshot_of(&restored), snapshot_of(&warm_restored));
+
+    // Format 3 listed none: its restore reads the status runs whole, keeps the same.
+    let version_3: Vec<CheckpointIncrement> = (increments.iter())
+        .map(|increment| as_version(increment, 3, increment.keyspaces.clone()))
+        .collect();
+    let chain_3: Vec<&CheckpointIncrement> = version_3.iter().collect();
+    let cold_store: Arc<dyn ColdStore> = store.clone();
+    let (restored_3, _) =
+        CheckpointRestore::from_increments(LedgerConfig::default(), &chain_3, Some(cold_store))
+            .expect("format 3 restores");
+    assert_eq!(restored_3.transfer_statuses_in_memory(), held);
+    assert_eq!(snapshot_of(&restored_3), snapshot_of(&warm_restored));
+
+    // A restore that reads the runs (no store) checks them against the list: runs that lost
+    // the last round's statuses are refused.
+    let mut lossy = increments.clone();
+    let last = lossy.last_mut().expect("four rounds");
+    let statuses = last.keyspaces.iter_mut();
+    let mut statuses = statuses.filter(|run| run.keyspace == Keyspace::Statuses);
+    let statuses = statuses.next().expect("every keyspace");
+    assert!(!statuses.keys.is_empty());
+    *statuses = KeyspaceIncrement::new(Keyspace::Statuses);
+    let lossy: Vec<&CheckpointIncrement> = lossy.iter().collect();
+    let refused = CheckpointRestore::from_increments(LedgerConfig::default(), &lossy, None);
+    assert!(
+        matches!(&refused, Err(SnapshotError::Inconsistent(what)) if what.contains("status")),
+        "{:?}",
+        refused.err()
+    );
 }
