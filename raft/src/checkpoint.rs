@@ -24,7 +24,7 @@ use kassa_storage::run::{BlockingRun, Footer, PageBudget, Run, RunOptions, RunWr
 use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
-use crate::merge::{self, RunMerge};
+use crate::merge::{self, MergeOrder, RunMerge};
 use crate::types::SnapshotMeta;
 pub(crate) use crate::types::{run_file_name, CheckpointHead, RunEntry};
 use crate::yield_now::YieldNow;
@@ -190,42 +190,56 @@ pub(crate) async fn write(
     };
     let (mut live, mut dropped): (Vec<RunEntry>, Vec<RunEntry>) =
         kept.into_iter().partition(needed);
-    // The id runs this checkpoint's own merges into it (`merge.rs`): they leave the manifest
-    // and are deleted with the runs it no longer names.
-    let id_runs: Vec<usize> = (0..live.len())
-        .filter(|at| live[*at].keyspace == Keyspace::TransferIds)
-        .collect();
-    let id_keys: Vec<u64> = id_runs.iter().map(|at| live[*at].keys).collect();
-    let merged: Vec<usize> = merge::merge_plan(&id_keys, checkpoint.transfer_ids())
-        .into_iter()
-        .map(|at| id_runs[at])
-        .collect();
-    let mut absorbed = Vec::with_capacity(merged.len());
-    for at in merged.into_iter().rev() {
-        absorbed.push(live.remove(at));
+    // The runs this checkpoint's own merge into, by keyspace (`merge.rs`): they leave the
+    // manifest and are deleted with the runs it no longer names.
+    let mut absorbed: Vec<(Keyspace, Vec<RunEntry>)> = Vec::new();
+    for keyspace in Keyspace::ALL {
+        let Some(order) = merge::merge_order(keyspace) else {
+            continue;
+        };
+        let mut of: Vec<usize> = (0..live.len())
+            .filter(|at| live[*at].keyspace == keyspace)
+            .collect();
+        of.sort_by_key(|at| live[*at].number);
+        let keys: Vec<u64> = of.iter().map(|at| live[*at].keys).collect();
+        let new = checkpoint.keys_at_most(keyspace);
+        let plan: Vec<usize> = match order {
+            MergeOrder::Tiered => merge::merge_plan(&keys, new),
+            MergeOrder::WriteOrder => {
+                let newest = merge::write_order_plan(&keys, new);
+                (keys.len() - newest..keys.len()).collect()
+            }
+        };
+        if !plan.is_empty() {
+            let runs = plan.iter().map(|at| live[of[*at]].clone()).collect();
+            absorbed.push((keyspace, runs));
+        }
     }
-    absorbed.reverse();
+    live.retain(|run| !absorbed.iter().any(|(_, runs)| runs.contains(run)));
     for keyspace in Keyspace::ALL {
         let source = Source {
             checkpoint,
             ledger,
             current: &current,
         };
-        let written = match keyspace {
-            Keyspace::TransferIds if !absorbed.is_empty() => {
-                match write_merged(dir, &runs, number, source, &absorbed).await {
-                    Ok(written) => written,
-                    Err(error) => {
-                        // A damaged block of an absorbed run fails its readers as before,
-                        // but must not fail every checkpoint from now on.
-                        tracing::warn!(%error, "id runs not merged: the checkpoint writes its own");
-                        live.append(&mut absorbed);
-                        live.sort_by_key(|run| run.number);
-                        write_run(&runs, number, keyspace, source, None).await?
-                    }
+        let merging = absorbed.iter_mut().find(|(of, _)| *of == keyspace);
+        let written = match merging {
+            Some((_, inputs)) => match write_merged(dir, &runs, number, source, inputs).await {
+                Ok(written) => written,
+                Err(error) => {
+                    // A damaged block of an absorbed run fails its readers as before, but
+                    // must not fail every checkpoint from now on.
+                    tracing::warn!(
+                        %error,
+                        keyspace = keyspace.name(),
+                        "runs not merged: the checkpoint writes its own"
+                    );
+                    live.append(inputs);
+                    live.sort_by_key(|run| run.number);
+                    write_run(&runs, number, keyspace, source, None).await?
                 }
-            }
-            _ => write_run(&runs, number, keyspace, source, None).await?,
+            },
+            None => write_run(&runs, number, keyspace, source, None).await?,
         };
         match written {
             RunWritten::Entry(entry) => live.push(entry),
@@ -242,15 +256,18 @@ pub(crate) async fn write(
         },
         runs: live,
     };
-    if !absorbed.is_empty() {
-        tracing::info!(
-            checkpoint = number,
-            runs = absorbed.len(),
-            keys = absorbed.iter().map(|run| run.keys).sum::<u64>(),
-            "id runs merged into the checkpoint's"
-        );
+    for (keyspace, runs) in absorbed {
+        if !runs.is_empty() {
+            tracing::info!(
+                checkpoint = number,
+                keyspace = keyspace.name(),
+                runs = runs.len(),
+                keys = runs.iter().map(|run| run.keys).sum::<u64>(),
+                "runs merged into the checkpoint's"
+            );
+        }
+        dropped.extend(runs);
     }
-    dropped.extend(absorbed);
     let manifest = codec::encode_checkpoint(&head, &checkpoint.hot);
     durable_file::write(dir, CHECKPOINT_FILE, &manifest).await?;
     let mut gone = dropped;
@@ -287,7 +304,9 @@ impl<F: Fn() -> bool> Clone for Source<'_, F> {
 
 impl<F: Fn() -> bool> Copy for Source<'_, F> {}
 
-/// Writes the checkpoint's id run merged with the `absorbed` runs.
+/// Writes the checkpoint's run of the `absorbed` runs' keyspace (all of one, oldest first)
+/// merged with them. Of statuses, which later runs replace, the newest entry of a position
+/// is kept.
 async fn write_merged<F: Fn() -> bool>(
     dir: &Path,
     runs: &Path,
@@ -295,12 +314,17 @@ async fn write_merged<F: Fn() -> bool>(
     source: Source<'_, F>,
     absorbed: &[RunEntry],
 ) -> Result<RunWritten, StorageError> {
+    let keyspace = absorbed.first().expect("a merge absorbs runs").keyspace;
     let mut inputs = Vec::with_capacity(absorbed.len());
     for entry in absorbed {
+        assert_eq!(
+            entry.keyspace, keyspace,
+            "a merge's runs are of one keyspace"
+        );
         inputs.push(open_merge_input(dir, entry).await?);
     }
-    let keyspace = Keyspace::TransferIds;
-    let merge = RunMerge::new(inputs, keyspace.value_size());
+    let newest_wins = keyspace == Keyspace::Statuses;
+    let merge = RunMerge::new(inputs, keyspace.value_size(), newest_wins);
     write_run(runs, number, keyspace, source, Some(merge)).await
 }
 
@@ -332,8 +356,9 @@ async fn write_run<F: Fn() -> bool>(
         let options = RunOptions {
             value_size: keyspace.value_size(),
             keys_expected: match keyspace {
-                Keyspace::TransferIds => source.checkpoint.transfer_ids() + merged,
-                Keyspace::Statuses => source.checkpoint.statuses_at_most(),
+                Keyspace::TransferIds | Keyspace::Statuses => {
+                    source.checkpoint.keys_at_most(keyspace) + merged
+                }
                 _ => 0,
             },
             filter_bits_per_key: keyspace.filter_bits_per_key(),
@@ -674,6 +699,184 @@ mod tests {
                 "runs in the order written: {numbers:?}"
             );
             assert!(damaged.exists(), "the damaged run is still there");
+        });
+    }
+
+    /// Two-phase transfers among four history accounts, `count` of them from `step`'s ids on,
+    /// and the posts (even) and voids (one in four) of the step before's; the rest stay
+    /// pending. Each step's transfers have timestamps of their own.
+    fn add_two_phase_step(ledger: &mut Ledger, step: u64, count: u64) {
+        use kassa_wire::{AccountId, Transfer, TransferFlags, TransferId};
+        if step == 0 {
+            crate::test_support::create_history_accounts(ledger);
+        }
+        let pending_id = |step: u64, at: u64| u128::from(1 + step * 1_000_000 + at);
+        let mut events: Vec<Transfer> = (0..count)
+            .map(|at| Transfer {
+                id: TransferId(pending_id(step, at)),
+                debit_account_id: AccountId(1 + u128::from(at % 4)),
+                credit_account_id: AccountId(1 + u128::from((at + 1) % 4)),
+                amount: 10,
+                ledger: 1,
+                code: 1,
+                flags: TransferFlags::PENDING,
+                ..Transfer::default()
+            })
+            .collect();
+        for at in (0..count).filter(|_| step > 0) {
+            let flags = match at % 4 {
+                0 | 2 => TransferFlags::POST_PENDING_TRANSFER,
+                1 => TransferFlags::VOID_PENDING_TRANSFER,
+                _ => continue,
+            };
+            events.push(Transfer {
+                id: TransferId(pending_id(step, 500_000 + at)),
+                pending_id: TransferId(pending_id(step - 1, at)),
+                flags,
+                ..Transfer::default()
+            });
+        }
+        for (batch, events) in events.chunks(1_000).enumerate() {
+            let mut results = Vec::new();
+            let timestamp = 1_000_000 * (step + 1) + 10_000 * batch as u64;
+            ledger.create_transfers(timestamp, events, &mut results);
+            let created = results
+                .iter()
+                .filter(|result| result.status == kassa_wire::CreateTransferStatus::Created);
+            assert_eq!(created.count(), events.len(), "transfers created");
+        }
+    }
+
+    /// What a client reads of transfers and history: each account's transfers and balances
+    /// over timestamp ranges, both ways, and queries by timestamp range.
+    fn reads_of(
+        ledger: &Ledger,
+        steps: u64,
+    ) -> (
+        Vec<Vec<kassa_wire::Transfer>>,
+        Vec<Vec<kassa_wire::AccountBalance>>,
+    ) {
+        use kassa_wire::{AccountFilter, AccountFilterFlags as Flags, AccountId};
+        use kassa_wire::{QueryFilter, QueryFilterFlags};
+        let (mut all, mut all_balances) = (Vec::new(), Vec::new());
+        let mut ranges = vec![(0, 0)];
+        for step in 0..=steps {
+            let start = 1_000_000 * step + 5_000;
+            ranges.push((start, start + 1_500_000));
+            ranges.push((start, 0));
+        }
+        for id in 1..=4 {
+            for (min, max) in &ranges {
+                for flags in [
+                    Flags::DEBITS | Flags::CREDITS,
+                    Flags::CREDITS | Flags::REVERSED,
+                ] {
+                    let mut filter = AccountFilter::new(AccountId(id), 8_189, flags);
+                    (filter.timestamp_min, filter.timestamp_max) = (*min, *max);
+                    let mut transfers = Vec::new();
+                    ledger
+                        .get_account_transfers(&filter, &mut transfers)
+                        .expect("reads");
+                    all.push(transfers);
+                    let mut balances = Vec::new();
+                    ledger
+                        .get_account_balances(&filter, &mut balances)
+                        .expect("reads");
+                    all_balances.push(balances);
+                }
+            }
+        }
+        for (min, max) in &ranges {
+            for flags in [QueryFilterFlags::default(), QueryFilterFlags::REVERSED] {
+                let mut filter = QueryFilter::new(8_189, flags);
+                (filter.timestamp_min, filter.timestamp_max) = (*min, *max);
+                let mut transfers = Vec::new();
+                ledger
+                    .query_transfers(&filter, &mut transfers)
+                    .expect("reads");
+                all.push(transfers);
+            }
+        }
+        assert!(all.iter().filter(|read| !read.is_empty()).count() > 100);
+        assert!(all_balances.iter().filter(|read| !read.is_empty()).count() > 50);
+        (all, all_balances)
+    }
+
+    /// Runs of account lists, history, statuses and timestamp samples merge in write order
+    /// (`merge::write_order_plan`): the fourth small run of each takes the three before it,
+    /// a merge of statuses keeps each position's newest, and a ledger restored from the
+    /// merged runs reads every transfer, list, balance, status and timestamp as the ledger
+    /// that kept them all in memory.
+    #[test]
+    fn runs_that_are_read_by_when_written_merge_in_write_order() {
+        let dir = TestDir::new("merge-write-order");
+        let dir = dir.path();
+        let merged = [
+            Keyspace::Statuses,
+            Keyspace::History,
+            Keyspace::AccountTransfers,
+            Keyspace::TransferTimestamps,
+        ];
+        let runs_of = |head: &CheckpointHead, keyspace: Keyspace| -> Vec<RunEntry> {
+            let runs = head.runs.iter().filter(|run| run.keyspace == keyspace);
+            runs.cloned().collect()
+        };
+        runtime().block_on(async {
+            let ledger = RefCell::new(Ledger::new(LedgerConfig::default()));
+            let mut head: Option<CheckpointHead> = None;
+            let steps = 9;
+            let mut status_runs = Vec::new();
+            for step in 0..steps {
+                add_two_phase_step(&mut ledger.borrow_mut(), step, 3_000);
+                let cut = head.as_ref().map(|head| head.cut).unwrap_or_default();
+                let checkpoint = ledger.borrow_mut().checkpoint(cut);
+                let written = write(
+                    dir,
+                    head.as_ref(),
+                    false,
+                    meta(10 + step),
+                    &checkpoint,
+                    &ledger,
+                    || true,
+                );
+                let Ok(Written::Durable(written)) = written.await else {
+                    panic!("checkpoint {step} is durable");
+                };
+                ledger.borrow_mut().checkpoint_durable(checkpoint.cut);
+                // All runs of tier 0: the fourth merges the three before it.
+                let expected = [1, 2, 3][step as usize % 3];
+                for keyspace in merged {
+                    let runs = runs_of(&written, keyspace);
+                    assert_eq!(runs.len(), expected, "{keyspace:?} runs after {step}");
+                    let numbers = runs.iter().map(|run| run.number);
+                    assert!(numbers.is_sorted(), "in the order written");
+                }
+                status_runs.push(runs_of(&written, Keyspace::Statuses));
+                head = Some(written);
+            }
+            // A merge of statuses keeps one entry per position: the newest.
+            let before: u64 = status_runs[2].iter().map(|run| run.keys).sum();
+            let merged_statuses = &status_runs[3];
+            assert_eq!(merged_statuses.len(), 1);
+            assert!(
+                merged_statuses[0].keys < before + 6_000,
+                "posts and voids replaced pending statuses: {} of {before} + the fourth's",
+                merged_statuses[0].keys
+            );
+            let head = head.expect("checkpoints");
+            let files = std::fs::read_dir(runs_dir(dir)).expect("runs").count();
+            assert_eq!(files, head.runs.len(), "only the runs named are on disk");
+
+            let (found, hot) = read_manifest(dir).await.expect("read").expect("a manifest");
+            // Every block fits the cache: the reads below read each once.
+            let cold =
+                crate::cold_runs::ColdRuns::open(dir, &found, 4_096, PageBudget::unbounded());
+            let cold = Arc::new(cold.await.expect("cold runs"));
+            let restored = restore(dir, LedgerConfig::default(), &found, &hot, cold).await;
+            let restored = restored.expect("restores");
+            let warm = ledger.borrow();
+            assert_eq!(snapshot_of(&restored), snapshot_of(&warm));
+            assert_eq!(reads_of(&restored, steps), reads_of(&warm, steps));
         });
     }
 

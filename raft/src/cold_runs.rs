@@ -47,9 +47,6 @@ struct Followed {
     /// Open runs of cold keyspaces, by keyspace, then in the order their checkpoints wrote
     /// them.
     runs: Vec<ColdRun>,
-    /// The transfer runs' entries: which checkpoint wrote a transfer position says which
-    /// history run holds the entries of that transfer.
-    transfer_runs: Vec<RunEntry>,
     /// Pages of indexes and filters read blocking by runs no longer followed.
     closed_page_reads: u64,
 }
@@ -63,6 +60,12 @@ impl Default for ColdRuns {
 struct ColdRun {
     entry: RunEntry,
     run: Arc<BlockingRun>,
+    /// The transfer positions whose entries it may hold: those the checkpoints after its
+    /// keyspace's run before it, up to its own, stored (a run of history or account lists
+    /// spans every account, but holds the positions of its stretch of checkpoints; runs merge
+    /// in write order, so each holds a contiguous stretch). None when no transfer run is
+    /// known for that stretch.
+    positions: Option<(u128, u128)>,
 }
 
 impl ColdRuns {
@@ -110,6 +113,7 @@ impl ColdRuns {
                 opened.push(ColdRun {
                     entry: (*entry).clone(),
                     run: Arc::new(run),
+                    positions: None,
                 });
             }
         }
@@ -127,7 +131,21 @@ impl ColdRuns {
             .sort_by_key(|run| (run.entry.keyspace, run.entry.number));
         let transfers = head.runs.iter();
         let transfers = transfers.filter(|run| run.keyspace == Keyspace::Transfers);
-        followed.transfer_runs = transfers.cloned().collect();
+        let transfer_runs: Vec<RunEntry> = transfers.cloned().collect();
+        let mut before: Option<(Keyspace, u64)> = None;
+        for run in &mut followed.runs {
+            let (keyspace, number) = (run.entry.keyspace, run.entry.number);
+            let after = before
+                .filter(|(of, _)| *of == keyspace)
+                .map_or(0, |(_, n)| n);
+            let stretch = transfer_runs
+                .iter()
+                .filter(|t| after < t.number && t.number <= number);
+            run.positions = stretch
+                .map(|t| (t.first_key, t.last_key))
+                .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+            before = Some((keyspace, number));
+        }
         Ok(())
     }
 
@@ -413,14 +431,9 @@ impl Followed {
         let (start, end) = (range.keys.start, range.keys.end);
         // The positions of an account list's range: the low half of its keys.
         let positions = u128::from(start as u32)..=u128::from((end - 1) as u32);
-        let interval = move |number: u64| {
-            let transfers = self.transfer_runs.iter();
-            let mut of = transfers.filter(move |run| run.number == number);
-            of.next().map(|run| run.first_key..=run.last_key)
-        };
         let holds_positions = move |run: &&ColdRun| match range.keyspace {
-            Keyspace::AccountTransfers => interval(run.entry.number).is_none_or(|held| {
-                held.start() <= positions.end() && positions.start() <= held.end()
+            Keyspace::AccountTransfers => run.positions.is_none_or(|(first, last)| {
+                first <= *positions.end() && *positions.start() <= last
             }),
             _ => true,
         };
@@ -442,17 +455,18 @@ impl Followed {
     }
 
     /// The runs that may hold `key` of `keyspace`, newest first. History runs each span every
-    /// account: only the run of the checkpoint that wrote the transfer can hold its entry, so
-    /// a read costs one block, not one per run.
+    /// account: only the run whose stretch of checkpoints stored the transfer can hold its
+    /// entry, so a read costs one block, not one per run.
     fn covering(&self, keyspace: Keyspace, key: u128) -> impl Iterator<Item = &ColdRun> {
-        let checkpoint = match keyspace {
-            Keyspace::History => Some(self.history_checkpoint(key as u32)),
-            _ => None,
-        };
+        let position = u128::from(key as u32);
         self.of_keyspace(keyspace).iter().rev().filter(move |run| {
-            run.entry.first_key <= key
-                && key <= run.entry.last_key
-                && checkpoint.is_none_or(|number| number == Some(run.entry.number))
+            let stored = match keyspace {
+                Keyspace::History => run
+                    .positions
+                    .is_some_and(|(first, last)| first <= position && position <= last),
+                _ => true,
+            };
+            run.entry.first_key <= key && key <= run.entry.last_key && stored
         })
     }
 
@@ -465,16 +479,6 @@ impl Followed {
             .runs
             .partition_point(|run| run.entry.keyspace <= keyspace);
         &self.runs[start..end]
-    }
-
-    /// The checkpoint that wrote the history entries of the transfer at `position`: the one
-    /// whose transfer run holds that position.
-    fn history_checkpoint(&self, position: u32) -> Option<u64> {
-        let position = u128::from(position);
-        let transfers = self.transfer_runs.iter();
-        let mut holding = transfers.filter(|run| run.first_key <= position);
-        let run = holding.find(|run| position <= run.last_key);
-        run.map(|run| run.number)
     }
 }
 

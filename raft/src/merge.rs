@@ -1,4 +1,6 @@
-//! Merges of id runs (docs/storage.md, "Merges of id runs"). Every checkpoint writes the ids
+//! Merges of runs (docs/storage.md, "Merges of runs"): of id runs in tiers, and of the runs
+//! read by when they were written (statuses, history, account lists, timestamp samples) in
+//! write order ([`write_order_plan`]). Every checkpoint writes the ids
 //! of its interval as a run of `Keyspace::TransferIds`; unmerged, their count grows with
 //! history, and a new id that falls inside the cold ids' key range (random ids do) is checked
 //! against one filter per run, each letting about 1% of absent ids through to a block read.
@@ -20,7 +22,18 @@
 //! same state hold the same runs. Ids are unique across runs (each id's run is written by the
 //! checkpoint whose interval holds its transfer), so a merge never meets one twice, and the
 //! run writer's key-order check asserts it.
+//!
+//! The other keyspaces that grow with history add a run per checkpoint too, and their reads
+//! pick runs by when they were written: a history entry is in the run whose checkpoints stored
+//! its transfer, an account's list is read run by run in position order, the newest status
+//! run wins, and a timestamp seek reads the newest run starting below it. Those runs merge
+//! only with the newest ones, so that each run still holds a contiguous stretch of
+//! checkpoints (the cold runs find a run's positions from the transfer runs of that stretch):
+//! the same tiers, [`FAN_IN`] runs at a time, a merge of statuses keeping each position's
+//! newest entry. Runs from tier [`WRITE_ORDER_TIER_MAX`] on are left as they are. Transfer
+//! runs are read by position, one run per read however many there are, and are not merged.
 
+use kassa_shard::Keyspace;
 use kassa_storage::run::{Run, RunWriter};
 use kassa_storage::StorageError;
 
@@ -69,6 +82,68 @@ pub(crate) fn merge_plan(live: &[u64], new: u64) -> Vec<usize> {
     absorbed
 }
 
+/// How a keyspace's runs merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MergeOrder {
+    /// In tiers by size, any runs of a tier ([`merge_plan`]): the id runs, whose keys are
+    /// unique and whose reads do not care which run holds a key.
+    Tiered,
+    /// The newest runs only, so that every run still holds what a contiguous stretch of
+    /// checkpoints wrote ([`write_order_plan`]): the runs whose reads pick a run by when it was
+    /// written (history and account lists by the positions their checkpoints cover, statuses
+    /// newest first, timestamp samples by their disjoint ascending ranges).
+    WriteOrder,
+}
+
+/// How `keyspace`'s runs merge, if at all. Transfer runs are read by position, one run each
+/// whatever their count, so merging them would only rewrite 128 bytes per transfer; change
+/// runs are deleted once released; format 2's sample runs leave at the next checkpoint.
+pub(crate) fn merge_order(keyspace: Keyspace) -> Option<MergeOrder> {
+    match keyspace {
+        Keyspace::TransferIds => Some(MergeOrder::Tiered),
+        Keyspace::Statuses
+        | Keyspace::History
+        | Keyspace::AccountTransfers
+        | Keyspace::TransferTimestamps => Some(MergeOrder::WriteOrder),
+        Keyspace::Transfers | Keyspace::Changes | Keyspace::TransferSamples => None,
+    }
+}
+
+/// Runs of this tier or above (65,536 × 4^5 keys, 67 million, or more) are never absorbed by
+/// a write-order merge, so no merge rewrites more than four runs just below it (268 million
+/// keys), and past it a keyspace adds a run per 67 to 268 million keys.
+const WRITE_ORDER_TIER_MAX: u32 = 5;
+
+/// How many of the newest live runs of a keyspace that merges in write order (their counts of
+/// keys, `live`, oldest first) a checkpoint writing at most `new` keys merges into its own:
+/// while the [`FAN_IN`]` - 1` newest runs not yet absorbed are all of the merged run's tier
+/// or below, they are absorbed too (so small runs left behind a larger one are swept into the
+/// next merge that reaches them). Every run then still holds the entries of a contiguous
+/// stretch of checkpoints, the newest first, and as with [`merge_plan`] the count of runs
+/// grows with the log of the keys.
+pub(crate) fn write_order_plan(live: &[u64], new: u64) -> usize {
+    let mut keys = new;
+    let mut taken = 0;
+    if new == 0 {
+        return 0;
+    }
+    loop {
+        let level = tier(keys);
+        let rest = &live[..live.len() - taken];
+        if rest.len() < FAN_IN - 1 {
+            break;
+        }
+        let newest = &rest[rest.len() - (FAN_IN - 1)..];
+        let absorbable = |keys: &u64| tier(*keys) <= level && tier(*keys) < WRITE_ORDER_TIER_MAX;
+        if !newest.iter().all(absorbable) {
+            break;
+        }
+        keys += newest.iter().sum::<u64>();
+        taken += FAN_IN - 1;
+    }
+    taken
+}
+
 /// The runs a checkpoint merges into its own, read in key order a bounded piece at a time,
 /// and merged with the checkpoint's own entries as they come.
 pub(crate) struct RunMerge {
@@ -81,6 +156,11 @@ pub(crate) struct RunMerge {
     pub(crate) first_key: Option<u128>,
     pub(crate) last_key: u128,
     from_runs: u64,
+    /// Keys two runs (or a run and the checkpoint) both hold: the newest one's entry is kept,
+    /// the others' are dropped (statuses). Without it a key held twice is a fault.
+    newest_wins: bool,
+    /// Entries of the runs dropped for a newer one's.
+    replaced: u64,
 }
 
 /// One input run and what of it is read but not merged yet.
@@ -119,8 +199,10 @@ impl Input {
 }
 
 impl RunMerge {
-    /// A merge of `runs` (of one keyspace, whose values are `value_size` bytes).
-    pub(crate) fn new(runs: Vec<Run>, value_size: usize) -> RunMerge {
+    /// A merge of `runs` (of one keyspace, whose values are `value_size` bytes), oldest first.
+    /// With `newest_wins`, of a key held more than once the newest entry is kept: the
+    /// checkpoint's own, else the newest run's.
+    pub(crate) fn new(runs: Vec<Run>, value_size: usize, newest_wins: bool) -> RunMerge {
         for run in &runs {
             assert_eq!(run.value_size(), value_size, "merged runs' value size");
         }
@@ -139,6 +221,8 @@ impl RunMerge {
             first_key: None,
             last_key: 0,
             from_runs: 0,
+            newest_wins,
+            replaced: 0,
         }
     }
 
@@ -177,7 +261,9 @@ impl RunMerge {
                 let Some(key) = self.inputs[at].head() else {
                     continue;
                 };
-                if key <= bound && smallest.is_none_or(|least| key < least) {
+                // A later run's equal key replaces an earlier run's, never the checkpoint's.
+                let newer = |least: u128| key < least || (key == least && from.is_some());
+                if key <= bound && smallest.is_none_or(newer) {
                     smallest = Some(key);
                     from = Some(at);
                 }
@@ -185,6 +271,15 @@ impl RunMerge {
             let Some(key) = smallest else {
                 break;
             };
+            // The other holders of that key give theirs up.
+            for at in 0..self.inputs.len() {
+                let input = &mut self.inputs[at];
+                if Some(at) != from && input.head() == Some(key) {
+                    assert!(self.newest_wins, "key {key} is in two merged runs");
+                    input.at += 1;
+                    self.replaced += 1;
+                }
+            }
             match from {
                 None => {
                     self.keys.push(key);
@@ -217,9 +312,9 @@ impl RunMerge {
                 .any(|i| i.head().is_some() || i.more_on_disk());
             assert!(!left, "a merge's last push reads its runs to the end");
             assert_eq!(
-                self.from_runs,
+                self.from_runs + self.replaced,
                 self.keys(),
-                "a merge keeps every key of its runs"
+                "a merge keeps every key of its runs but those replaced"
             );
         }
         Ok(true)
@@ -298,6 +393,67 @@ mod tests {
             assert!(checkpoints < 40, "the backlog drains: {live:?}");
         }
         assert_eq!(live.iter().sum::<u64>(), (40 + checkpoints) * 2 * M);
+    }
+
+    #[test]
+    fn a_write_order_merge_takes_the_newest_runs_only() {
+        assert_eq!(write_order_plan(&[], 100), 0);
+        assert_eq!(write_order_plan(&[100, 100], 100), 0);
+        assert_eq!(write_order_plan(&[100, 100, 100], 100), 3);
+        assert_eq!(write_order_plan(&[100, 100, 100], 0), 0, "no run, no merge");
+        // An older, larger run stays; a newer, larger one stops the merge.
+        assert_eq!(write_order_plan(&[40 * M, 100, 100, 100], 100), 3);
+        assert_eq!(write_order_plan(&[100, 100, 40 * M], 100), 0);
+        // Small runs left behind a larger one are swept in once a merge reaches its tier.
+        assert_eq!(write_order_plan(&[40 * M, 100, 100, 2 * M], 2 * M), 3);
+        // A merge that reaches the next tier goes on to the runs before.
+        let live = [8 * M, 8 * M, 8 * M, 2 * M, 2 * M, 2 * M];
+        assert_eq!(write_order_plan(&live, 2 * M), 6);
+        // Runs from the largest tier a merge absorbs on are left as they are.
+        let large = 300 * M;
+        assert!(tier(large) >= WRITE_ORDER_TIER_MAX);
+        assert_eq!(write_order_plan(&[large, large, large], large), 0);
+    }
+
+    /// Checkpoints of varying sizes, each merging its newest runs as planned: every key stays
+    /// in exactly one run, the runs stay in write order, and their count stays small.
+    #[test]
+    fn write_order_runs_stay_few_whatever_the_interval_sizes() {
+        let mut live: Vec<u64> = Vec::new();
+        let mut total = 0u64;
+        let mut seed = 0x0dd5_u64;
+        let mut most = 0;
+        for step in 0..3_000u64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let new = match step % 7 {
+                0 => 1 + (seed >> 33) % 100,
+                _ => 1 + (seed >> 33) % (3 * M),
+            };
+            total += new;
+            let newest = write_order_plan(&live, new);
+            assert!(newest % (FAN_IN - 1) == 0 && newest <= live.len());
+            let merged = new + live.drain(live.len() - newest..).sum::<u64>();
+            live.push(merged);
+            assert_eq!(live.iter().sum::<u64>(), total);
+            most = most.max(live.len());
+        }
+        // 3,000 checkpoints of 1.3M keys on average (4 billion keys): runs stop growing once
+        // of tier `WRITE_ORDER_TIER_MAX` (67 million keys or more), and the tiers below hold
+        // a few each.
+        let floor = TIER_KEYS_FLOOR << (2 * WRITE_ORDER_TIER_MAX);
+        let large = live.iter().filter(|keys| **keys >= floor).count();
+        assert!(large as u64 <= total / floor, "{large} large runs");
+        let small = live.len() - large;
+        assert!(
+            small <= 3 * (WRITE_ORDER_TIER_MAX as usize + 1),
+            "{small} small runs: {live:?}"
+        );
+        assert!(
+            most <= large + 3 * (WRITE_ORDER_TIER_MAX as usize + 2),
+            "{most} runs"
+        );
     }
 
     #[test]

@@ -43,10 +43,8 @@ pub(crate) fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
     bytes
 }
 
-/// A ledger of four history accounts and `transfers` transfers among them, in batches of up to
-/// 1,000; the same count always gives the same ledger, and more extends fewer.
-pub(crate) fn ledger_with_transfers(transfers: u128) -> Ledger {
-    let mut ledger = Ledger::new(LedgerConfig::default());
+/// Creates four history accounts, ids 1 to 4, in ledger 1.
+pub(crate) fn create_history_accounts(ledger: &mut Ledger) {
     let accounts: Vec<Account> = (1..=4)
         .map(|id| Account {
             id: AccountId(id),
@@ -57,6 +55,13 @@ pub(crate) fn ledger_with_transfers(transfers: u128) -> Ledger {
         })
         .collect();
     ledger.create_accounts(1_000, &accounts, &mut Vec::new());
+}
+
+/// A ledger of four history accounts and `transfers` transfers among them, in batches of up to
+/// 1,000; the same count always gives the same ledger, and more extends fewer.
+pub(crate) fn ledger_with_transfers(transfers: u128) -> Ledger {
+    let mut ledger = Ledger::new(LedgerConfig::default());
+    create_history_accounts(&mut ledger);
     for (batch, first) in (0..transfers).step_by(1_000).enumerate() {
         let events: Vec<Transfer> = (first..transfers.min(first + 1_000))
             .map(|at| {

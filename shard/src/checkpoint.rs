@@ -148,6 +148,9 @@ pub struct Checkpoint {
     statuses_stored: std::ops::Range<u32>,
     /// Accounts when taken: history is read for those.
     accounts: usize,
+    /// History entries in memory when taken: those of the transfers since the last durable
+    /// checkpoint, which it writes.
+    history_entries: u64,
     /// Transfers from this position on have their ids written by this checkpoint.
     ids_from: u32,
     /// Transfers from this position on are written in their accounts' lists.
@@ -173,6 +176,34 @@ impl Checkpoint {
     /// How many transfer ids it writes (a run's filter is sized for them).
     pub fn transfer_ids(&self) -> u64 {
         u64::from(self.cut.transfers - self.ids_from)
+    }
+
+    /// At most how many entries of `keyspace` it writes, known before they are read: a bound
+    /// on its run's size, the same for any replica taking the same checkpoint.
+    pub fn keys_at_most(&self, keyspace: Keyspace) -> u64 {
+        let transfers_from = |from: u32| u64::from(self.cut.transfers.saturating_sub(from));
+        match keyspace {
+            Keyspace::Transfers => transfers_from(self.since.transfers),
+            Keyspace::Statuses => self.statuses_at_most(),
+            // Each transfer is in its two accounts' lists, and in their histories if kept.
+            Keyspace::History => {
+                (2 * transfers_from(self.since.transfers)).min(self.history_entries)
+            }
+            Keyspace::AccountTransfers => 2 * transfers_from(self.lists_from),
+            Keyspace::TransferIds => self.transfer_ids(),
+            Keyspace::TransferSamples => 0,
+            Keyspace::TransferTimestamps => {
+                let every = u64::from(SAMPLE_EVERY);
+                let from = u64::from(self.timestamps_from).next_multiple_of(every);
+                u64::from(self.cut.transfers)
+                    .saturating_sub(from)
+                    .div_ceil(every)
+            }
+            Keyspace::Changes => {
+                let from = self.since.change_sequence.max(self.changes_released_below);
+                self.cut.change_sequence.saturating_sub(from)
+            }
+        }
     }
 }
 
@@ -290,6 +321,7 @@ impl Ledger {
                 0..(if full { released } else { 0 })
             },
             accounts: self.accounts.len(),
+            history_entries: self.history_entries_in_memory() as u64,
             ids_from: self.ids_durable_below.min(since.transfers),
             lists_from: self.lists_durable_below.min(since.transfers),
             timestamps_from: self.timestamps_durable_below.min(since.transfers),
