@@ -305,8 +305,8 @@ impl<F: Fn() -> bool> Clone for Source<'_, F> {
 impl<F: Fn() -> bool> Copy for Source<'_, F> {}
 
 /// Writes the checkpoint's run of the `absorbed` runs' keyspace (all of one, oldest first)
-/// merged with them. Of statuses, which later runs replace, the newest entry of a position
-/// is kept.
+/// merged with them. Of a key held twice (statuses, which later runs replace), the newest
+/// entry is kept.
 async fn write_merged<F: Fn() -> bool>(
     dir: &Path,
     runs: &Path,
@@ -323,8 +323,7 @@ async fn write_merged<F: Fn() -> bool>(
         );
         inputs.push(open_merge_input(dir, entry).await?);
     }
-    let newest_wins = keyspace == Keyspace::Statuses;
-    let merge = RunMerge::new(inputs, keyspace.value_size(), newest_wins);
+    let merge = RunMerge::new(inputs, keyspace.value_size());
     write_run(runs, number, keyspace, source, Some(merge)).await
 }
 

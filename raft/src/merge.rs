@@ -20,8 +20,9 @@
 //! any run. The plan is a pure function of the manifest's runs and the checkpoint's count of
 //! ids, and a merge of the same runs writes the same bytes, so replicas that checkpoint the
 //! same state hold the same runs. Ids are unique across runs (each id's run is written by the
-//! checkpoint whose interval holds its transfer), so a merge never meets one twice, and the
-//! run writer's key-order check asserts it.
+//! checkpoint whose interval holds its transfer), so a merge should never meet one twice; if
+//! it does, it keeps the newest run's entry, the one a read finds (the run writer's key-order
+//! check asserts that no key is written twice).
 //!
 //! The other keyspaces that grow with history add a run per checkpoint too, and their reads
 //! pick runs by when they were written: a history entry is in the run whose checkpoints stored
@@ -109,18 +110,22 @@ pub(crate) fn merge_order(keyspace: Keyspace) -> Option<MergeOrder> {
     }
 }
 
-/// Runs of this tier or above (65,536 × 4^5 keys, 67 million, or more) are never absorbed by
-/// a write-order merge, so no merge rewrites more than four runs just below it (268 million
-/// keys), and past it a keyspace adds a run per 67 to 268 million keys.
+/// A write-order merge stops once its run is of this tier (65,536 × 4^5 keys, 67 million):
+/// it never absorbs a run of this tier or above, so no merge rewrites more than four runs
+/// just below it (268 million keys), and past it a keyspace adds a run per 67 to 268 million
+/// keys.
 const WRITE_ORDER_TIER_MAX: u32 = 5;
 
 /// How many of the newest live runs of a keyspace that merges in write order (their counts of
 /// keys, `live`, oldest first) a checkpoint writing at most `new` keys merges into its own:
-/// while the [`FAN_IN`]` - 1` newest runs not yet absorbed are all of the merged run's tier
-/// or below, they are absorbed too (so small runs left behind a larger one are swept into the
-/// next merge that reaches them). Every run then still holds the entries of a contiguous
-/// stretch of checkpoints, the newest first, and as with [`merge_plan`] the count of runs
-/// grows with the log of the keys.
+/// the [`FAN_IN`]` - 1` newest when they are all of its run's tier or below (so small runs
+/// left behind a larger one are swept into the next merge that reaches their tier), then the
+/// [`FAN_IN`]` - 1` before those on the same terms with the merged run's tier, until the
+/// merged run reaches tier [`WRITE_ORDER_TIER_MAX`]. Every run then still holds the entries
+/// of a contiguous stretch of checkpoints, and as with [`merge_plan`] the count of runs
+/// grows with the log of the keys, up to that tier. A merged run holds less than four runs
+/// just below that tier (268 million keys), whatever the backlog of a directory written
+/// before these runs merged.
 pub(crate) fn write_order_plan(live: &[u64], new: u64) -> usize {
     let mut keys = new;
     let mut taken = 0;
@@ -130,12 +135,11 @@ pub(crate) fn write_order_plan(live: &[u64], new: u64) -> usize {
     loop {
         let level = tier(keys);
         let rest = &live[..live.len() - taken];
-        if rest.len() < FAN_IN - 1 {
+        if level >= WRITE_ORDER_TIER_MAX || rest.len() < FAN_IN - 1 {
             break;
         }
         let newest = &rest[rest.len() - (FAN_IN - 1)..];
-        let absorbable = |keys: &u64| tier(*keys) <= level && tier(*keys) < WRITE_ORDER_TIER_MAX;
-        if !newest.iter().all(absorbable) {
+        if !newest.iter().all(|keys| tier(*keys) <= level) {
             break;
         }
         keys += newest.iter().sum::<u64>();
@@ -156,10 +160,7 @@ pub(crate) struct RunMerge {
     pub(crate) first_key: Option<u128>,
     pub(crate) last_key: u128,
     from_runs: u64,
-    /// Keys two runs (or a run and the checkpoint) both hold: the newest one's entry is kept,
-    /// the others' are dropped (statuses). Without it a key held twice is a fault.
-    newest_wins: bool,
-    /// Entries of the runs dropped for a newer one's.
+    /// Entries of the runs dropped for a newer one's of the same key.
     replaced: u64,
 }
 
@@ -200,9 +201,10 @@ impl Input {
 
 impl RunMerge {
     /// A merge of `runs` (of one keyspace, whose values are `value_size` bytes), oldest first.
-    /// With `newest_wins`, of a key held more than once the newest entry is kept: the
-    /// checkpoint's own, else the newest run's.
-    pub(crate) fn new(runs: Vec<Run>, value_size: usize, newest_wins: bool) -> RunMerge {
+    /// Of a key held more than once the newest entry is kept, the checkpoint's own, else the
+    /// newest run's, as a read finds it: a status changed since an older run wrote it, or an
+    /// entry written twice (a list of an earlier version that rewrote a stretch).
+    pub(crate) fn new(runs: Vec<Run>, value_size: usize) -> RunMerge {
         for run in &runs {
             assert_eq!(run.value_size(), value_size, "merged runs' value size");
         }
@@ -221,7 +223,6 @@ impl RunMerge {
             first_key: None,
             last_key: 0,
             from_runs: 0,
-            newest_wins,
             replaced: 0,
         }
     }
@@ -275,7 +276,6 @@ impl RunMerge {
             for at in 0..self.inputs.len() {
                 let input = &mut self.inputs[at];
                 if Some(at) != from && input.head() == Some(key) {
-                    assert!(self.newest_wins, "key {key} is in two merged runs");
                     input.at += 1;
                     self.replaced += 1;
                 }
@@ -413,6 +413,28 @@ mod tests {
         let large = 300 * M;
         assert!(tier(large) >= WRITE_ORDER_TIER_MAX);
         assert_eq!(write_order_plan(&[large, large, large], large), 0);
+        assert_eq!(write_order_plan(&[large, large, large], 2 * M), 0);
+    }
+
+    /// A directory written before these runs merged holds one run per checkpoint: the first
+    /// merges sweep the newest of them until the merged run reaches the largest tier a merge
+    /// makes, and no merge rewrites more than four runs below it.
+    #[test]
+    fn a_write_order_backlog_is_merged_up_to_the_largest_tier() {
+        let floor = TIER_KEYS_FLOOR << (2 * WRITE_ORDER_TIER_MAX);
+        for backlog in [40, 1_000] {
+            let mut live = vec![2 * M; backlog];
+            for _ in 0..60 {
+                let newest = write_order_plan(&live, 2 * M);
+                let merged = 2 * M + live.drain(live.len() - newest..).sum::<u64>();
+                assert!(merged < 4 * floor, "{merged} keys rewritten");
+                live.push(merged);
+            }
+            assert_eq!(live.iter().sum::<u64>(), (backlog as u64 + 60) * 2 * M);
+            if backlog == 40 {
+                assert!(live.len() <= 20, "{} runs", live.len());
+            }
+        }
     }
 
     /// Checkpoints of varying sizes, each merging its newest runs as planned: every key stays

@@ -33,7 +33,10 @@
 //! reads none of them, but the status runs, whole, to find the pending transfers. A restore
 //! of version 4 with a cold store reads no status run either: its hot state lists the
 //! statuses memory keeps (the pending ones, and those of the last chunk of positions), so
-//! restart time and memory no longer grow with history.
+//! restart time and memory no longer grow with history. From version 4 on, too, the runs of
+//! statuses, history, lists and timestamp samples may be merged in write order (a run then
+//! holds a stretch of checkpoints, not one): a binary that reads only up to version 3
+//! refuses the hot state rather than misread those runs.
 //!
 //! Hot state, format version 4 (1 to 3 are read too; little-endian): magic "KASSAHOT" |
 //! version u32 | zero u32 | timestamp u64 | change sequence next u64 | first retained change
@@ -148,8 +151,8 @@ pub struct Checkpoint {
     statuses_stored: std::ops::Range<u32>,
     /// Accounts when taken: history is read for those.
     accounts: usize,
-    /// History entries in memory when taken: those of the transfers since the last durable
-    /// checkpoint, which it writes.
+    /// History entries of the transfers from `since` on when taken (those in memory: all of
+    /// them but for a full checkpoint of a ledger installed from elsewhere).
     history_entries: u64,
     /// Transfers from this position on have their ids written by this checkpoint.
     ids_from: u32,
@@ -179,16 +182,16 @@ impl Checkpoint {
     }
 
     /// At most how many entries of `keyspace` it writes, known before they are read: a bound
-    /// on its run's size, the same for any replica taking the same checkpoint.
+    /// on its run's size (exact for history, lists and samples, but for a full checkpoint of
+    /// a ledger installed from elsewhere), the same for any replica taking the same
+    /// checkpoint of the same ledger.
     pub fn keys_at_most(&self, keyspace: Keyspace) -> u64 {
         let transfers_from = |from: u32| u64::from(self.cut.transfers.saturating_sub(from));
         match keyspace {
             Keyspace::Transfers => transfers_from(self.since.transfers),
             Keyspace::Statuses => self.statuses_at_most(),
             // Each transfer is in its two accounts' lists, and in their histories if kept.
-            Keyspace::History => {
-                (2 * transfers_from(self.since.transfers)).min(self.history_entries)
-            }
+            Keyspace::History => self.history_entries,
             Keyspace::AccountTransfers => 2 * transfers_from(self.lists_from),
             Keyspace::TransferIds => self.transfer_ids(),
             Keyspace::TransferSamples => 0,
@@ -321,7 +324,7 @@ impl Ledger {
                 0..(if full { released } else { 0 })
             },
             accounts: self.accounts.len(),
-            history_entries: self.history_entries_in_memory() as u64,
+            history_entries: self.history_entries_from(since.transfers),
             ids_from: self.ids_durable_below.min(since.transfers),
             lists_from: self.lists_durable_below.min(since.transfers),
             timestamps_from: self.timestamps_durable_below.min(since.transfers),
@@ -639,6 +642,17 @@ impl Ledger {
     /// Per account then position, the accounts' transfers in `positions` (no value), or
     /// with `history` the balances after them, of the history accounts: `cursor.next` is the
     /// account, `cursor.at` the position to go on from (0: the range's start).
+    /// History entries of the transfers from position `from` on that memory holds: each
+    /// history account's list entries from there (its balances go with them).
+    fn history_entries_from(&self, from: u32) -> u64 {
+        let accounts = self.accounts.iter().enumerate();
+        let history = accounts.filter(|(_, account)| account.flags.contains(AccountFlags::HISTORY));
+        let lists = history.map(|(at, _)| &self.account_transfers[at]);
+        lists
+            .map(|list| (list.len() - list.partition_point(|p| *p < from)) as u64)
+            .sum()
+    }
+
     fn account_entries(
         &self,
         checkpoint: &Checkpoint,
@@ -859,7 +873,7 @@ impl CheckpointRestore {
             Keyspace::TransferSamples => self.version < TIMESTAMPS_VERSION,
             // Up to format 3, read whole to find the pending transfers (the resolved ones
             // then leave); from format 4 the hot state lists those.
-            Keyspace::Statuses => self.cold.is_none() || self.held_statuses.is_none(),
+            Keyspace::Statuses => self.cold.is_none() || self.version < STATUSES_VERSION,
             _ => self.cold.is_none() || !keyspace.is_cold(),
         }
     }
@@ -1212,23 +1226,30 @@ impl CheckpointRestore {
 }
 
 /// The statuses a format 4 hot state lists: count u64, then position u32 and status u8 each,
-/// positions ascending and below `transfers`, none of them `None`.
+/// positions ascending and below `transfers`, none of them `None`, and all pending below the
+/// last chunk (`TransferStatuses::restored_in_memory`).
 fn decode_held_statuses(
     reader: &mut Reader,
     transfers: u64,
 ) -> Result<Vec<(u32, PendingStatus)>, SnapshotError> {
     let count = reader.count(5)?;
+    let last_chunk = transfers - transfers % crate::statuses::CHUNK as u64;
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
         let position = reader.u32()?;
         let status = reader.take(1, "truncated status")?[0];
         let status = PendingStatus::from_u8(status).filter(|s| *s != PendingStatus::None);
         let ascending = held.last().is_none_or(|(last, _)| *last < position);
+        let held_in_memory = |status: PendingStatus| {
+            status == PendingStatus::Pending || u64::from(position) >= last_chunk
+        };
         match status {
-            Some(status) if ascending && u64::from(position) < transfers => {
+            Some(status)
+                if ascending && u64::from(position) < transfers && held_in_memory(status) =>
+            {
                 held.push((position, status))
             }
-            _ => return Err(reader.malformed("a held status out of order or unknown")),
+            _ => return Err(reader.malformed("a held status out of order, place or range")),
         }
     }
     Ok(held)

@@ -35,7 +35,7 @@ impl PendingStatus {
 }
 
 /// Positions one chunk covers.
-const CHUNK: usize = 4096;
+pub(crate) const CHUNK: usize = 4096;
 
 /// The two-phase status of every transfer, by position. Most transfers are not pending
 /// ([`PendingStatus::None`]), so positions are kept in chunks of 4,096 and a chunk takes

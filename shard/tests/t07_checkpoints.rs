@@ -267,6 +267,24 @@ fn entries_read_after_more_writes_are_those_of_the_moment_taken() {
             ledger.expire_pending_transfers(now + 5 * NS);
             ledger.release_change_events(ledger.change_sequence_next() - 5);
             let keyspaces = entries_now(&ledger, &checkpoint, max);
+            // What it said it would write, before: a bound, exact where it can be.
+            for run in &keyspaces {
+                let (written, said) =
+                    (run.keys.len() as u64, checkpoint.keys_at_most(run.keyspace));
+                assert!(written <= said, "{:?}: {written} of {said}", run.keyspace);
+                let exact = matches!(
+                    run.keyspace,
+                    Keyspace::History | Keyspace::AccountTransfers | Keyspace::TransferTimestamps
+                );
+                assert!(
+                    !exact || written == said,
+                    "{:?}: {written} of {said}",
+                    run.keyspace
+                );
+            }
+            assert!(keyspaces
+                .iter()
+                .all(|run| !run.keys.is_empty() || run.keyspace == Keyspace::TransferSamples));
             ledger.checkpoint_durable(checkpoint.cut);
             durable = checkpoint.cut;
             increments.push(CheckpointIncrement {
