@@ -1309,10 +1309,10 @@ async fn serve(
             // The cold transfers the reads name are read ahead through io_uring, before this
             // core's locks are taken (so that they do not wait on the disk; a second round of
             // a transaction, or another core's, may hold some meanwhile), and held until they
-            // are read: `Ledger::read_set` then blocks the core on no read, but for the status
-            // of a pending transfer resolved before a durable checkpoint (a late post or void
-            // across partitions), which is not listed. Whatever a checkpoint made cold
-            // meanwhile it reads blocking, as without the read-ahead.
+            // are read, with the statuses of those in the store only (a late post or void
+            // across partitions names a pending transfer resolved before a durable
+            // checkpoint): `Ledger::read_set` then blocks the core on no read. Whatever a
+            // checkpoint made cold meanwhile it reads blocking, as without the read-ahead.
             // They are held while the locks are waited for, counted against the room of
             // clients' reads (`held_max`).
             let mut held = Vec::with_capacity(partitions.len());
@@ -1324,7 +1324,7 @@ async fn serve(
                 // Nothing cold (most transactions): no copy of the ids, no read-ahead.
                 let cold = partition.read(|ledger| ledger.transfers().cold_below() > 0);
                 if cold && !ids.transfers.is_empty() {
-                    let lookup = ClientRead::LookupTransfers(ids.transfers.as_slice().into());
+                    let lookup = ClientRead::ReadSet(ids.transfers.as_slice().into());
                     held.push(partition.prefetch_read(&lookup).await);
                 }
             }

@@ -47,8 +47,10 @@ pub(crate) const FAN_IN: usize = 4;
 /// Runs of up to this many keys times four are all of tier 0.
 const TIER_KEYS_FLOOR: u64 = 1 << 16;
 
-/// Entries merged between two turns the core's other tasks get.
-const MERGE_CHUNK_ENTRIES: usize = 8192;
+/// Bytes of entries (keys and values) merged between two turns the core's other tasks get:
+/// 52,428 ids, 65,536 list entries. The turns come about once per batch applied, so this
+/// bounds how fast a merge goes under load.
+const MERGE_CHUNK_BYTES: usize = 1 << 20;
 
 /// The tier of a run of `keys` keys.
 pub(crate) fn tier(keys: u64) -> u32 {
@@ -153,7 +155,8 @@ pub(crate) fn write_order_plan(live: &[u64], new: u64) -> usize {
 pub(crate) struct RunMerge {
     inputs: Vec<Input>,
     value_size: usize,
-    /// The merged entries not yet given to the writer.
+    /// The merged entries not yet given to the writer: at most `chunk` of them.
+    chunk: usize,
     keys: Vec<u128>,
     values: Vec<u8>,
     /// Entries given to the writer: the first and last key, and how many came from the runs.
@@ -218,8 +221,9 @@ impl RunMerge {
         RunMerge {
             inputs: inputs.collect(),
             value_size,
-            keys: Vec::with_capacity(MERGE_CHUNK_ENTRIES),
-            values: Vec::with_capacity(MERGE_CHUNK_ENTRIES * value_size),
+            chunk: MERGE_CHUNK_BYTES / (16 + value_size),
+            keys: Vec::with_capacity(MERGE_CHUNK_BYTES / (16 + value_size)),
+            values: Vec::with_capacity(MERGE_CHUNK_BYTES / (16 + value_size) * value_size),
             first_key: None,
             last_key: 0,
             from_runs: 0,
@@ -278,25 +282,52 @@ impl RunMerge {
                 if Some(at) != from && input.head() == Some(key) {
                     input.at += 1;
                     self.replaced += 1;
+                    input.refill().await?;
                 }
             }
-            match from {
-                None => {
-                    self.keys.push(key);
-                    self.values
-                        .extend_from_slice(&values[own * size..(own + 1) * size]);
-                    own += 1;
+            // With it go the entries of the same source below every other's next key, in one
+            // copy (an account's entries in a run of lists or history, a whole run of samples
+            // whose checkpoints came one after another).
+            let mut below = if from.is_some() {
+                keys.get(own).copied().unwrap_or(u128::MAX)
+            } else {
+                u128::MAX
+            };
+            for (at, input) in self.inputs.iter().enumerate() {
+                if Some(at) != from {
+                    // Every other input was refilled since its last entry was taken: none
+                    // left means none on disk either.
+                    debug_assert!(input.head().is_some() || !input.more_on_disk());
+                    below = below.min(input.head().unwrap_or(u128::MAX));
                 }
+            }
+            let room = self.chunk - self.keys.len();
+            let (source_keys, source_values, start) = match from {
+                None => (keys, values, own),
                 Some(at) => {
-                    let input = &mut self.inputs[at];
-                    self.keys.push(key);
-                    self.values
-                        .extend_from_slice(&input.values[input.at * size..(input.at + 1) * size]);
-                    input.at += 1;
-                    self.from_runs += 1;
+                    let input = &self.inputs[at];
+                    (&input.keys[..], &input.values[..], input.at)
+                }
+            };
+            let mut end = start + 1;
+            while end < source_keys.len()
+                && end - start < room
+                && source_keys[end] < below
+                && source_keys[end] <= bound
+            {
+                end += 1;
+            }
+            self.keys.extend_from_slice(&source_keys[start..end]);
+            self.values
+                .extend_from_slice(&source_values[start * size..end * size]);
+            match from {
+                None => own = end,
+                Some(at) => {
+                    self.inputs[at].at = end;
+                    self.from_runs += (end - start) as u64;
                 }
             }
-            if self.keys.len() == MERGE_CHUNK_ENTRIES {
+            if self.keys.len() == self.chunk {
                 self.flush(writer).await?;
                 YieldNow::new().await;
                 if !current() {
@@ -336,6 +367,115 @@ impl RunMerge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{runtime, TestDir};
+    use kassa_storage::run::RunOptions;
+    use std::collections::BTreeMap;
+
+    fn options(value_size: usize) -> RunOptions {
+        RunOptions {
+            value_size,
+            keys_expected: 0,
+            filter_bits_per_key: 0,
+            filter_seed: 0,
+        }
+    }
+
+    /// Writes `entries` (keys ascending) as run `name` in `dir` and opens it to be merged.
+    async fn run_of(dir: &std::path::Path, name: &str, entries: &[(u128, [u8; 2])]) -> Run {
+        let mut writer = RunWriter::create(dir, name, options(2))
+            .await
+            .expect("create");
+        for (key, value) in entries {
+            writer.push_all(&[*key], value).await.expect("push");
+        }
+        writer.finish().await.expect("finish");
+        Run::open_unfiltered(&dir.join(name)).await.expect("open")
+    }
+
+    /// Runs of interleaved and repeated keys (stretches of one run between another's, the
+    /// same key in several) merged with the checkpoint's own entries given in pieces: every
+    /// key once, ascending, with the newest entry (the checkpoint's, else the latest run's),
+    /// as a model of newest-wins says, whatever the sizes of the pieces.
+    #[test]
+    fn a_merge_keeps_each_keys_newest_entry_in_key_order() {
+        let dir = TestDir::new("run-merge");
+        let dir = dir.path();
+        runtime().block_on(async {
+            let mut seed = 0x3e7_u64;
+            let mut next = |below: u64| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 33) % below
+            };
+            for case in 0..12u8 {
+                let mut model: BTreeMap<u128, [u8; 2]> = BTreeMap::new();
+                let mut runs = Vec::new();
+                for input in 0..3u8 {
+                    // Stretches of consecutive keys, and single scattered ones.
+                    let mut keys = std::collections::BTreeSet::new();
+                    for _ in 0..1 + next(40) {
+                        let start = next(20_000) as u128;
+                        for key in start..start + next(600) as u128 {
+                            keys.insert(key);
+                        }
+                    }
+                    let entries: Vec<(u128, [u8; 2])> =
+                        keys.into_iter().map(|key| (key, [case, input])).collect();
+                    for (key, value) in &entries {
+                        model.insert(*key, *value);
+                    }
+                    let name = format!("case-{case}-input-{input}.run");
+                    runs.push(run_of(dir, &name, &entries).await);
+                }
+                let mut own: Vec<u128> = (0..next(3_000)).map(|_| next(21_000) as u128).collect();
+                own.sort_unstable();
+                own.dedup();
+                for key in &own {
+                    model.insert(*key, [case, 9]);
+                }
+                let mut merge = RunMerge::new(runs, 2);
+                if case % 3 == 0 {
+                    merge.chunk = 1 + next(100) as usize;
+                }
+                let name = format!("case-{case}-merged.run");
+                let mut writer = RunWriter::create(dir, &name, options(2))
+                    .await
+                    .expect("create");
+                let mut given = 0;
+                while given < own.len() {
+                    let piece = (1 + next(700) as usize).min(own.len() - given);
+                    let keys = &own[given..given + piece];
+                    let values: Vec<u8> = keys.iter().flat_map(|_| [case, 9]).collect();
+                    let going = merge.push(&mut writer, keys, &values, false, &|| true);
+                    assert!(going.await.expect("merge"));
+                    given += piece;
+                }
+                let going = merge.push(&mut writer, &[], &[], true, &|| true);
+                assert!(going.await.expect("merge"));
+                writer.finish().await.expect("finish");
+                let merged = Run::open(&dir.join(&name)).await.expect("open");
+                let mut found = Vec::new();
+                merged
+                    .scan(0, u128::MAX, |key, value| {
+                        found.push((key, [value[0], value[1]]));
+                        true
+                    })
+                    .await
+                    .expect("scan");
+                let expected: Vec<(u128, [u8; 2])> = model.into_iter().collect();
+                assert_eq!(found.len(), expected.len(), "case {case}");
+                assert_eq!(found, expected, "case {case}");
+                assert_eq!(
+                    (merge.first_key, merge.last_key),
+                    (
+                        expected.first().map(|e| e.0),
+                        expected.last().map_or(0, |e| e.0)
+                    )
+                );
+            }
+        });
+    }
 
     const M: u64 = 1 << 20;
 

@@ -84,7 +84,7 @@ impl Ledger {
                     return; // no id is cold: the first round found them all
                 }
                 let ids = |at: usize| (transfers[at].id.0, transfers[at].pending_id.0);
-                self.cold_reads_of(transfers.len(), ids, round, out);
+                self.cold_reads_of(transfers.len(), ids, false, round, out);
             }
             Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
                 self.cold_reads_of_request(request, round, out)
@@ -98,18 +98,20 @@ impl Ledger {
                     return;
                 }
                 let ids = |at: usize| (transfers[at].id.0, transfers[at].pending_id.0);
-                self.cold_reads_of(transfers.len(), ids, round, out);
+                self.cold_reads_of(transfers.len(), ids, false, round, out);
             }
             _ => {}
         }
     }
 
     /// For each of `count` events, `ids(at)` = `(id, pending id)` (0: none): the cold
-    /// transfers they name.
+    /// transfers they name, and the statuses of the pending ids' (a post or void reads it),
+    /// and with `statuses` of the ids' too.
     fn cold_reads_of(
         &self,
         count: usize,
         ids: impl Fn(usize) -> (u128, u128),
+        statuses: bool,
         round: ColdReads,
         out: &mut Vec<(Keyspace, u128)>,
     ) {
@@ -131,7 +133,7 @@ impl Ledger {
         for at in 0..count {
             prefetch(at + PREFETCH_AHEAD);
             let (id, pending_id) = ids(at);
-            self.cold_transfer(id, round, probe, false, out);
+            self.cold_transfer(id, round, probe, statuses, out);
             if pending_id != 0 {
                 self.cold_transfer(pending_id, round, probe, true, out);
             }
@@ -286,11 +288,12 @@ impl Ledger {
                 out.push((Keyspace::Transfers, u128::from(position)));
             }
         };
-        if let ClientRead::LookupTransfers(ids) = read {
+        if let ClientRead::LookupTransfers(ids) | ClientRead::ReadSet(ids) = read {
             if round == ColdReads::Transfers && !self.transfer_positions.any_cold() {
                 return; // no id is cold: the first round found them all
             }
-            return self.cold_reads_of(ids.len(), |at| (ids[at], 0), round, out);
+            let statuses = matches!(read, ClientRead::ReadSet(_));
+            return self.cold_reads_of(ids.len(), |at| (ids[at], 0), statuses, round, out);
         }
         let Some((min, max)) = read.bounds() else {
             return;
@@ -325,7 +328,9 @@ impl Ledger {
                 return;
             }
             ClientRead::AccountTransfers(filter) | ClientRead::AccountBalances(filter) => filter,
-            ClientRead::LookupTransfers(_) => unreachable!("listed above"),
+            ClientRead::LookupTransfers(_) | ClientRead::ReadSet(_) => {
+                unreachable!("listed above")
+            }
         };
         let Some((account, mut visits)) = self.account_filter_listed(read, filter) else {
             return;
@@ -389,7 +394,7 @@ impl Ledger {
                     pending.map_or(0, |offset| id_at(event, offset)),
                 )
             };
-            self.cold_reads_of(batch.len() / size, ids, round, out);
+            self.cold_reads_of(batch.len() / size, ids, false, round, out);
         }
     }
 
@@ -463,6 +468,10 @@ pub enum ClientRead {
     QueryTransfers(QueryFilter),
     /// Transfers looked up by id.
     LookupTransfers(std::sync::Arc<[u128]>),
+    /// A transaction's read set ([`Ledger::read_set`]) of transfers by id: the transfers, and
+    /// the two-phase status of each (a post or void across partitions may name a pending
+    /// transfer resolved long ago, whose status is in the store only).
+    ReadSet(std::sync::Arc<[u128]>),
 }
 
 impl ClientRead {
@@ -477,7 +486,7 @@ impl ClientRead {
                 let valid = query_filter_valid(filter);
                 valid.then_some((filter.timestamp_min, filter.timestamp_max))
             }
-            ClientRead::LookupTransfers(_) => None,
+            ClientRead::LookupTransfers(_) | ClientRead::ReadSet(_) => None,
         }
     }
 }

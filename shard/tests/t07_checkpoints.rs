@@ -1029,6 +1029,34 @@ fn resolved_statuses_leave_memory_and_read_back_from_the_store() {
     assert!(expected.contains(&CreateTransferStatus::PendingTransferAlreadyPosted));
     assert!(expected.contains(&CreateTransferStatus::PendingTransferAlreadyVoided));
     assert!(expected.contains(&CreateTransferStatus::Created));
+
+    // A transaction's read set of round 1's transfers (resolved ones and pending ones) lists
+    // their statuses ahead with them: it reads nothing unlisted, and answers as the ledger
+    // that kept them all.
+    let ids: std::sync::Arc<[u128]> = (0..40).map(|at| pending_id(1, at)).collect();
+    let read_set = kassa_shard::ClientRead::ReadSet(ids.clone());
+    let mut listed = Vec::new();
+    for round in [ColdReads::Ids, ColdReads::Transfers] {
+        cold.cold_reads_of_read(&read_set, round, &mut listed);
+    }
+    store.take_keys_read();
+    let from_cold = cold.read_set(&[], &ids, &[]).expect("reads");
+    let read: std::collections::BTreeSet<_> = store.take_keys_read().into_iter().collect();
+    let listed: std::collections::BTreeSet<_> = listed.into_iter().collect();
+    assert!(
+        read.is_subset(&listed),
+        "the read set's cold reads listed ahead"
+    );
+    assert!(read.iter().any(|(k, _)| *k == Keyspace::Statuses));
+    let from_warm = warm.read_set(&[], &ids, &[]).expect("in memory");
+    assert_eq!(from_cold.transfers, from_warm.transfers);
+    let statuses = from_cold.transfers.iter().map(|(_, status)| *status);
+    assert!(statuses
+        .clone()
+        .any(|status| status == PendingStatus::Posted));
+    assert!(statuses
+        .clone()
+        .any(|status| status == PendingStatus::Pending));
     for round in 0..4 {
         for at in (0..ROUND).step_by(97) {
             let id = kassa_wire::TransferId(pending_id(round, at));

@@ -10,7 +10,7 @@ use std::path::Path;
 use common::*;
 use kassa_storage::run::{
     BlockCache, BlockingRun, CacheStats, Holds, Located, Page, PageBudget, Run, RunOptions,
-    RunWriter,
+    RunWriter, MERGE_READ_BLOCKS,
 };
 use kassa_storage::StorageError;
 
@@ -195,7 +195,7 @@ fn scans_match_the_sorted_map() {
         .expect("scan");
         assert_eq!(first_three, 3, "a scan stops when told");
 
-        // A merge's reads: every entry in key order, 64 blocks at a time, then nothing.
+        // A merge's reads: every entry in key order, 512 blocks at a time, then nothing.
         let (mut keys_read, mut values_read) = (Vec::new(), Vec::new());
         let mut next = 0;
         loop {
@@ -204,7 +204,7 @@ fn scans_match_the_sorted_map() {
             if read == 0 {
                 break;
             }
-            assert!(read <= 64, "{read} blocks at once");
+            assert!(read <= MERGE_READ_BLOCKS, "{read} blocks at once");
             next += read;
         }
         assert_eq!(next, run.footer().data_blocks);

@@ -47,7 +47,9 @@ mod writer;
 pub use cache::{BlockCache, CacheStats, Holds, HELD_PAGES_MIN};
 pub use filter::{Filter, FILTER_BLOCK_SIZE};
 pub use paged::PageBudget;
-pub use reader::{Block, BlockingRun, Located, Page, Run, PREFETCH_READS_AT_ONCE};
+pub use reader::{
+    Block, BlockingRun, Located, Page, Run, MERGE_READ_BLOCKS, PREFETCH_READS_AT_ONCE,
+};
 pub use writer::{RunOptions, RunWriter};
 
 use std::path::Path;

@@ -367,6 +367,11 @@ pub const PREFETCH_READS_AT_ONCE: usize = 64;
 /// Data blocks a scan reads at once.
 const SCAN_BLOCKS: u64 = 64;
 
+/// Data blocks a merge's input reads at once (2 MiB): each read is a wait, and a merge on a
+/// busy core resumes from one only at its next turn, about once per batch applied, so a
+/// merge goes no faster than this per turn and per input.
+pub const MERGE_READ_BLOCKS: u64 = 512;
+
 /// The checked entries of a block still in a larger read's buffer.
 struct BlockView<'a> {
     bytes: &'a [u8],
@@ -509,9 +514,10 @@ impl Run {
         Ok(())
     }
 
-    /// Appends to `keys` and `values` the entries of the data blocks from `first` on, up to 64
-    /// blocks in one read, each checked; returns how many blocks it read (0 from the end on).
-    /// A merge reads its input runs this way, in key order, a bounded piece at a time.
+    /// Appends to `keys` and `values` the entries of the data blocks from `first` on, up to
+    /// [`MERGE_READ_BLOCKS`] in one read, each checked; returns how many blocks it read (0
+    /// from the end on). A merge reads its input runs this way, in key order, a bounded piece
+    /// at a time.
     pub async fn read_entries(
         &self,
         first: u64,
@@ -523,7 +529,7 @@ impl Run {
             .footer
             .data_blocks
             .saturating_sub(first)
-            .min(SCAN_BLOCKS);
+            .min(MERGE_READ_BLOCKS);
         if count == 0 {
             return Ok(0);
         }
