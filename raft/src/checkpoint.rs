@@ -801,18 +801,18 @@ mod tests {
         (all, all_balances)
     }
 
-    /// Runs of account lists, history, statuses and timestamp samples merge in write order
+    /// Runs of account lists, statuses and timestamp samples merge in write order
     /// (`merge::write_order_plan`): the fourth small run of each takes the three before it,
-    /// a merge of statuses keeps each position's newest, and a ledger restored from the
-    /// merged runs reads every transfer, list, balance, status and timestamp as the ledger
-    /// that kept them all in memory.
+    /// a merge of statuses keeps each position's newest, history runs stay one per
+    /// checkpoint, and a ledger restored from the merged runs reads every transfer, list,
+    /// balance (each from the history run of its transfer's checkpoint), status and
+    /// timestamp as the ledger that kept them all in memory.
     #[test]
     fn runs_that_are_read_by_when_written_merge_in_write_order() {
         let dir = TestDir::new("merge-write-order");
         let dir = dir.path();
         let merged = [
             Keyspace::Statuses,
-            Keyspace::History,
             Keyspace::AccountTransfers,
             Keyspace::TransferTimestamps,
         ];
@@ -850,6 +850,12 @@ mod tests {
                     let numbers = runs.iter().map(|run| run.number);
                     assert!(numbers.is_sorted(), "in the order written");
                 }
+                let history = runs_of(&written, Keyspace::History);
+                assert_eq!(
+                    history.len() as u64,
+                    step + 1,
+                    "history runs are not merged"
+                );
                 status_runs.push(runs_of(&written, Keyspace::Statuses));
                 head = Some(written);
             }

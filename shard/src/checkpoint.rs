@@ -34,7 +34,7 @@
 //! of version 4 with a cold store reads no status run either: its hot state lists the
 //! statuses memory keeps (the pending ones, and those of the last chunk of positions), so
 //! restart time and memory no longer grow with history. From version 4 on, too, the runs of
-//! statuses, history, lists and timestamp samples may be merged in write order (a run then
+//! statuses, lists and timestamp samples may be merged in write order (a run then
 //! holds a stretch of checkpoints, not one): a binary that reads only up to version 3
 //! refuses the hot state rather than misread those runs.
 //!
