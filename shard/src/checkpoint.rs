@@ -151,9 +151,6 @@ pub struct Checkpoint {
     statuses_stored: std::ops::Range<u32>,
     /// Accounts when taken: history is read for those.
     accounts: usize,
-    /// History entries of the transfers from `since` on when taken (those in memory: all of
-    /// them but for a full checkpoint of a ledger installed from elsewhere).
-    history_entries: u64,
     /// Transfers from this position on have their ids written by this checkpoint.
     ids_from: u32,
     /// Transfers from this position on are written in their accounts' lists.
@@ -182,16 +179,15 @@ impl Checkpoint {
     }
 
     /// At most how many entries of `keyspace` it writes, known before they are read: a bound
-    /// on its run's size (exact for history, lists and samples, but for a full checkpoint of
-    /// a ledger installed from elsewhere), the same for any replica taking the same
-    /// checkpoint of the same ledger.
+    /// on its run's size (exact for lists and samples), the same for any replica taking the
+    /// same checkpoint of the same ledger.
     pub fn keys_at_most(&self, keyspace: Keyspace) -> u64 {
         let transfers_from = |from: u32| u64::from(self.cut.transfers.saturating_sub(from));
         match keyspace {
             Keyspace::Transfers => transfers_from(self.since.transfers),
             Keyspace::Statuses => self.statuses_at_most(),
             // Each transfer is in its two accounts' lists, and in their histories if kept.
-            Keyspace::History => self.history_entries,
+            Keyspace::History => 2 * transfers_from(self.since.transfers),
             Keyspace::AccountTransfers => 2 * transfers_from(self.lists_from),
             Keyspace::TransferIds => self.transfer_ids(),
             Keyspace::TransferSamples => 0,
@@ -324,7 +320,6 @@ impl Ledger {
                 0..(if full { released } else { 0 })
             },
             accounts: self.accounts.len(),
-            history_entries: self.history_entries_from(since.transfers),
             ids_from: self.ids_durable_below.min(since.transfers),
             lists_from: self.lists_durable_below.min(since.transfers),
             timestamps_from: self.timestamps_durable_below.min(since.transfers),
@@ -642,17 +637,6 @@ impl Ledger {
     /// Per account then position, the accounts' transfers in `positions` (no value), or
     /// with `history` the balances after them, of the history accounts: `cursor.next` is the
     /// account, `cursor.at` the position to go on from (0: the range's start).
-    /// History entries of the transfers from position `from` on that memory holds: each
-    /// history account's list entries from there (its balances go with them).
-    fn history_entries_from(&self, from: u32) -> u64 {
-        let accounts = self.accounts.iter().enumerate();
-        let history = accounts.filter(|(_, account)| account.flags.contains(AccountFlags::HISTORY));
-        let lists = history.map(|(at, _)| &self.account_transfers[at]);
-        lists
-            .map(|list| (list.len() - list.partition_point(|p| *p < from)) as u64)
-            .sum()
-    }
-
     fn account_entries(
         &self,
         checkpoint: &Checkpoint,

@@ -274,7 +274,7 @@ fn entries_read_after_more_writes_are_those_of_the_moment_taken() {
                 assert!(written <= said, "{:?}: {written} of {said}", run.keyspace);
                 let exact = matches!(
                     run.keyspace,
-                    Keyspace::History | Keyspace::AccountTransfers | Keyspace::TransferTimestamps
+                    Keyspace::AccountTransfers | Keyspace::TransferTimestamps
                 );
                 assert!(
                     !exact || written == said,
