@@ -24,7 +24,7 @@ use kassa_storage::run::{BlockingRun, Footer, PageBudget, Run, RunOptions, RunWr
 use kassa_storage::StorageError;
 
 use crate::codec::{self, CodecError};
-use crate::merge::{self, MergeOrder, RunMerge};
+use crate::merge::{self, RunMerge};
 use crate::types::SnapshotMeta;
 pub(crate) use crate::types::{run_file_name, CheckpointHead, RunEntry};
 use crate::yield_now::YieldNow;
@@ -194,24 +194,8 @@ pub(crate) async fn write(
     // manifest and are deleted with the runs it no longer names.
     let mut absorbed: Vec<(Keyspace, Vec<RunEntry>)> = Vec::new();
     for keyspace in Keyspace::ALL {
-        let Some(order) = merge::merge_order(keyspace) else {
-            continue;
-        };
-        let mut of: Vec<usize> = (0..live.len())
-            .filter(|at| live[*at].keyspace == keyspace)
-            .collect();
-        of.sort_by_key(|at| live[*at].number);
-        let keys: Vec<u64> = of.iter().map(|at| live[*at].keys).collect();
-        let new = checkpoint.keys_at_most(keyspace);
-        let plan: Vec<usize> = match order {
-            MergeOrder::Tiered => merge::merge_plan(&keys, new),
-            MergeOrder::WriteOrder => {
-                let newest = merge::write_order_plan(&keys, new);
-                (keys.len() - newest..keys.len()).collect()
-            }
-        };
-        if !plan.is_empty() {
-            let runs = plan.iter().map(|at| live[of[*at]].clone()).collect();
+        let runs = merge::absorbed_runs(keyspace, &live, checkpoint.keys_at_most(keyspace));
+        if !runs.is_empty() {
             absorbed.push((keyspace, runs));
         }
     }

@@ -38,6 +38,7 @@ use kassa_shard::Keyspace;
 use kassa_storage::run::{Run, RunWriter};
 use kassa_storage::StorageError;
 
+use crate::types::RunEntry;
 use crate::yield_now::YieldNow;
 
 /// Runs of a tier that a merge makes one: four, so that a merged run is at least four times
@@ -114,6 +115,23 @@ pub(crate) fn merge_order(keyspace: Keyspace) -> Option<MergeOrder> {
             None
         }
     }
+}
+
+/// The live runs (`live`, a manifest's, of every keyspace) that a checkpoint writing at most
+/// `new` entries of `keyspace` merges into its run, oldest first, as `keyspace`'s merge order
+/// plans it: none for a keyspace that does not merge.
+pub(crate) fn absorbed_runs(keyspace: Keyspace, live: &[RunEntry], new: u64) -> Vec<RunEntry> {
+    let Some(order) = merge_order(keyspace) else {
+        return Vec::new();
+    };
+    let mut of: Vec<&RunEntry> = live.iter().filter(|run| run.keyspace == keyspace).collect();
+    of.sort_by_key(|run| run.number);
+    let keys: Vec<u64> = of.iter().map(|run| run.keys).collect();
+    let plan: Vec<usize> = match order {
+        MergeOrder::Tiered => merge_plan(&keys, new),
+        MergeOrder::WriteOrder => (keys.len() - write_order_plan(&keys, new)..keys.len()).collect(),
+    };
+    plan.into_iter().map(|at| of[at].clone()).collect()
 }
 
 /// A write-order merge stops once its run is of this tier (65,536 × 4^5 keys, 67 million):

@@ -57,7 +57,7 @@ use crate::changes::{ChangeEntry, ChangeStream};
 use crate::cold::{ColdError, ColdStore};
 use crate::history::history_key;
 use crate::snapshot::{Reader, SNAPSHOT_FORMAT_VERSION};
-use crate::statuses::TransferStatuses;
+use crate::statuses::{held_at_restore, TransferStatuses};
 use crate::table::Table;
 use crate::transfer_ids::IdGenerations;
 use crate::transfer_table::{TransferTable, SAMPLE_EVERY};
@@ -1217,19 +1217,18 @@ fn decode_held_statuses(
     transfers: u64,
 ) -> Result<Vec<(u32, PendingStatus)>, SnapshotError> {
     let count = reader.count(5)?;
-    let last_chunk = transfers - transfers % crate::statuses::CHUNK as u64;
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
         let position = reader.u32()?;
         let status = reader.take(1, "truncated status")?[0];
         let status = PendingStatus::from_u8(status).filter(|s| *s != PendingStatus::None);
         let ascending = held.last().is_none_or(|(last, _)| *last < position);
-        let held_in_memory = |status: PendingStatus| {
-            status == PendingStatus::Pending || u64::from(position) >= last_chunk
-        };
+        let in_range = u64::from(position) < transfers;
         match status {
             Some(status)
-                if ascending && u64::from(position) < transfers && held_in_memory(status) =>
+                if ascending
+                    && in_range
+                    && held_at_restore(transfers as usize, position, status) =>
             {
                 held.push((position, status))
             }

@@ -35,7 +35,14 @@ impl PendingStatus {
 }
 
 /// Positions one chunk covers.
-pub(crate) const CHUNK: usize = 4096;
+const CHUNK: usize = 4096;
+
+/// Whether a restore of `len` transfers keeps in memory the status (not `None`) of the
+/// transfer at `position`: a pending one, or one in the last, partial chunk, which is never
+/// released.
+pub(crate) fn held_at_restore(len: usize, position: u32, status: PendingStatus) -> bool {
+    status == PendingStatus::Pending || position as usize >= len / CHUNK * CHUNK
+}
 
 /// The two-phase status of every transfer, by position. Most transfers are not pending
 /// ([`PendingStatus::None`]), so positions are kept in chunks of 4,096 and a chunk takes
@@ -242,10 +249,8 @@ impl TransferStatuses {
     /// partial chunk that are not `None` (a checkpoint's hot state lists them from format 4,
     /// so that its restore reads no status run). All of them are in memory.
     pub(crate) fn restored_in_memory(&self) -> Vec<(u32, PendingStatus)> {
-        let last_chunk = (self.len / CHUNK * CHUNK) as u32;
-        let held = self.not_none().filter(|(position, status)| {
-            *status == PendingStatus::Pending || *position >= last_chunk
-        });
+        let held = self.not_none();
+        let held = held.filter(|(position, status)| held_at_restore(self.len, *position, *status));
         held.collect()
     }
 
