@@ -47,11 +47,136 @@ struct Generation {
     /// The first position this generation may hold; it holds ids of positions from here to
     /// the next generation's `first`.
     first: u32,
-    index: IdIndex,
+    index: GenerationIds,
     /// The smallest and largest id inserted (a rollback does not narrow it).
     range: Option<(u128, u128)>,
     /// Opened at a checkpoint's cut, not because the one before was full.
     at_cut: bool,
+}
+
+/// A generation's ids: in a list while each new id is above the one before (ids that grow
+/// with time), else in a hash index.
+///
+/// The list is written in order (16 bytes per id, no random access, no table to rehash), and
+/// its positions follow from the first: a new id, above all of them, is told apart by the
+/// generation's range without a look at the list. The first id out of order moves the
+/// generation to a hash index (see [`IdGenerations::insert`]).
+enum GenerationIds {
+    /// Ascending ids at positions `base`, `base + 1`, ….
+    Ascending {
+        base: u32,
+        ids: Vec<u128>,
+    },
+    Hashed(IdIndex),
+}
+
+impl GenerationIds {
+    fn len(&self) -> usize {
+        match self {
+            GenerationIds::Ascending { ids, .. } => ids.len(),
+            GenerationIds::Hashed(index) => index.len(),
+        }
+    }
+
+    /// Bytes the process has touched for it (see [`IdIndex::resident_bytes`]).
+    fn resident_bytes(&self) -> u64 {
+        match self {
+            GenerationIds::Ascending { ids, .. } => (ids.len() * size_of::<u128>()) as u64,
+            GenerationIds::Hashed(index) => index.resident_bytes(),
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, id: u128) {
+        if let GenerationIds::Hashed(index) = self {
+            index.prefetch(id);
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: u128) -> Option<u32> {
+        match self {
+            GenerationIds::Ascending { base, ids } => {
+                let at = ids.binary_search(&id).ok()?;
+                Some(base + at as u32)
+            }
+            GenerationIds::Hashed(index) => index.get(id),
+        }
+    }
+
+    /// Whether `id` at `position` goes on the list: it is above every id listed, and its
+    /// position follows theirs.
+    fn extends(&self, id: u128, position: u32) -> bool {
+        match self {
+            GenerationIds::Ascending { base, ids } => match ids.last() {
+                None => true,
+                Some(last) => id > *last && position as usize == *base as usize + ids.len(),
+            },
+            GenerationIds::Hashed(_) => false,
+        }
+    }
+
+    /// The same ids in a hash index with room for `capacity` or more.
+    fn hashed(&self, capacity: usize, seed: u64) -> IdIndex {
+        match self {
+            GenerationIds::Ascending { base, ids } => {
+                let mut index = IdIndex::with_capacity(capacity.max(ids.len()), seed);
+                for (at, id) in ids.iter().enumerate() {
+                    index.insert(*id, base + at as u32);
+                }
+                index
+            }
+            GenerationIds::Hashed(_) => unreachable!("already hashed"),
+        }
+    }
+
+    fn remove(&mut self, id: u128) -> Option<u32> {
+        match self {
+            GenerationIds::Ascending { base, ids } => {
+                let at = ids.binary_search(&id).ok()?;
+                // A rollback takes back the newest ids, one by one from the last.
+                assert_eq!(at + 1, ids.len(), "an id removed before a newer one");
+                ids.pop();
+                Some(*base + at as u32)
+            }
+            GenerationIds::Hashed(index) => index.remove(id),
+        }
+    }
+
+    /// Whether the next id to be hashed in lands in a full table of `SPLIT_SLOTS_MIN` slots
+    /// or more (a list is never full).
+    fn is_full_and_large(&self) -> bool {
+        match self {
+            GenerationIds::Ascending { .. } => false,
+            GenerationIds::Hashed(index) => index.is_full() && index.slots() >= SPLIT_SLOTS_MIN,
+        }
+    }
+}
+
+/// A list of ids this long or longer that meets an id out of order is followed by a new,
+/// hashed generation rather than rehashed (the stall of a large rehash, as for a split).
+const ASCENDING_KEPT_MIN: usize = SPLIT_SLOTS_MIN / 2;
+
+impl Generation {
+    /// An empty generation from `first` on, with room for `capacity` ids.
+    fn new(first: u32, capacity: usize, at_cut: bool) -> Generation {
+        Generation {
+            first,
+            index: GenerationIds::Ascending {
+                base: first,
+                ids: Vec::with_capacity(capacity),
+            },
+            range: None,
+            at_cut,
+        }
+    }
+
+    /// Whether `id` is within the generation's range, so that its table may hold it.
+    #[inline]
+    fn may_hold(&self, id: u128) -> bool {
+        self.range
+            .is_some_and(|(low, high)| low <= id && id <= high)
+    }
 }
 
 fn widen(range: Option<(u128, u128)>, other: Option<(u128, u128)>) -> Option<(u128, u128)> {
@@ -65,12 +190,7 @@ fn widen(range: Option<(u128, u128)>, other: Option<(u128, u128)>) -> Option<(u1
 impl IdGenerations {
     /// One open generation for positions from `first` on, with room for `capacity` ids.
     pub(crate) fn new(first: u32, capacity: usize, seed: u64) -> IdGenerations {
-        let open = Generation {
-            first,
-            index: IdIndex::with_capacity(capacity, seed),
-            range: None,
-            at_cut: true,
-        };
+        let open = Generation::new(first, capacity, true);
         IdGenerations {
             generations: VecDeque::from([open]),
             seed,
@@ -122,17 +242,20 @@ impl IdGenerations {
     /// Asks the CPU to bring into cache the slots `id` would be found at.
     #[inline]
     pub(crate) fn prefetch(&self, id: u128) {
-        for generation in &self.generations {
+        for generation in self.generations.iter().filter(|g| g.may_hold(id)) {
             generation.index.prefetch(id);
         }
     }
 
-    /// Where `id` is, if its position is at or past [`IdGenerations::first`].
+    /// Where `id` is, if its position is at or past [`IdGenerations::first`]. Only the
+    /// generations whose id range holds `id` are probed: a new id that grows with time (as
+    /// TigerBeetle recommends) probes none, so its existence check touches no table.
     #[inline]
     pub(crate) fn get(&self, id: u128) -> Option<u32> {
         self.generations
             .iter()
             .rev()
+            .filter(|generation| generation.may_hold(id))
             .find_map(|generation| generation.index.get(id))
     }
 
@@ -140,24 +263,55 @@ impl IdGenerations {
     /// not be indexed yet.
     pub(crate) fn insert(&mut self, id: u128, position: u32) {
         let count = self.generations.len();
+        let seed = self.seed;
         let open = self.generations.back_mut().expect("never empty");
         assert!(position >= open.first, "an id older than its generation");
-        let split = open.index.is_full()
-            && open.index.slots() >= SPLIT_SLOTS_MIN
-            && count < GENERATIONS_MAX + SPLITS_MAX;
+        if let GenerationIds::Ascending { base, ids } = &mut open.index {
+            if ids.is_empty() {
+                *base = position;
+            }
+        }
+        if open.index.extends(id, position) {
+            if let GenerationIds::Ascending { ids, .. } = &mut open.index {
+                ids.push(id);
+            }
+            open.range = widen(open.range, Some((id, id)));
+            return;
+        }
+        let listed = match &open.index {
+            GenerationIds::Ascending { ids, .. } => Some(ids.len()),
+            GenerationIds::Hashed(_) => None,
+        };
+        let room = count < GENERATIONS_MAX + SPLITS_MAX;
+        let split = match listed {
+            // A long list stays as it is, and later ids are hashed in a generation of their
+            // own; a short one is rehashed in place.
+            Some(len) => len >= ASCENDING_KEPT_MIN && room,
+            None => open.index.is_full_and_large() && room,
+        };
         if split {
-            // Twice the slots, as growing would give; the full one keeps its ids until a
+            // A full table is followed by one of twice its slots, as growing would give; a
+            // list by one with room for as many ids. The one before keeps its ids until a
             // durable checkpoint covers its positions.
-            let slots = open.index.slots();
+            let capacity = match &open.index {
+                GenerationIds::Ascending { ids, .. } => ids.len(),
+                GenerationIds::Hashed(index) => index.slots(),
+            };
             self.generations.push_back(Generation {
                 first: position,
-                index: IdIndex::with_capacity(slots, self.seed),
+                index: GenerationIds::Hashed(IdIndex::with_capacity(capacity, seed)),
                 range: None,
                 at_cut: false,
             });
+        } else if listed.is_some() {
+            let capacity = 2 * open.index.len() + 16;
+            open.index = GenerationIds::Hashed(open.index.hashed(capacity, seed));
         }
         let open = self.generations.back_mut().expect("never empty");
-        open.index.insert(id, position);
+        let GenerationIds::Hashed(index) = &mut open.index else {
+            unreachable!("an id out of order is hashed")
+        };
+        index.insert(id, position);
         open.range = widen(open.range, Some((id, id)));
     }
 
@@ -200,12 +354,8 @@ impl IdGenerations {
             // a lookup never probes more than this many (and the splits).
             return;
         }
-        self.generations.push_back(Generation {
-            first: cut,
-            index: IdIndex::with_capacity(capacity, self.seed),
-            range: None,
-            at_cut: true,
-        });
+        self.generations
+            .push_back(Generation::new(cut, capacity, true));
     }
 
     /// Ids in the generations opened since the last one opened at a cut, that one included:
@@ -326,12 +476,22 @@ mod tests {
         assert_eq!((ids.count(), ids.len(), ids.first()), (1, 0, 40));
     }
 
+    /// Ids a generation has room for before its list or table grows.
+    fn room(generation: &Generation) -> usize {
+        match &generation.index {
+            GenerationIds::Ascending { ids, .. } => ids.capacity(),
+            GenerationIds::Hashed(index) => index.slots() / 2,
+        }
+    }
+
     #[test]
     fn a_full_large_generation_is_followed_by_a_new_one_not_grown() {
         let mut ids = IdGenerations::new(0, 0, 7);
         let count = (SPLIT_SLOTS_MIN * 3) as u32;
+        // Descending ids: each is out of order, so they are hashed.
+        let id_at = |position: u32| 5000 + u128::from(count - position);
         for position in 0..count {
-            ids.insert(5000 + u128::from(position), position);
+            ids.insert(id_at(position), position);
         }
         // Grown in place up to SPLIT_SLOTS_MIN slots (half of them ids), then split twice:
         // tables of 2^16, 2^17 and 2^18 slots.
@@ -340,12 +500,12 @@ mod tests {
         let firsts: Vec<u32> = ids.generations.iter().map(|g| g.first).collect();
         let half = (SPLIT_SLOTS_MIN / 2) as u32;
         assert_eq!(firsts, [0, half, half + SPLIT_SLOTS_MIN as u32]);
-        assert!((0..count).all(|p| ids.get(5000 + u128::from(p)) == Some(p)));
-        assert_eq!(ids.get(5000 + u128::from(count)), None);
-        // A checkpoint's cut seals; its next table is as large as the whole interval.
+        assert!((0..count).all(|p| ids.get(id_at(p)) == Some(p)));
+        assert_eq!(ids.get(id_at(count)), None);
+        // A checkpoint's cut seals; its next generation has room for the whole interval.
         ids.seal(count);
         let open = ids.generations.back().expect("open");
-        assert!(open.at_cut && open.index.slots() >= 2 * count as usize);
+        assert!(open.at_cut && room(open) >= count as usize);
         // The splits count as one interval: two more checkpoints never made durable are
         // still sealed (ids of the intervals between them go to their own tables).
         ids.insert(1, count);
@@ -356,7 +516,7 @@ mod tests {
         // A durable cut drops the split generations below it with the rest.
         ids.drop_below(count);
         assert_eq!((ids.count(), ids.len(), ids.first()), (2, 2, count));
-        assert!(ids.may_be_cold(5000) && ids.may_be_cold(5000 + u128::from(count - 1)));
+        assert!(ids.may_be_cold(id_at(0)) && ids.may_be_cold(id_at(count - 1)));
         assert_eq!(ids.get(1), Some(count));
     }
 
@@ -364,14 +524,16 @@ mod tests {
     fn a_rollback_across_a_split_leaves_the_positions_to_the_generation_before() {
         let mut ids = IdGenerations::new(0, 0, 7);
         let split_at = (SPLIT_SLOTS_MIN / 2) as u32;
-        // A linked chain opened at position `chain` and ran past the split.
+        // Descending ids, hashed. A linked chain opened at position `chain` and ran past the
+        // split.
+        let id_at = |position: u32| 1_000_000 - u128::from(position);
         let chain = split_at - 10;
         for position in 0..split_at + 20 {
-            ids.insert(9000 + u128::from(position), position);
+            ids.insert(id_at(position), position);
         }
         assert_eq!(ids.count(), 2);
         for position in (chain..split_at + 20).rev() {
-            assert_eq!(ids.remove(9000 + u128::from(position)), Some(position));
+            assert_eq!(ids.remove(id_at(position)), Some(position));
         }
         assert_eq!((ids.count(), ids.len()), (1, chain as usize));
         // The positions taken back are used again, and a checkpoint may cut there.
@@ -379,6 +541,110 @@ mod tests {
         ids.seal(chain + 1);
         ids.insert(2, chain + 1);
         assert_eq!((ids.get(1), ids.get(2)), (Some(chain), Some(chain + 1)));
-        assert_eq!(ids.get(9000 + u128::from(chain)), None);
+        assert_eq!(ids.get(id_at(chain)), None);
+    }
+
+    #[test]
+    fn ascending_ids_are_listed_until_one_comes_out_of_order() {
+        let is_listed = |ids: &IdGenerations, at: usize| {
+            matches!(ids.generations[at].index, GenerationIds::Ascending { .. })
+        };
+        // A short list meets an id out of order: rehashed in place.
+        let mut ids = IdGenerations::new(0, 0, 7);
+        for position in 0..100u32 {
+            ids.insert(10 + 2 * u128::from(position), position);
+        }
+        assert!(is_listed(&ids, 0));
+        assert_eq!(
+            (ids.get(10), ids.get(208), ids.get(11)),
+            (Some(0), Some(99), None)
+        );
+        ids.insert(11, 100);
+        assert_eq!(ids.count(), 1);
+        assert!(!is_listed(&ids, 0));
+        assert!((0..100u32).all(|p| ids.get(10 + 2 * u128::from(p)) == Some(p)));
+        assert_eq!(ids.get(11), Some(100));
+        // A long list stays, and the ids from the first out of order on are hashed in a
+        // generation of their own; a rollback across both goes back to the list.
+        let long = ASCENDING_KEPT_MIN as u32;
+        let mut ids = IdGenerations::new(0, 0, 7);
+        for position in 0..long {
+            ids.insert(1000 + u128::from(position), position);
+        }
+        ids.insert(5, long);
+        ids.insert(4, long + 1);
+        assert_eq!(ids.count(), 2);
+        assert!(is_listed(&ids, 0) && !is_listed(&ids, 1));
+        assert_eq!(
+            (ids.get(5), ids.get(4), ids.get(1000)),
+            (Some(long), Some(long + 1), Some(0))
+        );
+        for (id, position) in [(4, long + 1), (5, long), (999 + u128::from(long), long - 1)] {
+            assert_eq!(ids.remove(id), Some(position));
+        }
+        assert_eq!((ids.count(), ids.len()), (1, long as usize - 1));
+        // The list goes on at the position taken back.
+        ids.insert(1_000_000, long - 1);
+        assert!(is_listed(&ids, 0));
+        assert_eq!(ids.get(1_000_000), Some(long - 1));
+        // A position that does not follow the list's is hashed too.
+        let mut ids = IdGenerations::new(0, 0, 7);
+        ids.insert(1, 0);
+        ids.insert(2, 2);
+        assert!(!is_listed(&ids, 0));
+        assert_eq!((ids.get(1), ids.get(2)), (Some(0), Some(2)));
+    }
+
+    /// Ids of both orders (growing, and scattered over the whole range) through splits,
+    /// seals and rollbacks: every lookup agrees with a map, so probing only the generations
+    /// whose range holds an id misses none.
+    #[test]
+    fn lookups_agree_with_a_map_for_growing_and_scattered_ids() {
+        let mut ids = IdGenerations::new(0, 0, 11);
+        let mut model: Vec<u128> = Vec::new();
+        // Checkpoints cut between batches, so a rollback never goes below the last cut.
+        let mut cut = 0;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for step in 0..200_000u32 {
+            let roll = next() % 1000;
+            if roll < 2 && model.len() > cut {
+                // A linked chain's rollback takes back the newest positions.
+                let back = (next() % 5 + 1).min((model.len() - cut) as u64) as usize;
+                for _ in 0..back {
+                    let id = model.pop().expect("kept");
+                    assert_eq!(ids.remove(id), Some(model.len() as u32));
+                }
+            } else if roll < 3 {
+                cut = model.len();
+                ids.seal(cut as u32);
+            } else {
+                let id = if step % 3 == 0 {
+                    u128::from(next()) << 20 | u128::from(step)
+                } else {
+                    1_000_000 + u128::from(step)
+                };
+                if model.contains(&id) {
+                    continue;
+                }
+                ids.insert(id, model.len() as u32);
+                model.push(id);
+            }
+            if step % 10_000 == 0 {
+                for (position, id) in model.iter().enumerate() {
+                    assert_eq!(ids.get(*id), Some(position as u32), "step {step}");
+                }
+                assert_eq!(ids.get(u128::from(next()) << 21 | 1), None);
+            }
+        }
+        assert!(ids.count() > 1);
+        for (position, id) in model.iter().enumerate() {
+            assert_eq!(ids.get(*id), Some(position as u32));
+        }
     }
 }
