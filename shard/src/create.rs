@@ -32,6 +32,15 @@ pub(crate) trait CreateOperation {
 
     /// Brings what `apply` will look up for the event into cache (see `IdIndex::prefetch`).
     fn prefetch(ledger: &Ledger, event: &Self::Event);
+    /// Asks for the index slots of the records the event names, `3 × prefetch::AHEAD`
+    /// events before it is applied.
+    fn prefetch_slots(_ledger: &Ledger, _event: &Self::Event) {}
+    /// Asks for the records the event names, `2 × prefetch::AHEAD` events before it is
+    /// applied (their slots are then likely in cache).
+    fn prefetch_records(_ledger: &Ledger, _event: &Self::Event) {}
+    /// Asks for what the records lead to (the tails of lists the event appends to),
+    /// `prefetch::AHEAD` events before it is applied.
+    fn prefetch_tails(_ledger: &Ledger, _event: &Self::Event) {}
     /// `(linked, imported, timestamp)` of an event.
     fn head(event: &Self::Event) -> (bool, bool, u64);
     /// The event's own checks and, if they pass, its effect.
@@ -117,7 +126,27 @@ impl Ledger {
         let timestamp_end = self.batch_timestamp_end(now, share.batch_len);
         let mut chain_start: Option<usize> = None;
         let mut chain_broken = false;
+        // Each event's records are asked for in three steps ahead of it (`prefetch`).
+        let ahead = crate::prefetch::AHEAD;
+        for event in events.iter().take(3 * ahead) {
+            Op::prefetch_slots(self, event);
+        }
+        for event in events.iter().take(2 * ahead) {
+            Op::prefetch_records(self, event);
+        }
+        for event in events.iter().take(ahead) {
+            Op::prefetch_tails(self, event);
+        }
         for (index, event) in events.iter().enumerate() {
+            if let Some(later) = events.get(index + 3 * ahead) {
+                Op::prefetch_slots(self, later);
+            }
+            if let Some(later) = events.get(index + 2 * ahead) {
+                Op::prefetch_records(self, later);
+            }
+            if let Some(later) = events.get(index + ahead) {
+                Op::prefetch_tails(self, later);
+            }
             let position = positions.get(index).map_or(index as u64, |p| *p as u64);
             let timestamp_event = timestamp_end - count + position + 1;
             let (linked, imported, event_timestamp) = Op::head(event);

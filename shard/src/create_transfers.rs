@@ -36,6 +36,26 @@ impl CreateOperation for CreateTransfers {
         }
     }
 
+    fn prefetch_slots(ledger: &Ledger, event: &Transfer) {
+        ledger.account_positions.prefetch(event.debit_account_id.0);
+        ledger.account_positions.prefetch(event.credit_account_id.0);
+    }
+
+    fn prefetch_records(ledger: &Ledger, event: &Transfer) {
+        for account in ledger.accounts_of(event) {
+            crate::prefetch::record(&ledger.accounts[account]);
+            crate::prefetch::line(&ledger.account_transfers[account]);
+            crate::prefetch::line(&ledger.account_history[account]);
+        }
+    }
+
+    fn prefetch_tails(ledger: &Ledger, event: &Transfer) {
+        for account in ledger.accounts_of(event) {
+            crate::prefetch::tail(&ledger.account_transfers[account]);
+            ledger.account_history[account].prefetch_tail();
+        }
+    }
+
     fn head(event: &Transfer) -> (bool, bool, u64) {
         let flags = event.flags;
         let linked = flags.contains(TransferFlags::LINKED);
@@ -79,6 +99,13 @@ impl Ledger {
         results: &mut Vec<CreateTransferResult>,
     ) {
         self.execute_create::<CreateTransfers>(now, events, results);
+    }
+
+    /// The positions of `t`'s accounts stored here, for its prefetch.
+    #[inline]
+    fn accounts_of(&self, t: &Transfer) -> impl Iterator<Item = usize> + '_ {
+        let ids = [t.debit_account_id.0, t.credit_account_id.0];
+        (ids.into_iter()).filter_map(|id| Some(self.account_positions.get(id)? as usize))
     }
 
     fn create_transfer(&mut self, timestamp_event: u64, t: &Transfer) -> Outcome<Status> {

@@ -38,6 +38,12 @@ impl History {
         self.recent.push(balances);
     }
 
+    /// Asks for the line the next entry pushed goes to.
+    #[inline]
+    pub(crate) fn prefetch_tail(&self) {
+        crate::prefetch::tail(&self.recent);
+    }
+
     /// Every entry, for an account whose list in memory has `listed` entries, all of them with
     /// their history in memory (a ledger without a cold store).
     pub(crate) fn all_in_memory(&self, listed: usize) -> &[Balances] {

@@ -69,16 +69,7 @@ impl IdIndex {
     /// Asks the CPU to bring the slot `id` would be found at into cache.
     #[inline]
     pub(crate) fn prefetch(&self, id: u128) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let slot: *const Slot = &self.slots[self.home(id)];
-            // SAFETY: prefetching is a hint that never faults; `slot` points into `slots`.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    slot.cast::<i8>(),
-                );
-            }
-        }
+        crate::prefetch::line::<Slot>(&self.slots[self.home(id)]);
     }
 
     /// Where `id` is, if indexed.

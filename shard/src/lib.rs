@@ -56,6 +56,7 @@ mod memory_cold_store;
 pub mod parallel_commit;
 mod partitioning;
 mod post_or_void;
+mod prefetch;
 mod queries;
 mod rollback;
 pub mod sessions;
