@@ -30,8 +30,9 @@ pub(crate) trait CreateOperation {
     const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self::Status;
     const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self::Status;
 
-    /// Brings what `apply` will look up for the event into cache (see `IdIndex::prefetch`).
-    fn prefetch(ledger: &Ledger, event: &Self::Event);
+    /// Brings what `apply` will look up for the event into cache (see `IdIndex::prefetch`),
+    /// for every event of the batch before the first is applied.
+    fn prefetch(_ledger: &Ledger, _event: &Self::Event) {}
     /// Asks for the index slots of the records the event names, `3 × prefetch::AHEAD`
     /// events before it is applied.
     fn prefetch_slots(_ledger: &Ledger, _event: &Self::Event) {}

@@ -29,14 +29,11 @@ impl CreateOperation for CreateTransfers {
     const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Status =
         Status::ImportedEventTimestampMustNotAdvance;
 
-    fn prefetch(ledger: &Ledger, event: &Transfer) {
+    fn prefetch_slots(ledger: &Ledger, event: &Transfer) {
         ledger.transfer_positions.prefetch(event.id.0);
         if event.pending_id.0 != 0 {
             ledger.transfer_positions.prefetch(event.pending_id.0);
         }
-    }
-
-    fn prefetch_slots(ledger: &Ledger, event: &Transfer) {
         ledger.account_positions.prefetch(event.debit_account_id.0);
         ledger.account_positions.prefetch(event.credit_account_id.0);
     }

@@ -62,10 +62,12 @@ struct Generation {
 /// generation's range without a look at the list. The first id out of order moves the
 /// generation to a hash index (see [`IdGenerations::insert`]).
 enum GenerationIds {
-    /// Ascending ids at positions `base`, `base + 1`, ….
+    /// Ascending ids at positions `base`, `base + 1`, …; `room` is the ids the generation
+    /// was opened for, which a hash index made from it gets room for.
     Ascending {
         base: u32,
         ids: Vec<u128>,
+        room: usize,
     },
     Hashed(IdIndex),
 }
@@ -96,7 +98,7 @@ impl GenerationIds {
     #[inline]
     fn get(&self, id: u128) -> Option<u32> {
         match self {
-            GenerationIds::Ascending { base, ids } => {
+            GenerationIds::Ascending { base, ids, .. } => {
                 let at = ids.binary_search(&id).ok()?;
                 Some(base + at as u32)
             }
@@ -108,7 +110,7 @@ impl GenerationIds {
     /// position follows theirs.
     fn extends(&self, id: u128, position: u32) -> bool {
         match self {
-            GenerationIds::Ascending { base, ids } => match ids.last() {
+            GenerationIds::Ascending { base, ids, .. } => match ids.last() {
                 None => true,
                 Some(last) => id > *last && position as usize == *base as usize + ids.len(),
             },
@@ -116,11 +118,14 @@ impl GenerationIds {
         }
     }
 
-    /// The same ids in a hash index with room for `capacity` or more.
+    /// The same ids in a hash index with room for `capacity` ids or more, and for as many
+    /// as the generation was opened for: a table grown step by step would rehash every id
+    /// at each step.
     fn hashed(&self, capacity: usize, seed: u64) -> IdIndex {
         match self {
-            GenerationIds::Ascending { base, ids } => {
-                let mut index = IdIndex::with_capacity(capacity.max(ids.len()), seed);
+            GenerationIds::Ascending { base, ids, room } => {
+                let capacity = capacity.max(ids.len()).max(*room);
+                let mut index = IdIndex::with_capacity(capacity, seed);
                 for (at, id) in ids.iter().enumerate() {
                     index.insert(*id, base + at as u32);
                 }
@@ -132,7 +137,7 @@ impl GenerationIds {
 
     fn remove(&mut self, id: u128) -> Option<u32> {
         match self {
-            GenerationIds::Ascending { base, ids } => {
+            GenerationIds::Ascending { base, ids, .. } => {
                 let at = ids.binary_search(&id).ok()?;
                 // A rollback takes back the newest ids, one by one from the last.
                 assert_eq!(at + 1, ids.len(), "an id removed before a newer one");
@@ -165,6 +170,7 @@ impl Generation {
             index: GenerationIds::Ascending {
                 base: first,
                 ids: Vec::with_capacity(capacity),
+                room: capacity,
             },
             range: None,
             at_cut,
@@ -239,11 +245,15 @@ impl IdGenerations {
         self.generations.len()
     }
 
-    /// Asks the CPU to bring into cache the slots `id` would be found at.
+    /// Asks the CPU to bring into cache the slots `id` would be found at, and the slot it
+    /// would be inserted at in the open generation's table.
     #[inline]
     pub(crate) fn prefetch(&self, id: u128) {
-        for generation in self.generations.iter().filter(|g| g.may_hold(id)) {
-            generation.index.prefetch(id);
+        let count = self.generations.len();
+        for (at, generation) in self.generations.iter().enumerate() {
+            if at + 1 == count || generation.may_hold(id) {
+                generation.index.prefetch(id);
+            }
         }
     }
 
@@ -266,7 +276,7 @@ impl IdGenerations {
         let seed = self.seed;
         let open = self.generations.back_mut().expect("never empty");
         assert!(position >= open.first, "an id older than its generation");
-        if let GenerationIds::Ascending { base, ids } = &mut open.index {
+        if let GenerationIds::Ascending { base, ids, .. } = &mut open.index {
             if ids.is_empty() {
                 *base = position;
             }
@@ -587,6 +597,12 @@ mod tests {
         ids.insert(1_000_000, long - 1);
         assert!(is_listed(&ids, 0));
         assert_eq!(ids.get(1_000_000), Some(long - 1));
+        // A list opened for many ids and rehashed early gets a table with room for them
+        // all, not one grown step by step.
+        let mut ids = IdGenerations::new(0, 1000, 7);
+        ids.insert(7, 0);
+        ids.insert(6, 1);
+        assert!(!is_listed(&ids, 0) && room(&ids.generations[0]) >= 1000);
         // A position that does not follow the list's is hashed too.
         let mut ids = IdGenerations::new(0, 0, 7);
         ids.insert(1, 0);
