@@ -257,6 +257,19 @@ impl IdGenerations {
         }
     }
 
+    /// The ids of the transfers at positions `range`, in position order, if one generation
+    /// lists them all (ids that came in ascending order): a checkpoint's ids, already sorted.
+    pub(crate) fn listed(&self, range: std::ops::Range<u32>) -> Option<&[u128]> {
+        self.generations.iter().find_map(|generation| {
+            let GenerationIds::Ascending { base, ids, .. } = &generation.index else {
+                return None;
+            };
+            let from = range.start.checked_sub(*base)? as usize;
+            let to = range.end.checked_sub(*base)? as usize;
+            ids.get(from..to)
+        })
+    }
+
     /// Where `id` is, if its position is at or past [`IdGenerations::first`]. Only the
     /// generations whose id range holds `id` are probed: a new id that grows with time (as
     /// TigerBeetle recommends) probes none, so its existence check touches no table.
@@ -603,6 +616,15 @@ mod tests {
         ids.insert(7, 0);
         ids.insert(6, 1);
         assert!(!is_listed(&ids, 0) && room(&ids.generations[0]) >= 1000);
+        // A list gives the ids of its positions, and nothing past them; a table none.
+        assert_eq!((ids.listed(0..0), ids.listed(0..1)), (None, None));
+        let mut listed = IdGenerations::new(5, 0, 7);
+        for position in 5..10u32 {
+            listed.insert(100 + u128::from(position), position);
+        }
+        assert_eq!(listed.listed(6..8), Some(&[106, 107][..]));
+        assert_eq!(listed.listed(10..10), Some(&[][..]));
+        assert_eq!((listed.listed(4..6), listed.listed(8..11)), (None, None));
         // A position that does not follow the list's is hashed too.
         let mut ids = IdGenerations::new(0, 0, 7);
         ids.insert(1, 0);

@@ -883,49 +883,62 @@ fn timestamp_searches_over_cold_transfers_match_the_ledger_that_kept_them() {
     );
 }
 
-/// A checkpoint's ids are sorted a chunk of 65,536 positions per call, then merged: over
-/// three chunks of ids in no order, in calls of every size, the id run is every transfer's
-/// id once, ascending, each with its position.
+/// A checkpoint's ids are given in id order: straight from the list of ids that came in
+/// ascending order, else sorted a chunk of 16,384 positions per call, then merged. Over ids in
+/// no order, ids in ascending order, and ascending ids followed by others (a list, then a
+/// table), in calls of every size, the id run is every transfer's id once, ascending, each
+/// with its position.
 #[test]
 fn a_checkpoints_ids_are_sorted_in_chunks_and_merged() {
-    let mut ledger = new_ledger();
-    accounts(&mut ledger);
     let count: u128 = 150_000;
     // Ids scattered over the u128 range, so that id order is not position order.
-    let id_of = |at: u128| at.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) | 1;
-    let events: Vec<Transfer> = (0..count)
-        .map(|at| {
-            transfer(
-                id_of(at),
-                1 + at % ACCOUNTS,
-                1 + (at + 1) % ACCOUNTS,
-                1,
-                LEDGER,
-                CODE,
-            )
-        })
-        .collect();
-    for (batch, chunk) in events.chunks(8_189).enumerate() {
-        create_transfers(&mut ledger, NS * (batch as u64 + 1), chunk);
-    }
-    assert_eq!(ledger.transfers().len() as u128, count);
-    let checkpoint = ledger.checkpoint(CheckpointCut::default());
-    let positions: std::collections::HashMap<u128, u32> =
-        (0..count).map(|at| (id_of(at), at as u32)).collect();
-    for max in [1_000, 8_192, 200_000] {
-        let read = entries_now(&ledger, &checkpoint, max);
-        let ids = read
-            .iter()
-            .find(|run| run.keyspace == Keyspace::TransferIds);
-        let ids = ids.expect("an id run");
-        assert_eq!(ids.keys.len() as u128, count, "calls of {max}");
-        assert!(
-            ids.keys.windows(2).all(|pair| pair[0] < pair[1]),
-            "ascending"
-        );
-        for (at, id) in ids.keys.iter().enumerate() {
-            let position = u32::from_le_bytes(ids.value(at).try_into().expect("4 bytes"));
-            assert_eq!(positions.get(id), Some(&position));
+    let scattered = |at: u128| at.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) | 1;
+    let ascending = |at: u128| 1_000 + 3 * at;
+    let ascending_then_scattered = |at: u128| {
+        if at < count / 2 {
+            ascending(at)
+        } else {
+            scattered(at)
+        }
+    };
+    let orders: [&dyn Fn(u128) -> u128; 3] = [&scattered, &ascending, &ascending_then_scattered];
+    for id_of in orders {
+        let mut ledger = new_ledger();
+        accounts(&mut ledger);
+        let events: Vec<Transfer> = (0..count)
+            .map(|at| {
+                transfer(
+                    id_of(at),
+                    1 + at % ACCOUNTS,
+                    1 + (at + 1) % ACCOUNTS,
+                    1,
+                    LEDGER,
+                    CODE,
+                )
+            })
+            .collect();
+        for (batch, chunk) in events.chunks(8_189).enumerate() {
+            create_transfers(&mut ledger, NS * (batch as u64 + 1), chunk);
+        }
+        assert_eq!(ledger.transfers().len() as u128, count);
+        let checkpoint = ledger.checkpoint(CheckpointCut::default());
+        let positions: std::collections::HashMap<u128, u32> =
+            (0..count).map(|at| (id_of(at), at as u32)).collect();
+        for max in [1_000, 8_192, 200_000] {
+            let read = entries_now(&ledger, &checkpoint, max);
+            let ids = read
+                .iter()
+                .find(|run| run.keyspace == Keyspace::TransferIds);
+            let ids = ids.expect("an id run");
+            assert_eq!(ids.keys.len() as u128, count, "calls of {max}");
+            assert!(
+                ids.keys.windows(2).all(|pair| pair[0] < pair[1]),
+                "ascending"
+            );
+            for (at, id) in ids.keys.iter().enumerate() {
+                let position = u32::from_le_bytes(ids.value(at).try_into().expect("4 bytes"));
+                assert_eq!(positions.get(id), Some(&position));
+            }
         }
     }
 }
