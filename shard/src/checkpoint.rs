@@ -521,7 +521,8 @@ impl Ledger {
             // sorted below, all of it above what was given.)
             if sort.chunks.is_empty() {
                 if let Some(ids) = self.transfer_positions.listed(start..end) {
-                    let stop = end.min(start.saturating_add(max as u32));
+                    let max = u32::try_from(max).unwrap_or(u32::MAX);
+                    let stop = end.min(start.saturating_add(max));
                     let given = ids.iter().zip(start..stop);
                     for (id, position) in given {
                         out.push(*id, &position.to_le_bytes());

@@ -314,10 +314,13 @@ impl IdGenerations {
         };
         if split {
             // A full table is followed by one of twice its slots, as growing would give; a
-            // list by one with room for as many ids. The one before keeps its ids until a
-            // durable checkpoint covers its positions.
+            // list by one with room for the rest of the ids it was opened for (and at least
+            // as many as it holds). The one before keeps its ids until a durable checkpoint
+            // covers its positions.
             let capacity = match &open.index {
-                GenerationIds::Ascending { ids, .. } => ids.len(),
+                GenerationIds::Ascending { ids, room, .. } => {
+                    room.saturating_sub(ids.len()).max(ids.len())
+                }
                 GenerationIds::Hashed(index) => index.slots(),
             };
             self.generations.push_back(Generation {
@@ -606,6 +609,14 @@ mod tests {
             assert_eq!(ids.remove(id), Some(position));
         }
         assert_eq!((ids.count(), ids.len()), (1, long as usize - 1));
+        // A long list opened for many more ids is followed by a table with room for the
+        // rest of them.
+        let mut opened = IdGenerations::new(0, 10 * ASCENDING_KEPT_MIN, 7);
+        for position in 0..long {
+            opened.insert(1000 + u128::from(position), position);
+        }
+        opened.insert(5, long);
+        assert!(room(&opened.generations[1]) >= 9 * ASCENDING_KEPT_MIN);
         // The list goes on at the position taken back.
         ids.insert(1_000_000, long - 1);
         assert!(is_listed(&ids, 0));

@@ -943,6 +943,59 @@ fn a_checkpoints_ids_are_sorted_in_chunks_and_merged() {
     }
 }
 
+/// The ids a checkpoint gives from the list of ascending ids stay right when, between two
+/// calls, an id out of order after the cut turns that list into a table (a ledger without a
+/// cold store keeps one generation, so the checkpoint reads the list ids still go to): the
+/// rest are sorted, all above those given, each id once with its position.
+#[test]
+fn a_checkpoints_ids_stay_in_order_when_their_list_becomes_a_table_midway() {
+    let mut ledger = new_ledger();
+    accounts(&mut ledger);
+    let count: u128 = 20_000;
+    let event = |id: u128, at: u128| {
+        transfer(
+            id,
+            1 + at % ACCOUNTS,
+            1 + (at + 1) % ACCOUNTS,
+            1,
+            LEDGER,
+            CODE,
+        )
+    };
+    let events: Vec<Transfer> = (0..count).map(|at| event(1_000 + 2 * at, at)).collect();
+    for (batch, chunk) in events.chunks(8_189).enumerate() {
+        create_transfers(&mut ledger, NS * (batch as u64 + 1), chunk);
+    }
+    let checkpoint = ledger.checkpoint(CheckpointCut::default());
+    let mut given = KeyspaceIncrement::new(Keyspace::TransferIds);
+    let mut chunk = KeyspaceIncrement::new(Keyspace::TransferIds);
+    let mut cursor = CheckpointCursor::default();
+    let mut calls = 0;
+    loop {
+        let more = ledger
+            .checkpoint_entries(&checkpoint, &mut cursor, &mut chunk, 1_000)
+            .expect("in memory");
+        given.keys.extend_from_slice(&chunk.keys);
+        given.values.extend_from_slice(&chunk.values);
+        calls += 1;
+        if calls == 3 {
+            // After the cut: an id below the list's last, then one above.
+            let late = [event(1_001, 0), event(10_000_000, 1)];
+            create_transfers(&mut ledger, NS * 100, &late);
+        }
+        if !more {
+            break;
+        }
+    }
+    assert!(calls > 3);
+    assert_eq!(given.keys.len() as u128, count);
+    for (at, id) in given.keys.iter().enumerate() {
+        assert_eq!(*id, 1_000 + 2 * at as u128);
+        let position = u32::from_le_bytes(given.value(at).try_into().expect("4 bytes"));
+        assert_eq!(position, at as u32);
+    }
+}
+
 /// With a cold store, the statuses of resolved two-phase transfers leave memory once a
 /// durable checkpoint holds them (4,096 positions at a time); the pending ones stay. Posts
 /// and voids that come too late read the resolved status from the store, listed ahead of the
