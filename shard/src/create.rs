@@ -90,6 +90,23 @@ impl Ledger {
         self.execute_create_in::<Op>(now, events, None, results);
     }
 
+    /// The prefetch step `step` of the batch loop: the slots of event `step`, the records of
+    /// the event `AHEAD` before it, the tails of the one `2 × AHEAD` before (those that
+    /// exist).
+    #[inline]
+    fn prefetch_ahead<Op: CreateOperation>(&self, events: &[Op::Event], step: usize) {
+        let ahead = crate::prefetch::AHEAD;
+        if let Some(event) = events.get(step) {
+            Op::prefetch_slots(self, event);
+        }
+        if let Some(event) = step.checked_sub(ahead).and_then(|at| events.get(at)) {
+            Op::prefetch_records(self, event);
+        }
+        if let Some(event) = step.checked_sub(2 * ahead).and_then(|at| events.get(at)) {
+            Op::prefetch_tails(self, event);
+        }
+    }
+
     /// Runs a batch, or a share of one (`in_batch`): one result per event, in order, into
     /// `results` (cleared first).
     pub(crate) fn execute_create_in<Op: CreateOperation>(
@@ -128,26 +145,12 @@ impl Ledger {
         let mut chain_start: Option<usize> = None;
         let mut chain_broken = false;
         // Each event's records are asked for in three steps ahead of it (`prefetch`).
-        let ahead = crate::prefetch::AHEAD;
-        for event in events.iter().take(3 * ahead) {
-            Op::prefetch_slots(self, event);
-        }
-        for event in events.iter().take(2 * ahead) {
-            Op::prefetch_records(self, event);
-        }
-        for event in events.iter().take(ahead) {
-            Op::prefetch_tails(self, event);
+        let lead = 3 * crate::prefetch::AHEAD;
+        for step in 0..lead {
+            self.prefetch_ahead::<Op>(events, step);
         }
         for (index, event) in events.iter().enumerate() {
-            if let Some(later) = events.get(index + 3 * ahead) {
-                Op::prefetch_slots(self, later);
-            }
-            if let Some(later) = events.get(index + 2 * ahead) {
-                Op::prefetch_records(self, later);
-            }
-            if let Some(later) = events.get(index + ahead) {
-                Op::prefetch_tails(self, later);
-            }
+            self.prefetch_ahead::<Op>(events, index + lead);
             let position = positions.get(index).map_or(index as u64, |p| *p as u64);
             let timestamp_event = timestamp_end - count + position + 1;
             let (linked, imported, event_timestamp) = Op::head(event);

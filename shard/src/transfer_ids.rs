@@ -106,33 +106,31 @@ impl GenerationIds {
         }
     }
 
-    /// Whether `id` at `position` goes on the list: it is above every id listed, and its
-    /// position follows theirs.
-    fn extends(&self, id: u128, position: u32) -> bool {
-        match self {
-            GenerationIds::Ascending { base, ids, .. } => match ids.last() {
-                None => true,
-                Some(last) => id > *last && position as usize == *base as usize + ids.len(),
-            },
-            GenerationIds::Hashed(_) => false,
+    /// Appends `id` at `position` to the list if it goes there: above every id listed, its
+    /// position following theirs (an empty list starts at `position`). False for a table.
+    fn push_ascending(&mut self, id: u128, position: u32) -> bool {
+        let GenerationIds::Ascending { base, ids, .. } = self else {
+            return false;
+        };
+        match ids.last() {
+            None => *base = position,
+            Some(last) if id > *last && position as usize == *base as usize + ids.len() => {}
+            Some(_) => return false,
         }
+        ids.push(id);
+        true
     }
 
-    /// The same ids in a hash index with room for `capacity` ids or more, and for as many
-    /// as the generation was opened for: a table grown step by step would rehash every id
-    /// at each step.
-    fn hashed(&self, capacity: usize, seed: u64) -> IdIndex {
-        match self {
-            GenerationIds::Ascending { base, ids, room } => {
-                let capacity = capacity.max(ids.len()).max(*room);
-                let mut index = IdIndex::with_capacity(capacity, seed);
-                for (at, id) in ids.iter().enumerate() {
-                    index.insert(*id, base + at as u32);
-                }
-                index
-            }
-            GenerationIds::Hashed(_) => unreachable!("already hashed"),
+    /// The list's ids in a hash index with room for twice as many, and for as many as the
+    /// generation was opened for: a table grown step by step would rehash every id at each
+    /// step.
+    fn hashed(base: u32, ids: &[u128], room: usize, seed: u64) -> IdIndex {
+        let capacity = (2 * ids.len() + 16).max(room);
+        let mut index = IdIndex::with_capacity(capacity, seed);
+        for (at, id) in ids.iter().enumerate() {
+            index.insert(*id, base + at as u32);
         }
+        index
     }
 
     fn remove(&mut self, id: u128) -> Option<u32> {
@@ -145,15 +143,6 @@ impl GenerationIds {
                 Some(*base + at as u32)
             }
             GenerationIds::Hashed(index) => index.remove(id),
-        }
-    }
-
-    /// Whether the next id to be hashed in lands in a full table of `SPLIT_SLOTS_MIN` slots
-    /// or more (a list is never full).
-    fn is_full_and_large(&self) -> bool {
-        match self {
-            GenerationIds::Ascending { .. } => false,
-            GenerationIds::Hashed(index) => index.is_full() && index.slots() >= SPLIT_SLOTS_MIN,
         }
     }
 }
@@ -289,49 +278,37 @@ impl IdGenerations {
         let seed = self.seed;
         let open = self.generations.back_mut().expect("never empty");
         assert!(position >= open.first, "an id older than its generation");
-        if let GenerationIds::Ascending { base, ids, .. } = &mut open.index {
-            if ids.is_empty() {
-                *base = position;
-            }
-        }
-        if open.index.extends(id, position) {
-            if let GenerationIds::Ascending { ids, .. } = &mut open.index {
-                ids.push(id);
-            }
+        if open.index.push_ascending(id, position) {
             open.range = widen(open.range, Some((id, id)));
             return;
         }
-        let listed = match &open.index {
-            GenerationIds::Ascending { ids, .. } => Some(ids.len()),
-            GenerationIds::Hashed(_) => None,
+        let may_split = count < GENERATIONS_MAX + SPLITS_MAX;
+        // A long list stays as it is, and later ids are hashed in a generation of their own;
+        // a short one is rehashed in place. A full table is followed by one of twice its
+        // slots, as growing would give; a long list by one with room for the rest of the ids
+        // it was opened for (and at least as many as it holds). The one before keeps its ids
+        // until a durable checkpoint covers its positions.
+        let split = match &open.index {
+            GenerationIds::Ascending {
+                ids, room: opened, ..
+            } => (ids.len() >= ASCENDING_KEPT_MIN)
+                .then(|| opened.saturating_sub(ids.len()).max(ids.len())),
+            GenerationIds::Hashed(index) => {
+                (index.is_full() && index.slots() >= SPLIT_SLOTS_MIN).then(|| index.slots())
+            }
         };
-        let room = count < GENERATIONS_MAX + SPLITS_MAX;
-        let split = match listed {
-            // A long list stays as it is, and later ids are hashed in a generation of their
-            // own; a short one is rehashed in place.
-            Some(len) => len >= ASCENDING_KEPT_MIN && room,
-            None => open.index.is_full_and_large() && room,
-        };
-        if split {
-            // A full table is followed by one of twice its slots, as growing would give; a
-            // list by one with room for the rest of the ids it was opened for (and at least
-            // as many as it holds). The one before keeps its ids until a durable checkpoint
-            // covers its positions.
-            let capacity = match &open.index {
-                GenerationIds::Ascending { ids, room, .. } => {
-                    room.saturating_sub(ids.len()).max(ids.len())
-                }
-                GenerationIds::Hashed(index) => index.slots(),
-            };
-            self.generations.push_back(Generation {
+        match (split.filter(|_| may_split), &open.index) {
+            (Some(capacity), _) => self.generations.push_back(Generation {
                 first: position,
                 index: GenerationIds::Hashed(IdIndex::with_capacity(capacity, seed)),
                 range: None,
                 at_cut: false,
-            });
-        } else if listed.is_some() {
-            let capacity = 2 * open.index.len() + 16;
-            open.index = GenerationIds::Hashed(open.index.hashed(capacity, seed));
+            }),
+            (None, GenerationIds::Ascending { base, ids, room }) => {
+                let index = GenerationIds::hashed(*base, ids, *room, seed);
+                open.index = GenerationIds::Hashed(index);
+            }
+            (None, GenerationIds::Hashed(_)) => {}
         }
         let open = self.generations.back_mut().expect("never empty");
         let GenerationIds::Hashed(index) = &mut open.index else {
