@@ -35,6 +35,7 @@
 mod checkpoint;
 mod codec;
 mod cold_runs;
+mod command_buffers;
 #[cfg(test)]
 mod conformance;
 mod log_store;
