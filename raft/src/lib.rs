@@ -35,7 +35,6 @@
 mod checkpoint;
 mod codec;
 mod cold_runs;
-mod command_buffers;
 #[cfg(test)]
 mod conformance;
 mod log_store;

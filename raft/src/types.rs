@@ -19,7 +19,6 @@ use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::command_buffers;
 use kassa_shard::{CheckpointCut, Command, CommandDecodeError, Keyspace, Reply};
 use openraft::impls::leader_id_std;
 use openraft::vote::RaftLeaderId;
@@ -106,7 +105,7 @@ impl Eq for CommandBytes {}
 
 impl CommandBytes {
     pub(crate) fn encode(command: &Command) -> CommandBytes {
-        let mut bytes = command_buffers::take(1 + command.encoded_len());
+        let mut bytes = Vec::with_capacity(1 + command.encoded_len());
         bytes.push(ENTRY_KIND_NORMAL);
         command.encode(&mut bytes);
         debug_assert_eq!(bytes.len(), 1 + command.encoded_len());
@@ -118,12 +117,14 @@ impl CommandBytes {
 
     /// The bytes of the command in `proposed`, which keep the command for the apply.
     pub(crate) fn propose(proposed: &Proposed) -> CommandBytes {
-        let mut encoded = {
+        let encoded = {
             let command = proposed.borrow();
             CommandBytes::encode(command.as_ref().expect("a proposal not applied yet"))
         };
-        encoded.proposed = Some(proposed.clone());
-        encoded
+        CommandBytes {
+            proposed: Some(proposed.clone()),
+            ..encoded
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -154,15 +155,6 @@ impl CommandBytes {
                 Ok(command)
             }
             None => Command::decode(&self.bytes[1..]),
-        }
-    }
-}
-
-/// The last copy of an entry gives its buffer back for the next proposal (`command_buffers`).
-impl Drop for CommandBytes {
-    fn drop(&mut self) {
-        if let Some(bytes) = Rc::get_mut(&mut self.bytes) {
-            command_buffers::give(std::mem::take(bytes));
         }
     }
 }
