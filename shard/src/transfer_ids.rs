@@ -9,7 +9,8 @@
 //! were never used without reading the disk. A ledger without a cold store keeps every
 //! generation.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use crate::cold::ColdError;
 use crate::id_index::IdIndex;
@@ -54,22 +55,134 @@ struct Generation {
     at_cut: bool,
 }
 
-/// A generation's ids: in a list while each new id is above the one before (ids that grow
-/// with time), else in a hash index.
+/// A generation's ids: in a list while they come in ascending runs that do not overlap
+/// (ids that grow with time, or several clients' batches of such ids arriving a little out
+/// of order), else in a hash index.
 ///
 /// The list is written in order (16 bytes per id, no random access, no table to rehash), and
-/// its positions follow from the first: a new id, above all of them, is told apart by the
-/// generation's range without a look at the list. The first id out of order moves the
-/// generation to a hash index (see [`IdGenerations::insert`]).
+/// its positions follow from the first. Its [`Runs`] tell which stretch of the list may hold
+/// an id: a new id in a gap between runs, or above them all, is told apart without a look at
+/// the list. An id that would make runs overlap, a position out of sequence, or runs too short
+/// to pay move the generation to a hash index (see [`IdGenerations::insert`]).
 enum GenerationIds {
-    /// Ascending ids at positions `base`, `base + 1`, …; `room` is the ids the generation
-    /// was opened for, which a hash index made from it gets room for.
+    /// Ids at positions `base`, `base + 1`, …, in ascending runs; `room` is the ids the
+    /// generation was opened for, which a hash index made from it gets room for.
     Ascending {
         base: u32,
         ids: Vec<u128>,
+        runs: Runs,
         room: usize,
     },
     Hashed(IdIndex),
+}
+
+/// A list's runs: stretches of consecutive positions whose ids ascend, none overlapping
+/// another's id range. With four clients each sending ascending batches, each batch that
+/// arrives before the one below it starts a run.
+#[derive(Default)]
+struct Runs {
+    /// In list order: the last is the run the next id may extend.
+    in_order: Vec<Run>,
+    /// Each run's first id and its index in `in_order`.
+    by_first: BTreeMap<u128, usize>,
+}
+
+#[derive(Clone, Copy)]
+struct Run {
+    /// Where the run starts in the list.
+    start: u32,
+    len: u32,
+    first: u128,
+    last: u128,
+    /// The first id of the run just above it when it started (none: no run above): runs
+    /// started later are taken back before it can be extended again, so this stays the
+    /// bound it may grow to.
+    ceiling: Option<u128>,
+}
+
+/// Runs a list may have before it is hashed: fewer than this many, and one more per this
+/// many ids (a binary search of a long run costs less than a table's miss per insert; runs
+/// of a few ids cost more than the table).
+const RUNS_MIN: usize = 16;
+const RUN_IDS_MIN: usize = 1024;
+
+impl Runs {
+    /// Takes `id` as the next entry of `list`: extends the last run, or starts one in a gap
+    /// between runs (splitting a run whose range spans the gap: a run may have grown over
+    /// ids that come later). False for an id listed already, or when runs would be too many.
+    fn push(&mut self, id: u128, list: &[u128]) -> bool {
+        if let Some(open) = self.in_order.last_mut() {
+            if id > open.last && open.ceiling.is_none_or(|ceiling| ceiling > id) {
+                open.last = id;
+                open.len += 1;
+                return true;
+            }
+        }
+        if self.in_order.len() + 1 >= RUNS_MIN + list.len() / RUN_IDS_MIN {
+            return false;
+        }
+        if let Some((_, &at)) = self.by_first.range(..=id).next_back() {
+            let run = self.in_order[at];
+            if id <= run.last {
+                let (start, len) = (run.start as usize, run.len as usize);
+                let Err(split) = list[start..start + len].binary_search(&id) else {
+                    return false;
+                };
+                assert!(0 < split && split < len, "inside the run's range");
+                let upper = Run {
+                    start: run.start + split as u32,
+                    len: (len - split) as u32,
+                    first: list[start + split],
+                    last: run.last,
+                    ceiling: run.ceiling,
+                };
+                let lower = &mut self.in_order[at];
+                lower.len = split as u32;
+                lower.last = list[start + split - 1];
+                lower.ceiling = Some(upper.first);
+                self.in_order.insert(at + 1, upper);
+                for index in self.by_first.values_mut() {
+                    if *index > at {
+                        *index += 1;
+                    }
+                }
+                self.by_first.insert(upper.first, at + 1);
+            }
+        }
+        let start = u32::try_from(list.len()).expect("a generation's positions fit a u32");
+        let above = self.by_first.range((Excluded(id), Unbounded)).next();
+        let ceiling = above.map(|(first, _)| *first);
+        self.by_first.insert(id, self.in_order.len());
+        self.in_order.push(Run {
+            start,
+            len: 1,
+            first: id,
+            last: id,
+            ceiling,
+        });
+        true
+    }
+
+    /// The run whose id range holds `id`, if any.
+    #[inline]
+    fn holder(&self, id: u128) -> Option<&Run> {
+        let (_, at) = self.by_first.range(..=id).next_back()?;
+        let run = &self.in_order[*at];
+        (id <= run.last).then_some(run)
+    }
+
+    /// Takes back the list's last entry; `last` is the entry before it, if any.
+    fn pop(&mut self, last: Option<u128>) {
+        let open = self.in_order.last_mut().expect("a run");
+        open.len -= 1;
+        if open.len == 0 {
+            let first = open.first;
+            self.in_order.pop();
+            self.by_first.remove(&first);
+        } else {
+            open.last = last.expect("the run keeps an entry");
+        }
+    }
 }
 
 impl GenerationIds {
@@ -83,7 +196,9 @@ impl GenerationIds {
     /// Bytes the process has touched for it (see [`IdIndex::resident_bytes`]).
     fn resident_bytes(&self) -> u64 {
         match self {
-            GenerationIds::Ascending { ids, .. } => (ids.len() * size_of::<u128>()) as u64,
+            GenerationIds::Ascending { ids, runs, .. } => {
+                (ids.len() * size_of::<u128>() + runs.in_order.len() * 2 * size_of::<Run>()) as u64
+            }
             GenerationIds::Hashed(index) => index.resident_bytes(),
         }
     }
@@ -98,24 +213,37 @@ impl GenerationIds {
     #[inline]
     fn get(&self, id: u128) -> Option<u32> {
         match self {
-            GenerationIds::Ascending { base, ids, .. } => {
-                let at = ids.binary_search(&id).ok()?;
-                Some(base + at as u32)
+            GenerationIds::Ascending {
+                base, ids, runs, ..
+            } => {
+                let run = runs.holder(id)?;
+                let start = run.start as usize;
+                let at = ids[start..start + run.len as usize]
+                    .binary_search(&id)
+                    .ok()?;
+                Some(base + run.start + at as u32)
             }
             GenerationIds::Hashed(index) => index.get(id),
         }
     }
 
-    /// Appends `id` at `position` to the list if it goes there: above every id listed, its
-    /// position following theirs (an empty list starts at `position`). False for a table.
+    /// Appends `id` at `position` to the list if it goes there: its position following the
+    /// list's (an empty list starts at `position`), and `id` in a run (see [`Runs::push`]).
+    /// False for a table.
     fn push_ascending(&mut self, id: u128, position: u32) -> bool {
-        let GenerationIds::Ascending { base, ids, .. } = self else {
+        let GenerationIds::Ascending {
+            base, ids, runs, ..
+        } = self
+        else {
             return false;
         };
-        match ids.last() {
-            None => *base = position,
-            Some(last) if id > *last && position as usize == *base as usize + ids.len() => {}
-            Some(_) => return false,
+        if ids.is_empty() {
+            *base = position;
+        } else if position as usize != *base as usize + ids.len() {
+            return false;
+        }
+        if !runs.push(id, ids) {
+            return false;
         }
         ids.push(id);
         true
@@ -135,12 +263,20 @@ impl GenerationIds {
 
     fn remove(&mut self, id: u128) -> Option<u32> {
         match self {
-            GenerationIds::Ascending { base, ids, .. } => {
-                let at = ids.binary_search(&id).ok()?;
+            GenerationIds::Ascending { .. } => {
+                let position = self.get(id)?;
+                let GenerationIds::Ascending {
+                    base, ids, runs, ..
+                } = self
+                else {
+                    unreachable!("a list")
+                };
                 // A rollback takes back the newest ids, one by one from the last.
+                let at = (position - *base) as usize;
                 assert_eq!(at + 1, ids.len(), "an id removed before a newer one");
                 ids.pop();
-                Some(*base + at as u32)
+                runs.pop(ids.last().copied());
+                Some(position)
             }
             GenerationIds::Hashed(index) => index.remove(id),
         }
@@ -159,6 +295,7 @@ impl Generation {
             index: GenerationIds::Ascending {
                 base: first,
                 ids: Vec::with_capacity(capacity),
+                runs: Runs::default(),
                 room: capacity,
             },
             range: None,
@@ -247,12 +384,19 @@ impl IdGenerations {
     }
 
     /// The ids of the transfers at positions `range`, in position order, if one generation
-    /// lists them all (ids that came in ascending order): a checkpoint's ids, already sorted.
+    /// lists them all in one run (ids that came in ascending order): a checkpoint's ids,
+    /// already sorted.
     pub(crate) fn listed(&self, range: std::ops::Range<u32>) -> Option<&[u128]> {
         self.generations.iter().find_map(|generation| {
-            let GenerationIds::Ascending { base, ids, .. } = &generation.index else {
+            let GenerationIds::Ascending {
+                base, ids, runs, ..
+            } = &generation.index
+            else {
                 return None;
             };
+            if runs.in_order.len() > 1 {
+                return None;
+            }
             let from = range.start.checked_sub(*base)? as usize;
             let to = range.end.checked_sub(*base)? as usize;
             ids.get(from..to)
@@ -304,7 +448,12 @@ impl IdGenerations {
                 range: None,
                 at_cut: false,
             }),
-            (None, GenerationIds::Ascending { base, ids, room }) => {
+            (
+                None,
+                GenerationIds::Ascending {
+                    base, ids, room, ..
+                },
+            ) => {
                 let index = GenerationIds::hashed(*base, ids, *room, seed);
                 open.index = GenerationIds::Hashed(index);
             }
@@ -548,11 +697,11 @@ mod tests {
     }
 
     #[test]
-    fn ascending_ids_are_listed_until_one_comes_out_of_order() {
+    fn ascending_ids_are_listed_until_their_runs_are_too_many() {
         let is_listed = |ids: &IdGenerations, at: usize| {
             matches!(ids.generations[at].index, GenerationIds::Ascending { .. })
         };
-        // A short list meets an id out of order: rehashed in place.
+        // An id in a gap of a run splits it, and the list goes on.
         let mut ids = IdGenerations::new(0, 0, 7);
         for position in 0..100u32 {
             ids.insert(10 + 2 * u128::from(position), position);
@@ -563,27 +712,56 @@ mod tests {
             (Some(0), Some(99), None)
         );
         ids.insert(11, 100);
+        ids.insert(13, 101);
         assert_eq!(ids.count(), 1);
-        assert!(!is_listed(&ids, 0));
+        assert!(is_listed(&ids, 0));
         assert!((0..100u32).all(|p| ids.get(10 + 2 * u128::from(p)) == Some(p)));
-        assert_eq!(ids.get(11), Some(100));
-        // A long list stays, and the ids from the first out of order on are hashed in a
-        // generation of their own; a rollback across both goes back to the list.
+        assert_eq!(
+            (ids.get(11), ids.get(13), ids.get(15)),
+            (Some(100), Some(101), None)
+        );
+        // Ids that each start a run: a short list is rehashed in place once they are too
+        // many.
+        let runs_max = |len: usize| RUNS_MIN + len / RUN_IDS_MIN - 1;
+        let mut ids = IdGenerations::new(0, 0, 7);
+        let mut at = 0u32;
+        while is_listed(&ids, 0) {
+            ids.insert(1000 - u128::from(at), at);
+            at += 1;
+        }
+        assert_eq!((ids.count(), at as usize), (1, runs_max(0) + 1));
+        assert!((0..at).all(|p| ids.get(1000 - u128::from(p)) == Some(p)));
+        // A long list stays, and the ids from the first that would make too many runs on
+        // are hashed in a generation of their own; a rollback across both goes back to the
+        // list.
         let long = ASCENDING_KEPT_MIN as u32;
         let mut ids = IdGenerations::new(0, 0, 7);
         for position in 0..long {
             ids.insert(1000 + u128::from(position), position);
         }
-        ids.insert(5, long);
-        ids.insert(4, long + 1);
-        assert_eq!(ids.count(), 2);
+        let mut at = long;
+        while ids.count() == 1 {
+            ids.insert(999 - u128::from(at - long), at);
+            at += 1;
+        }
         assert!(is_listed(&ids, 0) && !is_listed(&ids, 1));
+        assert_eq!((at - long) as usize, runs_max(long as usize));
         assert_eq!(
-            (ids.get(5), ids.get(4), ids.get(1000)),
-            (Some(long), Some(long + 1), Some(0))
+            (
+                ids.get(999),
+                ids.get(1000 - u128::from(at - long)),
+                ids.get(1000)
+            ),
+            (Some(long), Some(at - 1), Some(0))
         );
-        for (id, position) in [(4, long + 1), (5, long), (999 + u128::from(long), long - 1)] {
-            assert_eq!(ids.remove(id), Some(position));
+        while at > long - 1 {
+            at -= 1;
+            let id = if at >= long {
+                999 - u128::from(at - long)
+            } else {
+                1000 + u128::from(at)
+            };
+            assert_eq!(ids.remove(id), Some(at));
         }
         assert_eq!((ids.count(), ids.len()), (1, long as usize - 1));
         // A long list opened for many more ids is followed by a table with room for the
@@ -592,7 +770,11 @@ mod tests {
         for position in 0..long {
             opened.insert(1000 + u128::from(position), position);
         }
-        opened.insert(5, long);
+        let mut at = long;
+        while opened.count() == 1 {
+            opened.insert(999 - u128::from(at - long), at);
+            at += 1;
+        }
         assert!(room(&opened.generations[1]) >= 9 * ASCENDING_KEPT_MIN);
         // The list goes on at the position taken back.
         ids.insert(1_000_000, long - 1);
@@ -602,7 +784,7 @@ mod tests {
         // all, not one grown step by step.
         let mut ids = IdGenerations::new(0, 1000, 7);
         ids.insert(7, 0);
-        ids.insert(6, 1);
+        ids.insert(9, 2);
         assert!(!is_listed(&ids, 0) && room(&ids.generations[0]) >= 1000);
         // A list gives the ids of its positions, and nothing past them; a table none.
         assert_eq!((ids.listed(0..0), ids.listed(0..1)), (None, None));
@@ -619,6 +801,110 @@ mod tests {
         ids.insert(2, 2);
         assert!(!is_listed(&ids, 0));
         assert_eq!((ids.get(1), ids.get(2)), (Some(0), Some(2)));
+    }
+
+    /// Four clients' batches of growing ids, each a little out of order: every batch that
+    /// comes before the one below it starts a run, and the list stays a list.
+    #[test]
+    fn batches_of_ascending_ids_out_of_order_stay_listed_in_runs() {
+        let batch = 2048u32;
+        let mut ids = IdGenerations::new(0, 0, 7);
+        let mut position = 0u32;
+        let mut model = Vec::new();
+        // Batches 1, 0, 2, 4, 3, 5, …: the ids of batch `b` are 10_000 + b * batch + i.
+        let order: Vec<u32> = (0..12u32)
+            .map(|b| {
+                if b % 3 == 1 {
+                    b - 1
+                } else if b % 3 == 0 {
+                    b + 1
+                } else {
+                    b
+                }
+            })
+            .collect();
+        for b in order {
+            for i in 0..batch {
+                let id = 10_000 + u128::from(b * batch + i);
+                assert_eq!(ids.get(id), None, "new");
+                ids.insert(id, position);
+                model.push(id);
+                position += 1;
+            }
+        }
+        assert_eq!(ids.count(), 1);
+        assert!(matches!(
+            ids.generations[0].index,
+            GenerationIds::Ascending { .. }
+        ));
+        for (at, id) in model.iter().enumerate() {
+            assert_eq!(ids.get(*id), Some(at as u32));
+        }
+        // Gaps and the outside find nothing; a checkpoint sorts them (no single run).
+        assert_eq!((ids.get(9_999), ids.get(10_000 + 13 * 2048)), (None, None));
+        assert_eq!(ids.listed(0..position), None);
+        // A rollback through a run's start goes back to the run before, which grows again.
+        for _ in 0..batch + 1 {
+            let id = model.pop().expect("kept");
+            assert_eq!(ids.remove(id), Some(model.len() as u32));
+        }
+        let last = *model.last().expect("kept");
+        ids.insert(last + 1, model.len() as u32);
+        assert_eq!(ids.get(last + 1), Some(model.len() as u32));
+    }
+
+    /// Batches of growing ids with gaps, arriving out of order by up to three, through
+    /// rollbacks and seals: every lookup agrees with a map, whether runs split, the list
+    /// becomes a table, or a generation splits.
+    #[test]
+    fn lookups_agree_with_a_map_for_batches_out_of_order() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        for round in 0..20u64 {
+            let mut ids = IdGenerations::new(0, 0, round);
+            let mut model: Vec<u128> = Vec::new();
+            let mut cut = 0;
+            // Batches numbered in order, each taking ids 1000 * b + (a sparse ascending set).
+            let mut pending: Vec<u64> = Vec::new();
+            let mut b_next = 0u64;
+            for _ in 0..300 {
+                while pending.len() < 4 {
+                    pending.push(b_next);
+                    b_next += 1;
+                }
+                let batch = pending.remove(next(pending.len() as u64) as usize);
+                let mut id = 1_000_000 * u128::from(batch);
+                for _ in 0..next(200) + 1 {
+                    id += u128::from(next(3) + 1) * u128::from(1 + round % 3);
+                    if next(50) == 0 && model.len() > cut {
+                        let taken = model.pop().expect("kept");
+                        assert_eq!(ids.remove(taken), Some(model.len() as u32));
+                    }
+                    if model.contains(&id) {
+                        continue;
+                    }
+                    assert_eq!(ids.get(id), None, "round {round}");
+                    ids.insert(id, model.len() as u32);
+                    model.push(id);
+                }
+                if next(40) == 0 {
+                    cut = model.len();
+                    ids.seal(cut as u32);
+                }
+                for (position, id) in model.iter().enumerate().rev().take(300) {
+                    assert_eq!(ids.get(*id), Some(position as u32), "round {round}");
+                }
+            }
+            for (position, id) in model.iter().enumerate() {
+                assert_eq!(ids.get(*id), Some(position as u32), "round {round}");
+                assert_eq!(ids.get(*id + 1_000_000_000_000), None);
+            }
+        }
     }
 
     /// Ids of both orders (growing, and scattered over the whole range) through splits,
