@@ -516,8 +516,8 @@ impl Ledger {
             }
             let start = (checkpoint.ids_from as u64).max(cursor.next) as u32;
             // Ids that came in ascending order are in id order already, in one generation's
-            // list: given from it, nothing sorted, nothing allocated. (An id out of order
-            // after the cut may turn that list into a table on the way; the rest is then
+            // list: given from it, nothing sorted, nothing allocated. (An id after the cut may
+            // add a run to that list, or turn it into a table, on the way; the rest is then
             // sorted below, all of it above what was given.)
             if sort.chunks.is_empty() {
                 if let Some(ids) = self.transfer_positions.listed(start..end) {
@@ -529,6 +529,38 @@ impl Ledger {
                     }
                     cursor.next = u64::from(stop);
                     return Ok(stop < end);
+                }
+            }
+            // Ids in runs (several clients' ascending batches) of a sealed generation: its
+            // runs in order of first id. `cursor.next` then counts the ids given, from
+            // `ids_from` on; a sealed generation never changes, so every call sees the same.
+            if sort.chunks.is_empty() {
+                let from = checkpoint.ids_from;
+                if let Some(pieces) = self.transfer_positions.listed_in_runs(from..end) {
+                    let mut skip = (start - from) as usize;
+                    let mut taken = 0usize;
+                    for (first, ids) in pieces {
+                        if skip >= ids.len() {
+                            skip -= ids.len();
+                            continue;
+                        }
+                        let given = ids.iter().zip(first..).skip(skip).take(max - taken);
+                        for (id, position) in given {
+                            out.push(*id, &position.to_le_bytes());
+                            taken += 1;
+                        }
+                        skip = 0;
+                        if taken == max {
+                            break;
+                        }
+                    }
+                    assert!(
+                        taken > 0 || max == 0 || start == end,
+                        "the runs cover the range"
+                    );
+                    let taken = u32::try_from(taken).expect("at most a range of positions");
+                    cursor.next = u64::from(start + taken);
+                    return Ok(start + taken < end);
                 }
             }
             let stop = end.min(start.saturating_add(ID_SORT_CHUNK));

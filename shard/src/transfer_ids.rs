@@ -62,8 +62,8 @@ struct Generation {
 /// The list is written in order (16 bytes per id, no random access, no table to rehash), and
 /// its positions follow from the first. Its [`Runs`] tell which stretch of the list may hold
 /// an id: a new id in a gap between runs, or above them all, is told apart without a look at
-/// the list. An id that would make runs overlap, a position out of sequence, or runs too short
-/// to pay move the generation to a hash index (see [`IdGenerations::insert`]).
+/// the list; an id inside a run's range splits that run. A position out of sequence, or runs
+/// too short to pay, move the generation to a hash index (see [`IdGenerations::insert`]).
 enum GenerationIds {
     /// Ids at positions `base`, `base + 1`, …, in ascending runs; `room` is the ids the
     /// generation was opened for, which a hash index made from it gets room for.
@@ -100,9 +100,10 @@ struct Run {
     ceiling: Option<u128>,
 }
 
-/// Runs a list may have before it is hashed: fewer than this many, and one more per this
-/// many ids (a binary search of a long run costs less than a table's miss per insert; runs
-/// of a few ids cost more than the table).
+/// Runs a list may have before it is hashed: about this many, and one more per this many ids
+/// (a binary search of a long run costs less than a table's miss per insert; runs of a few
+/// ids cost more than the table). A new run is refused once it would make this many (a split
+/// before it may add one more).
 const RUNS_MIN: usize = 16;
 const RUN_IDS_MIN: usize = 1024;
 
@@ -400,6 +401,40 @@ impl IdGenerations {
             let from = range.start.checked_sub(*base)? as usize;
             let to = range.end.checked_sub(*base)? as usize;
             ids.get(from..to)
+        })
+    }
+
+    /// The ids of the transfers at positions `range` in id order, if a sealed generation
+    /// lists them all in runs: pieces of its runs, each with the position of its first id.
+    /// Runs are disjoint, so their pieces in order of first id are in id order: a checkpoint's
+    /// ids, sorted without a sort. Sealed: a later generation was opened at a cut, which no
+    /// rollback removes, so no id goes to this one again and every call gives the same.
+    pub(crate) fn listed_in_runs(
+        &self,
+        range: std::ops::Range<u32>,
+    ) -> Option<Vec<(u32, &[u128])>> {
+        let sealed = (self.generations.iter())
+            .rposition(|generation| generation.at_cut)
+            .unwrap_or(0);
+        self.generations.iter().take(sealed).find_map(|generation| {
+            let GenerationIds::Ascending {
+                base, ids, runs, ..
+            } = &generation.index
+            else {
+                return None;
+            };
+            let from = range.start.checked_sub(*base)? as usize;
+            let to = range.end.checked_sub(*base)? as usize;
+            if from > to || to > ids.len() {
+                return None;
+            }
+            let pieces = runs.by_first.values().filter_map(|at| {
+                let run = &runs.in_order[*at];
+                let start = (run.start as usize).max(from);
+                let end = (run.start as usize + run.len as usize).min(to);
+                (start < end).then(|| (base + start as u32, &ids[start..end]))
+            });
+            Some(pieces.collect())
         })
     }
 
@@ -843,6 +878,25 @@ mod tests {
         // Gaps and the outside find nothing; a checkpoint sorts them (no single run).
         assert_eq!((ids.get(9_999), ids.get(10_000 + 13 * 2048)), (None, None));
         assert_eq!(ids.listed(0..position), None);
+        // Sealed at a cut, its runs give the ids in id order with their positions.
+        assert!(ids.listed_in_runs(0..position).is_none(), "still open");
+        let mut sealed = IdGenerations::new(0, 0, 7);
+        for (at, id) in model.iter().enumerate() {
+            sealed.insert(*id, at as u32);
+        }
+        sealed.seal(position);
+        let pieces = sealed.listed_in_runs(0..position).expect("sealed, in runs");
+        let given: Vec<(u128, u32)> = (pieces.iter())
+            .flat_map(|(first, piece)| piece.iter().copied().zip(*first..))
+            .collect();
+        let mut expected: Vec<(u128, u32)> = model.iter().copied().zip(0..).collect();
+        expected.sort_unstable();
+        assert_eq!(given, expected);
+        let inner = sealed.listed_in_runs(100..3000).expect("part of it");
+        assert!(inner
+            .iter()
+            .all(|(first, piece)| (100..3000).contains(first)
+                && *first as usize + piece.len() <= 3000));
         // A rollback through a run's start goes back to the run before, which grows again.
         for _ in 0..batch + 1 {
             let id = model.pop().expect("kept");

@@ -996,6 +996,93 @@ fn a_checkpoints_ids_stay_in_order_when_their_list_becomes_a_table_midway() {
     }
 }
 
+/// Ids of batches that arrived a little out of order (several clients) are listed in runs;
+/// a checkpoint gives them from the runs in id order, a few calls at a time, each id once
+/// with its position.
+#[test]
+fn a_checkpoints_ids_from_runs_come_in_id_order_with_their_positions() {
+    use kassa_shard::MemoryColdStore;
+    use std::sync::Arc;
+
+    let mut ledger = new_ledger();
+    // With a store, a checkpoint seals the interval's ids: no id goes to that list again.
+    ledger.attach_cold_store(Arc::new(MemoryColdStore::new()));
+    accounts(&mut ledger);
+    let batch: u128 = 2_048;
+    // Batches 1, 0, 2, 4, 3, 5, 7, 6, 8, …
+    let order: Vec<u128> = (0..12u128)
+        .map(|b| match b % 3 {
+            0 => b + 1,
+            1 => b - 1,
+            _ => b,
+        })
+        .collect();
+    let mut expected: Vec<(u128, u32)> = Vec::new();
+    for (at, b) in order.iter().enumerate() {
+        let events: Vec<Transfer> = (0..batch)
+            .map(|i| {
+                let n = b * batch + i;
+                transfer(
+                    1_000 + 2 * n,
+                    1 + n % ACCOUNTS,
+                    1 + (n + 1) % ACCOUNTS,
+                    1,
+                    LEDGER,
+                    CODE,
+                )
+            })
+            .collect();
+        for (i, event) in events.iter().enumerate() {
+            expected.push((event.id.0, (at as u128 * batch) as u32 + i as u32));
+        }
+        create_transfers(&mut ledger, NS * (at as u64 + 1), &events);
+    }
+    expected.sort_unstable();
+    let checkpoint = ledger.checkpoint(CheckpointCut::default());
+    let mut given = KeyspaceIncrement::new(Keyspace::TransferIds);
+    let mut chunk = KeyspaceIncrement::new(Keyspace::TransferIds);
+    let mut cursor = CheckpointCursor::default();
+    let mut calls = 0;
+    while ledger
+        .checkpoint_entries(&checkpoint, &mut cursor, &mut chunk, 1_000)
+        .expect("in memory")
+    {
+        given.keys.extend_from_slice(&chunk.keys);
+        given.values.extend_from_slice(&chunk.values);
+        calls += 1;
+    }
+    given.keys.extend_from_slice(&chunk.keys);
+    given.values.extend_from_slice(&chunk.values);
+    assert!(calls > 3);
+    // A call after the last (a run writer starting its next file) gives nothing more, even
+    // once the next interval's list has runs of its own.
+    for (at, b) in [13u128, 12].into_iter().enumerate() {
+        let events: Vec<Transfer> = (0..batch)
+            .map(|i| {
+                let n = b * batch + i;
+                transfer(
+                    1_000 + 2 * n,
+                    1 + n % ACCOUNTS,
+                    1 + (n + 1) % ACCOUNTS,
+                    1,
+                    LEDGER,
+                    CODE,
+                )
+            })
+            .collect();
+        create_transfers(&mut ledger, NS * (20 + at as u64), &events);
+    }
+    let more = ledger.checkpoint_entries(&checkpoint, &mut cursor, &mut chunk, 1_000);
+    assert!(!more.expect("in memory") && chunk.keys.is_empty());
+    let got: Vec<(u128, u32)> = (given.keys.iter().enumerate())
+        .map(|(at, id)| {
+            let position = u32::from_le_bytes(given.value(at).try_into().expect("4 bytes"));
+            (*id, position)
+        })
+        .collect();
+    assert_eq!(got, expected);
+}
+
 /// With a cold store, the statuses of resolved two-phase transfers leave memory once a
 /// durable checkpoint holds them (4,096 positions at a time); the pending ones stay. Posts
 /// and voids that come too late read the resolved status from the store, listed ahead of the
