@@ -94,9 +94,9 @@ struct Run {
     len: u32,
     first: u128,
     last: u128,
-    /// The first id of the run just above it when it started (none: no run above): runs
-    /// started later are taken back before it can be extended again, so this stays the
-    /// bound it may grow to.
+    /// The first id of the run just above it when it started, or when it became the last
+    /// again (none: no run above): runs started later are taken back before it can be
+    /// extended again, so this stays the bound it may grow to.
     ceiling: Option<u128>,
 }
 
@@ -180,6 +180,16 @@ impl Runs {
             let first = open.first;
             self.in_order.pop();
             self.by_first.remove(&first);
+            // The run before is open again: its bound is the run now just above it, which
+            // may be higher than when it started (the run taken back may have split it).
+            if let Some(open) = self.in_order.last() {
+                let above = self
+                    .by_first
+                    .range((Excluded(open.first), Unbounded))
+                    .next();
+                let ceiling = above.map(|(first, _)| *first);
+                self.in_order.last_mut().expect("a run").ceiling = ceiling;
+            }
         } else {
             open.last = last.expect("the run keeps an entry");
         }
@@ -754,6 +764,22 @@ mod tests {
         assert_eq!(
             (ids.get(11), ids.get(13), ids.get(15)),
             (Some(100), Some(101), None)
+        );
+        // A run taken back gives the run before it its full bound again: 15 splits the run
+        // of 10 and 20; once 15 and 20 are taken back, 30 extends the run of 10.
+        let mut ids = IdGenerations::new(0, 0, 7);
+        for (at, id) in [10u128, 20, 15].into_iter().enumerate() {
+            ids.insert(id, at as u32);
+        }
+        assert_eq!((ids.remove(15), ids.remove(20)), (Some(2), Some(1)));
+        ids.insert(30, 1);
+        let GenerationIds::Ascending { runs, .. } = &ids.generations[0].index else {
+            panic!("a list")
+        };
+        assert_eq!(runs.in_order.len(), 1, "extended, not a new run");
+        assert_eq!(
+            (ids.get(10), ids.get(30), ids.get(20)),
+            (Some(0), Some(1), None)
         );
         // Ids that each start a run: a short list is rehashed in place once they are too
         // many.
