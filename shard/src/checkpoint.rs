@@ -231,6 +231,32 @@ impl Eq for IdSort {}
 /// ids out of order (their records read, then sorted), between two of which applies go on.
 const ID_SORT_CHUNK: u32 = 1 << 14;
 
+/// Gives up to `max` ids of `pieces` (each the position of its first id and its ids, all in
+/// id order) after the first `skip`, with their positions; returns how many it gave.
+fn give_listed(
+    pieces: &[(u32, &[u128])],
+    mut skip: usize,
+    max: usize,
+    out: &mut KeyspaceIncrement,
+) -> usize {
+    let mut taken = 0;
+    for (first, ids) in pieces {
+        if skip >= ids.len() {
+            skip -= ids.len();
+            continue;
+        }
+        for (id, position) in ids.iter().zip(*first..).skip(skip).take(max - taken) {
+            out.push(*id, &position.to_le_bytes());
+            taken += 1;
+        }
+        skip = 0;
+        if taken == max {
+            break;
+        }
+    }
+    taken
+}
+
 /// Where the writing of one keyspace of a checkpoint stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CheckpointCursor {
@@ -515,48 +541,25 @@ impl Ledger {
                 *sort = IdSort::default();
             }
             let start = (checkpoint.ids_from as u64).max(cursor.next) as u32;
-            // Ids that came in ascending order are in id order already, in one generation's
-            // list: given from it, nothing sorted, nothing allocated. (An id after the cut may
-            // add a run to that list, or turn it into a table, on the way; the rest is then
-            // sorted below, all of it above what was given.)
-            if sort.chunks.is_empty() {
-                if let Some(ids) = self.transfer_positions.listed(start..end) {
-                    let max = u32::try_from(max).unwrap_or(u32::MAX);
-                    let stop = end.min(start.saturating_add(max));
-                    let given = ids.iter().zip(start..stop);
-                    for (id, position) in given {
-                        out.push(*id, &position.to_le_bytes());
-                    }
-                    cursor.next = u64::from(stop);
-                    return Ok(stop < end);
-                }
-            }
-            // Ids in runs (several clients' ascending batches) of a sealed generation: its
-            // runs in order of first id. `cursor.next` then counts the ids given, from
-            // `ids_from` on; a sealed generation never changes, so every call sees the same.
+            // Ids listed in memory are given from the list, nothing sorted, nothing
+            // allocated: those that came in ascending order, in one generation's run (in
+            // position order: an id after the cut may add a run to that list, or turn it into
+            // a table, on the way; the rest is then sorted below, all of it above what was
+            // given); or several clients' batches, in the runs of a sealed generation, in
+            // order of first id (`cursor.next` then counts the ids given from `ids_from` on;
+            // a sealed generation never changes, so every call sees the same).
             if sort.chunks.is_empty() {
                 let from = checkpoint.ids_from;
-                if let Some(pieces) = self.transfer_positions.listed_in_runs(from..end) {
-                    let mut skip = (start - from) as usize;
-                    let mut taken = 0usize;
-                    for (first, ids) in pieces {
-                        if skip >= ids.len() {
-                            skip -= ids.len();
-                            continue;
-                        }
-                        let given = ids.iter().zip(first..).skip(skip).take(max - taken);
-                        for (id, position) in given {
-                            out.push(*id, &position.to_le_bytes());
-                            taken += 1;
-                        }
-                        skip = 0;
-                        if taken == max {
-                            break;
-                        }
-                    }
+                let listed = match self.transfer_positions.listed(start..end) {
+                    Some(ids) => Some((vec![(start, ids)], 0)),
+                    None => (self.transfer_positions.listed_in_runs(from..end))
+                        .map(|pieces| (pieces, (start - from) as usize)),
+                };
+                if let Some((pieces, skip)) = listed {
+                    let taken = give_listed(&pieces, skip, max, out);
                     assert!(
                         taken > 0 || max == 0 || start == end,
-                        "the runs cover the range"
+                        "the list covers the range"
                     );
                     let taken = u32::try_from(taken).expect("at most a range of positions");
                     cursor.next = u64::from(start + taken);

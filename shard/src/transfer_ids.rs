@@ -172,6 +172,17 @@ impl Runs {
         (id <= run.last).then_some(run)
     }
 
+    /// Where `id` is in `list` (whose runs these are), if it is listed.
+    #[inline]
+    fn find(&self, list: &[u128], id: u128) -> Option<usize> {
+        let run = self.holder(id)?;
+        let start = run.start as usize;
+        let at = list[start..start + run.len as usize]
+            .binary_search(&id)
+            .ok()?;
+        Some(start + at)
+    }
+
     /// Takes back the list's last entry; `last` is the entry before it, if any.
     fn pop(&mut self, last: Option<u128>) {
         let open = self.in_order.last_mut().expect("a run");
@@ -226,14 +237,7 @@ impl GenerationIds {
         match self {
             GenerationIds::Ascending {
                 base, ids, runs, ..
-            } => {
-                let run = runs.holder(id)?;
-                let start = run.start as usize;
-                let at = ids[start..start + run.len as usize]
-                    .binary_search(&id)
-                    .ok()?;
-                Some(base + run.start + at as u32)
-            }
+            } => Some(base + runs.find(ids, id)? as u32),
             GenerationIds::Hashed(index) => index.get(id),
         }
     }
@@ -274,20 +278,15 @@ impl GenerationIds {
 
     fn remove(&mut self, id: u128) -> Option<u32> {
         match self {
-            GenerationIds::Ascending { .. } => {
-                let position = self.get(id)?;
-                let GenerationIds::Ascending {
-                    base, ids, runs, ..
-                } = self
-                else {
-                    unreachable!("a list")
-                };
+            GenerationIds::Ascending {
+                base, ids, runs, ..
+            } => {
+                let at = runs.find(ids, id)?;
                 // A rollback takes back the newest ids, one by one from the last.
-                let at = (position - *base) as usize;
                 assert_eq!(at + 1, ids.len(), "an id removed before a newer one");
                 ids.pop();
                 runs.pop(ids.last().copied());
-                Some(position)
+                Some(*base + at as u32)
             }
             GenerationIds::Hashed(index) => index.remove(id),
         }
@@ -625,6 +624,16 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    /// A seeded xorshift generator: the tests' ids and steps, the same in every run.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn generations_are_sealed_at_cuts_and_dropped_whole() {
         let mut ids = IdGenerations::new(0, 0, 7);
@@ -938,13 +947,8 @@ mod tests {
     /// becomes a table, or a generation splits.
     #[test]
     fn lookups_agree_with_a_map_for_batches_out_of_order() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |below: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        };
+        let mut random = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut next = move |below: u64| random() % below;
         for round in 0..20u64 {
             let mut ids = IdGenerations::new(0, 0, round);
             let mut model: Vec<u128> = Vec::new();
@@ -996,13 +1000,7 @@ mod tests {
         let mut model: Vec<u128> = Vec::new();
         // Checkpoints cut between batches, so a rollback never goes below the last cut.
         let mut cut = 0;
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for step in 0..200_000u32 {
             let roll = next() % 1000;
             if roll < 2 && model.len() > cut {

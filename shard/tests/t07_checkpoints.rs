@@ -1017,21 +1017,19 @@ fn a_checkpoints_ids_from_runs_come_in_id_order_with_their_positions() {
             _ => b,
         })
         .collect();
-    let mut expected: Vec<(u128, u32)> = Vec::new();
-    for (at, b) in order.iter().enumerate() {
-        let events: Vec<Transfer> = (0..batch)
+    // Batch `b`: ids 1,000 + 2n for n from b × batch on.
+    let batch_events = |b: u128| -> Vec<Transfer> {
+        (0..batch)
             .map(|i| {
                 let n = b * batch + i;
-                transfer(
-                    1_000 + 2 * n,
-                    1 + n % ACCOUNTS,
-                    1 + (n + 1) % ACCOUNTS,
-                    1,
-                    LEDGER,
-                    CODE,
-                )
+                let (debit, credit) = (1 + n % ACCOUNTS, 1 + (n + 1) % ACCOUNTS);
+                transfer(1_000 + 2 * n, debit, credit, 1, LEDGER, CODE)
             })
-            .collect();
+            .collect()
+    };
+    let mut expected: Vec<(u128, u32)> = Vec::new();
+    for (at, b) in order.iter().enumerate() {
+        let events = batch_events(*b);
         for (i, event) in events.iter().enumerate() {
             expected.push((event.id.0, (at as u128 * batch) as u32 + i as u32));
         }
@@ -1057,19 +1055,7 @@ fn a_checkpoints_ids_from_runs_come_in_id_order_with_their_positions() {
     // A call after the last (a run writer starting its next file) gives nothing more, even
     // once the next interval's list has runs of its own.
     for (at, b) in [13u128, 12].into_iter().enumerate() {
-        let events: Vec<Transfer> = (0..batch)
-            .map(|i| {
-                let n = b * batch + i;
-                transfer(
-                    1_000 + 2 * n,
-                    1 + n % ACCOUNTS,
-                    1 + (n + 1) % ACCOUNTS,
-                    1,
-                    LEDGER,
-                    CODE,
-                )
-            })
-            .collect();
+        let events = batch_events(b);
         create_transfers(&mut ledger, NS * (20 + at as u64), &events);
     }
     let more = ledger.checkpoint_entries(&checkpoint, &mut cursor, &mut chunk, 1_000);
