@@ -426,8 +426,12 @@ impl BatchHome {
             written: true,
         } = &message
         {
-            if let Some(round) = self.rounds.get_mut(txn) {
-                let plan = &self.batches[&round.batch].plan;
+            // A dropped round stays until its abort is answered; its batch runs in a later
+            // round meanwhile, and may be answered and gone: its results are not needed.
+            let live = (self.rounds.get_mut(txn)).filter(|round| !round.dropped);
+            let running = live.and_then(|round| Some((self.batches.get(&round.batch)?, round)));
+            if let Some((running, round)) = running {
+                let plan = &running.plan;
                 match results {
                     Some(results) if plan.fits(*from, &results) => {
                         round.results.insert(*from, results);
@@ -968,6 +972,50 @@ mod tests {
         let sent = sends(&actions);
         assert_eq!(sent.len(), 2);
         assert!(sent.iter().all(|m| matches!(m, Message::Prevent { .. })));
+    }
+
+    /// A round given up stays until its abort is answered. A late acknowledgement of it,
+    /// once the batch's next round committed and answered it, changes nothing.
+    #[test]
+    fn a_late_acknowledgement_of_a_dropped_round_after_the_batch_was_answered_is_harmless() {
+        let (mut home, _) = begun(true);
+        let mut records = Records::default();
+        let mut actions = Vec::new();
+        home.tick(&records, true, GIVE_UP_MS, &mut actions);
+        let next = |from| {
+            let txn = TxnId {
+                home: 0,
+                number: 101,
+            };
+            Message::IntentAck {
+                txn,
+                from,
+                written: true,
+            }
+        };
+        let mut actions = Vec::new();
+        home.received(next(1), Some(created(2)), &records, true, GIVE_UP_MS, &mut actions)
+            .unwrap();
+        home.received(next(2), Some(created(1)), &records, true, GIVE_UP_MS, &mut actions)
+            .unwrap();
+        let stage = actions.iter().find_map(|a| match a {
+            BatchAction::Append(stage) => stage.home_command(),
+            _ => None,
+        });
+        let stage = stage.expect("the next round is staged");
+        let answer = records.apply(&stage);
+        let mut actions = Vec::new();
+        home.applied(&stage, answer, &records, GIVE_UP_MS, &mut actions);
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, BatchAction::Answer { batch: 7, .. })));
+        assert_eq!(home.running(), 0);
+        let mut actions = Vec::new();
+        let late = home.received(ack(1), Some(created(2)), &records, true, GIVE_UP_MS, &mut actions);
+        assert!(late.is_ok() || matches!(late, Err(BatchIgnored::Core(_))), "{late:?}");
+        assert!(!actions
+            .iter()
+            .any(|a| matches!(a, BatchAction::Answer { .. } | BatchAction::Unknown { .. })));
     }
 
     #[test]

@@ -221,6 +221,8 @@ impl Ledger {
                 return IntentReply::Written { results: None }
             }
             Some(_) => return IntentReply::Refused,
+            // A late copy of an intent resolved everywhere and forgotten: never taken.
+            None if participant.forgot(txn) => return IntentReply::Refused,
             None => {}
         }
         if let Some(holder) = self.holder() {
@@ -1021,6 +1023,29 @@ mod tests {
             panic!("the next intent is taken");
         };
         assert_eq!(ledger.holder(), Some(T2));
+    }
+
+    /// An intent of a transaction its home forgot (resolved everywhere, then a `Forget`):
+    /// a late copy, never taken, and nothing changes.
+    #[test]
+    fn a_late_intent_of_a_forgotten_transaction_is_refused_and_changes_nothing() {
+        let (mut ledger, here) = funded();
+        let take = intent(T1, 1, vec![transfer(7, here)]);
+        ledger.apply(take.clone());
+        ledger.apply(resolve(T1, Outcome::Aborted));
+        let forget = ParticipantCommand::Forget {
+            home: T1.home,
+            from: 0,
+            below: T1.number + 1,
+        };
+        let forgot = ledger.apply(Command::Rare(Box::new(RareEntry::Participant(forget))));
+        assert_eq!(forgot, Reply::Participant(ParticipantReply::Forgot));
+        assert_eq!(ledger.participant().closed(T1), None);
+        let before = snapshot(&ledger);
+        let refused = Reply::Participant(ParticipantReply::Intent(IntentReply::Refused));
+        assert_eq!(ledger.apply(take), refused);
+        assert_eq!(ledger.holder(), None);
+        assert_eq!(snapshot(&ledger), before);
     }
 
     #[test]

@@ -357,6 +357,14 @@ impl<E> Participant<E> {
         self.forgotten.len()
     }
 
+    /// Whether `txn` is in a range the participant forgot (decided and resolved everywhere):
+    /// a late intent of it is refused, never taken.
+    pub fn forgot(&self, txn: TxnId) -> bool {
+        !self.intents.contains_key(&txn)
+            && !self.closed.contains_key(&txn)
+            && self.forgotten.contains(txn)
+    }
+
     /// Whether the participant closed `txn` (prevented or resolved it): a later intent is
     /// then answered from that, never taken.
     pub fn closed(&self, txn: TxnId) -> Option<ClosedAs> {
