@@ -788,7 +788,7 @@ async fn claim_decided(cores: &Cores, decision: &Decision) -> Result<Vec<Claimed
         .map(|((partition, kind), ids)| (partition, kind, ids.into_iter().collect()))
         .collect();
     let answer = cores.claim_all_for_transaction(claims).await;
-    let error = match (answer.failed, answer.refused) {
+    let error = match (answer.failed, answer.refused.first()) {
         (None, None) => return Ok(answer.claimed),
         (Some(error), _) => error,
         (None, Some((partition, id, refusal))) => NodeError::Transaction(format!(

@@ -196,8 +196,8 @@ pub type ClaimedIds = (u32, Proposer, IdKind, Vec<u128>);
 pub struct TransactionClaims {
     /// Every claim made, granted or not.
     pub claimed: Vec<ClaimedIds>,
-    /// An id not granted: `(partition, id, answer)`.
-    pub refused: Option<(u32, u128, ClaimAnswer)>,
+    /// Every id not granted: `(partition, id, answer)`.
+    pub refused: Vec<(u32, u128, ClaimAnswer)>,
     /// A claim that failed (its homes did not answer, or the node stops).
     pub failed: Option<NodeError>,
 }
@@ -959,13 +959,10 @@ impl CoreQueues {
         for (partition, kind, ids, outcome) in join_all(asked).await {
             match outcome {
                 Ok(outcome) => {
-                    let owned = outcome
-                        .answers
-                        .iter()
-                        .find(|(_, a)| **a != ClaimAnswer::Granted);
-                    if let Some((id, refusal)) = owned {
-                        answer.refused = Some((partition, *id, *refusal));
-                    }
+                    let refused = (outcome.answers.iter())
+                        .filter(|(_, a)| **a != ClaimAnswer::Granted)
+                        .map(|(id, refusal)| (partition, *id, *refusal));
+                    answer.refused.extend(refused);
                     answer
                         .claimed
                         .push((partition, outcome.proposer, kind, ids));

@@ -153,7 +153,12 @@ impl Service {
         } else {
             InShares::NotRunnable(batch)
         };
-        self.across.count(matches!(ran, InShares::Ran(_)));
+        match &ran {
+            InShares::Ran(_) => self.across.count(true),
+            // Placed in one partition after all: no batch across partitions.
+            InShares::RanAlone(_) => {}
+            InShares::NotRunnable(_) => self.across.count(false),
+        }
         Ok(ran)
     }
 
@@ -194,7 +199,9 @@ impl Service {
                 }
             }
             match self.in_shares(CreateBatch::Accounts(accounts)).await? {
-                InShares::Ran(results) => return rare_path::account_results(results),
+                InShares::Ran(results) | InShares::RanAlone(results) => {
+                    return rare_path::account_results(results)
+                }
                 InShares::NotRunnable(CreateBatch::Accounts(back)) => accounts = back,
                 InShares::NotRunnable(other) => unreachable!("accounts came back as {other:?}"),
             }
@@ -235,7 +242,9 @@ impl Service {
                 }
             }
             match self.in_shares(CreateBatch::Transfers(transfers)).await? {
-                InShares::Ran(results) => return rare_path::transfer_results(results),
+                InShares::Ran(results) | InShares::RanAlone(results) => {
+                    return rare_path::transfer_results(results)
+                }
                 InShares::NotRunnable(CreateBatch::Transfers(back)) => transfers = back,
                 InShares::NotRunnable(other) => unreachable!("transfers came back as {other:?}"),
             }

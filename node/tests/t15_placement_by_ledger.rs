@@ -2,8 +2,9 @@
 //! cores), side by side with a node of one partition that runs the same requests: every
 //! result and every record must be what one ledger gives. A batch of one ledger runs in the
 //! ledger's partition alone (its new ids claimed at their homes); a batch that mixes ledgers
-//! runs in shares (a post or void of ledger 0 in its pending transfer's partition), or takes
-//! the global path when it names another ledger's account or reuses an id of another ledger. Both are in the history below, through
+//! runs in shares (a post or void of ledger 0 in its pending transfer's partition, the events
+//! of an id another ledger's partition holds in that partition), or takes the global path
+//! when it names another ledger's account. Both are in the history below, through
 //! the HTTP API and through the wire protocol (sessions in the batch's partition and not),
 //! across a restart, and under concurrent writers, with every ledger balanced.
 
@@ -553,6 +554,215 @@ fn posts_and_voids_without_a_ledger_run_in_shares_where_their_pending_transfers_
     assert_eq!(posted(&node, 3), (5, 0), "101 voided, 104 posted");
     assert_eq!(posted(&node, 4), (0, 5));
     assert_balanced(&node);
+}
+
+/// An id another ledger's partition holds, and events that name no ledger (TigerBeetle's
+/// ledger 0: they fail on their fields or on their id), run without the coordinator, with
+/// exactly one partition's results: the events of an id held elsewhere run in its holder,
+/// which answers `exists*` from its record, and an event of ledger 0 runs with its chain or
+/// its batch. Side by side with a node of one partition, over HTTP and the wire protocol.
+#[test]
+fn ids_held_elsewhere_and_events_of_ledger_0_run_without_the_coordinator() {
+    let (reference_dir, placed_dir) = (TempDir::new("held-ref"), TempDir::new("held-placed"));
+    let (reference, placed) = start_pair(&reference_dir, &placed_dir);
+    let (a, b) = (1u32, 3u32);
+    assert_ne!(
+        ledger_partition(a, PARTITIONS),
+        ledger_partition(b, PARTITIONS)
+    );
+    let accounts = [
+        account_json(1, a, &[]),
+        account_json(2, a, &[]),
+        account_json(3, b, &[]),
+        account_json(4, b, &[]),
+        account_json(9, a, &["debits_must_not_exceed_credits"]),
+    ];
+    let created = both(
+        &reference,
+        &placed,
+        "/v1/accounts",
+        &format!("[{}]", accounts.join(",")),
+    );
+    assert_eq!(created, ["created"; 5]);
+    let stored: Vec<String> = (100..106)
+        .map(|id| transfer_json(id, 1, 2, 10, 0, a, 1, &[]))
+        // Exceeds account 9's credits: a transient failure, which burns id 106.
+        .chain([transfer_json(106, 9, 2, 10, 0, a, 1, &[])])
+        .collect();
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &format!("[{}]", stored.join(",")),
+    );
+    assert_eq!(answered[..6], ["created"; 6]);
+    assert_eq!(answered[6], "exceeds_credits");
+    let (in_shares, coordinated) = batches_across(&placed);
+
+    // Ledger b's batch reusing ledger a's ids: those events run in a's partition.
+    let reusing = [
+        transfer_json(100, 3, 4, 10, 0, b, 1, &[]),
+        transfer_json(200, 3, 4, 10, 0, b, 1, &[]),
+        transfer_json(106, 3, 4, 10, 0, b, 1, &[]),
+        transfer_json(101, 1, 2, 10, 0, a, 1, &[]),
+        transfer_json(201, 4, 3, 5, 0, b, 1, &[]),
+    ];
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &format!("[{}]", reusing.join(",")),
+    );
+    assert_eq!(
+        answered,
+        [
+            "exists_with_different_debit_account_id",
+            "created",
+            "id_already_failed",
+            "exists",
+            "created"
+        ]
+    );
+    // A chain of ledger b broken by a reused id: decided in rounds across the two partitions.
+    let chain = [
+        transfer_json(202, 3, 4, 1, 0, b, 1, &["linked"]),
+        transfer_json(102, 3, 4, 1, 0, b, 1, &["linked"]),
+        transfer_json(203, 3, 4, 1, 0, b, 1, &[]),
+        transfer_json(204, 3, 4, 1, 0, b, 1, &[]),
+    ];
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &format!("[{}]", chain.join(",")),
+    );
+    assert_eq!(
+        answered,
+        [
+            "linked_event_failed",
+            "exists_with_different_flags",
+            "linked_event_failed",
+            "created"
+        ]
+    );
+    // Events of ledger 0 that post nothing: alone, and with the events of a ledger.
+    let zero = [
+        transfer_json(103, 1, 2, 10, 0, 0, 1, &[]),
+        transfer_json(300, 1, 2, 10, 0, 0, 1, &[]),
+        transfer_json(301, 3, 4, 10, 0, b, 1, &["linked"]),
+        transfer_json(302, 3, 4, 10, 0, 0, 1, &[]),
+        transfer_json(303, 3, 4, 10, 0, b, 1, &[]),
+    ];
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &format!("[{}]", zero.join(",")),
+    );
+    assert_eq!(
+        answered,
+        [
+            "exists_with_different_ledger",
+            "ledger_must_not_be_zero",
+            "linked_event_failed",
+            "ledger_must_not_be_zero",
+            "created"
+        ]
+    );
+    let only_zero = [
+        transfer_json(104, 1, 2, 10, 0, 0, 1, &[]),
+        transfer_json(304, 1, 2, 10, 0, 0, 1, &[]),
+    ];
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &format!("[{}]", only_zero.join(",")),
+    );
+    assert_eq!(
+        answered,
+        ["exists_with_different_ledger", "ledger_must_not_be_zero"]
+    );
+    // Accounts: an id of ledger a's again in ledger b, and accounts of ledger 0.
+    let accounts = [
+        account_json(1, b, &[]),
+        account_json(5, b, &[]),
+        account_json(3, 0, &[]),
+        account_json(6, 0, &["linked"]),
+        account_json(7, a, &[]),
+        account_json(8, 0, &[]),
+    ];
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/accounts",
+        &format!("[{}]", accounts.join(",")),
+    );
+    assert_eq!(
+        answered,
+        [
+            "exists_with_different_ledger",
+            "created",
+            "exists_with_different_ledger",
+            "ledger_must_not_be_zero",
+            "linked_event_failed",
+            "ledger_must_not_be_zero"
+        ]
+    );
+    let (in_shares_after, coordinated_after) = batches_across(&placed);
+    assert_eq!(
+        coordinated_after, coordinated,
+        "none through the coordinator"
+    );
+    assert!(
+        in_shares_after >= in_shares + 3,
+        "{in_shares} {in_shares_after}"
+    );
+
+    // A wire request of ledger b reusing an id of ledger a's, from a session in b's
+    // partition: in shares, homed in b's, its reply kept there.
+    let home = ledger_partition(b, PARTITIONS);
+    let client = (1u128..)
+        .find(|c| kassa_node::wire::session_partition(*c, PARTITIONS) == home)
+        .expect("a client id");
+    let connect = |node: &Node| {
+        let mut config = ClientConfig::new(vec![node.wire], 0);
+        config.client_id = Some(client);
+        BlockingClient::connect(config).expect("connect")
+    };
+    let (mut to_reference, mut to_placed) = (connect(&reference), connect(&placed));
+    let transfer = |id: u128| Transfer {
+        id: TransferId(id),
+        debit_account_id: AccountId(4),
+        credit_account_id: AccountId(3),
+        amount: 2,
+        ledger: b,
+        code: 1,
+        ..Transfer::default()
+    };
+    let request = [transfer(400), transfer(105), transfer(401)];
+    let expected = to_reference.create_transfers(&request).expect("reference");
+    let actual = to_placed.create_transfers(&request).expect("placed");
+    let statuses: Vec<_> = actual.iter().map(|r| r.status).collect();
+    let expected: Vec<_> = expected.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, expected);
+    use kassa_wire::CreateTransferStatus as S;
+    assert_eq!(
+        statuses,
+        [S::Created, S::ExistsWithDifferentDebitAccountId, S::Created]
+    );
+    assert_eq!(
+        batches_across(&placed).1,
+        coordinated,
+        "none through the coordinator"
+    );
+
+    let ids: Vec<u128> = (100..110)
+        .chain(200..205)
+        .chain(300..305)
+        .chain(400..402)
+        .collect();
+    assert_same_records(&reference, &placed, &ids);
 }
 
 /// `GET /ready`'s count of transactions in shares still remembered (records and closed

@@ -994,10 +994,24 @@ mod tests {
             }
         };
         let mut actions = Vec::new();
-        home.received(next(1), Some(created(2)), &records, true, GIVE_UP_MS, &mut actions)
-            .unwrap();
-        home.received(next(2), Some(created(1)), &records, true, GIVE_UP_MS, &mut actions)
-            .unwrap();
+        home.received(
+            next(1),
+            Some(created(2)),
+            &records,
+            true,
+            GIVE_UP_MS,
+            &mut actions,
+        )
+        .unwrap();
+        home.received(
+            next(2),
+            Some(created(1)),
+            &records,
+            true,
+            GIVE_UP_MS,
+            &mut actions,
+        )
+        .unwrap();
         let stage = actions.iter().find_map(|a| match a {
             BatchAction::Append(stage) => stage.home_command(),
             _ => None,
@@ -1011,8 +1025,18 @@ mod tests {
             .any(|a| matches!(a, BatchAction::Answer { batch: 7, .. })));
         assert_eq!(home.running(), 0);
         let mut actions = Vec::new();
-        let late = home.received(ack(1), Some(created(2)), &records, true, GIVE_UP_MS, &mut actions);
-        assert!(late.is_ok() || matches!(late, Err(BatchIgnored::Core(_))), "{late:?}");
+        let late = home.received(
+            ack(1),
+            Some(created(2)),
+            &records,
+            true,
+            GIVE_UP_MS,
+            &mut actions,
+        );
+        assert!(
+            late.is_ok() || matches!(late, Err(BatchIgnored::Core(_))),
+            "{late:?}"
+        );
         assert!(!actions
             .iter()
             .any(|a| matches!(a, BatchAction::Answer { .. } | BatchAction::Unknown { .. })));

@@ -262,7 +262,11 @@ impl Ledger {
                     let pending_here = t.ledger == 0
                         && (self.transfer_position_applied(t.pending_id.0).is_some()
                             || share.events[..index].iter().any(|e| e.id == t.pending_id));
-                    if !pending_here {
+                    // Any other event of ledger 0, and one answered here whatever its ledger
+                    // (`share_placement`), may be in any share.
+                    let anywhere = (t.ledger == 0 && t.pending_id.0 == 0)
+                        || self.transfer_answered_here_applied(t);
+                    if !pending_here && !anywhere {
                         for stored in placement.transfer_partitions(t) {
                             here(position, stored)?;
                         }
@@ -275,7 +279,9 @@ impl Ledger {
             ShareOfBatch::Accounts { share, batch } => {
                 check_share(share, partition)?;
                 for (position, account) in share.positions.iter().zip(&share.events) {
-                    here(position, placement.account(account))?;
+                    if account.ledger != 0 && !self.account_answered_here(account) {
+                        here(position, placement.account(account))?;
+                    }
                 }
                 let (results, effects) = self.create_accounts_intent(intent.now, share, batch)?;
                 let results = ShareResults::Accounts(results);

@@ -60,6 +60,7 @@ mod prefetch;
 mod queries;
 mod rollback;
 pub mod sessions;
+pub mod share_placement;
 pub mod shares;
 mod snapshot;
 mod statuses;

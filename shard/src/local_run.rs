@@ -7,13 +7,22 @@
 //!   that copies its pending transfer's, names a pending transfer stored in `L` or created
 //!   earlier in the batch);
 //! - every account an event names is stored in `L`. An account stored elsewhere belongs to
-//!   another ledger, whose error code needs that account's ledger: the global path reads it;
+//!   another ledger, whose error code needs that account's ledger: the global path reads it.
+//!   An event of ledger 0 that is no post or void fails on its id or its fields
+//!   (`ledger_must_not_be_zero` comes before the accounts' lookup): its accounts do not count;
 //! - no event is imported (an imported timestamp must be new to the whole cluster);
 //! - no event's id is held by another partition. `L` checks its own records here; the id
 //!   directory answers for the others ([`LocalRun::claims`]): an id owned elsewhere sends
-//!   the batch to the global path, which reads that record for the exact `exists` result.
+//!   the batch to the rare path, which runs that id's events in its holder.
 //!
-//! Being wrong towards the global path is always safe: it reads every partition.
+//! An event that breaks the first two rules still runs here exactly when its result cannot
+//! depend on them: when it fails on its own fields before any lookup (a reserved flag or
+//! field, an id of 0 or `u128::MAX`), or when `L` holds its id, so that it fails with
+//! `exists*` or `id_already_failed` from `L`'s records whatever its ledger and accounts. The
+//! rare path places events in their id's holder for this (`share_placement`).
+//!
+//! Being wrong towards another path is always safe: the rare path and the global path read
+//! what they need.
 
 use std::collections::HashSet;
 
@@ -42,7 +51,13 @@ impl Ledger {
         let accounts = accounts.into_iter();
         let mut claims = Vec::with_capacity(accounts.size_hint().0);
         for a in accounts {
-            if a.flags.contains(AccountFlags::IMPORTED) || !self.places_ledger_here(a.ledger) {
+            if a.flags.contains(AccountFlags::IMPORTED) {
+                return None;
+            }
+            if !self.places_ledger_here(a.ledger) {
+                if self.account_answered_here(&a) {
+                    continue; // Fails here on its fields or with `exists*`; see the module.
+                }
                 return None;
             }
             if valid(a.id.0) && self.account_positions.get(a.id.0).is_none() {
@@ -80,12 +95,20 @@ impl Ledger {
         let mut earlier_set: Option<Ids> = None;
         let mut claims = Vec::with_capacity(transfers.size_hint().0);
         for t in transfers {
-            if !self.transfer_may_run_here(&t) {
-                return None;
-            }
-            let pending = t.pending_id.0;
             // A failed cold read: the batch takes the path that does not run it here.
             let stored = |id| self.transfer_position(id).ok().map(|found| found.is_some());
+            let held = |id| Some(self.failed_transfer_ids.contains(&id) || stored(id)?);
+            if !self.transfer_may_run_here(&t) {
+                let imported = t.flags.contains(TransferFlags::IMPORTED);
+                if imported || !(transfer_fails_before_lookup(&t) || held(t.id.0)?) {
+                    return None;
+                }
+                // Fails here on its fields or with `exists*` or `id_already_failed`; see the
+                // module. Nothing to claim, so it is no earlier event for a later post: its
+                // id is stored here (the post finds it) or may be stored anywhere.
+                continue;
+            }
+            let pending = t.pending_id.0;
             if pending != 0 && !stored(pending)? {
                 let set = earlier_set.get_or_insert_with(|| {
                     let mut set = Ids::with_capacity_and_hasher(earlier.len(), seeded());
@@ -102,7 +125,6 @@ impl Ledger {
                 }
                 None => earlier.push(t.id.0),
             }
-            let held = |id| Some(self.failed_transfer_ids.contains(&id) || stored(id)?);
             if valid(t.id.0) && (leased(t.id.0) || !held(t.id.0)?) {
                 claims.push(t.id.0);
             }
@@ -112,10 +134,10 @@ impl Ledger {
 
     /// Whether no event of `transfers` keeps them from running here alone for what this
     /// partition knows in memory (imported, a ledger or an account elsewhere): the part of
-    /// [`Ledger::local_transfers_leased`] that reads no cold id. A batch it refuses, that
-    /// one refuses too, but only once it reaches the refused event, having looked up the
-    /// ids of the events before it: a caller that reads no id ahead for a refused batch
-    /// calls this first.
+    /// [`Ledger::local_transfers_leased`] that reads no cold id, and stricter: it refuses an
+    /// event of another ledger that the full check would run here for its id. A caller that
+    /// reads no id ahead for a batch this refuses calls this first, and sends such a batch
+    /// to the rare path.
     pub fn local_transfers_may_run(&self, transfers: impl IntoIterator<Item = Transfer>) -> bool {
         self.runs_local_batches()
             && transfers
@@ -126,6 +148,13 @@ impl Ledger {
     fn transfer_may_run_here(&self, t: &Transfer) -> bool {
         if t.flags.contains(TransferFlags::IMPORTED) || !self.places_ledger_here(t.ledger) {
             return false;
+        }
+        let post_or_void =
+            TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER;
+        if t.ledger == 0 && (t.flags.bits() & post_or_void.bits()) == 0 {
+            // Fails on its id or its fields: `ledger_must_not_be_zero` comes before the
+            // accounts are looked up.
+            return true;
         }
         let accounts = [t.debit_account_id.0, t.credit_account_id.0];
         (accounts.iter()).all(|a| *a == 0 || self.account_positions.get(*a).is_some())
@@ -154,6 +183,33 @@ fn seeded() -> FixedState {
 /// An id a record can be stored under (TigerBeetle refuses 0 and `u128::MAX` first).
 fn valid(id: u128) -> bool {
     id != 0 && id != u128::MAX
+}
+
+impl Ledger {
+    /// Whether this partition's records give `t`'s result whatever its ledger, accounts and
+    /// pending transfer (see the module): it fails on its fields before any lookup, or its id
+    /// is held here. For an event being applied (an intent's check).
+    pub(crate) fn transfer_answered_here_applied(&self, t: &Transfer) -> bool {
+        transfer_fails_before_lookup(t)
+            || self.failed_transfer_ids.contains(&t.id.0)
+            || self.transfer_position_applied(t.id.0).is_some()
+    }
+
+    /// Whether this partition's records give `a`'s result whatever its ledger: it fails on
+    /// its fields before any lookup, or its id is held here.
+    pub(crate) fn account_answered_here(&self, a: &Account) -> bool {
+        account_fails_before_lookup(a) || self.account_positions.get(a.id.0).is_some()
+    }
+}
+
+/// Whether `t` fails on its own fields before any lookup (`create_transfer`'s first checks).
+fn transfer_fails_before_lookup(t: &Transfer) -> bool {
+    t.flags.has_reserved() || !valid(t.id.0)
+}
+
+/// Whether `a` fails on its own fields before any lookup (`create_account`'s first checks).
+fn account_fails_before_lookup(a: &Account) -> bool {
+    a.reserved != 0 || a.flags.has_reserved() || !valid(a.id.0)
 }
 
 #[cfg(test)]
@@ -277,6 +333,61 @@ mod tests {
         let batch = [transfer(7, here, 1, 2), transfer(8, 0, 0, 0)];
         assert!(ledger.local_transfers_may_run(batch));
         assert!(ledger.local_transfers([batch[0]]).is_some());
+    }
+
+    /// An event this partition would not run may still run here when it fails the same way
+    /// anywhere: on its fields before any lookup, or on its id, held here. Its results are
+    /// then those of the partition holding the id, whatever its ledger and accounts.
+    #[test]
+    fn an_event_of_another_ledger_runs_here_for_its_id_held_here_or_its_fields() {
+        let (here, elsewhere) = (ledger_of(1), ledger_of(2));
+        let mut ledger = partition(1, PlacementKind::ByLedger);
+        let mut results = Vec::new();
+        ledger.create_accounts(10, &[account(1, here), account(2, here)], &mut results);
+        let mut created = Vec::new();
+        ledger.create_transfers(20, &[transfer(7, here, 1, 2)], &mut created);
+        // Transfer 7 is stored here; 8 is nowhere. Accounts 30 and 31 are elsewhere.
+        let foreign = transfer(7, elsewhere, 30, 31);
+        let run = ledger.local_transfers([foreign, transfer(9, here, 1, 2)]);
+        assert_eq!(run.expect("runs here").claims, vec![9]);
+        assert_eq!(
+            ledger.local_transfers([transfer(8, elsewhere, 30, 31)]),
+            None
+        );
+        let mut reserved = transfer(8, elsewhere, 30, 31);
+        reserved.flags = TransferFlags(1 << 15);
+        let invalid = [transfer(0, elsewhere, 30, 31), reserved];
+        assert_eq!(
+            ledger.local_transfers(invalid).expect("here").claims,
+            vec![]
+        );
+        // Ledger 0, no post or void: its accounts are never looked up; its id is claimed.
+        let run = ledger.local_transfers([transfer(8, 0, 30, 31)]);
+        assert_eq!(run.expect("runs here").claims, vec![8]);
+        let mut imported = foreign;
+        imported.flags = TransferFlags::IMPORTED;
+        assert_eq!(ledger.local_transfers([imported]), None, "imported: never");
+        // The check of what is in memory alone stays strict.
+        assert!(!ledger.local_transfers_may_run([foreign]));
+        // Its results here are the whole ledger's: `exists` against the record stored.
+        let mut answered = Vec::new();
+        ledger.create_transfers(30, &[foreign], &mut answered);
+        assert_eq!(
+            answered[0].status,
+            kassa_wire::CreateTransferStatus::ExistsWithDifferentDebitAccountId
+        );
+
+        // Accounts: one stored here, of another ledger in the batch, answers `exists*`.
+        let run = ledger.local_accounts([account(1, elsewhere), account(3, here)]);
+        assert_eq!(run.expect("runs here").claims, vec![3]);
+        assert_eq!(ledger.local_accounts([account(4, elsewhere)]), None);
+        assert_eq!(
+            ledger
+                .local_accounts([account(0, elsewhere)])
+                .expect("here")
+                .claims,
+            vec![]
+        );
     }
 
     #[test]

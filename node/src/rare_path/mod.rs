@@ -4,11 +4,14 @@
 //!
 //! Three parts, each a thin driver around a pure core of `kassa_shard`:
 //! - **the requester** ([`create_in_shares`], on whatever thread serves the request): finds
-//!   each event's partition, checks with each participant that its share can run there alone
-//!   and claims the share's new ids for it (as the fast path does for a whole batch), then
-//!   hands the batch to its record home and waits for the answer. A batch that cannot run in
-//!   shares (an event placed nowhere, an id in two shares, a share naming records of other
-//!   partitions, an id held elsewhere) comes back, for the coordinator.
+//!   each event's partition (`kassa_shard::share_placement`), checks with each participant
+//!   that its share can run there alone and claims the share's new ids for it (as the fast
+//!   path does for a whole batch), then hands the batch to its record home and waits for the
+//!   answer. An id another partition holds takes its events to that partition, and the
+//!   claims are made again. A batch that cannot run in shares (imported, a pending transfer
+//!   stored nowhere, an id in two shares, a share naming accounts or pending transfers of
+//!   other partitions, an id claimed by a batch still running elsewhere) comes back, for the
+//!   coordinator.
 //! - **the record home** (on the home partition's core): a `BatchHome` per leader term,
 //!   numbering its rounds from an epoch it logs first (`Command::ClaimEpoch`, whose index is
 //!   above every entry of earlier leaders). It sends intents, appends its stage and decision
@@ -28,13 +31,15 @@
 use std::collections::BTreeSet;
 
 use kassa_shard::batch_home::{CreateBatch, WireRequest};
-use kassa_shard::directory::IdKind;
+use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::intents::ShareResults;
-use kassa_shard::shares::ShareEvent;
-use kassa_shard::{ledger_partition, ForeignAnswer, Ledger, LocalRun};
-use kassa_wire::{Transfer, TransferId};
+use kassa_shard::share_placement::{
+    move_to_holder, place_the_rest, placed_in_the_batch, PlacedEvent,
+};
+use kassa_shard::{Command, ForeignAnswer, Ledger, LocalRun, Reply};
+use kassa_wire::TransferId;
 
-use crate::cores::{ClaimedIds, CoreQueues};
+use crate::cores::{ClaimedIds, CoreQueues, LocalWrite};
 use crate::join::join_all;
 use crate::NodeError;
 
@@ -48,25 +53,76 @@ pub use on_core::{RareMessage, ASK_AFTER, RARE_TICK};
 pub enum InShares {
     /// The batch ran in shares: its results, in batch order.
     Ran(ShareResults),
+    /// Every event of the batch ran in one partition (its events of ledger 0 placed there,
+    /// or its ids' holder): its results, in batch order.
+    RanAlone(ShareResults),
     /// The batch cannot run in shares; it is given back, unchanged, for the coordinator.
     NotRunnable(CreateBatch),
 }
 
-/// Runs `batch` (placement by ledger, events of several partitions) in shares, or gives it
-/// back when it cannot run so. See the module.
+/// Runs `batch` (placement by ledger, not one ledger's partition's alone) in shares, or in
+/// the one partition its events turn out to be placed in, or gives it back when it cannot
+/// run so. See the module.
 pub async fn create_in_shares(
     queues: &CoreQueues,
     now: u64,
     batch: CreateBatch,
 ) -> Result<InShares, NodeError> {
     match run_in_shares(queues, now, batch, None).await? {
-        Ok(RoundAnswer::Results(results)) => Ok(InShares::Ran(results)),
-        Ok(RoundAnswer::Request(_)) => Err(NodeError::Transaction(
+        Requested::Answered(RoundAnswer::Results(results)) => Ok(InShares::Ran(results)),
+        Requested::Answered(RoundAnswer::Request(_)) => Err(NodeError::Transaction(
             "an HTTP batch answered with a wire reply".into(),
         )),
-        Err(batch) => Ok(InShares::NotRunnable(batch)),
+        Requested::Alone(batch, partition) => run_alone(queues, now, batch, partition).await,
+        Requested::NotRunnable(batch) => Ok(InShares::NotRunnable(batch)),
     }
 }
+
+/// Writes `batch` in `partition` alone, through its fast path (which checks and claims
+/// again), or gives it back if that path refuses it now.
+async fn run_alone(
+    queues: &CoreQueues,
+    now: u64,
+    batch: CreateBatch,
+    partition: u32,
+) -> Result<InShares, NodeError> {
+    let command = match batch {
+        CreateBatch::Transfers(transfers) => Command::CreateTransfers { now, transfers },
+        CreateBatch::Accounts(accounts) => Command::CreateAccounts { now, accounts },
+    };
+    match queues.write_local(partition, command).await? {
+        LocalWrite::Written(Reply::CreateTransfers(results)) => {
+            Ok(InShares::RanAlone(ShareResults::Transfers(results)))
+        }
+        LocalWrite::Written(Reply::CreateAccounts(results)) => {
+            Ok(InShares::RanAlone(ShareResults::Accounts(results)))
+        }
+        LocalWrite::NotLocal(Command::CreateTransfers { transfers, .. }) => {
+            Ok(InShares::NotRunnable(CreateBatch::Transfers(transfers)))
+        }
+        LocalWrite::NotLocal(Command::CreateAccounts { accounts, .. }) => {
+            Ok(InShares::NotRunnable(CreateBatch::Accounts(accounts)))
+        }
+        other => Err(NodeError::Transaction(format!(
+            "a create batch written alone answered {other:?}"
+        ))),
+    }
+}
+
+/// What the requester made of a batch.
+enum Requested {
+    /// Its home answered a round.
+    Answered(RoundAnswer),
+    /// Its events are all placed in one partition: for that partition's fast path.
+    Alone(CreateBatch, u32),
+    /// It cannot run in shares: back, unchanged, for the coordinator.
+    NotRunnable(CreateBatch),
+}
+
+/// Rounds of claims the requester makes before it gives a batch up: the first finds every
+/// id held elsewhere, whose events then claim nothing; more are needed only when ids were
+/// stored elsewhere meanwhile.
+const CLAIM_ROUNDS_MAX: usize = 3;
 
 /// What [`request_in_shares`] did with a wire request's batch.
 #[derive(Debug)]
@@ -91,66 +147,68 @@ pub async fn request_in_shares(
     request: WireRequest,
 ) -> Result<RequestInShares, NodeError> {
     match run_in_shares(queues, now, batch, Some((home, request))).await? {
-        Ok(RoundAnswer::Request(answer)) => Ok(RequestInShares::Answered(answer)),
-        Ok(RoundAnswer::Results(_)) => Err(NodeError::Transaction(
+        Requested::Answered(RoundAnswer::Request(answer)) => Ok(RequestInShares::Answered(answer)),
+        Requested::Answered(RoundAnswer::Results(_)) => Err(NodeError::Transaction(
             "a wire request answered with an HTTP batch's results".into(),
         )),
-        Err(batch) => Ok(RequestInShares::NotRunnable(batch)),
+        // A request's reply must be kept with its batch: one partition alone runs it as a
+        // request of its own (`run_by_ledger`), which its first ledger's partition decided.
+        Requested::Alone(batch, _) | Requested::NotRunnable(batch) => {
+            Ok(RequestInShares::NotRunnable(batch))
+        }
     }
 }
 
 /// Runs `batch` in shares (as the wire request `request` homed in its partition, if given):
-/// its home's answer, or the batch back when it cannot run so.
+/// its home's answer, or the batch back when it cannot run so, or with the one partition
+/// its events are all placed in.
 async fn run_in_shares(
     queues: &CoreQueues,
     now: u64,
     batch: CreateBatch,
     request: Option<(u32, WireRequest)>,
-) -> Result<Result<RoundAnswer, CreateBatch>, NodeError> {
-    let Some(partitions) = event_partitions(queues, &batch).await? else {
-        return Ok(Err(batch));
-    };
-    let participants: BTreeSet<u32> = partitions.iter().copied().collect();
-    if participants.len() < 2 || !ids_in_one_share(&batch, &partitions) {
-        return Ok(Err(batch));
-    }
-    // An HTTP batch's home is its first event's partition; a wire request's is the one its
-    // copies reach first, a participant (its first ledger's).
-    let home = match &request {
-        Some((home, _)) if participants.contains(home) => *home,
-        Some(_) => return Ok(Err(batch)),
-        None => partitions[0],
+) -> Result<Requested, NodeError> {
+    let Some(mut partitions) = event_partitions(queues, &batch).await? else {
+        return Ok(Requested::NotRunnable(batch));
     };
     let kind = match &batch {
         CreateBatch::Transfers(_) => IdKind::Transfer,
         CreateBatch::Accounts(_) => IdKind::Account,
     };
-    // Each share's new ids, if it can run in its partition alone. Whether it can only grows
-    // true (records are never removed), so it still holds when the intent is written.
-    let checks = participants.iter().map(|participant| {
-        let share = share_of(&batch, &partitions, *participant);
-        let partition = *participant;
-        async move {
-            let run = queues.read(partition, move |ledger| local_run(ledger, &share));
-            (partition, run.await)
+    let mut rounds = 0;
+    let claimed = loop {
+        rounds += 1;
+        if rounds > CLAIM_ROUNDS_MAX || !ids_in_one_share(&batch, &partitions) {
+            return Ok(Requested::NotRunnable(batch));
         }
-    });
-    let mut claims: Vec<(u32, Vec<u128>)> = Vec::new();
-    for (partition, run) in join_all(checks).await {
-        match run? {
-            Some(run) => {
-                // An id twice in one share is that share's own business (`exists`); it is
-                // claimed once.
-                let mut ids = run.claims;
-                ids.sort_unstable();
-                ids.dedup();
-                claims.push((partition, ids));
+        let Some(claims) = share_claims(queues, &batch, &partitions).await? else {
+            return Ok(Requested::NotRunnable(batch));
+        };
+        match claim(queues, kind, claims).await? {
+            Claimed::Granted(claimed) => break claimed,
+            Claimed::OwnedBy(owned) => {
+                for (id, holder) in owned {
+                    move_events(&batch, &mut partitions, id, holder);
+                }
             }
-            None => return Ok(Err(batch)),
+            Claimed::Contested => return Ok(Requested::NotRunnable(batch)),
         }
-    }
-    let Some(claimed) = claim(queues, kind, claims).await? else {
-        return Ok(Err(batch));
+    };
+    let participants: BTreeSet<u32> = partitions.iter().copied().collect();
+    let home = match (&request, participants.len()) {
+        (_, 0) => unreachable!("a placed batch has events"),
+        (_, 1) => {
+            queues.settle_claims(claimed).await;
+            return Ok(Requested::Alone(batch, partitions[0]));
+        }
+        // A wire request's home is the one its copies reach first, a participant (its
+        // first ledger's); an HTTP batch's is its first event's partition.
+        (Some((home, _)), _) if participants.contains(home) => *home,
+        (Some(_), _) => {
+            queues.settle_claims(claimed).await;
+            return Ok(Requested::NotRunnable(batch));
+        }
+        (None, _) => partitions[0],
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
     let request = crate::cores::CoreRequest::RunInShares {
@@ -168,40 +226,74 @@ async fn run_in_shares(
     // The ids are stored now, or in an intent still held (which its partition counts as
     // proposed until it resolves), or never will be.
     queues.settle_claims(claimed).await;
-    answered.map(Ok)
+    answered.map(Requested::Answered)
 }
 
-/// Each event's partition: its ledger's. A post or void of ledger 0 goes where its pending
-/// transfer is: with an earlier event of the batch creating it, or in the partition that
-/// stores it, asked of every partition (a transfer never moves, so the answer stays true).
-/// `None` when an event names no ledger otherwise (an account, or a transfer that is no post
-/// or void: its own fields fail it), when a pending transfer is nowhere yet, or when the batch
-/// is imported.
+/// Each share's new ids, if it can run in its partition alone. Whether it can only grows
+/// true (records are never removed), so it still holds when the intent is written.
+async fn share_claims(
+    queues: &CoreQueues,
+    batch: &CreateBatch,
+    partitions: &[u32],
+) -> Result<Option<Vec<(u32, Vec<u128>)>>, NodeError> {
+    let participants: BTreeSet<u32> = partitions.iter().copied().collect();
+    let checks = participants.iter().map(|participant| {
+        let share = share_of(batch, partitions, *participant);
+        let partition = *participant;
+        async move {
+            let run = queues.read(partition, move |ledger| local_run(ledger, &share));
+            (partition, run.await)
+        }
+    });
+    let mut claims: Vec<(u32, Vec<u128>)> = Vec::new();
+    for (partition, run) in join_all(checks).await {
+        let Some(run) = run? else {
+            return Ok(None);
+        };
+        // An id twice in one share is that share's own business (`exists`); it is claimed
+        // once.
+        let mut ids = run.claims;
+        ids.sort_unstable();
+        ids.dedup();
+        claims.push((partition, ids));
+    }
+    Ok(Some(claims))
+}
+
+/// Moves the events of `id` (and the posts and voids of ledger 0 that follow them) to
+/// `holder`, which holds that id.
+fn move_events(batch: &CreateBatch, partitions: &mut [u32], id: u128, holder: u32) {
+    match batch {
+        CreateBatch::Transfers(events) => move_to_holder(events, partitions, id, holder),
+        CreateBatch::Accounts(events) => move_to_holder(events, partitions, id, holder),
+    }
+}
+
+/// Each event's partition (`kassa_shard::share_placement`). A post or void of ledger 0 whose
+/// pending transfer no earlier event creates goes where that transfer is stored, asked of
+/// every partition (a transfer never moves, so the answer stays true). `None` when such a
+/// pending transfer is nowhere yet, or when the batch is imported.
 async fn event_partitions(
     queues: &CoreQueues,
     batch: &CreateBatch,
 ) -> Result<Option<Vec<u32>>, NodeError> {
-    let count = queues.partitions();
-    let events = match batch {
-        CreateBatch::Accounts(events) => {
-            let placed = match events.first() {
-                Some(first) if !first.imported() => (events.iter())
-                    .map(|a| (a.ledger != 0).then(|| ledger_partition(a.ledger, count)))
-                    .collect(),
-                _ => None,
-            };
-            return Ok(placed);
-        }
-        CreateBatch::Transfers(events) => events,
-    };
-    if events.first().is_none_or(|first| first.imported()) {
-        return Ok(None);
+    match batch {
+        CreateBatch::Transfers(events) => placed(queues, events).await,
+        CreateBatch::Accounts(events) => placed(queues, events).await,
     }
-    let Some((mut placed, unplaced)) = placed_in_the_batch(events, count) else {
+}
+
+async fn placed<E: PlacedEvent>(
+    queues: &CoreQueues,
+    events: &[E],
+) -> Result<Option<Vec<u32>>, NodeError> {
+    let count = queues.partitions();
+    let Some((placed, unplaced)) = placed_in_the_batch(events, count) else {
         return Ok(None);
     };
-    if !unplaced.is_empty() {
-        let pendings: Vec<u128> = unplaced.iter().map(|(_, pending)| *pending).collect();
+    let mut stored_in: Vec<Option<u32>> = vec![None; events.len()];
+    if !unplaced.pending.is_empty() {
+        let pendings: Vec<u128> = unplaced.pending.iter().map(|(_, p)| *p).collect();
         let found = (0..count).map(|partition| {
             let pendings = pendings.clone();
             let read = queues.read(partition, move |ledger| {
@@ -215,46 +307,14 @@ async fn event_partitions(
         });
         for (partition, stored) in join_all(found).await {
             let stored = stored?.map_err(|error| NodeError::ColdRead { partition, error })?;
-            for ((index, _), stored) in unplaced.iter().zip(stored) {
+            for ((index, _), stored) in unplaced.pending.iter().zip(stored) {
                 if stored {
-                    placed[*index] = Some(partition);
+                    stored_in[*index] = Some(partition);
                 }
             }
         }
     }
-    Ok(placed.into_iter().collect())
-}
-
-/// Each event's partition as far as the batch tells it (`None` at a post or void of ledger 0
-/// whose pending transfer no earlier event creates), and those posts and voids with their
-/// pending ids. `None` for an event of ledger 0 that is no post or void.
-#[allow(clippy::type_complexity)]
-fn placed_in_the_batch(
-    events: &[Transfer],
-    count: u32,
-) -> Option<(Vec<Option<u32>>, Vec<(usize, u128)>)> {
-    let mut placed: Vec<Option<u32>> = Vec::with_capacity(events.len());
-    let mut unplaced = Vec::new();
-    for (index, t) in events.iter().enumerate() {
-        if t.ledger != 0 {
-            placed.push(Some(ledger_partition(t.ledger, count)));
-            continue;
-        }
-        let pending = t.pending_id.0;
-        if pending == 0 {
-            return None;
-        }
-        // An id in two partitions' shares sends the batch to the coordinator anyway
-        // (`ids_in_one_share`), so the first earlier event of that id tells.
-        match events[..index].iter().position(|e| e.id.0 == pending) {
-            Some(earlier) => placed.push(placed[earlier]),
-            None => {
-                placed.push(None);
-                unplaced.push((index, pending));
-            }
-        }
-    }
-    Some((placed, unplaced))
+    Ok(place_the_rest(events, placed, |index| stored_in[index]))
 }
 
 /// Whether every id of the batch is in one share only (two partitions creating one id would
@@ -294,25 +354,43 @@ fn local_run(ledger: &Ledger, share: &CreateBatch) -> Option<LocalRun> {
     }
 }
 
-/// Claims each participant's new ids for it. `None` (with nothing left claimed) when an id is
-/// held or claimed elsewhere: the batch then takes the coordinator's path, which answers it.
+/// What [`claim`] got.
+enum Claimed {
+    /// Every id, for its share's partition: settle them once the batch is answered.
+    Granted(Vec<ClaimedIds>),
+    /// Ids other partitions hold, `(id, holder)` (nothing left claimed): their events run
+    /// there.
+    OwnedBy(Vec<(u128, u32)>),
+    /// An id another batch claimed and may still store (nothing left claimed): the batch
+    /// takes the coordinator's path, which answers it once that batch is done.
+    Contested,
+}
+
+/// Claims each participant's new ids for it.
 async fn claim(
     queues: &CoreQueues,
     kind: IdKind,
     claims: Vec<(u32, Vec<u128>)>,
-) -> Result<Option<Vec<ClaimedIds>>, NodeError> {
+) -> Result<Claimed, NodeError> {
     let claims = (claims.into_iter())
         .map(|(partition, ids)| (partition, kind, ids))
         .collect();
     let answer = queues.claim_all_for_transaction(claims).await;
-    if answer.failed.is_none() && answer.refused.is_none() {
-        return Ok(Some(answer.claimed));
+    if answer.failed.is_none() && answer.refused.is_empty() {
+        return Ok(Claimed::Granted(answer.claimed));
     }
     queues.settle_claims(answer.claimed).await;
-    match answer.failed {
-        Some(error) => Err(error),
-        None => Ok(None),
+    if let Some(error) = answer.failed {
+        return Err(error);
     }
+    let owned = (answer.refused.iter()).map(|(_, id, refusal)| match refusal {
+        ClaimAnswer::OwnedBy(holder) => Some((*id, *holder)),
+        _ => None,
+    });
+    Ok(match owned.collect::<Option<Vec<_>>>() {
+        Some(owned) => Claimed::OwnedBy(owned),
+        None => Claimed::Contested,
+    })
 }
 
 /// The results of a transfers batch run in shares.
@@ -342,7 +420,8 @@ pub fn account_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kassa_wire::{AccountId, Transfer, TransferFlags, TransferId};
+    use kassa_shard::ledger_partition;
+    use kassa_wire::{AccountId, Transfer, TransferId};
 
     fn transfer(id: u128, ledger: u32) -> Transfer {
         Transfer {
@@ -364,17 +443,17 @@ mod tests {
     }
 
     /// The partitions the batch tells, every event placed.
-    fn placed(events: &[Transfer]) -> Option<Vec<u32>> {
-        let (placed, unplaced) = placed_in_the_batch(events, 16)?;
-        assert!(unplaced.is_empty(), "{unplaced:?}");
-        placed.into_iter().collect()
+    fn placed(events: &[Transfer]) -> Vec<u32> {
+        let (placed, unplaced) = placed_in_the_batch(events, 16).expect("placed");
+        assert!(unplaced.pending.is_empty(), "{unplaced:?}");
+        place_the_rest(events, placed, |_| None).expect("placed")
     }
 
     #[test]
-    fn a_batch_runs_in_shares_only_with_every_event_placed_and_each_id_in_one_share() {
+    fn a_batch_runs_in_shares_only_with_each_id_in_one_share() {
         let other = other_ledger();
         let events = vec![transfer(1, 1), transfer(2, other)];
-        let partitions = placed(&events).expect("every ledger named");
+        let partitions = placed(&events);
         let expected = vec![ledger_partition(1, 16), ledger_partition(other, 16)];
         assert_eq!(partitions, expected);
         assert!(ids_in_one_share(
@@ -382,46 +461,36 @@ mod tests {
             &partitions
         ));
 
-        // Ledger 0 on an event that is no post or void: its own fields fail it.
-        assert_eq!(
-            placed_in_the_batch(&[transfer(1, 1), transfer(2, 0)], 16),
-            None
-        );
-
         let twice = CreateBatch::Transfers(vec![transfer(1, 1), transfer(1, other)]);
         let partitions = vec![ledger_partition(1, 16), ledger_partition(other, 16)];
         assert!(!ids_in_one_share(&twice, &partitions));
 
         // One id twice in one share is that share's own business (`exists`).
         let same = vec![transfer(1, 1), transfer(1, 1), transfer(2, other)];
-        let partitions = placed(&same).expect("every ledger named");
+        let partitions = placed(&same);
         assert!(ids_in_one_share(&CreateBatch::Transfers(same), &partitions));
     }
 
     #[test]
-    fn a_post_or_void_of_ledger_0_goes_where_its_pending_transfer_is() {
+    fn an_id_held_elsewhere_moves_its_events_to_the_holder() {
         let other = other_ledger();
-        let mut pending = transfer(1, other);
-        pending.flags.set(TransferFlags::PENDING, true);
-        let mut post = transfer(2, 0);
-        post.pending_id = TransferId(1);
-        post.flags.set(TransferFlags::POST_PENDING_TRANSFER, true);
-        let mut void = transfer(3, 0);
-        void.pending_id = TransferId(77);
-        void.flags.set(TransferFlags::VOID_PENDING_TRANSFER, true);
-        // Created earlier in the batch: its partition. Not in the batch: to be asked.
-        let events = [transfer(9, 1), pending, post, void];
-        let (placed, unplaced) = placed_in_the_batch(&events, 16).expect("posts and voids");
+        let batch = CreateBatch::Transfers(vec![transfer(1, 1), transfer(2, 1), transfer(1, 1)]);
+        let CreateBatch::Transfers(events) = &batch else {
+            unreachable!()
+        };
+        let mut partitions = placed(events);
         let (here, there) = (ledger_partition(1, 16), ledger_partition(other, 16));
-        assert_eq!(placed, vec![Some(here), Some(there), Some(there), None]);
-        assert_eq!(unplaced, vec![(3, 77)]);
+        assert_eq!(partitions, vec![here; 3]);
+        move_events(&batch, &mut partitions, 1, there);
+        assert_eq!(partitions, vec![there, here, there]);
+        assert!(ids_in_one_share(&batch, &partitions));
     }
 
     #[test]
     fn a_share_keeps_its_events_in_batch_order() {
         let other = other_ledger();
         let events = vec![transfer(1, 1), transfer(2, other), transfer(3, 1)];
-        let partitions = placed(&events).expect("every ledger named");
+        let partitions = placed(&events);
         let batch = CreateBatch::Transfers(events);
         let CreateBatch::Transfers(share) = share_of(&batch, &partitions, partitions[0]) else {
             panic!("a transfers share");

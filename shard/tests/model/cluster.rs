@@ -27,6 +27,9 @@ use kassa_shard::batch_home::{
 use kassa_shard::directory::IdKind;
 use kassa_shard::intents::{IntentShare, RareEntry, ShareResults};
 use kassa_shard::parallel_commit::{HomeCommand, Message, ParticipantCommand, TxnId};
+use kassa_shard::share_placement::{
+    move_to_holder, place_the_rest, placed_in_the_batch, PlacedEvent,
+};
 use kassa_shard::shares::{split, InTheBatch, Share, ShareEvent};
 use kassa_shard::{
     ledger_partition, partition_of, Command, Effects, Ledger, LedgerConfig, PendingStatus,
@@ -49,6 +52,14 @@ use crate::model::harness::{compare_output, Output};
 use crate::model::ops::Op;
 use crate::model::reference::{Model, Phase};
 use crate::model::rng::{mix, Rng};
+
+/// What [`Cluster::shares_runnable`] found.
+enum Runnable<E> {
+    /// Shares that each run in their partition alone, their new ids held nowhere else.
+    Shares(Vec<Share<E>>),
+    /// A new id of a share that another partition holds.
+    HeldBy { id: u128, holder: u32 },
+}
 
 /// A wire client's create request for `batch`, its events cut into 1 to 3 batches of its
 /// body (`wire::in_shares` runs such a request as one batch), client `run` + 1 (one client per
@@ -428,11 +439,12 @@ impl Cluster {
     /// chain across partitions held everywhere or was marked broken. `false` when the batch
     /// is not one for it; it then takes the global path.
     ///
-    /// The same conditions as the fast path's hold for each share: its events can run in its
-    /// partition alone (`local_transfers`), their new ids are held nowhere else, and no new id
-    /// is in two shares (what the participants' claims would answer). Imported batches and
-    /// events whose partition is not known (a ledger of 0 not posting a known pending
-    /// transfer) keep to the global path, and so does a `now` behind a partition's clock.
+    /// The events are placed as the node's requester places them ([`Cluster::placed_shares`]),
+    /// and the same conditions as the fast path's hold for each share: its events can run in
+    /// its partition alone (`local_transfers`), their new ids are held nowhere else, and no
+    /// new id is in two shares (what the participants' claims would answer). Imported batches
+    /// and posts or voids of ledger 0 whose pending transfer is nowhere keep to the global
+    /// path, and so does a `now` behind a partition's clock.
     fn run_shares(&mut self, op: &Op, expected: &Output) -> bool {
         if self.placement != PlacementKind::ByLedger {
             return false;
@@ -440,13 +452,10 @@ impl Cluster {
         let clock = self.partitions.iter().map(Ledger::timestamp).max();
         let output = match op {
             Op::CreateTransfers { now, events } if *now >= clock.unwrap_or(0) => {
-                let Some(partitions) = self.transfer_partitions(events) else {
-                    return false;
-                };
                 let run = |ledger: &Ledger, share: &Share<Transfer>| {
                     ledger.local_transfers(share.events.iter().copied())
                 };
-                let Some(shares) = self.shares_runnable(events, &partitions, IdKind::Transfer, run)
+                let Some((partitions, shares)) = self.placed_shares(events, IdKind::Transfer, run)
                 else {
                     return false;
                 };
@@ -464,16 +473,10 @@ impl Cluster {
                 Output::TransferResults(results)
             }
             Op::CreateAccounts { now, events } if *now >= clock.unwrap_or(0) => {
-                let partitions: Option<Vec<u32>> = (events.iter())
-                    .map(|a| (a.ledger != 0).then(|| ledger_partition(a.ledger, self.count)))
-                    .collect();
-                let Some(partitions) = partitions else {
-                    return false;
-                };
                 let run = |ledger: &Ledger, share: &Share<Account>| {
                     ledger.local_accounts(share.events.iter().copied())
                 };
-                let Some(shares) = self.shares_runnable(events, &partitions, IdKind::Account, run)
+                let Some((partitions, shares)) = self.placed_shares(events, IdKind::Account, run)
                 else {
                     return false;
                 };
@@ -496,70 +499,73 @@ impl Cluster {
         true
     }
 
-    /// Each transfer's partition: its ledger's, or for a ledger of 0 the partition of the
-    /// pending transfer it names (created earlier in the batch, or stored).
-    fn transfer_partitions(&self, events: &[Transfer]) -> Option<Vec<u32>> {
-        let mut partitions: Vec<u32> = Vec::with_capacity(events.len());
-        for t in events {
-            let partition = if t.ledger != 0 {
-                ledger_partition(t.ledger, self.count)
-            } else if t.pending_id.0 != 0 {
-                let earlier = events
-                    .iter()
-                    .zip(&partitions)
-                    .find(|(e, _)| e.id == t.pending_id);
-                match earlier {
-                    Some((_, partition)) => *partition,
-                    None => {
-                        let id = kassa_wire::TransferId(t.pending_id.0);
-                        (0..self.count).find(|p| {
-                            self.partitions[*p as usize]
-                                .contains_transfer(id)
-                                .expect("in memory or the store")
-                        })?
-                    }
+    /// Each event's partition and the batch's shares, as the node's requester places them
+    /// (`kassa_shard::share_placement`): by ledger, a post or void of ledger 0 with its pending
+    /// transfer, other events of ledger 0 with their chain, and an id another partition holds
+    /// moved to that partition (what the id directory's claims answer). `None` when the batch
+    /// is not one for the shares: imported, a pending transfer stored nowhere, a share its
+    /// partition cannot run alone, an id in two shares, or all in one partition.
+    fn placed_shares<E: PlacedEvent>(
+        &self,
+        events: &[E],
+        kind: IdKind,
+        local: impl Fn(&Ledger, &Share<E>) -> Option<kassa_shard::LocalRun>,
+    ) -> Option<(Vec<u32>, Vec<Share<E>>)> {
+        let (placed, _) = placed_in_the_batch(events, self.count)?;
+        let stored = |index: usize| {
+            let id = kassa_wire::TransferId(events[index].pending_of_ledger_0());
+            (0..self.count).find(|p| {
+                self.partitions[*p as usize]
+                    .contains_transfer(id)
+                    .expect("in memory or the store")
+            })
+        };
+        let mut partitions = place_the_rest(events, placed, stored)?;
+        // Each move takes every event of one id to the partition holding it, where it needs
+        // no claim: at most one move per id.
+        for _ in 0..=events.len() {
+            match self.shares_runnable(events, &partitions, kind, &local)? {
+                Runnable::Shares(shares) => return Some((partitions, shares)),
+                Runnable::HeldBy { id, holder } => {
+                    crate::model::stats::note(|| {
+                        "cluster: an id's events moved to its holder".into()
+                    });
+                    move_to_holder(events, &mut partitions, id, holder);
                 }
-            } else {
-                return None;
-            };
-            partitions.push(partition);
+            }
         }
-        Some(partitions)
+        panic!("placement did not settle after one move per id");
     }
 
-    /// The batch's shares, if there are several and each can run in its partition alone.
+    /// The batch's shares, if there are several and each can run in its partition alone, or
+    /// an id one of them must claim that another partition holds.
     fn shares_runnable<E: ShareEvent>(
         &self,
         events: &[E],
         partitions: &[u32],
         kind: IdKind,
         local: impl Fn(&Ledger, &Share<E>) -> Option<kassa_shard::LocalRun>,
-    ) -> Option<Vec<Share<E>>> {
-        if events.first().is_none_or(|e| e.imported()) {
-            return None;
-        }
+    ) -> Option<Runnable<E>> {
         let shares = split(events, partitions);
-        if shares.len() < 2 {
-            return None;
-        }
         let mut claimed: Vec<(u128, u32)> = Vec::new();
         for share in &shares {
             let run = local(&self.partitions[share.partition as usize], share)?;
             for id in run.claims {
                 let others =
                     (self.partitions.iter()).filter(|p| p.config().partition != share.partition);
-                if others.clone().any(|p| p.holds(kind, id)) {
-                    return None;
+                if let Some(holder) = others.clone().find(|p| p.holds(kind, id)) {
+                    let holder = holder.config().partition;
+                    return Some(Runnable::HeldBy { id, holder });
                 }
                 claimed.push((id, share.partition));
             }
         }
         claimed.sort_unstable();
         claimed.dedup();
-        if claimed.windows(2).any(|w| w[0].0 == w[1].0) {
+        if claimed.windows(2).any(|w| w[0].0 == w[1].0) || shares.len() < 2 {
             return None;
         }
-        Some(shares)
+        Some(Runnable::Shares(shares))
     }
 
     /// Runs a batch spanning partitions through the record home's pure core (`BatchHome`) and

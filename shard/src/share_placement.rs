@@ -1,0 +1,262 @@
+//! Which partition runs each event of a create batch that spans partitions, under placement
+//! by ledger (`docs/transactions.md`, "Events placed by their records"): the pure part of the
+//! rare path's requester, shared by the node and the model test.
+//!
+//! - An event naming a ledger runs in that ledger's partition.
+//! - A post or void of ledger 0 runs where its pending transfer is: with the batch's events of
+//!   that id when the batch has one before it, else in the partition that stores it (which
+//!   the caller finds: [`Unplaced::Pending`]). A pending transfer stored nowhere leaves the
+//!   batch unplaced (its `pending_transfer_not_found` needs every partition's answer).
+//! - Any other event of ledger 0 fails on its own fields or on its id (`exists*`,
+//!   `id_already_failed`, which come before the ledger's check). It runs with its chain: in
+//!   the partition of the chain's first placed event, else of the batch's first placed event,
+//!   else partition 0. Its id is claimed there like a new one, so nothing creates that id
+//!   elsewhere before the batch is answered.
+//! - An event whose id another partition holds runs in that partition ([`move_to_holder`]),
+//!   with every event of that id and the posts and voids of ledger 0 that follow them: its
+//!   result is `exists*` or `id_already_failed` (or a field error checked before the lookup),
+//!   all of which the holder's records give, and the holder runs such an event whatever its
+//!   ledger (`Ledger::local_transfers`).
+//!
+//! An imported batch is never placed: an imported timestamp must be new to the whole cluster.
+
+use kassa_wire::{Account, Transfer};
+
+use crate::ledger_partition;
+use crate::shares::{chains, ShareEvent};
+
+/// A create event, as placement sees it.
+pub trait PlacedEvent: ShareEvent {
+    /// The event's id.
+    fn id(&self) -> u128;
+    /// The ledger the event names; 0 for none.
+    fn ledger(&self) -> u32;
+    /// The pending transfer a post or void of ledger 0 takes its place from; 0 for none.
+    fn pending_of_ledger_0(&self) -> u128;
+}
+
+impl PlacedEvent for Transfer {
+    fn id(&self) -> u128 {
+        self.id.0
+    }
+    fn ledger(&self) -> u32 {
+        self.ledger
+    }
+    fn pending_of_ledger_0(&self) -> u128 {
+        if self.ledger == 0 {
+            self.pending_id.0
+        } else {
+            0
+        }
+    }
+}
+
+impl PlacedEvent for Account {
+    fn id(&self) -> u128 {
+        self.id.0
+    }
+    fn ledger(&self) -> u32 {
+        self.ledger
+    }
+    fn pending_of_ledger_0(&self) -> u128 {
+        0
+    }
+}
+
+/// Events the batch alone does not place: posts and voids of ledger 0 whose pending transfer
+/// no earlier event creates, `(position, pending id)`, to be looked for in the partitions.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unplaced {
+    pub pending: Vec<(usize, u128)>,
+}
+
+/// Each event's partition as far as the batch tells it (`None` for a post or void of ledger 0
+/// whose pending transfer the partitions must be asked for, listed in [`Unplaced`]), or `None`
+/// for a batch that is empty or imported.
+pub fn placed_in_the_batch<E: PlacedEvent>(
+    events: &[E],
+    partitions: u32,
+) -> Option<(Vec<Option<u32>>, Unplaced)> {
+    if events.first().is_none_or(|first| first.imported()) {
+        return None;
+    }
+    let mut placed: Vec<Option<u32>> = vec![None; events.len()];
+    let mut unplaced = Unplaced::default();
+    for (index, event) in events.iter().enumerate() {
+        if event.ledger() != 0 {
+            placed[index] = Some(ledger_partition(event.ledger(), partitions));
+        } else if event.pending_of_ledger_0() != 0 {
+            let pending = event.pending_of_ledger_0();
+            let earlier = events[..index].iter().any(|e| e.id() == pending);
+            if !earlier {
+                unplaced.pending.push((index, pending));
+            }
+        }
+    }
+    Some((placed, unplaced))
+}
+
+/// Every event's partition, from [`placed_in_the_batch`]'s, with `found(position)` the
+/// partition storing each [`Unplaced`] pending transfer (`None`: stored nowhere, and then the
+/// batch is not placed). See the module for the rest.
+pub fn place_the_rest<E: PlacedEvent>(
+    events: &[E],
+    mut placed: Vec<Option<u32>>,
+    found: impl Fn(usize) -> Option<u32>,
+) -> Option<Vec<u32>> {
+    assert_eq!(events.len(), placed.len());
+    for (index, event) in events.iter().enumerate() {
+        if placed[index].is_none() && event.pending_of_ledger_0() != 0 {
+            let pending = event.pending_of_ledger_0();
+            let earlier = events[..index].iter().any(|e| e.id() == pending);
+            if !earlier {
+                placed[index] = Some(found(index)?);
+            }
+        }
+    }
+    let chains = chains(events);
+    let first_placed = placed.iter().flatten().next().copied();
+    let chain_placed = |chain: u32| {
+        let members = (chain as usize..events.len()).take_while(|i| chains[*i] == Some(chain));
+        members.filter_map(|i| placed[i]).next()
+    };
+    let mut partitions = Vec::with_capacity(events.len());
+    for index in 0..events.len() {
+        let partition = match placed[index] {
+            Some(partition) => partition,
+            None if events[index].pending_of_ledger_0() != 0 => {
+                // With the batch's events of its pending id (placed above, or like this one).
+                let pending = events[index].pending_of_ledger_0();
+                let earlier = events[..index].iter().position(|e| e.id() == pending);
+                partitions[earlier.expect("an unplaced pending is found above")]
+            }
+            None => chains[index]
+                .and_then(chain_placed)
+                .or(first_placed)
+                .unwrap_or(0),
+        };
+        partitions.push(partition);
+    }
+    Some(partitions)
+}
+
+/// Moves the events of `id` to `holder`, which holds that id, with the posts and voids of
+/// ledger 0 of that pending id that follow an event of it in the batch (they run where the
+/// batch's events of their pending id run). The batch keeps each id in one share.
+pub fn move_to_holder<E: PlacedEvent>(events: &[E], partitions: &mut [u32], id: u128, holder: u32) {
+    assert_eq!(events.len(), partitions.len());
+    let mut seen = false;
+    for (event, partition) in events.iter().zip(partitions.iter_mut()) {
+        if event.id() == id {
+            seen = true;
+            *partition = holder;
+        } else if seen && event.pending_of_ledger_0() == id {
+            *partition = holder;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kassa_wire::{AccountId, TransferFlags, TransferId};
+
+    use super::*;
+
+    const PARTITIONS: u32 = 16;
+
+    fn transfer(id: u128, ledger: u32) -> Transfer {
+        Transfer {
+            id: TransferId(id),
+            debit_account_id: AccountId(1),
+            credit_account_id: AccountId(2),
+            amount: 1,
+            ledger,
+            code: 1,
+            ..Transfer::default()
+        }
+    }
+
+    fn post(id: u128, pending: u128) -> Transfer {
+        Transfer {
+            pending_id: TransferId(pending),
+            flags: TransferFlags::POST_PENDING_TRANSFER,
+            ..transfer(id, 0)
+        }
+    }
+
+    fn linked(t: Transfer) -> Transfer {
+        Transfer {
+            flags: t.flags | TransferFlags::LINKED,
+            ..t
+        }
+    }
+
+    fn ledger_of(partition: u32) -> u32 {
+        (1..)
+            .find(|l| ledger_partition(*l, PARTITIONS) == partition)
+            .unwrap()
+    }
+
+    fn place(events: &[Transfer], found: impl Fn(usize) -> Option<u32>) -> Option<Vec<u32>> {
+        let (placed, _) = placed_in_the_batch(events, PARTITIONS)?;
+        place_the_rest(events, placed, found)
+    }
+
+    #[test]
+    fn events_of_ledger_0_run_with_their_chain_else_with_the_first_placed_event() {
+        let (a, b) = (ledger_of(3), ledger_of(5));
+        let events = [
+            transfer(1, b),
+            transfer(2, 0),
+            linked(transfer(3, 0)),
+            linked(transfer(4, 0)),
+            transfer(5, a),
+            transfer(6, 0),
+        ];
+        let placed = place(&events, |_| unreachable!()).unwrap();
+        assert_eq!(placed, vec![5, 5, 3, 3, 3, 5]);
+        // A batch with no ledger at all runs in partition 0.
+        let none = [transfer(1, 0), transfer(2, 0)];
+        assert_eq!(place(&none, |_| unreachable!()).unwrap(), vec![0, 0]);
+    }
+
+    #[test]
+    fn a_post_of_ledger_0_goes_with_its_pending_transfer() {
+        let (a, b) = (ledger_of(3), ledger_of(5));
+        let events = [transfer(7, a), post(8, 7), post(9, 100), transfer(10, b)];
+        let (placed, unplaced) = placed_in_the_batch(&events, PARTITIONS).unwrap();
+        assert_eq!(unplaced.pending, vec![(2, 100)]);
+        let partitions = place_the_rest(&events, placed.clone(), |i| (i == 2).then_some(9));
+        assert_eq!(partitions, Some(vec![3, 3, 9, 5]));
+        // A pending transfer stored nowhere leaves the batch unplaced.
+        assert_eq!(place_the_rest(&events, placed, |_| None), None);
+    }
+
+    #[test]
+    fn an_id_held_elsewhere_takes_its_events_and_the_posts_that_follow_them() {
+        let (a, b) = (ledger_of(3), ledger_of(5));
+        let events = [
+            post(1, 7),
+            transfer(7, a),
+            post(8, 7),
+            transfer(7, b),
+            transfer(9, a),
+        ];
+        // Partition 12 stores transfer 7: the first post is placed there.
+        let mut partitions = place(&events, |_| Some(12)).unwrap();
+        assert_eq!(partitions, vec![12, 3, 3, 5, 3]);
+        move_to_holder(&events, &mut partitions, 7, 12);
+        assert_eq!(partitions, vec![12, 12, 12, 12, 3]);
+    }
+
+    #[test]
+    fn an_imported_or_empty_batch_is_not_placed() {
+        let imported = Transfer {
+            flags: TransferFlags::IMPORTED,
+            timestamp: 1,
+            ..transfer(1, 1)
+        };
+        assert_eq!(placed_in_the_batch(&[imported], PARTITIONS), None);
+        assert_eq!(placed_in_the_batch::<Transfer>(&[], PARTITIONS), None);
+    }
+}
