@@ -101,6 +101,15 @@ pub(crate) enum ControlRequest {
     Inspect { partition: u32, read: ReadFn },
 }
 
+/// What a read reads from the cold runs, read ahead of it.
+pub enum ReadAhead {
+    /// A read by filter (`Partition::prefetch_read`).
+    Filter(ClientRead),
+    /// The ids a create command's check looks up, and their pending transfers'
+    /// (`Partition::prefetch_ids`).
+    Ids(Command),
+}
+
 /// Work for one partition, sent to the core that owns it. `txn` names the cross-partition
 /// transaction a request belongs to: while a transaction holds a partition's lock, requests
 /// of other transactions (and those of none) wait, so nobody sees its effects half-applied.
@@ -114,9 +123,9 @@ pub enum CoreRequest {
     Read {
         partition: u32,
         txn: Option<u64>,
-        /// What the read reads by filter, read ahead of it from the cold runs so that it does
-        /// not block the core (`Partition::prefetch_read`).
-        prefetch: Option<ClientRead>,
+        /// What the read reads from the cold runs, read ahead of it so that it does not block
+        /// the core.
+        prefetch: Option<ReadAhead>,
         read: ReadFn,
     },
     /// Lock these partitions of this core for `txn` (ascending; a partition `txn` holds
@@ -777,7 +786,20 @@ impl CoreQueues {
         filtered: ClientRead,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
-        self.send_read(partition, None, Some(filtered), read).await
+        let prefetch = Some(ReadAhead::Filter(filtered));
+        self.send_read(partition, None, prefetch, read).await
+    }
+
+    /// Runs `read`, a check of `command`'s ids, on `partition`'s core once the ids it looks up
+    /// in the cold runs are read ahead through io_uring: the check blocks no core on the disk.
+    pub async fn read_checking_ids<R: Send + 'static>(
+        &self,
+        partition: u32,
+        command: Command,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let prefetch = Some(ReadAhead::Ids(command));
+        self.send_read(partition, None, prefetch, read).await
     }
 
     /// Reads as part of transaction `txn` (which may hold the partition's lock).
@@ -794,7 +816,7 @@ impl CoreQueues {
         &self,
         partition: u32,
         txn: Option<u64>,
-        prefetch: Option<ClientRead>,
+        prefetch: Option<ReadAhead>,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
         let (read, receive) = boxed_read(read);
@@ -1287,8 +1309,13 @@ async fn serve(
             // admission and the read, and the second returns at once unless one came during
             // the read-ahead.
             let held = match &prefetch {
-                Some(filtered) => {
-                    let held = served.partition.prefetch_read(filtered).await;
+                Some(ahead) => {
+                    let held = match ahead {
+                        ReadAhead::Filter(filtered) => {
+                            served.partition.prefetch_read(filtered).await
+                        }
+                        ReadAhead::Ids(command) => served.partition.prefetch_ids(command).await,
+                    };
                     served.admit_unheld(txn, in_flight).await;
                     Some(held)
                 }

@@ -241,8 +241,22 @@ async fn share_claims(
         let share = share_of(batch, partitions, *participant);
         let partition = *participant;
         async move {
-            let run = queues.read(partition, move |ledger| local_run(ledger, &share));
-            (partition, run.await)
+            // The check looks the share's transfer ids (and pending ids) up, cold ones in the
+            // runs: they are read ahead, as for the fast path's check.
+            let run = match &share {
+                CreateBatch::Transfers(transfers) => {
+                    let command = Command::CreateTransfers {
+                        now: 0,
+                        transfers: transfers.clone(),
+                    };
+                    let check = move |ledger: &Ledger| local_run(ledger, &share);
+                    queues.read_checking_ids(partition, command, check).await
+                }
+                CreateBatch::Accounts(_) => {
+                    (queues.read(partition, move |ledger| local_run(ledger, &share))).await
+                }
+            };
+            (partition, run)
         }
     });
     let mut claims: Vec<(u32, Vec<u128>)> = Vec::new();
