@@ -99,6 +99,13 @@ pub(crate) enum ControlRequest {
     /// A read of the ledger's memory as it is now, not admitted through the partition's
     /// lock (a transaction may hold it): counts for `/ready`.
     Inspect { partition: u32, read: ReadFn },
+    /// Which of `ids` a lease the partition holds now covers (`PartitionDirectory::lease_covers`).
+    LeasesCover {
+        partition: u32,
+        kind: IdKind,
+        ids: Vec<u128>,
+        reply: tokio::sync::oneshot::Sender<Vec<bool>>,
+    },
 }
 
 /// What a read reads from the cold runs, read ahead of it.
@@ -866,6 +873,26 @@ impl CoreQueues {
         receive.await.map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Which of `ids` a lease `partition` holds now covers: that partition stores them
+    /// without claims, and another partition's claim of one would end the lease.
+    pub async fn leases_cover(
+        &self,
+        partition: u32,
+        kind: IdKind,
+        ids: Vec<u128>,
+    ) -> Result<Vec<bool>, NodeError> {
+        let (reply, receive) = tokio::sync::oneshot::channel();
+        let request = ControlRequest::LeasesCover {
+            partition,
+            kind,
+            ids,
+            reply,
+        };
+        let sent = self.control(partition).send(request).await;
+        sent.map_err(|_| NodeError::ShuttingDown)?;
+        receive.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
     /// The core that owns `partition`.
     pub fn core_of(&self, partition: u32) -> usize {
         partition as usize % self.senders.len()
@@ -1115,6 +1142,18 @@ fn answer_control(partitions: &ServedPartitions, request: ControlRequest) {
             let _ = reply.send(served(partition).partition.metrics());
         }
         ControlRequest::Inspect { partition, read } => served(partition).partition.read(read),
+        ControlRequest::LeasesCover {
+            partition,
+            kind,
+            ids,
+            reply,
+        } => {
+            let covered = served(partition).directory.with(|directory| {
+                let covers = |id: &u128| directory.lease_covers(kind, *id);
+                ids.iter().map(covers).collect()
+            });
+            let _ = reply.send(covered);
+        }
     }
 }
 

@@ -1305,6 +1305,37 @@ fn leased_buckets_spare_claims_and_end_when_another_ledger_claims_in_them() {
     }
     assert_eq!(lease_buckets(&placed).1, 0);
 
+    // Events of ledger 0 with fresh ids under those leases, in a batch of their own: they
+    // run (and claim their ids) in ledger 1's partition, which holds the leases, so no lease
+    // ends. (A lease its holder does not know yet is not looked for: wait until the leases
+    // stop changing.) A batch of ledger 3 with such events runs in ledger 3's partition
+    // alone, as before: its fast path looks for no lease, so there they end leases like
+    // ledger 3's own new ids.
+    let settled = common::wait_until(std::time::Duration::from_secs(10), || {
+        let before = lease_buckets(&placed);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        lease_buckets(&placed) == before
+    });
+    assert!(
+        settled,
+        "leases still changing: {:?}",
+        lease_buckets(&placed)
+    );
+    let zero: Vec<String> = (2_500_000..2_500_050u128)
+        .map(|id| transfer_json(id, 1, 2, 1, 0, 0, 1, &[]))
+        .collect();
+    let answered = both(
+        &reference,
+        &placed,
+        "/v1/transfers",
+        &format!("[{}]", zero.join(",")),
+    );
+    assert!(
+        answered.iter().all(|r| r == "ledger_must_not_be_zero"),
+        "{answered:?}"
+    );
+    assert_eq!(lease_buckets(&placed).1, 0, "no lease ended");
+
     // Fresh ids of ledger 1: stored under the leases, unknown to their homes.
     let leased: Vec<u128> = (2_000_000..2_000_100).collect();
     let results = both(

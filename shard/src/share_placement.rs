@@ -8,10 +8,12 @@
 //!   the caller finds: [`Unplaced::Pending`]). A pending transfer stored nowhere leaves the
 //!   batch unplaced (its `pending_transfer_not_found` needs every partition's answer).
 //! - Any other event of ledger 0 fails on its own fields or on its id (`exists*`,
-//!   `id_already_failed`, which come before the ledger's check). It runs with its chain: in
-//!   the partition of the chain's first placed event, else of the batch's first placed event,
-//!   else partition 0. Its id is claimed there like a new one, so nothing creates that id
-//!   elsewhere before the batch is answered.
+//!   `id_already_failed`, which come before the ledger's check). Its id is claimed where it
+//!   runs, like a new one, so nothing creates that id elsewhere before the batch is
+//!   answered. It runs in the partition a lease of its id's bucket is held by, if any (the
+//!   caller finds it: another partition's claim would end that lease for good); else with
+//!   its chain: in the partition of the chain's first placed event, else of the batch's first
+//!   placed event, else partition 0.
 //! - An event whose id another partition holds runs in that partition ([`move_to_holder`]),
 //!   with every event of that id and the posts and voids of ledger 0 that follow them: its
 //!   result is `exists*` or `id_already_failed` (or a field error checked before the lookup),
@@ -22,11 +24,14 @@
 
 use kassa_wire::{Account, Transfer};
 
+use crate::directory::IdKind;
 use crate::ledger_partition;
 use crate::shares::{chains, ShareEvent};
 
 /// A create event, as placement sees it.
 pub trait PlacedEvent: ShareEvent {
+    /// The kind of the event's id, in the id directory.
+    const KIND: IdKind;
     /// The event's id.
     fn id(&self) -> u128;
     /// The ledger the event names; 0 for none.
@@ -36,6 +41,7 @@ pub trait PlacedEvent: ShareEvent {
 }
 
 impl PlacedEvent for Transfer {
+    const KIND: IdKind = IdKind::Transfer;
     fn id(&self) -> u128 {
         self.id.0
     }
@@ -52,6 +58,7 @@ impl PlacedEvent for Transfer {
 }
 
 impl PlacedEvent for Account {
+    const KIND: IdKind = IdKind::Account;
     fn id(&self) -> u128 {
         self.id.0
     }
@@ -96,13 +103,24 @@ pub fn placed_in_the_batch<E: PlacedEvent>(
     Some((placed, unplaced))
 }
 
+/// The positions of the events of ledger 0 that post nothing: the caller looks for a lease
+/// covering each one's id ([`place_the_rest`]'s `leased`).
+pub fn of_ledger_0<E: PlacedEvent>(events: &[E]) -> Vec<usize> {
+    (events.iter().enumerate())
+        .filter(|(_, e)| e.ledger() == 0 && e.pending_of_ledger_0() == 0)
+        .map(|(index, _)| index)
+        .collect()
+}
+
 /// Every event's partition, from [`placed_in_the_batch`]'s, with `found(position)` the
 /// partition storing each [`Unplaced`] pending transfer (`None`: stored nowhere, and then the
-/// batch is not placed). See the module for the rest.
+/// batch is not placed) and `leased(position)` the partition holding a lease on the id of
+/// an event of ledger 0 that posts nothing ([`of_ledger_0`]). See the module for the rest.
 pub fn place_the_rest<E: PlacedEvent>(
     events: &[E],
     mut placed: Vec<Option<u32>>,
     found: impl Fn(usize) -> Option<u32>,
+    leased: impl Fn(usize) -> Option<u32>,
 ) -> Option<Vec<u32>> {
     assert_eq!(events.len(), placed.len());
     for (index, event) in events.iter().enumerate() {
@@ -130,8 +148,8 @@ pub fn place_the_rest<E: PlacedEvent>(
                 let earlier = events[..index].iter().position(|e| e.id() == pending);
                 partitions[earlier.expect("an unplaced pending is found above")]
             }
-            None => chains[index]
-                .and_then(chain_placed)
+            None => (leased(index))
+                .or_else(|| chains[index].and_then(chain_placed))
                 .or(first_placed)
                 .unwrap_or(0),
         };
@@ -199,7 +217,7 @@ mod tests {
 
     fn place(events: &[Transfer], found: impl Fn(usize) -> Option<u32>) -> Option<Vec<u32>> {
         let (placed, _) = placed_in_the_batch(events, PARTITIONS)?;
-        place_the_rest(events, placed, found)
+        place_the_rest(events, placed, found, |_| None)
     }
 
     #[test]
@@ -218,6 +236,12 @@ mod tests {
         // A batch with no ledger at all runs in partition 0.
         let none = [transfer(1, 0), transfer(2, 0)];
         assert_eq!(place(&none, |_| unreachable!()).unwrap(), vec![0, 0]);
+        // An id a lease covers runs in the lease's holder, before its chain.
+        assert_eq!(of_ledger_0(&events), vec![1, 2, 3, 5]);
+        let (placed, _) = placed_in_the_batch(&events, PARTITIONS).unwrap();
+        let leased = |index| (index == 2 || index == 5).then_some(7);
+        let partitions = place_the_rest(&events, placed, |_| unreachable!(), leased);
+        assert_eq!(partitions.unwrap(), vec![5, 5, 7, 3, 3, 7]);
     }
 
     #[test]
@@ -226,10 +250,11 @@ mod tests {
         let events = [transfer(7, a), post(8, 7), post(9, 100), transfer(10, b)];
         let (placed, unplaced) = placed_in_the_batch(&events, PARTITIONS).unwrap();
         assert_eq!(unplaced.pending, vec![(2, 100)]);
-        let partitions = place_the_rest(&events, placed.clone(), |i| (i == 2).then_some(9));
+        let partitions =
+            place_the_rest(&events, placed.clone(), |i| (i == 2).then_some(9), |_| None);
         assert_eq!(partitions, Some(vec![3, 3, 9, 5]));
         // A pending transfer stored nowhere leaves the batch unplaced.
-        assert_eq!(place_the_rest(&events, placed, |_| None), None);
+        assert_eq!(place_the_rest(&events, placed, |_| None, |_| None), None);
     }
 
     #[test]

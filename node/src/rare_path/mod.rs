@@ -34,7 +34,7 @@ use kassa_shard::batch_home::{CreateBatch, WireRequest};
 use kassa_shard::directory::{ClaimAnswer, IdKind};
 use kassa_shard::intents::ShareResults;
 use kassa_shard::share_placement::{
-    move_to_holder, place_the_rest, placed_in_the_batch, PlacedEvent,
+    move_to_holder, of_ledger_0, place_the_rest, placed_in_the_batch, PlacedEvent,
 };
 use kassa_shard::{Command, ForeignAnswer, Ledger, LocalRun, Reply};
 use kassa_wire::TransferId;
@@ -328,7 +328,41 @@ async fn placed<E: PlacedEvent>(
             }
         }
     }
-    Ok(place_the_rest(events, placed, |index| stored_in[index]))
+    let leased_in = leases_of_ledger_0(queues, events).await?;
+    Ok(place_the_rest(
+        events,
+        placed,
+        |index| stored_in[index],
+        |index| leased_in[index],
+    ))
+}
+
+/// For each event of ledger 0 that posts nothing, the partition holding a lease that covers
+/// its id, if any: the event's id is claimed where it runs, and a claim by another partition
+/// would end that lease for good (`kassa_shard::directory`).
+async fn leases_of_ledger_0<E: PlacedEvent>(
+    queues: &CoreQueues,
+    events: &[E],
+) -> Result<Vec<Option<u32>>, NodeError> {
+    let mut leased_in: Vec<Option<u32>> = vec![None; events.len()];
+    let positions = of_ledger_0(events);
+    if positions.is_empty() {
+        return Ok(leased_in);
+    }
+    let kind = E::KIND;
+    let ids: Vec<u128> = positions.iter().map(|index| events[*index].id()).collect();
+    let asked = (0..queues.partitions()).map(|partition| {
+        let ids = ids.clone();
+        async move { (partition, queues.leases_cover(partition, kind, ids).await) }
+    });
+    for (partition, covered) in join_all(asked).await {
+        for (index, covered) in positions.iter().zip(covered?) {
+            if covered {
+                leased_in[*index] = Some(partition);
+            }
+        }
+    }
+    Ok(leased_in)
 }
 
 /// Whether every id of the batch is in one share only (two partitions creating one id would
@@ -460,7 +494,7 @@ mod tests {
     fn placed(events: &[Transfer]) -> Vec<u32> {
         let (placed, unplaced) = placed_in_the_batch(events, 16).expect("placed");
         assert!(unplaced.pending.is_empty(), "{unplaced:?}");
-        place_the_rest(events, placed, |_| None).expect("placed")
+        place_the_rest(events, placed, |_| None, |_| None).expect("placed")
     }
 
     #[test]

@@ -520,7 +520,8 @@ impl Cluster {
                     .expect("in memory or the store")
             })
         };
-        let mut partitions = place_the_rest(events, placed, stored)?;
+        // No leases here: every claim is a claim of the partition's own.
+        let mut partitions = place_the_rest(events, placed, stored, |_| None)?;
         // Each move takes every event of one id to the partition holding it, where it needs
         // no claim: at most one move per id.
         for _ in 0..=events.len() {
