@@ -1641,7 +1641,13 @@ fn local_run(
         Command::ForeignRequest { request, .. }
             if ledger.foreign_requests().knows(request.header()) =>
         {
-            Some((IdKind::Transfer, LocalRun { claims: Vec::new() }))
+            Some((
+                IdKind::Transfer,
+                LocalRun {
+                    claims: Vec::new(),
+                    elsewhere: Vec::new(),
+                },
+            ))
         }
         Command::Request { request, .. } | Command::ForeignRequest { request, .. } => {
             match request.operation() {

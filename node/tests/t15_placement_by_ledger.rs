@@ -606,6 +606,8 @@ fn ids_held_elsewhere_and_events_of_ledger_0_run_without_the_coordinator() {
         transfer_json(106, 3, 4, 10, 0, b, 1, &[]),
         transfer_json(101, 1, 2, 10, 0, a, 1, &[]),
         transfer_json(201, 4, 3, 5, 0, b, 1, &[]),
+        // A retry of 105 in the wrong ledger, with 105's own accounts (of ledger a).
+        transfer_json(105, 1, 2, 10, 0, b, 1, &[]),
     ];
     let answered = both(
         &reference,
@@ -620,7 +622,8 @@ fn ids_held_elsewhere_and_events_of_ledger_0_run_without_the_coordinator() {
             "created",
             "id_already_failed",
             "exists",
-            "created"
+            "created",
+            "exists_with_different_ledger"
         ]
     );
     // A chain of ledger b broken by a reused id: decided in rounds across the two partitions.

@@ -40,11 +40,33 @@ pub struct LocalRun {
     /// dedups what it sends, usually little once leases cover the rest). Each must be
     /// claimed for this partition before the batch runs.
     pub claims: Vec<u128>,
+    /// With [`Ledger::share_transfers`] and [`Ledger::share_accounts`] only: ids of events
+    /// that cannot run here (another ledger's, or naming accounts stored elsewhere) and are
+    /// not held here. Each runs where its id is held, if another partition holds it (then
+    /// it fails with `exists*` or `id_already_failed` there); if none does, the share cannot
+    /// run in shares. Empty from the fast path's checks, which refuse such a batch.
+    pub elsewhere: Vec<u128>,
 }
 
 impl Ledger {
     /// Whether `accounts` can be created in this partition alone; see the module.
     pub fn local_accounts(&self, accounts: impl IntoIterator<Item = Account>) -> Option<LocalRun> {
+        self.accounts_run(accounts, None)
+    }
+
+    /// [`Ledger::local_accounts`] for a share of a batch in shares: an account of another
+    /// ledger not held here is listed in [`LocalRun::elsewhere`] instead of refusing it.
+    pub fn share_accounts(&self, accounts: impl IntoIterator<Item = Account>) -> Option<LocalRun> {
+        let mut elsewhere = Vec::new();
+        let run = self.accounts_run(accounts, Some(&mut elsewhere))?;
+        Some(LocalRun { elsewhere, ..run })
+    }
+
+    fn accounts_run(
+        &self,
+        accounts: impl IntoIterator<Item = Account>,
+        mut elsewhere: Option<&mut Vec<u128>>,
+    ) -> Option<LocalRun> {
         if !self.runs_local_batches() {
             return None;
         }
@@ -58,13 +80,17 @@ impl Ledger {
                 if self.account_answered_here(&a) {
                     continue; // Fails here on its fields or with `exists*`; see the module.
                 }
-                return None;
+                elsewhere.as_mut()?.push(a.id.0);
+                continue;
             }
             if valid(a.id.0) && self.account_positions.get(a.id.0).is_none() {
                 claims.push(a.id.0);
             }
         }
-        Some(LocalRun { claims })
+        Some(LocalRun {
+            claims,
+            elsewhere: Vec::new(),
+        })
     }
 
     /// Whether `transfers` can be created in this partition alone; see the module.
@@ -84,6 +110,27 @@ impl Ledger {
         transfers: impl IntoIterator<Item = Transfer>,
         leased: impl Fn(u128) -> bool,
     ) -> Option<LocalRun> {
+        self.transfers_run(transfers, leased, None)
+    }
+
+    /// [`Ledger::local_transfers`] for a share of a batch in shares: an event that cannot
+    /// run here and whose id is not held here is listed in [`LocalRun::elsewhere`] instead
+    /// of refusing it.
+    pub fn share_transfers(
+        &self,
+        transfers: impl IntoIterator<Item = Transfer>,
+    ) -> Option<LocalRun> {
+        let mut elsewhere = Vec::new();
+        let run = self.transfers_run(transfers, |_| false, Some(&mut elsewhere))?;
+        Some(LocalRun { elsewhere, ..run })
+    }
+
+    fn transfers_run(
+        &self,
+        transfers: impl IntoIterator<Item = Transfer>,
+        leased: impl Fn(u128) -> bool,
+        mut elsewhere: Option<&mut Vec<u128>>,
+    ) -> Option<LocalRun> {
         if !self.runs_local_batches() {
             return None;
         }
@@ -99,9 +146,14 @@ impl Ledger {
             let stored = |id| self.transfer_position(id).ok().map(|found| found.is_some());
             let held = |id| Some(self.failed_transfer_ids.contains(&id) || stored(id)?);
             if !self.transfer_may_run_here(&t) {
-                let imported = t.flags.contains(TransferFlags::IMPORTED);
-                if imported || !(transfer_fails_before_lookup(&t) || held(t.id.0)?) {
+                if t.flags.contains(TransferFlags::IMPORTED) {
                     return None;
+                }
+                if !(transfer_fails_before_lookup(&t) || held(t.id.0)?) {
+                    // Runs where its id is held, if anywhere: it claims nothing here and is
+                    // no earlier event for a later post.
+                    elsewhere.as_mut()?.push(t.id.0);
+                    continue;
                 }
                 // Fails here on its fields or with `exists*` or `id_already_failed`; see the
                 // module. Nothing to claim, so it is no earlier event for a later post: its
@@ -129,7 +181,10 @@ impl Ledger {
                 claims.push(t.id.0);
             }
         }
-        Some(LocalRun { claims })
+        Some(LocalRun {
+            claims,
+            elsewhere: Vec::new(),
+        })
     }
 
     /// Whether no event of `transfers` keeps them from running here alone for what this
@@ -354,6 +409,14 @@ mod tests {
             ledger.local_transfers([transfer(8, elsewhere, 30, 31)]),
             None
         );
+        // In a share, such an event is listed to run where its id is held, if anywhere.
+        let share = [transfer(8, elsewhere, 30, 31), transfer(9, here, 1, 2)];
+        let share = ledger.share_transfers(share).expect("a share");
+        assert_eq!((share.claims, share.elsewhere), (vec![9], vec![8]));
+        let share = ledger
+            .share_accounts([account(4, elsewhere)])
+            .expect("a share");
+        assert_eq!((share.claims, share.elsewhere), (vec![], vec![4]));
         let mut reserved = transfer(8, elsewhere, 30, 31);
         reserved.flags = TransferFlags(1 << 15);
         let invalid = [transfer(0, elsewhere, 30, 31), reserved];

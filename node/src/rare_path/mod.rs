@@ -181,12 +181,23 @@ async fn run_in_shares(
         if rounds > CLAIM_ROUNDS_MAX || !ids_in_one_share(&batch, &partitions) {
             return Ok(Requested::NotRunnable(batch));
         }
-        let Some(claims) = share_claims(queues, &batch, &partitions).await? else {
+        let Some((claims, elsewhere)) = share_claims(queues, &batch, &partitions).await? else {
             return Ok(Requested::NotRunnable(batch));
         };
+        // The ids of events that can run only where their id is held are claimed too: a
+        // claim answered `OwnedBy` says where; one granted says nowhere, and then the event
+        // cannot run in shares.
         match claim(queues, kind, claims).await? {
-            Claimed::Granted(claimed) => break claimed,
+            Claimed::Granted(claimed) if elsewhere.is_empty() => break claimed,
+            Claimed::Granted(claimed) => {
+                queues.settle_claims(claimed).await;
+                return Ok(Requested::NotRunnable(batch));
+            }
             Claimed::OwnedBy(owned) => {
+                let held = |id: &u128| owned.iter().any(|(owned, _)| owned == id);
+                if !elsewhere.iter().all(held) {
+                    return Ok(Requested::NotRunnable(batch));
+                }
                 for (id, holder) in owned {
                     move_events(&batch, &mut partitions, id, holder);
                 }
@@ -229,13 +240,16 @@ async fn run_in_shares(
     answered.map(Requested::Answered)
 }
 
-/// Each share's new ids, if it can run in its partition alone. Whether it can only grows
-/// true (records are never removed), so it still holds when the intent is written.
+/// Each share's ids to claim, if it can run in its partition alone once its events listed
+/// elsewhere ([`LocalRun::elsewhere`], whose ids are claimed too and returned apart) move to
+/// their ids' holders. Whether a share can run only grows true (records are never removed),
+/// so it still holds when the intent is written.
+#[allow(clippy::type_complexity)]
 async fn share_claims(
     queues: &CoreQueues,
     batch: &CreateBatch,
     partitions: &[u32],
-) -> Result<Option<Vec<(u32, Vec<u128>)>>, NodeError> {
+) -> Result<Option<(Vec<(u32, Vec<u128>)>, Vec<u128>)>, NodeError> {
     let participants: BTreeSet<u32> = partitions.iter().copied().collect();
     let checks = participants.iter().map(|participant| {
         let share = share_of(batch, partitions, *participant);
@@ -260,6 +274,7 @@ async fn share_claims(
         }
     });
     let mut claims: Vec<(u32, Vec<u128>)> = Vec::new();
+    let mut elsewhere: Vec<u128> = Vec::new();
     for (partition, run) in join_all(checks).await {
         let Some(run) = run? else {
             return Ok(None);
@@ -267,11 +282,13 @@ async fn share_claims(
         // An id twice in one share is that share's own business (`exists`); it is claimed
         // once.
         let mut ids = run.claims;
+        ids.extend_from_slice(&run.elsewhere);
         ids.sort_unstable();
         ids.dedup();
         claims.push((partition, ids));
+        elsewhere.extend(run.elsewhere);
     }
-    Ok(Some(claims))
+    Ok(Some((claims, elsewhere)))
 }
 
 /// Moves the events of `id` (and the posts and voids of ledger 0 that follow them) to
@@ -397,8 +414,8 @@ fn share_of(batch: &CreateBatch, partitions: &[u32], partition: u32) -> CreateBa
 /// Whether `share` can run in `ledger`'s partition alone, and the ids it must claim.
 fn local_run(ledger: &Ledger, share: &CreateBatch) -> Option<LocalRun> {
     match share {
-        CreateBatch::Transfers(events) => ledger.local_transfers(events.iter().copied()),
-        CreateBatch::Accounts(events) => ledger.local_accounts(events.iter().copied()),
+        CreateBatch::Transfers(events) => ledger.share_transfers(events.iter().copied()),
+        CreateBatch::Accounts(events) => ledger.share_accounts(events.iter().copied()),
     }
 }
 
