@@ -37,6 +37,7 @@ use crate::parallel_commit::{
     ClosedAs, HomeAnswer, HomeCommand, Ignored, Outcome, Participant, ParticipantAnswer,
     ParticipantCommand, Records, TxnId, TXN_ID_SIZE,
 };
+use crate::share_placement::PlacedEvent;
 use crate::shares::{Forced, InTheBatch, Share, ShareError};
 use crate::{Effects, Ledger, PlacementKind, StagedReply};
 
@@ -264,8 +265,7 @@ impl Ledger {
                             || share.events[..index].iter().any(|e| e.id == t.pending_id));
                     // Any other event of ledger 0, and one answered here whatever its ledger
                     // (`share_placement`), may be in any share.
-                    let anywhere = (t.ledger == 0 && t.pending_id.0 == 0)
-                        || self.transfer_answered_here_applied(t);
+                    let anywhere = t.runs_anywhere() || self.transfer_answered_here_applied(t);
                     if !pending_here && !anywhere {
                         for stored in placement.transfer_partitions(t) {
                             here(position, stored)?;
@@ -279,7 +279,7 @@ impl Ledger {
             ShareOfBatch::Accounts { share, batch } => {
                 check_share(share, partition)?;
                 for (position, account) in share.positions.iter().zip(&share.events) {
-                    if account.ledger != 0 && !self.account_answered_here(account) {
+                    if !account.runs_anywhere() && !self.account_answered_here(account) {
                         here(position, placement.account(account))?;
                     }
                 }

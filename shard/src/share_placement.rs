@@ -22,6 +22,8 @@
 //!
 //! An imported batch is never placed: an imported timestamp must be new to the whole cluster.
 
+use std::collections::HashMap;
+
 use kassa_wire::{Account, Transfer};
 
 use crate::directory::IdKind;
@@ -38,6 +40,11 @@ pub trait PlacedEvent: ShareEvent {
     fn ledger(&self) -> u32;
     /// The pending transfer a post or void of ledger 0 takes its place from; 0 for none.
     fn pending_of_ledger_0(&self) -> u128;
+    /// Whether the event names no ledger and posts nothing: it fails on its id or its own
+    /// fields, whichever partition runs it.
+    fn runs_anywhere(&self) -> bool {
+        self.ledger() == 0 && self.pending_of_ledger_0() == 0
+    }
 }
 
 impl PlacedEvent for Transfer {
@@ -70,87 +77,98 @@ impl PlacedEvent for Account {
     }
 }
 
-/// Events the batch alone does not place: posts and voids of ledger 0 whose pending transfer
-/// no earlier event creates, `(position, pending id)`, to be looked for in the partitions.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Unplaced {
-    pub pending: Vec<(usize, u128)>,
+/// Where the batch alone places an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// In its ledger's partition.
+    Partition(u32),
+    /// A post or void of ledger 0 that goes with the batch's first event of its pending id,
+    /// at this earlier position.
+    With(usize),
+    /// A post or void of ledger 0 of a pending transfer no earlier event creates: where the
+    /// partitions say it is stored (`found` in [`place_the_rest`]).
+    Stored(u128),
+    /// An event of ledger 0 that posts nothing ([`PlacedEvent::runs_anywhere`]).
+    Anywhere,
 }
 
-/// Each event's partition as far as the batch tells it (`None` for a post or void of ledger 0
-/// whose pending transfer the partitions must be asked for, listed in [`Unplaced`]), or `None`
-/// for a batch that is empty or imported.
-pub fn placed_in_the_batch<E: PlacedEvent>(
-    events: &[E],
-    partitions: u32,
-) -> Option<(Vec<Option<u32>>, Unplaced)> {
+/// Where the batch alone places each event, or `None` for a batch that is empty or
+/// imported.
+pub fn placed_in_the_batch<E: PlacedEvent>(events: &[E], partitions: u32) -> Option<Vec<Place>> {
     if events.first().is_none_or(|first| first.imported()) {
         return None;
     }
-    let mut placed: Vec<Option<u32>> = vec![None; events.len()];
-    let mut unplaced = Unplaced::default();
-    for (index, event) in events.iter().enumerate() {
+    // Each id's first position, made only once a post or void of ledger 0 asks.
+    let mut first_of: Option<HashMap<u128, usize>> = None;
+    let places = events.iter().enumerate().map(|(index, event)| {
+        let pending = event.pending_of_ledger_0();
         if event.ledger() != 0 {
-            placed[index] = Some(ledger_partition(event.ledger(), partitions));
-        } else if event.pending_of_ledger_0() != 0 {
-            let pending = event.pending_of_ledger_0();
-            let earlier = events[..index].iter().any(|e| e.id() == pending);
-            if !earlier {
-                unplaced.pending.push((index, pending));
+            Place::Partition(ledger_partition(event.ledger(), partitions))
+        } else if pending != 0 {
+            let first_of = first_of.get_or_insert_with(|| {
+                let mut first = HashMap::with_capacity(events.len());
+                for (index, e) in events.iter().enumerate() {
+                    first.entry(e.id()).or_insert(index);
+                }
+                first
+            });
+            match first_of.get(&pending) {
+                Some(earlier) if *earlier < index => Place::With(*earlier),
+                _ => Place::Stored(pending),
             }
+        } else {
+            Place::Anywhere
         }
-    }
-    Some((placed, unplaced))
+    });
+    Some(places.collect())
 }
 
 /// The positions of the events of ledger 0 that post nothing: the caller looks for a lease
 /// covering each one's id ([`place_the_rest`]'s `leased`).
 pub fn of_ledger_0<E: PlacedEvent>(events: &[E]) -> Vec<usize> {
     (events.iter().enumerate())
-        .filter(|(_, e)| e.ledger() == 0 && e.pending_of_ledger_0() == 0)
+        .filter(|(_, e)| e.runs_anywhere())
         .map(|(index, _)| index)
         .collect()
 }
 
-/// Every event's partition, from [`placed_in_the_batch`]'s, with `found(position)` the
-/// partition storing each [`Unplaced`] pending transfer (`None`: stored nowhere, and then the
-/// batch is not placed) and `leased(position)` the partition holding a lease on the id of
-/// an event of ledger 0 that posts nothing ([`of_ledger_0`]). See the module for the rest.
+/// Every event's partition, from [`placed_in_the_batch`]'s places, with `found(position)`
+/// the partition storing each [`Place::Stored`] pending transfer (`None`: stored nowhere, and
+/// then the batch is not placed) and `leased(position)` the partition holding a lease on the
+/// id of each [`Place::Anywhere`] event ([`of_ledger_0`]). See the module for the rest.
 pub fn place_the_rest<E: PlacedEvent>(
     events: &[E],
-    mut placed: Vec<Option<u32>>,
+    places: &[Place],
     found: impl Fn(usize) -> Option<u32>,
     leased: impl Fn(usize) -> Option<u32>,
 ) -> Option<Vec<u32>> {
-    assert_eq!(events.len(), placed.len());
-    for (index, event) in events.iter().enumerate() {
-        if placed[index].is_none() && event.pending_of_ledger_0() != 0 {
-            let pending = event.pending_of_ledger_0();
-            let earlier = events[..index].iter().any(|e| e.id() == pending);
-            if !earlier {
-                placed[index] = Some(found(index)?);
-            }
-        }
+    assert_eq!(events.len(), places.len());
+    // The partitions of events placed by a ledger or a stored pending transfer: the first of
+    // each chain (by its first position) and of the batch are where the rest go.
+    let mut direct: Vec<Option<u32>> = Vec::with_capacity(places.len());
+    for (index, place) in places.iter().enumerate() {
+        direct.push(match place {
+            Place::Partition(partition) => Some(*partition),
+            Place::Stored(_) => Some(found(index)?),
+            Place::With(_) | Place::Anywhere => None,
+        });
     }
     let chains = chains(events);
-    let first_placed = placed.iter().flatten().next().copied();
-    let chain_placed = |chain: u32| {
-        let members = (chain as usize..events.len()).take_while(|i| chains[*i] == Some(chain));
-        members.filter_map(|i| placed[i]).next()
-    };
-    let mut partitions = Vec::with_capacity(events.len());
-    for index in 0..events.len() {
-        let partition = match placed[index] {
-            Some(partition) => partition,
-            None if events[index].pending_of_ledger_0() != 0 => {
-                // With the batch's events of its pending id (placed above, or like this one).
-                let pending = events[index].pending_of_ledger_0();
-                let earlier = events[..index].iter().position(|e| e.id() == pending);
-                partitions[earlier.expect("an unplaced pending is found above")]
-            }
-            None => (leased(index))
-                .or_else(|| chains[index].and_then(chain_placed))
-                .or(first_placed)
+    let mut chain_first: Vec<Option<u32>> = vec![None; events.len()];
+    for (chain, partition) in chains.iter().zip(&direct) {
+        if let (Some(start), Some(partition)) = (chain, partition) {
+            chain_first[*start as usize].get_or_insert(*partition);
+        }
+    }
+    let batch_first = direct.iter().flatten().next().copied();
+    let mut partitions: Vec<u32> = Vec::with_capacity(events.len());
+    for (index, place) in places.iter().enumerate() {
+        let partition = match (place, direct[index]) {
+            (_, Some(partition)) => partition,
+            (Place::With(earlier), None) => partitions[*earlier],
+            _ => (leased(index))
+                .or_else(|| chains[index].and_then(|start| chain_first[start as usize]))
+                .or(batch_first)
                 .unwrap_or(0),
         };
         partitions.push(partition);
@@ -216,8 +234,8 @@ mod tests {
     }
 
     fn place(events: &[Transfer], found: impl Fn(usize) -> Option<u32>) -> Option<Vec<u32>> {
-        let (placed, _) = placed_in_the_batch(events, PARTITIONS)?;
-        place_the_rest(events, placed, found, |_| None)
+        let places = placed_in_the_batch(events, PARTITIONS)?;
+        place_the_rest(events, &places, found, |_| None)
     }
 
     #[test]
@@ -238,9 +256,9 @@ mod tests {
         assert_eq!(place(&none, |_| unreachable!()).unwrap(), vec![0, 0]);
         // An id a lease covers runs in the lease's holder, before its chain.
         assert_eq!(of_ledger_0(&events), vec![1, 2, 3, 5]);
-        let (placed, _) = placed_in_the_batch(&events, PARTITIONS).unwrap();
+        let places = placed_in_the_batch(&events, PARTITIONS).unwrap();
         let leased = |index| (index == 2 || index == 5).then_some(7);
-        let partitions = place_the_rest(&events, placed, |_| unreachable!(), leased);
+        let partitions = place_the_rest(&events, &places, |_| unreachable!(), leased);
         assert_eq!(partitions.unwrap(), vec![5, 5, 7, 3, 3, 7]);
     }
 
@@ -248,13 +266,12 @@ mod tests {
     fn a_post_of_ledger_0_goes_with_its_pending_transfer() {
         let (a, b) = (ledger_of(3), ledger_of(5));
         let events = [transfer(7, a), post(8, 7), post(9, 100), transfer(10, b)];
-        let (placed, unplaced) = placed_in_the_batch(&events, PARTITIONS).unwrap();
-        assert_eq!(unplaced.pending, vec![(2, 100)]);
-        let partitions =
-            place_the_rest(&events, placed.clone(), |i| (i == 2).then_some(9), |_| None);
+        let places = placed_in_the_batch(&events, PARTITIONS).unwrap();
+        assert_eq!(places[1..3], [Place::With(0), Place::Stored(100)]);
+        let partitions = place_the_rest(&events, &places, |i| (i == 2).then_some(9), |_| None);
         assert_eq!(partitions, Some(vec![3, 3, 9, 5]));
         // A pending transfer stored nowhere leaves the batch unplaced.
-        assert_eq!(place_the_rest(&events, placed, |_| None, |_| None), None);
+        assert_eq!(place_the_rest(&events, &places, |_| None, |_| None), None);
     }
 
     #[test]

@@ -511,7 +511,7 @@ impl Cluster {
         kind: IdKind,
         local: impl Fn(&Ledger, &Share<E>) -> Option<kassa_shard::LocalRun>,
     ) -> Option<(Vec<u32>, Vec<Share<E>>)> {
-        let (placed, _) = placed_in_the_batch(events, self.count)?;
+        let places = placed_in_the_batch(events, self.count)?;
         let stored = |index: usize| {
             let id = kassa_wire::TransferId(events[index].pending_of_ledger_0());
             (0..self.count).find(|p| {
@@ -521,7 +521,7 @@ impl Cluster {
             })
         };
         // No leases here: every claim is a claim of the partition's own.
-        let mut partitions = place_the_rest(events, placed, stored, |_| None)?;
+        let mut partitions = place_the_rest(events, &places, stored, |_| None)?;
         // Each move takes every event of one id to the partition holding it, where it needs
         // no claim (unless a post follows both its own id and its pending id).
 
