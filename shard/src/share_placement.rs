@@ -5,7 +5,7 @@
 //! - An event naming a ledger runs in that ledger's partition.
 //! - A post or void of ledger 0 runs where its pending transfer is: with the batch's events of
 //!   that id when the batch has one before it, else in the partition that stores it (which
-//!   the caller finds: [`Unplaced::Pending`]). A pending transfer stored nowhere leaves the
+//!   the caller finds: [`Place::Stored`]). A pending transfer stored nowhere leaves the
 //!   batch unplaced (its `pending_transfer_not_found` needs every partition's answer).
 //! - Any other event of ledger 0 fails on its own fields or on its id (`exists*`,
 //!   `id_already_failed`, which come before the ledger's check). Its id is claimed where it
